@@ -1,0 +1,11 @@
+// Package mailstore defines the message store that smtpd, pop3d and imapd
+// share: accounts, mailboxes, UIDs, flags with modseq, message readers and
+// change events. It speaks of none of those protocols' sessions, and its API
+// mentions no database handle or file path, so that a second backend (for
+// example a PostgreSQL index with S3-compatible bodies) can be added without
+// touching the protocols.
+//
+// The backend that ships is mailstore/maildir: Maildir files for bodies and a
+// SQLite index per account. cmd/posthouse picks the backend; protocols only
+// see the Store and Account interfaces declared here.
+package mailstore

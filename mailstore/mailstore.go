@@ -1,0 +1,282 @@
+package mailstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+)
+
+// Sentinel errors. Implementations wrap them with %w; protocols branch on them
+// with errors.Is and translate them at their edge.
+var (
+	ErrNoSuchAccount  = errors.New("mailstore: no such account")
+	ErrBadAccountName = errors.New("mailstore: invalid account name")
+	ErrNoSuchMailbox  = errors.New("mailstore: no such mailbox")
+	ErrMailboxExists  = errors.New("mailstore: mailbox already exists")
+	ErrBadMailboxName = errors.New("mailstore: invalid mailbox name")
+	// ErrNotAllowed: the operation is refused for this mailbox (deleting
+	// INBOX, renaming into a child of itself, …).
+	ErrNotAllowed = errors.New("mailstore: operation not allowed on this mailbox")
+	// ErrHasChildren: DELETE of a mailbox that still has child mailboxes.
+	ErrHasChildren   = errors.New("mailstore: mailbox has children")
+	ErrNoSuchMessage = errors.New("mailstore: no such message")
+	// ErrOverQuota: storing the message would exceed the account's quota.
+	ErrOverQuota = errors.New("mailstore: quota exceeded")
+	// ErrInUse: the POP3 maildrop lock is held by another session.
+	ErrInUse  = errors.New("mailstore: maildrop in use")
+	ErrClosed = errors.New("mailstore: closed")
+)
+
+// Special-use attributes (RFC 6154) a mailbox may carry.
+const (
+	SpecialNone    = ""
+	SpecialSent    = `\Sent`
+	SpecialDrafts  = `\Drafts`
+	SpecialTrash   = `\Trash`
+	SpecialJunk    = `\Junk`
+	SpecialArchive = `\Archive`
+)
+
+// Inbox is the name of every account's inbox. Lookups of "inbox" in any case
+// resolve to it (RFC 9051 §5.1).
+const Inbox = "INBOX"
+
+// Separator is the hierarchy delimiter of mailbox names.
+const Separator = '/'
+
+// DefaultMailboxes are created with every new account, with their special use.
+var DefaultMailboxes = []struct{ Name, SpecialUse string }{
+	{Inbox, SpecialNone},
+	{"Drafts", SpecialDrafts},
+	{"Sent", SpecialSent},
+	{"Trash", SpecialTrash},
+	{"Junk", SpecialJunk},
+	{"Archive", SpecialArchive},
+}
+
+// Store gives access to accounts. One Store serves every protocol in the
+// process; it is safe for concurrent use.
+type Store interface {
+	// Open returns a handle on the account, creating its storage and the
+	// DefaultMailboxes on first use. name is the account's canonical address
+	// (lower case, as auth hands it out); a name that could not be an address
+	// gets ErrBadAccountName. Every handle must be closed; handles on one
+	// account share state and see each other's changes and events.
+	Open(ctx context.Context, name string) (Account, error)
+	// Remove deletes an account and all its mail. Open handles get ErrClosed.
+	Remove(ctx context.Context, name string) error
+	// Close releases every account; later calls get ErrClosed.
+	Close() error
+}
+
+// Account is one user's mail. Methods are safe for concurrent use by many
+// sessions. Mailboxes are addressed by name for operations a client names
+// (CREATE, APPEND, COPY destination) and by Mailbox.ID, which stays the same
+// across renames, once selected.
+type Account interface {
+	Name() string
+	Close() error
+
+	// Mailboxes.
+	ListMailboxes(ctx context.Context) ([]Mailbox, error) // sorted by name
+	Mailbox(ctx context.Context, name string) (Mailbox, error)
+	// CreateMailbox creates name and any missing parents. specialUse is one
+	// of the Special* constants.
+	CreateMailbox(ctx context.Context, name, specialUse string) (Mailbox, error)
+	// DeleteMailbox removes a mailbox and its messages. INBOX gives
+	// ErrNotAllowed, a mailbox with children ErrHasChildren.
+	DeleteMailbox(ctx context.Context, name string) error
+	// RenameMailbox renames a mailbox and its children, creating missing
+	// parents of newName. Renaming INBOX moves its messages into a new
+	// mailbox newName and leaves INBOX empty (RFC 9051 §6.3.6).
+	RenameMailbox(ctx context.Context, oldName, newName string) error
+	// SetSubscribed records a subscription; a name that does not exist may
+	// be subscribed (RFC 9051 §6.3.7).
+	SetSubscribed(ctx context.Context, name string, subscribed bool) error
+	Subscriptions(ctx context.Context) ([]string, error)
+	Status(ctx context.Context, mailboxID int64) (Status, error)
+
+	// Messages. UIDs are strictly ascending within a mailbox and never
+	// reused under one UIDVALIDITY.
+
+	// Snapshot lists every message of a mailbox (UID, flags, modseq) in
+	// ascending UID order, from the index alone.
+	Snapshot(ctx context.Context, mailboxID int64) (Snapshot, error)
+	// Fetch returns the index rows of the given UIDs that exist, in ascending
+	// UID order, with the cached envelope and body structure when asked. It
+	// never opens message files.
+	Fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, opts FetchOptions) ([]MessageInfo, error)
+	// OpenMessage returns the message's raw bytes (CRLF line endings, exactly
+	// as delivered) and its size.
+	OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error)
+	// Search returns the UIDs matching criteria, ascending. Criteria must be
+	// expressed in UIDs: callers translate sequence numbers (including in
+	// nested Not/Or) before the call; SeqNum sets are an error.
+	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]imap.UID, error)
+	// StoreFlags changes flags of the given UIDs. Each message whose flags
+	// change gets a new modseq. With UnchangedSince > 0 (CONDSTORE), messages
+	// whose modseq is greater are left alone and reported in Modified.
+	StoreFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op FlagOp, flags []imap.Flag, unchangedSince uint64) (StoreResult, error)
+	// Expunge removes messages flagged \Deleted; with uids non-nil only those
+	// among them (UID EXPUNGE). It returns the expunged UIDs, ascending.
+	Expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error)
+	// Copy copies messages into the named mailbox (ErrNoSuchMailbox if it does
+	// not exist: the client should get TRYCREATE). Quota applies.
+	Copy(ctx context.Context, mailboxID int64, uids imap.UIDSet, dest string) (CopyResult, error)
+	// Move is Copy followed by an expunge of the source messages, atomically.
+	Move(ctx context.Context, mailboxID int64, uids imap.UIDSet, dest string) (CopyResult, error)
+	// Append stores a message in the named mailbox with the given flags and
+	// internal date (zero: now). Durable before it returns. Quota applies.
+	Append(ctx context.Context, mailbox string, r io.Reader, opts AppendOptions) (AppendResult, error)
+	// Deliver is the MDA: Append into opts.Mailbox (default INBOX, falling
+	// back to INBOX when it does not exist). Durable before it returns: the
+	// file is fsync'd and renamed into place and the index row committed.
+	// ErrOverQuota when the account is full.
+	Deliver(ctx context.Context, r io.Reader, opts DeliverOptions) (AppendResult, error)
+
+	// Usage reports bytes stored and the quota (0: unlimited).
+	Usage(ctx context.Context) (used, limit int64, err error)
+
+	// Watch calls fn for every committed change in this account, in commit
+	// order, after the commit. fn runs on the committing goroutine and must
+	// not block or call back into the store. To build a consistent view,
+	// Watch first, then Snapshot, and ignore events whose ModSeq is not
+	// greater than Snapshot.HighestModSeq. stop ends the watch.
+	Watch(fn func(Event)) (stop func())
+
+	// LockMaildrop takes the account's exclusive POP3 lock (RFC 1939 §8), or
+	// returns ErrInUse. IMAP and delivery are not blocked by it.
+	LockMaildrop(ctx context.Context) (unlock func(), err error)
+}
+
+// Mailbox describes one mailbox.
+type Mailbox struct {
+	ID          int64  // stable across renames
+	Name        string // full UTF-8 name, levels separated by Separator
+	SpecialUse  string // one of the Special* constants
+	Subscribed  bool
+	UIDValidity uint32
+}
+
+// Status holds a mailbox's counters, from the index alone.
+type Status struct {
+	Messages      uint32
+	Unseen        uint32
+	Deleted       uint32
+	Size          int64
+	UIDNext       imap.UID
+	UIDValidity   uint32
+	HighestModSeq uint64
+}
+
+// Summary is the per-message part of a Snapshot.
+type Summary struct {
+	UID    imap.UID
+	ModSeq uint64
+	Flags  []imap.Flag
+}
+
+// Snapshot is a consistent view of a mailbox at one modseq.
+type Snapshot struct {
+	Mailbox       Mailbox
+	Messages      []Summary // ascending UID
+	UIDNext       imap.UID
+	HighestModSeq uint64
+}
+
+// FetchOptions selects the cached parts a Fetch returns.
+type FetchOptions struct {
+	Envelope      bool
+	BodyStructure bool
+}
+
+// MessageInfo is one message's index row.
+type MessageInfo struct {
+	UID           imap.UID
+	ModSeq        uint64
+	Flags         []imap.Flag
+	InternalDate  time.Time
+	Size          int64              // octets as stored and sent (CRLF)
+	Envelope      *imap.Envelope     // when FetchOptions.Envelope
+	BodyStructure imap.BodyStructure // when FetchOptions.BodyStructure
+}
+
+// FlagOp says how StoreFlags applies its flags.
+type FlagOp int
+
+const (
+	FlagsAdd FlagOp = iota
+	FlagsRemove
+	FlagsSet
+)
+
+// FlagUpdate is a message's state after StoreFlags.
+type FlagUpdate struct {
+	UID    imap.UID
+	ModSeq uint64
+	Flags  []imap.Flag
+}
+
+// StoreResult reports what StoreFlags did.
+type StoreResult struct {
+	// Updated lists every existing message among the UIDs that was not
+	// refused by UnchangedSince, with its flags after the change.
+	Updated []FlagUpdate
+	// Modified lists messages left alone because of UnchangedSince.
+	Modified []imap.UID
+}
+
+// CopyResult carries what UIDPLUS's COPYUID needs.
+type CopyResult struct {
+	DestMailboxID   int64
+	DestUIDValidity uint32
+	SourceUIDs      []imap.UID
+	DestUIDs        []imap.UID
+}
+
+// AppendOptions are APPEND's flags and date.
+type AppendOptions struct {
+	Flags        []imap.Flag
+	InternalDate time.Time
+}
+
+// DeliverOptions are the MDA's choices for one recipient.
+type DeliverOptions struct {
+	Mailbox string // "" means INBOX
+	Flags   []imap.Flag
+}
+
+// AppendResult carries what UIDPLUS's APPENDUID needs.
+type AppendResult struct {
+	MailboxID   int64
+	UIDValidity uint32
+	UID         imap.UID
+	Size        int64
+}
+
+// EventKind says what changed.
+type EventKind int
+
+const (
+	// EventAppend: a message appeared (delivery, APPEND, COPY/MOVE target).
+	EventAppend EventKind = iota + 1
+	// EventFlags: a message's flags changed.
+	EventFlags
+	// EventExpunge: a message was removed (one event per UID).
+	EventExpunge
+	// EventMailboxes: mailboxes were created, deleted, renamed or
+	// (un)subscribed; MailboxID is the one concerned.
+	EventMailboxes
+)
+
+// Event is one committed change.
+type Event struct {
+	Kind      EventKind
+	MailboxID int64
+	UID       imap.UID
+	ModSeq    uint64 // the mailbox's modseq after this change
+	Flags     []imap.Flag
+}

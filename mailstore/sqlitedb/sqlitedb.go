@@ -1,0 +1,130 @@
+// Package sqlitedb opens Posthouse's SQLite databases the one way we want
+// them: WAL journal, a busy timeout, foreign keys on, immediate write
+// transactions, and numbered migrations run at open. auth and mailstore/maildir
+// both use it; it imports nothing of ours.
+package sqlitedb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// BusyTimeoutMillis is how long a connection waits for a lock held by another
+// connection or process (posthouse admin while serve runs) before SQLITE_BUSY.
+const BusyTimeoutMillis = 10000
+
+// DB is a pair of pools on one database file: Write has a single connection,
+// so writers queue in Go rather than spinning on SQLITE_BUSY, and its
+// transactions start with BEGIN IMMEDIATE; Read is a pool for readers, which
+// WAL lets run beside the writer.
+type DB struct {
+	Write *sql.DB
+	Read  *sql.DB
+}
+
+// Migration is one numbered step of a schema. Migrations run in order, each
+// in its own transaction, and the schema's version is kept in
+// PRAGMA user_version.
+type Migration func(ctx context.Context, tx *sql.Tx) error
+
+// Options tune Open.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting: "FULL" (default) makes a
+	// commit durable on return; "NORMAL" may lose the last commits on power
+	// loss (never corrupts).
+	Synchronous string
+	// MaxReaders caps the read pool (default 4).
+	MaxReaders int
+}
+
+// Open opens (creating if needed) the database at path and runs migrations.
+func Open(ctx context.Context, path string, migrations []Migration, opts Options) (*DB, error) {
+	if opts.Synchronous == "" {
+		opts.Synchronous = "FULL"
+	}
+	if opts.MaxReaders <= 0 {
+		opts.MaxReaders = 4
+	}
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", fmt.Sprint(BusyTimeoutMillis))
+	q.Set("_foreign_keys", "on")
+	q.Set("_synchronous", opts.Synchronous)
+	q.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(ctx, w, migrations); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitedb: migrate %s: %w", path, err)
+	}
+	q.Set("_txlock", "deferred")
+	q.Set("_query_only", "true")
+	r, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(opts.MaxReaders)
+	r.SetMaxIdleConns(opts.MaxReaders)
+	return &DB{Write: w, Read: r}, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err1 := db.Read.Close()
+	err2 := db.Write.Close()
+	if err1 != nil {
+		return err1
+	}
+	return err2
+}
+
+func migrate(ctx context.Context, db *sql.DB, migrations []Migration) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this binary knows (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := migrations[i](ctx, tx); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		// PRAGMA takes no bound parameters; i+1 is our own integer.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Exec returns a Migration that runs SQL statements.
+func Exec(stmts ...string) Migration {
+	return func(ctx context.Context, tx *sql.Tx) error {
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
