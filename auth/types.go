@@ -49,3 +49,12 @@ type Domain struct {
 	Name    string
 	Created time.Time
 }
+
+// Resolution is where mail for one address goes after alias, sub-address
+// (user+tag@domain) and catch-all resolution: local accounts (mailstore
+// account names) and foreign addresses an alias forwards to. Both are
+// deduplicated.
+type Resolution struct {
+	Local  []string
+	Remote []string
+}
