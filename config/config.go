@@ -1,0 +1,338 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole configuration. Field comments give each key's default.
+type Config struct {
+	// Hostname is our name in greetings, Received headers, HELO and the
+	// self-signed certificate. Default: os.Hostname().
+	Hostname string `toml:"hostname"`
+	// DataDir holds users.sqlite, accounts/, the queue and the generated
+	// certificate. Default "./data".
+	DataDir string `toml:"data_dir"`
+
+	Listen Listen `toml:"listen"`
+	TLS    TLS    `toml:"tls"`
+	Limits Limits `toml:"limits"`
+	IMAP   IMAP   `toml:"imap"`
+	POP3   POP3   `toml:"pop3"`
+	Queue  Queue  `toml:"queue"`
+	DNS    DNS    `toml:"dns"`
+	Log    Log    `toml:"log"`
+
+	// Source is the file the configuration was read from; "" when only
+	// defaults and the environment were used.
+	Source string `toml:"-"`
+
+	// origins maps a dotted key ("limits.max_recipients") to where its value
+	// was set, so Validate can point at the right line or variable.
+	origins map[string]origin
+}
+
+// Listen holds the listening addresses, "host:port" or ":port"; "" disables
+// a listener.
+type Listen struct {
+	SMTP        string `toml:"smtp"`        // MTA, ":25"
+	Submission  string `toml:"submission"`  // MSA with STARTTLS, ":587"
+	Submissions string `toml:"submissions"` // MSA with implicit TLS, ":465"
+	POP3        string `toml:"pop3"`        // ":110"
+	POP3S       string `toml:"pop3s"`       // ":995"
+	IMAP        string `toml:"imap"`        // ":143"
+	IMAPS       string `toml:"imaps"`       // ":993"
+}
+
+// TLS names a certificate and key in PEM files. Both empty: a self-signed
+// certificate for Hostname is made on first start and kept in DataDir.
+type TLS struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+// Limits bound what one client can take.
+type Limits struct {
+	MaxMessageSize      ByteSize `toml:"max_message_size"`       // "50MiB"
+	MaxRecipients       int      `toml:"max_recipients"`         // 100 per message
+	MaxConnections      int      `toml:"max_connections"`        // 1000 per listener kind, all clients
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"` // 50
+}
+
+// IMAP settings.
+type IMAP struct {
+	// LoopbackIsSecure lets clients on 127.0.0.1/::1 log in without TLS,
+	// as webmail and local tools expect. Default true.
+	LoopbackIsSecure bool `toml:"loopback_is_secure"`
+}
+
+// POP3 settings.
+type POP3 struct {
+	// LoopbackIsSecure: as IMAP.LoopbackIsSecure. Default true.
+	LoopbackIsSecure bool `toml:"loopback_is_secure"`
+}
+
+// Queue settings for outbound mail.
+type Queue struct {
+	// Expiry is how long a message is retried before it bounces. "120h".
+	Expiry Duration `toml:"expiry"`
+	// RemotePort is the port remote MX hosts are contacted on. 25; tests
+	// point it at a loopback server.
+	RemotePort int `toml:"remote_port"`
+}
+
+// DNS settings.
+type DNS struct {
+	// Resolver is the "host:port" every DNS query goes to. "": the first
+	// nameserver of /etc/resolv.conf.
+	Resolver string `toml:"resolver"`
+}
+
+// Log settings.
+type Log struct {
+	Level  string `toml:"level"`  // debug, info, warn, error; "info"
+	Format string `toml:"format"` // text or json; "text"
+}
+
+// DefaultDataDir is where data lives when nothing says otherwise.
+const DefaultDataDir = "./data"
+
+// Default returns the configuration used when no file is given.
+func Default() *Config {
+	return &Config{
+		Hostname: defaultHostname(),
+		DataDir:  DefaultDataDir,
+		Listen: Listen{
+			SMTP:        ":25",
+			Submission:  ":587",
+			Submissions: ":465",
+			POP3:        ":110",
+			POP3S:       ":995",
+			IMAP:        ":143",
+			IMAPS:       ":993",
+		},
+		Limits: Limits{
+			MaxMessageSize:      50 << 20,
+			MaxRecipients:       100,
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 50,
+		},
+		IMAP:  IMAP{LoopbackIsSecure: true},
+		POP3:  POP3{LoopbackIsSecure: true},
+		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25},
+		Log:   Log{Level: "info", Format: "text"},
+	}
+}
+
+func defaultHostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return strings.ToLower(strings.TrimSuffix(h, "."))
+}
+
+// Load reads the file at path (none when path is ""), applies the
+// environment (os.Environ) and validates. Errors are *Error values listing
+// every problem with its file and line.
+func Load(path string) (*Config, error) {
+	var c *Config
+	if path == "" {
+		c = Default()
+	} else {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, &Error{Problems: []Problem{{File: path, Msg: "cannot read config file: " + unwrapPathError(err),
+				Hint: "give an existing file with --config, or none to use the defaults"}}}
+		}
+		c, err = Parse(data, path)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := c.ApplyEnv(os.Environ()); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func unwrapPathError(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// Parse decodes a TOML document over the defaults. filename is used in error
+// messages and recorded as Source. It does not apply the environment or
+// validate values beyond their types.
+func Parse(data []byte, filename string) (*Config, error) {
+	c := Default()
+	c.Source = filename
+	c.origins = map[string]origin{}
+
+	// Our own walk first: it knows the schema, so unknown keys and wrong
+	// types get a line and a useful hint, and it records where each key is.
+	problems := walkDocument(data, filename, c.origins)
+	if len(problems) > 0 {
+		return nil, &Error{Problems: problems}
+	}
+
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, &Error{Problems: decodeProblems(err, filename)}
+	}
+	return c, nil
+}
+
+// decodeProblems turns go-toml's errors into Problems.
+func decodeProblems(err error, filename string) []Problem {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) {
+		var ps []Problem
+		for i := range sm.Errors {
+			e := &sm.Errors[i]
+			line, col := e.Position()
+			key := strings.Join(e.Key(), ".")
+			ps = append(ps, Problem{File: filename, Line: line, Column: col, Key: key,
+				Msg: "unknown key", Hint: unknownKeyHint(key)})
+		}
+		return ps
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		hint := "check the TOML syntax: strings need double quotes, sections are [name]"
+		if strings.Contains(msg, "already defined") {
+			hint = "a key or section may appear once; remove one of them"
+		}
+		return []Problem{{File: filename, Line: line, Column: col, Key: strings.Join(de.Key(), "."), Msg: msg, Hint: hint}}
+	}
+	return []Problem{{File: filename, Msg: err.Error()}}
+}
+
+// origin is where a key's value came from.
+type origin struct {
+	file string
+	line int
+	col  int
+	env  string // the variable's name, when set from the environment
+}
+
+// keyInfo describes one key of the schema.
+type keyInfo struct {
+	path  string // "limits.max_recipients"
+	env   string // "POSTHOUSE_LIMITS_MAX_RECIPIENTS"
+	index []int  // reflect field index path from Config
+	typ   reflect.Type
+}
+
+var (
+	byteSizeType = reflect.TypeOf(ByteSize(0))
+	durationType = reflect.TypeOf(Duration{})
+)
+
+// schema lists every key, in declaration order; sections lists the tables.
+var schema, sections = buildSchema()
+
+func buildSchema() ([]keyInfo, []string) {
+	var keys []keyInfo
+	var secs []string
+	t := reflect.TypeOf(Config{})
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name := tomlName(f)
+		if name == "" {
+			continue
+		}
+		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+			secs = append(secs, name)
+			for j := 0; j < f.Type.NumField(); j++ {
+				g := f.Type.Field(j)
+				gn := tomlName(g)
+				if gn == "" {
+					continue
+				}
+				keys = append(keys, keyInfo{
+					path:  name + "." + gn,
+					env:   "POSTHOUSE_" + strings.ToUpper(name+"_"+gn),
+					index: []int{i, j},
+					typ:   g.Type,
+				})
+			}
+			continue
+		}
+		keys = append(keys, keyInfo{path: name, env: "POSTHOUSE_" + strings.ToUpper(name), index: []int{i}, typ: f.Type})
+	}
+	return keys, secs
+}
+
+func tomlName(f reflect.StructField) string {
+	if !f.IsExported() {
+		return ""
+	}
+	tag := f.Tag.Get("toml")
+	if tag == "-" || tag == "" {
+		return ""
+	}
+	return strings.Split(tag, ",")[0]
+}
+
+func lookupKey(path string) (keyInfo, bool) {
+	for _, k := range schema {
+		if k.path == path {
+			return k, true
+		}
+	}
+	return keyInfo{}, false
+}
+
+func isSection(name string) bool {
+	for _, s := range sections {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Keys returns every dotted key of the schema, in order.
+func Keys() []string {
+	out := make([]string, len(schema))
+	for i, k := range schema {
+		out[i] = k.path
+	}
+	return out
+}
+
+// EnvName returns the environment variable that overrides a dotted key.
+func EnvName(path string) string {
+	if k, ok := lookupKey(path); ok {
+		return k.env
+	}
+	return ""
+}
+
+// Marshal returns the configuration as TOML, every key included, so an
+// operator sees the effective values. The schema holds no secrets (passwords
+// live in users.sqlite, keys in files), so nothing needs masking.
+func (c *Config) Marshal() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := toml.NewEncoder(&buf)
+	enc.SetIndentTables(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

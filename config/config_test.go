@@ -1,0 +1,398 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(nil, "empty.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993"}
+	if c.Listen != want {
+		t.Errorf("listen = %+v, want %+v", c.Listen, want)
+	}
+	if c.DataDir != "./data" || c.Limits.MaxMessageSize != 50<<20 || c.Limits.MaxRecipients != 100 ||
+		c.Limits.MaxConnections != 1000 || c.Limits.MaxConnectionsPerIP != 50 ||
+		!c.IMAP.LoopbackIsSecure || !c.POP3.LoopbackIsSecure || c.Queue.Expiry.Duration != 120*time.Hour ||
+		c.Queue.RemotePort != 25 || c.DNS.Resolver != "" || c.Log.Level != "info" || c.Log.Format != "text" {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+	h, _ := os.Hostname()
+	if h != "" && c.Hostname != strings.ToLower(h) {
+		t.Errorf("hostname = %q, want os.Hostname() %q", c.Hostname, h)
+	}
+}
+
+func TestParseFile(t *testing.T) {
+	doc := `
+hostname = "mail.example.com"
+data_dir = "/var/lib/posthouse"
+[listen]
+smtp = "127.0.0.1:2525"
+pop3 = ""
+[limits]
+max_message_size = "10MB"
+max_recipients = 7
+[imap]
+loopback_is_secure = false
+[queue]
+expiry = "5d"
+remote_port = 2526
+[dns]
+resolver = "127.0.0.1:5353"
+[log]
+level = "debug"
+format = "json"
+`
+	c, err := Parse([]byte(doc), "p.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "mail.example.com" || c.DataDir != "/var/lib/posthouse" || c.Listen.SMTP != "127.0.0.1:2525" ||
+		c.Listen.POP3 != "" || c.Listen.IMAP != ":143" || c.Limits.MaxMessageSize != 10_000_000 ||
+		c.Limits.MaxRecipients != 7 || c.IMAP.LoopbackIsSecure || !c.POP3.LoopbackIsSecure ||
+		c.Queue.Expiry.Duration != 120*time.Hour || c.Queue.RemotePort != 2526 || c.DNS.Resolver != "127.0.0.1:5353" ||
+		c.Log.LevelName() != "debug" || c.Log.Format != "json" || c.Source != "p.toml" {
+		t.Errorf("unexpected config: %+v", c)
+	}
+	// Inline tables and dotted keys are TOML too.
+	c, err = Parse([]byte("listen = { smtp = \":2500\" }\nlimits.max_recipients = 3\n"), "i.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.SMTP != ":2500" || c.Limits.MaxRecipients != 3 {
+		t.Errorf("inline/dotted: %+v %+v", c.Listen, c.Limits)
+	}
+}
+
+// problems returns the problems of an *Error, failing the test otherwise.
+func problems(t *testing.T, err error) []Problem {
+	t.Helper()
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T) is not a *config.Error", err, err)
+	}
+	return ce.Problems
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		doc      string
+		line     int
+		key      string
+		contains string // in the problem's message or hint
+	}{
+		{"unknown key", "[limits]\n\nmax_recipents = 5\n", 3, "limits.max_recipents", "did you mean max_recipients in [limits]?"},
+		{"unknown top-level key", "hostname = \"a.b\"\ndatadir = \"x\"\n", 2, "datadir", "did you mean data_dir?"},
+		{"unknown section", "[listen]\nsmtp = \":25\"\n[lisen]\nsmtp = \":26\"\n", 3, "lisen", "did you mean [listen]?"},
+		{"unrelated section", "[frobnicator]\n", 1, "frobnicator", "known sections:"},
+		{"key in wrong section", "[listen]\nmax_recipients = 5\n", 2, "listen.max_recipients", "in [limits]"},
+		{"string for int", "[limits]\nmax_recipients = \"5\"\n", 2, "limits.max_recipients", "want an integer"},
+		{"int for string", "[listen]\nsmtp = 25\n", 2, "listen.smtp", "want a string"},
+		{"bare duration", "[queue]\nexpiry = 5\n", 2, "queue.expiry", `expiry = "120h"`},
+		{"bad duration", "[queue]\n\nexpiry = \"5 fortnights\"\n", 3, "queue.expiry", "bad duration"},
+		{"bad size", "[limits]\nmax_message_size = \"50 parsecs\"\n", 2, "limits.max_message_size", "unknown unit"},
+		{"bool as string", "[imap]\nloopback_is_secure = \"yes\"\n", 2, "imap.loopback_is_secure", "true or false"},
+		{"section as value", "listen = 5\n", 1, "listen", "is a section"},
+		{"syntax", "hostname = mail.example.com\n", 1, "", "syntax error"},
+		{"array table", "[[listen]]\n", 1, "listen", "arrays of tables"},
+		{"duplicate key", "hostname = \"a.b\"\nhostname = \"c.d\"\n", 2, "hostname", "appear once"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc), "f.toml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			ps := problems(t, err)
+			p := ps[0]
+			if p.File != "f.toml" || p.Line != tc.line || p.Key != tc.key {
+				t.Errorf("problem = %+v, want f.toml line %d key %q", p, tc.line, tc.key)
+			}
+			if !strings.Contains(p.Msg+" "+p.Hint, tc.contains) {
+				t.Errorf("problem %q does not mention %q", p.String(), tc.contains)
+			}
+			if !strings.HasPrefix(err.Error(), "f.toml:") || strings.Contains(err.Error(), "\n\n") {
+				t.Errorf("error text %q does not start with file:line", err.Error())
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name     string
+		doc      string
+		line     int
+		key      string
+		contains string
+	}{
+		{"zero recipients", "[limits]\nmax_recipients = 0\n", 2, "limits.max_recipients", "at least 1"},
+		{"tiny size", "[limits]\nmax_message_size = 10\n", 2, "limits.max_message_size", "too small"},
+		{"negative size", "[limits]\nmax_message_size = -10\n", 2, "limits.max_message_size", "too small"},
+		{"per-ip over total", "[limits]\nmax_connections = 10\nmax_connections_per_ip = 11\n", 3, "limits.max_connections_per_ip", "more than"},
+		{"bad listen", "[listen]\nimap = \"143\"\n", 2, "listen.imap", "host:port"},
+		{"bad port", "[listen]\nimap = \":99999\"\n", 2, "listen.imap", "between 1 and 65535"},
+		{"port zero", "[listen]\nimap = \":0\"\n", 2, "listen.imap", "between 1 and 65535"},
+		{"duplicate listen", "[listen]\nimap = \":25\"\n", 2, "listen.imap", "also used by listen.smtp"},
+		{"bad hostname", "hostname = \"mail example\"\n", 1, "hostname", "not a valid host name"},
+		{"empty hostname", "hostname = \"\"\n", 1, "hostname", "must not be empty"},
+		{"empty data dir", "data_dir = \"\"\n", 1, "data_dir", "must not be empty"},
+		{"cert without key", "[tls]\ncert_file = \"/x.pem\"\n", 0, "tls.key_file", "go together"},
+		{"missing cert", "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n", 2, "tls.cert_file", "cannot read"},
+		{"short expiry", "[queue]\nexpiry = \"10s\"\n", 2, "queue.expiry", "too short"},
+		{"remote port", "[queue]\nremote_port = 0\n", 2, "queue.remote_port", "not a port"},
+		{"resolver", "[dns]\nresolver = \"8.8.8.8\"\n", 2, "dns.resolver", "host:port"},
+		{"log level", "[log]\nlevel = \"chatty\"\n", 2, "log.level", "debug, info, warn, error"},
+		{"log format", "[log]\nformat = \"xml\"\n", 2, "log.format", "text or json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte(tc.doc), "v.toml")
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			err = c.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			p := problems(t, err)[0]
+			if p.File != "v.toml" || p.Line != tc.line || p.Key != tc.key {
+				t.Errorf("problem = %+v, want line %d key %q", p, tc.line, tc.key)
+			}
+			if !strings.Contains(p.Msg+" "+p.Hint, tc.contains) {
+				t.Errorf("problem %q does not mention %q", p.String(), tc.contains)
+			}
+			if p.Hint == "" {
+				t.Errorf("problem %q has no hint", p.String())
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	c, err := Parse([]byte("hostname = \"file.example\"\n[listen]\nsmtp = \":2525\"\n"), "e.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		"PATH=/bin",
+		"POSTHOUSE_CONFIG=/etc/posthouse.toml",
+		"POSTHOUSE_HOSTNAME=env.example",
+		"POSTHOUSE_DATA_DIR=/srv/mail",
+		"POSTHOUSE_LISTEN_SMTP=127.0.0.1:2600",
+		"POSTHOUSE_LISTEN_IMAPS=",
+		"POSTHOUSE_LIMITS_MAX_MESSAGE_SIZE=25MiB",
+		"POSTHOUSE_LIMITS_MAX_RECIPIENTS=9",
+		"POSTHOUSE_POP3_LOOPBACK_IS_SECURE=false",
+		"POSTHOUSE_QUEUE_EXPIRY=48h",
+		"POSTHOUSE_DNS_RESOLVER=127.0.0.1:5300",
+		"POSTHOUSE_LOG_FORMAT=json",
+	}
+	if err := c.ApplyEnv(env); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "env.example" || c.DataDir != "/srv/mail" || c.Listen.SMTP != "127.0.0.1:2600" ||
+		c.Listen.IMAPS != "" || c.Limits.MaxMessageSize != 25<<20 || c.Limits.MaxRecipients != 9 ||
+		c.POP3.LoopbackIsSecure || c.Queue.Expiry.Duration != 48*time.Hour || c.DNS.Resolver != "127.0.0.1:5300" ||
+		c.Log.Format != "json" {
+		t.Errorf("env not applied: %+v", c)
+	}
+
+	// A bad value set from the environment is blamed on the variable.
+	c = Default()
+	if err := c.ApplyEnv([]string{"POSTHOUSE_LIMITS_MAX_RECIPIENTS=0"}); err != nil {
+		t.Fatal(err)
+	}
+	p := problems(t, c.Validate())[0]
+	if p.File != "environment" || p.Key != "POSTHOUSE_LIMITS_MAX_RECIPIENTS" {
+		t.Errorf("problem = %+v, want blamed on POSTHOUSE_LIMITS_MAX_RECIPIENTS", p)
+	}
+
+	for _, tc := range []struct{ name, env, contains string }{
+		{"unknown", "POSTHOUSE_LISTEN_SMPT=:25", "did you mean POSTHOUSE_LISTEN_SMTP?"},
+		{"bad int", "POSTHOUSE_LIMITS_MAX_RECIPIENTS=many", "want an integer"},
+		{"bad bool", "POSTHOUSE_IMAP_LOOPBACK_IS_SECURE=perhaps", "true or false"},
+		{"bad size", "POSTHOUSE_LIMITS_MAX_MESSAGE_SIZE=huge", "bad size"},
+		{"bad duration", "POSTHOUSE_QUEUE_EXPIRY=7", "needs a unit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Default().ApplyEnv([]string{tc.env})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			p := problems(t, err)[0]
+			if p.File != "environment" || !strings.Contains(p.String(), tc.contains) {
+				t.Errorf("problem %q, want it to mention %q", p.String(), tc.contains)
+			}
+		})
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "posthouse.toml")
+	if err := os.WriteFile(path, []byte("[listen]\nsmtp = \":2525\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("POSTHOUSE_LISTEN_IMAP", ":1143")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen.SMTP != ":2525" || c.Listen.IMAP != ":1143" || c.Source != path {
+		t.Errorf("Load: %+v", c)
+	}
+	c, err = Load("")
+	if err != nil || c.Listen.IMAP != ":1143" || c.Source != "" {
+		t.Errorf("Load(\"\") = %+v, %v", c, err)
+	}
+	_, err = Load(filepath.Join(dir, "missing.toml"))
+	if err == nil || !strings.Contains(err.Error(), "cannot read config file") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	c := Default()
+	c.Hostname = "mail.example.org"
+	c.Limits.MaxMessageSize = 3 << 30
+	c.Queue.Expiry = Duration{90 * time.Minute}
+	b, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"max_message_size = '3GiB'", "expiry = '1h30m'", "[listen]", "hostname = 'mail.example.org'"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("marshalled config lacks %q:\n%s", want, b)
+		}
+	}
+	back, err := Parse(b, "m.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back.Source, back.origins = "", nil
+	c.origins = nil
+	if !reflect.DeepEqual(back, c) {
+		t.Errorf("round trip changed the config:\n%+v\n%+v", back, c)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want ByteSize
+		err  bool
+	}{
+		{"0", 0, false},
+		{"1048576", 1 << 20, false},
+		{"50MiB", 50 << 20, false},
+		{"50mib", 50 << 20, false},
+		{"10MB", 10_000_000, false},
+		{"10 MB", 10_000_000, false},
+		{"512KiB", 512 << 10, false},
+		{"2GiB", 2 << 30, false},
+		{"1.5GiB", 3 << 29, false},
+		{"2G", 2 << 30, false},
+		{"7B", 7, false},
+		{"1_000", 1000, false},
+		{"", 0, true},
+		{"MiB", 0, true},
+		{"-5MiB", 0, true},
+		{"5 parsecs", 0, true},
+		{"99999999999TiB", 0, true},
+		{"1.2.3MB", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseByteSize(tc.in)
+			if (err != nil) != tc.err || got != tc.want {
+				t.Errorf("ParseByteSize(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.err)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		in   ByteSize
+		want string
+	}{{0, "0"}, {50 << 20, "50MiB"}, {1000, "1000"}, {3 << 40, "3TiB"}, {1536, "1536"}} {
+		if got := tc.in.String(); got != tc.want {
+			t.Errorf("%d.String() = %q, want %q", int64(tc.in), got, tc.want)
+		}
+	}
+}
+
+func TestDuration(t *testing.T) {
+	tests := []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		{"10m", 10 * time.Minute, false},
+		{"120h", 120 * time.Hour, false},
+		{"1h30m", 90 * time.Minute, false},
+		{"5d", 120 * time.Hour, false},
+		{"90s", 90 * time.Second, false},
+		{"5", 0, true},
+		{"", 0, true},
+		{"d", 0, true},
+		{"-1d", 0, true},
+		{"soon", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseDuration(tc.in)
+			if (err != nil) != tc.err || got.Duration != tc.want {
+				t.Errorf("ParseDuration(%q) = %v, %v; want %v, err=%v", tc.in, got, err, tc.want, tc.err)
+			}
+		})
+	}
+	if s := (Duration{120 * time.Hour}).String(); s != "120h" {
+		t.Errorf("String = %q", s)
+	}
+}
+
+// FuzzParseConfig: any document either parses into a config whose problems
+// are well-formed, or is refused with an *Error; it never panics.
+func FuzzParseConfig(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add([]byte("hostname = \"mail.example.com\"\n[listen]\nsmtp = \":25\"\n"))
+	f.Add([]byte("[limits]\nmax_message_size = \"50MiB\"\nmax_recipients = 100\n"))
+	f.Add([]byte("[queue]\nexpiry = \"5d\"\nremote_port = 25\n"))
+	f.Add([]byte("listen = { imap = \"\" }\nlimits.max_connections = 3\n"))
+	f.Add([]byte("[[x]]\na = [1, 2]\n"))
+	f.Add([]byte("[tls]\ncert_file = 1979-05-27T07:32:00Z\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data, "fuzz.toml")
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("error %v is not a non-empty *Error", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
+				t.Fatalf("validate error %v is not a non-empty *Error", err)
+			}
+		}
+	})
+}

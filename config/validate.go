@@ -1,0 +1,177 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate checks values that decode but make no sense, and returns an
+// *Error naming each one with the line (or variable) that set it.
+func (c *Config) Validate() error {
+	var problems []Problem
+	add := func(key, msg, hint string) {
+		p := Problem{Key: key, Msg: msg, Hint: hint}
+		if o, ok := c.origins[key]; ok {
+			if o.env != "" {
+				p.File, p.Key = "environment", o.env
+			} else {
+				p.File, p.Line, p.Column = o.file, o.line, o.col
+			}
+		} else if c.Source != "" {
+			p.File = c.Source
+		}
+		problems = append(problems, p)
+	}
+
+	if c.Hostname == "" {
+		add("hostname", "must not be empty", `hostname = "mail.example.com"`)
+	} else if !validHostname(c.Hostname) {
+		add("hostname", fmt.Sprintf("%q is not a valid host name", c.Hostname),
+			"letters, digits, '-' and '.' only, like mail.example.com")
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		add("data_dir", "must not be empty", `data_dir = "/var/lib/posthouse"`)
+	}
+
+	seen := map[string]string{}
+	for _, l := range c.Listeners() {
+		key := "listen." + l.Name
+		if l.Addr == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(l.Addr)
+		if err != nil {
+			add(key, fmt.Sprintf("%q is not host:port", l.Addr), `use ":25", "127.0.0.1:2525" or "[::1]:25"; "" disables the listener`)
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			add(key, fmt.Sprintf("port %q is not a number between 1 and 65535", port), "e.g. "+l.Name+` = ":`+strconv.Itoa(l.DefaultPort)+`"`)
+			continue
+		}
+		if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+			add(key, fmt.Sprintf("host %q is neither an IP address nor a host name", host), `leave it empty (":25") to listen on every address`)
+			continue
+		}
+		if other, dup := seen[l.Addr]; dup {
+			add(key, fmt.Sprintf("%q is also used by listen.%s", l.Addr, other), "each listener needs its own port")
+			continue
+		}
+		seen[l.Addr] = l.Name
+	}
+
+	switch {
+	case (c.TLS.CertFile == "") != (c.TLS.KeyFile == ""):
+		key := "tls.cert_file"
+		if c.TLS.KeyFile == "" {
+			key = "tls.key_file"
+		}
+		add(key, "cert_file and key_file go together", "set both, or neither for a self-signed certificate kept in data_dir")
+	case c.TLS.CertFile != "":
+		for _, f := range []struct{ key, path string }{{"tls.cert_file", c.TLS.CertFile}, {"tls.key_file", c.TLS.KeyFile}} {
+			if _, err := os.Stat(f.path); err != nil {
+				add(f.key, "cannot read "+f.path+": "+unwrapPathError(err), "give the path of a PEM file readable by posthouse")
+			}
+		}
+	}
+
+	if c.Limits.MaxMessageSize < 1024 {
+		add("limits.max_message_size", fmt.Sprintf("%d bytes is too small", int64(c.Limits.MaxMessageSize)), `max_message_size = "50MiB"`)
+	}
+	if c.Limits.MaxRecipients < 1 {
+		add("limits.max_recipients", "must be at least 1", "RFC 5321 §4.5.3.1.8 asks for at least 100: max_recipients = 100")
+	}
+	if c.Limits.MaxConnections < 1 {
+		add("limits.max_connections", "must be at least 1", "max_connections = 1000")
+	}
+	if c.Limits.MaxConnectionsPerIP < 1 {
+		add("limits.max_connections_per_ip", "must be at least 1", "max_connections_per_ip = 50")
+	} else if c.Limits.MaxConnections >= 1 && c.Limits.MaxConnectionsPerIP > c.Limits.MaxConnections {
+		add("limits.max_connections_per_ip", fmt.Sprintf("%d is more than max_connections (%d)", c.Limits.MaxConnectionsPerIP, c.Limits.MaxConnections),
+			"lower it or raise max_connections")
+	}
+
+	if c.Queue.Expiry.Duration < time.Minute {
+		add("queue.expiry", fmt.Sprintf("%s is too short", c.Queue.Expiry), `messages are retried until expiry; expiry = "120h"`)
+	}
+	if c.Queue.RemotePort < 1 || c.Queue.RemotePort > 65535 {
+		add("queue.remote_port", fmt.Sprintf("%d is not a port", c.Queue.RemotePort), "remote_port = 25")
+	}
+
+	if c.DNS.Resolver != "" {
+		host, port, err := net.SplitHostPort(c.DNS.Resolver)
+		n, perr := strconv.Atoi(port)
+		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			add("dns.resolver", fmt.Sprintf("%q is not host:port", c.DNS.Resolver), `resolver = "127.0.0.1:53", or "" for /etc/resolv.conf`)
+		}
+	}
+
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		add("log.level", fmt.Sprintf("unknown level %q", c.Log.Level), "one of debug, info, warn, error")
+	}
+	switch strings.ToLower(c.Log.Format) {
+	case "text", "json":
+	default:
+		add("log.format", fmt.Sprintf("unknown format %q", c.Log.Format), "text or json")
+	}
+
+	if len(problems) > 0 {
+		return &Error{Problems: problems}
+	}
+	return nil
+}
+
+// Listener is one entry of [listen].
+type Listener struct {
+	Name        string // "smtp", "submission", …, as in the TOML
+	Addr        string // "" when disabled
+	DefaultPort int
+}
+
+// Listeners lists [listen] in a fixed order: smtp, submission, submissions,
+// pop3, pop3s, imap, imaps.
+func (c *Config) Listeners() []Listener {
+	return []Listener{
+		{"smtp", c.Listen.SMTP, 25},
+		{"submission", c.Listen.Submission, 587},
+		{"submissions", c.Listen.Submissions, 465},
+		{"pop3", c.Listen.POP3, 110},
+		{"pop3s", c.Listen.POP3S, 995},
+		{"imap", c.Listen.IMAP, 143},
+		{"imaps", c.Listen.IMAPS, 993},
+	}
+}
+
+// validHostname accepts DNS names made of LDH labels (RFC 1123 §2.1).
+func validHostname(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			ch := label[i]
+			if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// LevelName returns the log level normalised to debug, info, warn or error.
+func (l Log) LevelName() string {
+	s := strings.ToLower(l.Level)
+	if s == "warning" {
+		return "warn"
+	}
+	return s
+}
