@@ -48,6 +48,12 @@ type Listen struct {
 	POP3S       string `toml:"pop3s"`       // ":995"
 	IMAP        string `toml:"imap"`        // ":143"
 	IMAPS       string `toml:"imaps"`       // ":993"
+	// HTTP and HTTPS serve mail client autoconfiguration (Thunderbird
+	// autoconfig, Outlook autodiscover) and ACME HTTP-01/TLS-ALPN-01
+	// challenges. Disabled by default: ports 80 and 443 usually belong to a
+	// web server. Set ":80" and ":443" to use them.
+	HTTP  string `toml:"http"`
+	HTTPS string `toml:"https"`
 }
 
 // TLS names a certificate and key in PEM files. Both empty: a self-signed
@@ -55,6 +61,16 @@ type Listen struct {
 type TLS struct {
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
+	// ACME gets certificates from an ACME CA (Let's Encrypt unless
+	// ACMEDirectory says otherwise) for Hostname and the autoconfig names of
+	// local domains. Needs the http or https listener reachable from the CA.
+	// Excludes cert_file/key_file. Default false.
+	ACME          bool   `toml:"acme"`
+	ACMEDirectory string `toml:"acme_directory"` // directory URL; "": Let's Encrypt
+	ACMEEmail     string `toml:"acme_email"`     // contact address for the CA; optional
+	// ACMECAFile is a PEM bundle of roots that verify the directory's HTTPS,
+	// for a private or test CA; "": the system's roots.
+	ACMECAFile string `toml:"acme_ca_file"`
 }
 
 // Limits bound what one client can take.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -78,6 +79,20 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.TLS.ACME {
+		if c.TLS.CertFile != "" {
+			add("tls.acme", "acme and cert_file exclude each other", "choose certificate files or ACME")
+		}
+		if c.Listen.HTTP == "" && c.Listen.HTTPS == "" {
+			add("tls.acme", "ACME needs the http or https listener for its challenges", `set [listen] http = ":80" or https = ":443"`)
+		}
+	}
+	if c.TLS.ACMEDirectory != "" {
+		if u, err := url.Parse(c.TLS.ACMEDirectory); err != nil || u.Scheme != "https" || u.Host == "" {
+			add("tls.acme_directory", fmt.Sprintf("%q is not an https URL", c.TLS.ACMEDirectory), `acme_directory = "https://acme-v02.api.letsencrypt.org/directory"`)
+		}
+	}
+
 	if c.Limits.MaxMessageSize < 1024 {
 		add("limits.max_message_size", fmt.Sprintf("%d bytes is too small", int64(c.Limits.MaxMessageSize)), `max_message_size = "50MiB"`)
 	}
@@ -134,7 +149,7 @@ type Listener struct {
 }
 
 // Listeners lists [listen] in a fixed order: smtp, submission, submissions,
-// pop3, pop3s, imap, imaps.
+// pop3, pop3s, imap, imaps, http, https.
 func (c *Config) Listeners() []Listener {
 	return []Listener{
 		{"smtp", c.Listen.SMTP, 25},
@@ -144,6 +159,8 @@ func (c *Config) Listeners() []Listener {
 		{"pop3s", c.Listen.POP3S, 995},
 		{"imap", c.Listen.IMAP, 143},
 		{"imaps", c.Listen.IMAPS, 993},
+		{"http", c.Listen.HTTP, 80},
+		{"https", c.Listen.HTTPS, 443},
 	}
 }
 
