@@ -1,0 +1,185 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Authenticate checks a login: username is the full address (any case),
+// remote the client's address for throttling and logs. It returns the user,
+// or ErrBadCredentials (unknown user, wrong password, disabled account: one
+// error on purpose), ErrThrottled (too many recent failures from remote; see
+// doc.go), the context's error, or a database error.
+//
+// An unknown user costs the same password hash as a known one (a dummy hash
+// is verified), so response time does not reveal which addresses exist.
+func (db *DB) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (User, error) {
+	start := db.now()
+	account, nerr := NormalizeAddress(username)
+	if nerr != nil {
+		account = strings.ToLower(username)
+		if len(account) > maxAddress {
+			account = account[:maxAddress]
+		}
+	}
+	ip := ipKey(remote)
+	log := db.log.With("user", account, "remote", remoteString(remote))
+
+	until, delay := db.throttle.check(start, ip, account)
+	if !until.IsZero() {
+		if !db.throttle.throttledLogged(ip) {
+			log.Warn("auth throttled: too many failed logins from this address", "until", until.UTC().Format(time.RFC3339))
+		}
+		return User{}, ErrThrottled
+	}
+	if delay > 0 {
+		log.Debug("auth delayed: recent failures for this account", "delay", delay)
+		if err := db.sleep(ctx, delay); err != nil {
+			return User{}, err
+		}
+	}
+
+	cred := makeCredID(db.credKey[:], account, password)
+	reason, u, err := db.check(ctx, nerr == nil, account, password, cred)
+	if err != nil {
+		log.Error("auth error", "err", err)
+		return User{}, err
+	}
+	if reason != "" {
+		n := db.throttle.fail(db.now(), ip, account, cred)
+		log.Info("auth failed", "reason", reason)
+		if max := db.opts.IPMaxFailures; max > 0 && n == max {
+			log.Warn("auth throttled: too many failed logins from this address", "failures", n, "window", db.opts.IPWindow)
+			db.throttle.throttledLogged(ip)
+		}
+		return User{}, ErrBadCredentials
+	}
+	db.throttle.success(ip, account)
+	log.Info("auth success")
+	return u, nil
+}
+
+// check verifies one credential. reason is empty on success, else why it
+// failed (for the log only: the client gets ErrBadCredentials).
+func (db *DB) check(ctx context.Context, valid bool, account, password string, cred credID) (reason string, _ User, _ error) {
+	if password == "" || len(password) > maxPassword {
+		return "empty or over-long password", User{}, nil
+	}
+	var row userRow
+	found := false
+	if valid {
+		var err error
+		row, found, err = readLookup{db}.user(ctx, account)
+		if err != nil {
+			return "", User{}, err
+		}
+	}
+	sum := sha256.Sum256([]byte(row.hash)) // of "" for an unknown user
+	var match bool
+	if e, ok := db.cache.get(cred, db.now()); ok && e.hashSum == sum {
+		match = e.match
+	} else {
+		stored := row.hash
+		if !found {
+			stored = db.dummyHash()
+		}
+		var rehash bool
+		var err error
+		match, rehash, err = db.verify(ctx, stored, password)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", User{}, ctx.Err()
+			}
+			// A malformed stored hash: nobody can log in as this user until
+			// an operator resets the password.
+			db.log.Error("stored password hash is unusable", "user", account, "err", err)
+			return "unusable stored hash", User{}, nil
+		}
+		match = match && found
+		if match && rehash {
+			if h, err := db.rehash(ctx, row, password); err != nil {
+				db.log.Error("re-hashing password", "user", account, "err", err)
+			} else if h != "" {
+				sum = sha256.Sum256([]byte(h))
+			}
+		}
+		db.cache.put(cred, credEntry{account: account, hashSum: sum, match: match}, db.now())
+	}
+	switch {
+	case !found:
+		return "no such user", User{}, nil
+	case !match:
+		return "wrong password", User{}, nil
+	case row.Disabled:
+		return "account disabled", User{}, nil
+	}
+	return "", row.User, nil
+}
+
+// verify runs one password verification under the hashing semaphore.
+func (db *DB) verify(ctx context.Context, stored, password string) (match, rehash bool, err error) {
+	select {
+	case db.hashes <- struct{}{}:
+	case <-ctx.Done():
+		return false, false, ctx.Err()
+	}
+	defer func() { <-db.hashes }()
+	return verifyPassword(stored, password, db.argon)
+}
+
+// hash makes a new argon2id hash under the hashing semaphore.
+func (db *DB) hash(ctx context.Context, password string) (string, error) {
+	select {
+	case db.hashes <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-db.hashes }()
+	return hashPassword(password, db.argon)
+}
+
+// rehash replaces an imported or outdated hash after a successful login,
+// only if the row still holds the hash just verified.
+func (db *DB) rehash(ctx context.Context, row userRow, password string) (string, error) {
+	h, err := db.hash(ctx, password)
+	if err != nil {
+		return "", err
+	}
+	res, err := db.db.Write.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, h, row.ID, row.hash)
+	if err != nil {
+		return "", err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return "", nil
+	}
+	db.log.Info("password hash upgraded to argon2id", "user", row.Address)
+	return h, nil
+}
+
+// dummyHash is verified for unknown users so that they cost what a real one
+// does.
+func (db *DB) dummyHash() string {
+	db.dummyOnce.Do(func() {
+		b := make([]byte, 16)
+		rand.Read(b)
+		h, err := hashPassword(hex.EncodeToString(b), db.argon)
+		if err != nil {
+			panic(fmt.Sprintf("auth: dummy hash: %v", err))
+		}
+		db.dummy = h
+	})
+	return db.dummy
+}
+
+func remoteString(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.Unmap().String()
+}

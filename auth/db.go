@@ -1,0 +1,316 @@
+package auth
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
+)
+
+// Throttling and cache defaults; doc.go explains how they work together.
+const (
+	DefaultIPMaxFailures       = 10
+	DefaultIPWindow            = 10 * time.Minute
+	DefaultAccountWindow       = 15 * time.Minute
+	DefaultAccountFreeFailures = 5
+	DefaultAccountDelayBase    = 250 * time.Millisecond
+	DefaultAccountMaxDelay     = 4 * time.Second
+	DefaultCacheTTL            = 5 * time.Minute
+	// MaxAliasDepth bounds alias chains (alias → alias → …) in Resolve.
+	MaxAliasDepth = 8
+)
+
+// Options tune Open. Zero values mean the defaults above; a negative number
+// or duration turns the feature off (tests, or a deployment that throttles
+// elsewhere).
+type Options struct {
+	// Logger receives auth success/failure and throttling lines. Nil: discard.
+	Logger *slog.Logger
+	// Now is the clock for throttling windows, the credential cache and
+	// created timestamps. Nil: time.Now.
+	Now func() time.Time
+
+	// IPMaxFailures distinct failed credentials from one remote address
+	// (an IPv6 /64) within IPWindow make further attempts from it
+	// ErrThrottled until the oldest failure leaves the window.
+	IPMaxFailures int
+	IPWindow      time.Duration
+	// After AccountFreeFailures distinct failed credentials for one account
+	// within AccountWindow, every attempt for it waits
+	// AccountDelayBase·2^(n−AccountFreeFailures), at most AccountMaxDelay,
+	// before the password is checked. Never a refusal.
+	AccountWindow       time.Duration
+	AccountFreeFailures int
+	AccountDelayBase    time.Duration
+	AccountMaxDelay     time.Duration
+
+	// CacheTTL is how long a verified (or refused) credential is remembered
+	// so that clients opening many connections do not pay a password hash
+	// each time.
+	CacheTTL time.Duration
+	// MaxConcurrentHashes bounds simultaneous password hash computations
+	// (each argon2id verification holds 19 MiB). Default: GOMAXPROCS, at
+	// least 2.
+	MaxConcurrentHashes int
+}
+
+// DB is the system database of users, domains and aliases, with the
+// authentication state (throttling counters, credential cache) of this
+// process. Safe for concurrent use, and for use beside other processes
+// (posthouse admin) opening the same file.
+type DB struct {
+	db     *sqlitedb.DB
+	log    *slog.Logger
+	now    func() time.Time
+	opts   Options
+	argon  argonParams
+	hashes chan struct{} // semaphore for password hashing
+
+	dummyOnce sync.Once
+	dummy     string // hash of a random password, verified for unknown users
+
+	throttle *throttle
+	cache    *credCache
+	credKey  [32]byte // HMAC key for credential ids, made at Open
+
+	// sleep waits for the per-account delay; tests replace it.
+	sleep func(ctx context.Context, d time.Duration) error
+
+	stmtUser, stmtAlias, stmtDomain *sql.Stmt
+}
+
+var migrations = []sqlitedb.Migration{
+	sqlitedb.Exec(
+		`CREATE TABLE domains (
+			id      INTEGER PRIMARY KEY,
+			name    TEXT NOT NULL UNIQUE,
+			created INTEGER NOT NULL
+		)`,
+		`CREATE TABLE users (
+			id            INTEGER PRIMARY KEY,
+			address       TEXT NOT NULL UNIQUE,
+			domain_id     INTEGER NOT NULL REFERENCES domains(id),
+			password_hash TEXT NOT NULL,
+			quota         INTEGER NOT NULL DEFAULT 0 CHECK (quota >= 0),
+			disabled      INTEGER NOT NULL DEFAULT 0,
+			created       INTEGER NOT NULL
+		)`,
+		`CREATE INDEX users_domain ON users(domain_id)`,
+		`CREATE TABLE aliases (
+			id        INTEGER PRIMARY KEY,
+			address   TEXT NOT NULL UNIQUE, -- local address, or "@domain" for the catch-all
+			domain_id INTEGER NOT NULL REFERENCES domains(id),
+			created   INTEGER NOT NULL
+		)`,
+		`CREATE INDEX aliases_domain ON aliases(domain_id)`,
+		`CREATE TABLE alias_targets (
+			alias_id INTEGER NOT NULL REFERENCES aliases(id) ON DELETE CASCADE,
+			position INTEGER NOT NULL,
+			target   TEXT NOT NULL,
+			PRIMARY KEY (alias_id, position),
+			UNIQUE (alias_id, target)
+		)`,
+	),
+}
+
+// Open opens (creating if needed, mode 0600) the system database at path,
+// usually <data_dir>/users.sqlite, and brings its schema up to date.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	opts = withDefaults(opts)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	// Create the file ourselves so it (and SQLite's -wal/-shm, which copy its
+	// mode) is not world-readable: it holds password hashes.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	f.Close()
+	sdb, err := sqlitedb.Open(ctx, path, migrations, sqlitedb.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	db := &DB{
+		db:      sdb,
+		log:     opts.Logger,
+		now:     opts.Now,
+		opts:    opts,
+		argon:   defaultArgon,
+		hashes:  make(chan struct{}, opts.MaxConcurrentHashes),
+		cache:   newCredCache(opts.CacheTTL),
+		credKey: newCredKey(),
+		sleep:   sleepCtx,
+	}
+	db.throttle = newThrottle(opts)
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var s *sql.Stmt
+		s, err = sdb.Read.PrepareContext(ctx, q)
+		return s
+	}
+	db.stmtUser = prep(`SELECT id, address, password_hash, quota, disabled, created FROM users WHERE address = ?`)
+	db.stmtAlias = prep(`SELECT t.target FROM aliases a JOIN alias_targets t ON t.alias_id = a.id WHERE a.address = ? ORDER BY t.position`)
+	db.stmtDomain = prep(`SELECT 1 FROM domains WHERE name = ?`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("auth: prepare: %w", err)
+	}
+	return db, nil
+}
+
+func withDefaults(o Options) Options {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	setInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setInt(&o.IPMaxFailures, DefaultIPMaxFailures)
+	setDur(&o.IPWindow, DefaultIPWindow)
+	setDur(&o.AccountWindow, DefaultAccountWindow)
+	setInt(&o.AccountFreeFailures, DefaultAccountFreeFailures)
+	setDur(&o.AccountDelayBase, DefaultAccountDelayBase)
+	setDur(&o.AccountMaxDelay, DefaultAccountMaxDelay)
+	setDur(&o.CacheTTL, DefaultCacheTTL)
+	if o.MaxConcurrentHashes <= 0 {
+		o.MaxConcurrentHashes = max(2, runtime.GOMAXPROCS(0))
+	}
+	return o
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	for _, s := range []*sql.Stmt{db.stmtUser, db.stmtAlias, db.stmtDomain} {
+		if s != nil {
+			s.Close()
+		}
+	}
+	return db.db.Close()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// userRow is a users row, with the hash Authenticate needs.
+type userRow struct {
+	User
+	hash string
+}
+
+func scanUser(sc interface{ Scan(...any) error }) (userRow, error) {
+	var u userRow
+	var created int64
+	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.Disabled, &created)
+	u.Created = time.Unix(created, 0).UTC()
+	return u, err
+}
+
+// lookup is what resolution needs from the database; readLookup uses the
+// prepared statements of the read pool, txLookup a write transaction (so
+// AddAlias can check its own change before committing).
+type lookup interface {
+	domainExists(ctx context.Context, domain string) (bool, error)
+	user(ctx context.Context, address string) (userRow, bool, error)
+	aliasTargets(ctx context.Context, address string) ([]string, bool, error)
+}
+
+type readLookup struct{ db *DB }
+
+func (l readLookup) domainExists(ctx context.Context, domain string) (bool, error) {
+	return exists(l.db.stmtDomain.QueryRowContext(ctx, domain))
+}
+
+func (l readLookup) user(ctx context.Context, address string) (userRow, bool, error) {
+	return userFound(scanUser(l.db.stmtUser.QueryRowContext(ctx, address)))
+}
+
+func (l readLookup) aliasTargets(ctx context.Context, address string) ([]string, bool, error) {
+	return collectTargets(l.db.stmtAlias.QueryContext(ctx, address))
+}
+
+type txLookup struct{ tx *sql.Tx }
+
+func (l txLookup) domainExists(ctx context.Context, domain string) (bool, error) {
+	return exists(l.tx.QueryRowContext(ctx, `SELECT 1 FROM domains WHERE name = ?`, domain))
+}
+
+func (l txLookup) user(ctx context.Context, address string) (userRow, bool, error) {
+	return userFound(scanUser(l.tx.QueryRowContext(ctx,
+		`SELECT id, address, password_hash, quota, disabled, created FROM users WHERE address = ?`, address)))
+}
+
+func (l txLookup) aliasTargets(ctx context.Context, address string) ([]string, bool, error) {
+	return collectTargets(l.tx.QueryContext(ctx,
+		`SELECT t.target FROM aliases a JOIN alias_targets t ON t.alias_id = a.id WHERE a.address = ? ORDER BY t.position`, address))
+}
+
+func exists(row *sql.Row) (bool, error) {
+	var one int
+	err := row.Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func userFound(u userRow, err error) (userRow, bool, error) {
+	if errors.Is(err, sql.ErrNoRows) {
+		return userRow{}, false, nil
+	}
+	if err != nil {
+		return userRow{}, false, fmt.Errorf("auth: user lookup: %w", err)
+	}
+	return u, true, nil
+}
+
+func collectTargets(rows *sql.Rows, err error) ([]string, bool, error) {
+	if err != nil {
+		return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
+	}
+	defer rows.Close()
+	var ts []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
+		}
+		ts = append(ts, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
+	}
+	return ts, len(ts) > 0, nil
+}

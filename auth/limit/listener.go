@@ -1,0 +1,122 @@
+package limit
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+const (
+	// RefuseTimeout is the deadline set on a refused connection before it
+	// is handed to refuse; refuse may shorten it.
+	RefuseTimeout = 5 * time.Second
+	// maxRefusing bounds refusals in flight; beyond it connections are
+	// closed without a reply, so a flood cannot pile up goroutines.
+	maxRefusing = 64
+)
+
+// Listener wraps ln: over-limit connections are handed to refuse (which
+// writes the protocol's "too busy" line, then closes; it runs in its own
+// goroutine with RefuseTimeout as deadline, and the connection is closed
+// after it returns in any case) and never reach Accept's caller. Accepted
+// connections release their slot on Close (idempotent). Close on the
+// listener closes ln, cuts refusals still running and waits for them. A nil
+// refuse just closes over-limit connections.
+func Listener(ln net.Listener, c *Conns, refuse func(net.Conn)) net.Listener {
+	return &listener{Listener: ln, c: c, refuse: refuse, refusing: map[net.Conn]struct{}{}}
+}
+
+type listener struct {
+	net.Listener
+	c      *Conns
+	refuse func(net.Conn)
+
+	mu       sync.Mutex
+	closed   bool
+	refusing map[net.Conn]struct{}
+	wg       sync.WaitGroup
+}
+
+// RemoteAddr returns the IP address of a connection's remote end, or the
+// zero Addr when it is not an IP endpoint.
+func RemoteAddr(conn net.Conn) netip.Addr {
+	switch a := conn.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	if a := conn.RemoteAddr(); a != nil {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			return ap.Addr().Unmap()
+		}
+	}
+	return netip.Addr{}
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		conn, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		release, ok := l.c.Acquire(RemoteAddr(conn))
+		if ok {
+			return &limitedConn{Conn: conn, release: release}, nil
+		}
+		l.startRefuse(conn)
+	}
+}
+
+func (l *listener) startRefuse(conn net.Conn) {
+	l.mu.Lock()
+	if l.closed || l.refuse == nil || len(l.refusing) >= maxRefusing {
+		l.mu.Unlock()
+		conn.Close()
+		return
+	}
+	l.refusing[conn] = struct{}{}
+	l.wg.Add(1)
+	l.mu.Unlock()
+	conn.SetDeadline(time.Now().Add(RefuseTimeout))
+	go func() {
+		defer l.wg.Done()
+		defer func() {
+			conn.Close()
+			l.mu.Lock()
+			delete(l.refusing, conn)
+			l.mu.Unlock()
+		}()
+		l.refuse(conn)
+	}()
+}
+
+// Close closes the listener, cuts refusals in progress and waits for them.
+func (l *listener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	for conn := range l.refusing {
+		conn.SetDeadline(time.Now())
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	return err
+}
+
+// limitedConn releases its slot when closed.
+type limitedConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
+}
+
+// NetConn returns the wrapped connection (for code that needs the
+// *net.TCPConn, as crypto/tls.Conn.NetConn does).
+func (c *limitedConn) NetConn() net.Conn { return c.Conn }
