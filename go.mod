@@ -23,3 +23,5 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 )
+
+replace github.com/emersion/go-imap/v2 => ./third_party/go-imap
