@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"golang.org/x/term"
+
+	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
+)
+
+// adminEnv is what an admin subcommand works with. The system database is
+// open; the mailstore opens on first use. Both are safe to use while
+// `posthouse serve` runs on the same data_dir (SQLite WAL, busy timeout).
+type adminEnv struct {
+	cfg    *config.Config
+	auth   *auth.DB // nil only while printing help
+	log    *slog.Logger
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+
+	storeOnce sync.Once
+	store     mailstore.Store
+	storeErr  error
+}
+
+// Store opens the mailstore on first use.
+func (e *adminEnv) Store(ctx context.Context) (mailstore.Store, error) {
+	e.storeOnce.Do(func() {
+		var q func(context.Context, string) (int64, error)
+		if e.auth != nil {
+			q = e.auth.Quota
+		}
+		e.store, e.storeErr = maildir.Open(ctx, filepath.Join(e.cfg.DataDir, "accounts"), maildir.Options{Logger: e.log, Quota: q})
+		if e.storeErr != nil {
+			e.storeErr = fmt.Errorf("open mailstore: %w", e.storeErr)
+		}
+	})
+	return e.store, e.storeErr
+}
+
+func (e *adminEnv) close() {
+	if e.store != nil {
+		if err := e.store.Close(); err != nil {
+			e.log.Error("close mailstore", "err", err)
+		}
+	}
+	if e.auth != nil {
+		if err := e.auth.Close(); err != nil {
+			e.log.Error("close user database", "err", err)
+		}
+	}
+}
+
+// adminCommand is one noun of `posthouse admin`.
+type adminCommand struct {
+	name, summary string
+	run           func(ctx context.Context, env *adminEnv, args []string) error
+}
+
+var (
+	adminMu       sync.Mutex
+	adminCommands = map[string]adminCommand{}
+)
+
+// registerAdmin adds `posthouse admin <name> …`, from an init() in the
+// owner's own admin_<name>.go. run gets the arguments after name; it should
+// print its usage on -h/--help (newFlagSet/parseFlags do) before touching
+// env.auth, which is nil when help is all that was asked.
+func registerAdmin(name, summary string, run func(ctx context.Context, env *adminEnv, args []string) error) {
+	adminMu.Lock()
+	defer adminMu.Unlock()
+	if _, dup := adminCommands[name]; dup {
+		panic("posthouse: admin command " + name + " registered twice")
+	}
+	adminCommands[name] = adminCommand{name, summary, run}
+}
+
+func adminUsage(w io.Writer) {
+	adminMu.Lock()
+	names := make([]string, 0, len(adminCommands))
+	for n := range adminCommands {
+		names = append(names, n)
+	}
+	adminMu.Unlock()
+	sort.Strings(names)
+	fmt.Fprintf(w, "Usage: posthouse admin [--config FILE] <command> <verb> [flags] [arguments]\n\nCommands:\n")
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-8s %s\n", n, adminCommands[n].summary)
+	}
+	fmt.Fprintf(w, `
+Run 'posthouse admin <command> --help' for its verbs. Admin works on the
+same data_dir as a running server. Passwords are read from a terminal prompt
+or with --password-stdin, never from the command line.
+
+Exit codes: 0 ok, 1 failure, 2 usage or invalid input, 3 no such domain/user/
+alias, 4 already exists, 5 refused (domain not empty: use --force).
+`)
+}
+
+func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	// --config may come anywhere before "--": take it out first.
+	var cfgPath string
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 >= len(args) {
+				return usageError("--config needs a file name")
+			}
+			cfgPath = args[i+1]
+			i++
+		case strings.HasPrefix(a, "--config="), strings.HasPrefix(a, "-config="):
+			cfgPath = a[strings.IndexByte(a, '=')+1:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) == 0 {
+		adminUsage(stderr)
+		return &exitError{code: exitUsage, err: errors.New("admin: missing command")}
+	}
+	if rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help" || rest[0] == "help" {
+		adminUsage(stdout)
+		return nil
+	}
+	adminMu.Lock()
+	cmd, ok := adminCommands[rest[0]]
+	adminMu.Unlock()
+	if !ok {
+		return usageError("admin: unknown command %q (run 'posthouse admin --help')", rest[0])
+	}
+
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return err
+	}
+	env := &adminEnv{
+		cfg:    cfg,
+		log:    newLogger(config.Log{Level: "warn", Format: cfg.Log.Format}, stderr),
+		stdin:  stdin,
+		stdout: stdout,
+		stderr: stderr,
+	}
+	defer env.close()
+	if !wantsHelp(rest[1:]) {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return fmt.Errorf("data_dir: %w", err)
+		}
+		env.auth, err = auth.Open(ctx, filepath.Join(cfg.DataDir, "users.sqlite"), auth.Options{Logger: env.log})
+		if err != nil {
+			return fmt.Errorf("open user database: %w", err)
+		}
+	}
+	return cmd.run(ctx, env, rest[1:])
+}
+
+// wantsHelp reports whether args ask for help (before any "--").
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help", "help":
+			return true
+		}
+	}
+	return false
+}
+
+// adminExitCode maps the sentinels admin commands return to exit codes.
+func adminExitCode(err error) int {
+	switch {
+	case errors.Is(err, auth.ErrInvalidAddress), errors.Is(err, auth.ErrInvalidDomain),
+		errors.Is(err, auth.ErrEmptyPassword), errors.Is(err, auth.ErrAliasLoop),
+		errors.Is(err, mailstore.ErrBadAccountName):
+		return exitUsage
+	case errors.Is(err, auth.ErrNoSuchDomain), errors.Is(err, auth.ErrNoSuchUser),
+		errors.Is(err, auth.ErrNoSuchAlias), errors.Is(err, mailstore.ErrNoSuchAccount):
+		return exitNotFound
+	case errors.Is(err, auth.ErrExists):
+		return exitExists
+	case errors.Is(err, auth.ErrDomainNotEmpty):
+		return exitRefused
+	}
+	return exitFailure
+}
+
+// verb is one verb of an admin command.
+type verb struct {
+	name, args, summary string
+	run                 func(ctx context.Context, env *adminEnv, args []string) error
+}
+
+// dispatchVerb runs the verb named by args[0].
+func dispatchVerb(ctx context.Context, env *adminEnv, noun string, verbs []verb, args []string) error {
+	usage := func(w io.Writer) {
+		fmt.Fprintf(w, "Usage: posthouse admin %s <verb> [flags] [arguments]\n\nVerbs:\n", noun)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, v := range verbs {
+			fmt.Fprintf(tw, "  %s %s\t%s\n", v.name, v.args, v.summary)
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\nRun 'posthouse admin %s <verb> --help' for a verb's flags.\n", noun)
+	}
+	if len(args) == 0 {
+		usage(env.stderr)
+		return usageError("admin %s: missing verb", noun)
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(env.stdout)
+		return nil
+	}
+	for _, v := range verbs {
+		if v.name == args[0] {
+			return v.run(ctx, env, args[1:])
+		}
+	}
+	names := make([]string, len(verbs))
+	for i, v := range verbs {
+		names[i] = v.name
+	}
+	return usageError("admin %s: unknown verb %q (one of %s)", noun, args[0], joinWords(names))
+}
+
+// verbFlags is the FlagSet of "posthouse admin <noun> <verb>".
+func verbFlags(env *adminEnv, noun string, v string, argsUsage string) *flag.FlagSet {
+	return newFlagSet("posthouse admin "+noun+" "+v, "posthouse admin "+noun+" "+v+" "+argsUsage, env.stdout)
+}
+
+// wantArgs checks the number of positional arguments.
+func wantArgs(fs *flag.FlagSet, args []string, min, max int, what string) error {
+	if len(args) < min {
+		return usageError("%s: missing %s", fs.Name(), what)
+	}
+	if max >= 0 && len(args) > max {
+		return usageError("%s: unexpected argument %q", fs.Name(), args[max])
+	}
+	return nil
+}
+
+// maxPasswordLen bounds a password read from stdin.
+const maxPasswordLen = 1024
+
+// readPassword gets a new password: one line from stdin with
+// --password-stdin, else typed twice at a terminal without echo.
+func readPassword(env *adminEnv, fromStdin bool, prompt string) (string, error) {
+	if fromStdin {
+		r := bufio.NewReaderSize(io.LimitReader(env.stdin, maxPasswordLen+2), maxPasswordLen+2)
+		line, err := r.ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("read password from stdin: %w", err)
+		}
+		if len(line) > maxPasswordLen && !strings.HasSuffix(line, "\n") {
+			return "", &exitError{code: exitUsage, err: fmt.Errorf("password longer than %d bytes", maxPasswordLen)}
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		if pw == "" {
+			return "", fmt.Errorf("%w: nothing on stdin", auth.ErrEmptyPassword)
+		}
+		return pw, nil
+	}
+	f, ok := env.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return "", usageError("no terminal to ask for the password: pipe it in with --password-stdin")
+	}
+	fmt.Fprintf(env.stderr, "%s: ", prompt)
+	first, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(env.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if len(first) == 0 {
+		return "", auth.ErrEmptyPassword
+	}
+	fmt.Fprintf(env.stderr, "Again: ")
+	second, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(env.stderr)
+	if err != nil {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	if string(first) != string(second) {
+		return "", usageError("the passwords do not match")
+	}
+	return string(first), nil
+}
+
+// table writes aligned columns: a header line, then one line per row.
+// Columns are separated by at least two spaces and cells never contain
+// spaces, so `awk '{print $1}'` and `cut` both work.
+type table struct{ tw *tabwriter.Writer }
+
+func newTable(w io.Writer, header ...string) *table {
+	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t.row(header...)
+	return t
+}
+
+func (t *table) row(cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			cells[i] = "-"
+		}
+	}
+	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+}
+
+func (t *table) flush() error { return t.tw.Flush() }

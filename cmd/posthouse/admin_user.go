@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+func init() {
+	registerAdmin("user", "add, list, change and remove users (mailboxes)", runAdminUser)
+}
+
+func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
+	return dispatchVerb(ctx, env, "user", []verb{
+		{"add", "[--password-stdin] [--quota SIZE] ADDRESS", "add a user in an existing domain", userAdd},
+		{"list", "[DOMAIN]", "list users", userList},
+		{"passwd", "[--password-stdin] ADDRESS", "set a user's password", userPasswd},
+		{"quota", "ADDRESS SIZE", "set a user's quota (2GiB, 500MB; 0 or unlimited)", userQuota},
+		{"disable", "ADDRESS", "refuse the user's logins (mail is still accepted)", userSetDisabled(true)},
+		{"enable", "ADDRESS", "allow the user's logins again", userSetDisabled(false)},
+		{"remove", "[--keep-mail] ADDRESS", "remove a user and their mail", userRemove},
+	}, args)
+}
+
+// parseQuota reads "2GiB", "500MB", "0", "unlimited" or "none".
+func parseQuota(s string) (int64, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "unlimited", "none":
+		return 0, nil
+	}
+	n, err := config.ParseByteSize(s)
+	if err != nil {
+		return 0, usageError("bad quota %q: want a size like 2GiB or 500MB, or 0/unlimited", s)
+	}
+	return int64(n), nil
+}
+
+func formatQuota(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return config.ByteSize(n).String()
+}
+
+func userAdd(ctx context.Context, env *adminEnv, args []string) error {
+	fs := verbFlags(env, "user", "add", "[--password-stdin] [--quota SIZE] ADDRESS")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+	quotaFlag := fs.String("quota", "unlimited", "mailbox quota, e.g. 2GiB or 500MB")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
+		return err
+	}
+	quota, err := parseQuota(*quotaFlag)
+	if err != nil {
+		return err
+	}
+	// Check what can be checked before asking for a password.
+	addr, err := auth.NormalizeAddress(rest[0])
+	if err != nil {
+		return err
+	}
+	_, domain, _ := strings.Cut(addr, "@")
+	if ok, err := env.auth.IsLocalDomain(ctx, domain); err != nil {
+		return err
+	} else if !ok {
+		return fmt.Errorf("%w: %s (add it first: posthouse admin domain add %s)", auth.ErrNoSuchDomain, domain, domain)
+	}
+	if _, err := env.auth.User(ctx, addr); err == nil {
+		return fmt.Errorf("%w: user %s", auth.ErrExists, addr)
+	}
+	pw, err := readPassword(env, *fromStdin, "Password for "+rest[0])
+	if err != nil {
+		return err
+	}
+	u, err := env.auth.AddUser(ctx, rest[0], pw, quota)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "added user %s (quota %s)\n", u.Address, formatQuota(u.QuotaBytes))
+	return nil
+}
+
+func userList(ctx context.Context, env *adminEnv, args []string) error {
+	fs := verbFlags(env, "user", "list", "[DOMAIN]")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, rest, 0, 1, ""); err != nil {
+		return err
+	}
+	domain := ""
+	if len(rest) == 1 {
+		domain = rest[0]
+	}
+	users, err := env.auth.Users(ctx, domain)
+	if err != nil {
+		return err
+	}
+	t := newTable(env.stdout, "ADDRESS", "QUOTA", "STATUS", "CREATED")
+	for _, u := range users {
+		status := "active"
+		if u.Disabled {
+			status = "disabled"
+		}
+		t.row(u.Address, formatQuota(u.QuotaBytes), status, u.Created.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	return t.flush()
+}
+
+func userPasswd(ctx context.Context, env *adminEnv, args []string) error {
+	fs := verbFlags(env, "user", "passwd", "[--password-stdin] ADDRESS")
+	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
+		return err
+	}
+	if _, err := env.auth.User(ctx, rest[0]); err != nil {
+		return err
+	}
+	pw, err := readPassword(env, *fromStdin, "New password for "+rest[0])
+	if err != nil {
+		return err
+	}
+	if err := env.auth.SetPassword(ctx, rest[0], pw); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "password changed for %s\n", rest[0])
+	return nil
+}
+
+func userQuota(ctx context.Context, env *adminEnv, args []string) error {
+	fs := verbFlags(env, "user", "quota", "ADDRESS SIZE")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, rest, 2, 2, "ADDRESS and SIZE"); err != nil {
+		return err
+	}
+	quota, err := parseQuota(rest[1])
+	if err != nil {
+		return err
+	}
+	if err := env.auth.SetQuota(ctx, rest[0], quota); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.stdout, "quota of %s is %s\n", rest[0], formatQuota(quota))
+	return nil
+}
+
+func userSetDisabled(disabled bool) func(context.Context, *adminEnv, []string) error {
+	name := "enable"
+	if disabled {
+		name = "disable"
+	}
+	return func(ctx context.Context, env *adminEnv, args []string) error {
+		fs := verbFlags(env, "user", name, "ADDRESS")
+		rest, err := parseFlags(fs, args)
+		if err != nil {
+			return err
+		}
+		if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
+			return err
+		}
+		if err := env.auth.SetDisabled(ctx, rest[0], disabled); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "%sd user %s\n", name, rest[0])
+		return nil
+	}
+}
+
+func userRemove(ctx context.Context, env *adminEnv, args []string) error {
+	fs := verbFlags(env, "user", "remove", "[--keep-mail] ADDRESS")
+	keepMail := fs.Bool("keep-mail", false, "keep the user's mail on disk")
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
+		return err
+	}
+	u, err := env.auth.User(ctx, rest[0])
+	if err != nil {
+		return err
+	}
+	// The login goes first, so nothing new arrives while the mail goes.
+	if err := env.auth.RemoveUser(ctx, u.Address); err != nil {
+		return err
+	}
+	if *keepMail {
+		fmt.Fprintf(env.stdout, "removed user %s (mail kept)\n", u.Address)
+		return nil
+	}
+	store, err := env.Store(ctx)
+	if err != nil {
+		return err
+	}
+	if err := store.Remove(ctx, u.Address); err != nil && !errors.Is(err, mailstore.ErrNoSuchAccount) {
+		return fmt.Errorf("user %s removed, but not their mail: %w", u.Address, err)
+	}
+	fmt.Fprintf(env.stdout, "removed user %s and their mail\n", u.Address)
+	return nil
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
+	"github.com/posthouse/posthouse/smtpd/queue"
+)
+
+// app is what every service's start function gets: the configuration and
+// the shared resources, opened before any service starts and closed after
+// the last one stopped.
+type app struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	tls   *tls.Config // shared by every TLS listener; certificates come from certs
+	certs certSource  // the one certificate source behind tls.GetCertificate
+	auth  *auth.DB
+	store mailstore.Store
+	queue *queue.Queue // set by the queue's service (order 10) for those after it
+}
+
+// service is one entry of the registry.
+type service struct {
+	name  string
+	order int
+	start func(ctx context.Context, a *app) (shutdown func(context.Context) error, err error)
+}
+
+var (
+	servicesMu sync.Mutex
+	services   []service
+)
+
+// registerService adds a service. Each protocol calls it from an init() in
+// its own serve_<name>.go. Services start in ascending order (queue 10, smtp
+// 20, imap 30, pop3 40, http 50) and stop in the reverse order. start opens
+// the listeners named in a.cfg.Listen ("" = disabled, open none), serves in
+// goroutines it owns, and returns a shutdown func. shutdown must stop
+// accepting at once, let work in progress finish until its context is done,
+// then cut what remains (immediate deadlines on connections), wait for its
+// goroutines and return. A start error stops the server before it serves.
+func registerService(name string, order int, start func(ctx context.Context, a *app) (shutdown func(context.Context) error, err error)) {
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	for _, s := range services {
+		if s.name == name {
+			panic("posthouse: service " + name + " registered twice")
+		}
+	}
+	services = append(services, service{name: name, order: order, start: start})
+}
+
+func registeredServices() []service {
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	out := append([]service(nil), services...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].order < out[j].order })
+	return out
+}
+
+// Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
+// shutdownGrace; then services cut remaining connections and get
+// shutdownForce more to return. The sum stays under the 10 s a container
+// runtime waits between SIGTERM and SIGKILL.
+const (
+	shutdownGrace = 6 * time.Second
+	shutdownForce = 3 * time.Second
+)
+
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("posthouse serve", "posthouse serve [--config FILE]", stdout)
+	cfgPath := configFlag(fs)
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usageError("serve takes no arguments (did you mean --config %s?)", rest[0])
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return serve(sigCtx, cfg, log)
+}
+
+// serve runs until ctx is done, then shuts down. Start: data dir →
+// databases → TLS → store reconciliation → services in order. Stop: services in
+// reverse order, then the store and the system database.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	started := time.Now()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	a := &app{cfg: cfg, log: log}
+
+	// runCtx outlives the signal: sessions derive from it, and it is only
+	// cancelled once every service has stopped, so in-flight transactions
+	// are not cut by the signal itself.
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+
+	var err error
+	a.auth, err = auth.Open(runCtx, filepath.Join(cfg.DataDir, "users.sqlite"), auth.Options{Logger: log.With("proto", "auth")})
+	if err != nil {
+		return fmt.Errorf("open user database: %w", err)
+	}
+	defer func() {
+		if err := a.auth.Close(); err != nil {
+			log.Error("close user database", "err", err)
+		}
+	}()
+	store, err := maildir.Open(runCtx, filepath.Join(cfg.DataDir, "accounts"), maildir.Options{
+		Logger: log.With("proto", "mailstore"),
+		Quota:  a.auth.Quota,
+	})
+	if err != nil {
+		return fmt.Errorf("open mailstore: %w", err)
+	}
+	a.store = store
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close mailstore", "err", err)
+		}
+	}()
+	a.certs, err = newCertSource(runCtx, a)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	a.tls = newTLSConfig(a.certs)
+
+	t := time.Now()
+	if err := store.Reconcile(runCtx); err != nil {
+		return fmt.Errorf("mailstore reconciliation: %w", err)
+	}
+	log.Info("mailstore reconciled", "dur", time.Since(t).Round(time.Millisecond))
+
+	var up []running
+	stopAll := func(grace time.Duration) error {
+		rev := make([]running, len(up))
+		for i, r := range up {
+			rev[len(up)-1-i] = r
+		}
+		return shutdownServices(log, grace, rev)
+	}
+	for _, s := range registeredServices() {
+		shutdown, err := s.start(runCtx, a)
+		if err != nil {
+			stopAll(0)
+			return fmt.Errorf("%s: %w", s.name, explainListenError(err))
+		}
+		if shutdown != nil {
+			up = append(up, running{s.name, shutdown})
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	log.Info("posthouse started", "version", versionString(), "hostname", cfg.Hostname, "data_dir", cfg.DataDir,
+		"services", len(up), "dur", time.Since(started).Round(time.Millisecond))
+
+	<-ctx.Done()
+	log.Info("shutting down", "grace", shutdownGrace)
+	err = stopAll(shutdownGrace)
+	cancelRun()
+	if err != nil {
+		return err
+	}
+	log.Info("posthouse stopped")
+	return nil
+}
+
+// running is a started service.
+type running struct {
+	name     string
+	shutdown func(context.Context) error
+}
+
+// errStuck: a service did not return from shutdown after being told to cut
+// its connections.
+var errStuck = fmt.Errorf("did not stop within %s after the grace period", shutdownForce)
+
+// shutdownServices calls each shutdown in the order given. They share one
+// deadline, now+grace: those that cannot finish by then cut their
+// connections and get shutdownForce more to return. A second SIGINT or
+// SIGTERM ends the grace period at once.
+func shutdownServices(log *slog.Logger, grace time.Duration, list []running) error {
+	graceCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() {
+		select {
+		case <-again:
+			log.Warn("second signal: stopping without waiting for sessions")
+			cancel()
+		case <-watchDone:
+		}
+	}()
+
+	var failed []string
+	for _, r := range list {
+		t := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- r.shutdown(graceCtx) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-graceCtx.Done():
+			timer := time.NewTimer(shutdownForce)
+			select {
+			case err = <-done:
+			case <-timer.C:
+				err = errStuck
+			}
+			timer.Stop()
+		}
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+			log.Error("service shutdown", "service", r.name, "err", err, "dur", time.Since(t).Round(time.Millisecond))
+			failed = append(failed, r.name)
+			continue
+		}
+		log.Info("service stopped", "service", r.name, "dur", time.Since(t).Round(time.Millisecond))
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("unclean shutdown of %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// listen opens a TCP listener for the [listen] entry name (services may use
+// it so bind errors read the same everywhere). It returns nil, nil when the
+// listener is disabled.
+func (a *app) listen(name string) (net.Listener, error) {
+	for _, l := range a.cfg.Listeners() {
+		if l.Name != name {
+			continue
+		}
+		if l.Addr == "" {
+			return nil, nil
+		}
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("listen.%s: %w", name, explainListenError(err))
+		}
+		a.log.Info("listening", "proto", name, "addr", ln.Addr().String())
+		return ln, nil
+	}
+	return nil, fmt.Errorf("no listener named %q in [listen]", name)
+}
+
+// explainListenError adds the likely fix to a bind error.
+func explainListenError(err error) error {
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%w (ports below 1024 need root or CAP_NET_BIND_SERVICE; or set high ports in [listen] or POSTHOUSE_LISTEN_*)", err)
+	case errors.Is(err, syscall.EADDRINUSE):
+		return fmt.Errorf("%w (another program holds this port; stop it, or change [listen])", err)
+	}
+	return err
+}
