@@ -1,0 +1,357 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// bench runs the workloads over every system, interleaving the systems run
+// by run so that a noisy neighbour on the machine hurts both alike.
+type bench struct {
+	log   *slog.Logger
+	o     options
+	sz    sizes
+	srvs  []server
+	res   *results
+	relay *relaySink
+	notes []string
+	errs  []string
+}
+
+func (b *bench) runWorkload(ctx context.Context, wl string) {
+	switch wl {
+	case "mem":
+		b.mem(ctx)
+	case "smtp":
+		b.smtp(ctx)
+	case "imap":
+		b.imap(ctx)
+	case "pop3":
+		b.pop3(ctx)
+	case "relay":
+		b.relayOut(ctx)
+	}
+}
+
+// fail records that a system could not run a workload; its cells say so.
+func (b *bench) fail(s server, what string, err error) {
+	b.log.Error("workload failed", "system", s.Name(), "workload", what, "err", err)
+	b.errs = append(b.errs, fmt.Sprintf("%s, %s: %v", s.Name(), what, firstLine(err.Error())))
+}
+
+func firstLine(s string) string {
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func n(v int) string {
+	s := fmt.Sprint(v)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+func kb(v int) string { return fmt.Sprintf("%d KB", v>>10) }
+
+var (
+	perSec = func(label string) metric {
+		return metric{label: label, unit: "msg/s", higher: true, scale: 1, format: "%.1f"}
+	}
+	millis = func(label string) metric {
+		return metric{label: label, unit: "ms", scale: 1, format: "%.1f"}
+	}
+	mib = func(label string) metric {
+		return metric{label: label, unit: "MiB", scale: 1.0 / (1 << 20), format: "%.1f"}
+	}
+	kib = func(label string) metric {
+		return metric{label: label, unit: "KiB", scale: 1.0 / (1 << 10), format: "%.1f"}
+	}
+)
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func (b *bench) smtp(ctx context.Context) {
+	var disk []float64
+	dm := kib("Disk per stored message (mail + indexes, after SMTP in)")
+	for _, conns := range []int{1, 20} {
+		user := userSMTP1
+		if conns > 1 {
+			user = userSMTPN
+		}
+		acc := perSec(fmt.Sprintf("SMTP in, %s msgs, %d conn: all accepted (250)", kb(b.sz.SMTPSize), conns))
+		vis := perSec(fmt.Sprintf("SMTP in, %s msgs, %d conn: all visible by IMAP", kb(b.sz.SMTPSize), conns))
+		failed := map[string]bool{}
+		for run := range b.o.runs {
+			for _, s := range b.srvs {
+				if failed[s.Name()] {
+					continue
+				}
+				tag := fmt.Sprintf("smtp%d-run%d", conns, run)
+				r, err := runSMTP(ctx, s, tag, user, b.sz.SMTPMsgs, b.sz.SMTPSize, conns)
+				if err != nil {
+					failed[s.Name()] = true
+					b.fail(s, fmt.Sprintf("SMTP in (%d conn)", conns), err)
+					continue
+				}
+				b.log.Info("smtp", "system", s.Name(), "conns", conns, "run", run, "accepted/s", fmt.Sprintf("%.1f", r.accepted), "visible/s", fmt.Sprintf("%.1f", r.visible))
+				b.res.add(acc, s.Name(), r.accepted)
+				b.res.add(vis, s.Name(), r.visible)
+				b.res.add(dm, s.Name(), r.diskPerMsg)
+				disk = append(disk, r.diskPerMsg)
+			}
+		}
+	}
+	b.notes = append(b.notes, fmt.Sprintf("SMTP in: %s messages per run and connection count, one recipient each, on the plain MTA port; each connection sends its share sequentially; the clock stops when IMAP STATUS INBOX shows all of them (polled every 10 ms). Disk: growth of du (allocated blocks) of the whole mail store over a run, divided by its messages.", n(b.sz.SMTPMsgs)))
+}
+
+func (b *bench) imap(ctx context.Context) {
+	sz := b.sz
+	bigGen := func(i int) []byte { return makeMessage("big", i, sz.BigSize, userIMAP) }
+	fetchGen := func(i int) []byte { return makeMessage("fetch", i, sz.FetchSize, userIMAP) }
+	searchGen := func(i int) []byte { return makeMessage("search", i, sz.SearchSize, userIMAP) }
+	var fetchBytes int64
+	for i := range sz.FetchMsgs {
+		fetchBytes += int64(len(fetchGen(i)))
+	}
+	wantHits := (sz.SearchMsgs + needleEvery - 1) / needleEvery
+	failed := map[string]bool{}
+	for _, s := range b.srvs {
+		for _, p := range []struct {
+			mailbox string
+			n       int
+			gen     func(int) []byte
+			mode    string
+		}{
+			{"Big", sz.BigMsgs, bigGen, b.o.populate},
+			{"Fetch", sz.FetchMsgs, fetchGen, "append"},
+			{"Search", sz.SearchMsgs, searchGen, "append"},
+		} {
+			t0 := time.Now()
+			if err := populate(ctx, s, userIMAP, p.mailbox, p.n, p.gen, p.mode); err != nil {
+				failed[s.Name()] = true
+				b.fail(s, "IMAP populate "+p.mailbox, err)
+				break
+			}
+			b.log.Info("populated", "system", s.Name(), "mailbox", p.mailbox, "messages", p.n, "mode", p.mode, "dur", time.Since(t0).Round(time.Millisecond))
+			b.notes = append(b.notes, fmt.Sprintf("%s: filling %s with %s messages (%s) took %s.", s.Name(), p.mailbox, n(p.n), p.mode, time.Since(t0).Round(time.Second)))
+		}
+	}
+	sel := millis(fmt.Sprintf("IMAP SELECT, %s-msg mailbox", n(sz.BigMsgs)))
+	ff := millis(fmt.Sprintf("IMAP UID FETCH 1:* (FLAGS), %s msgs", n(sz.BigMsgs)))
+	fb := millis(fmt.Sprintf("IMAP FETCH 1:* BODY.PEEK[], %s × %s", n(sz.FetchMsgs), kb(sz.FetchSize)))
+	st := millis(fmt.Sprintf("IMAP SEARCH TEXT, %s msgs", n(sz.SearchMsgs)))
+	for run := range b.o.runs {
+		for _, s := range b.srvs {
+			if failed[s.Name()] {
+				continue
+			}
+			ds, df, err := imapSelectFetchFlags(s, "Big", sz.BigMsgs)
+			if err != nil {
+				b.fail(s, "IMAP SELECT/FETCH FLAGS", err)
+			} else {
+				b.res.add(sel, s.Name(), ms(ds))
+				b.res.add(ff, s.Name(), ms(df))
+			}
+			d, err := imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
+			if err != nil {
+				b.fail(s, "IMAP FETCH bodies", err)
+			} else {
+				b.res.add(fb, s.Name(), ms(d))
+			}
+			d2, err := imapSearchText(s, "Search", wantHits)
+			if err != nil {
+				b.fail(s, "IMAP SEARCH TEXT", err)
+			} else {
+				b.res.add(st, s.Name(), ms(d2))
+			}
+			b.log.Info("imap", "system", s.Name(), "run", run, "select", ds, "fetchflags", df, "fetchbodies", d, "search", d2)
+		}
+	}
+	b.notes = append(b.notes, fmt.Sprintf("IMAP: each figure is one command on a fresh connection (SELECT; UID FETCH 1:* (FLAGS) read to the end; FETCH 1:* BODY.PEEK[] on an EXAMINEd mailbox, every byte read and counted; SEARCH TEXT of a word in 1 message in %d). Messages: %s, %s and %s, plain text.", needleEvery, kb(sz.BigSize), kb(sz.FetchSize), kb(sz.SearchSize)))
+}
+
+func (b *bench) pop3(ctx context.Context) {
+	sz := b.sz
+	var total int64
+	for i := range sz.POPMsgs {
+		total += int64(len(makeMessage("pop", i, sz.POPSize, userPOP)))
+	}
+	m := millis(fmt.Sprintf("POP3 RETR+DELE+QUIT, %s × %s", n(sz.POPMsgs), kb(sz.POPSize)))
+	failed := map[string]bool{}
+	for run := range b.o.runs {
+		for _, s := range b.srvs {
+			if failed[s.Name()] {
+				continue
+			}
+			gen := func(i int) []byte { return makeMessage("pop", i, sz.POPSize, userPOP) }
+			if err := populate(ctx, s, userPOP, "INBOX", sz.POPMsgs, gen, "append"); err != nil {
+				failed[s.Name()] = true
+				b.fail(s, "POP3 populate", err)
+				continue
+			}
+			d, err := pop3RetrDele(s, sz.POPMsgs, total)
+			if err != nil {
+				failed[s.Name()] = true
+				b.fail(s, "POP3 RETR+DELE", err)
+				continue
+			}
+			b.log.Info("pop3", "system", s.Name(), "run", run, "dur", d)
+			b.res.add(m, s.Name(), ms(d))
+		}
+	}
+	b.notes = append(b.notes, "POP3: one session from connect to QUIT's +OK (deletions applied), USER/PASS, STAT, then RETR n and DELE n for every message, every byte read; the maildrop is refilled by IMAP APPEND (not timed) before each run.")
+}
+
+func (b *bench) mem(ctx context.Context) {
+	k := b.sz.IdleConns
+	rss := mib(fmt.Sprintf("Memory with %s idle IMAP conns: RSS, all processes", n(k)))
+	pss := mib(fmt.Sprintf("Memory with %s idle IMAP conns: PSS, all processes", n(k)))
+	per := kib(fmt.Sprintf("Memory per idle IMAP conn (RSS growth / %s)", n(k)))
+	failed := map[string]bool{}
+	for run := range b.o.runs {
+		for _, s := range b.srvs {
+			if failed[s.Name()] {
+				continue
+			}
+			r, err := idleIMAP(ctx, s, k)
+			if err != nil {
+				failed[s.Name()] = true
+				b.fail(s, "idle IMAP connections", err)
+				continue
+			}
+			b.log.Info("mem", "system", s.Name(), "run", run, "rssMiB", int(r.rss)>>20, "pssMiB", int(r.pss)>>20, "perConnKiB", int(r.perConnRSS)>>10, "processes", r.processCount)
+			b.res.add(rss, s.Name(), r.rss)
+			b.res.add(pss, s.Name(), r.pss)
+			b.res.add(per, s.Name(), r.perConnRSS)
+			if run == 0 {
+				b.notes = append(b.notes, fmt.Sprintf("%s: %d processes with the idle connections open.", s.Name(), r.processCount))
+			}
+			// Let the servers release the connections before the next run.
+			time.Sleep(2 * time.Second)
+		}
+	}
+	b.notes = append(b.notes, fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system 2 s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them.", n(k)))
+}
+
+func (b *bench) relayOut(ctx context.Context) {
+	if b.relay == nil {
+		return
+	}
+	for _, dests := range []int{1, relayDomains} {
+		m := perSec(fmt.Sprintf("Relay out, %s msgs of %s, %d destination domain(s)", n(b.sz.RelayMsgs), kb(b.sz.RelaySize), dests))
+		failed := map[string]bool{}
+		for run := range b.o.runs {
+			for _, s := range b.srvs {
+				if failed[s.Name()] {
+					continue
+				}
+				r, err := b.relayRun(ctx, s, fmt.Sprintf("relay%d-%d", dests, run), dests)
+				if err != nil {
+					failed[s.Name()] = true
+					b.fail(s, fmt.Sprintf("relay to %d domains", dests), err)
+					continue
+				}
+				b.log.Info("relay", "system", s.Name(), "dests", dests, "run", run, "msg/s", fmt.Sprintf("%.1f", r))
+				b.res.add(m, s.Name(), r)
+			}
+		}
+	}
+	b.notes = append(b.notes, "Relay: messages submitted over 4 connections (Posthouse: submission port with STARTTLS and AUTH PLAIN; Postfix: its port 25, relaying for 127.0.0.0/8), one recipient each, spread round-robin over the destination domains; the clock stops when the loopback receiver has accepted every one. Posthouse finds the receiver by MX through a loopback DNS server ([dns] resolver, [queue] remote_port); Postfix, which resolves through the system resolver, is routed there by transport_maps ([127.0.0.1]:port, no MX lookup).")
+}
+
+// relayRun submits RelayMsgs messages to foreign domains and waits until
+// the sink has them all.
+func (b *bench) relayRun(ctx context.Context, s server, tag string, dests int) (float64, error) {
+	total := b.sz.RelayMsgs
+	msgs := make([][]byte, total)
+	rcpts := make([]string, total)
+	for i := range msgs {
+		rcpts[i] = fmt.Sprintf("%s-%d@%s", tag, i, b.relay.domains[i%dests])
+		msgs[i] = makeMessage(tag, i, b.sz.RelaySize, rcpts[i])
+	}
+	base := b.relay.received.Load()
+	const conns = 4
+	start := time.Now()
+	err := parallel(ctx, conns, conns, func(ctx context.Context, w int) error {
+		var c *smtp.Client
+		var err error
+		if addr := s.Addr("submission"); addr != "" {
+			c, err = smtp.DialStartTLS(addr, &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				return err
+			}
+			if err := c.Auth(sasl.NewPlainClient("", userSend, password)); err != nil {
+				c.Close()
+				return err
+			}
+		} else {
+			if c, err = smtp.Dial(s.Addr("smtp")); err != nil {
+				return err
+			}
+		}
+		defer c.Close()
+		for i := w; i < total; i += conns {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err := c.SendMail(userSend, []string{rcpts[i]}, bytes.NewReader(msgs[i])); err != nil {
+				return fmt.Errorf("submit %d: %w", i, err)
+			}
+		}
+		return c.Quit()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for b.relay.received.Load() < base+int64(total) {
+		if time.Since(start) > 10*time.Minute {
+			return 0, fmt.Errorf("receiver got %d of %d messages after 10 minutes", b.relay.received.Load()-base, total)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+// writeNotes prints the methodology under the table.
+func (b *bench) writeNotes(w io.Writer) {
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Notes:")
+	fmt.Fprintln(w)
+	for _, s := range methodology {
+		fmt.Fprintf(w, "- %s\n", s)
+	}
+	for _, s := range b.notes {
+		fmt.Fprintf(w, "- %s\n", s)
+	}
+	if len(b.errs) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Failures (their cells are n/a):")
+		fmt.Fprintln(w)
+		for _, e := range b.errs {
+			fmt.Fprintf(w, "- %s\n", e)
+		}
+	}
+}
+
+// methodology describes how each system is configured, so the comparison
+// can be judged.
+var methodology = []string{
+	"One machine, one load generator (Go: go-smtp client, go-imap v2 imapclient, a small POP3 client), every connection over 127.0.0.1 without TLS except relay submission; the systems run side by side and the runs alternate between them.",
+	"Posthouse: the binary built from this tree, default settings apart from loopback listeners and connection limits raised to 5,000; it fsyncs each message file and its directory and commits the SQLite index (WAL) before the 250.",
+	"Postfix + Dovecot: Debian packages, private instances (postfix -c, dovecot -c) in a temporary directory. Postfix smtpd → cleanup (queue file fsynced before 250, the default) → qmgr → LMTP over loopback TCP → Dovecot LMTP → Maildir (mail_fsync = optimized, the default: the message file is fsynced before LMTP's 250). Recipients checked at RCPT (virtual_mailbox_maps). Dovecot: passwd-file users with SHA512-CRYPT hashes, ssl = no, Maildir with its default index files, no FTS plugin; service imap client_limit and process_limit as in the header (client_limit 1 is Debian's default, one imap process per connection), mail_max_userip_connections raised for the idle test.",
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuickPosthouse runs the quick mode once against Posthouse (and
+// Postfix + Dovecot when they are installed and we are root; CI has
+// neither, so that column is n/a there) and checks that the command prints
+// a well-formed table with a figure for every Posthouse row. It never
+// looks at how fast anything was.
+func TestQuickPosthouse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sz := quickSizes
+	sz.SMTPMsgs, sz.BigMsgs, sz.FetchMsgs, sz.SearchMsgs, sz.POPMsgs, sz.IdleConns, sz.RelayMsgs = 10, 100, 10, 100, 10, 20, 10
+	o := options{
+		runs:      1,
+		quick:     true,
+		sizes:     &sz,
+		workloads: map[string]bool{"mem": true, "smtp": true, "imap": true, "pop3": true, "relay": true},
+		systems:   map[string]bool{"posthouse": true},
+		populate:  "append",
+	}
+	if os.Getenv("BENCH_SMOKE_OTHERS") != "" {
+		o.systems["postfix"] = true
+	}
+	var out bytes.Buffer
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := run(ctx, o, &out, log); err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("output:\n%s", out.String())
+	checkTable(t, out.String())
+}
+
+// checkTable verifies the Markdown table: header, separator, five cells a
+// row, a number in every Posthouse cell, and every workload present.
+func checkTable(t *testing.T, s string) {
+	t.Helper()
+	var rows [][]string
+	for _, line := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(line, "|") {
+			continue
+		}
+		if !strings.HasSuffix(line, "|") {
+			t.Fatalf("table line does not end with |: %q", line)
+		}
+		cells := strings.Split(strings.Trim(line, "|"), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		rows = append(rows, cells)
+	}
+	if len(rows) < 3 {
+		t.Fatalf("no table in the output")
+	}
+	if got := strings.Join(rows[0], "|"); got != "Workload|Unit|Posthouse|Postfix + Dovecot|Ratio (>1: Posthouse better)" {
+		t.Errorf("header = %q", got)
+	}
+	for _, c := range rows[1] {
+		if strings.Trim(c, ":-") != "" || !strings.Contains(c, "---") {
+			t.Errorf("separator row = %q", rows[1])
+		}
+	}
+	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "POP3 RETR", "Relay out"}
+	for _, w := range want {
+		found := false
+		for _, r := range rows[2:] {
+			found = found || strings.HasPrefix(r[0], w)
+		}
+		if !found {
+			t.Errorf("no row for %q", w)
+		}
+	}
+	for _, r := range rows[2:] {
+		if len(r) != 5 {
+			t.Errorf("row has %d cells, want 5: %q", len(r), r)
+			continue
+		}
+		if v, err := strconv.ParseFloat(r[2], 64); err != nil || v < 0 {
+			t.Errorf("row %q: Posthouse cell %q is not a figure", r[0], r[2])
+		}
+		if r[3] != "n/a" {
+			if _, err := strconv.ParseFloat(r[3], 64); err != nil {
+				t.Errorf("row %q: Postfix + Dovecot cell %q is neither a figure nor n/a", r[0], r[3])
+			}
+		}
+	}
+	if !strings.Contains(s, "cores") {
+		t.Errorf("header does not name the core count")
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// repoRoot finds the Posthouse module root above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/posthouse/posthouse\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("not inside the Posthouse repository (no go.mod for github.com/posthouse/posthouse above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+// buildPosthouse builds ./cmd/posthouse into dir and returns the binary.
+func buildPosthouse(ctx context.Context, dir string) (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "posthouse")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/posthouse")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/posthouse: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// phServer is the posthouse binary serving from a temporary directory.
+type phServer struct {
+	log     *slog.Logger
+	dir     string
+	bin     string
+	cfgPath string
+	ports   map[string]int
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	logf *os.File
+}
+
+type phOptions struct {
+	Bin       string // prebuilt binary; empty: build ./cmd/posthouse
+	RelayPort int    // [queue] remote_port
+	DNSAddr   string // [dns] resolver
+}
+
+func startPosthouse(ctx context.Context, log *slog.Logger, opts phOptions) (_ *phServer, err error) {
+	dir, err := os.MkdirTemp("", "posthouse-bench-ph-")
+	if err != nil {
+		return nil, err
+	}
+	s := &phServer{log: log, dir: dir, bin: opts.Bin}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.bin == "" {
+		if s.bin, err = buildPosthouse(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+	p, err := freePorts(4)
+	if err != nil {
+		return nil, err
+	}
+	s.ports = map[string]int{"smtp": p[0], "submission": p[1], "imap": p[2], "pop3": p[3]}
+	relayPort, resolver := opts.RelayPort, opts.DNSAddr
+	if relayPort == 0 {
+		relayPort = 25
+	}
+	cfg := fmt.Sprintf(`# Posthouse benchmark instance.
+hostname = "ph.bench.test"
+data_dir = %q
+
+[listen]
+smtp = "127.0.0.1:%d"
+submission = "127.0.0.1:%d"
+submissions = ""
+imap = "127.0.0.1:%d"
+imaps = ""
+pop3 = "127.0.0.1:%d"
+pop3s = ""
+
+[limits]
+max_message_size = "100MiB"
+max_connections = 5000
+max_connections_per_ip = 5000
+
+[queue]
+remote_port = %d
+
+[dns]
+resolver = %q
+
+[log]
+level = "warn"
+`, filepath.Join(dir, "data"), s.ports["smtp"], s.ports["submission"], s.ports["imap"], s.ports["pop3"], relayPort, resolver)
+	s.cfgPath = filepath.Join(dir, "posthouse.toml")
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	if s.logf, err = os.Create(filepath.Join(dir, "posthouse.log")); err != nil {
+		return nil, err
+	}
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *phServer) start(ctx context.Context) error {
+	s.cmd = exec.Command(s.bin, "serve", "--config", s.cfgPath)
+	s.cmd.Stdout = s.logf
+	s.cmd.Stderr = s.logf
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(s.cmd, s.done)
+	addrs := []string{s.Addr("smtp"), s.Addr("imap"), s.Addr("pop3")}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-s.done:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	// Start-up reconciliation of a large maildir may take a while.
+	if err := waitPorts(wctx, 5*time.Minute, addrs...); err != nil {
+		b, _ := os.ReadFile(s.logf.Name())
+		return fmt.Errorf("posthouse serve: %w\n%s", err, tail(b, 3000))
+	}
+	return nil
+}
+
+func (s *phServer) stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.log.Warn("posthouse did not stop within 30s of SIGTERM; killing it")
+		s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd = nil
+}
+
+func (s *phServer) Name() string { return "Posthouse" }
+
+func (s *phServer) Addr(proto string) string {
+	if p, ok := s.ports[proto]; ok {
+		return fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	return ""
+}
+
+func (s *phServer) MailRoot() string      { return filepath.Join(s.dir, "data") }
+func (s *phServer) FileOwner() (int, int) { return os.Getuid(), os.Getgid() }
+
+func (s *phServer) Reindex(ctx context.Context) error {
+	s.stop()
+	return s.start(ctx)
+}
+
+func (s *phServer) PIDs() []int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	return descendants(s.cmd.Process.Pid)
+}
+
+// admin runs `posthouse admin --config F args…`.
+func (s *phServer) admin(ctx context.Context, stdin string, args ...string) error {
+	cmd := exec.CommandContext(ctx, s.bin, append([]string{"admin", "--config", s.cfgPath}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("posthouse admin %s: %w: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (s *phServer) AddUser(ctx context.Context, address, password string) error {
+	_, dom, _ := strings.Cut(address, "@")
+	// Exit code 4: the domain already exists.
+	if err := s.admin(ctx, "", "domain", "add", dom); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+			return err
+		}
+	}
+	return s.admin(ctx, password+"\n", "user", "add", address, "--password-stdin")
+}
+
+func (s *phServer) Close() error {
+	s.stop()
+	if s.logf != nil {
+		s.logf.Close()
+	}
+	if os.Getenv("BENCH_KEEP") != "" {
+		s.log.Info("keeping Posthouse directory", "dir", s.dir)
+		return nil
+	}
+	return os.RemoveAll(s.dir)
+}
+
+// posthouseVersion asks the binary for its version line.
+func posthouseVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return "Posthouse"
+	}
+	return "Posthouse " + strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(string(out)), "posthouse"))
+}

@@ -1,0 +1,446 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-smtp"
+)
+
+// sizes are the workload sizes; fullSizes are the figures.
+type sizes struct {
+	SMTPMsgs, SMTPSize     int // per concurrency level and run
+	BigMsgs, BigSize       int // the SELECT / UID FETCH FLAGS mailbox
+	FetchMsgs, FetchSize   int // FETCH of full bodies
+	SearchMsgs, SearchSize int // SEARCH TEXT
+	POPMsgs, POPSize       int // RETR+DELE
+	IdleConns              int // idle authenticated IMAP connections
+	RelayMsgs, RelaySize   int // outbound relay, per destination count and run
+}
+
+var fullSizes = sizes{
+	SMTPMsgs: 1000, SMTPSize: 10 << 10,
+	BigMsgs: 100000, BigSize: 2 << 10,
+	FetchMsgs: 1000, FetchSize: 50 << 10,
+	SearchMsgs: 10000, SearchSize: 5 << 10,
+	POPMsgs: 1000, POPSize: 50 << 10,
+	IdleConns: 1000,
+	RelayMsgs: 500, RelaySize: 10 << 10,
+}
+
+var quickSizes = sizes{
+	SMTPMsgs: 40, SMTPSize: 10 << 10,
+	BigMsgs: 500, BigSize: 2 << 10,
+	FetchMsgs: 50, FetchSize: 50 << 10,
+	SearchMsgs: 200, SearchSize: 5 << 10,
+	POPMsgs: 50, POPSize: 50 << 10,
+	IdleConns: 50,
+	RelayMsgs: 40, RelaySize: 10 << 10,
+}
+
+// Benchmark users, all in the one local domain.
+const (
+	domain    = "bench.test"
+	userSMTP1 = "smtp1@" + domain
+	userSMTPN = "smtp20@" + domain
+	userIMAP  = "imap@" + domain
+	userPOP   = "pop@" + domain
+	userIdle  = "idle@" + domain
+	userSend  = "sender@" + domain
+)
+
+var allUsers = []string{userSMTP1, userSMTPN, userIMAP, userPOP, userIdle, userSend}
+
+// smtpResult is one inbound SMTP run.
+type smtpResult struct {
+	accepted, visible float64 // messages/s: all 250s received; all visible by IMAP
+	diskPerMsg        float64 // bytes on disk per message stored by the run
+}
+
+// runSMTP sends n messages of size bytes over conns concurrent SMTP
+// sessions to user, then polls IMAP STATUS until all of them are in INBOX.
+func runSMTP(ctx context.Context, s server, tag, user string, n, size, conns int) (smtpResult, error) {
+	var res smtpResult
+	mon, err := imapLogin(s.Addr("imap"), user)
+	if err != nil {
+		return res, err
+	}
+	defer mon.Close()
+	base, err := imapCount(mon, "INBOX")
+	if err != nil {
+		return res, err
+	}
+	du0 := diskUsage(s.MailRoot())
+	msgs := make([][]byte, n)
+	for i := range msgs {
+		msgs[i] = makeMessage(tag, i, size, user)
+	}
+	start := time.Now()
+	err = parallel(ctx, conns, conns, func(gctx context.Context, w int) error {
+		{
+			c, err := smtp.Dial(s.Addr("smtp"))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := c.Hello("client.bench.test"); err != nil {
+				return err
+			}
+			for i := w; i < n; i += conns {
+				if gctx.Err() != nil {
+					return gctx.Err()
+				}
+				if err := c.SendMail("sender@bench.example", []string{user}, bytes.NewReader(msgs[i])); err != nil {
+					return fmt.Errorf("smtp message %d: %w", i, err)
+				}
+			}
+			return c.Quit()
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	accepted := time.Since(start)
+	want := base + uint32(n)
+	for {
+		got, err := imapCount(mon, "INBOX")
+		if err != nil {
+			return res, err
+		}
+		if got >= want {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return res, fmt.Errorf("only %d of %d messages visible after 10 minutes", got-base, n)
+		}
+		select {
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	visible := time.Since(start)
+	res.accepted = float64(n) / accepted.Seconds()
+	res.visible = float64(n) / visible.Seconds()
+	res.diskPerMsg = float64(diskUsage(s.MailRoot())-du0) / float64(n)
+	return res, nil
+}
+
+// populate fills mailbox with n messages from gen. Mode "append" uses IMAP
+// APPEND over 4 pipelined connections; "maildir" writes the files straight
+// into the server's maildir folder for that mailbox (found by appending one
+// marker message and looking for its file), then lets the server index them
+// (Posthouse at start-up reconciliation, Dovecot at the next SELECT).
+func populate(ctx context.Context, s server, user, mailbox string, n int, gen func(i int) []byte, mode string) error {
+	c, err := imapLogin(s.Addr("imap"), user)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if mailbox != "INBOX" {
+		if err := c.Create(mailbox, nil).Wait(); err != nil {
+			var ie *imap.Error
+			if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAlreadyExists {
+				return fmt.Errorf("create %s: %w", mailbox, err)
+			}
+		}
+	}
+	have, err := imapCount(c, mailbox)
+	if err != nil {
+		return err
+	}
+	if int(have) >= n {
+		return nil
+	}
+	if mode == "maildir" {
+		return populateMaildir(ctx, s, c, user, mailbox, int(have), n, gen)
+	}
+	const conns, window = 4, 32
+	per := (n - int(have) + conns - 1) / conns
+	return parallel(ctx, conns, conns, func(ctx context.Context, w int) error {
+		from := int(have) + w*per
+		to := min(from+per, n)
+		if from >= to {
+			return nil
+		}
+		c, err := imapLogin(s.Addr("imap"), user)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return imapAppend(c, mailbox, gen, from, to, window)
+	})
+}
+
+// populateMaildir is populate's direct-write path; see populate.
+func populateMaildir(ctx context.Context, s server, c *imapclient.Client, user, mailbox string, have, n int, gen func(i int) []byte) error {
+	marker := fmt.Sprintf("posthouse-bench-marker-%d", time.Now().UnixNano())
+	m := []byte("Subject: marker\r\nMessage-ID: <" + marker + "@bench.example>\r\n\r\nmarker\r\n")
+	if err := imapAppend(c, mailbox, func(int) []byte { return m }, 0, 1, 1); err != nil {
+		return err
+	}
+	have++
+	file, err := findFileContaining(s.MailRoot(), []byte(marker))
+	if err != nil {
+		return fmt.Errorf("locating %s's maildir for %s: %w", s.Name(), mailbox, err)
+	}
+	md := filepath.Dir(filepath.Dir(file)) // …/cur/name → maildir
+	uid, gid := s.FileOwner()
+	now := time.Now().Unix()
+	pid := os.Getpid()
+	for i := have; i < n; i++ {
+		if i%1000 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		b := gen(i)
+		name := fmt.Sprintf("%d.M%dP%d.benchgen,S=%d:2,", now, i, pid, len(b))
+		tmp := filepath.Join(md, "tmp", name)
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			return err
+		}
+		if err := os.Chown(tmp, uid, gid); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, filepath.Join(md, "cur", name)); err != nil {
+			return err
+		}
+	}
+	syncFS()
+	c.Close()
+	if err := s.Reindex(ctx); err != nil {
+		return err
+	}
+	// Warm-up: let the server index the new files before anything is timed.
+	c2, err := imapLogin(s.Addr("imap"), user)
+	if err != nil {
+		return err
+	}
+	defer c2.Close()
+	d, err := c2.Select(mailbox, nil).Wait()
+	if err != nil {
+		return err
+	}
+	if int(d.NumMessages) != n {
+		return fmt.Errorf("%s: %s has %d messages after direct maildir population, want %d", s.Name(), mailbox, d.NumMessages, n)
+	}
+	return nil
+}
+
+// findFileContaining walks root for a recently written small file
+// containing needle.
+func findFileContaining(root string, needle []byte) (string, error) {
+	var found string
+	cutoff := time.Now().Add(-2 * time.Minute)
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found != "" {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil || info.Size() > 64<<10 || info.ModTime().Before(cutoff) {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err == nil && bytes.Contains(b, needle) {
+			found = path
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if found == "" {
+		return "", errors.New("no file holds the marker message")
+	}
+	return found, nil
+}
+
+// imapSelectFetchFlags times SELECT and UID FETCH 1:* (FLAGS) on mailbox.
+func imapSelectFetchFlags(s server, mailbox string, want int) (sel, fetch time.Duration, err error) {
+	c, err := imapLogin(s.Addr("imap"), userIMAP)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer c.Close()
+	t0 := time.Now()
+	d, err := c.Select(mailbox, nil).Wait()
+	if err != nil {
+		return 0, 0, err
+	}
+	sel = time.Since(t0)
+	if int(d.NumMessages) != want {
+		return 0, 0, fmt.Errorf("SELECT %s: %d messages, want %d", mailbox, d.NumMessages, want)
+	}
+	t1 := time.Now()
+	cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true})
+	got := 0
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		for it := m.Next(); it != nil; it = m.Next() {
+		}
+		got++
+	}
+	if err := cmd.Close(); err != nil {
+		return 0, 0, err
+	}
+	fetch = time.Since(t1)
+	if got != want {
+		return 0, 0, fmt.Errorf("UID FETCH FLAGS: %d messages, want %d", got, want)
+	}
+	return sel, fetch, nil
+}
+
+// imapFetchBodies times FETCH 1:* (BODY.PEEK[]) on mailbox and checks the
+// byte count.
+func imapFetchBodies(s server, mailbox string, want int, wantBytes int64) (time.Duration, error) {
+	c, err := imapLogin(s.Addr("imap"), userIMAP)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	var seq imap.SeqSet
+	seq.AddRange(1, 0)
+	cmd := c.Fetch(seq, &imap.FetchOptions{BodySection: []*imap.FetchItemBodySection{{Peek: true}}})
+	got, bytes := 0, int64(0)
+	for m := cmd.Next(); m != nil; m = cmd.Next() {
+		for it := m.Next(); it != nil; it = m.Next() {
+			if b, ok := it.(imapclient.FetchItemDataBodySection); ok && b.Literal != nil {
+				n, err := drain(b.Literal)
+				if err != nil {
+					return 0, err
+				}
+				bytes += n
+			}
+		}
+		got++
+	}
+	if err := cmd.Close(); err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	if got != want || bytes != wantBytes {
+		return 0, fmt.Errorf("FETCH bodies: %d messages / %d bytes, want %d / %d", got, bytes, want, wantBytes)
+	}
+	return d, nil
+}
+
+// imapSearchText times SEARCH TEXT needle on mailbox and checks the hits.
+func imapSearchText(s server, mailbox string, wantHits int) (time.Duration, error) {
+	c, err := imapLogin(s.Addr("imap"), userIMAP)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	d, err := c.Search(&imap.SearchCriteria{Text: []string{needle}}, nil).Wait()
+	if err != nil {
+		return 0, err
+	}
+	dur := time.Since(t0)
+	if got := len(d.AllSeqNums()); got != wantHits {
+		return 0, fmt.Errorf("SEARCH TEXT: %d hits, want %d", got, wantHits)
+	}
+	return dur, nil
+}
+
+// pop3RetrDele times one POP3 session that RETRs and DELEs every message
+// and QUITs (the deletions are applied before QUIT's +OK).
+func pop3RetrDele(s server, want int, wantBytes int64) (time.Duration, error) {
+	t0 := time.Now()
+	c, err := pop3Dial(s.Addr("pop3"))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	if err := c.Login(userPOP, password); err != nil {
+		return 0, err
+	}
+	n, _, err := c.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if n != want {
+		return 0, fmt.Errorf("POP3 STAT: %d messages, want %d", n, want)
+	}
+	var total int64
+	for i := 1; i <= n; i++ {
+		b, err := c.Retr(i)
+		if err != nil {
+			return 0, fmt.Errorf("RETR %d: %w", i, err)
+		}
+		total += b
+		if err := c.Dele(i); err != nil {
+			return 0, fmt.Errorf("DELE %d: %w", i, err)
+		}
+	}
+	if err := c.Quit(); err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	if total != wantBytes {
+		return 0, fmt.Errorf("POP3 RETR: %d bytes, want %d", total, wantBytes)
+	}
+	return d, nil
+}
+
+// memResult is the memory of one system with idle IMAP connections.
+type memResult struct {
+	rss, pss     float64 // bytes, all processes, with the connections open
+	perConnRSS   float64 // bytes per connection, RSS growth over the idle baseline
+	baseRSS      float64
+	processCount int
+}
+
+// idleIMAP opens n authenticated IMAP connections (INBOX selected), waits
+// for the servers to settle and sums the memory of every process.
+func idleIMAP(ctx context.Context, s server, n int) (memResult, error) {
+	var res memResult
+	rss0, _ := memUsage(s.PIDs())
+	res.baseRSS = float64(rss0)
+	clients := make([]*imapclient.Client, n)
+	defer func() {
+		var wg sync.WaitGroup
+		for _, c := range clients {
+			if c != nil {
+				wg.Go(func() { c.Logout().Wait(); c.Close() })
+			}
+		}
+		wg.Wait()
+	}()
+	err := parallel(ctx, n, 10, func(ctx context.Context, i int) error {
+		c, err := imapLogin(s.Addr("imap"), userIdle)
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		clients[i] = c
+		if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+			return fmt.Errorf("connection %d: %w", i, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	time.Sleep(2 * time.Second)
+	pids := s.PIDs()
+	rss, pss := memUsage(pids)
+	res.rss, res.pss = float64(rss), float64(pss)
+	res.perConnRSS = float64(rss-rss0) / float64(n)
+	res.processCount = len(pids)
+	return res, nil
+}
