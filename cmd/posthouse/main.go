@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/posthouse/posthouse/config"
 )
@@ -120,7 +121,10 @@ func topUsage(w io.Writer) {
 func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	// The flag package calls Usage on every parse error too; parseFlags
+	// prints it only for -h/--help.
+	fs.Usage = func() {}
+	usagePrinters.Store(fs, func() {
 		fmt.Fprintf(stdout, "Usage: %s\n", usage)
 		var flags []string
 		fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f.Name) })
@@ -131,9 +135,12 @@ func newFlagSet(name, usage string, stdout io.Writer) *flag.FlagSet {
 			fs.PrintDefaults()
 			fs.SetOutput(io.Discard)
 		}
-	}
+	})
 	return fs
 }
+
+// usagePrinters holds each FlagSet's help printer (*flag.FlagSet → func()).
+var usagePrinters sync.Map
 
 // parseFlags parses flags placed anywhere among the arguments (flags after
 // positional arguments too, as administrators type them); "--" ends flags.
@@ -144,7 +151,9 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+				if p, ok := usagePrinters.Load(fs); ok {
+					p.(func())()
+				}
 				return nil, flag.ErrHelp
 			}
 			return nil, usageError("%s: %v (see '%s --help')", fs.Name(), err, fs.Name())

@@ -1,0 +1,447 @@
+package integration
+
+// The harness: TestMain builds posthouse once; startServer runs it on free
+// loopback ports with a temporary data dir and stops it when the test ends.
+// Tests drive it only from outside (network, the admin command, files), never
+// by importing Posthouse packages.
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// binary is the posthouse executable built by TestMain.
+var binary string
+
+// raceBuild is set by race_test.go when tests run with -race: the server is
+// then built with the race detector too.
+var raceBuild bool
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "posthouse-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration: temp dir:", err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "posthouse")
+	args := []string{"build", "-o", binary}
+	if raceBuild {
+		args = append(args, "-race")
+	}
+	args = append(args, "github.com/posthouse/posthouse/cmd/posthouse")
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: go %s: %v\n%s", strings.Join(args, " "), err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// listenerNames are the [listen] entries the harness always enables.
+var listenerNames = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps"}
+
+// Server is one running posthouse serve.
+type Server struct {
+	Dir        string // the test's directory: config, log, data
+	DataDir    string
+	ConfigPath string
+	Hostname   string
+
+	addrs   map[string]string // [listen] name → "127.0.0.1:port", enabled ones
+	env     []string
+	cmd     *exec.Cmd
+	logPath string
+	logFile *os.File
+	exited  chan struct{}
+	waitErr error
+	mu      sync.Mutex
+}
+
+// TestHostname is the hostname every test server has.
+const TestHostname = "posthouse.test"
+
+// startServer starts posthouse serve with a config listening on free
+// loopback ports for every listener, data in a temp dir, and [dns] resolver
+// pointing at an unused loopback port (so nothing reaches a real resolver).
+// extraTOML is merged over that config, key by key: a test may set any key,
+// including ones in [listen] and [dns]; a [listen] value ending in ":0"
+// (e.g. http = "127.0.0.1:0") gets a free port too. The server is stopped
+// with SIGTERM when the test ends, and must exit cleanly; its log is printed
+// if the test failed.
+func startServer(t testing.TB, extraTOML string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	s := &Server{
+		Dir:        dir,
+		DataDir:    filepath.Join(dir, "data"),
+		ConfigPath: filepath.Join(dir, "posthouse.toml"),
+		Hostname:   TestHostname,
+		logPath:    filepath.Join(dir, "server.log"),
+		env:        cleanEnv(),
+	}
+
+	cfg := map[string]any{
+		"hostname": TestHostname,
+		"data_dir": s.DataDir,
+		"listen":   map[string]any{},
+		"dns":      map[string]any{"resolver": unusedUDPAddr(t)},
+		"log":      map[string]any{"level": "debug"},
+	}
+	for _, name := range listenerNames {
+		cfg["listen"].(map[string]any)[name] = "127.0.0.1:0"
+	}
+	if extraTOML != "" {
+		var extra map[string]any
+		if err := toml.Unmarshal([]byte(extraTOML), &extra); err != nil {
+			t.Fatalf("startServer: extra TOML: %v", err)
+		}
+		mergeTOML(cfg, extra)
+	}
+	s.addrs = map[string]string{}
+	listen, _ := cfg["listen"].(map[string]any)
+	for _, name := range slices.Sorted(maps.Keys(listen)) {
+		v, _ := listen[name].(string)
+		if strings.HasSuffix(v, ":0") {
+			v = freeTCPAddr(t)
+			listen[name] = v
+		}
+		if v != "" {
+			s.addrs[name] = v
+		}
+	}
+	data, err := toml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.ConfigPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s.start(t)
+	t.Cleanup(func() {
+		if s.running() {
+			s.stop(t)
+		}
+		if t.Failed() {
+			s.dumpLog(t)
+		}
+	})
+	return s
+}
+
+// mergeTOML sets every key of src into dst, recursing into tables.
+func mergeTOML(dst, src map[string]any) {
+	for k, v := range src {
+		if sub, ok := v.(map[string]any); ok {
+			if d, ok := dst[k].(map[string]any); ok {
+				mergeTOML(d, sub)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+}
+
+// cleanEnv is the environment without POSTHOUSE_* variables, so the
+// developer's shell cannot change what a test runs.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "POSTHOUSE_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// freeTCPAddr returns a loopback address with a port free right now.
+func freeTCPAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// unusedUDPAddr returns a loopback UDP address nobody answers on: DNS
+// queries sent there fail at once instead of leaking to a real resolver.
+func unusedUDPAddr(t testing.TB) string {
+	t.Helper()
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().String()
+}
+
+// start runs the binary and waits until every enabled listener accepts.
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.logFile = f
+	cmd := exec.Command(binary, "serve", "--config", s.ConfigPath)
+	cmd.Dir = s.Dir
+	cmd.Env = s.env
+	cmd.Stdout = f
+	cmd.Stderr = f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start posthouse: %v", err)
+	}
+	s.mu.Lock()
+	s.cmd = cmd
+	s.exited = make(chan struct{})
+	s.mu.Unlock()
+	exited := s.exited
+	go func() {
+		err := cmd.Wait()
+		s.mu.Lock()
+		s.waitErr = err
+		s.mu.Unlock()
+		close(exited)
+	}()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for _, name := range slices.Sorted(maps.Keys(s.addrs)) {
+		addr := s.addrs[name]
+		for {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-exited:
+				s.dumpLog(t)
+				t.Fatalf("posthouse serve exited before %s (%s) accepted: %v", name, addr, s.exitErr())
+			default:
+			}
+			if time.Now().After(deadline) {
+				s.dumpLog(t)
+				t.Fatalf("posthouse serve: %s (%s) does not accept connections after 30s", name, addr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func (s *Server) running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+func (s *Server) exitErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitErr
+}
+
+// Stop sends SIGTERM and fails the test unless the server exits with
+// status 0 within its shutdown deadline.
+func (s *Server) Stop(t testing.TB) {
+	t.Helper()
+	s.stop(t)
+}
+
+func (s *Server) stop(t testing.TB) {
+	t.Helper()
+	if err := s.Signal(syscall.SIGTERM); err != nil {
+		t.Errorf("stop posthouse: %v", err)
+	}
+	select {
+	case <-s.exited:
+		if err := s.exitErr(); err != nil {
+			t.Errorf("posthouse serve did not exit cleanly after SIGTERM: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		s.Kill()
+		t.Errorf("posthouse serve still running 20s after SIGTERM; killed")
+	}
+	s.logFile.Close()
+}
+
+// Kill ends the server with SIGKILL (a crash) and waits for it.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts the server again on the same config and data, after Stop
+// or Kill.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if s.running() {
+		t.Fatal("Restart: server still running")
+	}
+	s.start(t)
+}
+
+// Signal sends sig to the server.
+func (s *Server) Signal(sig os.Signal) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil || s.cmd.Process == nil {
+		return errors.New("not started")
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
+// Wait waits up to d for the server to exit and returns its exit error
+// (nil for status 0); ok is false if it is still running.
+func (s *Server) Wait(d time.Duration) (err error, ok bool) {
+	select {
+	case <-s.exited:
+		return s.exitErr(), true
+	case <-time.After(d):
+		return nil, false
+	}
+}
+
+// Log returns what the server has logged so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
+}
+
+func (s *Server) dumpLog(t testing.TB) {
+	t.Helper()
+	t.Logf("posthouse serve log (%s):\n%s", s.logPath, s.Log())
+}
+
+// Addr returns "127.0.0.1:port" of a listener: "smtp", "submission",
+// "submissions", "pop3", "pop3s", "imap", "imaps" (and any other the
+// test's TOML enabled).
+func (s *Server) Addr(name string) string {
+	a, ok := s.addrs[name]
+	if !ok {
+		panic("integration: no listener " + name)
+	}
+	return a
+}
+
+// CACertPool trusts the server's self-signed certificate.
+func (s *Server) CACertPool() *x509.CertPool {
+	pem, err := os.ReadFile(filepath.Join(s.DataDir, "tls", "cert.pem"))
+	if err != nil {
+		panic("integration: self-signed certificate: " + err.Error())
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		panic("integration: no certificate in " + filepath.Join(s.DataDir, "tls", "cert.pem"))
+	}
+	return pool
+}
+
+// AdminResult is what one `posthouse admin` run did.
+type AdminResult struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+// RunAdmin runs `posthouse admin --config … args…` with stdin and returns
+// its output and exit code, whatever they are.
+func (s *Server) RunAdmin(t testing.TB, stdin string, args ...string) AdminResult {
+	t.Helper()
+	return runPosthouse(t, s.Dir, s.env, stdin, append([]string{"admin", "--config", s.ConfigPath}, args...)...)
+}
+
+// Admin runs `posthouse admin --config … args…`, fails the test unless it
+// exits 0, and returns its stdout.
+func (s *Server) Admin(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	r := s.RunAdmin(t, stdin, args...)
+	if r.Code != 0 {
+		t.Fatalf("posthouse admin %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
+}
+
+// AddUser adds address's domain (if needed) and the user with password.
+func (s *Server) AddUser(t testing.TB, address, password string) {
+	t.Helper()
+	_, domain, ok := strings.Cut(address, "@")
+	if !ok {
+		t.Fatalf("AddUser: %q has no domain", address)
+	}
+	if r := s.RunAdmin(t, "", "domain", "add", domain); r.Code != 0 && r.Code != 4 {
+		t.Fatalf("posthouse admin domain add %s: exit %d: %s", domain, r.Code, r.Stderr)
+	}
+	s.Admin(t, password+"\n", "user", "add", "--password-stdin", address)
+}
+
+// runPosthouse runs the binary to completion (at most a minute).
+func runPosthouse(t testing.TB, dir string, env []string, stdin string, args ...string) AdminResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	r := AdminResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ee.Exited():
+		r.Code = ee.ExitCode()
+	default:
+		t.Fatalf("posthouse %s: %v\nstderr: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return r
+}
+
+// needTool skips the test when an external program is not installed
+// (.ci/run installs them all).
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Skipf("%s is not installed (apt-get install the package .ci/run lists); skipping", name)
+	}
+	return p
+}
