@@ -130,6 +130,7 @@ func (db *DB) verify(ctx context.Context, stored, password string) (match, rehas
 		return false, false, ctx.Err()
 	}
 	defer func() { <-db.hashes }()
+	db.verifications.Add(1)
 	return verifyPassword(stored, password, db.argon)
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
@@ -81,6 +82,9 @@ type DB struct {
 	throttle *throttle
 	cache    *credCache
 	credKey  [32]byte // HMAC key for credential ids, made at Open
+
+	// verifications counts password hash verifications (tests, benchmarks).
+	verifications atomic.Int64
 
 	// sleep waits for the per-account delay; tests replace it.
 	sleep func(ctx context.Context, d time.Duration) error

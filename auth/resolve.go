@@ -135,7 +135,13 @@ func (r *resolver) expand(ctx context.Context, a string, targets []string, depth
 	}
 	r.onPath[a] = true
 	for _, t := range targets {
-		err := r.address(ctx, t, depth+1)
+		// AddAlias stores targets normalized; a hand-edited row may not be.
+		n, err := NormalizeAddress(t)
+		if err != nil {
+			r.dangling = append(r.dangling, t)
+			continue
+		}
+		err = r.address(ctx, n, depth+1)
 		if errors.Is(err, ErrNoSuchUser) {
 			r.dangling = append(r.dangling, t)
 			continue

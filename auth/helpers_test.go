@@ -1,0 +1,162 @@
+package auth
+
+import (
+	"bytes"
+	"database/sql"
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testArgon keeps unit tests fast; BenchmarkAuthenticate measures the real
+// parameters.
+var testArgon = argonParams{Memory: 64, Time: 1, Threads: 1, KeyLen: 32}
+
+// fakeClock is a movable clock for Options.Now.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type testEnv struct {
+	db     *DB
+	path   string
+	clock  *fakeClock
+	logs   *syncBuffer
+	sleeps []time.Duration // delays Authenticate asked for
+	mu     sync.Mutex
+}
+
+// newTestDB opens a database in a temp dir with a fake clock, cheap hashes,
+// a recording sleep and a captured debug log.
+func newTestDB(t testing.TB, opts Options) *testEnv {
+	t.Helper()
+	env := &testEnv{clock: newFakeClock(), logs: &syncBuffer{}, path: filepath.Join(t.TempDir(), "users.sqlite")}
+	if opts.Now == nil {
+		opts.Now = env.clock.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	env.db = env.open(t, opts)
+	return env
+}
+
+func (env *testEnv) open(t testing.TB, opts Options) *DB {
+	t.Helper()
+	if opts.Now == nil {
+		opts.Now = env.clock.Now
+	}
+	db, err := Open(context.Background(), env.path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	db.argon = testArgon
+	db.sleep = func(ctx context.Context, d time.Duration) error {
+		env.mu.Lock()
+		env.sleeps = append(env.sleeps, d)
+		env.mu.Unlock()
+		return ctx.Err()
+	}
+	return db
+}
+
+func (env *testEnv) lastSleep() time.Duration {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	if len(env.sleeps) == 0 {
+		return 0
+	}
+	return env.sleeps[len(env.sleeps)-1]
+}
+
+func (env *testEnv) sleepCount() int {
+	env.mu.Lock()
+	defer env.mu.Unlock()
+	return len(env.sleeps)
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// seed creates domains, users (password "pw-"+local part) and aliases.
+func seed(t testing.TB, db *DB, domains, users []string, aliases map[string][]string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, d := range domains {
+		must(t, db.AddDomain(ctx, d))
+	}
+	for _, u := range users {
+		local, _ := splitAddress(u)
+		if _, err := db.AddUser(ctx, u, "pw-"+local, 0); err != nil {
+			t.Fatalf("AddUser %s: %v", u, err)
+		}
+	}
+	// Insert aliases without the AddAlias checks, so tests can build loops
+	// and dangling targets the way a hand-edited database could hold them.
+	for a, ts := range aliases {
+		_, domain := splitAddress(a)
+		err := db.write(ctx, func(tx *sql.Tx) error {
+			did, err := domainID(ctx, tx, domain)
+			if err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, 0)`, a, did)
+			if err != nil {
+				return err
+			}
+			id, _ := res.LastInsertId()
+			for i, tg := range ts {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO alias_targets (alias_id, position, target) VALUES (?, ?, ?)`, id, i, tg); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("alias %s: %v", a, err)
+		}
+	}
+}
