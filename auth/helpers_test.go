@@ -2,8 +2,8 @@ package auth
 
 import (
 	"bytes"
-	"database/sql"
 	"context"
+	"database/sql"
 	"log/slog"
 	"path/filepath"
 	"sync"
