@@ -1,0 +1,650 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/posthouse/posthouse/smtpd/resolve"
+)
+
+const kindDSN = "dsn"
+
+// Backoff schedule: 5 m, 10 m, 20 m, … doubling, capped at 4 h, ±10 %.
+const (
+	backoffBase = 5 * time.Minute
+	backoffMax  = 4 * time.Hour
+	// tlsFallbackWindow: after STARTTLS failed with a host, attempts within
+	// this window talk to it in plaintext (see the package doc).
+	tlsFallbackWindow = 24 * time.Hour
+	// maxConnectTries bounds connection attempts per delivery attempt
+	// (over all MX hosts and their addresses).
+	maxConnectTries = 10
+)
+
+// backoff returns the wait after the given number of attempts (≥ 1).
+func backoff(attempts int) time.Duration {
+	d := backoffBase
+	for i := 1; i < attempts && d < backoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, backoffMax)
+	jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(d))
+	return d + jitter
+}
+
+// job is one delivery attempt: the due recipients of one message at one
+// destination domain.
+type job struct {
+	id     string
+	domain string
+}
+
+// Start starts the scheduler. Deliveries run until Shutdown.
+func (q *Queue) Start() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.running || q.closed {
+		return
+	}
+	q.running = true
+	ctx, cancel := context.WithCancel(context.Background())
+	q.stop = cancel
+	q.sched.Add(1)
+	go q.scheduler(ctx)
+}
+
+// Shutdown stops the scheduler, interrupts attempts in flight (their
+// recipients stay queued and are retried at the next start) and waits for
+// the workers, or until ctx is done.
+func (q *Queue) Shutdown(ctx context.Context) error {
+	q.mu.Lock()
+	if !q.running {
+		q.mu.Unlock()
+		return nil
+	}
+	q.running = false
+	q.stop()
+	q.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		q.sched.Wait()
+		q.workers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wake asks the scheduler to look at the queue now.
+func (q *Queue) wake() {
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Kick makes the scheduler look at the queue now; tests call it after
+// moving the clock.
+func (q *Queue) Kick() { q.wake() }
+
+func (q *Queue) scheduler(ctx context.Context) {
+	defer q.sched.Done()
+	for {
+		wait := q.opts.PollInterval
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					q.log.Error("queue: scheduler panic", "panic", p, "stack", string(debug.Stack()))
+				}
+			}()
+			q.housekeeping(ctx)
+			if next, ok := q.schedule(ctx); ok {
+				if d := next.Sub(q.opts.Now()); d < wait {
+					wait = max(d, 10*time.Millisecond)
+				}
+			}
+		}()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-q.kick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// schedule starts workers for due jobs within the concurrency limits and
+// returns the earliest future due time.
+func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
+	now := q.opts.Now().UnixNano()
+	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id, domain, MIN(next_attempt) AS due FROM recipients
+		WHERE state = 'pending' GROUP BY message_id, domain ORDER BY due LIMIT 5000`)
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Error("queue: scan", "err", err)
+		}
+		return time.Time{}, false
+	}
+	defer rows.Close()
+	var next int64
+	for rows.Next() {
+		var j job
+		var due int64
+		if err := rows.Scan(&j.id, &j.domain, &due); err != nil {
+			q.log.Error("queue: scan", "err", err)
+			return time.Time{}, false
+		}
+		if due > now {
+			next = due
+			break
+		}
+		q.mu.Lock()
+		if !q.running || q.total >= q.opts.MaxConcurrent {
+			q.mu.Unlock()
+			break
+		}
+		if q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain {
+			q.mu.Unlock()
+			continue
+		}
+		q.inflight[j] = true
+		q.perDom[j.domain]++
+		q.total++
+		q.workers.Add(1)
+		q.mu.Unlock()
+		go q.work(ctx, j)
+	}
+	if next == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, next), true
+}
+
+func (q *Queue) work(ctx context.Context, j job) {
+	defer q.workers.Done()
+	defer func() {
+		if p := recover(); p != nil {
+			q.log.Error("queue: delivery panic", "queueid", j.id, "domain", j.domain, "panic", p, "stack", string(debug.Stack()))
+		}
+		q.mu.Lock()
+		delete(q.inflight, j)
+		q.perDom[j.domain]--
+		if q.perDom[j.domain] == 0 {
+			delete(q.perDom, j.domain)
+		}
+		q.total--
+		q.mu.Unlock()
+		q.wake()
+	}()
+	q.attempt(ctx, j)
+}
+
+// msgInfo is what an attempt needs of a message.
+type msgInfo struct {
+	id       string
+	from     string
+	size     int64
+	created  time.Time
+	eightbit bool
+	smtputf8 bool
+	kind     string
+	dkim     string
+}
+
+// result is the outcome for one recipient.
+type result struct {
+	rcpt   string
+	reply  Reply
+	remote string
+	// interrupted: the attempt was cut short by Shutdown; nothing is
+	// recorded against the recipient.
+	interrupted bool
+}
+
+func (r result) delivered() bool { return r.reply.Code >= 200 && r.reply.Code < 300 }
+
+func (q *Queue) attempt(ctx context.Context, j job) {
+	m, err := q.loadMsg(ctx, j.id)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
+			q.log.Error("queue: load", "queueid", j.id, "err", err)
+		}
+		return
+	}
+	now := q.opts.Now()
+	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
+		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
+	if err != nil {
+		q.log.Error("queue: load", "queueid", j.id, "err", err)
+		return
+	}
+	var rcpts []string
+	attempts := 0
+	prevNext := map[string]int64{}
+	for rows.Next() {
+		var r string
+		var a int
+		var n int64
+		if err := rows.Scan(&r, &a, &n); err != nil {
+			rows.Close()
+			q.log.Error("queue: load", "queueid", j.id, "err", err)
+			return
+		}
+		rcpts = append(rcpts, r)
+		prevNext[r] = n
+		attempts = max(attempts, a)
+	}
+	rows.Close()
+	if len(rcpts) == 0 {
+		return
+	}
+	// Save the next attempt time before trying, so a crash in the middle
+	// (or a message that crashes us) does not retry in a tight loop.
+	next := now.Add(backoff(attempts + 1))
+	if err := q.updateRcpts(ctx, j.id, rcpts, `UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?
+		WHERE message_id = ? AND rcpt = ?`, next.UnixNano(), now.UnixNano()); err != nil {
+		q.log.Error("queue: schedule", "queueid", j.id, "err", err)
+		return
+	}
+
+	start := time.Now()
+	results := q.deliverDomain(ctx, m, j.domain, rcpts)
+	dur := time.Since(start)
+
+	// Results for delivered recipients were recorded as soon as the remote
+	// answered; record the rest now.
+	var interrupted []string
+	for _, r := range results {
+		if r.interrupted {
+			interrupted = append(interrupted, r.rcpt)
+			continue
+		}
+		q.logResult(m, r, dur, next)
+	}
+	if len(interrupted) > 0 {
+		// Shutdown: put them back as they were, so they go first after the
+		// restart. ctx is cancelled; use a short detached one.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		for _, r := range interrupted {
+			q.db.Write.ExecContext(dctx, `UPDATE recipients SET next_attempt = ?, attempts = MAX(attempts - 1, 0) WHERE message_id = ? AND rcpt = ? AND state = 'pending'`,
+				prevNext[r], j.id, r)
+		}
+		cancel()
+		q.log.Info("interrupted", "queueid", j.id, "domain", j.domain, "rcpts", len(interrupted))
+	}
+}
+
+func (q *Queue) logResult(m *msgInfo, r result, dur time.Duration, next time.Time) {
+	attrs := []any{"queueid", m.id, "rcpt", r.rcpt, "remote", r.remote, "reply", r.reply.String(), "dur", dur.Round(time.Millisecond)}
+	switch {
+	case r.delivered():
+		q.log.Info("delivered", append(attrs, "result", "delivered")...)
+	case r.reply.Permanent():
+		q.log.Info("bounced", append(attrs, "result", "failed")...)
+	default:
+		q.log.Info("deferred", append(attrs, "result", "deferred", "next", next.UTC().Format(time.RFC3339))...)
+	}
+}
+
+func (q *Queue) loadMsg(ctx context.Context, id string) (*msgInfo, error) {
+	m := &msgInfo{id: id}
+	var created int64
+	err := q.db.Read.QueryRowContext(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim FROM messages WHERE id = ?`, id).
+		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim)
+	if err != nil {
+		if strings.Contains(err.Error(), "no rows") {
+			return nil, ErrNotFound
+		}
+		return nil, err
+	}
+	m.created = time.Unix(0, created)
+	return m, nil
+}
+
+func (q *Queue) updateRcpts(ctx context.Context, id string, rcpts []string, stmt string, args ...any) error {
+	tx, err := q.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, r := range rcpts {
+		if _, err := tx.ExecContext(ctx, stmt, append(append([]any{}, args...), id, r)...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// record stores results right after the remote's reply: delivered and
+// permanently failed recipients leave the pending state; temporary
+// failures stay pending (the next attempt time was saved before the
+// attempt) unless the message has expired, which makes them fail.
+func (q *Queue) record(m *msgInfo, results []result) {
+	// Use a context that Shutdown does not cancel: a 250 we got must be
+	// written down, or the message would go out twice.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := q.opts.Now()
+	expired := now.Sub(m.created) >= q.opts.Expiry
+	tx, err := q.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		q.log.Error("queue: record results", "queueid", m.id, "err", err)
+		return
+	}
+	defer tx.Rollback()
+	for _, r := range results {
+		if r.interrupted {
+			continue
+		}
+		state := StatePending
+		reply := r.reply.String()
+		switch {
+		case r.delivered():
+			state = StateDelivered
+		case r.reply.Permanent():
+			state = StateFailed
+		case expired:
+			state = StateFailed
+			reply = fmt.Sprintf("%s (giving up after %s)", reply, q.opts.Expiry)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = ?, reply = ?, remote = ? WHERE message_id = ? AND rcpt = ?`,
+			state, reply, r.remote, m.id, r.rcpt); err != nil {
+			q.log.Error("queue: record results", "queueid", m.id, "err", err)
+			return
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		q.log.Error("queue: record results", "queueid", m.id, "err", err)
+	}
+}
+
+// Local failure replies. They are stored and reported like remote replies.
+var (
+	replyNullMX      = Reply{Code: 556, Enhanced: "5.1.10", Text: "recipient domain does not accept mail (null MX, RFC 7505)"}
+	replyNoDomain    = Reply{Code: 550, Enhanced: "5.1.2", Text: "recipient domain does not exist"}
+	replyNoMailHost  = Reply{Code: 550, Enhanced: "5.1.2", Text: "recipient domain has no mail server"}
+	replyDNSTemp     = Reply{Code: 451, Enhanced: "4.4.3", Text: "temporary DNS failure looking up the recipient domain"}
+	replyNoConnect   = Reply{Code: 451, Enhanced: "4.4.1", Text: "could not connect to any mail server of the recipient domain"}
+	replyTooBig      = Reply{Code: 552, Enhanced: "5.3.4", Text: "message too big for the recipient's server"}
+	replyNeedUTF8    = Reply{Code: 553, Enhanced: "5.6.7", Text: "recipient's server does not support SMTPUTF8 addresses"}
+	replyNeed8Bit    = Reply{Code: 554, Enhanced: "5.6.3", Text: "message has 8-bit content and the recipient's server does not support 8BITMIME"}
+	replySpoolLost   = Reply{Code: 554, Enhanced: "5.3.0", Text: "message file missing from the queue"}
+	replyConnDropped = Reply{Code: 451, Enhanced: "4.4.2", Text: "connection lost during delivery"}
+)
+
+func allResults(rcpts []string, r Reply, remote string) []result {
+	res := make([]result, len(rcpts))
+	for i, rc := range rcpts {
+		res[i] = result{rcpt: rc, reply: r, remote: remote}
+	}
+	return res
+}
+
+func interrupted(rcpts []string) []result {
+	res := make([]result, len(rcpts))
+	for i, rc := range rcpts {
+		res[i] = result{rcpt: rc, interrupted: true}
+	}
+	return res
+}
+
+// target is one host to try, with its addresses resolved lazily.
+type target struct {
+	host     string
+	implicit bool // no MX: the domain itself (RFC 5321 §5.1)
+	addr     netip.Addr
+}
+
+// deliverDomain makes one attempt for rcpts at domain and returns one
+// result per recipient, already recorded.
+func (q *Queue) deliverDomain(ctx context.Context, m *msgInfo, domain string, rcpts []string) []result {
+	res := q.deliverDomain1(ctx, m, domain, rcpts)
+	if ctx.Err() != nil {
+		// Shutdown: whatever was not answered by the remote stays as it was.
+		for i := range res {
+			if res[i].reply.Code == 0 || (!res[i].delivered() && !res[i].reply.Permanent()) {
+				res[i].interrupted = true
+			}
+		}
+	}
+	q.record(m, res)
+	return res
+}
+
+func (q *Queue) deliverDomain1(ctx context.Context, m *msgInfo, domain string, rcpts []string) []result {
+	if _, err := os.Stat(q.spoolPath(m.id)); err != nil {
+		q.log.Error("queue: spool file missing", "queueid", m.id, "err", err)
+		return allResults(rcpts, replySpoolLost, "")
+	}
+	var targets []target
+	if lit, ok := addressLiteral(domain); ok {
+		targets = []target{{host: domain, addr: lit}}
+	} else {
+		if q.opts.Resolver == nil {
+			return allResults(rcpts, replyDNSTemp, "")
+		}
+		mxs, err := q.opts.Resolver.LookupMX(ctx, domain)
+		switch {
+		case errors.Is(err, resolve.ErrNotFound):
+			return allResults(rcpts, replyNoDomain, "")
+		case err != nil:
+			q.log.Warn("queue: MX lookup", "queueid", m.id, "domain", domain, "err", err)
+			return allResults(rcpts, replyDNSTemp, "")
+		}
+		hosts := make([]string, 0, len(mxs))
+		for _, mx := range mxs {
+			if mx.Host == "." || mx.Host == "" {
+				continue
+			}
+			hosts = append(hosts, mx.Host)
+		}
+		if len(mxs) > 0 && len(hosts) == 0 {
+			return allResults(rcpts, replyNullMX, "")
+		}
+		if len(hosts) == 0 {
+			targets = []target{{host: domain, implicit: true}}
+		} else {
+			for _, h := range hosts {
+				targets = append(targets, target{host: h})
+			}
+		}
+	}
+
+	lastErr := replyNoConnect
+	lastRemote := ""
+	tries := 0
+	for _, t := range targets {
+		addrs := []netip.Addr{t.addr}
+		if !t.addr.IsValid() {
+			var err error
+			addrs, err = q.opts.Resolver.LookupIP(ctx, t.host)
+			if err != nil {
+				if t.implicit && errors.Is(err, resolve.ErrNotFound) {
+					return allResults(rcpts, replyNoMailHost, "")
+				}
+				q.log.Warn("queue: address lookup", "queueid", m.id, "host", t.host, "err", err)
+				if !errors.Is(err, resolve.ErrNotFound) {
+					lastErr = replyDNSTemp
+				}
+				continue
+			}
+		}
+		for _, a := range addrs {
+			if tries >= maxConnectTries || ctx.Err() != nil {
+				break
+			}
+			tries++
+			res, reply, done := q.session(ctx, m, t.host, a, rcpts)
+			if done {
+				return res
+			}
+			lastErr, lastRemote = reply, t.host
+		}
+	}
+	if ctx.Err() != nil {
+		return interrupted(rcpts)
+	}
+	return allResults(rcpts, lastErr, lastRemote)
+}
+
+// addressLiteral parses "[192.0.2.1]" or "[IPv6:2001:db8::1]".
+func addressLiteral(domain string) (netip.Addr, bool) {
+	if len(domain) < 3 || domain[0] != '[' || domain[len(domain)-1] != ']' {
+		return netip.Addr{}, false
+	}
+	s := domain[1 : len(domain)-1]
+	if len(s) > 5 && strings.EqualFold(s[:5], "ipv6:") {
+		s = s[5:]
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
+}
+
+// session talks to one server address. done reports that the transaction
+// produced per-recipient results (res); otherwise reply explains why this
+// host did not work and the caller tries the next one.
+func (q *Queue) session(ctx context.Context, m *msgInfo, host string, addr netip.Addr, rcpts []string) (res []result, reply Reply, done bool) {
+	log := q.log.With("queueid", m.id, "remote", host, "addr", addr.String())
+	hostport := net.JoinHostPort(addr.String(), strconv.Itoa(q.opts.RemotePort))
+	conn, err := q.opts.Dial(ctx, "tcp", hostport)
+	if err != nil {
+		log.Info("connect failed", "err", err)
+		return nil, Reply{Code: 451, Enhanced: "4.4.1", Text: "connection to " + host + " failed"}, false
+	}
+	// Cancel blocks on the connection when ctx ends (Shutdown).
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	c := newClient(conn, host)
+	defer conn.Close()
+
+	r, err := c.readReply(timeoutGreeting)
+	if err != nil {
+		log.Info("no greeting", "err", err)
+		return nil, replyConnDropped, false
+	}
+	if r.Code != 220 {
+		log.Info("greeting refused", "reply", r.String())
+		c.quit()
+		return nil, r, false
+	}
+	r, err = c.hello(q.opts.Hostname)
+	if err != nil {
+		return nil, replyConnDropped, false
+	}
+	if r.Code != 250 {
+		c.quit()
+		return nil, r, false
+	}
+	if c.has("STARTTLS") && !q.opts.DisableTLS {
+		if q.tlsFailedRecently(host) {
+			log.Warn("STARTTLS skipped: it failed with this host on an earlier attempt")
+		} else {
+			if err := c.startTLS(q.opts.TLS, host); err != nil {
+				log.Warn("STARTTLS failed; temporary failure, the next attempt may go without TLS", "err", err)
+				q.noteTLSFailure(host)
+				return nil, Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false
+			}
+			r, err = c.hello(q.opts.Hostname)
+			if err != nil {
+				return nil, replyConnDropped, false
+			}
+			if r.Code != 250 {
+				c.quit()
+				return nil, r, false
+			}
+		}
+	}
+
+	// Checks the server's EHLO lets us make before sending anything.
+	if lim := c.maxSize(); lim > 0 && m.size+int64(len(m.dkim)) > lim {
+		c.quit()
+		return allResults(rcpts, replyTooBig, host), Reply{}, true
+	}
+	if m.smtputf8 && !c.has("SMTPUTF8") {
+		c.quit()
+		return allResults(rcpts, replyNeedUTF8, host), Reply{}, true
+	}
+	if m.eightbit && !c.has("8BITMIME") {
+		c.quit()
+		return allResults(rcpts, replyNeed8Bit, host), Reply{}, true
+	}
+
+	res = make([]result, 0, len(rcpts))
+	for start := 0; start < len(rcpts); start += maxRcptsPerTransaction {
+		chunk := rcpts[start:min(start+maxRcptsPerTransaction, len(rcpts))]
+		f, err := os.Open(q.spoolPath(m.id))
+		if err != nil {
+			log.Error("queue: open spool", "err", err)
+			res = append(res, allResults(chunk, Reply{Code: 451, Enhanced: "4.3.0", Text: "local error reading the queued message"}, "")...)
+			continue
+		}
+		body := io.MultiReader(strings.NewReader(m.dkim), f)
+		params := mailParams{size: m.size + int64(len(m.dkim)), eightbit: m.eightbit, smtputf8: m.smtputf8}
+		replies, err := c.transaction(m.from, chunk, params, body)
+		f.Close()
+		chunkRes := make([]result, len(chunk))
+		for i, rc := range chunk {
+			chunkRes[i] = result{rcpt: rc, reply: replies[i], remote: host}
+			if replies[i].Code == 0 {
+				chunkRes[i].reply = replyConnDropped
+			}
+		}
+		// Record at once: these recipients must never get this message
+		// again, whatever happens next.
+		q.record(m, chunkRes)
+		res = append(res, chunkRes...)
+		if err != nil {
+			log.Info("connection lost", "err", err)
+			for _, rc := range rcpts[start+len(chunk):] {
+				res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
+			}
+			return res, Reply{}, true
+		}
+		if start+len(chunk) < len(rcpts) {
+			if r, err := c.cmd(timeoutCommand, "RSET"); err != nil || r.Code != 250 {
+				for _, rc := range rcpts[start+len(chunk):] {
+					res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
+				}
+				return res, Reply{}, true
+			}
+		}
+	}
+	c.quit()
+	return res, Reply{}, true
+}
+
+func (q *Queue) tlsFailedRecently(host string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t, ok := q.tlsFail[host]
+	if !ok {
+		return false
+	}
+	// At least a minute later means a later attempt (the first retry comes
+	// after 5 minutes), never another address tried in the same attempt.
+	d := q.opts.Now().Sub(t)
+	return d >= time.Minute && d < tlsFallbackWindow
+}
+
+func (q *Queue) noteTLSFailure(host string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.tlsFail[host] = q.opts.Now()
+}

@@ -1,0 +1,94 @@
+// Package queue is Posthouse's durable outbound queue: it accepts messages
+// for foreign recipients from smtpd (Enqueue), delivers them to the
+// recipients' mail exchangers, retries, reports failures to the sender with
+// delivery status notifications, and DKIM-signs mail from our domains. It
+// does not accept connections.
+//
+// # On disk
+//
+//	<data_dir>/queue.sqlite   messages, per-recipient state, DKIM keys
+//	<data_dir>/queue/<id>     spool file: the message as accepted (CRLF)
+//	<data_dir>/queue/tmp/     spool files being written
+//
+// The queue has its own SQLite database rather than tables in users.sqlite:
+// its rows change on every delivery attempt while the user database changes
+// rarely, its migrations evolve on their own schedule and belong to this
+// package (the auth package owns users.sqlite's schema), and a busy queue
+// never holds the write lock that logins and address resolution need.
+// DKIM private keys live in the same database (PKCS #8 DER in dkim_keys);
+// keep queue.sqlite as private as the TLS key (Posthouse creates it 0600
+// inside a 0700 directory when the data directory is its own).
+//
+// Enqueue is durable before it returns: the body goes to tmp/, is fsync'd,
+// renamed into queue/, the directory is fsync'd, and then the rows are
+// committed (synchronous=FULL). Start-up removes spool files without a row
+// (their Enqueue never returned) and leftovers in tmp/.
+//
+// # Delivery
+//
+// Recipients are grouped by destination domain; one attempt handles the due
+// recipients of one message at one domain. At most MaxConcurrent attempts
+// run in total and MaxPerDomain per domain. MX hosts are tried lowest
+// preference first (equal preferences shuffled); a domain without MX is its
+// own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
+// 5.1.10. Each host's addresses (AAAA, then A) are tried in turn, at most
+// ten connections per attempt, until one server gives per-recipient
+// answers.
+//
+// The SMTP client is ours (client.go) rather than go-smtp's, because
+// go-smtp's client sends one command at a time (no PIPELINING) and cannot
+// send EHLO with our name before STARTTLS. It says EHLO with
+// Options.Hostname, uses STARTTLS when offered, declares SIZE, BODY=8BITMIME
+// and SMTPUTF8 when the message needs them, pipelines MAIL and all RCPTs
+// (RFC 2920) and sends DATA only when a recipient was accepted. A message
+// larger than the server's SIZE, one with 8-bit content to a server without
+// 8BITMIME (we do not downgrade: that would break the DKIM signature), and
+// one with non-ASCII addresses to a server without SMTPUTF8 fail
+// permanently. Raw UTF-8 in header fields only needs 8BITMIME.
+//
+// Opportunistic TLS (RFC 7435): certificates are not verified, since
+// without MTA-STS or DANE there is nothing to verify them against; TLS
+// still defeats passive eavesdropping. When a server advertises STARTTLS
+// and the command or the handshake fails, that connection is dropped (we
+// never continue in plaintext on it) and the host counts as a temporary
+// failure for this attempt; the next MX host is tried with TLS. The retry
+// decision: at a later attempt (at least a minute later, i.e. after the
+// backoff) within 24 hours of the failure, we talk to that host without
+// STARTTLS, so a server with a broken TLS setup still gets its mail, with
+// a warning in the log; a restart forgets the failures and tries TLS first.
+//
+// Every delivered (2xx) or refused (5xx) recipient is written to the
+// database right after the server's reply to the end of data, before QUIT,
+// so nothing acknowledged is ever sent again after a crash or restart.
+//
+// # Retries and reports
+//
+// Connection failures, DNS failures and 4xx replies are temporary. The
+// next attempt time is saved before each attempt (a crash mid-attempt
+// waits for it rather than looping): 5 m, 10 m, 20 m, … doubling, capped at
+// 4 h, with ±10 % jitter. A recipient still failing temporarily once the
+// message is older than Options.Expiry (default 5 days) fails with status
+// 4.4.7. 5xx replies, local permanent failures and expiry produce one DSN
+// (RFC 3464 multipart/report: a text part, message/delivery-status, and the
+// original header as text/rfc822-headers; RFC 6533 global types when an
+// address is not ASCII) to the envelope sender: straight into the mailbox
+// when the sender is local (Options.Locals, Options.Store), else queued
+// with the null sender. A message with the null sender (a DSN itself) is
+// never bounced (RFC 5321 §4.5.5). A "delayed" DSN is sent once when a
+// message still has pending recipients after Options.DelayWarning
+// (default 4 h). A recipient's failure is marked reported only after its
+// DSN is delivered or queued, so a crash may repeat a DSN but never loses
+// one. Messages with nothing left to do leave the queue.
+//
+// Shutdown interrupts attempts in flight; their recipients keep the next
+// attempt time they had, so they are tried first after the next start.
+//
+// # DKIM
+//
+// Keys (Ed25519, RFC 8463, and RSA-2048) are per domain and selector. A
+// message is signed at Enqueue, once, with every key of the domain of its
+// header From (or, without a usable From, of the envelope sender):
+// relaxed/relaxed, SHA-256, the RFC 6376 §5.4.1 fields with From oversigned.
+// The DKIM-Signature fields are stored with the row and written before the
+// spool file at delivery, so the spool file is the message as accepted.
+package queue

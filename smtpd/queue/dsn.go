@@ -1,0 +1,447 @@
+package queue
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// Report actions (RFC 3464 §2.3.3).
+const (
+	actionFailed  = "failed"
+	actionDelayed = "delayed"
+)
+
+// report is one delivery status notification (RFC 3464) about a message.
+type report struct {
+	hostname   string // Reporting-MTA and our From
+	queueID    string
+	sender     string // the original envelope sender, the DSN's recipient
+	arrival    time.Time
+	date       time.Time
+	action     string
+	retryUntil time.Time // delayed only
+	rcpts      []reportRcpt
+	header     []byte // the original message's header, nil if lost
+}
+
+type reportRcpt struct {
+	addr        string
+	reply       string // "550 5.1.1 text", as stored
+	remote      string // "" for our own failures (DNS, size, expiry)
+	lastAttempt time.Time
+	expired     bool
+}
+
+// status returns the RFC 3463 status for a recipient: the remote's
+// enhanced code if it gave one, 4.4.7 for an expired message, else the
+// reply class with .0.0.
+func (r reportRcpt) status() string {
+	code, enh := parseStoredReply(r.reply)
+	switch {
+	case r.expired:
+		return "4.4.7"
+	case enh != "":
+		return enh
+	case code >= 500:
+		return "5.0.0"
+	default:
+		return "4.0.0"
+	}
+}
+
+// parseStoredReply gets the code and enhanced code back from Reply.String.
+func parseStoredReply(s string) (int, string) {
+	if len(s) < 3 {
+		return 0, ""
+	}
+	code, err := strconv.Atoi(s[:3])
+	if err != nil {
+		return 0, ""
+	}
+	enh, _ := splitEnhanced(code, strings.TrimPrefix(s[3:], " "))
+	return code, enh
+}
+
+// oneLine makes reply text safe for a header field: no line breaks, no
+// control characters, bounded.
+func oneLine(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case r < 0x20 || r == 0x7f:
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return truncate(strings.TrimSpace(b.String()), 900)
+}
+
+func addrType(addr string) string {
+	if isASCII(addr) {
+		return "rfc822; " + addr
+	}
+	return "utf-8; " + addr // RFC 6533 §3
+}
+
+// build renders the DSN message with CRLF line endings.
+func (r *report) build() []byte {
+	global := !isASCII(r.sender)
+	for _, rc := range r.rcpts {
+		if !isASCII(rc.addr) {
+			global = true
+		}
+	}
+	h := sha256.New()
+	h.Write(r.header)
+	fmt.Fprint(h, r.queueID, r.action, r.date.UnixNano())
+	boundary := "posthouse-" + r.queueID + "-" + hex.EncodeToString(h.Sum(nil))[:16]
+
+	var b bytes.Buffer
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
+	subject := "Undelivered mail returned to sender"
+	if r.action == actionDelayed {
+		subject = "Delayed mail (still being retried)"
+	}
+	w("From: Mail Delivery System <MAILER-DAEMON@%s>", r.hostname)
+	w("To: <%s>", r.sender)
+	w("Subject: %s", subject)
+	w("Date: %s", r.date.Format(time.RFC1123Z))
+	w("Message-ID: <%s.%s.%d@%s>", r.queueID, r.action, r.date.Unix(), r.hostname)
+	w("Auto-Submitted: auto-replied") // RFC 3834 §5
+	w("MIME-Version: 1.0")
+	w("Content-Type: multipart/report; report-type=delivery-status;")
+	w("\tboundary=\"%s\"", boundary)
+	w("")
+	w("This is a MIME-formatted delivery status notification.")
+	w("")
+
+	// Part 1: for people.
+	w("--%s", boundary)
+	w("Content-Type: text/plain; charset=utf-8")
+	w("Content-Transfer-Encoding: 8bit")
+	w("Content-Description: Notification")
+	w("")
+	w("This is the mail system at %s.", r.hostname)
+	w("")
+	if r.action == actionDelayed {
+		w("Your message could not be delivered yet to the recipients below.")
+		w("It is still in the queue and will be retried until %s.", r.retryUntil.UTC().Format(time.RFC1123))
+		w("You do not need to send it again.")
+	} else {
+		w("Your message could not be delivered to the recipients below.")
+		w("It has been removed from the queue; the reasons follow.")
+	}
+	w("")
+	for _, rc := range r.rcpts {
+		if rc.remote != "" {
+			w("<%s>: %s said: %s", rc.addr, rc.remote, oneLine(rc.reply))
+		} else {
+			w("<%s>: %s", rc.addr, oneLine(rc.reply))
+		}
+	}
+	w("")
+
+	// Part 2: for programs (RFC 3464 §2).
+	w("--%s", boundary)
+	if global {
+		w("Content-Type: message/global-delivery-status")
+	} else {
+		w("Content-Type: message/delivery-status")
+	}
+	w("Content-Description: Delivery report")
+	w("")
+	w("Reporting-MTA: dns; %s", r.hostname)
+	w("X-Posthouse-Queue-ID: %s", r.queueID)
+	w("Arrival-Date: %s", r.arrival.Format(time.RFC1123Z))
+	for _, rc := range r.rcpts {
+		w("")
+		w("Final-Recipient: %s", addrType(rc.addr))
+		w("Action: %s", r.action)
+		w("Status: %s", rc.status())
+		if rc.remote != "" {
+			w("Remote-MTA: dns; %s", rc.remote)
+			w("Diagnostic-Code: smtp; %s", oneLine(rc.reply))
+		}
+		if !rc.lastAttempt.IsZero() {
+			w("Last-Attempt-Date: %s", rc.lastAttempt.Format(time.RFC1123Z))
+		}
+		if r.action == actionDelayed {
+			w("Will-Retry-Until: %s", r.retryUntil.Format(time.RFC1123Z))
+		}
+	}
+	w("")
+
+	// Part 3: the original header (RFC 6522 text/rfc822-headers).
+	w("--%s", boundary)
+	if global {
+		w("Content-Type: message/global-headers")
+	} else {
+		w("Content-Type: text/rfc822-headers")
+	}
+	w("Content-Description: Header of the original message")
+	w("")
+	if len(r.header) > 0 {
+		b.Write(r.header)
+		if !bytes.HasSuffix(r.header, []byte("\r\n")) {
+			w("")
+		}
+	} else {
+		w("X-Posthouse-Note: the original message could not be read")
+	}
+	w("")
+	w("--%s--", boundary)
+	return b.Bytes()
+}
+
+// ReadHeader returns the header section of a message (up to and without
+// the empty line), at most limit bytes, cut at a line boundary. Lines end
+// in CRLF.
+func ReadHeader(r io.Reader, limit int) []byte {
+	br := bufio.NewReaderSize(io.LimitReader(r, int64(limit)), 4096)
+	var out bytes.Buffer
+	for {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			// A line longer than the buffer: keep reading it whole.
+			full := append([]byte{}, line...)
+			for err == bufio.ErrBufferFull {
+				line, err = br.ReadSlice('\n')
+				full = append(full, line...)
+			}
+			line = full
+		}
+		if err != nil {
+			// Incomplete last line (EOF or limit): drop it.
+			return out.Bytes()
+		}
+		trimmed := bytes.TrimRight(line, "\r\n")
+		if len(trimmed) == 0 {
+			return out.Bytes()
+		}
+		out.Write(trimmed)
+		out.WriteString("\r\n")
+	}
+}
+
+func (q *Queue) readSpoolHeader(id string) []byte {
+	f, err := os.Open(q.spoolPath(id))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	return ReadHeader(f, maxHeaderBytes)
+}
+
+// housekeeping sends DSNs for failed recipients, delay warnings, and
+// removes finished messages.
+func (q *Queue) housekeeping(ctx context.Context) {
+	q.bounce(ctx)
+	q.warnDelayed(ctx)
+	q.finish(ctx)
+}
+
+func (q *Queue) bounce(ctx context.Context) {
+	ids, err := q.ids(ctx, `SELECT DISTINCT message_id FROM recipients WHERE state = 'failed' AND dsn_sent = 0 LIMIT 1000`)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		m, err := q.loadMsg(ctx, id)
+		if err != nil {
+			continue
+		}
+		rcpts, err := q.reportRcpts(ctx, m, `state = 'failed' AND dsn_sent = 0`)
+		if err != nil || len(rcpts) == 0 {
+			continue
+		}
+		var addrs []string
+		for _, r := range rcpts {
+			addrs = append(addrs, r.addr)
+		}
+		if m.from == "" || m.kind == kindDSN {
+			// RFC 5321 §4.5.5: never report on a message with a null sender.
+			q.log.Warn("not bouncing a message with a null sender", "queueid", id, "rcpts", len(rcpts))
+		} else {
+			rep := q.newReport(m, actionFailed, rcpts)
+			if err := q.sendReport(ctx, m.from, rep.build()); err != nil {
+				q.log.Error("queue: DSN", "queueid", id, "err", err)
+				continue // dsn_sent stays 0: next pass tries again
+			}
+			q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", actionFailed)
+		}
+		q.updateRcpts(ctx, id, addrs, `UPDATE recipients SET dsn_sent = 1 WHERE message_id = ? AND rcpt = ?`)
+	}
+}
+
+func (q *Queue) warnDelayed(ctx context.Context) {
+	if q.opts.DelayWarning < 0 {
+		return
+	}
+	cutoff := q.opts.Now().Add(-q.opts.DelayWarning).UnixNano()
+	ids, err := q.ids(ctx, `SELECT id FROM messages m WHERE warned = 0 AND sender != '' AND kind = '' AND created <= ?
+		AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending' AND r.attempts > 0) LIMIT 1000`, cutoff)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		m, err := q.loadMsg(ctx, id)
+		if err != nil {
+			continue
+		}
+		rcpts, err := q.reportRcpts(ctx, m, `state = 'pending' AND attempts > 0`)
+		if err != nil || len(rcpts) == 0 {
+			continue
+		}
+		rep := q.newReport(m, actionDelayed, rcpts)
+		if err := q.sendReport(ctx, m.from, rep.build()); err != nil {
+			q.log.Error("queue: delay DSN", "queueid", id, "err", err)
+			continue
+		}
+		q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", actionDelayed)
+		q.db.Write.ExecContext(ctx, `UPDATE messages SET warned = 1 WHERE id = ?`, id)
+	}
+}
+
+// finish removes messages with nothing left to do: no pending recipient
+// and every failure reported. The row goes first; a crash before the file
+// is removed leaves an orphan that Open cleans up.
+func (q *Queue) finish(ctx context.Context) {
+	ids, err := q.ids(ctx, `SELECT id FROM messages m WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+		AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0))) LIMIT 1000`)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if _, err := q.db.Write.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id); err != nil {
+			q.log.Error("queue: finish", "queueid", id, "err", err)
+			continue
+		}
+		os.Remove(q.spoolPath(id))
+		q.log.Debug("finished", "queueid", id)
+	}
+}
+
+func (q *Queue) ids(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := q.db.Read.QueryContext(ctx, query, args...)
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Error("queue: scan", "err", err)
+		}
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (q *Queue) reportRcpts(ctx context.Context, m *msgInfo, where string) ([]reportRcpt, error) {
+	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, reply, remote, last_attempt, state FROM recipients
+		WHERE message_id = ? AND `+where+` ORDER BY rcpt`, m.id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []reportRcpt
+	for rows.Next() {
+		var r reportRcpt
+		var last int64
+		var state string
+		if err := rows.Scan(&r.addr, &r.reply, &r.remote, &last, &state); err != nil {
+			return nil, err
+		}
+		if last != 0 {
+			r.lastAttempt = time.Unix(0, last)
+		}
+		code, _ := parseStoredReply(r.reply)
+		r.expired = state == string(StateFailed) && code < 500
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (q *Queue) newReport(m *msgInfo, action string, rcpts []reportRcpt) *report {
+	return &report{
+		hostname:   q.opts.Hostname,
+		queueID:    m.id,
+		sender:     m.from,
+		arrival:    m.created,
+		date:       q.opts.Now(),
+		action:     action,
+		retryUntil: m.created.Add(q.opts.Expiry),
+		rcpts:      rcpts,
+		header:     q.readSpoolHeader(m.id),
+	}
+}
+
+// sendReport delivers a DSN to sender: into the mailbox when the sender is
+// local, else through the queue with a null sender (RFC 3464 §2, RFC 5321
+// §4.5.5), which itself is never bounced.
+func (q *Queue) sendReport(ctx context.Context, sender string, msg []byte) error {
+	if q.opts.Locals != nil && q.opts.Store != nil {
+		domain, err := domainOf(sender)
+		if err != nil {
+			return err
+		}
+		local, err := q.opts.Locals.IsLocalDomain(ctx, domain)
+		if err != nil {
+			return err
+		}
+		if local {
+			accounts, remote, err := q.opts.Locals.Resolve(ctx, sender)
+			if errors.Is(err, ErrNoSuchLocal) {
+				q.log.Warn("DSN dropped: local sender does not exist", "rcpt", sender)
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			for _, name := range accounts {
+				if err := q.deliverLocal(ctx, name, msg); err != nil {
+					if errors.Is(err, mailstore.ErrOverQuota) {
+						q.log.Warn("DSN dropped: sender's mailbox is full", "user", name)
+						continue
+					}
+					return err
+				}
+			}
+			if len(remote) > 0 {
+				_, err := q.enqueue(ctx, "", remote, bytes.NewReader(msg), kindDSN)
+				return err
+			}
+			return nil
+		}
+	}
+	_, err := q.enqueue(ctx, "", []string{sender}, bytes.NewReader(msg), kindDSN)
+	return err
+}
+
+func (q *Queue) deliverLocal(ctx context.Context, account string, msg []byte) error {
+	a, err := q.opts.Store.Open(ctx, account)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	_, err = a.Deliver(ctx, bytes.NewReader(msg), mailstore.DeliverOptions{})
+	return err
+}

@@ -1,0 +1,514 @@
+package queue
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
+	"github.com/posthouse/posthouse/smtpd/resolve"
+)
+
+// Defaults for Options.
+const (
+	DefaultExpiry        = 5 * 24 * time.Hour
+	DefaultDelayWarning  = 4 * time.Hour
+	DefaultRemotePort    = 25
+	DefaultMaxConcurrent = 50
+	DefaultMaxPerDomain  = 5
+	DefaultPollInterval  = 5 * time.Second
+	DefaultDialTimeout   = 30 * time.Second
+	// maxHeaderBytes bounds how much of a message's header we read to find
+	// From (for DKIM) and to quote in a DSN.
+	maxHeaderBytes = 256 << 10
+)
+
+// Sentinel errors.
+var (
+	ErrNotFound   = errors.New("queue: no such message")
+	ErrBadID      = errors.New("queue: malformed queue id")
+	ErrNoRcpts    = errors.New("queue: no recipients")
+	ErrBadAddress = errors.New("queue: malformed address")
+	ErrTooBig     = errors.New("queue: message too big")
+	ErrClosed     = errors.New("queue: closed")
+	ErrExists     = errors.New("queue: already exists")
+	// ErrNoSuchLocal: a Locals implementation's answer for an address in a
+	// local domain that has no user or alias.
+	ErrNoSuchLocal = errors.New("queue: no such local address")
+)
+
+// Resolver is the DNS the queue needs; *resolve.Resolver implements it.
+type Resolver interface {
+	LookupMX(ctx context.Context, domain string) ([]resolve.MX, error)
+	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Locals tells the queue which senders are ours, so a DSN for a local
+// sender goes straight into their mailbox. cmd/posthouse adapts *auth.DB to
+// it (the queue does not import auth, so it builds and tests on its own).
+type Locals interface {
+	IsLocalDomain(ctx context.Context, domain string) (bool, error)
+	// Resolve returns the mailstore accounts and the foreign addresses mail
+	// to a local address reaches (after aliases), or an error wrapping
+	// ErrNoSuchLocal when the local address does not exist.
+	Resolve(ctx context.Context, address string) (local, remote []string, err error)
+}
+
+// Mailboxes opens accounts for local DSN delivery; mailstore.Store
+// implements it.
+type Mailboxes interface {
+	Open(ctx context.Context, name string) (mailstore.Account, error)
+}
+
+// Options configure Open.
+type Options struct {
+	// DataDir holds queue.sqlite and the spool directory queue/.
+	DataDir string
+	// Hostname is our name in EHLO, DSNs and Message-IDs.
+	Hostname string
+	Logger   *slog.Logger
+
+	// Resolver answers MX and address lookups (required to deliver).
+	Resolver Resolver
+	// Dial opens connections to remote servers (default: net.Dialer with
+	// DefaultDialTimeout). Tests replace it.
+	Dial func(ctx context.Context, network, address string) (net.Conn, error)
+	// RemotePort is the port remote MX hosts are contacted on (default 25).
+	RemotePort int
+	// TLS is the client configuration for opportunistic STARTTLS. nil: a
+	// configuration that does not verify certificates, since opportunistic
+	// TLS without MTA-STS or DANE has nothing to verify against (RFC 7435).
+	TLS *tls.Config
+	// DisableTLS turns STARTTLS off entirely.
+	DisableTLS bool
+
+	// Expiry is how long a message is retried before it bounces (default
+	// DefaultExpiry).
+	Expiry time.Duration
+	// DelayWarning is when a "still trying" DSN goes out (default 4 h,
+	// negative: never).
+	DelayWarning time.Duration
+	// MaxConcurrent bounds delivery attempts in flight in total,
+	// MaxPerDomain per destination domain.
+	MaxConcurrent int
+	MaxPerDomain  int
+	// MaxMessageSize refuses larger messages at Enqueue (0: no limit).
+	MaxMessageSize int64
+	// PollInterval is how often the scheduler looks at the database even
+	// without a wake-up (admin commands from another process, clock).
+	PollInterval time.Duration
+
+	// Locals and Store deliver DSNs to local senders. Either may be nil:
+	// then every DSN is queued for remote delivery.
+	Locals Locals
+	Store  Mailboxes
+
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Queue is the durable outbound queue. It is safe for concurrent use.
+type Queue struct {
+	opts     Options
+	log      *slog.Logger
+	db       *sqlitedb.DB
+	spoolDir string
+	tmpDir   string
+
+	kick chan struct{}
+
+	mu       sync.Mutex
+	running  bool
+	stop     context.CancelFunc
+	inflight map[job]bool
+	perDom   map[string]int
+	total    int
+	tlsFail  map[string]time.Time // host → last failed STARTTLS
+	workers  sync.WaitGroup
+	sched    sync.WaitGroup
+	closed   bool
+}
+
+// Open opens (creating) the queue database and spool in opts.DataDir and
+// removes spool files that never got a database row (an Enqueue that did
+// not return). It does not start delivering: call Start.
+func Open(ctx context.Context, opts Options) (*Queue, error) {
+	if opts.DataDir == "" {
+		return nil, errors.New("queue: no data directory")
+	}
+	if opts.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("queue: hostname: %w", err)
+		}
+		opts.Hostname = h
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Dial == nil {
+		d := &net.Dialer{Timeout: DefaultDialTimeout}
+		opts.Dial = d.DialContext
+	}
+	if opts.RemotePort == 0 {
+		opts.RemotePort = DefaultRemotePort
+	}
+	if opts.TLS == nil {
+		opts.TLS = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}
+	}
+	if opts.Expiry <= 0 {
+		opts.Expiry = DefaultExpiry
+	}
+	if opts.DelayWarning == 0 {
+		opts.DelayWarning = DefaultDelayWarning
+	}
+	if opts.MaxConcurrent <= 0 {
+		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if opts.MaxPerDomain <= 0 {
+		opts.MaxPerDomain = DefaultMaxPerDomain
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = DefaultPollInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	q := &Queue{
+		opts:     opts,
+		log:      opts.Logger,
+		spoolDir: filepath.Join(opts.DataDir, "queue"),
+		tmpDir:   filepath.Join(opts.DataDir, "queue", "tmp"),
+		kick:     make(chan struct{}, 1),
+		inflight: make(map[job]bool),
+		perDom:   make(map[string]int),
+		tlsFail:  make(map[string]time.Time),
+	}
+	if err := os.MkdirAll(q.tmpDir, 0o700); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	db, err := sqlitedb.Open(ctx, filepath.Join(opts.DataDir, "queue.sqlite"), migrations, sqlitedb.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	q.db = db
+	if err := q.reconcile(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+var migrations = []sqlitedb.Migration{
+	sqlitedb.Exec(
+		`CREATE TABLE messages (
+			id        TEXT PRIMARY KEY,
+			sender    TEXT NOT NULL,            -- '' is the null sender <>
+			size      INTEGER NOT NULL,
+			created   INTEGER NOT NULL,         -- unix nanoseconds
+			eightbit  INTEGER NOT NULL DEFAULT 0,
+			smtputf8  INTEGER NOT NULL DEFAULT 0,
+			kind      TEXT NOT NULL DEFAULT '', -- 'dsn' for our own reports
+			dkim      TEXT NOT NULL DEFAULT '', -- DKIM-Signature fields to prepend
+			warned    INTEGER NOT NULL DEFAULT 0
+		)`,
+		`CREATE TABLE recipients (
+			message_id   TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+			rcpt         TEXT NOT NULL,
+			domain       TEXT NOT NULL,
+			state        TEXT NOT NULL DEFAULT 'pending', -- pending, delivered, failed
+			attempts     INTEGER NOT NULL DEFAULT 0,
+			next_attempt INTEGER NOT NULL,
+			last_attempt INTEGER NOT NULL DEFAULT 0,
+			reply        TEXT NOT NULL DEFAULT '',
+			remote       TEXT NOT NULL DEFAULT '',
+			dsn_sent     INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (message_id, rcpt)
+		)`,
+		`CREATE INDEX recipients_due ON recipients(state, next_attempt)`,
+		`CREATE TABLE dkim_keys (
+			domain      TEXT NOT NULL,
+			selector    TEXT NOT NULL,
+			algorithm   TEXT NOT NULL,   -- 'ed25519' or 'rsa'
+			private_key BLOB NOT NULL,   -- PKCS #8 DER
+			created     INTEGER NOT NULL,
+			PRIMARY KEY (domain, selector)
+		)`,
+	),
+}
+
+// Close closes the database. Call Shutdown first if Start was called.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	q.closed = true
+	q.mu.Unlock()
+	return q.db.Close()
+}
+
+// reconcile removes spool files without a row (their Enqueue never
+// returned, so nobody was told the message was accepted) and leftovers in
+// tmp/. Rows whose spool file vanished are kept and fail at delivery with a
+// DSN, so the loss is reported rather than silent.
+func (q *Queue) reconcile(ctx context.Context) error {
+	tmps, _ := os.ReadDir(q.tmpDir)
+	for _, e := range tmps {
+		os.Remove(filepath.Join(q.tmpDir, e.Name()))
+	}
+	entries, err := os.ReadDir(q.spoolDir)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		id := e.Name()
+		var one int
+		err := q.db.Read.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE id = ?`, id).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			q.log.Warn("queue: removing spool file without a queue entry", "queueid", id)
+			os.Remove(filepath.Join(q.spoolDir, id))
+		} else if err != nil {
+			return fmt.Errorf("queue: reconcile: %w", err)
+		}
+	}
+	return nil
+}
+
+// newID returns a fresh queue id: 16 lower-case hex digits.
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ParseID checks an id typed by an administrator.
+func ParseID(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if len(s) != 16 {
+		return "", ErrBadID
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return "", ErrBadID
+		}
+	}
+	return s, nil
+}
+
+func (q *Queue) spoolPath(id string) string { return filepath.Join(q.spoolDir, id) }
+
+// Enqueue stores a message for delivery to rcpts with envelope sender from
+// ("" is the null sender). The spool file is fsync'd and renamed into
+// place and the database row committed before it returns, so the caller may
+// answer 250. Bare LF line endings are turned into CRLF. Messages whose
+// From domain has DKIM keys are signed here, once.
+func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (string, error) {
+	return q.enqueue(ctx, from, rcpts, body, "")
+}
+
+func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body io.Reader, kind string) (id string, err error) {
+	if len(rcpts) == 0 {
+		return "", ErrNoRcpts
+	}
+	if from != "" {
+		if _, err := domainOf(from); err != nil {
+			return "", fmt.Errorf("%w: sender %q", ErrBadAddress, from)
+		}
+	}
+	type rc struct{ addr, domain string }
+	var list []rc
+	seen := make(map[string]bool)
+	smtputf8 := !isASCII(from)
+	for _, r := range rcpts {
+		d, err := domainOf(r)
+		if err != nil {
+			return "", fmt.Errorf("%w: recipient %q", ErrBadAddress, r)
+		}
+		addr := r[:strings.LastIndexByte(r, '@')+1] + d
+		if seen[addr] {
+			continue
+		}
+		seen[addr] = true
+		list = append(list, rc{addr, d})
+		if !isASCII(addr) {
+			smtputf8 = true
+		}
+	}
+
+	id = newID()
+	tmp := filepath.Join(q.tmpDir, id)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	cw := &crlfWriter{w: bufio.NewWriterSize(f, 64<<10), limit: q.opts.MaxMessageSize}
+	if _, err := io.Copy(cw, body); err != nil {
+		if errors.Is(err, ErrTooBig) {
+			return "", err
+		}
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	if err := cw.finish(); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	// DKIM signing reads the spool file back (the header decides the
+	// signing domain); the signature is stored in the row and prepended at
+	// delivery, so the spool file stays the message as accepted.
+	dkimHeader, err := q.sign(ctx, f, from)
+	if err != nil {
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		f = nil
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	f = nil
+	final := q.spoolPath(id)
+	if err := os.Rename(tmp, final); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(final)
+		}
+	}()
+	if err := syncDir(q.spoolDir); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+
+	now := q.opts.Now()
+	tx, err := q.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, sender, size, created, eightbit, smtputf8, kind, dkim) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, from, cw.n, now.UnixNano(), cw.eightbit, smtputf8, kind, dkimHeader); err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	for _, r := range list {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO recipients (message_id, rcpt, domain, next_attempt) VALUES (?, ?, ?, ?)`,
+			id, r.addr, r.domain, now.UnixNano()); err != nil {
+			return "", fmt.Errorf("queue: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
+	q.wake()
+	return id, nil
+}
+
+// domainOf returns the lower-cased domain of addr, which must be
+// local@domain with both parts non-empty and no spaces or angle brackets.
+func domainOf(addr string) (string, error) {
+	i := strings.LastIndexByte(addr, '@')
+	if i <= 0 || i == len(addr)-1 || len(addr) > 320 || strings.ContainsAny(addr, " \t\r\n<>") {
+		return "", ErrBadAddress
+	}
+	return strings.ToLower(addr[i+1:]), nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// crlfWriter copies a message turning bare LF into CRLF, counting bytes,
+// noting 8-bit content and enforcing a size limit. finish adds a final CRLF
+// when the message does not end with one.
+type crlfWriter struct {
+	w        *bufio.Writer
+	n        int64
+	limit    int64
+	prevCR   bool
+	last     byte
+	eightbit bool
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	for i, b := range p {
+		if b == '\n' && !c.prevCR {
+			if err := c.put('\r'); err != nil {
+				return i, err
+			}
+		}
+		if err := c.put(b); err != nil {
+			return i, err
+		}
+		c.prevCR = b == '\r'
+		if b >= 0x80 {
+			c.eightbit = true
+		}
+	}
+	return len(p), nil
+}
+
+func (c *crlfWriter) put(b byte) error {
+	c.n++
+	if c.limit > 0 && c.n > c.limit {
+		return ErrTooBig
+	}
+	c.last = b
+	return c.w.WriteByte(b)
+}
+
+func (c *crlfWriter) finish() error {
+	if c.n > 0 && c.last != '\n' {
+		if c.last != '\r' {
+			if err := c.put('\r'); err != nil {
+				return err
+			}
+		}
+		if err := c.put('\n'); err != nil {
+			return err
+		}
+	}
+	return c.w.Flush()
+}
