@@ -1,0 +1,379 @@
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-message/textproto"
+	"github.com/emersion/go-smtp"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// maxHeaderBytes bounds how much of a message's header we parse (for the
+// Message-ID in logs and, on submission, the missing Date and Message-ID).
+// A longer header is stored untouched.
+const maxHeaderBytes = 256 << 10
+
+// spoolBufSize is the copy buffer from the connection to the spool file.
+const spoolBufSize = 64 << 10
+
+// Data receives the message into a spool file, then makes a durable copy in
+// every local account and one queue entry for the foreign recipients. It
+// returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
+// carry our message id) only when all of them are durable.
+func (s *session) Data(r io.Reader) error {
+	if !s.env.active || len(s.env.rcpts) == 0 {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need RCPT before DATA"}
+	}
+	srv := s.s
+	srv.mu.Lock()
+	if srv.closed {
+		srv.mu.Unlock()
+		return errShuttingDown
+	}
+	srv.inflight.Add(1)
+	srv.inflightN.Add(1)
+	srv.mu.Unlock()
+	defer srv.inflight.Done()
+	defer srv.inflightN.Add(-1)
+	s.conn.busy.Store(true)
+	defer s.conn.busy.Store(false)
+
+	// DATA gets its own deadline for the whole upload; BDAT chunks (read
+	// by go-smtp while we read the pipe) keep the per-command one.
+	if _, isBDAT := r.(*io.PipeReader); !isBDAT {
+		s.conn.setDataDeadline(srv.opts.DataTimeout)
+	}
+	start := time.Now()
+	id := fmt.Sprintf("%s.%d", s.conn.id, s.conn.messages.Add(1))
+	log := s.log.With("id", id)
+
+	spool, size, err := s.receive(r)
+	if spool != nil {
+		defer spool.Close()
+	}
+	if err != nil {
+		reply, internal := toSMTPError(err)
+		switch {
+		case internal:
+			log.Error("receiving message", "err", err)
+		case reply == errLocal || reply == errDataTimeout:
+			log.Warn("message not received", "err", err, "size", size)
+		default:
+			log.Warn("message refused", "reason", reply.Message, "size", size)
+		}
+		return reply
+	}
+
+	hdr := readHeaderInfo(io.NewSectionReader(spool, 0, size), size)
+	if hdr.messageID != "" {
+		log = log.With("msgid", hdr.messageID)
+	}
+	trace := s.traceHeader(id, hdr)
+	d := delivery{s: s, log: log, spool: spool, size: size, trace: trace}
+	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
+	defer cancel()
+	if err := d.run(ctx); err != nil {
+		return err
+	}
+	log.Info("message accepted", "from", s.env.from, "size", size,
+		"rcpts", len(s.env.rcpts), "accounts", len(s.env.localOrder), "remote", len(s.env.remote),
+		"dur", time.Since(start).Round(time.Millisecond))
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Message accepted for delivery, id " + id}
+}
+
+// receive copies the body into an anonymous spool file: created, then
+// unlinked at once, so that neither a vanished client nor a crash leaves
+// anything behind; the open file is read back for delivery.
+func (s *session) receive(r io.Reader) (*os.File, int64, error) {
+	f, err := os.CreateTemp(s.s.opts.SpoolDir, "smtpd-*.eml")
+	if err != nil {
+		return nil, 0, fmt.Errorf("creating spool file: %w", err)
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, 0, fmt.Errorf("unlinking spool file: %w", err)
+	}
+	fr := &bodyFilter{r: r, max: s.s.opts.MaxMessageBytes}
+	n, err := io.CopyBuffer(f, fr, make([]byte, spoolBufSize))
+	if err == nil {
+		err = fr.finish()
+	}
+	if err != nil {
+		f.Close()
+		return nil, n, err
+	}
+	return f, n, nil
+}
+
+// bodyFilter passes the dot-unstuffed body through and refuses what we
+// must not store: bare CR or LF (RFC 5321 §2.3.8; see the package doc for
+// why we refuse rather than normalize), NUL, and more than max octets.
+//
+// go-smtp only ends DATA at <CRLF>.<CRLF> and only starts a line after
+// CRLF, so <LF>.<LF> and <CR>.<CR> reach us as ordinary bytes; refusing
+// bare line endings here means such a message is never stored or relayed.
+type bodyFilter struct {
+	r      io.Reader
+	max    int64
+	n      int64
+	prevCR bool
+}
+
+func (f *bodyFilter) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	for i := 0; i < n; i++ {
+		c := b[i]
+		if f.prevCR && c != '\n' {
+			return 0, errBareCR
+		}
+		switch c {
+		case '\n':
+			if !f.prevCR {
+				return 0, errBareLF
+			}
+		case 0:
+			return 0, errNUL
+		}
+		f.prevCR = c == '\r'
+	}
+	f.n += int64(n)
+	if f.n > f.max {
+		return 0, errBodyTooBig
+	}
+	return n, err
+}
+
+// finish checks the end of the body.
+func (f *bodyFilter) finish() error {
+	if f.prevCR {
+		return errBareCR
+	}
+	return nil
+}
+
+// headerInfo is what we learn from the message header.
+type headerInfo struct {
+	known        bool // the whole header was parsed
+	messageID    string
+	hasMessageID bool
+	hasDate      bool
+}
+
+// readHeaderInfo parses at most maxHeaderBytes of the message header.
+func readHeaderInfo(r io.Reader, size int64) headerInfo {
+	lr := &io.LimitedReader{R: r, N: maxHeaderBytes}
+	br := bufio.NewReader(lr)
+	h, err := textproto.ReadHeader(br)
+	if err != nil {
+		return headerInfo{}
+	}
+	consumed := maxHeaderBytes - lr.N - int64(br.Buffered())
+	if size > maxHeaderBytes && consumed >= maxHeaderBytes {
+		// The header may go on past what we read.
+		return headerInfo{}
+	}
+	mid := strings.TrimSpace(h.Get("Message-Id"))
+	return headerInfo{
+		known:        true,
+		messageID:    sanitizeLogValue(mid, 200),
+		hasMessageID: mid != "",
+		hasDate:      h.Has("Date"),
+	}
+}
+
+// sanitizeLogValue keeps a client-supplied value printable and short.
+func sanitizeLogValue(v string, max int) string {
+	v = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, v)
+	if len(v) > max {
+		v = v[:max]
+	}
+	return v
+}
+
+// delivery makes one accepted message durable for every recipient.
+type delivery struct {
+	s     *session
+	log   *slog.Logger
+	spool *os.File
+	size  int64
+	trace string // our trace (and, on submission, added) header fields
+}
+
+// body returns a reader over prefix, our trace fields and the spooled
+// message.
+func (d *delivery) body(prefix string) io.Reader {
+	return io.MultiReader(strings.NewReader(prefix), strings.NewReader(d.trace), io.NewSectionReader(d.spool, 0, d.size))
+}
+
+// localResult is the outcome for one account (LMTP-style accounting: one
+// status per recipient account).
+type localResult struct {
+	account string
+	err     error
+}
+
+// run delivers locally (up to deliveryParallelism accounts at a time) and
+// queues foreign recipients, then decides the single DATA reply; see the
+// package doc, "Partial failure".
+func (d *delivery) run(ctx context.Context) error {
+	s := d.s
+	env := &s.env
+	returnPath := "Return-Path: <" + env.from + ">\r\n"
+
+	results := make([]localResult, len(env.localOrder))
+	sem := make(chan struct{}, deliveryParallelism)
+	var wg sync.WaitGroup
+	for i, acct := range env.localOrder {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = localResult{account: acct, err: d.deliverLocal(ctx, acct, returnPath)}
+		}()
+	}
+	wg.Wait()
+
+	var failed []localResult
+	delivered := 0
+	for _, r := range results {
+		if r.err != nil {
+			failed = append(failed, r)
+		} else {
+			delivered++
+		}
+	}
+
+	var queueErr error
+	if len(env.remote) > 0 {
+		id, err := s.s.opts.Queue.Enqueue(ctx, env.from, env.remote, d.body(""))
+		if err != nil {
+			queueErr = err
+			d.log.Error("queueing for foreign recipients", "rcpts", len(env.remote), "err", err)
+		} else {
+			delivered++
+			d.log.Info("queued", "queueid", id, "rcpts", len(env.remote), "size", d.size)
+		}
+	}
+
+	if len(failed) == 0 && queueErr == nil {
+		return nil
+	}
+	if delivered == 0 {
+		// Nothing was stored: the client may retry the whole message.
+		// A temporary failure wins over a permanent one.
+		var reply *smtp.SMTPError
+		errs := []error{queueErr}
+		for _, r := range failed {
+			errs = append(errs, r.err)
+		}
+		for _, err := range errs {
+			if err == nil {
+				continue
+			}
+			r, _ := toSMTPError(err)
+			if reply == nil || (reply.Code/100 == 5 && r.Code/100 == 4) {
+				reply = r
+			}
+		}
+		return reply
+	}
+
+	// Partial failure: some copies are durable, so a retry by the client
+	// would duplicate them. Hand the failed accounts to the queue, which
+	// retries and, in the end, bounces them.
+	var retry []string
+	for _, r := range failed {
+		retry = append(retry, r.account)
+	}
+	if queueErr != nil {
+		retry = append(retry, env.remote...)
+	}
+	if s.s.opts.Queue != nil && len(retry) > 0 {
+		id, err := s.s.opts.Queue.Enqueue(ctx, env.from, retry, d.body(""))
+		if err == nil {
+			d.log.Warn("partial delivery, failed recipients queued for retry", "queueid", id, "rcpts", len(retry))
+			return nil
+		}
+		d.log.Error("queueing failed recipients", "rcpts", len(retry), "err", err)
+	}
+	// Last resort: a duplicate is better than a loss.
+	d.log.Error("partial delivery, asking the client to retry the whole message", "failed", len(retry), "delivered", delivered)
+	return errLocal
+}
+
+// deliverLocal stores one copy in account's INBOX; Deliver is durable when
+// it returns.
+func (d *delivery) deliverLocal(ctx context.Context, account, returnPath string) error {
+	a, err := d.s.s.opts.Store.Open(ctx, account)
+	if err != nil {
+		return d.logDeliveryError(account, err)
+	}
+	defer a.Close()
+	res, err := a.Deliver(ctx, d.body(returnPath), mailstore.DeliverOptions{})
+	if err != nil {
+		return d.logDeliveryError(account, err)
+	}
+	d.log.Info("delivered", "rcpt", account, "mailbox", mailstore.Inbox, "uid", uint32(res.UID), "size", res.Size)
+	return nil
+}
+
+func (d *delivery) logDeliveryError(account string, err error) error {
+	switch {
+	case errors.Is(err, mailstore.ErrOverQuota):
+		d.log.Warn("delivery refused: over quota", "rcpt", account)
+	case errors.Is(err, mailstore.ErrNoSuchAccount):
+		d.log.Warn("delivery refused: no such account", "rcpt", account)
+	default:
+		d.log.Error("delivery failed", "rcpt", account, "err", err)
+	}
+	return err
+}
+
+// traceHeader builds the fields we add in front of the message: Received
+// (RFC 5321 §4.4) and, on submission, Message-ID and Date when the client
+// left them out (RFC 6409 §8.2, §8.3).
+func (s *session) traceHeader(id string, hdr headerInfo) string {
+	now := s.s.opts.Now()
+	user, _ := s.authenticated()
+	var b strings.Builder
+	b.WriteString(receivedHeader(receivedInfo{
+		helo:     s.helo,
+		remote:   s.conn.remote,
+		hostname: s.s.opts.Hostname,
+		tls:      s.tls,
+		user:     user,
+		utf8:     s.env.utf8,
+		id:       id,
+		rcpts:    s.env.rcpts,
+		date:     now,
+	}))
+	if s.s.opts.Mode.submission() && hdr.known {
+		if !hdr.hasMessageID {
+			var r [12]byte
+			rand.Read(r[:])
+			fmt.Fprintf(&b, "Message-ID: <%s@%s>\r\n", hex.EncodeToString(r[:]), s.s.opts.Hostname)
+		}
+		if !hdr.hasDate {
+			fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
+		}
+	}
+	return b.String()
+}

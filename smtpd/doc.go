@@ -1,0 +1,110 @@
+// Package smtpd is Posthouse's SMTP server: inbound mail on port 25
+// (ModeMTA) and message submission on 587 (ModeSubmission, STARTTLS) and
+// 465 (ModeSubmissions, implicit TLS), built on github.com/emersion/go-smtp.
+// It owns the policy (local domains, relay, size, recipients, sender
+// ownership), the trace headers we add, and turning an accepted message into
+// durable local copies and queue entries. It does not deliver to remote
+// hosts (smtpd/queue does) and knows nothing of IMAP or POP3.
+//
+// # Listeners and modes
+//
+// One go-smtp Server per listener: one mode, one TLS configuration, one set
+// of limits. Each listener is wrapped, outermost first, by auth/limit
+// (connections per address and in total; over the limit a client gets
+// "421 4.7.0" and is closed, or is just closed on 465 where it expects a TLS
+// handshake), then by our own connection wrapper (connection id and logger,
+// DATA deadline, two-phase shutdown), then by TLS on 465. go-smtp makes the
+// session at EHLO and again after STARTTLS.
+//
+//   - ModeMTA: no AUTH; a recipient must resolve (aliases, user+tag,
+//     catch-all) to a local account or to an alias's foreign targets;
+//     unknown local users get 550 5.1.1 at RCPT, foreign domains 554 5.7.1.
+//   - ModeSubmission / ModeSubmissions: AUTH PLAIN and LOGIN, offered only
+//     once TLS is up (AUTH before STARTTLS: 538 5.7.11); MAIL before AUTH:
+//     530 5.7.0; the sender must belong to the user or to an alias the user
+//     receives (553 5.7.1); foreign recipients go to the queue. Missing
+//     Message-ID and Date are added (RFC 6409 §8).
+//
+// TLS session tickets are always off in our copy of the TLS config: senders
+// on Microsoft's platform abort STARTTLS against Go's crypto/tls otherwise.
+//
+// # Limits and timeouts
+//
+// MaxMessageBytes is advertised as SIZE and enforced on MAIL SIZE=, on DATA
+// and on BDAT (552 5.3.4). MaxRecipients gives 452 4.5.3. MaxLineLength
+// (1000 octets with CRLF, RFC 5321 §4.5.3.1.6) applies to command and
+// message lines alike, as go-smtp applies one limit to both: an over-long
+// command line gets 500 5.4.0 and the connection is closed; an over-long
+// message line gets 554 5.6.0 for the message, then the connection is
+// closed because the rest of the line cannot be resynchronised. Every read
+// has a deadline: CommandTimeout for each command (go-smtp renews it per
+// line; this also bounds the TLS handshakes and each BDAT chunk), and
+// DataTimeout for a whole DATA upload from the 354 on, so a client trickling
+// bytes cannot hold a connection for longer. A full mailbox gives 452 4.2.2
+// at RCPT (a message declared larger than the whole quota: 552 5.2.2).
+//
+// # Message data
+//
+// The body is streamed into a spool file in SpoolDir, never held in memory.
+// The file is unlinked right after it is created and read back through its
+// open descriptor, so a client vanishing mid-DATA, a refused message or a
+// crash leaves nothing behind and nothing is delivered.
+//
+// SMTP smuggling: go-smtp ends DATA only at <CRLF>.<CRLF> and starts a line
+// only after CRLF, so <LF>.<LF> and <CR>.<CR> never end the data. We make
+// one choice for bare CR and bare LF inside the message: the message is
+// refused with 554 5.6.0 (RFC 5321 §2.3.8 requires CRLF). Normalizing would
+// store, and later relay, a message whose lines differ from what the client
+// sent, and it would turn a smuggling attempt's <LF>.<LF> into a real line
+// with a dot; refusing keeps the store byte-exact (IMAP and POP3 sizes equal
+// what was received). The clients we serve (Thunderbird, Outlook, Apple
+// Mail, phones, swaks, Python's smtplib) all send CRLF. NUL octets are
+// refused the same way.
+//
+// We add, in front of the message: Return-Path (local copies only, RFC 5321
+// §4.4) and one Received field with the TLS version and cipher and, on
+// submission, the authenticated user; "for <rcpt>" only when there is one
+// recipient. The header is parsed with a bounded reader (256 KiB) for the
+// Message-ID that our log lines carry.
+//
+// # Delivery and partial failure
+//
+// Every local account gets one copy per message, however many of the
+// recipients (aliases, sub-addresses) lead to it. Local deliveries run a few
+// at a time; each returns only once the copy is fsync'd and its index row
+// committed. Foreign recipients become one durable queue entry. The 250
+// comes only after all of that.
+//
+// SMTP has one reply for DATA, so per-recipient failures are accounted
+// LMTP-style internally (one status per account and one for the queue
+// entry) and resolved like this:
+//   - all succeeded: 250;
+//   - none succeeded: the translated error, a temporary one preferred, so
+//     the client retries the whole message and nothing is duplicated;
+//   - some succeeded: 250, and the failed accounts are handed to the queue
+//     in one new entry, which retries them and eventually bounces them (the
+//     queue owns retries and DSNs). If that enqueue fails too we reply
+//     451 4.3.0 and the client's retry may duplicate the copies already
+//     stored: a duplicate is preferred to a loss.
+//
+// Failures we can know before the data (unknown user, full mailbox) are
+// refused at RCPT, so partial failure after DATA is rare.
+//
+// # Errors and logging
+//
+// One function, toSMTPError, turns errors into bare *smtp.SMTPError values;
+// anything it does not recognise is logged and answered 451 4.3.0, its text
+// never sent. Log lines carry conn, proto=smtp, remote, user (after AUTH),
+// id (conn id and message number, also in Received and in the 250 reply),
+// msgid, rcpt, size. Protocol transcripts are not offered: go-smtp's Debug
+// writer is shared by all connections and includes AUTH secrets, which we
+// could not redact per connection; Debug-level log lines record MAIL and
+// RCPT instead.
+//
+// # Shutdown
+//
+// Shutdown closes the listeners, ends idle connections (go-smtp answers
+// 421 4.4.2) and lets messages being received or delivered finish; when its
+// context ends it cuts the rest and waits for their goroutines, so the store
+// can be closed after it returns.
+package smtpd

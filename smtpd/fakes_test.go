@@ -1,0 +1,364 @@
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// fakeDirectory is a recording stand-in for *auth.DB.
+type fakeDirectory struct {
+	mu         sync.Mutex
+	domains    map[string]bool
+	passwords  map[string]string          // user → password
+	aliases    map[string]auth.Resolution // address → targets
+	sendAs     map[string][]string        // user → extra addresses it owns
+	resolveErr error
+}
+
+func newFakeDirectory() *fakeDirectory {
+	return &fakeDirectory{
+		domains: map[string]bool{"example.org": true, "example.net": true},
+		passwords: map[string]string{
+			"alice@example.org": "alice-secret",
+			"bob@example.org":   "bob-secret",
+			"carol@example.net": "carol-secret",
+		},
+		aliases: map[string]auth.Resolution{
+			"team@example.org":    {Local: []string{"alice@example.org", "bob@example.org"}},
+			"fwd@example.org":     {Local: []string{"bob@example.org"}, Remote: []string{"bob@elsewhere.test"}},
+			"outside@example.org": {Remote: []string{"someone@elsewhere.test"}},
+		},
+		sendAs: map[string][]string{"alice@example.org": {"team@example.org"}},
+	}
+}
+
+func (d *fakeDirectory) Resolve(ctx context.Context, address string) (auth.Resolution, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.resolveErr != nil {
+		return auth.Resolution{}, d.resolveErr
+	}
+	address = strings.ToLower(address)
+	at := strings.LastIndexByte(address, '@')
+	if !d.domains[address[at+1:]] {
+		return auth.Resolution{}, auth.ErrNotLocal
+	}
+	if r, ok := d.aliases[address]; ok {
+		return r, nil
+	}
+	local := address[:at]
+	if i := strings.IndexByte(local, '+'); i > 0 {
+		address = local[:i] + address[at:]
+	}
+	if _, ok := d.passwords[address]; ok {
+		return auth.Resolution{Local: []string{address}}, nil
+	}
+	return auth.Resolution{}, auth.ErrNoSuchUser
+}
+
+func (d *fakeDirectory) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.domains[strings.ToLower(domain)], nil
+}
+
+func (d *fakeDirectory) CanSendAs(ctx context.Context, user, from string) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	from = strings.ToLower(from)
+	if from == user {
+		return true, nil
+	}
+	for _, a := range d.sendAs[user] {
+		if a == from {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (d *fakeDirectory) Mechanisms() []string { return []string{"PLAIN", "LOGIN"} }
+
+func (d *fakeDirectory) NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error) {
+	check := func(username, password string) error {
+		d.mu.Lock()
+		want, ok := d.passwords[username]
+		d.mu.Unlock()
+		if !ok || want != password {
+			return fmt.Errorf("%w: for %s", auth.ErrBadCredentials, username)
+		}
+		done(auth.User{Address: username})
+		return nil
+	}
+	switch mech {
+	case "PLAIN":
+		return sasl.NewPlainServer(func(identity, username, password string) error { return check(username, password) }), nil
+	case "LOGIN":
+		return &fakeLogin{check: check}, nil
+	}
+	return nil, errors.New("unsupported mechanism")
+}
+
+// fakeLogin is a minimal LOGIN server (go-sasl only has the client).
+type fakeLogin struct {
+	check func(u, p string) error
+	step  int
+	user  string
+}
+
+func (l *fakeLogin) Next(resp []byte) ([]byte, bool, error) {
+	switch {
+	case l.step == 0 && len(resp) == 0:
+		l.step = 1
+		return []byte("Username:"), false, nil
+	case l.step <= 1:
+		l.user, l.step = string(resp), 2
+		return []byte("Password:"), false, nil
+	default:
+		return nil, true, l.check(l.user, string(resp))
+	}
+}
+
+// fakeStore records deliveries per account.
+type fakeStore struct {
+	mu       sync.Mutex
+	mail     map[string][][]byte
+	quota    map[string]int64 // 0: unlimited
+	used     map[string]int64
+	failWith map[string]error // Deliver fails for these accounts
+	delay    time.Duration
+}
+
+func newFakeStore() *fakeStore {
+	return &fakeStore{mail: map[string][][]byte{}, quota: map[string]int64{}, used: map[string]int64{}, failWith: map[string]error{}}
+}
+
+func (s *fakeStore) Open(ctx context.Context, name string) (mailstore.Account, error) {
+	return &fakeAccount{s: s, name: name}, nil
+}
+
+func (s *fakeStore) messages(account string) [][]byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]byte(nil), s.mail[account]...)
+}
+
+func (s *fakeStore) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range s.mail {
+		n += len(m)
+	}
+	return n
+}
+
+// fakeAccount implements the methods smtpd calls; the embedded nil
+// interface makes any other call panic, which a test would notice.
+type fakeAccount struct {
+	mailstore.Account
+	s    *fakeStore
+	name string
+}
+
+func (a *fakeAccount) Name() string { return a.name }
+func (a *fakeAccount) Close() error { return nil }
+
+func (a *fakeAccount) Usage(ctx context.Context) (int64, int64, error) {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	return a.s.used[a.name], a.s.quota[a.name], nil
+}
+
+func (a *fakeAccount) Deliver(ctx context.Context, r io.Reader, opts mailstore.DeliverOptions) (mailstore.AppendResult, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	if a.s.delay > 0 {
+		select {
+		case <-time.After(a.s.delay):
+		case <-ctx.Done():
+			return mailstore.AppendResult{}, ctx.Err()
+		}
+	}
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	if err := a.s.failWith[a.name]; err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	if q := a.s.quota[a.name]; q > 0 && a.s.used[a.name]+int64(len(b)) > q {
+		return mailstore.AppendResult{}, fmt.Errorf("deliver: %w", mailstore.ErrOverQuota)
+	}
+	a.s.used[a.name] += int64(len(b))
+	a.s.mail[a.name] = append(a.s.mail[a.name], b)
+	return mailstore.AppendResult{UID: 1, Size: int64(len(b))}, nil
+}
+
+// fakeQueue records queue entries.
+type fakeQueue struct {
+	mu      sync.Mutex
+	entries []queued
+	err     error
+}
+
+type queued struct {
+	from  string
+	rcpts []string
+	body  []byte
+}
+
+func (q *fakeQueue) Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (string, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return "", err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err != nil {
+		return "", q.err
+	}
+	q.entries = append(q.entries, queued{from: from, rcpts: append([]string(nil), rcpts...), body: b})
+	return fmt.Sprintf("q%d", len(q.entries)), nil
+}
+
+func (q *fakeQueue) all() []queued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]queued(nil), q.entries...)
+}
+
+// syncBuffer is a log sink tests can read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// testCert makes a self-signed end-entity certificate for localhost.
+var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.example.org"},
+		DNSNames:     []string{"mx.example.org", "localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, pool
+})
+
+// testServer is a running server with its fakes.
+type testServer struct {
+	srv      *Server
+	addr     string
+	dir      *fakeDirectory
+	store    *fakeStore
+	queue    *fakeQueue
+	logs     *syncBuffer
+	spoolDir string
+	opts     Options
+}
+
+// newTestServer starts a server on 127.0.0.1:0 (ModeMTA unless an option
+// says otherwise) with a fake directory, a recording store and queue.
+func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
+	t.Helper()
+	cert, _ := testCert()
+	ts := &testServer{dir: newFakeDirectory(), store: newFakeStore(), queue: &fakeQueue{}, logs: &syncBuffer{}, spoolDir: t.TempDir()}
+	o := Options{
+		Logger:    slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Hostname:  "mx.example.org",
+		Mode:      ModeMTA,
+		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}},
+		Directory: ts.dir,
+		Store:     ts.store,
+		Queue:     ts.queue,
+		SpoolDir:  ts.spoolDir,
+		Now:       func() time.Time { return time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC) },
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	ts.opts = o
+	srv, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.srv = srv
+	ts.addr = ln.Addr().String()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return ts
+}
+
+func withMode(m Mode) func(*Options) { return func(o *Options) { o.Mode = m } }
+
+// clientTLS is the client side of testCert.
+func clientTLS() *tls.Config {
+	_, pool := testCert()
+	return &tls.Config{RootCAs: pool, ServerName: "mx.example.org"}
+}

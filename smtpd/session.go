@@ -1,0 +1,344 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/posthouse/posthouse/auth"
+)
+
+// backend hands go-smtp a session per connection (made at the first EHLO,
+// and again after STARTTLS).
+type backend struct{ s *Server }
+
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s := b.s
+	oc := ourConn(c.Conn())
+	if oc == nil {
+		// Only possible if someone serves s.smtp on another listener.
+		s.log.Error("connection not from our listener")
+		return nil, errLocal
+	}
+	if s.draining.Load() {
+		return nil, errShuttingDown
+	}
+	ctx, cancel := context.WithCancel(s.baseCtx)
+	sess := &session{
+		s:      s,
+		c:      c,
+		conn:   oc,
+		ctx:    ctx,
+		cancel: cancel,
+		helo:   c.Hostname(),
+		log:    oc.log,
+	}
+	if cs, ok := c.TLSConnectionState(); ok {
+		sess.tls = &cs
+		if !oc.tlsLogged {
+			oc.tlsLogged = true
+			v, cipher := tlsSummary(&cs)
+			oc.log.Info("tls up", "version", v, "cipher", cipher)
+		}
+	}
+	return sess, nil
+}
+
+// session is one connection's SMTP state after EHLO. go-smtp calls its
+// methods from the connection's goroutine, except Logout, which Shutdown's
+// Close may call from another: mu guards what Logout touches.
+type session struct {
+	s      *Server
+	c      *smtp.Conn
+	conn   *conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	helo   string
+	tls    *tls.ConnectionState // nil without TLS
+	log    *slog.Logger
+
+	mu           sync.Mutex
+	user         string // authenticated address, "" before AUTH
+	authFailures int
+
+	env envelope
+}
+
+// envelope is the SMTP transaction: MAIL, the accepted RCPTs and where each
+// one goes after alias resolution.
+type envelope struct {
+	active bool
+	from   string // "" for the null reverse-path
+	utf8   bool   // SMTPUTF8 given on MAIL
+	size   int64  // SIZE given on MAIL, 0 if none
+	body   smtp.BodyType
+	rcpts  []string // as accepted, in order
+	// local maps each account name to the recipients that led to it, in
+	// first-seen order: every account gets one copy (alias expansions are
+	// deduplicated).
+	local      map[string][]string
+	localOrder []string
+	// remote lists foreign addresses for the queue, deduplicated.
+	remote    []string
+	remoteSet map[string]bool
+}
+
+func (s *session) authenticated() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.user, s.user != ""
+}
+
+// Reset discards the transaction (RSET, a new EHLO, after DATA).
+func (s *session) Reset() { s.env = envelope{} }
+
+// Logout ends the session; go-smtp calls it when the connection closes.
+func (s *session) Logout() error {
+	s.cancel()
+	return nil
+}
+
+// AuthMechanisms lists what EHLO advertises: only on submission, only
+// over TLS (RFC 4954 §4, RFC 8314).
+func (s *session) AuthMechanisms() []string {
+	if !s.s.opts.Mode.submission() || s.tls == nil {
+		return nil
+	}
+	if _, ok := s.authenticated(); ok {
+		return nil
+	}
+	return s.s.opts.Directory.Mechanisms()
+}
+
+// Auth starts a SASL exchange. go-smtp has already split off the mechanism
+// and any initial response (extra spaces after "AUTH PLAIN" are fine: it
+// splits on runs of white space), and passes an initial response to the
+// first Next, which is how "AUTH LOGIN <base64 user>" works (sent by
+// Outlook).
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	switch {
+	case !s.s.opts.Mode.submission():
+		return nil, errAuthNotAvailable
+	case s.tls == nil:
+		return nil, errEncryptionRequired
+	case s.s.draining.Load():
+		return nil, errShuttingDown
+	}
+	mech = strings.ToUpper(mech)
+	if !slices.Contains(s.s.opts.Directory.Mechanisms(), mech) {
+		return nil, errAuthUnknownMech
+	}
+	srv, err := s.s.opts.Directory.NewSASLServer(s.ctx, mech, s.conn.remote, func(u auth.User) {
+		s.mu.Lock()
+		s.user = u.Address
+		s.mu.Unlock()
+		s.log = s.log.With("user", u.Address)
+		s.log.Info("auth success", "mech", mech)
+	})
+	if err != nil {
+		reply, internal := toSMTPError(err)
+		if internal {
+			s.log.Error("starting SASL", "mech", mech, "err", err)
+			reply = errAuthTemporary
+		}
+		return nil, reply
+	}
+	return &saslServer{Server: srv, s: s, mech: mech}, nil
+}
+
+// saslServer translates the auth package's errors into replies, so that no
+// error text reaches the wire, and counts failures.
+type saslServer struct {
+	sasl.Server
+	s    *session
+	mech string
+}
+
+func (a *saslServer) Next(response []byte) ([]byte, bool, error) {
+	challenge, done, err := a.Server.Next(response)
+	if err == nil {
+		return challenge, done, nil
+	}
+	s := a.s
+	var reply *smtp.SMTPError
+	switch {
+	case errors.Is(err, auth.ErrThrottled):
+		reply = errAuthThrottled
+		s.log.Warn("auth throttled", "mech", a.mech)
+	case errors.Is(err, auth.ErrBadCredentials),
+		errors.Is(err, sasl.ErrUnexpectedClientResponse):
+		reply = errAuthFailed
+		s.log.Warn("auth failure", "mech", a.mech)
+	default:
+		var se *smtp.SMTPError
+		if errors.As(err, &se) {
+			reply = se
+		} else {
+			// Malformed client input from the SASL layer and internal
+			// failures look alike here; neither may leak its text.
+			reply = errAuthTemporary
+			s.log.Error("auth error", "mech", a.mech, "err", err)
+		}
+	}
+	s.mu.Lock()
+	s.authFailures++
+	n := s.authFailures
+	s.mu.Unlock()
+	if n >= maxAuthFailures && reply == errAuthFailed {
+		// The reply is written, then the next read fails: go-smtp closes.
+		s.conn.hangup.Store(true)
+		return nil, false, errAuthTooManyFails
+	}
+	return nil, false, reply
+}
+
+// Mail starts a transaction. On submission it needs AUTH and checks that
+// the authenticated user owns the sender address.
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.s.draining.Load() {
+		return errShuttingDown
+	}
+	user, authed := s.authenticated()
+	if s.s.opts.Mode.submission() && !authed {
+		return errAuthRequired
+	}
+	env := envelope{utf8: opts.UTF8, size: opts.Size, body: opts.Body}
+	if from != "" {
+		addr, err := parseAddress(from, opts.UTF8, errBadSender)
+		if err != nil {
+			return err
+		}
+		env.from = addr
+	}
+	if s.s.opts.Mode.submission() {
+		ok := false
+		if env.from != "" {
+			var err error
+			ok, err = s.s.opts.Directory.CanSendAs(s.ctx, user, env.from)
+			if err != nil {
+				return s.fail("checking sender", err)
+			}
+		}
+		if !ok {
+			s.log.Warn("sender not owned", "from", env.from)
+			return errSenderNotOwned
+		}
+	}
+	if opts.Size > 0 && opts.Size > s.s.opts.MaxMessageBytes {
+		return errTooBig
+	}
+	env.active = true
+	s.env = env
+	s.log.Debug("mail from", "from", env.from, "size", opts.Size)
+	return nil
+}
+
+// Rcpt adds a recipient: a local address is resolved (aliases,
+// sub-addresses, catch-all) and each target account's quota checked; a
+// foreign address is accepted only from an authenticated user, for the
+// queue.
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if s.s.draining.Load() {
+		return errShuttingDown
+	}
+	if !s.env.active {
+		// go-smtp checks the order itself; this guards a failed MAIL.
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL before RCPT"}
+	}
+	addr, err := parseAddress(to, s.env.utf8, errBadRecipient)
+	if err != nil {
+		return err
+	}
+	_, authed := s.authenticated()
+	res, err := s.s.opts.Directory.Resolve(s.ctx, addr)
+	switch {
+	case errors.Is(err, auth.ErrNotLocal):
+		if !authed {
+			s.log.Warn("relay denied", "rcpt", addr)
+			return errRelayDenied
+		}
+		res = auth.Resolution{Remote: []string{addr}}
+	case errors.Is(err, auth.ErrNoSuchUser), errors.Is(err, auth.ErrInvalidAddress):
+		s.log.Info("unknown recipient", "rcpt", addr)
+		return errNoSuchUser
+	case err != nil:
+		return s.fail("resolving recipient", err)
+	}
+	if len(res.Local) == 0 && len(res.Remote) == 0 {
+		s.log.Info("recipient resolves to nobody", "rcpt", addr)
+		return errNoSuchUser
+	}
+	if len(res.Remote) > 0 && s.s.opts.Queue == nil {
+		s.log.Error("foreign recipient but no queue configured", "rcpt", addr)
+		return errLocal
+	}
+	for _, acct := range res.Local {
+		if err := s.checkQuota(acct); err != nil {
+			return err
+		}
+	}
+
+	env := &s.env
+	if env.local == nil {
+		env.local = make(map[string][]string)
+		env.remoteSet = make(map[string]bool)
+	}
+	for _, acct := range res.Local {
+		if _, seen := env.local[acct]; !seen {
+			env.localOrder = append(env.localOrder, acct)
+		}
+		env.local[acct] = append(env.local[acct], addr)
+	}
+	for _, r := range res.Remote {
+		if !env.remoteSet[r] {
+			env.remoteSet[r] = true
+			env.remote = append(env.remote, r)
+		}
+	}
+	env.rcpts = append(env.rcpts, addr)
+	s.log.Debug("rcpt to", "rcpt", addr, "local", len(res.Local), "remote", len(res.Remote))
+	return nil
+}
+
+// checkQuota refuses a recipient whose account is full now (452 4.2.2, the
+// client keeps it for later while the others proceed) or could never take a
+// message of the declared SIZE (552 5.2.2).
+func (s *session) checkQuota(account string) error {
+	a, err := s.s.opts.Store.Open(s.ctx, account)
+	if err != nil {
+		return s.fail("opening account", err)
+	}
+	defer a.Close()
+	used, limit, err := a.Usage(s.ctx)
+	if err != nil {
+		return s.fail("reading usage", err)
+	}
+	if limit <= 0 {
+		return nil
+	}
+	if s.env.size > limit {
+		s.log.Info("message larger than quota", "rcpt", account, "size", s.env.size)
+		return errMessageOverQuota
+	}
+	if used >= limit || used+s.env.size > limit {
+		s.log.Info("mailbox full", "rcpt", account)
+		return errMailboxFull
+	}
+	return nil
+}
+
+// fail translates err and logs it when internal.
+func (s *session) fail(what string, err error) error {
+	reply, internal := toSMTPError(err)
+	if internal {
+		s.log.Error(what, "err", err)
+	}
+	return reply
+}
