@@ -59,7 +59,11 @@
 // with a dot; refusing keeps the store byte-exact (IMAP and POP3 sizes equal
 // what was received). The clients we serve (Thunderbird, Outlook, Apple
 // Mail, phones, swaks, Python's smtplib) all send CRLF. NUL octets are
-// refused the same way.
+// refused the same way. One residue of go-smtp's reader: a CR directly after
+// a line's leading dot ("<CRLF>.<CR>x") is dropped together with the dot
+// before we see the bytes, so that message is stored without the lone CR
+// instead of refused; DATA still does not end there, so nothing is
+// smuggled (TestSmuggling pins this down).
 //
 // We add, in front of the message: Return-Path (local copies only, RFC 5321
 // §4.4) and one Received field with the TLS version and cipher and, on
