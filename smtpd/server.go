@@ -272,7 +272,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.opts.Mode == ModeSubmissions {
 		inner = tls.NewListener(inner, s.tls)
 	}
-	s.log.Info("listening", "addr", ln.Addr().String())
+	s.log.Debug("serving", "addr", ln.Addr().String())
 
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
