@@ -51,6 +51,10 @@ type Conn struct {
 	// expunge; badCommands counts consecutive unparseable command lines.
 	readOnly    bool
 	badCommands int
+	// closeAfter: a non-synchronizing literal was refused; its bytes are on
+	// their way and must not be read as commands, so the connection ends
+	// after the reply.
+	closeAfter bool
 }
 
 // maxBadCommands is how many unparseable command lines in a row we answer
@@ -186,7 +190,9 @@ func (c *Conn) serve() {
 
 		dec := imapwire.NewDecoder(c.br, imapwire.ConnSideServer)
 		dec.MaxSize = maxCommandSize
-		dec.CheckBufferedLiteralFunc = c.checkBufferedLiteral
+		dec.CheckBufferedLiteralFunc = func(size int64, nonSync bool) error {
+			return c.checkBufferedLiteral(dec, size, nonSync)
+		}
 
 		if c.state == imap.ConnStateLogout || dec.EOF() {
 			break
@@ -302,7 +308,12 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
-	dec.DiscardLine()
+	if c.closeAfter {
+		c.state = imap.ConnStateLogout
+		defer c.Bye("Literal too large")
+	} else {
+		dec.DiscardLine()
+	}
 
 	var (
 		resp    *imap.StatusResponse
@@ -438,8 +449,9 @@ func (c *Conn) handleUnsubscribe(dec *imapwire.Decoder) error {
 	return c.session.Unsubscribe(name)
 }
 
-func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
+func (c *Conn) checkBufferedLiteral(dec *imapwire.Decoder, size int64, nonSync bool) error {
 	if size > 4096 {
+		c.refuseLiteral(dec, nonSync)
 		return &imap.Error{
 			Type: imap.StatusResponseTypeNo,
 			Code: imap.ResponseCodeTooBig,
@@ -448,6 +460,17 @@ func (c *Conn) checkBufferedLiteral(size int64, nonSync bool) error {
 	}
 
 	return c.acceptLiteral(size, nonSync)
+}
+
+// refuseLiteral prepares the connection for a refused literal: for a
+// synchronizing one the client sends nothing more, for a non-synchronizing
+// one it is already sending bytes we will not read (Posthouse patch).
+func (c *Conn) refuseLiteral(dec *imapwire.Decoder, nonSync bool) {
+	if nonSync {
+		c.closeAfter = true
+	} else {
+		dec.LineDone()
+	}
 }
 
 func (c *Conn) acceptLiteral(size int64, nonSync bool) error {

@@ -331,7 +331,8 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
-			return err
+			// Posthouse patch: BAD, not SERVERBUG.
+			return &imapwire.DecoderExpectError{Message: "unknown search key " + key}
 		}
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}

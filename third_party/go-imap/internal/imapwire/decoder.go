@@ -263,6 +263,13 @@ func (dec *Decoder) DiscardUntilByte(untilCh byte) {
 	}
 }
 
+// LineDone marks the current line as fully read, so DiscardLine reads
+// nothing: used when a synchronizing literal is refused, since the client
+// sends nothing more for this command (Posthouse patch).
+func (dec *Decoder) LineDone() {
+	dec.crlf = true
+}
+
 func (dec *Decoder) DiscardLine() {
 	if dec.crlf {
 		return
@@ -392,6 +399,12 @@ func (dec *Decoder) Quoted(ptr *string) bool {
 		if ch == '"' {
 			break
 		}
+		if ch == '\r' || ch == '\n' {
+			// Posthouse patch: a quoted string never spans lines (RFC 9051
+			// §4.3); upstream kept reading into the next command.
+			dec.mustUnreadByte()
+			return dec.returnErr(&DecoderExpectError{Message: "quoted string must not contain CR or LF"})
+		}
 
 		if ch == '\\' {
 			ch, ok = dec.readByte()
@@ -412,6 +425,9 @@ func (dec *Decoder) ExpectAString(ptr *string) bool {
 	}
 	if dec.Literal(ptr) {
 		return true
+	}
+	if dec.err != nil {
+		return false // Posthouse patch: a refused literal ends the parse
 	}
 	// We cannot do dec.Atom(ptr) here because sometimes mailbox names are unquoted,
 	// and they can contain special characters like `]`.
@@ -518,10 +534,12 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 		return true
 	}
 	name, err := utf7.Decode(name)
-	if err == nil {
-		*ptr = name
+	if err != nil {
+		// Posthouse patch: a syntax error (BAD), not a server failure.
+		return dec.returnErr(&DecoderExpectError{Message: "invalid mailbox name: " + err.Error()})
 	}
-	return dec.returnErr(err)
+	*ptr = name
+	return true
 }
 
 func (dec *Decoder) ExpectUID(ptr *imap.UID) bool {
@@ -545,7 +563,8 @@ func (dec *Decoder) ExpectNumSet(kind NumKind, ptr *imap.NumSet) bool {
 	}
 	numSet, err := imapnum.ParseSet(s)
 	if err != nil {
-		return dec.returnErr(err)
+		// Posthouse patch: a syntax error (BAD), not a server failure.
+		return dec.returnErr(&DecoderExpectError{Message: "invalid sequence-set " + strconv.Quote(s)})
 	}
 
 	switch kind {
@@ -578,7 +597,9 @@ func (dec *Decoder) Literal(ptr *string) bool {
 	if dec.CheckBufferedLiteralFunc != nil {
 		if err := dec.CheckBufferedLiteralFunc(lit.Size(), nonSync); err != nil {
 			lit.cancel()
-			return false
+			// Posthouse patch: keep the refusal (upstream dropped it and
+			// went on reading the next line as part of this command).
+			return dec.returnErr(err)
 		}
 	}
 	var sb strings.Builder

@@ -1,0 +1,69 @@
+// Package imapd is Posthouse's IMAP server (RFC 9051 IMAP4rev2 and RFC 3501
+// IMAP4rev1) on top of go-imap v2's imapserver, over mailstore and auth.
+//
+// # What it owns
+//
+// The imapserver options (capabilities, TLS, insecure-auth policy), one
+// Session per connection over the logged-in account's mailstore handle, the
+// shared per-mailbox state (ordered UID list and imapserver.MailboxTracker)
+// fed by mailstore change events, the connection registry used for graceful
+// shutdown, and the translation of mailstore errors into IMAP response codes
+// (mapError, in errors.go). It never touches Maildir files: every message
+// operation goes through mailstore.Account.
+//
+// # Isolation
+//
+// A Session holds exactly one mailstore.Account, opened with the address auth
+// returned at login. Mailbox names are resolved by that account alone, so no
+// name (other namespaces, "..", "~", absolute paths) can reach another
+// account's mail: there is simply no handle on it in the session.
+//
+// # Shared mailbox state and unilateral updates
+//
+// The first SELECT of a mailbox in the process creates a mailboxState: it
+// opens its own account handle, calls Account.Watch, then Account.Snapshot,
+// and from then on applies the account's events for that mailbox (those
+// whose ModSeq is greater than the snapshot's HighestModSeq) in commit order
+// under one lock. Every EXISTS, EXPUNGE and FETCH FLAGS a client sees is queued
+// on the mailbox's imapserver.MailboxTracker by that event handler and written
+// by the session's SessionTracker in Poll (after each command) or Idle. Each
+// EXPUNGE therefore has exactly one path to the wire: Expunge and Move write
+// none themselves. For STORE, the session registers the UIDs it is changing
+// so the resulting flag events skip its own tracker (RFC 9051 §6.4.6: the
+// STORE response carries the new flags, .SILENT suppresses them). The state
+// is dropped when the last session leaves the mailbox.
+//
+// Sequence numbers from the client are decoded with the session's tracker
+// (SessionTracker.DecodeSeqNum) into the server view and then into UIDs
+// before any store call, including sequence sets nested in SEARCH criteria;
+// responses are encoded back with EncodeSeqNum. FETCH gathers index rows and
+// message bytes first and writes responses with no lock held, so a slow
+// client never blocks delivery.
+//
+// # Where go-imap v2.0.0-beta.8 falls short, and what we do
+//
+//   - EXAMINE is not enforced by the library: Store, Expunge and Move refuse
+//     writes on a read-only selection themselves, FETCH of a body does not set
+//     \Seen there, and CLOSE does not expunge.
+//   - Malformed or empty command lines closed the connection, ID was unknown
+//     (and before login an unknown command ends the connection, which broke
+//     clients that send ID first, such as Apple Mail and Thunderbird), and
+//     CLOSE on an EXAMINEd mailbox expunged: Posthouse builds against a patched
+//     copy under third_party/go-imap (see its README).
+//   - CONDSTORE/QRESYNC: the library's server side has no MODSEQ fetch item,
+//     no UNCHANGEDSINCE parsing and no HIGHESTMODSEQ in SELECT, so Posthouse
+//     does not advertise them even though mailstore keeps modseqs.
+//   - QUOTA is not advertised (no server-side support in the library).
+//   - COMPRESS=DEFLATE is not advertised (no library support; Go's flate has
+//     not been shown not to stall on partial flushes).
+//
+// # Timeouts and limits
+//
+// The library reads a command line within 30 s, waits at most 35 minutes
+// for the next command once authenticated (RFC 9051 §5.4 asks for at least
+// 30) and 30 s before login; literals are read within 5 minutes. Literals of
+// commands other than APPEND are capped at 4 KiB by the library; APPEND
+// literals larger than Options.MaxAppendSize are refused with NO [TOOBIG]
+// before the client sends them. Connections over the per-IP or total limit
+// get "* BYE" and are closed before a session exists.
+package imapd

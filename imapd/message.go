@@ -1,0 +1,636 @@
+package imapd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sort"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// fetchBatch is how many messages one FETCH reads from the index at a time:
+// it bounds memory on huge mailboxes and lets the first responses go out
+// early.
+const fetchBatch = 1000
+
+// target is one message a command addresses: its sequence number as the
+// client knows it and its UID.
+type target struct {
+	seq uint32
+	uid imap.UID
+}
+
+// noUID stands for "no message": a UID set that can match nothing in a store
+// search (UIDs are at most 2^32-1 and never reach it in practice).
+var noUID = imap.UIDSet{{Start: 4294967295, Stop: 4294967295}}
+
+// resolve turns a client's sequence or UID set into the messages it names,
+// ascending and without duplicates. Sequence numbers go through the
+// session's tracker (client view → server view) and "*" means the last
+// message the client knows; messages the client has not been told about yet,
+// or that are already expunged, are left out.
+func (sel *selected) resolve(numSet imap.NumSet) []target {
+	st := sel.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if imap.IsSearchRes(numSet) {
+		numSet = sel.searchRes
+	}
+	var out []target
+	switch set := numSet.(type) {
+	case imap.SeqSet:
+		clientMax := sel.clientMaxLocked()
+		for _, r := range set {
+			lo, hi := r.Start, r.Stop
+			if lo == 0 {
+				lo = clientMax
+			}
+			if hi == 0 {
+				hi = clientMax
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			hi = min(hi, clientMax)
+			for c := lo; c >= 1 && c <= hi; c++ {
+				srv := sel.tracker.DecodeSeqNum(c)
+				if srv == 0 || int(srv) > len(st.uids) {
+					continue
+				}
+				out = append(out, target{seq: c, uid: st.uids[srv-1]})
+			}
+		}
+	case imap.UIDSet:
+		maxUID := st.uidNext - 1
+		if n := len(st.uids); n > 0 {
+			maxUID = st.uids[n-1]
+		}
+		for _, r := range set {
+			lo, hi := r.Start, r.Stop
+			if lo == 0 {
+				lo = maxUID
+			}
+			if hi == 0 {
+				hi = maxUID
+			}
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			i := sort.Search(len(st.uids), func(i int) bool { return st.uids[i] >= lo })
+			for ; i < len(st.uids) && st.uids[i] <= hi; i++ {
+				c := sel.tracker.EncodeSeqNum(uint32(i + 1))
+				if c == 0 {
+					continue
+				}
+				out = append(out, target{seq: c, uid: st.uids[i]})
+			}
+		}
+	}
+	if numRanges(numSet) > 1 {
+		sort.Slice(out, func(i, j int) bool { return out[i].uid < out[j].uid })
+		out = dedupe(out)
+	}
+	return out
+}
+
+func numRanges(numSet imap.NumSet) int {
+	switch s := numSet.(type) {
+	case imap.SeqSet:
+		return len(s)
+	case imap.UIDSet:
+		return len(s)
+	}
+	return 0
+}
+
+func dedupe(ts []target) []target {
+	out := ts[:0]
+	for i, t := range ts {
+		if i > 0 && t.uid == ts[i-1].uid {
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// clientMaxLocked is the highest sequence number the client knows of a
+// message that still exists.
+func (sel *selected) clientMaxLocked() uint32 {
+	s := uint32(len(sel.st.uids))
+	for s > 0 {
+		if c := sel.tracker.EncodeSeqNum(s); c != 0 {
+			return c
+		}
+		s--
+	}
+	return 0
+}
+
+// uidSetOf builds a compact UID set (ranges of consecutive UIDs).
+func uidSetOf(ts []target) imap.UIDSet {
+	var set imap.UIDSet
+	for i := 0; i < len(ts); {
+		j := i
+		for j+1 < len(ts) && ts[j+1].uid == ts[j].uid+1 {
+			j++
+		}
+		set = append(set, imap.UIDRange{Start: ts[i].uid, Stop: ts[j].uid})
+		i = j + 1
+	}
+	return set
+}
+
+func uidSetOfUIDs(uids []imap.UID) imap.UIDSet {
+	var set imap.UIDSet
+	for i := 0; i < len(uids); {
+		j := i
+		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
+			j++
+		}
+		set = append(set, imap.UIDRange{Start: uids[i], Stop: uids[j]})
+		i = j + 1
+	}
+	return set
+}
+
+// --- FETCH ---
+
+func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
+	sel := s.sel
+	if options.ModSeq || options.ChangedSince > 0 {
+		return errNoModSeq
+	}
+	targets := sel.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+
+	// RFC 9051 §6.4.5: fetching a body section without .PEEK sets \Seen,
+	// except on a read-only selection.
+	markSeen := false
+	if !sel.readOnly {
+		for _, bs := range options.BodySection {
+			markSeen = markSeen || !bs.Peek
+		}
+		for _, bs := range options.BinarySection {
+			markSeen = markSeen || !bs.Peek
+		}
+	}
+	needFile := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
+	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil}
+	writeFlags := options.Flags || markSeen
+
+	for len(targets) > 0 {
+		batch := targets[:min(fetchBatch, len(targets))]
+		targets = targets[len(batch):]
+		uids := uidSetOf(batch)
+
+		ctx, cancel := s.op()
+		if markSeen {
+			if _, err := s.storeFlags(ctx, uids, mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}); err != nil {
+				cancel()
+				return mapError(s.log, "fetch", err, errSource)
+			}
+		}
+		rows, err := s.acct.Fetch(ctx, sel.mailbox.ID, uids, fo)
+		cancel()
+		if err != nil {
+			return mapError(s.log, "fetch", err, errSource)
+		}
+
+		j := 0
+		for _, t := range batch {
+			for j < len(rows) && rows[j].UID < t.uid {
+				j++
+			}
+			if j == len(rows) {
+				break
+			}
+			if rows[j].UID != t.uid {
+				continue // expunged meanwhile: RFC 9051 lets us leave it out
+			}
+			if err := s.fetchOne(w, t, &rows[j], options, writeFlags, needFile); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fetchOne writes one FETCH response. Everything but a whole-message
+// BODY[] is computed before the response starts; BODY[] streams from the
+// message file. No store lock is held here.
+func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.MessageInfo,
+	options *imap.FetchOptions, writeFlags, needFile bool) error {
+	var (
+		f    io.ReadSeekCloser
+		size int64
+	)
+	if needFile {
+		ctx, cancel := s.op()
+		var err error
+		f, size, err = s.acct.OpenMessage(ctx, s.sel.mailbox.ID, row.UID)
+		cancel()
+		if err != nil {
+			if errors.Is(err, mailstore.ErrNoSuchMessage) {
+				return nil
+			}
+			return mapError(s.log, "fetch", err, errSource)
+		}
+		defer f.Close()
+	}
+
+	bodyStructure := row.BodyStructure
+	if options.BodyStructure != nil && !isExtended(bodyStructure) {
+		// The library panics if asked for BODYSTRUCTURE without extension
+		// data; build it from the message when the index lacks it.
+		ctx, cancel := s.op()
+		r, _, err := s.acct.OpenMessage(ctx, s.sel.mailbox.ID, row.UID)
+		cancel()
+		if err != nil {
+			return mapError(s.log, "fetch", err, errSource)
+		}
+		bodyStructure = imapserver.ExtractBodyStructure(r)
+		r.Close()
+	}
+
+	type section struct {
+		body   *imap.FetchItemBodySection
+		binary *imap.FetchItemBinarySection
+		data   []byte
+		stream bool // whole message from the file
+		off, n int64
+	}
+	sections := make([]section, 0, len(options.BodySection)+len(options.BinarySection))
+	for _, bs := range options.BodySection {
+		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
+			off, n := int64(0), size
+			if p := bs.Partial; p != nil {
+				off = min(p.Offset, size)
+				n = min(p.Size, size-off)
+			}
+			sections = append(sections, section{body: bs, stream: true, off: off, n: n})
+			continue
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return mapError(s.log, "fetch", err, errSource)
+		}
+		sections = append(sections, section{body: bs, data: imapserver.ExtractBodySection(f, bs)})
+	}
+	for _, bs := range options.BinarySection {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return mapError(s.log, "fetch", err, errSource)
+		}
+		data := imapserver.ExtractBinarySection(f, bs)
+		if data == nil {
+			return no(imap.ResponseCodeUnknownCTE, "Cannot decode this part's transfer encoding")
+		}
+		sections = append(sections, section{binary: bs, data: data})
+	}
+	binarySizes := make([]uint32, len(options.BinarySectionSize))
+	for i, bs := range options.BinarySectionSize {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return mapError(s.log, "fetch", err, errSource)
+		}
+		binarySizes[i] = imapserver.ExtractBinarySectionSize(f, bs)
+	}
+
+	rw := w.CreateMessage(t.seq)
+	if options.UID {
+		rw.WriteUID(row.UID)
+	}
+	if writeFlags {
+		flags := row.Flags
+		if flags == nil {
+			flags = []imap.Flag{}
+		}
+		rw.WriteFlags(flags)
+	}
+	if options.InternalDate {
+		rw.WriteInternalDate(row.InternalDate)
+	}
+	if options.RFC822Size {
+		rw.WriteRFC822Size(row.Size)
+	}
+	if options.Envelope {
+		rw.WriteEnvelope(row.Envelope)
+	}
+	if options.BodyStructure != nil {
+		rw.WriteBodyStructure(bodyStructure)
+	}
+	var werr error
+	for _, sec := range sections {
+		switch {
+		case sec.stream:
+			lw := rw.WriteBodySection(sec.body, sec.n)
+			if _, err := f.Seek(sec.off, io.SeekStart); err != nil && werr == nil {
+				werr = err
+			}
+			if _, err := io.CopyN(lw, f, sec.n); err != nil && werr == nil {
+				// The literal's length is already on the wire: the only
+				// safe way out is to drop the connection.
+				werr = err
+			}
+			if err := lw.Close(); err != nil && werr == nil {
+				werr = err
+			}
+		case sec.body != nil:
+			lw := rw.WriteBodySection(sec.body, int64(len(sec.data)))
+			lw.Write(sec.data)
+			if err := lw.Close(); err != nil && werr == nil {
+				werr = err
+			}
+		default:
+			lw := rw.WriteBinarySection(sec.binary, int64(len(sec.data)))
+			lw.Write(sec.data)
+			if err := lw.Close(); err != nil && werr == nil {
+				werr = err
+			}
+		}
+	}
+	for i, bs := range options.BinarySectionSize {
+		rw.WriteBinarySectionSize(bs, binarySizes[i])
+	}
+	if err := rw.Close(); err != nil && werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		s.log.Warn("fetch write failed, closing", "err", werr)
+		s.conn.NetConn().Close()
+		return werr
+	}
+	return nil
+}
+
+func isExtended(bs imap.BodyStructure) bool {
+	switch bs := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		return bs.Extended != nil
+	case *imap.BodyStructureMultiPart:
+		return bs.Extended != nil
+	}
+	return false
+}
+
+// --- STORE ---
+
+// storeFlags calls StoreFlags with the session marked as the source of the
+// resulting flag events, so its own tracker does not echo them.
+func (s *session) storeFlags(ctx context.Context, uids imap.UIDSet, op mailstore.FlagOp, flags []imap.Flag) (mailstore.StoreResult, error) {
+	sel := s.sel
+	in := &inflightStore{tracker: sel.tracker, uids: uids}
+	sel.st.beginStore(in)
+	defer sel.st.endStore(in)
+	return s.acct.StoreFlags(ctx, sel.mailbox.ID, uids, op, flags, 0)
+}
+
+func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	if options != nil && options.UnchangedSince > 0 {
+		return errNoModSeq
+	}
+	var op mailstore.FlagOp
+	switch flags.Op {
+	case imap.StoreFlagsAdd:
+		op = mailstore.FlagsAdd
+	case imap.StoreFlagsDel:
+		op = mailstore.FlagsRemove
+	default:
+		op = mailstore.FlagsSet
+	}
+	targets := sel.resolve(numSet)
+	if len(targets) == 0 {
+		return nil
+	}
+	_, isUID := numSet.(imap.UIDSet)
+	ctx, cancel := s.op()
+	res, err := s.storeFlags(ctx, uidSetOf(targets), op, storableFlags(flags.Flags))
+	cancel()
+	if err != nil {
+		return mapError(s.log, "store", err, errSource)
+	}
+	if flags.Silent {
+		return nil
+	}
+	updated := make(map[imap.UID][]imap.Flag, len(res.Updated))
+	for _, u := range res.Updated {
+		updated[u.UID] = u.Flags
+	}
+	for _, t := range targets {
+		fl, ok := updated[t.uid]
+		if !ok {
+			continue
+		}
+		if fl == nil {
+			fl = []imap.Flag{}
+		}
+		rw := w.CreateMessage(t.seq)
+		if isUID {
+			rw.WriteUID(t.uid)
+		}
+		rw.WriteFlags(fl)
+		if err := rw.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// --- SEARCH ---
+
+func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
+	sel := s.sel
+	if err := sel.staticCriteria(criteria); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.op()
+	uids, err := s.acct.Search(ctx, sel.mailbox.ID, criteria)
+	cancel()
+	if err != nil {
+		return nil, mapError(s.log, "search", err, errSource)
+	}
+
+	var (
+		data   imap.SearchData
+		seqSet imap.SeqSet
+		found  []imap.UID
+	)
+	st := sel.st
+	st.mu.Lock()
+	for _, uid := range uids {
+		i, ok := st.indexLocked(uid)
+		if !ok {
+			continue
+		}
+		c := sel.tracker.EncodeSeqNum(uint32(i + 1))
+		if c == 0 {
+			continue
+		}
+		found = append(found, uid)
+		num := uint32(uid)
+		if kind == imapserver.NumKindSeq {
+			num = c
+			seqSet.AddNum(c)
+		}
+		if data.Min == 0 || num < data.Min {
+			data.Min = num
+		}
+		if num > data.Max {
+			data.Max = num
+		}
+		data.Count++
+	}
+	st.mu.Unlock()
+
+	uidSet := uidSetOfUIDs(found)
+	if kind == imapserver.NumKindSeq {
+		data.All = seqSet
+	} else {
+		data.All = uidSet
+	}
+	if options.ReturnSave {
+		sel.searchRes = uidSet
+	}
+	return &data, nil
+}
+
+// staticCriteria rewrites criteria in UIDs only, as mailstore.Search wants:
+// sequence sets (at any depth) become the UIDs they name for this client,
+// "$" becomes the saved result, and "*" the last UID.
+func (sel *selected) staticCriteria(c *imap.SearchCriteria) error {
+	if c.ModSeq != nil {
+		return errNoModSeq
+	}
+	for _, seqs := range c.SeqNum {
+		ts := sel.resolve(seqs)
+		if len(ts) == 0 {
+			c.UID = append(c.UID, noUID)
+		} else {
+			c.UID = append(c.UID, uidSetOf(ts))
+		}
+	}
+	c.SeqNum = nil
+	for i, uids := range c.UID {
+		if imap.IsSearchRes(uids) || uids.Dynamic() {
+			ts := sel.resolve(uids)
+			if len(ts) == 0 {
+				c.UID[i] = noUID
+			} else {
+				c.UID[i] = uidSetOf(ts)
+			}
+		}
+	}
+	for i := range c.Not {
+		if err := sel.staticCriteria(&c.Not[i]); err != nil {
+			return err
+		}
+	}
+	for i := range c.Or {
+		for j := range c.Or[i] {
+			if err := sel.staticCriteria(&c.Or[i][j]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// --- EXPUNGE, COPY, MOVE ---
+
+// Expunge removes \Deleted messages. It writes nothing itself: the expunge
+// events reach every session's tracker, ours included, and the library's
+// post-command poll writes the EXPUNGE responses (one path only).
+func (s *session) Expunge(_ *imapserver.ExpungeWriter, uids *imap.UIDSet) error {
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	var set *imap.UIDSet
+	if uids != nil {
+		ts := sel.resolve(*uids)
+		if len(ts) == 0 {
+			return nil
+		}
+		u := uidSetOf(ts)
+		set = &u
+	}
+	ctx, cancel := s.op()
+	defer cancel()
+	gone, err := s.acct.Expunge(ctx, sel.mailbox.ID, set)
+	if err != nil {
+		return mapError(s.log, "expunge", err, errSource)
+	}
+	sel.st.waitGone(ctx, gone)
+	return nil
+}
+
+func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) {
+	dest = canonName(dest)
+	if err := checkName(dest); err != nil {
+		return nil, err
+	}
+	targets := s.sel.resolve(numSet)
+	if len(targets) == 0 {
+		// Nothing to copy; still check the destination for TRYCREATE.
+		ctx, cancel := s.op()
+		defer cancel()
+		if _, err := s.acct.Mailbox(ctx, dest); err != nil {
+			return nil, mapError(s.log, "copy", err, errDest)
+		}
+		return nil, nil
+	}
+	ctx, cancel := s.op()
+	defer cancel()
+	res, err := s.acct.Copy(ctx, s.sel.mailbox.ID, uidSetOf(targets), dest)
+	if err != nil {
+		return nil, mapError(s.log, "copy", err, errDest)
+	}
+	return copyData(res), nil
+}
+
+func copyData(res mailstore.CopyResult) *imap.CopyData {
+	var src, dst imap.UIDSet
+	src.AddNum(res.SourceUIDs...)
+	dst.AddNum(res.DestUIDs...)
+	return &imap.CopyData{UIDValidity: res.DestUIDValidity, SourceUIDs: src, DestUIDs: dst}
+}
+
+// Move writes the COPYUID response itself (RFC 6851 §4.3: before the
+// EXPUNGEs), then waits for the source's expunge events so the library's
+// post-command poll writes the EXPUNGE responses, once.
+func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string) error {
+	sel := s.sel
+	if sel.readOnly {
+		return errReadOnly
+	}
+	dest = canonName(dest)
+	if err := checkName(dest); err != nil {
+		return err
+	}
+	targets := sel.resolve(numSet)
+	ctx, cancel := s.op()
+	defer cancel()
+	if len(targets) == 0 {
+		if _, err := s.acct.Mailbox(ctx, dest); err != nil {
+			return mapError(s.log, "move", err, errDest)
+		}
+		return nil
+	}
+	res, err := s.acct.Move(ctx, sel.mailbox.ID, uidSetOf(targets), dest)
+	if err != nil {
+		return mapError(s.log, "move", err, errDest)
+	}
+	if err := w.WriteCopyData(copyData(res)); err != nil {
+		return err
+	}
+	sel.st.waitGone(ctx, res.SourceUIDs)
+	return nil
+}

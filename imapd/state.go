@@ -1,0 +1,306 @@
+package imapd
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// ownChangeWait bounds how long a command waits for the events of its own
+// store change to reach the mailbox state (so that, say, EXPUNGE responses
+// precede the tagged OK as RFC 9051 §6.4.3 requires). Events normally arrive
+// before the store call returns; the wait only matters if they do not.
+const ownChangeWait = 2 * time.Second
+
+type stateKey struct {
+	account string
+	mailbox int64
+}
+
+// stateRegistry holds the mailbox states that at least one session has
+// selected.
+type stateRegistry struct {
+	store mailstore.Store
+	log   *slog.Logger
+
+	mu sync.Mutex
+	m  map[stateKey]*mailboxState
+}
+
+func newStateRegistry(store mailstore.Store, log *slog.Logger) *stateRegistry {
+	return &stateRegistry{store: store, log: log, m: make(map[stateKey]*mailboxState)}
+}
+
+// mailboxState is the server view of one selected mailbox, shared by every
+// session that has it selected: the UIDs in order (sequence number i is
+// uids[i-1]) and the tracker that turns changes into unilateral responses.
+type mailboxState struct {
+	key   stateKey
+	reg   *stateRegistry
+	refs  int           // guarded by reg.mu
+	ready chan struct{} // closed once loaded (or failed)
+	err   error         // load failure, set before ready is closed
+
+	acct      mailstore.Account // the state's own handle, for Watch
+	stopWatch func()
+
+	mu          sync.Mutex
+	loaded      bool
+	baseModSeq  uint64            // Snapshot.HighestModSeq
+	pending     []mailstore.Event // events seen while loading
+	uids        []imap.UID
+	seen        []bool // \Seen, parallel to uids, for SELECT's UNSEEN
+	uidNext     imap.UID
+	uidValidity uint32
+	tracker     *imapserver.MailboxTracker
+	storing     []*inflightStore
+	changed     chan struct{} // closed and replaced after each applied event
+}
+
+// inflightStore marks UIDs a session is changing with STORE, so the flag
+// events it causes are not echoed back to it.
+type inflightStore struct {
+	tracker *imapserver.SessionTracker
+	uids    imap.UIDSet
+}
+
+// acquire returns the loaded state of a mailbox, creating it on first use.
+// The caller must call release.
+func (r *stateRegistry) acquire(ctx context.Context, account string, mailboxID int64) (*mailboxState, error) {
+	key := stateKey{account, mailboxID}
+	r.mu.Lock()
+	st, ok := r.m[key]
+	if ok {
+		st.refs++
+		r.mu.Unlock()
+		select {
+		case <-st.ready:
+		case <-ctx.Done():
+			r.release(st)
+			return nil, ctx.Err()
+		}
+		if st.err != nil {
+			return nil, st.err
+		}
+		return st, nil
+	}
+	st = &mailboxState{key: key, reg: r, refs: 1, ready: make(chan struct{}), changed: make(chan struct{})}
+	r.m[key] = st
+	r.mu.Unlock()
+
+	if err := st.load(ctx, r.store); err != nil {
+		st.err = err
+		r.mu.Lock()
+		if r.m[key] == st {
+			delete(r.m, key)
+		}
+		r.mu.Unlock()
+		close(st.ready)
+		st.close()
+		return nil, err
+	}
+	close(st.ready)
+	return st, nil
+}
+
+func (r *stateRegistry) release(st *mailboxState) {
+	r.mu.Lock()
+	st.refs--
+	last := st.refs == 0 && r.m[st.key] == st
+	if last {
+		delete(r.m, st.key)
+	}
+	r.mu.Unlock()
+	if last {
+		st.close()
+	}
+}
+
+func (st *mailboxState) close() {
+	if st.stopWatch != nil {
+		st.stopWatch()
+	}
+	if st.acct != nil {
+		st.acct.Close()
+	}
+}
+
+// load follows the mailstore contract: Watch first, then Snapshot, and drop
+// events whose ModSeq the snapshot already covers.
+func (st *mailboxState) load(ctx context.Context, store mailstore.Store) error {
+	acct, err := store.Open(ctx, st.key.account)
+	if err != nil {
+		return err
+	}
+	st.acct = acct
+	st.stopWatch = acct.Watch(st.onEvent)
+	snap, err := acct.Snapshot(ctx, st.key.mailbox)
+	if err != nil {
+		return err
+	}
+
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.baseModSeq = snap.HighestModSeq
+	st.uids = make([]imap.UID, len(snap.Messages))
+	st.seen = make([]bool, len(snap.Messages))
+	for i, m := range snap.Messages {
+		st.uids[i] = m.UID
+		st.seen[i] = hasFlag(m.Flags, imap.FlagSeen)
+	}
+	st.uidNext = snap.UIDNext
+	st.uidValidity = snap.Mailbox.UIDValidity
+	st.tracker = imapserver.NewMailboxTracker(uint32(len(st.uids)))
+	st.loaded = true
+	pending := st.pending
+	st.pending = nil
+	for _, ev := range pending {
+		if ev.ModSeq > st.baseModSeq {
+			st.applyLocked(ev)
+		}
+	}
+	return nil
+}
+
+// onEvent runs on the committing goroutine: it takes only our own lock and
+// the trackers' (which never block), and never calls the store.
+func (st *mailboxState) onEvent(ev mailstore.Event) {
+	if ev.MailboxID != st.key.mailbox || ev.Kind == mailstore.EventMailboxes {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.loaded {
+		st.pending = append(st.pending, ev)
+		return
+	}
+	if ev.ModSeq <= st.baseModSeq {
+		return
+	}
+	st.applyLocked(ev)
+}
+
+func (st *mailboxState) applyLocked(ev mailstore.Event) {
+	i, found := st.indexLocked(ev.UID)
+	switch ev.Kind {
+	case mailstore.EventAppend:
+		if found {
+			return
+		}
+		if i != len(st.uids) {
+			// UIDs only grow, so a new message always goes last; anything
+			// else would break every session's sequence numbers.
+			st.reg.log.Error("out-of-order append event ignored",
+				"mailbox", st.key.mailbox, "uid", ev.UID, "err", fmt.Errorf("last uid %d", st.uids[len(st.uids)-1]))
+			return
+		}
+		st.uids = append(st.uids, ev.UID)
+		st.seen = append(st.seen, hasFlag(ev.Flags, imap.FlagSeen))
+		if ev.UID >= st.uidNext {
+			st.uidNext = ev.UID + 1
+		}
+		// One EXISTS per message: SessionTracker.EncodeSeqNum only handles
+		// increments of one.
+		st.tracker.QueueNumMessages(uint32(len(st.uids)))
+	case mailstore.EventFlags:
+		if !found {
+			return
+		}
+		st.seen[i] = hasFlag(ev.Flags, imap.FlagSeen)
+		flags := ev.Flags
+		if flags == nil {
+			flags = []imap.Flag{}
+		}
+		st.tracker.QueueMessageFlags(uint32(i+1), ev.UID, flags, st.storeSourceLocked(ev.UID))
+	case mailstore.EventExpunge:
+		if !found {
+			return
+		}
+		st.uids = slices.Delete(st.uids, i, i+1)
+		st.seen = slices.Delete(st.seen, i, i+1)
+		st.tracker.QueueExpunge(uint32(i + 1))
+	default:
+		return
+	}
+	close(st.changed)
+	st.changed = make(chan struct{})
+}
+
+// indexLocked finds uid in the server view.
+func (st *mailboxState) indexLocked(uid imap.UID) (int, bool) {
+	i := sort.Search(len(st.uids), func(i int) bool { return st.uids[i] >= uid })
+	return i, i < len(st.uids) && st.uids[i] == uid
+}
+
+func (st *mailboxState) storeSourceLocked(uid imap.UID) *imapserver.SessionTracker {
+	var src *imapserver.SessionTracker
+	for _, in := range st.storing {
+		if in.uids.Contains(uid) {
+			if src != nil && src != in.tracker {
+				return nil // two sessions changing it at once: tell both
+			}
+			src = in.tracker
+		}
+	}
+	return src
+}
+
+func (st *mailboxState) beginStore(in *inflightStore) {
+	st.mu.Lock()
+	st.storing = append(st.storing, in)
+	st.mu.Unlock()
+}
+
+func (st *mailboxState) endStore(in *inflightStore) {
+	st.mu.Lock()
+	st.storing = slices.DeleteFunc(st.storing, func(x *inflightStore) bool { return x == in })
+	st.mu.Unlock()
+}
+
+// waitGone waits until none of uids is in the server view, or ownChangeWait
+// passes, or ctx ends.
+func (st *mailboxState) waitGone(ctx context.Context, uids []imap.UID) {
+	timer := time.NewTimer(ownChangeWait)
+	defer timer.Stop()
+	for {
+		st.mu.Lock()
+		present := false
+		for _, uid := range uids {
+			if _, ok := st.indexLocked(uid); ok {
+				present = true
+				break
+			}
+		}
+		changed := st.changed
+		st.mu.Unlock()
+		if !present {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			st.reg.log.Warn("expunge events late", "mailbox", st.key.mailbox)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func hasFlag(flags []imap.Flag, f imap.Flag) bool {
+	for _, x := range flags {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
