@@ -93,6 +93,7 @@ func main() {
 		workloads string
 		systems   string
 		verbose   bool
+		setSizes  string
 	)
 	flag.IntVar(&o.runs, "runs", 3, "runs of each measurement; the table shows medians")
 	flag.BoolVar(&o.quick, "quick", false, "small counts (seconds instead of an hour)")
@@ -104,6 +105,7 @@ func main() {
 	flag.StringVar(&o.bin, "posthouse-bin", "", "use this posthouse binary instead of building ./cmd/posthouse")
 	flag.IntVar(&o.dovecotClientLimit, "dovecot-imap-client-limit", 1, "Dovecot service imap client_limit (1 = Debian default, a process per connection)")
 	flag.IntVar(&o.dovecotProcessLimit, "dovecot-imap-process-limit", 0, "Dovecot service imap process_limit (0 = idle connections + 100)")
+	flag.StringVar(&setSizes, "set", "", "override sizes, e.g. IdleConns=200,BigMsgs=20000 (fields: "+strings.Join(sizeFields(), ", ")+")")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
 	level := slog.LevelInfo
@@ -123,6 +125,17 @@ func main() {
 	if o.runs < 1 {
 		log.Error("-runs must be at least 1")
 		os.Exit(2)
+	}
+	if setSizes != "" {
+		sz := fullSizes
+		if o.quick {
+			sz = quickSizes
+		}
+		if err := applySizes(&sz, setSizes); err != nil {
+			log.Error("bad -set", "err", err)
+			os.Exit(2)
+		}
+		o.sizes = &sz
 	}
 	o.requireOthers = true
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -221,6 +234,7 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 		}
 	}
 	b := &bench{log: log, o: o, sz: sz, srvs: srvs, res: newResults(), relay: relay}
+	b.declareRows()
 	for _, wl := range workloadNames {
 		if !o.workloads[wl] {
 			continue

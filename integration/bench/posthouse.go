@@ -151,10 +151,17 @@ func (s *phServer) start(ctx context.Context) error {
 		case <-wctx.Done():
 		}
 	}()
-	// Start-up reconciliation of a large maildir may take a while.
-	if err := waitPorts(wctx, 5*time.Minute, addrs...); err != nil {
+	// Start-up reconciliation of a large maildir may take a while. The
+	// services come up together; one that stays closed is reported, and
+	// the workloads that need it fail on their own.
+	if err := waitPorts(wctx, 5*time.Minute, addrs[0]); err != nil {
 		b, _ := os.ReadFile(s.logf.Name())
 		return fmt.Errorf("posthouse serve: %w\n%s", err, tail(b, 3000))
+	}
+	for _, a := range addrs[1:] {
+		if err := waitPorts(wctx, 5*time.Second, a); err != nil {
+			s.log.Warn("a Posthouse listener is not accepting", "err", err)
+		}
 	}
 	return nil
 }

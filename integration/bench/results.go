@@ -26,12 +26,20 @@ func newResults() *results {
 	return &results{values: map[string]map[string][]float64{}}
 }
 
+// declare adds rows to the table (in this order) before any figure is
+// known, so a workload that fails still shows its rows.
+func (r *results) declare(ms ...metric) {
+	for _, m := range ms {
+		if _, ok := r.values[m.label]; !ok {
+			r.order = append(r.order, m)
+			r.values[m.label] = map[string][]float64{}
+		}
+	}
+}
+
 // add records one run's raw value (before scale) for a server.
 func (r *results) add(m metric, srv string, v float64) {
-	if _, ok := r.values[m.label]; !ok {
-		r.order = append(r.order, m)
-		r.values[m.label] = map[string][]float64{}
-	}
+	r.declare(m)
 	r.values[m.label][srv] = append(r.values[m.label][srv], v)
 }
 

@@ -8,6 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +28,34 @@ type sizes struct {
 	POPMsgs, POPSize       int // RETR+DELE
 	IdleConns              int // idle authenticated IMAP connections
 	RelayMsgs, RelaySize   int // outbound relay, per destination count and run
+}
+
+// sizeFields names the fields -set may change.
+func sizeFields() []string {
+	t := reflect.TypeOf(sizes{})
+	out := make([]string, t.NumField())
+	for i := range out {
+		out[i] = t.Field(i).Name
+	}
+	return out
+}
+
+// applySizes sets fields of sz from "Name=N,Name=N".
+func applySizes(sz *sizes, spec string) error {
+	v := reflect.ValueOf(sz).Elem()
+	for _, kv := range strings.Split(spec, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		f := v.FieldByName(k)
+		if !ok || !f.IsValid() {
+			return fmt.Errorf("%q: want Name=N with Name one of %s", kv, strings.Join(sizeFields(), ", "))
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q: want a positive number", kv)
+		}
+		f.SetInt(int64(n))
+	}
+	return nil
 }
 
 var fullSizes = sizes{
@@ -402,6 +433,7 @@ func pop3RetrDele(s server, want int, wantBytes int64) (time.Duration, error) {
 type memResult struct {
 	rss, pss     float64 // bytes, all processes, with the connections open
 	perConnRSS   float64 // bytes per connection, RSS growth over the idle baseline
+	perConnPSS   float64 // the same for PSS
 	baseRSS      float64
 	processCount int
 }
@@ -410,7 +442,7 @@ type memResult struct {
 // for the servers to settle and sums the memory of every process.
 func idleIMAP(ctx context.Context, s server, n int) (memResult, error) {
 	var res memResult
-	rss0, _ := memUsage(s.PIDs())
+	rss0, pss0 := memUsage(s.PIDs())
 	res.baseRSS = float64(rss0)
 	clients := make([]*imapclient.Client, n)
 	defer func() {
@@ -441,6 +473,7 @@ func idleIMAP(ctx context.Context, s server, n int) (memResult, error) {
 	rss, pss := memUsage(pids)
 	res.rss, res.pss = float64(rss), float64(pss)
 	res.perConnRSS = float64(rss-rss0) / float64(n)
+	res.perConnPSS = float64(pss-pss0) / float64(n)
 	res.processCount = len(pids)
 	return res, nil
 }
