@@ -67,14 +67,15 @@ type Server struct {
 	ConfigPath string
 	Hostname   string
 
-	addrs   map[string]string // [listen] name → "127.0.0.1:port", enabled ones
-	env     []string
-	cmd     *exec.Cmd
-	logPath string
-	logFile *os.File
-	exited  chan struct{}
-	waitErr error
-	mu      sync.Mutex
+	addrs     map[string]string // [listen] name → "127.0.0.1:port", enabled ones
+	env       []string
+	serveArgs []string // after the binary: "serve", "--config", ConfigPath
+	cmd       *exec.Cmd
+	logPath   string
+	logFile   *os.File
+	exited    chan struct{}
+	waitErr   error
+	mu        sync.Mutex
 }
 
 // TestHostname is the hostname every test server has.
@@ -99,6 +100,7 @@ func startServer(t testing.TB, extraTOML string) *Server {
 		logPath:    filepath.Join(dir, "server.log"),
 		env:        cleanEnv(),
 	}
+	s.serveArgs = []string{"serve", "--config", s.ConfigPath}
 
 	cfg := map[string]any{
 		"hostname": TestHostname,
@@ -138,6 +140,13 @@ func startServer(t testing.TB, extraTOML string) *Server {
 	}
 
 	s.start(t)
+	s.stopOnCleanup(t)
+	return s
+}
+
+// stopOnCleanup stops the server when the test ends and prints its log if
+// the test failed.
+func (s *Server) stopOnCleanup(t testing.TB) {
 	t.Cleanup(func() {
 		if s.running() {
 			s.stop(t)
@@ -146,7 +155,6 @@ func startServer(t testing.TB, extraTOML string) *Server {
 			s.dumpLog(t)
 		}
 	})
-	return s
 }
 
 // mergeTOML sets every key of src into dst, recursing into tables.
@@ -205,7 +213,7 @@ func (s *Server) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	s.logFile = f
-	cmd := exec.Command(binary, "serve", "--config", s.ConfigPath)
+	cmd := exec.Command(binary, s.serveArgs...)
 	cmd.Dir = s.Dir
 	cmd.Env = s.env
 	cmd.Stdout = f

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -78,6 +79,9 @@ func domainRemove(ctx context.Context, env *adminEnv, args []string) error {
 		}
 	}
 	if err := env.auth.RemoveDomain(ctx, rest[0], *force); err != nil {
+		if errors.Is(err, auth.ErrDomainNotEmpty) {
+			return fmt.Errorf("%w (remove them first, or use --force to remove them with their mail)", err)
+		}
 		return err
 	}
 	fmt.Fprintf(env.stdout, "removed domain %s", rest[0])

@@ -80,7 +80,7 @@ func registeredServices() []service {
 // shutdownGrace; then services cut remaining connections and get
 // shutdownForce more to return. The sum stays under the 10 s a container
 // runtime waits between SIGTERM and SIGKILL.
-const (
+var (
 	shutdownGrace = 6 * time.Second
 	shutdownForce = 3 * time.Second
 )
@@ -198,9 +198,6 @@ type running struct {
 	shutdown func(context.Context) error
 }
 
-// errStuck: a service did not return from shutdown after being told to cut
-// its connections.
-var errStuck = fmt.Errorf("did not stop within %s after the grace period", shutdownForce)
 
 // shutdownServices calls each shutdown in the order given. They share one
 // deadline, now+grace: those that cannot finish by then cut their
@@ -236,7 +233,7 @@ func shutdownServices(log *slog.Logger, grace time.Duration, list []running) err
 			select {
 			case err = <-done:
 			case <-timer.C:
-				err = errStuck
+				err = fmt.Errorf("did not stop within %s after the grace period", shutdownForce)
 			}
 			timer.Stop()
 		}
