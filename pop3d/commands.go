@@ -230,9 +230,10 @@ func (s *session) authFailed(method, name string, err error) reply {
 	switch {
 	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, auth.ErrThrottled):
 		r = s.translate(method, err)
-	case errors.Is(err, sasl.ErrUnexpectedClientResponse) || strings.HasPrefix(err.Error(), "sasl: "):
-		// A malformed SASL response (go-sasl's errors carry this
-		// prefix): the client's fault, answered like bad credentials.
+	case errors.Is(err, sasl.ErrUnexpectedClientResponse):
+		// A response after the exchange ended: the client's fault.
+		// (auth's own SASL servers report malformed responses as
+		// ErrBadCredentials.)
 		r = s.translate(method, auth.ErrBadCredentials)
 	default:
 		return s.translate(method, err)

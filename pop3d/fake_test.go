@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"slices"
@@ -245,16 +246,28 @@ func (f *fakeAuth) NewSASLServer(ctx context.Context, mech string, remote netip.
 	}
 	switch mech {
 	case sasl.Plain:
-		return sasl.NewPlainServer(func(identity, user, pass string) error {
+		return plainServer{sasl.NewPlainServer(func(identity, user, pass string) error {
 			if identity != "" && identity != user {
 				return auth.ErrBadCredentials
 			}
 			return check(user, pass)
-		}), nil
+		})}, nil
 	case sasl.Login:
 		return &loginServer{check: check}, nil
 	}
 	return nil, errors.New("unsupported mechanism")
+}
+
+// plainServer reports a malformed response as bad credentials, as
+// auth.DB's does.
+type plainServer struct{ sasl.Server }
+
+func (p plainServer) Next(resp []byte) ([]byte, bool, error) {
+	c, done, err := p.Server.Next(resp)
+	if err != nil && !errors.Is(err, auth.ErrBadCredentials) && !errors.Is(err, auth.ErrThrottled) {
+		err = fmt.Errorf("%w: %v", auth.ErrBadCredentials, err)
+	}
+	return c, done, err
 }
 
 // loginServer is the LOGIN mechanism's server side (draft-murchison-sasl

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -921,48 +922,42 @@ func TestShutdownForced(t *testing.T) {
 	}
 }
 
-// fakeLimit refuses every connection after the first max.
-func fakeLimit(max int) func(net.Listener, func(net.Conn)) net.Listener {
-	return func(ln net.Listener, refuse func(net.Conn)) net.Listener {
-		return &limitListener{Listener: ln, max: max, refuse: refuse}
-	}
-}
-
-type limitListener struct {
-	net.Listener
-	max, n int
-	refuse func(net.Conn)
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if l.n >= l.max {
-			l.refuse(c)
-			continue
-		}
-		l.n++
-		return c, nil
-	}
-}
-
 func TestConnectionLimit(t *testing.T) {
-	ts := newTestServer(t, withOptions(func(o *Options) { o.Limit = fakeLimit(1) }))
-	c := ts.dial(t)
-	c2, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
+	for _, implicit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("implicitTLS=%v", implicit), func(t *testing.T) {
+			ts := newTestServer(t, withOptions(func(o *Options) {
+				o.Conns = limit.NewConns(1, 10)
+				o.ImplicitTLS = implicit
+			}))
+			dial := ts.dial
+			if implicit {
+				dial = ts.dialTLS
+			}
+			c := dial(t)
+			var c2 net.Conn
+			var err error
+			if implicit {
+				c2, err = tls.Dial("tcp", ts.addr, ts.tls)
+			} else {
+				c2, err = net.Dial("tcp", ts.addr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b, _ := io.ReadAll(c2)
+			if string(b) != "-ERR [SYS/TEMP] too many connections\r\n" {
+				t.Fatalf("refused connection got %q", b)
+			}
+			c.cmdOK("QUIT")
+			c.expectClosed()
+			// The slot is free again.
+			waitForSessions(t, ts, 0)
+			c = dial(t)
+			c.cmdOK("CAPA")
+		})
 	}
-	defer c2.Close()
-	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
-	b, _ := io.ReadAll(c2)
-	if string(b) != "-ERR [SYS/TEMP] too many connections\r\n" {
-		t.Fatalf("refused connection got %q", b)
-	}
-	c.cmdOK("CAPA")
 }
 
 func TestNewRequiresStoreAndAuth(t *testing.T) {

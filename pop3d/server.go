@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -19,6 +20,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -79,10 +81,12 @@ type Options struct {
 	LoopbackIsSecure bool
 	Store            mailstore.Store
 	Auth             Authenticator
-	// Limit, if non-nil, wraps each listener to refuse connections over
-	// the limit with "-ERR [SYS/TEMP]" (see auth/limit). cmd passes
-	// limit.Listener bound to its *limit.Conns.
-	Limit func(ln net.Listener, refuse func(net.Conn)) net.Listener
+	// Conns, if non-nil, limits connections in total and per client
+	// address: each listener is wrapped with limit.Listener, and a
+	// connection over the limit gets "-ERR [SYS/TEMP] too many
+	// connections" (RFC 2449 §8.1.2) before it reaches a session. Share one
+	// *limit.Conns across servers to make the limits global.
+	Conns *limit.Conns
 
 	IdleTimeout     time.Duration
 	LoginTimeout    time.Duration
@@ -162,8 +166,8 @@ func New(opts Options) (*Server, error) {
 // ErrServerClosed) or until ctx is done (ctx.Err()). Either way the
 // listener is closed; sessions already running are left to Shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if s.opts.Limit != nil {
-		ln = s.opts.Limit(ln, s.refuse)
+	if s.opts.Conns != nil {
+		ln = limit.Listener(ln, s.opts.Conns, s.refuse)
 	}
 	s.mu.Lock()
 	if s.closing {
@@ -243,17 +247,21 @@ func (s *Server) startSession(c net.Conn) {
 	}()
 }
 
-// refuse answers a connection over the limit (RFC 2449 §8.1.2: SYS/TEMP)
-// and closes it. It runs on the listener's goroutine, so it never waits
-// long: on an implicit-TLS port there is no room for a handshake and the
-// connection is just closed.
+// refuse answers a connection over the limit (RFC 2449 §8.1.2: SYS/TEMP).
+// limit.Listener runs it in its own goroutine under a short deadline and
+// closes the connection afterwards. On an implicit-TLS port the line goes
+// through a TLS handshake, so the client can show it.
 func (s *Server) refuse(c net.Conn) {
-	defer c.Close()
+	const line = "-ERR [SYS/TEMP] too many connections\r\n"
 	if s.opts.ImplicitTLS {
+		tc := tls.Server(c, s.opts.TLS)
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		io.WriteString(tc, line)
 		return
 	}
-	c.SetWriteDeadline(time.Now().Add(time.Second))
-	c.Write([]byte("-ERR [SYS/TEMP] too many connections\r\n"))
+	io.WriteString(c, line)
 }
 
 // Shutdown stops the server in two phases. First it closes the listeners
@@ -309,14 +317,3 @@ func newConnID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// remoteAddr returns the peer's IP address, or the zero Addr for
-// connections that have none (pipes in tests).
-func remoteAddr(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
-}

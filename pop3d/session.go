@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -97,7 +98,7 @@ func newSession(srv *Server, c net.Conn) *session {
 		id:      newConnID(),
 		raw:     c,
 		conn:    c,
-		remote:  remoteAddr(c),
+		remote:  limit.RemoteAddr(c),
 		started: time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,
