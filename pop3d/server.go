@@ -316,4 +316,3 @@ func newConnID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
