@@ -120,6 +120,12 @@ type Options struct {
 
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+
+	// Shared says another process (a running server) may be using the
+	// queue: Open skips its start-up cleanup, which would otherwise take a
+	// message being enqueued right now for an orphan. Admin commands set
+	// it; Start is not meant for a shared queue.
+	Shared bool
 }
 
 // Queue is the durable outbound queue. It is safe for concurrent use.
@@ -207,6 +213,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.db = db
+	if opts.Shared {
+		return q, nil
+	}
 	if err := q.reconcile(ctx); err != nil {
 		db.Close()
 		return nil, err

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/posthouse/posthouse/smtpd/queue"
+)
+
+func init() {
+	registerAdmin("dns", "print the DNS records a domain needs (MX, SPF, DKIM, DMARC, client setup)", runAdminDNS)
+}
+
+func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
+	fs := newFlagSet("posthouse admin dns", "posthouse admin dns DOMAIN", env.stdout)
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := wantArgs(fs, rest, 1, 1, "DOMAIN"); err != nil {
+		return err
+	}
+	domain := rest[0]
+	q, err := openAdminQueue(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	keys, err := q.DKIMKeys(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if local, err := env.auth.IsLocalDomain(ctx, domain); err == nil && !local {
+		fmt.Fprintf(env.stderr, "note: %s is not a local domain yet ('posthouse admin domain add %s')\n", domain, domain)
+	}
+	ports := queue.Ports{
+		Submissions: listenPort(env.cfg.Listen.Submissions),
+		Submission:  listenPort(env.cfg.Listen.Submission),
+		IMAPS:       listenPort(env.cfg.Listen.IMAPS),
+		IMAP:        listenPort(env.cfg.Listen.IMAP),
+		POP3S:       listenPort(env.cfg.Listen.POP3S),
+		POP3:        listenPort(env.cfg.Listen.POP3),
+	}
+	fmt.Fprintf(env.stdout, "; DNS records for %s, served by %s\n", domain, env.cfg.Hostname)
+	for _, r := range queue.DNSRecords(domain, env.cfg.Hostname, keys, ports) {
+		if r.Comment != "" {
+			fmt.Fprintf(env.stdout, "\n; %s\n", r.Comment)
+		}
+		if r.Zone != "" {
+			fmt.Fprintln(env.stdout, r.Zone)
+		}
+	}
+	return nil
+}
+
+// listenPort returns the port of a [listen] address, 0 when disabled.
+func listenPort(addr string) int {
+	if addr == "" {
+		return 0
+	}
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
+}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/smtpd/resolve"
+)
+
+func init() { registerService("queue", 10, startQueue) }
+
+// startQueue opens the outbound queue (data_dir/queue.sqlite and
+// data_dir/queue/), starts its delivery workers and hands it to the
+// services after it (smtp) through a.queue.
+func startQueue(ctx context.Context, a *app) (func(context.Context) error, error) {
+	log := a.log.With("proto", "queue")
+	opts := queueOptions(a.cfg)
+	opts.Logger = log
+	opts.Locals = authLocals{a.auth}
+	opts.Store = a.store
+	res, err := resolve.New(resolve.Options{Server: a.cfg.DNS.Resolver})
+	if err != nil {
+		// Keep accepting mail: deliveries fail temporarily and are retried
+		// once the resolver is fixed and the server restarted.
+		log.Error("no DNS resolver: outbound mail stays queued; set [dns] resolver", "err", err)
+	} else {
+		opts.Resolver = res
+		log.Info("DNS resolver", "addr", res.Server())
+	}
+	q, err := queue.Open(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	q.Start()
+	a.queue = q
+	return func(ctx context.Context) error {
+		err := q.Shutdown(ctx)
+		if cerr := q.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
+}
+
+// queueOptions are the queue settings taken from the configuration.
+func queueOptions(cfg *config.Config) queue.Options {
+	return queue.Options{
+		DataDir:        cfg.DataDir,
+		Hostname:       cfg.Hostname,
+		RemotePort:     cfg.Queue.RemotePort,
+		Expiry:         time.Duration(cfg.Queue.Expiry.Duration),
+		MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
+	}
+}
+
+// authLocals adapts the user database to queue.Locals, so that a DSN for a
+// local sender is delivered straight into their mailbox.
+type authLocals struct{ db *auth.DB }
+
+func (l authLocals) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
+	return l.db.IsLocalDomain(ctx, domain)
+}
+
+func (l authLocals) Resolve(ctx context.Context, address string) ([]string, []string, error) {
+	r, err := l.db.Resolve(ctx, address)
+	if errors.Is(err, auth.ErrNoSuchUser) || errors.Is(err, auth.ErrNotLocal) {
+		return nil, nil, fmt.Errorf("%w: %v", queue.ErrNoSuchLocal, err)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return r.Local, r.Remote, nil
+}
