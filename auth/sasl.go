@@ -62,12 +62,22 @@ func (db *DB) NewSASLServer(ctx context.Context, mech string, remote netip.Addr,
 }
 
 // plainServer turns go-sasl's format errors into ErrBadCredentials, so the
-// protocol edge has only our sentinels to translate.
-type plainServer struct{ s sasl.Server }
+// protocol edge has only our sentinels to translate, and refuses anything
+// after the one response PLAIN takes.
+type plainServer struct {
+	s        sasl.Server
+	finished bool
+}
 
 func (p *plainServer) Next(response []byte) ([]byte, bool, error) {
+	if p.finished {
+		return nil, false, sasl.ErrUnexpectedClientResponse
+	}
+	if response != nil {
+		p.finished = true
+	}
 	if len(response) > 2*maxSASLField+maxAddress+2 {
-		return nil, false, fmt.Errorf("%w: over-long PLAIN response", ErrBadCredentials)
+		return nil, true, fmt.Errorf("%w: over-long PLAIN response", ErrBadCredentials)
 	}
 	ch, done, err := p.s.Next(response)
 	if err != nil && err.Error() == "sasl: invalid response" {
