@@ -31,7 +31,8 @@ func (db *DB) Authenticate(ctx context.Context, username, password string, remot
 	ip := ipKey(remote)
 	log := db.log.With("user", account, "remote", remoteString(remote))
 
-	until, delay := db.throttle.check(start, ip, account)
+	cred := makeCredID(db.credKey[:], account, password)
+	until, delay, added := db.throttle.begin(start, ip, account, cred)
 	if !until.IsZero() {
 		if !db.throttle.throttledLogged(ip) {
 			log.Warn("auth throttled: too many failed logins from this address", "until", until.UTC().Format(time.RFC3339))
@@ -41,22 +42,24 @@ func (db *DB) Authenticate(ctx context.Context, username, password string, remot
 	if delay > 0 {
 		log.Debug("auth delayed: recent failures for this account", "delay", delay)
 		if err := db.sleep(ctx, delay); err != nil {
+			db.throttle.abort(ip, cred, added)
 			return User{}, err
 		}
 	}
 
-	cred := makeCredID(db.credKey[:], account, password)
 	reason, u, err := db.check(ctx, nerr == nil, account, password, cred)
 	if err != nil {
-		log.Error("auth error", "err", err)
+		db.throttle.abort(ip, cred, added)
+		if ctx.Err() == nil {
+			log.Error("auth error", "err", err)
+		}
 		return User{}, err
 	}
 	if reason != "" {
 		n := db.throttle.fail(db.now(), ip, account, cred)
 		log.Info("auth failed", "reason", reason)
-		if max := db.opts.IPMaxFailures; max > 0 && n == max {
+		if max := db.opts.IPMaxFailures; max > 0 && n >= max && !db.throttle.throttledLogged(ip) {
 			log.Warn("auth throttled: too many failed logins from this address", "failures", n, "window", db.opts.IPWindow)
-			db.throttle.throttledLogged(ip)
 		}
 		return User{}, ErrBadCredentials
 	}

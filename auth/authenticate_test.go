@@ -430,3 +430,60 @@ func TestConcurrentHandles(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleParallelGuesses sends guesses in parallel while every hash
+// slot is busy: only IPMaxFailures of them get as far as the password check.
+func TestThrottleParallelGuesses(t *testing.T) {
+	ctx := context.Background()
+	env := newTestDB(t, Options{IPMaxFailures: 3, MaxConcurrentHashes: 1})
+	db := env.db
+	seed(t, db, []string{"example.com"}, []string{"bob@example.com"}, nil)
+	db.hashes <- struct{}{} // hold the only hash slot
+	const n = 20
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			_, err := db.Authenticate(ctx, "bob@example.com", fmt.Sprint("guess", i), ipA)
+			results <- err
+		}()
+	}
+	var errs []error
+	for len(errs) < n-3 {
+		errs = append(errs, <-results)
+	}
+	for _, err := range errs {
+		if !errors.Is(err, ErrThrottled) {
+			t.Fatalf("early result %v, want ErrThrottled", err)
+		}
+	}
+	before := db.verifications.Load()
+	<-db.hashes
+	for i := 0; i < 3; i++ {
+		if err := <-results; !errors.Is(err, ErrBadCredentials) {
+			t.Fatalf("checked guess: %v", err)
+		}
+	}
+	if got := db.verifications.Load() - before; got != 3 {
+		t.Fatalf("%d passwords checked, want 3", got)
+	}
+}
+
+// TestThrottleAbortRefunds checks that an attempt cancelled before its
+// verdict does not count as a failure.
+func TestThrottleAbortRefunds(t *testing.T) {
+	env := newTestDB(t, Options{IPMaxFailures: 2, MaxConcurrentHashes: 1})
+	db := env.db
+	seed(t, db, []string{"example.com"}, []string{"bob@example.com"}, nil)
+	db.hashes <- struct{}{}
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := db.Authenticate(ctx, "bob@example.com", fmt.Sprint("x", i), ipA); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled attempt: %v", err)
+		}
+	}
+	<-db.hashes
+	if _, err := db.Authenticate(context.Background(), "bob@example.com", "pw-bob", ipA); err != nil {
+		t.Fatalf("after cancelled attempts: %v", err)
+	}
+}

@@ -52,6 +52,9 @@
 //     failures within 10 minutes, every attempt from it is ErrThrottled,
 //     without checking the password, until the oldest of those failures is 10
 //     minutes old. At most 10 minutes for a client behind the same address.
+//     An attempt counts from the moment it starts (and is forgotten again if
+//     it succeeds or is cancelled), so guesses sent in parallel over many
+//     connections cannot all slip in before the first one fails.
 //   - Per account (any source): after 5 distinct failures within 15 minutes,
 //     every attempt for the account — right or wrong password, so the delay
 //     is no oracle — waits 250 ms, doubling with each further failure, at most

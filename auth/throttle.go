@@ -59,26 +59,37 @@ func prune(fs []failure, since time.Time) []failure {
 	return append(fs[:0], fs[i:]...)
 }
 
-// check reports whether ip is throttled (and until when), and how long an
-// attempt for account must wait first.
-func (t *throttle) check(now time.Time, ip netip.Prefix, account string) (until time.Time, delay time.Duration) {
+// begin reports whether ip is throttled (and until when) and how long an
+// attempt for account must wait first. Unless throttled, it counts the
+// attempt as a failure of cred from ip right away (added reports whether
+// that entry is new), so that guesses sent in parallel cannot all pass the
+// check before any of them has failed: success forgets the entry again,
+// abort takes it back when the attempt ends without an answer.
+func (t *throttle) begin(now time.Time, ip netip.Prefix, account string, cred credID) (until time.Time, delay time.Duration, added bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sweep(now)
 	if n := t.o.IPMaxFailures; n > 0 && t.o.IPWindow > 0 {
-		if rec := t.ips[ip]; rec != nil {
-			rec.fails = prune(rec.fails, now.Add(-t.o.IPWindow))
-			if len(rec.fails) >= n {
-				until = rec.fails[len(rec.fails)-n].at.Add(t.o.IPWindow)
-			} else {
-				rec.warned = false
-			}
+		rec := t.ips[ip]
+		if rec == nil {
+			rec = &ipRecord{}
+			t.ips[ip] = rec
 		}
+		rec.fails = prune(rec.fails, now.Add(-t.o.IPWindow))
+		if len(rec.fails) >= n && !hasCred(rec.fails, cred) {
+			return rec.fails[len(rec.fails)-n].at.Add(t.o.IPWindow), 0, false
+		}
+		rec.warned = rec.warned && len(rec.fails) >= n
+		l := len(rec.fails)
+		rec.fails = addFailure(rec.fails, failure{at: now, account: account, ip: ip, cred: cred})
+		added = len(rec.fails) != l || l == maxFailuresPerKey
 	}
 	if base := t.o.AccountDelayBase; base > 0 && t.o.AccountWindow > 0 {
 		fs := prune(t.accounts[account], now.Add(-t.o.AccountWindow))
 		if len(fs) > 0 {
 			t.accounts[account] = fs
+		} else {
+			delete(t.accounts, account)
 		}
 		if over := len(fs) - t.o.AccountFreeFailures; over >= 0 {
 			delay = base
@@ -88,7 +99,35 @@ func (t *throttle) check(now time.Time, ip netip.Prefix, account string) (until 
 			delay = min(delay, t.o.AccountMaxDelay)
 		}
 	}
-	return until, delay
+	return time.Time{}, delay, added
+}
+
+func hasCred(fs []failure, cred credID) bool {
+	for _, f := range fs {
+		if f.cred == cred {
+			return true
+		}
+	}
+	return false
+}
+
+// abort takes back the entry begin added for an attempt that ended without
+// a verdict (cancelled, or a database error).
+func (t *throttle) abort(ip netip.Prefix, cred credID, added bool) {
+	if !added {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if rec := t.ips[ip]; rec != nil {
+		out := rec.fails[:0]
+		for _, f := range rec.fails {
+			if f.cred != cred {
+				out = append(out, f)
+			}
+		}
+		rec.fails = out
+	}
 }
 
 // throttledLogged marks ip's current episode as logged and reports whether
@@ -112,14 +151,21 @@ func (t *throttle) fail(now time.Time, ip netip.Prefix, account string, cred cre
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	f := failure{at: now, account: account, ip: ip, cred: cred}
-	rec := t.ips[ip]
-	if rec == nil {
-		rec = &ipRecord{}
-		t.ips[ip] = rec
+	if t.o.IPMaxFailures > 0 && t.o.IPWindow > 0 {
+		rec := t.ips[ip]
+		if rec == nil {
+			rec = &ipRecord{}
+			t.ips[ip] = rec
+		}
+		rec.fails = addFailure(prune(rec.fails, now.Add(-t.o.IPWindow)), f)
 	}
-	rec.fails = addFailure(prune(rec.fails, now.Add(-t.o.IPWindow)), f)
-	t.accounts[account] = addFailure(prune(t.accounts[account], now.Add(-t.o.AccountWindow)), f)
-	return len(rec.fails)
+	if t.o.AccountDelayBase > 0 && t.o.AccountWindow > 0 {
+		t.accounts[account] = addFailure(prune(t.accounts[account], now.Add(-t.o.AccountWindow)), f)
+	}
+	if rec := t.ips[ip]; rec != nil {
+		return len(rec.fails)
+	}
+	return 0
 }
 
 func addFailure(fs []failure, f failure) []failure {
