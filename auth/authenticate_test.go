@@ -487,3 +487,21 @@ func TestThrottleAbortRefunds(t *testing.T) {
 		t.Fatalf("after cancelled attempts: %v", err)
 	}
 }
+
+func TestDummyHash(t *testing.T) {
+	env := newTestDB(t, Options{})
+	db := env.db
+	d := db.dummyHash()
+	p, _, _, err := parseArgon2id(d)
+	if err != nil || p != db.argon {
+		t.Fatalf("dummy hash %q: %v, params %+v", d, err, p)
+	}
+	if d != db.dummyHash() {
+		t.Fatal("dummy hash changes")
+	}
+	for _, pw := range []string{"", "pw", "password"} {
+		if ok, _, err := verifyPassword(d, pw, db.argon); ok || err != nil {
+			t.Fatalf("dummy hash matched %q (%v)", pw, err)
+		}
+	}
+}

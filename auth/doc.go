@@ -39,7 +39,9 @@
 // SetPasswordHash or RemoveUser — from this process or from posthouse admin —
 // take effect at once; disabled is read from the row at every login. Failed
 // outcomes are remembered too: a client retrying a stale password does not
-// cost a hash per retry. A cache hit answers in tens of microseconds instead
+// cost a hash per retry. The price: while an entry lives, someone who can
+// read this process's memory (key included) could test guesses against it at
+// HMAC speed rather than argon2id speed. A cache hit answers in tens of microseconds instead
 // of tens of milliseconds (see BenchmarkAuthenticate).
 //
 // # Throttling
