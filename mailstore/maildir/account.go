@@ -1,0 +1,637 @@
+package maildir
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
+)
+
+// File and directory names inside an account directory.
+const (
+	indexFile       = "index.sqlite"
+	maildirDir      = "maildir"
+	mailboxMetaFile = "posthouse-mailbox.json"
+)
+
+// account is the state every handle on one account shares: the index, the
+// writer lock, watchers and the maildrop lock.
+type account struct {
+	store *Store
+	name  string
+	dir   string // absolute account directory
+	log   *slog.Logger
+
+	ready   chan struct{} // closed when open finished
+	openErr error
+	refs    int         // under store.mu
+	gone    atomic.Bool // removed, or the store closed: handles get ErrClosed
+
+	db *sqlitedb.DB
+
+	// wmu makes this the one writer of the account: write transactions
+	// and the delivery of their events happen under it, so events are in
+	// commit order.
+	wmu sync.Mutex
+	// used is the sum of message sizes, kept under wmu and read atomically.
+	used atomic.Int64
+	// unlinked are trash paths already removed from disk whose rows the
+	// next write transaction deletes (under wmu).
+	unlinked []string
+
+	stmtMu   sync.Mutex
+	wpending map[string]bool
+	wstmts   map[string]*sql.Stmt
+	rstmts   map[string]*sql.Stmt
+
+	watchMu   sync.Mutex
+	watchSeq  uint64
+	watchers  atomic.Pointer[[]watcher]
+	inflightM sync.Mutex
+	inflight  map[string]struct{} // files renamed into place, row not yet committed
+
+	dropMu     sync.Mutex
+	dropLocked bool
+}
+
+type watcher struct {
+	id uint64
+	fn func(mailstore.Event)
+}
+
+func newAccount(s *Store, name string) *account {
+	return &account{
+		store:    s,
+		name:     name,
+		dir:      filepath.Join(s.dir, accountDirName(name)),
+		log:      s.log.With("user", name),
+		ready:    make(chan struct{}),
+		wstmts:   make(map[string]*sql.Stmt),
+		wpending: make(map[string]bool),
+		rstmts:   make(map[string]*sql.Stmt),
+		inflight: make(map[string]struct{}),
+	}
+}
+
+func (a *account) maildir() string { return filepath.Join(a.dir, maildirDir) }
+
+func (a *account) mailboxDir(id int64) string {
+	return filepath.Join(a.dir, maildirDir, strconv.FormatInt(id, 10))
+}
+
+// open creates or opens the account's storage. A missing or corrupt index
+// is rebuilt from the Maildir tree; reconcile runs on the first open in the
+// process.
+func (a *account) open(ctx context.Context, reconcile bool) error {
+	if err := os.MkdirAll(a.maildir(), 0o700); err != nil {
+		return fmt.Errorf("maildir: create account %s: %w", a.name, err)
+	}
+	addr := filepath.Join(a.dir, addressFile)
+	if b, err := os.ReadFile(addr); err != nil {
+		if err := writeFileAtomic(addr, []byte(a.name+"\n")); err != nil {
+			return fmt.Errorf("maildir: create account %s: %w", a.name, err)
+		}
+		syncDir(a.store.dir)
+	} else if strings.TrimSpace(string(b)) != a.name {
+		return fmt.Errorf("maildir: account directory %s belongs to %q: %w", a.dir, strings.TrimSpace(string(b)), mailstore.ErrBadAccountName)
+	}
+
+	idx := filepath.Join(a.dir, indexFile)
+	_, statErr := os.Stat(idx)
+	missing := errors.Is(statErr, os.ErrNotExist)
+	rebuild := false
+	if missing {
+		ents, _ := os.ReadDir(a.maildir())
+		for _, e := range ents {
+			if _, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && e.IsDir() {
+				rebuild = true
+				a.log.Warn("index missing; rebuilding it from the Maildir")
+				break
+			}
+		}
+	}
+	db, err := sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
+	if err == nil && !missing && reconcile {
+		err = quickCheck(ctx, db)
+		if err != nil {
+			db.Close()
+		}
+	}
+	if err != nil {
+		if !isCorrupt(err) {
+			return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
+		}
+		a.log.Error("index corrupt; rebuilding it from the Maildir", "err", err)
+		aside := idx + ".corrupt-" + time.Now().UTC().Format("20060102T150405")
+		for _, suf := range []string{"", "-wal", "-shm"} {
+			if err := os.Rename(idx+suf, aside+suf); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("maildir: move corrupt index aside: %w", err)
+			}
+		}
+		rebuild = true
+		db, err = sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
+		if err != nil {
+			return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
+		}
+	}
+	a.db = db
+	if rebuild {
+		if err := a.rebuildMailboxes(ctx); err != nil {
+			a.close()
+			return err
+		}
+		reconcile = true
+	}
+	if err := a.ensureDefaults(ctx); err != nil {
+		a.close()
+		return err
+	}
+	if err := a.loadUsage(ctx); err != nil {
+		a.close()
+		return err
+	}
+	if reconcile {
+		if err := a.reconcile(ctx); err != nil {
+			a.close()
+			return err
+		}
+	}
+	return nil
+}
+
+func quickCheck(ctx context.Context, db *sqlitedb.DB) error {
+	var res string
+	if err := db.Write.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("%w: quick_check: %s", errCorrupt, res)
+	}
+	return nil
+}
+
+var errCorrupt = errors.New("database disk image is malformed")
+
+func isCorrupt(err error) bool {
+	if errors.Is(err, errCorrupt) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "malformed") || strings.Contains(s, "not a database") ||
+		strings.Contains(s, "corrupt")
+}
+
+func (a *account) loadUsage(ctx context.Context) error {
+	var used sql.NullInt64
+	if err := a.db.Read.QueryRowContext(ctx, `SELECT sum(size) FROM messages`).Scan(&used); err != nil {
+		return fmt.Errorf("maildir: usage of %s: %w", a.name, err)
+	}
+	a.used.Store(used.Int64)
+	return nil
+}
+
+// ensureDefaults creates the DefaultMailboxes that are missing, which is
+// all of them on an account's first open.
+func (a *account) ensureDefaults(ctx context.Context) error {
+	var n int
+	if err := a.db.Read.QueryRowContext(ctx, `SELECT count(*) FROM mailboxes`).Scan(&n); err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	if n > 0 {
+		// An existing account keeps what its user made of it, except
+		// that INBOX always exists.
+		var inbox int
+		if err := a.db.Read.QueryRowContext(ctx, `SELECT count(*) FROM mailboxes WHERE name = ?`, mailstore.Inbox).Scan(&inbox); err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
+		if inbox > 0 {
+			return nil
+		}
+	}
+	return a.write(ctx, func(w *wtx) error {
+		for _, d := range mailstore.DefaultMailboxes {
+			if n > 0 && d.Name != mailstore.Inbox {
+				continue
+			}
+			if _, err := w.createMailbox(d.Name, d.SpecialUse, 0); err != nil {
+				return err
+			}
+			if _, err := w.Exec(`INSERT OR IGNORE INTO subscriptions (name) VALUES (?)`, d.Name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// close closes the index. Handles see ErrClosed only if gone is set.
+func (a *account) close() error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	if a.db == nil {
+		return nil
+	}
+	a.stmtMu.Lock()
+	for _, st := range a.wstmts {
+		st.Close()
+	}
+	for _, st := range a.rstmts {
+		st.Close()
+	}
+	a.wstmts, a.rstmts = map[string]*sql.Stmt{}, map[string]*sql.Stmt{}
+	db := a.db
+	a.db = nil
+	a.stmtMu.Unlock()
+	return db.Close()
+}
+
+// rstmt returns a prepared statement on the read pool.
+func (a *account) rstmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	a.stmtMu.Lock()
+	defer a.stmtMu.Unlock()
+	if st := a.rstmts[q]; st != nil {
+		return st, nil
+	}
+	if a.db == nil {
+		return nil, mailstore.ErrClosed
+	}
+	st, err := a.db.Read.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	a.rstmts[q] = st
+	return st, nil
+}
+
+// readTx runs fn in a read transaction: one consistent view of the index.
+func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
+	a.stmtMu.Lock()
+	db := a.db
+	a.stmtMu.Unlock()
+	if db == nil || a.gone.Load() {
+		return mailstore.ErrClosed
+	}
+	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return a.wrapErr(err)
+	}
+	defer tx.Rollback()
+	return a.wrapErr(fn(&rtx{Tx: tx, a: a, ctx: ctx}))
+}
+
+// wrapErr turns errors caused by a concurrent close into ErrClosed.
+func (a *account) wrapErr(err error) error {
+	if err != nil && a.gone.Load() && !errors.Is(err, mailstore.ErrClosed) {
+		return fmt.Errorf("%w (%v)", mailstore.ErrClosed, err)
+	}
+	return err
+}
+
+type rtx struct {
+	*sql.Tx
+	a   *account
+	ctx context.Context
+}
+
+func (r *rtx) query(q string, args ...any) (*sql.Rows, error) {
+	st, err := r.a.rstmt(r.ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return r.StmtContext(r.ctx, st).QueryContext(r.ctx, args...)
+}
+
+func (r *rtx) queryRow(q string, args ...any) *sql.Row {
+	st, err := r.a.rstmt(r.ctx, q)
+	if err != nil {
+		return r.QueryRowContext(r.ctx, q, args...)
+	}
+	return r.StmtContext(r.ctx, st).QueryRowContext(r.ctx, args...)
+}
+
+// wtx is a write transaction with what happens after it commits.
+type wtx struct {
+	*sql.Tx
+	a       *account
+	ctx     context.Context
+	events  []mailstore.Event
+	modseqs map[int64]uint64
+	// trash paths (relative to the account directory) to remove once
+	// committed; their rows are in the trash table.
+	trash     []string
+	usedDelta int64
+	// afterCommit runs after commit and events, outside the writer lock.
+	afterCommit []func()
+}
+
+// stmt returns q prepared for the transaction. The write pool has one
+// connection, which the transaction holds, so a statement seen for the first
+// time is prepared on the transaction and queued to be prepared on the pool
+// before the next transaction; from then on it is reused.
+func (w *wtx) stmt(q string) (*sql.Stmt, error) {
+	a := w.a
+	a.stmtMu.Lock()
+	st := a.wstmts[q]
+	if st == nil {
+		a.wpending[q] = true
+	}
+	a.stmtMu.Unlock()
+	if st == nil {
+		return w.PrepareContext(w.ctx, q)
+	}
+	return w.StmtContext(w.ctx, st), nil
+}
+
+// prepareWrites prepares the queued write statements; the caller holds wmu
+// and no transaction.
+func (a *account) prepareWrites(ctx context.Context) {
+	a.stmtMu.Lock()
+	defer a.stmtMu.Unlock()
+	if a.db == nil {
+		return
+	}
+	for q := range a.wpending {
+		st, err := a.db.Write.PrepareContext(ctx, q)
+		if err != nil {
+			a.log.Error("prepare statement", "err", err)
+			continue
+		}
+		a.wstmts[q] = st
+		delete(a.wpending, q)
+	}
+}
+
+// Exec runs a prepared statement in the transaction.
+func (w *wtx) Exec(q string, args ...any) (sql.Result, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(w.ctx, args...)
+}
+
+func (w *wtx) Query(q string, args ...any) (*sql.Rows, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(w.ctx, args...)
+}
+
+func (w *wtx) QueryRow(q string, args ...any) *sql.Row {
+	st, err := w.stmt(q)
+	if err != nil {
+		return w.Tx.QueryRowContext(w.ctx, q, args...)
+	}
+	return st.QueryRowContext(w.ctx, args...)
+}
+
+// bump gives the mailbox its next modseq, once per transaction: every
+// change of one transaction shares it, so an event's ModSeq is never above
+// what a Snapshot taken after the commit reports.
+func (w *wtx) bump(mailbox int64) (uint64, error) {
+	if m, ok := w.modseqs[mailbox]; ok {
+		return m, nil
+	}
+	var m uint64
+	err := w.QueryRow(`UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ? RETURNING highestmodseq`, mailbox).Scan(&m)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, mailstore.ErrNoSuchMailbox
+	}
+	if err != nil {
+		return 0, err
+	}
+	if w.modseqs == nil {
+		w.modseqs = make(map[int64]uint64)
+	}
+	w.modseqs[mailbox] = m
+	return m, nil
+}
+
+func (w *wtx) event(e mailstore.Event) { w.events = append(w.events, e) }
+
+// addTrash records a file or directory to delete after commit.
+func (w *wtx) addTrash(rel string) error {
+	if _, err := w.Exec(`INSERT OR IGNORE INTO trash (path) VALUES (?)`, rel); err != nil {
+		return err
+	}
+	w.trash = append(w.trash, rel)
+	return nil
+}
+
+// write runs fn in the account's write transaction. After the commit it
+// publishes fn's events, in commit order, on this goroutine, then removes
+// trashed files outside the lock.
+func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
+	a.wmu.Lock()
+	if a.db == nil || a.gone.Load() {
+		a.wmu.Unlock()
+		return mailstore.ErrClosed
+	}
+	a.prepareWrites(ctx)
+	tx, err := a.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		a.wmu.Unlock()
+		return a.wrapErr(fmt.Errorf("maildir: begin: %w", err))
+	}
+	w := &wtx{Tx: tx, a: a, ctx: ctx}
+	unlinked := a.unlinked
+	if len(unlinked) > 0 {
+		for _, p := range unlinked {
+			if _, err := w.Exec(`DELETE FROM trash WHERE path = ?`, p); err != nil {
+				tx.Rollback()
+				a.wmu.Unlock()
+				return a.wrapErr(fmt.Errorf("maildir: %w", err))
+			}
+		}
+	}
+	if err := fn(w); err != nil {
+		tx.Rollback()
+		a.wmu.Unlock()
+		return a.wrapErr(err)
+	}
+	if err := tx.Commit(); err != nil {
+		a.wmu.Unlock()
+		return a.wrapErr(fmt.Errorf("maildir: commit: %w", err))
+	}
+	if len(unlinked) > 0 {
+		a.unlinked = a.unlinked[len(unlinked):]
+	}
+	a.used.Add(w.usedDelta)
+	if ws := a.watchers.Load(); ws != nil {
+		for _, e := range w.events {
+			for _, wt := range *ws {
+				wt.fn(e)
+			}
+		}
+	}
+	a.wmu.Unlock()
+
+	if len(w.trash) > 0 {
+		a.removeTrash(w.trash)
+	}
+	for _, f := range w.afterCommit {
+		f()
+	}
+	return nil
+}
+
+// removeTrash deletes committed trash from disk; the rows go with the next
+// write transaction (or reconciliation).
+func (a *account) removeTrash(paths []string) {
+	dirs := map[string]bool{}
+	var done []string
+	for _, p := range paths {
+		full := filepath.Join(a.dir, filepath.FromSlash(p))
+		if err := os.RemoveAll(full); err != nil {
+			a.log.Error("remove expunged file", "path", p, "err", err)
+			continue
+		}
+		dirs[filepath.Dir(full)] = true
+		done = append(done, p)
+	}
+	for d := range dirs {
+		syncDir(d)
+	}
+	a.wmu.Lock()
+	a.unlinked = append(a.unlinked, done...)
+	a.wmu.Unlock()
+}
+
+// addWatcher registers fn; the returned func removes it.
+func (a *account) addWatcher(fn func(mailstore.Event)) func() {
+	a.watchMu.Lock()
+	a.watchSeq++
+	id := a.watchSeq
+	old := a.watchers.Load()
+	var l []watcher
+	if old != nil {
+		l = append(l, *old...)
+	}
+	l = append(l, watcher{id: id, fn: fn})
+	a.watchers.Store(&l)
+	a.watchMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.watchMu.Lock()
+			defer a.watchMu.Unlock()
+			old := a.watchers.Load()
+			if old == nil {
+				return
+			}
+			l := make([]watcher, 0, len(*old))
+			for _, w := range *old {
+				if w.id != id {
+					l = append(l, w)
+				}
+			}
+			a.watchers.Store(&l)
+		})
+	}
+}
+
+// lockMaildrop takes the exclusive POP3 lock of the account.
+func (a *account) lockMaildrop() (func(), error) {
+	a.dropMu.Lock()
+	defer a.dropMu.Unlock()
+	if a.dropLocked {
+		return nil, mailstore.ErrInUse
+	}
+	a.dropLocked = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.dropMu.Lock()
+			a.dropLocked = false
+			a.dropMu.Unlock()
+		})
+	}, nil
+}
+
+// nextUIDValidity hands out UIDVALIDITY values: the current time in seconds,
+// or one more than the last value if that is not greater, so a value is never
+// reused for a name (RFC 9051 §2.3.1.1), even after DELETE and CREATE.
+func (w *wtx) nextUIDValidity() (uint32, error) {
+	var last sql.NullString
+	err := w.QueryRow(`SELECT value FROM meta WHERE key = 'uidvalidity'`).Scan(&last)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, err
+	}
+	v := uint32(time.Now().Unix())
+	if last.Valid {
+		l, _ := strconv.ParseUint(last.String, 10, 32)
+		if uint32(l) >= v {
+			v = uint32(l) + 1
+		}
+	}
+	if v == 0 {
+		v = 1
+	}
+	if _, err := w.Exec(`INSERT INTO meta (key, value) VALUES ('uidvalidity', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.FormatUint(uint64(v), 10)); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// mailboxMeta is written in each mailbox directory so a lost index can be
+// rebuilt with the mailbox's name.
+type mailboxMeta struct {
+	Name       string `json:"name"`
+	SpecialUse string `json:"special_use,omitempty"`
+}
+
+func (a *account) writeMailboxMeta(id int64, name, specialUse string) {
+	b, _ := json.Marshal(mailboxMeta{Name: name, SpecialUse: specialUse})
+	p := filepath.Join(a.mailboxDir(id), mailboxMetaFile)
+	if err := writeFileAtomic(p, append(b, '\n')); err != nil {
+		a.log.Error("write mailbox name file", "mailbox", name, "err", err)
+	}
+}
+
+// createMailbox inserts a mailbox row and creates its directories. id 0
+// picks a new ID; a non-zero id is used by rebuilds.
+func (w *wtx) createMailbox(name, specialUse string, id int64) (mailstore.Mailbox, error) {
+	uv, err := w.nextUIDValidity()
+	if err != nil {
+		return mailstore.Mailbox{}, err
+	}
+	var newID int64
+	if id == 0 {
+		err = w.QueryRow(`INSERT INTO mailboxes (name, special_use, uidvalidity) VALUES (?, ?, ?) RETURNING id`, name, specialUse, uv).Scan(&newID)
+	} else {
+		err = w.QueryRow(`INSERT INTO mailboxes (id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?) RETURNING id`, id, name, specialUse, uv).Scan(&newID)
+	}
+	if err != nil {
+		if strings.Contains(err.Error(), "UNIQUE") {
+			return mailstore.Mailbox{}, fmt.Errorf("%w: %s", mailstore.ErrMailboxExists, name)
+		}
+		return mailstore.Mailbox{}, err
+	}
+	dir := w.a.mailboxDir(newID)
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return mailstore.Mailbox{}, err
+		}
+	}
+	syncDir(dir)
+	syncDir(w.a.maildir())
+	w.a.writeMailboxMeta(newID, name, specialUse)
+	if _, err := w.bump(newID); err != nil {
+		return mailstore.Mailbox{}, err
+	}
+	w.event(mailstore.Event{Kind: mailstore.EventMailboxes, MailboxID: newID, ModSeq: w.modseqs[newID]})
+	return mailstore.Mailbox{ID: newID, Name: name, SpecialUse: specialUse, UIDValidity: uv}, nil
+}

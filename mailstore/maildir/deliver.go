@@ -1,0 +1,485 @@
+package maildir
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// maxMultipartMarkers caps how many "multipart" words a message may contain
+// before its body structure is not parsed (it is stored as text/plain): the
+// parser recurses once per nesting level, and a crafted message could nest
+// deeply enough to exhaust the stack.
+const maxMultipartMarkers = 500
+
+// markerCounter counts case-insensitive occurrences of "multipart" in what
+// is written through it.
+type markerCounter struct {
+	n    int
+	tail []byte
+}
+
+var multipartWord = []byte("multipart")
+
+func (m *markerCounter) Write(p []byte) (int, error) {
+	if m.n > maxMultipartMarkers {
+		return len(p), nil
+	}
+	buf := append(m.tail, p...)
+	low := bytes.ToLower(buf)
+	m.n += bytes.Count(low, multipartWord)
+	// Keep a tail shorter than the word, so a word cut in two is counted
+	// once when the rest arrives.
+	k := len(multipartWord) - 1
+	if len(buf) < k {
+		k = len(buf)
+	}
+	m.tail = append(m.tail[:0], buf[len(buf)-k:]...)
+	return len(p), nil
+}
+
+// writeTmp copies r into a new file in the mailbox's tmp/, fsyncs it, and
+// returns its unique name, size and multipart marker count. With max > 0 a
+// message longer than max bytes is refused with ErrOverQuota.
+func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int64, int, error) {
+	unique := uniqueName()
+	tmp := filepath.Join(a.mailboxDir(mailboxID), "tmp", unique)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		// The directories of a mailbox are recreated if someone removed
+		// them by hand.
+		if merr := os.MkdirAll(filepath.Dir(tmp), 0o700); merr == nil {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		}
+	}
+	if err != nil {
+		return "", 0, 0, fmt.Errorf("maildir: create message file: %w", err)
+	}
+	var mc markerCounter
+	bw := bufio.NewWriterSize(io.MultiWriter(f, &mc), 64<<10)
+	src := r
+	if max > 0 {
+		src = io.LimitReader(r, max+1)
+	}
+	n, err := io.Copy(bw, src)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil && max > 0 && n > max {
+		err = fmt.Errorf("maildir: message of more than %d bytes: %w", max, mailstore.ErrOverQuota)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if errors.Is(err, mailstore.ErrOverQuota) {
+			return "", 0, 0, err
+		}
+		return "", 0, 0, fmt.Errorf("maildir: write message file: %w", err)
+	}
+	return unique, n, mc.n, nil
+}
+
+// publish renames a fsync'd tmp file into cur/ and fsyncs cur/, marking it
+// in flight until its row is committed or it is removed.
+func (a *account) publish(mailboxID int64, unique string, size int64) (string, error) {
+	dir := a.mailboxDir(mailboxID)
+	name := curName(unique, size)
+	rel := "cur/" + name
+	a.setInflight(messagePath(mailboxID, rel), true)
+	if err := os.Rename(filepath.Join(dir, "tmp", unique), filepath.Join(dir, "cur", name)); err != nil {
+		a.setInflight(messagePath(mailboxID, rel), false)
+		os.Remove(filepath.Join(dir, "tmp", unique))
+		return "", fmt.Errorf("maildir: move message into cur: %w", err)
+	}
+	if err := syncDir(filepath.Join(dir, "cur")); err != nil {
+		a.unpublish(mailboxID, rel)
+		return "", fmt.Errorf("maildir: sync cur: %w", err)
+	}
+	return rel, nil
+}
+
+// unpublish removes a file whose row was not committed.
+func (a *account) unpublish(mailboxID int64, rel string) {
+	if err := os.Remove(filepath.Join(a.mailboxDir(mailboxID), filepath.FromSlash(rel))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Error("remove uncommitted message file", "path", rel, "err", err)
+	}
+	a.setInflight(messagePath(mailboxID, rel), false)
+}
+
+func (a *account) setInflight(path string, on bool) {
+	a.inflightM.Lock()
+	if on {
+		a.inflight[path] = struct{}{}
+	} else {
+		delete(a.inflight, path)
+	}
+	a.inflightM.Unlock()
+}
+
+func (a *account) isInflight(path string) bool {
+	a.inflightM.Lock()
+	defer a.inflightM.Unlock()
+	_, ok := a.inflight[path]
+	return ok
+}
+
+// appendMessage is APPEND and delivery: file first (tmp, fsync, rename into
+// cur, fsync cur), then the index row; the file goes if the row does not
+// commit.
+func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox bool, r io.Reader, fs flagSet, date time.Time) (mailstore.AppendResult, error) {
+	start := time.Now()
+	var mb mailstore.Mailbox
+	err := a.readTx(ctx, func(r *rtx) error {
+		var err error
+		mb, err = r.mailboxByName(name)
+		if errors.Is(err, mailstore.ErrNoSuchMailbox) && fallbackInbox && name != mailstore.Inbox {
+			a.log.Info("delivery mailbox missing; using INBOX", "mailbox", name)
+			mb, err = r.mailboxByName(mailstore.Inbox)
+		}
+		return err
+	})
+	if err != nil {
+		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
+	}
+	limit, err := a.quota(ctx)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	room := int64(0)
+	if limit > 0 {
+		room = limit - a.used.Load()
+		if room <= 0 {
+			return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", mailstore.ErrOverQuota)
+		}
+	}
+	unique, size, markers, err := a.writeTmp(mb.ID, r, room)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	tmpPath := filepath.Join(a.mailboxDir(mb.ID), "tmp", unique)
+	var p parsed
+	if markers > maxMultipartMarkers {
+		p, err = parseMessage(func() (io.Reader, error) { return nil, errTooNested })
+		a.log.Warn("message nests too many parts; caching a flat structure", "mailbox", mb.Name, "size", size)
+	} else {
+		var f *os.File
+		p, err = parseMessage(func() (io.Reader, error) {
+			if f != nil {
+				f.Close()
+			}
+			var err error
+			f, err = os.Open(tmpPath)
+			if err != nil {
+				return nil, err
+			}
+			return bufio.NewReaderSize(f, 32<<10), nil
+		})
+		if f != nil {
+			f.Close()
+		}
+	}
+	if err != nil && !errors.Is(err, errTooNested) {
+		os.Remove(tmpPath)
+		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
+	}
+	rel, err := a.publish(mb.ID, unique, size)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	if date.IsZero() {
+		date = time.Now()
+	}
+	_, zone := date.Zone()
+	res := mailstore.AppendResult{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, Size: size}
+	err = a.write(ctx, func(w *wtx) error {
+		if limit > 0 && a.used.Load()+w.usedDelta+size > limit {
+			return mailstore.ErrOverQuota
+		}
+		var uid int64
+		err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity`, mb.ID).Scan(&uid, &res.UIDValidity)
+		if err != nil {
+			return noMailbox(err, mb.Name)
+		}
+		modseq, err := w.bump(mb.ID)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			mb.ID, uid, int64(modseq), fs.mask, nullIfEmpty(joinKeywords(fs.keywords)), size,
+			date.Unix(), zone, p.sentDate, rel, p.messageID, p.envelope, p.bodyStructure); err != nil {
+			return err
+		}
+		w.usedDelta += size
+		res.UID = imap.UID(uid)
+		w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: mb.ID, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, joinKeywords(fs.keywords))})
+		return nil
+	})
+	if err != nil {
+		a.unpublish(mb.ID, rel)
+		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
+	}
+	a.setInflight(messagePath(mb.ID, rel), false)
+	a.log.Debug("message stored", "mailbox", mb.Name, "uid", res.UID, "size", size, "msgid", p.messageID, "dur", time.Since(start))
+	return res, nil
+}
+
+var errTooNested = errors.New("message nests too deeply")
+
+func noMailbox(err error, name string) error {
+	if errors.Is(err, errNoRows) {
+		return fmt.Errorf("%w: %s", mailstore.ErrNoSuchMailbox, name)
+	}
+	return err
+}
+
+// copyMessages is COPY and MOVE. Files are hard-linked (or copied, where
+// links are not possible) into the destination's cur/ before the
+// transaction; MOVE deletes the source rows in the same transaction and
+// removes the source files after the commit (through the trash table, so a
+// crash in between never resurrects them).
+func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSet, dest string, move bool) (mailstore.CopyResult, error) {
+	destName, err := ParseMailboxName(dest)
+	if err != nil {
+		return mailstore.CopyResult{}, err
+	}
+	type srcMsg struct {
+		uid      int64
+		flags    int64
+		keywords *string
+		size     int64
+		idate    int64
+		izone    int64
+		sent     int64
+		file     string
+		msgid    string
+		env, bs  []byte
+		newRel   string
+	}
+	var (
+		msgs   []srcMsg
+		destMb mailstore.Mailbox
+	)
+	err = a.readTx(ctx, func(r *rtx) error {
+		if err := r.checkMailbox(srcID); err != nil {
+			return err
+		}
+		var err error
+		if destMb, err = r.mailboxByName(destName); err != nil {
+			return err
+		}
+		ranges, err := uidRanges(r, srcID, uids)
+		if err != nil {
+			return err
+		}
+		for _, rg := range ranges {
+			err := func() error {
+				rows, err := r.query(`SELECT uid, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure
+					FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`, srcID, int64(rg.lo), int64(rg.hi))
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var m srcMsg
+					if err := rows.Scan(&m.uid, &m.flags, &m.keywords, &m.size, &m.idate, &m.izone, &m.sent, &m.file, &m.msgid, &m.env, &m.bs); err != nil {
+						return err
+					}
+					msgs = append(msgs, m)
+				}
+				return rows.Err()
+			}()
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)
+	}
+	res := mailstore.CopyResult{DestMailboxID: destMb.ID, DestUIDValidity: destMb.UIDValidity}
+	if len(msgs) == 0 {
+		return res, nil
+	}
+	var total int64
+	for _, m := range msgs {
+		total += m.size
+	}
+	limit := int64(0)
+	if !move || srcID == destMb.ID {
+		if limit, err = a.quota(ctx); err != nil {
+			return mailstore.CopyResult{}, err
+		}
+		if limit > 0 && a.used.Load()+total > limit {
+			return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", mailstore.ErrOverQuota)
+		}
+	}
+	// Place the files. A crash from here to the commit leaves files
+	// without rows, which reconciliation indexes: mail may be duplicated,
+	// never lost.
+	srcDir, destDir := a.mailboxDir(srcID), a.mailboxDir(destMb.ID)
+	var placed []string
+	cleanup := func() {
+		for _, rel := range placed {
+			a.unpublish(destMb.ID, rel)
+		}
+	}
+	for i := range msgs {
+		if err := ctx.Err(); err != nil {
+			cleanup()
+			return mailstore.CopyResult{}, err
+		}
+		m := &msgs[i]
+		name := curName(uniqueName(), m.size)
+		m.newRel = "cur/" + name
+		a.setInflight(messagePath(destMb.ID, m.newRel), true)
+		if err := linkOrCopy(filepath.Join(srcDir, filepath.FromSlash(m.file)), filepath.Join(destDir, "cur", name)); err != nil {
+			a.setInflight(messagePath(destMb.ID, m.newRel), false)
+			cleanup()
+			if errors.Is(err, os.ErrNotExist) {
+				return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w: uid %d has no file", mailstore.ErrNoSuchMessage, m.uid)
+			}
+			return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)
+		}
+		placed = append(placed, m.newRel)
+	}
+	if err := syncDir(filepath.Join(destDir, "cur")); err != nil {
+		cleanup()
+		return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)
+	}
+	err = a.write(ctx, func(w *wtx) error {
+		res.SourceUIDs, res.DestUIDs = nil, nil
+		d, err := w.mailboxByName(destName)
+		if err != nil {
+			return err
+		}
+		if d.ID != destMb.ID {
+			return fmt.Errorf("%w: %s was replaced", mailstore.ErrNoSuchMailbox, destName)
+		}
+		res.DestUIDValidity = d.UIDValidity
+		var growth int64
+		for _, m := range msgs {
+			growth += m.size
+		}
+		if move && srcID != destMb.ID {
+			growth = 0
+		}
+		if limit > 0 && a.used.Load()+w.usedDelta+growth > limit {
+			return mailstore.ErrOverQuota
+		}
+		var first int64
+		if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + ? WHERE id = ? RETURNING uidnext - ?`,
+			len(msgs), destMb.ID, len(msgs)).Scan(&first); err != nil {
+			return noMailbox(err, destName)
+		}
+		destModseq, err := w.bump(destMb.ID)
+		if err != nil {
+			return err
+		}
+		var srcModseq uint64
+		if move {
+			if srcModseq, err = w.bump(srcID); err != nil {
+				return err
+			}
+		}
+		for i, m := range msgs {
+			if move {
+				// The source row must still be there: a concurrent
+				// expunge would otherwise turn the move into a copy.
+				r, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ? AND file = ?`, srcID, m.uid, m.file)
+				if err != nil {
+					return err
+				}
+				if n, _ := r.RowsAffected(); n != 1 {
+					return fmt.Errorf("%w: uid %d expunged meanwhile", mailstore.ErrNoSuchMessage, m.uid)
+				}
+				if err := w.addTrash(messagePath(srcID, m.file)); err != nil {
+					return err
+				}
+			}
+			uid := first + int64(i)
+			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				destMb.ID, uid, int64(destModseq), m.flags, m.keywords, m.size, m.idate, m.izone, m.sent, m.newRel, m.msgid, m.env, m.bs); err != nil {
+				return err
+			}
+			kw := ""
+			if m.keywords != nil {
+				kw = *m.keywords
+			}
+			res.SourceUIDs = append(res.SourceUIDs, imap.UID(m.uid))
+			res.DestUIDs = append(res.DestUIDs, imap.UID(uid))
+			if !move || srcID == destMb.ID {
+				w.usedDelta += m.size
+			}
+			if move && srcID == destMb.ID {
+				w.usedDelta -= m.size
+			}
+			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destMb.ID, UID: imap.UID(uid), ModSeq: destModseq, Flags: flagList(m.flags, kw)})
+		}
+		if move {
+			// Expunges after the appends: a watcher of the source never
+			// sees the message gone before it exists in the target.
+			for _, m := range msgs {
+				w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: srcID, UID: imap.UID(m.uid), ModSeq: srcModseq})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		cleanup()
+		return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)
+	}
+	for _, rel := range placed {
+		a.setInflight(messagePath(destMb.ID, rel), false)
+	}
+	return res, nil
+}
+
+// linkOrCopy hard-links src to dst (message files never change, so sharing
+// an inode is safe), or copies and fsyncs when links fail.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	} else if errors.Is(err, os.ErrNotExist) {
+		if _, serr := os.Stat(src); serr != nil {
+			return serr
+		}
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+	}
+	return err
+}

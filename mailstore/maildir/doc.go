@@ -1,0 +1,80 @@
+// Package maildir is Posthouse's production mailstore backend: message
+// bodies in Maildir files, everything else in one SQLite index per account.
+// It implements mailstore.Store and mailstore.Account and knows nothing of
+// SMTP, IMAP or POP3 sessions.
+//
+// # On-disk layout
+//
+//	<dir>/                              the store (<data_dir>/accounts)
+//	  <account-dir>/                    one per account, see below
+//	    address                         the account's address, one line
+//	    index.sqlite (-wal, -shm)       the index (WAL, numbered migrations)
+//	    maildir/
+//	      <mailbox-id>/                 one per mailbox, named by its stable ID
+//	        posthouse-mailbox.json      the mailbox's name and special use, for rebuilds
+//	        tmp/ new/ cur/              a standard Maildir
+//
+// The account directory name is derived from the checked, lower-cased
+// address: bytes in [a-z0-9@+=_-] and non-leading dots are kept, every other
+// byte becomes %XX, so the name can hold no separator, NUL, "..", or leading
+// dot, and two addresses never share a directory. Over-long names are cut
+// and suffixed with '~' and a hash.
+//
+// Mailbox directories are keyed by the mailbox's numeric ID (never reused:
+// AUTOINCREMENT), never by its name, so no mailbox name, whatever it
+// contains, can reach the file system. Names are still checked
+// (ParseMailboxName) so that clients only ever see sane hierarchies. A
+// rename touches no file: it updates the index and rewrites the name file.
+//
+// Message files have Maildir-standard unique names,
+// <secs>.M<usecs>P<pid>Q<counter>R<random>.<host>,S=<size>:2, and live in
+// cur/. Flags are kept in the index, not in the name, so a file is written
+// once and never renamed or changed; COPY hard-links it.
+//
+// # Durability
+//
+// Append and Deliver write the message to tmp/, fsync it, rename it into
+// cur/, fsync cur/, and only then commit the index row (SQLite
+// synchronous=FULL) and return. If the commit fails the file is removed.
+// Messages are stored byte for byte as given (callers give CRLF); Size is
+// the stored length. Rows are deleted before their files: expunge, move and
+// delete record the files in the trash table in the same transaction and
+// remove them after the commit, so a crash in between never brings an
+// expunged message back.
+//
+// # Index
+//
+// Tables: mailboxes (ID, name, special use, UIDVALIDITY, UIDNEXT,
+// HIGHESTMODSEQ), subscriptions, messages (mailbox, UID, modseq, flags,
+// internal date, size, file, Message-ID, cached envelope and body
+// structure) and trash. System flags are a bit mask and keywords a short
+// string, covered by the index messages_snapshot, so Snapshot, Status and
+// flag searches read only that index. The envelope and body structure are
+// extracted at delivery (go-imap's imapserver helpers, header read through
+// a bounded reader) and stored in a versioned JSON form (cache.go); Fetch,
+// Snapshot and Status never open message files.
+//
+// Every transaction that changes a mailbox gives it one new modseq, shared
+// by all of its changes; the events of the transaction carry it.
+//
+// # Concurrency
+//
+// Handles on one account share its state. Each account has one writer (a
+// mutex around the single write connection): write transactions and the
+// delivery of their events happen under it, so watchers see events in
+// commit order, after the commit, on the committing goroutine. File writes
+// and fsyncs of deliveries happen before the lock is taken, so concurrent
+// deliveries overlap their disk waits. Readers use a pool of read-only
+// connections; hot statements are prepared once per account.
+//
+// # Reconciliation
+//
+// On an account's first open in the process, and on Store.Reconcile: trash
+// left by a crash is removed; files in cur/ or new/ without a row are
+// indexed (flags from a Maildir info suffix, if any: mail is never silently
+// dropped); rows whose file vanished are expunged and logged; tmp/ files
+// older than 36 hours are removed; mailbox directories without a row are
+// re-created from their name file if they hold mail, and removed if empty.
+// A missing or corrupt index is moved aside and rebuilt from the Maildir
+// tree; only then do mailboxes get a new UIDVALIDITY.
+package maildir

@@ -1,0 +1,380 @@
+package maildir
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// handle is one opened mailstore.Account. Handles on one account share its
+// state; closing a handle stops its watches.
+type handle struct {
+	a      *account
+	closed atomic.Bool
+
+	mu    sync.Mutex
+	stops map[*func()]struct{}
+}
+
+var _ mailstore.Account = (*handle)(nil)
+
+func newHandle(a *account) *handle {
+	return &handle{a: a, stops: make(map[*func()]struct{})}
+}
+
+func (h *handle) check() error {
+	if h.closed.Load() || h.a.gone.Load() {
+		return mailstore.ErrClosed
+	}
+	return nil
+}
+
+// Name implements mailstore.Account.
+func (h *handle) Name() string { return h.a.name }
+
+// Close implements mailstore.Account.
+func (h *handle) Close() error {
+	if h.closed.Swap(true) {
+		return mailstore.ErrClosed
+	}
+	h.mu.Lock()
+	stops := h.stops
+	h.stops = nil
+	h.mu.Unlock()
+	for stop := range stops {
+		(*stop)()
+	}
+	h.a.store.release(h.a)
+	return nil
+}
+
+// Watch implements mailstore.Account.
+func (h *handle) Watch(fn func(mailstore.Event)) func() {
+	if h.check() != nil {
+		return func() {}
+	}
+	stop := h.a.addWatcher(fn)
+	key := &stop
+	h.mu.Lock()
+	if h.stops == nil { // closed meanwhile
+		h.mu.Unlock()
+		stop()
+		return func() {}
+	}
+	h.stops[key] = struct{}{}
+	h.mu.Unlock()
+	return func() {
+		stop()
+		h.mu.Lock()
+		delete(h.stops, key)
+		h.mu.Unlock()
+	}
+}
+
+// LockMaildrop implements mailstore.Account.
+func (h *handle) LockMaildrop(ctx context.Context) (func(), error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	return h.a.lockMaildrop()
+}
+
+// Usage implements mailstore.Account.
+func (h *handle) Usage(ctx context.Context) (int64, int64, error) {
+	if err := h.check(); err != nil {
+		return 0, 0, err
+	}
+	limit, err := h.a.quota(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return h.a.used.Load(), limit, nil
+}
+
+// quota asks Options.Quota; 0 means unlimited.
+func (a *account) quota(ctx context.Context) (int64, error) {
+	if a.store.opts.Quota == nil {
+		return 0, nil
+	}
+	q, err := a.store.opts.Quota(ctx, a.name)
+	if err != nil {
+		return 0, fmt.Errorf("maildir: quota of %s: %w", a.name, err)
+	}
+	if q < 0 {
+		q = 0
+	}
+	return q, nil
+}
+
+// Snapshot implements mailstore.Account.
+func (h *handle) Snapshot(ctx context.Context, mailboxID int64) (mailstore.Snapshot, error) {
+	if err := h.check(); err != nil {
+		return mailstore.Snapshot{}, err
+	}
+	return h.a.snapshot(ctx, mailboxID)
+}
+
+// Fetch implements mailstore.Account.
+func (h *handle) Fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, opts mailstore.FetchOptions) ([]mailstore.MessageInfo, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	return h.a.fetch(ctx, mailboxID, uids, opts)
+}
+
+// OpenMessage implements mailstore.Account.
+func (h *handle) OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error) {
+	if err := h.check(); err != nil {
+		return nil, 0, err
+	}
+	return h.a.openMessage(ctx, mailboxID, uid)
+}
+
+// Search implements mailstore.Account.
+func (h *handle) Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]imap.UID, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	return h.a.search(ctx, mailboxID, criteria)
+}
+
+// StoreFlags implements mailstore.Account.
+func (h *handle) StoreFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op mailstore.FlagOp, flags []imap.Flag, unchangedSince uint64) (mailstore.StoreResult, error) {
+	if err := h.check(); err != nil {
+		return mailstore.StoreResult{}, err
+	}
+	var fop flagOp
+	switch op {
+	case mailstore.FlagsAdd:
+		fop = opAdd
+	case mailstore.FlagsRemove:
+		fop = opRemove
+	case mailstore.FlagsSet:
+		fop = opSet
+	default:
+		return mailstore.StoreResult{}, fmt.Errorf("maildir: unknown flag operation %d", op)
+	}
+	return h.a.storeFlags(ctx, mailboxID, uids, fop, parseFlags(flags), unchangedSince)
+}
+
+// Expunge implements mailstore.Account.
+func (h *handle) Expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	return h.a.expunge(ctx, mailboxID, uids)
+}
+
+// Copy implements mailstore.Account.
+func (h *handle) Copy(ctx context.Context, mailboxID int64, uids imap.UIDSet, dest string) (mailstore.CopyResult, error) {
+	if err := h.check(); err != nil {
+		return mailstore.CopyResult{}, err
+	}
+	return h.a.copyMessages(ctx, mailboxID, uids, dest, false)
+}
+
+// Move implements mailstore.Account.
+func (h *handle) Move(ctx context.Context, mailboxID int64, uids imap.UIDSet, dest string) (mailstore.CopyResult, error) {
+	if err := h.check(); err != nil {
+		return mailstore.CopyResult{}, err
+	}
+	return h.a.copyMessages(ctx, mailboxID, uids, dest, true)
+}
+
+// Append implements mailstore.Account.
+func (h *handle) Append(ctx context.Context, mailbox string, r io.Reader, opts mailstore.AppendOptions) (mailstore.AppendResult, error) {
+	if err := h.check(); err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	name, err := ParseMailboxName(mailbox)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	return h.a.appendMessage(ctx, name, false, r, parseFlags(opts.Flags), opts.InternalDate)
+}
+
+// Deliver implements mailstore.Account.
+func (h *handle) Deliver(ctx context.Context, r io.Reader, opts mailstore.DeliverOptions) (mailstore.AppendResult, error) {
+	if err := h.check(); err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	name := mailstore.Inbox
+	if opts.Mailbox != "" {
+		n, err := ParseMailboxName(opts.Mailbox)
+		if err != nil {
+			h.a.log.Warn("delivery to an invalid mailbox name; using INBOX", "mailbox", opts.Mailbox, "err", err)
+		} else {
+			name = n
+		}
+	}
+	return h.a.appendMessage(ctx, name, true, r, parseFlags(opts.Flags), zeroTime)
+}
+
+// ListMailboxes implements mailstore.Account.
+func (h *handle) ListMailboxes(ctx context.Context) ([]mailstore.Mailbox, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	var out []mailstore.Mailbox
+	err := h.a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT m.id, m.name, m.special_use, m.uidvalidity,
+			EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name)
+			FROM mailboxes m ORDER BY m.name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var mb mailstore.Mailbox
+			if err := rows.Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed); err != nil {
+				return err
+			}
+			out = append(out, mb)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("maildir: list mailboxes: %w", err)
+	}
+	return out, nil
+}
+
+// Mailbox implements mailstore.Account.
+func (h *handle) Mailbox(ctx context.Context, name string) (mailstore.Mailbox, error) {
+	if err := h.check(); err != nil {
+		return mailstore.Mailbox{}, err
+	}
+	name, err := ParseMailboxName(name)
+	if err != nil {
+		return mailstore.Mailbox{}, err
+	}
+	var mb mailstore.Mailbox
+	err = h.a.readTx(ctx, func(r *rtx) error {
+		mb, err = r.mailboxByName(name)
+		return err
+	})
+	return mb, err
+}
+
+const mailboxColumns = `m.id, m.name, m.special_use, m.uidvalidity,
+	EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name)`
+
+func (r *rtx) mailboxByName(name string) (mailstore.Mailbox, error) {
+	var mb mailstore.Mailbox
+	err := r.queryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.name = ?`, name).
+		Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mb, fmt.Errorf("%w: %s", mailstore.ErrNoSuchMailbox, name)
+	}
+	return mb, err
+}
+
+func (w *wtx) mailboxByName(name string) (mailstore.Mailbox, error) {
+	var mb mailstore.Mailbox
+	err := w.QueryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.name = ?`, name).
+		Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mb, fmt.Errorf("%w: %s", mailstore.ErrNoSuchMailbox, name)
+	}
+	return mb, err
+}
+
+func (w *wtx) mailboxByID(id int64) (mailstore.Mailbox, error) {
+	var mb mailstore.Mailbox
+	err := w.QueryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.id = ?`, id).
+		Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return mb, fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, id)
+	}
+	return mb, err
+}
+
+// CreateMailbox implements mailstore.Account.
+func (h *handle) CreateMailbox(ctx context.Context, name, specialUse string) (mailstore.Mailbox, error) {
+	if err := h.check(); err != nil {
+		return mailstore.Mailbox{}, err
+	}
+	return h.a.createMailbox(ctx, name, specialUse)
+}
+
+// DeleteMailbox implements mailstore.Account.
+func (h *handle) DeleteMailbox(ctx context.Context, name string) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	return h.a.deleteMailbox(ctx, name)
+}
+
+// RenameMailbox implements mailstore.Account.
+func (h *handle) RenameMailbox(ctx context.Context, oldName, newName string) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	return h.a.renameMailbox(ctx, oldName, newName)
+}
+
+// SetSubscribed implements mailstore.Account.
+func (h *handle) SetSubscribed(ctx context.Context, name string, subscribed bool) error {
+	if err := h.check(); err != nil {
+		return err
+	}
+	return h.a.setSubscribed(ctx, name, subscribed)
+}
+
+// Subscriptions implements mailstore.Account.
+func (h *handle) Subscriptions(ctx context.Context) ([]string, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	var out []string
+	err := h.a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT name FROM subscriptions ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				return err
+			}
+			out = append(out, n)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("maildir: subscriptions: %w", err)
+	}
+	return out, nil
+}
+
+// Status implements mailstore.Account.
+func (h *handle) Status(ctx context.Context, mailboxID int64) (mailstore.Status, error) {
+	if err := h.check(); err != nil {
+		return mailstore.Status{}, err
+	}
+	var st mailstore.Status
+	err := h.a.readTx(ctx, func(r *rtx) error {
+		err := r.queryRow(`SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes WHERE id = ?`, mailboxID).
+			Scan(&st.UIDValidity, &st.UIDNext, &st.HighestModSeq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)
+		}
+		if err != nil {
+			return err
+		}
+		return r.queryRow(`SELECT count(*), ifnull(sum(size), 0),
+			ifnull(sum((flags & ?) = 0), 0), ifnull(sum((flags & ?) != 0), 0)
+			FROM messages WHERE mailbox = ?`, flagSeen, flagDeleted, mailboxID).
+			Scan(&st.Messages, &st.Size, &st.Unseen, &st.Deleted)
+	})
+	return st, err
+}

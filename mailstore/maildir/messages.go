@@ -1,0 +1,423 @@
+package maildir
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+var zeroTime time.Time
+
+// uidRange is a closed UID interval.
+type uidRange struct{ lo, hi imap.UID }
+
+// resolveUIDs turns a UID set into sorted, merged closed ranges. '*' (0)
+// stands for max, the largest UID in use (RFC 9051 §9 seq-number); n:* with
+// n above max is max:n, which includes max.
+func resolveUIDs(set imap.UIDSet, max imap.UID) []uidRange {
+	var out []uidRange
+	for _, r := range set {
+		lo, hi := r.Start, r.Stop
+		if lo == 0 {
+			lo = max
+		}
+		if hi == 0 {
+			hi = max
+		}
+		if lo > hi {
+			lo, hi = hi, lo
+		}
+		if hi == 0 {
+			continue
+		}
+		if lo == 0 {
+			lo = 1
+		}
+		out = append(out, uidRange{lo, hi})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].lo < out[j].lo })
+	merged := out[:0]
+	for _, r := range out {
+		if n := len(merged); n > 0 && r.lo <= merged[n-1].hi+1 && merged[n-1].hi != ^imap.UID(0) {
+			if r.hi > merged[n-1].hi {
+				merged[n-1].hi = r.hi
+			}
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return merged
+}
+
+func dynamic(set imap.UIDSet) bool {
+	for _, r := range set {
+		if r.Start == 0 || r.Stop == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+type querier interface {
+	queryRowAny(q string, args ...any) *sql.Row
+}
+
+func (r *rtx) queryRowAny(q string, args ...any) *sql.Row { return r.queryRow(q, args...) }
+func (w *wtx) queryRowAny(q string, args ...any) *sql.Row { return w.QueryRow(q, args...) }
+
+// uidRanges resolves set against the mailbox's largest UID, querying it only
+// when the set uses '*'.
+func uidRanges(q querier, mailboxID int64, set imap.UIDSet) ([]uidRange, error) {
+	var max imap.UID
+	if dynamic(set) {
+		var m sql.NullInt64
+		if err := q.queryRowAny(`SELECT max(uid) FROM messages WHERE mailbox = ?`, mailboxID).Scan(&m); err != nil {
+			return nil, err
+		}
+		max = imap.UID(m.Int64)
+	}
+	return resolveUIDs(set, max), nil
+}
+
+// snapshot lists a mailbox from the covering index messages_snapshot.
+func (a *account) snapshot(ctx context.Context, mailboxID int64) (mailstore.Snapshot, error) {
+	var snap mailstore.Snapshot
+	err := a.readTx(ctx, func(r *rtx) error {
+		mb := &snap.Mailbox
+		err := r.queryRow(`SELECT `+mailboxColumns+`, m.uidnext, m.highestmodseq FROM mailboxes m WHERE m.id = ?`, mailboxID).
+			Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed, &snap.UIDNext, &snap.HighestModSeq)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := r.queryRow(`SELECT count(*) FROM messages WHERE mailbox = ?`, mailboxID).Scan(&n); err != nil {
+			return err
+		}
+		snap.Messages = make([]mailstore.Summary, 0, n)
+		rows, err := r.query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? ORDER BY uid`, mailboxID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var (
+			uid, modseq, flags int64
+			kw                 sql.RawBytes
+		)
+		for rows.Next() {
+			if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
+				return err
+			}
+			snap.Messages = append(snap.Messages, mailstore.Summary{
+				UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: flagList(flags, string(kw)),
+			})
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return mailstore.Snapshot{}, fmt.Errorf("maildir: snapshot: %w", err)
+	}
+	return snap, nil
+}
+
+// fetch reads index rows; it never opens message files.
+func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, opts mailstore.FetchOptions) ([]mailstore.MessageInfo, error) {
+	q := `SELECT uid, modseq, flags, keywords, size, internaldate, internalzone`
+	if opts.Envelope {
+		q += `, envelope`
+	}
+	if opts.BodyStructure {
+		q += `, bodystructure`
+	}
+	q += ` FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`
+	var out []mailstore.MessageInfo
+	err := a.readTx(ctx, func(r *rtx) error {
+		if err := r.checkMailbox(mailboxID); err != nil {
+			return err
+		}
+		ranges, err := uidRanges(r, mailboxID, uids)
+		if err != nil {
+			return err
+		}
+		for _, rg := range ranges {
+			if err := fetchRange(r, q, mailboxID, rg, opts, &out); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("maildir: fetch: %w", err)
+	}
+	return out, nil
+}
+
+func fetchRange(r *rtx, q string, mailboxID int64, rg uidRange, opts mailstore.FetchOptions, out *[]mailstore.MessageInfo) error {
+	rows, err := r.query(q, mailboxID, int64(rg.lo), int64(rg.hi))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			mi           mailstore.MessageInfo
+			uid, modseq  int64
+			flags        int64
+			kw           sql.NullString
+			idate, izone int64
+			env, bs      []byte
+		)
+		dest := []any{&uid, &modseq, &flags, &kw, &mi.Size, &idate, &izone}
+		if opts.Envelope {
+			dest = append(dest, &env)
+		}
+		if opts.BodyStructure {
+			dest = append(dest, &bs)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		mi.UID, mi.ModSeq, mi.Flags = imap.UID(uid), uint64(modseq), flagList(flags, kw.String)
+		mi.InternalDate = internalDate(idate, izone)
+		if opts.Envelope {
+			mi.Envelope, err = decodeEnvelope(env)
+			if err != nil {
+				r.a.log.Error("cached envelope unreadable", "uid", uid, "err", err)
+				mi.Envelope = &imap.Envelope{}
+			}
+		}
+		if opts.BodyStructure {
+			mi.BodyStructure, err = decodeBodyStructure(bs)
+			if err != nil || mi.BodyStructure == nil {
+				r.a.log.Error("cached body structure unreadable", "uid", uid, "err", err)
+				mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
+			}
+		}
+		*out = append(*out, mi)
+	}
+	return rows.Err()
+}
+
+func internalDate(unix, zone int64) time.Time {
+	t := time.Unix(unix, 0)
+	if zone == 0 {
+		return t.UTC()
+	}
+	return t.In(time.FixedZone("", int(zone)))
+}
+
+func (r *rtx) checkMailbox(id int64) error {
+	var x int64
+	err := r.queryRow(`SELECT id FROM mailboxes WHERE id = ?`, id).Scan(&x)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, id)
+	}
+	return err
+}
+
+// openMessage opens a message file for reading.
+func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error) {
+	var (
+		file string
+		size int64
+	)
+	err := a.readTx(ctx, func(r *rtx) error {
+		if err := r.checkMailbox(mailboxID); err != nil {
+			return err
+		}
+		err := r.queryRow(`SELECT file, size FROM messages WHERE mailbox = ? AND uid = ?`, mailboxID, int64(uid)).Scan(&file, &size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: uid %d", mailstore.ErrNoSuchMessage, uid)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("maildir: open message: %w", err)
+	}
+	f, err := os.Open(filepath.Join(a.mailboxDir(mailboxID), filepath.FromSlash(file)))
+	if errors.Is(err, os.ErrNotExist) {
+		// Expunged since the lookup, or lost: reconciliation expunges
+		// rows whose files are gone.
+		return nil, 0, fmt.Errorf("maildir: open message: %w: uid %d has no file", mailstore.ErrNoSuchMessage, uid)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("maildir: open message: %w", err)
+	}
+	return f, size, nil
+}
+
+// storeFlags changes flags in one transaction; changed messages share the
+// transaction's new modseq.
+func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op flagOp, fs flagSet, unchangedSince uint64) (mailstore.StoreResult, error) {
+	var res mailstore.StoreResult
+	err := a.write(ctx, func(w *wtx) error {
+		res = mailstore.StoreResult{}
+		if _, err := w.mailboxByID(mailboxID); err != nil {
+			return err
+		}
+		ranges, err := uidRanges(w, mailboxID, uids)
+		if err != nil {
+			return err
+		}
+		type change struct {
+			uid      int64
+			flags    int64
+			keywords string
+		}
+		var changes []change
+		for _, rg := range ranges {
+			err := func() error {
+				rows, err := w.Query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
+					mailboxID, int64(rg.lo), int64(rg.hi))
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var (
+						uid, modseq, flags int64
+						kw                 sql.NullString
+					)
+					if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
+						return err
+					}
+					// RFC 7162 §3.1.3: UNCHANGEDSINCE refuses messages
+					// changed after the client's view.
+					if unchangedSince > 0 && uint64(modseq) > unchangedSince {
+						res.Modified = append(res.Modified, imap.UID(uid))
+						continue
+					}
+					nf, nk := applyFlags(flags, kw.String, op, fs)
+					if nf == flags && nk == kw.String {
+						res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: flagList(flags, kw.String)})
+						continue
+					}
+					changes = append(changes, change{uid, nf, nk})
+					res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), Flags: flagList(nf, nk)})
+				}
+				return rows.Err()
+			}()
+			if err != nil {
+				return err
+			}
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		modseq, err := w.bump(mailboxID)
+		if err != nil {
+			return err
+		}
+		for _, c := range changes {
+			if _, err := w.Exec(`UPDATE messages SET flags = ?, keywords = ?, modseq = ? WHERE mailbox = ? AND uid = ?`,
+				c.flags, nullIfEmpty(c.keywords), int64(modseq), mailboxID, c.uid); err != nil {
+				return err
+			}
+		}
+		for i := range res.Updated {
+			if res.Updated[i].ModSeq == 0 {
+				res.Updated[i].ModSeq = modseq
+				u := res.Updated[i]
+				w.event(mailstore.Event{Kind: mailstore.EventFlags, MailboxID: mailboxID, UID: u.UID, ModSeq: modseq, Flags: u.Flags})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return mailstore.StoreResult{}, fmt.Errorf("maildir: store flags: %w", err)
+	}
+	return res, nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// expunge removes \Deleted messages (among uids, if given).
+func (a *account) expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error) {
+	var out []imap.UID
+	err := a.write(ctx, func(w *wtx) error {
+		out = nil
+		if _, err := w.mailboxByID(mailboxID); err != nil {
+			return err
+		}
+		ranges := []uidRange{{1, ^imap.UID(0)}}
+		if uids != nil {
+			var err error
+			if ranges, err = uidRanges(w, mailboxID, *uids); err != nil {
+				return err
+			}
+		}
+		type victim struct {
+			uid  int64
+			size int64
+			file string
+		}
+		var victims []victim
+		for _, rg := range ranges {
+			err := func() error {
+				rows, err := w.Query(`SELECT uid, size, file FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? AND (flags & ?) != 0 ORDER BY uid`,
+					mailboxID, int64(rg.lo), int64(rg.hi), flagDeleted)
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				for rows.Next() {
+					var v victim
+					if err := rows.Scan(&v.uid, &v.size, &v.file); err != nil {
+						return err
+					}
+					victims = append(victims, v)
+				}
+				return rows.Err()
+			}()
+			if err != nil {
+				return err
+			}
+		}
+		if len(victims) == 0 {
+			return nil
+		}
+		modseq, err := w.bump(mailboxID)
+		if err != nil {
+			return err
+		}
+		for _, v := range victims {
+			if _, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ?`, mailboxID, v.uid); err != nil {
+				return err
+			}
+			if err := w.addTrash(messagePath(mailboxID, v.file)); err != nil {
+				return err
+			}
+			w.usedDelta -= v.size
+			out = append(out, imap.UID(v.uid))
+			w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: mailboxID, UID: imap.UID(v.uid), ModSeq: modseq})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("maildir: expunge: %w", err)
+	}
+	return out, nil
+}
+
+// messagePath is a message file's path relative to the account directory,
+// with forward slashes, as the trash table keeps it.
+func messagePath(mailboxID int64, file string) string {
+	return fmt.Sprintf("%s/%d/%s", maildirDir, mailboxID, file)
+}

@@ -1,0 +1,485 @@
+package maildir
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// staleTmpAge is how old a file in tmp/ must be before reconciliation
+// removes it: the Maildir convention is 36 hours; a delivery never takes
+// that long, and anything there was never acknowledged.
+const staleTmpAge = 36 * time.Hour
+
+// reconcile brings the index in line with the files (see doc.go).
+func (a *account) reconcile(ctx context.Context) error {
+	start := time.Now()
+	if err := a.drainTrash(ctx); err != nil {
+		return err
+	}
+	if err := a.adoptOrphanDirs(ctx); err != nil {
+		return err
+	}
+	var ids []int64
+	err := a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT id FROM mailboxes ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+	}
+	var indexed, expunged int
+	for _, id := range ids {
+		n, x, err := a.reconcileMailbox(ctx, id)
+		if err != nil {
+			return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+		}
+		indexed += n
+		expunged += x
+	}
+	if indexed > 0 || expunged > 0 {
+		a.log.Warn("reconciled index with files", "indexed", indexed, "expunged", expunged, "dur", time.Since(start))
+	}
+	return nil
+}
+
+// drainTrash removes files and directories whose rows were deleted by a
+// transaction that committed before the process could remove them.
+func (a *account) drainTrash(ctx context.Context) error {
+	var paths []string
+	err := a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT path FROM trash`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p string
+			if err := rows.Scan(&p); err != nil {
+				return err
+			}
+			paths = append(paths, p)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+	}
+	var safe []string
+	for _, p := range paths {
+		// Trash paths are written by us, but never trust a path to stay
+		// inside the account.
+		if !filepath.IsLocal(filepath.FromSlash(p)) || !strings.HasPrefix(p, maildirDir+"/") {
+			a.log.Error("ignoring trash entry outside the Maildir", "path", p)
+			continue
+		}
+		safe = append(safe, p)
+	}
+	if len(safe) > 0 {
+		a.removeTrash(safe)
+	}
+	return nil
+}
+
+// adoptOrphanDirs handles mailbox directories without a mailbox row: left
+// by a mailbox creation that rolled back (empty: removed) or by an index
+// that lost rows (holding mail: the mailbox is recreated with the name its
+// directory records, so no mail is dropped).
+func (a *account) adoptOrphanDirs(ctx context.Context) error {
+	ents, err := os.ReadDir(a.maildir())
+	if err != nil {
+		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+	}
+	known := map[int64]bool{}
+	err = a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT id FROM mailboxes`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				return err
+			}
+			known[id] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+	}
+	var orphans []int64
+	for _, e := range ents {
+		id, err := strconv.ParseInt(e.Name(), 10, 64)
+		if err != nil || id <= 0 || !e.IsDir() || strconv.FormatInt(id, 10) != e.Name() || known[id] {
+			continue
+		}
+		if countMessageFiles(a.mailboxDir(id)) == 0 {
+			if err := os.RemoveAll(a.mailboxDir(id)); err != nil {
+				a.log.Error("remove empty orphan mailbox directory", "dir", e.Name(), "err", err)
+			}
+			continue
+		}
+		orphans = append(orphans, id)
+	}
+	if len(orphans) == 0 {
+		return nil
+	}
+	return a.recreateMailboxes(ctx, orphans)
+}
+
+func countMessageFiles(dir string) int {
+	n := 0
+	for _, sub := range []string{"cur", "new"} {
+		ents, _ := os.ReadDir(filepath.Join(dir, sub))
+		for _, e := range ents {
+			if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// recreateMailboxes inserts rows for mailbox directories, keeping their IDs
+// and recorded names (or "Recovered/<id>" when the name is lost or taken),
+// then creates missing parents.
+func (a *account) recreateMailboxes(ctx context.Context, ids []int64) error {
+	type dirMb struct {
+		id   int64
+		meta mailboxMeta
+	}
+	var list []dirMb
+	for _, id := range ids {
+		var m mailboxMeta
+		b, err := os.ReadFile(filepath.Join(a.mailboxDir(id), mailboxMetaFile))
+		if err == nil {
+			err = json.Unmarshal(b, &m)
+		}
+		if err == nil {
+			m.Name, err = ParseMailboxName(m.Name)
+		}
+		if err != nil || !validSpecialUse(m.SpecialUse) {
+			m = mailboxMeta{Name: fmt.Sprintf("Recovered/%d", id)}
+		}
+		list = append(list, dirMb{id, m})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].meta.Name < list[j].meta.Name })
+	return a.write(ctx, func(w *wtx) error {
+		var names []string
+		for _, d := range list {
+			name := d.meta.Name
+			if _, err := w.mailboxByName(name); err == nil {
+				name = fmt.Sprintf("Recovered/%d", d.id)
+			}
+			if _, err := w.createMailbox(name, d.meta.SpecialUse, d.id); err != nil {
+				return err
+			}
+			a.log.Warn("recreated mailbox from its directory", "mailbox", name, "id", d.id)
+			names = append(names, name)
+		}
+		for _, n := range names {
+			if err := w.createParents(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// rebuildMailboxes fills a fresh index with the mailboxes found on disk.
+func (a *account) rebuildMailboxes(ctx context.Context) error {
+	ents, err := os.ReadDir(a.maildir())
+	if err != nil {
+		return fmt.Errorf("maildir: rebuild %s: %w", a.name, err)
+	}
+	var ids []int64
+	for _, e := range ents {
+		id, err := strconv.ParseInt(e.Name(), 10, 64)
+		if err == nil && id > 0 && e.IsDir() && strconv.FormatInt(id, 10) == e.Name() {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return a.recreateMailboxes(ctx, ids)
+}
+
+// diskMessage is a message file found on disk.
+type diskMessage struct {
+	rel     string // cur/<name> or new/<name>
+	modTime time.Time
+}
+
+// reconcileMailbox indexes files without rows and expunges rows without
+// files in one mailbox, and removes stale tmp/ files.
+func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expunged int, err error) {
+	dir := a.mailboxDir(id)
+	a.removeStaleTmp(filepath.Join(dir, "tmp"))
+	for _, sub := range []string{"tmp", "new", "cur"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return 0, 0, err
+		}
+	}
+	var onDisk []diskMessage
+	for _, sub := range []string{"new", "cur"} {
+		ents, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			return 0, 0, err
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue
+			}
+			onDisk = append(onDisk, diskMessage{rel: sub + "/" + e.Name(), modTime: info.ModTime()})
+		}
+	}
+	files, err := a.indexedFiles(ctx, id)
+	if err != nil {
+		return 0, 0, err
+	}
+	diskSet := make(map[string]bool, len(onDisk))
+	var missing []diskMessage
+	for _, m := range onDisk {
+		diskSet[m.rel] = true
+		if _, ok := files[m.rel]; !ok && !a.isInflight(messagePath(id, m.rel)) {
+			missing = append(missing, m)
+		}
+	}
+	var gone []imap.UID
+	for rel, uid := range files {
+		if !diskSet[rel] {
+			gone = append(gone, uid)
+		}
+	}
+	if len(gone) > 0 {
+		sort.Slice(gone, func(i, j int) bool { return gone[i] < gone[j] })
+		n, err := a.expungeVanished(ctx, id, gone)
+		if err != nil {
+			return 0, 0, err
+		}
+		expunged = n
+	}
+	if len(missing) > 0 {
+		// Maildir unique names start with the delivery time: index in
+		// that order so UIDs follow arrival.
+		sort.Slice(missing, func(i, j int) bool {
+			if !missing[i].modTime.Equal(missing[j].modTime) {
+				return missing[i].modTime.Before(missing[j].modTime)
+			}
+			return missing[i].rel < missing[j].rel
+		})
+		for _, m := range missing {
+			ok, err := a.indexFile(ctx, id, m)
+			if err != nil {
+				return indexed, expunged, err
+			}
+			if ok {
+				indexed++
+			}
+		}
+	}
+	return indexed, expunged, nil
+}
+
+func (a *account) indexedFiles(ctx context.Context, id int64) (map[string]imap.UID, error) {
+	files := map[string]imap.UID{}
+	err := a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT file, uid FROM messages WHERE mailbox = ?`, id)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var f string
+			var uid int64
+			if err := rows.Scan(&f, &uid); err != nil {
+				return err
+			}
+			files[f] = imap.UID(uid)
+		}
+		return rows.Err()
+	})
+	return files, err
+}
+
+func (a *account) removeStaleTmp(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || time.Since(info.ModTime()) < staleTmpAge {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
+			a.log.Info("removed stale tmp file", "path", e.Name(), "size", info.Size())
+		}
+	}
+}
+
+// expungeVanished deletes rows whose files are gone, after checking again
+// under the writer lock.
+func (a *account) expungeVanished(ctx context.Context, id int64, uids []imap.UID) (int, error) {
+	n := 0
+	err := a.write(ctx, func(w *wtx) error {
+		n = 0
+		var modseq uint64
+		for _, uid := range uids {
+			var (
+				file string
+				size int64
+			)
+			err := w.QueryRow(`SELECT file, size FROM messages WHERE mailbox = ? AND uid = ?`, id, int64(uid)).Scan(&file, &size)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(filepath.Join(a.mailboxDir(id), filepath.FromSlash(file))); !errors.Is(err, os.ErrNotExist) {
+				continue
+			}
+			if modseq == 0 {
+				if modseq, err = w.bump(id); err != nil {
+					return err
+				}
+			}
+			if _, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ?`, id, int64(uid)); err != nil {
+				return err
+			}
+			w.usedDelta -= size
+			w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: id, UID: uid, ModSeq: modseq})
+			a.log.Warn("message file vanished; expunged its index row", "mailbox", id, "uid", uid, "path", file)
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// maildirInfoFlags reads the standard Maildir flags of a file name's info
+// part (":2,<letters>"), so mail dropped in by other tools keeps its flags.
+func maildirInfoFlags(name string) flagSet {
+	var fs flagSet
+	i := strings.LastIndex(name, ":2,")
+	if i < 0 {
+		return fs
+	}
+	for _, c := range name[i+3:] {
+		switch c {
+		case 'D':
+			fs.mask |= flagDraft
+		case 'F':
+			fs.mask |= flagFlagged
+		case 'R':
+			fs.mask |= flagAnswered
+		case 'S':
+			fs.mask |= flagSeen
+		case 'T':
+			fs.mask |= flagDeleted
+		case 'P':
+			fs.keywords = append(fs.keywords, string(imap.FlagForwarded))
+		}
+	}
+	return fs
+}
+
+// indexFile adds a row for a file found without one. The file keeps its
+// name and place; its internal date is its modification time.
+func (a *account) indexFile(ctx context.Context, id int64, m diskMessage) (bool, error) {
+	full := filepath.Join(a.mailboxDir(id), filepath.FromSlash(m.rel))
+	info, err := os.Stat(full)
+	if err != nil {
+		return false, nil
+	}
+	p, err := parseMessage(func() (io.Reader, error) {
+		f, err := os.Open(full)
+		if err != nil {
+			return nil, err
+		}
+		// Read into memory (bounded by the file size, which delivery
+		// bounded) so no descriptor outlives the parse.
+		defer f.Close()
+		b, err := io.ReadAll(bufio.NewReader(f))
+		if err != nil {
+			return nil, err
+		}
+		return strings.NewReader(string(b)), nil
+	})
+	if err != nil {
+		a.log.Error("cannot read message file to index it", "path", m.rel, "err", err)
+		return false, nil
+	}
+	fs := maildirInfoFlags(filepath.Base(m.rel))
+	ok := false
+	err = a.write(ctx, func(w *wtx) error {
+		ok = false
+		var x int64
+		err := w.QueryRow(`SELECT uid FROM messages WHERE mailbox = ? AND file = ?`, id, m.rel).Scan(&x)
+		if err == nil {
+			return nil // indexed meanwhile
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if a.isInflight(messagePath(id, m.rel)) {
+			return nil
+		}
+		if _, err := os.Stat(full); err != nil {
+			return nil
+		}
+		var uid int64
+		if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, id).Scan(&uid); err != nil {
+			return err
+		}
+		modseq, err := w.bump(id)
+		if err != nil {
+			return err
+		}
+		if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
+			id, uid, int64(modseq), fs.mask, nullIfEmpty(joinKeywords(fs.keywords)), info.Size(),
+			info.ModTime().Unix(), p.sentDate, m.rel, p.messageID, p.envelope, p.bodyStructure); err != nil {
+			return err
+		}
+		w.usedDelta += info.Size()
+		w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, joinKeywords(fs.keywords))})
+		a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", m.rel, "size", info.Size())
+		ok = true
+		return nil
+	})
+	return ok, err
+}

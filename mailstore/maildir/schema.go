@@ -1,0 +1,66 @@
+package maildir
+
+import "github.com/posthouse/posthouse/mailstore/sqlitedb"
+
+// migrations is the index schema, one numbered step each; never edit a step
+// that has shipped, append a new one.
+//
+// Flags: the five storable system flags are a bit mask (flag* constants) and
+// keywords a space-separated string (NULL when none), so that listing a
+// mailbox reads two integers and usually a NULL per message from the covering
+// index messages_snapshot, without touching the wide rows that carry the
+// cached envelope and body structure.
+var migrations = []sqlitedb.Migration{
+	sqlitedb.Exec(
+		`CREATE TABLE meta (
+			key   TEXT PRIMARY KEY,
+			value TEXT NOT NULL
+		) WITHOUT ROWID`,
+		// id is AUTOINCREMENT so that an ID, which names the mailbox's
+		// directory, is never handed out twice.
+		`CREATE TABLE mailboxes (
+			id            INTEGER PRIMARY KEY AUTOINCREMENT,
+			name          TEXT NOT NULL UNIQUE,
+			special_use   TEXT NOT NULL DEFAULT '',
+			uidvalidity   INTEGER NOT NULL,
+			uidnext       INTEGER NOT NULL DEFAULT 1,
+			highestmodseq INTEGER NOT NULL DEFAULT 1
+		)`,
+		`CREATE TABLE subscriptions (
+			name TEXT PRIMARY KEY
+		) WITHOUT ROWID`,
+		`CREATE TABLE messages (
+			id            INTEGER PRIMARY KEY,
+			mailbox       INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+			uid           INTEGER NOT NULL,
+			modseq        INTEGER NOT NULL,
+			flags         INTEGER NOT NULL DEFAULT 0,
+			keywords      TEXT,
+			size          INTEGER NOT NULL,
+			internaldate  INTEGER NOT NULL, -- unix seconds
+			internalzone  INTEGER NOT NULL, -- offset east of UTC, seconds
+			sentdate      INTEGER NOT NULL DEFAULT 0, -- YYYYMMDD of the Date header in its zone, 0: none
+			file          TEXT NOT NULL,    -- relative to the mailbox directory: cur/<unique name>
+			messageid     TEXT NOT NULL DEFAULT '',
+			envelope      BLOB,
+			bodystructure BLOB,
+			UNIQUE (mailbox, uid)
+		)`,
+		`CREATE INDEX messages_snapshot ON messages (mailbox, uid, modseq, flags, keywords, size)`,
+		// Files whose rows are gone (expunge, move, delete); removed after
+		// commit, and again by reconciliation if the process died first.
+		`CREATE TABLE trash (
+			path TEXT PRIMARY KEY
+		) WITHOUT ROWID`,
+	),
+}
+
+// Storable system flags, as bits of messages.flags.
+const (
+	flagSeen = 1 << iota
+	flagAnswered
+	flagFlagged
+	flagDeleted
+	flagDraft
+	flagAll = flagSeen | flagAnswered | flagFlagged | flagDeleted | flagDraft
+)
