@@ -296,9 +296,12 @@ func TestAliases(t *testing.T) {
 
 func TestFileMode(t *testing.T) {
 	env := newTestDB(t, Options{})
-	fi, err := os.Stat(env.path)
-	must(t, err)
-	if fi.Mode().Perm() != 0o600 {
-		t.Fatalf("users.sqlite mode %v, want 0600", fi.Mode().Perm())
+	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
+	for _, p := range []string{env.path, env.path + "-wal", env.path + "-shm"} {
+		fi, err := os.Stat(p)
+		must(t, err)
+		if fi.Mode().Perm() != 0o600 {
+			t.Fatalf("%s mode %v, want 0600", p, fi.Mode().Perm())
+		}
 	}
 }
