@@ -74,5 +74,8 @@
 // two for user@domain; the domain's catch-all "@domain". Aliases expand
 // recursively up to MaxAliasDepth, loops are cut, local targets become
 // mailstore accounts and foreign ones are returned for the queue. Disabled
-// users still receive mail: disabling stops logins, not delivery.
+// users still receive mail: disabling stops logins, not delivery. RFC 5321
+// §4.5.1 wants postmaster at every domain: postmaster@domain with nothing
+// defined for it, and the bare "postmaster", go to the first domain (by
+// name) that does define one, so a single postmaster can serve them all.
 package auth

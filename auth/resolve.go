@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Resolve says where mail for address goes. In order: a user with exactly
@@ -16,6 +17,9 @@ import (
 // ErrAliasLoop. A local target that no longer exists (its user was removed)
 // is skipped with a warning.
 //
+// postmaster@domain (and the bare "postmaster", RFC 5321 §4.5.1) always
+// reaches someone if any domain defines a postmaster: see resolvePostmaster.
+//
 // Disabled users still receive mail: disabling stops logins (a suspended or
 // compromised account), not delivery, so nothing is bounced or lost while an
 // operator investigates.
@@ -23,10 +27,51 @@ import (
 // Errors: ErrInvalidAddress, ErrNotLocal (foreign domain), ErrNoSuchUser
 // (nothing matches in a local domain), ErrAliasLoop, or a database error.
 func (db *DB) Resolve(ctx context.Context, address string) (Resolution, error) {
+	if strings.EqualFold(address, postmaster) {
+		return db.resolvePostmaster(ctx, "")
+	}
 	a, err := NormalizeAddress(address)
 	if err != nil {
 		return Resolution{}, err
 	}
+	res, err := db.resolve(ctx, a)
+	if local, domain := splitAddress(a); local == postmaster && errors.Is(err, ErrNoSuchUser) {
+		return db.resolvePostmaster(ctx, domain)
+	}
+	return res, err
+}
+
+// postmaster is the local part RFC 5321 §4.5.1 requires every domain to
+// accept, and the one address also valid without a domain.
+const postmaster = "postmaster"
+
+// resolvePostmaster serves postmaster@domain when that domain defines none
+// (no user, alias or catch-all) and the bare "postmaster": the first other
+// domain, by name, whose postmaster resolves receives it, so one postmaster
+// account or alias can serve every domain.
+func (db *DB) resolvePostmaster(ctx context.Context, except string) (Resolution, error) {
+	ds, err := db.Domains(ctx)
+	if err != nil {
+		return Resolution{}, err
+	}
+	for _, d := range ds {
+		if d.Name == except {
+			continue
+		}
+		res, err := db.resolve(ctx, postmaster+"@"+d.Name)
+		if errors.Is(err, ErrNoSuchUser) {
+			continue
+		}
+		return res, err
+	}
+	if except == "" {
+		return Resolution{}, fmt.Errorf("%w: postmaster (no domain defines one)", ErrNoSuchUser)
+	}
+	return Resolution{}, fmt.Errorf("%w: postmaster@%s (no domain defines one)", ErrNoSuchUser, except)
+}
+
+// resolve is Resolve for a normalized address.
+func (db *DB) resolve(ctx context.Context, a string) (Resolution, error) {
 	r := newResolver(db, readLookup{db})
 	if err := r.address(ctx, a, 0); err != nil {
 		return Resolution{}, err

@@ -155,3 +155,44 @@ func TestCanSendAs(t *testing.T) {
 		})
 	}
 }
+
+func TestResolvePostmaster(t *testing.T) {
+	ctx := context.Background()
+	env := newTestDB(t, Options{})
+	db := env.db
+	seed(t, db, []string{"a.example", "b.example", "c.example", "own.example"},
+		[]string{"admin@b.example", "pm@own.example"},
+		map[string][]string{
+			"postmaster@b.example":   {"admin@b.example"},
+			"postmaster@own.example": {"pm@own.example"},
+			"@c.example":             {"admin@b.example"},
+		})
+	tests := []struct {
+		name, address string
+		local         []string
+		err           error
+	}{
+		{"defined", "postmaster@own.example", []string{"pm@own.example"}, nil},
+		{"undefined: another domain's postmaster", "Postmaster@a.example", []string{"admin@b.example"}, nil},
+		{"catch-all counts as defined", "postmaster@c.example", []string{"admin@b.example"}, nil},
+		{"bare postmaster", "POSTMASTER", []string{"admin@b.example"}, nil},
+		{"postmaster +tag", "postmaster+x@a.example", nil, ErrNoSuchUser},
+		{"foreign domain", "postmaster@remote.example", nil, ErrNotLocal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := db.Resolve(ctx, tc.address)
+			if !errors.Is(err, tc.err) || !reflect.DeepEqual(r.Local, tc.local) {
+				t.Fatalf("Resolve(%q) = %+v, %v; want %v, %v", tc.address, r, err, tc.local, tc.err)
+			}
+		})
+	}
+	// With no postmaster anywhere, the error says so.
+	env2 := newTestDB(t, Options{})
+	seed(t, env2.db, []string{"a.example"}, nil, nil)
+	for _, a := range []string{"postmaster", "postmaster@a.example"} {
+		if _, err := env2.db.Resolve(ctx, a); !errors.Is(err, ErrNoSuchUser) {
+			t.Fatalf("Resolve(%q) with no postmaster: %v", a, err)
+		}
+	}
+}
