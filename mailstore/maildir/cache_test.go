@@ -1,0 +1,164 @@
+package maildir
+
+import (
+	"bytes"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
+)
+
+const multipartMessage = "From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\r\n" +
+	"To: a@example.org, \"B\" <b@example.net>\r\n" +
+	"Cc: c@example.com\r\n" +
+	"Subject: =?UTF-8?B?w6l0w6k=?= report\r\n" +
+	"Date: Mon, 02 Jan 2006 15:04:05 -0700\r\n" +
+	"Message-ID: <abc@example.org>\r\n" +
+	"In-Reply-To: <parent@example.org>\r\n" +
+	"MIME-Version: 1.0\r\n" +
+	"Content-Type: multipart/mixed; boundary=\"outer\"\r\n" +
+	"\r\n" +
+	"--outer\r\n" +
+	"Content-Type: multipart/alternative; boundary=inner\r\n" +
+	"\r\n" +
+	"--inner\r\n" +
+	"Content-Type: text/plain; charset=utf-8\r\n" +
+	"Content-Transfer-Encoding: quoted-printable\r\n" +
+	"\r\n" +
+	"caf=C3=A9 needle\r\n" +
+	"--inner\r\n" +
+	"Content-Type: text/html; charset=utf-8\r\n" +
+	"Content-Language: en, fr\r\n" +
+	"\r\n" +
+	"<p>hi</p>\r\n" +
+	"--inner--\r\n" +
+	"--outer\r\n" +
+	"Content-Type: message/rfc822\r\n" +
+	"Content-Disposition: attachment; filename=\"fwd.eml\"\r\n" +
+	"\r\n" +
+	"From: x@example.org\r\n" +
+	"Subject: inner\r\n" +
+	"\r\n" +
+	"inner body\r\n" +
+	"--outer\r\n" +
+	"Content-Type: application/octet-stream; name=blob.bin\r\n" +
+	"Content-Transfer-Encoding: base64\r\n" +
+	"Content-ID: <blob@x>\r\n" +
+	"Content-Description: a blob\r\n" +
+	"Content-Location: http://example.org/blob\r\n" +
+	"\r\n" +
+	"AAECAw==\r\n" +
+	"--outer--\r\n"
+
+func TestCacheRoundTrip(t *testing.T) {
+	for _, msg := range []string{multipartMessage, testMessage("plain", "x"), "no header at all", ""} {
+		bs := imapserver.ExtractBodyStructure(strings.NewReader(msg))
+		b, err := encodeBodyStructure(bs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodeBodyStructure(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		normalizeDates(bs)
+		normalizeDates(got)
+		if !reflect.DeepEqual(got, bs) {
+			t.Errorf("body structure round trip differs:\n got %#v\nwant %#v", got, bs)
+		}
+	}
+	p, err := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := decodeEnvelope(p.envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Subject != "été report" || len(env.From) != 1 || env.From[0].Name != "André" || len(env.To) != 2 ||
+		env.MessageID != "abc@example.org" || len(env.InReplyTo) != 1 || p.messageID != "abc@example.org" {
+		t.Errorf("envelope = %+v", env)
+	}
+	want := time.Date(2006, 1, 2, 15, 4, 5, 0, time.FixedZone("", -7*3600))
+	if !env.Date.Equal(want) {
+		t.Errorf("date = %v", env.Date)
+	}
+	if _, off := env.Date.Zone(); off != -7*3600 {
+		t.Errorf("date zone offset = %d", off)
+	}
+	if p.sentDate != 20060102 {
+		t.Errorf("sent date = %d", p.sentDate)
+	}
+	full := &imap.Envelope{
+		Date: want, Subject: "s", From: []imap.Address{{Name: "n", Mailbox: "m", Host: "h"}},
+		Sender: []imap.Address{}, ReplyTo: nil, To: []imap.Address{{Mailbox: "grp"}, {}},
+		InReplyTo: []string{"a", "b"}, MessageID: "id",
+	}
+	b, _ := encodeEnvelope(full)
+	got, err := decodeEnvelope(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Date.Equal(full.Date) {
+		t.Errorf("date %v", got.Date)
+	}
+	got.Date, full.Date = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(got, full) {
+		t.Errorf("envelope round trip:\n got %#v\nwant %#v", got, full)
+	}
+	for _, bad := range [][]byte{nil, []byte("2{}"), []byte("1{"), []byte(`1{"mp":true,"c":[null]}`)} {
+		if _, err := decodeBodyStructure(bad); err == nil {
+			t.Errorf("decodeBodyStructure(%q) accepted", bad)
+		}
+	}
+}
+
+// normalizeDates replaces envelope dates inside message/rfc822 parts by
+// their UTC instant: JSON keeps the offset but not the zone's name.
+func normalizeDates(bs imap.BodyStructure) {
+	bs.Walk(func(path []int, part imap.BodyStructure) bool {
+		if sp, ok := part.(*imap.BodyStructureSinglePart); ok && sp.MessageRFC822 != nil {
+			if e := sp.MessageRFC822.Envelope; e != nil {
+				e.Date = e.Date.UTC()
+			}
+			normalizeDates(sp.MessageRFC822.BodyStructure)
+		}
+		return true
+	})
+}
+
+func TestMarkerCounter(t *testing.T) {
+	var mc markerCounter
+	s := strings.Repeat("MultiPart/x ", 10)
+	for i := 0; i < len(s); i += 3 { // split words across writes
+		end := min(i+3, len(s))
+		mc.Write([]byte(s[i:end]))
+	}
+	if mc.n != 10 {
+		t.Errorf("count = %d, want 10", mc.n)
+	}
+}
+
+// FuzzParseMessage feeds arbitrary messages through delivery's parser and
+// the cache encoding: no panic, and whatever is cached decodes.
+func FuzzParseMessage(f *testing.F) {
+	f.Add([]byte(multipartMessage))
+	f.Add([]byte(testMessage("s", "b")))
+	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: message/rfc822\r\n\r\n--a--"))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		p, err := parseMessage(func() (io.Reader, error) { return bytes.NewReader(msg), nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := decodeEnvelope(p.envelope); err != nil {
+			t.Fatalf("envelope: %v", err)
+		}
+		if bs, err := decodeBodyStructure(p.bodyStructure); err != nil || bs == nil {
+			t.Fatalf("body structure: %v, %v", bs, err)
+		}
+	})
+}
