@@ -62,3 +62,27 @@ func BenchmarkResolve(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAuthenticateParallel measures login throughput with every core
+// busy: uncached logins are bounded by MaxConcurrentHashes.
+func BenchmarkAuthenticateParallel(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		ttl  time.Duration
+	}{{"hash", -1}, {"cached", 0}} {
+		b.Run(bc.name, func(b *testing.B) {
+			db := benchDB(b, Options{CacheTTL: bc.ttl})
+			ctx := context.Background()
+			db.Authenticate(ctx, "bob@example.com", "pw-bob", ipA)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := db.Authenticate(ctx, "bob@example.com", "pw-bob", ipA); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -22,7 +22,7 @@ const (
 // after it returns in any case) and never reach Accept's caller. Accepted
 // connections release their slot on Close (idempotent). Close on the
 // listener closes ln, cuts refusals still running and waits for them. A nil
-// refuse just closes over-limit connections.
+// refuse just closes over-limit connections; a nil c limits nothing.
 func Listener(ln net.Listener, c *Conns, refuse func(net.Conn)) net.Listener {
 	return &listener{Listener: ln, c: c, refuse: refuse, refusing: map[net.Conn]struct{}{}}
 }
@@ -60,6 +60,9 @@ func (l *listener) Accept() (net.Conn, error) {
 		conn, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
+		}
+		if l.c == nil {
+			return conn, nil
 		}
 		release, ok := l.c.Acquire(RemoteAddr(conn))
 		if ok {

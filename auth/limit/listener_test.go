@@ -214,3 +214,14 @@ func TestListenerRefuseForgetsClose(t *testing.T) {
 		t.Fatalf("read %q, %v", b, err)
 	}
 }
+
+func TestListenerNilConns(t *testing.T) {
+	ln := Listener(listen(t), nil, nil)
+	defer ln.Close()
+	conns, _ := acceptLoop(ln)
+	for i := 0; i < 3; i++ {
+		dial(t, ln.Addr().String())
+		s := <-conns
+		defer s.Close()
+	}
+}
