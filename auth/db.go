@@ -42,7 +42,7 @@ type Options struct {
 
 	// IPMaxFailures distinct failed credentials from one remote address
 	// (an IPv6 /64) within IPWindow make further attempts from it
-	// ErrThrottled until the oldest failure leaves the window.
+	// ErrThrottled until the oldest failure leaves the window. At most 64.
 	IPMaxFailures int
 	IPWindow      time.Duration
 	// After AccountFreeFailures distinct failed credentials for one account

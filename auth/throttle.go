@@ -39,6 +39,7 @@ type throttle struct {
 }
 
 func newThrottle(o Options) *throttle {
+	o.IPMaxFailures = min(o.IPMaxFailures, maxFailuresPerKey)
 	return &throttle{o: o, ips: map[netip.Prefix]*ipRecord{}, accounts: map[string][]failure{}}
 }
 
@@ -76,13 +77,13 @@ func (t *throttle) begin(now time.Time, ip netip.Prefix, account string, cred cr
 			t.ips[ip] = rec
 		}
 		rec.fails = prune(rec.fails, now.Add(-t.o.IPWindow))
-		if len(rec.fails) >= n && !hasCred(rec.fails, cred) {
+		had := hasCred(rec.fails, cred)
+		if len(rec.fails) >= n && !had {
 			return rec.fails[len(rec.fails)-n].at.Add(t.o.IPWindow), 0, false
 		}
 		rec.warned = rec.warned && len(rec.fails) >= n
-		l := len(rec.fails)
 		rec.fails = addFailure(rec.fails, failure{at: now, account: account, ip: ip, cred: cred})
-		added = len(rec.fails) != l || l == maxFailuresPerKey
+		added = !had
 	}
 	if base := t.o.AccountDelayBase; base > 0 && t.o.AccountWindow > 0 {
 		fs := prune(t.accounts[account], now.Add(-t.o.AccountWindow))
