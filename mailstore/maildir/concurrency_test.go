@@ -1,0 +1,396 @@
+package maildir
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore"
+)
+
+// TestConcurrentDeliveries delivers from many goroutines through separate
+// handles while a watcher checks that events arrive in commit order.
+func TestConcurrentDeliveries(t *testing.T) {
+	s, _ := newTestStore(t, Options{})
+	ctx := context.Background()
+	watcher := openAccount(t, s, testAccount)
+	in := inboxID(t, watcher)
+
+	var (
+		mu      sync.Mutex
+		evUIDs  []imap.UID
+		lastMod uint64
+		bad     []string
+	)
+	stop := watcher.Watch(func(e mailstore.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		if e.Kind == mailstore.EventAppend && e.MailboxID == in {
+			evUIDs = append(evUIDs, e.UID)
+		}
+		if e.ModSeq <= lastMod {
+			bad = append(bad, fmt.Sprintf("modseq %d after %d", e.ModSeq, lastMod))
+		}
+		lastMod = e.ModSeq
+	})
+	defer stop()
+
+	const workers, each = 16, 12
+	var wg sync.WaitGroup
+	results := make(chan mailstore.AppendResult, workers*each)
+	errs := make(chan error, workers*each)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			acc, err := s.Open(ctx, testAccount)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer acc.Close()
+			var prev imap.UID
+			for i := 0; i < each; i++ {
+				res, err := acc.Deliver(ctx, strings.NewReader(testMessage(fmt.Sprintf("w%d-%d", w, i), "x")), mailstore.DeliverOptions{})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if res.UID <= prev {
+					errs <- fmt.Errorf("worker %d: uid %d after %d", w, res.UID, prev)
+				}
+				prev = res.UID
+				results <- res
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(results)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	var got []imap.UID
+	for r := range results {
+		got = append(got, r.UID)
+	}
+	slices.Sort(got)
+	for i, u := range got {
+		if u != imap.UID(i+1) {
+			t.Fatalf("uids not 1..%d without gaps: %v", len(got), got)
+		}
+	}
+	snap, err := watcher.Snapshot(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != workers*each || snap.UIDNext != imap.UID(workers*each+1) {
+		t.Fatalf("snapshot has %d messages, uidnext %d", len(snap.Messages), snap.UIDNext)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("events out of order: %v", bad)
+	}
+	if !slices.IsSorted(evUIDs) || len(evUIDs) != workers*each {
+		t.Fatalf("append events not in UID order or missing: %d events", len(evUIDs))
+	}
+}
+
+// TestWatchSnapshotConsistency follows the contract's recipe (Watch, then
+// Snapshot, then apply events newer than the snapshot) under concurrent
+// changes, and checks the result equals a fresh snapshot.
+func TestWatchSnapshotConsistency(t *testing.T) {
+	s, _ := newTestStore(t, Options{})
+	ctx := context.Background()
+	acc := openAccount(t, s, testAccount)
+	in := inboxID(t, acc)
+	for i := 0; i < 20; i++ {
+		deliver(t, acc, testMessage("pre", "x"))
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w := openAccount(t, s, testAccount)
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			switch i % 3 {
+			case 0:
+				w.Deliver(ctx, strings.NewReader(testMessage("live", "x")), mailstore.DeliverOptions{})
+			case 1:
+				w.StoreFlags(ctx, in, imap.UIDSetNum(imap.UID(i%20+1), imap.UID(i%7+1)), mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0)
+			case 2:
+				w.Expunge(ctx, in, nil)
+			}
+		}
+	}()
+
+	var mu sync.Mutex
+	var pending []mailstore.Event
+	stop := acc.Watch(func(e mailstore.Event) { mu.Lock(); pending = append(pending, e); mu.Unlock() })
+	snap, err := acc.Snapshot(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let changes happen after the snapshot
+	close(done)
+	wg.Wait()
+	stop()
+
+	view := map[imap.UID][]imap.Flag{}
+	for _, m := range snap.Messages {
+		view[m.UID] = m.Flags
+	}
+	mu.Lock()
+	for _, e := range pending {
+		if e.MailboxID != in || e.ModSeq <= snap.HighestModSeq {
+			continue
+		}
+		switch e.Kind {
+		case mailstore.EventAppend, mailstore.EventFlags:
+			view[e.UID] = e.Flags
+		case mailstore.EventExpunge:
+			delete(view, e.UID)
+		}
+	}
+	mu.Unlock()
+	fresh, err := acc.Snapshot(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fresh.Messages) != len(view) {
+		t.Fatalf("view has %d messages, store %d", len(view), len(fresh.Messages))
+	}
+	for _, m := range fresh.Messages {
+		if f, ok := view[m.UID]; !ok || !slices.Equal(f, m.Flags) {
+			t.Fatalf("uid %d: view %v (%v), store %v", m.UID, f, ok, m.Flags)
+		}
+	}
+}
+
+// TestReconcile covers a file without a row, a row without a file, stray
+// tmp files and trash left by a crash.
+func TestReconcile(t *testing.T) {
+	s, dir := newTestStore(t, Options{})
+	ctx := context.Background()
+	acc := openAccount(t, s, testAccount)
+	in := inboxID(t, acc)
+	for i := 0; i < 3; i++ {
+		deliver(t, acc, testMessage(fmt.Sprint("r", i), "x"))
+	}
+	mbDir := filepath.Join(dir, accountDirName(testAccount), "maildir", fmt.Sprint(in))
+
+	// Row without file: remove the file of UID 2.
+	infos, _ := acc.Fetch(ctx, in, imap.UIDSetNum(2), mailstore.FetchOptions{})
+	_ = infos
+	var file2 string
+	a := acc.(*handle).a
+	a.readTx(ctx, func(r *rtx) error {
+		return r.queryRow(`SELECT file FROM messages WHERE mailbox = ? AND uid = 2`, in).Scan(&file2)
+	})
+	if err := os.Remove(filepath.Join(mbDir, file2)); err != nil {
+		t.Fatal(err)
+	}
+	// File without row: one in cur/ with Maildir flags, one in new/.
+	dropped := testMessage("dropped in", "by another tool")
+	os.WriteFile(filepath.Join(mbDir, "cur", "1700000000.X1.host:2,FS"), []byte(dropped), 0o600)
+	os.WriteFile(filepath.Join(mbDir, "new", "1700000001.X2.host"), []byte(testMessage("new one", "x")), 0o600)
+	// Stray tmp files: an old one goes, a fresh one stays.
+	old := filepath.Join(mbDir, "tmp", "old")
+	fresh := filepath.Join(mbDir, "tmp", "fresh")
+	os.WriteFile(old, []byte("partial"), 0o600)
+	os.WriteFile(fresh, []byte("partial"), 0o600)
+	past := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(old, past, past)
+
+	var events []mailstore.Event
+	stop := acc.Watch(func(e mailstore.Event) { events = append(events, e) })
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	snap, _ := acc.Snapshot(ctx, in)
+	if !slices.Equal(uids(snap), []imap.UID{1, 3, 4, 5}) {
+		t.Fatalf("after reconcile: %v", uids(snap))
+	}
+	infos, _ = acc.Fetch(ctx, in, imap.UIDSetNum(4), mailstore.FetchOptions{Envelope: true})
+	if !slices.Equal(infos[0].Flags, []imap.Flag{imap.FlagSeen, imap.FlagFlagged}) || infos[0].Envelope.Subject != "dropped in" {
+		t.Errorf("indexed file: %+v", infos[0])
+	}
+	if got := readMessage(t, acc, in, 4); got != dropped {
+		t.Errorf("indexed file content differs")
+	}
+	if len(events) != 3 {
+		t.Errorf("reconcile events: %+v", events)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("old tmp file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh tmp file removed: %v", err)
+	}
+	// A second reconcile changes nothing.
+	if err := s.ReconcileAccount(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	snap2, _ := acc.Snapshot(ctx, in)
+	if snap2.HighestModSeq != snap.HighestModSeq || len(snap2.Messages) != 4 {
+		t.Errorf("second reconcile changed the mailbox")
+	}
+	used, _, _ := acc.Usage(ctx)
+	var sum int64
+	for _, u := range uids(snap2) {
+		infos, _ := acc.Fetch(ctx, in, imap.UIDSetNum(u), mailstore.FetchOptions{})
+		sum += infos[0].Size
+	}
+	if used != sum {
+		t.Errorf("usage %d, sum of sizes %d", used, sum)
+	}
+
+	// Trash left by a crash after an expunge commit: the row is gone and
+	// the file must not come back.
+	acc.StoreFlags(ctx, in, imap.UIDSetNum(1), mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0)
+	var file1 string
+	a.readTx(ctx, func(r *rtx) error {
+		return r.queryRow(`SELECT file FROM messages WHERE mailbox = ? AND uid = 1`, in).Scan(&file1)
+	})
+	content, _ := os.ReadFile(filepath.Join(mbDir, file1))
+	if _, err := acc.Expunge(ctx, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(mbDir, file1), content, 0o600) // as if the unlink never happened
+	a.write(ctx, func(w *wtx) error {
+		_, err := w.Exec(`INSERT OR IGNORE INTO trash (path) VALUES (?)`, messagePath(in, file1))
+		return err
+	})
+	if err := s.ReconcileAccount(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	snap3, _ := acc.Snapshot(ctx, in)
+	if slices.Contains(uids(snap3), 1) || len(snap3.Messages) != 3 {
+		t.Errorf("expunged message resurrected: %v", uids(snap3))
+	}
+	if _, err := os.Stat(filepath.Join(mbDir, file1)); !os.IsNotExist(err) {
+		t.Errorf("trashed file still there")
+	}
+}
+
+// TestRebuildIndex deletes or corrupts the index and reopens: every message
+// comes back under a new UIDVALIDITY, with mailbox names and special use.
+func TestRebuildIndex(t *testing.T) {
+	for _, mode := range []string{"missing", "corrupt"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			s, err := Open(ctx, dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, _ := s.Open(ctx, testAccount)
+			acc.CreateMailbox(ctx, "Projects/Posthouse", "")
+			for i := 0; i < 3; i++ {
+				deliver(t, acc, testMessage(fmt.Sprint("k", i), "x"))
+			}
+			acc.Append(ctx, "Projects/Posthouse", strings.NewReader(testMessage("proj", "x")), mailstore.AppendOptions{})
+			before, _ := acc.Mailbox(ctx, "INBOX")
+			acc.Close()
+			s.Close()
+
+			idx := filepath.Join(dir, accountDirName(testAccount), indexFile)
+			switch mode {
+			case "missing":
+				for _, suf := range []string{"", "-wal", "-shm"} {
+					os.Remove(idx + suf)
+				}
+			case "corrupt":
+				for _, suf := range []string{"-wal", "-shm"} {
+					os.Remove(idx + suf)
+				}
+				os.WriteFile(idx, []byte("this is not a database at all, not even close............................................................................"), 0o600)
+			}
+			s, err = Open(ctx, dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			acc = openAccount(t, s, testAccount)
+			after, err := acc.Mailbox(ctx, "INBOX")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.UIDValidity == before.UIDValidity {
+				t.Errorf("UIDVALIDITY kept after rebuild")
+			}
+			snap, _ := acc.Snapshot(ctx, after.ID)
+			if len(snap.Messages) != 3 {
+				t.Errorf("INBOX has %d messages after rebuild", len(snap.Messages))
+			}
+			proj, err := acc.Mailbox(ctx, "Projects/Posthouse")
+			if err != nil {
+				t.Fatal(err)
+			}
+			snap, _ = acc.Snapshot(ctx, proj.ID)
+			if len(snap.Messages) != 1 {
+				t.Errorf("Projects/Posthouse has %d messages", len(snap.Messages))
+			}
+			sent, err := acc.Mailbox(ctx, "Sent")
+			if err != nil || sent.SpecialUse != mailstore.SpecialSent {
+				t.Errorf("Sent after rebuild: %+v, %v", sent, err)
+			}
+			if _, err := acc.Mailbox(ctx, "Projects"); err != nil {
+				t.Errorf("parent after rebuild: %v", err)
+			}
+			infos, _ := acc.Fetch(ctx, proj.ID, imap.UIDSetNum(1), mailstore.FetchOptions{Envelope: true})
+			if len(infos) != 1 || infos[0].Envelope.Subject != "proj" {
+				t.Errorf("rebuilt row: %+v", infos)
+			}
+		})
+	}
+}
+
+// TestStatementCacheSurvivesClose makes sure statements prepared for one
+// index are never used on another after an account is closed and reopened.
+func TestIdleAccountsClose(t *testing.T) {
+	s, _ := newTestStore(t, Options{MaxIdleAccounts: 2})
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		acc, err := s.Open(ctx, fmt.Sprintf("u%d@example.org", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, acc, testMessage("x", "x"))
+		acc.Close()
+	}
+	s.mu.Lock()
+	n := len(s.accounts)
+	s.mu.Unlock()
+	if n != 2 {
+		t.Errorf("%d accounts open, want 2 idle", n)
+	}
+	names, err := s.Accounts(ctx)
+	if err != nil || len(names) != 5 || names[0] != "u0@example.org" {
+		t.Errorf("Accounts = %v, %v", names, err)
+	}
+	acc := openAccount(t, s, "u0@example.org")
+	snap, err := acc.Snapshot(ctx, inboxID(t, acc))
+	if err != nil || len(snap.Messages) != 1 {
+		t.Errorf("reopened account: %v, %v", len(snap.Messages), err)
+	}
+}
+
+var _ = sql.ErrNoRows
