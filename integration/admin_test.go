@@ -191,7 +191,12 @@ func waitCount(t *testing.T, s *Server, user, pass string, want int) {
 
 // smtpDeliver sends one small message on the MTA port (no TLS, no AUTH).
 func smtpDeliver(addr, from, to string) error {
-	c, err := smtp.Dial(addr)
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	c, err := smtp.NewClient(conn, "127.0.0.1")
 	if err != nil {
 		return err
 	}

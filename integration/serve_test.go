@@ -111,7 +111,12 @@ func TestGracefulShutdown(t *testing.T) {
 	s := startServer(t, "")
 	s.AddUser(t, "gina@example.com", "pw")
 
-	c, err := smtp.Dial(s.Addr("smtp"))
+	conn, err := net.DialTimeout("tcp", s.Addr("smtp"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	c, err := smtp.NewClient(conn, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
