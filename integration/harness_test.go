@@ -6,8 +6,10 @@ package integration
 // by importing Posthouse packages.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -239,9 +241,8 @@ func (s *Server) start(t testing.TB) {
 	for _, name := range slices.Sorted(maps.Keys(s.addrs)) {
 		addr := s.addrs[name]
 		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
+			err := probe(name, addr)
 			if err == nil {
-				c.Close()
 				break
 			}
 			select {
@@ -257,6 +258,44 @@ func (s *Server) start(t testing.TB) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// implicitTLS lists the listeners that start with a TLS handshake.
+var implicitTLS = map[string]bool{"submissions": true, "pop3s": true, "imaps": true, "https": true}
+
+// probe connects to a listener and, for mail protocols, reads the first
+// line of the greeting (after the TLS handshake on implicit-TLS ports), so
+// "ready" means serving, not just bound.
+func probe(name, addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if name == "http" || name == "https" {
+		return nil
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if implicitTLS[name] {
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true}) // only a readiness probe
+		if err := tc.Handshake(); err != nil {
+			return err
+		}
+		c = tc
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	// Say goodbye properly so the server logs a normal disconnect.
+	switch {
+	case strings.HasPrefix(line, "* "):
+		fmt.Fprintf(c, "a LOGOUT\r\n")
+	default:
+		fmt.Fprintf(c, "QUIT\r\n")
+	}
+	bufio.NewReader(c).ReadString('\n')
+	return nil
 }
 
 func (s *Server) running() bool {
