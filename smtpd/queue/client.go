@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -106,6 +107,10 @@ func splitEnhanced(code int, text string) (enh, rest string) {
 // for the queue because go-smtp's client sends commands one at a time and
 // cannot say EHLO with our name before STARTTLS.
 type client struct {
+	// ctx is the attempt's context. Its cancellation sets a past deadline
+	// on the connection (see session); every deadline we set is followed by
+	// a check of ctx, so a later deadline never undoes the cancellation.
+	ctx    context.Context
 	conn   net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
@@ -114,8 +119,8 @@ type client struct {
 	remote string // host name for logs and DSNs
 }
 
-func newClient(conn net.Conn, remote string) *client {
-	c := &client{remote: remote}
+func newClient(ctx context.Context, conn net.Conn, remote string) *client {
+	c := &client{ctx: ctx, remote: remote}
 	c.setConn(conn)
 	return c
 }
@@ -128,6 +133,9 @@ func (c *client) setConn(conn net.Conn) {
 
 func (c *client) readReply(timeout time.Duration) (Reply, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	if err := c.ctx.Err(); err != nil {
+		return Reply{}, err
+	}
 	var r Reply
 	var texts []string
 	for i := 0; ; i++ {
@@ -194,6 +202,9 @@ func (c *client) write(format string, args ...any) error {
 
 func (c *client) flush(timeout time.Duration) error {
 	c.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
 	return c.bw.Flush()
 }
 
@@ -265,6 +276,9 @@ func (c *client) startTLS(cfg *tls.Config, serverName string) error {
 	}
 	tc := tls.Client(c.conn, cfg)
 	tc.SetDeadline(time.Now().Add(timeoutTLS))
+	if err := c.ctx.Err(); err != nil {
+		return err
+	}
 	if err := tc.Handshake(); err != nil {
 		return fmt.Errorf("%w: %v", errTLS, err)
 	}
@@ -413,18 +427,21 @@ func setAccepted(replies []Reply, r Reply) {
 // deadlineWriter renews the write deadline before every write, so a slow
 // but moving peer is not cut off while a stuck one is.
 type deadlineWriter struct {
+	ctx  context.Context
 	conn net.Conn
-	w    io.Writer
 }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
 	d.conn.SetWriteDeadline(time.Now().Add(timeoutDataSend))
-	return d.w.Write(p)
+	if err := d.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return d.conn.Write(p)
 }
 
 // sendData writes the dot-stuffed body and the final ".".
 func (c *client) sendData(body io.Reader) error {
-	c.bw.Reset(deadlineWriter{c.conn, c.conn})
+	c.bw.Reset(deadlineWriter{c.ctx, c.conn})
 	dw := textproto.NewWriter(c.bw).DotWriter()
 	if _, err := io.Copy(dw, body); err != nil {
 		return err

@@ -103,6 +103,11 @@ func (q *Queue) Kick() { q.wake() }
 
 func (q *Queue) scheduler(ctx context.Context) {
 	defer q.sched.Done()
+	// The full housekeeping scan (DSNs, delay warnings, finished messages)
+	// runs at start and every PollInterval; after each attempt the worker
+	// does the same for its own message, so a wake-up only schedules.
+	sweep := true
+	lastSweep := time.Now()
 	for {
 		wait := q.opts.PollInterval
 		func() {
@@ -111,7 +116,10 @@ func (q *Queue) scheduler(ctx context.Context) {
 					q.log.Error("queue: scheduler panic", "panic", p, "stack", string(debug.Stack()))
 				}
 			}()
-			q.housekeeping(ctx)
+			if sweep {
+				q.housekeeping(ctx)
+				lastSweep = time.Now()
+			}
 			if next, ok := q.schedule(ctx); ok {
 				if d := next.Sub(q.opts.Now()); d < wait {
 					wait = max(d, 10*time.Millisecond)
@@ -125,56 +133,62 @@ func (q *Queue) scheduler(ctx context.Context) {
 			return
 		case <-q.kick:
 			t.Stop()
+			sweep = time.Since(lastSweep) >= q.opts.PollInterval
 		case <-t.C:
+			sweep = true
 		}
 	}
 }
 
+// scheduleBatch bounds the due rows one scheduling pass reads.
+const scheduleBatch = 1000
+
 // schedule starts workers for due jobs within the concurrency limits and
-// returns the earliest future due time.
+// returns the earliest future due time. It reads due recipients in
+// next-attempt order through the (state, next_attempt) index, so a pass
+// costs the same whatever the backlog.
 func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 	now := q.opts.Now().UnixNano()
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id, domain, MIN(next_attempt) AS due FROM recipients
-		WHERE state = 'pending' GROUP BY message_id, domain ORDER BY due LIMIT 5000`)
+	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id, domain FROM recipients
+		WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?`, now, scheduleBatch)
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Error("queue: scan", "err", err)
 		}
 		return time.Time{}, false
 	}
-	defer rows.Close()
-	var next int64
-	for rows.Next() {
+	seen := make(map[job]bool)
+	full := false
+	for rows.Next() && !full {
 		var j job
-		var due int64
-		if err := rows.Scan(&j.id, &j.domain, &due); err != nil {
+		if err := rows.Scan(&j.id, &j.domain); err != nil {
 			q.log.Error("queue: scan", "err", err)
-			return time.Time{}, false
-		}
-		if due > now {
-			next = due
 			break
 		}
-		q.mu.Lock()
-		if !q.running || q.total >= q.opts.MaxConcurrent {
-			q.mu.Unlock()
-			break
-		}
-		if q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain {
-			q.mu.Unlock()
+		if seen[j] {
 			continue
 		}
-		q.inflight[j] = true
-		q.perDom[j.domain]++
-		q.total++
-		q.workers.Add(1)
+		seen[j] = true
+		q.mu.Lock()
+		switch {
+		case !q.running || q.total >= q.opts.MaxConcurrent:
+			full = true
+		case q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain:
+		default:
+			q.inflight[j] = true
+			q.perDom[j.domain]++
+			q.total++
+			q.workers.Add(1)
+			go q.work(ctx, j)
+		}
 		q.mu.Unlock()
-		go q.work(ctx, j)
 	}
-	if next == 0 {
+	rows.Close()
+	var next *int64
+	if err := q.db.Read.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM recipients WHERE state = 'pending' AND next_attempt > ?`, now).Scan(&next); err != nil || next == nil {
 		return time.Time{}, false
 	}
-	return time.Unix(0, next), true
+	return time.Unix(0, *next), true
 }
 
 func (q *Queue) work(ctx context.Context, j job) {
@@ -194,6 +208,10 @@ func (q *Queue) work(ctx context.Context, j job) {
 		q.wake()
 	}()
 	q.attempt(ctx, j)
+	// Report failures and drop the message if that was all, now rather
+	// than at the next sweep.
+	q.bounceMessage(ctx, j.id)
+	q.finishMessage(ctx, j.id)
 }
 
 // msgInfo is what an attempt needs of a message.
@@ -216,6 +234,8 @@ type result struct {
 	// interrupted: the attempt was cut short by Shutdown; nothing is
 	// recorded against the recipient.
 	interrupted bool
+	// recorded: already written to the database by the session.
+	recorded bool
 }
 
 func (r result) delivered() bool { return r.reply.Code >= 200 && r.reply.Code < 300 }
@@ -370,8 +390,21 @@ func (q *Queue) record(m *msgInfo, results []result) {
 			return
 		}
 	}
+	// The common case ends here: every recipient done and none failed.
+	// Removing the entry in the same transaction saves a commit.
+	del, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
+		WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, m.id, m.id)
+	if err != nil {
+		q.log.Error("queue: record results", "queueid", m.id, "err", err)
+		return
+	}
 	if err := tx.Commit(); err != nil {
 		q.log.Error("queue: record results", "queueid", m.id, "err", err)
+		return
+	}
+	if n, _ := del.RowsAffected(); n > 0 {
+		os.Remove(q.spoolPath(m.id))
+		q.log.Debug("finished", "queueid", m.id)
 	}
 }
 
@@ -424,7 +457,15 @@ func (q *Queue) deliverDomain(ctx context.Context, m *msgInfo, domain string, rc
 			}
 		}
 	}
-	q.record(m, res)
+	var rest []result
+	for _, r := range res {
+		if !r.recorded {
+			rest = append(rest, r)
+		}
+	}
+	if len(rest) > 0 {
+		q.record(m, rest)
+	}
 	return res
 }
 
@@ -531,7 +572,7 @@ func (q *Queue) session(ctx context.Context, m *msgInfo, host string, addr netip
 	// Cancel blocks on the connection when ctx ends (Shutdown).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := newClient(conn, host)
+	c := newClient(ctx, conn, host)
 	defer conn.Close()
 
 	r, err := c.readReply(timeoutGreeting)
@@ -609,6 +650,9 @@ func (q *Queue) session(ctx context.Context, m *msgInfo, host string, addr netip
 		// Record at once: these recipients must never get this message
 		// again, whatever happens next.
 		q.record(m, chunkRes)
+		for i := range chunkRes {
+			chunkRes[i].recorded = true
+		}
 		res = append(res, chunkRes...)
 		if err != nil {
 			log.Info("connection lost", "err", err)

@@ -260,30 +260,41 @@ func (q *Queue) bounce(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		m, err := q.loadMsg(ctx, id)
-		if err != nil {
-			continue
+		q.bounceMessage(ctx, id)
+	}
+}
+
+// bounceMessage sends one DSN for the failed, unreported recipients of a
+// message. bounceMu keeps two workers (two domains of one message) from
+// reporting the same failure twice.
+func (q *Queue) bounceMessage(ctx context.Context, id string) {
+	q.bounceMu.Lock()
+	defer q.bounceMu.Unlock()
+	m, err := q.loadMsg(ctx, id)
+	if err != nil {
+		return
+	}
+	rcpts, err := q.reportRcpts(ctx, m, `state = 'failed' AND dsn_sent = 0`)
+	if err != nil || len(rcpts) == 0 {
+		return
+	}
+	var addrs []string
+	for _, r := range rcpts {
+		addrs = append(addrs, r.addr)
+	}
+	if m.from == "" || m.kind == kindDSN {
+		// RFC 5321 §4.5.5: never report on a message with a null sender.
+		q.log.Warn("not bouncing a message with a null sender", "queueid", id, "rcpts", len(rcpts))
+	} else {
+		rep := q.newReport(m, actionFailed, rcpts)
+		if err := q.sendReport(ctx, m.from, rep.build()); err != nil {
+			q.log.Error("queue: DSN", "queueid", id, "err", err)
+			return // dsn_sent stays 0: the next sweep tries again
 		}
-		rcpts, err := q.reportRcpts(ctx, m, `state = 'failed' AND dsn_sent = 0`)
-		if err != nil || len(rcpts) == 0 {
-			continue
-		}
-		var addrs []string
-		for _, r := range rcpts {
-			addrs = append(addrs, r.addr)
-		}
-		if m.from == "" || m.kind == kindDSN {
-			// RFC 5321 §4.5.5: never report on a message with a null sender.
-			q.log.Warn("not bouncing a message with a null sender", "queueid", id, "rcpts", len(rcpts))
-		} else {
-			rep := q.newReport(m, actionFailed, rcpts)
-			if err := q.sendReport(ctx, m.from, rep.build()); err != nil {
-				q.log.Error("queue: DSN", "queueid", id, "err", err)
-				continue // dsn_sent stays 0: next pass tries again
-			}
-			q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", actionFailed)
-		}
-		q.updateRcpts(ctx, id, addrs, `UPDATE recipients SET dsn_sent = 1 WHERE message_id = ? AND rcpt = ?`)
+		q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", actionFailed)
+	}
+	if err := q.updateRcpts(ctx, id, addrs, `UPDATE recipients SET dsn_sent = 1 WHERE message_id = ? AND rcpt = ?`); err != nil {
+		q.log.Error("queue: DSN", "queueid", id, "err", err)
 	}
 }
 
@@ -325,11 +336,42 @@ func (q *Queue) finish(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	if len(ids) == 0 {
+		return
+	}
+	tx, err := q.db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		q.log.Error("queue: finish", "err", err)
+		return
+	}
+	defer tx.Rollback()
 	for _, id := range ids {
-		if _, err := q.db.Write.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id); err != nil {
 			q.log.Error("queue: finish", "queueid", id, "err", err)
-			continue
+			return
 		}
+	}
+	if err := tx.Commit(); err != nil {
+		q.log.Error("queue: finish", "err", err)
+		return
+	}
+	for _, id := range ids {
+		os.Remove(q.spoolPath(id))
+		q.log.Debug("finished", "queueid", id)
+	}
+}
+
+// finishMessage removes one message if nothing is left to do for it.
+func (q *Queue) finishMessage(ctx context.Context, id string) {
+	res, err := q.db.Write.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
+		WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, id, id)
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Error("queue: finish", "queueid", id, "err", err)
+		}
+		return
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
 		os.Remove(q.spoolPath(id))
 		q.log.Debug("finished", "queueid", id)
 	}

@@ -260,7 +260,9 @@ func (a *fakeAccount) Deliver(_ context.Context, r io.Reader, _ mailstore.Delive
 // fakeLocals: a.test is local with the listed users.
 type fakeLocals struct{ users map[string]bool }
 
-func (l fakeLocals) IsLocalDomain(_ context.Context, d string) (bool, error) { return d == "a.test", nil }
+func (l fakeLocals) IsLocalDomain(_ context.Context, d string) (bool, error) {
+	return d == "a.test", nil
+}
 func (l fakeLocals) Resolve(_ context.Context, addr string) ([]string, []string, error) {
 	if l.users[addr] {
 		return []string{addr}, nil, nil
@@ -415,4 +417,3 @@ func testLogger(t *testing.T) *slog.Logger {
 	}
 	return slog.New(slog.DiscardHandler)
 }
-

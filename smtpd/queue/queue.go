@@ -146,6 +146,7 @@ type Queue struct {
 	total    int
 	tlsFail  map[string]time.Time // host → last failed STARTTLS
 	workers  sync.WaitGroup
+	bounceMu sync.Mutex
 	sched    sync.WaitGroup
 	closed   bool
 }
@@ -250,6 +251,7 @@ var migrations = []sqlitedb.Migration{
 			PRIMARY KEY (message_id, rcpt)
 		)`,
 		`CREATE INDEX recipients_due ON recipients(state, next_attempt)`,
+		`CREATE INDEX messages_created ON messages(created)`,
 		`CREATE TABLE dkim_keys (
 			domain      TEXT NOT NULL,
 			selector    TEXT NOT NULL,
