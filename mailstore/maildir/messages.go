@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -102,34 +104,62 @@ func (a *account) snapshot(ctx context.Context, mailboxID int64) (mailstore.Snap
 		if err != nil {
 			return err
 		}
-		var n int
-		if err := r.queryRow(`SELECT count(*) FROM messages WHERE mailbox = ?`, mailboxID).Scan(&n); err != nil {
+		// SQLite renders each column of the list as one string: one
+		// call into SQLite instead of one per row and column. Measured
+		// on 100,000 messages this is several times faster than
+		// scanning rows (see doc.go). The covering index yields rows in
+		// UID order; parseSummaries checks that and sorts if not.
+		var cols [4]sql.NullString
+		if err := r.queryRow(`SELECT group_concat(uid, ' '), group_concat(modseq, ' '), group_concat(flags, ' '),
+			group_concat(ifnull(keywords, ''), char(10))
+			FROM messages INDEXED BY messages_snapshot WHERE mailbox = ?`, mailboxID).Scan(&cols[0], &cols[1], &cols[2], &cols[3]); err != nil {
 			return err
 		}
-		snap.Messages = make([]mailstore.Summary, 0, n)
-		rows, err := r.query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? ORDER BY uid`, mailboxID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		var (
-			uid, modseq, flags int64
-			kw                 sql.RawBytes
-		)
-		for rows.Next() {
-			if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
-				return err
-			}
-			snap.Messages = append(snap.Messages, mailstore.Summary{
-				UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: flagList(flags, string(kw)),
-			})
-		}
-		return rows.Err()
+		snap.Messages, err = parseSummaries(cols[0].String, cols[1].String, cols[2].String, cols[3].String)
+		return err
 	})
 	if err != nil {
 		return mailstore.Snapshot{}, fmt.Errorf("maildir: snapshot: %w", err)
 	}
 	return snap, nil
+}
+
+// parseSummaries parses snapshot's column lists: UIDs, modseqs and flag
+// masks separated by spaces, keywords (themselves space-separated) by
+// newlines.
+func parseSummaries(uids, modseqs, masks, keywords string) ([]mailstore.Summary, error) {
+	if uids == "" {
+		return []mailstore.Summary{}, nil
+	}
+	n := strings.Count(uids, " ") + 1
+	out := make([]mailstore.Summary, 0, n)
+	sorted := true
+	var prev uint64
+	for i := 0; i < n; i++ {
+		var u, m, f, k string
+		u, uids, _ = strings.Cut(uids, " ")
+		m, modseqs, _ = strings.Cut(modseqs, " ")
+		f, masks, _ = strings.Cut(masks, " ")
+		k, keywords, _ = strings.Cut(keywords, "\n")
+		uid, err1 := strconv.ParseUint(u, 10, 32)
+		modseq, err2 := strconv.ParseUint(m, 10, 64)
+		flags, err3 := strconv.ParseInt(f, 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("bad snapshot entry %d: %q %q %q", i, u, m, f)
+		}
+		if uid <= prev {
+			sorted = false
+		}
+		prev = uid
+		out = append(out, mailstore.Summary{UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(flags, k)})
+	}
+	if modseqs != "" || masks != "" {
+		return nil, errors.New("snapshot columns of different lengths")
+	}
+	if !sorted {
+		sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	}
+	return out, nil
 }
 
 // fetch reads index rows; it never opens message files.
