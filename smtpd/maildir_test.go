@@ -57,7 +57,6 @@ func withMaildir(t testing.TB) (func(*Options), func(account string) [][]byte) {
 	return func(o *Options) { o.Store = st }, read
 }
 
-
 func TestMaildirDeliveryByteExact(t *testing.T) {
 	opt, read := withMaildir(t)
 	ts := newTestServer(t, opt, func(o *Options) { o.MaxRecipients = 10 })
