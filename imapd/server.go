@@ -295,6 +295,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.acceptWG.Wait()
+	s.secureLn.Close()
+	s.plainLn.Close()
 
 	// Bye waits for any response being written, then closes the
 	// connection; each runs on its own so one stuck client cannot hold up
@@ -313,13 +315,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.mu.Lock()
+		for sess := range s.sessions {
+			sess.conn.NetConn().Close()
+		}
+		s.mu.Unlock()
 	}
 	s.baseCancel()
-	s.secureLn.Close()
-	s.plainLn.Close()
-	s.secure.Close()
-	s.plain.Close()
 	<-done
+	// The library servers end when their listeners close; imapserver.Close
+	// is not used (its WaitGroup races with a Serve that has not started).
 	s.libWG.Wait()
 	return err
 }
