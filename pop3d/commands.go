@@ -409,7 +409,7 @@ func (s *session) handleRset(cmd command) reply {
 
 // handleQuit enters the UPDATE state (RFC 1939 §6): retrieved messages
 // become \Seen, messages marked by DELE are expunged, and the lock is
-// released as the connection closes.
+// released before the reply.
 func (s *session) handleQuit(cmd command) reply {
 	s.state = stateUpdate
 	d := s.drop
@@ -418,6 +418,10 @@ func (s *session) handleQuit(cmd command) reply {
 	}
 	n, err := d.expungeDeleted(s.ctx, s.acct)
 	s.expunged = n
+	// Unlock before the reply goes out: a client that logs in again as
+	// soon as it reads +OK must not get [IN-USE].
+	left := d.count
+	s.releaseMaildrop()
 	if err != nil {
 		s.log.Error("applying deletions failed", "err", err, "count", d.deletedCount())
 		return reply{code: "SYS/TEMP", text: "some deleted messages not removed", quit: true}
@@ -425,5 +429,5 @@ func (s *session) handleQuit(cmd command) reply {
 	if n > 0 {
 		s.log.Info("deletions applied", "count", n)
 	}
-	return reply{ok: true, text: "Posthouse POP3 server signing off (" + strconv.Itoa(d.count) + " messages left)", quit: true}
+	return reply{ok: true, text: "Posthouse POP3 server signing off (" + strconv.Itoa(left) + " messages left)", quit: true}
 }
