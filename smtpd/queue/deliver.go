@@ -149,8 +149,24 @@ const scheduleBatch = 1000
 // costs the same whatever the backlog.
 func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 	now := q.opts.Now().UnixNano()
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id, domain FROM recipients
-		WHERE state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT ?`, now, scheduleBatch)
+	// Leave out domains at their concurrency limit in SQL: their rows
+	// would be read and skipped on every pass while a backlog drains.
+	query := `SELECT message_id, domain FROM recipients WHERE state = 'pending' AND next_attempt <= ?`
+	args := []any{now}
+	q.mu.Lock()
+	var saturated []string
+	for d, n := range q.perDom {
+		if n >= q.opts.MaxPerDomain {
+			saturated = append(saturated, d)
+			args = append(args, d)
+		}
+	}
+	q.mu.Unlock()
+	if len(saturated) > 0 {
+		query += ` AND domain NOT IN (?` + strings.Repeat(", ?", len(saturated)-1) + `)`
+	}
+	args = append(args, scheduleBatch)
+	rows, err := q.db.Read.QueryContext(ctx, query+` ORDER BY next_attempt LIMIT ?`, args...)
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Error("queue: scan", "err", err)
@@ -207,11 +223,12 @@ func (q *Queue) work(ctx context.Context, j job) {
 		q.mu.Unlock()
 		q.wake()
 	}()
-	q.attempt(ctx, j)
-	// Report failures and drop the message if that was all, now rather
-	// than at the next sweep.
-	q.bounceMessage(ctx, j.id)
-	q.finishMessage(ctx, j.id)
+	if failed := q.attempt(ctx, j); failed {
+		// Report failures and drop the message if that was all, now
+		// rather than at the next sweep.
+		q.bounceMessage(ctx, j.id)
+		q.finishMessage(ctx, j.id)
+	}
 }
 
 // msgInfo is what an attempt needs of a message.
@@ -240,20 +257,22 @@ type result struct {
 
 func (r result) delivered() bool { return r.reply.Code >= 200 && r.reply.Code < 300 }
 
-func (q *Queue) attempt(ctx context.Context, j job) {
+// attempt makes one delivery attempt and reports whether a recipient
+// failed for good (and needs a DSN).
+func (q *Queue) attempt(ctx context.Context, j job) (failed bool) {
 	m, err := q.loadMsg(ctx, j.id)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 			q.log.Error("queue: load", "queueid", j.id, "err", err)
 		}
-		return
+		return false
 	}
 	now := q.opts.Now()
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
 		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
 	if err != nil {
 		q.log.Error("queue: load", "queueid", j.id, "err", err)
-		return
+		return false
 	}
 	var rcpts []string
 	attempts := 0
@@ -265,7 +284,7 @@ func (q *Queue) attempt(ctx context.Context, j job) {
 		if err := rows.Scan(&r, &a, &n); err != nil {
 			rows.Close()
 			q.log.Error("queue: load", "queueid", j.id, "err", err)
-			return
+			return false
 		}
 		rcpts = append(rcpts, r)
 		prevNext[r] = n
@@ -273,7 +292,7 @@ func (q *Queue) attempt(ctx context.Context, j job) {
 	}
 	rows.Close()
 	if len(rcpts) == 0 {
-		return
+		return false
 	}
 	// Save the next attempt time before trying, so a crash in the middle
 	// (or a message that crashes us) does not retry in a tight loop.
@@ -281,7 +300,7 @@ func (q *Queue) attempt(ctx context.Context, j job) {
 	if err := q.updateRcpts(ctx, j.id, rcpts, `UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?
 		WHERE message_id = ? AND rcpt = ?`, next.UnixNano(), now.UnixNano()); err != nil {
 		q.log.Error("queue: schedule", "queueid", j.id, "err", err)
-		return
+		return false
 	}
 
 	start := time.Now()
@@ -297,6 +316,9 @@ func (q *Queue) attempt(ctx context.Context, j job) {
 			continue
 		}
 		q.logResult(m, r, dur, next)
+		if r.reply.Permanent() || (!r.delivered() && now.Sub(m.created) >= q.opts.Expiry) {
+			failed = true
+		}
 	}
 	if len(interrupted) > 0 {
 		// Shutdown: put them back as they were, so they go first after the
@@ -309,6 +331,7 @@ func (q *Queue) attempt(ctx context.Context, j job) {
 		cancel()
 		q.log.Info("interrupted", "queueid", j.id, "domain", j.domain, "rcpts", len(interrupted))
 	}
+	return failed
 }
 
 func (q *Queue) logResult(m *msgInfo, r result, dur time.Duration, next time.Time) {
