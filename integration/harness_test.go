@@ -31,6 +31,9 @@ import (
 // binary is the posthouse executable built by TestMain.
 var binary string
 
+// testVersion is the version TestMain builds into the binary.
+const testVersion = "0.0.0-integration"
+
 // raceBuild is set by race_test.go when tests run with -race: the server is
 // then built with the race detector too.
 var raceBuild bool
@@ -42,7 +45,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "posthouse")
-	args := []string{"build", "-o", binary}
+	// The version is set the way a release build sets it, so
+	// TestVersionCommand checks -ldflags without a second build.
+	args := []string{"build", "-o", binary, "-ldflags", "-X main.version=" + testVersion}
 	if raceBuild {
 		args = append(args, "-race")
 	}

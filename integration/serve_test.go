@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/smtp"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -215,23 +214,15 @@ func TestCheckConfigCommand(t *testing.T) {
 	}
 }
 
-// TestVersionCommand: the version comes from -ldflags when set.
+// TestVersionCommand: the version comes from -ldflags (TestMain sets it
+// as a release build does).
 func TestVersionCommand(t *testing.T) {
 	r := runPosthouse(t, t.TempDir(), cleanEnv(), "", "version")
-	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "posthouse ") {
-		t.Errorf("version: exit %d %q", r.Code, r.Stdout)
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "posthouse "+testVersion+" (go") {
+		t.Errorf("version: exit %d %q, want posthouse %s", r.Code, r.Stdout, testVersion)
 	}
-	bin := filepath.Join(t.TempDir(), "posthouse")
-	args := []string{"build", "-o", bin, "-ldflags", "-X main.version=9.8.7-test"}
-	if raceBuild {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, "github.com/posthouse/posthouse/cmd/posthouse")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err = exec.Command(bin, "version").Output()
-	if err != nil || !strings.HasPrefix(string(out), "posthouse 9.8.7-test (go") {
-		t.Errorf("version with -ldflags: %q, %v", out, err)
+	r = runPosthouse(t, t.TempDir(), cleanEnv(), "", "--version")
+	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "posthouse "+testVersion) {
+		t.Errorf("--version: exit %d %q", r.Code, r.Stdout)
 	}
 }
