@@ -69,6 +69,14 @@ format = "json"
 		c.Log.LevelName() != "debug" || c.Log.Format != "json" || c.Source != "p.toml" {
 		t.Errorf("unexpected config: %+v", c)
 	}
+	// The same port on two different addresses is fine.
+	c, err = Parse([]byte("[listen]\nsmtp = \"127.0.0.1:2525\"\nsubmission = \"127.0.0.2:2525\"\n"), "two.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("same port on two addresses: %v", err)
+	}
 	// Inline tables and dotted keys are TOML too.
 	c, err = Parse([]byte("listen = { smtp = \":2500\" }\nlimits.max_recipients = 3\n"), "i.toml")
 	if err != nil {
@@ -150,6 +158,7 @@ func TestValidate(t *testing.T) {
 		{"bad port", "[listen]\nimap = \":99999\"\n", 2, "listen.imap", "between 1 and 65535"},
 		{"port zero", "[listen]\nimap = \":0\"\n", 2, "listen.imap", "between 1 and 65535"},
 		{"duplicate listen", "[listen]\nimap = \":25\"\n", 2, "listen.imap", "also used by listen.smtp"},
+		{"wildcard clash", "[listen]\nimap = \"127.0.0.1:25\"\n", 2, "listen.imap", "also used by listen.smtp"},
 		{"bad hostname", "hostname = \"mail example\"\n", 1, "hostname", "not a valid host name"},
 		{"empty hostname", "hostname = \"\"\n", 1, "hostname", "must not be empty"},
 		{"empty data dir", "data_dir = \"\"\n", 1, "data_dir", "must not be empty"},

@@ -57,11 +57,11 @@ func (c *Config) Validate() error {
 			add(key, fmt.Sprintf("host %q is neither an IP address nor a host name", host), `leave it empty (":25") to listen on every address`)
 			continue
 		}
-		if other, dup := seen[l.Addr]; dup {
+		if other, clash := portClash(seen, host, port); clash {
 			add(key, fmt.Sprintf("%q is also used by listen.%s", l.Addr, other), "each listener needs its own port")
 			continue
 		}
-		seen[l.Addr] = l.Name
+		seen[net.JoinHostPort(host, port)] = l.Name
 	}
 
 	switch {
@@ -139,6 +139,20 @@ func (c *Config) Validate() error {
 		return &Error{Problems: problems}
 	}
 	return nil
+}
+
+// portClash reports whether host:port cannot be bound beside the addresses
+// already seen: the same address, or the same port where either side is a
+// wildcard (":25" takes port 25 on every address).
+func portClash(seen map[string]string, host, port string) (string, bool) {
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	for addr, name := range seen {
+		h, p, _ := net.SplitHostPort(addr)
+		if p == port && (h == host || wild(h) || wild(host)) {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 // Listener is one entry of [listen].
