@@ -15,9 +15,9 @@
 // rarely, its migrations evolve on their own schedule and belong to this
 // package (the auth package owns users.sqlite's schema), and a busy queue
 // never holds the write lock that logins and address resolution need.
-// DKIM private keys live in the same database (PKCS #8 DER in dkim_keys);
-// keep queue.sqlite as private as the TLS key (Posthouse creates it 0600
-// inside a 0700 directory when the data directory is its own).
+// DKIM private keys live in the same database (PKCS #8 DER in dkim_keys),
+// so queue.sqlite is created (and kept) mode 0600, and its -wal and -shm
+// files inherit that mode; spool files are 0600 in 0700 directories.
 //
 // Enqueue is durable before it returns: the body goes to tmp/, is fsync'd,
 // renamed into queue/, the directory is fsync'd, and then the rows are

@@ -209,7 +209,16 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if err := os.MkdirAll(q.tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	db, err := sqlitedb.Open(ctx, filepath.Join(opts.DataDir, "queue.sqlite"), migrations, sqlitedb.Options{})
+	// The database holds DKIM private keys: create it owner-only before
+	// SQLite does (its -wal and -shm files copy the main file's mode).
+	dbPath := filepath.Join(opts.DataDir, "queue.sqlite")
+	if f, err := os.OpenFile(dbPath, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	if err := os.Chmod(dbPath, 0o600); err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	db, err := sqlitedb.Open(ctx, dbPath, migrations, sqlitedb.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}

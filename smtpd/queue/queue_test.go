@@ -565,3 +565,16 @@ func TestParseID(t *testing.T) {
 		}
 	}
 }
+
+func TestDatabaseIsPrivate(t *testing.T) {
+	e := newEnv(t, newFakeRemote(t))
+	for _, name := range []string{"queue.sqlite", "queue.sqlite-wal"} {
+		fi, err := os.Stat(filepath.Join(e.dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode %v, want 0600 (DKIM keys)", name, fi.Mode().Perm())
+		}
+	}
+}
