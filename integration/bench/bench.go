@@ -278,7 +278,7 @@ func (b *bench) mem(ctx context.Context) {
 			if failed[s.Name()] {
 				continue
 			}
-			r, err := idleIMAP(ctx, s, k)
+			r, err := idleIMAP(ctx, s, k, b.o.settle)
 			if err != nil {
 				failed[s.Name()] = true
 				b.fail(s, "idle IMAP connections", err)
@@ -293,10 +293,10 @@ func (b *bench) mem(ctx context.Context) {
 				b.notes = append(b.notes, fmt.Sprintf("%s: %d processes with the idle connections open.", s.Name(), r.processCount))
 			}
 			// Let the servers release the connections before the next run.
-			time.Sleep(2 * time.Second)
+			time.Sleep(b.o.settle)
 		}
 	}
-	b.notes = append(b.notes, fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system 2 s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them.", n(k)))
+	b.notes = append(b.notes, fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system %s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them.", n(k), b.o.settle))
 }
 
 func (b *bench) relayOut(ctx context.Context) {

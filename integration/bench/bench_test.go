@@ -31,6 +31,7 @@ func TestQuickPosthouse(t *testing.T) {
 		workloads: map[string]bool{"mem": true, "smtp": true, "imap": true, "pop3": true, "relay": true},
 		systems:   map[string]bool{"posthouse": true},
 		populate:  "append",
+		settle:    200 * time.Millisecond,
 	}
 	if os.Getenv("BENCH_SMOKE_OTHERS") != "" {
 		o.systems["postfix"] = true

@@ -56,6 +56,9 @@ type options struct {
 	requireOthers bool
 	// sizes overrides the full or quick sizes (the smoke test's tiny set).
 	sizes *sizes
+	// settle is how long the memory workload waits after the last login
+	// before reading /proc, and after closing the connections.
+	settle time.Duration
 
 	dovecotClientLimit, dovecotProcessLimit int
 }
@@ -138,6 +141,7 @@ func main() {
 		o.sizes = &sz
 	}
 	o.requireOthers = true
+	o.settle = 2 * time.Second
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, os.Stdout, log); err != nil {

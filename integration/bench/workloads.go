@@ -440,7 +440,7 @@ type memResult struct {
 
 // idleIMAP opens n authenticated IMAP connections (INBOX selected), waits
 // for the servers to settle and sums the memory of every process.
-func idleIMAP(ctx context.Context, s server, n int) (memResult, error) {
+func idleIMAP(ctx context.Context, s server, n int, settle time.Duration) (memResult, error) {
 	var res memResult
 	rss0, pss0 := memUsage(s.PIDs())
 	res.baseRSS = float64(rss0)
@@ -468,7 +468,7 @@ func idleIMAP(ctx context.Context, s server, n int) (memResult, error) {
 	if err != nil {
 		return res, err
 	}
-	time.Sleep(2 * time.Second)
+	time.Sleep(settle)
 	pids := s.PIDs()
 	rss, pss := memUsage(pids)
 	res.rss, res.pss = float64(rss), float64(pss)
