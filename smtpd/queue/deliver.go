@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -352,7 +353,7 @@ func (q *Queue) loadMsg(ctx context.Context, id string) (*msgInfo, error) {
 	err := q.db.Read.QueryRowContext(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim FROM messages WHERE id = ?`, id).
 		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim)
 	if err != nil {
-		if strings.Contains(err.Error(), "no rows") {
+		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
 		}
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/mail"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+	"github.com/mattn/go-sqlite3"
 	"github.com/miekg/dns"
 )
 
@@ -127,7 +129,8 @@ func (q *Queue) GenerateDKIMKey(ctx context.Context, domain, selector, algorithm
 	_, err = q.db.Write.ExecContext(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created) VALUES (?, ?, ?, ?, ?)`,
 		domain, selector, algorithm, der, now.UnixNano())
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE") {
+		var se sqlite3.Error
+		if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
 			return DKIMKey{}, fmt.Errorf("%w: DKIM selector %s for %s", ErrExists, selector, domain)
 		}
 		return DKIMKey{}, fmt.Errorf("queue: %w", err)
