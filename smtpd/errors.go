@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth"
@@ -85,7 +86,7 @@ func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 		return errNoSuchUser, false
 	case errors.Is(err, auth.ErrNotLocal):
 		return errRelayDenied, false
-	case errors.Is(err, auth.ErrBadCredentials):
+	case errors.Is(err, auth.ErrBadCredentials), errors.Is(err, sasl.ErrUnexpectedClientResponse):
 		return errAuthFailed, false
 	case errors.Is(err, auth.ErrThrottled):
 		return errAuthThrottled, false

@@ -35,6 +35,7 @@ type fakeDirectory struct {
 	aliases    map[string]auth.Resolution // address → targets
 	sendAs     map[string][]string        // user → extra addresses it owns
 	resolveErr error
+	authErr    error // returned by every SASL exchange when set
 }
 
 func newFakeDirectory() *fakeDirectory {
@@ -103,6 +104,9 @@ func (d *fakeDirectory) Mechanisms() []string { return []string{"PLAIN", "LOGIN"
 
 func (d *fakeDirectory) NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error) {
 	check := func(username, password string) error {
+		if d.authErr != nil {
+			return d.authErr
+		}
 		d.mu.Lock()
 		want, ok := d.passwords[username]
 		d.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -271,6 +272,27 @@ func TestAuth(t *testing.T) {
 	if strings.Contains(ts.logs.String(), "alice-secret") {
 		t.Error("a password reached the log")
 	}
+
+	t.Run("internal error: 454, no leak", func(t *testing.T) {
+		ts := newTestServer(t, withMode(ModeSubmissions))
+		ts.dir.authErr = errors.New("users.sqlite: disk I/O error")
+		c := dialRawTLS(t, ts.addr)
+		c.ehlo()
+		if line := c.cmd("AUTH PLAIN "+b64("\x00alice@example.org\x00alice-secret"), "454 4.7.0 "); strings.Contains(line, "disk") {
+			t.Errorf("internal error on the wire: %q", line)
+		}
+		if !strings.Contains(ts.logs.String(), "disk I/O error") {
+			t.Error("internal error not logged")
+		}
+	})
+	t.Run("throttled", func(t *testing.T) {
+		ts := newTestServer(t, withMode(ModeSubmissions))
+		ts.dir.authErr = fmt.Errorf("wrapped: %w", auth.ErrThrottled)
+		c := dialRawTLS(t, ts.addr)
+		c.ehlo()
+		c.cmd("AUTH LOGIN "+b64("alice@example.org"), "334 ")
+		c.cmd(b64("alice-secret"), "454 4.7.0 Too many")
+	})
 
 	t.Run("closed after repeated failures", func(t *testing.T) {
 		c := dialRaw(t, ts.addr)

@@ -167,25 +167,17 @@ func (a *saslServer) Next(response []byte) ([]byte, bool, error) {
 		return challenge, done, nil
 	}
 	s := a.s
-	var reply *smtp.SMTPError
+	reply, internal := toSMTPError(err)
 	switch {
-	case errors.Is(err, auth.ErrThrottled):
-		reply = errAuthThrottled
+	case internal:
+		// RFC 4954 §6: a temporary failure of the authentication
+		// service is 454 4.7.0; the error text stays in the log.
+		s.log.Error("auth error", "mech", a.mech, "err", err)
+		reply = errAuthTemporary
+	case reply == errAuthThrottled:
 		s.log.Warn("auth throttled", "mech", a.mech)
-	case errors.Is(err, auth.ErrBadCredentials),
-		errors.Is(err, sasl.ErrUnexpectedClientResponse):
-		reply = errAuthFailed
-		s.log.Warn("auth failure", "mech", a.mech)
 	default:
-		var se *smtp.SMTPError
-		if errors.As(err, &se) {
-			reply = se
-		} else {
-			// Malformed client input from the SASL layer and internal
-			// failures look alike here; neither may leak its text.
-			reply = errAuthTemporary
-			s.log.Error("auth error", "mech", a.mech, "err", err)
-		}
+		s.log.Warn("auth failure", "mech", a.mech, "reply", reply.Code)
 	}
 	s.mu.Lock()
 	s.authFailures++
