@@ -33,7 +33,10 @@ const spoolBufSize = 64 << 10
 // returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
 // carry our message id) only when all of them are durable.
 func (s *session) Data(r io.Reader) error {
-	if !s.env.active || len(s.env.rcpts) == 0 {
+	s.mu.Lock()
+	env := s.env
+	s.mu.Unlock()
+	if !env.active || len(env.rcpts) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need RCPT before DATA"}
 	}
 	srv := s.s
@@ -80,15 +83,15 @@ func (s *session) Data(r io.Reader) error {
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
 	}
-	trace := s.traceHeader(id, hdr)
-	d := delivery{s: s, log: log, spool: spool, size: size, trace: trace}
+	trace := s.traceHeader(id, hdr, &env)
+	d := delivery{s: s, env: &env, log: log, spool: spool, size: size, trace: trace}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
 	if err := d.run(ctx); err != nil {
 		return err
 	}
-	log.Info("message accepted", "from", s.env.from, "size", size,
-		"rcpts", len(s.env.rcpts), "accounts", len(s.env.localOrder), "remote", len(s.env.remote),
+	log.Info("message accepted", "from", env.from, "size", size,
+		"rcpts", len(env.rcpts), "accounts", len(env.localOrder), "remote", len(env.remote),
 		"dur", time.Since(start).Round(time.Millisecond))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Message accepted for delivery, id " + id}
 }
@@ -210,6 +213,7 @@ func sanitizeLogValue(v string, max int) string {
 // delivery makes one accepted message durable for every recipient.
 type delivery struct {
 	s     *session
+	env   *envelope // Data's copy of the transaction
 	log   *slog.Logger
 	spool *os.File
 	size  int64
@@ -234,7 +238,7 @@ type localResult struct {
 // package doc, "Partial failure".
 func (d *delivery) run(ctx context.Context) error {
 	s := d.s
-	env := &s.env
+	env := d.env
 	returnPath := "Return-Path: <" + env.from + ">\r\n"
 
 	results := make([]localResult, len(env.localOrder))
@@ -350,7 +354,7 @@ func (d *delivery) logDeliveryError(account string, err error) error {
 // traceHeader builds the fields we add in front of the message: Received
 // (RFC 5321 §4.4) and, on submission, Message-ID and Date when the client
 // left them out (RFC 6409 §8.2, §8.3).
-func (s *session) traceHeader(id string, hdr headerInfo) string {
+func (s *session) traceHeader(id string, hdr headerInfo, env *envelope) string {
 	now := s.s.opts.Now()
 	user, _ := s.authenticated()
 	var b strings.Builder
@@ -360,9 +364,9 @@ func (s *session) traceHeader(id string, hdr headerInfo) string {
 		hostname: s.s.opts.Hostname,
 		tls:      s.tls,
 		user:     user,
-		utf8:     s.env.utf8,
+		utf8:     env.utf8,
 		id:       id,
-		rcpts:    s.env.rcpts,
+		rcpts:    env.rcpts,
 		date:     now,
 	}))
 	if s.s.opts.Mode.submission() && hdr.known {

@@ -536,6 +536,31 @@ func TestChunking(t *testing.T) {
 	}
 }
 
+// TestChunkingReset aborts a BDAT transfer with RSET (go-smtp runs Data in
+// a goroutine meanwhile; run with -race) and sends another message.
+func TestChunkingReset(t *testing.T) {
+	ts := newTestServer(t)
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.org>", "250 ")
+	part := "Subject: aborted\r\n\r\n"
+	c.write(fmt.Sprintf("BDAT %d\r\n%s", len(part), part))
+	c.expect("250 ")
+	c.cmd("RSET", "250 ")
+	c.cmd("MAIL FROM:<y@remote.test>", "250 ")
+	c.cmd("RCPT TO:<alice@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.write("Subject: second\r\n\r\nok\r\n.\r\n")
+	c.expect("250 2.0.0 ")
+	if n := len(ts.store.messages("bob@example.org")); n != 0 {
+		t.Errorf("aborted BDAT message delivered")
+	}
+	if n := len(ts.store.messages("alice@example.org")); n != 1 {
+		t.Errorf("alice has %d messages", n)
+	}
+}
+
 // TestSmuggling checks that only <CRLF>.<CRLF> ends DATA: what follows a
 // fake end-of-data stays message content and is never run as commands. A
 // bare CR or LF gets the message refused.

@@ -96,8 +96,15 @@ func (s *session) authenticated() (string, bool) {
 	return s.user, s.user != ""
 }
 
-// Reset discards the transaction (RSET, a new EHLO, after DATA).
-func (s *session) Reset() { s.env = envelope{} }
+// Reset discards the transaction (RSET, a new EHLO, after DATA). With
+// BDAT, go-smtp runs Data in its own goroutine and may call Reset (RSET,
+// an aborted chunk) while it runs: env is written under mu, and Data works
+// on a copy.
+func (s *session) Reset() {
+	s.mu.Lock()
+	s.env = envelope{}
+	s.mu.Unlock()
+}
 
 // Logout ends the session; go-smtp calls it when the connection closes.
 func (s *session) Logout() error {
@@ -227,7 +234,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errTooBig
 	}
 	env.active = true
+	s.mu.Lock()
 	s.env = env
+	s.mu.Unlock()
 	s.log.Debug("mail from", "from", env.from, "size", opts.Size)
 	return nil
 }
@@ -277,6 +286,8 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		}
 	}
 
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	env := &s.env
 	if env.local == nil {
 		env.local = make(map[string][]string)
