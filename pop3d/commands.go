@@ -413,7 +413,7 @@ func (s *session) handleRset(cmd command) reply {
 func (s *session) handleQuit(cmd command) reply {
 	s.state = stateUpdate
 	d := s.drop
-	if err := d.markSeen(s.ctx, s.acct); err != nil {
+	if err := d.markSeen(s.ctx, s.acct, true); err != nil {
 		s.log.Error("marking retrieved messages seen failed", "err", err)
 	}
 	n, err := d.expungeDeleted(s.ctx, s.acct)

@@ -35,7 +35,8 @@
 // other way (client gone, idle timeout, shutdown, write failure) applies no
 // deletion. RETR marks the message \Seen for IMAP users who "leave a copy
 // on the server"; those marks are written in one store call at the end of
-// the session, whether or not it ended with QUIT. TOP does not mark.
+// the session, whether or not it ended with QUIT (at QUIT, messages about
+// to be expunged are skipped). TOP does not mark.
 //
 // # Replies and errors
 //
@@ -49,7 +50,8 @@
 //
 // # Limits
 //
-// Command lines are limited to 255 octets including CRLF (RFC 2449 §4);
+// Command lines are limited to 255 octets including CRLF (RFC 2449 §4;
+// Options.MaxLineLength can raise it);
 // SASL response lines to 8 KiB (RFC 5034 §4 exempts them from the 255
 // limit). An overlong line is discarded to its end and answered with -ERR;
 // one that runs past 64 KiB closes the connection. Lines ending in a bare

@@ -127,11 +127,12 @@ func (d *maildrop) reset() {
 func (d *maildrop) deletedCount() int { return len(d.msgs) - d.count }
 
 // markSeen sets \Seen on the messages retrieved in this session, in one
-// store call.
-func (d *maildrop) markSeen(ctx context.Context, acct mailstore.Account) error {
+// store call. With skipDeleted (at QUIT) messages about to be expunged
+// are left out.
+func (d *maildrop) markSeen(ctx context.Context, acct mailstore.Account, skipDeleted bool) error {
 	var uids []imap.UID
 	for i := range d.msgs {
-		if d.msgs[i].setSeen {
+		if d.msgs[i].setSeen && !(skipDeleted && d.msgs[i].deleted) {
 			uids = append(uids, d.msgs[i].uid)
 		}
 	}

@@ -7,9 +7,9 @@ import (
 
 // Limits on client input.
 const (
-	// maxCommandLine is the longest command line we accept, CRLF included
-	// (RFC 2449 §4: "the maximum length of a command line is 255 octets,
-	// including the terminating CRLF").
+	// maxCommandLine is the default and minimum for Options.MaxLineLength,
+	// CRLF included (RFC 2449 §4: command lines are limited to 255 octets,
+	// including the terminating CRLF).
 	maxCommandLine = 255
 	// maxSASLLine bounds one base64 line a client sends during AUTH. RFC
 	// 5034 §4 exempts client responses from the 255-octet limit; PLAIN

@@ -88,6 +88,11 @@ type Options struct {
 	// *limit.Conns across servers to make the limits global.
 	Conns *limit.Conns
 
+	// MaxLineLength is the longest command line accepted, CRLF included.
+	// Default and minimum 255 (RFC 2449 §4). No client we test needs more;
+	// it is here for one that would.
+	MaxLineLength int
+
 	IdleTimeout     time.Duration
 	LoginTimeout    time.Duration
 	LoginTotal      time.Duration
@@ -145,6 +150,7 @@ func New(opts Options) (*Server, error) {
 	def(&opts.LoginTimeout, DefaultLoginTimeout)
 	def(&opts.LoginTotal, DefaultLoginTotal)
 	def(&opts.WriteTimeout, DefaultWriteTimeout)
+	opts.MaxLineLength = max(opts.MaxLineLength, maxCommandLine)
 	if opts.MaxErrors <= 0 {
 		opts.MaxErrors = DefaultMaxErrors
 	}

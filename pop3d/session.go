@@ -228,7 +228,7 @@ func (s *session) run() {
 // next reads one line and turns it into a reply. ok is false when the
 // connection is gone and nothing more can be written.
 func (s *session) next() (reply, bool) {
-	limit := maxCommandLine
+	limit := s.srv.opts.MaxLineLength
 	if s.sasl != nil {
 		limit = maxSASLLine
 	}
@@ -391,7 +391,7 @@ func (s *session) finish() {
 			// down): no deletions, but the messages it did retrieve are
 			// recorded as seen for IMAP.
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), cleanupTimeout)
-			if err := s.drop.markSeen(ctx, s.acct); err != nil {
+			if err := s.drop.markSeen(ctx, s.acct, false); err != nil {
 				s.log.Error("marking retrieved messages seen failed", "err", err)
 			}
 			cancel()
