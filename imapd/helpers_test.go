@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,9 +82,9 @@ type testOption func(*Options)
 
 // storeFactory makes the store tests run against; the real store replaces
 // the fake when available (see store_test.go).
-var storeFactory = func(t *testing.T) mailstore.Store { return newFakeStore() }
+var storeFactory = func(t testing.TB) mailstore.Store { return newFakeStore() }
 
-func newTestServer(t *testing.T, opts ...testOption) *testServer {
+func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	t.Helper()
 	ts := &testServer{
 		store: storeFactory(t),
@@ -123,7 +124,8 @@ func newTestServer(t *testing.T, opts ...testOption) *testServer {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
+			buf := make([]byte, 1<<20)
+			t.Errorf("Shutdown: %v\n%s", err, buf[:runtime.Stack(buf, true)])
 		}
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
