@@ -120,7 +120,7 @@ func TestTrackerTable(t *testing.T) {
 			name: "events the snapshot covers are dropped", n: 3,
 			events:    []mailstore.Event{ev(mailstore.EventExpunge, 2, 10), ev(mailstore.EventAppend, 3, 12), ev(mailstore.EventAppend, 1, 12)},
 			serverUID: []imap.UID{1, 2, 3}, clientMax: 3,
-			checks:    []want{{seq("2"), []target{{2, 2}}}},
+			checks: []want{{seq("2"), []target{{2, 2}}}},
 		},
 		{
 			name: "other mailboxes and unknown UIDs are ignored", n: 2,
@@ -130,7 +130,7 @@ func TestTrackerTable(t *testing.T) {
 				ev(mailstore.EventFlags, 98, 22),
 			},
 			serverUID: []imap.UID{1, 2}, clientMax: 2,
-			checks:    []want{{seq("1:*"), []target{{1, 1}, {2, 2}}}},
+			checks: []want{{seq("1:*"), []target{{1, 1}, {2, 2}}}},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
