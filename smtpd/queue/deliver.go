@@ -224,12 +224,21 @@ func (q *Queue) work(ctx context.Context, j job) {
 		q.mu.Unlock()
 		q.wake()
 	}()
-	if failed := q.attempt(ctx, j); failed {
-		// Report failures and drop the message if that was all, now
-		// rather than at the next sweep.
-		q.bounceMessage(ctx, j.id)
-		q.finishMessage(ctx, j.id)
+	p := q.prepare(ctx, j)
+	if p == nil {
+		return
 	}
+	res := q.deliverDomain(ctx, p)
+	if failed := q.conclude(ctx, p, res); failed {
+		q.followUp(ctx, j.id)
+	}
+}
+
+// followUp reports failures and drops the message if that was all, now
+// rather than at the next sweep.
+func (q *Queue) followUp(ctx context.Context, id string) {
+	q.bounceMessage(ctx, id)
+	q.finishMessage(ctx, id)
 }
 
 // msgInfo is what an attempt needs of a message.
@@ -258,26 +267,40 @@ type result struct {
 
 func (r result) delivered() bool { return r.reply.Code >= 200 && r.reply.Code < 300 }
 
-// attempt makes one delivery attempt and reports whether a recipient
-// failed for good (and needs a DSN).
-func (q *Queue) attempt(ctx context.Context, j job) (failed bool) {
+// prepared is one attempt: a message's due recipients at one domain, with
+// their next attempt time already saved.
+type prepared struct {
+	j        job
+	m        *msgInfo
+	rcpts    []string
+	prevNext map[string]int64 // next_attempt before this attempt
+	next     time.Time
+	now      time.Time
+	start    time.Time
+}
+
+// prepare loads a job and saves its recipients' next attempt time before
+// anything is tried, so a crash in the middle (or a message that crashes
+// us) does not retry in a tight loop. nil: nothing is due.
+func (q *Queue) prepare(ctx context.Context, j job) *prepared {
 	m, err := q.loadMsg(ctx, j.id)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) && ctx.Err() == nil {
 			q.log.Error("queue: load", "queueid", j.id, "err", err)
 		}
-		return false
+		return nil
 	}
 	now := q.opts.Now()
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
 		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
 	if err != nil {
-		q.log.Error("queue: load", "queueid", j.id, "err", err)
-		return false
+		if ctx.Err() == nil {
+			q.log.Error("queue: load", "queueid", j.id, "err", err)
+		}
+		return nil
 	}
-	var rcpts []string
+	p := &prepared{j: j, m: m, now: now, prevNext: map[string]int64{}}
 	attempts := 0
-	prevNext := map[string]int64{}
 	for rows.Next() {
 		var r string
 		var a int
@@ -285,52 +308,71 @@ func (q *Queue) attempt(ctx context.Context, j job) (failed bool) {
 		if err := rows.Scan(&r, &a, &n); err != nil {
 			rows.Close()
 			q.log.Error("queue: load", "queueid", j.id, "err", err)
-			return false
+			return nil
 		}
-		rcpts = append(rcpts, r)
-		prevNext[r] = n
+		p.rcpts = append(p.rcpts, r)
+		p.prevNext[r] = n
 		attempts = max(attempts, a)
 	}
 	rows.Close()
-	if len(rcpts) == 0 {
-		return false
+	if len(p.rcpts) == 0 {
+		return nil
 	}
-	// Save the next attempt time before trying, so a crash in the middle
-	// (or a message that crashes us) does not retry in a tight loop.
-	next := now.Add(backoff(attempts + 1))
-	if err := q.updateRcpts(ctx, j.id, rcpts, `UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?
-		WHERE message_id = ? AND rcpt = ?`, next.UnixNano(), now.UnixNano()); err != nil {
-		q.log.Error("queue: schedule", "queueid", j.id, "err", err)
-		return false
+	p.next = now.Add(backoff(attempts + 1))
+	if err := q.updateRcpts(ctx, j.id, p.rcpts, `UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?
+		WHERE message_id = ? AND rcpt = ?`, p.next.UnixNano(), now.UnixNano()); err != nil {
+		if ctx.Err() == nil {
+			q.log.Error("queue: schedule", "queueid", j.id, "err", err)
+		}
+		return nil
 	}
+	p.start = time.Now()
+	return p
+}
 
-	start := time.Now()
-	results := q.deliverDomain(ctx, m, j.domain, rcpts)
-	dur := time.Since(start)
-
-	// Results for delivered recipients were recorded as soon as the remote
-	// answered; record the rest now.
+// conclude records what the session did not, logs one line per
+// recipient, puts recipients cut off by Shutdown back as they were, and
+// reports whether a recipient failed for good (and needs a DSN).
+func (q *Queue) conclude(ctx context.Context, p *prepared, res []result) (failed bool) {
+	dur := time.Since(p.start)
+	if ctx.Err() != nil {
+		// Shutdown: whatever the remote did not answer for good stays as
+		// it was.
+		for i := range res {
+			if res[i].reply.Code == 0 || (!res[i].delivered() && !res[i].reply.Permanent()) {
+				res[i].interrupted = true
+			}
+		}
+	}
+	var rest []result
+	for _, r := range res {
+		if !r.recorded {
+			rest = append(rest, r)
+		}
+	}
+	if len(rest) > 0 {
+		q.record(p.m, rest)
+	}
 	var interrupted []string
-	for _, r := range results {
+	for _, r := range res {
 		if r.interrupted {
 			interrupted = append(interrupted, r.rcpt)
 			continue
 		}
-		q.logResult(m, r, dur, next)
-		if r.reply.Permanent() || (!r.delivered() && now.Sub(m.created) >= q.opts.Expiry) {
+		q.logResult(p.m, r, dur, p.next)
+		if r.reply.Permanent() || (!r.delivered() && p.now.Sub(p.m.created) >= q.opts.Expiry) {
 			failed = true
 		}
 	}
 	if len(interrupted) > 0 {
-		// Shutdown: put them back as they were, so they go first after the
-		// restart. ctx is cancelled; use a short detached one.
+		// ctx is cancelled; use a short detached one.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		for _, r := range interrupted {
 			q.db.Write.ExecContext(dctx, `UPDATE recipients SET next_attempt = ?, attempts = MAX(attempts - 1, 0) WHERE message_id = ? AND rcpt = ? AND state = 'pending'`,
-				prevNext[r], j.id, r)
+				p.prevNext[r], p.j.id, r)
 		}
 		cancel()
-		q.log.Info("interrupted", "queueid", j.id, "domain", j.domain, "rcpts", len(interrupted))
+		q.log.Info("interrupted", "queueid", p.j.id, "domain", p.j.domain, "rcpts", len(interrupted))
 	}
 	return failed
 }
@@ -469,31 +511,13 @@ type target struct {
 	addr     netip.Addr
 }
 
-// deliverDomain makes one attempt for rcpts at domain and returns one
-// result per recipient, already recorded.
-func (q *Queue) deliverDomain(ctx context.Context, m *msgInfo, domain string, rcpts []string) []result {
-	res := q.deliverDomain1(ctx, m, domain, rcpts)
-	if ctx.Err() != nil {
-		// Shutdown: whatever was not answered by the remote stays as it was.
-		for i := range res {
-			if res[i].reply.Code == 0 || (!res[i].delivered() && !res[i].reply.Permanent()) {
-				res[i].interrupted = true
-			}
-		}
-	}
-	var rest []result
-	for _, r := range res {
-		if !r.recorded {
-			rest = append(rest, r)
-		}
-	}
-	if len(rest) > 0 {
-		q.record(m, rest)
-	}
-	return res
+// deliverDomain makes one attempt for p and returns one result per
+// recipient; conclude records those the session did not.
+func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
+	return q.deliverDomain1(ctx, p, p.m, p.j.domain, p.rcpts)
 }
 
-func (q *Queue) deliverDomain1(ctx context.Context, m *msgInfo, domain string, rcpts []string) []result {
+func (q *Queue) deliverDomain1(ctx context.Context, p *prepared, m *msgInfo, domain string, rcpts []string) []result {
 	if _, err := os.Stat(q.spoolPath(m.id)); err != nil {
 		q.log.Error("queue: spool file missing", "queueid", m.id, "err", err)
 		return allResults(rcpts, replySpoolLost, "")
@@ -556,7 +580,7 @@ func (q *Queue) deliverDomain1(ctx context.Context, m *msgInfo, domain string, r
 				break
 			}
 			tries++
-			res, reply, done := q.session(ctx, m, t.host, a, rcpts)
+			res, reply, done := q.session(ctx, p, t.host, a)
 			if done {
 				return res
 			}
@@ -585,8 +609,13 @@ func addressLiteral(domain string) (netip.Addr, bool) {
 // session talks to one server address. done reports that the transaction
 // produced per-recipient results (res); otherwise reply explains why this
 // host did not work and the caller tries the next one.
-func (q *Queue) session(ctx context.Context, m *msgInfo, host string, addr netip.Addr, rcpts []string) (res []result, reply Reply, done bool) {
-	log := q.log.With("queueid", m.id, "remote", host, "addr", addr.String())
+//
+// Once p is through, the connection carries other due messages for the
+// same domain (at most maxMessagesPerConnection), each a complete attempt
+// of its own: this spares a connection and a TLS handshake per message
+// when a backlog for one destination drains.
+func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply Reply, done bool) {
+	log := q.log.With("queueid", p.m.id, "remote", host, "addr", addr.String())
 	hostport := net.JoinHostPort(addr.String(), strconv.Itoa(q.opts.RemotePort))
 	conn, err := q.opts.Dial(ctx, "tcp", hostport)
 	if err != nil {
@@ -637,26 +666,53 @@ func (q *Queue) session(ctx context.Context, m *msgInfo, host string, addr netip
 		}
 	}
 
-	// Checks the server's EHLO lets us make before sending anything.
-	if lim := c.maxSize(); lim > 0 && m.size+int64(len(m.dkim)) > lim {
-		c.quit()
-		return allResults(rcpts, replyTooBig, host), Reply{}, true
+	res, broken := q.sendMessage(c, p, host)
+	if broken {
+		return res, Reply{}, true
 	}
-	if m.smtputf8 && !c.has("SMTPUTF8") {
-		c.quit()
-		return allResults(rcpts, replyNeedUTF8, host), Reply{}, true
+	for n := 1; n < maxMessagesPerConnection; n++ {
+		p2 := q.claimNext(ctx, p.j.domain)
+		if p2 == nil {
+			break
+		}
+		res2, broken := q.sendMessage(c, p2, host)
+		failed := q.conclude(ctx, p2, res2)
+		q.unclaim(p2.j)
+		if failed {
+			q.followUp(ctx, p2.j.id)
+		}
+		if broken {
+			return res, Reply{}, true
+		}
 	}
-	if m.eightbit && !c.has("8BITMIME") {
-		c.quit()
-		return allResults(rcpts, replyNeed8Bit, host), Reply{}, true
-	}
+	c.quit()
+	return res, Reply{}, true
+}
 
+// maxMessagesPerConnection bounds how many messages one connection
+// carries.
+const maxMessagesPerConnection = 100
+
+// sendMessage runs p's transactions on an open connection and records
+// their results as soon as the remote answers. broken: the connection is
+// unusable (results say so for the recipients it did not reach).
+func (q *Queue) sendMessage(c *client, p *prepared, host string) (res []result, broken bool) {
+	m, rcpts := p.m, p.rcpts
+	// Checks the server's EHLO lets us make before sending anything.
+	switch {
+	case c.maxSize() > 0 && m.size+int64(len(m.dkim)) > c.maxSize():
+		return allResults(rcpts, replyTooBig, host), false
+	case m.smtputf8 && !c.has("SMTPUTF8"):
+		return allResults(rcpts, replyNeedUTF8, host), false
+	case m.eightbit && !c.has("8BITMIME"):
+		return allResults(rcpts, replyNeed8Bit, host), false
+	}
 	res = make([]result, 0, len(rcpts))
 	for start := 0; start < len(rcpts); start += maxRcptsPerTransaction {
 		chunk := rcpts[start:min(start+maxRcptsPerTransaction, len(rcpts))]
 		f, err := os.Open(q.spoolPath(m.id))
 		if err != nil {
-			log.Error("queue: open spool", "err", err)
+			q.log.Error("queue: open spool", "queueid", m.id, "err", err)
 			res = append(res, allResults(chunk, Reply{Code: 451, Enhanced: "4.3.0", Text: "local error reading the queued message"}, "")...)
 			continue
 		}
@@ -679,23 +735,67 @@ func (q *Queue) session(ctx context.Context, m *msgInfo, host string, addr netip
 		}
 		res = append(res, chunkRes...)
 		if err != nil {
-			log.Info("connection lost", "err", err)
+			q.log.Info("connection lost", "queueid", m.id, "remote", host, "err", err)
 			for _, rc := range rcpts[start+len(chunk):] {
 				res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
 			}
-			return res, Reply{}, true
+			return res, true
 		}
 		if start+len(chunk) < len(rcpts) {
 			if r, err := c.cmd(timeoutCommand, "RSET"); err != nil || r.Code != 250 {
 				for _, rc := range rcpts[start+len(chunk):] {
 					res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
 				}
-				return res, Reply{}, true
+				return res, true
 			}
 		}
 	}
-	c.quit()
-	return res, Reply{}, true
+	return res, false
+}
+
+// claimNext finds another due message for domain that no worker holds,
+// claims it and prepares it; nil when there is none or we are stopping.
+// The claimed job shares its connection's concurrency slot.
+func (q *Queue) claimNext(ctx context.Context, domain string) *prepared {
+	if ctx.Err() != nil {
+		return nil
+	}
+	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id FROM recipients
+		WHERE domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT 50`, domain, q.opts.Now().UnixNano())
+	if err != nil {
+		return nil
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	rows.Close()
+	for _, id := range ids {
+		j := job{id: id, domain: domain}
+		q.mu.Lock()
+		ok := q.running && !q.inflight[j]
+		if ok {
+			q.inflight[j] = true
+		}
+		q.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if p := q.prepare(ctx, j); p != nil {
+			return p
+		}
+		q.unclaim(j)
+	}
+	return nil
+}
+
+func (q *Queue) unclaim(j job) {
+	q.mu.Lock()
+	delete(q.inflight, j)
+	q.mu.Unlock()
 }
 
 func (q *Queue) tlsFailedRecently(host string) bool {

@@ -170,7 +170,10 @@ func (s *fakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *fakeSession) Data(r io.Reader) error {
-	s.f.inData <- struct{}{}
+	select {
+	case s.f.inData <- struct{}{}:
+	default:
+	}
 	body, err := io.ReadAll(r)
 	if err != nil {
 		return err

@@ -270,6 +270,8 @@ var migrations = []sqlitedb.Migration{
 			PRIMARY KEY (domain, selector)
 		)`,
 	),
+	// 2: due recipients by destination, for connection reuse.
+	sqlitedb.Exec(`CREATE INDEX recipients_domain_due ON recipients(domain, state, next_attempt)`),
 }
 
 // Close closes the database. Call Shutdown first if Start was called.

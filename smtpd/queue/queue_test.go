@@ -578,3 +578,34 @@ func TestDatabaseIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionReuse(t *testing.T) {
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote, func(o *Options) { o.MaxPerDomain = 2 })
+	e.stop()
+	q, err := Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for i := range n {
+		rcpt := "user" + strings.Repeat("x", i) + "@b.test"
+		if _, err := q.Enqueue(context.Background(), "alice@a.test", []string{rcpt}, strings.NewReader(testBody)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Close()
+	e.open()
+	waitFor(t, "every message delivered", func() bool { return len(remote.messages()) == n })
+	waitFor(t, "empty queue", func() bool { msgs, _ := e.q.List(context.Background()); return len(msgs) == 0 })
+	if d := len(e.dials()); d > 4 {
+		t.Errorf("%d connections for %d messages to one domain (MaxPerDomain 2)", d, n)
+	}
+	seen := map[string]bool{}
+	for _, m := range remote.messages() {
+		if seen[m.rcpts[0]] {
+			t.Errorf("%s got the message twice", m.rcpts[0])
+		}
+		seen[m.rcpts[0]] = true
+	}
+}
