@@ -62,6 +62,11 @@ type account struct {
 	inflightM sync.Mutex
 	inflight  map[string]struct{} // files renamed into place, row not yet committed
 
+	// Group commit of appends (deliver.go).
+	gcMu     sync.Mutex
+	gcLeader bool
+	gcQueue  []*pendingAppend
+
 	dropMu     sync.Mutex
 	dropLocked bool
 }

@@ -79,6 +79,8 @@ func crashChild(dir string) {
 	}
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)
+	fmt.Fprintln(out, "ready")
+	out.Flush()
 	var wg sync.WaitGroup
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
@@ -150,8 +152,15 @@ func TestCrashDelivery(t *testing.T) {
 				lines <- l
 			}
 		}()
-		// Let it deliver a little, then kill it without warning.
-		kill := time.After(time.Duration(40+rng.IntN(260)) * time.Millisecond)
+		// Let it deliver a little, then kill it without warning. Every
+		// fifth round the clock starts at exec, so some kills land while
+		// the store is opening; the others start when it is ready.
+		var kill <-chan time.Time
+		killed := false
+		delay := time.Duration(20+rng.IntN(200)) * time.Millisecond
+		if round%5 == 0 {
+			kill = time.After(delay)
+		}
 	wait:
 		for {
 			select {
@@ -159,14 +168,21 @@ func TestCrashDelivery(t *testing.T) {
 				if !ok {
 					break wait
 				}
+				if l == "ready\n" {
+					if kill == nil {
+						kill = time.After(delay)
+					}
+					continue
+				}
 				recordAck(t, acked, l)
 			case <-kill:
 				cmd.Process.Kill()
 				kill = nil
+				killed = true
 			}
 		}
 		err = cmd.Wait()
-		if kill != nil {
+		if !killed {
 			t.Fatalf("round %d: child exited on its own: %v\n%s", round, err, stderr.String())
 		}
 		verifyCrashStore(t, dir, acked)

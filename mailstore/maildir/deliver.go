@@ -205,31 +205,12 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		date = time.Now()
 	}
 	_, zone := date.Zone()
-	res := mailstore.AppendResult{MailboxID: mb.ID, UIDValidity: mb.UIDValidity, Size: size}
-	err = a.write(ctx, func(w *wtx) error {
-		if limit > 0 && a.used.Load()+w.usedDelta+size > limit {
-			return mailstore.ErrOverQuota
-		}
-		var uid int64
-		err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity`, mb.ID).Scan(&uid, &res.UIDValidity)
-		if err != nil {
-			return noMailbox(err, mb.Name)
-		}
-		modseq, err := w.bump(mb.ID)
-		if err != nil {
-			return err
-		}
-		if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			mb.ID, uid, int64(modseq), fs.mask, nullIfEmpty(joinKeywords(fs.keywords)), size,
-			date.Unix(), zone, p.sentDate, rel, p.messageID, p.envelope, p.bodyStructure); err != nil {
-			return err
-		}
-		w.usedDelta += size
-		res.UID = imap.UID(uid)
-		w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: mb.ID, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, joinKeywords(fs.keywords))})
-		return nil
-	})
+	pa := &pendingAppend{
+		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit,
+		done: make(chan struct{}),
+	}
+	a.commitAppend(ctx, pa)
+	res, err := pa.res, pa.err
 	if err != nil {
 		a.unpublish(mb.ID, rel)
 		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
@@ -240,6 +221,113 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 }
 
 var errTooNested = errors.New("message nests too deeply")
+
+// pendingAppend is one message waiting for its index row.
+type pendingAppend struct {
+	mb    mailstore.Mailbox
+	size  int64
+	rel   string
+	p     parsed
+	fs    flagSet
+	date  time.Time
+	zone  int
+	limit int64
+
+	res  mailstore.AppendResult
+	err  error
+	done chan struct{}
+}
+
+// maxCommitBatch bounds how many appends share one transaction.
+const maxCommitBatch = 256
+
+// commitAppend commits pa's row. Appends that arrive while a commit is
+// running are committed together by the next one (group commit): the
+// committing goroutine takes every waiting append into one transaction, so
+// parallel deliveries into one account share a WAL fsync instead of queueing
+// for one each. Each append still gets its own UID and its own error (a
+// missing mailbox or a full quota fails that append only); the batch shares
+// the mailbox's new modseq.
+func (a *account) commitAppend(ctx context.Context, pa *pendingAppend) {
+	if err := ctx.Err(); err != nil {
+		pa.err = err
+		close(pa.done)
+		return
+	}
+	a.gcMu.Lock()
+	a.gcQueue = append(a.gcQueue, pa)
+	if a.gcLeader {
+		a.gcMu.Unlock()
+		// Once queued, wait for the outcome even if ctx ends, so a
+		// caller never reports failure for a message that was stored.
+		<-pa.done
+		return
+	}
+	a.gcLeader = true
+	for {
+		batch := a.gcQueue
+		if len(batch) > maxCommitBatch {
+			batch = batch[:maxCommitBatch]
+		}
+		a.gcQueue = a.gcQueue[len(batch):]
+		a.gcMu.Unlock()
+		a.commitBatch(batch)
+		for _, x := range batch {
+			close(x.done)
+		}
+		a.gcMu.Lock()
+		if len(a.gcQueue) == 0 {
+			a.gcLeader = false
+			a.gcMu.Unlock()
+			return
+		}
+	}
+}
+
+// commitBatch writes the rows of a batch in one transaction. It runs
+// without the callers' contexts: a batch holds other callers' messages, and
+// a cancelled caller still gets a true answer.
+func (a *account) commitBatch(batch []*pendingAppend) {
+	err := a.write(context.Background(), func(w *wtx) error {
+		for _, pa := range batch {
+			pa.err = nil
+			pa.res = mailstore.AppendResult{MailboxID: pa.mb.ID, UIDValidity: pa.mb.UIDValidity, Size: pa.size}
+			if pa.limit > 0 && a.used.Load()+w.usedDelta+pa.size > pa.limit {
+				pa.err = mailstore.ErrOverQuota
+				continue
+			}
+			var uid int64
+			err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity`, pa.mb.ID).Scan(&uid, &pa.res.UIDValidity)
+			if errors.Is(err, errNoRows) {
+				pa.err = noMailbox(err, pa.mb.Name)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			modseq, err := w.bump(pa.mb.ID)
+			if err != nil {
+				return err
+			}
+			kw := joinKeywords(pa.fs.keywords)
+			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				pa.mb.ID, uid, int64(modseq), pa.fs.mask, nullIfEmpty(kw), pa.size,
+				pa.date.Unix(), pa.zone, pa.p.sentDate, pa.rel, pa.p.messageID, pa.p.envelope, pa.p.bodyStructure); err != nil {
+				return err
+			}
+			w.usedDelta += pa.size
+			pa.res.UID = imap.UID(uid)
+			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: pa.mb.ID, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(pa.fs.mask, kw)})
+		}
+		return nil
+	})
+	if err != nil {
+		for _, pa := range batch {
+			pa.err = err
+		}
+	}
+}
 
 func noMailbox(err error, name string) error {
 	if errors.Is(err, errNoRows) {
