@@ -67,6 +67,11 @@ func (s *session) Data(r io.Reader) error {
 		defer spool.Close()
 	}
 	if err != nil {
+		if isTimeout(err) {
+			// The rest of the message is still on its way: hang up after
+			// the reply rather than read it as commands.
+			s.conn.hangup.Store(true)
+		}
 		reply, internal := toSMTPError(err)
 		switch {
 		case internal:

@@ -355,6 +355,12 @@ func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
+		srv.mu.Lock()
+		n := len(srv.conns)
+		srv.mu.Unlock()
+		if n != 0 || srv.inflightCount() != 0 {
+			t.Errorf("after Shutdown: %d connections, %d messages in flight", n, srv.inflightCount())
+		}
 	})
 	return ts
 }

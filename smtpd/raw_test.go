@@ -119,19 +119,17 @@ func (c *rawConn) authPlain(user, pass, want string) {
 	c.cmd("AUTH PLAIN "+b64("\x00"+user+"\x00"+pass), want)
 }
 
-// expectClosed checks that the server closes the connection (after any
-// replies still buffered).
+// expectClosed checks that the server closes the connection without
+// another reply.
 func (c *rawConn) expectClosed() {
 	c.t.Helper()
 	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		_, err := c.r.ReadString('\n')
-		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				c.t.Fatal("connection still open")
-			}
-			return
-		}
+	line, err := c.r.ReadString('\n')
+	switch {
+	case err == nil:
+		c.t.Fatalf("reply %q where the connection should close", line)
+	case isTimeout(err):
+		c.t.Fatal("connection still open")
 	}
 }
 
