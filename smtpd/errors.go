@@ -92,6 +92,9 @@ func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 		return errAuthThrottled, false
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return errMailboxFull, false
+	case errors.Is(err, context.DeadlineExceeded):
+		// A store or queue call ran out of DeliveryTimeout: ours.
+		return errLocal, true
 	case errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
 		return errDataTimeout, false
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, smtp.ErrDataReset):

@@ -907,3 +907,19 @@ func TestShutdown(t *testing.T) {
 		t.Error("still accepting")
 	}
 }
+
+func TestDeliveryTimeout(t *testing.T) {
+	ts := newTestServer(t, func(o *Options) { o.DeliveryTimeout = 100 * time.Millisecond })
+	ts.store.delay = time.Second
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.write("Subject: slow store\r\n\r\nx\r\n.\r\n")
+	c.expect("451 4.3.0 ")
+	c.cmd("NOOP", "250 ")
+	if !strings.Contains(ts.logs.String(), "deadline exceeded") {
+		t.Error("delivery timeout not logged")
+	}
+}
