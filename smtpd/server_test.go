@@ -923,3 +923,29 @@ func TestDeliveryTimeout(t *testing.T) {
 		t.Error("delivery timeout not logged")
 	}
 }
+
+// TestShutdownForced: when the grace period ends, connections are cut and
+// deliveries in progress are cancelled; Shutdown still waits for them.
+func TestShutdownForced(t *testing.T) {
+	ts := newTestServer(t, func(o *Options) { o.DeliveryTimeout = time.Minute })
+	ts.store.delay = 30 * time.Second
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	c.cmd("RCPT TO:<bob@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.write("Subject: stuck\r\n\r\nx\r\n.\r\n")
+	waitFor(t, "delivery to start", func() bool { return ts.srv.inflightCount() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := ts.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+	}
+	if n := ts.srv.inflightCount(); n != 0 {
+		t.Errorf("%d messages still in flight after Shutdown", n)
+	}
+	c.expectClosed()
+	if n := ts.store.total(); n != 0 {
+		t.Errorf("%d messages stored", n)
+	}
+}
