@@ -409,8 +409,9 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 	for _, m := range msgs {
 		total += m.size
 	}
+	// MOVE does not grow the account, so only COPY is held to the quota.
 	limit := int64(0)
-	if !move || srcID == destMb.ID {
+	if !move {
 		if limit, err = a.quota(ctx); err != nil {
 			return mailstore.CopyResult{}, err
 		}
@@ -461,14 +462,7 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 			return fmt.Errorf("%w: %s was replaced", mailstore.ErrNoSuchMailbox, destName)
 		}
 		res.DestUIDValidity = d.UIDValidity
-		var growth int64
-		for _, m := range msgs {
-			growth += m.size
-		}
-		if move && srcID != destMb.ID {
-			growth = 0
-		}
-		if limit > 0 && a.used.Load()+w.usedDelta+growth > limit {
+		if limit > 0 && a.used.Load()+w.usedDelta+total > limit {
 			return mailstore.ErrOverQuota
 		}
 		var first int64
@@ -513,11 +507,8 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 			}
 			res.SourceUIDs = append(res.SourceUIDs, imap.UID(m.uid))
 			res.DestUIDs = append(res.DestUIDs, imap.UID(uid))
-			if !move || srcID == destMb.ID {
+			if !move {
 				w.usedDelta += m.size
-			}
-			if move && srcID == destMb.ID {
-				w.usedDelta -= m.size
 			}
 			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destMb.ID, UID: imap.UID(uid), ModSeq: destModseq, Flags: flagList(m.flags, kw)})
 		}

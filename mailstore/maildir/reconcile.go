@@ -425,20 +425,20 @@ func (a *account) indexFile(ctx context.Context, id int64, m diskMessage) (bool,
 	if err != nil {
 		return false, nil
 	}
+	var f *os.File
 	p, err := parseMessage(func() (io.Reader, error) {
-		f, err := os.Open(full)
-		if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		var err error
+		if f, err = os.Open(full); err != nil {
 			return nil, err
 		}
-		// Read into memory (bounded by the file size, which delivery
-		// bounded) so no descriptor outlives the parse.
-		defer f.Close()
-		b, err := io.ReadAll(bufio.NewReader(f))
-		if err != nil {
-			return nil, err
-		}
-		return strings.NewReader(string(b)), nil
+		return bufio.NewReaderSize(f, 32<<10), nil
 	})
+	if f != nil {
+		f.Close()
+	}
 	if err != nil {
 		a.log.Error("cannot read message file to index it", "path", m.rel, "err", err)
 		return false, nil

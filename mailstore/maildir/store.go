@@ -180,31 +180,37 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return mailstore.ErrClosed
-	}
-	a := s.accounts[name]
-	if a != nil {
+	dir := filepath.Join(s.dir, accountDirName(name))
+	// Rename the directory away while no state of the account is open,
+	// so a crash halfway never leaves a half-deleted account that the next
+	// Open would take for a live one, and a concurrent Open either opens
+	// the old account (and is closed here) or creates a new one after.
+	doomed := filepath.Join(s.dir, ".removed-"+accountDirName(name)+"-"+uniqueName())
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return mailstore.ErrClosed
+		}
+		a := s.accounts[name]
+		if a == nil {
+			err := os.Rename(dir, doomed)
+			s.mu.Unlock()
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("maildir: remove %s: %w", name, mailstore.ErrNoSuchAccount)
+			}
+			if err != nil {
+				return fmt.Errorf("maildir: remove %s: %w", name, err)
+			}
+			break
+		}
 		delete(s.accounts, name)
 		s.removeIdle(a)
-	}
-	s.mu.Unlock()
-	if a != nil {
+		delete(s.reconciled, name)
+		s.mu.Unlock()
 		<-a.ready
 		a.gone.Store(true)
 		a.close()
-	}
-	dir := filepath.Join(s.dir, accountDirName(name))
-	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("maildir: remove %s: %w", name, mailstore.ErrNoSuchAccount)
-	}
-	// Rename first, so a crash halfway never leaves a half-deleted account
-	// that the next Open would take for a live one.
-	doomed := filepath.Join(s.dir, ".removed-"+accountDirName(name)+"-"+uniqueName())
-	if err := os.Rename(dir, doomed); err != nil {
-		return fmt.Errorf("maildir: remove %s: %w", name, err)
 	}
 	syncDir(s.dir)
 	if err := os.RemoveAll(doomed); err != nil {
