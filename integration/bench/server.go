@@ -29,6 +29,9 @@ type server interface {
 	// maildir: Posthouse restarts (start-up reconciliation indexes them);
 	// Dovecot needs nothing (it scans the maildir at the next SELECT).
 	Reindex(ctx context.Context) error
+	// FastPopulate is the faster way to fill a mailbox for this system:
+	// "append" or "maildir" (see populate).
+	FastPopulate() string
 	// FileOwner is the uid/gid that mail files written directly must have.
 	FileOwner() (uid, gid int)
 	// Close stops every process and removes the temporary directory.

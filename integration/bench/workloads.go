@@ -219,10 +219,20 @@ func populateMaildir(ctx context.Context, s server, c *imapclient.Client, user, 
 	if err := imapAppend(c, mailbox, func(int) []byte { return m }, 0, 1, 1); err != nil {
 		return err
 	}
-	have++
 	file, err := findFileContaining(s.MailRoot(), []byte(marker))
 	if err != nil {
 		return fmt.Errorf("locating %s's maildir for %s: %w", s.Name(), mailbox, err)
+	}
+	// The marker has done its job: expunge it (it is the last message).
+	if _, err := c.Select(mailbox, nil).Wait(); err != nil {
+		return err
+	}
+	seq := imap.SeqSetNum(uint32(have + 1))
+	if err := c.Store(seq, &imap.StoreFlags{Op: imap.StoreFlagsAdd, Silent: true, Flags: []imap.Flag{imap.FlagDeleted}}, nil).Close(); err != nil {
+		return fmt.Errorf("flag the marker deleted: %w", err)
+	}
+	if err := c.Expunge().Close(); err != nil {
+		return fmt.Errorf("expunge the marker: %w", err)
 	}
 	md := filepath.Dir(filepath.Dir(file)) // …/cur/name → maildir
 	uid, gid := s.FileOwner()
