@@ -14,16 +14,24 @@ import (
 // BenchmarkAccept measures messages per second accepted and durable (the
 // 250 comes after fsync and index commit in the real maildir store): 10 KB
 // messages over 1 and 20 concurrent connections, each message to one of 20
-// local accounts. Run: go test -run '^$' -bench Accept -benchtime 2000x ./smtpd
+// local accounts. store=memory replaces the maildir store with the
+// in-memory fake, to show what the protocol side costs alone.
+// Run: go test -run '^$' -bench Accept -benchtime 2000x ./smtpd
 func BenchmarkAccept(b *testing.B) {
-	for _, conns := range []int{1, 20} {
-		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) { benchAccept(b, conns) })
+	for _, store := range []string{"maildir", "memory"} {
+		for _, conns := range []int{1, 20} {
+			b.Run(fmt.Sprintf("store=%s/conns=%d", store, conns), func(b *testing.B) { benchAccept(b, store, conns) })
+		}
 	}
 }
 
-func benchAccept(b *testing.B, conns int) {
-	opt, _ := withMaildir(b)
-	ts := newTestServer(b, opt, func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) })
+func benchAccept(b *testing.B, store string, conns int) {
+	opts := []func(*Options){func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }}
+	if store == "maildir" {
+		opt, _ := withMaildir(b)
+		opts = append(opts, opt)
+	}
+	ts := newTestServer(b, opts...)
 	const accounts = 20
 	for i := range accounts {
 		ts.dir.passwords[fmt.Sprintf("user%d@example.org", i)] = "x"

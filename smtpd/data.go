@@ -28,6 +28,8 @@ const maxHeaderBytes = 256 << 10
 // spoolBufSize is the copy buffer from the connection to the spool file.
 const spoolBufSize = 64 << 10
 
+var spoolBufs = sync.Pool{New: func() any { b := make([]byte, spoolBufSize); return &b }}
+
 // Data receives the message into a spool file, then makes a durable copy in
 // every local account and one queue entry for the foreign recipients. It
 // returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
@@ -114,7 +116,9 @@ func (s *session) receive(r io.Reader) (*os.File, int64, error) {
 		return nil, 0, fmt.Errorf("unlinking spool file: %w", err)
 	}
 	fr := &bodyFilter{r: r, max: s.s.opts.MaxMessageBytes}
-	n, err := io.CopyBuffer(f, fr, make([]byte, spoolBufSize))
+	buf := spoolBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(f, fr, *buf)
+	spoolBufs.Put(buf)
 	if err == nil {
 		err = fr.finish()
 	}
