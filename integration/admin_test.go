@@ -266,3 +266,88 @@ func pop3Count(addr, user, pass string) (int, error) {
 	cmd("QUIT")
 	return n, nil
 }
+
+// ptyScript runs a command on a pseudo-terminal, answers each prompt in
+// turn, and prints everything the terminal showed; it exits with the
+// command's status.
+const ptyScript = `
+import os, pty, select, sys, time
+argv, answers = sys.argv[1:sys.argv.index("--")], sys.argv[sys.argv.index("--")+1:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+out = b""
+def read_until(pat):
+    global out
+    end = time.time() + 30
+    while pat not in out:
+        r, _, _ = select.select([fd], [], [], max(0, end - time.time()))
+        if not r:
+            sys.stdout.write(out.decode(errors="replace")); sys.exit(100)
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return
+        out += chunk
+for prompt, answer in zip(answers[::2], answers[1::2]):
+    read_until(prompt.encode())
+    os.write(fd, answer.encode() + b"\n")
+read_until(b"\x00never")
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(out.decode(errors="replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+`
+
+// TestAdminPasswordPrompt: without --password-stdin the password is asked
+// twice on the terminal, without echo.
+func TestAdminPasswordPrompt(t *testing.T) {
+	python := needTool(t, "python3")
+	s := startServer(t, "")
+	s.Admin(t, "", "domain", "add", "example.com")
+	tty := func(answers ...string) (string, int) {
+		args := []string{"-c", ptyScript, binary, "admin", "--config", s.ConfigPath}
+		return runPTY(t, python, args, answers)
+	}
+
+	out, code := tty("user", "add", "fay@example.com", "--", "Password for fay@example.com:", "tty-secret-1", "Again:", "tty-secret-1")
+	if code != 0 || !strings.Contains(out, "added user fay@example.com") {
+		t.Fatalf("prompted user add: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "tty-secret-1") {
+		t.Errorf("the password was echoed:\n%s", out)
+	}
+	if _, err := pop3Count(s.Addr("pop3"), "fay@example.com", "tty-secret-1"); err != nil {
+		t.Errorf("login with the prompted password: %v", err)
+	}
+
+	out, code = tty("user", "passwd", "fay@example.com", "--", "New password for fay@example.com:", "one", "Again:", "two")
+	if code != 2 || !strings.Contains(out, "do not match") {
+		t.Errorf("mismatched passwords: exit %d\n%s", code, out)
+	}
+	out, code = tty("user", "passwd", "fay@example.com", "--", "New password for fay@example.com:", "")
+	if code != 2 || !strings.Contains(out, "empty password") {
+		t.Errorf("empty prompted password: exit %d\n%s", code, out)
+	}
+	if _, err := pop3Count(s.Addr("pop3"), "fay@example.com", "tty-secret-1"); err != nil {
+		t.Errorf("failed passwd attempts changed the password: %v", err)
+	}
+}
+
+// runPTY runs the python pty script: args up to the command, then "--"
+// and prompt/answer pairs.
+func runPTY(t *testing.T, python string, args, rest []string) (string, int) {
+	t.Helper()
+	// rest is the admin arguments, "--", then prompt/answer pairs.
+	i := 0
+	for i < len(rest) && rest[i] != "--" {
+		i++
+	}
+	full := append(append(append([]string{}, args...), rest[:i]...), rest[i:]...)
+	r := runCommand(t, python, full...)
+	if r.Code == 100 {
+		t.Fatalf("pty script timed out waiting for a prompt; terminal showed:\n%s", r.Stdout)
+	}
+	return r.Stdout, r.Code
+}

@@ -465,9 +465,21 @@ func (s *Server) AddUser(t testing.TB, address, password string) {
 // runPosthouse runs the binary to completion (at most a minute).
 func runPosthouse(t testing.TB, dir string, env []string, stdin string, args ...string) AdminResult {
 	t.Helper()
+	return runIn(t, dir, env, stdin, binary, args...)
+}
+
+// runCommand runs any program to completion (at most a minute) with the
+// clean environment and no stdin.
+func runCommand(t testing.TB, name string, args ...string) AdminResult {
+	t.Helper()
+	return runIn(t, "", cleanEnv(), "", name, args...)
+}
+
+func runIn(t testing.TB, dir string, env []string, stdin string, name string, args ...string) AdminResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
@@ -482,7 +494,7 @@ func runPosthouse(t testing.TB, dir string, env []string, stdin string, args ...
 	case errors.As(err, &ee) && ee.Exited():
 		r.Code = ee.ExitCode()
 	default:
-		t.Fatalf("posthouse %s: %v\nstderr: %s", strings.Join(args, " "), err, stderr.String())
+		t.Fatalf("%s %s: %v\nstderr: %s", filepath.Base(name), strings.Join(args, " "), err, stderr.String())
 	}
 	return r
 }

@@ -285,8 +285,11 @@ func readPassword(env *adminEnv, fromStdin bool, prompt string) (string, error) 
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return "", usageError("no terminal to ask for the password: pipe it in with --password-stdin")
 	}
+	fd := int(f.Fd())
+	restore := echoOff(fd)
+	defer restore()
 	fmt.Fprintf(env.stderr, "%s: ", prompt)
-	first, err := term.ReadPassword(int(f.Fd()))
+	first, err := term.ReadPassword(fd)
 	fmt.Fprintln(env.stderr)
 	if err != nil {
 		return "", fmt.Errorf("read password: %w", err)
@@ -295,7 +298,7 @@ func readPassword(env *adminEnv, fromStdin bool, prompt string) (string, error) 
 		return "", auth.ErrEmptyPassword
 	}
 	fmt.Fprintf(env.stderr, "Again: ")
-	second, err := term.ReadPassword(int(f.Fd()))
+	second, err := term.ReadPassword(fd)
 	fmt.Fprintln(env.stderr)
 	if err != nil {
 		return "", fmt.Errorf("read password: %w", err)
