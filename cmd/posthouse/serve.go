@@ -198,7 +198,6 @@ type running struct {
 	shutdown func(context.Context) error
 }
 
-
 // shutdownServices calls each shutdown in the order given. They share one
 // deadline, now+grace: those that cannot finish by then cut their
 // connections and get shutdownForce more to return. A second SIGINT or
