@@ -337,8 +337,8 @@ type wtx struct {
 	// committed; their rows are in the trash table.
 	trash     []string
 	usedDelta int64
-	// afterCommit runs after commit and events, outside the writer lock.
-	afterCommit []func()
+	// local holds the statements bound to this transaction (closed with it).
+	local map[string]*sql.Stmt
 }
 
 // stmt returns q prepared for the transaction. The write pool has one
@@ -353,10 +353,23 @@ func (w *wtx) stmt(q string) (*sql.Stmt, error) {
 		a.wpending[q] = true
 	}
 	a.stmtMu.Unlock()
-	if st == nil {
-		return w.PrepareContext(w.ctx, q)
+	if ts := w.local[q]; ts != nil {
+		return ts, nil
 	}
-	return w.StmtContext(w.ctx, st), nil
+	var ts *sql.Stmt
+	if st == nil {
+		var err error
+		if ts, err = w.PrepareContext(w.ctx, q); err != nil {
+			return nil, err
+		}
+	} else {
+		ts = w.StmtContext(w.ctx, st)
+	}
+	if w.local == nil {
+		w.local = make(map[string]*sql.Stmt)
+	}
+	w.local[q] = ts
+	return ts, nil
 }
 
 // prepareWrites prepares the queued write statements; the caller holds wmu
@@ -486,9 +499,6 @@ func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 
 	if len(w.trash) > 0 {
 		a.removeTrash(w.trash)
-	}
-	for _, f := range w.afterCommit {
-		f()
 	}
 	return nil
 }
