@@ -482,3 +482,59 @@ func TestSMTPAuthLoginInitialResponse(t *testing.T) {
 		}
 	}
 }
+
+func TestSMTPConnectionLimitAndVanishingClient(t *testing.T) {
+	s := startServer(t, "[listen]\npop3 = \"\"\npop3s = \"\"\nimap = \"\"\nimaps = \"\"\n[limits]\nmax_connections_per_ip = 2\n")
+	s.AddUser(t, "bob@example.org", "bob-pw-2")
+	dial := func() (net.Conn, *bufio.Reader) {
+		nc, err := net.Dial("tcp", s.Addr("smtp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.Close() })
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		return nc, bufio.NewReader(nc)
+	}
+	readLine := func(r *bufio.Reader) string {
+		l, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+
+	// A client that vanishes in the middle of DATA: nothing is delivered
+	// and nothing is left in the spool.
+	nc1, r1 := dial()
+	readLine(r1)
+	fmt.Fprintf(nc1, "HELO gone.example\r\nMAIL FROM:<g@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+	for range 4 {
+		readLine(r1)
+	}
+	fmt.Fprintf(nc1, "Subject: half\r\n\r\n%s", strings.Repeat("half a message\r\n", 500))
+
+	nc2, r2 := dial()
+	if l := readLine(r2); !strings.HasPrefix(l, "220 ") {
+		t.Fatalf("second connection: %q", l)
+	}
+	_, r3 := dial()
+	if l := readLine(r3); !strings.HasPrefix(l, "421 4.7.0") {
+		t.Fatalf("third connection from the same address: %q, want 421 4.7.0", l)
+	}
+	nc1.Close()
+	nc2.Close()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.Log(), "message not received") {
+		if time.Now().After(deadline) {
+			t.Fatal("server did not log the aborted message")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(maildirMessages(t, s, "bob@example.org")); n != 0 {
+		t.Errorf("%d messages delivered from an aborted DATA", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.DataDir, "spool", "smtpd")); len(ents) != 0 {
+		t.Errorf("spool not empty: %v", ents)
+	}
+}
