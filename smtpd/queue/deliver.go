@@ -514,10 +514,7 @@ type target struct {
 // deliverDomain makes one attempt for p and returns one result per
 // recipient; conclude records those the session did not.
 func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
-	return q.deliverDomain1(ctx, p, p.m, p.j.domain, p.rcpts)
-}
-
-func (q *Queue) deliverDomain1(ctx context.Context, p *prepared, m *msgInfo, domain string, rcpts []string) []result {
+	m, domain, rcpts := p.m, p.j.domain, p.rcpts
 	if _, err := os.Stat(q.spoolPath(m.id)); err != nil {
 		q.log.Error("queue: spool file missing", "queueid", m.id, "err", err)
 		return allResults(rcpts, replySpoolLost, "")
