@@ -42,6 +42,10 @@
 // DataTimeout for a whole DATA upload from the 354 on, so a client trickling
 // bytes cannot hold a connection for longer. A full mailbox gives 452 4.2.2
 // at RCPT (a message declared larger than the whole quota: 552 5.2.2).
+// A connection is closed with 421 4.7.0 after 3 failed AUTH attempts or 20
+// refused recipients (address harvesting), and by go-smtp after 4 syntax
+// errors. The connection limits count 25, 587 and 465 together when cmd
+// shares one limit.Conns between them.
 //
 // # Message data
 //

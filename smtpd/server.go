@@ -72,6 +72,9 @@ const (
 	deliveryParallelism = 4
 	// maxAuthFailures per connection; then the connection is closed.
 	maxAuthFailures = 3
+	// maxBadRecipients refused RCPTs (unknown user, relay) per connection;
+	// then the connection is closed, which slows address harvesting.
+	maxBadRecipients = 20
 	// refuseWriteTimeout bounds the 421 written to over-limit connections.
 	refuseWriteTimeout = 2 * time.Second
 )
@@ -403,6 +406,7 @@ type conn struct {
 
 	busy      atomic.Bool // inside Data: Shutdown lets it finish
 	hangup    atomic.Bool // set after the last reply: the next Read ends the connection
+	badRcpts  int         // refused RCPTs, counted across sessions (conn goroutine only)
 	tlsLogged bool        // "tls up" logged (by the first session after the handshake)
 	closeOnce sync.Once
 	messages  atomic.Int64

@@ -949,3 +949,16 @@ func TestShutdownForced(t *testing.T) {
 		t.Errorf("%d messages stored", n)
 	}
 }
+
+func TestTooManyBadRecipients(t *testing.T) {
+	ts := newTestServer(t)
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	for i := range maxBadRecipients - 1 {
+		c.cmd(fmt.Sprintf("RCPT TO:<guess%d@example.org>", i), "550 5.1.1 ")
+	}
+	c.cmd("RCPT TO:<bob@example.org>", "250 ")
+	c.cmd("RCPT TO:<last-guess@example.org>", "421 4.7.0 ")
+	c.expectClosed()
+}

@@ -246,6 +246,19 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // foreign address is accepted only from an authenticated user, for the
 // queue.
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	err := s.rcpt(to)
+	if err == errNoSuchUser || err == errRelayDenied {
+		s.conn.badRcpts++
+		if s.conn.badRcpts >= maxBadRecipients {
+			s.log.Warn("too many invalid recipients, closing", "count", s.conn.badRcpts)
+			s.conn.hangup.Store(true)
+			return errTooManyBadRcpts
+		}
+	}
+	return err
+}
+
+func (s *session) rcpt(to string) error {
 	if s.s.draining.Load() {
 		return errShuttingDown
 	}
