@@ -39,7 +39,8 @@ type account struct {
 	refs    int         // under store.mu
 	gone    atomic.Bool // removed, or the store closed: handles get ErrClosed
 
-	db *sqlitedb.DB
+	db        *sqlitedb.DB
+	indexInfo os.FileInfo // of index.sqlite when opened, to notice removal by another process
 
 	// wmu makes this the one writer of the account: write transactions
 	// and the delivery of their events happen under it, so events are in
@@ -173,7 +174,21 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 			return err
 		}
 	}
+	fi, err := os.Stat(idx)
+	if err != nil {
+		a.close()
+		return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
+	}
+	a.indexInfo = fi
 	return nil
+}
+
+// stale reports whether the account's index is no longer the file this
+// state opened: another process (posthouse admin) removed the account, and
+// perhaps a new one was created since. A stale state must not take mail.
+func (a *account) stale() bool {
+	fi, err := os.Stat(filepath.Join(a.dir, indexFile))
+	return err != nil || !os.SameFile(fi, a.indexInfo)
 }
 
 func quickCheck(ctx context.Context, db *sqlitedb.DB) error {

@@ -3,6 +3,7 @@ package maildir
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -395,3 +396,39 @@ func TestIdleAccountsClose(t *testing.T) {
 }
 
 var _ = sql.ErrNoRows
+
+// TestRemoveByOtherProcess removes an account through a second Store on the
+// same directory (as posthouse admin does while serve runs): the first
+// Store's cached state must notice and never take mail into the removed
+// index.
+func TestRemoveByOtherProcess(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	serve, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer serve.Close()
+	admin, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+
+	held := openAccount(t, serve, testAccount) // an IMAP session, say
+	deliver(t, held, testMessage("old", "x"))
+	if err := admin.Remove(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := held.Deliver(ctx, strings.NewReader(testMessage("lost?", "x")), mailstore.DeliverOptions{}); !errors.Is(err, mailstore.ErrClosed) {
+		t.Fatalf("delivery into removed account: %v, want ErrClosed", err)
+	}
+	// The address comes back as a new account: serve opens the new one.
+	fresh := openAccount(t, serve, testAccount)
+	deliver(t, fresh, testMessage("new", "x"))
+	check := openAccount(t, admin, testAccount)
+	snap, err := check.Snapshot(ctx, inboxID(t, check))
+	if err != nil || len(snap.Messages) != 1 {
+		t.Fatalf("new account seen by the other store: %d messages, %v", len(snap.Messages), err)
+	}
+}

@@ -143,6 +143,10 @@ func (a *account) isInflight(path string) bool {
 // commit.
 func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox bool, r io.Reader, fs flagSet, date time.Time) (mailstore.AppendResult, error) {
 	start := time.Now()
+	if a.stale() {
+		a.store.retire(a)
+		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: account removed: %w", mailstore.ErrClosed)
+	}
 	var mb mailstore.Mailbox
 	err := a.readTx(ctx, func(r *rtx) error {
 		var err error

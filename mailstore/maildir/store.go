@@ -140,6 +140,12 @@ func (s *Store) acquire(ctx context.Context, name string) (*account, bool, error
 			s.release(a)
 			continue
 		}
+		if a.stale() {
+			a.log.Warn("account removed or replaced by another process; reopening it")
+			s.retire(a)
+			s.release(a)
+			continue
+		}
 		return a, false, nil
 	}
 }
@@ -151,6 +157,19 @@ func (s *Store) removeIdle(a *account) {
 			return
 		}
 	}
+}
+
+// retire takes a stale state out of service: its handles get ErrClosed.
+func (s *Store) retire(a *account) {
+	s.mu.Lock()
+	if s.accounts[a.name] == a {
+		delete(s.accounts, a.name)
+		s.removeIdle(a)
+		delete(s.reconciled, a.name)
+	}
+	s.mu.Unlock()
+	a.gone.Store(true)
+	a.close()
 }
 
 // release drops a reference; idle accounts beyond MaxIdleAccounts close.
