@@ -141,6 +141,13 @@ func TestPolicyReplies(t *testing.T) {
 		{name: "RCPT before MAIL", script: [][2]string{
 			{"RCPT TO:<bob@example.org>", "502 5.5.1 "},
 		}},
+		{name: "nested MAIL", script: [][2]string{
+			{"MAIL FROM:<x@remote.test>", "250 "},
+			{"RCPT TO:<bob@example.org>", "250 "},
+			{"MAIL FROM:<y@remote.test>", "503 5.5.1 "},
+			{"RSET", "250 "},
+			{"MAIL FROM:<y@remote.test>", "250 "},
+		}},
 		{name: "DATA before RCPT", script: [][2]string{
 			{"MAIL FROM:<x@remote.test>", "250 "},
 			{"DATA", "502 5.5.1 "},

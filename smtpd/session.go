@@ -208,6 +208,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.s.opts.Mode.submission() && !authed {
 		return errAuthRequired
 	}
+	if s.env.active {
+		// RFC 5321 §4.1.1.2: no MAIL inside an open transaction (go-smtp
+		// does not check, and would keep the old recipients).
+		return errNestedMail
+	}
 	env := envelope{utf8: opts.UTF8, size: opts.Size, body: opts.Body}
 	if from != "" {
 		addr, err := parseAddress(from, opts.UTF8, errBadSender)
