@@ -971,3 +971,33 @@ func TestNewRequiresStoreAndAuth(t *testing.T) {
 		t.Error("New with ImplicitTLS and no TLS config succeeded")
 	}
 }
+
+// TestStalledRetrBlocksNobody: a client that stops reading in the middle of
+// a RETR holds no store lock; other accounts, IMAP-side changes to its own
+// account and deliveries go on.
+func TestStalledRetrBlocksNobody(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, testUser, bigMessage(16<<20))
+	ts.deliver(t, "bob@example.org", msg("for bob", "hi\r\n"))
+	stalled := ts.login(t)
+	stalled.c.(*net.TCPConn).SetReadBuffer(4 << 10)
+	stalled.cmdOK("RETR 1") // and read no more of it
+
+	bob := ts.dial(t)
+	bob.cmdOK("USER bob@example.org")
+	bob.cmdOK("PASS bobpass")
+	bob.cmdOK("RETR 1")
+	bob.multiRaw()
+	bob.cmdOK("DELE 1")
+	bob.cmdOK("QUIT")
+	if n := len(ts.inbox(t, "bob@example.org").Messages); n != 0 {
+		t.Fatalf("bob's INBOX has %d messages after QUIT", n)
+	}
+	// The stalled account still takes deliveries and flag changes.
+	ts.deliver(t, testUser, msg("new", "x\r\n"))
+	if n := len(ts.inbox(t, testUser).Messages); n != 2 {
+		t.Fatalf("alice's INBOX has %d messages, want 2", n)
+	}
+	stalled.c.Close()
+	waitForSessions(t, ts, 0)
+}
