@@ -112,7 +112,7 @@ func bigMailbox(tb testing.TB, n int) (mailstore.Account, int64) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p, _ := parseMessage(func() (io.Reader, error) { return strings.NewReader(message10K), nil })
+	p, _ := parseMessage(func() (io.Reader, error) { return strings.NewReader(message10K), nil }, false)
 	a := acc.(*handle).a
 	const batch = 10000
 	for start := 0; start < n; start += batch {

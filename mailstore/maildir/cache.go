@@ -286,7 +286,10 @@ type parsed struct {
 // message r holds. Parsing never fails a delivery: a message the parser
 // cannot make sense of is stored with an empty envelope and a text/plain
 // structure, as IMAP servers conventionally show it.
-func parseMessage(open func() (io.Reader, error)) (p parsed, err error) {
+//
+// With flat set the body is not parsed (see maxMultipartMarkers) and the
+// structure is text/plain.
+func parseMessage(open func() (io.Reader, error), flat bool) (p parsed, err error) {
 	r, err := open()
 	if err != nil {
 		return p, err
@@ -306,12 +309,16 @@ func parseMessage(open func() (io.Reader, error)) (p parsed, err error) {
 	if env == nil {
 		env = &imap.Envelope{}
 	}
-	r, err = open()
-	if err != nil {
-		return p, err
-	}
 	var bs imap.BodyStructure
+	if !flat {
+		if r, err = open(); err != nil {
+			return p, err
+		}
+	}
 	func() {
+		if flat {
+			return
+		}
 		defer func() {
 			if recover() != nil {
 				bs = nil

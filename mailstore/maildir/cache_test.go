@@ -71,7 +71,7 @@ func TestCacheRoundTrip(t *testing.T) {
 			t.Errorf("body structure round trip differs:\n got %#v\nwant %#v", got, bs)
 		}
 	}
-	p, err := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil })
+	p, err := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil }, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +131,18 @@ func normalizeDates(bs imap.BodyStructure) {
 	})
 }
 
+func TestFlatParse(t *testing.T) {
+	p, err := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil }, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, _ := decodeEnvelope(p.envelope)
+	bs, _ := decodeBodyStructure(p.bodyStructure)
+	if env == nil || env.MessageID != "abc@example.org" || bs == nil || bs.MediaType() != "text/plain" {
+		t.Fatalf("flat parse: %+v %#v", env, bs)
+	}
+}
+
 func TestMarkerCounter(t *testing.T) {
 	var mc markerCounter
 	s := strings.Repeat("MultiPart/x ", 10)
@@ -150,7 +162,7 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add([]byte(testMessage("s", "b")))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: message/rfc822\r\n\r\n--a--"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		p, err := parseMessage(func() (io.Reader, error) { return bytes.NewReader(msg), nil })
+		p, err := parseMessage(func() (io.Reader, error) { return bytes.NewReader(msg), nil }, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -176,28 +176,26 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		return mailstore.AppendResult{}, err
 	}
 	tmpPath := filepath.Join(a.mailboxDir(mb.ID), "tmp", unique)
-	var p parsed
-	if markers > maxMultipartMarkers {
-		p, err = parseMessage(func() (io.Reader, error) { return nil, errTooNested })
+	flat := markers > maxMultipartMarkers
+	if flat {
 		a.log.Warn("message nests too many parts; caching a flat structure", "mailbox", mb.Name, "size", size)
-	} else {
-		var f *os.File
-		p, err = parseMessage(func() (io.Reader, error) {
-			if f != nil {
-				f.Close()
-			}
-			var err error
-			f, err = os.Open(tmpPath)
-			if err != nil {
-				return nil, err
-			}
-			return bufio.NewReaderSize(f, 32<<10), nil
-		})
+	}
+	var f *os.File
+	p, err := parseMessage(func() (io.Reader, error) {
 		if f != nil {
 			f.Close()
 		}
+		var err error
+		f, err = os.Open(tmpPath)
+		if err != nil {
+			return nil, err
+		}
+		return bufio.NewReaderSize(f, 32<<10), nil
+	}, flat)
+	if f != nil {
+		f.Close()
 	}
-	if err != nil && !errors.Is(err, errTooNested) {
+	if err != nil {
 		os.Remove(tmpPath)
 		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
 	}
@@ -223,8 +221,6 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 	a.log.Debug("message stored", "mailbox", mb.Name, "uid", res.UID, "size", size, "msgid", p.messageID, "dur", time.Since(start))
 	return res, nil
 }
-
-var errTooNested = errors.New("message nests too deeply")
 
 // pendingAppend is one message waiting for its index row.
 type pendingAppend struct {

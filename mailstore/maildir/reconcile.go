@@ -417,6 +417,19 @@ func maildirInfoFlags(name string) flagSet {
 	return fs
 }
 
+// tooManyMarkers reports whether a file holds more multipart markers than
+// delivery would parse (see maxMultipartMarkers).
+func tooManyMarkers(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var mc markerCounter
+	io.Copy(&mc, f)
+	return mc.n > maxMultipartMarkers
+}
+
 // indexFile adds a row for a file found without one. The file keeps its
 // name and place; its internal date is its modification time.
 func (a *account) indexFile(ctx context.Context, id int64, m diskMessage) (bool, error) {
@@ -435,7 +448,7 @@ func (a *account) indexFile(ctx context.Context, id int64, m diskMessage) (bool,
 			return nil, err
 		}
 		return bufio.NewReaderSize(f, 32<<10), nil
-	})
+	}, tooManyMarkers(full))
 	if f != nil {
 		f.Close()
 	}
