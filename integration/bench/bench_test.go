@@ -37,7 +37,11 @@ func TestQuickPosthouse(t *testing.T) {
 		o.systems["postfix"] = true
 	}
 	var out bytes.Buffer
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	if err := run(ctx, o, &out, log); err != nil {
 		t.Fatalf("run: %v", err)
 	}

@@ -56,9 +56,10 @@ type phServer struct {
 	cfgPath string
 	ports   map[string]int
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	logf *os.File
+	cmd     *exec.Cmd
+	done    chan struct{}
+	logf    *os.File
+	domains map[string]bool // added with admin domain add
 }
 
 type phOptions struct {
@@ -72,7 +73,7 @@ func startPosthouse(ctx context.Context, log *slog.Logger, opts phOptions) (_ *p
 	if err != nil {
 		return nil, err
 	}
-	s := &phServer{log: log, dir: dir, bin: opts.Bin}
+	s := &phServer{log: log, dir: dir, bin: opts.Bin, domains: map[string]bool{}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -222,12 +223,15 @@ func (s *phServer) admin(ctx context.Context, stdin string, args ...string) erro
 
 func (s *phServer) AddUser(ctx context.Context, address, password string) error {
 	_, dom, _ := strings.Cut(address, "@")
-	// Exit code 4: the domain already exists.
-	if err := s.admin(ctx, "", "domain", "add", dom); err != nil {
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 4 {
-			return err
+	if !s.domains[dom] {
+		// Exit code 4: the domain already exists.
+		if err := s.admin(ctx, "", "domain", "add", dom); err != nil {
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 4 {
+				return err
+			}
 		}
+		s.domains[dom] = true
 	}
 	return s.admin(ctx, password+"\n", "user", "add", address, "--password-stdin")
 }
