@@ -14,12 +14,14 @@ ARG VERSION=""
 RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/posthouse ./cmd/posthouse
 
 FROM debian:trixie-slim
+COPY --from=build /out/posthouse /usr/local/bin/posthouse
+# The mail ports are below 1024: let the binary bind them without root
+# (setcap comes from libcap2-bin, removed again in the same layer).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libcap2-bin \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/posthouse /usr/local/bin/posthouse
-# The mail ports are below 1024: let the binary bind them without root.
-RUN setcap cap_net_bind_service=+ep /usr/local/bin/posthouse \
+ && setcap cap_net_bind_service=+ep /usr/local/bin/posthouse \
+ && apt-get purge -y --auto-remove libcap2-bin \
+ && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10025 --user-group --home-dir /data --shell /usr/sbin/nologin posthouse \
  && mkdir -p /data /certs \
  && chown posthouse:posthouse /data \
