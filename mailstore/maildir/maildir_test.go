@@ -341,3 +341,48 @@ func TestStoreFilesOnDisk(t *testing.T) {
 		t.Errorf("tmp/ not empty: %v", tmp)
 	}
 }
+
+// TestMissingMailboxID checks every method that takes a mailbox ID against
+// an ID that does not exist (a mailbox deleted under a selected session).
+func TestMissingMailboxID(t *testing.T) {
+	s, _ := newTestStore(t, Options{})
+	acc := openAccount(t, s, testAccount)
+	ctx := context.Background()
+	const gone = 4242
+	all := imap.UIDSet{{Start: 1, Stop: 0}}
+	tests := []struct {
+		name string
+		op   func() error
+	}{
+		{"Status", func() error { _, err := acc.Status(ctx, gone); return err }},
+		{"Snapshot", func() error { _, err := acc.Snapshot(ctx, gone); return err }},
+		{"Fetch", func() error { _, err := acc.Fetch(ctx, gone, all, mailstore.FetchOptions{}); return err }},
+		{"OpenMessage", func() error { _, _, err := acc.OpenMessage(ctx, gone, 1); return err }},
+		{"Search", func() error { _, err := acc.Search(ctx, gone, &imap.SearchCriteria{}); return err }},
+		{"StoreFlags", func() error {
+			_, err := acc.StoreFlags(ctx, gone, all, mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0)
+			return err
+		}},
+		{"Expunge", func() error { _, err := acc.Expunge(ctx, gone, nil); return err }},
+		{"Copy", func() error { _, err := acc.Copy(ctx, gone, all, "Trash"); return err }},
+		{"Move", func() error { _, err := acc.Move(ctx, gone, all, "Trash"); return err }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.op(); !errors.Is(err, mailstore.ErrNoSuchMailbox) {
+				t.Fatalf("got %v, want ErrNoSuchMailbox", err)
+			}
+		})
+	}
+	if acc.Name() != testAccount {
+		t.Errorf("Name() = %q", acc.Name())
+	}
+	if err := acc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := acc.Close(); !errors.Is(err, mailstore.ErrClosed) {
+		t.Errorf("second Close: %v", err)
+	}
+	stop := acc.Watch(func(mailstore.Event) {})
+	stop() // a no-op on a closed handle, but callable
+}
