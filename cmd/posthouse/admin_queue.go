@@ -41,7 +41,7 @@ func queueExit(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, queue.ErrNotFound):
+	case errors.Is(err, queue.ErrNotFound), errors.Is(err, queue.ErrNoSuchKey):
 		return &exitError{code: exitNotFound, err: err}
 	case errors.Is(err, queue.ErrBadID):
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (a queue id is 16 hex digits, see 'posthouse admin queue list')", err)}

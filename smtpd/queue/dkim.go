@@ -182,7 +182,7 @@ func (q *Queue) RemoveDKIMKey(ctx context.Context, domain, selector string) erro
 		return fmt.Errorf("queue: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
+		return fmt.Errorf("%w: selector %s for %s", ErrNoSuchKey, selector, domain)
 	}
 	return nil
 }

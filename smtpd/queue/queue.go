@@ -41,6 +41,7 @@ const (
 // Sentinel errors.
 var (
 	ErrNotFound   = errors.New("queue: no such message")
+	ErrNoSuchKey  = errors.New("queue: no such DKIM key")
 	ErrBadID      = errors.New("queue: malformed queue id")
 	ErrNoRcpts    = errors.New("queue: no recipients")
 	ErrBadAddress = errors.New("queue: malformed address")
