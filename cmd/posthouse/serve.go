@@ -83,6 +83,9 @@ func registeredServices() []service {
 var (
 	shutdownGrace = 6 * time.Second
 	shutdownForce = 3 * time.Second
+	// secondSignalAfter: a signal within this time of the first is the
+	// same request delivered twice.
+	secondSignalAfter = time.Second
 )
 
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -210,12 +213,23 @@ func shutdownServices(log *slog.Logger, grace time.Duration, list []running) err
 	defer signal.Stop(again)
 	watchDone := make(chan struct{})
 	defer close(watchDone)
+	start := time.Now()
 	go func() {
-		select {
-		case <-again:
-			log.Warn("second signal: stopping without waiting for sessions")
-			cancel()
-		case <-watchDone:
+		for {
+			select {
+			case <-again:
+				// A supervisor that signals the whole process group (timeout,
+				// some init scripts) delivers the first signal twice: only a
+				// later one is an operator insisting.
+				if time.Since(start) < secondSignalAfter {
+					continue
+				}
+				log.Warn("second signal: stopping without waiting for sessions")
+				cancel()
+				return
+			case <-watchDone:
+				return
+			}
 		}
 	}()
 
