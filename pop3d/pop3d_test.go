@@ -889,7 +889,7 @@ func TestShutdownForced(t *testing.T) {
 	}
 	ts := &testServer{srv: srv, store: store}
 	ts.deliver(t, testUser, msg("small", "x\r\n"))
-	ts.deliver(t, testUser, bigMessage(16<<20))
+	ts.deliver(t, testUser, bigMessage(8<<20))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -977,7 +977,7 @@ func TestNewRequiresStoreAndAuth(t *testing.T) {
 // account and deliveries go on.
 func TestStalledRetrBlocksNobody(t *testing.T) {
 	ts := newTestServer(t)
-	ts.deliver(t, testUser, bigMessage(16<<20))
+	ts.deliver(t, testUser, bigMessage(8<<20))
 	ts.deliver(t, "bob@example.org", msg("for bob", "hi\r\n"))
 	stalled := ts.login(t)
 	stalled.c.(*net.TCPConn).SetReadBuffer(4 << 10)
