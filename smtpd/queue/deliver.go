@@ -485,6 +485,7 @@ var (
 	replyNeedUTF8    = Reply{Code: 553, Enhanced: "5.6.7", Text: "recipient's server does not support SMTPUTF8 addresses"}
 	replyNeed8Bit    = Reply{Code: 554, Enhanced: "5.6.3", Text: "message has 8-bit content and the recipient's server does not support 8BITMIME"}
 	replySpoolLost   = Reply{Code: 554, Enhanced: "5.3.0", Text: "message file missing from the queue"}
+	replyLoop        = Reply{Code: 451, Enhanced: "4.4.6", Text: "mail for the recipient domain loops back to this server"}
 	replyConnDropped = Reply{Code: 451, Enhanced: "4.4.2", Text: "connection lost during delivery"}
 )
 
@@ -534,15 +535,32 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 			q.log.Warn("queue: MX lookup", "queueid", m.id, "domain", domain, "err", err)
 			return allResults(rcpts, replyDNSTemp, "")
 		}
+		// RFC 5321 §5.1: if we are one of the MX hosts, only hosts
+		// preferred over us may be tried; none means the mail would loop.
+		self := -1
+		for _, mx := range mxs {
+			if strings.EqualFold(mx.Host, strings.TrimSuffix(q.opts.Hostname, ".")) && (self < 0 || int(mx.Pref) < self) {
+				self = int(mx.Pref)
+			}
+		}
 		hosts := make([]string, 0, len(mxs))
+		null := false
 		for _, mx := range mxs {
 			if mx.Host == "." || mx.Host == "" {
+				null = true
+				continue
+			}
+			if self >= 0 && int(mx.Pref) >= self {
 				continue
 			}
 			hosts = append(hosts, mx.Host)
 		}
-		if len(mxs) > 0 && len(hosts) == 0 {
+		if len(hosts) == 0 && null {
 			return allResults(rcpts, replyNullMX, "")
+		}
+		if len(hosts) == 0 && self >= 0 {
+			q.log.Error("queue: mail for the domain loops back to this server (our hostname is its best MX)", "queueid", m.id, "domain", domain)
+			return allResults(rcpts, replyLoop, "")
 		}
 		if len(hosts) == 0 {
 			targets = []target{{host: domain, implicit: true}}

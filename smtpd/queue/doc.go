@@ -31,7 +31,9 @@
 // run in total and MaxPerDomain per domain. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
-// 5.1.10. Each host's addresses (AAAA, then A) are tried in turn, at most
+// 5.1.10. When our own hostname is among the MX hosts, only those preferred
+// over it are tried, and none means a routing loop (temporary, 4.4.6, so
+// the DNS can be fixed). Each host's addresses (AAAA, then A) are tried in turn, at most
 // ten connections per attempt, until one server gives per-recipient
 // answers.
 //

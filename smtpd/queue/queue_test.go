@@ -56,6 +56,11 @@ func TestMXOrderAndFallback(t *testing.T) {
 			wantDials: []string{"127.0.0.1"},
 		},
 		{
+			name:      "only MX hosts preferred over ourselves",
+			records:   []string{"c.test. MX 20 mail.a.test.", "c.test. MX 10 mx1.c.test.", "c.test. MX 30 mx3.c.test.", "mx1.c.test. A 127.0.0.1", "mx3.c.test. A 127.0.0.3", "mail.a.test. A 127.0.0.4"},
+			wantDials: []string{"127.0.0.1"},
+		},
+		{
 			name:      "no MX: the domain's own address",
 			records:   []string{"c.test. A 127.0.0.1"},
 			wantDials: []string{"127.0.0.1"},
@@ -105,6 +110,20 @@ func TestPermanentWithoutConnecting(t *testing.T) {
 			}
 			waitFor(t, "message leaves the queue", func() bool { return e.gone(id) })
 		})
+	}
+}
+
+func TestMXLoopsBackToUs(t *testing.T) {
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote)
+	e.dns.Add("c.test. MX 10 mail.a.test.", "c.test. MX 20 mx2.c.test.", "mx2.c.test. A 127.0.0.1")
+	id := e.enqueue("alice@a.test", "x@c.test")
+	waitFor(t, "attempt", func() bool { _, r := e.rcptState(id, "x@c.test"); return r != "" })
+	if st, r := e.rcptState(id, "x@c.test"); st != StatePending || !strings.HasPrefix(r, "451 4.4.6") {
+		t.Errorf("state %s reply %q, want pending with 4.4.6", st, r)
+	}
+	if len(e.dials()) != 0 {
+		t.Errorf("dialed %v", e.dials())
 	}
 }
 
