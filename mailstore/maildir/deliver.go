@@ -209,7 +209,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 	_, zone := date.Zone()
 	pa := &pendingAppend{
 		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit,
-		done: make(chan struct{}),
+		done: make(chan struct{}), lead: make(chan struct{}, 1),
 	}
 	a.commitAppend(ctx, pa)
 	res, err := pa.res, pa.err
@@ -235,7 +235,8 @@ type pendingAppend struct {
 
 	res  mailstore.AppendResult
 	err  error
-	done chan struct{}
+	done chan struct{} // closed when res and err are final
+	lead chan struct{} // (buffered) this append's goroutine commits the queue next
 }
 
 // maxCommitBatch bounds how many appends share one transaction.
@@ -260,28 +261,35 @@ func (a *account) commitAppend(ctx context.Context, pa *pendingAppend) {
 		a.gcMu.Unlock()
 		// Once queued, wait for the outcome even if ctx ends, so a
 		// caller never reports failure for a message that was stored.
-		<-pa.done
-		return
-	}
-	a.gcLeader = true
-	for {
-		batch := a.gcQueue
-		if len(batch) > maxCommitBatch {
-			batch = batch[:maxCommitBatch]
-		}
-		a.gcQueue = a.gcQueue[len(batch):]
-		a.gcMu.Unlock()
-		a.commitBatch(batch)
-		for _, x := range batch {
-			close(x.done)
+		select {
+		case <-pa.done:
+			return
+		case <-pa.lead:
+			// The previous committer handed over: commit the queue,
+			// which starts with pa.
 		}
 		a.gcMu.Lock()
-		if len(a.gcQueue) == 0 {
-			a.gcLeader = false
-			a.gcMu.Unlock()
-			return
-		}
 	}
+	a.gcLeader = true
+	batch := a.gcQueue
+	if len(batch) > maxCommitBatch {
+		batch = batch[:maxCommitBatch]
+	}
+	a.gcQueue = a.gcQueue[len(batch):]
+	a.gcMu.Unlock()
+	a.commitBatch(batch)
+	for _, x := range batch {
+		close(x.done)
+	}
+	// Commit one batch only, then pass the role to the oldest waiter, so
+	// no caller is kept committing for others under sustained load.
+	a.gcMu.Lock()
+	if len(a.gcQueue) == 0 {
+		a.gcLeader = false
+	} else {
+		a.gcQueue[0].lead <- struct{}{}
+	}
+	a.gcMu.Unlock()
 }
 
 // commitBatch writes the rows of a batch in one transaction. It runs
