@@ -90,10 +90,16 @@ func (s *session) Data(r io.Reader) error {
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
 	}
-	trace := s.traceHeader(id, hdr, &env)
-	d := delivery{s: s, env: &env, log: log, spool: spool, size: size, trace: trace}
+	d := delivery{s: s, env: &env, log: log, spool: spool, size: size}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
+	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, hdr, &env)
+	if srv.opts.Mode == ModeMTA {
+		d.skip = forgedAuthResults(spool, size, srv.opts.Hostname)
+		if len(d.skip) > 0 {
+			log.Warn("removed Authentication-Results fields claiming to be ours", "count", len(d.skip))
+		}
+	}
 	if err := d.run(ctx); err != nil {
 		return err
 	}
@@ -181,6 +187,7 @@ type headerInfo struct {
 	messageID    string
 	hasMessageID bool
 	hasDate      bool
+	hasDKIM      bool
 }
 
 // readHeaderInfo parses at most maxHeaderBytes of the message header.
@@ -202,6 +209,7 @@ func readHeaderInfo(r io.Reader, size int64) headerInfo {
 		messageID:    sanitizeLogValue(mid, 200),
 		hasMessageID: mid != "",
 		hasDate:      h.Has("Date"),
+		hasDKIM:      h.Has("Dkim-Signature"),
 	}
 }
 
@@ -226,13 +234,21 @@ type delivery struct {
 	log   *slog.Logger
 	spool *os.File
 	size  int64
-	trace string // our trace (and, on submission, added) header fields
+	trace string     // our trace (and, on submission, added) header fields
+	skip  [][2]int64 // byte ranges of the message left out (forged fields)
 }
 
 // body returns a reader over prefix, our trace fields and the spooled
-// message.
+// message without the skipped ranges.
 func (d *delivery) body(prefix string) io.Reader {
-	return io.MultiReader(strings.NewReader(prefix), strings.NewReader(d.trace), io.NewSectionReader(d.spool, 0, d.size))
+	rs := []io.Reader{strings.NewReader(prefix), strings.NewReader(d.trace)}
+	var off int64
+	for _, r := range d.skip {
+		rs = append(rs, io.NewSectionReader(d.spool, off, r[0]-off))
+		off = r[1]
+	}
+	rs = append(rs, io.NewSectionReader(d.spool, off, d.size-off))
+	return io.MultiReader(rs...)
 }
 
 // localResult is the outcome for one account (LMTP-style accounting: one

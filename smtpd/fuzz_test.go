@@ -107,3 +107,23 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseAuthResults(f *testing.F) {
+	f.Add("Authentication-Results: mx.example.org; dkim=pass\r\nSubject: x\r\n\r\nbody\r\n")
+	f.Add("A: b\r\n\tc\r\nAuthentication-Results: (c(n)\\)) MX.EXAMPLE.ORG;\r\n none\r\n\r\n")
+	f.Add("Authentication-Results:mx.example.org\r\n")
+	f.Add("\r\n")
+	f.Fuzz(func(t *testing.T, msg string) {
+		got := forgedAuthResults(strings.NewReader(msg), int64(len(msg)), "mx.example.org")
+		var prev int64
+		for _, r := range got {
+			if r[0] < prev || r[1] <= r[0] || r[1] > int64(len(msg)) {
+				t.Fatalf("bad range %v in %v for %q", r, got, msg)
+			}
+			if !strings.HasPrefix(strings.ToLower(msg[r[0]:r[1]]), "authentication-results") {
+				t.Fatalf("range %v is %q", r, msg[r[0]:r[1]])
+			}
+			prev = r[1]
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/smtpd"
+	"github.com/posthouse/posthouse/smtpd/resolve"
 )
 
 func init() { registerService("smtp", 20, startSMTP) }
@@ -34,6 +35,14 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		return nil, fmt.Errorf("smtpd spool: %w", err)
 	}
 	conns := limit.NewConns(a.cfg.Limits.MaxConnectionsPerIP, a.cfg.Limits.MaxConnections)
+	// DKIM verification of inbound mail goes through the configured
+	// resolver; without one, mail is still accepted, just not verified.
+	var txt smtpd.TXTResolver
+	if r, err := resolve.New(resolve.Options{Server: a.cfg.DNS.Resolver}); err != nil {
+		a.log.Warn("no DNS resolver: inbound DKIM signatures will not be verified", "proto", "smtp", "err", err)
+	} else {
+		txt = r
+	}
 
 	var (
 		servers []*smtpd.Server
@@ -70,6 +79,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 			TLS:                 a.tls,
 			Directory:           a.auth,
 			Store:               a.store,
+			Resolver:            txt,
 			SpoolDir:            spool,
 			MaxMessageBytes:     int64(a.cfg.Limits.MaxMessageSize),
 			MaxRecipients:       a.cfg.Limits.MaxRecipients,
