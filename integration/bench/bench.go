@@ -281,18 +281,22 @@ func (b *bench) mem(ctx context.Context) {
 	k := b.sz.IdleConns
 	rss, pss, per, perP := b.mMem()
 	failed := map[string]bool{}
+	first := map[string]*memResult{}
 	for run := range b.o.runs {
 		for _, s := range b.srvs {
 			if failed[s.Name()] {
 				continue
 			}
-			r, err := idleIMAP(ctx, s, k, b.o.settle)
+			r, err := idleIMAP(ctx, s, k, b.o.settle, first[s.Name()])
 			if err != nil {
 				failed[s.Name()] = true
 				b.fail(s, "idle IMAP connections", err)
 				continue
 			}
 			b.log.Info("mem", "system", s.Name(), "run", run, "rssMiB", int(r.rss)>>20, "pssMiB", int(r.pss)>>20, "perConnKiB", int(r.perConnRSS)>>10, "processes", r.processCount)
+			if first[s.Name()] == nil {
+				first[s.Name()] = &r
+			}
 			b.res.add(rss, s.Name(), r.rss)
 			b.res.add(pss, s.Name(), r.pss)
 			b.res.add(per, s.Name(), r.perConnRSS)
@@ -304,7 +308,7 @@ func (b *bench) mem(ctx context.Context) {
 			time.Sleep(b.o.settle)
 		}
 	}
-	b.notes = append(b.notes, fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system %s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them.", n(k), b.o.settle))
+	b.notes = append(b.notes, fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system %s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them. Per connection: growth over the system's memory before the first run's connections.", n(k), b.o.settle))
 }
 
 func (b *bench) relayOut(ctx context.Context) {

@@ -243,7 +243,10 @@ func populateMaildir(ctx context.Context, s server, c *imapclient.Client, user, 
 			return ctx.Err()
 		}
 		b := gen(i)
-		name := fmt.Sprintf("%d.M%dP%d.benchgen,S=%d:2,", now, i, pid, len(b))
+		// S= is the file size and W= the size with CRLF line ends (the
+		// same here): Dovecot's own deliveries name both, and without W=
+		// it must read every file to answer POP3 STAT.
+		name := fmt.Sprintf("%d.M%dP%d.benchgen,S=%d,W=%d:2,", now, i, pid, len(b), len(b))
 		tmp := filepath.Join(md, "tmp", name)
 		if err := os.WriteFile(tmp, b, 0o600); err != nil {
 			return err
@@ -444,16 +447,24 @@ type memResult struct {
 	rss, pss     float64 // bytes, all processes, with the connections open
 	perConnRSS   float64 // bytes per connection, RSS growth over the idle baseline
 	perConnPSS   float64 // the same for PSS
-	baseRSS      float64
+	baseRSS      float64 // before the connections were opened
+	basePSS      float64
 	processCount int
 }
 
 // idleIMAP opens n authenticated IMAP connections (INBOX selected), waits
 // for the servers to settle and sums the memory of every process.
-func idleIMAP(ctx context.Context, s server, n int, settle time.Duration) (memResult, error) {
+//
+// The per-connection figures are growth over base, the system's memory
+// before the first run: a Go process keeps the heap it grew in an earlier
+// run, so its own idle baseline in later runs would hide that growth.
+func idleIMAP(ctx context.Context, s server, n int, settle time.Duration, base *memResult) (memResult, error) {
 	var res memResult
 	rss0, pss0 := memUsage(s.PIDs())
-	res.baseRSS = float64(rss0)
+	res.baseRSS, res.basePSS = float64(rss0), float64(pss0)
+	if base != nil {
+		rss0, pss0 = int64(base.baseRSS), int64(base.basePSS)
+	}
 	clients := make([]*imapclient.Client, n)
 	defer func() {
 		var wg sync.WaitGroup
