@@ -27,14 +27,18 @@ import (
 //     and the per-recipient commits, until every message left the queue.
 //
 // Messages go round-robin to 1 or 20 destination domains; MaxPerDomain (5)
-// and MaxConcurrent (50) apply. ns/op covers both phases.
+// and MaxConcurrent (50) apply. With starttls=true the receiver offers
+// STARTTLS (ECDSA P-256 certificate) and every connection upgrades. ns/op
+// covers both phases.
 func BenchmarkRelay(b *testing.B) {
-	for _, domains := range []int{1, 20} {
-		b.Run(fmt.Sprintf("domains=%d", domains), func(b *testing.B) { benchRelay(b, domains) })
+	for _, tls := range []bool{false, true} {
+		for _, domains := range []int{1, 20} {
+			b.Run(fmt.Sprintf("starttls=%v/domains=%d", tls, domains), func(b *testing.B) { benchRelay(b, domains, tls) })
+		}
 	}
 }
 
-func benchRelay(b *testing.B, domains int) {
+func benchRelay(b *testing.B, domains int, starttls bool) {
 	var delivered atomic.Int64
 	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
 		return &countingSession{n: &delivered}, nil
@@ -45,6 +49,9 @@ func benchRelay(b *testing.B, domains int) {
 	srv.MaxMessageBytes = 10 << 20
 	srv.MaxRecipients = 100
 	srv.ErrorLog = nopLogger{}
+	if starttls {
+		srv.TLSConfig = selfSigned(b)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -65,7 +72,7 @@ func benchRelay(b *testing.B, domains int) {
 		Hostname:     "bench.a.test",
 		Resolver:     res,
 		RemotePort:   ln.Addr().(*net.TCPAddr).Port,
-		DisableTLS:   true,
+		DisableTLS:   !starttls,
 		PollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {

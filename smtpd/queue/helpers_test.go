@@ -201,7 +201,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 }
 
 // selfSigned returns a server TLS config with a fresh certificate.
-func selfSigned(t *testing.T) *tls.Config {
+func selfSigned(t testing.TB) *tls.Config {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
