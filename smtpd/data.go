@@ -39,7 +39,7 @@ func (s *session) Data(r io.Reader) error {
 	env := s.env
 	s.mu.Unlock()
 	if !env.active || len(env.rcpts) == 0 {
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need RCPT before DATA"}
+		return errNeedRcpt
 	}
 	srv := s.s
 	srv.mu.Lock()

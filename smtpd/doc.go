@@ -36,7 +36,10 @@
 // message lines alike, as go-smtp applies one limit to both: an over-long
 // command line gets 500 5.4.0 and the connection is closed; an over-long
 // message line gets 554 5.6.0 for the message, then the connection is
-// closed because the rest of the line cannot be resynchronised. Every read
+// closed because the rest of the line cannot be resynchronised. Command
+// lines ending in a bare LF are tolerated (go-smtp reads them with
+// net/textproto; some scripts send them, and a command line cannot smuggle
+// anything); only message content must be strict CRLF. Every read
 // has a deadline: CommandTimeout for each command (go-smtp renews it per
 // line; this also bounds the TLS handshakes and each BDAT chunk), and
 // DataTimeout for a whole DATA upload from the 354 on, so a client trickling

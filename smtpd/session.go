@@ -269,7 +269,7 @@ func (s *session) rcpt(to string) error {
 	}
 	if !s.env.active {
 		// go-smtp checks the order itself; this guards a failed MAIL.
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need MAIL before RCPT"}
+		return errNeedMail
 	}
 	addr, err := parseAddress(to, s.env.utf8, errBadRecipient)
 	if err != nil {
