@@ -21,6 +21,10 @@ type fetchWriterOptions struct {
 		nonExtended bool // BODY
 	}
 	obsolete map[*imap.FetchItemBodySection]string
+	// batch: responses to a FETCH or STORE command are flushed by the
+	// command's tagged reply (or when the buffer fills), not one by one
+	// (Posthouse patch). Unilateral FETCH FLAGS still flush at once.
+	batch bool
 }
 
 func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
@@ -87,6 +91,7 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		options.UID = true
 	}
 
+	writerOptions.batch = true
 	w := &FetchWriter{conn: c, options: writerOptions}
 	if err := c.session.Fetch(w, numSet, &options); err != nil {
 		return err
@@ -333,6 +338,7 @@ type FetchWriter struct {
 // FetchResponseWriter.Close must be called.
 func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
 	enc := newResponseEncoder(cmd.conn)
+	enc.NoFlush = cmd.options.batch
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
 	return &FetchResponseWriter{enc: enc, options: cmd.options}
 }
