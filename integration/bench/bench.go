@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -22,6 +23,8 @@ type bench struct {
 	srvs  []server
 	res   *results
 	relay *relaySink
+
+	mu    sync.Mutex // guards notes and errs
 	notes []string
 	errs  []string
 }
@@ -44,7 +47,16 @@ func (b *bench) runWorkload(ctx context.Context, wl string) {
 // fail records that a system could not run a workload; its cells say so.
 func (b *bench) fail(s server, what string, err error) {
 	b.log.Error("workload failed", "system", s.Name(), "workload", what, "err", err)
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.errs = append(b.errs, fmt.Sprintf("%s, %s: %v", s.Name(), what, firstLine(err.Error())))
+}
+
+// note adds a line to the notes under the table.
+func (b *bench) note(s string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.notes = append(b.notes, s)
 }
 
 func firstLine(s string) string {
@@ -171,7 +183,7 @@ func (b *bench) smtp(ctx context.Context) {
 			}
 		}
 	}
-	b.notes = append(b.notes, fmt.Sprintf("SMTP in: %s messages per run and connection count, one recipient each, on the plain MTA port; each connection sends its share sequentially; the clock stops when IMAP STATUS INBOX shows all of them (polled every 10 ms). Disk: growth of du (allocated blocks) of the whole mail store over a run, divided by its messages.", n(b.sz.SMTPMsgs)))
+	b.note(fmt.Sprintf("SMTP in: %s messages per run and connection count, one recipient each, on the plain MTA port; each connection sends its share sequentially; the clock stops when IMAP STATUS INBOX shows all of them (polled every 10 ms). Disk: growth of du (allocated blocks) of the whole mail store over a run, divided by its messages.", n(b.sz.SMTPMsgs)))
 }
 
 func (b *bench) imap(ctx context.Context) {
@@ -184,8 +196,11 @@ func (b *bench) imap(ctx context.Context) {
 		fetchBytes += int64(len(fetchGen(i)))
 	}
 	wantHits := (sz.SearchMsgs + needleEvery - 1) / needleEvery
-	failed := map[string]bool{}
-	for _, s := range b.srvs {
+	// Filling is not timed, so the systems fill their mailboxes at the
+	// same time.
+	failed := make([]bool, len(b.srvs))
+	parallel(ctx, len(b.srvs), len(b.srvs), func(ctx context.Context, i int) error {
+		s := b.srvs[i]
 		for _, p := range []struct {
 			mailbox string
 			n       int
@@ -198,18 +213,28 @@ func (b *bench) imap(ctx context.Context) {
 		} {
 			t0 := time.Now()
 			if err := populate(ctx, s, userIMAP, p.mailbox, p.n, p.gen, p.mode); err != nil {
-				failed[s.Name()] = true
+				failed[i] = true
 				b.fail(s, "IMAP populate "+p.mailbox, err)
-				break
+				return nil
 			}
 			b.log.Info("populated", "system", s.Name(), "mailbox", p.mailbox, "messages", p.n, "mode", p.mode, "dur", time.Since(t0).Round(time.Millisecond))
-			b.notes = append(b.notes, fmt.Sprintf("%s: filling %s with %s messages (%s) took %s.", s.Name(), p.mailbox, n(p.n), p.mode, time.Since(t0).Round(time.Second)))
+			b.note(fmt.Sprintf("%s: filling %s with %s messages (%s, concurrently with the other system) took %s.", s.Name(), p.mailbox, n(p.n), p.mode, time.Since(t0).Round(time.Second)))
+		}
+		return nil
+	})
+	sel, ff, fb, st := b.mIMAP()
+	// One untimed pass first, so every timed run sees warm caches, as a
+	// mailbox in daily use does.
+	for i, s := range b.srvs {
+		if !failed[i] {
+			imapSelectFetchFlags(s, "Big", sz.BigMsgs)
+			imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
+			imapSearchText(s, "Search", wantHits)
 		}
 	}
-	sel, ff, fb, st := b.mIMAP()
 	for run := range b.o.runs {
-		for _, s := range b.srvs {
-			if failed[s.Name()] {
+		for i, s := range b.srvs {
+			if failed[i] {
 				continue
 			}
 			ds, df, err := imapSelectFetchFlags(s, "Big", sz.BigMsgs)
@@ -234,7 +259,7 @@ func (b *bench) imap(ctx context.Context) {
 			b.log.Info("imap", "system", s.Name(), "run", run, "select", ds, "fetchflags", df, "fetchbodies", d, "search", d2)
 		}
 	}
-	b.notes = append(b.notes, fmt.Sprintf("IMAP: each figure is one command on a fresh connection (SELECT; UID FETCH 1:* (FLAGS) read to the end; FETCH 1:* BODY.PEEK[] on an EXAMINEd mailbox, every byte read and counted; SEARCH TEXT of a word in 1 message in %d). Messages: %s, %s and %s, plain text.", needleEvery, kb(sz.BigSize), kb(sz.FetchSize), kb(sz.SearchSize)))
+	b.note(fmt.Sprintf("IMAP: after one untimed pass, each figure is one command on a fresh connection (SELECT; UID FETCH 1:* (FLAGS) read to the end; FETCH 1:* BODY.PEEK[] on an EXAMINEd mailbox, every byte read and counted; SEARCH TEXT of a word in 1 message in %d). Messages: %s, %s and %s, plain text.", needleEvery, kb(sz.BigSize), kb(sz.FetchSize), kb(sz.SearchSize)))
 }
 
 // populateMode resolves -populate for one system.
@@ -274,7 +299,7 @@ func (b *bench) pop3(ctx context.Context) {
 			b.res.add(m, s.Name(), ms(d))
 		}
 	}
-	b.notes = append(b.notes, "POP3: one session from connect to QUIT's +OK (deletions applied), USER/PASS, STAT, then RETR n and DELE n for every message, every byte read; the maildrop is refilled (not timed, as for IMAP) before each run.")
+	b.note("POP3: one session from connect to QUIT's +OK (deletions applied), USER/PASS, STAT, then RETR n and DELE n for every message, every byte read; the maildrop is refilled (not timed, as for IMAP) before each run.")
 }
 
 func (b *bench) mem(ctx context.Context) {
@@ -302,13 +327,13 @@ func (b *bench) mem(ctx context.Context) {
 			b.res.add(per, s.Name(), r.perConnRSS)
 			b.res.add(perP, s.Name(), r.perConnPSS)
 			if run == 0 {
-				b.notes = append(b.notes, fmt.Sprintf("%s: %d processes with the idle connections open.", s.Name(), r.processCount))
+				b.note(fmt.Sprintf("%s: %d processes with the idle connections open.", s.Name(), r.processCount))
 			}
 			// Let the servers release the connections before the next run.
 			time.Sleep(b.o.settle)
 		}
 	}
-	b.notes = append(b.notes, fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system %s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them. Per connection: growth over the system's memory before the first run's connections.", n(k), b.o.settle))
+	b.note(fmt.Sprintf("Memory: %s connections logged in as one user with INBOX selected, opened 10 at a time; VmRSS and Pss (smaps_rollup) summed over every process of the system %s after the last login (Postfix's idle daemons included). RSS double-counts pages shared between Dovecot's processes; PSS splits them. Per connection: growth over the system's memory before the first run's connections.", n(k), b.o.settle))
 }
 
 func (b *bench) relayOut(ctx context.Context) {
@@ -334,7 +359,7 @@ func (b *bench) relayOut(ctx context.Context) {
 			}
 		}
 	}
-	b.notes = append(b.notes, "Relay: messages submitted over 4 connections (Posthouse: submission port with STARTTLS and AUTH PLAIN; Postfix: its port 25, relaying for 127.0.0.0/8), one recipient each, spread round-robin over the destination domains; the clock stops when the loopback receiver has accepted every one. Posthouse finds the receiver by MX through a loopback DNS server ([dns] resolver, [queue] remote_port); Postfix, which resolves through the system resolver, is routed there by transport_maps ([127.0.0.1]:port, no MX lookup).")
+	b.note("Relay: messages submitted over 4 connections (Posthouse: submission port with STARTTLS and AUTH PLAIN; Postfix: its port 25, relaying for 127.0.0.0/8), one recipient each, spread round-robin over the destination domains; the clock stops when the loopback receiver has accepted every one. Posthouse finds the receiver by MX through a loopback DNS server ([dns] resolver, [queue] remote_port); Postfix, which resolves through the system resolver, is routed there by transport_maps ([127.0.0.1]:port, no MX lookup).")
 }
 
 // relayRun submits RelayMsgs messages to foreign domains and waits until
