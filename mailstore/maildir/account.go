@@ -215,7 +215,7 @@ func isCorrupt(err error) bool {
 
 func (a *account) loadUsage(ctx context.Context) error {
 	var used sql.NullInt64
-	if err := a.db.Read.QueryRowContext(ctx, `SELECT sum(size) FROM messages`).Scan(&used); err != nil {
+	if err := a.db.Read.QueryRowContext(ctx, `SELECT sum(bytes) FROM mailboxes`).Scan(&used); err != nil {
 		return fmt.Errorf("maildir: usage of %s: %w", a.name, err)
 	}
 	a.used.Store(used.Int64)

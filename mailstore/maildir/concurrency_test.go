@@ -183,6 +183,7 @@ func TestWatchSnapshotConsistency(t *testing.T) {
 			t.Fatalf("uid %d: view %v (%v), store %v", m.UID, f, ok, m.Flags)
 		}
 	}
+	checkCounters(t, acc)
 }
 
 // TestReconcile covers a file without a row, a row without a file, stray
@@ -290,6 +291,7 @@ func TestReconcile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mbDir, file1)); !os.IsNotExist(err) {
 		t.Errorf("trashed file still there")
 	}
+	checkCounters(t, acc)
 }
 
 // TestRebuildIndex deletes or corrupts the index and reopens: every message
@@ -430,5 +432,44 @@ func TestRemoveByOtherProcess(t *testing.T) {
 	snap, err := check.Snapshot(ctx, inboxID(t, check))
 	if err != nil || len(snap.Messages) != 1 {
 		t.Fatalf("new account seen by the other store: %d messages, %v", len(snap.Messages), err)
+	}
+}
+
+// checkCounters compares the trigger-kept counters of every mailbox with
+// what the messages say.
+func checkCounters(t *testing.T, acc mailstore.Account) {
+	t.Helper()
+	a := acc.(*handle).a
+	err := a.readTx(context.Background(), func(r *rtx) error {
+		rows, err := r.query(`SELECT id, msgs, bytes, unseen, deleted,
+			(SELECT count(*) FROM messages m WHERE m.mailbox = b.id),
+			(SELECT ifnull(sum(size), 0) FROM messages m WHERE m.mailbox = b.id),
+			(SELECT count(*) FROM messages m WHERE m.mailbox = b.id AND (m.flags & 1) = 0),
+			(SELECT count(*) FROM messages m WHERE m.mailbox = b.id AND (m.flags & 8) != 0)
+			FROM mailboxes b`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, m1, b1, u1, d1, m2, b2, u2, d2 int64
+			if err := rows.Scan(&id, &m1, &b1, &u1, &d1, &m2, &b2, &u2, &d2); err != nil {
+				return err
+			}
+			if m1 != m2 || b1 != b2 || u1 != u2 || d1 != d2 {
+				t.Errorf("mailbox %d counters %d/%d/%d/%d, messages say %d/%d/%d/%d", id, m1, b1, u1, d1, m2, b2, u2, d2)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	a.readTx(context.Background(), func(r *rtx) error {
+		return r.queryRow(`SELECT ifnull(sum(size), 0) FROM messages`).Scan(&sum)
+	})
+	if used, _, _ := acc.Usage(context.Background()); used != sum {
+		t.Errorf("usage %d, messages sum to %d", used, sum)
 	}
 }

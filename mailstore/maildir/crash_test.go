@@ -262,7 +262,8 @@ func verifyCrashStore(t *testing.T, dir string, acked map[imap.UID]string) {
 	}
 	used, _, _ := acc.Usage(ctx)
 	st, _ := acc.Status(ctx, mb.ID)
-	if used != st.Size {
-		t.Fatalf("usage %d, INBOX size %d", used, st.Size)
+	if used != st.Size || int(st.Messages) != len(snap.Messages) {
+		t.Fatalf("usage %d, INBOX size %d, %d messages in status, %d in snapshot", used, st.Size, st.Messages, len(snap.Messages))
 	}
+	checkCounters(t, acc)
 }

@@ -183,6 +183,7 @@ func TestRenameInbox(t *testing.T) {
 	if res := deliver(t, acc, testMessage("after", "x")); res.MailboxID != in || res.UID != 4 {
 		t.Errorf("delivery after INBOX rename = %+v", res)
 	}
+	checkCounters(t, acc)
 }
 
 func TestSubscriptions(t *testing.T) {
@@ -284,6 +285,7 @@ func TestCopyMove(t *testing.T) {
 	if got := strings.Join(kinds, ""); got != "AAAAXXA" {
 		t.Errorf("event kinds %q", got)
 	}
+	checkCounters(t, acc)
 }
 
 func b2i(b bool) int {
@@ -330,6 +332,7 @@ func TestQuota(t *testing.T) {
 	}
 	limit = 0 // unlimited
 	deliver(t, acc, msg)
+	checkCounters(t, acc)
 }
 
 func TestMaildropLockAndClose(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 const testAccount = "alice@example.org"
@@ -316,6 +317,48 @@ func TestSnapshotStoreExpungeWatch(t *testing.T) {
 	}
 	if events[len(events)-1].ModSeq != snap2.HighestModSeq+1 {
 		t.Errorf("append event modseq %d, snapshot had %d", events[len(events)-1].ModSeq, snap2.HighestModSeq)
+	}
+	checkCounters(t, acc)
+}
+
+// TestMigrationCounters opens an index written by schema version 1 and
+// checks that migration 2 computes the counters from existing messages.
+func TestMigrationCounters(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	acctDir := filepath.Join(dir, accountDirName(testAccount))
+	os.MkdirAll(filepath.Join(acctDir, "maildir"), 0o700)
+	os.WriteFile(filepath.Join(acctDir, addressFile), []byte(testAccount+"\n"), 0o600)
+	db, err := sqlitedb.Open(ctx, filepath.Join(acctDir, indexFile), migrations[:1], sqlitedb.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO mailboxes (id, name, uidvalidity, uidnext) VALUES (1, 'INBOX', 7, 3)`,
+		`INSERT INTO messages (mailbox, uid, modseq, flags, size, internaldate, internalzone, file) VALUES (1, 1, 1, 1, 100, 0, 0, 'cur/a')`,
+		`INSERT INTO messages (mailbox, uid, modseq, flags, size, internaldate, internalzone, file) VALUES (1, 2, 1, 8, 50, 0, 0, 'cur/b')`,
+	} {
+		if _, err := db.Write.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	for _, f := range []string{"a", "b"} {
+		os.MkdirAll(filepath.Join(acctDir, "maildir", "1", "cur"), 0o700)
+		os.WriteFile(filepath.Join(acctDir, "maildir", "1", "cur", f), []byte("Subject: x\r\n\r\n"), 0o600)
+	}
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acc := openAccount(t, s, testAccount)
+	st, err := acc.Status(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Messages != 2 || st.Size != 150 || st.Unseen != 1 || st.Deleted != 1 || st.UIDValidity != 7 {
+		t.Errorf("status after migration = %+v", st)
 	}
 }
 

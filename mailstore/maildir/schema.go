@@ -53,6 +53,38 @@ var migrations = []sqlitedb.Migration{
 			path TEXT PRIMARY KEY
 		) WITHOUT ROWID`,
 	),
+	// 2: per-mailbox counters kept by triggers, so STATUS reads one row
+	// instead of scanning the mailbox; every write path (delivery, flags,
+	// expunge, copy, move, reconciliation) maintains them by construction.
+	sqlitedb.Exec(
+		`ALTER TABLE mailboxes ADD COLUMN msgs INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE mailboxes ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE mailboxes ADD COLUMN unseen INTEGER NOT NULL DEFAULT 0`,
+		`ALTER TABLE mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0`,
+		`UPDATE mailboxes SET
+			msgs = (SELECT count(*) FROM messages m WHERE m.mailbox = mailboxes.id),
+			bytes = (SELECT ifnull(sum(size), 0) FROM messages m WHERE m.mailbox = mailboxes.id),
+			unseen = (SELECT count(*) FROM messages m WHERE m.mailbox = mailboxes.id AND (m.flags & 1) = 0),
+			deleted = (SELECT count(*) FROM messages m WHERE m.mailbox = mailboxes.id AND (m.flags & 8) != 0)`,
+		`CREATE TRIGGER messages_counts_insert AFTER INSERT ON messages BEGIN
+			UPDATE mailboxes SET msgs = msgs + 1, bytes = bytes + NEW.size,
+				unseen = unseen + ((NEW.flags & 1) = 0), deleted = deleted + ((NEW.flags & 8) != 0)
+			WHERE id = NEW.mailbox;
+		END`,
+		`CREATE TRIGGER messages_counts_delete AFTER DELETE ON messages BEGIN
+			UPDATE mailboxes SET msgs = msgs - 1, bytes = bytes - OLD.size,
+				unseen = unseen - ((OLD.flags & 1) = 0), deleted = deleted - ((OLD.flags & 8) != 0)
+			WHERE id = OLD.mailbox;
+		END`,
+		`CREATE TRIGGER messages_counts_update AFTER UPDATE OF mailbox, flags, size ON messages BEGIN
+			UPDATE mailboxes SET msgs = msgs - 1, bytes = bytes - OLD.size,
+				unseen = unseen - ((OLD.flags & 1) = 0), deleted = deleted - ((OLD.flags & 8) != 0)
+			WHERE id = OLD.mailbox;
+			UPDATE mailboxes SET msgs = msgs + 1, bytes = bytes + NEW.size,
+				unseen = unseen + ((NEW.flags & 1) = 0), deleted = deleted + ((NEW.flags & 8) != 0)
+			WHERE id = NEW.mailbox;
+		END`,
+	),
 }
 
 // Storable system flags, as bits of messages.flags.
