@@ -356,6 +356,7 @@ func (s *pdServer) start(ctx context.Context) error {
 	s.dovecot = exec.Command("/usr/sbin/dovecot", "-F", "-c", s.dc())
 	s.dovecot.Stdout = os.Stderr
 	s.dovecot.Stderr = os.Stderr
+	s.dovecot.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := s.dovecot.Start(); err != nil {
 		return fmt.Errorf("dovecot: %w", err)
 	}

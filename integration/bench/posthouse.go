@@ -137,6 +137,7 @@ func (s *phServer) start(ctx context.Context) error {
 	s.cmd = exec.Command(s.bin, "serve", "--config", s.cfgPath)
 	s.cmd.Stdout = s.logf
 	s.cmd.Stderr = s.logf
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
