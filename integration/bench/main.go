@@ -99,7 +99,7 @@ func main() {
 		setSizes  string
 	)
 	flag.IntVar(&o.runs, "runs", 3, "runs of each measurement; the table shows medians")
-	flag.BoolVar(&o.quick, "quick", false, "small counts (seconds instead of an hour)")
+	flag.BoolVar(&o.quick, "quick", false, "small counts (about a minute instead of half an hour)")
 	flag.StringVar(&workloads, "workloads", "all", "comma-separated workloads: "+strings.Join(workloadNames, ", "))
 	flag.StringVar(&systems, "systems", "posthouse,postfix", "comma-separated systems: posthouse, postfix (Postfix + Dovecot)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install Postfix and Dovecot when missing")
@@ -107,7 +107,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.bin, "posthouse-bin", "", "use this posthouse binary instead of building ./cmd/posthouse")
 	flag.IntVar(&o.dovecotClientLimit, "dovecot-imap-client-limit", 1, "Dovecot service imap client_limit (1 = Debian default, a process per connection)")
-	flag.IntVar(&o.dovecotProcessLimit, "dovecot-imap-process-limit", 0, "Dovecot service imap process_limit (0 = idle connections + 100)")
+	flag.IntVar(&o.dovecotProcessLimit, "dovecot-imap-process-limit", 0, "Dovecot service imap process_limit (0: the larger of 1024, the Debian default, and idle connections + 100)")
 	flag.StringVar(&setSizes, "set", "", "override sizes, e.g. IdleConns=200,BigMsgs=20000 (fields: "+strings.Join(sizeFields(), ", ")+")")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
