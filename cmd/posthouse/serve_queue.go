@@ -54,9 +54,14 @@ func queueOptions(cfg *config.Config) queue.Options {
 		Hostname:       cfg.Hostname,
 		RemotePort:     cfg.Queue.RemotePort,
 		Expiry:         time.Duration(cfg.Queue.Expiry.Duration),
-		MaxMessageSize: int64(cfg.Limits.MaxMessageSize),
+		MaxMessageSize: int64(cfg.Limits.MaxMessageSize) + traceHeaderSlack,
 	}
 }
+
+// traceHeaderSlack lets a message of exactly [limits] max_message_size
+// through the queue after smtpd prepended its trace fields (Return-Path,
+// Received, Authentication-Results).
+const traceHeaderSlack = 64 << 10
 
 // authLocals adapts the user database to queue.Locals, so that a DSN for a
 // local sender is delivered straight into their mailbox.
