@@ -509,3 +509,23 @@ func imapList(t *testing.T, ic *imapclient.Client) []*imapclient.FetchMessageBuf
 	}
 	return msgs
 }
+
+// TestPOP3Shutdown: SIGTERM during a POP3 session with a DELE pending says
+// goodbye with [SYS/TEMP] and applies nothing; the message is there after
+// a restart.
+func TestPOP3Shutdown(t *testing.T) {
+	s := startPOP3Server(t, true)
+	stored := pop3Deliver(t, s, pop3Message("keep", 1000))
+	p := dialPOP3(t, s, "pop3")
+	p.login()
+	p.cmd("DELE 1", "+OK")
+	s.Stop(t)
+	if l := p.line(); l != "-ERR [SYS/TEMP] server shutting down, try again later" {
+		t.Fatalf("goodbye: %q", l)
+	}
+	s.Restart(t)
+	q := dialPOP3(t, s, "pop3")
+	q.login()
+	q.cmd("STAT", "+OK 1 "+strconv.Itoa(len(stored)))
+	q.cmd("QUIT", "+OK")
+}
