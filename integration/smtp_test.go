@@ -241,6 +241,46 @@ func TestSMTPGoClient(t *testing.T) {
 	})
 }
 
+// TestSMTPSmuggling sends an SMTP smuggling attempt (a second transaction
+// hidden behind <LF>.<LF>) to the binary: the message is refused as a whole
+// and the hidden one is never run.
+func TestSMTPSmuggling(t *testing.T) {
+	s := startSMTPServer(t)
+	nc, err := net.Dial("tcp", s.Addr("smtp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(nc)
+	reply := func() string {
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l) < 4 || l[3] != '-' {
+				return l
+			}
+		}
+	}
+	reply()
+	fmt.Fprintf(nc, "EHLO evil.example\r\nMAIL FROM:<e@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+	for range 4 {
+		reply()
+	}
+	fmt.Fprintf(nc, "Subject: cover\r\n\r\nhello\n.\nMAIL FROM:<ceo@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\npay now\r\n.\r\nNOOP\r\n")
+	if got := reply(); !strings.HasPrefix(got, "554 5.6.0") {
+		t.Fatalf("smuggling attempt: %q, want 554 5.6.0", got)
+	}
+	if got := reply(); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("NOOP after it: %q", got)
+	}
+	if n := len(maildirMessages(t, s, "alice@example.org")) + len(maildirMessages(t, s, "bob@example.org")); n != 0 {
+		t.Fatalf("%d messages delivered", n)
+	}
+}
+
 func TestSMTPParallelExactlyOnce(t *testing.T) {
 	s := startSMTPServer(t)
 	const senders, perSender = 10, 50
