@@ -190,8 +190,8 @@ func dialBench(b *testing.B, addr string) *benchConn {
 	return bc
 }
 
-// do runs one command and returns the number of untagged lines, skipping
-// literals.
+// do runs one command and returns the number of untagged responses,
+// skipping literals.
 func (bc *benchConn) do(b *testing.B, cmd string) int {
 	bc.n++
 	tag := "B" + strconv.Itoa(bc.n)
@@ -210,7 +210,9 @@ func (bc *benchConn) do(b *testing.B, cmd string) int {
 			}
 			return lines
 		}
-		lines++
+		if len(l) > 0 && l[0] == '*' {
+			lines++
+		}
 		if m := literalRE.FindSubmatch([]byte(strings.TrimRight(string(l), "\r\n"))); m != nil {
 			n, _ := strconv.Atoi(string(m[1]))
 			if _, err := bc.r.Discard(n); err != nil {
@@ -313,6 +315,7 @@ func BenchmarkIdleConnections1000(b *testing.B) {
 			runtime.ReadMemStats(&after)
 			g1 := runtime.NumGoroutine()
 			b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/conns, "heap-B/conn")
+			b.ReportMetric(float64(after.StackInuse-before.StackInuse)/conns, "stack-B/conn")
 			b.ReportMetric(float64(g1-g0)/conns, "goroutines/conn")
 			for _, c := range open {
 				c.Close()
