@@ -63,6 +63,9 @@ type account struct {
 	inflightM sync.Mutex
 	inflight  map[string]struct{} // files renamed into place, row not yet committed
 
+	snapMu    sync.Mutex
+	snapCache []cachedSnap // oldest first (messages.go)
+
 	// Group commit of appends (deliver.go).
 	gcMu     sync.Mutex
 	gcLeader bool

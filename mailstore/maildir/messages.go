@@ -104,6 +104,10 @@ func (a *account) snapshot(ctx context.Context, mailboxID int64) (mailstore.Snap
 		if err != nil {
 			return err
 		}
+		if cached := a.cachedSnapshot(mailboxID, snap.HighestModSeq); cached != nil {
+			snap.Messages = cached
+			return nil
+		}
 		// SQLite renders each column of the list as one string: one
 		// call into SQLite instead of one per row and column. Measured
 		// on 100,000 messages this is several times faster than
@@ -116,12 +120,64 @@ func (a *account) snapshot(ctx context.Context, mailboxID int64) (mailstore.Snap
 			return err
 		}
 		snap.Messages, err = parseSummaries(cols[0].String, cols[1].String, cols[2].String, cols[3].String)
+		if err == nil {
+			a.cacheSnapshot(mailboxID, snap.HighestModSeq, snap.Messages)
+		}
 		return err
 	})
 	if err != nil {
 		return mailstore.Snapshot{}, fmt.Errorf("maildir: snapshot: %w", err)
 	}
 	return snap, nil
+}
+
+// Snapshots of large mailboxes are cached, keyed by the mailbox's
+// HIGHESTMODSEQ: every change to a mailbox's messages (in this process or
+// another) bumps it in the same transaction, so an entry with the current
+// modseq is exactly what the index holds. Reselecting a large, unchanged
+// mailbox then costs a copy instead of a scan.
+const (
+	snapshotCacheMin     = 1000 // messages; smaller mailboxes are cheap to read
+	snapshotCacheEntries = 4    // per account
+)
+
+type cachedSnap struct {
+	mailbox int64
+	modseq  uint64
+	msgs    []mailstore.Summary
+}
+
+// cachedSnapshot returns a copy of the cached list, or nil.
+func (a *account) cachedSnapshot(mailboxID int64, modseq uint64) []mailstore.Summary {
+	a.snapMu.Lock()
+	defer a.snapMu.Unlock()
+	for _, c := range a.snapCache {
+		if c.mailbox == mailboxID && c.modseq == modseq {
+			return append(make([]mailstore.Summary, 0, len(c.msgs)), c.msgs...)
+		}
+	}
+	return nil
+}
+
+func (a *account) cacheSnapshot(mailboxID int64, modseq uint64, msgs []mailstore.Summary) {
+	if len(msgs) < snapshotCacheMin {
+		return
+	}
+	c := cachedSnap{mailboxID, modseq, append([]mailstore.Summary(nil), msgs...)}
+	a.snapMu.Lock()
+	defer a.snapMu.Unlock()
+	for i, x := range a.snapCache {
+		if x.mailbox == mailboxID {
+			if x.modseq < modseq {
+				a.snapCache[i] = c
+			}
+			return
+		}
+	}
+	if len(a.snapCache) >= snapshotCacheEntries {
+		a.snapCache = a.snapCache[1:]
+	}
+	a.snapCache = append(a.snapCache, c)
 }
 
 // parseSummaries parses snapshot's column lists: UIDs, modseqs and flag
