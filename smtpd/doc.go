@@ -21,7 +21,8 @@
 //     unknown local users get 550 5.1.1 at RCPT, foreign domains 554 5.7.1.
 //   - ModeSubmission / ModeSubmissions: AUTH PLAIN and LOGIN, offered only
 //     once TLS is up (AUTH before STARTTLS: 538 5.7.11); MAIL before AUTH:
-//     530 5.7.0; the sender must belong to the user or to an alias the user
+//     530 5.7.0 (before STARTTLS, RFC 3207's "Must issue a STARTTLS command
+//     first", also 530 5.7.0); the sender must belong to the user or to an alias the user
 //     receives (553 5.7.1); foreign recipients go to the queue. Missing
 //     Message-ID and Date are added (RFC 6409 §8).
 //

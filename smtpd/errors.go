@@ -19,6 +19,8 @@ import (
 var (
 	// RFC 4954 §6 / RFC 6409 §4.3: submission needs AUTH before MAIL.
 	errAuthRequired = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Authentication required"}
+	// RFC 3207 §4: submission before STARTTLS.
+	errStartTLSFirst = &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "Must issue a STARTTLS command first"}
 	// RFC 4954 §6: AUTH before STARTTLS on submission.
 	errEncryptionRequired = &smtp.SMTPError{Code: 538, EnhancedCode: smtp.EnhancedCode{5, 7, 11}, Message: "Encryption required for requested authentication mechanism, use STARTTLS first"}
 	errAuthNotAvailable   = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "AUTH not available on this port, use submission (587 or 465)"}

@@ -180,8 +180,11 @@ func TestPolicyReplies(t *testing.T) {
 			{"MAIL FROM:<x@remote.test>", "250 "},
 			{"RCPT TO:<bob@example.org>", "451 4.3.0 Local error"},
 		}},
-		{name: "MAIL before AUTH on submission", mode: ModeSubmission, script: [][2]string{
-			{"MAIL FROM:<alice@example.org>", "530 5.7.0 "},
+		{name: "MAIL before STARTTLS on submission", mode: ModeSubmission, script: [][2]string{
+			{"MAIL FROM:<alice@example.org>", "530 5.7.0 Must issue a STARTTLS"},
+		}},
+		{name: "MAIL before AUTH on submissions", mode: ModeSubmissions, script: [][2]string{
+			{"MAIL FROM:<alice@example.org>", "530 5.7.0 Authentication required"},
 		}},
 		{name: "AUTH before STARTTLS on submission", mode: ModeSubmission, script: [][2]string{
 			{"AUTH PLAIN " + b64("\x00alice@example.org\x00alice-secret"), "538 5.7.11 "},
@@ -204,7 +207,12 @@ func TestPolicyReplies(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(ts)
 			}
-			c := dialRaw(t, ts.addr)
+			var c *rawConn
+			if tc.mode == ModeSubmissions {
+				c = dialRawTLS(t, ts.addr)
+			} else {
+				c = dialRaw(t, ts.addr)
+			}
 			c.ehlo()
 			for _, step := range tc.script {
 				c.cmd(step[0], step[1])

@@ -206,6 +206,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	user, authed := s.authenticated()
 	if s.s.opts.Mode.submission() && !authed {
+		if s.tls == nil {
+			return errStartTLSFirst
+		}
 		return errAuthRequired
 	}
 	if s.env.active {
