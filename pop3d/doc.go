@@ -68,6 +68,15 @@
 // Options.LoopbackIsSecure is set; CAPA lists USER and SASL only where
 // they may be used.
 //
+// # Logging
+//
+// One Info line per connect, TLS handshake, login and disconnect (with
+// counts), Warn for failed logins and abusive clients, Error for our own
+// failures, all with conn, proto=pop3, remote and, after login, user. At
+// Debug level each command and reply status line is logged, redacted: no
+// PASS argument, no AUTH initial response, no SASL exchange, no message
+// content.
+//
 // # Shutdown
 //
 // Shutdown first closes the listeners and wakes sessions waiting for a

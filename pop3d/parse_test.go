@@ -172,3 +172,23 @@ func TestUIDSet(t *testing.T) {
 		t.Fatalf("uidSet(nil) = %v", s)
 	}
 }
+
+func TestRedact(t *testing.T) {
+	for line, want := range map[string]string{
+		"PASS secret words":               "PASS ***",
+		"pass x":                          "PASS ***",
+		"AUTH PLAIN AGFsaWNlAHNlY3JldA==": "AUTH PLAIN ***",
+		"AUTH LOGIN":                      "AUTH LOGIN",
+		"USER alice@example.org":          "USER alice@example.org",
+		"top 1  2":                        "TOP 1 2",
+		"STAT":                            "STAT",
+	} {
+		cmd, err := parseCommand([]byte(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := redact(cmd); got != want {
+			t.Errorf("redact(%q) = %q, want %q", line, got, want)
+		}
+	}
+}

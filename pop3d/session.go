@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -272,7 +273,9 @@ func (s *session) next() (reply, bool) {
 		}
 		return replySyntax, true
 	}
-	s.log.Debug("command", "verb", cmd.verb, "state", s.state.String())
+	if s.log.Enabled(s.ctx, slog.LevelDebug) {
+		s.log.Debug("command", "line", redact(cmd), "state", s.state.String())
+	}
 	switch s.state {
 	case stateAuthorization:
 		return s.dispatchAuthorization(cmd), true
@@ -340,7 +343,26 @@ func (s *session) send(r reply) error {
 	if r.sent != nil {
 		r.sent()
 	}
+	if s.log.Enabled(s.ctx, slog.LevelDebug) && !r.cont {
+		// Status lines only: bodies and SASL challenges stay out of logs.
+		s.log.Debug("reply", "ok", r.ok, "code", r.code, "text", r.text, "lines", len(r.lines), "size", n)
+	}
 	return nil
+}
+
+// redact gives a command for the debug log without secrets: PASS loses
+// its argument, AUTH its initial response. SASL responses are never
+// logged at all.
+func redact(cmd command) string {
+	switch {
+	case cmd.verb == "PASS":
+		return "PASS ***"
+	case cmd.verb == "AUTH" && len(cmd.args) == 2:
+		return "AUTH " + cmd.args[0] + " ***"
+	case len(cmd.args) == 0:
+		return cmd.verb
+	}
+	return cmd.verb + " " + strings.Join(cmd.args, " ")
 }
 
 // handshake runs the server side of a TLS handshake on the raw connection.
