@@ -35,7 +35,10 @@
 // over it are tried, and none means a routing loop (temporary, 4.4.6, so
 // the DNS can be fixed). Each host's addresses (AAAA, then A) are tried in turn, at most
 // ten connections per attempt, until one server gives per-recipient
-// answers.
+// answers. A connection that delivered its message goes on with other due
+// messages for the same domain (up to 100, each a complete attempt with
+// its own bookkeeping), so a backlog for one destination drains without a
+// connection and TLS handshake per message.
 //
 // The SMTP client is ours (client.go) rather than go-smtp's, because
 // go-smtp's client sends one command at a time (no PIPELINING) and cannot
