@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -313,4 +314,24 @@ func TestMailboxOperations(t *testing.T) {
 		t.Errorf("CREATE with unsupported use: %s", d)
 	}
 	rc.mustOK(`CREATE Old (USE (\Archive))`)
+}
+
+// TestRefusedLiteralPlusIsNotExecuted: the bytes of a refused
+// non-synchronizing literal are already on their way; they must never be
+// read as commands (here: commands that would delete a mailbox).
+func TestRefusedLiteralPlusIsNotExecuted(t *testing.T) {
+	ts := newTestServer(t)
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	smuggled := strings.Repeat("X1 DELETE Archive\r\n", 600)
+	rc.send(fmt.Sprintf("A1 CREATE {%d+}\r\n%s", len(smuggled), smuggled))
+	if l := rc.line(); !strings.HasPrefix(l, "A1 NO [TOOBIG]") {
+		t.Errorf("reply: %q", l)
+	}
+	if l := rc.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("want BYE, got %q", l)
+	}
+	other := ts.raw(t)
+	other.login("alice@example.org", "alicepw")
+	other.mustOK("STATUS Archive (MESSAGES)")
 }

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"fmt"
@@ -395,5 +396,77 @@ SyncState *
 	found, err := c.Search(&imap.SearchCriteria{Header: []imap.SearchCriteriaHeaderField{{Key: "Subject", Value: "made-locally"}}}, nil).Wait()
 	if err != nil || len(found.AllSeqNums()) != 1 {
 		t.Errorf("message made locally not on the server: %v %v", found, err)
+	}
+}
+
+// TestIMAPSeesPOP3Deletion: messages a POP3 client deletes (applied at QUIT)
+// reach a selected IMAP session as EXPUNGE, with the right sequence numbers.
+func TestIMAPSeesPOP3Deletion(t *testing.T) {
+	s := startServer(t, "[pop3]\nloopback_is_secure = true\n")
+	s.AddUser(t, imapUser, imapPass)
+	for i := 1; i <= 3; i++ {
+		imapSMTPDeliver(t, s, imapMessage(fmt.Sprintf("pop-%d", i), 300))
+	}
+	var (
+		mu       sync.Mutex
+		expunged []uint32
+	)
+	c, err := imapclient.DialTLS(s.Addr("imaps"), &imapclient.Options{
+		TLSConfig: s.imapTLS(),
+		UnilateralDataHandler: &imapclient.UnilateralDataHandler{
+			Expunge: func(seq uint32) {
+				mu.Lock()
+				expunged = append(expunged, seq)
+				mu.Unlock()
+			},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login(imapUser, imapPass).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	// POP3: delete messages 1 and 3.
+	pc, err := net.Dial("tcp", s.Addr("pop3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	pc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(pc)
+	for _, cmd := range []string{"", "USER " + imapUser, "PASS " + imapPass, "DELE 1", "DELE 3", "QUIT"} {
+		if cmd != "" {
+			fmt.Fprintf(pc, "%s\r\n", cmd)
+		}
+		l, err := br.ReadString('\n')
+		if err != nil || !strings.HasPrefix(l, "+OK") {
+			t.Fatalf("POP3 %q: %q %v", cmd, l, err)
+		}
+	}
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := c.Noop().Wait(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		n := len(expunged)
+		mu.Unlock()
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Message 1 goes first, then the old message 3 is number 2.
+	if len(expunged) != 2 || expunged[0] != 1 || expunged[1] != 2 {
+		t.Errorf("EXPUNGE responses %v, want [1 2]", expunged)
 	}
 }
