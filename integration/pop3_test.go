@@ -529,3 +529,31 @@ func TestPOP3Shutdown(t *testing.T) {
 	q.cmd("STAT", "+OK 1 "+strconv.Itoa(len(stored)))
 	q.cmd("QUIT", "+OK")
 }
+
+// TestPOP3Throttled: after enough distinct failed logins from one address,
+// auth throttles it and POP3 answers -ERR [SYS/TEMP], even for the right
+// password; a connection is closed after three failures.
+func TestPOP3Throttled(t *testing.T) {
+	s := startPOP3Server(t, true)
+	var p *pop3Conn
+	for i := 0; ; i++ {
+		if i%3 == 0 {
+			p = dialPOP3(t, s, "pop3")
+		}
+		p.cmd(fmt.Sprintf("USER nobody%d@example.org", i), "+OK")
+		fmt.Fprintf(p.c, "PASS guess-%d\r\n", i)
+		l := p.line()
+		if strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
+			break
+		}
+		if !strings.HasPrefix(l, "-ERR [AUTH]") {
+			t.Fatalf("failed login %d: %q", i, l)
+		}
+		if i > 64 {
+			t.Fatal("no throttling after 64 failed logins")
+		}
+	}
+	q := dialPOP3(t, s, "pop3")
+	q.cmd("USER "+pop3User, "+OK")
+	q.cmd("PASS "+pop3Pass, "-ERR [SYS/TEMP]")
+}
