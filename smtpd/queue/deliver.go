@@ -229,6 +229,9 @@ func (q *Queue) work(ctx context.Context, j job) {
 		return
 	}
 	res := q.deliverDomain(ctx, p)
+	if p.concluded {
+		return
+	}
 	if failed := q.conclude(ctx, p, res); failed {
 		q.followUp(ctx, j.id)
 	}
@@ -277,6 +280,9 @@ type prepared struct {
 	next     time.Time
 	now      time.Time
 	start    time.Time
+	// concluded: the session already concluded it (before reusing its
+	// connection for other messages).
+	concluded bool
 }
 
 // prepare loads a job and saves its recipients' next attempt time before
@@ -685,6 +691,11 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 	if broken {
 		return res, Reply{}, true
 	}
+	// p is done: conclude it now, not after the messages that follow.
+	if failed := q.conclude(ctx, p, res); failed {
+		q.followUp(ctx, p.j.id)
+	}
+	p.concluded = true
 	for n := 1; n < maxMessagesPerConnection; n++ {
 		p2 := q.claimNext(ctx, p.j.domain)
 		if p2 == nil {
