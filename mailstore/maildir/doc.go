@@ -55,7 +55,10 @@
 // Snapshot and Status never open message files.
 //
 // Every transaction that changes a mailbox gives it one new modseq, shared
-// by all of its changes; the events of the transaction carry it.
+// by all of its changes; the events of the transaction carry it. Per-mailbox
+// counters (messages, bytes, unseen, deleted) are kept by triggers, so
+// STATUS reads one row. Snapshots of large mailboxes are cached in memory
+// keyed by HIGHESTMODSEQ, which every change (from any process) bumps.
 //
 // # Concurrency
 //
@@ -64,8 +67,14 @@
 // delivery of their events happen under it, so watchers see events in
 // commit order, after the commit, on the committing goroutine. File writes
 // and fsyncs of deliveries happen before the lock is taken, so concurrent
-// deliveries overlap their disk waits. Readers use a pool of read-only
-// connections; hot statements are prepared once per account.
+// deliveries overlap their disk waits, and appends that queue for the
+// writer are committed together (group commit: one transaction and one WAL
+// fsync for the batch, each message still with its own UID and error).
+// Readers use a pool of read-only connections; statements are prepared once
+// per account. Accounts without handles stay open (Options.MaxIdleAccounts)
+// so the next delivery does not reopen the index. A Store notices when
+// another process (posthouse admin) removed an account it has open, and
+// never delivers into the removed index.
 //
 // # Reconciliation
 //

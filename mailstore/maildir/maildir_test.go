@@ -429,3 +429,34 @@ func TestMissingMailboxID(t *testing.T) {
 	stop := acc.Watch(func(mailstore.Event) {})
 	stop() // a no-op on a closed handle, but callable
 }
+
+func TestResolveUIDs(t *testing.T) {
+	tests := []struct {
+		name string
+		set  imap.UIDSet
+		max  imap.UID
+		want []uidRange
+	}{
+		{name: "single", set: imap.UIDSetNum(5), max: 9, want: []uidRange{{5, 5}}},
+		{name: "merge adjacent and overlapping", set: imap.UIDSet{{Start: 1, Stop: 3}, {Start: 4, Stop: 4}, {Start: 2, Stop: 6}, {Start: 9, Stop: 10}}, max: 20, want: []uidRange{{1, 6}, {9, 10}}},
+		{name: "star", set: imap.UIDSet{{Start: 0, Stop: 0}}, max: 7, want: []uidRange{{7, 7}}},
+		{name: "n:star", set: imap.UIDSet{{Start: 3, Stop: 0}}, max: 7, want: []uidRange{{3, 7}}},
+		{name: "n:star above max includes max", set: imap.UIDSet{{Start: 12, Stop: 0}}, max: 7, want: []uidRange{{7, 12}}},
+		{name: "reversed", set: imap.UIDSet{{Start: 9, Stop: 4}}, max: 20, want: []uidRange{{4, 9}}},
+		{name: "star on empty mailbox", set: imap.UIDSet{{Start: 0, Stop: 0}}, max: 0, want: nil},
+		{name: "max uid no overflow", set: imap.UIDSet{{Start: 1, Stop: ^imap.UID(0)}, {Start: 5, Stop: 6}}, max: 3, want: []uidRange{{1, ^imap.UID(0)}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := resolveUIDs(tc.set, tc.max)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			for _, r := range got {
+				if !uidIn(got, r.lo) || !uidIn(got, r.hi) || (r.lo > 1 && uidIn(got, r.lo-1) && !slices.ContainsFunc(got, func(x uidRange) bool { return x.hi == r.lo-1 })) {
+					t.Fatalf("uidIn disagrees with %v", got)
+				}
+			}
+		})
+	}
+}

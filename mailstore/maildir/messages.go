@@ -50,7 +50,7 @@ func resolveUIDs(set imap.UIDSet, max imap.UID) []uidRange {
 	sort.Slice(out, func(i, j int) bool { return out[i].lo < out[j].lo })
 	merged := out[:0]
 	for _, r := range out {
-		if n := len(merged); n > 0 && r.lo <= merged[n-1].hi+1 && merged[n-1].hi != ^imap.UID(0) {
+		if n := len(merged); n > 0 && (r.lo <= merged[n-1].hi || r.lo-1 == merged[n-1].hi) {
 			if r.hi > merged[n-1].hi {
 				merged[n-1].hi = r.hi
 			}

@@ -11,6 +11,7 @@ import (
 	"mime"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -80,7 +81,8 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 	if len(rows) > 0 {
 		max = rows[len(rows)-1].uid
 	}
-	ev := &searchEval{a: a, dir: a.mailboxDir(mailboxID), max: max}
+	ev := &searchEval{a: a, dir: a.mailboxDir(mailboxID), max: max, uidSets: map[*imap.SearchCriteria][][]uidRange{}}
+	ev.resolveSets(c)
 	var out []imap.UID
 	for i := range rows {
 		if err := ctx.Err(); err != nil {
@@ -119,7 +121,25 @@ type searchEval struct {
 	a       *account
 	dir     string
 	max     imap.UID
-	content *msgContent // of the message being evaluated, loaded lazily
+	uidSets map[*imap.SearchCriteria][][]uidRange // each criteria's UID sets, resolved once
+	content *msgContent                           // of the message being evaluated, loaded lazily
+}
+
+func (ev *searchEval) resolveSets(c *imap.SearchCriteria) {
+	if len(c.UID) > 0 {
+		sets := make([][]uidRange, len(c.UID))
+		for i, set := range c.UID {
+			sets[i] = resolveUIDs(set, ev.max)
+		}
+		ev.uidSets[c] = sets
+	}
+	for i := range c.Not {
+		ev.resolveSets(&c.Not[i])
+	}
+	for i := range c.Or {
+		ev.resolveSets(&c.Or[i][0])
+		ev.resolveSets(&c.Or[i][1])
+	}
 }
 
 // msgContent is a message prepared for text search, lower-cased.
@@ -130,8 +150,8 @@ type msgContent struct {
 }
 
 func (ev *searchEval) match(c *imap.SearchCriteria, m *searchRow) (bool, error) {
-	for _, set := range c.UID {
-		if !uidIn(set, m.uid, ev.max) {
+	for _, set := range ev.uidSets[c] {
+		if !uidIn(set, m.uid) {
 			return false, nil
 		}
 	}
@@ -215,13 +235,10 @@ func (ev *searchEval) match(c *imap.SearchCriteria, m *searchRow) (bool, error) 
 	return true, nil
 }
 
-func uidIn(set imap.UIDSet, uid, max imap.UID) bool {
-	for _, r := range resolveUIDs(set, max) {
-		if uid >= r.lo && uid <= r.hi {
-			return true
-		}
-	}
-	return false
+// uidIn reports whether uid is in the sorted ranges.
+func uidIn(ranges []uidRange, uid imap.UID) bool {
+	i := sort.Search(len(ranges), func(i int) bool { return ranges[i].hi >= uid })
+	return i < len(ranges) && ranges[i].lo <= uid
 }
 
 var wordDecoder = mime.WordDecoder{CharsetReader: gomessage.CharsetReader}
