@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"io/fs"
@@ -556,4 +557,35 @@ func TestPOP3Throttled(t *testing.T) {
 	q := dialPOP3(t, s, "pop3")
 	q.cmd("USER "+pop3User, "+OK")
 	q.cmd("PASS "+pop3Pass, "-ERR [SYS/TEMP]")
+}
+
+// TestPOP3SASL: AUTH PLAIN and LOGIN (RFC 5034) against the real auth
+// database, with and without initial response, over implicit TLS.
+func TestPOP3SASL(t *testing.T) {
+	s := startPOP3Server(t, false)
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	plain := b64("\x00" + pop3User + "\x00" + pop3Pass)
+	for _, tc := range []struct {
+		name   string
+		script [][2]string
+	}{
+		{"PLAIN initial response", [][2]string{{"AUTH PLAIN " + plain, "+OK"}}},
+		{"PLAIN continuation", [][2]string{{"AUTH PLAIN", "+ "}, {plain, "+OK"}}},
+		{"PLAIN wrong password", [][2]string{{"AUTH PLAIN " + b64("\x00"+pop3User+"\x00nope"), "-ERR [AUTH]"}, {"AUTH PLAIN " + plain, "+OK"}}},
+		{"PLAIN cancelled", [][2]string{{"AUTH PLAIN", "+ "}, {"*", "-ERR"}, {"AUTH PLAIN " + plain, "+OK"}}},
+		{"LOGIN", [][2]string{{"AUTH LOGIN", "+ "}, {b64(pop3User), "+ "}, {b64(pop3Pass), "+OK"}}},
+		{"LOGIN initial response", [][2]string{{"AUTH LOGIN " + b64(pop3User), "+ "}, {b64(pop3Pass), "+OK"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := dialPOP3(t, s, "pop3s")
+			for _, st := range tc.script {
+				p.cmd(st[0], st[1])
+			}
+			p.cmd("STAT", "+OK")
+			p.cmd("QUIT", "+OK")
+		})
+	}
+	// Over plaintext without STLS, AUTH is refused before any check.
+	p := dialPOP3(t, s, "pop3")
+	p.cmd("AUTH PLAIN "+plain, "-ERR plaintext authentication is not allowed before TLS")
 }
