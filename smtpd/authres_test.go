@@ -62,7 +62,7 @@ func TestAuthenticationResults(t *testing.T) {
 			c.cmd("DATA", "354 ")
 			c.write(tc.msg + ".\r\n")
 			c.expect("250 ")
-			got := string(ts.store.messages("bob@example.org")[i])
+			got := string(ts.messages("bob@example.org")[i])
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("stored message lacks %q:\n%s", w, got)
@@ -89,7 +89,7 @@ func TestAuthenticationResults(t *testing.T) {
 		c.cmd("DATA", "354 ")
 		c.write("Subject: x\r\n\r\ny\r\n.\r\n")
 		c.expect("250 ")
-		if got := sub.store.messages("bob@example.org"); len(got) != 1 || bytes.Contains(got[0], []byte("Authentication-Results")) {
+		if got := sub.messages("bob@example.org"); len(got) != 1 || bytes.Contains(got[0], []byte("Authentication-Results")) {
 			t.Errorf("stored %q", got)
 		}
 	})

@@ -301,12 +301,21 @@ var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, pool
 })
 
+// useFakeStore, set as Options.Store by withFakeStore, is replaced by the
+// test server's recording fakeStore.
+var useFakeStore = &fakeStore{}
+
+// withFakeStore makes the server deliver into ts.store, the fake that can
+// fail, fill up or stall on demand, instead of the real maildir store.
+func withFakeStore(o *Options) { o.Store = useFakeStore }
+
 // testServer is a running server with its fakes.
 type testServer struct {
 	srv      *Server
 	addr     string
 	dir      *fakeDirectory
-	store    *fakeStore
+	store    *fakeStore // only used with withFakeStore
+	read     func(account string) [][]byte
 	queue    *fakeQueue
 	logs     *syncBuffer
 	spoolDir string
@@ -314,7 +323,8 @@ type testServer struct {
 }
 
 // newTestServer starts a server on 127.0.0.1:0 (ModeMTA unless an option
-// says otherwise) with a fake directory, a recording store and queue.
+// says otherwise) with a fake directory, a recording queue and a real
+// maildir store in a temp dir (withFakeStore: the recording fake).
 func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	t.Helper()
 	cert, _ := testCert()
@@ -325,13 +335,24 @@ func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 		Mode:      ModeMTA,
 		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}},
 		Directory: ts.dir,
-		Store:     ts.store,
+		Store:     nil, // the real maildir store unless an option sets one
 		Queue:     ts.queue,
 		SpoolDir:  ts.spoolDir,
 		Now:       func() time.Time { return time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC) },
 	}
 	for _, f := range opts {
 		f(&o)
+	}
+	switch o.Store {
+	case useFakeStore:
+		o.Store = ts.store
+		ts.read = ts.store.messages
+	case nil:
+		opt, read := withMaildir(t)
+		opt(&o)
+		ts.read = read
+	default:
+		ts.read = func(string) [][]byte { t.Fatal("testServer: the caller's store cannot be read back"); return nil }
 	}
 	ts.opts = o
 	srv, err := New(o)
@@ -371,4 +392,22 @@ func withMode(m Mode) func(*Options) { return func(o *Options) { o.Mode = m } }
 func clientTLS() *tls.Config {
 	_, pool := testCert()
 	return &tls.Config{RootCAs: pool, ServerName: "mx.example.org"}
+}
+
+// messages returns account's INBOX messages in delivery order.
+func (ts *testServer) messages(account string) [][]byte { return ts.read(account) }
+
+// total counts the messages of every account the directory knows.
+func (ts *testServer) total() int {
+	ts.dir.mu.Lock()
+	var accounts []string
+	for a := range ts.dir.passwords {
+		accounts = append(accounts, a)
+	}
+	ts.dir.mu.Unlock()
+	n := 0
+	for _, a := range accounts {
+		n += len(ts.read(a))
+	}
+	return n
 }

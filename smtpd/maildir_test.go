@@ -3,9 +3,7 @@ package smtpd
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
-	"sync"
 	"testing"
 
 	"github.com/emersion/go-smtp"
@@ -86,46 +84,5 @@ func TestMaildirDeliveryByteExact(t *testing.T) {
 				t.Errorf("%s message %d: %q", acct, i, got[i])
 			}
 		}
-	}
-}
-
-func TestMaildirParallelSenders(t *testing.T) {
-	opt, read := withMaildir(t)
-	ts := newTestServer(t, opt)
-	const senders, perSender = 10, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, senders)
-	for s := range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := smtp.Dial(ts.addr)
-			if err != nil {
-				errs <- err
-				return
-			}
-			defer c.Close()
-			for m := range perSender {
-				msg := fmt.Sprintf("Message-ID: <%d.%d@test>\r\n\r\nbody\r\n", s, m)
-				if err := send(t, c, "x@remote.test", []string{"bob@example.org"}, msg); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	got := read("bob@example.org")
-	for _, m := range got {
-		i := bytes.Index(m, []byte("Message-ID: <"))
-		seen[string(m[i:i+bytes.IndexByte(m[i:], '>')])] = true
-	}
-	if len(got) != senders*perSender || len(seen) != senders*perSender {
-		t.Fatalf("%d messages, %d distinct, want %d", len(got), len(seen), senders*perSender)
 	}
 }

@@ -203,7 +203,11 @@ func TestPolicyReplies(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ts := newTestServer(t, withMode(tc.mode), func(o *Options) { o.MaxRecipients = 2; o.MaxMessageBytes = 100000 })
+			opts := []func(*Options){withMode(tc.mode), func(o *Options) { o.MaxRecipients = 2; o.MaxMessageBytes = 100000 }}
+			if tc.setup != nil {
+				opts = append(opts, withFakeStore)
+			}
+			ts := newTestServer(t, opts...)
 			if tc.setup != nil {
 				tc.setup(ts)
 			}
@@ -361,7 +365,7 @@ func TestInboundDeliveryByteExact(t *testing.T) {
 		if err := send(t, c, "sender@remote.test", []string{"bob@example.org"}, b.msg); err != nil {
 			t.Fatalf("%s: %v", b.name, err)
 		}
-		got := ts.store.messages("bob@example.org")[i]
+		got := ts.messages("bob@example.org")[i]
 		want := b.msg
 		if !strings.HasSuffix(want, "\r\n") {
 			want += "\r\n" // the client's DATA writer ends the last line
@@ -389,10 +393,10 @@ func TestAliasExpansionDeduplicated(t *testing.T) {
 	c.cmd("DATA", "354 ")
 	c.write("Subject: team\r\n\r\nhello\r\n.\r\n")
 	c.expect("250 2.0.0 ")
-	if n := len(ts.store.messages("bob@example.org")); n != 1 {
+	if n := len(ts.messages("bob@example.org")); n != 1 {
 		t.Errorf("bob got %d copies, want 1", n)
 	}
-	if n := len(ts.store.messages("alice@example.org")); n != 1 {
+	if n := len(ts.messages("alice@example.org")); n != 1 {
 		t.Errorf("alice got %d copies, want 1", n)
 	}
 	q := ts.queue.all()
@@ -403,7 +407,7 @@ func TestAliasExpansionDeduplicated(t *testing.T) {
 		t.Errorf("queued body starts %q", q[0].body[:40])
 	}
 	// Several recipients: no "for" clause.
-	if bytes.Contains(ts.store.messages("bob@example.org")[0], []byte("\tfor <")) {
+	if bytes.Contains(ts.messages("bob@example.org")[0], []byte("\tfor <")) {
 		t.Error("Received reveals recipients of a multi-recipient message")
 	}
 }
@@ -425,7 +429,7 @@ func TestSubmissionSTARTTLS(t *testing.T) {
 	if err := send(t, c, "alice@example.org", []string{"bob@example.org", "friend@elsewhere.test"}, msg); err != nil {
 		t.Fatal(err)
 	}
-	got := ts.store.messages("bob@example.org")
+	got := ts.messages("bob@example.org")
 	if len(got) != 1 {
 		t.Fatalf("bob has %d messages", len(got))
 	}
@@ -458,7 +462,7 @@ func TestSubmissionsImplicitTLS(t *testing.T) {
 	if err := send(t, c, "bob@example.org", []string{"alice@example.org"}, "Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n"+testMsg); err != nil {
 		t.Fatal(err)
 	}
-	got := ts.store.messages("alice@example.org")
+	got := ts.messages("alice@example.org")
 	if len(got) != 1 {
 		t.Fatalf("alice has %d messages", len(got))
 	}
@@ -525,10 +529,10 @@ func TestPipelining(t *testing.T) {
 	for _, want := range []string{"250 2.0.0 ", "250 ", "250 ", "354 ", "250 2.0.0 ", "221 "} {
 		c.expect(want)
 	}
-	if n := len(ts.store.messages("bob@example.org")); n != 2 {
+	if n := len(ts.messages("bob@example.org")); n != 2 {
 		t.Errorf("bob has %d messages, want 2", n)
 	}
-	if n := len(ts.store.messages("alice@example.org")); n != 1 {
+	if n := len(ts.messages("alice@example.org")); n != 1 {
 		t.Errorf("alice has %d messages, want 1", n)
 	}
 }
@@ -545,7 +549,7 @@ func TestChunking(t *testing.T) {
 	c.expect("250 ")
 	c.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(part2), part2))
 	c.expect("250 2.0.0 ")
-	got := ts.store.messages("bob@example.org")
+	got := ts.messages("bob@example.org")
 	if len(got) != 1 || string(bodyAfterTrace(t, got[0])) != part1+part2 {
 		t.Fatalf("stored %q", got)
 	}
@@ -568,10 +572,10 @@ func TestChunkingReset(t *testing.T) {
 	c.cmd("DATA", "354 ")
 	c.write("Subject: second\r\n\r\nok\r\n.\r\n")
 	c.expect("250 2.0.0 ")
-	if n := len(ts.store.messages("bob@example.org")); n != 0 {
+	if n := len(ts.messages("bob@example.org")); n != 0 {
 		t.Errorf("aborted BDAT message delivered")
 	}
-	if n := len(ts.store.messages("alice@example.org")); n != 1 {
+	if n := len(ts.messages("alice@example.org")); n != 1 {
 		t.Errorf("alice has %d messages", n)
 	}
 }
@@ -609,10 +613,10 @@ func TestSmuggling(t *testing.T) {
 			c.write(tc.data)
 			c.expect(tc.want)
 			c.cmd("NOOP", "250 ") // still in step: nothing smuggled was run
-			if n := len(ts.store.messages("alice@example.org")); n != 0 {
+			if n := len(ts.messages("alice@example.org")); n != 0 {
 				t.Errorf("smuggled message delivered to alice")
 			}
-			bob := ts.store.messages("bob@example.org")
+			bob := ts.messages("bob@example.org")
 			if strings.HasPrefix(tc.want, "250") {
 				if len(bob) != 1 || !bytes.Contains(bob[0], []byte("MAIL FROM:<evil@remote.test>")) {
 					t.Errorf("bob got %q", bob)
@@ -634,7 +638,7 @@ func TestOversize(t *testing.T) {
 	c.write("Subject: big\r\n\r\n" + strings.Repeat(strings.Repeat("x", 78)+"\r\n", 50) + ".\r\n")
 	c.expect("552 5.3.4 ")
 	c.cmd("NOOP", "250 ")
-	if n := ts.store.total(); n != 0 {
+	if n := ts.total(); n != 0 {
 		t.Errorf("%d messages stored", n)
 	}
 }
@@ -670,7 +674,7 @@ func TestLongLines(t *testing.T) {
 		c.write("Subject: long\r\n\r\n" + strings.Repeat("y", 998) + "\r\n.\r\n")
 		c.expect("250 ")
 	})
-	if n := ts.store.total(); n != 1 {
+	if n := ts.total(); n != 1 {
 		t.Errorf("%d messages stored, want 1", n)
 	}
 }
@@ -710,7 +714,7 @@ func TestClientVanishesMidData(t *testing.T) {
 	c.write("Subject: cut\r\n\r\n" + strings.Repeat("partial line\r\n", 1000))
 	c.nc.Close()
 	waitFor(t, "the server to notice", func() bool { return strings.Contains(ts.logs.String(), "message not received") })
-	if n := ts.store.total(); n != 0 {
+	if n := ts.total(); n != 0 {
 		t.Errorf("%d messages stored", n)
 	}
 	ents, _ := os.ReadDir(ts.spoolDir)
@@ -759,7 +763,7 @@ func TestTimeouts(t *testing.T) {
 		c.expect("451 4.4.2 ")
 		c.expectClosed()
 	})
-	if n := ts.store.total(); n != 0 {
+	if n := ts.total(); n != 0 {
 		t.Errorf("%d messages stored", n)
 	}
 }
@@ -792,7 +796,7 @@ func TestConnectionLimits(t *testing.T) {
 
 func TestPartialFailure(t *testing.T) {
 	t.Run("one account fails, others delivered, failed one queued", func(t *testing.T) {
-		ts := newTestServer(t)
+		ts := newTestServer(t, withFakeStore)
 		ts.store.failWith["bob@example.org"] = errors.New("disk on fire")
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
@@ -801,7 +805,7 @@ func TestPartialFailure(t *testing.T) {
 		c.cmd("DATA", "354 ")
 		c.write("Subject: p\r\n\r\nx\r\n.\r\n")
 		c.expect("250 2.0.0 ")
-		if n := len(ts.store.messages("alice@example.org")); n != 1 {
+		if n := len(ts.messages("alice@example.org")); n != 1 {
 			t.Errorf("alice has %d", n)
 		}
 		q := ts.queue.all()
@@ -810,7 +814,7 @@ func TestPartialFailure(t *testing.T) {
 		}
 	})
 	t.Run("all fail: temporary error, nothing leaks", func(t *testing.T) {
-		ts := newTestServer(t)
+		ts := newTestServer(t, withFakeStore)
 		ts.store.failWith["bob@example.org"] = errors.New("disk on fire")
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
@@ -823,7 +827,7 @@ func TestPartialFailure(t *testing.T) {
 		}
 	})
 	t.Run("quota at DATA", func(t *testing.T) {
-		ts := newTestServer(t)
+		ts := newTestServer(t, withFakeStore)
 		ts.store.quota["bob@example.org"] = 100
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
@@ -834,7 +838,7 @@ func TestPartialFailure(t *testing.T) {
 		c.expect("452 4.2.2 ")
 	})
 	t.Run("partial and queue down: client retries", func(t *testing.T) {
-		ts := newTestServer(t)
+		ts := newTestServer(t, withFakeStore)
 		ts.store.failWith["bob@example.org"] = mailstore.ErrOverQuota
 		ts.queue.err = errors.New("queue down")
 		c := dialRaw(t, ts.addr)
@@ -877,7 +881,7 @@ func TestParallelSenders(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	got := ts.store.messages("bob@example.org")
+	got := ts.messages("bob@example.org")
 	seen := map[string]int{}
 	for _, m := range got {
 		i := bytes.Index(m, []byte("Message-ID: <"))
@@ -890,7 +894,7 @@ func TestParallelSenders(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	ts := newTestServer(t)
+	ts := newTestServer(t, withFakeStore)
 	ts.store.delay = 300 * time.Millisecond
 	idle := dialRaw(t, ts.addr)
 	idle.ehlo()
@@ -915,7 +919,7 @@ func TestShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if n := ts.store.total(); n != 1 {
+	if n := ts.total(); n != 1 {
 		t.Errorf("%d messages stored", n)
 	}
 	if _, err := net.DialTimeout("tcp", ts.addr, time.Second); err == nil {
@@ -924,7 +928,7 @@ func TestShutdown(t *testing.T) {
 }
 
 func TestDeliveryTimeout(t *testing.T) {
-	ts := newTestServer(t, func(o *Options) { o.DeliveryTimeout = 100 * time.Millisecond })
+	ts := newTestServer(t, withFakeStore, func(o *Options) { o.DeliveryTimeout = 100 * time.Millisecond })
 	ts.store.delay = time.Second
 	c := dialRaw(t, ts.addr)
 	c.ehlo()
@@ -942,7 +946,7 @@ func TestDeliveryTimeout(t *testing.T) {
 // TestShutdownForced: when the grace period ends, connections are cut and
 // deliveries in progress are cancelled; Shutdown still waits for them.
 func TestShutdownForced(t *testing.T) {
-	ts := newTestServer(t, func(o *Options) { o.DeliveryTimeout = time.Minute })
+	ts := newTestServer(t, withFakeStore, func(o *Options) { o.DeliveryTimeout = time.Minute })
 	ts.store.delay = 30 * time.Second
 	c := dialRaw(t, ts.addr)
 	c.ehlo()
@@ -960,7 +964,7 @@ func TestShutdownForced(t *testing.T) {
 		t.Errorf("%d messages still in flight after Shutdown", n)
 	}
 	c.expectClosed()
-	if n := ts.store.total(); n != 0 {
+	if n := ts.total(); n != 0 {
 		t.Errorf("%d messages stored", n)
 	}
 }
