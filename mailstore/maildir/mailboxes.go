@@ -100,6 +100,12 @@ func (a *account) deleteMailbox(ctx context.Context, name string) error {
 		if _, err := w.Exec(`DELETE FROM messages WHERE mailbox = ?`, mb.ID); err != nil {
 			return err
 		}
+		// The event carries a modseq above anything a session of the
+		// mailbox has seen, so a watcher filtering by modseq keeps it.
+		var last uint64
+		if err := w.QueryRow(`SELECT highestmodseq FROM mailboxes WHERE id = ?`, mb.ID).Scan(&last); err != nil {
+			return err
+		}
 		if _, err := w.Exec(`DELETE FROM mailboxes WHERE id = ?`, mb.ID); err != nil {
 			return err
 		}
@@ -107,7 +113,7 @@ func (a *account) deleteMailbox(ctx context.Context, name string) error {
 			return err
 		}
 		w.usedDelta -= size
-		w.event(mailstore.Event{Kind: mailstore.EventMailboxes, MailboxID: mb.ID})
+		w.event(mailstore.Event{Kind: mailstore.EventMailboxes, MailboxID: mb.ID, ModSeq: last + 1})
 		return nil
 	})
 	if err != nil {
@@ -251,8 +257,15 @@ func (a *account) setSubscribed(ctx context.Context, name string, subscribed boo
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		if mb, err := w.mailboxByName(name); err == nil {
-			w.event(mailstore.Event{Kind: mailstore.EventMailboxes, MailboxID: mb.ID})
+		// A subscription does not change the mailbox's messages: the
+		// event carries its current modseq, without a bump.
+		var id int64
+		var ms uint64
+		err = w.QueryRow(`SELECT id, highestmodseq FROM mailboxes WHERE name = ?`, name).Scan(&id, &ms)
+		if err == nil {
+			w.event(mailstore.Event{Kind: mailstore.EventMailboxes, MailboxID: id, ModSeq: ms})
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
 		}
 		return nil
 	})

@@ -77,8 +77,15 @@ func TestDeleteMailboxRemovesMailAndUsage(t *testing.T) {
 	if used, _, _ := acc.Usage(ctx); used == 0 {
 		t.Fatal("usage 0 after append")
 	}
+	st, _ := acc.Status(ctx, mb.ID)
+	var events []mailstore.Event
+	stop := acc.Watch(func(e mailstore.Event) { events = append(events, e) })
 	if err := acc.DeleteMailbox(ctx, "Tmp"); err != nil {
 		t.Fatal(err)
+	}
+	stop()
+	if len(events) != 1 || events[0].Kind != mailstore.EventMailboxes || events[0].MailboxID != mb.ID || events[0].ModSeq <= st.HighestModSeq {
+		t.Errorf("delete events = %+v (modseq was %d)", events, st.HighestModSeq)
 	}
 	if used, _, _ := acc.Usage(ctx); used != 0 {
 		t.Errorf("usage %d after delete", used)
