@@ -95,6 +95,7 @@ var allUsers = []string{userSMTP1, userSMTPN, userIMAP, userPOP, userIdle, userS
 type smtpResult struct {
 	accepted, visible float64 // messages/s: all 250s received; all visible by IMAP
 	diskPerMsg        float64 // bytes on disk per message stored by the run
+	cpuPerMsg         float64 // ms of CPU used by the system's processes per message
 }
 
 // runSMTP sends n messages of size bytes over conns concurrent SMTP
@@ -115,6 +116,7 @@ func runSMTP(ctx context.Context, s server, tag, user string, n, size, conns int
 	for i := range msgs {
 		msgs[i] = makeMessage(tag, i, size, user)
 	}
+	cpu0 := cpuTime(s.PIDs())
 	start := time.Now()
 	err = parallel(ctx, conns, conns, func(gctx context.Context, w int) error {
 		{
@@ -160,6 +162,8 @@ func runSMTP(ctx context.Context, s server, tag, user string, n, size, conns int
 		}
 	}
 	visible := time.Since(start)
+	time.Sleep(cpuSettle)
+	res.cpuPerMsg = ms(cpuTime(s.PIDs())-cpu0) / float64(n)
 	res.accepted = float64(n) / accepted.Seconds()
 	res.visible = float64(n) / visible.Seconds()
 	res.diskPerMsg = float64(diskUsage(s.MailRoot())-du0) / float64(n)
@@ -402,44 +406,51 @@ func imapSearchText(s server, mailbox string, wantHits int) (time.Duration, erro
 	return dur, nil
 }
 
+// cpuSettle lets a system's masters reap workers that just finished, so
+// their CPU time is in the parent's cutime when it is read.
+const cpuSettle = 200 * time.Millisecond
+
 // pop3RetrDele times one POP3 session that RETRs and DELEs every message
-// and QUITs (the deletions are applied before QUIT's +OK).
-func pop3RetrDele(s server, want int, wantBytes int64) (time.Duration, error) {
+// and QUITs (the deletions are applied before QUIT's +OK). It also returns
+// the CPU time the system used for it.
+func pop3RetrDele(s server, want int, wantBytes int64) (_, cpu time.Duration, _ error) {
+	cpu0 := cpuTime(s.PIDs())
 	t0 := time.Now()
 	c, err := pop3Dial(s.Addr("pop3"))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer c.Close()
 	if err := c.Login(userPOP, password); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	n, _, err := c.Stat()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if n != want {
-		return 0, fmt.Errorf("POP3 STAT: %d messages, want %d", n, want)
+		return 0, 0, fmt.Errorf("POP3 STAT: %d messages, want %d", n, want)
 	}
 	var total int64
 	for i := 1; i <= n; i++ {
 		b, err := c.Retr(i)
 		if err != nil {
-			return 0, fmt.Errorf("RETR %d: %w", i, err)
+			return 0, 0, fmt.Errorf("RETR %d: %w", i, err)
 		}
 		total += b
 		if err := c.Dele(i); err != nil {
-			return 0, fmt.Errorf("DELE %d: %w", i, err)
+			return 0, 0, fmt.Errorf("DELE %d: %w", i, err)
 		}
 	}
 	if err := c.Quit(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	d := time.Since(t0)
 	if total != wantBytes {
-		return 0, fmt.Errorf("POP3 RETR: %d bytes, want %d", total, wantBytes)
+		return 0, 0, fmt.Errorf("POP3 RETR: %d bytes, want %d", total, wantBytes)
 	}
-	return d, nil
+	time.Sleep(cpuSettle)
+	return d, cpuTime(s.PIDs()) - cpu0, nil
 }
 
 // memResult is the memory of one system with idle IMAP connections.
