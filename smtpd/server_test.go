@@ -981,3 +981,26 @@ func TestTooManyBadRecipients(t *testing.T) {
 	c.cmd("RCPT TO:<last-guess@example.org>", "421 4.7.0 ")
 	c.expectClosed()
 }
+
+// TestSTARTTLSInjection: commands pipelined after STARTTLS in plain text
+// must be dropped, not run inside the TLS session (CVE-2011-0411 style).
+func TestSTARTTLSInjection(t *testing.T) {
+	ts := newTestServer(t, withMode(ModeSubmission))
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.write("STARTTLS\r\nMAIL FROM:<alice@example.org>\r\n")
+	c.expect("220 ")
+	tc := tls.Client(c.nc, clientTLS())
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		// Also acceptable: the injected bytes broke the handshake, so
+		// nothing was run.
+		t.Logf("handshake failed: %v", err)
+		return
+	}
+	c.nc = tc
+	c.r = newReader(tc)
+	c.ehlo()
+	c.authPlain("alice@example.org", "alice-secret", "235 ")
+	c.cmd("RCPT TO:<bob@example.org>", "502 5.5.1 ") // no MAIL in effect
+}
