@@ -78,7 +78,6 @@ type envelope struct {
 	from   string // "" for the null reverse-path
 	utf8   bool   // SMTPUTF8 given on MAIL
 	size   int64  // SIZE given on MAIL, 0 if none
-	body   smtp.BodyType
 	rcpts  []string // as accepted, in order
 	// local maps each account name to the recipients that led to it, in
 	// first-seen order: every account gets one copy (alias expansions are
@@ -216,7 +215,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		// does not check, and would keep the old recipients).
 		return errNestedMail
 	}
-	env := envelope{utf8: opts.UTF8, size: opts.Size, body: opts.Body}
+	env := envelope{utf8: opts.UTF8, size: opts.Size}
 	if from != "" {
 		addr, err := parseAddress(from, opts.UTF8, errBadSender)
 		if err != nil {
