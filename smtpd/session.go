@@ -75,9 +75,9 @@ type session struct {
 // one goes after alias resolution.
 type envelope struct {
 	active bool
-	from   string // "" for the null reverse-path
-	utf8   bool   // SMTPUTF8 given on MAIL
-	size   int64  // SIZE given on MAIL, 0 if none
+	from   string   // "" for the null reverse-path
+	utf8   bool     // SMTPUTF8 given on MAIL
+	size   int64    // SIZE given on MAIL, 0 if none
 	rcpts  []string // as accepted, in order
 	// local maps each account name to the recipients that led to it, in
 	// first-seen order: every account gets one copy (alias expansions are
