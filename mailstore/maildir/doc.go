@@ -86,4 +86,23 @@
 // re-created from their name file if they hold mail, and removed if empty.
 // A missing or corrupt index is moved aside and rebuilt from the Maildir
 // tree; only then do mailboxes get a new UIDVALIDITY.
+//
+// # Performance
+//
+// Measured with go test -bench . on the shared 2-vCPU development VM while
+// other builds ran (load average 9-15), so the figures are floors and
+// ranges over several runs; 10 KB messages, fsync on (file, cur/, WAL):
+//
+//	delivery, 1 account, serial               100-150 msgs/s (7-10 ms each)
+//	delivery, 1 account, 16 in parallel       385-495 msgs/s (group commit)
+//	delivery, 100 accounts, serial             75-125 msgs/s
+//	delivery, 100 accounts, 16 in parallel    150-380 msgs/s
+//	Snapshot, 100,000 messages, cold           55-115 ms (row-by-row scan, side by side: 83-100 ms)
+//	Snapshot, 100,000 messages, unchanged      2.5-5 ms (cached copy)
+//	Status, 100,000 messages                   0.06-0.12 ms (aggregate scan before the counters: 9-31 ms)
+//	Fetch envelope+body structure, 100 msgs    1.5-2.4 ms
+//	StoreFlags on 1,000 of 100,000 messages    7-15 ms
+//
+// A cold Snapshot is dominated by SQLite rendering the column aggregates;
+// parsing them in Go is about 8 ms of it.
 package maildir
