@@ -108,12 +108,16 @@ func (b *bench) mDisk() metric {
 	return kib("Disk per stored message (mail + indexes, after SMTP in)")
 }
 
-func (b *bench) mIMAP() (sel, fetchFlags, fetchBodies, search metric) {
+func (b *bench) mIMAP() (sel, fetchFlags, fetchFlagsCPU, fetchBodies, fetchBodiesCPU, search, searchCPU metric) {
 	sz := b.sz
+	const cpu = ": CPU of all the system's processes, whole session"
 	return millis(fmt.Sprintf("IMAP SELECT, %s-msg mailbox", n(sz.BigMsgs))),
 		millis(fmt.Sprintf("IMAP UID FETCH 1:* (FLAGS), %s msgs", n(sz.BigMsgs))),
+		cpuMillis(fmt.Sprintf("IMAP login, SELECT, UID FETCH 1:* (FLAGS), %s msgs%s", n(sz.BigMsgs), cpu)),
 		millis(fmt.Sprintf("IMAP FETCH 1:* BODY.PEEK[], %s × %s", n(sz.FetchMsgs), kb(sz.FetchSize))),
-		millis(fmt.Sprintf("IMAP SEARCH TEXT, %s msgs", n(sz.SearchMsgs)))
+		cpuMillis(fmt.Sprintf("IMAP FETCH 1:* BODY.PEEK[], %s × %s%s", n(sz.FetchMsgs), kb(sz.FetchSize), cpu)),
+		millis(fmt.Sprintf("IMAP SEARCH TEXT, %s msgs", n(sz.SearchMsgs))),
+		cpuMillis(fmt.Sprintf("IMAP SEARCH TEXT, %s msgs%s", n(sz.SearchMsgs), cpu))
 }
 
 func (b *bench) mPOP() (wall, cpu metric) {
@@ -146,8 +150,8 @@ func (b *bench) declareRows() {
 		b.res.declare(b.mDisk())
 	}
 	if w["imap"] {
-		a, c, d, e := b.mIMAP()
-		b.res.declare(a, c, d, e)
+		a, c, d, e, f, g, h := b.mIMAP()
+		b.res.declare(a, c, d, e, f, g, h)
 	}
 	if w["pop3"] {
 		a, c := b.mPOP()
@@ -233,7 +237,7 @@ func (b *bench) imap(ctx context.Context) {
 		}
 		return nil
 	})
-	sel, ff, fb, st := b.mIMAP()
+	sel, ff, ffc, fb, fbc, st, stc := b.mIMAP()
 	// One untimed pass first, so every timed run sees warm caches, as a
 	// mailbox in daily use does.
 	for i, s := range b.srvs {
@@ -248,25 +252,44 @@ func (b *bench) imap(ctx context.Context) {
 			if failed[i] {
 				continue
 			}
-			ds, df, err := imapSelectFetchFlags(s, "Big", sz.BigMsgs)
-			if err != nil {
-				b.fail(s, "IMAP SELECT/FETCH FLAGS", err)
-			} else {
+			var ds, df, d, d2 time.Duration
+			// Each session's CPU: from before its login to after its
+			// connection has closed and the worker (if any) was reaped.
+			session := func(m metric, f func() error) {
+				c0 := cpuTime(s.PIDs())
+				if f() == nil {
+					time.Sleep(cpuSettle)
+					b.res.add(m, s.Name(), ms(cpuTime(s.PIDs())-c0))
+				}
+			}
+			session(ffc, func() (err error) {
+				ds, df, err = imapSelectFetchFlags(s, "Big", sz.BigMsgs)
+				if err != nil {
+					b.fail(s, "IMAP SELECT/FETCH FLAGS", err)
+					return err
+				}
 				b.res.add(sel, s.Name(), ms(ds))
 				b.res.add(ff, s.Name(), ms(df))
-			}
-			d, err := imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
-			if err != nil {
-				b.fail(s, "IMAP FETCH bodies", err)
-			} else {
+				return nil
+			})
+			session(fbc, func() (err error) {
+				d, err = imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
+				if err != nil {
+					b.fail(s, "IMAP FETCH bodies", err)
+					return err
+				}
 				b.res.add(fb, s.Name(), ms(d))
-			}
-			d2, err := imapSearchText(s, "Search", wantHits)
-			if err != nil {
-				b.fail(s, "IMAP SEARCH TEXT", err)
-			} else {
+				return nil
+			})
+			session(stc, func() (err error) {
+				d2, err = imapSearchText(s, "Search", wantHits)
+				if err != nil {
+					b.fail(s, "IMAP SEARCH TEXT", err)
+					return err
+				}
 				b.res.add(st, s.Name(), ms(d2))
-			}
+				return nil
+			})
 			b.log.Info("imap", "system", s.Name(), "run", run, "select", ds, "fetchflags", df, "fetchbodies", d, "search", d2)
 		}
 	}
