@@ -335,3 +335,24 @@ func TestRefusedLiteralPlusIsNotExecuted(t *testing.T) {
 	other.login("alice@example.org", "alicepw")
 	other.mustOK("STATUS Archive (MESSAGES)")
 }
+
+// TestIMAP4rev2Client: after ENABLE IMAP4rev2, SELECT carries the LIST
+// response and SEARCH answers with ESEARCH (RFC 9051 §6.3.2, §6.4.4).
+func TestIMAP4rev2Client(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", testMessage(1))
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	u := rc.mustOK("ENABLE IMAP4rev2")
+	if !hasLine(u, "* ENABLED IMAP4rev2") {
+		t.Fatalf("ENABLE: %q", u)
+	}
+	u = rc.mustOK("SELECT Inbox")
+	if !hasLine(u, `* LIST () "/" INBOX`) || hasLine(u, "RECENT") {
+		t.Errorf("IMAP4rev2 SELECT: %q", u)
+	}
+	u = rc.mustOK("UID SEARCH ALL")
+	if !hasLine(u, "* ESEARCH (TAG ") || !hasLine(u, "UID ALL 1") {
+		t.Errorf("IMAP4rev2 SEARCH: %q", u)
+	}
+}
