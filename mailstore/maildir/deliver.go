@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -354,18 +355,14 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 	if err != nil {
 		return mailstore.CopyResult{}, err
 	}
+	// Only what is needed to place files is read here; the transaction
+	// copies the rows (with their cached envelope and body structure)
+	// inside SQLite, so a COPY of a large mailbox stays small in memory.
 	type srcMsg struct {
-		uid      int64
-		flags    int64
-		keywords *string
-		size     int64
-		idate    int64
-		izone    int64
-		sent     int64
-		file     string
-		msgid    string
-		env, bs  []byte
-		newRel   string
+		uid    int64
+		size   int64
+		file   string
+		newRel string
 	}
 	var (
 		msgs   []srcMsg
@@ -385,15 +382,15 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		}
 		for _, rg := range ranges {
 			err := func() error {
-				rows, err := r.query(`SELECT uid, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure
-					FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`, srcID, int64(rg.lo), int64(rg.hi))
+				rows, err := r.query(`SELECT uid, size, file FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
+					srcID, int64(rg.lo), int64(rg.hi))
 				if err != nil {
 					return err
 				}
 				defer rows.Close()
 				for rows.Next() {
 					var m srcMsg
-					if err := rows.Scan(&m.uid, &m.flags, &m.keywords, &m.size, &m.idate, &m.izone, &m.sent, &m.file, &m.msgid, &m.env, &m.bs); err != nil {
+					if err := rows.Scan(&m.uid, &m.size, &m.file); err != nil {
 						return err
 					}
 					msgs = append(msgs, m)
@@ -489,36 +486,37 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 			}
 		}
 		for i, m := range msgs {
+			uid := first + int64(i)
+			// The source row must still be there: a concurrent expunge
+			// would otherwise turn a move into a copy, or copy nothing.
+			var (
+				flags int64
+				kw    sql.NullString
+			)
+			err := w.QueryRow(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
+				SELECT ?, ?, ?, flags, keywords, size, internaldate, internalzone, sentdate, ?, messageid, envelope, bodystructure
+				FROM messages WHERE mailbox = ? AND uid = ? AND file = ?
+				RETURNING flags, keywords`,
+				destMb.ID, uid, int64(destModseq), m.newRel, srcID, m.uid, m.file).Scan(&flags, &kw)
+			if errors.Is(err, errNoRows) {
+				return fmt.Errorf("%w: uid %d expunged meanwhile", mailstore.ErrNoSuchMessage, m.uid)
+			}
+			if err != nil {
+				return err
+			}
 			if move {
-				// The source row must still be there: a concurrent
-				// expunge would otherwise turn the move into a copy.
-				r, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ? AND file = ?`, srcID, m.uid, m.file)
-				if err != nil {
+				if _, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ?`, srcID, m.uid); err != nil {
 					return err
-				}
-				if n, _ := r.RowsAffected(); n != 1 {
-					return fmt.Errorf("%w: uid %d expunged meanwhile", mailstore.ErrNoSuchMessage, m.uid)
 				}
 				if err := w.addTrash(messagePath(srcID, m.file)); err != nil {
 					return err
 				}
-			}
-			uid := first + int64(i)
-			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				destMb.ID, uid, int64(destModseq), m.flags, m.keywords, m.size, m.idate, m.izone, m.sent, m.newRel, m.msgid, m.env, m.bs); err != nil {
-				return err
-			}
-			kw := ""
-			if m.keywords != nil {
-				kw = *m.keywords
+			} else {
+				w.usedDelta += m.size
 			}
 			res.SourceUIDs = append(res.SourceUIDs, imap.UID(m.uid))
 			res.DestUIDs = append(res.DestUIDs, imap.UID(uid))
-			if !move {
-				w.usedDelta += m.size
-			}
-			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destMb.ID, UID: imap.UID(uid), ModSeq: destModseq, Flags: flagList(m.flags, kw)})
+			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destMb.ID, UID: imap.UID(uid), ModSeq: destModseq, Flags: flagList(flags, kw.String)})
 		}
 		if move {
 			// Expunges after the appends: a watcher of the source never
