@@ -27,9 +27,8 @@ func BenchmarkAccept(b *testing.B) {
 
 func benchAccept(b *testing.B, store string, conns int) {
 	opts := []func(*Options){func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }}
-	if store == "maildir" {
-		opt, _ := withMaildir(b)
-		opts = append(opts, opt)
+	if store == "memory" {
+		opts = append(opts, withFakeStore)
 	}
 	ts := newTestServer(b, opts...)
 	const accounts = 20
