@@ -101,6 +101,8 @@ func (s *session) authFailed(username string, err error) error {
 	case errors.Is(err, auth.ErrThrottled):
 		s.log.Warn("auth throttled", "user", username)
 		return errThrottled
+	case errors.Is(err, sasl.ErrUnexpectedClientResponse):
+		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "Unexpected SASL response"}
 	}
 	return mapError(s.log, "auth", err, errSource)
 }
