@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
@@ -468,5 +470,42 @@ func TestIMAPSeesPOP3Deletion(t *testing.T) {
 	// Message 1 goes first, then the old message 3 is number 2.
 	if len(expunged) != 2 || expunged[0] != 1 || expunged[1] != 2 {
 		t.Errorf("EXPUNGE responses %v, want [1 2]", expunged)
+	}
+}
+
+// TestIMAPAuthenticate: SASL PLAIN (with SASL-IR) and LOGIN through the
+// auth database, and a wrong password refused with AUTHENTICATIONFAILED.
+func TestIMAPAuthenticate(t *testing.T) {
+	s := startIMAPServer(t)
+	for _, tc := range []struct {
+		name   string
+		client sasl.Client
+		ok     bool
+	}{
+		{"plain", sasl.NewPlainClient("", imapUser, imapPass), true},
+		{"login", sasl.NewLoginClient(imapUser, imapPass), true},
+		{"plain-wrong", sasl.NewPlainClient("", imapUser, "wrong"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := imapclient.DialTLS(s.Addr("imaps"), &imapclient.Options{TLSConfig: s.imapTLS()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			err = c.Authenticate(tc.client)
+			if tc.ok && err != nil {
+				t.Fatalf("AUTHENTICATE: %v", err)
+			}
+			if !tc.ok {
+				var ie *imap.Error
+				if !errors.As(err, &ie) || ie.Code != imap.ResponseCodeAuthenticationFailed {
+					t.Fatalf("AUTHENTICATE with a wrong password: %v", err)
+				}
+				return
+			}
+			if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
