@@ -287,3 +287,22 @@ func TestSnapshotLarge(t *testing.T) {
 		t.Fatalf("snapshot after another process's expunge: %d messages", len(again.Messages))
 	}
 }
+
+// BenchmarkMarkAllRead100k is a client's "mark folder read" on 100,000
+// messages (STORE 1:* +FLAGS \Seen), alternating with its undo.
+func BenchmarkMarkAllRead100k(b *testing.B) {
+	acc, id := bigMailbox(b, 100000)
+	ctx := context.Background()
+	all := imap.UIDSet{{Start: 1, Stop: 0}}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		op := mailstore.FlagsAdd
+		if i%2 == 1 {
+			op = mailstore.FlagsRemove
+		}
+		res, err := acc.StoreFlags(ctx, id, all, op, []imap.Flag{imap.FlagSeen}, 0)
+		if err != nil || len(res.Updated) != 100000 {
+			b.Fatal(len(res.Updated), err)
+		}
+	}
+}

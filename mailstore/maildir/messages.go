@@ -357,6 +357,9 @@ func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UID
 		if err != nil {
 			return err
 		}
+		if len(fs.keywords) == 0 && (op == opAdd || op == opRemove) {
+			return w.storeSystemFlags(&res, mailboxID, ranges, op, fs.mask, unchangedSince)
+		}
 		type change struct {
 			uid      int64
 			flags    int64
@@ -425,6 +428,88 @@ func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UID
 		return mailstore.StoreResult{}, fmt.Errorf("maildir: store flags: %w", err)
 	}
 	return res, nil
+}
+
+// storeSystemFlags is StoreFlags for adding or removing system flags only
+// (marking a whole mailbox read, deleting a range): one UPDATE per range
+// changes the rows inside SQLite instead of one statement per message.
+func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, ranges []uidRange, op flagOp, mask int64, unchangedSince uint64) error {
+	var next uint64
+	if err := w.QueryRow(`SELECT highestmodseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&next); err != nil {
+		return err
+	}
+	newFlags := `flags | ?`
+	if op == opRemove {
+		newFlags = `flags & ~?`
+	}
+	changed := map[int64]bool{}
+	for _, rg := range ranges {
+		err := func() error {
+			// RFC 7162 §3.1.3: UNCHANGEDSINCE leaves messages changed
+			// after the client's view alone (0: no condition).
+			rows, err := w.Query(`UPDATE messages SET flags = `+newFlags+`, modseq = ?
+				WHERE mailbox = ? AND uid BETWEEN ? AND ? AND flags != (`+newFlags+`) AND (? = 0 OR modseq <= ?)
+				RETURNING uid`,
+				mask, int64(next), mailboxID, int64(rg.lo), int64(rg.hi), mask, int64(unchangedSince), int64(unchangedSince))
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var uid int64
+				if err := rows.Scan(&uid); err != nil {
+					return err
+				}
+				changed[uid] = true
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	if len(changed) > 0 {
+		m, err := w.bump(mailboxID)
+		if err != nil {
+			return err
+		}
+		if m != next {
+			return fmt.Errorf("modseq %d, expected %d", m, next)
+		}
+	}
+	for _, rg := range ranges {
+		err := func() error {
+			rows, err := w.Query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
+				mailboxID, int64(rg.lo), int64(rg.hi))
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var (
+					uid, modseq, flags int64
+					kw                 sql.NullString
+				)
+				if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
+					return err
+				}
+				if !changed[uid] && unchangedSince > 0 && uint64(modseq) > unchangedSince {
+					res.Modified = append(res.Modified, imap.UID(uid))
+					continue
+				}
+				fl := flagList(flags, kw.String)
+				res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: fl})
+				if changed[uid] {
+					w.event(mailstore.Event{Kind: mailstore.EventFlags, MailboxID: mailboxID, UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: fl})
+				}
+			}
+			return rows.Err()
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func nullIfEmpty(s string) any {
