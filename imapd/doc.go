@@ -59,9 +59,11 @@
 //
 // # Timeouts and limits
 //
-// The library reads a command line within 30 s, waits at most 35 minutes
-// for the next command once authenticated (RFC 9051 §5.4 asks for at least
-// 30) and 30 s before login; literals are read within 5 minutes. Literals of
+// The library reads a command line within 30 s; it waits at most
+// Options.IdleTimeout (default 35 minutes; RFC 9051 §5.4 asks for at least
+// 30) for the next command once authenticated, IDLE included, and
+// Options.LoginTimeout (default 30 s) before login, then says "* BYE
+// Autologout". Literals are read within 5 minutes. Literals of
 // commands other than APPEND are capped at 4 KiB by the library; APPEND
 // literals larger than Options.MaxAppendSize are refused with NO [TOOBIG]
 // before the client sends them. Connections over the per-IP or total limit

@@ -86,3 +86,24 @@ func TestNoGoroutineLeak(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestIdleTimeouts: a silent client gets "* BYE" after the login timeout
+// before authentication and after the idle timeout once logged in.
+func TestIdleTimeouts(t *testing.T) {
+	ts := newTestServer(t, func(o *Options) {
+		o.LoginTimeout = 200 * time.Millisecond
+		o.IdleTimeout = 400 * time.Millisecond
+	})
+	pre := ts.raw(t)
+	if l := pre.line(); !strings.HasPrefix(l, "* BYE Autologout") {
+		t.Errorf("before login: %q", l)
+	}
+	post := ts.raw(t)
+	post.login("alice@example.org", "alicepw")
+	post.mustOK("SELECT INBOX")
+	post.send("I1 IDLE\r\n")
+	post.line()
+	if l := post.line(); !strings.HasPrefix(l, "* BYE") {
+		t.Errorf("in IDLE: %q", l)
+	}
+}

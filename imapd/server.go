@@ -64,6 +64,12 @@ type Options struct {
 	// MaxAppendSize is the largest APPEND literal accepted (APPENDLIMIT);
 	// zero means DefaultMaxAppendSize.
 	MaxAppendSize int64
+	// IdleTimeout is how long an authenticated client may stay silent
+	// (IDLE included) before "* BYE Autologout"; zero means 35 minutes
+	// (RFC 9051 §5.4: at least 30). LoginTimeout is the same before login;
+	// zero means 30 seconds.
+	IdleTimeout  time.Duration
+	LoginTimeout time.Duration
 	// Limiter, if not nil, refuses connections over its per-IP or total
 	// limits with "* BYE".
 	Limiter Limiter
@@ -143,6 +149,8 @@ func New(opts Options) (*Server, error) {
 			Logger:       libLog,
 			TLSConfig:    starttls,
 			InsecureAuth: insecureAuth,
+			IdleTimeout:  opts.IdleTimeout,
+			LoginTimeout: opts.LoginTimeout,
 		})
 	}
 	s.secure, s.plain = mk(true), mk(false)

@@ -57,6 +57,10 @@ type Conn struct {
 	closeAfter bool
 }
 
+// errAutologout: the client stayed silent past its timeout and got a BYE
+// (Posthouse patch).
+var errAutologout = errors.New("imapserver: autologout")
+
 // maxBadCommands is how many unparseable command lines in a row we answer
 // with BAD before giving up on the client (Posthouse patch).
 const maxBadCommands = 20
@@ -182,9 +186,9 @@ func (c *Conn) serve() {
 		var readTimeout time.Duration
 		switch c.state {
 		case imap.ConnStateAuthenticated, imap.ConnStateSelected:
-			readTimeout = idleReadTimeout
+			readTimeout = c.server.options.idleTimeout()
 		default:
-			readTimeout = cmdReadTimeout
+			readTimeout = c.server.options.loginTimeout()
 		}
 		c.setReadTimeout(readTimeout)
 
@@ -195,6 +199,14 @@ func (c *Conn) serve() {
 		}
 
 		if c.state == imap.ConnStateLogout || dec.EOF() {
+			break
+		}
+		// Posthouse patch: a client silent for too long gets a BYE
+		// (RFC 9051 §5.4 autologout) instead of a bare close.
+		var netErr net.Error
+		if errors.As(dec.Err(), &netErr) && netErr.Timeout() {
+			c.state = imap.ConnStateLogout
+			c.Bye("Autologout; idle for too long")
 			break
 		}
 
@@ -308,6 +320,9 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 
+	if errors.Is(err, errAutologout) {
+		return nil // BYE already sent, connection closed
+	}
 	if c.closeAfter {
 		c.state = imap.ConnStateLogout
 		defer c.Bye("Literal too large")

@@ -1,8 +1,10 @@
 package imapserver
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime/debug"
 
 	"github.com/emersion/go-imap/v2"
@@ -35,15 +37,20 @@ func (c *Conn) handleIdle(dec *imapwire.Decoder) error {
 		done <- c.session.Idle(w, stop)
 	}()
 
-	c.setReadTimeout(idleReadTimeout)
+	c.setReadTimeout(c.server.options.idleTimeout())
 	line, isPrefix, err := c.br.ReadLine()
 	close(stop)
 	// Posthouse patch: wait for the session's Idle to return on every path.
 	// Upstream returned at once on a read error, so the connection's
 	// goroutine closed the session while Idle was still using it.
 	idleErr := <-done
+	var netErr net.Error
 	if err == io.EOF {
 		return nil
+	} else if errors.As(err, &netErr) && netErr.Timeout() {
+		c.state = imap.ConnStateLogout
+		c.Bye("Autologout; idle for too long")
+		return errAutologout
 	} else if err != nil {
 		return err
 	} else if isPrefix || string(line) != "DONE" {

@@ -49,6 +49,13 @@ type Options struct {
 	// InsecureAuth allows clients to authenticate without TLS. In this mode,
 	// the server is susceptible to man-in-the-middle attacks.
 	InsecureAuth bool
+	// IdleTimeout is how long an authenticated client may stay silent
+	// (including in IDLE) before the server says BYE; zero means 35
+	// minutes (RFC 9051 §5.4 asks for at least 30). LoginTimeout is the
+	// same before authentication; zero means 30 seconds. (Posthouse patch:
+	// upstream had both as constants.)
+	IdleTimeout  time.Duration
+	LoginTimeout time.Duration
 	// Raw ingress and egress data will be written to this writer, if any.
 	// Note, this may include sensitive information such as credentials used
 	// during authentication.
@@ -66,6 +73,20 @@ func (options *Options) wrapReadWriter(rw io.ReadWriter) io.ReadWriter {
 		Reader: io.TeeReader(rw, options.DebugWriter),
 		Writer: io.MultiWriter(rw, options.DebugWriter),
 	}
+}
+
+func (options *Options) idleTimeout() time.Duration {
+	if options.IdleTimeout > 0 {
+		return options.IdleTimeout
+	}
+	return idleReadTimeout
+}
+
+func (options *Options) loginTimeout() time.Duration {
+	if options.LoginTimeout > 0 {
+		return options.LoginTimeout
+	}
+	return cmdReadTimeout
 }
 
 func (options *Options) caps() imap.CapSet {
