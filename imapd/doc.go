@@ -51,8 +51,10 @@
 //     CLOSE on an EXAMINEd mailbox expunged: Posthouse builds against a patched
 //     copy under third_party/go-imap (see its README).
 //   - CONDSTORE/QRESYNC: the library's server side has no MODSEQ fetch item,
-//     no UNCHANGEDSINCE parsing and no HIGHESTMODSEQ in SELECT, so Posthouse
-//     does not advertise them even though mailstore keeps modseqs.
+//     no SELECT (CONDSTORE)/UNCHANGEDSINCE/CHANGEDSINCE parsing and no
+//     MODSEQ in unilateral FETCH, so Posthouse does not advertise them even
+//     though mailstore keeps modseqs. SELECT does report HIGHESTMODSEQ (a
+//     small patch), which clients without CONDSTORE ignore.
 //   - QUOTA is not advertised (no server-side support in the library).
 //   - COMPRESS=DEFLATE is not advertised (no library support; Go's flate has
 //     not been shown not to stall on partial flushes).

@@ -297,6 +297,9 @@ func TestMailboxOperations(t *testing.T) {
 		!hasLine(u, `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft)`) || !hasLine(u, `PERMANENTFLAGS (\Seen \Answered \Flagged \Deleted \Draft \*)`) {
 		t.Errorf("SELECT: %q", u)
 	}
+	if !hasLine(u, "* OK [HIGHESTMODSEQ ") {
+		t.Errorf("SELECT lacks HIGHESTMODSEQ: %q", u)
+	}
 	u = rc.mustOK(`STATUS Sent (MESSAGES UNSEEN UIDNEXT UIDVALIDITY DELETED SIZE RECENT APPENDLIMIT)`)
 	if !hasLine(u, `* STATUS "Sent" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY`) {
 		t.Errorf("STATUS: %q", u)

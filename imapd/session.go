@@ -410,10 +410,11 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	st.mu.Lock()
 	tracker := st.tracker.NewSession()
 	data := &imap.SelectData{
-		Flags:       slices.Clone(systemFlags),
-		NumMessages: uint32(len(st.uids)),
-		UIDNext:     st.uidNext,
-		UIDValidity: st.uidValidity,
+		Flags:         slices.Clone(systemFlags),
+		NumMessages:   uint32(len(st.uids)),
+		UIDNext:       st.uidNext,
+		UIDValidity:   st.uidValidity,
+		HighestModSeq: st.modseq,
 	}
 	if i := slices.Index(st.seen, false); i >= 0 {
 		data.FirstUnseenSeqNum = uint32(i + 1)

@@ -56,6 +56,7 @@ type mailboxState struct {
 	mu          sync.Mutex
 	loaded      bool
 	baseModSeq  uint64            // Snapshot.HighestModSeq
+	modseq      uint64            // highest ModSeq seen (snapshot or event)
 	pending     []mailstore.Event // events seen while loading
 	uids        []imap.UID
 	seen        []bool // \Seen, parallel to uids, for SELECT's UNSEEN
@@ -151,6 +152,7 @@ func (st *mailboxState) load(ctx context.Context, store mailstore.Store) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.baseModSeq = snap.HighestModSeq
+	st.modseq = snap.HighestModSeq
 	st.uids = make([]imap.UID, len(snap.Messages))
 	st.seen = make([]bool, len(snap.Messages))
 	for i, m := range snap.Messages {
@@ -190,6 +192,7 @@ func (st *mailboxState) onEvent(ev mailstore.Event) {
 }
 
 func (st *mailboxState) applyLocked(ev mailstore.Event) {
+	st.modseq = max(st.modseq, ev.ModSeq)
 	i, found := st.indexLocked(ev.UID)
 	switch ev.Kind {
 	case mailstore.EventAppend:

@@ -63,6 +63,18 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	if err := c.writePermanentFlags(data.PermanentFlags); err != nil {
 		return err
 	}
+	// Posthouse patch: HIGHESTMODSEQ (RFC 7162 §3.1.2.1) when the session
+	// knows it; clients that do not use CONDSTORE ignore the code.
+	if data.HighestModSeq > 0 {
+		enc := newResponseEncoder(c)
+		enc.Atom("*").SP().Atom("OK").SP().Special('[').Atom("HIGHESTMODSEQ").SP().ModSeq(data.HighestModSeq).Special(']')
+		enc.SP().Text("Highest")
+		err := enc.CRLF()
+		enc.end()
+		if err != nil {
+			return err
+		}
+	}
 	if data.List != nil {
 		if err := c.writeList(data.List); err != nil {
 			return err
