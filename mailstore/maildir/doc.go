@@ -89,20 +89,26 @@
 //
 // # Performance
 //
-// Measured with go test -bench . on the shared 2-vCPU development VM while
-// other builds ran (load average 9-15), so the figures are floors and
-// ranges over several runs; 10 KB messages, fsync on (file, cur/, WAL):
+// Measured with go test -bench . on the shared 2-vCPU development VM, 10 KB
+// messages, fsync on (file, cur/, WAL). "quiet": load average about 3;
+// "busy": 9-15 while other builds ran (ranges over several runs).
 //
-//	delivery, 1 account, serial               100-150 msgs/s (7-10 ms each)
-//	delivery, 1 account, 16 in parallel       385-495 msgs/s (group commit)
-//	delivery, 100 accounts, serial             75-125 msgs/s
-//	delivery, 100 accounts, 16 in parallel    150-380 msgs/s
-//	Snapshot, 100,000 messages, cold           55-115 ms (row-by-row scan, side by side: 83-100 ms)
-//	Snapshot, 100,000 messages, unchanged      2.5-5 ms (cached copy)
-//	Status, 100,000 messages                   0.06-0.12 ms (aggregate scan before the counters: 9-31 ms)
-//	Fetch envelope+body structure, 100 msgs    1.5-2.4 ms
-//	StoreFlags on 1,000 of 100,000 messages    7-15 ms
+//	                                          quiet          busy
+//	delivery, 1 account, serial               549 msgs/s     100-150 msgs/s
+//	delivery, 1 account, 16 in parallel       771 msgs/s     385-495 msgs/s (group commit)
+//	delivery, 100 accounts, serial            565 msgs/s     75-125 msgs/s
+//	delivery, 100 accounts, 16 in parallel    630 msgs/s     150-380 msgs/s
+//	Snapshot, 100,000 messages, cold          33 ms          55-115 ms
+//	Snapshot, 100,000 messages, unchanged     2.3 ms         2.5-5 ms (cached copy)
+//	Status, 100,000 messages                  0.02 ms        0.06-0.12 ms
+//	Fetch envelope+body structure, 100 msgs   0.9 ms         1.5-2.4 ms
+//	StoreFlags on 1,000 of 100,000 messages   5.3 ms         7-15 ms
+//	STORE 1:* +FLAGS \Seen, 100,000 messages  0.73 s
 //
-// A cold Snapshot is dominated by SQLite rendering the column aggregates;
-// parsing them in Go is about 8 ms of it.
+// Choices these numbers led to: Snapshot reads column aggregates
+// (group_concat) in one call instead of scanning rows (side by side under
+// load: 55 ms against 83-100 ms); STATUS reads trigger-kept counters instead
+// of aggregating (9-31 ms before); concurrent appends share a commit. A cold
+// Snapshot is dominated by SQLite rendering the aggregates; parsing them in
+// Go is about 8 ms of it.
 package maildir
