@@ -179,14 +179,25 @@ func mergeTOML(dst, src map[string]any) {
 
 // cleanEnv is the environment without POSTHOUSE_* variables, so the
 // developer's shell cannot change what a test runs.
+//
+// With the race detector, each process would sleep a second at exit
+// waiting for late reports (GORACE atexit_sleep_ms, default 1000): a
+// second per admin command adds up to minutes, so it is turned off. Races
+// are still reported when they happen, and make the process exit with
+// status 66, which the harness treats as a failure.
 func cleanEnv() []string {
 	var env []string
+	gorace := "atexit_sleep_ms=0"
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "POSTHOUSE_") {
+		switch {
+		case strings.HasPrefix(kv, "POSTHOUSE_"):
+		case strings.HasPrefix(kv, "GORACE="):
+			gorace = strings.TrimPrefix(kv, "GORACE=") + " " + gorace
+		default:
 			env = append(env, kv)
 		}
 	}
-	return env
+	return append(env, "GORACE="+gorace)
 }
 
 // freeTCPAddr returns a loopback address with a port free right now.
