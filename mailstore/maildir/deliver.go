@@ -208,6 +208,9 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		date = time.Now()
 	}
 	_, zone := date.Zone()
+	if testHookBeforeCommit != nil {
+		testHookBeforeCommit(a)
+	}
 	pa := &pendingAppend{
 		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit,
 		done: make(chan struct{}), lead: make(chan struct{}, 1),
@@ -222,6 +225,10 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 	a.log.Debug("message stored", "mailbox", mb.Name, "uid", res.UID, "size", size, "msgid", p.messageID, "dur", time.Since(start))
 	return res, nil
 }
+
+// testHookBeforeCommit, set by tests only, runs after a message file is in
+// place and before its row is committed.
+var testHookBeforeCommit func(a *account)
 
 // pendingAppend is one message waiting for its index row.
 type pendingAppend struct {

@@ -460,3 +460,30 @@ func TestResolveUIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestFailedCommitRemovesFile makes the index refuse a message whose file
+// is already in cur/ (the account filled up meanwhile): the file must go.
+func TestFailedCommitRemovesFile(t *testing.T) {
+	s, dir := newTestStore(t, Options{Quota: func(context.Context, string) (int64, error) { return 10000, nil }})
+	acc := openAccount(t, s, testAccount)
+	ctx := context.Background()
+	in := inboxID(t, acc)
+	testHookBeforeCommit = func(a *account) { a.used.Add(9000) } // someone else's delivery
+	t.Cleanup(func() { testHookBeforeCommit = nil })
+	_, err := acc.Deliver(ctx, strings.NewReader(testMessage("too late", strings.Repeat("x", 2000))), mailstore.DeliverOptions{})
+	testHookBeforeCommit = nil
+	if !errors.Is(err, mailstore.ErrOverQuota) {
+		t.Fatalf("Deliver = %v, want ErrOverQuota at commit", err)
+	}
+	acc.(*handle).a.used.Add(-9000)
+	for _, sub := range []string{"cur", "new", "tmp"} {
+		ents, _ := os.ReadDir(filepath.Join(dir, accountDirName(testAccount), "maildir", fmt.Sprint(in), sub))
+		if len(ents) != 0 {
+			t.Errorf("%s/ keeps %d files after a failed commit", sub, len(ents))
+		}
+	}
+	if snap, _ := acc.Snapshot(ctx, in); len(snap.Messages) != 0 {
+		t.Errorf("message visible after a failed commit")
+	}
+	deliver(t, acc, testMessage("fits", "x")) // and the account still works
+}
