@@ -83,7 +83,7 @@ func (s *fakeStore) Close() error                                  { return nil 
 
 func (a *fakeAccount) createLocked(name, special string) *fakeBox {
 	a.nextID++
-	b := &fakeBox{mb: mailstore.Mailbox{ID: a.nextID, Name: name, SpecialUse: special, UIDValidity: uint32(1000 + a.nextID)}, uidNext: 1}
+	b := &fakeBox{mb: mailstore.Mailbox{ID: a.nextID, Name: name, SpecialUse: special, UIDValidity: uint32(1000 + a.nextID)}, uidNext: 1, modseq: 1}
 	a.boxes[name] = b
 	return b
 }

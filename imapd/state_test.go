@@ -210,3 +210,25 @@ func parseRanges(s string) [][2]uint32 {
 	}
 	return out
 }
+
+// TestIdleStartsWithQueuedUpdates: an update queued before the session's
+// Idle starts is written at once, not with the next change (go-imap patch).
+func TestIdleStartsWithQueuedUpdates(t *testing.T) {
+	ts := newTestServer(t)
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	rc.mustOK("SELECT INBOX")
+	// Queue an EXISTS for this session without letting a poll write it:
+	// FETCH polls only after it runs, so deliver while nothing reads.
+	ts.deliver(t, "alice@example.org", "", testMessage(1))
+	rc.send("I1 IDLE\r\n")
+	var got []string
+	for len(got) < 2 {
+		got = append(got, rc.line())
+	}
+	if !hasLine(got, "* 1 EXISTS") {
+		t.Errorf("IDLE did not start with the queued EXISTS: %q", got)
+	}
+	rc.send("DONE\r\n")
+	rc.until("I1")
+}

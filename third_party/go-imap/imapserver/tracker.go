@@ -201,6 +201,10 @@ func (t *SessionTracker) Idle(w *UpdateWriter, stop <-chan struct{}) error {
 	if ok {
 		t.updates = updates
 	}
+	// Posthouse patch: updates queued before Idle registered (say, between
+	// the "+ idling" line and this call) sent no notification; write them
+	// now instead of waiting for the next change.
+	pending := len(t.queue) > 0
 	t.mutex.Unlock()
 	if !ok {
 		return fmt.Errorf("imapserver: only a single SessionTracker.Idle call is allowed at a time")
@@ -211,6 +215,12 @@ func (t *SessionTracker) Idle(w *UpdateWriter, stop <-chan struct{}) error {
 		t.updates = nil
 		t.mutex.Unlock()
 	}()
+
+	if pending {
+		if err := t.Poll(w, true); err != nil {
+			return err
+		}
+	}
 
 	for {
 		select {
