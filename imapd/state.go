@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"sync"
@@ -181,6 +182,14 @@ func (st *mailboxState) onEvent(ev mailstore.Event) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	// This runs on the store's committing goroutine (a delivery, another
+	// protocol): whatever goes wrong here must not take it down.
+	defer func() {
+		if v := recover(); v != nil {
+			st.reg.log.Error("mailbox event handler panicked", "mailbox", st.key.mailbox,
+				"err", fmt.Errorf("%v", v), "stack", string(debug.Stack()))
+		}
+	}()
 	if !st.loaded {
 		st.pending = append(st.pending, ev)
 		return
