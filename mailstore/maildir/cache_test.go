@@ -174,3 +174,44 @@ func FuzzParseMessage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseCache decodes arbitrary cache blobs: errors are fine, panics and
+// unbounded nesting are not, and what decodes re-encodes.
+func FuzzParseCache(f *testing.F) {
+	p, _ := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil }, false)
+	f.Add(p.bodyStructure)
+	f.Add(p.envelope)
+	f.Add([]byte(`1{"mp":true,"c":[{"t":"text","st":"plain","p":null}]}`))
+	f.Add([]byte(`1{"t":"message","st":"rfc822","p":{},"msg":{"e":null,"b":{"mp":true},"n":3}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if bs, err := decodeBodyStructure(b); err == nil && bs != nil {
+			if _, err := encodeBodyStructure(bs); err != nil {
+				t.Fatalf("decoded body structure does not encode: %v", err)
+			}
+		}
+		if env, err := decodeEnvelope(b); err == nil {
+			if _, err := encodeEnvelope(env); err != nil {
+				t.Fatalf("decoded envelope does not encode: %v", err)
+			}
+		}
+	})
+}
+
+// FuzzParseSummaries parses arbitrary snapshot aggregates without panicking
+// and keeps the result in UID order.
+func FuzzParseSummaries(f *testing.F) {
+	f.Add("1 2 3", "5 5 6", "0 1 9", "\n$Forwarded\n")
+	f.Add("3 1", "1 1", "0 0", "\n")
+	f.Add("", "", "", "")
+	f.Fuzz(func(t *testing.T, uids, modseqs, masks, keywords string) {
+		out, err := parseSummaries(uids, modseqs, masks, keywords)
+		if err != nil {
+			return
+		}
+		for i := 1; i < len(out); i++ {
+			if out[i].UID < out[i-1].UID {
+				t.Fatalf("not sorted: %v", out)
+			}
+		}
+	})
+}
