@@ -473,3 +473,41 @@ func checkCounters(t *testing.T, acc mailstore.Account) {
 		t.Errorf("usage %d, messages sum to %d", used, sum)
 	}
 }
+
+// TestReconcileManyFiles imports a Maildir's worth of files dropped into
+// cur/ and new/ (more than one indexing batch) in arrival order.
+func TestReconcileManyFiles(t *testing.T) {
+	s, dir := newTestStore(t, Options{})
+	ctx := context.Background()
+	acc := openAccount(t, s, testAccount)
+	arch, _ := acc.Mailbox(ctx, "Archive")
+	mbDir := filepath.Join(dir, accountDirName(testAccount), "maildir", fmt.Sprint(arch.ID))
+	const n = 2*indexBatch + 17
+	base := time.Now().Add(-time.Hour)
+	for i := 0; i < n; i++ {
+		sub := "cur"
+		if i%3 == 0 {
+			sub = "new"
+		}
+		p := filepath.Join(mbDir, sub, fmt.Sprintf("%d.M%dP1.host:2,S", 1700000000+i, i))
+		if err := os.WriteFile(p, []byte(testMessage(fmt.Sprint("imported ", i), "x")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := base.Add(time.Duration(i) * time.Second)
+		os.Chtimes(p, mt, mt)
+	}
+	if err := s.ReconcileAccount(ctx, testAccount); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := acc.Snapshot(ctx, arch.ID)
+	if err != nil || len(snap.Messages) != n {
+		t.Fatalf("%d messages indexed, want %d (%v)", len(snap.Messages), n, err)
+	}
+	infos, _ := acc.Fetch(ctx, arch.ID, imap.UIDSet{{Start: 1, Stop: 0}}, mailstore.FetchOptions{Envelope: true})
+	for i, mi := range infos {
+		if mi.Envelope.Subject != fmt.Sprint("imported ", i) || !slices.Equal(mi.Flags, []imap.Flag{imap.FlagSeen}) {
+			t.Fatalf("uid %d: subject %q flags %v", mi.UID, mi.Envelope.Subject, mi.Flags)
+		}
+	}
+	checkCounters(t, acc)
+}

@@ -300,14 +300,10 @@ func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expu
 			}
 			return missing[i].rel < missing[j].rel
 		})
-		for _, m := range missing {
-			ok, err := a.indexFile(ctx, id, m)
-			if err != nil {
-				return indexed, expunged, err
-			}
-			if ok {
-				indexed++
-			}
+		n, err := a.indexFiles(ctx, id, missing)
+		indexed = n
+		if err != nil {
+			return indexed, expunged, err
 		}
 	}
 	return indexed, expunged, nil
@@ -430,69 +426,103 @@ func tooManyMarkers(path string) bool {
 	return mc.n > maxMultipartMarkers
 }
 
-// indexFile adds a row for a file found without one. The file keeps its
-// name and place; its internal date is its modification time.
-func (a *account) indexFile(ctx context.Context, id int64, m diskMessage) (bool, error) {
-	full := filepath.Join(a.mailboxDir(id), filepath.FromSlash(m.rel))
-	info, err := os.Stat(full)
-	if err != nil {
-		return false, nil
-	}
-	var f *os.File
-	p, err := parseMessage(func() (io.Reader, error) {
-		if f != nil {
-			f.Close()
+// indexBatch is how many found files share one transaction when indexed.
+const indexBatch = 200
+
+// foundFile is a file without a row, parsed and ready to index.
+type foundFile struct {
+	m     diskMessage
+	full  string
+	size  int64
+	mtime time.Time
+	p     parsed
+}
+
+// indexFiles adds rows for files found without one, in batches: files are
+// parsed outside the writer lock, then each batch is one transaction. A file
+// keeps its name and place; its internal date is its modification time.
+func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (int, error) {
+	n := 0
+	for start := 0; start < len(ms); start += indexBatch {
+		var batch []foundFile
+		for _, m := range ms[start:min(start+indexBatch, len(ms))] {
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
+			full := filepath.Join(a.mailboxDir(id), filepath.FromSlash(m.rel))
+			info, err := os.Stat(full)
+			if err != nil {
+				continue
+			}
+			var f *os.File
+			p, err := parseMessage(func() (io.Reader, error) {
+				if f != nil {
+					f.Close()
+				}
+				var err error
+				if f, err = os.Open(full); err != nil {
+					return nil, err
+				}
+				return bufio.NewReaderSize(f, 32<<10), nil
+			}, tooManyMarkers(full))
+			if f != nil {
+				f.Close()
+			}
+			if err != nil {
+				a.log.Error("cannot read message file to index it", "path", m.rel, "err", err)
+				continue
+			}
+			batch = append(batch, foundFile{m: m, full: full, size: info.Size(), mtime: info.ModTime(), p: p})
 		}
-		var err error
-		if f, err = os.Open(full); err != nil {
-			return nil, err
-		}
-		return bufio.NewReaderSize(f, 32<<10), nil
-	}, tooManyMarkers(full))
-	if f != nil {
-		f.Close()
-	}
-	if err != nil {
-		a.log.Error("cannot read message file to index it", "path", m.rel, "err", err)
-		return false, nil
-	}
-	fs := maildirInfoFlags(filepath.Base(m.rel))
-	ok := false
-	err = a.write(ctx, func(w *wtx) error {
-		ok = false
-		var x int64
-		err := w.QueryRow(`SELECT uid FROM messages WHERE mailbox = ? AND file = ?`, id, m.rel).Scan(&x)
-		if err == nil {
-			return nil // indexed meanwhile
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if a.isInflight(messagePath(id, m.rel)) {
+		done := 0
+		err := a.write(ctx, func(w *wtx) error {
+			done = 0
+			var modseq uint64
+			for _, ff := range batch {
+				// Checked again under the writer lock: a delivery may
+				// have committed the file, or removed it, meanwhile.
+				var x int64
+				err := w.QueryRow(`SELECT uid FROM messages WHERE mailbox = ? AND file = ?`, id, ff.m.rel).Scan(&x)
+				if err == nil {
+					continue
+				}
+				if !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+				if a.isInflight(messagePath(id, ff.m.rel)) {
+					continue
+				}
+				if _, err := os.Stat(ff.full); err != nil {
+					continue
+				}
+				if modseq == 0 {
+					if modseq, err = w.bump(id); err != nil {
+						return err
+					}
+				}
+				var uid int64
+				if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, id).Scan(&uid); err != nil {
+					return err
+				}
+				fs := maildirInfoFlags(filepath.Base(ff.m.rel))
+				kw := joinKeywords(fs.keywords)
+				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
+					VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
+					id, uid, int64(modseq), fs.mask, nullIfEmpty(kw), ff.size,
+					ff.mtime.Unix(), ff.p.sentDate, ff.m.rel, ff.p.messageID, ff.p.envelope, ff.p.bodyStructure); err != nil {
+					return err
+				}
+				w.usedDelta += ff.size
+				w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, kw)})
+				a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", ff.m.rel, "size", ff.size)
+				done++
+			}
 			return nil
-		}
-		if _, err := os.Stat(full); err != nil {
-			return nil
-		}
-		var uid int64
-		if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, id).Scan(&uid); err != nil {
-			return err
-		}
-		modseq, err := w.bump(id)
+		})
 		if err != nil {
-			return err
+			return n, err
 		}
-		if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
-			id, uid, int64(modseq), fs.mask, nullIfEmpty(joinKeywords(fs.keywords)), info.Size(),
-			info.ModTime().Unix(), p.sentDate, m.rel, p.messageID, p.envelope, p.bodyStructure); err != nil {
-			return err
-		}
-		w.usedDelta += info.Size()
-		w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, joinKeywords(fs.keywords))})
-		a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", m.rel, "size", info.Size())
-		ok = true
-		return nil
-	})
-	return ok, err
+		n += done
+	}
+	return n, nil
 }

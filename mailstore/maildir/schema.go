@@ -85,6 +85,11 @@ var migrations = []sqlitedb.Migration{
 			WHERE id = NEW.mailbox;
 		END`,
 	),
+	// 3: look-up of a message by file, for reconciliation and rebuilds,
+	// which check each file they find.
+	sqlitedb.Exec(
+		`CREATE INDEX messages_file ON messages (mailbox, file)`,
+	),
 }
 
 // Storable system flags, as bits of messages.flags.
