@@ -231,7 +231,7 @@ func fromCachedPart(p *cachedPart, depth int) (imap.BodyStructure, error) {
 	return bs, nil
 }
 
-// EncodeEnvelope serializes an envelope for the index.
+// encodeEnvelope serializes an envelope for the index.
 func encodeEnvelope(e *imap.Envelope) ([]byte, error) {
 	b, err := json.Marshal(toCachedEnvelope(e))
 	if err != nil {

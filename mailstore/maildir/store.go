@@ -44,7 +44,7 @@ type Store struct {
 
 var _ mailstore.Store = (*Store)(nil)
 
-// accountsMarker is written in dir so a mistyped data_dir is noticed.
+// addressFile, in each account directory, holds the account's address.
 const addressFile = "address"
 
 // Open opens the store rooted at dir (<data_dir>/accounts), creating it.
