@@ -104,6 +104,7 @@
 //	Fetch envelope+body structure, 100 msgs   0.9 ms         1.5-2.4 ms
 //	StoreFlags on 1,000 of 100,000 messages   5.3 ms         7-15 ms
 //	STORE 1:* +FLAGS \Seen, 100,000 messages  0.73 s
+//	integrity check at first open, 100,000     96 ms (PRAGMA quick_check)
 //
 // Choices these numbers led to: Snapshot reads column aggregates
 // (group_concat) in one call instead of scanning rows (side by side under
