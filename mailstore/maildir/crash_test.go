@@ -81,7 +81,59 @@ func crashChild(dir string) {
 	out := bufio.NewWriter(os.Stdout)
 	fmt.Fprintln(out, "ready")
 	out.Flush()
+	say := func(format string, args ...any) {
+		mu.Lock()
+		fmt.Fprintf(out, format+"\n", args...)
+		out.Flush()
+		mu.Unlock()
+	}
+	inbox, err := acc.Mailbox(ctx, mailstore.Inbox)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	var wg sync.WaitGroup
+	// One goroutine moves the oldest message to Archive or expunges it,
+	// announcing the intent before and the result after each operation.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 99))
+		for {
+			snap, err := acc.Snapshot(ctx, inbox.ID)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "snapshot:", err)
+				os.Exit(3)
+			}
+			if len(snap.Messages) < 4 {
+				time.Sleep(2 * time.Millisecond)
+				continue
+			}
+			uid := snap.Messages[0].UID
+			if rng.IntN(2) == 0 {
+				say("intent move %d", uid)
+				res, err := acc.Move(ctx, inbox.ID, imap.UIDSetNum(uid), "Archive")
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "move:", err)
+					os.Exit(3)
+				}
+				say("moved %d %d", res.SourceUIDs[0], res.DestUIDs[0])
+			} else {
+				say("intent expunge %d", uid)
+				set := imap.UIDSetNum(uid)
+				if _, err := acc.StoreFlags(ctx, inbox.ID, set, mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0); err != nil {
+					fmt.Fprintln(os.Stderr, "store:", err)
+					os.Exit(3)
+				}
+				gone, err := acc.Expunge(ctx, inbox.ID, &set)
+				if err != nil || len(gone) != 1 {
+					fmt.Fprintln(os.Stderr, "expunge:", gone, err)
+					os.Exit(3)
+				}
+				say("expunged %d", uid)
+			}
+		}
+	}()
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -95,10 +147,7 @@ func crashChild(dir string) {
 					os.Exit(3)
 				}
 				sum, _ := checkCrashMessage([]byte(msg))
-				mu.Lock()
-				fmt.Fprintf(out, "ack %d %s\n", res.UID, sum)
-				out.Flush()
-				mu.Unlock()
+				say("ack %d %s", res.UID, sum)
 			}
 		}(g)
 	}
@@ -122,7 +171,7 @@ func TestCrashDelivery(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rounds := 25
-	acked := map[imap.UID]string{}
+	st := newCrashState()
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	deadline := time.Now().Add(20 * time.Second)
 	for round := 0; round < rounds; round++ {
@@ -174,7 +223,7 @@ func TestCrashDelivery(t *testing.T) {
 					}
 					continue
 				}
-				recordAck(t, acked, l)
+				st.record(t, l)
 			case <-kill:
 				cmd.Process.Kill()
 				kill = nil
@@ -185,31 +234,93 @@ func TestCrashDelivery(t *testing.T) {
 		if !killed {
 			t.Fatalf("round %d: child exited on its own: %v\n%s", round, err, stderr.String())
 		}
-		verifyCrashStore(t, dir, acked)
+		verifyCrashStore(t, dir, st)
 	}
-	if len(acked) < 20 {
-		t.Fatalf("only %d deliveries acknowledged in all rounds", len(acked))
+	if len(st.acked) < 20 {
+		t.Fatalf("only %d deliveries acknowledged in all rounds", len(st.acked))
 	}
-	t.Logf("%d rounds, %d acknowledged deliveries, all intact", rounds, len(acked))
+	t.Logf("%d rounds, %d acknowledged deliveries, %d moves, %d expunges, all accounted for",
+		rounds, len(st.acked), len(st.moved), len(st.expunged))
 }
 
-func recordAck(t *testing.T, acked map[imap.UID]string, line string) {
+// crashState is what the parent learned from the children's output.
+type crashState struct {
+	acked         map[imap.UID]string // INBOX UID -> checksum, delivery returned
+	moved         map[imap.UID]imap.UID
+	expunged      map[imap.UID]bool
+	intentMove    map[imap.UID]bool
+	intentExpunge map[imap.UID]bool
+}
+
+func newCrashState() *crashState {
+	return &crashState{
+		acked: map[imap.UID]string{}, moved: map[imap.UID]imap.UID{}, expunged: map[imap.UID]bool{},
+		intentMove: map[imap.UID]bool{}, intentExpunge: map[imap.UID]bool{},
+	}
+}
+
+func (st *crashState) record(t *testing.T, line string) {
 	t.Helper()
 	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != "ack" {
+	num := func(s string) imap.UID {
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			t.Fatalf("bad child line %q", line)
+		}
+		return imap.UID(n)
+	}
+	switch {
+	case len(f) == 3 && f[0] == "ack":
+		uid := num(f[1])
+		if prev, ok := st.acked[uid]; ok && prev != f[2] {
+			t.Fatalf("uid %d acknowledged twice with different content", uid)
+		}
+		st.acked[uid] = f[2]
+	case len(f) == 3 && f[0] == "intent" && f[1] == "move":
+		st.intentMove[num(f[2])] = true
+	case len(f) == 3 && f[0] == "intent" && f[1] == "expunge":
+		st.intentExpunge[num(f[2])] = true
+	case len(f) == 3 && f[0] == "moved":
+		st.moved[num(f[1])] = num(f[2])
+	case len(f) == 2 && f[0] == "expunged":
+		st.expunged[num(f[1])] = true
+	default:
 		t.Fatalf("bad child line %q", line)
 	}
-	uid, err := strconv.ParseUint(f[1], 10, 32)
+}
+
+// readAll returns every message of a mailbox by UID, checking each one.
+func readAllChecked(t *testing.T, acc mailstore.Account, id int64) map[imap.UID]string {
+	t.Helper()
+	ctx := context.Background()
+	snap, err := acc.Snapshot(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if prev, ok := acked[imap.UID(uid)]; ok && prev != f[2] {
-		t.Fatalf("uid %d acknowledged twice with different content", uid)
+	out := map[imap.UID]string{}
+	for _, m := range snap.Messages {
+		rc, size, err := acc.OpenMessage(ctx, id, m.UID)
+		if err != nil {
+			t.Fatalf("mailbox %d uid %d visible but unreadable: %v", id, m.UID, err)
+		}
+		raw, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(raw)) != size {
+			t.Fatalf("mailbox %d uid %d: index size %d, file %d bytes", id, m.UID, size, len(raw))
+		}
+		sum, err := checkCrashMessage(raw)
+		if err != nil {
+			t.Fatalf("mailbox %d uid %d visible but damaged: %v", id, m.UID, err)
+		}
+		out[m.UID] = sum
 	}
-	acked[imap.UID(uid)] = f[2]
+	return out
 }
 
-func verifyCrashStore(t *testing.T, dir string, acked map[imap.UID]string) {
+func verifyCrashStore(t *testing.T, dir string, st *crashState) {
 	t.Helper()
 	ctx := context.Background()
 	s, err := Open(ctx, dir, Options{})
@@ -225,45 +336,52 @@ func verifyCrashStore(t *testing.T, dir string, acked map[imap.UID]string) {
 		t.Fatal(err)
 	}
 	defer acc.Close()
-	mb, err := acc.Mailbox(ctx, mailstore.Inbox)
+	inbox, err := acc.Mailbox(ctx, mailstore.Inbox)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap, err := acc.Snapshot(ctx, mb.ID)
+	archive, err := acc.Mailbox(ctx, "Archive")
 	if err != nil {
 		t.Fatal(err)
 	}
-	present := map[imap.UID]string{}
-	for _, m := range snap.Messages {
-		rc, size, err := acc.OpenMessage(ctx, mb.ID, m.UID)
-		if err != nil {
-			t.Fatalf("uid %d visible but unreadable: %v", m.UID, err)
-		}
-		raw, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if int64(len(raw)) != size {
-			t.Fatalf("uid %d: index size %d, file %d bytes", m.UID, size, len(raw))
-		}
-		sum, err := checkCrashMessage(raw)
-		if err != nil {
-			t.Fatalf("uid %d visible but damaged: %v", m.UID, err)
-		}
-		present[m.UID] = sum
+	inMsgs := readAllChecked(t, acc, inbox.ID)
+	arMsgs := readAllChecked(t, acc, archive.ID)
+	inArchive := map[string]bool{}
+	for _, sum := range arMsgs {
+		inArchive[sum] = true
 	}
-	for uid, sum := range acked {
-		if got, ok := present[uid]; !ok {
+	for uid, sum := range st.acked {
+		_, inInbox := inMsgs[uid]
+		switch {
+		case st.expunged[uid]:
+			if inInbox {
+				t.Fatalf("uid %d expunged (acknowledged) but back in INBOX", uid)
+			}
+		case st.moved[uid] != 0:
+			if inInbox {
+				t.Fatalf("uid %d moved (acknowledged) but still in INBOX", uid)
+			}
+			if arMsgs[st.moved[uid]] != sum {
+				t.Fatalf("uid %d moved to Archive uid %d, which holds other content or nothing", uid, st.moved[uid])
+			}
+		case inInbox:
+			if inMsgs[uid] != sum {
+				t.Fatalf("acknowledged uid %d has other content", uid)
+			}
+		case st.intentMove[uid] && inArchive[sum]:
+			// A move was under way at the kill and committed.
+		case st.intentExpunge[uid]:
+			// An expunge was under way at the kill and committed.
+		default:
 			t.Fatalf("acknowledged uid %d lost", uid)
-		} else if got != sum {
-			t.Fatalf("acknowledged uid %d has other content", uid)
 		}
 	}
 	used, _, _ := acc.Usage(ctx)
-	st, _ := acc.Status(ctx, mb.ID)
-	if used != st.Size || int(st.Messages) != len(snap.Messages) {
-		t.Fatalf("usage %d, INBOX size %d, %d messages in status, %d in snapshot", used, st.Size, st.Messages, len(snap.Messages))
+	sti, _ := acc.Status(ctx, inbox.ID)
+	sta, _ := acc.Status(ctx, archive.ID)
+	if used != sti.Size+sta.Size || int(sti.Messages) != len(inMsgs) || int(sta.Messages) != len(arMsgs) {
+		t.Fatalf("usage %d, INBOX %d bytes in %d messages (%d read), Archive %d bytes in %d (%d read)",
+			used, sti.Size, sti.Messages, len(inMsgs), sta.Size, sta.Messages, len(arMsgs))
 	}
 	checkCounters(t, acc)
 }
