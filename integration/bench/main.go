@@ -103,7 +103,7 @@ func main() {
 	flag.StringVar(&workloads, "workloads", "all", "comma-separated workloads: "+strings.Join(workloadNames, ", "))
 	flag.StringVar(&systems, "systems", "posthouse,postfix", "comma-separated systems: posthouse, postfix (Postfix + Dovecot)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install Postfix and Dovecot when missing")
-	flag.StringVar(&o.populate, "populate", "auto", "how the test mailboxes are filled (not timed): append (IMAP APPEND, 4 pipelined connections), maildir (files written into the server's maildir folder, then indexed by the server), auto (each system's faster way: APPEND for Posthouse, maildir for Dovecot)")
+	flag.StringVar(&o.populate, "populate", "auto", "how the test mailboxes are filled (not timed): append (IMAP APPEND, 4 pipelined connections), maildir (files written into the server's maildir folder, then indexed by the server), auto (each system's faster way: maildir for both today)")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.bin, "posthouse-bin", "", "use this posthouse binary instead of building ./cmd/posthouse")
 	flag.IntVar(&o.dovecotClientLimit, "dovecot-imap-client-limit", 1, "Dovecot service imap client_limit (1 = Debian default, a process per connection)")
