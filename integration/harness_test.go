@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -64,6 +65,34 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// statSources stats every Go source file and go.mod/go.sum of the module,
+// once, from inside a test (the go command only records what tests look at
+// after TestMain hands over to m.Run). The go command caches a test's result
+// keyed on the files it looked at; this package imports nothing of
+// Posthouse, so without this a changed server would not re-run the tests
+// that drive its binary. Everything that runs the binary calls it.
+func statSources() { statSourcesOnce.Do(walkSources) }
+
+var statSourcesOnce sync.Once
+
+func walkSources() {
+	filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() {
+			if name := d.Name(); path != ".." && (strings.HasPrefix(name, ".") || name == "data") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if name := d.Name(); strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" {
+			os.Stat(path)
+		}
+		return nil
+	})
+}
+
 // listenerNames are the [listen] entries the harness always enables.
 var listenerNames = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps"}
 
@@ -98,6 +127,7 @@ const TestHostname = "posthouse.test"
 // if the test failed.
 func startServer(t testing.TB, extraTOML string) *Server {
 	t.Helper()
+	statSources()
 	dir := t.TempDir()
 	s := &Server{
 		Dir:        dir,
@@ -226,6 +256,7 @@ func unusedUDPAddr(t testing.TB) string {
 // start runs the binary and waits until every enabled listener accepts.
 func (s *Server) start(t testing.TB) {
 	t.Helper()
+	statSources()
 	f, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -488,6 +519,7 @@ func runCommand(t testing.TB, name string, args ...string) AdminResult {
 
 func runIn(t testing.TB, dir string, env []string, stdin string, name string, args ...string) AdminResult {
 	t.Helper()
+	statSources()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
