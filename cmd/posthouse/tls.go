@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -39,8 +38,8 @@ var (
 
 // registerCertSource adds a provider, called from an init() in the
 // provider's own file. Providers are asked in registration order before the
-// built-in ones: certificate files loaded once at start, else a self-signed
-// certificate kept in data_dir.
+// built-in one, a self-signed certificate kept in data_dir (certs_source.go
+// provides ACME and certificate files that reload).
 func registerCertSource(p certProvider) {
 	certProvidersMu.Lock()
 	defer certProvidersMu.Unlock()
@@ -61,14 +60,6 @@ func newCertSource(ctx context.Context, a *app) (certSource, error) {
 		if src != nil {
 			return src, nil
 		}
-	}
-	if a.cfg.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(a.cfg.TLS.CertFile, a.cfg.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load cert_file/key_file: %w", err)
-		}
-		a.log.Info("certificate loaded", "file", a.cfg.TLS.CertFile)
-		return staticCert{&cert}, nil
 	}
 	cert, created, err := selfSigned(filepath.Join(a.cfg.DataDir, selfSignedDir), a.cfg.Hostname, time.Now())
 	if err != nil {
