@@ -526,6 +526,14 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 		q.log.Error("queue: spool file missing", "queueid", m.id, "err", err)
 		return allResults(rcpts, replySpoolLost, "")
 	}
+	local, err := q.isLocalDomain(ctx, domain)
+	if err != nil {
+		q.log.Error("queue: local domain check", "queueid", m.id, "domain", domain, "err", err)
+		return allResults(rcpts, replyLocalTemp, "")
+	}
+	if local {
+		return q.deliverLocalAttempt(ctx, p)
+	}
 	var targets []target
 	if lit, ok := addressLiteral(domain); ok {
 		targets = []target{{host: domain, addr: lit}}
