@@ -27,7 +27,12 @@
 // # Delivery
 //
 // Recipients are grouped by destination domain; one attempt handles the due
-// recipients of one message at one domain. At most MaxConcurrent attempts
+// recipients of one message at one domain. Recipients in our own domains
+// (smtpd queues them when a local copy failed, e.g. a full mailbox) take the
+// local transport: delivered into the mailstore with a Return-Path, a full
+// mailbox retried like a 452, an unknown user failed with 5.1.1; an alias
+// with several targets queues the ones not delivered as a new message, so
+// no retry repeats a copy. At most MaxConcurrent attempts
 // run in total and MaxPerDomain per domain. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
