@@ -362,7 +362,7 @@ func (b *bench) mem(ctx context.Context) {
 			b.res.add(per, s.Name(), r.perConnRSS)
 			b.res.add(perP, s.Name(), r.perConnPSS)
 			if run == 0 {
-				b.note(fmt.Sprintf("%s: %d processes with the idle connections open.", s.Name(), r.processCount))
+				b.note(fmt.Sprintf("%s: %d process(es) with the idle connections open.", s.Name(), r.processCount))
 			}
 			// Let the servers release the connections before the next run.
 			time.Sleep(b.o.settle)
