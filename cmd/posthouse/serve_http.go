@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/posthouse/posthouse/autoconfig"
@@ -42,52 +40,9 @@ func startHTTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		Submissions: advertised(a.cfg.Listen.Submissions, false),
 		Submission:  advertised(a.cfg.Listen.Submission, true),
 	}))
-	var (
-		servers  []*http.Server
-		wg       sync.WaitGroup
-		prefetch = make(chan struct{})
-	)
-	shutdown := func(ctx context.Context) error {
-		var errs []error
-		for _, s := range servers {
-			if err := s.Shutdown(ctx); err != nil {
-				errs = append(errs, err, s.Close())
-			}
-		}
-		wg.Wait()
-		if acme != nil {
-			// autocert cannot be cancelled: wait for a prefetch in flight
-			// only as long as the shutdown allows.
-			select {
-			case <-prefetch:
-			case <-ctx.Done():
-			}
-		}
-		return errors.Join(errs...)
-	}
-	for _, name := range []string{"http", "https"} {
-		ln, err := a.listen(name)
-		if err != nil {
-			shutdown(context.Background())
-			return nil, err
-		}
-		if ln == nil {
-			continue
-		}
-		h := handler
-		if name == "http" && acme != nil {
-			h = acme.HTTPHandler(handler)
-		}
-		if name == "https" {
-			cfg := a.tls.Clone()
-			cfg.NextProtos = []string{"http/1.1"}
-			if acme != nil {
-				cfg.NextProtos = append(cfg.NextProtos, acme.NextProtos()...)
-			}
-			ln = tls.NewListener(ln, cfg)
-		}
-		srv := &http.Server{
-			Handler:           h,
+	shutdown, err := serveEach(ctx, a, []string{"http", "https"}, http.ErrServerClosed, func(name string) (mailServer, error) {
+		srv := httpServer{Server: &http.Server{
+			Handler:           handler,
 			ReadHeaderTimeout: httpReadHeaderTimeout,
 			ReadTimeout:       httpReadTimeout,
 			WriteTimeout:      httpWriteTimeout,
@@ -95,29 +50,62 @@ func startHTTP(ctx context.Context, a *app) (func(context.Context) error, error)
 			MaxHeaderBytes:    httpMaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelError),
 			BaseContext:       func(net.Listener) context.Context { return ctx },
-		}
-		servers = append(servers, srv)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.log.Error("http listener stopped", "proto", name, "err", err)
+		}}
+		switch {
+		case name == "http" && acme != nil:
+			srv.Handler = acme.HTTPHandler(handler)
+		case name == "https":
+			srv.tls = a.tls.Clone()
+			srv.tls.NextProtos = []string{"http/1.1"}
+			if acme != nil {
+				srv.tls.NextProtos = append(srv.tls.NextProtos, acme.NextProtos()...)
 			}
-		}()
+		}
+		return srv, nil
+	})
+	if err != nil || shutdown == nil || acme == nil {
+		return shutdown, err
 	}
-	if acme != nil {
-		// The challenge listeners are up: obtain the hostname's certificate
-		// now rather than on the first client's handshake. autocert bounds
-		// the exchange; a failure is logged and retried on demand.
-		go func() {
-			defer close(prefetch)
-			acme.Prefetch()
-		}()
+	// The challenge listeners are up: obtain the hostname's certificate now
+	// rather than on the first client's handshake. autocert bounds the
+	// exchange and cannot be cancelled, so shutdown waits for it only as
+	// long as its context allows; a failure is logged and retried on demand.
+	prefetch := make(chan struct{})
+	go func() {
+		defer close(prefetch)
+		acme.Prefetch()
+	}()
+	return func(ctx context.Context) error {
+		err := shutdown(ctx)
+		select {
+		case <-prefetch:
+		case <-ctx.Done():
+		}
+		return err
+	}, nil
+}
+
+// httpServer adapts net/http's server to mailServer; with tls set it
+// serves HTTPS.
+type httpServer struct {
+	*http.Server
+	tls *tls.Config
+}
+
+func (s httpServer) Serve(_ context.Context, ln net.Listener) error {
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
 	}
-	if len(servers) == 0 {
-		return nil, nil
+	return s.Server.Serve(ln)
+}
+
+// Shutdown lets requests in flight finish until ctx ends, then cuts them.
+func (s httpServer) Shutdown(ctx context.Context) error {
+	if err := s.Server.Shutdown(ctx); err != nil {
+		s.Server.Close()
+		return err
 	}
-	return shutdown, nil
+	return nil
 }
 
 // advertised turns a listen address into what autoconfig tells clients: its

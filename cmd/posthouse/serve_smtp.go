@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/smtpd"
@@ -44,38 +42,16 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		txt = r
 	}
 
-	var (
-		servers []*smtpd.Server
-		wg      sync.WaitGroup
-	)
-	shutdown := func(ctx context.Context) error {
-		errs := make([]error, len(servers))
-		var swg sync.WaitGroup
-		for i, srv := range servers {
-			swg.Add(1)
-			go func() {
-				defer swg.Done()
-				errs[i] = srv.Shutdown(ctx)
-			}()
-		}
-		swg.Wait()
-		wg.Wait()
-		return errors.Join(errs...)
+	names := make([]string, len(smtpListeners))
+	modes := map[string]smtpd.Mode{}
+	for i, l := range smtpListeners {
+		names[i], modes[l.name] = l.name, l.mode
 	}
-
-	for _, l := range smtpListeners {
-		ln, err := a.listen(l.name)
-		if err != nil {
-			shutdown(context.Background())
-			return nil, err
-		}
-		if ln == nil {
-			continue
-		}
+	return serveEach(ctx, a, names, nil, func(name string) (mailServer, error) {
 		opts := smtpd.Options{
 			Logger:              a.log,
 			Hostname:            a.cfg.Hostname,
-			Mode:                l.mode,
+			Mode:                modes[name],
 			TLS:                 a.tls,
 			Directory:           a.auth,
 			Store:               a.store,
@@ -92,23 +68,6 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 			// service, foreign recipients are refused with 451.
 			opts.Queue = a.queue
 		}
-		srv, err := smtpd.New(opts)
-		if err != nil {
-			ln.Close()
-			shutdown(context.Background())
-			return nil, err
-		}
-		servers = append(servers, srv)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Serve(ctx, ln); err != nil {
-				a.log.Error("smtp listener stopped", "proto", l.name, "err", err)
-			}
-		}()
-	}
-	if len(servers) == 0 {
-		return nil, nil
-	}
-	return shutdown, nil
+		return smtpd.New(opts)
+	})
 }
