@@ -56,6 +56,7 @@ type account struct {
 	wpending map[string]bool
 	wstmts   map[string]*sql.Stmt
 	rstmts   map[string]*sql.Stmt
+	rpending map[string]bool
 
 	watchMu   sync.Mutex
 	watchSeq  uint64
@@ -90,6 +91,7 @@ func newAccount(s *Store, name string) *account {
 		wstmts:   make(map[string]*sql.Stmt),
 		wpending: make(map[string]bool),
 		rstmts:   make(map[string]*sql.Stmt),
+		rpending: make(map[string]bool),
 		inflight: make(map[string]struct{}),
 	}
 }
@@ -280,22 +282,55 @@ func (a *account) close() error {
 	return db.Close()
 }
 
-// rstmt returns a prepared statement on the read pool.
-func (a *account) rstmt(ctx context.Context, q string) (*sql.Stmt, error) {
+// rstmt returns q prepared on the read pool, or nil when it is not yet: it is
+// then queued to be prepared after the caller's transaction and the caller
+// runs q on its transaction unprepared. Preparing on the pool inside a read
+// transaction would take a second connection while holding one; with every
+// pooled connection held that way (a burst of first logins), readers wait
+// for each other for ever.
+func (a *account) rstmt(q string) *sql.Stmt {
 	a.stmtMu.Lock()
 	defer a.stmtMu.Unlock()
-	if st := a.rstmts[q]; st != nil {
-		return st, nil
+	st := a.rstmts[q]
+	if st == nil {
+		a.rpending[q] = true
 	}
-	if a.db == nil {
-		return nil, mailstore.ErrClosed
+	return st
+}
+
+// prepareReads prepares the queued read statements on the read pool. The
+// caller holds no connection of that pool, and no lock is held while a
+// statement is prepared (a writer waiting for stmtMu holds the write
+// connection).
+func (a *account) prepareReads(ctx context.Context) {
+	a.stmtMu.Lock()
+	db := a.db
+	qs := make([]string, 0, len(a.rpending))
+	for q := range a.rpending {
+		qs = append(qs, q)
 	}
-	st, err := a.db.Read.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
+	clear(a.rpending)
+	a.stmtMu.Unlock()
+	if db == nil {
+		return
 	}
-	a.rstmts[q] = st
-	return st, nil
+	for _, q := range qs {
+		st, err := db.Read.PrepareContext(ctx, q)
+		if err != nil {
+			if ctx.Err() == nil && !a.gone.Load() {
+				a.log.Error("prepare statement", "err", err)
+			}
+			continue // queued again on its next use
+		}
+		a.stmtMu.Lock()
+		if a.db != db || a.rstmts[q] != nil {
+			a.stmtMu.Unlock()
+			st.Close()
+			continue
+		}
+		a.rstmts[q] = st
+		a.stmtMu.Unlock()
+	}
 }
 
 // readTx runs fn in a read transaction: one consistent view of the index.
@@ -311,7 +346,10 @@ func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 		return a.wrapErr(err)
 	}
 	defer tx.Rollback()
-	return a.wrapErr(fn(&rtx{Tx: tx, a: a, ctx: ctx}))
+	err = fn(&rtx{Tx: tx, a: a, ctx: ctx})
+	tx.Rollback() // give the connection back before preparing on the pool
+	a.prepareReads(ctx)
+	return a.wrapErr(err)
 }
 
 // wrapErr turns errors caused by a concurrent close into ErrClosed.
@@ -329,19 +367,17 @@ type rtx struct {
 }
 
 func (r *rtx) query(q string, args ...any) (*sql.Rows, error) {
-	st, err := r.a.rstmt(r.ctx, q)
-	if err != nil {
-		return nil, err
+	if st := r.a.rstmt(q); st != nil {
+		return r.StmtContext(r.ctx, st).QueryContext(r.ctx, args...)
 	}
-	return r.StmtContext(r.ctx, st).QueryContext(r.ctx, args...)
+	return r.QueryContext(r.ctx, q, args...)
 }
 
 func (r *rtx) queryRow(q string, args ...any) *sql.Row {
-	st, err := r.a.rstmt(r.ctx, q)
-	if err != nil {
-		return r.QueryRowContext(r.ctx, q, args...)
+	if st := r.a.rstmt(q); st != nil {
+		return r.StmtContext(r.ctx, st).QueryRowContext(r.ctx, args...)
 	}
-	return r.StmtContext(r.ctx, st).QueryRowContext(r.ctx, args...)
+	return r.QueryRowContext(r.ctx, q, args...)
 }
 
 // wtx is a write transaction with what happens after it commits.
