@@ -366,41 +366,23 @@ func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UID
 			keywords string
 		}
 		var changes []change
-		for _, rg := range ranges {
-			err := func() error {
-				rows, err := w.Query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
-					mailboxID, int64(rg.lo), int64(rg.hi))
-				if err != nil {
-					return err
-				}
-				defer rows.Close()
-				for rows.Next() {
-					var (
-						uid, modseq, flags int64
-						kw                 sql.NullString
-					)
-					if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
-						return err
-					}
-					// RFC 7162 §3.1.3: UNCHANGEDSINCE refuses messages
-					// changed after the client's view.
-					if unchangedSince > 0 && uint64(modseq) > unchangedSince {
-						res.Modified = append(res.Modified, imap.UID(uid))
-						continue
-					}
-					nf, nk := applyFlags(flags, kw.String, op, fs)
-					if nf == flags && nk == kw.String {
-						res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: flagList(flags, kw.String)})
-						continue
-					}
-					changes = append(changes, change{uid, nf, nk})
-					res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), Flags: flagList(nf, nk)})
-				}
-				return rows.Err()
-			}()
-			if err != nil {
-				return err
+		err = w.eachFlagRow(mailboxID, ranges, func(uid, modseq, flags int64, kw string) {
+			// RFC 7162 §3.1.3: UNCHANGEDSINCE refuses messages changed
+			// after the client's view.
+			if unchangedSince > 0 && uint64(modseq) > unchangedSince {
+				res.Modified = append(res.Modified, imap.UID(uid))
+				return
 			}
+			nf, nk := applyFlags(flags, kw, op, fs)
+			if nf == flags && nk == kw {
+				res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: flagList(flags, kw)})
+				return
+			}
+			changes = append(changes, change{uid, nf, nk})
+			res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), Flags: flagList(nf, nk)})
+		})
+		if err != nil {
+			return err
 		}
 		if len(changes) == 0 {
 			return nil
@@ -477,6 +459,22 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 			return fmt.Errorf("modseq %d, expected %d", m, next)
 		}
 	}
+	return w.eachFlagRow(mailboxID, ranges, func(uid, modseq, flags int64, kw string) {
+		if !changed[uid] && unchangedSince > 0 && uint64(modseq) > unchangedSince {
+			res.Modified = append(res.Modified, imap.UID(uid))
+			return
+		}
+		fl := flagList(flags, kw)
+		res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: fl})
+		if changed[uid] {
+			w.event(mailstore.Event{Kind: mailstore.EventFlags, MailboxID: mailboxID, UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: fl})
+		}
+	})
+}
+
+// eachFlagRow calls fn with the flag state of every message of the mailbox
+// whose UID falls in ranges, in ascending UID order.
+func (w *wtx) eachFlagRow(mailboxID int64, ranges []uidRange, fn func(uid, modseq, flags int64, keywords string)) error {
 	for _, rg := range ranges {
 		err := func() error {
 			rows, err := w.Query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
@@ -493,15 +491,7 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 				if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
 					return err
 				}
-				if !changed[uid] && unchangedSince > 0 && uint64(modseq) > unchangedSince {
-					res.Modified = append(res.Modified, imap.UID(uid))
-					continue
-				}
-				fl := flagList(flags, kw.String)
-				res.Updated = append(res.Updated, mailstore.FlagUpdate{UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: fl})
-				if changed[uid] {
-					w.event(mailstore.Event{Kind: mailstore.EventFlags, MailboxID: mailboxID, UID: imap.UID(uid), ModSeq: uint64(modseq), Flags: fl})
-				}
+				fn(uid, modseq, flags, kw.String)
 			}
 			return rows.Err()
 		}()
