@@ -492,8 +492,8 @@ func (s *session) ID(client *imap.IDData) *imap.IDData {
 	return &imap.IDData{Name: "Posthouse"}
 }
 
-// fieldOriginatingIP is the ID field in which webmails (Roundcube and
-// others) report the address of the user they log in for.
+// fieldOriginatingIP is the ID field in which webmails (Roundcube through
+// a plugin, and others) report the address of the user they log in for.
 const fieldOriginatingIP = "x-originating-ip"
 
 // originatingIP takes the address a proxy reports for its user as the
