@@ -13,10 +13,12 @@ import (
 )
 
 // Authenticate checks a login: username is the full address (any case),
-// remote the client's address for throttling and logs. It returns the user,
-// or ErrBadCredentials (unknown user, wrong password, disabled account: one
-// error on purpose), ErrThrottled (too many recent failures from remote; see
-// doc.go), the context's error, or a database error.
+// remote the client's address for throttling and logs (for a client behind
+// a trusted proxy, the address the proxy reported). It returns the user, or
+// ErrBadCredentials (unknown user, wrong password, disabled account: one
+// error on purpose), ErrThrottled (refused without checking the password:
+// too many recent failures from remote, or for the account; see doc.go), the
+// context's error, or a database error.
 //
 // An unknown user costs the same password hash as a known one (a dummy hash
 // is verified), so response time does not reveal which addresses exist.
@@ -30,43 +32,64 @@ func (db *DB) Authenticate(ctx context.Context, username, password string, remot
 		}
 	}
 	ip := ipKey(remote)
+	trusted := db.trusted(remote)
 	log := db.log.With("user", account, "remote", remoteString(remote))
 
 	cred := makeCredID(db.credKey[:], account, password)
-	until, delay, added := db.throttle.begin(start, ip, account, cred)
-	if !until.IsZero() {
-		if !db.throttle.throttledLogged(ip) {
-			log.Warn("auth throttled: too many failed logins from this address", "until", until.UTC().Format(time.RFC3339))
+	adm := db.throttle.begin(start, ip, account, cred, trusted)
+	switch {
+	case !adm.ipUntil.IsZero():
+		if !db.throttle.ipLogged(ip) {
+			log.Warn("auth throttled: too many failed logins from this address", "until", adm.ipUntil.UTC().Format(time.RFC3339))
 		}
 		return User{}, ErrThrottled
-	}
-	if delay > 0 {
-		log.Debug("auth delayed: recent failures for this account", "delay", delay)
-		if err := db.sleep(ctx, delay); err != nil {
-			db.throttle.abort(ip, cred, added)
-			return User{}, err
+	case !adm.accountUntil.IsZero():
+		if !db.throttle.accountLogged(account) {
+			log.Warn("auth throttled: too many failed logins for this account; one check per interval from addresses it never logged in from",
+				"interval", db.opts.AccountInterval)
+		} else {
+			log.Debug("auth throttled: account check slot taken", "until", adm.accountUntil.UTC().Format(time.RFC3339Nano))
 		}
+		return User{}, ErrThrottled
 	}
 
 	reason, u, err := db.check(ctx, nerr == nil, account, password, cred)
 	if err != nil {
-		db.throttle.abort(ip, cred, added)
+		db.throttle.abort(ip, account, cred, adm)
 		if ctx.Err() == nil {
 			log.Error("auth error", "err", err)
 		}
 		return User{}, err
 	}
 	if reason != "" {
-		n := db.throttle.fail(db.now(), ip, account, cred)
+		nIP, nAccount := db.throttle.fail(db.now(), ip, account, cred, trusted)
 		log.Info("auth failed", "reason", reason)
-		if max := db.opts.IPMaxFailures; max > 0 && n >= max && !db.throttle.throttledLogged(ip) {
-			log.Warn("auth throttled: too many failed logins from this address", "failures", n, "window", db.opts.IPWindow)
+		if max := db.opts.IPMaxFailures; max > 0 && nIP >= max && !db.throttle.ipLogged(ip) {
+			log.Warn("auth throttled: too many failed logins from this address", "failures", nIP, "window", db.opts.IPWindow)
+		}
+		if max := db.opts.AccountMaxFailures; max > 0 && nAccount >= max && !db.throttle.accountLogged(account) {
+			log.Warn("auth throttled: too many failed logins for this account; one check per interval from addresses it never logged in from",
+				"failures", nAccount, "window", db.opts.AccountWindow, "interval", db.opts.AccountInterval)
 		}
 		return User{}, ErrBadCredentials
 	}
-	db.throttle.success(ip, account)
+	now := db.now()
+	if db.throttle.success(now, ip, account, trusted) {
+		db.saveKnown(ctx, log, u.ID, ip, now)
+	}
 	log.Info("auth success")
 	return u, nil
+}
+
+// trusted reports whether a is in Options.TrustedNetworks.
+func (db *DB) trusted(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range db.opts.TrustedNetworks {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // check verifies one credential. reason is empty on success, else why it

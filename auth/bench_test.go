@@ -9,7 +9,7 @@ import (
 // benchDB is a database with the real argon2id parameters and throttling
 // off, so the benchmarks measure the password check.
 func benchDB(b *testing.B, opts Options) *DB {
-	opts.IPMaxFailures, opts.AccountDelayBase = -1, -1
+	opts.IPMaxFailures, opts.AccountMaxFailures = -1, -1
 	env := newTestDB(b, opts)
 	env.db.argon = defaultArgon
 	if err := env.db.AddDomain(context.Background(), "example.com"); err != nil {

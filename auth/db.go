@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,13 +20,13 @@ import (
 
 // Throttling and cache defaults; doc.go explains how they work together.
 const (
-	DefaultIPMaxFailures       = 10
-	DefaultIPWindow            = 10 * time.Minute
-	DefaultAccountWindow       = 15 * time.Minute
-	DefaultAccountFreeFailures = 5
-	DefaultAccountDelayBase    = 250 * time.Millisecond
-	DefaultAccountMaxDelay     = 4 * time.Second
-	DefaultCacheTTL            = 5 * time.Minute
+	DefaultIPMaxFailures      = 10
+	DefaultIPWindow           = 10 * time.Minute
+	DefaultAccountMaxFailures = 10
+	DefaultAccountWindow      = time.Hour
+	DefaultAccountInterval    = 5 * time.Second
+	DefaultKnownAddressTTL    = 30 * 24 * time.Hour
+	DefaultCacheTTL           = 5 * time.Minute
 	// MaxAliasDepth bounds alias chains (alias → alias → …) in Resolve.
 	MaxAliasDepth = 8
 )
@@ -40,19 +41,28 @@ type Options struct {
 	// created timestamps. Nil: time.Now.
 	Now func() time.Time
 
+	// TrustedNetworks hold proxies and webmail that log in for many users
+	// from one address: they are never locked out per address (the
+	// per-account cap still applies), and a login from them makes no
+	// address known to the account. Nil: DefaultTrustedNetworks (loopback);
+	// an empty non-nil slice: none.
+	TrustedNetworks []netip.Prefix
+
 	// IPMaxFailures distinct failed credentials from one remote address
 	// (an IPv6 /64) within IPWindow make further attempts from it
 	// ErrThrottled until the oldest failure leaves the window. At most 64.
 	IPMaxFailures int
 	IPWindow      time.Duration
-	// After AccountFreeFailures distinct failed credentials for one account
-	// within AccountWindow, every attempt for it waits
-	// AccountDelayBase·2^(n−AccountFreeFailures), at most AccountMaxDelay,
-	// before the password is checked. Never a refusal.
-	AccountWindow       time.Duration
-	AccountFreeFailures int
-	AccountDelayBase    time.Duration
-	AccountMaxDelay     time.Duration
+	// After AccountMaxFailures distinct failed credentials for one account
+	// within AccountWindow, from any addresses, at most one password check
+	// per AccountInterval is made for it from addresses not known to it;
+	// the other attempts get ErrThrottled without a check. At most 64.
+	AccountMaxFailures int
+	AccountWindow      time.Duration
+	AccountInterval    time.Duration
+	// KnownAddressTTL is how long after its last successful login an
+	// address stays known to an account, exempt from the per-account cap.
+	KnownAddressTTL time.Duration
 
 	// CacheTTL is how long a verified (or refused) credential is remembered
 	// so that clients opening many connections do not pay a password hash
@@ -85,9 +95,6 @@ type DB struct {
 
 	// verifications counts password hash verifications (tests, benchmarks).
 	verifications atomic.Int64
-
-	// sleep waits for the per-account delay; tests replace it.
-	sleep func(ctx context.Context, d time.Duration) error
 
 	stmtUser, stmtAlias, stmtDomain *sql.Stmt
 }
@@ -124,6 +131,16 @@ var migrations = []sqlitedb.Migration{
 			UNIQUE (alias_id, target)
 		)`,
 	),
+	// Addresses (an IPv4 address or an IPv6 /64, as text) each user logged
+	// in from, exempt from the per-account cap for KnownAddressTTL.
+	sqlitedb.Exec(
+		`CREATE TABLE known_addresses (
+			user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			prefix     TEXT NOT NULL,
+			last_login INTEGER NOT NULL,
+			PRIMARY KEY (user_id, prefix)
+		)`,
+	),
 }
 
 // Open opens (creating if needed, mode 0600) the system database at path,
@@ -153,7 +170,6 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		hashes:  make(chan struct{}, opts.MaxConcurrentHashes),
 		cache:   newCredCache(opts.CacheTTL),
 		credKey: newCredKey(),
-		sleep:   sleepCtx,
 	}
 	db.throttle = newThrottle(opts)
 	prep := func(q string) *sql.Stmt {
@@ -170,6 +186,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("auth: prepare: %w", err)
+	}
+	if err := db.loadKnown(ctx); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return db, nil
 }
@@ -191,12 +211,15 @@ func withDefaults(o Options) Options {
 			*v = d
 		}
 	}
+	if o.TrustedNetworks == nil {
+		o.TrustedNetworks = DefaultTrustedNetworks()
+	}
 	setInt(&o.IPMaxFailures, DefaultIPMaxFailures)
 	setDur(&o.IPWindow, DefaultIPWindow)
+	setInt(&o.AccountMaxFailures, DefaultAccountMaxFailures)
 	setDur(&o.AccountWindow, DefaultAccountWindow)
-	setInt(&o.AccountFreeFailures, DefaultAccountFreeFailures)
-	setDur(&o.AccountDelayBase, DefaultAccountDelayBase)
-	setDur(&o.AccountMaxDelay, DefaultAccountMaxDelay)
+	setDur(&o.AccountInterval, DefaultAccountInterval)
+	setDur(&o.KnownAddressTTL, DefaultKnownAddressTTL)
 	setDur(&o.CacheTTL, DefaultCacheTTL)
 	if o.MaxConcurrentHashes <= 0 {
 		o.MaxConcurrentHashes = max(2, runtime.GOMAXPROCS(0))
@@ -212,20 +235,6 @@ func (db *DB) Close() error {
 		}
 	}
 	return db.db.Close()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // userRow is a users row, with the hash Authenticate needs.

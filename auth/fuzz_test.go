@@ -44,7 +44,7 @@ func FuzzParseAddress(f *testing.F) {
 // fuzzDB is a database with bob@example.com (password "pw-bob") and no
 // throttling, so that every input reaches the password check.
 func fuzzDB(f *testing.F) *DB {
-	env := newTestDB(f, Options{IPMaxFailures: -1, AccountDelayBase: -1, Logger: slog.New(slog.DiscardHandler)})
+	env := newTestDB(f, Options{IPMaxFailures: -1, AccountMaxFailures: -1, Logger: slog.New(slog.DiscardHandler)})
 	seed(f, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
 	return env.db
 }

@@ -56,16 +56,14 @@ func (s *syncBuffer) String() string {
 }
 
 type testEnv struct {
-	db     *DB
-	path   string
-	clock  *fakeClock
-	logs   *syncBuffer
-	sleeps []time.Duration // delays Authenticate asked for
-	mu     sync.Mutex
+	db    *DB
+	path  string
+	clock *fakeClock
+	logs  *syncBuffer
 }
 
-// newTestDB opens a database in a temp dir with a fake clock, cheap hashes,
-// a recording sleep and a captured debug log.
+// newTestDB opens a database in a temp dir with a fake clock, cheap hashes
+// and a captured debug log.
 func newTestDB(t testing.TB, opts Options) *testEnv {
 	t.Helper()
 	env := &testEnv{clock: newFakeClock(), logs: &syncBuffer{}, path: filepath.Join(t.TempDir(), "users.sqlite")}
@@ -90,28 +88,7 @@ func (env *testEnv) open(t testing.TB, opts Options) *DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	db.argon = testArgon
-	db.sleep = func(ctx context.Context, d time.Duration) error {
-		env.mu.Lock()
-		env.sleeps = append(env.sleeps, d)
-		env.mu.Unlock()
-		return ctx.Err()
-	}
 	return db
-}
-
-func (env *testEnv) lastSleep() time.Duration {
-	env.mu.Lock()
-	defer env.mu.Unlock()
-	if len(env.sleeps) == 0 {
-		return 0
-	}
-	return env.sleeps[len(env.sleeps)-1]
-}
-
-func (env *testEnv) sleepCount() int {
-	env.mu.Lock()
-	defer env.mu.Unlock()
-	return len(env.sleeps)
 }
 
 func must(t testing.TB, err error) {

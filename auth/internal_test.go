@@ -75,20 +75,6 @@ func TestVerifyPassword(t *testing.T) {
 	}
 }
 
-func TestSleepCtx(t *testing.T) {
-	if err := sleepCtx(context.Background(), time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	if err := sleepCtx(context.Background(), 0); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := sleepCtx(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled sleep: %v", err)
-	}
-}
-
 func TestCredCacheBounded(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	c := newCredCache(time.Minute)
@@ -129,25 +115,67 @@ func TestThrottleBounded(t *testing.T) {
 		ip := ipKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
 		var cred credID
 		copy(cred[:], fmt.Sprint(i))
-		th.fail(now, ip, fmt.Sprintf("u%d@example.com", i), cred)
+		th.fail(now, ip, fmt.Sprintf("u%d@example.com", i), cred, false)
 	}
-	th.begin(now, netip.Prefix{}, "x", credID{}) // sweeps when over the bound
+	th.begin(now, netip.Prefix{}, "x", credID{}, false) // sweeps when over the bound
 	if len(th.ips) > maxTrackedKeys || len(th.accounts) > maxTrackedKeys {
 		t.Fatalf("tracking %d addresses and %d accounts, bound %d", len(th.ips), len(th.accounts), maxTrackedKeys)
 	}
 	// Everything expires.
-	th.begin(now.Add(time.Hour), netip.Prefix{}, "x", credID{})
-	if len(th.ips) > 1 || len(th.accounts) != 0 {
+	th.begin(now.Add(2*time.Hour), netip.Prefix{}, "x", credID{}, false)
+	if len(th.ips) > 1 || len(th.accounts) > 1 {
 		t.Fatalf("after expiry: %d addresses, %d accounts", len(th.ips), len(th.accounts))
 	}
 	// One account's failures are bounded too.
 	for i := 0; i < 2*maxFailuresPerKey; i++ {
 		var cred credID
 		copy(cred[:], fmt.Sprint(i))
-		th.fail(now, netip.Prefix{}, "bob@example.com", cred)
+		th.fail(now, netip.Prefix{}, "bob@example.com", cred, false)
 	}
-	if n := len(th.accounts["bob@example.com"]); n != maxFailuresPerKey {
+	if n := len(th.accounts["bob@example.com"].fails); n != maxFailuresPerKey {
 		t.Fatalf("%d failures kept for one account, want %d", n, maxFailuresPerKey)
+	}
+}
+
+// TestKnownBounded: known addresses are kept per account up to
+// maxKnownPerAccount (the most recent) and up to maxKnown in all, and
+// expire after KnownAddressTTL.
+func TestKnownBounded(t *testing.T) {
+	th := newThrottle(withDefaults(Options{}))
+	now := time.Unix(1e9, 0)
+	addr := func(i int) netip.Prefix {
+		return ipKey(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
+	}
+	for i := 0; i < 3*maxKnownPerAccount; i++ {
+		th.success(now.Add(time.Duration(i)*time.Second), addr(i), "bob@example.com", false)
+	}
+	if n := len(th.known["bob@example.com"]); n != maxKnownPerAccount {
+		t.Fatalf("%d known addresses for one account, want %d", n, maxKnownPerAccount)
+	}
+	last := now.Add(time.Duration(3*maxKnownPerAccount) * time.Second)
+	if !th.isKnown(last, "bob@example.com", addr(3*maxKnownPerAccount-1)) || th.isKnown(last, "bob@example.com", addr(0)) {
+		t.Fatal("the most recent addresses are not the ones kept")
+	}
+	for i := 0; i < maxKnown+100; i++ {
+		th.success(now, addr(i), fmt.Sprintf("u%d@example.com", i), false)
+	}
+	if th.nKnown > maxKnown || len(th.known) > maxKnown {
+		t.Fatalf("%d known addresses over %d accounts, bound %d", th.nKnown, len(th.known), maxKnown)
+	}
+	total := 0
+	for _, ks := range th.known {
+		total += len(ks)
+	}
+	if total != th.nKnown {
+		t.Fatalf("nKnown %d, counted %d", th.nKnown, total)
+	}
+	th.begin(now.Add(DefaultKnownAddressTTL+time.Hour), addr(1), "x", credID{}, false)
+	if th.nKnown != 0 || len(th.known) != 0 {
+		t.Fatalf("after the TTL: %d known addresses left", th.nKnown)
+	}
+	// A trusted address (a proxy) never becomes known.
+	if th.success(now, addr(1), "bob@example.com", true) || th.isKnown(now, "bob@example.com", addr(1)) {
+		t.Fatal("a trusted address became known")
 	}
 }
 

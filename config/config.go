@@ -23,6 +23,7 @@ type Config struct {
 	Listen Listen `toml:"listen"`
 	TLS    TLS    `toml:"tls"`
 	Limits Limits `toml:"limits"`
+	Auth   Auth   `toml:"auth"`
 	IMAP   IMAP   `toml:"imap"`
 	POP3   POP3   `toml:"pop3"`
 	Queue  Queue  `toml:"queue"`
@@ -79,6 +80,29 @@ type Limits struct {
 	MaxRecipients       int      `toml:"max_recipients"`         // 100 per message
 	MaxConnections      int      `toml:"max_connections"`        // 1000 per listener kind, all clients
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"` // 50
+}
+
+// Auth holds the password-guessing limits (README "Password guessing").
+type Auth struct {
+	// TrustedNetworks are CIDR prefixes (or single addresses) of webmails
+	// and proxies that log in for many users: never locked out per address,
+	// and their IMAP ID x-originating-ip is taken as the client's address.
+	// Default: loopback, ["127.0.0.0/8", "::1/128"].
+	TrustedNetworks []string `toml:"trusted_networks"`
+	// IPMaxFailures distinct failed passwords from one address (an IPv6
+	// /64) within IPWindow lock it out until the oldest leaves the window.
+	// 10 and "10m"; at most 64.
+	IPMaxFailures int      `toml:"ip_max_failures"`
+	IPWindow      Duration `toml:"ip_window"`
+	// After AccountMaxFailures distinct failures for one account within
+	// AccountWindow, from any addresses, it gets one password check per
+	// AccountInterval, except from known addresses. 10, "1h", "5s".
+	AccountMaxFailures int      `toml:"account_max_failures"`
+	AccountWindow      Duration `toml:"account_window"`
+	AccountInterval    Duration `toml:"account_interval"`
+	// KnownAddressTTL is how long an address the account logged in from
+	// stays exempt from the per-account cap. "30d".
+	KnownAddressTTL Duration `toml:"known_address_ttl"`
 }
 
 // IMAP settings.
@@ -138,6 +162,15 @@ func Default() *Config {
 			MaxRecipients:       100,
 			MaxConnections:      1000,
 			MaxConnectionsPerIP: 50,
+		},
+		Auth: Auth{
+			TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},
+			IPMaxFailures:      10,
+			IPWindow:           Duration{10 * time.Minute},
+			AccountMaxFailures: 10,
+			AccountWindow:      Duration{time.Hour},
+			AccountInterval:    Duration{5 * time.Second},
+			KnownAddressTTL:    Duration{30 * 24 * time.Hour},
 		},
 		IMAP:  IMAP{LoopbackIsSecure: true},
 		POP3:  POP3{LoopbackIsSecure: true},
@@ -257,6 +290,7 @@ type keyInfo struct {
 var (
 	byteSizeType = reflect.TypeOf(ByteSize(0))
 	durationType = reflect.TypeOf(Duration{})
+	stringsType  = reflect.TypeOf([]string(nil))
 )
 
 // schema lists every key, in declaration order; sections lists the tables.

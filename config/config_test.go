@@ -388,6 +388,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("listen = { imap = \"\" }\nlimits.max_connections = 3\n"))
 	f.Add([]byte("[[x]]\na = [1, 2]\n"))
 	f.Add([]byte("[tls]\ncert_file = 1979-05-27T07:32:00Z\n"))
+	f.Add([]byte("[auth]\ntrusted_networks = [\"127.0.0.0/8\", \"::1\", 1, [\"x\"]]\naccount_interval = \"5s\"\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data, "fuzz.toml")
 		if err != nil {
@@ -404,4 +405,81 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestAuthSection(t *testing.T) {
+	doc := `
+[auth]
+trusted_networks = ["10.1.0.0/16", "192.0.2.10", "2001:db8::/48", "::ffff:198.51.100.0/120", "10.2.3.4/8"]
+ip_max_failures = 5
+account_interval = "10s"
+known_address_ttl = "7d"
+`
+	c, err := Parse([]byte(doc), "a.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range c.Auth.Networks() {
+		got = append(got, p.String())
+	}
+	want := []string{"10.1.0.0/16", "192.0.2.10/32", "2001:db8::/48", "198.51.100.0/24", "10.0.0.0/8"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("networks = %q, want %q", got, want)
+	}
+	if c.Auth.IPMaxFailures != 5 || c.Auth.AccountInterval.Duration != 10*time.Second ||
+		c.Auth.KnownAddressTTL.Duration != 7*24*time.Hour || c.Auth.AccountMaxFailures != 10 || c.Auth.AccountWindow.Duration != time.Hour {
+		t.Errorf("auth = %+v", c.Auth)
+	}
+	// Defaults: loopback; an empty list trusts nothing.
+	if got := Default().Auth.Networks(); len(got) != 2 || got[0].String() != "127.0.0.0/8" || got[1].String() != "::1/128" {
+		t.Errorf("default networks = %v", got)
+	}
+	c, err = Parse([]byte("[auth]\ntrusted_networks = []\n"), "e.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.Auth.Networks(); n == nil || len(n) != 0 {
+		t.Errorf("empty list: %v", n)
+	}
+	// From the environment: comma- or space-separated.
+	c = Default()
+	if err := c.ApplyEnv([]string{"POSTHOUSE_AUTH_TRUSTED_NETWORKS=10.0.0.0/8, 192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Auth.TrustedNetworks, []string{"10.0.0.0/8", "192.0.2.1"}) {
+		t.Errorf("from the environment: %q", c.Auth.TrustedNetworks)
+	}
+	if err := c.ApplyEnv([]string{"POSTHOUSE_AUTH_TRUSTED_NETWORKS="}); err != nil || c.Auth.TrustedNetworks == nil || len(c.Auth.TrustedNetworks) != 0 {
+		t.Errorf("empty from the environment: %q, %v", c.Auth.TrustedNetworks, err)
+	}
+
+	for _, tc := range []struct{ name, doc, key, contains string }{
+		{"not a network", `trusted_networks = ["10.0.0.0/33"]`, "auth.trusted_networks", "not a CIDR prefix"},
+		{"host name", `trusted_networks = ["webmail.example.com"]`, "auth.trusted_networks", "not a CIDR prefix"},
+		{"zone", `trusted_networks = ["fe80::1%eth0"]`, "auth.trusted_networks", "not a CIDR prefix"},
+		{"not an array", `trusted_networks = "127.0.0.1"`, "auth.trusted_networks", "want an array of strings"},
+		{"array of numbers", `trusted_networks = [1, 2]`, "auth.trusted_networks", "want strings"},
+		{"zero failures", `ip_max_failures = 0`, "auth.ip_max_failures", "between 1 and 64"},
+		{"too many failures", `account_max_failures = 65`, "auth.account_max_failures", "between 1 and 64"},
+		{"interval too long", `account_interval = "2h"`, "auth.account_interval", "account_interval = \"5s\""},
+		{"ttl too short", `known_address_ttl = "1m"`, "auth.known_address_ttl", "between 1h and"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte("[auth]\n"+tc.doc+"\n"), "bad.toml")
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			p := problems(t, err)[0]
+			if p.Key != tc.key || p.Line != 2 || !strings.Contains(p.String(), tc.contains) {
+				t.Errorf("problem %q (line %d), want %s on line 2 mentioning %q", p.String(), p.Line, tc.key, tc.contains)
+			}
+		})
+	}
 }

@@ -79,6 +79,13 @@ func setFromString(v reflect.Value, s string) error {
 			return err
 		}
 		v.Set(reflect.ValueOf(d))
+	case v.Type() == stringsType:
+		// A list from the environment: comma- or space-separated.
+		list := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+		if list == nil {
+			list = []string{}
+		}
+		v.Set(reflect.ValueOf(list))
 	case v.Kind() == reflect.String:
 		v.SetString(s)
 	case v.Kind() == reflect.Bool:

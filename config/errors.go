@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -142,6 +143,15 @@ func checkValue(p *unstable.Parser, filename string, path []string, pos unstable
 			return []Problem{{File: filename, Line: pos.Line, Column: pos.Column, Key: name, Msg: err.Error(), Hint: example(k)}}
 		}
 	}
+	if v.Kind == unstable.Array {
+		it := v.Children()
+		for it.Next() {
+			if e := it.Node(); e.Kind != unstable.String {
+				return []Problem{{File: filename, Line: pos.Line, Column: pos.Column, Key: name,
+					Msg: "wrong type: an array element is " + kindName(e.Kind) + ", want strings", Hint: example(k)}}
+			}
+		}
+	}
 	origins[name] = origin{file: filename, line: pos.Line, col: pos.Column}
 	return nil
 }
@@ -160,6 +170,8 @@ func kindFits(t reflect.Type, k unstable.Kind) (string, bool) {
 		return "true or false", k == unstable.Bool
 	case t.Kind() == reflect.Int:
 		return "an integer", k == unstable.Integer
+	case t == stringsType:
+		return "an array of strings", k == unstable.Array
 	}
 	return t.String(), false
 }
@@ -205,6 +217,14 @@ func example(k keyInfo) string {
 	case reflect.Struct:
 		if k.typ == durationType {
 			return fmt.Sprintf("%s = %q", leaf, v.Interface().(Duration).String())
+		}
+	case reflect.Slice:
+		if k.typ == stringsType {
+			q := make([]string, v.Len())
+			for i := range q {
+				q[i] = strconv.Quote(v.Index(i).String())
+			}
+			return fmt.Sprintf("%s = [%s]", leaf, strings.Join(q, ", "))
 		}
 	}
 	return fmt.Sprintf("%s = %v", leaf, v.Interface())

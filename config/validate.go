@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -109,6 +110,34 @@ func (c *Config) Validate() error {
 			"lower it or raise max_connections")
 	}
 
+	for _, n := range c.Auth.TrustedNetworks {
+		if _, err := ParseNetwork(n); err != nil {
+			add("auth.trusted_networks", fmt.Sprintf("%q is not a CIDR prefix or an IP address", n),
+				`trusted_networks = ["127.0.0.0/8", "::1/128", "192.0.2.10"]; [] trusts none`)
+		}
+	}
+	if n := c.Auth.IPMaxFailures; n < 1 || n > 64 {
+		add("auth.ip_max_failures", fmt.Sprintf("%d is not between 1 and 64", n), "ip_max_failures = 10")
+	}
+	if n := c.Auth.AccountMaxFailures; n < 1 || n > 64 {
+		add("auth.account_max_failures", fmt.Sprintf("%d is not between 1 and 64", n), "account_max_failures = 10")
+	}
+	for _, d := range []struct {
+		key      string
+		v        Duration
+		min, max time.Duration
+		hint     string
+	}{
+		{"auth.ip_window", c.Auth.IPWindow, time.Second, 24 * time.Hour, `ip_window = "10m"`},
+		{"auth.account_window", c.Auth.AccountWindow, time.Second, 7 * 24 * time.Hour, `account_window = "1h"`},
+		{"auth.account_interval", c.Auth.AccountInterval, 100 * time.Millisecond, time.Hour, `one password check per interval for an account under attack: account_interval = "5s"`},
+		{"auth.known_address_ttl", c.Auth.KnownAddressTTL, time.Hour, 366 * 24 * time.Hour, `known_address_ttl = "30d"`},
+	} {
+		if d.v.Duration < d.min || d.v.Duration > d.max {
+			add(d.key, fmt.Sprintf("%s is not between %s and %s", d.v, Duration{d.min}, Duration{d.max}), d.hint)
+		}
+	}
+
 	if c.Queue.Expiry.Duration < time.Minute {
 		add("queue.expiry", fmt.Sprintf("%s is too short", c.Queue.Expiry), `messages are retried until expiry; expiry = "120h"`)
 	}
@@ -196,6 +225,44 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
+}
+
+// ParseNetwork parses a trusted_networks entry: a CIDR prefix
+// ("192.0.2.0/24", "2001:db8::/48") or a single address ("192.0.2.10"),
+// returned masked.
+func ParseNetwork(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q has a zone", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// Networks returns TrustedNetworks parsed (never nil); Validate has
+// checked them, so entries that do not parse are left out.
+func (a Auth) Networks() []netip.Prefix {
+	out := []netip.Prefix{}
+	for _, s := range a.TrustedNetworks {
+		if p, err := ParseNetwork(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // LevelName returns the log level normalised to debug, info, warn or error.

@@ -59,6 +59,18 @@
 //   - COMPRESS=DEFLATE is not advertised (no library support; Go's flate has
 //     not been shown not to stall on partial flushes).
 //
+// # Client address behind a webmail
+//
+// Logins are checked by auth with the client's address, which throttles
+// password guessing per address. A webmail or proxy connects from its own
+// address for all its users, so it may name the user's address in the RFC
+// 2971 ID field "x-originating-ip". That address replaces the connection's
+// for auth and in the logs (as remote, with the connection's as proxy) only
+// when the connection comes from Options.TrustedNetworks and the session is
+// not authenticated; otherwise the field is ignored with a Warn line, since
+// anyone else could name an address to dodge the lockout or to pin it on
+// someone else.
+//
 // # Timeouts and limits
 //
 // The library reads a command line within 30 s; it waits at most

@@ -75,6 +75,12 @@ type Options struct {
 	Limiter Limiter
 	Store   mailstore.Store
 	Auth    Authenticator
+
+	// TrustedNetworks are proxies and webmails whose ID field
+	// x-originating-ip, sent before login, is taken as the client's address
+	// for auth and the logs. From anywhere else the field is ignored. Nil:
+	// none.
+	TrustedNetworks []netip.Prefix
 }
 
 // Server is an IMAP server. One Server serves one kind of listener (plain
@@ -350,9 +356,10 @@ func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver
 		conn:   c,
 		id:     id,
 		remote: remote,
+		client: remote,
 		start:  time.Now(),
-		log:    s.log.With("conn", id, "remote", remote.String()),
 	}
+	sess.log = sess.baseLog()
 	sess.ctx, sess.cancel = context.WithCancel(s.baseCtx)
 
 	s.mu.Lock()

@@ -32,7 +32,10 @@ type session struct {
 	srv    *Server
 	conn   *imapserver.Conn
 	id     string
-	remote netip.Addr
+	remote netip.Addr // the connection's peer
+	// client is the address auth throttles and the logs show: remote, or
+	// the x-originating-ip a trusted proxy sent in ID before login.
+	client netip.Addr
 	start  time.Time
 	log    *slog.Logger
 	ctx    context.Context
@@ -84,7 +87,7 @@ func (s *session) Close() error {
 func (s *session) Login(username, password string) error {
 	ctx, cancel := s.op()
 	defer cancel()
-	u, err := s.srv.opts.Auth.Authenticate(ctx, username, password, s.remote)
+	u, err := s.srv.opts.Auth.Authenticate(ctx, username, password, s.client)
 	if err != nil {
 		return s.authFailed(username, err)
 	}
@@ -127,7 +130,7 @@ func (s *session) Authenticate(mech string) (sasl.Server, error) {
 		return nil, errNoMechanism
 	}
 	w := &saslServer{s: s, mech: mech}
-	inner, err := s.srv.opts.Auth.NewSASLServer(s.ctx, mech, s.remote, func(u auth.User) { w.user = &u })
+	inner, err := s.srv.opts.Auth.NewSASLServer(s.ctx, mech, s.client, func(u auth.User) { w.user = &u })
 	if err != nil {
 		s.log.Warn("sasl start failed", "mech", mech, "err", err)
 		return nil, errNoMechanism
@@ -173,8 +176,17 @@ func (s *session) Unauthenticate() error {
 	}
 	s.log.Info("unauthenticate")
 	s.user = ""
-	s.log = s.srv.log.With("conn", s.id, "remote", s.remote.String())
+	s.log = s.baseLog()
 	return nil
+}
+
+// baseLog is the session's logger before login: conn and remote (the
+// client's address), and proxy when a trusted proxy reported that address.
+func (s *session) baseLog() *slog.Logger {
+	if s.client != s.remote {
+		return s.srv.log.With("conn", s.id, "remote", s.client.String(), "proxy", s.remote.String())
+	}
+	return s.srv.log.With("conn", s.id, "remote", s.remote.String())
 }
 
 // --- Authenticated state: mailboxes ---
@@ -473,6 +485,40 @@ func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 func (s *session) ID(client *imap.IDData) *imap.IDData {
 	if client != nil {
 		s.log.Info("client id", "name", client.Name, "version", client.Version, "os", client.OS, "vendor", client.Vendor)
+		if v, ok := client.Other[fieldOriginatingIP]; ok {
+			s.originatingIP(v)
+		}
 	}
 	return &imap.IDData{Name: "Posthouse"}
+}
+
+// fieldOriginatingIP is the ID field in which webmails (Roundcube through
+// a plugin, and others) report the address of the user they log in for.
+const fieldOriginatingIP = "x-originating-ip"
+
+// originatingIP takes the address a proxy reports for its user as the
+// client's, for auth's throttling and the logs. Only a connection from
+// TrustedNetworks may do so, and only before login: anyone else could
+// dodge the per-address lockout, or pin it on somebody else, by naming
+// another address.
+func (s *session) originatingIP(v string) {
+	if len(v) > 64 {
+		v = v[:64]
+	}
+	switch {
+	case s.user != "":
+		s.log.Warn("x-originating-ip ignored: already authenticated", "value", v)
+		return
+	case !slices.ContainsFunc(s.srv.opts.TrustedNetworks, func(p netip.Prefix) bool { return p.Contains(s.remote) }):
+		s.log.Warn("x-originating-ip ignored: connection not from a trusted network", "value", v)
+		return
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(v), "["), "]"))
+	if err != nil {
+		s.log.Warn("x-originating-ip ignored: not an IP address", "value", v)
+		return
+	}
+	s.client = a.WithZone("").Unmap()
+	s.log = s.baseLog()
+	s.log.Info("client address from proxy")
 }

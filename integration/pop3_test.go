@@ -533,30 +533,49 @@ func TestPOP3Shutdown(t *testing.T) {
 
 // TestPOP3Throttled: after enough distinct failed logins from one address,
 // auth throttles it and POP3 answers -ERR [SYS/TEMP], even for the right
-// password; a connection is closed after three failures.
+// password; a connection is closed after three failures. Loopback is a
+// trusted network by default (a webmail logs in for all its users from
+// there), so the lockout is tested with trusted_networks = [], and the
+// default shown not to lock loopback out.
 func TestPOP3Throttled(t *testing.T) {
-	s := startPOP3Server(t, true)
-	var p *pop3Conn
-	for i := 0; ; i++ {
-		if i%3 == 0 {
-			p = dialPOP3(t, s, "pop3")
-		}
-		p.cmd(fmt.Sprintf("USER nobody%d@example.org", i), "+OK")
-		fmt.Fprintf(p.c, "PASS guess-%d\r\n", i)
-		l := p.line()
-		if strings.HasPrefix(l, "-ERR [SYS/TEMP]") {
-			break
-		}
-		if !strings.HasPrefix(l, "-ERR [AUTH]") {
-			t.Fatalf("failed login %d: %q", i, l)
-		}
-		if i > 64 {
-			t.Fatal("no throttling after 64 failed logins")
-		}
+	for _, tc := range []struct {
+		name    string
+		trusted string
+		locked  bool
+	}{
+		{"untrusted", "[]", true},
+		{"trusted loopback (default)", `["127.0.0.0/8", "::1/128"]`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, "[pop3]\nloopback_is_secure = true\n[auth]\ntrusted_networks = "+tc.trusted+"\n")
+			s.AddUser(t, pop3User, pop3Pass)
+			var p *pop3Conn
+			for i := 0; i < 20; i++ {
+				if i%3 == 0 {
+					p = dialPOP3(t, s, "pop3")
+				}
+				p.cmd(fmt.Sprintf("USER nobody%d@example.org", i), "+OK")
+				fmt.Fprintf(p.c, "PASS guess-%d\r\n", i)
+				l := p.line()
+				if strings.HasPrefix(l, "-ERR [SYS/TEMP]") && tc.locked {
+					break
+				}
+				if !strings.HasPrefix(l, "-ERR [AUTH]") {
+					t.Fatalf("failed login %d: %q", i, l)
+				}
+				if i == 19 && tc.locked {
+					t.Fatal("no throttling after 20 failed logins")
+				}
+			}
+			q := dialPOP3(t, s, "pop3")
+			q.cmd("USER "+pop3User, "+OK")
+			if tc.locked {
+				q.cmd("PASS "+pop3Pass, "-ERR [SYS/TEMP]")
+			} else {
+				q.cmd("PASS "+pop3Pass, "+OK")
+			}
+		})
 	}
-	q := dialPOP3(t, s, "pop3")
-	q.cmd("USER "+pop3User, "+OK")
-	q.cmd("PASS "+pop3Pass, "-ERR [SYS/TEMP]")
 }
 
 // TestPOP3SASL: AUTH PLAIN and LOGIN (RFC 5034) against the real auth

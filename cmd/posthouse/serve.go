@@ -126,7 +126,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer cancelRun()
 
 	var err error
-	a.auth, err = auth.Open(runCtx, filepath.Join(cfg.DataDir, "users.sqlite"), auth.Options{Logger: log.With("proto", "auth")})
+	a.auth, err = auth.Open(runCtx, filepath.Join(cfg.DataDir, "users.sqlite"), authOptions(cfg, log.With("proto", "auth")))
 	if err != nil {
 		return fmt.Errorf("open user database: %w", err)
 	}
@@ -293,4 +293,18 @@ func explainListenError(err error) error {
 		return fmt.Errorf("%w (another program holds this port; stop it, or change [listen])", err)
 	}
 	return err
+}
+
+// authOptions maps [auth] onto auth.Options.
+func authOptions(cfg *config.Config, log *slog.Logger) auth.Options {
+	return auth.Options{
+		Logger:             log,
+		TrustedNetworks:    cfg.Auth.Networks(),
+		IPMaxFailures:      cfg.Auth.IPMaxFailures,
+		IPWindow:           cfg.Auth.IPWindow.Duration,
+		AccountMaxFailures: cfg.Auth.AccountMaxFailures,
+		AccountWindow:      cfg.Auth.AccountWindow.Duration,
+		AccountInterval:    cfg.Auth.AccountInterval.Duration,
+		KnownAddressTTL:    cfg.Auth.KnownAddressTTL.Duration,
+	}
 }

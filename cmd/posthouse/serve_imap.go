@@ -26,6 +26,7 @@ func startIMAP(ctx context.Context, a *app) (func(context.Context) error, error)
 			Limiter:          conns,
 			Store:            a.store,
 			Auth:             a.auth,
+			TrustedNetworks:  a.cfg.Auth.Networks(),
 		})
 	})
 }

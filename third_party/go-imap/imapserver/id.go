@@ -2,7 +2,8 @@ package imapserver
 
 // Posthouse patch: the ID command (RFC 2971). Upstream v2.0.0-beta.8 has no
 // server side for ID; before login an unknown command ends the connection,
-// which broke clients that send ID first.
+// which broke clients that send ID first. Fields RFC 2971 does not define
+// are passed to the session in IDData.Other.
 
 import (
 	"strings"
@@ -108,6 +109,13 @@ func setIDField(d *imap.IDData, key, value string) {
 		d.Arguments = value
 	case "environment":
 		d.Environment = value
+	default:
+		// Posthouse patch: keep non-standard fields (x-originating-ip
+		// from a webmail), at most maxIDPairs of them.
+		if d.Other == nil {
+			d.Other = map[string]string{}
+		}
+		d.Other[strings.ToLower(key)] = value
 	}
 }
 
