@@ -62,6 +62,7 @@ type conn struct {
 	tlsLine   []byte        // that line, for its syntax check
 	wbuf      []byte        // a reply line not yet complete
 	greeted   bool
+	awaitCmd  bool // go-smtp is reading a command line (SetReadDeadline)
 	hsFailed  bool // implicit TLS handshake failed
 
 	tlsState atomic.Pointer[tls.ConnectionState]
@@ -133,8 +134,17 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 		if err != nil {
 			c.readErr.Store(true)
+			return n, err
 		}
-		return n, err
+		if c.awaitCmd {
+			// A command arrives on a connection that was idle: check
+			// the cuts before go-smtp runs it.
+			c.awaitCmd = false
+			if c.cutAtBoundary() {
+				return 0, io.EOF
+			}
+		}
+		return n, nil
 	}
 }
 
@@ -241,6 +251,7 @@ func (c *conn) SetReadDeadline(t time.Time) error {
 	if c.cutAtBoundary() {
 		return nil
 	}
+	c.awaitCmd = true
 	return c.setDeadline(t)
 }
 
@@ -401,10 +412,10 @@ func (c *conn) handshake() error {
 func (c *conn) startTLS() error {
 	var refuse *smtp.SMTPError
 	switch {
-	case c.s.tls == nil || c.s.opts.Mode == ModeSubmissions:
-		refuse = errNoTLS
 	case c.tls() != nil:
 		refuse = errTLSActive
+	case c.s.tls == nil:
+		refuse = errNoTLS
 	case !strings.EqualFold(strings.TrimSpace(string(c.tlsLine)), startTLSCmd):
 		refuse = errStartTLSSyntax // RFC 3207 §4: no parameters
 	case c.txActive.Load():

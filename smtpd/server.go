@@ -163,7 +163,7 @@ type Options struct {
 	Conns               *limit.Conns
 	MaxConnections      int
 	MaxConnectionsPerIP int
-	MaxConnectionRate   int // per client address per minute
+	MaxConnectionRate   int // per client address per minute; < 0: no limit
 
 	// MaxJunkCommands bounds commands that do not advance a transaction,
 	// counted from the last accepted message; MaxSessionDuration bounds a
@@ -235,14 +235,16 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.DeliveryTimeout, DefaultDeliveryTimeout)
 	setDefault(&opts.MaxConnections, DefaultMaxConnections)
 	setDefault(&opts.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
-	setDefault(&opts.MaxConnectionRate, DefaultMaxConnectionRate)
+	if opts.MaxConnectionRate == 0 {
+		opts.MaxConnectionRate = DefaultMaxConnectionRate
+	}
 	setDefault(&opts.MaxJunkCommands, DefaultMaxJunkCommands)
 	setDefault(&opts.MaxSessionDuration, DefaultMaxSessionDuration)
 	if opts.Conns == nil {
 		opts.Conns = limit.New(limit.Options{
 			PerIP: opts.MaxConnectionsPerIP,
 			Total: opts.MaxConnections,
-			Rate:  opts.MaxConnectionRate,
+			Rate:  max(opts.MaxConnectionRate, 0),
 		})
 	}
 	if opts.Now == nil {
