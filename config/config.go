@@ -80,6 +80,19 @@ type Limits struct {
 	MaxRecipients       int      `toml:"max_recipients"`         // 100 per message
 	MaxConnections      int      `toml:"max_connections"`        // 1000 per listener kind, all clients
 	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"` // 50
+	// MaxConnectionRate is new SMTP connections per client address (IPv4
+	// address or IPv6 /64) per minute; more get 421 4.7.0. 60; 0: no limit.
+	MaxConnectionRate int `toml:"max_connection_rate"`
+	// MaxJunkCommands is how many SMTP commands that do not advance a mail
+	// transaction (NOOP, RSET, VRFY, HELP, unknown…) a connection may send
+	// between messages before 421 4.7.0. 100.
+	MaxJunkCommands int `toml:"max_junk_commands"`
+	// MaxSessionDuration is how long an SMTP connection may last; it is
+	// ended with 421 at the next command, never during an upload. "30m".
+	MaxSessionDuration Duration `toml:"max_session_duration"`
+	// LoginTimeout is how long IMAP and POP3 clients may stay silent
+	// before logging in. "30s".
+	LoginTimeout Duration `toml:"login_timeout"`
 }
 
 // Auth holds the password-guessing limits (README "Password guessing").
@@ -162,6 +175,10 @@ func Default() *Config {
 			MaxRecipients:       100,
 			MaxConnections:      1000,
 			MaxConnectionsPerIP: 50,
+			MaxConnectionRate:   60,
+			MaxJunkCommands:     100,
+			MaxSessionDuration:  Duration{30 * time.Minute},
+			LoginTimeout:        Duration{30 * time.Second},
 		},
 		Auth: Auth{
 			TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},

@@ -24,6 +24,8 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.DataDir != "./data" || c.Limits.MaxMessageSize != 50<<20 || c.Limits.MaxRecipients != 100 ||
 		c.Limits.MaxConnections != 1000 || c.Limits.MaxConnectionsPerIP != 50 ||
+		c.Limits.MaxConnectionRate != 60 || c.Limits.MaxJunkCommands != 100 ||
+		c.Limits.MaxSessionDuration.Duration != 30*time.Minute || c.Limits.LoginTimeout.Duration != 30*time.Second ||
 		!c.IMAP.LoopbackIsSecure || !c.POP3.LoopbackIsSecure || c.Queue.Expiry.Duration != 120*time.Hour ||
 		c.Queue.RemotePort != 25 || c.DNS.Resolver != "" || c.Log.Level != "info" || c.Log.Format != "text" {
 		t.Errorf("unexpected defaults: %+v", c)
@@ -165,6 +167,10 @@ func TestValidate(t *testing.T) {
 		{"cert without key", "[tls]\ncert_file = \"/x.pem\"\n", 0, "tls.key_file", "go together"},
 		{"missing cert", "[tls]\ncert_file = \"/nonexistent/c.pem\"\nkey_file = \"/nonexistent/k.pem\"\n", 2, "tls.cert_file", "cannot read"},
 		{"short expiry", "[queue]\nexpiry = \"10s\"\n", 2, "queue.expiry", "too short"},
+		{"negative rate", "[limits]\nmax_connection_rate = -1\n", 2, "limits.max_connection_rate", "negative"},
+		{"no junk commands", "[limits]\nmax_junk_commands = 0\n", 2, "limits.max_junk_commands", "at least 1"},
+		{"short session", "[limits]\nmax_session_duration = \"10s\"\n", 2, "limits.max_session_duration", "too short"},
+		{"long login timeout", "[limits]\nlogin_timeout = \"1h\"\n", 2, "limits.login_timeout", "between"},
 		{"remote port", "[queue]\nremote_port = 0\n", 2, "queue.remote_port", "not a port"},
 		{"resolver", "[dns]\nresolver = \"8.8.8.8\"\n", 2, "dns.resolver", "host:port"},
 		{"log level", "[log]\nlevel = \"chatty\"\n", 2, "log.level", "debug, info, warn, error"},

@@ -137,6 +137,19 @@ func (c *Config) Validate() error {
 			add(d.key, fmt.Sprintf("%s is not between %s and %s", d.v, Duration{d.min}, Duration{d.max}), d.hint)
 		}
 	}
+	if c.Limits.MaxConnectionRate < 0 {
+		add("limits.max_connection_rate", "must not be negative", "max_connection_rate = 60 (new connections per address per minute), or 0 for no limit")
+	}
+	if c.Limits.MaxJunkCommands < 1 {
+		add("limits.max_junk_commands", "must be at least 1", "max_junk_commands = 100")
+	}
+	if c.Limits.MaxSessionDuration.Duration < time.Minute {
+		add("limits.max_session_duration", fmt.Sprintf("%s is too short", c.Limits.MaxSessionDuration),
+			`a 50MiB message on a slow link takes minutes: max_session_duration = "30m"`)
+	}
+	if d := c.Limits.LoginTimeout.Duration; d < time.Second || d > 10*time.Minute {
+		add("limits.login_timeout", fmt.Sprintf("%s is not between 1s and 10m", c.Limits.LoginTimeout), `login_timeout = "30s"`)
+	}
 
 	if c.Queue.Expiry.Duration < time.Minute {
 		add("queue.expiry", fmt.Sprintf("%s is too short", c.Queue.Expiry), `messages are retried until expiry; expiry = "120h"`)

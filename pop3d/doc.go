@@ -59,9 +59,11 @@
 // syntax error. Each bad command counts; after Options.MaxErrors the
 // connection is closed, and after Options.MaxAuthFailures failed logins as
 // well. The autologout timer is 10 minutes after login (RFC 1939 §3
-// requires at least that) but 1 minute per command and 3 minutes in total
-// before it: that is shorter than RFC 1939 asks, so that unauthenticated
-// connections cannot hold slots; every real client logs in at once.
+// requires at least that) but 30 seconds per command (Options.LoginTimeout,
+// the same as IMAP's before login; [limits] login_timeout sets both) and 3
+// minutes in total before it: that is shorter than RFC 1939 asks, so that
+// unauthenticated connections cannot hold slots; every real client logs in
+// at once.
 //
 // USER, PASS and AUTH are refused before TLS (STLS on port 110, or
 // implicit TLS on 995) unless the client is on loopback and

@@ -31,8 +31,10 @@ const (
 	DefaultIdleTimeout = 10 * time.Minute
 	// DefaultLoginTimeout bounds each read in AUTHORIZATION, and
 	// DefaultLoginTotal the whole state, so that unauthenticated clients
-	// cannot hold connection slots. Real clients log in at once.
-	DefaultLoginTimeout = time.Minute
+	// cannot hold connection slots. Real clients log in at once. It is
+	// imapd's pre-login timeout too (cmd sets both from [limits]
+	// login_timeout): a slot is no cheaper to hold on one than the other.
+	DefaultLoginTimeout = 30 * time.Second
 	DefaultLoginTotal   = 3 * time.Minute
 	// DefaultWriteTimeout bounds each write; a client that reads nothing for
 	// this long (a stalled RETR) is cut off.

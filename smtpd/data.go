@@ -37,10 +37,17 @@ var spoolBufs = sync.Pool{New: func() any { b := make([]byte, spoolBufSize); ret
 func (s *session) Data(r io.Reader) error {
 	s.mu.Lock()
 	env := s.env
+	helo := s.helo
 	s.mu.Unlock()
 	if !env.active || len(env.rcpts) == 0 {
 		return errNeedRcpt
 	}
+	if s.conn.hangup.Load() {
+		// Pipelined behind our last reply (a 421): nobody hears the
+		// answer, so nothing may be accepted.
+		return errShuttingDown
+	}
+	s.conn.advanced.Store(true)
 	srv := s.s
 	srv.mu.Lock()
 	if srv.closed {
@@ -52,8 +59,8 @@ func (s *session) Data(r io.Reader) error {
 	srv.mu.Unlock()
 	defer srv.inflight.Done()
 	defer srv.inflightN.Add(-1)
-	s.conn.busy.Store(true)
-	defer s.conn.busy.Store(false)
+	s.conn.setBusy(true)
+	defer s.conn.setBusy(false)
 
 	// DATA gets its own deadline for the whole upload; BDAT chunks (read
 	// by go-smtp while we read the pipe) keep the per-command one.
@@ -72,7 +79,7 @@ func (s *session) Data(r io.Reader) error {
 		if isTimeout(err) {
 			// The rest of the message is still on its way: hang up after
 			// the reply rather than read it as commands.
-			s.conn.hangup.Store(true)
+			s.conn.closeAfterReply()
 		}
 		reply, internal := toSMTPError(err)
 		switch {
@@ -86,6 +93,13 @@ func (s *session) Data(r io.Reader) error {
 		return reply
 	}
 
+	if s.conn.readErr.Load() || s.conn.hangup.Load() {
+		// go-smtp ends a BDAT chunk cut short by EOF as if it were
+		// complete: a read error on the way means the body is not whole.
+		log.Warn("message not received", "err", "connection lost", "size", size)
+		return errLocal
+	}
+
 	hdr := readHeaderInfo(io.NewSectionReader(spool, 0, size), size)
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
@@ -93,7 +107,7 @@ func (s *session) Data(r io.Reader) error {
 	d := delivery{s: s, env: &env, log: log, spool: spool, size: size}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
-	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, hdr, &env)
+	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env)
 	if srv.opts.Mode == ModeMTA {
 		d.skip = forgedAuthResults(spool, size, srv.opts.Hostname)
 		if len(d.skip) > 0 {
@@ -103,6 +117,7 @@ func (s *session) Data(r io.Reader) error {
 	if err := d.run(ctx); err != nil {
 		return err
 	}
+	s.conn.junk.Store(0)
 	log.Info("message accepted", "from", env.from, "size", size,
 		"rcpts", len(env.rcpts), "accounts", len(env.localOrder), "remote", len(env.remote),
 		"dur", time.Since(start).Round(time.Millisecond))
@@ -379,15 +394,15 @@ func (d *delivery) logDeliveryError(account string, err error) error {
 // traceHeader builds the fields we add in front of the message: Received
 // (RFC 5321 §4.4) and, on submission, Message-ID and Date when the client
 // left them out (RFC 6409 §8.2, §8.3).
-func (s *session) traceHeader(id string, hdr headerInfo, env *envelope) string {
+func (s *session) traceHeader(id, helo string, hdr headerInfo, env *envelope) string {
 	now := s.s.opts.Now()
 	user, _ := s.authenticated()
 	var b strings.Builder
 	b.WriteString(receivedHeader(receivedInfo{
-		helo:     s.helo,
+		helo:     helo,
 		remote:   s.conn.remote,
 		hostname: s.s.opts.Hostname,
-		tls:      s.tls,
+		tls:      s.tls(),
 		user:     user,
 		utf8:     env.utf8,
 		id:       id,

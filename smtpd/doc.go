@@ -10,11 +10,20 @@
 //
 // One go-smtp Server per listener: one mode, one TLS configuration, one set
 // of limits. Each listener is wrapped, outermost first, by auth/limit
-// (connections per address and in total; over the limit a client gets
-// "421 4.7.0" and is closed, or is just closed on 465 where it expects a TLS
-// handshake), then by our own connection wrapper (connection id and logger,
-// DATA deadline, two-phase shutdown), then by TLS on 465. go-smtp makes the
-// session at EHLO and again after STARTTLS.
+// (connections per address and in total, and the connection rate per
+// address; over a limit a client gets "421 4.7.0" and is closed, or is just
+// closed on 465 where it expects a TLS handshake), then by our edge, conn.go:
+// the net.Conn go-smtp speaks through. The edge runs TLS itself (the
+// handshake on 465; STARTTLS on 25 and 587, which go-smtp, given no TLS
+// config, refuses and the edge then performs), so it sees plain text both
+// ways and can fix replies, count commands and end a session at a command
+// boundary; it also keeps the connection id and logger, the DATA deadline
+// and the two-phase shutdown. go-smtp makes the session at the first EHLO;
+// it lives on across STARTTLS (the TLS state is the connection's), and after
+// STARTTLS MAIL and AUTH need a new EHLO (503 5.5.1, RFC 3207 §4.2). What the
+// client pipelined after STARTTLS in plain text is dropped: a read never
+// goes past a STARTTLS line. STARTTLS with parameters is 501 5.5.4, inside a
+// transaction 503 5.5.1, once TLS is up 503 5.5.1.
 //
 //   - ModeMTA: no AUTH; a recipient must resolve (aliases, user+tag,
 //     catch-all) to a local account or to an alias's foreign targets;
@@ -35,7 +44,7 @@
 // and on BDAT (552 5.3.4). MaxRecipients gives 452 4.5.3. MaxLineLength
 // (1000 octets with CRLF, RFC 5321 §4.5.3.1.6) applies to command and
 // message lines alike, as go-smtp applies one limit to both: an over-long
-// command line gets 500 5.4.0 and the connection is closed; an over-long
+// command line gets 500 5.5.2 and the connection is closed; an over-long
 // message line gets 554 5.6.0 for the message, then the connection is
 // closed because the rest of the line cannot be resynchronised. Command
 // lines ending in a bare LF are tolerated (go-smtp reads them with
@@ -46,10 +55,24 @@
 // DataTimeout for a whole DATA upload from the 354 on, so a client trickling
 // bytes cannot hold a connection for longer. A full mailbox gives 452 4.2.2
 // at RCPT (a message declared larger than the whole quota: 552 5.2.2).
-// A connection is closed with 421 4.7.0 after 3 failed AUTH attempts or 20
-// refused recipients (address harvesting), and by go-smtp after 4 syntax
-// errors. The connection limits count 25, 587 and 465 together when cmd
-// shares one limit.Conns between them.
+// A connection is closed with 421 4.7.0 after 3 failed AUTH attempts, 20
+// refused recipients (address harvesting), 4 syntax errors (go-smtp's
+// count), or MaxJunkCommands commands that did not advance a mail
+// transaction (anything but an accepted MAIL or RCPT, DATA or BDAT: NOOP,
+// RSET, VRFY, HELP, EHLO, refused and unknown commands…; an accepted
+// message starts the count over; default 100, Postfix's
+// smtpd_junk_command_limit). MaxSessionDuration (default 30 minutes)
+// ends a connection with 421 4.4.2 at the next command; a message being
+// received is never cut, by this or by anything else at a boundary.
+//
+// The connection limits count 25, 587 and 465 together when cmd shares one
+// limit.Conns between them. MaxConnectionRate (default 60 a minute per
+// address) refuses with 421 4.7.0 at connect. When every slot is taken,
+// auth/limit may hand a newcomer the slot of the longest-idle connection of
+// the address holding the most (see its doc); that connection gets
+// 421 4.7.0 and is closed, at once if it waits for a command, else at its
+// next command boundary. So idle sessions from a few addresses cannot keep
+// a sender from another address out.
 //
 // # Message data
 //
@@ -67,11 +90,25 @@
 // with a dot; refusing keeps the store byte-exact (IMAP and POP3 sizes equal
 // what was received). The clients we serve (Thunderbird, Outlook, Apple
 // Mail, phones, swaks, Python's smtplib) all send CRLF. NUL octets are
-// refused the same way. One residue of go-smtp's reader: a CR directly after
-// a line's leading dot ("<CRLF>.<CR>x") is dropped together with the dot
-// before we see the bytes, so that message is stored without the lone CR
-// instead of refused; DATA still does not end there, so nothing is
-// smuggled (TestSmuggling pins this down).
+// refused the same way. go-smtp's reader would drop a CR directly after a
+// line's leading dot ("<CRLF>.<CR>x") together with the dot, hiding it; the
+// edge turns such a dot into a CR before go-smtp reads it (a change of one
+// byte in a message that is refused anyway), so the bare CR is refused like
+// any other (TestSmuggling). go-smtp ends a BDAT chunk cut short by EOF as
+// if it were whole; a message whose connection failed while it was read is
+// never delivered.
+//
+// # Reply codes
+//
+// Replies go-smtp writes itself are translated by the edge where RFC 5321
+// or RFC 4954 ask for others: commands out of sequence (RCPT before MAIL,
+// also after RSET; DATA or BDAT before RCPT; MAIL before EHLO) are 503 5.5.1
+// instead of 502; an AUTH response that is not base64 is 501 5.5.2 instead
+// of 454 (RFC 4954 §4); AUTH without a mechanism 501 5.5.4; unknown MAIL
+// and RCPT parameters 555 5.5.4 (RFC 5321 §4.2.3); a malformed AUTH=
+// parameter 501 5.5.4; "too many errors" 421 4.7.0; a BDAT chunk that could
+// not be read 451 4.4.2 (go-smtp would say 554 with the error's text), and
+// the connection is closed.
 //
 // We add, in front of the message: Return-Path (local copies only, RFC 5321
 // §4.4) and one Received field with the TLS version and cipher and, on
@@ -122,8 +159,8 @@
 //
 // # Shutdown
 //
-// Shutdown closes the listeners, ends idle connections (go-smtp answers
-// 421 4.4.2) and lets messages being received or delivered finish; when its
+// Shutdown closes the listeners, ends idle connections (421 4.3.2) and lets
+// messages being received or delivered finish; when its
 // context ends it cuts the rest and waits for their goroutines, so the store
 // can be closed after it returns.
 package smtpd

@@ -54,7 +54,38 @@ var (
 	errNeedRcpt     = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Need RCPT before DATA"}
 	errNestedMail   = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Nested MAIL command, use RSET first"}
 	errShuttingDown = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Service shutting down, try again later"}
-	errLocal        = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error in processing, try again later"}
+	// RFC 5321 §4.3.2: commands out of sequence are 503. Those go-smtp
+	// answers itself are translated by our edge (conn.go).
+	errHeloFirst  = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Send EHLO or HELO first"}
+	errInTransfer = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Command not allowed during message transfer"}
+	// RFC 3207 §4.2: after STARTTLS the client starts over with EHLO.
+	errHeloAfterTLS = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "Send EHLO again after STARTTLS"}
+	// RFC 4954 §4: an AUTH response that is not base64 is 501 5.5.2.
+	errBadBase64  = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Cannot decode base64 response"}
+	errAuthSyntax = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Syntax: AUTH mechanism [initial-response]"}
+	// RFC 5321 §4.2.3: 555 for MAIL FROM and RCPT TO parameters we do not
+	// know.
+	errUnknownMailParam = &smtp.SMTPError{Code: 555, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "MAIL FROM parameter not recognized or not implemented"}
+	errUnknownRcptParam = &smtp.SMTPError{Code: 555, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "RCPT TO parameter not recognized or not implemented"}
+	errBadAuthParam     = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Malformed AUTH parameter"}
+	// RFC 3463 §3.6: an over-long command line is a syntax error; the
+	// connection closes because the rest of the line cannot be skipped
+	// reliably.
+	errCommandTooLong = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long, closing connection"}
+	errDataRead       = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Error while reading message data, closing connection"}
+
+	// STARTTLS (RFC 3207), run by our edge.
+	errNoTLS            = &smtp.SMTPError{Code: 502, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "STARTTLS not available"}
+	errTLSActive        = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "TLS already active"}
+	errStartTLSSyntax   = &smtp.SMTPError{Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 4}, Message: "Syntax: STARTTLS takes no parameters"}
+	errTLSInTransaction = &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "STARTTLS not allowed in a mail transaction, use RSET first"}
+
+	// Session caps: RFC 5321 §3.8 lets the server close with 421.
+	errTooManyJunk    = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many commands without a mail transaction, closing connection"}
+	errTooManyErrors  = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many errors, closing connection"}
+	errSessionTooLong = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Session time limit reached, closing connection"}
+	errEvicted        = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, closing an idle one"}
+	errLocal          = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error in processing, try again later"}
 )
 
 // errBareLF, errBareCR and errNUL are raised by the body filter and

@@ -65,6 +65,17 @@ const (
 	DefaultWriteTimeout        = time.Minute
 	DefaultMaxConnections      = 1000
 	DefaultMaxConnectionsPerIP = 50
+	// DefaultMaxConnectionRate is new connections per client address per
+	// minute; past it a client gets 421 4.7.0 at connect.
+	DefaultMaxConnectionRate = 60
+	// DefaultMaxJunkCommands is how many commands that do not advance a
+	// mail transaction (NOOP, RSET, VRFY, HELP, EHLO, unknown ones…) a
+	// connection may send between messages; then 421 4.7.0.
+	DefaultMaxJunkCommands = 100
+	// DefaultMaxSessionDuration is how long one connection may last. It
+	// leaves room for several 50 MiB messages on a slow link (each upload
+	// is bounded by DataTimeout); a message in progress is never cut.
+	DefaultMaxSessionDuration = 30 * time.Minute
 	// DefaultDeliveryTimeout bounds the store and queue calls after the
 	// final dot, so a stuck disk cannot hold a connection forever.
 	DefaultDeliveryTimeout = 2 * time.Minute
@@ -145,10 +156,20 @@ type Options struct {
 	DeliveryTimeout time.Duration
 
 	// Conns, when set, counts connections across listeners (cmd shares one
-	// between 25, 587 and 465). Otherwise one is made from the two limits.
+	// between 25, 587 and 465). Otherwise one is made from the three
+	// limits. Either way, when all slots are taken a newcomer may get the
+	// slot of an idle connection from the address holding the most (see
+	// auth/limit); that connection is told 421 4.7.0.
 	Conns               *limit.Conns
 	MaxConnections      int
 	MaxConnectionsPerIP int
+	MaxConnectionRate   int // per client address per minute; < 0: no limit
+
+	// MaxJunkCommands bounds commands that do not advance a transaction,
+	// counted from the last accepted message; MaxSessionDuration bounds a
+	// connection's life, checked between commands (Now is its clock).
+	MaxJunkCommands    int
+	MaxSessionDuration time.Duration
 
 	// Now is the clock for Received and Date headers; default time.Now.
 	Now func() time.Time
@@ -214,8 +235,17 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.DeliveryTimeout, DefaultDeliveryTimeout)
 	setDefault(&opts.MaxConnections, DefaultMaxConnections)
 	setDefault(&opts.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	if opts.MaxConnectionRate == 0 {
+		opts.MaxConnectionRate = DefaultMaxConnectionRate
+	}
+	setDefault(&opts.MaxJunkCommands, DefaultMaxJunkCommands)
+	setDefault(&opts.MaxSessionDuration, DefaultMaxSessionDuration)
 	if opts.Conns == nil {
-		opts.Conns = limit.NewConns(opts.MaxConnectionsPerIP, opts.MaxConnections)
+		opts.Conns = limit.New(limit.Options{
+			PerIP: opts.MaxConnectionsPerIP,
+			Total: opts.MaxConnections,
+			Rate:  max(opts.MaxConnectionRate, 0),
+		})
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -249,11 +279,8 @@ func New(opts Options) (*Server, error) {
 	// so that the refusals carry RFC 4954's codes.
 	srv.AllowInsecureAuth = true
 	srv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelError)
-	if opts.Mode != ModeSubmissions {
-		// Implicit TLS is done by our listener; go-smtp must not offer
-		// STARTTLS there.
-		srv.TLSConfig = s.tls
-	}
+	// srv.TLSConfig stays nil: our edge (conn.go) runs TLS, implicit and
+	// STARTTLS, so that it sees the plain text.
 	s.smtp = srv
 	return s, nil
 }
@@ -276,10 +303,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 
 	wrapped := limit.Listener(ln, s.opts.Conns, s.refuse)
-	var inner net.Listener = &trackingListener{Listener: wrapped, s: s}
-	if s.opts.Mode == ModeSubmissions {
-		inner = tls.NewListener(inner, s.tls)
-	}
+	inner := &trackingListener{Listener: wrapped, s: s}
 	s.log.Debug("serving", "addr", ln.Addr().String())
 
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -295,12 +319,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // reply would only confuse the client's handshake, so it is just closed.
 func (s *Server) refuse(c net.Conn) {
 	defer c.Close()
-	s.log.Warn("connection refused: too many connections", "remote", c.RemoteAddr().String())
+	msg := "Too many connections, try again later"
+	if limit.Refusal(c) == limit.ErrRate {
+		msg = "Too many connections from your address, slow down"
+	}
+	s.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", msg)
 	if s.opts.Mode == ModeSubmissions {
 		return
 	}
 	c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
-	io.WriteString(c, "421 4.7.0 "+s.opts.Hostname+" Too many connections, try again later\r\n")
+	io.WriteString(c, "421 4.7.0 "+s.opts.Hostname+" "+msg+"\r\n")
 }
 
 // Shutdown stops the server in two phases (STYLE §6). First it closes the
@@ -337,7 +365,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		s.mu.Lock()
 		for c := range s.conns {
-			c.Conn.Close()
+			c.raw.Close()
 		}
 		s.mu.Unlock()
 		s.cancelBase()
@@ -350,8 +378,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // inflightCount is the number of messages being received or delivered.
 func (s *Server) inflightCount() int64 { return s.inflightN.Load() }
 
-// trackingListener gives each accepted connection its id, logger and
-// deadline control, and registers it for Shutdown.
+// trackingListener gives each accepted connection our edge (conn.go) and
+// registers it for Shutdown.
 type trackingListener struct {
 	net.Listener
 	s *Server
@@ -363,16 +391,7 @@ func (l *trackingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	s := l.s
-	id := fmt.Sprintf("%s%x", s.connPrefix, s.connSeq.Add(1))
-	remote := remoteAddr(nc.RemoteAddr())
-	c := &conn{
-		Conn:   nc,
-		s:      s,
-		id:     id,
-		remote: remote,
-		start:  time.Now(),
-		log:    s.log.With("conn", id, "remote", nc.RemoteAddr().String()),
-	}
+	c := newConn(s, nc, fmt.Sprintf("%s%x", s.connPrefix, s.connSeq.Add(1)))
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -398,90 +417,10 @@ func remoteAddr(a net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// conn wraps each accepted connection, beneath TLS. It lets Shutdown end idle
-// connections while a message in flight finishes, and gives DATA its own
-// deadline.
-type conn struct {
-	net.Conn
-	s      *Server
-	id     string
-	remote netip.Addr
-	start  time.Time
-	log    *slog.Logger
-
-	busy      atomic.Bool // inside Data: Shutdown lets it finish
-	hangup    atomic.Bool // set after the last reply: the next Read ends the connection
-	badRcpts  int         // refused RCPTs, counted across sessions (conn goroutine only)
-	tlsLogged bool        // "tls up" logged (by the first session after the handshake)
-	closeOnce sync.Once
-	messages  atomic.Int64
-}
-
-// errDraining is returned by Read once Shutdown began and the connection is
-// idle; go-smtp answers a timeout with a 421 and closes.
-var errDraining = &drainingError{}
-
-type drainingError struct{}
-
-func (*drainingError) Error() string   { return "smtpd: server shutting down" }
-func (*drainingError) Timeout() bool   { return true }
-func (*drainingError) Temporary() bool { return true }
-
-func (c *conn) Read(b []byte) (int, error) {
-	if c.hangup.Load() {
-		return 0, io.EOF
-	}
-	if c.s.draining.Load() && !c.busy.Load() {
-		return 0, errDraining
-	}
-	return c.Conn.Read(b)
-}
-
-// SetReadDeadline is how go-smtp arms its per-command timeout; once
-// Shutdown began, an idle connection gets a deadline in the past instead.
-func (c *conn) SetReadDeadline(t time.Time) error {
-	if c.s.draining.Load() && !c.busy.Load() {
-		t = time.Now()
-	}
-	return c.Conn.SetReadDeadline(t)
-}
-
-// wake interrupts a Read blocked waiting for the next command.
-func (c *conn) wake() {
-	if !c.busy.Load() {
-		c.Conn.SetReadDeadline(time.Now())
-	}
-}
-
-// setDataDeadline replaces the per-command deadline for the message upload.
-func (c *conn) setDataDeadline(d time.Duration) {
-	c.Conn.SetReadDeadline(time.Now().Add(d))
-}
-
-func (c *conn) Close() error {
-	err := c.Conn.Close()
-	c.closeOnce.Do(func() {
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
-		c.log.Info("disconnect", "dur", time.Since(c.start).Round(time.Millisecond), "messages", c.messages.Load())
-	})
-	return err
-}
-
-// ourConn finds our wrapper beneath go-smtp's connection (a *tls.Conn after
-// STARTTLS or on implicit TLS).
+// ourConn finds our edge beneath go-smtp's connection.
 func ourConn(nc net.Conn) *conn {
-	for {
-		switch c := nc.(type) {
-		case *conn:
-			return c
-		case *tls.Conn:
-			nc = c.NetConn()
-		default:
-			return nil
-		}
-	}
+	c, _ := nc.(*conn)
+	return c
 }
 
 // tlsSummary renders a connection state for logs and Received headers.

@@ -138,8 +138,33 @@ func TestPolicyReplies(t *testing.T) {
 			{"MAIL FROM:<x@remote.test> SIZE=5000", "250 "},
 			{"RCPT TO:<bob@example.org>", "552 5.2.2 "},
 		}},
+		// RFC 5321 §4.3.2: bad sequence is 503 (go-smtp says 502, our
+		// edge translates).
 		{name: "RCPT before MAIL", script: [][2]string{
-			{"RCPT TO:<bob@example.org>", "502 5.5.1 "},
+			{"RCPT TO:<bob@example.org>", "503 5.5.1 "},
+		}},
+		{name: "RCPT after RSET", script: [][2]string{
+			{"MAIL FROM:<x@remote.test>", "250 "},
+			{"RSET", "250 "},
+			{"RCPT TO:<bob@example.org>", "503 5.5.1 "},
+		}},
+		{name: "BDAT before RCPT", script: [][2]string{
+			{"MAIL FROM:<x@remote.test>", "250 "},
+			{"BDAT 0 LAST", "503 5.5.1 "},
+			{"NOOP", "250 "},
+		}},
+		{name: "unknown MAIL parameter", script: [][2]string{
+			{"MAIL FROM:<x@remote.test> FOO=BAR", "555 5.5.4 "},
+		}},
+		{name: "unknown RCPT parameter", script: [][2]string{
+			{"MAIL FROM:<x@remote.test>", "250 "},
+			{"RCPT TO:<bob@example.org> FOO=BAR", "555 5.5.4 "},
+		}},
+		{name: "malformed AUTH parameter", script: [][2]string{
+			{"MAIL FROM:<x@remote.test> AUTH=+ZZ", "501 5.5.4 "},
+		}},
+		{name: "AUTH without mechanism", script: [][2]string{
+			{"AUTH", "501 5.5.4 "},
 		}},
 		{name: "nested MAIL", script: [][2]string{
 			{"MAIL FROM:<x@remote.test>", "250 "},
@@ -150,7 +175,7 @@ func TestPolicyReplies(t *testing.T) {
 		}},
 		{name: "DATA before RCPT", script: [][2]string{
 			{"MAIL FROM:<x@remote.test>", "250 "},
-			{"DATA", "502 5.5.1 "},
+			{"DATA", "503 5.5.1 "},
 		}},
 		{name: "AUTH on port 25", script: [][2]string{
 			{"AUTH PLAIN " + b64("\x00bob@example.org\x00bob-secret"), "503 5.5.1 "},
@@ -270,7 +295,10 @@ func TestAuth(t *testing.T) {
 		}},
 		{name: "unknown mechanism", script: [][2]string{{"AUTH CRAM-MD5", "504 5.5.4 "}}},
 		{name: "cancelled", script: [][2]string{{"AUTH LOGIN", "334 "}, {"*", "501 5.0.0 "}}},
-		{name: "bad base64", script: [][2]string{{"AUTH PLAIN !!!", "454 4.7.0 "}}},
+		// RFC 4954 §4: 501 5.5.2, in the initial response and in a
+		// continuation (go-smtp says 454, our edge translates).
+		{name: "bad base64", script: [][2]string{{"AUTH PLAIN !!!", "501 5.5.2 "}, {"NOOP", "250 "}}},
+		{name: "bad base64 continuation", script: [][2]string{{"AUTH LOGIN", "334 "}, {"%%%", "501 5.5.2 "}, {"NOOP", "250 "}}},
 		{name: "then MAIL works", script: [][2]string{
 			{"AUTH PLAIN " + b64("\x00alice@example.org\x00alice-secret"), "235 "},
 			{"MAIL FROM:<alice@example.org>", "250 "},
@@ -594,10 +622,13 @@ func TestSmuggling(t *testing.T) {
 		{"CRLF.LF", "Subject: a\r\n\r\nhi\r\n.\n" + smuggled, "554 5.6.0 "},
 		{"LF.CRLF", "Subject: a\r\n\r\nhi\n.\r\n" + smuggled, "554 5.6.0 "},
 		{"CR.CRLF", "Subject: a\r\n\r\nhi\r.\r\n" + smuggled, "554 5.6.0 "},
-		// go-smtp's reader drops a CR that directly follows a line's
-		// leading dot, so this one is stored without it; what matters is
-		// that DATA did not end there (see the package doc).
-		{"CRLF.CR", "Subject: a\r\n\r\nhi\r\n.\r" + smuggled, "250 2.0.0 "},
+		// go-smtp's reader would drop a CR that directly follows a
+		// line's leading dot; our edge keeps it visible, so this is a
+		// bare CR like the others.
+		{"CRLF.CR", "Subject: a\r\n\r\nhi\r\n.\r" + smuggled, "554 5.6.0 "},
+		{"CRLF.CRX", "Subject: a\r\n\r\nhi\r\n.\rX\r\n.\r\n", "554 5.6.0 "},
+		{"CRLF..CRX", "Subject: a\r\n\r\nhi\r\n..\rX\r\n.\r\n", "554 5.6.0 "},
+		{"first line .CRX", ".\rX\r\n.\r\n", "554 5.6.0 "},
 		{"bare LF line", "Subject: a\n\nhi\r\n.\r\n", "554 5.6.0 "},
 		{"bare CR", "Subject: a\r\n\r\nh\ri\r\n.\r\n", "554 5.6.0 "},
 		{"NUL", "Subject: a\r\n\r\nh\x00i\r\n.\r\n", "554 5.6.0 "},
@@ -649,7 +680,7 @@ func TestLongLines(t *testing.T) {
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
 		c.write("MAIL FROM:<" + strings.Repeat("a", 1200) + "@remote.test>\r\n")
-		c.expect("500 5.4.0 ")
+		c.expect("500 5.5.2 ")
 		c.expectClosed()
 	})
 	t.Run("body", func(t *testing.T) {
@@ -662,7 +693,7 @@ func TestLongLines(t *testing.T) {
 		c.expect("554 5.6.0 ")
 		// go-smtp cannot find the end of the line again: it says so and
 		// closes.
-		c.expect("500 5.4.0 ")
+		c.expect("500 5.5.2 ")
 		c.expectClosed()
 	})
 	t.Run("998 octets is fine", func(t *testing.T) {
@@ -693,14 +724,14 @@ func TestBareLFCommands(t *testing.T) {
 func TestOutOfSequenceAndErrorLimit(t *testing.T) {
 	ts := newTestServer(t)
 	c := dialRaw(t, ts.addr)
-	c.cmd("MAIL FROM:<x@remote.test>", "502 5.5.1 ") // before EHLO
+	c.cmd("MAIL FROM:<x@remote.test>", "503 5.5.1 ") // before EHLO
 	c.ehlo()
 	for range 3 {
 		c.cmd("FOOS", "500 5.5.2 ")
 	}
 	c.write("FOO\r\n")
 	c.expect("501 5.5.2 ")
-	c.expect("500 5.5.1 ") // too many errors
+	c.expect("421 4.7.0 ") // too many errors
 	c.expectClosed()
 }
 
@@ -1002,5 +1033,5 @@ func TestSTARTTLSInjection(t *testing.T) {
 	c.r = newReader(tc)
 	c.ehlo()
 	c.authPlain("alice@example.org", "alice-secret", "235 ")
-	c.cmd("RCPT TO:<bob@example.org>", "502 5.5.1 ") // no MAIL in effect
+	c.cmd("RCPT TO:<bob@example.org>", "503 5.5.1 ") // no MAIL in effect
 }

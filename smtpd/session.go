@@ -40,31 +40,24 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		helo:   c.Hostname(),
 		log:    oc.log,
 	}
-	if cs, ok := c.TLSConnectionState(); ok {
-		sess.tls = &cs
-		if !oc.tlsLogged {
-			oc.tlsLogged = true
-			v, cipher := tlsSummary(&cs)
-			oc.log.Info("tls up", "version", v, "cipher", cipher)
-		}
-	}
 	return sess, nil
 }
 
 // session is one connection's SMTP state after EHLO. go-smtp calls its
-// methods from the connection's goroutine, except Logout, which Shutdown's
-// Close may call from another: mu guards what Logout touches.
+// methods from the connection's goroutine, except Data with BDAT (see
+// Reset): mu guards what both touch. go-smtp does not know about TLS (our
+// edge runs it), so one session lives on across STARTTLS; the TLS state is
+// the connection's.
 type session struct {
 	s      *Server
 	c      *smtp.Conn
 	conn   *conn
 	ctx    context.Context
 	cancel context.CancelFunc
-	helo   string
-	tls    *tls.ConnectionState // nil without TLS
 	log    *slog.Logger
 
 	mu           sync.Mutex
+	helo         string // the last EHLO or HELO argument
 	user         string // authenticated address, "" before AUTH
 	authFailures int
 
@@ -102,8 +95,14 @@ func (s *session) authenticated() (string, bool) {
 func (s *session) Reset() {
 	s.mu.Lock()
 	s.env = envelope{}
+	// A new EHLO (after STARTTLS, say) resets the session: take its name.
+	s.helo = s.c.Hostname()
 	s.mu.Unlock()
+	s.conn.txActive.Store(false)
 }
+
+// tls is the connection's TLS state, nil before TLS.
+func (s *session) tls() *tls.ConnectionState { return s.conn.tls() }
 
 // Logout ends the session; go-smtp calls it when the connection closes.
 func (s *session) Logout() error {
@@ -114,7 +113,7 @@ func (s *session) Logout() error {
 // AuthMechanisms lists what EHLO advertises: only on submission, only
 // over TLS (RFC 4954 §4, RFC 8314).
 func (s *session) AuthMechanisms() []string {
-	if !s.s.opts.Mode.submission() || s.tls == nil {
+	if !s.s.opts.Mode.submission() || s.tls() == nil {
 		return nil
 	}
 	if _, ok := s.authenticated(); ok {
@@ -132,8 +131,10 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	switch {
 	case !s.s.opts.Mode.submission():
 		return nil, errAuthNotAvailable
-	case s.tls == nil:
+	case s.tls() == nil:
 		return nil, errEncryptionRequired
+	case s.conn.needHelo.Load():
+		return nil, errHeloAfterTLS
 	case s.s.draining.Load():
 		return nil, errShuttingDown
 	}
@@ -191,7 +192,7 @@ func (a *saslServer) Next(response []byte) ([]byte, bool, error) {
 	s.mu.Unlock()
 	if n >= maxAuthFailures && reply == errAuthFailed {
 		// The reply is written, then the next read fails: go-smtp closes.
-		s.conn.hangup.Store(true)
+		s.conn.closeAfterReply()
 		return nil, false, errAuthTooManyFails
 	}
 	return nil, false, reply
@@ -203,9 +204,12 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if s.s.draining.Load() {
 		return errShuttingDown
 	}
+	if s.conn.needHelo.Load() {
+		return errHeloAfterTLS
+	}
 	user, authed := s.authenticated()
 	if s.s.opts.Mode.submission() && !authed {
-		if s.tls == nil {
+		if s.tls() == nil {
 			return errStartTLSFirst
 		}
 		return errAuthRequired
@@ -244,6 +248,8 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	s.env = env
 	s.mu.Unlock()
+	s.conn.txActive.Store(true)
+	s.conn.advanced.Store(true)
 	s.log.Debug("mail from", "from", env.from, "size", opts.Size)
 	return nil
 }
@@ -258,9 +264,12 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		s.conn.badRcpts++
 		if s.conn.badRcpts >= maxBadRecipients {
 			s.log.Warn("too many invalid recipients, closing", "count", s.conn.badRcpts)
-			s.conn.hangup.Store(true)
+			s.conn.closeAfterReply()
 			return errTooManyBadRcpts
 		}
+	}
+	if err == nil {
+		s.conn.advanced.Store(true)
 	}
 	return err
 }

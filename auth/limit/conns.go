@@ -1,25 +1,77 @@
 package limit
 
 import (
+	"errors"
 	"net/netip"
 	"sync"
+	"time"
 )
 
-// Conns counts open connections against a total and a per-client limit.
-// Safe for concurrent use; share one across listeners to make the limits
-// global.
+// Why a connection was refused; Refusal reports one of them for a
+// connection handed to a Listener's refuse function.
+var (
+	// ErrTooManyConns: the client's address holds its share of slots, or
+	// every slot is taken and none could be freed for it.
+	ErrTooManyConns = errors.New("limit: too many connections")
+	// ErrRate: the client's address opened more connections in the rate
+	// window than Options.Rate allows.
+	ErrRate = errors.New("limit: connection rate exceeded")
+)
+
+// Options configure a Conns. A limit ≤ 0 means unlimited.
+type Options struct {
+	// PerIP is how many connections one client address (see Key) may hold.
+	PerIP int
+	// Total is how many connections all clients together may hold.
+	Total int
+	// Rate is how many new connections one client address may open per
+	// RateWindow (default one minute); refused attempts count too.
+	Rate       int
+	RateWindow time.Duration
+	// Now is the clock for idle times and the rate window; default
+	// time.Now. Tests move it.
+	Now func() time.Time
+}
+
+// Conns counts open connections against a total and a per-client limit,
+// limits the rate of new connections per client, and, when every slot is
+// taken, frees one for a client that holds fewer than the biggest holder
+// (see Take). Safe for concurrent use; share one across listeners to make
+// the limits global.
 type Conns struct {
 	perIP, total int
+	now          func() time.Time
+	rate         *rateLimiter
 
 	mu    sync.Mutex
 	n     int
-	byKey map[netip.Prefix]int
+	byKey map[netip.Prefix]*holder
+}
+
+// holder is one client key's slots.
+type holder struct {
+	slots map[*Slot]struct{}
 }
 
 // NewConns returns a counter allowing perIP connections per client address
 // and total in all; a limit ≤ 0 means unlimited.
 func NewConns(perIP, total int) *Conns {
-	return &Conns{perIP: perIP, total: total, byKey: map[netip.Prefix]int{}}
+	return New(Options{PerIP: perIP, Total: total})
+}
+
+// New returns a Conns configured by o.
+func New(o Options) *Conns {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := &Conns{perIP: o.PerIP, total: o.Total, now: o.Now, byKey: map[netip.Prefix]*holder{}}
+	if o.Rate > 0 {
+		if o.RateWindow <= 0 {
+			o.RateWindow = time.Minute
+		}
+		c.rate = newRateLimiter(o.Rate, o.RateWindow)
+	}
+	return c
 }
 
 // Key returns the client key remote counts against: an IPv4 /32 (mapped
@@ -36,35 +88,168 @@ func Key(remote netip.Addr) netip.Prefix {
 	return netip.Prefix{}
 }
 
+// Slot is one connection's place in a Conns. The protocol that holds it
+// says when the connection is busy (receiving a message) and when it last
+// did something, and may make it evictable with SetEvict.
+type Slot struct {
+	c   *Conns
+	key netip.Prefix
+
+	// Guarded by c.mu.
+	held   bool
+	busy   bool
+	active time.Time
+	evict  func()
+}
+
+// Take takes a slot for a connection from remote, or returns ErrRate or
+// ErrTooManyConns.
+//
+// When every slot is taken, the newcomer is not simply refused: if its
+// address holds at least two fewer slots than the address holding the most,
+// that holder's longest-idle evictable slot (SetEvict, not SetBusy) is
+// handed over. The evicted connection's evict function is called (after
+// Take has released its lock); the connection is expected to say goodbye
+// and close soon, and its own Release is then a no-op. Until it has closed
+// the process holds one connection more than Total. "At least two fewer"
+// means the exchange never leaves the newcomer's address holding more than
+// the victim's, so two heavy holders cannot take turns evicting each other.
+func (c *Conns) Take(remote netip.Addr) (*Slot, error) {
+	k := Key(remote)
+	if c.rate != nil && k.IsValid() && !c.rate.allow(k, c.now()) {
+		return nil, ErrRate
+	}
+	c.mu.Lock()
+	h := c.byKey[k]
+	mine := 0
+	if h != nil {
+		mine = len(h.slots)
+	}
+	if k.IsValid() && c.perIP > 0 && mine >= c.perIP {
+		c.mu.Unlock()
+		return nil, ErrTooManyConns
+	}
+	var evict func()
+	if c.total > 0 && c.n >= c.total {
+		v := c.victimLocked(mine)
+		if v == nil {
+			c.mu.Unlock()
+			return nil, ErrTooManyConns
+		}
+		evict = v.evict
+		c.dropLocked(v)
+	}
+	s := &Slot{c: c, key: k, held: true, active: c.now()}
+	if h = c.byKey[k]; h == nil {
+		h = &holder{slots: map[*Slot]struct{}{}}
+		c.byKey[k] = h
+	}
+	h.slots[s] = struct{}{}
+	c.n++
+	c.mu.Unlock()
+	if evict != nil {
+		evict()
+	}
+	return s, nil
+}
+
+// victimLocked picks the slot to free for a newcomer whose address holds
+// mine slots: the longest-idle evictable, not busy slot of the biggest
+// holder that has one and holds at least mine+2.
+func (c *Conns) victimLocked(mine int) *Slot {
+	var best *Slot
+	bestN := 0
+	for _, h := range c.byKey {
+		n := len(h.slots)
+		if n < mine+2 || n < bestN {
+			continue
+		}
+		var oldest *Slot
+		for s := range h.slots {
+			if s.evict == nil || s.busy {
+				continue
+			}
+			if oldest == nil || s.active.Before(oldest.active) {
+				oldest = s
+			}
+		}
+		if oldest == nil {
+			continue
+		}
+		if n > bestN || oldest.active.Before(best.active) {
+			best, bestN = oldest, n
+		}
+	}
+	return best
+}
+
+// dropLocked gives s's place back.
+func (c *Conns) dropLocked(s *Slot) {
+	if !s.held {
+		return
+	}
+	s.held = false
+	c.n--
+	if h := c.byKey[s.key]; h != nil {
+		delete(h.slots, s)
+		if len(h.slots) == 0 {
+			delete(c.byKey, s.key)
+		}
+	}
+}
+
+// Release gives the slot back; safe to call more than once, and a no-op
+// after the slot was evicted.
+func (s *Slot) Release() {
+	s.c.mu.Lock()
+	s.c.dropLocked(s)
+	s.c.mu.Unlock()
+}
+
+// Touch records activity (a command): the longest-idle slot is evicted
+// first.
+func (s *Slot) Touch() {
+	s.c.mu.Lock()
+	s.active = s.c.now()
+	s.c.mu.Unlock()
+}
+
+// SetBusy marks the connection as doing work that must not be cut (a
+// message upload); a busy slot is never evicted.
+func (s *Slot) SetBusy(busy bool) {
+	s.c.mu.Lock()
+	s.busy = busy
+	s.active = s.c.now()
+	s.c.mu.Unlock()
+}
+
+// SetEvict makes the slot evictable: when Take hands it to another client,
+// evict is called once, from Take's goroutine. It must not block: it tells
+// the connection to say goodbye and close.
+func (s *Slot) SetEvict(evict func()) {
+	s.c.mu.Lock()
+	s.evict = evict
+	s.c.mu.Unlock()
+}
+
+// Held reports whether the slot still counts (it was neither released nor
+// evicted).
+func (s *Slot) Held() bool {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	return s.held
+}
+
 // Acquire takes a slot for a connection from remote. If one is free it
 // returns ok and a release func (safe to call more than once); otherwise
-// ok is false and release is a no-op.
+// ok is false and release is a no-op. Slots taken this way are never
+// evicted.
 func (c *Conns) Acquire(remote netip.Addr) (release func(), ok bool) {
-	k := Key(remote)
-	perIP := k.IsValid() && c.perIP > 0
-	c.mu.Lock()
-	if c.total > 0 && c.n >= c.total || perIP && c.byKey[k] >= c.perIP {
-		c.mu.Unlock()
+	s, err := c.Take(remote)
+	if err != nil {
 		return func() {}, false
 	}
-	c.n++
-	if k.IsValid() {
-		c.byKey[k]++
-	}
-	c.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			c.n--
-			if k.IsValid() {
-				if c.byKey[k]--; c.byKey[k] <= 0 {
-					delete(c.byKey, k)
-				}
-			}
-			c.mu.Unlock()
-		})
-	}, true
+	return s.Release, true
 }
 
 // Open reports the connections currently held: in total, and from remote's
@@ -73,8 +258,8 @@ func (c *Conns) Open(remote netip.Addr) (total, fromIP int) {
 	k := Key(remote)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if k.IsValid() {
-		fromIP = c.byKey[k]
+	if h := c.byKey[k]; k.IsValid() && h != nil {
+		fromIP = len(h.slots)
 	}
 	return c.n, fromIP
 }

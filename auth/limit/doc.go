@@ -1,12 +1,34 @@
-// Package limit bounds concurrent connections, in total and per client
-// address, for every Posthouse listener. Listener wraps a net.Listener so
-// that an over-limit connection is answered with the protocol's "too busy"
-// line by a caller-supplied function and never reaches the server's Accept,
-// before any TLS handshake or session state is spent on it.
+// Package limit bounds connections, in total and per client address, and
+// the rate at which one client opens them, for every Posthouse listener.
+// Listener wraps a net.Listener so that an over-limit connection is
+// answered with the protocol's "too busy" line by a caller-supplied function
+// (Refusal says why) and never reaches the server's Accept, before any TLS
+// handshake or session state is spent on it.
 //
 // A client address is an IPv4 address (IPv4-mapped IPv6 included) or an IPv6
 // /64, the block one IPv6 host usually holds: counting single IPv6 addresses
 // would let one client take its whole /64's worth of slots. Connections
 // whose remote is not an IP address (pipes, Unix sockets) count only against
 // the total. It imports nothing of ours.
+//
+// # Fair share when full
+//
+// Idle connections from a few addresses must not keep everyone else out. So
+// when every slot is taken, a newcomer is refused only if no address holds
+// at least two more slots than the newcomer's does. Otherwise the biggest
+// such holder's longest-idle slot is handed to the newcomer and that
+// connection is told to close (its protocol says goodbye at the next command
+// boundary, SMTP with "421 4.7.0"). Only slots the protocol made evictable
+// (Slot.SetEvict) and that are not busy (Slot.SetBusy: a message upload in
+// progress) are candidates, so nothing accepted is cut. The ranking is by
+// Slot.Touch, which the protocol calls per command. Until the evicted
+// connection has closed, the process holds one more connection than the
+// total.
+//
+// # Connection rate
+//
+// Options.Rate is a token bucket per client address: a burst of Rate new
+// connections, refilled at Rate per RateWindow (a minute). Refused attempts
+// take tokens too, so a client hammering the port stays refused. The table
+// forgets addresses whose bucket has refilled, and is bounded.
 package limit

@@ -23,6 +23,7 @@ const (
 // connections release their slot on Close (idempotent). Close on the
 // listener closes ln, cuts refusals still running and waits for them. A nil
 // refuse just closes over-limit connections; a nil c limits nothing.
+// Refusal tells refuse why; SlotOf gives an accepted connection's Slot.
 func Listener(ln net.Listener, c *Conns, refuse func(net.Conn)) net.Listener {
 	return &listener{Listener: ln, c: c, refuse: refuse, refusing: map[net.Conn]struct{}{}}
 }
@@ -64,11 +65,11 @@ func (l *listener) Accept() (net.Conn, error) {
 		if l.c == nil {
 			return conn, nil
 		}
-		release, ok := l.c.Acquire(RemoteAddr(conn))
-		if ok {
-			return &limitedConn{Conn: conn, release: release}, nil
+		slot, err := l.c.Take(RemoteAddr(conn))
+		if err == nil {
+			return &limitedConn{Conn: conn, slot: slot}, nil
 		}
-		l.startRefuse(conn)
+		l.startRefuse(&refusedConn{Conn: conn, why: err})
 	}
 }
 
@@ -111,13 +112,47 @@ func (l *listener) Close() error {
 // limitedConn releases its slot when closed.
 type limitedConn struct {
 	net.Conn
-	release func()
+	slot *Slot
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.release()
+	c.slot.Release()
 	return err
+}
+
+// SlotOf returns the Slot of a connection accepted by a Listener, looking
+// through wrappers that have a NetConn method (as *tls.Conn does); nil if
+// there is none.
+func SlotOf(conn net.Conn) *Slot {
+	for conn != nil {
+		if lc, ok := conn.(*limitedConn); ok {
+			return lc.slot
+		}
+		u, ok := conn.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		conn = u.NetConn()
+	}
+	return nil
+}
+
+// refusedConn is what refuse gets: the connection and why it was refused.
+type refusedConn struct {
+	net.Conn
+	why error
+}
+
+func (c *refusedConn) NetConn() net.Conn { return c.Conn }
+
+// Refusal returns why a connection handed to a Listener's refuse function
+// was refused: ErrRate or ErrTooManyConns (nil for any other connection).
+func Refusal(conn net.Conn) error {
+	if rc, ok := conn.(*refusedConn); ok {
+		return rc.why
+	}
+	return nil
 }
 
 // NetConn returns the wrapped connection (for code that needs the

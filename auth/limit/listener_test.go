@@ -225,3 +225,73 @@ func TestListenerNilConns(t *testing.T) {
 		defer s.Close()
 	}
 }
+
+// dialFrom connects to addr from the loopback source address src.
+func dialFrom(t *testing.T, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// TestListenerRefusalAndSlot checks that refuse learns why (rate or slots)
+// and that accepted connections carry their Slot, which eviction reaches.
+func TestListenerRefusalAndSlot(t *testing.T) {
+	clk := newClock()
+	c := New(Options{PerIP: 2, Total: 3, Rate: 3, Now: clk.now})
+	ln := Listener(listen(t), c, func(conn net.Conn) {
+		io.WriteString(conn, Refusal(conn).Error()+"\r\n")
+	})
+	defer ln.Close()
+	conns, _ := acceptLoop(ln)
+	addr := ln.Addr().String()
+	refusal := func(src string) string {
+		t.Helper()
+		line, err := bufio.NewReader(dialFrom(t, src, addr)).ReadString('\n')
+		if err != nil {
+			t.Fatalf("refused client from %s: %v", src, err)
+		}
+		return line
+	}
+
+	dialFrom(t, "127.0.0.2", addr)
+	s1 := <-conns
+	defer s1.Close()
+	slot := SlotOf(s1)
+	if slot == nil || !slot.Held() {
+		t.Fatal("accepted connection has no held Slot")
+	}
+	var evicted atomic.Bool
+	slot.SetEvict(func() { evicted.Store(true) })
+	dialFrom(t, "127.0.0.2", addr)
+	s2 := <-conns
+	defer s2.Close()
+	if got := refusal("127.0.0.2"); got != ErrTooManyConns.Error()+"\r\n" {
+		t.Fatalf("third from one address: %q", got)
+	}
+	if got := refusal("127.0.0.2"); got != ErrRate.Error()+"\r\n" {
+		t.Fatalf("fourth in a minute: %q", got)
+	}
+	dialFrom(t, "127.0.0.3", addr)
+	s3 := <-conns
+	defer s3.Close()
+	// Full (2+1). A newcomer from .4 holds 0, .2 holds 2: s1, the only
+	// evictable one, is handed over.
+	dialFrom(t, "127.0.0.4", addr)
+	s4 := <-conns
+	defer s4.Close()
+	if !evicted.Load() || slot.Held() {
+		t.Fatalf("evicted=%v held=%v, want s1 evicted", evicted.Load(), slot.Held())
+	}
+	if SlotOf(s4) == nil {
+		t.Fatal("no Slot")
+	}
+	if Refusal(s4) != nil {
+		t.Fatal("Refusal of an accepted connection")
+	}
+}

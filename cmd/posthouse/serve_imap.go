@@ -17,16 +17,22 @@ func init() { registerService("imap", 30, startIMAP) }
 func startIMAP(ctx context.Context, a *app) (func(context.Context) error, error) {
 	conns := limit.NewConns(a.cfg.Limits.MaxConnectionsPerIP, a.cfg.Limits.MaxConnections)
 	return serveEach(ctx, a, []string{"imap", "imaps"}, nil, func(name string) (mailServer, error) {
-		return imapd.New(imapd.Options{
-			Logger:           a.log,
-			TLS:              a.tls,
-			ImplicitTLS:      name == "imaps",
-			LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
-			MaxAppendSize:    int64(a.cfg.Limits.MaxMessageSize),
-			Limiter:          conns,
-			Store:            a.store,
-			Auth:             a.auth,
-			TrustedNetworks:  a.cfg.Auth.Networks(),
-		})
+		return imapd.New(imapOptions(a, name, conns))
 	})
+}
+
+// imapOptions are one IMAP listener's options; login_timeout as for POP3.
+func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
+	return imapd.Options{
+		Logger:           a.log,
+		TLS:              a.tls,
+		ImplicitTLS:      name == "imaps",
+		LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
+		MaxAppendSize:    int64(a.cfg.Limits.MaxMessageSize),
+		Limiter:          conns,
+		Store:            a.store,
+		Auth:             a.auth,
+		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
+		TrustedNetworks:  a.cfg.Auth.Networks(),
+	}
 }

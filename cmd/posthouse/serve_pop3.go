@@ -16,15 +16,23 @@ func init() { registerService("pop3", 40, startPOP3) }
 func startPOP3(ctx context.Context, a *app) (func(context.Context) error, error) {
 	conns := limit.NewConns(a.cfg.Limits.MaxConnectionsPerIP, a.cfg.Limits.MaxConnections)
 	return serveEach(ctx, a, []string{"pop3", "pop3s"}, pop3d.ErrServerClosed, func(name string) (mailServer, error) {
-		return pop3d.New(pop3d.Options{
-			Logger:           a.log,
-			Hostname:         a.cfg.Hostname,
-			TLS:              a.tls,
-			ImplicitTLS:      name == "pop3s",
-			LoopbackIsSecure: a.cfg.POP3.LoopbackIsSecure,
-			Store:            a.store,
-			Auth:             a.auth,
-			Conns:            conns,
-		})
+		return pop3d.New(pop3Options(a, name, conns))
 	})
+}
+
+// pop3Options are one POP3 listener's options. [limits] login_timeout is
+// also IMAP's: a client that has not logged in holds a slot no longer on
+// one protocol than on the other.
+func pop3Options(a *app, name string, conns *limit.Conns) pop3d.Options {
+	return pop3d.Options{
+		Logger:           a.log,
+		Hostname:         a.cfg.Hostname,
+		TLS:              a.tls,
+		ImplicitTLS:      name == "pop3s",
+		LoopbackIsSecure: a.cfg.POP3.LoopbackIsSecure,
+		Store:            a.store,
+		Auth:             a.auth,
+		Conns:            conns,
+		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
+	}
 }

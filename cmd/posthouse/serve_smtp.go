@@ -25,14 +25,19 @@ var smtpListeners = []struct {
 
 // startSMTP opens the SMTP listeners (25, 587, 465 by default), one
 // smtpd.Server each. They share one connection counter, so [limits]
-// max_connections and max_connections_per_ip count SMTP connections on all
-// three ports together.
+// max_connections, max_connections_per_ip and max_connection_rate count SMTP
+// connections on all three ports together, and a full server frees an idle
+// slot of the biggest holder for a newcomer on any of them.
 func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error) {
 	spool := filepath.Join(a.cfg.DataDir, "spool", "smtpd")
 	if err := os.MkdirAll(spool, 0o700); err != nil {
 		return nil, fmt.Errorf("smtpd spool: %w", err)
 	}
-	conns := limit.NewConns(a.cfg.Limits.MaxConnectionsPerIP, a.cfg.Limits.MaxConnections)
+	conns := limit.New(limit.Options{
+		PerIP: a.cfg.Limits.MaxConnectionsPerIP,
+		Total: a.cfg.Limits.MaxConnections,
+		Rate:  a.cfg.Limits.MaxConnectionRate,
+	})
 	// DKIM verification of inbound mail goes through the configured
 	// resolver; without one, mail is still accepted, just not verified.
 	var txt smtpd.TXTResolver
@@ -62,6 +67,8 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 			Conns:               conns,
 			MaxConnections:      a.cfg.Limits.MaxConnections,
 			MaxConnectionsPerIP: a.cfg.Limits.MaxConnectionsPerIP,
+			MaxJunkCommands:     a.cfg.Limits.MaxJunkCommands,
+			MaxSessionDuration:  a.cfg.Limits.MaxSessionDuration.Duration,
 		}
 		if a.queue != nil {
 			// Not a typed nil in the interface: without the queue

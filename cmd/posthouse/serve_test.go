@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/pop3d"
 )
 
 // withServices replaces the registry for one test.
@@ -161,5 +162,27 @@ func TestAppListen(t *testing.T) {
 	}
 	if _, err := a.listen("gopher"); err == nil {
 		t.Error("unknown listener accepted")
+	}
+}
+
+// TestLoginTimeoutsAligned: IMAP and POP3 get the same pre-login timeout
+// from [limits] login_timeout, and POP3's own default is no longer than
+// that default.
+func TestLoginTimeoutsAligned(t *testing.T) {
+	cfg := config.Default()
+	a := &app{cfg: cfg}
+	if d := pop3d.DefaultLoginTimeout; d > cfg.Limits.LoginTimeout.Duration {
+		t.Errorf("pop3d.DefaultLoginTimeout %s > login_timeout default %s", d, cfg.Limits.LoginTimeout)
+	}
+	cfg.Limits.LoginTimeout.Duration = 17 * time.Second
+	for _, name := range []string{"imap", "imaps"} {
+		if got := imapOptions(a, name, nil).LoginTimeout; got != 17*time.Second {
+			t.Errorf("%s LoginTimeout = %s", name, got)
+		}
+	}
+	for _, name := range []string{"pop3", "pop3s"} {
+		if got := pop3Options(a, name, nil).LoginTimeout; got != 17*time.Second {
+			t.Errorf("%s LoginTimeout = %s", name, got)
+		}
 	}
 }

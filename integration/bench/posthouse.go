@@ -110,6 +110,7 @@ pop3s = ""
 max_message_size = "100MiB"
 max_connections = 5000
 max_connections_per_ip = 5000
+max_connection_rate = 0
 
 [queue]
 remote_port = %d
