@@ -50,6 +50,14 @@
 //     clients that send ID first, such as Apple Mail and Thunderbird), and
 //     CLOSE on an EXAMINEd mailbox expunged: Posthouse builds against a patched
 //     copy under third_party/go-imap (see its README).
+//   - Client mistakes the library answered with NO [SERVERBUG] and an
+//     error log line (invalid modified UTF-7 in LIST patterns, SEARCH nested
+//     without bound, over-long lines, bad AUTHENTICATE base64, APPEND with
+//     junk after the literal, which also hung) are BAD in the patched copy;
+//     sequence numbers beyond the client's last EXISTS are BAD for FETCH,
+//     STORE, COPY and MOVE (RFC 9051 §9, as Dovecot answers), using the
+//     tracker's count of what the client was told. SEARCH keys and UID sets
+//     naming no message match nothing.
 //   - CONDSTORE/QRESYNC: the library's server side has no MODSEQ fetch item,
 //     no SELECT (CONDSTORE)/UNCHANGEDSINCE/CHANGEDSINCE parsing and no
 //     MODSEQ in unilateral FETCH, so Posthouse does not advertise them even

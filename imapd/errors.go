@@ -37,6 +37,11 @@ var (
 		Code: imap.ResponseCodeCannot,
 		Text: "Unsupported authentication mechanism",
 	}
+	errBadSeqSet = &imap.Error{
+		Type: imap.StatusResponseTypeBad,
+		Code: imap.ResponseCodeClientBug,
+		Text: "Invalid messageset: sequence number beyond the last message",
+	}
 	errNoModSeq = &imap.Error{
 		Type: imap.StatusResponseTypeBad,
 		Code: imap.ResponseCodeClientBug,

@@ -96,6 +96,12 @@ func (fc *fuzzConn) do(t *testing.T, raw string) (string, bool) {
 		if strings.HasPrefix(l, tag+" ") {
 			return strings.TrimPrefix(l, tag+" "), true
 		}
+		if strings.HasPrefix(l, "+") {
+			// A continuation request (AUTHENTICATE without an initial
+			// response): cancel, as RFC 9051 §6.2.2 lets the client.
+			fc.conn.Write([]byte("*\r\n"))
+			continue
+		}
 		if strings.HasPrefix(l, "* BYE") {
 			fc.reset()
 			return "", false
@@ -150,7 +156,9 @@ func FuzzCommandLine(f *testing.F) {
 		"APPEND INBOX {3+}", "ID (\"name\" NIL)", "ENABLE IMAP4rev2 UTF8=ACCEPT", "MOVE 1:* Trash", "UID EXPUNGE 1:*",
 		"COPY $ Archive", "SEARCH RETURN (SAVE) ALL", "STATUS INBOX (DELETED-STORAGE RECENT APPENDLIMIT)", "AUTHENTICATE PLAIN =",
 		"SELECT INBOX (CONDSTORE)", "FETCH 1 (MODSEQ)", "UID STORE 1 (UNCHANGEDSINCE 1) FLAGS ()", "IDLE", "\"", "(", "{5}",
-		"FETCH 4294967295 FLAGS", "FETCH 0 FLAGS", "BINARY[1]", "FETCH 1 BINARY[0]", "CLOSE", "UNSELECT", "LOGOUT"} {
+		"FETCH 4294967295 FLAGS", "FETCH 0 FLAGS", "BINARY[1]", "FETCH 1 BINARY[0]", "CLOSE", "UNSELECT", "LOGOUT",
+		`LIST "" "&AC8-etc"`, "SEARCH " + strings.Repeat("NOT ", 101) + "ALL", "SEARCH (((ALL)))", "FETCH 9 FLAGS", "STATUS INBOX ()",
+		"AUTHENTICATE PLAIN !!!", "FETCH 1 BODY[]<99999999999.1>"} {
 		f.Add(s)
 	}
 	ts, pl := fuzzServer(f)

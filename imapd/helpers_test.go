@@ -57,7 +57,7 @@ func (a *fakeAuth) NewSASLServer(ctx context.Context, mech string, remote netip.
 	if mech != "PLAIN" {
 		return nil, fmt.Errorf("unsupported")
 	}
-	return sasl.NewPlainServer(func(identity, username, password string) error {
+	return fakePlain{sasl.NewPlainServer(func(identity, username, password string) error {
 		if identity != "" && identity != username {
 			return auth.ErrBadCredentials
 		}
@@ -67,7 +67,19 @@ func (a *fakeAuth) NewSASLServer(ctx context.Context, mech string, remote netip.
 		}
 		done(u)
 		return nil
-	}), nil
+	})}, nil
+}
+
+// fakePlain reports a malformed PLAIN response as auth's servers do: as
+// ErrBadCredentials.
+type fakePlain struct{ sasl.Server }
+
+func (p fakePlain) Next(resp []byte) ([]byte, bool, error) {
+	ch, done, err := p.Server.Next(resp)
+	if err != nil && err.Error() == "sasl: invalid response" {
+		err = auth.ErrBadCredentials
+	}
+	return ch, done, err
 }
 
 type testServer struct {

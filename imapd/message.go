@@ -118,6 +118,25 @@ func dedupe(ts []target) []target {
 	return out
 }
 
+// checkSeqSet refuses sequence numbers the client cannot know: RFC 9051
+// §9 (seq-number) asks for BAD on a number greater than the messages in the
+// mailbox as the client was told (its last EXISTS), including "*" in a
+// mailbox it knows as empty. FETCH, STORE, COPY and MOVE check; SEARCH does
+// not (a search key naming no message matches nothing), nor do UID commands.
+func (sel *selected) checkSeqSet(numSet imap.NumSet) error {
+	set, ok := numSet.(imap.SeqSet)
+	if !ok {
+		return nil
+	}
+	n := sel.tracker.NumMessages()
+	for _, r := range set {
+		if n == 0 || r.Start > n || r.Stop > n {
+			return errBadSeqSet
+		}
+	}
+	return nil
+}
+
 // clientMaxLocked is the highest sequence number the client knows of a
 // message that still exists.
 func (sel *selected) clientMaxLocked() uint32 {
@@ -164,6 +183,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	sel := s.sel
 	if options.ModSeq || options.ChangedSince > 0 {
 		return errNoModSeq
+	}
+	if err := sel.checkSeqSet(numSet); err != nil {
+		return err
 	}
 	targets := sel.resolve(numSet)
 	if len(targets) == 0 {
@@ -406,6 +428,9 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	default:
 		op = mailstore.FlagsSet
 	}
+	if err := sel.checkSeqSet(numSet); err != nil {
+		return err
+	}
 	targets := sel.resolve(numSet)
 	if len(targets) == 0 {
 		return nil
@@ -577,6 +602,9 @@ func (s *session) Copy(numSet imap.NumSet, dest string) (*imap.CopyData, error) 
 	if err := checkName(dest); err != nil {
 		return nil, err
 	}
+	if err := s.sel.checkSeqSet(numSet); err != nil {
+		return nil, err
+	}
 	targets := s.sel.resolve(numSet)
 	if len(targets) == 0 {
 		// Nothing to copy; still check the destination for TRYCREATE.
@@ -613,6 +641,9 @@ func (s *session) Move(w *imapserver.MoveWriter, numSet imap.NumSet, dest string
 	}
 	dest = canonName(dest)
 	if err := checkName(dest); err != nil {
+		return err
+	}
+	if err := sel.checkSeqSet(numSet); err != nil {
 		return err
 	}
 	targets := sel.resolve(numSet)

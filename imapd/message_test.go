@@ -68,9 +68,8 @@ func TestFetch(t *testing.T) {
 		t.Errorf("BODY[] did not report \\Seen: %q", u[0])
 	}
 	// Sequence numbers past the end and UID ranges past the last UID.
-	u = rc.mustOK("FETCH 5:9 FLAGS")
-	if len(u) != 0 {
-		t.Errorf("FETCH 5:9: %q", u)
+	if u, d := rc.cmd("FETCH 5:9 FLAGS"); !strings.HasPrefix(d, "BAD") || len(u) != 0 {
+		t.Errorf("FETCH 5:9 (RFC 9051 §9: BAD beyond the last message): %s %q", d, u)
 	}
 	u = rc.mustOK("UID FETCH 100:* UID")
 	if len(u) != 1 || !strings.HasPrefix(u[0], "* 3 FETCH (UID 3") {

@@ -3,6 +3,7 @@ package imapd
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -202,6 +203,21 @@ func (s *session) AppendLimit() uint32 {
 	return uint32(s.srv.opts.MaxAppendSize)
 }
 
+// literalReader remembers why reading an APPEND literal failed, so a
+// client's failure is told apart from the store's.
+type literalReader struct {
+	r   io.Reader
+	err error
+}
+
+func (l *literalReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	if err != nil && err != io.EOF {
+		l.err = err
+	}
+	return n, err
+}
+
 // checkName refuses names that cannot be a mailbox of ours before they reach
 // the store, whatever the store itself accepts: empty levels, "." and ".."
 // levels, control characters, wildcards and invalid UTF-8.
@@ -360,10 +376,18 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	}
 	ctx, cancel := s.op()
 	defer cancel()
-	res, err := s.acct.Append(ctx, name, r, mailstore.AppendOptions{
+	lit := &literalReader{r: r}
+	res, err := s.acct.Append(ctx, name, lit, mailstore.AppendOptions{
 		Flags:        storableFlags(options.Flags),
 		InternalDate: options.Time,
 	})
+	if err != nil && lit.err != nil {
+		// The client's side failed: the literal was cut short, the
+		// connection dropped, or the command did not end after the
+		// literal (the library's BAD). Nothing was stored, and it is not
+		// our failure to log.
+		return nil, lit.err
+	}
 	if err != nil {
 		return nil, mapError(s.log, "append", err, errDest)
 	}

@@ -164,7 +164,8 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	}
 	defer env.close()
 	if !wantsHelp(rest[1:]) {
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		privateUmask()
+		if err := os.MkdirAll(cfg.DataDir, privateDirMode); err != nil {
 			return fmt.Errorf("data_dir: %w", err)
 		}
 		env.auth, err = auth.Open(ctx, filepath.Join(cfg.DataDir, "users.sqlite"), auth.Options{Logger: env.log})

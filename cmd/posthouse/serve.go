@@ -109,14 +109,17 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return serve(sigCtx, cfg, log)
 }
 
-// serve runs until ctx is done, then shuts down. Start: data dir →
+// serve runs until ctx is done, then shuts down. Start: data dir (made
+// private: see makePrivate) →
 // databases → TLS → store reconciliation → services in order. Stop: services in
 // reverse order, then the store and the system database.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	started := time.Now()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	privateUmask()
+	if err := os.MkdirAll(cfg.DataDir, privateDirMode); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
+	makePrivate(cfg.DataDir, log)
 	a := &app{cfg: cfg, log: log}
 
 	// runCtx outlives the signal: sessions derive from it, and it is only

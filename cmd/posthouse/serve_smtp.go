@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/smtpd"
@@ -30,9 +32,10 @@ var smtpListeners = []struct {
 // slot of the biggest holder for a newcomer on any of them.
 func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error) {
 	spool := filepath.Join(a.cfg.DataDir, "spool", "smtpd")
-	if err := os.MkdirAll(spool, 0o700); err != nil {
+	if err := os.MkdirAll(spool, privateDirMode); err != nil {
 		return nil, fmt.Errorf("smtpd spool: %w", err)
 	}
+	removeSpoolLeftovers(spool, a.log)
 	conns := limit.New(limit.Options{
 		PerIP: a.cfg.Limits.MaxConnectionsPerIP,
 		Total: a.cfg.Limits.MaxConnections,
@@ -77,4 +80,30 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		}
 		return smtpd.New(opts)
 	})
+}
+
+// spoolLeftoverAge: smtpd unlinks each spool file right after creating it
+// (before any byte of the message is written), so a named one is only ever
+// left by a crash in between; the age spares one being created right now
+// by another process on the same data_dir.
+const spoolLeftoverAge = time.Minute
+
+// removeSpoolLeftovers removes the files a crash left in smtpd's spool
+// directory (it holds nothing else), and logs each.
+func removeSpoolLeftovers(dir string, log *slog.Logger) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil || !info.Mode().IsRegular() || time.Since(info.ModTime()) < spoolLeftoverAge {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			log.Error("remove spool file left by a crash", "proto", "smtp", "path", e.Name(), "err", err)
+			continue
+		}
+		log.Warn("removed spool file left by a crash", "proto", "smtp", "path", e.Name(), "size", info.Size())
+	}
 }

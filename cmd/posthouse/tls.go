@@ -153,7 +153,7 @@ func selfSigned(dir, hostname string, now time.Time) (cert *tls.Certificate, cre
 	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return nil, false, err
 	}
-	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+	if err := writeFileAtomic(certPath, certPEM, privateFileMode); err != nil {
 		return nil, false, err
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)

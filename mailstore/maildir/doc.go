@@ -14,6 +14,10 @@
 //	        posthouse-mailbox.json      the mailbox's name and special use, for rebuilds
 //	        tmp/ new/ cur/              a standard Maildir
 //
+// Files are created 0600 and directories 0700 (the index through
+// sqlitedb, which also tightens an existing index): mail is private to the
+// user running Posthouse.
+//
 // The account directory name is derived from the checked, lower-cased
 // address: bytes in [a-z0-9@+=_-] and non-leading dots are kept, every other
 // byte becomes %XX, so the name can hold no separator, NUL, "..", or leading
@@ -81,8 +85,10 @@
 // On an account's first open in the process, and on Store.Reconcile: trash
 // left by a crash is removed; files in cur/ or new/ without a row are
 // indexed (flags from a Maildir info suffix, if any: mail is never silently
-// dropped); rows whose file vanished are expunged and logged; tmp/ files
-// older than 36 hours are removed; mailbox directories without a row are
+// dropped); rows whose file vanished are expunged and logged; files in
+// tmp/, and ".tmp-" files of interrupted rewrites, last modified more than a
+// day ago are removed and logged (a younger one may be a delivery in
+// progress in another process); mailbox directories without a row are
 // re-created from their name file if they hold mail, and removed if empty.
 // A missing or corrupt index is moved aside and rebuilt from the Maildir
 // tree; only then do mailboxes get a new UIDVALIDITY.

@@ -71,9 +71,13 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// atomicTmpPrefix starts the name of writeFileAtomic's temporary file;
+// reconciliation removes old ones left by a crash.
+const atomicTmpPrefix = ".tmp-"
+
 // writeFileAtomic replaces path with data, durably.
 func writeFileAtomic(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+uniqueName())
+	tmp := filepath.Join(filepath.Dir(path), atomicTmpPrefix+uniqueName())
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

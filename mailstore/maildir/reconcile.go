@@ -20,14 +20,17 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
-// staleTmpAge is how old a file in tmp/ must be before reconciliation
-// removes it: the Maildir convention is 36 hours; a delivery never takes
-// that long, and anything there was never acknowledged.
-const staleTmpAge = 36 * time.Hour
+// staleTmpAge is how old a file in tmp/ (or a ".tmp-" file of an atomic
+// rewrite) must be before reconciliation removes it. Nothing there was ever
+// acknowledged: it is left by a crash during a delivery. A younger file may
+// belong to a delivery in progress in another process (posthouse admin,
+// or a serve still running beside it), which never takes a day.
+const staleTmpAge = 24 * time.Hour
 
 // reconcile brings the index in line with the files (see doc.go).
 func (a *account) reconcile(ctx context.Context) error {
 	start := time.Now()
+	a.removeStale(a.dir, atomicTmpPrefix)
 	if err := a.drainTrash(ctx); err != nil {
 		return err
 	}
@@ -242,7 +245,8 @@ type diskMessage struct {
 // files in one mailbox, and removes stale tmp/ files.
 func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expunged int, err error) {
 	dir := a.mailboxDir(id)
-	a.removeStaleTmp(filepath.Join(dir, "tmp"))
+	a.removeStale(filepath.Join(dir, "tmp"), "")
+	a.removeStale(dir, atomicTmpPrefix)
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return 0, 0, err
@@ -330,19 +334,30 @@ func (a *account) indexedFiles(ctx context.Context, id int64) (map[string]imap.U
 	return files, err
 }
 
-func (a *account) removeStaleTmp(dir string) {
+// removeStale removes the regular files in dir whose names start with
+// prefix and that were last modified more than staleTmpAge ago, and logs
+// each with its path relative to the account.
+func (a *account) removeStale(dir, prefix string) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
 		info, err := e.Info()
 		if err != nil || !info.Mode().IsRegular() || time.Since(info.ModTime()) < staleTmpAge {
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, e.Name())); err == nil {
-			a.log.Info("removed stale tmp file", "path", e.Name(), "size", info.Size())
+		path := filepath.Join(dir, e.Name())
+		rel, _ := filepath.Rel(a.dir, path)
+		if err := os.Remove(path); err != nil {
+			a.log.Error("remove file left by an interrupted write", "path", rel, "err", err)
+			continue
 		}
+		a.log.Warn("removed file left by an interrupted write", "path", rel, "size", info.Size(),
+			"modified", info.ModTime().UTC().Format(time.RFC3339))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
@@ -41,8 +42,18 @@ type Options struct {
 	MaxReaders int
 }
 
-// Open opens (creating if needed) the database at path and runs migrations.
+// FileMode is the mode of every database file: SQLite would create one
+// 0644 (less the umask), and its -wal and -shm files copy the main file's
+// mode. Our databases hold password hashes, DKIM keys and mail metadata.
+const FileMode = 0o600
+
+// Open opens (creating if needed, mode FileMode) the database at path and
+// runs migrations. An existing database, -wal or -shm file readable by
+// others is set to FileMode.
 func Open(ctx context.Context, path string, migrations []Migration, opts Options) (*DB, error) {
+	if err := privateFiles(path); err != nil {
+		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
+	}
 	if opts.Synchronous == "" {
 		opts.Synchronous = "FULL"
 	}
@@ -76,6 +87,26 @@ func Open(ctx context.Context, path string, migrations []Migration, opts Options
 	r.SetMaxOpenConns(opts.MaxReaders)
 	r.SetMaxIdleConns(opts.MaxReaders)
 	return &DB{Write: w, Read: r}, nil
+}
+
+// privateFiles creates the database file with FileMode before SQLite does,
+// and tightens the modes of an existing one and its companions.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, FileMode)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() == FileMode {
+			continue
+		}
+		if err := os.Chmod(p, FileMode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes both pools.

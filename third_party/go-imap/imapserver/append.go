@@ -1,6 +1,7 @@
 package imapserver
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -90,15 +91,16 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 		return err
 	}
 
-	data, appendErr := c.session.Append(mailbox, lit, &options)
-	if _, discardErr := io.Copy(io.Discard, lit); discardErr != nil {
-		return err
-	}
-	if dataExt != "" && !dec.ExpectSpecial(')') {
-		return dec.Err()
-	}
-	if !dec.ExpectCRLF() {
-		return err
+	// Posthouse patch: the session reads the message through body, which
+	// reports a literal cut short by the connection, or followed by
+	// anything but the end of the command, as an error instead of EOF, so
+	// the message is not stored. Upstream stored it, then returned without
+	// a reply when the command's end did not parse (the client hung), and
+	// stored a truncated message when the connection dropped.
+	body := &appendBody{lit: lit, dec: dec, utf8: dataExt != ""}
+	data, appendErr := c.session.Append(mailbox, body, &options)
+	if _, discardErr := io.Copy(io.Discard, body); discardErr != nil {
+		return discardErr
 	}
 	if appendErr != nil {
 		return appendErr
@@ -121,4 +123,49 @@ func (c *Conn) writeAppendOK(tag string, data *imap.AppendData) error {
 	}
 	enc.Text("APPEND completed")
 	return enc.CRLF()
+}
+
+// appendBody is the message literal of an APPEND: at the literal's end it
+// checks that all of it arrived and that the command ends there, and fails
+// the read otherwise (Posthouse patch).
+type appendBody struct {
+	lit  *imapwire.LiteralReader
+	dec  *imapwire.Decoder
+	utf8 bool // the literal is inside "UTF8 (~{n})"
+	n    int64
+	done bool
+	err  error
+}
+
+func (b *appendBody) Size() int64 { return b.lit.Size() }
+
+func (b *appendBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, b.err
+	}
+	n, err := b.lit.Read(p)
+	b.n += int64(n)
+	if err != io.EOF {
+		return n, err
+	}
+	b.done = true
+	switch {
+	case b.n < b.lit.Size():
+		b.err = io.ErrUnexpectedEOF
+	case b.utf8 && !b.dec.ExpectSpecial(')'), !b.dec.ExpectCRLF():
+		b.err = b.dec.Err()
+		var decErr *imapwire.DecoderExpectError
+		if errors.As(b.err, &decErr) {
+			// An *imap.Error, so a session that wraps the read error
+			// (with %w) still answers BAD.
+			b.err = &imap.Error{
+				Type: imap.StatusResponseTypeBad,
+				Code: imap.ResponseCodeClientBug,
+				Text: "Syntax error: " + decErr.Message,
+			}
+		}
+	default:
+		b.err = io.EOF
+	}
+	return n, b.err
 }

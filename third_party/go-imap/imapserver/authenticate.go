@@ -25,7 +25,7 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 			return dec.Err()
 		}
 		var err error
-		initialResp, err = internal.DecodeSASL(initialRespStr)
+		initialResp, err = decodeSASL(initialRespStr) // Posthouse patch: BAD, not SERVERBUG
 		if err != nil {
 			return err
 		}
@@ -96,7 +96,20 @@ func (c *Conn) handleAuthenticate(tag string, dec *imapwire.Decoder) error {
 		if err != nil {
 			return err
 		} else if isPrefix {
-			return fmt.Errorf("SASL response too long")
+			// Posthouse patch: skip the rest of the line and answer BAD
+			// (upstream answered SERVERBUG and parsed the rest of the
+			// line as the next command).
+			for isPrefix && err == nil {
+				_, isPrefix, err = c.br.ReadLine()
+			}
+			if err != nil {
+				return err
+			}
+			return &imap.Error{
+				Type: imap.StatusResponseTypeBad,
+				Code: imap.ResponseCodeClientBug,
+				Text: "SASL response too long",
+			}
 		} else if string(encodedResp) == "*" {
 			return &imap.Error{
 				Type: imap.StatusResponseTypeBad,

@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -212,7 +213,7 @@ func (c *Conn) serve() {
 
 		c.setReadTimeout(cmdReadTimeout)
 		if err := c.readCommand(dec); err != nil {
-			if !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, net.ErrClosed) && !connGone(err) {
 				c.server.logger().Printf("failed to read command: %v", err)
 			}
 			break
@@ -343,6 +344,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 			Code: imap.ResponseCodeClientBug,
 			Text: "Syntax error: " + decErr.Message,
 		}
+	} else if connGone(err) {
+		// Posthouse patch: the client went away (or stalled past a
+		// deadline) mid-command: nobody to answer, and not our failure.
+		return err
 	} else if err != nil {
 		c.server.logger().Printf("handling %v command: %v", name, err)
 		resp = internalServerErrorResp
@@ -388,6 +393,16 @@ func (c *Conn) badCommandLine(dec *imapwire.Decoder, tag string) error {
 		Code: imap.ResponseCodeClientBug,
 		Text: "Syntax error: expected a tag and a command",
 	})
+}
+
+// connGone reports whether err means the connection is unusable: the peer
+// closed or reset it or stalled past a deadline, or the server closed it.
+// Such errors are not logged as failures (Posthouse patch).
+func connGone(err error) bool {
+	var netErr net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		(errors.As(err, &netErr) && netErr.Timeout())
 }
 
 func isValidTag(tag string) bool {

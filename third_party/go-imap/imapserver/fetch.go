@@ -429,7 +429,7 @@ func writeItemBodySection(enc *imapwire.Encoder, section *imap.FetchItemBodySect
 	}
 	enc.Special(']')
 	if partial := section.Partial; partial != nil {
-		enc.Special('<').Number(uint32(partial.Offset)).Special('>')
+		enc.Special('<').Number64(partial.Offset).Special('>') // Posthouse patch: number64 (RFC 9051 §9), not cut to 32 bits
 	}
 }
 

@@ -206,7 +206,12 @@ func readListMailbox(dec *imapwire.Decoder) (string, error) {
 			return "", dec.Err()
 		}
 	}
-	return utf7.Decode(mailbox)
+	name, err := utf7.Decode(mailbox)
+	if err != nil {
+		// Posthouse patch: a syntax error (BAD), not a server failure.
+		return "", &imapwire.DecoderExpectError{Message: "invalid mailbox pattern: " + err.Error()}
+	}
+	return name, nil
 }
 
 func isListChar(ch byte) bool {

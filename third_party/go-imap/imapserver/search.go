@@ -53,10 +53,10 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	for {
 		var err error
 		if atom != "" {
-			err = readSearchKeyWithAtom(&criteria, dec, atom)
+			err = readSearchKeyWithAtom(&criteria, dec, atom, 0)
 			atom = ""
 		} else {
-			err = readSearchKey(&criteria, dec)
+			err = readSearchKey(&criteria, dec, 0)
 		}
 		if err != nil {
 			return fmt.Errorf("in search-key: %w", err)
@@ -190,18 +190,40 @@ func maybeReadSearchKeyAtom(dec *imapwire.Decoder, ptr *string) bool {
 	})
 }
 
-func readSearchKey(criteria *imap.SearchCriteria, dec *imapwire.Decoder) error {
+// maxSearchDepth bounds how deeply NOT, OR and parentheses may nest in
+// SEARCH criteria (Posthouse patch): the parser, and every backend walking
+// the criteria, recurse once per level. Real clients stay far below it
+// (Thunderbird's widest quick-filter search is an OR chain of 4 or 5).
+const maxSearchDepth = 100
+
+var errSearchTooDeep = &imapwire.DecoderExpectError{Message: "search criteria nested too deeply"}
+
+// readSearchKey reads one search-key at nesting level depth.
+func readSearchKey(criteria *imap.SearchCriteria, dec *imapwire.Decoder, depth int) error {
 	var key string
 	if maybeReadSearchKeyAtom(dec, &key) {
-		return readSearchKeyWithAtom(criteria, dec, key)
+		return readSearchKeyWithAtom(criteria, dec, key, depth)
 	}
-	return dec.ExpectList(func() error {
-		return readSearchKey(criteria, dec)
+	if depth >= maxSearchDepth {
+		return errSearchTooDeep
+	}
+	n := 0
+	err := dec.ExpectList(func() error {
+		n++
+		return readSearchKey(criteria, dec, depth+1)
 	})
+	if err == nil && n == 0 {
+		// Posthouse patch: "()" is no search-key (RFC 9051 §9).
+		return &imapwire.DecoderExpectError{Message: "empty search key list"}
+	}
+	return err
 }
 
-func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder, key string) error {
+func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder, key string, depth int) error {
 	key = strings.ToUpper(key)
+	if (key == "NOT" || key == "OR") && depth >= maxSearchDepth {
+		return errSearchTooDeep
+	}
 	switch key {
 	case "ALL":
 		// nothing to do
@@ -307,7 +329,7 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 			return dec.Err()
 		}
 		var not imap.SearchCriteria
-		if err := readSearchKey(&not, dec); err != nil {
+		if err := readSearchKey(&not, dec, depth+1); err != nil {
 			return err
 		}
 		criteria.Not = append(criteria.Not, not)
@@ -316,13 +338,13 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 			return dec.Err()
 		}
 		var or [2]imap.SearchCriteria
-		if err := readSearchKey(&or[0], dec); err != nil {
+		if err := readSearchKey(&or[0], dec, depth+1); err != nil {
 			return err
 		}
 		if !dec.ExpectSP() {
 			return dec.Err()
 		}
-		if err := readSearchKey(&or[1], dec); err != nil {
+		if err := readSearchKey(&or[1], dec, depth+1); err != nil {
 			return err
 		}
 		criteria.Or = append(criteria.Or, or)

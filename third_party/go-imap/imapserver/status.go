@@ -24,6 +24,10 @@ func (c *Conn) handleStatus(dec *imapwire.Decoder) error {
 	if err != nil {
 		return err
 	}
+	// Posthouse patch: RFC 9051 §9, status-att-list has at least one item.
+	if options == (imap.StatusOptions{}) {
+		return newClientBugError("Empty STATUS item list")
+	}
 
 	if !dec.ExpectCRLF() {
 		return dec.Err()

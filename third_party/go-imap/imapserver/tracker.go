@@ -34,6 +34,7 @@ func (t *MailboxTracker) NewSession() *SessionTracker {
 	st := &SessionTracker{mailbox: t}
 	t.mutex.Lock()
 	t.sessions[st] = struct{}{}
+	st.numMessages = t.numMessages
 	t.mutex.Unlock()
 	return st
 }
@@ -117,6 +118,19 @@ type SessionTracker struct {
 	mutex   sync.Mutex
 	queue   []trackerUpdate
 	updates chan<- struct{}
+	// numMessages is the number of messages the client knows of: the
+	// mailbox's count when the session started (what SELECT reports),
+	// then every EXISTS and EXPUNGE handed to Poll (Posthouse patch).
+	numMessages uint32
+}
+
+// NumMessages returns the number of messages in the mailbox as the client
+// knows it, which is the highest valid message sequence number in its
+// commands (RFC 9051 §9, seq-number). (Posthouse patch.)
+func (t *SessionTracker) NumMessages() uint32 {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	return t.numMessages
 }
 
 // Close unregisters the session.
@@ -164,6 +178,14 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 			t.queue = t.queue[stopIndex:]
 		} else {
 			t.queue = nil
+		}
+	}
+	for _, update := range updates {
+		switch {
+		case update.expunge != 0:
+			t.numMessages--
+		case update.numMessages != 0:
+			t.numMessages = update.numMessages
 		}
 	}
 	t.mutex.Unlock()
@@ -246,6 +268,12 @@ func (t *SessionTracker) DecodeSeqNum(seqNum uint32) uint32 {
 	t.mutex.Lock()
 	defer t.mutex.Unlock()
 
+	// Posthouse patch: a number beyond what the client was told names no
+	// message, even if the mailbox has grown since.
+	if seqNum > t.numMessages {
+		return 0
+	}
+
 	for _, update := range t.queue {
 		if update.expunge == 0 {
 			continue
@@ -289,6 +317,12 @@ func (t *SessionTracker) EncodeSeqNum(seqNum uint32) uint32 {
 		if update.expunge != 0 && seqNum >= update.expunge {
 			seqNum++
 		}
+	}
+	// Posthouse patch: a message added since the client's last EXISTS has
+	// no number for it yet, however many were added (the check above only
+	// catches the last of each EXISTS).
+	if seqNum > t.numMessages {
+		return 0
 	}
 	return seqNum
 }

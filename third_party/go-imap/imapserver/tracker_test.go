@@ -124,6 +124,29 @@ var sessionTrackerSeqNumTests = []struct {
 		clientSeqNum: 4,
 		serverSeqNum: 2,
 	},
+	// Posthouse patch: messages the client has not been told about have
+	// no sequence number, however many arrived at once.
+	{
+		name:         "append_many_first_new",
+		pending:      []trackerUpdate{{numMessages: 45}},
+		clientSeqNum: 0,
+		serverSeqNum: 43,
+	},
+	{
+		name:         "append_many_client_oob",
+		pending:      []trackerUpdate{{numMessages: 45}},
+		clientSeqNum: 43,
+		serverSeqNum: 0,
+	},
+	{
+		name: "expunge_append_many",
+		pending: []trackerUpdate{
+			{expunge: 1},
+			{numMessages: 44},
+		},
+		clientSeqNum: 0,
+		serverSeqNum: 42,
+	},
 }
 
 func TestSessionTracker(t *testing.T) {
@@ -151,5 +174,20 @@ func TestSessionTracker(t *testing.T) {
 				t.Errorf("EncodeSeqNum(%v): got %v, want %v", tc.serverSeqNum, clientSeqNum, tc.clientSeqNum)
 			}
 		})
+	}
+}
+
+// TestSessionTrackerNumMessages: the client's count stays what SELECT said
+// until updates are polled (Posthouse patch).
+func TestSessionTrackerNumMessages(t *testing.T) {
+	mboxTracker := imapserver.NewMailboxTracker(42)
+	sessTracker := mboxTracker.NewSession()
+	mboxTracker.QueueNumMessages(50)
+	mboxTracker.QueueExpunge(3)
+	if n := sessTracker.NumMessages(); n != 42 {
+		t.Errorf("NumMessages before Poll = %v, want 42", n)
+	}
+	if n := mboxTracker.NewSession().NumMessages(); n != 49 {
+		t.Errorf("NumMessages of a new session = %v, want 49", n)
 	}
 }

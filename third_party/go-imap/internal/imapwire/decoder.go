@@ -92,9 +92,17 @@ func (dec *Decoder) returnErr(err error) bool {
 	return false
 }
 
+// returnErrValue records err like returnErr and returns it (Posthouse patch).
+func (dec *Decoder) returnErrValue(err error) error {
+	dec.returnErr(err)
+	return err
+}
+
 func (dec *Decoder) readByte() (byte, bool) {
 	if dec.MaxSize > 0 && dec.readBytes > dec.MaxSize {
-		return 0, dec.returnErr(fmt.Errorf("imapwire: max size exceeded"))
+		// Posthouse patch: a syntax error (BAD), not a server failure;
+		// DiscardLine then skips the rest of the line.
+		return 0, dec.returnErr(&DecoderExpectError{Message: "command line too long"})
 	}
 	dec.crlf = false
 	if dec.literal {
@@ -271,12 +279,27 @@ func (dec *Decoder) LineDone() {
 }
 
 func (dec *Decoder) DiscardLine() {
-	if dec.crlf {
+	if dec.crlf || dec.literal {
 		return
 	}
-	var text string
-	dec.Text(&text)
-	dec.CRLF()
+	// Posthouse patch: skip to the end of the line whatever its length
+	// (MaxSize does not apply), keeping nothing. Upstream read the rest as
+	// text under MaxSize, so the tail of an over-long line was parsed as
+	// the next command.
+	for {
+		b, err := dec.r.ReadByte()
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			dec.returnErr(err)
+			return
+		}
+		if b == '\n' {
+			dec.crlf = true
+			return
+		}
+	}
 }
 
 func (dec *Decoder) DiscardValue() bool {
@@ -487,7 +510,8 @@ func (dec *Decoder) List(f func() error) (isList bool, err error) {
 	}()
 
 	if dec.listDepth >= maxListDepth {
-		return false, fmt.Errorf("imapwire: exceeded max depth")
+		// Posthouse patch: a syntax error (BAD), not a server failure.
+		return false, dec.returnErrValue(&DecoderExpectError{Message: "lists nested too deeply"})
 	}
 
 	for {
