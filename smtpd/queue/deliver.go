@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/posthouse/posthouse/smtpd/resolve"
+	"github.com/posthouse/posthouse/dns"
 )
 
 const kindDSN = "dsn"
@@ -543,7 +543,7 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 		}
 		mxs, err := q.opts.Resolver.LookupMX(ctx, domain)
 		switch {
-		case errors.Is(err, resolve.ErrNotFound):
+		case errors.Is(err, dns.ErrNotFound):
 			return allResults(rcpts, replyNoDomain, "")
 		case err != nil:
 			q.log.Warn("queue: MX lookup", "queueid", m.id, "domain", domain, "err", err)
@@ -594,11 +594,11 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 			var err error
 			addrs, err = q.opts.Resolver.LookupIP(ctx, t.host)
 			if err != nil {
-				if t.implicit && errors.Is(err, resolve.ErrNotFound) {
+				if t.implicit && errors.Is(err, dns.ErrNotFound) {
 					return allResults(rcpts, replyNoMailHost, "")
 				}
 				q.log.Warn("queue: address lookup", "queueid", m.id, "host", t.host, "err", err)
-				if !errors.Is(err, resolve.ErrNotFound) {
+				if !errors.Is(err, dns.ErrNotFound) {
 					lastErr = replyDNSTemp
 				}
 				continue

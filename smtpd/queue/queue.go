@@ -19,9 +19,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
-	"github.com/posthouse/posthouse/smtpd/resolve"
 )
 
 // Defaults for Options.
@@ -53,9 +53,9 @@ var (
 	ErrNoSuchLocal = errors.New("queue: no such local address")
 )
 
-// Resolver is the DNS the queue needs; *resolve.Resolver implements it.
+// Resolver is the DNS the queue needs; *dns.Resolver implements it.
 type Resolver interface {
-	LookupMX(ctx context.Context, domain string) ([]resolve.MX, error)
+	LookupMX(ctx context.Context, domain string) ([]dns.MX, error)
 	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
