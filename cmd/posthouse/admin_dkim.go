@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/queue"
 )
 
 func init() {

@@ -6,7 +6,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/queue"
 )
 
 func init() {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/queue"
 )
 
 func init() {

@@ -9,7 +9,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/dns"
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/queue"
 )
 
 func init() { registerService("queue", 10, startQueue) }
