@@ -45,16 +45,13 @@
 // its own bookkeeping), so a backlog for one destination drains without a
 // connection and TLS handshake per message.
 //
-// The SMTP client is ours (client.go) rather than go-smtp's, because
-// go-smtp's client sends one command at a time (no PIPELINING) and cannot
-// send EHLO with our name before STARTTLS. It says EHLO with
-// Options.Hostname, uses STARTTLS when offered, declares SIZE, BODY=8BITMIME
-// and SMTPUTF8 when the message needs them, pipelines MAIL and all RCPTs
-// (RFC 2920) and sends DATA only when a recipient was accepted. A message
-// larger than the server's SIZE, one with 8-bit content to a server without
-// 8BITMIME (we do not downgrade: that would break the DKIM signature), and
-// one with non-ASCII addresses to a server without SMTPUTF8 fail
-// permanently. Raw UTF-8 in header fields only needs 8BITMIME.
+// The SMTP conversation is package smtpclient's: EHLO with
+// Options.Hostname, STARTTLS when offered, SIZE, BODY=8BITMIME and
+// SMTPUTF8 when the message needs them, MAIL and all RCPTs pipelined. A
+// message larger than the server's SIZE, one with 8-bit content to a server
+// without 8BITMIME (we do not downgrade: that would break the DKIM
+// signature), and one with non-ASCII addresses to a server without SMTPUTF8
+// fail permanently. Raw UTF-8 in header fields only needs 8BITMIME.
 //
 // Opportunistic TLS (RFC 7435): certificates are not verified, since
 // without MTA-STS or DANE there is nothing to verify them against; TLS

@@ -10,11 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 // Report actions (RFC 3464 §2.3.3).
@@ -48,7 +48,8 @@ type reportRcpt struct {
 // enhanced code if it gave one, 4.4.7 for an expired message, else the
 // reply class with .0.0.
 func (r reportRcpt) status() string {
-	code, enh := parseStoredReply(r.reply)
+	rep := smtpclient.ParseReply(r.reply)
+	code, enh := rep.Code, rep.Enhanced
 	switch {
 	case r.expired:
 		return "4.4.7"
@@ -59,19 +60,6 @@ func (r reportRcpt) status() string {
 	default:
 		return "4.0.0"
 	}
-}
-
-// parseStoredReply gets the code and enhanced code back from Reply.String.
-func parseStoredReply(s string) (int, string) {
-	if len(s) < 3 {
-		return 0, ""
-	}
-	code, err := strconv.Atoi(s[:3])
-	if err != nil {
-		return 0, ""
-	}
-	enh, _ := splitEnhanced(code, strings.TrimPrefix(s[3:], " "))
-	return code, enh
 }
 
 // oneLine makes reply text safe for a header field: no line breaks, no
@@ -87,7 +75,11 @@ func oneLine(s string) string {
 			b.WriteRune(r)
 		}
 	}
-	return truncate(strings.TrimSpace(b.String()), 900)
+	out := strings.TrimSpace(b.String())
+	if len(out) > 900 {
+		out = out[:900] + "…"
+	}
+	return out
 }
 
 func addrType(addr string) string {
@@ -415,8 +407,7 @@ func (q *Queue) reportRcpts(ctx context.Context, m *msgInfo, where string) ([]re
 		if last != 0 {
 			r.lastAttempt = time.Unix(0, last)
 		}
-		code, _ := parseStoredReply(r.reply)
-		r.expired = state == string(StateFailed) && code < 500
+		r.expired = state == string(StateFailed) && smtpclient.ParseReply(r.reply).Code < 500
 		out = append(out, r)
 	}
 	return out, rows.Err()

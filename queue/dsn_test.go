@@ -156,40 +156,6 @@ func FuzzReadHeader(f *testing.F) {
 	})
 }
 
-func FuzzParseReplyLine(f *testing.F) {
-	f.Add("250-mx.b.test Hello")
-	f.Add("250 2.0.0 OK")
-	f.Add("550 5.1.1 <x@y>: user unknown")
-	f.Add("354")
-	f.Add("99 x")
-	f.Fuzz(func(t *testing.T, line string) {
-		code, more, text, err := ParseReplyLine(line)
-		if err != nil {
-			return
-		}
-		if code < 200 || code > 599 {
-			t.Fatalf("code %d accepted", code)
-		}
-		if len(line) > 3 && !strings.HasSuffix(line, text) {
-			t.Fatalf("text %q not from %q", text, line)
-		}
-		if more && line[3] != '-' {
-			t.Fatal("more without '-'")
-		}
-		enh, rest := splitEnhanced(code, text)
-		if enh != "" {
-			if enh[0] != byte('0'+code/100) || !strings.HasSuffix(text, rest) {
-				t.Fatalf("enhanced %q from %q", enh, text)
-			}
-		}
-		// A stored reply parses back to the same code.
-		r := Reply{Code: code, Enhanced: enh, Text: rest}
-		if c, e := parseStoredReply(r.String()); c != code || (enh != "" && e != enh) {
-			t.Fatalf("round trip %q → %d %q", r.String(), c, e)
-		}
-	})
-}
-
 func TestOneLine(t *testing.T) {
 	if got := oneLine("a\r\nb\x00c\td"); got != "a  bc d" {
 		t.Errorf("got %q", got)

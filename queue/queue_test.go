@@ -14,6 +14,8 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
+
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 func TestDeliver(t *testing.T) {
@@ -488,7 +490,7 @@ func TestManyRecipientsPipelined(t *testing.T) {
 	n := 0
 	for _, m := range remote.messages() {
 		n += len(m.rcpts)
-		if len(m.rcpts) > maxRcptsPerTransaction {
+		if len(m.rcpts) > smtpclient.MaxRcptsPerTransaction {
 			t.Errorf("%d recipients in one transaction", len(m.rcpts))
 		}
 	}
