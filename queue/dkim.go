@@ -20,6 +20,8 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/mattn/go-sqlite3"
 	"github.com/miekg/dns"
+
+	"github.com/posthouse/posthouse/internal/mailaddr"
 )
 
 // DKIM algorithms.
@@ -197,10 +199,7 @@ func fromDomain(header []byte) string {
 	if err != nil || len(list) == 0 {
 		return ""
 	}
-	d, err := domainOf(list[0].Address)
-	if err != nil {
-		return ""
-	}
+	d, _ := mailaddr.Domain(list[0].Address)
 	return d
 }
 
@@ -213,7 +212,7 @@ func (q *Queue) sign(ctx context.Context, f *os.File, envFrom string) (string, e
 	}
 	domain := fromDomain(ReadHeader(f, maxHeaderBytes))
 	if domain == "" && envFrom != "" {
-		domain, _ = domainOf(envFrom)
+		domain, _ = mailaddr.Domain(envFrom)
 	}
 	if domain == "" {
 		return "", nil

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/posthouse/posthouse/internal/mailaddr"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/smtpclient"
 )
@@ -83,7 +84,7 @@ func oneLine(s string) string {
 }
 
 func addrType(addr string) string {
-	if isASCII(addr) {
+	if mailaddr.IsASCII(addr) {
 		return "rfc822; " + addr
 	}
 	return "utf-8; " + addr // RFC 6533 §3
@@ -91,9 +92,9 @@ func addrType(addr string) string {
 
 // build renders the DSN message with CRLF line endings.
 func (r *report) build() []byte {
-	global := !isASCII(r.sender)
+	global := !mailaddr.IsASCII(r.sender)
 	for _, rc := range r.rcpts {
-		if !isASCII(rc.addr) {
+		if !mailaddr.IsASCII(rc.addr) {
 			global = true
 		}
 	}
@@ -432,9 +433,9 @@ func (q *Queue) newReport(m *msgInfo, action string, rcpts []reportRcpt) *report
 // §4.5.5), which itself is never bounced.
 func (q *Queue) sendReport(ctx context.Context, sender string, msg []byte) error {
 	if q.opts.Locals != nil && q.opts.Store != nil {
-		domain, err := domainOf(sender)
-		if err != nil {
-			return err
+		domain, ok := mailaddr.Domain(sender)
+		if !ok {
+			return fmt.Errorf("%w: sender %q", ErrBadAddress, sender)
 		}
 		local, err := q.opts.Locals.IsLocalDomain(ctx, domain)
 		if err != nil {

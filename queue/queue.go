@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/internal/durable"
+	"github.com/posthouse/posthouse/internal/mailaddr"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
@@ -355,17 +357,17 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		return "", ErrNoRcpts
 	}
 	if from != "" {
-		if _, err := domainOf(from); err != nil {
+		if _, ok := mailaddr.Domain(from); !ok {
 			return "", fmt.Errorf("%w: sender %q", ErrBadAddress, from)
 		}
 	}
 	type rc struct{ addr, domain string }
 	var list []rc
 	seen := make(map[string]bool)
-	smtputf8 := !isASCII(from)
+	smtputf8 := !mailaddr.IsASCII(from)
 	for _, r := range rcpts {
-		d, err := domainOf(r)
-		if err != nil {
+		d, ok := mailaddr.Domain(r)
+		if !ok {
 			return "", fmt.Errorf("%w: recipient %q", ErrBadAddress, r)
 		}
 		addr := r[:strings.LastIndexByte(r, '@')+1] + d
@@ -374,7 +376,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		}
 		seen[addr] = true
 		list = append(list, rc{addr, d})
-		if !isASCII(addr) {
+		if !mailaddr.IsASCII(addr) {
 			smtputf8 = true
 		}
 	}
@@ -427,7 +429,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 			os.Remove(final)
 		}
 	}()
-	if err := syncDir(q.spoolDir); err != nil {
+	if err := durable.SyncDir(q.spoolDir); err != nil {
 		return "", fmt.Errorf("queue: spool: %w", err)
 	}
 
@@ -453,34 +455,6 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
 	q.wake()
 	return id, nil
-}
-
-// domainOf returns the lower-cased domain of addr, which must be
-// local@domain with both parts non-empty and no spaces or angle brackets.
-func domainOf(addr string) (string, error) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 || len(addr) > 320 || strings.ContainsAny(addr, " \t\r\n<>") {
-		return "", ErrBadAddress
-	}
-	return strings.ToLower(addr[i+1:]), nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // crlfWriter copies a message turning bare LF into CRLF, counting bytes,
