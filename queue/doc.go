@@ -2,7 +2,11 @@
 // for foreign recipients from smtpd (Enqueue), delivers them to the
 // recipients' mail exchangers, retries, reports failures to the sender with
 // delivery status notifications, and DKIM-signs mail from our domains. It
-// does not accept connections.
+// owns the store, the schedule and every decision; the SMTP conversation is
+// package smtpclient's, the DSN's shape package dsn's, keys and signatures
+// package dkim's, and DNS answers come through the Resolver interface
+// (package dns). It does not accept connections, and smtpd does not import
+// it: cmd/posthouse hands it to smtpd as smtpd's small Queue interface.
 //
 // # On disk
 //
@@ -92,10 +96,10 @@
 //
 // # DKIM
 //
-// Keys (Ed25519, RFC 8463, and RSA-2048) are per domain and selector. A
-// message is signed at Enqueue, once, with every key of the domain of its
-// header From (or, without a usable From, of the envelope sender):
-// relaxed/relaxed, SHA-256, the RFC 6376 §5.4.1 fields with From oversigned.
+// A message is signed at Enqueue, once, by package dkim with every key of
+// its signing domain (see that package for keys and signature options).
 // The DKIM-Signature fields are stored with the row and written before the
-// spool file at delivery, so the spool file is the message as accepted.
+// spool file at delivery, so the spool file is the message as accepted. The
+// keys live in queue.sqlite (the table is created by this package's
+// migrations); DKIM returns the store for admin commands.
 package queue

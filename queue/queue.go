@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/internal/mailaddr"
@@ -43,13 +44,11 @@ const (
 // Sentinel errors.
 var (
 	ErrNotFound   = errors.New("queue: no such message")
-	ErrNoSuchKey  = errors.New("queue: no such DKIM key")
 	ErrBadID      = errors.New("queue: malformed queue id")
 	ErrNoRcpts    = errors.New("queue: no recipients")
 	ErrBadAddress = errors.New("queue: malformed address")
 	ErrTooBig     = errors.New("queue: message too big")
 	ErrClosed     = errors.New("queue: closed")
-	ErrExists     = errors.New("queue: already exists")
 	// ErrNoSuchLocal: a Locals implementation's answer for an address in a
 	// local domain that has no user or alias.
 	ErrNoSuchLocal = errors.New("queue: no such local address")
@@ -136,6 +135,7 @@ type Queue struct {
 	opts     Options
 	log      *slog.Logger
 	db       *sqlitedb.DB
+	dkim     *dkim.Keys
 	spoolDir string
 	tmpDir   string
 
@@ -226,6 +226,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.db = db
+	q.dkim = dkim.NewKeys(db, opts.Now)
 	if opts.Shared {
 		return q, nil
 	}
@@ -276,6 +277,9 @@ var migrations = []sqlitedb.Migration{
 	// 2: due recipients by destination, for connection reuse.
 	sqlitedb.Exec(`CREATE INDEX recipients_domain_due ON recipients(domain, state, next_attempt)`),
 }
+
+// DKIM returns the signing keys, which live in the queue's database.
+func (q *Queue) DKIM() *dkim.Keys { return q.dkim }
 
 // Close closes the database. Call Shutdown first if Start was called.
 func (q *Queue) Close() error {
@@ -455,6 +459,27 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
 	q.wake()
 	return id, nil
+}
+
+// sign returns DKIM-Signature fields for the spool file f, one per key of
+// its signing domain (dkim.SigningDomain); "" when that domain has no key.
+func (q *Queue) sign(ctx context.Context, f *os.File, envFrom string) (string, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
+	}
+	domain := dkim.SigningDomain(ReadHeader(f, maxHeaderBytes), envFrom)
+	if domain == "" {
+		return "", nil
+	}
+	keys, err := q.dkim.List(ctx, domain)
+	if err != nil || len(keys) == 0 {
+		return "", err
+	}
+	sig, err := dkim.Sign(f, keys)
+	if err != nil {
+		return "", fmt.Errorf("queue: %w", err)
+	}
+	return sig, nil
 }
 
 // crlfWriter copies a message turning bare LF into CRLF, counting bytes,

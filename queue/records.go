@@ -3,6 +3,8 @@ package queue
 import (
 	"fmt"
 	"strings"
+
+	"github.com/posthouse/posthouse/dkim"
 )
 
 // Ports are the listening ports clients are told about in SRV records; 0
@@ -20,7 +22,7 @@ type Record struct {
 // DNSRecords lists what domain needs so that mail to it reaches hostname,
 // mail from it passes SPF, DKIM and DMARC, and mail clients configure
 // themselves (RFC 6186 SRV records, autoconfig/autodiscover names).
-func DNSRecords(domain, hostname string, keys []DKIMKey, ports Ports) []Record {
+func DNSRecords(domain, hostname string, keys []dkim.Key, ports Ports) []Record {
 	d := strings.ToLower(strings.TrimSuffix(domain, ".")) + "."
 	h := strings.ToLower(strings.TrimSuffix(hostname, ".")) + "."
 	var recs []Record

@@ -28,7 +28,7 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		return err
 	}
 	defer q.Close()
-	keys, err := q.DKIMKeys(ctx, domain)
+	keys, err := q.DKIM().List(ctx, domain)
 	if err != nil {
 		return err
 	}
