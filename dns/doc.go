@@ -14,6 +14,7 @@
 // Queries go over UDP with EDNS0 (1232-byte buffer, the DNS flag day 2020
 // value) and are retried over TCP when the answer comes back truncated. Each
 // exchange has a timeout (default 5 s) and honours the caller's context.
+//
 // Records is the other direction: the records an administrator publishes
 // for a domain (MX, SPF, DKIM, DMARC, client autoconfiguration and RFC 6186
 // SRV), which `posthouse admin dns` prints. It takes DKIM keys as plain
