@@ -80,9 +80,10 @@
 // 4 h, with ±10 % jitter. A recipient still failing temporarily once the
 // message is older than Options.Expiry (default 5 days) fails with status
 // 4.4.7. 5xx replies, local permanent failures and expiry produce one DSN
-// (RFC 3464 multipart/report: a text part, message/delivery-status, and the
-// original header as text/rfc822-headers; RFC 6533 global types when an
-// address is not ASCII) to the envelope sender: straight into the mailbox
+// (built by package dsn: an RFC 3464 multipart/report with a text part,
+// message/delivery-status, and the original header as
+// text/rfc822-headers; RFC 6533 global types when an address is not
+// ASCII) to the envelope sender: straight into the mailbox
 // when the sender is local (Options.Locals, Options.Store), else queued
 // with the null sender. A message with the null sender (a DSN itself) is
 // never bounced (RFC 5321 §4.5.5). A "delayed" DSN is sent once when a
