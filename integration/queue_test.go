@@ -1,7 +1,7 @@
 package integration
 
 // Outbound delivery between two Posthouse instances on loopback: the
-// sender's [dns] resolver is a test DNS server (resolvetest) that answers
+// sender's [dns] resolver is a test DNS server (dnstest) that answers
 // MX for b.test with 127.0.0.1, and its [queue] remote_port is the
 // receiver's SMTP port (or a scripted fake receiver's).
 
@@ -20,7 +20,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
-	"github.com/posthouse/posthouse/smtpd/resolve/resolvetest"
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
 const (
@@ -37,8 +37,8 @@ func startSender(t *testing.T, dnsAddr string, remotePort string) *Server {
 	return a
 }
 
-func newTestDNS(t *testing.T) *resolvetest.Server {
-	d := resolvetest.NewServer(t)
+func newTestDNS(t *testing.T) *dnstest.Server {
+	d := dnstest.NewServer(t)
 	d.Add("b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.1")
 	return d
 }

@@ -84,9 +84,3 @@ func validDomain(d string) bool {
 	}
 	return true
 }
-
-// domainOf returns the part after the last '@' of an address parseAddress
-// accepted.
-func domainOf(addr string) string {
-	return addr[strings.LastIndexByte(addr, '@')+1:]
-}

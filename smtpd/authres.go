@@ -11,7 +11,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 )
 
-// TXTResolver looks up DNS TXT records; *resolve.Resolver implements it.
+// TXTResolver looks up DNS TXT records; *dns.Resolver implements it.
 // smtpd uses it only for DKIM keys.
 type TXTResolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)

@@ -10,18 +10,18 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/posthouse/posthouse/smtpd/resolve"
-	"github.com/posthouse/posthouse/smtpd/resolve/resolvetest"
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
 func TestAuthenticationResults(t *testing.T) {
-	dns := resolvetest.NewServer(t)
+	ns := dnstest.NewServer(t)
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dns.AddTXT("sel._domainkey.sender.test.", "v=DKIM1; k=ed25519; p="+base64.StdEncoding.EncodeToString(pub))
-	r, err := resolve.New(resolve.Options{Server: dns.Addr})
+	ns.AddTXT("sel._domainkey.sender.test.", "v=DKIM1; k=ed25519; p="+base64.StdEncoding.EncodeToString(pub))
+	r, err := dns.New(dns.Options{Server: ns.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}

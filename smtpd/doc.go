@@ -4,7 +4,7 @@
 // It owns the policy (local domains, relay, size, recipients, sender
 // ownership), the trace headers we add, and turning an accepted message into
 // durable local copies and queue entries. It does not deliver to remote
-// hosts (smtpd/queue does) and knows nothing of IMAP or POP3.
+// hosts (package queue does) and knows nothing of IMAP or POP3.
 //
 // # Listeners and modes
 //

@@ -28,7 +28,7 @@ func FuzzParseAddress(f *testing.F) {
 			}
 		}
 		at := strings.LastIndexByte(addr, '@')
-		if at <= 0 || domainOf(addr) != strings.ToLower(domainOf(addr)) {
+		if at <= 0 || addr[at+1:] != strings.ToLower(addr[at+1:]) {
 			t.Fatalf("accepted %q as %q", s, addr)
 		}
 		again, err := parseAddress(addr, smtputf8, errBadRecipient)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/dkim"
 )
 
 func init() {
@@ -22,7 +22,7 @@ func runAdminDKIM(ctx context.Context, env *adminEnv, args []string) error {
 func dkimGenerate(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "dkim", "generate", "[--selector S] [--algorithm rsa|ed25519] DOMAIN")
 	selector := fs.String("selector", "", "DNS selector (default: algorithm and month, e.g. rsa202611)")
-	algorithm := fs.String("algorithm", queue.AlgorithmRSA, "rsa (RSA-2048, understood everywhere) or ed25519 (RFC 8463; add it beside an RSA key)")
+	algorithm := fs.String("algorithm", dkim.AlgorithmRSA, "rsa (RSA-2048, understood everywhere) or ed25519 (RFC 8463; add it beside an RSA key)")
 	rest, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -30,7 +30,7 @@ func dkimGenerate(ctx context.Context, env *adminEnv, args []string) error {
 	if err := wantArgs(fs, rest, 1, 1, "DOMAIN"); err != nil {
 		return err
 	}
-	if *algorithm != queue.AlgorithmRSA && *algorithm != queue.AlgorithmEd25519 {
+	if *algorithm != dkim.AlgorithmRSA && *algorithm != dkim.AlgorithmEd25519 {
 		return usageError("--algorithm: want rsa or ed25519, not %q", *algorithm)
 	}
 	q, err := openAdminQueue(ctx, env)
@@ -38,7 +38,7 @@ func dkimGenerate(ctx context.Context, env *adminEnv, args []string) error {
 		return err
 	}
 	defer q.Close()
-	k, err := q.GenerateDKIMKey(ctx, rest[0], *selector, *algorithm)
+	k, err := q.DKIM().Generate(ctx, rest[0], *selector, *algorithm)
 	if err != nil {
 		return queueExit(err)
 	}
@@ -66,7 +66,7 @@ func dkimList(ctx context.Context, env *adminEnv, args []string) error {
 		return err
 	}
 	defer q.Close()
-	keys, err := q.DKIMKeys(ctx, domain)
+	keys, err := q.DKIM().List(ctx, domain)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func dkimRemove(ctx context.Context, env *adminEnv, args []string) error {
 		return err
 	}
 	defer q.Close()
-	if err := q.RemoveDKIMKey(ctx, rest[0], rest[1]); err != nil {
+	if err := q.DKIM().Remove(ctx, rest[0], rest[1]); err != nil {
 		return queueExit(err)
 	}
 	fmt.Fprintf(env.stdout, "removed DKIM key %s for %s; mail already queued keeps its signature\n", rest[1], rest[0])

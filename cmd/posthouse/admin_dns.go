@@ -6,7 +6,7 @@ import (
 	"net"
 	"strconv"
 
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/dns"
 )
 
 func init() {
@@ -28,14 +28,14 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		return err
 	}
 	defer q.Close()
-	keys, err := q.DKIMKeys(ctx, domain)
+	keys, err := q.DKIM().List(ctx, domain)
 	if err != nil {
 		return err
 	}
 	if local, err := env.auth.IsLocalDomain(ctx, domain); err == nil && !local {
 		fmt.Fprintf(env.stderr, "note: %s is not a local domain yet ('posthouse admin domain add %s')\n", domain, domain)
 	}
-	ports := queue.Ports{
+	ports := dns.Ports{
 		Submissions: listenPort(env.cfg.Listen.Submissions),
 		Submission:  listenPort(env.cfg.Listen.Submission),
 		IMAPS:       listenPort(env.cfg.Listen.IMAPS),
@@ -44,7 +44,11 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		POP3:        listenPort(env.cfg.Listen.POP3),
 	}
 	fmt.Fprintf(env.stdout, "; DNS records for %s, served by %s\n", domain, env.cfg.Hostname)
-	for _, r := range queue.DNSRecords(domain, env.cfg.Hostname, keys, ports) {
+	dkimKeys := make([]dns.DKIMKey, len(keys))
+	for i, k := range keys {
+		dkimKeys[i] = dns.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, Zone: k.ZoneRecord()}
+	}
+	for _, r := range dns.Records(domain, env.cfg.Hostname, dkimKeys, ports) {
 		if r.Comment != "" {
 			fmt.Fprintf(env.stdout, "\n; %s\n", r.Comment)
 		}

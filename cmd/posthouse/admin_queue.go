@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/dkim"
+	"github.com/posthouse/posthouse/queue"
 )
 
 func init() {
@@ -36,16 +37,17 @@ func openAdminQueue(ctx context.Context, env *adminEnv) (*queue.Queue, error) {
 	return q, nil
 }
 
-// queueExit gives the queue's sentinels the admin exit codes.
+// queueExit gives the queue's and the DKIM key store's sentinels the admin
+// exit codes.
 func queueExit(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, queue.ErrNotFound), errors.Is(err, queue.ErrNoSuchKey):
+	case errors.Is(err, queue.ErrNotFound), errors.Is(err, dkim.ErrNoSuchKey):
 		return &exitError{code: exitNotFound, err: err}
 	case errors.Is(err, queue.ErrBadID):
 		return &exitError{code: exitUsage, err: fmt.Errorf("%w (a queue id is 16 hex digits, see 'posthouse admin queue list')", err)}
-	case errors.Is(err, queue.ErrExists):
+	case errors.Is(err, dkim.ErrExists):
 		return &exitError{code: exitExists, err: err}
 	}
 	return err

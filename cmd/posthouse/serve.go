@@ -21,7 +21,7 @@ import (
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
-	"github.com/posthouse/posthouse/smtpd/queue"
+	"github.com/posthouse/posthouse/queue"
 )
 
 // app is what every service's start function gets: the configuration and

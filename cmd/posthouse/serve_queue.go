@@ -8,8 +8,8 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
-	"github.com/posthouse/posthouse/smtpd/queue"
-	"github.com/posthouse/posthouse/smtpd/resolve"
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/queue"
 )
 
 func init() { registerService("queue", 10, startQueue) }
@@ -23,7 +23,7 @@ func startQueue(ctx context.Context, a *app) (func(context.Context) error, error
 	opts.Logger = log
 	opts.Locals = authLocals{a.auth}
 	opts.Store = a.store
-	res, err := resolve.New(resolve.Options{Server: a.cfg.DNS.Resolver})
+	res, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver})
 	if err != nil {
 		// Keep accepting mail: deliveries fail temporarily and are retried
 		// once the resolver is fixed and the server restarted.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/auth/limit"
+	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/smtpd"
-	"github.com/posthouse/posthouse/smtpd/resolve"
 )
 
 func init() { registerService("smtp", 20, startSMTP) }
@@ -44,7 +44,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	// DKIM verification of inbound mail goes through the configured
 	// resolver; without one, mail is still accepted, just not verified.
 	var txt smtpd.TXTResolver
-	if r, err := resolve.New(resolve.Options{Server: a.cfg.DNS.Resolver}); err != nil {
+	if r, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver}); err != nil {
 		a.log.Warn("no DNS resolver: inbound DKIM signatures will not be verified", "proto", "smtp", "err", err)
 	} else {
 		txt = r

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/durable"
 )
 
 // certSource hands out the certificate for each handshake. Every TLS
@@ -150,10 +152,10 @@ func selfSigned(dir, hostname string, now time.Time) (cert *tls.Certificate, cre
 	}
 	// Key first: a crash in between leaves a key without a certificate,
 	// which the next start replaces.
-	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+	if err := durable.WriteFile(keyPath, keyPEM, privateFileMode); err != nil {
 		return nil, false, err
 	}
-	if err := writeFileAtomic(certPath, certPEM, privateFileMode); err != nil {
+	if err := durable.WriteFile(certPath, certPEM, privateFileMode); err != nil {
 		return nil, false, err
 	}
 	c, err := tls.X509KeyPair(certPEM, keyPEM)
@@ -205,46 +207,4 @@ func makeSelfSigned(hostname string, now time.Time) (certPEM, keyPEM []byte, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
-}
-
-// writeFileAtomic writes data to path through a synced temporary file and
-// a rename, then syncs the directory.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

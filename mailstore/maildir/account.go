@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
@@ -111,10 +112,10 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 	}
 	addr := filepath.Join(a.dir, addressFile)
 	if b, err := os.ReadFile(addr); err != nil {
-		if err := writeFileAtomic(addr, []byte(a.name+"\n")); err != nil {
+		if err := durable.WriteFile(addr, []byte(a.name+"\n"), 0o600); err != nil {
 			return fmt.Errorf("maildir: create account %s: %w", a.name, err)
 		}
-		syncDir(a.store.dir)
+		durable.SyncDir(a.store.dir)
 	} else if strings.TrimSpace(string(b)) != a.name {
 		return fmt.Errorf("maildir: account directory %s belongs to %q: %w", a.dir, strings.TrimSpace(string(b)), mailstore.ErrBadAccountName)
 	}
@@ -572,7 +573,7 @@ func (a *account) removeTrash(paths []string) {
 		done = append(done, p)
 	}
 	for d := range dirs {
-		syncDir(d)
+		durable.SyncDir(d)
 	}
 	a.wmu.Lock()
 	a.unlinked = append(a.unlinked, done...)
@@ -665,7 +666,7 @@ type mailboxMeta struct {
 func (a *account) writeMailboxMeta(id int64, name, specialUse string) {
 	b, _ := json.Marshal(mailboxMeta{Name: name, SpecialUse: specialUse})
 	p := filepath.Join(a.mailboxDir(id), mailboxMetaFile)
-	if err := writeFileAtomic(p, append(b, '\n')); err != nil {
+	if err := durable.WriteFile(p, append(b, '\n'), 0o600); err != nil {
 		a.log.Error("write mailbox name file", "mailbox", name, "err", err)
 	}
 }
@@ -695,8 +696,8 @@ func (w *wtx) createMailbox(name, specialUse string, id int64) (mailstore.Mailbo
 			return mailstore.Mailbox{}, err
 		}
 	}
-	syncDir(dir)
-	syncDir(w.a.maildir())
+	durable.SyncDir(dir)
+	durable.SyncDir(w.a.maildir())
 	w.a.writeMailboxMeta(newID, name, specialUse)
 	if _, err := w.bump(newID); err != nil {
 		return mailstore.Mailbox{}, err

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -59,42 +58,4 @@ func uniqueName() string {
 // Flags live in the index, so the name never changes.
 func curName(unique string, size int64) string {
 	return fmt.Sprintf("%s,S=%d:2,", unique, size)
-}
-
-// syncDir fsyncs a directory so a rename or unlink in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// atomicTmpPrefix starts the name of writeFileAtomic's temporary file;
-// reconciliation removes old ones left by a crash.
-const atomicTmpPrefix = ".tmp-"
-
-// writeFileAtomic replaces path with data, durably.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := filepath.Join(filepath.Dir(path), atomicTmpPrefix+uniqueName())
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }

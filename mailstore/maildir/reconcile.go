@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -30,7 +31,7 @@ const staleTmpAge = 24 * time.Hour
 // reconcile brings the index in line with the files (see doc.go).
 func (a *account) reconcile(ctx context.Context) error {
 	start := time.Now()
-	a.removeStale(a.dir, atomicTmpPrefix)
+	a.removeStale(a.dir, durable.IsTemp)
 	if err := a.drainTrash(ctx); err != nil {
 		return err
 	}
@@ -245,8 +246,8 @@ type diskMessage struct {
 // files in one mailbox, and removes stale tmp/ files.
 func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expunged int, err error) {
 	dir := a.mailboxDir(id)
-	a.removeStale(filepath.Join(dir, "tmp"), "")
-	a.removeStale(dir, atomicTmpPrefix)
+	a.removeStale(filepath.Join(dir, "tmp"), func(string) bool { return true })
+	a.removeStale(dir, durable.IsTemp)
 	for _, sub := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return 0, 0, err
@@ -334,16 +335,15 @@ func (a *account) indexedFiles(ctx context.Context, id int64) (map[string]imap.U
 	return files, err
 }
 
-// removeStale removes the regular files in dir whose names start with
-// prefix and that were last modified more than staleTmpAge ago, and logs
+// removeStale removes the regular files in dir whose names match and that were last modified more than staleTmpAge ago, and logs
 // each with its path relative to the account.
-func (a *account) removeStale(dir, prefix string) {
+func (a *account) removeStale(dir string, match func(name string) bool) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return
 	}
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), prefix) {
+		if !match(e.Name()) {
 			continue
 		}
 		info, err := e.Info()

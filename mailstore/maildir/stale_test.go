@@ -31,8 +31,8 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestReconcileRemovesStaleTmp: files a crash left in tmp/ (and ".tmp-"
-// files of interrupted rewrites) are removed once older than a day, and
+// TestReconcileRemovesStaleTmp: files a crash left in tmp/ (and the
+// temporary files of interrupted durable.WriteFile rewrites) are removed once older than a day, and
 // logged; younger ones may be deliveries in progress elsewhere and stay.
 func TestReconcileRemovesStaleTmp(t *testing.T) {
 	var logs syncBuffer
@@ -53,9 +53,9 @@ func TestReconcileRemovesStaleTmp(t *testing.T) {
 		{filepath.Join(mbDir, "tmp", "1764000000.M1P1Q1Rab.host"), 25 * time.Hour, true},
 		{filepath.Join(mbDir, "tmp", "1764000001.M1P1Q2Rab.host"), 23 * time.Hour, false},
 		{filepath.Join(mbDir, "tmp", "just-now"), 0, false},
-		{filepath.Join(mbDir, ".tmp-1764000002.M1P1Q3Rab.host"), 30 * time.Hour, true},
-		{filepath.Join(acctDir, ".tmp-1764000003.M1P1Q4Rab.host"), 30 * time.Hour, true},
-		{filepath.Join(acctDir, ".tmp-fresh"), time.Hour, false},
+		{filepath.Join(mbDir, ".name.tmp1764000002"), 30 * time.Hour, true},
+		{filepath.Join(acctDir, ".addr.tmp1764000003"), 30 * time.Hour, true},
+		{filepath.Join(acctDir, ".addr.tmpfresh"), time.Hour, false},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f.path, []byte("partial message"), 0o600); err != nil {

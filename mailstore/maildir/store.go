@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -231,7 +232,7 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 		a.gone.Store(true)
 		a.close()
 	}
-	syncDir(s.dir)
+	durable.SyncDir(s.dir)
 	if err := os.RemoveAll(doomed); err != nil {
 		return fmt.Errorf("maildir: remove %s: %w", name, err)
 	}

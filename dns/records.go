@@ -1,4 +1,4 @@
-package queue
+package dns
 
 import (
 	"fmt"
@@ -11,16 +11,24 @@ type Ports struct {
 	Submissions, Submission, IMAPS, IMAP, POP3S, POP3 int
 }
 
+// DKIMKey is what Records needs of a DKIM key (package dkim's Key has it
+// all; dns imports nothing of ours).
+type DKIMKey struct {
+	Algorithm string
+	Selector  string
+	Zone      string // the TXT record in zone-file syntax
+}
+
 // Record is one DNS record for an administrator to publish.
 type Record struct {
 	Comment string // why, shown above the record
 	Zone    string // zone-file line
 }
 
-// DNSRecords lists what domain needs so that mail to it reaches hostname,
+// Records lists what domain needs so that mail to it reaches hostname,
 // mail from it passes SPF, DKIM and DMARC, and mail clients configure
 // themselves (RFC 6186 SRV records, autoconfig/autodiscover names).
-func DNSRecords(domain, hostname string, keys []DKIMKey, ports Ports) []Record {
+func Records(domain, hostname string, keys []DKIMKey, ports Ports) []Record {
 	d := strings.ToLower(strings.TrimSuffix(domain, ".")) + "."
 	h := strings.ToLower(strings.TrimSuffix(hostname, ".")) + "."
 	var recs []Record
@@ -35,7 +43,7 @@ func DNSRecords(domain, hostname string, keys []DKIMKey, ports Ports) []Record {
 		add("DKIM: no key yet; run `posthouse admin dkim generate "+strings.TrimSuffix(d, ".")+"` and publish the record it prints.", "")
 	}
 	for _, k := range keys {
-		add(fmt.Sprintf("DKIM (RFC 6376) public key, %s, selector %s.", k.Algorithm, k.Selector), "%s", k.ZoneRecord())
+		add(fmt.Sprintf("DKIM (RFC 6376) public key, %s, selector %s.", k.Algorithm, k.Selector), "%s", k.Zone)
 	}
 	add("DMARC (RFC 7489): quarantine mail that fails SPF and DKIM alignment; add rua=mailto:… to receive aggregate reports.",
 		`_dmarc.%s 3600 IN TXT "v=DMARC1; p=quarantine; adkim=r; aspf=r"`, d)

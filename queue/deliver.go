@@ -15,7 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/posthouse/posthouse/smtpd/resolve"
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 const kindDSN = "dsn"
@@ -259,7 +260,7 @@ type msgInfo struct {
 // result is the outcome for one recipient.
 type result struct {
 	rcpt   string
-	reply  Reply
+	reply  smtpclient.Reply
 	remote string
 	// interrupted: the attempt was cut short by Shutdown; nothing is
 	// recorded against the recipient.
@@ -482,20 +483,20 @@ func (q *Queue) record(m *msgInfo, results []result) {
 
 // Local failure replies. They are stored and reported like remote replies.
 var (
-	replyNullMX      = Reply{Code: 556, Enhanced: "5.1.10", Text: "recipient domain does not accept mail (null MX, RFC 7505)"}
-	replyNoDomain    = Reply{Code: 550, Enhanced: "5.1.2", Text: "recipient domain does not exist"}
-	replyNoMailHost  = Reply{Code: 550, Enhanced: "5.1.2", Text: "recipient domain has no mail server"}
-	replyDNSTemp     = Reply{Code: 451, Enhanced: "4.4.3", Text: "temporary DNS failure looking up the recipient domain"}
-	replyNoConnect   = Reply{Code: 451, Enhanced: "4.4.1", Text: "could not connect to any mail server of the recipient domain"}
-	replyTooBig      = Reply{Code: 552, Enhanced: "5.3.4", Text: "message too big for the recipient's server"}
-	replyNeedUTF8    = Reply{Code: 553, Enhanced: "5.6.7", Text: "recipient's server does not support SMTPUTF8 addresses"}
-	replyNeed8Bit    = Reply{Code: 554, Enhanced: "5.6.3", Text: "message has 8-bit content and the recipient's server does not support 8BITMIME"}
-	replySpoolLost   = Reply{Code: 554, Enhanced: "5.3.0", Text: "message file missing from the queue"}
-	replyLoop        = Reply{Code: 451, Enhanced: "4.4.6", Text: "mail for the recipient domain loops back to this server"}
-	replyConnDropped = Reply{Code: 451, Enhanced: "4.4.2", Text: "connection lost during delivery"}
+	replyNullMX      = smtpclient.Reply{Code: 556, Enhanced: "5.1.10", Text: "recipient domain does not accept mail (null MX, RFC 7505)"}
+	replyNoDomain    = smtpclient.Reply{Code: 550, Enhanced: "5.1.2", Text: "recipient domain does not exist"}
+	replyNoMailHost  = smtpclient.Reply{Code: 550, Enhanced: "5.1.2", Text: "recipient domain has no mail server"}
+	replyDNSTemp     = smtpclient.Reply{Code: 451, Enhanced: "4.4.3", Text: "temporary DNS failure looking up the recipient domain"}
+	replyNoConnect   = smtpclient.Reply{Code: 451, Enhanced: "4.4.1", Text: "could not connect to any mail server of the recipient domain"}
+	replyTooBig      = smtpclient.Reply{Code: 552, Enhanced: "5.3.4", Text: "message too big for the recipient's server"}
+	replyNeedUTF8    = smtpclient.Reply{Code: 553, Enhanced: "5.6.7", Text: "recipient's server does not support SMTPUTF8 addresses"}
+	replyNeed8Bit    = smtpclient.Reply{Code: 554, Enhanced: "5.6.3", Text: "message has 8-bit content and the recipient's server does not support 8BITMIME"}
+	replySpoolLost   = smtpclient.Reply{Code: 554, Enhanced: "5.3.0", Text: "message file missing from the queue"}
+	replyLoop        = smtpclient.Reply{Code: 451, Enhanced: "4.4.6", Text: "mail for the recipient domain loops back to this server"}
+	replyConnDropped = smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: "connection lost during delivery"}
 )
 
-func allResults(rcpts []string, r Reply, remote string) []result {
+func allResults(rcpts []string, r smtpclient.Reply, remote string) []result {
 	res := make([]result, len(rcpts))
 	for i, rc := range rcpts {
 		res[i] = result{rcpt: rc, reply: r, remote: remote}
@@ -543,7 +544,7 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 		}
 		mxs, err := q.opts.Resolver.LookupMX(ctx, domain)
 		switch {
-		case errors.Is(err, resolve.ErrNotFound):
+		case errors.Is(err, dns.ErrNotFound):
 			return allResults(rcpts, replyNoDomain, "")
 		case err != nil:
 			q.log.Warn("queue: MX lookup", "queueid", m.id, "domain", domain, "err", err)
@@ -594,11 +595,11 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 			var err error
 			addrs, err = q.opts.Resolver.LookupIP(ctx, t.host)
 			if err != nil {
-				if t.implicit && errors.Is(err, resolve.ErrNotFound) {
+				if t.implicit && errors.Is(err, dns.ErrNotFound) {
 					return allResults(rcpts, replyNoMailHost, "")
 				}
 				q.log.Warn("queue: address lookup", "queueid", m.id, "host", t.host, "err", err)
-				if !errors.Is(err, resolve.ErrNotFound) {
+				if !errors.Is(err, dns.ErrNotFound) {
 					lastErr = replyDNSTemp
 				}
 				continue
@@ -643,53 +644,53 @@ func addressLiteral(domain string) (netip.Addr, bool) {
 // same domain (at most maxMessagesPerConnection), each a complete attempt
 // of its own: this spares a connection and a TLS handshake per message
 // when a backlog for one destination drains.
-func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply Reply, done bool) {
+func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply smtpclient.Reply, done bool) {
 	log := q.log.With("queueid", p.m.id, "remote", host, "addr", addr.String())
 	hostport := net.JoinHostPort(addr.String(), strconv.Itoa(q.opts.RemotePort))
 	conn, err := q.opts.Dial(ctx, "tcp", hostport)
 	if err != nil {
 		log.Info("connect failed", "err", err)
-		return nil, Reply{Code: 451, Enhanced: "4.4.1", Text: "connection to " + host + " failed"}, false
+		return nil, smtpclient.Reply{Code: 451, Enhanced: "4.4.1", Text: "connection to " + host + " failed"}, false
 	}
 	// Cancel blocks on the connection when ctx ends (Shutdown).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := newClient(ctx, conn, host)
+	c := smtpclient.New(ctx, conn, host)
 	defer conn.Close()
 
-	r, err := c.readReply(timeoutGreeting)
+	r, err := c.Greeting()
 	if err != nil {
 		log.Info("no greeting", "err", err)
 		return nil, replyConnDropped, false
 	}
 	if r.Code != 220 {
 		log.Info("greeting refused", "reply", r.String())
-		c.quit()
+		c.Quit()
 		return nil, r, false
 	}
-	r, err = c.hello(q.opts.Hostname)
+	r, err = c.Hello(q.opts.Hostname)
 	if err != nil {
 		return nil, replyConnDropped, false
 	}
 	if r.Code != 250 {
-		c.quit()
+		c.Quit()
 		return nil, r, false
 	}
-	if c.has("STARTTLS") && !q.opts.DisableTLS {
+	if c.Has("STARTTLS") && !q.opts.DisableTLS {
 		if q.tlsFailedRecently(host) {
 			log.Warn("STARTTLS skipped: it failed with this host on an earlier attempt")
 		} else {
-			if err := c.startTLS(q.opts.TLS, host); err != nil {
+			if err := c.StartTLS(q.opts.TLS, host); err != nil {
 				log.Warn("STARTTLS failed; temporary failure, the next attempt may go without TLS", "err", err)
 				q.noteTLSFailure(host)
-				return nil, Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false
+				return nil, smtpclient.Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false
 			}
-			r, err = c.hello(q.opts.Hostname)
+			r, err = c.Hello(q.opts.Hostname)
 			if err != nil {
 				return nil, replyConnDropped, false
 			}
 			if r.Code != 250 {
-				c.quit()
+				c.Quit()
 				return nil, r, false
 			}
 		}
@@ -697,7 +698,7 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 
 	res, broken := q.sendMessage(c, p, host)
 	if broken {
-		return res, Reply{}, true
+		return res, smtpclient.Reply{}, true
 	}
 	// p is done: conclude it now, not after the messages that follow.
 	if failed := q.conclude(ctx, p, res); failed {
@@ -716,11 +717,11 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 			q.followUp(ctx, p2.j.id)
 		}
 		if broken {
-			return res, Reply{}, true
+			return res, smtpclient.Reply{}, true
 		}
 	}
-	c.quit()
-	return res, Reply{}, true
+	c.Quit()
+	return res, smtpclient.Reply{}, true
 }
 
 // maxMessagesPerConnection bounds how many messages one connection
@@ -730,29 +731,29 @@ const maxMessagesPerConnection = 100
 // sendMessage runs p's transactions on an open connection and records
 // their results as soon as the remote answers. broken: the connection is
 // unusable (results say so for the recipients it did not reach).
-func (q *Queue) sendMessage(c *client, p *prepared, host string) (res []result, broken bool) {
+func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string) (res []result, broken bool) {
 	m, rcpts := p.m, p.rcpts
 	// Checks the server's EHLO lets us make before sending anything.
 	switch {
-	case c.maxSize() > 0 && m.size+int64(len(m.dkim)) > c.maxSize():
+	case c.MaxSize() > 0 && m.size+int64(len(m.dkim)) > c.MaxSize():
 		return allResults(rcpts, replyTooBig, host), false
-	case m.smtputf8 && !c.has("SMTPUTF8"):
+	case m.smtputf8 && !c.Has("SMTPUTF8"):
 		return allResults(rcpts, replyNeedUTF8, host), false
-	case m.eightbit && !c.has("8BITMIME"):
+	case m.eightbit && !c.Has("8BITMIME"):
 		return allResults(rcpts, replyNeed8Bit, host), false
 	}
 	res = make([]result, 0, len(rcpts))
-	for start := 0; start < len(rcpts); start += maxRcptsPerTransaction {
-		chunk := rcpts[start:min(start+maxRcptsPerTransaction, len(rcpts))]
+	for start := 0; start < len(rcpts); start += smtpclient.MaxRcptsPerTransaction {
+		chunk := rcpts[start:min(start+smtpclient.MaxRcptsPerTransaction, len(rcpts))]
 		f, err := os.Open(q.spoolPath(m.id))
 		if err != nil {
 			q.log.Error("queue: open spool", "queueid", m.id, "err", err)
-			res = append(res, allResults(chunk, Reply{Code: 451, Enhanced: "4.3.0", Text: "local error reading the queued message"}, "")...)
+			res = append(res, allResults(chunk, smtpclient.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error reading the queued message"}, "")...)
 			continue
 		}
 		body := io.MultiReader(strings.NewReader(m.dkim), f)
-		params := mailParams{size: m.size + int64(len(m.dkim)), eightbit: m.eightbit, smtputf8: m.smtputf8}
-		replies, err := c.transaction(m.from, chunk, params, body)
+		params := smtpclient.MailParams{Size: m.size + int64(len(m.dkim)), EightBit: m.eightbit, SMTPUTF8: m.smtputf8}
+		replies, err := c.Transaction(m.from, chunk, params, body)
 		f.Close()
 		chunkRes := make([]result, len(chunk))
 		for i, rc := range chunk {
@@ -776,7 +777,7 @@ func (q *Queue) sendMessage(c *client, p *prepared, host string) (res []result, 
 			return res, true
 		}
 		if start+len(chunk) < len(rcpts) {
-			if r, err := c.cmd(timeoutCommand, "RSET"); err != nil || r.Code != 250 {
+			if r, err := c.Reset(); err != nil || r.Code != 250 {
 				for _, rc := range rcpts[start+len(chunk):] {
 					res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
 				}

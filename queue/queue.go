@@ -19,9 +19,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/posthouse/posthouse/dkim"
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/internal/durable"
+	"github.com/posthouse/posthouse/internal/mailaddr"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
-	"github.com/posthouse/posthouse/smtpd/resolve"
 )
 
 // Defaults for Options.
@@ -41,21 +44,19 @@ const (
 // Sentinel errors.
 var (
 	ErrNotFound   = errors.New("queue: no such message")
-	ErrNoSuchKey  = errors.New("queue: no such DKIM key")
 	ErrBadID      = errors.New("queue: malformed queue id")
 	ErrNoRcpts    = errors.New("queue: no recipients")
 	ErrBadAddress = errors.New("queue: malformed address")
 	ErrTooBig     = errors.New("queue: message too big")
 	ErrClosed     = errors.New("queue: closed")
-	ErrExists     = errors.New("queue: already exists")
 	// ErrNoSuchLocal: a Locals implementation's answer for an address in a
 	// local domain that has no user or alias.
 	ErrNoSuchLocal = errors.New("queue: no such local address")
 )
 
-// Resolver is the DNS the queue needs; *resolve.Resolver implements it.
+// Resolver is the DNS the queue needs; *dns.Resolver implements it.
 type Resolver interface {
-	LookupMX(ctx context.Context, domain string) ([]resolve.MX, error)
+	LookupMX(ctx context.Context, domain string) ([]dns.MX, error)
 	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
@@ -134,6 +135,7 @@ type Queue struct {
 	opts     Options
 	log      *slog.Logger
 	db       *sqlitedb.DB
+	dkim     *dkim.Keys
 	spoolDir string
 	tmpDir   string
 
@@ -224,6 +226,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.db = db
+	q.dkim = dkim.NewKeys(db, opts.Now)
 	if opts.Shared {
 		return q, nil
 	}
@@ -274,6 +277,9 @@ var migrations = []sqlitedb.Migration{
 	// 2: due recipients by destination, for connection reuse.
 	sqlitedb.Exec(`CREATE INDEX recipients_domain_due ON recipients(domain, state, next_attempt)`),
 }
+
+// DKIM returns the signing keys, which live in the queue's database.
+func (q *Queue) DKIM() *dkim.Keys { return q.dkim }
 
 // Close closes the database. Call Shutdown first if Start was called.
 func (q *Queue) Close() error {
@@ -355,17 +361,17 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		return "", ErrNoRcpts
 	}
 	if from != "" {
-		if _, err := domainOf(from); err != nil {
+		if _, ok := mailaddr.Domain(from); !ok {
 			return "", fmt.Errorf("%w: sender %q", ErrBadAddress, from)
 		}
 	}
 	type rc struct{ addr, domain string }
 	var list []rc
 	seen := make(map[string]bool)
-	smtputf8 := !isASCII(from)
+	smtputf8 := !mailaddr.IsASCII(from)
 	for _, r := range rcpts {
-		d, err := domainOf(r)
-		if err != nil {
+		d, ok := mailaddr.Domain(r)
+		if !ok {
 			return "", fmt.Errorf("%w: recipient %q", ErrBadAddress, r)
 		}
 		addr := r[:strings.LastIndexByte(r, '@')+1] + d
@@ -374,7 +380,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		}
 		seen[addr] = true
 		list = append(list, rc{addr, d})
-		if !isASCII(addr) {
+		if !mailaddr.IsASCII(addr) {
 			smtputf8 = true
 		}
 	}
@@ -427,7 +433,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 			os.Remove(final)
 		}
 	}()
-	if err := syncDir(q.spoolDir); err != nil {
+	if err := durable.SyncDir(q.spoolDir); err != nil {
 		return "", fmt.Errorf("queue: spool: %w", err)
 	}
 
@@ -455,32 +461,25 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	return id, nil
 }
 
-// domainOf returns the lower-cased domain of addr, which must be
-// local@domain with both parts non-empty and no spaces or angle brackets.
-func domainOf(addr string) (string, error) {
-	i := strings.LastIndexByte(addr, '@')
-	if i <= 0 || i == len(addr)-1 || len(addr) > 320 || strings.ContainsAny(addr, " \t\r\n<>") {
-		return "", ErrBadAddress
+// sign returns DKIM-Signature fields for the spool file f, one per key of
+// its signing domain (dkim.SigningDomain); "" when that domain has no key.
+func (q *Queue) sign(ctx context.Context, f *os.File, envFrom string) (string, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
 	}
-	return strings.ToLower(addr[i+1:]), nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
+	domain := dkim.SigningDomain(ReadHeader(f, maxHeaderBytes), envFrom)
+	if domain == "" {
+		return "", nil
 	}
-	return true
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	keys, err := q.dkim.List(ctx, domain)
+	if err != nil || len(keys) == 0 {
+		return "", err
+	}
+	sig, err := dkim.Sign(f, keys)
 	if err != nil {
-		return err
+		return "", fmt.Errorf("queue: %w", err)
 	}
-	defer d.Close()
-	return d.Sync()
+	return sig, nil
 }
 
 // crlfWriter copies a message turning bare LF into CRLF, counting bytes,

@@ -1,4 +1,4 @@
-package queue
+package smtpclient
 
 import (
 	"bufio"
@@ -72,14 +72,14 @@ func TestClientHELOFallbackAndLockstep(t *testing.T) {
 	steps = append(steps, bodySteps("Subject: x", "\r\n", "..dot", ".")...)
 	steps = append(steps, step{"", "250-2.0.0 queued as 1\r\n250 2.0.0 thanks\r\n"})
 	conn, done := scripted(t, steps)
-	c := newClient(context.Background(), conn, "old.test")
+	c := New(context.Background(), conn, "old.test")
 	if r, err := c.readReply(time.Second); err != nil || r.Code != 220 {
 		t.Fatalf("greeting %v %v", r, err)
 	}
-	if r, err := c.hello("mail.a.test"); err != nil || r.Code != 250 {
+	if r, err := c.Hello("mail.a.test"); err != nil || r.Code != 250 {
 		t.Fatalf("hello %v %v", r, err)
 	}
-	replies, err := c.transaction("a@a.test", []string{"x@old.test", "y@old.test"}, mailParams{size: 20, eightbit: true}, strings.NewReader("Subject: x\r\n\r\n.dot\r\n"))
+	replies, err := c.Transaction("a@a.test", []string{"x@old.test", "y@old.test"}, MailParams{Size: 20, EightBit: true}, strings.NewReader("Subject: x\r\n\r\n.dot\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,17 +100,17 @@ func TestClientPipelinedAllRefused(t *testing.T) {
 		// no DATA: nothing was accepted
 		{"QUIT", "221 bye\r\n"},
 	})
-	c := newClient(context.Background(), conn, "mx")
+	c := New(context.Background(), conn, "mx")
 	c.readReply(time.Second)
-	c.hello("mail.a.test")
-	if c.maxSize() != 1000 {
-		t.Errorf("SIZE %d", c.maxSize())
+	c.Hello("mail.a.test")
+	if c.MaxSize() != 1000 {
+		t.Errorf("SIZE %d", c.MaxSize())
 	}
-	replies, err := c.transaction("", []string{"x@b.test"}, mailParams{size: 5, eightbit: true}, strings.NewReader("x\r\n"))
+	replies, err := c.Transaction("", []string{"x@b.test"}, MailParams{Size: 5, EightBit: true}, strings.NewReader("x\r\n"))
 	if err != nil || replies[0].Code != 452 || replies[0].Permanent() {
 		t.Errorf("%v %v", replies, err)
 	}
-	c.quit()
+	c.Quit()
 	if msg := <-done; msg != "" {
 		t.Error(msg)
 	}
@@ -124,10 +124,10 @@ func TestClientRefusedMAILExplainsAll(t *testing.T) {
 		{"RCPT TO:<x@b.test>", ""},
 		{"RCPT TO:<y@b.test>", "550 5.7.1 sender blocked\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"},
 	})
-	c := newClient(context.Background(), conn, "mx")
+	c := New(context.Background(), conn, "mx")
 	c.readReply(time.Second)
-	c.hello("mail.a.test")
-	replies, err := c.transaction("a@a.test", []string{"x@b.test", "y@b.test"}, mailParams{}, strings.NewReader("x\r\n"))
+	c.Hello("mail.a.test")
+	replies, err := c.Transaction("a@a.test", []string{"x@b.test", "y@b.test"}, MailParams{}, strings.NewReader("x\r\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,10 +151,10 @@ func TestClientConnectionLostAfterData(t *testing.T) {
 	}
 	steps = append(steps, bodySteps("hello", ".")...) // then hang up without a reply
 	conn, _ := scripted(t, steps)
-	c := newClient(context.Background(), conn, "mx")
+	c := New(context.Background(), conn, "mx")
 	c.readReply(time.Second)
-	c.hello("mail.a.test")
-	replies, err := c.transaction("a@a.test", []string{"x@b.test"}, mailParams{}, strings.NewReader("hello\r\n"))
+	c.Hello("mail.a.test")
+	replies, err := c.Transaction("a@a.test", []string{"x@b.test"}, MailParams{}, strings.NewReader("hello\r\n"))
 	if err == nil {
 		t.Fatal("no error for a lost connection")
 	}
@@ -174,7 +174,7 @@ func TestClientBadReplies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, _ := scripted(t, []step{{"", tc.reply}})
-			c := newClient(context.Background(), conn, "mx")
+			c := New(context.Background(), conn, "mx")
 			if r, err := c.readReply(time.Second); err == nil {
 				t.Errorf("accepted %q as %v", tc.reply, r)
 			}
@@ -187,9 +187,43 @@ func TestClientCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := newClient(ctx, conn, "mx")
+	c := New(ctx, conn, "mx")
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
 	if _, err := c.readReply(time.Minute); err == nil {
 		t.Fatal("read survived cancellation")
 	}
+}
+
+func FuzzParseReplyLine(f *testing.F) {
+	f.Add("250-mx.b.test Hello")
+	f.Add("250 2.0.0 OK")
+	f.Add("550 5.1.1 <x@y>: user unknown")
+	f.Add("354")
+	f.Add("99 x")
+	f.Fuzz(func(t *testing.T, line string) {
+		code, more, text, err := ParseReplyLine(line)
+		if err != nil {
+			return
+		}
+		if code < 200 || code > 599 {
+			t.Fatalf("code %d accepted", code)
+		}
+		if len(line) > 3 && !strings.HasSuffix(line, text) {
+			t.Fatalf("text %q not from %q", text, line)
+		}
+		if more && line[3] != '-' {
+			t.Fatal("more without '-'")
+		}
+		enh, rest := splitEnhanced(code, text)
+		if enh != "" {
+			if enh[0] != byte('0'+code/100) || !strings.HasSuffix(text, rest) {
+				t.Fatalf("enhanced %q from %q", enh, text)
+			}
+		}
+		// A stored reply parses back to the same code.
+		r := Reply{Code: code, Enhanced: enh, Text: rest}
+		if back := ParseReply(r.String()); back.Code != code || (enh != "" && back.Enhanced != enh) {
+			t.Fatalf("round trip %q → %d %q", r.String(), back.Code, back.Enhanced)
+		}
+	})
 }

@@ -1,4 +1,4 @@
-package queue
+package dkim
 
 import (
 	"bytes"
@@ -13,34 +13,42 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
+	msgauth "github.com/emersion/go-msgauth/dkim"
 	"github.com/mattn/go-sqlite3"
 	"github.com/miekg/dns"
+
+	"github.com/posthouse/posthouse/internal/mailaddr"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
-// DKIM algorithms.
+// Algorithms.
 const (
 	AlgorithmEd25519 = "ed25519"
 	AlgorithmRSA     = "rsa"
 	rsaKeyBits       = 2048
 )
 
-// dkimHeaderKeys are the fields we sign (RFC 6376 §5.4.1). From is listed
+// headerKeys are the fields we sign (RFC 6376 §5.4.1). From is listed
 // twice to oversign it: a second From added in transit breaks the
 // signature (RFC 6376 §8.15). Fields absent from a message are signed as
 // absent, so adding them later breaks it too.
-var dkimHeaderKeys = []string{
+var headerKeys = []string{
 	"From", "From", "Reply-To", "Subject", "Date", "To", "Cc",
 	"Message-ID", "In-Reply-To", "References", "MIME-Version",
 	"Content-Type", "Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post",
 }
 
-// DKIMKey is a signing key for one domain and selector.
-type DKIMKey struct {
+// Sentinel errors.
+var (
+	ErrExists    = errors.New("dkim: already exists")
+	ErrNoSuchKey = errors.New("dkim: no such DKIM key")
+)
+
+// Key is a signing key for one domain and selector.
+type Key struct {
 	Domain    string
 	Selector  string
 	Algorithm string // AlgorithmEd25519 or AlgorithmRSA
@@ -49,11 +57,11 @@ type DKIMKey struct {
 }
 
 // TXTName is where the public key is published.
-func (k DKIMKey) TXTName() string { return k.Selector + "._domainkey." + k.Domain }
+func (k Key) TXTName() string { return k.Selector + "._domainkey." + k.Domain }
 
 // TXTValue is the DNS TXT record's text (RFC 6376 §3.6.1; RFC 8463 for
 // ed25519).
-func (k DKIMKey) TXTValue() string {
+func (k Key) TXTValue() string {
 	var pub []byte
 	switch p := k.signer.Public().(type) {
 	case ed25519.PublicKey:
@@ -66,7 +74,7 @@ func (k DKIMKey) TXTValue() string {
 
 // ZoneRecord renders the TXT record in zone-file syntax, split into
 // strings of at most 255 bytes.
-func (k DKIMKey) ZoneRecord() string {
+func (k Key) ZoneRecord() string {
 	v := k.TXTValue()
 	var parts []string
 	for len(v) > 255 {
@@ -87,85 +95,103 @@ func DefaultSelector(algorithm string, now time.Time) string {
 	return prefix + now.UTC().Format("200601")
 }
 
-// GenerateDKIMKey makes and stores a key for domain. An existing selector
-// gives ErrExists.
-func (q *Queue) GenerateDKIMKey(ctx context.Context, domain, selector, algorithm string) (DKIMKey, error) {
+// Keys stores signing keys in the dkim_keys table of the queue's database,
+// queue.sqlite (the queue's migrations create the table; its package doc
+// says why the keys live there): domain, selector, algorithm, the private
+// key as PKCS #8 DER, and the creation time in unix nanoseconds. It is
+// safe for concurrent use.
+type Keys struct {
+	db  *sqlitedb.DB
+	now func() time.Time
+}
+
+// NewKeys returns the key store in db; now is the clock (nil: time.Now).
+func NewKeys(db *sqlitedb.DB, now func() time.Time) *Keys {
+	if now == nil {
+		now = time.Now
+	}
+	return &Keys{db: db, now: now}
+}
+
+// Generate makes and stores a key for domain. An existing selector gives
+// ErrExists.
+func (ks *Keys) Generate(ctx context.Context, domain, selector, algorithm string) (Key, error) {
 	domain = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(domain), "."))
 	if _, ok := dns.IsDomainName(domain); !ok || domain == "" || strings.Count(domain, ".") == 0 {
-		return DKIMKey{}, fmt.Errorf("queue: invalid domain %q", domain)
+		return Key{}, fmt.Errorf("dkim: invalid domain %q", domain)
 	}
 	if algorithm == "" {
 		algorithm = AlgorithmRSA
 	}
 	if selector == "" {
-		selector = DefaultSelector(algorithm, q.opts.Now())
+		selector = DefaultSelector(algorithm, ks.now())
 	}
 	selector = strings.ToLower(selector)
 	if _, ok := dns.IsDomainName(selector); !ok || strings.ContainsAny(selector, " _") {
-		return DKIMKey{}, fmt.Errorf("queue: invalid selector %q", selector)
+		return Key{}, fmt.Errorf("dkim: invalid selector %q", selector)
 	}
 	var signer crypto.Signer
 	switch algorithm {
 	case AlgorithmEd25519:
 		_, priv, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
-			return DKIMKey{}, err
+			return Key{}, err
 		}
 		signer = priv
 	case AlgorithmRSA:
 		priv, err := rsa.GenerateKey(rand.Reader, rsaKeyBits)
 		if err != nil {
-			return DKIMKey{}, err
+			return Key{}, err
 		}
 		signer = priv
 	default:
-		return DKIMKey{}, fmt.Errorf("queue: unknown DKIM algorithm %q (want ed25519 or rsa)", algorithm)
+		return Key{}, fmt.Errorf("dkim: unknown algorithm %q (want ed25519 or rsa)", algorithm)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(signer)
 	if err != nil {
-		return DKIMKey{}, err
+		return Key{}, err
 	}
-	now := q.opts.Now()
-	_, err = q.db.Write.ExecContext(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created) VALUES (?, ?, ?, ?, ?)`,
+	now := ks.now()
+	_, err = ks.db.Write.ExecContext(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created) VALUES (?, ?, ?, ?, ?)`,
 		domain, selector, algorithm, der, now.UnixNano())
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
-			return DKIMKey{}, fmt.Errorf("%w: DKIM selector %s for %s", ErrExists, selector, domain)
+			return Key{}, fmt.Errorf("%w: DKIM selector %s for %s", ErrExists, selector, domain)
 		}
-		return DKIMKey{}, fmt.Errorf("queue: %w", err)
+		return Key{}, fmt.Errorf("dkim: %w", err)
 	}
-	return DKIMKey{Domain: domain, Selector: selector, Algorithm: algorithm, Created: now, signer: signer}, nil
+	return Key{Domain: domain, Selector: selector, Algorithm: algorithm, Created: now, signer: signer}, nil
 }
 
-// DKIMKeys returns domain's keys ("": all domains'), by domain and selector.
-func (q *Queue) DKIMKeys(ctx context.Context, domain string) ([]DKIMKey, error) {
+// List returns domain's keys ("": all domains'), by domain and selector.
+func (ks *Keys) List(ctx context.Context, domain string) ([]Key, error) {
 	query := `SELECT domain, selector, algorithm, private_key, created FROM dkim_keys`
 	var args []any
 	if domain != "" {
 		query += ` WHERE domain = ?`
 		args = append(args, strings.ToLower(strings.TrimSuffix(domain, ".")))
 	}
-	rows, err := q.db.Read.QueryContext(ctx, query+` ORDER BY domain, selector`, args...)
+	rows, err := ks.db.Read.QueryContext(ctx, query+` ORDER BY domain, selector`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
+		return nil, fmt.Errorf("dkim: %w", err)
 	}
 	defer rows.Close()
-	var keys []DKIMKey
+	var keys []Key
 	for rows.Next() {
-		var k DKIMKey
+		var k Key
 		var der []byte
 		var created int64
 		if err := rows.Scan(&k.Domain, &k.Selector, &k.Algorithm, &der, &created); err != nil {
-			return nil, fmt.Errorf("queue: %w", err)
+			return nil, fmt.Errorf("dkim: %w", err)
 		}
 		key, err := x509.ParsePKCS8PrivateKey(der)
 		if err != nil {
-			return nil, fmt.Errorf("queue: DKIM key %s: %w", k.TXTName(), err)
+			return nil, fmt.Errorf("dkim: key %s: %w", k.TXTName(), err)
 		}
 		s, ok := key.(crypto.Signer)
 		if !ok {
-			return nil, fmt.Errorf("queue: DKIM key %s: unsupported type %T", k.TXTName(), key)
+			return nil, fmt.Errorf("dkim: key %s: unsupported type %T", k.TXTName(), key)
 		}
 		k.signer = s
 		k.Created = time.Unix(0, created)
@@ -174,12 +200,12 @@ func (q *Queue) DKIMKeys(ctx context.Context, domain string) ([]DKIMKey, error) 
 	return keys, rows.Err()
 }
 
-// RemoveDKIMKey deletes a key.
-func (q *Queue) RemoveDKIMKey(ctx context.Context, domain, selector string) error {
-	res, err := q.db.Write.ExecContext(ctx, `DELETE FROM dkim_keys WHERE domain = ? AND selector = ?`,
+// Remove deletes a key.
+func (ks *Keys) Remove(ctx context.Context, domain, selector string) error {
+	res, err := ks.db.Write.ExecContext(ctx, `DELETE FROM dkim_keys WHERE domain = ? AND selector = ?`,
 		strings.ToLower(domain), strings.ToLower(selector))
 	if err != nil {
-		return fmt.Errorf("queue: %w", err)
+		return fmt.Errorf("dkim: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: selector %s for %s", ErrNoSuchKey, selector, domain)
@@ -197,54 +223,48 @@ func fromDomain(header []byte) string {
 	if err != nil || len(list) == 0 {
 		return ""
 	}
-	d, err := domainOf(list[0].Address)
-	if err != nil {
-		return ""
-	}
+	d, _ := mailaddr.Domain(list[0].Address)
 	return d
 }
 
-// sign returns DKIM-Signature fields for the spool file f, one per key of
-// the header From's domain (or, without a usable From, of the envelope
-// sender's domain), relaxed/relaxed. "" when there is no key.
-func (q *Queue) sign(ctx context.Context, f *os.File, envFrom string) (string, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
-	}
-	domain := fromDomain(ReadHeader(f, maxHeaderBytes))
+// SigningDomain returns the domain whose keys sign a message: that of the
+// header From address, or, without a usable From, that of the envelope
+// sender; "" when there is neither.
+func SigningDomain(header []byte, envFrom string) string {
+	domain := fromDomain(header)
 	if domain == "" && envFrom != "" {
-		domain, _ = domainOf(envFrom)
+		domain, _ = mailaddr.Domain(envFrom)
 	}
-	if domain == "" {
-		return "", nil
-	}
-	keys, err := q.DKIMKeys(ctx, domain)
-	if err != nil || len(keys) == 0 {
-		return "", err
-	}
+	return domain
+}
+
+// Sign returns DKIM-Signature fields for the message in r (CRLF lines),
+// one per key, relaxed/relaxed, SHA-256, the headerKeys with From
+// oversigned. r is read from its start once per key.
+func Sign(r io.ReadSeeker, keys []Key) (string, error) {
 	var out strings.Builder
 	for _, k := range keys {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return "", fmt.Errorf("queue: spool: %w", err)
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			return "", fmt.Errorf("dkim: %w", err)
 		}
-		s, err := dkim.NewSigner(&dkim.SignOptions{
+		s, err := msgauth.NewSigner(&msgauth.SignOptions{
 			Domain:                 k.Domain,
 			Selector:               k.Selector,
 			Signer:                 k.signer,
 			Hash:                   crypto.SHA256,
-			HeaderCanonicalization: dkim.CanonicalizationRelaxed,
-			BodyCanonicalization:   dkim.CanonicalizationRelaxed,
-			HeaderKeys:             dkimHeaderKeys,
+			HeaderCanonicalization: msgauth.CanonicalizationRelaxed,
+			BodyCanonicalization:   msgauth.CanonicalizationRelaxed,
+			HeaderKeys:             headerKeys,
 		})
 		if err != nil {
-			return "", fmt.Errorf("queue: DKIM %s: %w", k.TXTName(), err)
+			return "", fmt.Errorf("dkim: %s: %w", k.TXTName(), err)
 		}
-		if _, err := io.Copy(s, f); err != nil {
+		if _, err := io.Copy(s, r); err != nil {
 			s.Close()
-			return "", fmt.Errorf("queue: DKIM %s: %w", k.TXTName(), err)
+			return "", fmt.Errorf("dkim: %s: %w", k.TXTName(), err)
 		}
 		if err := s.Close(); err != nil {
-			return "", fmt.Errorf("queue: DKIM %s: %w", k.TXTName(), err)
+			return "", fmt.Errorf("dkim: %s: %w", k.TXTName(), err)
 		}
 		out.WriteString(s.Signature())
 	}

@@ -2,7 +2,11 @@
 // for foreign recipients from smtpd (Enqueue), delivers them to the
 // recipients' mail exchangers, retries, reports failures to the sender with
 // delivery status notifications, and DKIM-signs mail from our domains. It
-// does not accept connections.
+// owns the store, the schedule and every decision; the SMTP conversation is
+// package smtpclient's, the DSN's shape package dsn's, keys and signatures
+// package dkim's, and DNS answers come through the Resolver interface
+// (package dns). It does not accept connections, and smtpd does not import
+// it: cmd/posthouse hands it to smtpd as smtpd's small Queue interface.
 //
 // # On disk
 //
@@ -45,16 +49,13 @@
 // its own bookkeeping), so a backlog for one destination drains without a
 // connection and TLS handshake per message.
 //
-// The SMTP client is ours (client.go) rather than go-smtp's, because
-// go-smtp's client sends one command at a time (no PIPELINING) and cannot
-// send EHLO with our name before STARTTLS. It says EHLO with
-// Options.Hostname, uses STARTTLS when offered, declares SIZE, BODY=8BITMIME
-// and SMTPUTF8 when the message needs them, pipelines MAIL and all RCPTs
-// (RFC 2920) and sends DATA only when a recipient was accepted. A message
-// larger than the server's SIZE, one with 8-bit content to a server without
-// 8BITMIME (we do not downgrade: that would break the DKIM signature), and
-// one with non-ASCII addresses to a server without SMTPUTF8 fail
-// permanently. Raw UTF-8 in header fields only needs 8BITMIME.
+// The SMTP conversation is package smtpclient's: EHLO with
+// Options.Hostname, STARTTLS when offered, SIZE, BODY=8BITMIME and
+// SMTPUTF8 when the message needs them, MAIL and all RCPTs pipelined. A
+// message larger than the server's SIZE, one with 8-bit content to a server
+// without 8BITMIME (we do not downgrade: that would break the DKIM
+// signature), and one with non-ASCII addresses to a server without SMTPUTF8
+// fail permanently. Raw UTF-8 in header fields only needs 8BITMIME.
 //
 // Opportunistic TLS (RFC 7435): certificates are not verified, since
 // without MTA-STS or DANE there is nothing to verify them against; TLS
@@ -79,9 +80,10 @@
 // 4 h, with ±10 % jitter. A recipient still failing temporarily once the
 // message is older than Options.Expiry (default 5 days) fails with status
 // 4.4.7. 5xx replies, local permanent failures and expiry produce one DSN
-// (RFC 3464 multipart/report: a text part, message/delivery-status, and the
-// original header as text/rfc822-headers; RFC 6533 global types when an
-// address is not ASCII) to the envelope sender: straight into the mailbox
+// (built by package dsn: an RFC 3464 multipart/report with a text part,
+// message/delivery-status, and the original header as
+// text/rfc822-headers; RFC 6533 global types when an address is not
+// ASCII) to the envelope sender: straight into the mailbox
 // when the sender is local (Options.Locals, Options.Store), else queued
 // with the null sender. A message with the null sender (a DSN itself) is
 // never bounced (RFC 5321 §4.5.5). A "delayed" DSN is sent once when a
@@ -95,10 +97,10 @@
 //
 // # DKIM
 //
-// Keys (Ed25519, RFC 8463, and RSA-2048) are per domain and selector. A
-// message is signed at Enqueue, once, with every key of the domain of its
-// header From (or, without a usable From, of the envelope sender):
-// relaxed/relaxed, SHA-256, the RFC 6376 §5.4.1 fields with From oversigned.
+// A message is signed at Enqueue, once, by package dkim with every key of
+// its signing domain (see that package for keys and signature options).
 // The DKIM-Signature fields are stored with the row and written before the
-// spool file at delivery, so the spool file is the message as accepted.
+// spool file at delivery, so the spool file is the message as accepted. The
+// keys live in queue.sqlite (the table is created by this package's
+// migrations); DKIM returns the store for admin commands.
 package queue

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 // The local transport. A queued recipient in one of our own domains is
@@ -17,11 +18,11 @@ import (
 // error); the queue retries them on its schedule and bounces them at expiry,
 // as for any destination.
 var (
-	replyLocalDelivered = Reply{Code: 250, Enhanced: "2.0.0", Text: "delivered to the local mailbox"}
-	replyLocalForwarded = Reply{Code: 250, Enhanced: "2.0.0", Text: "accepted for the alias's targets"}
-	replyLocalUnknown   = Reply{Code: 550, Enhanced: "5.1.1", Text: "no such local mailbox"}
-	replyLocalFull      = Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full"}
-	replyLocalTemp      = Reply{Code: 451, Enhanced: "4.3.0", Text: "local delivery failed temporarily"}
+	replyLocalDelivered = smtpclient.Reply{Code: 250, Enhanced: "2.0.0", Text: "delivered to the local mailbox"}
+	replyLocalForwarded = smtpclient.Reply{Code: 250, Enhanced: "2.0.0", Text: "accepted for the alias's targets"}
+	replyLocalUnknown   = smtpclient.Reply{Code: 550, Enhanced: "5.1.1", Text: "no such local mailbox"}
+	replyLocalFull      = smtpclient.Reply{Code: 452, Enhanced: "4.2.2", Text: "mailbox full"}
+	replyLocalTemp      = smtpclient.Reply{Code: 451, Enhanced: "4.3.0", Text: "local delivery failed temporarily"}
 )
 
 // isLocalDomain reports whether domain is ours; without Locals or a Store
@@ -50,7 +51,7 @@ func (q *Queue) deliverLocalAttempt(ctx context.Context, p *prepared) []result {
 // targets is concluded at once: the targets that did not take the message
 // now (and foreign ones) go into a new queue entry of their own, so a retry
 // never repeats a copy already delivered.
-func (q *Queue) deliverLocalRcpt(ctx context.Context, m *msgInfo, rcpt string) Reply {
+func (q *Queue) deliverLocalRcpt(ctx context.Context, m *msgInfo, rcpt string) smtpclient.Reply {
 	log := q.log.With("queueid", m.id, "rcpt", rcpt)
 	accounts, remote, err := q.opts.Locals.Resolve(ctx, rcpt)
 	switch {
@@ -88,7 +89,7 @@ func (q *Queue) deliverLocalRcpt(ctx context.Context, m *msgInfo, rcpt string) R
 }
 
 // deliverAccount stores one copy, with the Return-Path of RFC 5321 §4.4.
-func (q *Queue) deliverAccount(ctx context.Context, m *msgInfo, account string) Reply {
+func (q *Queue) deliverAccount(ctx context.Context, m *msgInfo, account string) smtpclient.Reply {
 	log := q.log.With("queueid", m.id, "rcpt", account)
 	f, err := os.Open(q.spoolPath(m.id))
 	if err != nil {

@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-msgauth/dkim"
+	msgauth "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
+
+	"github.com/posthouse/posthouse/dkim"
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 func TestDeliver(t *testing.T) {
@@ -345,14 +348,14 @@ func TestDKIMSignatureVerifies(t *testing.T) {
 	remote := newFakeRemote(t)
 	e := newEnv(t, remote)
 	ctx := context.Background()
-	for _, algo := range []string{AlgorithmEd25519, AlgorithmRSA} {
-		k, err := e.q.GenerateDKIMKey(ctx, "a.test", "", algo)
+	for _, algo := range []string{dkim.AlgorithmEd25519, dkim.AlgorithmRSA} {
+		k, err := e.q.DKIM().Generate(ctx, "a.test", "", algo)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.dns.AddTXT(k.TXTName(), k.TXTValue())
 	}
-	if _, err := e.q.GenerateDKIMKey(ctx, "a.test", "ed202611", AlgorithmEd25519); !errors.Is(err, ErrExists) {
+	if _, err := e.q.DKIM().Generate(ctx, "a.test", "ed202611", dkim.AlgorithmEd25519); !errors.Is(err, dkim.ErrExists) {
 		t.Errorf("duplicate selector: %v", err)
 	}
 	e.enqueue("alice@a.test", "bob@b.test")
@@ -361,7 +364,7 @@ func TestDKIMSignatureVerifies(t *testing.T) {
 	res := e.opts.Resolver.(interface {
 		LookupTXT(context.Context, string) ([]string, error)
 	})
-	vs, err := dkim.VerifyWithOptions(bytes.NewReader(body), &dkim.VerifyOptions{
+	vs, err := msgauth.VerifyWithOptions(bytes.NewReader(body), &msgauth.VerifyOptions{
 		LookupTXT: func(name string) ([]string, error) { return res.LookupTXT(ctx, name) },
 	})
 	if err != nil {
@@ -380,7 +383,7 @@ func TestDKIMSignatureVerifies(t *testing.T) {
 	}
 	// A second From added in transit breaks the signature.
 	tampered := append([]byte("From: mallory@evil.test\r\n"), body...)
-	vs, _ = dkim.VerifyWithOptions(bytes.NewReader(tampered), &dkim.VerifyOptions{
+	vs, _ = msgauth.VerifyWithOptions(bytes.NewReader(tampered), &msgauth.VerifyOptions{
 		LookupTXT: func(name string) ([]string, error) { return res.LookupTXT(ctx, name) },
 	})
 	for _, v := range vs {
@@ -488,7 +491,7 @@ func TestManyRecipientsPipelined(t *testing.T) {
 	n := 0
 	for _, m := range remote.messages() {
 		n += len(m.rcpts)
-		if len(m.rcpts) > maxRcptsPerTransaction {
+		if len(m.rcpts) > smtpclient.MaxRcptsPerTransaction {
 			t.Errorf("%d recipients in one transaction", len(m.rcpts))
 		}
 	}

@@ -1,4 +1,4 @@
-package resolve
+package dns
 
 import (
 	"context"
@@ -24,12 +24,12 @@ const ednsBufferSize = 1232
 // callers use errors.Is to decide between permanent and temporary failure.
 var (
 	// ErrNotFound: the name does not exist (NXDOMAIN). Permanent.
-	ErrNotFound = errors.New("resolve: no such domain")
+	ErrNotFound = errors.New("dns: no such domain")
 	// ErrTemporary: the resolver could not answer (SERVFAIL, REFUSED,
 	// timeout, network error). Trying again later may help.
-	ErrTemporary = errors.New("resolve: temporary DNS failure")
+	ErrTemporary = errors.New("dns: temporary DNS failure")
 	// ErrMalformed: the answer could not be used (bad name, bad reply).
-	ErrMalformed = errors.New("resolve: malformed name or answer")
+	ErrMalformed = errors.New("dns: malformed name or answer")
 )
 
 // Error describes a failed lookup.
@@ -86,11 +86,11 @@ func New(opts Options) (*Resolver, error) {
 		}
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("resolve: no [dns] resolver configured and %w", err)
+			return nil, fmt.Errorf("dns: no [dns] resolver configured and %w", err)
 		}
 		server, err = ParseResolvConf(string(data))
 		if err != nil {
-			return nil, fmt.Errorf("resolve: %s: %w", path, err)
+			return nil, fmt.Errorf("dns: %s: %w", path, err)
 		}
 	} else {
 		var err error
@@ -119,7 +119,7 @@ func (r *Resolver) Server() string { return r.server }
 func normalizeServer(s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
-		return "", fmt.Errorf("resolve: empty server address")
+		return "", fmt.Errorf("dns: empty server address")
 	}
 	if _, err := netip.ParseAddr(s); err == nil {
 		return net.JoinHostPort(s, "53"), nil
@@ -128,12 +128,12 @@ func normalizeServer(s string) (string, error) {
 	if err != nil {
 		// No port.
 		if strings.ContainsAny(s, "[]") {
-			return "", fmt.Errorf("resolve: bad server address %q", s)
+			return "", fmt.Errorf("dns: bad server address %q", s)
 		}
 		return net.JoinHostPort(s, "53"), nil
 	}
 	if host == "" || port == "" {
-		return "", fmt.Errorf("resolve: bad server address %q", s)
+		return "", fmt.Errorf("dns: bad server address %q", s)
 	}
 	return net.JoinHostPort(host, port), nil
 }

@@ -22,9 +22,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/dns/dnstest"
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/smtpd/resolve"
-	"github.com/posthouse/posthouse/smtpd/resolve/resolvetest"
 )
 
 // fakeClock is a movable clock.
@@ -278,7 +278,7 @@ type env struct {
 	t      *testing.T
 	dir    string
 	q      *Queue
-	dns    *resolvetest.Server
+	dns    *dnstest.Server
 	remote *fakeRemote
 	clock  *fakeClock
 	store  *fakeStore
@@ -292,13 +292,13 @@ func newEnv(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) *env {
 	e := &env{
 		t:      t,
 		dir:    t.TempDir(),
-		dns:    resolvetest.NewServer(t),
+		dns:    dnstest.NewServer(t),
 		remote: remote,
 		clock:  &fakeClock{t: time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)},
 		store:  &fakeStore{},
 	}
 	e.dns.Add("b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.1")
-	res, err := resolve.New(resolve.Options{Server: e.dns.Addr, Timeout: 2 * time.Second})
+	res, err := dns.New(dns.Options{Server: e.dns.Addr, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package resolve
+package dns
 
 import "math/rand/v2"
 

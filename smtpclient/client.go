@@ -1,4 +1,4 @@
-package queue
+package smtpclient
 
 import (
 	"bufio"
@@ -26,9 +26,9 @@ const (
 	// maxReplyLines bounds a multi-line reply (an EHLO list is ~20).
 	maxReplyLine  = 2048
 	maxReplyLines = 100
-	// maxRcptsPerTransaction: RFC 5321 §4.5.3.1.8 requires servers to
+	// MaxRcptsPerTransaction: RFC 5321 §4.5.3.1.8 requires servers to
 	// accept at least 100.
-	maxRcptsPerTransaction = 100
+	MaxRcptsPerTransaction = 100
 )
 
 // Reply is an SMTP reply.
@@ -103,12 +103,27 @@ func splitEnhanced(code int, text string) (enh, rest string) {
 	return f, rest
 }
 
-// client is a minimal RFC 5321 client with PIPELINING (RFC 2920), written
+// ParseReply reads back a reply written by Reply.String (the queue stores
+// replies that way): the code, the enhanced code when there is one, and the
+// rest as Text. A string that does not start with a code gives Code 0.
+func ParseReply(s string) Reply {
+	if len(s) < 3 {
+		return Reply{}
+	}
+	code, err := strconv.Atoi(s[:3])
+	if err != nil {
+		return Reply{}
+	}
+	enh, rest := splitEnhanced(code, strings.TrimPrefix(s[3:], " "))
+	return Reply{Code: code, Enhanced: enh, Text: rest}
+}
+
+// Client is a minimal RFC 5321 client with PIPELINING (RFC 2920), written
 // for the queue because go-smtp's client sends commands one at a time and
-// cannot say EHLO with our name before STARTTLS.
-type client struct {
+// cannot say EHLO with our name before STARTTLS. One goroutine uses it.
+type Client struct {
 	// ctx is the attempt's context. Its cancellation sets a past deadline
-	// on the connection (see session); every deadline we set is followed by
+	// on the connection (the caller's job, see New); every deadline we set is followed by
 	// a check of ctx, so a later deadline never undoes the cancellation.
 	ctx    context.Context
 	conn   net.Conn
@@ -119,19 +134,23 @@ type client struct {
 	remote string // host name for logs and DSNs
 }
 
-func newClient(ctx context.Context, conn net.Conn, remote string) *client {
-	c := &client{ctx: ctx, remote: remote}
+// New returns a client on conn, a connection to the host named remote.
+// ctx is the attempt's context: the caller sets a past deadline on conn when
+// ctx ends (context.AfterFunc), and the client checks ctx after every
+// deadline it sets, so a later deadline never undoes the cancellation.
+func New(ctx context.Context, conn net.Conn, remote string) *Client {
+	c := &Client{ctx: ctx, remote: remote}
 	c.setConn(conn)
 	return c
 }
 
-func (c *client) setConn(conn net.Conn) {
+func (c *Client) setConn(conn net.Conn) {
 	c.conn = conn
 	c.br = bufio.NewReaderSize(conn, 4096)
 	c.bw = bufio.NewWriterSize(conn, 32<<10)
 }
 
-func (c *client) readReply(timeout time.Duration) (Reply, error) {
+func (c *Client) readReply(timeout time.Duration) (Reply, error) {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	if err := c.ctx.Err(); err != nil {
 		return Reply{}, err
@@ -170,7 +189,7 @@ func (c *client) readReply(timeout time.Duration) (Reply, error) {
 	return r, nil
 }
 
-func (c *client) readLine() (string, error) {
+func (c *Client) readLine() (string, error) {
 	var line []byte
 	for {
 		frag, isPrefix, err := c.br.ReadLine()
@@ -195,12 +214,12 @@ func truncate(s string, n int) string {
 }
 
 // write queues a command line; flush sends what is queued.
-func (c *client) write(format string, args ...any) error {
+func (c *Client) write(format string, args ...any) error {
 	_, err := fmt.Fprintf(c.bw, format+"\r\n", args...)
 	return err
 }
 
-func (c *client) flush(timeout time.Duration) error {
+func (c *Client) flush(timeout time.Duration) error {
 	c.conn.SetWriteDeadline(time.Now().Add(timeout))
 	if err := c.ctx.Err(); err != nil {
 		return err
@@ -209,7 +228,7 @@ func (c *client) flush(timeout time.Duration) error {
 }
 
 // cmd sends one command and reads its reply.
-func (c *client) cmd(timeout time.Duration, format string, args ...any) (Reply, error) {
+func (c *Client) cmd(timeout time.Duration, format string, args ...any) (Reply, error) {
 	if err := c.write(format, args...); err != nil {
 		return Reply{}, err
 	}
@@ -219,9 +238,14 @@ func (c *client) cmd(timeout time.Duration, format string, args ...any) (Reply, 
 	return c.readReply(timeout)
 }
 
-// hello reads nothing: it sends EHLO (HELO when EHLO is refused as unknown)
+// Greeting reads the server's greeting (220 when it will talk to us).
+func (c *Client) Greeting() (Reply, error) {
+	return c.readReply(timeoutGreeting)
+}
+
+// Hello reads nothing: it sends EHLO (HELO when EHLO is refused as unknown)
 // and records the extensions.
-func (c *client) hello(name string) (Reply, error) {
+func (c *Client) Hello(name string) (Reply, error) {
 	r, err := c.cmd(timeoutCommand, "EHLO %s", name)
 	if err != nil {
 		return r, err
@@ -243,13 +267,14 @@ func (c *client) hello(name string) (Reply, error) {
 	return r, nil
 }
 
-func (c *client) has(ext string) bool {
+// Has reports whether the server's EHLO reply listed ext (upper case).
+func (c *Client) Has(ext string) bool {
 	_, ok := c.ext[ext]
 	return ok
 }
 
-// maxSize returns the server's SIZE limit, 0 when none.
-func (c *client) maxSize() int64 {
+// MaxSize returns the server's SIZE limit, 0 when none.
+func (c *Client) MaxSize() int64 {
 	n, err := strconv.ParseInt(strings.TrimSpace(c.ext["SIZE"]), 10, 64)
 	if err != nil || n < 0 {
 		return 0
@@ -260,9 +285,9 @@ func (c *client) maxSize() int64 {
 // errTLS marks a STARTTLS failure.
 var errTLS = errors.New("STARTTLS failed")
 
-// startTLS upgrades the connection. Any failure leaves the connection
+// StartTLS upgrades the connection. Any failure leaves the connection
 // unusable: the caller closes it and never goes on in plaintext on it.
-func (c *client) startTLS(cfg *tls.Config, serverName string) error {
+func (c *Client) StartTLS(cfg *tls.Config, serverName string) error {
 	r, err := c.cmd(timeoutCommand, "STARTTLS")
 	if err != nil {
 		return fmt.Errorf("%w: %v", errTLS, err)
@@ -288,21 +313,21 @@ func (c *client) startTLS(cfg *tls.Config, serverName string) error {
 	return nil
 }
 
-// mailParams says which MAIL FROM parameters to send.
-type mailParams struct {
-	size     int64
-	eightbit bool // BODY=8BITMIME
-	smtputf8 bool
+// MailParams says which MAIL FROM parameters to send.
+type MailParams struct {
+	Size     int64
+	EightBit bool // BODY=8BITMIME
+	SMTPUTF8 bool
 }
 
-// transaction runs MAIL, RCPT for each recipient and DATA, pipelined when
+// Transaction runs MAIL, RCPT for each recipient and DATA, pipelined when
 // the server offers PIPELINING: MAIL and the RCPTs go in one write, DATA
 // after their replies (so a transaction whose recipients were all refused
 // never reaches DATA). It returns one reply per recipient: the RCPT reply
 // when refused, else the reply to the end of data. A non-nil error means
 // the connection broke; replies gathered so far are still returned, with
 // the zero Reply for recipients without one.
-func (c *client) transaction(from string, rcpts []string, p mailParams, body io.Reader) (replies []Reply, err error) {
+func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.Reader) (replies []Reply, err error) {
 	replies = make([]Reply, len(rcpts))
 	defer func() {
 		if err != nil {
@@ -316,16 +341,16 @@ func (c *client) transaction(from string, rcpts []string, p mailParams, body io.
 		}
 	}()
 	mail := "MAIL FROM:<" + from + ">"
-	if p.size > 0 && c.has("SIZE") {
-		mail += " SIZE=" + strconv.FormatInt(p.size, 10)
+	if p.Size > 0 && c.Has("SIZE") {
+		mail += " SIZE=" + strconv.FormatInt(p.Size, 10)
 	}
-	if p.eightbit && c.has("8BITMIME") {
+	if p.EightBit && c.Has("8BITMIME") {
 		mail += " BODY=8BITMIME"
 	}
-	if p.smtputf8 && c.has("SMTPUTF8") {
+	if p.SMTPUTF8 && c.Has("SMTPUTF8") {
 		mail += " SMTPUTF8"
 	}
-	pipelining := c.has("PIPELINING")
+	pipelining := c.Has("PIPELINING")
 	if err := c.write("%s", mail); err != nil {
 		return replies, err
 	}
@@ -409,7 +434,7 @@ func (c *client) transaction(from string, rcpts []string, p mailParams, body io.
 	return replies, nil
 }
 
-func (c *client) readAfterFlush(timeout time.Duration) (Reply, error) {
+func (c *Client) readAfterFlush(timeout time.Duration) (Reply, error) {
 	if err := c.flush(timeout); err != nil {
 		return Reply{}, err
 	}
@@ -440,7 +465,7 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 }
 
 // sendData writes the dot-stuffed body and the final ".".
-func (c *client) sendData(body io.Reader) error {
+func (c *Client) sendData(body io.Reader) error {
 	c.bw.Reset(deadlineWriter{c.ctx, c.conn})
 	dw := textproto.NewWriter(c.bw).DotWriter()
 	if _, err := io.Copy(dw, body); err != nil {
@@ -453,7 +478,13 @@ func (c *client) sendData(body io.Reader) error {
 	return nil
 }
 
-func (c *client) quit() {
+// Reset sends RSET between two transactions on one connection.
+func (c *Client) Reset() (Reply, error) {
+	return c.cmd(timeoutCommand, "RSET")
+}
+
+// Quit says QUIT and closes the connection.
+func (c *Client) Quit() {
 	c.cmd(30*time.Second, "QUIT")
 	c.conn.Close()
 }

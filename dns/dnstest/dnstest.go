@@ -1,8 +1,8 @@
-// Package resolvetest runs an authoritative-style DNS server on 127.0.0.1 for
+// Package dnstest runs an authoritative-style DNS server on 127.0.0.1 for
 // tests, over UDP and TCP on the same port, answering from records the test
-// adds. Point resolve.Options.Server (or [dns] resolver in a config) at
+// adds. Point dns.Options.Server (or [dns] resolver in a config) at
 // Server.Addr. It never forwards anything to the real DNS.
-package resolvetest
+package dnstest
 
 import (
 	"fmt"
@@ -38,7 +38,7 @@ func NewServer(t testing.TB) *Server {
 	t.Helper()
 	s, err := Start()
 	if err != nil {
-		t.Fatalf("resolvetest: %v", err)
+		t.Fatalf("dnstest: %v", err)
 	}
 	t.Cleanup(s.Close)
 	return s
@@ -99,7 +99,7 @@ func (s *Server) Add(records ...string) {
 	for _, text := range records {
 		rr, err := dns.NewRR(text)
 		if err != nil || rr == nil {
-			panic(fmt.Sprintf("resolvetest: bad record %q: %v", text, err))
+			panic(fmt.Sprintf("dnstest: bad record %q: %v", text, err))
 		}
 		h := rr.Header()
 		if h.Ttl == 0 {

@@ -13,8 +13,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/posthouse/posthouse/smtpd/resolve"
-	"github.com/posthouse/posthouse/smtpd/resolve/resolvetest"
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
 // BenchmarkRelay measures relay throughput to a loopback receiver (go-smtp,
@@ -59,11 +59,11 @@ func benchRelay(b *testing.B, domains int, starttls bool) {
 	go srv.Serve(ln)
 	defer srv.Close()
 
-	dns := resolvetest.NewServer(b)
+	ns := dnstest.NewServer(b)
 	for i := range domains {
-		dns.Add(fmt.Sprintf("d%d.test. MX 10 mx.d%d.test.", i, i), fmt.Sprintf("mx.d%d.test. A 127.0.0.1", i))
+		ns.Add(fmt.Sprintf("d%d.test. MX 10 mx.d%d.test.", i, i), fmt.Sprintf("mx.d%d.test. A 127.0.0.1", i))
 	}
-	res, err := resolve.New(resolve.Options{Server: dns.Addr})
+	res, err := dns.New(dns.Options{Server: ns.Addr})
 	if err != nil {
 		b.Fatal(err)
 	}

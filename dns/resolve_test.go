@@ -1,4 +1,4 @@
-package resolve_test
+package dns_test
 
 import (
 	"context"
@@ -11,16 +11,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	miekg "github.com/miekg/dns"
 
-	"github.com/posthouse/posthouse/smtpd/resolve"
-	"github.com/posthouse/posthouse/smtpd/resolve/resolvetest"
+	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
-func newResolver(t *testing.T) (*resolve.Resolver, *resolvetest.Server) {
+func newResolver(t *testing.T) (*dns.Resolver, *dnstest.Server) {
 	t.Helper()
-	srv := resolvetest.NewServer(t)
-	r, err := resolve.New(resolve.Options{Server: srv.Addr, Timeout: 2 * time.Second})
+	srv := dnstest.NewServer(t)
+	r, err := dns.New(dns.Options{Server: srv.Addr, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +43,8 @@ func TestLookupMX(t *testing.T) {
 		{name: "sorted by preference", domain: "b.test", want: []string{"mx1.b.test", "mx2.b.test", "mx3.b.test"}},
 		{name: "no MX is not an error", domain: "nomx.test", want: nil},
 		{name: "null MX", domain: "null.test", want: []string{"."}},
-		{name: "NXDOMAIN", domain: "missing.test", wantErr: resolve.ErrNotFound},
-		{name: "bad name", domain: "a..b", wantErr: resolve.ErrMalformed},
+		{name: "NXDOMAIN", domain: "missing.test", wantErr: dns.ErrNotFound},
+		{name: "bad name", domain: "a..b", wantErr: dns.ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,9 +72,9 @@ func TestLookupMX(t *testing.T) {
 func TestTemporaryFailure(t *testing.T) {
 	r, srv := newResolver(t)
 	srv.Add("b.test. MX 10 mx.b.test.")
-	srv.SetRcode("b.test", dns.RcodeServerFailure)
+	srv.SetRcode("b.test", miekg.RcodeServerFailure)
 	_, err := r.LookupMX(context.Background(), "b.test")
-	var de *resolve.Error
+	var de *dns.Error
 	if !errors.As(err, &de) || !de.Temporary() || de.Rcode != "SERVFAIL" {
 		t.Fatalf("err = %v, want temporary SERVFAIL", err)
 	}
@@ -82,12 +82,12 @@ func TestTemporaryFailure(t *testing.T) {
 
 func TestUnreachableServerIsTemporary(t *testing.T) {
 	// A closed UDP port on loopback: ICMP refusal or timeout, both temporary.
-	r, err := resolve.New(resolve.Options{Server: "127.0.0.1:1", Timeout: 300 * time.Millisecond})
+	r, err := dns.New(dns.Options{Server: "127.0.0.1:1", Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = r.LookupMX(context.Background(), "b.test")
-	if !errors.Is(err, resolve.ErrTemporary) {
+	if !errors.Is(err, dns.ErrTemporary) {
 		t.Fatalf("err = %v, want ErrTemporary", err)
 	}
 }
@@ -96,7 +96,7 @@ func TestContextCancel(t *testing.T) {
 	r, _ := newResolver(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := r.LookupMX(ctx, "b.test"); !errors.Is(err, resolve.ErrTemporary) {
+	if _, err := r.LookupMX(ctx, "b.test"); !errors.Is(err, dns.ErrTemporary) {
 		t.Fatalf("err = %v, want ErrTemporary", err)
 	}
 }
@@ -119,10 +119,10 @@ func TestLookupIP(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0] != netip.MustParseAddr("127.0.0.3") {
 		t.Errorf("CNAME: got %v, %v", got, err)
 	}
-	if _, err := r.LookupIP(ctx, "nodata.test"); !errors.Is(err, resolve.ErrNotFound) {
+	if _, err := r.LookupIP(ctx, "nodata.test"); !errors.Is(err, dns.ErrNotFound) {
 		t.Errorf("NODATA: err = %v, want ErrNotFound", err)
 	}
-	if _, err := r.LookupIP(ctx, "missing.test"); !errors.Is(err, resolve.ErrNotFound) {
+	if _, err := r.LookupIP(ctx, "missing.test"); !errors.Is(err, dns.ErrNotFound) {
 		t.Errorf("NXDOMAIN: err = %v, want ErrNotFound", err)
 	}
 }
@@ -157,14 +157,14 @@ func TestNewFromResolvConf(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "resolv.conf")
 	os.WriteFile(path, []byte("# comment\nsearch example.org\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n"), 0o644)
-	r, err := resolve.New(resolve.Options{ResolvConf: path})
+	r, err := dns.New(dns.Options{ResolvConf: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Server() != "192.0.2.53:53" {
 		t.Errorf("server = %q", r.Server())
 	}
-	if _, err := resolve.New(resolve.Options{ResolvConf: filepath.Join(dir, "missing")}); err == nil {
+	if _, err := dns.New(dns.Options{ResolvConf: filepath.Join(dir, "missing")}); err == nil {
 		t.Error("missing resolv.conf: no error")
 	}
 }
@@ -178,7 +178,7 @@ func TestServerAddress(t *testing.T) {
 		{"dns.example", "dns.example:53"},
 	}
 	for _, tc := range tests {
-		r, err := resolve.New(resolve.Options{Server: tc.in})
+		r, err := dns.New(dns.Options{Server: tc.in})
 		if err != nil {
 			t.Errorf("%q: %v", tc.in, err)
 			continue
@@ -203,7 +203,7 @@ func TestParseResolvConf(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := resolve.ParseResolvConf(tc.in)
+			got, err := dns.ParseResolvConf(tc.in)
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Errorf("got %q, %v; want %q (err %v)", got, err, tc.want, tc.wantErr)
 			}
@@ -216,7 +216,7 @@ func FuzzParseResolvConf(f *testing.F) {
 	f.Add("search a b\nnameserver ::1%eth0\n")
 	f.Add("nameserver\tfe80::1 ; c\r\n")
 	f.Fuzz(func(t *testing.T, data string) {
-		s, err := resolve.ParseResolvConf(data)
+		s, err := dns.ParseResolvConf(data)
 		if err != nil {
 			return
 		}

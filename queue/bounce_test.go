@@ -1,0 +1,57 @@
+package queue
+
+import (
+	"bytes"
+	"net/mail"
+	"strings"
+	"testing"
+
+	"github.com/posthouse/posthouse/dsn"
+)
+
+func TestReadHeader(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		limit          int
+	}{
+		{name: "stops at blank line", in: "A: 1\r\nB: 2\r\n\r\nbody\r\n", want: "A: 1\r\nB: 2\r\n", limit: 1000},
+		{name: "bare LF", in: "A: 1\nB: 2\n\nbody", want: "A: 1\r\nB: 2\r\n", limit: 1000},
+		{name: "limit cuts at a line", in: "A: 1\r\nB: 22222\r\n\r\n", want: "A: 1\r\n", limit: 10},
+		{name: "no body", in: "A: 1\r\n", want: "A: 1\r\n", limit: 1000},
+		{name: "long line", in: "A: " + strings.Repeat("x", 5000) + "\r\n\r\n", want: "A: " + strings.Repeat("x", 5000) + "\r\n", limit: 10000},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(ReadHeader(strings.NewReader(tc.in), tc.limit)); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	f.Add([]byte("From: a@b\r\nSubject: x\r\n\r\nbody"))
+	f.Add([]byte("X: y\n\n"))
+	f.Add([]byte("\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h := ReadHeader(bytes.NewReader(data), 4096)
+		if len(h) > 4096+len(bytes.Split(data, []byte("\n"))) {
+			t.Fatalf("header of %d bytes from a 4096 limit", len(h))
+		}
+		// Every line ends in CRLF and none is empty.
+		for _, line := range strings.SplitAfter(string(h), "\r\n") {
+			if line == "" {
+				continue
+			}
+			if !strings.HasSuffix(line, "\r\n") || line == "\r\n" {
+				t.Fatalf("bad line %q", line)
+			}
+		}
+		// A DSN quoting it still parses as a message.
+		r := &dsn.Report{Hostname: "mail.a.test", QueueID: "0123456789abcdef", Sender: "alice@a.test", Action: dsn.ActionFailed,
+			Recipients: []dsn.Recipient{{Addr: "nobody@b.test", Reply: "550 5.1.1 no such user"}}, Header: h}
+		if _, err := mail.ReadMessage(bytes.NewReader(r.Build())); err != nil {
+			t.Fatalf("DSN does not parse: %v", err)
+		}
+	})
+}
