@@ -86,7 +86,7 @@
 // left by a crash is removed; files in cur/ or new/ without a row are
 // indexed (flags from a Maildir info suffix, if any: mail is never silently
 // dropped); rows whose file vanished are expunged and logged; files in
-// tmp/, and ".tmp-" files of interrupted rewrites, last modified more than a
+// tmp/, and temporary files of interrupted rewrites (durable.IsTemp), last modified more than a
 // day ago are removed and logged (a younger one may be a delivery in
 // progress in another process); mailbox directories without a row are
 // re-created from their name file if they hold mail, and removed if empty.
