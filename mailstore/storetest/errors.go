@@ -22,7 +22,10 @@ func accountCalls(acc mailstore.Account, id int64) []struct {
 	}{
 		{"Status", func(ctx context.Context) error { _, err := acc.Status(ctx, id); return err }},
 		{"Snapshot", func(ctx context.Context) error { _, err := acc.Snapshot(ctx, id); return err }},
-		{"Fetch", func(ctx context.Context) error { _, err := acc.Fetch(ctx, id, all, mailstore.FetchOptions{}); return err }},
+		{"Fetch", func(ctx context.Context) error {
+			_, err := acc.Fetch(ctx, id, all, mailstore.FetchOptions{})
+			return err
+		}},
 		{"OpenMessage", func(ctx context.Context) error { _, _, err := acc.OpenMessage(ctx, id, 1); return err }},
 		{"Search", func(ctx context.Context) error { _, err := acc.Search(ctx, id, &imap.SearchCriteria{}); return err }},
 		{"StoreFlags", func(ctx context.Context) error {

@@ -22,9 +22,9 @@ func testSearch(t *testing.T, b Backend) {
 		date  time.Time
 		flags []imap.Flag
 	}{
-		{message("apple pie", "the recipe"), day(2024, 1, 10), []imap.Flag{imap.FlagSeen}},                                  // 1
-		{message("banana", strings.Repeat("long text ", 200)), day(2024, 2, 10), []imap.Flag{imap.FlagFlagged, "Work"}},     // 2
-		{multipartMessage, day(2024, 3, 10), nil},                                                                           // 3
+		{message("apple pie", "the recipe"), day(2024, 1, 10), []imap.Flag{imap.FlagSeen}},                                   // 1
+		{message("banana", strings.Repeat("long text ", 200)), day(2024, 2, 10), []imap.Flag{imap.FlagFlagged, "Work"}},      // 2
+		{multipartMessage, day(2024, 3, 10), nil},                                                                            // 3
 		{"Subject: no date\r\nX-Custom: Hello World\r\n\r\nplain Body\r\n", day(2024, 4, 10), []imap.Flag{imap.FlagDeleted}}, // 4
 	}
 	in := mailbox(t, acc, mailstore.Inbox)
