@@ -14,9 +14,11 @@
 // Every subtest gets a Store over new, empty storage from Backend.Open, so
 // subtests are independent and their failures name one behaviour. Every
 // assertion is exact (UIDs, counts, flags, sizes, bytes, error sentinels
-// with errors.Is); events are awaited with a deadline, never a sleep, so
-// a backend may publish them asynchronously. The whole suite takes a few
-// seconds on a local disk; run it under -race.
+// with errors.Is). Events of a change must have been delivered when the
+// call that made it returns (Account.Watch says so, and Events/BeforeReturn
+// checks it); elsewhere the suite awaits events with a deadline, never a
+// sleep. The groups run in parallel; the whole suite takes a few seconds
+// on a local disk. Run it under -race.
 //
 // # What it covers
 //
@@ -45,8 +47,9 @@
 //     destination hold, usage, event order (a move's appends before its
 //     expunges).
 //   - Watch: every kind of change, in commit order, with modseqs that match
-//     the mailbox's; stop, and Close ending watches; the Watch-then-Snapshot
-//     recipe while another session changes the mailbox.
+//     the mailbox's, delivered before the call returns; stop, and Close
+//     ending watches; the Watch-then-Snapshot recipe while another session
+//     changes the mailbox.
 //   - Quota: ErrOverQuota at Deliver, Append and Copy (not Move), nothing
 //     left behind by a refusal, the exact boundary, quota changes.
 //   - Search: flags, dates, sizes, UIDs, modseq, headers, body and text,

@@ -114,6 +114,56 @@ func testEvents(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("BeforeReturn", func(t *testing.T) {
+		// imapd sends a command's EXISTS, EXPUNGE and FETCH responses
+		// from the events it caused, before the tagged reply: for changes
+		// made through this Store, the events are delivered when the
+		// call returns. No waiting here.
+		f := newFixture(t, b)
+		acc, watcher := f.open(t, alice), f.open(t, alice)
+		rec, _ := watch(t, watcher)
+		in := mailbox(t, acc, mailstore.Inbox)
+		ops := []struct {
+			name string
+			op   func()
+			kind mailstore.EventKind
+		}{
+			{"Deliver", func() { deliver(t, acc, message("m", "x")) }, mailstore.EventAppend},
+			{"Append", func() { appendMsg(t, acc, mailstore.Inbox, message("m", "x"), mailstore.AppendOptions{}) }, mailstore.EventAppend},
+			{"StoreFlags", func() { storeFlags(t, acc, in.ID, imap.UIDSetNum(1), mailstore.FlagsAdd, imap.FlagDeleted) }, mailstore.EventFlags},
+			{"Expunge", func() { expunge(t, acc, in.ID, nil) }, mailstore.EventExpunge},
+			{"Copy", func() {
+				if _, err := acc.Copy(t.Context(), in.ID, allUIDs, "Archive"); err != nil {
+					t.Fatal(err)
+				}
+			}, mailstore.EventAppend},
+			{"Move", func() {
+				if _, err := acc.Move(t.Context(), in.ID, allUIDs, "Trash"); err != nil {
+					t.Fatal(err)
+				}
+			}, mailstore.EventExpunge},
+			{"CreateMailbox", func() { create(t, acc, "New") }, mailstore.EventMailboxes},
+			{"RenameMailbox", func() {
+				if err := acc.RenameMailbox(t.Context(), "New", "Newer"); err != nil {
+					t.Fatal(err)
+				}
+			}, mailstore.EventMailboxes},
+			{"DeleteMailbox", func() {
+				if err := acc.DeleteMailbox(t.Context(), "Newer"); err != nil {
+					t.Fatal(err)
+				}
+			}, mailstore.EventMailboxes},
+		}
+		for _, o := range ops {
+			rec.reset()
+			o.op()
+			evs := rec.all()
+			if len(evs) == 0 || evs[len(evs)-1].Kind != o.kind {
+				t.Errorf("%s returned with events %v delivered, want its last one of kind %d", o.name, eventStrings(evs), o.kind)
+			}
+		}
+	})
+
 	t.Run("Stop", func(t *testing.T) {
 		f := newFixture(t, b)
 		acc := f.open(t, alice)

@@ -340,7 +340,7 @@ func testMailboxes(t *testing.T, b Backend) {
 		if evs[0].Kind != mailstore.EventMailboxes || evs[0].MailboxID != lists || evs[1].MailboxID != trash {
 			t.Errorf("subscription events %v, want Lists/Go (%d) then Trash (%d)", eventStrings(evs), lists, trash)
 		}
-		// A subscription outlives its mailbox (RFC 9051 §6.3.4, §6.3.7).
+		// A subscription outlives its mailbox (RFC 9051 §6.3.7).
 		if err := acc.DeleteMailbox(t.Context(), "Lists/Go"); err != nil {
 			t.Fatal(err)
 		}
