@@ -106,7 +106,7 @@ type Account interface {
 	Close() error
 
 	// Mailboxes.
-	ListMailboxes(ctx context.Context) ([]Mailbox, error) // sorted by name
+	ListMailboxes(ctx context.Context) ([]Mailbox, error) // sorted by name, in byte order
 	Mailbox(ctx context.Context, name string) (Mailbox, error)
 	// CreateMailbox creates name and any missing parents (without special
 	// use), unsubscribed, each with an EventMailboxes. specialUse is one of
@@ -124,15 +124,15 @@ type Account interface {
 	// special use and messages; subscriptions follow them; each gets an
 	// EventMailboxes. A newName that exists (or equals oldName) gets
 	// ErrMailboxExists, a newName inside oldName ErrNotAllowed. Renaming
-	// INBOX moves its messages into a new mailbox newName and leaves INBOX
-	// empty, with its ID, UIDVALIDITY and UIDNEXT, and its children where
-	// they are (RFC 9051 §6.3.6).
+	// INBOX moves its messages into a new mailbox newName (which may be
+	// under INBOX) and leaves INBOX empty, with its ID, UIDVALIDITY and
+	// UIDNEXT, and its children where they are (RFC 9051 §6.3.6).
 	RenameMailbox(ctx context.Context, oldName, newName string) error
 	// SetSubscribed records a subscription; a name that does not exist may
 	// be subscribed (RFC 9051 §6.3.7). Setting what is already set changes
 	// nothing. A change for an existing mailbox is an EventMailboxes.
 	SetSubscribed(ctx context.Context, name string, subscribed bool) error
-	Subscriptions(ctx context.Context) ([]string, error) // sorted
+	Subscriptions(ctx context.Context) ([]string, error) // sorted, in byte order
 	// Status agrees with Snapshot and Fetch: the same message count,
 	// UIDNEXT and HIGHESTMODSEQ, and counters that match their flags and
 	// sizes.

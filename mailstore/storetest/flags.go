@@ -238,6 +238,9 @@ func testExpunge(t *testing.T, b Backend) {
 		if gone := expunge(t, acc, in.ID, &only); !slices.Equal(gone, []imap.UID{4}) {
 			t.Errorf("UID EXPUNGE 2,4,9 = %v, want [4]", gone)
 		}
+		if gone := expunge(t, acc, in.ID, &imap.UIDSet{}); len(gone) != 0 {
+			t.Errorf("UID EXPUNGE of an empty set = %v, want nothing", gone)
+		}
 		star := imap.UIDSet{{Start: 0, Stop: 0}}
 		if gone := expunge(t, acc, in.ID, &star); !slices.Equal(gone, []imap.UID{5}) {
 			t.Errorf("UID EXPUNGE * = %v, want [5]", gone)

@@ -56,6 +56,35 @@ func testMailboxes(t *testing.T, b Backend) {
 		}
 	})
 
+	t.Run("Names", func(t *testing.T) {
+		f := newFixture(t, b)
+		acc := f.open(t, alice)
+		// UTF-8, spaces, case and punctuation are kept as given, and
+		// listed in byte order (not a collation).
+		names := []string{"Entwürfe", "Family Photos", "日本語/メール", "archive", "Zebra", "a-b.c_d", "Ümlaut", "[Gmail]/All Mail"}
+		for _, n := range names {
+			if mb := create(t, acc, n); mb.Name != n {
+				t.Errorf("CreateMailbox(%q).Name = %q", n, mb.Name)
+			}
+			if err := acc.SetSubscribed(t.Context(), n, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := withDefaults(append(names, "日本語", "[Gmail]")...)
+		if got := mailboxNames(t, acc); !slices.Equal(got, want) {
+			t.Errorf("ListMailboxes = %q, want %q (byte order)", got, want)
+		}
+		subs, err := acc.Subscriptions(t.Context())
+		wantSubs := withDefaults(names...)
+		if err != nil || !slices.Equal(subs, wantSubs) {
+			t.Errorf("Subscriptions = %q, %v; want %q (byte order)", subs, err, wantSubs)
+		}
+		// "archive" and "Archive" are two mailboxes.
+		if a, b := mailbox(t, acc, "archive"), mailbox(t, acc, "Archive"); a.ID == b.ID {
+			t.Errorf("archive and Archive are one mailbox")
+		}
+	})
+
 	t.Run("CreateErrors", func(t *testing.T) {
 		f := newFixture(t, b)
 		acc := f.open(t, alice)
@@ -305,6 +334,17 @@ func testMailboxes(t *testing.T, b Backend) {
 		// INBOX keeps its UIDs going.
 		if res := deliver(t, acc, message("after", "x")); res.MailboxID != in.ID || res.UID != 4 {
 			t.Errorf("delivery after renaming INBOX = %+v, want INBOX UID 4", res)
+		}
+		// INBOX stays, so a name under it is a fine target.
+		if err := acc.RenameMailbox(t.Context(), "INBOX", "INBOX/2026"); err != nil {
+			t.Fatalf("RenameMailbox(INBOX, INBOX/2026): %v", err)
+		}
+		under := mailbox(t, acc, "INBOX/2026")
+		if got := snapUIDs(snapshot(t, acc, under.ID)); !slices.Equal(got, []imap.UID{1}) {
+			t.Errorf("INBOX/2026 holds %v, want the one message INBOX had", got)
+		}
+		if snap := snapshot(t, acc, in.ID); len(snap.Messages) != 0 || snap.UIDNext != 5 {
+			t.Errorf("INBOX after the second rename: %v UIDNEXT %d", snapUIDs(snap), snap.UIDNext)
 		}
 		checkUsage(t, acc)
 	})
