@@ -8,4 +8,10 @@
 // The backend that ships is mailstore/maildir: Maildir files for bodies and a
 // SQLite index per account. cmd/posthouse picks the backend; protocols only
 // see the Store and Account interfaces declared here.
+//
+// The contract is what the doc comments of Store and Account say, and
+// mailstore/storetest checks it: a backend proves itself with storetest.Run,
+// as mailstore/maildir does in its TestConformance. A backend that cannot
+// keep a sentence of the contract changes the sentence and the suite
+// together, never one alone.
 package mailstore

@@ -47,7 +47,8 @@ const Inbox = "INBOX"
 // Separator is the hierarchy delimiter of mailbox names.
 const Separator = '/'
 
-// DefaultMailboxes are created with every new account, with their special use.
+// DefaultMailboxes are created with every new account, with their special
+// use, and subscribed.
 var DefaultMailboxes = []struct{ Name, SpecialUse string }{
 	{Inbox, SpecialNone},
 	{"Drafts", SpecialDrafts},
@@ -64,43 +65,86 @@ type Store interface {
 	// DefaultMailboxes on first use. name is the account's canonical address
 	// (lower case, as auth hands it out); a name that could not be an address
 	// gets ErrBadAccountName. Every handle must be closed; handles on one
-	// account share state and see each other's changes and events.
+	// account share state and see each other's changes and events. Accounts
+	// share nothing: no mailbox, message, event or quota of one is seen
+	// through another.
 	Open(ctx context.Context, name string) (Account, error)
-	// Remove deletes an account and all its mail. Open handles get ErrClosed.
+	// Remove deletes an account and all its mail. Open handles get ErrClosed;
+	// a name without storage gets ErrNoSuchAccount. Opening the name again
+	// creates a new, empty account.
 	Remove(ctx context.Context, name string) error
-	// Close releases every account; later calls get ErrClosed.
+	// Close releases every account; later calls, on the Store and on its
+	// handles, get ErrClosed. What was committed survives: a Store opened
+	// again over the same storage shows the same mailboxes, messages, flags,
+	// UIDs, UIDVALIDITY and modseqs. Maildrop locks do not survive.
 	Close() error
 }
 
 // Account is one user's mail. Methods are safe for concurrent use by many
 // sessions. Mailboxes are addressed by name for operations a client names
 // (CREATE, APPEND, COPY destination) and by Mailbox.ID, which stays the same
-// across renames, once selected.
+// across renames, once selected. Every method that takes a mailbox ID gets
+// ErrNoSuchMailbox when no mailbox has it (deleted under a session).
+//
+// Mailbox names are UTF-8, levels separated by Separator. "INBOX" in any
+// case, as the first level, is INBOX (RFC 9051 §5.1); every other name is
+// case-sensitive. A name that is empty or has an empty level, a "." or ".."
+// level, a control character or a LIST wildcard ('%', '*') gets
+// ErrBadMailboxName; backends may refuse more.
+//
+// Flags: system flags are matched case-insensitively and reported in their
+// canonical spelling (imap.FlagSeen, …); \Recent and unknown system flags
+// are not stored; keywords are matched case-insensitively and kept in the
+// spelling first stored. Flag lists are sets: their order means nothing.
+//
+// mailstore/storetest checks all of this; a backend proves itself with
+// storetest.Run.
 type Account interface {
 	Name() string
+	// Close ends the handle and its watches; later calls on it, and a
+	// second Close, get ErrClosed. Other handles are not affected.
 	Close() error
 
 	// Mailboxes.
-	ListMailboxes(ctx context.Context) ([]Mailbox, error) // sorted by name
+	ListMailboxes(ctx context.Context) ([]Mailbox, error) // sorted by name, in byte order
 	Mailbox(ctx context.Context, name string) (Mailbox, error)
-	// CreateMailbox creates name and any missing parents. specialUse is one
-	// of the Special* constants.
+	// CreateMailbox creates name and any missing parents (without special
+	// use), unsubscribed, each with an EventMailboxes. specialUse is one of
+	// the Special* constants; another value gets ErrNotAllowed. An existing
+	// name gets ErrMailboxExists. A name created again after DeleteMailbox
+	// gets a new ID and a greater UIDVALIDITY (RFC 9051 §2.3.1.1).
 	CreateMailbox(ctx context.Context, name, specialUse string) (Mailbox, error)
-	// DeleteMailbox removes a mailbox and its messages. INBOX gives
-	// ErrNotAllowed, a mailbox with children ErrHasChildren.
+	// DeleteMailbox removes a mailbox and its messages (their bytes leave
+	// Usage), with one EventMailboxes whose ModSeq is above any the mailbox
+	// had. INBOX gives ErrNotAllowed, a mailbox with children
+	// ErrHasChildren. Its subscription stays (RFC 9051 §6.3.7).
 	DeleteMailbox(ctx context.Context, name string) error
 	// RenameMailbox renames a mailbox and its children, creating missing
-	// parents of newName. Renaming INBOX moves its messages into a new
-	// mailbox newName and leaves INBOX empty (RFC 9051 §6.3.6).
+	// parents of newName. Renamed mailboxes keep their ID, UIDVALIDITY,
+	// special use and messages; subscriptions follow them; each gets an
+	// EventMailboxes. A newName that exists (or equals oldName) gets
+	// ErrMailboxExists, a newName inside oldName ErrNotAllowed. Renaming
+	// INBOX moves its messages into a new mailbox newName (which may be
+	// under INBOX) and leaves INBOX empty, with its ID, UIDVALIDITY and
+	// UIDNEXT, and its children where they are (RFC 9051 §6.3.6).
 	RenameMailbox(ctx context.Context, oldName, newName string) error
 	// SetSubscribed records a subscription; a name that does not exist may
-	// be subscribed (RFC 9051 §6.3.7).
+	// be subscribed (RFC 9051 §6.3.7). Setting what is already set changes
+	// nothing. A change for an existing mailbox is an EventMailboxes.
 	SetSubscribed(ctx context.Context, name string, subscribed bool) error
-	Subscriptions(ctx context.Context) ([]string, error)
+	Subscriptions(ctx context.Context) ([]string, error) // sorted, in byte order
+	// Status agrees with Snapshot and Fetch: the same message count,
+	// UIDNEXT and HIGHESTMODSEQ, and counters that match their flags and
+	// sizes.
 	Status(ctx context.Context, mailboxID int64) (Status, error)
 
 	// Messages. UIDs are strictly ascending within a mailbox and never
-	// reused under one UIDVALIDITY.
+	// reused under one UIDVALIDITY, not even the highest after it is
+	// expunged. Every change to a mailbox's messages gives it a new, higher
+	// modseq (HIGHESTMODSEQ), which the changed messages and the events
+	// carry; a call that changes nothing keeps it. UID sets may use '*' (0),
+	// the mailbox's largest UID: n:* includes it even when n is above it
+	// (RFC 9051 §6.4.9).
 
 	// Snapshot lists every message of a mailbox (UID, flags, modseq) in
 	// ascending UID order, from the index alone.
@@ -110,45 +154,68 @@ type Account interface {
 	// never opens message files.
 	Fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, opts FetchOptions) ([]MessageInfo, error)
 	// OpenMessage returns the message's raw bytes (CRLF line endings, exactly
-	// as delivered) and its size.
+	// as delivered) and its size. A UID not (or no longer) in the mailbox
+	// gets ErrNoSuchMessage.
 	OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error)
 	// Search returns the UIDs matching criteria, ascending. Criteria must be
 	// expressed in UIDs: callers translate sequence numbers (including in
 	// nested Not/Or) before the call; SeqNum sets are an error.
 	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]imap.UID, error)
-	// StoreFlags changes flags of the given UIDs. Each message whose flags
-	// change gets a new modseq. With UnchangedSince > 0 (CONDSTORE), messages
-	// whose modseq is greater are left alone and reported in Modified.
+	// StoreFlags changes flags of the given UIDs; UIDs that do not exist
+	// are skipped. Each message whose flags change gets a new modseq and an
+	// EventFlags; one whose flags stay keeps its modseq, gets no event, and
+	// is still listed in Updated. With UnchangedSince > 0 (CONDSTORE,
+	// RFC 7162 §3.1.3), messages whose modseq is greater are left alone and
+	// reported in Modified.
 	StoreFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op FlagOp, flags []imap.Flag, unchangedSince uint64) (StoreResult, error)
 	// Expunge removes messages flagged \Deleted; with uids non-nil only those
-	// among them (UID EXPUNGE). It returns the expunged UIDs, ascending.
+	// among them (UID EXPUNGE). It returns the expunged UIDs, ascending;
+	// their EventExpunge events share the mailbox's one new modseq. An
+	// expunge that finds nothing changes nothing.
 	Expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error)
 	// Copy copies messages into the named mailbox (ErrNoSuchMailbox if it does
-	// not exist: the client should get TRYCREATE). Quota applies.
+	// not exist: the client should get TRYCREATE). Quota applies. Copies
+	// keep the bytes, flags and internal date, get new UIDs in the order of
+	// the source UIDs, and an EventAppend each; the source does not change.
+	// UIDs that do not exist are skipped: none at all is not an error.
 	Copy(ctx context.Context, mailboxID int64, uids imap.UIDSet, dest string) (CopyResult, error)
 	// Move is Copy followed by an expunge of the source messages, atomically.
+	// Quota does not apply (the account does not grow). Its appends to the
+	// destination are published before its expunges from the source.
 	Move(ctx context.Context, mailboxID int64, uids imap.UIDSet, dest string) (CopyResult, error)
 	// Append stores a message in the named mailbox with the given flags and
-	// internal date (zero: now). Durable before it returns. Quota applies.
+	// internal date (zero: now), byte for byte: Size is its length. The
+	// internal date is kept to the second, with its zone offset. Durable
+	// before it returns. Quota applies.
 	Append(ctx context.Context, mailbox string, r io.Reader, opts AppendOptions) (AppendResult, error)
 	// Deliver is the MDA: Append into opts.Mailbox (default INBOX, falling
-	// back to INBOX when it does not exist). Durable before it returns: the
+	// back to INBOX when it does not exist or its name is invalid: mail is
+	// never refused for its folder). Durable before it returns: the
 	// file is fsync'd and renamed into place and the index row committed.
 	// ErrOverQuota when the account is full.
 	Deliver(ctx context.Context, r io.Reader, opts DeliverOptions) (AppendResult, error)
 
-	// Usage reports bytes stored and the quota (0: unlimited).
+	// Usage reports bytes stored (the sizes of every mailbox's messages) and
+	// the quota (0: unlimited). A Deliver, Append or Copy that would take
+	// the bytes stored above the quota gets ErrOverQuota and stores
+	// nothing; one that reaches it exactly is accepted. The quota may
+	// change at any time and applies from the next call.
 	Usage(ctx context.Context) (used, limit int64, err error)
 
 	// Watch calls fn for every committed change in this account, in commit
 	// order, after the commit. fn runs on the committing goroutine and must
-	// not block or call back into the store. To build a consistent view,
-	// Watch first, then Snapshot, and ignore events whose ModSeq is not
-	// greater than Snapshot.HighestModSeq. stop ends the watch.
+	// not block or call back into the store. For a change made through
+	// this Store, fn has returned before the call that made it returns
+	// (imapd sends a command's EXISTS and EXPUNGE responses from them). To
+	// build a consistent view, Watch first, then Snapshot, and ignore events
+	// whose ModSeq is not greater than Snapshot.HighestModSeq. stop ends
+	// the watch; calling it again does nothing.
 	Watch(fn func(Event)) (stop func())
 
 	// LockMaildrop takes the account's exclusive POP3 lock (RFC 1939 §8), or
-	// returns ErrInUse. IMAP and delivery are not blocked by it.
+	// returns ErrInUse, also to another call through the same handle. IMAP
+	// and delivery are not blocked by it. unlock may be called more than
+	// once; only the first call releases the lock.
 	LockMaildrop(ctx context.Context) (unlock func(), err error)
 }
 

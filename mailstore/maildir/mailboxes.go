@@ -135,11 +135,13 @@ func (a *account) renameMailbox(ctx context.Context, oldName, newName string) er
 	if oldName == newName {
 		return fmt.Errorf("maildir: rename: %w: %s", mailstore.ErrMailboxExists, newName)
 	}
+	if oldName == mailstore.Inbox {
+		// INBOX itself stays, so a new mailbox under it is no loop:
+		// RENAME INBOX INBOX/old is how clients archive it.
+		return a.renameInbox(ctx, newName)
+	}
 	if strings.HasPrefix(newName, oldName+string(mailstore.Separator)) {
 		return fmt.Errorf("maildir: rename %s into itself: %w", oldName, mailstore.ErrNotAllowed)
-	}
-	if oldName == mailstore.Inbox {
-		return a.renameInbox(ctx, newName)
 	}
 	type renamed struct {
 		id         int64
