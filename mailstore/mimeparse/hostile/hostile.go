@@ -11,8 +11,8 @@ package hostile
 
 import (
 	"bytes"
-	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -32,14 +32,19 @@ func Cases() []Case {
 		{"many-parts", repeat("Content-Type: multipart/mixed; boundary=p\r\n\r\n", "--p\r\n\r\nx\r\n", "--p--\r\n")},
 		{"long-header-field", repeat("From: a@example.org\r\nX-Long: a", "\r\n aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "\r\n\r\nbody\r\n")},
 		{"many-header-fields", repeat("From: a@example.org\r\n", "X-Filler: vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv\r\n", "\r\nbody\r\n")},
-		{"deep-multipart", gen("Content-Type: multipart/mixed; boundary=b0\r\n\r\n", func(i int) string {
-			return fmt.Sprintf("--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n", i, i+1)
+		{"deep-multipart", gen("Content-Type: multipart/mixed; boundary=b0\r\n\r\n", func(i int, b []byte) []byte {
+			b = strconv.AppendInt(append(b, "--b"...), int64(i), 10)
+			b = append(b, "\r\nContent-Type: multipart/mixed; boundary=b"...)
+			return append(strconv.AppendInt(b, int64(i+1), 10), "\r\n\r\n"...)
 		}, "")},
-		{"deep-mixed", gen("Content-Type: multipart/mixed; boundary=m0\r\n\r\n", func(i int) string {
+		{"deep-mixed", gen("Content-Type: multipart/mixed; boundary=m0\r\n\r\n", func(i int, b []byte) []byte {
 			if i%2 == 0 {
-				return fmt.Sprintf("--m%d\r\nContent-Type: message/rfc822\r\n\r\nSubject: level %d\r\n", i, i)
+				b = strconv.AppendInt(append(b, "--m"...), int64(i), 10)
+				b = append(b, "\r\nContent-Type: message/rfc822\r\n\r\nSubject: level "...)
+				return append(strconv.AppendInt(b, int64(i), 10), "\r\n"...)
 			}
-			return fmt.Sprintf("Content-Type: multipart/mixed; boundary=m%d\r\n\r\n", i+1)
+			b = append(b, "Content-Type: multipart/mixed; boundary=m"...)
+			return append(strconv.AppendInt(b, int64(i+1), 10), "\r\n\r\n"...)
 		}, "")},
 		{"empty-multipart", repeat("Content-Type: multipart/mixed; boundary=\"z\"\r\n\r\n--z--", "\r\nepilogue", "")},
 		{"empty-multipart-nested", repeat("Content-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i--\r\n--o--\r\n", "epilogue\r\n", "")},
@@ -64,12 +69,14 @@ func Cases() []Case {
 
 // repeat makes a generator of prefix, unit repeated, and suffix.
 func repeat(prefix, unit, suffix string) func(int64) io.Reader {
-	return gen(prefix, func(int) string { return unit }, suffix)
+	return gen(prefix, func(_ int, b []byte) []byte { return append(b, unit...) }, suffix)
 }
 
 // gen makes a generator of prefix, unit(0), unit(1), ... and suffix; the
-// last unit is cut so that the total is exactly size.
-func gen(prefix string, unit func(i int) string, suffix string) func(int64) io.Reader {
+// last unit is cut so that the total is exactly size. unit appends the
+// i-th unit to b: generating allocates nothing per unit, so tests can
+// count a parser's allocations while it reads.
+func gen(prefix string, unit func(i int, b []byte) []byte, suffix string) func(int64) io.Reader {
 	return func(size int64) io.Reader {
 		body := size - int64(len(prefix)) - int64(len(suffix))
 		if body < 0 {
@@ -81,8 +88,9 @@ func gen(prefix string, unit func(i int) string, suffix string) func(int64) io.R
 
 // unitReader yields left bytes of unit(0), unit(1), ...
 type unitReader struct {
-	unit func(i int) string
+	unit func(i int, b []byte) []byte
 	i    int
+	buf  []byte
 	cur  []byte
 	left int64
 }
@@ -91,7 +99,8 @@ func (u *unitReader) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) && u.left > 0 {
 		if len(u.cur) == 0 {
-			u.cur = []byte(u.unit(u.i))
+			u.buf = u.unit(u.i, u.buf[:0])
+			u.cur = u.buf
 			u.i++
 			if len(u.cur) == 0 {
 				break

@@ -3,6 +3,7 @@ package hostile
 import (
 	"bytes"
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -49,5 +50,17 @@ func TestReadInSmallPieces(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Error("reading 7 bytes at a time gives other bytes")
+	}
+}
+
+func TestGenerationAllocatesLittle(t *testing.T) {
+	for _, c := range Cases() {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		io.Copy(io.Discard, c.Gen(8<<20))
+		runtime.ReadMemStats(&after)
+		if d := after.TotalAlloc - before.TotalAlloc; d > 256<<10 {
+			t.Errorf("%s: generating 8 MiB allocated %d bytes", c.Name, d)
+		}
 	}
 }
