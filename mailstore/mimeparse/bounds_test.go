@@ -30,7 +30,7 @@ func checkTree(t *testing.T, root *Part, size int64) {
 			t.Fatalf("%d lines in %d bytes", pt.Lines, pt.End-pt.BodyStart)
 		}
 		switch pt.Kind {
-		case Multipart:
+		case KindMultipart:
 			if len(pt.Children) == 0 {
 				t.Fatal("multipart without children")
 			}
@@ -40,7 +40,7 @@ func checkTree(t *testing.T, root *Part, size int64) {
 				}
 				walk(c, depth+1)
 			}
-		case Message:
+		case KindMessage:
 			if pt.Message == nil {
 				t.Fatal("message part without its message")
 			}
@@ -164,8 +164,8 @@ func TestLimits(t *testing.T) {
 		for leaf.Message != nil {
 			leaf = leaf.Message
 		}
-		if leaf.Kind != Opaque {
-			t.Errorf("innermost entity is %v, want Opaque", leaf.Kind)
+		if leaf.Kind != KindOpaque {
+			t.Errorf("innermost entity is %v, want KindOpaque", leaf.Kind)
 		}
 		bs := root.BodyStructure()
 		for i := 0; i < MaxDepth; i++ {
@@ -200,7 +200,7 @@ func TestLimits(t *testing.T) {
 		if n := countParts(root); n > MaxParts {
 			t.Errorf("%d entities", n)
 		}
-		if root.Children[0].Kind != Message {
+		if root.Children[0].Kind != KindMessage {
 			t.Errorf("digest entry without Content-Type is %v, want a message (RFC 2046 §5.1.5)", root.Children[0].Kind)
 		}
 	})

@@ -3,7 +3,6 @@ package mimeparse
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"io"
 	"strings"
 
@@ -61,16 +60,16 @@ const (
 type Kind uint8
 
 const (
-	// Leaf is a body that is not looked into (text, images, ...).
-	Leaf Kind = iota
-	// Multipart holds Children.
-	Multipart
-	// Message is message/rfc822 or message/global and holds Message.
-	Message
-	// Opaque is a multipart or message/* entity past MaxDepth or
+	// KindLeaf is a body that is not looked into (text, images, ...).
+	KindLeaf Kind = iota
+	// KindMultipart holds Children.
+	KindMultipart
+	// KindMessage is message/rfc822 or message/global and holds Message.
+	KindMessage
+	// KindOpaque is a multipart or message/* entity past MaxDepth or
 	// MaxParts: its body is not looked into and its structure says
 	// application/octet-stream.
-	Opaque
+	KindOpaque
 )
 
 // Part is one entity of a message: the message itself, a part of a
@@ -99,8 +98,8 @@ type Part struct {
 	// Envelope is set on the message and on encapsulated messages.
 	Envelope *imap.Envelope
 
-	Children []*Part // Kind Multipart
-	Message  *Part   // Kind Message
+	Children []*Part // KindMultipart
+	Message  *Part   // KindMessage
 
 	// HeaderCut says the header was longer than what was parsed of it.
 	HeaderCut bool
@@ -415,7 +414,7 @@ func (p *parser) closeTop(end, endNL int64) {
 			pt.End = pt.BodyStart
 			pt.Lines = 0
 		}
-		if pt.Kind == Multipart && len(pt.Children) == 0 {
+		if pt.Kind == KindMultipart && len(pt.Children) == 0 {
 			// RFC 9051 §7.5.2 wants at least one part: an empty
 			// multipart shows one empty text/plain part.
 			pt.Children = append(pt.Children, &Part{
@@ -565,19 +564,19 @@ func (p *parser) endHeader(f *frame, at, atNL int64) {
 	switch {
 	case strings.HasPrefix(pt.MediaType, "multipart/"):
 		if f.depth >= MaxDepth || p.parts+1 > MaxParts || p.hbudget <= 0 {
-			pt.Kind = Opaque
+			pt.Kind = KindOpaque
 			return
 		}
-		pt.Kind = Multipart
+		pt.Kind = KindMultipart
 		if b := pt.Params["boundary"]; b != "" && len(b) <= MaxBoundaryLen && !strings.ContainsAny(b, "\r\n") {
 			f.boundary = []byte("--" + b)
 		}
 	case pt.MediaType == "message/rfc822" || pt.MediaType == "message/global":
 		if f.depth >= MaxDepth || p.parts+1 > MaxParts || p.hbudget <= 0 {
-			pt.Kind = Opaque
+			pt.Kind = KindOpaque
 			return
 		}
-		pt.Kind = Message
+		pt.Kind = KindMessage
 		pt.Message = p.newPart(at)
 		pt.Message.startNL = atNL
 		p.push(&frame{part: pt.Message, depth: f.depth + 1, first: true, message: true})
@@ -624,6 +623,3 @@ func interpret(pt *Part, br *bufio.Reader, message, digest bool) {
 		pt.Envelope = imapserver.ExtractEnvelope(th)
 	}
 }
-
-// errNotFound is returned for a section that names no part.
-var errNotFound = errors.New("mimeparse: no such part")

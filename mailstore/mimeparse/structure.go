@@ -12,7 +12,7 @@ import (
 // Multiparts always have at least one child, and every node has its
 // extension data, so go-imap can write it.
 func (pt *Part) BodyStructure() imap.BodyStructure {
-	if pt.Kind == Multipart {
+	if pt.Kind == KindMultipart {
 		_, sub, _ := strings.Cut(pt.MediaType, "/")
 		bs := &imap.BodyStructureMultiPart{Subtype: sub}
 		for _, c := range pt.Children {
@@ -28,7 +28,7 @@ func (pt *Part) BodyStructure() imap.BodyStructure {
 	}
 	typ, sub, _ := strings.Cut(pt.MediaType, "/")
 	params := pt.Params
-	if pt.Kind == Opaque {
+	if pt.Kind == KindOpaque {
 		typ, sub, params = "application", "octet-stream", nil
 	}
 	bs := &imap.BodyStructureSinglePart{
@@ -40,7 +40,7 @@ func (pt *Part) BodyStructure() imap.BodyStructure {
 		Encoding:    pt.Encoding,
 		Size:        uint32(pt.End - pt.BodyStart),
 	}
-	if pt.Kind == Message {
+	if pt.Kind == KindMessage {
 		bs.MessageRFC822 = &imap.BodyStructureMessageRFC822{
 			Envelope:      pt.Message.envelope(),
 			BodyStructure: pt.Message.BodyStructure(),
