@@ -105,8 +105,11 @@ func TestHostileBounded(t *testing.T) {
 	big := map[string]bool{"rfc822-nest": true, "many-parts": true, "deep-multipart": true, "deep-mixed": true, "long-header-field": true}
 	for _, c := range hostile.Cases() {
 		size := int64(8 << 20)
-		if big[c.Name] && !testing.Short() {
+		if big[c.Name] && !testing.Short() && !raceEnabled {
 			size = 64 << 20
+		}
+		if raceEnabled {
+			size = 2 << 20
 		}
 		t.Run(c.Name, func(t *testing.T) {
 			root, alloc := parseAlloc(t, c.Gen(size))
@@ -196,7 +199,7 @@ func TestLimits(t *testing.T) {
 		}
 	})
 	t.Run("digest entries fold when the header budget is spent", func(t *testing.T) {
-		root := gen("digest-many", 64<<20)
+		root := gen("digest-many", 8<<20)
 		if n := countParts(root); n > MaxParts {
 			t.Errorf("%d entities", n)
 		}

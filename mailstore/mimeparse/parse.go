@@ -156,8 +156,9 @@ type parser struct {
 	prevTerm   int64 // length of the line terminator before off (0, 1 or 2)
 	eof        bool
 	err        error
-	tail       [2 * (MaxDepth + 1)]byte // the last bytes consumed
-	tailN      int
+	lineLen    int64              // bytes of the current line consumed so far
+	trail      [MaxDepth + 1]int8 // terminators of the last line and the empty lines after it
+	trailN     int
 	headerOnly bool
 
 	stack   []*frame
@@ -250,27 +251,28 @@ func (p *parser) more() bool {
 	return false
 }
 
-// advance consumes n buffered bytes, which end at a line end when eol.
-func (p *parser) advance(n int, eol bool) {
-	if eol {
-		p.nl++
-		if n >= 2 && p.buf[p.r0+n-2] == '\r' {
-			p.prevTerm = 2
-		} else {
-			p.prevTerm = 1
-		}
-	}
-	// Keep the last bytes for closeEOF.
-	if n >= len(p.tail) {
-		copy(p.tail[:], p.buf[p.r0+n-len(p.tail):p.r0+n])
-		p.tailN = len(p.tail)
-	} else {
-		copy(p.tail[:], p.tail[n:])
-		copy(p.tail[len(p.tail)-n:], p.buf[p.r0:p.r0+n])
-		p.tailN = min(len(p.tail), p.tailN+n)
-	}
+// advance consumes n buffered bytes; with term > 0 they end the current
+// line, whose terminator ("\n" or "\r\n") is term bytes long.
+func (p *parser) advance(n int, term int64) {
 	p.r0 += n
 	p.off += int64(n)
+	p.lineLen += int64(n)
+	if term == 0 {
+		return
+	}
+	p.nl++
+	p.prevTerm = term
+	// Remember the terminators at the end of what was read, for
+	// closeEOF: the last line's, then one per empty line after it.
+	if p.lineLen == term && p.trailN > 0 {
+		if p.trailN < len(p.trail) {
+			p.trail[p.trailN] = int8(term)
+			p.trailN++
+		}
+	} else {
+		p.trail[0], p.trailN = int8(term), 1
+	}
+	p.lineLen = 0
 }
 
 // skipLine consumes the rest of the current line, in chunks, calling fn
@@ -288,18 +290,18 @@ func (p *parser) eachChunk(fn func([]byte)) {
 			if fn != nil {
 				fn(b[:i+1])
 			}
-			crlf := (i >= 1 && b[i-1] == '\r') || (i == 0 && lastCR)
-			p.advance(i+1, true)
-			if crlf {
-				p.prevTerm = 2
+			term := int64(1)
+			if (i >= 1 && b[i-1] == '\r') || (i == 0 && lastCR) {
+				term = 2
 			}
+			p.advance(i+1, term)
 			return
 		}
 		if fn != nil {
 			fn(b)
 		}
 		lastCR = b[len(b)-1] == '\r'
-		p.advance(len(b), false)
+		p.advance(len(b), 0)
 	}
 }
 
@@ -349,7 +351,11 @@ func (p *parser) delimiter() bool {
 			p.skipLine()
 			return true
 		}
-		p.advance(lineLen, true)
+		term := int64(1)
+		if p.buf[p.r0+lineLen-2] == '\r' {
+			term = 2
+		}
+		p.advance(lineLen, term)
 		p.startChild(f)
 		return true
 	}
@@ -372,15 +378,15 @@ func (p *parser) closeEOF() {
 	ends := make([]int64, n)
 	nls := make([]int64, n)
 	e, enl := p.off, p.nl
-	t := p.tail[len(p.tail)-p.tailN:]
+	t := p.trailN
+	if p.lineLen > 0 {
+		t = 0 // the input ends inside a line
+	}
 	for i, f := range p.stack {
 		ends[i], nls[i] = e, enl
-		if f.boundary != nil && !f.closed && i+1 < n {
-			if k := len(t); k >= 2 && t[k-2] == '\r' && t[k-1] == '\n' {
-				e, enl, t = e-2, enl-1, t[:k-2]
-			} else if k >= 1 && t[k-1] == '\n' {
-				e, enl, t = e-1, enl-1, t[:k-1]
-			}
+		if f.boundary != nil && !f.closed && i+1 < n && t > 0 {
+			t--
+			e, enl = e-int64(p.trail[t]), enl-1
 		}
 	}
 	for len(p.stack) > 0 {
