@@ -120,9 +120,13 @@ func (m *Message) BodySection(item *imap.FetchItemBodySection) (*Section, error)
 		pt  *Part
 		err error
 	)
-	if len(item.Part) == 0 {
+	switch {
+	case len(item.Part) == 0 && item.Specifier == imap.PartSpecifierNone:
+		// BODY[]: the message as stored, nothing to parse.
+		pt = &Part{End: m.size}
+	case len(item.Part) == 0:
 		pt, err = m.header()
-	} else {
+	default:
 		pt, err = m.find(item.Part)
 		if err == nil && (item.Specifier == imap.PartSpecifierHeader || item.Specifier == imap.PartSpecifierText) {
 			pt = open(pt)
