@@ -105,6 +105,7 @@ type Part struct {
 	HeaderCut bool
 
 	startNL int64 // LFs before BodyStart
+	endNL   int64 // LFs before End
 }
 
 // Parse reads a whole message once, as a stream, and returns its structure.
@@ -410,6 +411,18 @@ func (p *parser) closeTop(end, endNL int64) {
 		return
 	}
 	if pt := f.part; pt != nil {
+		// A part never ends before what it holds (closeEOF may cut a
+		// parent's last delimiter line short of the part it starts).
+		var last *Part
+		if n := len(pt.Children); n > 0 {
+			last = pt.Children[n-1]
+		} else if pt.Message != nil {
+			last = pt.Message
+		}
+		if last != nil && last.End > end {
+			end, endNL = last.End, last.endNL
+		}
+		pt.endNL = endNL
 		if end > pt.BodyStart {
 			pt.End = end
 			pt.Lines = max(0, endNL-pt.startNL)
@@ -419,6 +432,10 @@ func (p *parser) closeTop(end, endNL int64) {
 			pt.BodyStart = max(end, pt.Start)
 			pt.End = pt.BodyStart
 			pt.Lines = 0
+			if m := pt.Message; m != nil {
+				// The message it holds is empty and moves with it.
+				m.Start, m.BodyStart, m.End = pt.End, pt.End, pt.End
+			}
 		}
 		if pt.Kind == KindMultipart && len(pt.Children) == 0 {
 			// RFC 9051 §7.5.2 wants at least one part: an empty
