@@ -104,8 +104,9 @@ type Part struct {
 	// HeaderCut says the header was longer than what was parsed of it.
 	HeaderCut bool
 
-	startNL int64 // LFs before BodyStart
-	endNL   int64 // LFs before End
+	header  textproto.Header // the parsed header, for ReadHeader
+	startNL int64            // LFs before BodyStart
+	endNL   int64            // LFs before End
 }
 
 // Parse reads a whole message once, as a stream, and returns its structure.
@@ -161,6 +162,7 @@ type parser struct {
 	trail      [MaxDepth + 1]int8 // terminators of the last line and the empty lines after it
 	trailN     int
 	headerOnly bool
+	keepHeader bool // keep the root's parsed header
 
 	stack   []*frame
 	sink    frame         // the frame of folded parts
@@ -168,6 +170,7 @@ type parser struct {
 	hbr     *bufio.Reader // over hr
 	hbuf    []byte        // header bytes of the entity in header phase
 	hcap    int           // how many header bytes this entity may parse
+	hcut    bool          // the header had more bytes than hcap
 	parts   int
 	hbudget int
 	root    *Part
@@ -453,6 +456,7 @@ func (p *parser) push(f *frame) {
 	if f.phase == inHeader {
 		p.hbuf = p.hbuf[:0]
 		p.hcap = min(MaxHeaderBytes, p.hbudget)
+		p.hcut = false
 	}
 }
 
@@ -523,7 +527,11 @@ func (p *parser) headerLine(f *frame) {
 }
 
 func (p *parser) appendHeader(b []byte) {
-	if room := p.hcap - len(p.hbuf); room > 0 {
+	room := p.hcap - len(p.hbuf)
+	if room < len(b) {
+		p.hcut = true
+	}
+	if room > 0 {
 		p.hbuf = append(p.hbuf, b[:min(room, len(b))]...)
 	}
 }
@@ -561,7 +569,7 @@ func (p *parser) endHeader(f *frame, at, atNL int64) {
 	pt.BodyStart, pt.End, pt.startNL = at, at, atNL
 	hlen := int(at - pt.Start)
 	h := p.hbuf
-	if hlen > len(h) {
+	if p.hcut {
 		pt.HeaderCut = true
 		// Only whole lines: the field cut in the middle is left out.
 		if i := bytes.LastIndexByte(h, '\n'); i >= 0 {
@@ -577,7 +585,10 @@ func (p *parser) endHeader(f *frame, at, atNL int64) {
 	} else {
 		p.hbr.Reset(&p.hr)
 	}
-	interpret(pt, p.hbr, f.message, f.digest)
+	th := interpret(pt, p.hbr, f.message, f.digest)
+	if p.keepHeader && f.depth == 0 {
+		pt.header = th
+	}
 	f.phase = inBody
 	if p.headerOnly && f.depth == 0 {
 		p.done = true
@@ -609,7 +620,7 @@ func (p *parser) endHeader(f *frame, at, atNL int64) {
 // interpret reads the fields Posthouse uses from a header's bytes, with the
 // same go-message and go-imap functions that interpret any other header, so
 // values are what clients always saw.
-func interpret(pt *Part, br *bufio.Reader, message, digest bool) {
+func interpret(pt *Part, br *bufio.Reader, message, digest bool) (th textproto.Header) {
 	defer func() {
 		// go-message and go-imap are not known to panic on any header,
 		// but one odd header must not cost the whole message.
@@ -620,7 +631,7 @@ func interpret(pt *Part, br *bufio.Reader, message, digest bool) {
 			}
 		}
 	}()
-	th, _ := textproto.ReadHeader(br)
+	th, _ = textproto.ReadHeader(br)
 	h := gomessage.Header{Header: th}
 	if digest && !h.Has("Content-Type") {
 		// RFC 2046 §5.1.5.
@@ -645,4 +656,5 @@ func interpret(pt *Part, br *bufio.Reader, message, digest bool) {
 	if message {
 		pt.Envelope = imapserver.ExtractEnvelope(th)
 	}
+	return th
 }
