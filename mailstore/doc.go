@@ -8,4 +8,10 @@
 // The backend that ships is mailstore/maildir: Maildir files for bodies and a
 // SQLite index per account. cmd/posthouse picks the backend; protocols only
 // see the Store and Account interfaces declared here.
+//
+// Message structure is read by mailstore/mimeparse, in one streaming pass
+// with fixed limits (nesting depth 32, 2,000 parts, 256 KiB of fields per
+// header, 1 MiB of header per message; see its package doc), so no stored
+// message can cost more than time linear in its size and bounded memory,
+// whether at delivery, APPEND, reconciliation or FETCH.
 package mailstore
