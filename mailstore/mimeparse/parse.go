@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -177,11 +178,21 @@ type parser struct {
 	done    bool
 }
 
+// bufs holds read buffers between parses: FETCH of headers parses one
+// message after another.
+var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+
 func newParser(r io.Reader, headerOnly bool) *parser {
-	return &parser{r: r, buf: make([]byte, bufSize), headerOnly: headerOnly, hbudget: MaxTotalHeaderBytes}
+	return &parser{r: r, headerOnly: headerOnly, hbudget: MaxTotalHeaderBytes}
 }
 
 func (p *parser) run() (*Part, error) {
+	bp := bufs.Get().(*[]byte)
+	p.buf = *bp
+	defer func() {
+		p.buf = nil
+		bufs.Put(bp)
+	}()
 	p.root = p.newPart(0)
 	p.push(&frame{part: p.root, depth: 0, first: true, message: true})
 	for !p.done {
