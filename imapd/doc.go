@@ -38,7 +38,10 @@
 // before any store call, including sequence sets nested in SEARCH criteria;
 // responses are encoded back with EncodeSeqNum. FETCH gathers index rows and
 // message bytes first and writes responses with no lock held, so a slow
-// client never blocks delivery.
+// client never blocks delivery. ENVELOPE and BODYSTRUCTURE come from the
+// index; body sections, BINARY and BINARY.SIZE are located in the message
+// file by mailstore/mimeparse (bounded, whatever the message) and streamed
+// from it, never loaded whole.
 //
 // # Where go-imap v2.0.0-beta.8 falls short, and what we do
 //

@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -13,10 +12,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-message/textproto"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
 // fakeStore is a small in-memory mailstore.Store used by unit tests at the
@@ -338,12 +336,18 @@ func (h *fakeHandle) Fetch(ctx context.Context, id int64, uids imap.UIDSet, opts
 			continue
 		}
 		mi := mailstore.MessageInfo{UID: m.uid, ModSeq: m.modseq, Flags: slices.Clone(m.flags), InternalDate: m.date, Size: int64(len(m.body))}
-		if opts.Envelope {
-			hdr, _ := textproto.ReadHeader(bufio.NewReader(bytes.NewReader(m.body)))
-			mi.Envelope = imapserver.ExtractEnvelope(hdr)
-		}
-		if opts.BodyStructure {
-			mi.BodyStructure = imapserver.ExtractBodyStructure(bytes.NewReader(m.body))
+		if opts.Envelope || opts.BodyStructure {
+			// The same bounded parser as the real store.
+			root, err := mimeparse.Parse(bytes.NewReader(m.body))
+			if err != nil {
+				return nil, err
+			}
+			if opts.Envelope {
+				mi.Envelope = root.Envelope
+			}
+			if opts.BodyStructure {
+				mi.BodyStructure = root.BodyStructure()
+			}
 		}
 		out = append(out, mi)
 	}

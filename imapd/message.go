@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
 // fetchBatch is how many messages one FETCH reads from the index at a time:
@@ -244,19 +245,18 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	return nil
 }
 
-// fetchOne writes one FETCH response. Everything but a whole-message
-// BODY[] is computed before the response starts; BODY[] streams from the
-// message file. No store lock is held here.
+// fetchOne writes one FETCH response. Sections are located (and BINARY
+// lengths counted) before the response starts; their bytes are then
+// streamed from the message file by mimeparse, which reads any message
+// within its bounds. No store lock is held here.
 func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.MessageInfo,
 	options *imap.FetchOptions, writeFlags, needFile bool) error {
-	var (
-		f    io.ReadSeekCloser
-		size int64
-	)
-	if needFile {
+	bodyStructure := row.BodyStructure
+	reparse := options.BodyStructure != nil && !isExtended(bodyStructure)
+	var msg *mimeparse.Message
+	if needFile || reparse {
 		ctx, cancel := s.op()
-		var err error
-		f, size, err = s.acct.OpenMessage(ctx, s.sel.mailbox.ID, row.UID)
+		f, size, err := s.acct.OpenMessage(ctx, s.sel.mailbox.ID, row.UID)
 		cancel()
 		if err != nil {
 			if errors.Is(err, mailstore.ErrNoSuchMessage) {
@@ -265,61 +265,51 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 			return mapError(s.log, "fetch", err, errSource)
 		}
 		defer f.Close()
+		msg = mimeparse.NewMessage(f, size)
 	}
-
-	bodyStructure := row.BodyStructure
-	if options.BodyStructure != nil && !isExtended(bodyStructure) {
-		// The library panics if asked for BODYSTRUCTURE without extension
-		// data; build it from the message when the index lacks it.
-		ctx, cancel := s.op()
-		r, _, err := s.acct.OpenMessage(ctx, s.sel.mailbox.ID, row.UID)
-		cancel()
+	if reparse {
+		// go-imap cannot write BODYSTRUCTURE without extension data;
+		// build it from the message when the index lacks it.
+		root, err := msg.Structure()
 		if err != nil {
 			return mapError(s.log, "fetch", err, errSource)
 		}
-		bodyStructure = imapserver.ExtractBodyStructure(r)
-		r.Close()
+		bodyStructure = root.BodyStructure()
 	}
 
 	type section struct {
 		body   *imap.FetchItemBodySection
 		binary *imap.FetchItemBinarySection
-		data   []byte
-		stream bool // whole message from the file
-		off, n int64
+		sec    *mimeparse.Section // nil: no such part, an empty string
 	}
 	sections := make([]section, 0, len(options.BodySection)+len(options.BinarySection))
 	for _, bs := range options.BodySection {
-		if bs.Specifier == imap.PartSpecifierNone && len(bs.Part) == 0 {
-			off, n := int64(0), size
-			if p := bs.Partial; p != nil {
-				off = min(p.Offset, size)
-				n = min(p.Size, size-off)
-			}
-			sections = append(sections, section{body: bs, stream: true, off: off, n: n})
-			continue
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+		sec, err := msg.BodySection(bs)
+		if err != nil && !errors.Is(err, mimeparse.ErrNotFound) {
 			return mapError(s.log, "fetch", err, errSource)
 		}
-		sections = append(sections, section{body: bs, data: imapserver.ExtractBodySection(f, bs)})
+		sections = append(sections, section{body: bs, sec: sec})
 	}
 	for _, bs := range options.BinarySection {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+		sec, err := msg.BinarySection(bs.Part, bs.Partial)
+		if errors.Is(err, mimeparse.ErrUnknownCTE) {
+			return errUnknownCTE
+		}
+		if err != nil && !errors.Is(err, mimeparse.ErrNotFound) {
 			return mapError(s.log, "fetch", err, errSource)
 		}
-		data := imapserver.ExtractBinarySection(f, bs)
-		if data == nil {
-			return no(imap.ResponseCodeUnknownCTE, "Cannot decode this part's transfer encoding")
-		}
-		sections = append(sections, section{binary: bs, data: data})
+		sections = append(sections, section{binary: bs, sec: sec})
 	}
 	binarySizes := make([]uint32, len(options.BinarySectionSize))
 	for i, bs := range options.BinarySectionSize {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
+		n, err := msg.BinarySize(bs.Part)
+		if errors.Is(err, mimeparse.ErrUnknownCTE) {
+			return errUnknownCTE
+		}
+		if err != nil && !errors.Is(err, mimeparse.ErrNotFound) {
 			return mapError(s.log, "fetch", err, errSource)
 		}
-		binarySizes[i] = imapserver.ExtractBinarySectionSize(f, bs)
+		binarySizes[i] = uint32(n)
 	}
 
 	rw := w.CreateMessage(t.seq)
@@ -347,32 +337,25 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 	}
 	var werr error
 	for _, sec := range sections {
-		switch {
-		case sec.stream:
-			lw := rw.WriteBodySection(sec.body, sec.n)
-			if _, err := f.Seek(sec.off, io.SeekStart); err != nil && werr == nil {
+		var size int64
+		if sec.sec != nil {
+			size = sec.sec.Size
+		}
+		var lw io.WriteCloser
+		if sec.body != nil {
+			lw = rw.WriteBodySection(sec.body, size)
+		} else {
+			lw = rw.WriteBinarySection(sec.binary, size)
+		}
+		if sec.sec != nil {
+			if _, err := sec.sec.WriteTo(lw); err != nil && werr == nil {
+				// The literal's length is already on the wire: the
+				// only safe way out is to drop the connection.
 				werr = err
 			}
-			if _, err := io.CopyN(lw, f, sec.n); err != nil && werr == nil {
-				// The literal's length is already on the wire: the only
-				// safe way out is to drop the connection.
-				werr = err
-			}
-			if err := lw.Close(); err != nil && werr == nil {
-				werr = err
-			}
-		case sec.body != nil:
-			lw := rw.WriteBodySection(sec.body, int64(len(sec.data)))
-			lw.Write(sec.data)
-			if err := lw.Close(); err != nil && werr == nil {
-				werr = err
-			}
-		default:
-			lw := rw.WriteBinarySection(sec.binary, int64(len(sec.data)))
-			lw.Write(sec.data)
-			if err := lw.Close(); err != nil && werr == nil {
-				werr = err
-			}
+		}
+		if err := lw.Close(); err != nil && werr == nil {
+			werr = err
 		}
 	}
 	for i, bs := range options.BinarySectionSize {
@@ -388,6 +371,10 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 	}
 	return nil
 }
+
+// errUnknownCTE answers a BINARY fetch of a part that does not decode
+// (RFC 3516 §4.3).
+var errUnknownCTE = no(imap.ResponseCodeUnknownCTE, "Cannot decode this part's transfer encoding")
 
 func isExtended(bs imap.BodyStructure) bool {
 	switch bs := bs.(type) {

@@ -14,4 +14,10 @@
 // as mailstore/maildir does in its TestConformance. A backend that cannot
 // keep a sentence of the contract changes the sentence and the suite
 // together, never one alone.
+//
+// Message structure is read by mailstore/mimeparse, in one streaming pass
+// with fixed limits (nesting depth 32, 2,000 parts, 256 KiB of fields per
+// header, 1 MiB of header per message; see its package doc), so no stored
+// message can cost more than time linear in its size and bounded memory,
+// whether at delivery, APPEND, reconciliation or FETCH.
 package mailstore

@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,16 +13,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/emersion/go-message/textproto"
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
 // maxHeaderBytes bounds how much of a message's header we parse (for the
 // Message-ID in logs and, on submission, the missing Date and Message-ID).
-// A longer header is stored untouched.
-const maxHeaderBytes = 256 << 10
+// A longer header is stored untouched. It is the store's limit, so SMTP
+// and the store (delivery and APPEND) read the same fields.
+const maxHeaderBytes = mimeparse.MaxHeaderBytes
 
 // spoolBufSize is the copy buffer from the connection to the spool file.
 const spoolBufSize = 64 << 10
@@ -100,7 +100,7 @@ func (s *session) Data(r io.Reader) error {
 		return errLocal
 	}
 
-	hdr := readHeaderInfo(io.NewSectionReader(spool, 0, size), size)
+	hdr := readHeaderInfo(io.NewSectionReader(spool, 0, size))
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
 	}
@@ -205,16 +205,11 @@ type headerInfo struct {
 	hasDKIM      bool
 }
 
-// readHeaderInfo parses at most maxHeaderBytes of the message header.
-func readHeaderInfo(r io.Reader, size int64) headerInfo {
-	lr := &io.LimitedReader{R: r, N: maxHeaderBytes}
-	br := bufio.NewReader(lr)
-	h, err := textproto.ReadHeader(br)
-	if err != nil {
-		return headerInfo{}
-	}
-	consumed := maxHeaderBytes - lr.N - int64(br.Buffered())
-	if size > maxHeaderBytes && consumed >= maxHeaderBytes {
+// readHeaderInfo parses the message header by the store's rule
+// (mimeparse.ReadHeader: at most maxHeaderBytes).
+func readHeaderInfo(r io.Reader) headerInfo {
+	h, complete, err := mimeparse.ReadHeader(r)
+	if err != nil || !complete {
 		// The header may go on past what we read.
 		return headerInfo{}
 	}

@@ -3,7 +3,6 @@ package maildir
 import (
 	"context"
 	"fmt"
-	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -114,7 +113,7 @@ func bigMailbox(tb testing.TB, n int) (mailstore.Account, int64) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	p, _ := parseMessage(func() (io.Reader, error) { return strings.NewReader(message10K), nil }, false)
+	p, _ := parseMessage(strings.NewReader(message10K))
 	a := acc.(*handle).a
 	const batch = 10000
 	for start := 0; start < n; start += batch {

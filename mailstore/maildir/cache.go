@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,13 +8,12 @@ import (
 	"time"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
-	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 header words in envelopes
-	"github.com/emersion/go-message/textproto"
+
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
-// maxHeaderBytes bounds how much of a message is read as its header when the
-// envelope is extracted; go-message asks its callers to bound input.
+// maxHeaderBytes bounds how much of a message is read as its header by a
+// header search; go-message asks its callers to bound input.
 const maxHeaderBytes = 1 << 20
 
 // Cached envelopes and body structures are stored as a version byte followed
@@ -283,58 +281,27 @@ type parsed struct {
 }
 
 // parseMessage extracts and encodes the envelope and body structure of the
-// message r holds. Parsing never fails a delivery: a message the parser
-// cannot make sense of is stored with an empty envelope and a text/plain
-// structure, as IMAP servers conventionally show it.
-//
-// With flat set the body is not parsed (see maxMultipartMarkers) and the
-// structure is text/plain.
-func parseMessage(open func() (io.Reader, error), flat bool) (p parsed, err error) {
-	r, err := open()
+// message r holds, reading it once (mimeparse: bounded whatever the
+// message). Only read errors fail it: a message the parser cannot make
+// sense of is stored with what could be read of it.
+func parseMessage(r io.Reader) (p parsed, err error) {
+	root, err := mimeparse.Parse(r)
 	if err != nil {
 		return p, err
 	}
-	var env *imap.Envelope
-	func() {
-		defer func() {
-			if recover() != nil {
-				env = nil
-			}
-		}()
-		h, herr := textproto.ReadHeader(bufio.NewReader(io.LimitReader(r, maxHeaderBytes)))
-		if herr == nil {
-			env = imapserver.ExtractEnvelope(h)
-		}
-	}()
+	return encodeParsed(root)
+}
+
+func encodeParsed(root *mimeparse.Part) (p parsed, err error) {
+	env := root.Envelope
 	if env == nil {
 		env = &imap.Envelope{}
-	}
-	var bs imap.BodyStructure
-	if !flat {
-		if r, err = open(); err != nil {
-			return p, err
-		}
-	}
-	func() {
-		if flat {
-			return
-		}
-		defer func() {
-			if recover() != nil {
-				bs = nil
-			}
-		}()
-		bs = imapserver.ExtractBodyStructure(r)
-	}()
-	if bs == nil {
-		bs = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
 	}
 	if p.envelope, err = encodeEnvelope(env); err != nil {
 		return p, err
 	}
-	if p.bodyStructure, err = encodeBodyStructure(bs); err != nil {
-		// Too deep to cache: keep a flat structure rather than fail.
-		p.bodyStructure, _ = encodeBodyStructure(&imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}})
+	if p.bodyStructure, err = encodeBodyStructure(root.BodyStructure()); err != nil {
+		return p, err
 	}
 	p.messageID = env.MessageID
 	if !env.Date.IsZero() {

@@ -2,7 +2,6 @@ package maildir
 
 import (
 	"bytes"
-	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -71,7 +70,7 @@ func TestCacheRoundTrip(t *testing.T) {
 			t.Errorf("body structure round trip differs:\n got %#v\nwant %#v", got, bs)
 		}
 	}
-	p, err := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil }, false)
+	p, err := parseMessage(strings.NewReader(multipartMessage))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,30 +130,6 @@ func normalizeDates(bs imap.BodyStructure) {
 	})
 }
 
-func TestFlatParse(t *testing.T) {
-	p, err := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil }, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, _ := decodeEnvelope(p.envelope)
-	bs, _ := decodeBodyStructure(p.bodyStructure)
-	if env == nil || env.MessageID != "abc@example.org" || bs == nil || bs.MediaType() != "text/plain" {
-		t.Fatalf("flat parse: %+v %#v", env, bs)
-	}
-}
-
-func TestMarkerCounter(t *testing.T) {
-	var mc markerCounter
-	s := strings.Repeat("MultiPart/x ", 10)
-	for i := 0; i < len(s); i += 3 { // split words across writes
-		end := min(i+3, len(s))
-		mc.Write([]byte(s[i:end]))
-	}
-	if mc.n != 10 {
-		t.Errorf("count = %d, want 10", mc.n)
-	}
-}
-
 // FuzzParseMessage feeds arbitrary messages through delivery's parser and
 // the cache encoding: no panic, and whatever is cached decodes.
 func FuzzParseMessage(f *testing.F) {
@@ -162,7 +137,7 @@ func FuzzParseMessage(f *testing.F) {
 	f.Add([]byte(testMessage("s", "b")))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: message/rfc822\r\n\r\n--a--"))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		p, err := parseMessage(func() (io.Reader, error) { return bytes.NewReader(msg), nil }, false)
+		p, err := parseMessage(bytes.NewReader(msg))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +153,7 @@ func FuzzParseMessage(f *testing.F) {
 // FuzzParseCache decodes arbitrary cache blobs: errors are fine, panics and
 // unbounded nesting are not, and what decodes re-encodes.
 func FuzzParseCache(f *testing.F) {
-	p, _ := parseMessage(func() (io.Reader, error) { return strings.NewReader(multipartMessage), nil }, false)
+	p, _ := parseMessage(strings.NewReader(multipartMessage))
 	f.Add(p.bodyStructure)
 	f.Add(p.envelope)
 	f.Add([]byte(`1{"mp":true,"c":[{"t":"text","st":"plain","p":null}]}`))

@@ -2,7 +2,6 @@ package maildir
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -16,44 +15,15 @@ import (
 
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
-// maxMultipartMarkers caps how many "multipart" words a message may contain
-// before its body structure is not parsed (it is stored as text/plain): the
-// parser recurses once per nesting level, and a crafted message could nest
-// deeply enough to exhaust the stack.
-const maxMultipartMarkers = 500
-
-// markerCounter counts case-insensitive occurrences of "multipart" in what
-// is written through it.
-type markerCounter struct {
-	n    int
-	tail []byte
-}
-
-var multipartWord = []byte("multipart")
-
-func (m *markerCounter) Write(p []byte) (int, error) {
-	if m.n > maxMultipartMarkers {
-		return len(p), nil
-	}
-	buf := append(m.tail, p...)
-	low := bytes.ToLower(buf)
-	m.n += bytes.Count(low, multipartWord)
-	// Keep a tail shorter than the word, so a word cut in two is counted
-	// once when the rest arrives.
-	k := len(multipartWord) - 1
-	if len(buf) < k {
-		k = len(buf)
-	}
-	m.tail = append(m.tail[:0], buf[len(buf)-k:]...)
-	return len(p), nil
-}
-
 // writeTmp copies r into a new file in the mailbox's tmp/, fsyncs it, and
-// returns its unique name, size and multipart marker count. With max > 0 a
-// message longer than max bytes is refused with ErrOverQuota.
-func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int64, int, error) {
+// returns its unique name, size, and what the parser learnt from the bytes
+// on their way to the file (one pass: the message is never read back).
+// With max > 0 a message longer than max bytes is refused with
+// ErrOverQuota.
+func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int64, parsed, error) {
 	unique := uniqueName()
 	tmp := filepath.Join(a.mailboxDir(mailboxID), "tmp", unique)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -65,15 +35,17 @@ func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int
 		}
 	}
 	if err != nil {
-		return "", 0, 0, fmt.Errorf("maildir: create message file: %w", err)
+		return "", 0, parsed{}, fmt.Errorf("maildir: create message file: %w", err)
 	}
-	var mc markerCounter
-	bw := bufio.NewWriterSize(io.MultiWriter(f, &mc), 64<<10)
+	bw := bufio.NewWriterSize(f, 64<<10)
 	src := r
 	if max > 0 {
 		src = io.LimitReader(r, max+1)
 	}
-	n, err := io.Copy(bw, src)
+	cw := &countWriter{w: bw}
+	// The parser reads to the end of src, so the file gets every byte.
+	root, err := mimeparse.Parse(io.TeeReader(src, cw))
+	n := cw.n
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -86,14 +58,30 @@ func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
+	var p parsed
+	if err == nil {
+		p, err = encodeParsed(root)
+	}
 	if err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, mailstore.ErrOverQuota) {
-			return "", 0, 0, err
+			return "", 0, parsed{}, err
 		}
-		return "", 0, 0, fmt.Errorf("maildir: write message file: %w", err)
+		return "", 0, parsed{}, fmt.Errorf("maildir: write message file: %w", err)
 	}
-	return unique, n, mc.n, nil
+	return unique, n, p, nil
+}
+
+// countWriter counts what it passes on.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
 }
 
 // publish renames a fsync'd tmp file into cur/ and fsyncs cur/, marking it
@@ -173,33 +161,9 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 			return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", mailstore.ErrOverQuota)
 		}
 	}
-	unique, size, markers, err := a.writeTmp(mb.ID, r, room)
+	unique, size, p, err := a.writeTmp(mb.ID, r, room)
 	if err != nil {
 		return mailstore.AppendResult{}, err
-	}
-	tmpPath := filepath.Join(a.mailboxDir(mb.ID), "tmp", unique)
-	flat := markers > maxMultipartMarkers
-	if flat {
-		a.log.Warn("message nests too many parts; caching a flat structure", "mailbox", mb.Name, "size", size)
-	}
-	var f *os.File
-	p, err := parseMessage(func() (io.Reader, error) {
-		if f != nil {
-			f.Close()
-		}
-		var err error
-		f, err = os.Open(tmpPath)
-		if err != nil {
-			return nil, err
-		}
-		return bufio.NewReaderSize(f, 32<<10), nil
-	}, flat)
-	if f != nil {
-		f.Close()
-	}
-	if err != nil {
-		os.Remove(tmpPath)
-		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
 	}
 	rel, err := a.publish(mb.ID, unique, size)
 	if err != nil {

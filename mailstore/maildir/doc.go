@@ -54,9 +54,10 @@
 // structure) and trash. System flags are a bit mask and keywords a short
 // string, covered by the index messages_snapshot, so Snapshot, Status and
 // flag searches read only that index. The envelope and body structure are
-// extracted at delivery (go-imap's imapserver helpers, header read through
-// a bounded reader) and stored in a versioned JSON form (cache.go); Fetch,
-// Snapshot and Status never open message files.
+// extracted at delivery by mailstore/mimeparse while the message is written
+// to tmp/ (one pass, bounded in depth, parts and header size whatever the
+// message) and stored in a versioned JSON form (cache.go); Fetch, Snapshot
+// and Status never open message files.
 //
 // Every transaction that changes a mailbox gives it one new modseq, shared
 // by all of its changes; the events of the transaction carry it. Per-mailbox

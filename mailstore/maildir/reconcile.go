@@ -1,13 +1,11 @@
 package maildir
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -428,17 +426,14 @@ func maildirInfoFlags(name string) flagSet {
 	return fs
 }
 
-// tooManyMarkers reports whether a file holds more multipart markers than
-// delivery would parse (see maxMultipartMarkers).
-func tooManyMarkers(path string) bool {
+// parseFile parses a message file for the index.
+func parseFile(path string) (parsed, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return parsed{}, err
 	}
 	defer f.Close()
-	var mc markerCounter
-	io.Copy(&mc, f)
-	return mc.n > maxMultipartMarkers
+	return parseMessage(f)
 }
 
 // indexBatch is how many found files share one transaction when indexed.
@@ -469,20 +464,7 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 			if err != nil {
 				continue
 			}
-			var f *os.File
-			p, err := parseMessage(func() (io.Reader, error) {
-				if f != nil {
-					f.Close()
-				}
-				var err error
-				if f, err = os.Open(full); err != nil {
-					return nil, err
-				}
-				return bufio.NewReaderSize(f, 32<<10), nil
-			}, tooManyMarkers(full))
-			if f != nil {
-				f.Close()
-			}
+			p, err := parseFile(full)
 			if err != nil {
 				a.log.Error("cannot read message file to index it", "path", m.rel, "err", err)
 				continue

@@ -599,7 +599,25 @@ func writeSectionPart(enc *imapwire.Encoder, part []int) {
 	enc.Atom(strings.Join(l, "."))
 }
 
+// emptyBodyPart stands in for a missing body structure. Posthouse patch.
+var emptyBodyPart = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Text: &imap.BodyStructureText{}}
+
 func writeBodyStructure(enc *imapwire.Encoder, bs imap.BodyStructure, extended bool) {
+	// Posthouse patch: a nil structure (or a nil node in one) is written
+	// as an empty text/plain part instead of panicking in the middle of
+	// a response.
+	switch v := bs.(type) {
+	case *imap.BodyStructureSinglePart:
+		if v == nil {
+			bs = emptyBodyPart
+		}
+	case *imap.BodyStructureMultiPart:
+		if v == nil {
+			bs = emptyBodyPart
+		}
+	case nil:
+		bs = emptyBodyPart
+	}
 	enc.Special('(')
 	switch bs := bs.(type) {
 	case *imap.BodyStructureSinglePart:
@@ -642,6 +660,10 @@ func writeBodyType1part(enc *imapwire.Encoder, bs *imap.BodyStructureSinglePart,
 		return
 	}
 	ext := bs.Extended
+	if ext == nil {
+		// Posthouse patch: no extension data is written as NIL fields.
+		ext = &imap.BodyStructureSinglePartExt{}
+	}
 
 	enc.SP()
 	enc.NIL() // MD5
@@ -654,10 +676,14 @@ func writeBodyType1part(enc *imapwire.Encoder, bs *imap.BodyStructureSinglePart,
 }
 
 func writeBodyTypeMpart(enc *imapwire.Encoder, bs *imap.BodyStructureMultiPart, extended bool) {
-	if len(bs.Children) == 0 {
-		panic("imapserver: imap.BodyStructureMultiPart must have at least one child")
+	children := bs.Children
+	if len(children) == 0 {
+		// Posthouse patch: RFC 9051 §7.5.2 wants at least one part; a
+		// multipart without parts is written with one empty part
+		// instead of panicking.
+		children = []imap.BodyStructure{emptyBodyPart}
 	}
-	for _, child := range bs.Children {
+	for _, child := range children {
 		// ABNF for body-type-mpart doesn't have SP between body entries, and
 		// Outlook for iOS chokes on SP
 		writeBodyStructure(enc, child, extended)
@@ -669,6 +695,10 @@ func writeBodyTypeMpart(enc *imapwire.Encoder, bs *imap.BodyStructureMultiPart, 
 		return
 	}
 	ext := bs.Extended
+	if ext == nil {
+		// Posthouse patch: no extension data is written as NIL fields.
+		ext = &imap.BodyStructureMultiPartExt{}
+	}
 
 	enc.SP()
 	writeBodyFldParam(enc, ext.Params)
