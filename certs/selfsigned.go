@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -20,7 +21,7 @@ import (
 )
 
 // The self-signed certificate's files, in the directory given to
-// SelfSigned (<data_dir>/tls/).
+// LoadSelfSigned (cmd/posthouse uses <data_dir>/tls/).
 const (
 	SelfSignedCertFile = "cert.pem"
 	SelfSignedKeyFile  = "key.pem"
@@ -35,12 +36,40 @@ const (
 	privateFileMode = 0o600
 )
 
-// SelfSigned returns the certificate kept in dir when it still suits
+// SelfSigned serves the certificate Posthouse made for itself, for every
+// handshake whatever the SNI.
+type SelfSigned struct {
+	cert *tls.Certificate
+	// Created tells whether the certificate was made by this call rather
+	// than reused from an earlier start.
+	Created bool
+	// CertFile is where the certificate is kept, for an administrator to
+	// compare with what a client shows.
+	CertFile string
+}
+
+// LoadSelfSigned returns the self-signed certificate kept in dir, made
+// anew when there is none, when it no longer suits hostname, or when it is
+// within selfSignedRenewBefore of its end at now.
+func LoadSelfSigned(dir, hostname string, now time.Time) (*SelfSigned, error) {
+	cert, created, err := selfSigned(dir, hostname, now)
+	if err != nil {
+		return nil, fmt.Errorf("certs: self-signed certificate in %s: %w", dir, err)
+	}
+	return &SelfSigned{cert: cert, Created: created, CertFile: filepath.Join(dir, SelfSignedCertFile)}, nil
+}
+
+// GetCertificate returns the certificate.
+func (s *SelfSigned) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return s.cert, nil
+}
+
+// selfSigned returns the certificate kept in dir when it still suits
 // hostname and is not about to expire, or makes and keeps a new one. It is
 // an end-entity certificate (CA:FALSE, serverAuth, SAN with the hostname):
 // Thunderbird refuses a CA certificate used as a server certificate even
-// when the user accepts an exception.
-func SelfSigned(dir, hostname string, now time.Time) (cert *tls.Certificate, created bool, err error) {
+// when the user accepts an exception. Its files are owner-only.
+func selfSigned(dir, hostname string, now time.Time) (cert *tls.Certificate, created bool, err error) {
 	certPath, keyPath := filepath.Join(dir, SelfSignedCertFile), filepath.Join(dir, SelfSignedKeyFile)
 	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		leaf := c.Leaf

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/tls"
 	"crypto/x509"
 	"os"
 	"path/filepath"
@@ -14,7 +15,20 @@ import (
 func TestSelfSignedCertificate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tls")
 	now := time.Now()
-	cert, created, err := SelfSigned(dir, "Mail.Example.com", now)
+	// load returns the certificate and whether it was made now.
+	load := func(hostname string, now time.Time) (*tls.Certificate, bool, error) {
+		t.Helper()
+		s, err := LoadSelfSigned(dir, hostname, now)
+		if err != nil {
+			return nil, false, err
+		}
+		if s.CertFile != filepath.Join(dir, SelfSignedCertFile) {
+			t.Errorf("CertFile = %s", s.CertFile)
+		}
+		c, err := s.GetCertificate(&tls.ClientHelloInfo{})
+		return c, s.Created, err
+	}
+	cert, created, err := load("Mail.Example.com", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,16 +71,18 @@ func TestSelfSignedCertificate(t *testing.T) {
 		t.Errorf("does not verify against itself: %v", err)
 	}
 
-	fi, err := os.Stat(filepath.Join(dir, SelfSignedKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode %v, want 0600", fi.Mode().Perm())
+	for name, want := range map[string]os.FileMode{SelfSignedKeyFile: 0o600, SelfSignedCertFile: 0o600, "": 0o700} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s mode %v, want %v", filepath.Join(dir, name), fi.Mode().Perm(), want)
+		}
 	}
 
 	// The next start reuses it.
-	again, created, err := SelfSigned(dir, "mail.example.com", now.Add(time.Hour))
+	again, created, err := load("mail.example.com", now.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +91,14 @@ func TestSelfSignedCertificate(t *testing.T) {
 	}
 
 	// A new hostname or a certificate near its end gets a new one.
-	renamed, created, err := SelfSigned(dir, "mx.example.org", now)
+	renamed, created, err := load("mx.example.org", now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !created || bytes.Equal(renamed.Certificate[0], cert.Certificate[0]) {
 		t.Error("hostname change did not make a new certificate")
 	}
-	late, created, err := SelfSigned(dir, "mx.example.org", now.Add(selfSignedValidity-selfSignedRenewBefore/2))
+	late, created, err := load("mx.example.org", now.Add(selfSignedValidity-selfSignedRenewBefore/2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +110,7 @@ func TestSelfSignedCertificate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, SelfSignedCertFile), []byte("garbage"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, created, err := SelfSigned(dir, "mx.example.org", now); err != nil || !created {
+	if _, created, err := load("mx.example.org", now); err != nil || !created {
 		t.Errorf("damaged certificate: created=%v err=%v", created, err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, SelfSignedCertFile+".broken")); err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
@@ -30,8 +31,8 @@ import (
 type app struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	tls   *tls.Config // shared by every TLS listener; certificates come from certs
-	certs certSource  // the one certificate source behind tls.GetCertificate
+	tls   *tls.Config  // shared by every TLS listener; certificates come from certs
+	certs certs.Source // the one certificate source behind tls.GetCertificate
 	auth  *auth.DB
 	store mailstore.Store
 	queue *queue.Queue // set by the queue's service (order 10) for those after it
@@ -151,10 +152,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			log.Error("close mailstore", "err", err)
 		}
 	}()
-	a.certs, err = newCertSource(runCtx, a)
+	a.certs, err = newCertSource(cfg, log, a.auth.IsLocalDomain)
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
+	watchSIGHUP(runCtx, log, a.certs)
 	a.tls = newTLSConfig(a.certs)
 
 	t := time.Now()

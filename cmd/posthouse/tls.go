@@ -3,79 +3,105 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
 	"path/filepath"
-	"slices"
-	"sync"
+	"syscall"
 	"time"
 
 	"github.com/posthouse/posthouse/certs"
+	"github.com/posthouse/posthouse/config"
 )
 
-// certSource hands out the certificate for each handshake. Every TLS
-// listener shares one, through tls.Config.GetCertificate, so a reload or an
-// ACME renewal reaches SMTP, POP3, IMAP and HTTPS at once.
-type certSource interface {
-	GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error)
-}
-
-// certProvider may supply the certificate source (reloading files, ACME).
-// It returns nil, nil when the configuration is not for it.
-type certProvider func(ctx context.Context, a *app) (certSource, error)
-
-var (
-	certProvidersMu sync.Mutex
-	certProviders   []certProvider
+// Under data_dir: the self-signed certificate and the ACME cache.
+const (
+	selfSignedDir = "tls"
+	acmeCacheDir  = "acme"
 )
 
-// registerCertSource adds a provider, called from an init() in the
-// provider's own file. Providers are asked in registration order before the
-// built-in one, a self-signed certificate kept in data_dir (certs_source.go
-// provides ACME and certificate files that reload).
-func registerCertSource(p certProvider) {
-	certProvidersMu.Lock()
-	defer certProvidersMu.Unlock()
-	certProviders = append(certProviders, p)
-}
-
-// newCertSource picks the certificate source for a's configuration. a.auth
-// is open (ACME asks it which domains are local).
-func newCertSource(ctx context.Context, a *app) (certSource, error) {
-	certProvidersMu.Lock()
-	providers := slices.Clone(certProviders)
-	certProvidersMu.Unlock()
-	for _, p := range providers {
-		src, err := p(ctx, a)
+// newCertSource picks the one certificate source every TLS listener shares
+// through tls.Config.GetCertificate, so a reload or an ACME renewal reaches
+// SMTP, POP3, IMAP and HTTPS at once: [tls] acme, else cert_file/key_file,
+// else the self-signed certificate kept in data_dir. isLocal answers ACME's
+// question which domains are ours.
+func newCertSource(cfg *config.Config, log *slog.Logger, isLocal func(context.Context, string) (bool, error)) (certs.Source, error) {
+	switch {
+	case cfg.TLS.ACME:
+		var roots *x509.CertPool
+		if f := cfg.TLS.ACMECAFile; f != "" {
+			pem, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("tls.acme_ca_file: %w", err)
+			}
+			roots = x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls.acme_ca_file: no PEM certificate in %s", f)
+			}
+		}
+		src, err := certs.NewACME(certs.ACMEOptions{
+			Logger:        log,
+			Hostname:      cfg.Hostname,
+			DirectoryURL:  cfg.TLS.ACMEDirectory,
+			RootCAs:       roots,
+			Email:         cfg.TLS.ACMEEmail,
+			CacheDir:      filepath.Join(cfg.DataDir, acmeCacheDir),
+			IsLocalDomain: isLocal,
+		})
 		if err != nil {
 			return nil, err
 		}
-		if src != nil {
-			return src, nil
+		return src, nil
+	case cfg.TLS.CertFile != "":
+		src, err := certs.LoadFiles(cfg.TLS.CertFile, cfg.TLS.KeyFile, log)
+		if err != nil {
+			return nil, err
 		}
+		return src, nil
 	}
-	cert, created, err := certs.SelfSigned(filepath.Join(a.cfg.DataDir, selfSignedDir), a.cfg.Hostname, time.Now())
+	src, err := certs.LoadSelfSigned(filepath.Join(cfg.DataDir, selfSignedDir), cfg.Hostname, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	if created {
-		a.log.Warn("made a self-signed certificate; clients will ask to accept it, set [tls] cert_file/key_file for a real one",
-			"file", filepath.Join(a.cfg.DataDir, selfSignedDir, certs.SelfSignedCertFile), "hostname", a.cfg.Hostname)
+	if src.Created {
+		log.Warn("made a self-signed certificate; clients will ask to accept it, set [tls] cert_file/key_file for a real one",
+			"file", src.CertFile, "hostname", cfg.Hostname)
 	} else {
-		a.log.Info("using the self-signed certificate", "file", filepath.Join(a.cfg.DataDir, selfSignedDir, certs.SelfSignedCertFile))
+		log.Info("using the self-signed certificate", "file", src.CertFile)
 	}
-	return staticCert{cert}, nil
+	return src, nil
 }
 
-// staticCert serves one certificate for every name; mail clients often send
-// no SNI on STARTTLS.
-type staticCert struct{ cert *tls.Certificate }
-
-func (s staticCert) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	return s.cert, nil
+// watchSIGHUP reloads certificate files on SIGHUP until ctx ends. SIGHUP
+// never stops the server, whatever the source.
+func watchSIGHUP(ctx context.Context, log *slog.Logger, src certs.Source) {
+	files, _ := src.(*certs.Files)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(ch)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ch:
+				if files == nil {
+					log.Info("SIGHUP: no certificate files to reload")
+					continue
+				}
+				if err := files.Reload(); err != nil {
+					log.Error("SIGHUP: certificate reload failed; keeping the old one", "err", err)
+				}
+			}
+		}
+	}()
 }
 
 // newTLSConfig builds the *tls.Config every TLS listener shares. Listeners
 // that need more (ALPN for ACME) Clone it.
-func newTLSConfig(src certSource) *tls.Config {
+func newTLSConfig(src certs.Source) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// TLS 1.2 suites: forward-secret AEADs only. TLS 1.3 suites are not
@@ -95,6 +121,3 @@ func newTLSConfig(src certSource) *tls.Config {
 		GetCertificate:         src.GetCertificate,
 	}
 }
-
-// The self-signed certificate lives in <data_dir>/tls/.
-const selfSignedDir = "tls"

@@ -10,11 +10,12 @@ import (
 )
 
 func TestTLSConfigHandshake(t *testing.T) {
-	cert, _, err := certs.SelfSigned(t.TempDir(), "mail.example.com", time.Now())
+	src, err := certs.LoadSelfSigned(t.TempDir(), "mail.example.com", time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := newTLSConfig(staticCert{cert})
+	cert, _ := src.GetCertificate(nil)
+	cfg := newTLSConfig(src)
 	if cfg.MinVersion != tls.VersionTLS12 || !cfg.SessionTicketsDisabled {
 		t.Fatalf("MinVersion %x, SessionTicketsDisabled %v", cfg.MinVersion, cfg.SessionTicketsDisabled)
 	}
