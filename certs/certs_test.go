@@ -19,9 +19,9 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
 
 	"github.com/posthouse/posthouse/certs/certstest"
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
 func TestFilesReloadOnChange(t *testing.T) {
@@ -89,29 +89,6 @@ func TestHostPolicy(t *testing.T) {
 	}
 }
 
-// startDNS answers A queries for every name with 127.0.0.1 over TCP (pebble's
-// VA asks over TCP) and nothing else.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		for _, q := range r.Question {
-			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
-}
-
 func port(t *testing.T, addr net.Addr) int { return addr.(*net.TCPAddr).Port }
 
 // TestACMEWithPebble runs an ACME CA in process, on loopback, and proves that
@@ -138,7 +115,9 @@ func TestACMEWithPebble(t *testing.T) {
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {}})
-	validator := va.New(logger, port(t, httpLn.Addr()), port(t, tlsLn.Addr()), false, startDNS(t), store)
+	names := dnstest.NewServer(t) // for the CA's validation, over TCP
+	names.Add(host + ". A 127.0.0.1")
+	validator := va.New(logger, port(t, httpLn.Addr()), port(t, tlsLn.Addr()), false, names.Addr, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 0, 0)
 	acmeSrv := httptest.NewTLSServer(front.Handler())
 	t.Cleanup(acmeSrv.Close)
