@@ -2,16 +2,10 @@ package certs
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,34 +19,15 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
-)
 
-func writeSelfSigned(t *testing.T, certFile, keyFile, cn string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		DNSNames: []string{cn}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
+	"github.com/posthouse/posthouse/certs/certstest"
+	"github.com/posthouse/posthouse/dns/dnstest"
+)
 
 func TestFilesReloadOnChange(t *testing.T) {
 	dir := t.TempDir()
 	cf, kf := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	writeSelfSigned(t, cf, kf, "one.example")
+	certstest.WriteFiles(t, certstest.Default().Leaf("one.example"), cf, kf)
 	f, err := LoadFiles(cf, kf, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +44,7 @@ func TestFilesReloadOnChange(t *testing.T) {
 	if got := cn(); got != "one.example" {
 		t.Fatal(got)
 	}
-	writeSelfSigned(t, cf, kf, "two.example")
+	certstest.WriteFiles(t, certstest.Default().Leaf("two.example"), cf, kf)
 	if got := cn(); got != "one.example" {
 		t.Fatalf("reloaded before the check interval: %s", got)
 	}
@@ -92,8 +67,8 @@ func TestFilesReloadOnChange(t *testing.T) {
 
 func TestLoadFilesRefusesMismatch(t *testing.T) {
 	dir := t.TempDir()
-	writeSelfSigned(t, filepath.Join(dir, "a.pem"), filepath.Join(dir, "ak.pem"), "a")
-	writeSelfSigned(t, filepath.Join(dir, "b.pem"), filepath.Join(dir, "bk.pem"), "b")
+	certstest.WriteFiles(t, certstest.Default().Leaf("a"), filepath.Join(dir, "a.pem"), filepath.Join(dir, "ak.pem"))
+	certstest.WriteFiles(t, certstest.Default().Leaf("b"), filepath.Join(dir, "b.pem"), filepath.Join(dir, "bk.pem"))
 	if _, err := LoadFiles(filepath.Join(dir, "a.pem"), filepath.Join(dir, "bk.pem"), nil); err == nil {
 		t.Fatal("mismatched key accepted")
 	}
@@ -112,29 +87,6 @@ func TestHostPolicy(t *testing.T) {
 			t.Errorf("%s: err=%v", host, err)
 		}
 	}
-}
-
-// startDNS answers A queries for every name with 127.0.0.1 over TCP (pebble's
-// VA asks over TCP) and nothing else.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		for _, q := range r.Question {
-			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
 }
 
 func port(t *testing.T, addr net.Addr) int { return addr.(*net.TCPAddr).Port }
@@ -163,7 +115,9 @@ func TestACMEWithPebble(t *testing.T) {
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {}})
-	validator := va.New(logger, port(t, httpLn.Addr()), port(t, tlsLn.Addr()), false, startDNS(t), store)
+	names := dnstest.NewServer(t) // for the CA's validation, over TCP
+	names.Add(host + ". A 127.0.0.1")
+	validator := va.New(logger, port(t, httpLn.Addr()), port(t, tlsLn.Addr()), false, names.Addr, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 0, 0)
 	acmeSrv := httptest.NewTLSServer(front.Handler())
 	t.Cleanup(acmeSrv.Close)

@@ -3,16 +3,10 @@ package imapd
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -28,6 +22,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -104,7 +99,7 @@ func newTestServer(t testing.TB, opts ...testOption) *testServer {
 			"alice@example.org": "alicepw",
 			"bob@example.org":   "bobpw",
 		}},
-		tls: testTLSConfig(t),
+		tls: certstest.Default().ServerConfig(certstest.Loopback...),
 	}
 	level := slog.LevelWarn
 	if os.Getenv("IMAPD_DEBUG") != "" {
@@ -145,29 +140,6 @@ func newTestServer(t testing.TB, opts ...testOption) *testServer {
 		ts.store.Close()
 	})
 	return ts
-}
-
-func testTLSConfig(t testing.TB) *tls.Config {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
 // deliver puts a message into an account's mailbox the way smtpd does.

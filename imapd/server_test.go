@@ -1,7 +1,6 @@
 package imapd
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+	"github.com/posthouse/posthouse/certs/certstest"
 )
 
 func TestCapabilitiesAndLogin(t *testing.T) {
@@ -74,7 +74,7 @@ func TestLoginDisabledWithoutTLS(t *testing.T) {
 	}
 
 	// go-imap's client with STARTTLS logs in.
-	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	c, err := imapclient.DialStartTLS(ts.addr, &imapclient.Options{TLSConfig: certstest.Default().ClientConfig("127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestLoginDisabledWithoutTLS(t *testing.T) {
 
 func TestImplicitTLS(t *testing.T) {
 	ts := newTestServer(t, func(o *Options) { o.ImplicitTLS = true; o.LoopbackIsSecure = false })
-	c, err := imapclient.DialTLS(ts.addr, &imapclient.Options{TLSConfig: &tls.Config{InsecureSkipVerify: true}})
+	c, err := imapclient.DialTLS(ts.addr, &imapclient.Options{TLSConfig: certstest.Default().ClientConfig("127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
 	}

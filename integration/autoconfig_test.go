@@ -23,7 +23,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
 func listenPort(t *testing.T, addr string) int {
@@ -108,29 +109,6 @@ http = "127.0.0.1:0"`)
 	}
 }
 
-// startTestDNS answers A queries with 127.0.0.1 over TCP, for the ACME CA's
-// validation.
-func startTestDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		for _, q := range r.Question {
-			if q.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(127, 0, 0, 1)})
-			}
-		}
-		w.WriteMsg(m)
-	})}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
-}
-
 // TestACMECertificateOnIMAPS runs an ACME CA on loopback; the server obtains
 // a certificate through a real challenge on its http/https listeners and
 // serves it on IMAPS.
@@ -142,7 +120,9 @@ func TestACMECertificateOnIMAPS(t *testing.T) {
 	logger := log.New(io.Discard, "", 0)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {}})
-	validator := va.New(logger, listenPort(t, httpAddr), listenPort(t, httpsAddr), false, startTestDNS(t), store)
+	names := dnstest.NewServer(t) // for the CA's validation, over TCP
+	names.Add(TestHostname + ". A 127.0.0.1")
+	validator := va.New(logger, listenPort(t, httpAddr), listenPort(t, httpsAddr), false, names.Addr, store)
 	front := wfe.New(logger, store, validator, authority, nil, false, false, 0, 0)
 	acmeSrv := httptest.NewTLSServer(front.Handler())
 	t.Cleanup(acmeSrv.Close)

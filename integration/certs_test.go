@@ -1,59 +1,30 @@
 package integration
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/certs/certstest"
 )
 
-// writeCert writes a CA:FALSE certificate for TestHostname, named cn, and
-// its key.
+// writeCert writes a certificate for TestHostname, with common name cn to
+// tell which one is served, and its key.
 func writeCert(t *testing.T, certFile, keyFile, cn string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		DNSNames: []string{TestHostname}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Write beside and rename, as certificate tools do, so the server never
-	// reads half a file.
-	for path, block := range map[string]*pem.Block{certFile: {Type: "CERTIFICATE", Bytes: der}, keyFile: {Type: "EC PRIVATE KEY", Bytes: kder}} {
-		if err := os.WriteFile(path+".new", pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(path+".new", path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	leaf := certstest.Default().LeafWith(func(c *x509.Certificate) { c.Subject.CommonName = cn }, TestHostname)
+	certstest.WriteFiles(t, leaf, certFile, keyFile)
 }
 
+// servedCN is the common name of the certificate served at addr, which
+// must verify for TestHostname.
 func servedCN(t *testing.T, addr string) string {
 	t.Helper()
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	c, err := tls.Dial("tcp", addr, certstest.Default().ClientConfig(TestHostname))
 	if err != nil {
 		t.Fatalf("TLS to %s: %v", addr, err)
 	}

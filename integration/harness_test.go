@@ -3,7 +3,8 @@ package integration
 // The harness: TestMain builds posthouse once; startServer runs it on free
 // loopback ports with a temporary data dir and stops it when the test ends.
 // Tests drive it only from outside (network, the admin command, files), never
-// by importing Posthouse packages.
+// by importing Posthouse packages; only the test helpers dns/dnstest (a
+// loopback DNS server) and certs/certstest (test certificates) are shared.
 
 import (
 	"bufio"

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -79,7 +80,7 @@ func FuzzSession(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	serverTLS, _ := testTLS(f)
+	serverTLS := certstest.Default().ServerConfig(certstest.Loopback...)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		store := newFakeStore()
 		ctx := context.Background()

@@ -4,22 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -43,44 +37,6 @@ type testOption func(*Options)
 
 func withOptions(f func(*Options)) testOption { return testOption(f) }
 
-var (
-	testCertOnce sync.Once
-	testCert     tls.Certificate
-	testPool     *x509.CertPool
-)
-
-// testTLS returns a server config with a self-signed certificate for
-// 127.0.0.1 and a client config that trusts it.
-func testTLS(t testing.TB) (*tls.Config, *tls.Config) {
-	t.Helper()
-	testCertOnce.Do(func() {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			panic(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(1),
-			Subject:      pkix.Name{CommonName: "posthouse test"},
-			NotBefore:    time.Now().Add(-time.Hour),
-			NotAfter:     time.Now().Add(24 * time.Hour),
-			IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-			DNSNames:     []string{"localhost"},
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-		if err != nil {
-			panic(err)
-		}
-		cert, _ := x509.ParseCertificate(der)
-		testCert = tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
-		testPool = x509.NewCertPool()
-		testPool.AddCert(cert)
-	})
-	return &tls.Config{Certificates: []tls.Certificate{testCert}},
-		&tls.Config{RootCAs: testPool, ServerName: "127.0.0.1"}
-}
-
 // testLogger writes the server's log to the test log.
 func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("POP3D_TEST_LOG") == "" {
@@ -91,7 +47,8 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	t.Helper()
-	serverTLS, clientTLS := testTLS(t)
+	ca := certstest.Default()
+	serverTLS, clientTLS := ca.ServerConfig(certstest.Loopback...), ca.ClientConfig("127.0.0.1")
 	ts := &testServer{
 		store: newTestStore(t),
 		auth:  newFakeAuth(map[string]string{testUser: testPass, "bob@example.org": "bobpass"}),

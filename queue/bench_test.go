@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/dns/dnstest"
 )
@@ -50,7 +51,7 @@ func benchRelay(b *testing.B, domains int, starttls bool) {
 	srv.MaxRecipients = 100
 	srv.ErrorLog = nopLogger{}
 	if starttls {
-		srv.TLSConfig = selfSigned(b)
+		srv.TLSConfig = certstest.Default().ServerConfig("mx.b.test")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	msgauth "github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-smtp"
 
+	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/smtpclient"
 )
@@ -394,7 +395,7 @@ func TestDKIMSignatureVerifies(t *testing.T) {
 }
 
 func TestSTARTTLS(t *testing.T) {
-	remote := newFakeRemote(t, func(s *smtp.Server) { s.TLSConfig = selfSigned(t) })
+	remote := newFakeRemote(t, func(s *smtp.Server) { s.TLSConfig = certstest.Default().ServerConfig("mx.b.test") })
 	e := newEnv(t, remote)
 	e.enqueue("alice@a.test", "bob@b.test")
 	waitFor(t, "delivery", func() bool { return remote.count("bob@b.test") == 1 })
@@ -404,7 +405,7 @@ func TestSTARTTLS(t *testing.T) {
 }
 
 func TestSTARTTLSFailureNoPlaintextOnSameConnection(t *testing.T) {
-	serverTLS := selfSigned(t)
+	serverTLS := certstest.Default().ServerConfig("mx.b.test")
 	serverTLS.MaxVersion = tls.VersionTLS12
 	remote := newFakeRemote(t, func(s *smtp.Server) { s.TLSConfig = serverTLS })
 	e := newEnv(t, remote, func(o *Options) {

@@ -3,17 +3,11 @@ package smtpd
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/netip"
 	"strings"
@@ -24,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -272,35 +267,6 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// testCert makes a self-signed end-entity certificate for localhost.
-var testCert = sync.OnceValues(func() (tls.Certificate, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		panic(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "mx.example.org"},
-		DNSNames:     []string{"mx.example.org", "localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		panic(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		panic(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}, pool
-})
-
 // useFakeStore, set as Options.Store by withFakeStore, is replaced by the
 // test server's recording fakeStore.
 var useFakeStore = &fakeStore{}
@@ -327,13 +293,12 @@ type testServer struct {
 // maildir store in a temp dir (withFakeStore: the recording fake).
 func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	t.Helper()
-	cert, _ := testCert()
 	ts := &testServer{dir: newFakeDirectory(), store: newFakeStore(), queue: &fakeQueue{}, logs: &syncBuffer{}, spoolDir: t.TempDir()}
 	o := Options{
 		Logger:    slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Hostname:  "mx.example.org",
 		Mode:      ModeMTA,
-		TLS:       &tls.Config{Certificates: []tls.Certificate{cert}},
+		TLS:       certstest.Default().ServerConfig("mx.example.org", "localhost", "127.0.0.1"),
 		Directory: ts.dir,
 		Store:     nil, // the real maildir store unless an option sets one
 		Queue:     ts.queue,
@@ -388,10 +353,9 @@ func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 
 func withMode(m Mode) func(*Options) { return func(o *Options) { o.Mode = m } }
 
-// clientTLS is the client side of testCert.
+// clientTLS trusts the test server's certificate.
 func clientTLS() *tls.Config {
-	_, pool := testCert()
-	return &tls.Config{RootCAs: pool, ServerName: "mx.example.org"}
+	return certstest.Default().ClientConfig("mx.example.org")
 }
 
 // messages returns account's INBOX messages in delivery order.

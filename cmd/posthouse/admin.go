@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -73,35 +73,26 @@ type adminCommand struct {
 	run           func(ctx context.Context, env *adminEnv, args []string) error
 }
 
-var (
-	adminMu       sync.Mutex
-	adminCommands = map[string]adminCommand{}
-)
-
-// registerAdmin adds `posthouse admin <name> …`, from an init() in the
-// owner's own admin_<name>.go. run gets the arguments after name; it should
-// print its usage on -h/--help (newFlagSet/parseFlags do) before touching
-// env.auth, which is nil when help is all that was asked.
-func registerAdmin(name, summary string, run func(ctx context.Context, env *adminEnv, args []string) error) {
-	adminMu.Lock()
-	defer adminMu.Unlock()
-	if _, dup := adminCommands[name]; dup {
-		panic("posthouse: admin command " + name + " registered twice")
+// adminCommands are the nouns of `posthouse admin`, each in its own
+// admin_<noun>.go, in the order help lists them. run gets the arguments
+// after the noun; it prints its usage on -h/--help (newFlagSet/parseFlags
+// do) before touching env.auth, which is nil when help is all that was
+// asked.
+func adminCommands() []adminCommand {
+	return []adminCommand{
+		{"alias", "add, list and remove aliases (address → addresses; @domain is the catch-all)", runAdminAlias},
+		{"dkim", "generate, list and remove DKIM signing keys", runAdminDKIM},
+		{"dns", "print the DNS records a domain needs (MX, SPF, DKIM, DMARC, client setup)", runAdminDNS},
+		{"domain", "add, list and remove the domains we receive mail for", runAdminDomain},
+		{"queue", "list, show, retry and remove outbound messages", runAdminQueue},
+		{"user", "add, list, change and remove users (mailboxes)", runAdminUser},
 	}
-	adminCommands[name] = adminCommand{name, summary, run}
 }
 
 func adminUsage(w io.Writer) {
-	adminMu.Lock()
-	names := make([]string, 0, len(adminCommands))
-	for n := range adminCommands {
-		names = append(names, n)
-	}
-	adminMu.Unlock()
-	sort.Strings(names)
 	fmt.Fprintf(w, "Usage: posthouse admin [--config FILE] <command> <verb> [flags] [arguments]\n\nCommands:\n")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, adminCommands[n].summary)
+	for _, c := range adminCommands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
 Run 'posthouse admin <command> --help' for its verbs. Admin works on the
@@ -144,10 +135,9 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		adminUsage(stdout)
 		return nil
 	}
-	adminMu.Lock()
-	cmd, ok := adminCommands[rest[0]]
-	adminMu.Unlock()
-	if !ok {
+	cmds := adminCommands()
+	i := slices.IndexFunc(cmds, func(c adminCommand) bool { return c.name == rest[0] })
+	if i < 0 {
 		return usageError("admin: unknown command %q (run 'posthouse admin --help')", rest[0])
 	}
 
@@ -173,7 +163,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return fmt.Errorf("open user database: %w", err)
 		}
 	}
-	return cmd.run(ctx, env, rest[1:])
+	return cmds[i].run(ctx, env, rest[1:])
 }
 
 // wantsHelp reports whether args ask for help (before any "--").

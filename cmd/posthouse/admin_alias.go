@@ -6,10 +6,6 @@ import (
 	"strings"
 )
 
-func init() {
-	registerAdmin("alias", "add, list and remove aliases (address → addresses; @domain is the catch-all)", runAdminAlias)
-}
-
 func runAdminAlias(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "alias", []verb{
 		{"add", "ADDRESS TARGET...", "make ADDRESS (or @domain) deliver to the targets", aliasAdd},

@@ -7,10 +7,6 @@ import (
 	"github.com/posthouse/posthouse/dkim"
 )
 
-func init() {
-	registerAdmin("dkim", "generate, list and remove DKIM signing keys", runAdminDKIM)
-}
-
 func runAdminDKIM(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "dkim", []verb{
 		{"generate", "[--selector S] [--algorithm rsa|ed25519] DOMAIN", "make a key and print its DNS record", dkimGenerate},

@@ -9,10 +9,6 @@ import (
 	"github.com/posthouse/posthouse/dns"
 )
 
-func init() {
-	registerAdmin("dns", "print the DNS records a domain needs (MX, SPF, DKIM, DMARC, client setup)", runAdminDNS)
-}
-
 func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 	fs := newFlagSet("posthouse admin dns", "posthouse admin dns DOMAIN", env.stdout)
 	rest, err := parseFlags(fs, args)

@@ -9,10 +9,6 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
-func init() {
-	registerAdmin("domain", "add, list and remove the domains we receive mail for", runAdminDomain)
-}
-
 func runAdminDomain(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "domain", []verb{
 		{"add", "DOMAIN", "add a domain", domainAdd},

@@ -12,10 +12,6 @@ import (
 	"github.com/posthouse/posthouse/queue"
 )
 
-func init() {
-	registerAdmin("queue", "list, show, retry and remove outbound messages", runAdminQueue)
-}
-
 func runAdminQueue(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "queue", []verb{
 		{"list", "", "list queued messages", queueList},

@@ -11,10 +11,6 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
-func init() {
-	registerAdmin("user", "add, list, change and remove users (mailboxes)", runAdminUser)
-}
-
 func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "user", []verb{
 		{"add", "[--password-stdin] [--quota SIZE] ADDRESS", "add a user in an existing domain", userAdd},

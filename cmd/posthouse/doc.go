@@ -2,11 +2,18 @@
 // subcommands serve, admin, check-config and version.
 //
 // This package holds no protocol or storage logic. It reads the
-// configuration, builds the slog handler and the shared *tls.Config, opens
-// the system database and the mailstore, starts the services each protocol
-// registers from its own serve_<name>.go (registerService), handles signals
-// and shuts everything down in reverse order. admin subcommands register
-// themselves the same way (registerAdmin).
+// configuration, builds the slog handler and the shared *tls.Config (its
+// certificates come from the certs package: ACME, certificate files, or the
+// self-signed certificate in data_dir/tls), opens the databases, and starts
+// and stops everything else. serve (serve.go) does so in one sequence read
+// top to bottom: data_dir → user database, mailstore, outbound queue →
+// mailstore reconciliation → certificates → queue workers → listeners
+// (smtp, imap, pop3, http; each protocol's options are built in its own
+// serve_<name>.go). It stops them in reverse, in two phases: stop accepting
+// and let sessions finish for a grace period, then cut what remains; the
+// databases close last. The subcommands and the admin nouns are plain
+// tables (commands in main.go, adminCommands in admin.go), each noun in its
+// own admin_<noun>.go.
 //
 // Exit codes: 0 success; 1 failure (one line on stderr says why); 2 usage
 // error or invalid input; 3 something named does not exist (domain, user,

@@ -11,69 +11,30 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
 	"github.com/posthouse/posthouse/queue"
 )
 
-// app is what every service's start function gets: the configuration and
-// the shared resources, opened before any service starts and closed after
-// the last one stopped.
+// app is what every listener's start function gets: the configuration
+// and the shared resources. serve builds it once, after everything in it is
+// open and before the first listener starts; nothing changes it afterwards.
 type app struct {
 	cfg   *config.Config
 	log   *slog.Logger
-	tls   *tls.Config // shared by every TLS listener; certificates come from certs
-	certs certSource  // the one certificate source behind tls.GetCertificate
+	tls   *tls.Config  // shared by every TLS listener; certificates come from certs
+	certs certs.Source // the one certificate source behind tls.GetCertificate
 	auth  *auth.DB
 	store mailstore.Store
-	queue *queue.Queue // set by the queue's service (order 10) for those after it
-}
-
-// service is one entry of the registry.
-type service struct {
-	name  string
-	order int
-	start func(ctx context.Context, a *app) (shutdown func(context.Context) error, err error)
-}
-
-var (
-	servicesMu sync.Mutex
-	services   []service
-)
-
-// registerService adds a service. Each protocol calls it from an init() in
-// its own serve_<name>.go. Services start in ascending order (queue 10, smtp
-// 20, imap 30, pop3 40, http 50) and stop in the reverse order. start opens
-// the listeners named in a.cfg.Listen ("" = disabled, open none), serves in
-// goroutines it owns, and returns a shutdown func. shutdown must stop
-// accepting at once, let work in progress finish until its context is done,
-// then cut what remains (immediate deadlines on connections), wait for its
-// goroutines and return. A start error stops the server before it serves.
-func registerService(name string, order int, start func(ctx context.Context, a *app) (shutdown func(context.Context) error, err error)) {
-	servicesMu.Lock()
-	defer servicesMu.Unlock()
-	for _, s := range services {
-		if s.name == name {
-			panic("posthouse: service " + name + " registered twice")
-		}
-	}
-	services = append(services, service{name: name, order: order, start: start})
-}
-
-func registeredServices() []service {
-	servicesMu.Lock()
-	defer servicesMu.Unlock()
-	out := append([]service(nil), services...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].order < out[j].order })
-	return out
+	queue *queue.Queue
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -109,18 +70,20 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	return serve(sigCtx, cfg, log)
 }
 
-// serve runs until ctx is done, then shuts down. Start: data dir (made
-// private: see makePrivate) →
-// databases → TLS → store reconciliation → services in order. Stop: services in
-// reverse order, then the store and the system database.
+// serve runs until ctx is done, then shuts down. It reads in the order
+// things start: data_dir → databases (users, mailstore, outbound queue) →
+// mailstore reconciliation → certificates and the shared *tls.Config →
+// queue workers → listeners (smtp, imap, pop3, http). They stop in reverse,
+// in two phases (shutdownServices); the databases close last.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	started := time.Now()
+
+	// data_dir, owner-only (see makePrivate).
 	privateUmask()
 	if err := os.MkdirAll(cfg.DataDir, privateDirMode); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
 	makePrivate(cfg.DataDir, log)
-	a := &app{cfg: cfg, log: log}
 
 	// runCtx outlives the signal: sessions derive from it, and it is only
 	// cancelled once every service has stopped, so in-flight transactions
@@ -128,34 +91,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRun()
 
-	var err error
-	a.auth, err = auth.Open(runCtx, filepath.Join(cfg.DataDir, "users.sqlite"), authOptions(cfg, log.With("proto", "auth")))
+	// Databases. Deferred closes run after every service stopped.
+	authDB, err := auth.Open(runCtx, filepath.Join(cfg.DataDir, "users.sqlite"), authOptions(cfg, log.With("proto", "auth")))
 	if err != nil {
 		return fmt.Errorf("open user database: %w", err)
 	}
-	defer func() {
-		if err := a.auth.Close(); err != nil {
-			log.Error("close user database", "err", err)
-		}
-	}()
+	defer closeLogged(log, "user database", authDB)
 	store, err := maildir.Open(runCtx, filepath.Join(cfg.DataDir, "accounts"), maildir.Options{
 		Logger: log.With("proto", "mailstore"),
-		Quota:  a.auth.Quota,
+		Quota:  authDB.Quota,
 	})
 	if err != nil {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
-	a.store = store
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Error("close mailstore", "err", err)
-		}
-	}()
-	a.certs, err = newCertSource(runCtx, a)
+	defer closeLogged(log, "mailstore", store)
+	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, store)
 	if err != nil {
-		return fmt.Errorf("tls: %w", err)
+		return fmt.Errorf("queue: %w", err)
 	}
-	a.tls = newTLSConfig(a.certs)
+	defer closeLogged(log, "queue", q)
 
 	t := time.Now()
 	if err := store.Reconcile(runCtx); err != nil {
@@ -163,25 +117,50 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("mailstore reconciled", "dur", time.Since(t).Round(time.Millisecond))
 
-	var up []running
-	stopAll := func(grace time.Duration) error {
-		rev := make([]running, len(up))
-		for i, r := range up {
-			rev[len(up)-1-i] = r
-		}
-		return shutdownServices(log, grace, rev)
+	certSource, err := newCertSource(cfg, log, authDB.IsLocalDomain)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
 	}
-	for _, s := range registeredServices() {
-		shutdown, err := s.start(runCtx, a)
+	watchSIGHUP(runCtx, log, certSource)
+
+	a := &app{
+		cfg:   cfg,
+		log:   log,
+		tls:   newTLSConfig(certSource),
+		certs: certSource,
+		auth:  authDB,
+		store: store,
+		queue: q,
+	}
+
+	// Queue workers, then the listeners; up records what started, to be
+	// stopped in reverse. A listener that fails to start stops what came
+	// before it, with the usual grace: no session is open yet, but the
+	// queue's first housekeeping pass may be under way and must end before
+	// its database closes.
+	var up []running
+	q.Start()
+	up = append(up, running{"queue", q.Shutdown})
+	listeners := []struct {
+		name  string
+		start func(ctx context.Context, a *app) (shutdown func(context.Context) error, err error)
+	}{
+		{"smtp", startSMTP},
+		{"imap", startIMAP},
+		{"pop3", startPOP3},
+		{"http", startHTTP},
+	}
+	for _, l := range listeners {
+		if ctx.Err() != nil {
+			break // signalled while starting: stop what is up
+		}
+		shutdown, err := l.start(runCtx, a)
 		if err != nil {
-			stopAll(0)
-			return fmt.Errorf("%s: %w", s.name, explainListenError(err))
+			shutdownServices(log, shutdownGrace, reversed(up))
+			return fmt.Errorf("%s: %w", l.name, err)
 		}
 		if shutdown != nil {
-			up = append(up, running{s.name, shutdown})
-		}
-		if ctx.Err() != nil {
-			break
+			up = append(up, running{l.name, shutdown})
 		}
 	}
 	log.Info("posthouse started", "version", versionString(), "hostname", cfg.Hostname, "data_dir", cfg.DataDir,
@@ -189,7 +168,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	<-ctx.Done()
 	log.Info("shutting down", "grace", shutdownGrace)
-	err = stopAll(shutdownGrace)
+	err = shutdownServices(log, shutdownGrace, reversed(up))
 	cancelRun()
 	if err != nil {
 		return err
@@ -198,10 +177,25 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// running is a started service.
+// closeLogged closes one of serve's databases; a failure is logged.
+func closeLogged(log *slog.Logger, what string, c io.Closer) {
+	if err := c.Close(); err != nil {
+		log.Error("close "+what, "err", err)
+	}
+}
+
+// running is a started service: the queue's workers or one protocol's
+// listeners.
 type running struct {
 	name     string
 	shutdown func(context.Context) error
+}
+
+// reversed returns list in reverse order, the order of shutdown.
+func reversed(list []running) []running {
+	rev := slices.Clone(list)
+	slices.Reverse(rev)
+	return rev
 }
 
 // shutdownServices calls each shutdown in the order given. They share one

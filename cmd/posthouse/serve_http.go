@@ -13,8 +13,6 @@ import (
 	"github.com/posthouse/posthouse/certs"
 )
 
-func init() { registerService("http", 50, startHTTP) }
-
 // HTTP limits: autoconfig requests are tiny and answered at once.
 const (
 	httpReadHeaderTimeout = 10 * time.Second

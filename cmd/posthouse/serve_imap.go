@@ -7,8 +7,6 @@ import (
 	"github.com/posthouse/posthouse/imapd"
 )
 
-func init() { registerService("imap", 30, startIMAP) }
-
 // startIMAP opens the IMAP listeners: "imap" (143, STARTTLS) and "imaps"
 // (993, implicit TLS), one imapd.Server each. They share one connection
 // counter, so [limits] max_connections and max_connections_per_ip count IMAP

@@ -7,8 +7,6 @@ import (
 	"github.com/posthouse/posthouse/pop3d"
 )
 
-func init() { registerService("pop3", 40, startPOP3) }
-
 // startPOP3 opens the POP3 listeners: "pop3" (110, STLS) and "pop3s" (995,
 // implicit TLS), one pop3d.Server each. They share one connection counter,
 // so [limits] max_connections and max_connections_per_ip count POP3

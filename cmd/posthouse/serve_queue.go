@@ -4,26 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/queue"
 )
 
-func init() { registerService("queue", 10, startQueue) }
-
-// startQueue opens the outbound queue (data_dir/queue.sqlite and
-// data_dir/queue/), starts its delivery workers and hands it to the
-// services after it (smtp) through a.queue.
-func startQueue(ctx context.Context, a *app) (func(context.Context) error, error) {
-	log := a.log.With("proto", "queue")
-	opts := queueOptions(a.cfg)
+// openQueue opens the outbound queue (data_dir/queue.sqlite and
+// data_dir/queue/) without starting its delivery workers: serve starts them
+// (Start) before the listeners and stops them (Shutdown) after.
+func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, store mailstore.Store) (*queue.Queue, error) {
+	opts := queueOptions(cfg)
 	opts.Logger = log
-	opts.Locals = authLocals{a.auth}
-	opts.Store = a.store
-	res, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver})
+	opts.Locals = authLocals{users}
+	opts.Store = store
+	res, err := dns.New(dns.Options{Server: cfg.DNS.Resolver})
 	if err != nil {
 		// Keep accepting mail: deliveries fail temporarily and are retried
 		// once the resolver is fixed and the server restarted.
@@ -32,19 +31,7 @@ func startQueue(ctx context.Context, a *app) (func(context.Context) error, error
 		opts.Resolver = res
 		log.Info("DNS resolver", "addr", res.Server())
 	}
-	q, err := queue.Open(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	q.Start()
-	a.queue = q
-	return func(ctx context.Context) error {
-		err := q.Shutdown(ctx)
-		if cerr := q.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	}, nil
+	return queue.Open(ctx, opts)
 }
 
 // queueOptions are the queue settings taken from the configuration.

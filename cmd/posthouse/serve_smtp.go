@@ -13,8 +13,6 @@ import (
 	"github.com/posthouse/posthouse/smtpd"
 )
 
-func init() { registerService("smtp", 20, startSMTP) }
-
 // smtpListeners maps the [listen] entries to smtpd modes.
 var smtpListeners = []struct {
 	name string
@@ -56,30 +54,35 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		names[i], modes[l.name] = l.name, l.mode
 	}
 	return serveEach(ctx, a, names, nil, func(name string) (mailServer, error) {
-		opts := smtpd.Options{
-			Logger:              a.log,
-			Hostname:            a.cfg.Hostname,
-			Mode:                modes[name],
-			TLS:                 a.tls,
-			Directory:           a.auth,
-			Store:               a.store,
-			Resolver:            txt,
-			SpoolDir:            spool,
-			MaxMessageBytes:     int64(a.cfg.Limits.MaxMessageSize),
-			MaxRecipients:       a.cfg.Limits.MaxRecipients,
-			Conns:               conns,
-			MaxConnections:      a.cfg.Limits.MaxConnections,
-			MaxConnectionsPerIP: a.cfg.Limits.MaxConnectionsPerIP,
-			MaxJunkCommands:     a.cfg.Limits.MaxJunkCommands,
-			MaxSessionDuration:  a.cfg.Limits.MaxSessionDuration.Duration,
-		}
-		if a.queue != nil {
-			// Not a typed nil in the interface: without the queue
-			// service, foreign recipients are refused with 451.
-			opts.Queue = a.queue
-		}
-		return smtpd.New(opts)
+		return smtpd.New(smtpOptions(a, modes[name], spool, txt, conns))
 	})
+}
+
+// smtpOptions are one SMTP listener's options.
+func smtpOptions(a *app, mode smtpd.Mode, spool string, txt smtpd.TXTResolver, conns *limit.Conns) smtpd.Options {
+	opts := smtpd.Options{
+		Logger:              a.log,
+		Hostname:            a.cfg.Hostname,
+		Mode:                mode,
+		TLS:                 a.tls,
+		Directory:           a.auth,
+		Store:               a.store,
+		Resolver:            txt,
+		SpoolDir:            spool,
+		MaxMessageBytes:     int64(a.cfg.Limits.MaxMessageSize),
+		MaxRecipients:       a.cfg.Limits.MaxRecipients,
+		Conns:               conns,
+		MaxConnections:      a.cfg.Limits.MaxConnections,
+		MaxConnectionsPerIP: a.cfg.Limits.MaxConnectionsPerIP,
+		MaxJunkCommands:     a.cfg.Limits.MaxJunkCommands,
+		MaxSessionDuration:  a.cfg.Limits.MaxSessionDuration.Duration,
+	}
+	if a.queue != nil {
+		// Not a typed nil in the interface: without a queue, foreign
+		// recipients are refused with 451.
+		opts.Queue = a.queue
+	}
+	return opts
 }
 
 // spoolLeftoverAge: smtpd unlinks each spool file right after creating it

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -17,20 +17,6 @@ import (
 	"github.com/posthouse/posthouse/pop3d"
 )
 
-// withServices replaces the registry for one test.
-func withServices(t *testing.T, list []service) {
-	t.Helper()
-	servicesMu.Lock()
-	saved := services
-	services = list
-	servicesMu.Unlock()
-	t.Cleanup(func() {
-		servicesMu.Lock()
-		services = saved
-		servicesMu.Unlock()
-	})
-}
-
 func testConfig(t *testing.T) *config.Config {
 	t.Helper()
 	c := config.Default()
@@ -39,84 +25,127 @@ func testConfig(t *testing.T) *config.Config {
 	return c
 }
 
-// recorder logs lifecycle events in order.
-type recorder struct {
+// lifecycleLog records, in order, the lifecycle lines serve logs:
+// "listening <proto>" and "stopped <service>".
+type lifecycleLog struct {
 	mu     sync.Mutex
 	events []string
+	attrs  []slog.Attr
+	shared *lifecycleLog // the recorder handlers made by WithAttrs write to
 }
 
-func (r *recorder) add(s string) {
-	r.mu.Lock()
-	r.events = append(r.events, s)
-	r.mu.Unlock()
-}
+func (h *lifecycleLog) Enabled(context.Context, slog.Level) bool { return true }
 
-func (r *recorder) get() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.events...)
-}
-
-func recordingService(r *recorder, name string, order int, startErr error) service {
-	return service{name: name, order: order, start: func(ctx context.Context, a *app) (func(context.Context) error, error) {
-		if a.auth == nil || a.store == nil || a.tls == nil || a.cfg == nil || a.log == nil {
-			return nil, errors.New("app not ready")
-		}
-		if startErr != nil {
-			return nil, startErr
-		}
-		r.add("start " + name)
-		return func(ctx context.Context) error {
-			if _, ok := ctx.Deadline(); !ok {
-				r.add("stop " + name + " without deadline")
-			}
-			r.add("stop " + name)
-			return nil
-		}, nil
-	}}
-}
-
-func TestServeLifecycle(t *testing.T) {
-	r := &recorder{}
-	// Registered out of order on purpose.
-	withServices(t, []service{
-		recordingService(r, "pop3", 40, nil),
-		recordingService(r, "queue", 10, nil),
-		recordingService(r, "smtp", 20, nil),
+func (h *lifecycleLog) Handle(_ context.Context, r slog.Record) error {
+	attrs := map[string]string{}
+	for _, a := range h.attrs {
+		attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		attrs[a.Key] = a.Value.String()
+		return true
 	})
+	var ev string
+	switch r.Message {
+	case "listening":
+		ev = "listening " + attrs["proto"]
+	case "service stopped":
+		ev = "stopped " + attrs["service"]
+	case "posthouse started":
+		ev = "started"
+	default:
+		return nil
+	}
+	rec := h.recorder()
+	rec.mu.Lock()
+	rec.events = append(rec.events, ev)
+	rec.mu.Unlock()
+	return nil
+}
+
+func (h *lifecycleLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return &lifecycleLog{attrs: append(slices.Clone(h.attrs), attrs...), shared: h.recorder()}
+}
+
+func (h *lifecycleLog) WithGroup(string) slog.Handler { return h }
+
+func (h *lifecycleLog) recorder() *lifecycleLog {
+	if h.shared != nil {
+		return h.shared
+	}
+	return h
+}
+
+func (h *lifecycleLog) get() []string {
+	rec := h.recorder()
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.events)
+}
+
+// loopbackConfig is testConfig with every listener on a free loopback
+// port.
+func loopbackConfig(t *testing.T) *config.Config {
+	t.Helper()
+	c := testConfig(t)
+	for _, p := range []*string{&c.Listen.SMTP, &c.Listen.Submission, &c.Listen.Submissions, &c.Listen.IMAP,
+		&c.Listen.IMAPS, &c.Listen.POP3, &c.Listen.POP3S, &c.Listen.HTTP, &c.Listen.HTTPS} {
+		*p = "127.0.0.1:0"
+	}
+	return c
+}
+
+// TestServeLifecycle: serve starts the queue, then the listeners in their
+// fixed order, and stops them in reverse once ctx is done.
+func TestServeLifecycle(t *testing.T) {
+	rec := &lifecycleLog{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, testConfig(t), slog.New(slog.DiscardHandler)) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for len(r.get()) < 3 && time.Now().Before(deadline) {
+	go func() { done <- serve(ctx, loopbackConfig(t), slog.New(rec)) }()
+	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(rec.get(), "started"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not start: %q", rec.get())
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"start queue", "start smtp", "start pop3", "stop pop3", "stop smtp", "stop queue"}
-	if got := r.get(); !reflect.DeepEqual(got, want) {
-		t.Errorf("events %q, want %q", got, want)
+	want := []string{
+		"listening smtp", "listening submission", "listening submissions",
+		"listening imap", "listening imaps", "listening pop3", "listening pop3s",
+		"listening http", "listening https", "started",
+		"stopped http", "stopped pop3", "stopped imap", "stopped smtp", "stopped queue",
+	}
+	if got := rec.get(); !reflect.DeepEqual(got, want) {
+		t.Errorf("events\n%q\nwant\n%q", got, want)
 	}
 }
 
+// TestServeStartFailure: a listener that cannot bind stops serve before it
+// serves; what started before it is stopped in reverse, what comes after
+// it never starts.
 func TestServeStartFailure(t *testing.T) {
-	r := &recorder{}
-	bindErr := &net.OpError{Op: "listen", Net: "tcp", Err: &net.AddrError{Err: "address already in use"}}
-	withServices(t, []service{
-		recordingService(r, "queue", 10, nil),
-		recordingService(r, "smtp", 20, nil),
-		recordingService(r, "imap", 30, bindErr),
-		recordingService(r, "pop3", 40, nil),
-	})
-	err := serve(context.Background(), testConfig(t), slog.New(slog.DiscardHandler))
-	if err == nil || !strings.HasPrefix(err.Error(), "imap: ") {
-		t.Fatalf("err = %v, want the imap start error", err)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := []string{"start queue", "start smtp", "stop smtp", "stop queue"}
-	if got := r.get(); !reflect.DeepEqual(got, want) {
-		t.Errorf("events %q, want %q", got, want)
+	defer busy.Close()
+	cfg := loopbackConfig(t)
+	cfg.Listen.IMAPS = busy.Addr().String()
+	rec := &lifecycleLog{}
+	err = serve(context.Background(), cfg, slog.New(rec))
+	if err == nil || !strings.HasPrefix(err.Error(), "imap: listen.imaps: ") ||
+		strings.Count(err.Error(), "another program holds this port") != 1 {
+		t.Fatalf("err = %v, want the imaps bind error, explained once", err)
+	}
+	want := []string{
+		"listening smtp", "listening submission", "listening submissions", "listening imap",
+		"stopped smtp", "stopped queue",
+	}
+	if got := rec.get(); !reflect.DeepEqual(got, want) {
+		t.Errorf("events\n%q\nwant\n%q", got, want)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package durable holds the file steps that "durable" means in Posthouse
 // (write to a temporary file, fsync it, rename it into place, fsync the
 // directory): SyncDir and WriteFile. The queue's spool, the maildir store and
-// the certificates cmd/posthouse writes all use these, so the steps are
+// the self-signed certificate certs writes all use these, so the steps are
 // written once. It imports nothing of ours.
 package durable
