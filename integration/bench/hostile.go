@@ -73,6 +73,8 @@ func (b *bench) hostileMIME(ctx context.Context) {
 			if err != nil {
 				failed[s.Name()] = true
 				b.fail(s, "hostile MIME", err)
+				b.log.Info("hostile run figures before the failure", "system", s.Name(), "peakRSSMiB", r.peakRSS>>20,
+					"cpu", r.cpu, "accepted", r.accepted, "refused", r.refused, "replies", r.replies, "slowest", r.slowest)
 				continue
 			}
 			b.log.Info("hostile", "system", s.Name(), "run", run, "peakRSSMiB", r.peakRSS>>20, "accepted", r.accepted,
