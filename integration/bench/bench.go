@@ -41,6 +41,8 @@ func (b *bench) runWorkload(ctx context.Context, wl string) {
 		b.pop3(ctx)
 	case "relay":
 		b.relayOut(ctx)
+	case "hostile":
+		b.hostileMIME(ctx)
 	}
 }
 
@@ -166,6 +168,10 @@ func (b *bench) declareRows() {
 			a, c := b.mRelay(d)
 			b.res.declare(a, c)
 		}
+	}
+	if w["hostile"] {
+		a, c, d, e, f := b.mHostile()
+		b.res.declare(a, c, d, e, f)
 	}
 }
 

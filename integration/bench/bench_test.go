@@ -24,11 +24,12 @@ func TestQuickPosthouse(t *testing.T) {
 	defer cancel()
 	sz := quickSizes
 	sz.SMTPMsgs, sz.BigMsgs, sz.FetchMsgs, sz.SearchMsgs, sz.POPMsgs, sz.IdleConns, sz.RelayMsgs = 10, 100, 10, 100, 10, 20, 10
+	sz.HostileSize = 256 << 10
 	o := options{
 		runs:      1,
 		quick:     true,
 		sizes:     &sz,
-		workloads: map[string]bool{"mem": true, "smtp": true, "imap": true, "pop3": true, "relay": true},
+		workloads: map[string]bool{"mem": true, "smtp": true, "imap": true, "pop3": true, "relay": true, "hostile": true},
 		systems:   map[string]bool{"posthouse": true},
 		populate:  "append",
 		settle:    200 * time.Millisecond,
@@ -78,7 +79,7 @@ func checkTable(t *testing.T, s string) {
 			t.Errorf("separator row = %q", rows[1])
 		}
 	}
-	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "POP3 RETR", "Relay out"}
+	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)"}
 	for _, w := range want {
 		found := false
 		for _, r := range rows[2:] {

@@ -23,6 +23,10 @@
 //	pop3   RETR+DELE of 1,000 messages of 50 KB in one session
 //	mem    resident memory with 1,000 idle authenticated IMAP connections
 //	relay  outbound relay to a loopback SMTP receiver, 1 and 20 domains
+//	hostile  20 hostile MIME messages of 50 MiB at once (nested
+//	       message/rfc822, 100,000 parts, huge headers, deep multipart, …):
+//	       peak memory, whether every protocol keeps answering, then FETCH
+//	       1:* (BODYSTRUCTURE) over them
 //
 // Nothing here asserts on time: the command reports figures.
 package main
@@ -63,7 +67,7 @@ type options struct {
 	dovecotClientLimit, dovecotProcessLimit int
 }
 
-var workloadNames = []string{"mem", "smtp", "imap", "pop3", "relay"}
+var workloadNames = []string{"mem", "smtp", "imap", "pop3", "relay", "hostile"}
 
 func parseSet(s string, allowed []string) (map[string]bool, error) {
 	out := map[string]bool{}

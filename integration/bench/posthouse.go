@@ -84,9 +84,35 @@ func startPosthouse(ctx context.Context, log *slog.Logger, opts phOptions) (_ *p
 			return nil, err
 		}
 	}
+	// A port picked free may be taken by another process before the
+	// server binds it (tests run in parallel on a shared machine): pick
+	// new ones and try again.
+	for attempt := 1; ; attempt++ {
+		if err = s.configure(opts); err != nil {
+			return nil, err
+		}
+		if s.logf, err = os.Create(filepath.Join(dir, "posthouse.log")); err != nil {
+			return nil, err
+		}
+		err = s.start(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return nil, err
+		}
+		s.log.Warn("a benchmark port was taken meanwhile; trying others", "err", firstLine(err.Error()))
+		s.stop()
+		s.logf.Close()
+	}
+}
+
+// configure picks free ports and writes the TOML for them.
+func (s *phServer) configure(opts phOptions) error {
+	dir := s.dir
 	p, err := freePorts(4)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.ports = map[string]int{"smtp": p[0], "submission": p[1], "imap": p[2], "pop3": p[3]}
 	relayPort, resolver := opts.RelayPort, opts.DNSAddr
@@ -123,15 +149,9 @@ level = "warn"
 `, filepath.Join(dir, "data"), s.ports["smtp"], s.ports["submission"], s.ports["imap"], s.ports["pop3"], relayPort, resolver)
 	s.cfgPath = filepath.Join(dir, "posthouse.toml")
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
+		return err
 	}
-	if s.logf, err = os.Create(filepath.Join(dir, "posthouse.log")); err != nil {
-		return nil, err
-	}
-	if err := s.start(ctx); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return nil
 }
 
 func (s *phServer) start(ctx context.Context) error {

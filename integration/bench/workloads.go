@@ -28,6 +28,7 @@ type sizes struct {
 	POPMsgs, POPSize       int // RETR+DELE
 	IdleConns              int // idle authenticated IMAP connections
 	RelayMsgs, RelaySize   int // outbound relay, per destination count and run
+	HostileSize            int // bytes of each hostile MIME message
 }
 
 // sizeFields names the fields -set may change.
@@ -66,6 +67,8 @@ var fullSizes = sizes{
 	POPMsgs: 1000, POPSize: 50 << 10,
 	IdleConns: 1000,
 	RelayMsgs: 500, RelaySize: 10 << 10,
+	// Under the 50 MiB default message size limit with our trace headers.
+	HostileSize: 50<<20 - 64<<10,
 }
 
 var quickSizes = sizes{
@@ -76,6 +79,7 @@ var quickSizes = sizes{
 	POPMsgs: 50, POPSize: 50 << 10,
 	IdleConns: 50,
 	RelayMsgs: 40, RelaySize: 10 << 10,
+	HostileSize: 4 << 20,
 }
 
 // Benchmark users, all in the one local domain.
@@ -87,9 +91,11 @@ const (
 	userPOP   = "pop@" + domain
 	userIdle  = "idle@" + domain
 	userSend  = "sender@" + domain
+	// userHostile receives the hostile MIME messages.
+	userHostile = "hostile@" + domain
 )
 
-var allUsers = []string{userSMTP1, userSMTPN, userIMAP, userPOP, userIdle, userSend}
+var allUsers = []string{userSMTP1, userSMTPN, userIMAP, userPOP, userIdle, userSend, userHostile}
 
 // smtpResult is one inbound SMTP run.
 type smtpResult struct {
