@@ -52,7 +52,7 @@ func (b *bench) mHostile() (rss, cpu, slow, frss, fdur metric) {
 
 func sizeLabel(n int) string {
 	if n >= 1<<20 {
-		return fmt.Sprintf("%d MiB", n>>20)
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
 	}
 	return kb(n)
 }
