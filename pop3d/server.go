@@ -22,6 +22,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // Default limits and timeouts.
@@ -175,7 +176,7 @@ func New(opts Options) (*Server, error) {
 // listener is closed; sessions already running are left to Shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.opts.Conns != nil {
-		ln = limit.Listener(ln, s.opts.Conns, s.refuse)
+		ln = server.Listener(ln, s.opts.Conns, s.refuse)
 	}
 	s.mu.Lock()
 	if s.closing {

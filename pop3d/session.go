@@ -17,8 +17,8 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
-	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // state is a POP3 session state (RFC 1939 §3).
@@ -99,7 +99,7 @@ func newSession(srv *Server, c net.Conn) *session {
 		id:      newConnID(),
 		raw:     c,
 		conn:    c,
-		remote:  limit.RemoteAddr(c),
+		remote:  server.RemoteAddr(c),
 		started: time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth/limit"
+	"github.com/posthouse/posthouse/server"
 )
 
 // conn is our edge: the net.Conn go-smtp reads commands from and writes
@@ -98,7 +99,7 @@ func newConn(s *Server, raw net.Conn, id string) *conn {
 		lineStart: true,
 	}
 	c.br = bufio.NewReaderSize(raw, 4096)
-	if c.slot = limit.SlotOf(raw); c.slot != nil {
+	if c.slot = server.SlotOf(raw); c.slot != nil {
 		c.slot.SetEvict(c.evict)
 	}
 	return c

@@ -23,6 +23,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // Mode says which service a listener provides.
@@ -302,7 +303,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 
-	wrapped := limit.Listener(ln, s.opts.Conns, s.refuse)
+	wrapped := server.Listener(ln, s.opts.Conns, s.refuse)
 	inner := &trackingListener{Listener: wrapped, s: s}
 	s.log.Debug("serving", "addr", ln.Addr().String())
 
@@ -320,7 +321,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) refuse(c net.Conn) {
 	defer c.Close()
 	msg := "Too many connections, try again later"
-	if limit.Refusal(c) == limit.ErrRate {
+	if server.Refusal(c) == limit.ErrRate {
 		msg = "Too many connections from your address, slow down"
 	}
 	s.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", msg)

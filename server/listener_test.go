@@ -1,4 +1,4 @@
-package limit
+package server
 
 import (
 	"bufio"
@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/auth/limit"
 )
 
 // waitFor polls cond until it holds or a deadline passes.
@@ -68,7 +70,7 @@ func acceptLoop(ln net.Listener) (<-chan net.Conn, <-chan error) {
 
 func TestListenerRefusesOverLimit(t *testing.T) {
 	before := runtime.NumGoroutine()
-	c := NewConns(1, 10)
+	c := limit.NewConns(1, 10)
 	ln := Listener(listen(t), c, busy)
 	conns, errc := acceptLoop(ln)
 	addr := ln.Addr().String()
@@ -121,7 +123,7 @@ func TestListenerRefusesOverLimit(t *testing.T) {
 
 func TestListenerCloseCutsRefusals(t *testing.T) {
 	before := runtime.NumGoroutine()
-	c := NewConns(0, 1)
+	c := limit.NewConns(0, 1)
 	var started, finished atomic.Int32
 	var mu sync.Mutex
 	refused := map[string]bool{}
@@ -185,7 +187,7 @@ func TestListenerCloseCutsRefusals(t *testing.T) {
 }
 
 func TestListenerNilRefuse(t *testing.T) {
-	c := NewConns(1, 0)
+	c := limit.NewConns(1, 0)
 	ln := Listener(listen(t), c, nil)
 	defer ln.Close()
 	conns, _ := acceptLoop(ln)
@@ -201,7 +203,7 @@ func TestListenerNilRefuse(t *testing.T) {
 // TestListenerRefuseForgetsClose checks the connection is closed even when
 // refuse forgets to.
 func TestListenerRefuseForgetsClose(t *testing.T) {
-	c := NewConns(1, 0)
+	c := limit.NewConns(1, 0)
 	ln := Listener(listen(t), c, func(conn net.Conn) { io.WriteString(conn, "busy\r\n") })
 	defer ln.Close()
 	conns, _ := acceptLoop(ln)
@@ -243,7 +245,7 @@ func dialFrom(t *testing.T, src, addr string) net.Conn {
 // and that accepted connections carry their Slot, which eviction reaches.
 func TestListenerRefusalAndSlot(t *testing.T) {
 	clk := newClock()
-	c := New(Options{PerIP: 2, Total: 3, Rate: 3, Now: clk.now})
+	c := limit.New(limit.Options{PerIP: 2, Total: 3, Rate: 3, Now: clk.now})
 	ln := Listener(listen(t), c, func(conn net.Conn) {
 		io.WriteString(conn, Refusal(conn).Error()+"\r\n")
 	})
@@ -271,10 +273,10 @@ func TestListenerRefusalAndSlot(t *testing.T) {
 	dialFrom(t, "127.0.0.2", addr)
 	s2 := <-conns
 	defer s2.Close()
-	if got := refusal("127.0.0.2"); got != ErrTooManyConns.Error()+"\r\n" {
+	if got := refusal("127.0.0.2"); got != limit.ErrTooManyConns.Error()+"\r\n" {
 		t.Fatalf("third from one address: %q", got)
 	}
-	if got := refusal("127.0.0.2"); got != ErrRate.Error()+"\r\n" {
+	if got := refusal("127.0.0.2"); got != limit.ErrRate.Error()+"\r\n" {
 		t.Fatalf("fourth in a minute: %q", got)
 	}
 	dialFrom(t, "127.0.0.3", addr)
@@ -294,4 +296,24 @@ func TestListenerRefusalAndSlot(t *testing.T) {
 	if Refusal(s4) != nil {
 		t.Fatal("Refusal of an accepted connection")
 	}
+}
+
+// clock is a movable clock for limit.Options.Now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

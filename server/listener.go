@@ -1,10 +1,12 @@
-package limit
+package server
 
 import (
 	"net"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/posthouse/posthouse/auth/limit"
 )
 
 const (
@@ -24,13 +26,13 @@ const (
 // listener closes ln, cuts refusals still running and waits for them. A nil
 // refuse just closes over-limit connections; a nil c limits nothing.
 // Refusal tells refuse why; SlotOf gives an accepted connection's Slot.
-func Listener(ln net.Listener, c *Conns, refuse func(net.Conn)) net.Listener {
+func Listener(ln net.Listener, c *limit.Conns, refuse func(net.Conn)) net.Listener {
 	return &listener{Listener: ln, c: c, refuse: refuse, refusing: map[net.Conn]struct{}{}}
 }
 
 type listener struct {
 	net.Listener
-	c      *Conns
+	c      *limit.Conns
 	refuse func(net.Conn)
 
 	mu       sync.Mutex
@@ -112,7 +114,7 @@ func (l *listener) Close() error {
 // limitedConn releases its slot when closed.
 type limitedConn struct {
 	net.Conn
-	slot *Slot
+	slot *limit.Slot
 }
 
 func (c *limitedConn) Close() error {
@@ -124,7 +126,7 @@ func (c *limitedConn) Close() error {
 // SlotOf returns the Slot of a connection accepted by a Listener, looking
 // through wrappers that have a NetConn method (as *tls.Conn does); nil if
 // there is none.
-func SlotOf(conn net.Conn) *Slot {
+func SlotOf(conn net.Conn) *limit.Slot {
 	for conn != nil {
 		if lc, ok := conn.(*limitedConn); ok {
 			return lc.slot
@@ -147,7 +149,7 @@ type refusedConn struct {
 func (c *refusedConn) NetConn() net.Conn { return c.Conn }
 
 // Refusal returns why a connection handed to a Listener's refuse function
-// was refused: ErrRate or ErrTooManyConns (nil for any other connection).
+// was refused: limit.ErrRate or limit.ErrTooManyConns (nil for any other connection).
 func Refusal(conn net.Conn) error {
 	if rc, ok := conn.(*refusedConn); ok {
 		return rc.why

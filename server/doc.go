@@ -1,0 +1,3 @@
+// Package server is the connection lifecycle every Posthouse listener
+// shares.
+package server
