@@ -9,15 +9,6 @@ import (
 	"github.com/posthouse/posthouse/auth/limit"
 )
 
-const (
-	// RefuseTimeout is the deadline set on a refused connection before it
-	// is handed to refuse; refuse may shorten it.
-	RefuseTimeout = 5 * time.Second
-	// maxRefusing bounds refusals in flight; beyond it connections are
-	// closed without a reply, so a flood cannot pile up goroutines.
-	maxRefusing = 64
-)
-
 // Listener wraps ln: over-limit connections are handed to refuse (which
 // writes the protocol's "too busy" line, then closes; it runs in its own
 // goroutine with RefuseTimeout as deadline, and the connection is closed
