@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // FuzzParseCommand checks the parser never panics and that what it
@@ -98,7 +99,7 @@ func FuzzSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		conn := &pipeConn{in: bytes.NewReader(input)}
-		sess := newSession(srv, conn)
+		sess := newSession(ctx, srv, conn, "fuzz", server.RemoteAddr(conn))
 		sess.run()
 
 		out := conn.out.Bytes()
