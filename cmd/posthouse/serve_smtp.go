@@ -55,23 +55,21 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	for i, l := range smtpListeners {
 		names[i], modes[l.name] = l.name, l.mode
 	}
-	return serveEach(ctx, a, names, nil, func(name string) (mailServer, error) {
+	return serveEach(ctx, a, names, smtpd.ErrServerClosed, func(name string) (mailServer, error) {
 		opts := smtpd.Options{
-			Logger:              a.log,
-			Hostname:            a.cfg.Hostname,
-			Mode:                modes[name],
-			TLS:                 a.tls,
-			Directory:           a.auth,
-			Store:               a.store,
-			Resolver:            txt,
-			SpoolDir:            spool,
-			MaxMessageBytes:     int64(a.cfg.Limits.MaxMessageSize),
-			MaxRecipients:       a.cfg.Limits.MaxRecipients,
-			Conns:               conns,
-			MaxConnections:      a.cfg.Limits.MaxConnections,
-			MaxConnectionsPerIP: a.cfg.Limits.MaxConnectionsPerIP,
-			MaxJunkCommands:     a.cfg.Limits.MaxJunkCommands,
-			MaxSessionDuration:  a.cfg.Limits.MaxSessionDuration.Duration,
+			Logger:             a.log,
+			Hostname:           a.cfg.Hostname,
+			Mode:               modes[name],
+			TLS:                a.tls,
+			Directory:          a.auth,
+			Store:              a.store,
+			Resolver:           txt,
+			SpoolDir:           spool,
+			MaxMessageBytes:    int64(a.cfg.Limits.MaxMessageSize),
+			MaxRecipients:      a.cfg.Limits.MaxRecipients,
+			Conns:              conns,
+			MaxJunkCommands:    a.cfg.Limits.MaxJunkCommands,
+			MaxSessionDuration: a.cfg.Limits.MaxSessionDuration.Duration,
 		}
 		if a.queue != nil {
 			// Not a typed nil in the interface: without the queue
