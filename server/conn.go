@@ -154,3 +154,21 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 // NetConn returns the accepted connection (as crypto/tls.Conn.NetConn
 // does), for code that needs the *net.TCPConn.
 func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// RemoteAddr returns the IP address of a connection's remote end
+// (IPv4-mapped addresses unmapped), or the zero Addr when it is not an IP
+// endpoint.
+func RemoteAddr(conn net.Conn) netip.Addr {
+	switch a := conn.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap()
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap()
+	}
+	if a := conn.RemoteAddr(); a != nil {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			return ap.Addr().Unmap()
+		}
+	}
+	return netip.Addr{}
+}
