@@ -124,31 +124,19 @@ func (c *Conn) Write(b []byte) (int, error) { return c.nc.Write(b) }
 func (c *Conn) LocalAddr() net.Addr         { return c.nc.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr        { return c.nc.RemoteAddr() }
 
-func (c *Conn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cut {
-		return nil
-	}
-	return c.nc.SetDeadline(t)
-}
+func (c *Conn) SetDeadline(t time.Time) error      { return c.setDeadline(c.nc.SetDeadline, t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.setDeadline(c.nc.SetReadDeadline, t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.setDeadline(c.nc.SetWriteDeadline, t) }
 
-func (c *Conn) SetReadDeadline(t time.Time) error {
+// setDeadline calls set unless the connection was cut: then its deadline
+// stays in the past.
+func (c *Conn) setDeadline(set func(time.Time) error, t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cut {
 		return nil
 	}
-	return c.nc.SetReadDeadline(t)
-}
-
-func (c *Conn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.cut {
-		return nil
-	}
-	return c.nc.SetWriteDeadline(t)
+	return set(t)
 }
 
 // NetConn returns the accepted connection (as crypto/tls.Conn.NetConn
