@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"strings"
 	"sync"
@@ -13,8 +14,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-
-	"github.com/posthouse/posthouse/auth/limit"
 )
 
 // smtpSession is the smallest go-smtp session that offers our SASL servers,
@@ -29,7 +28,7 @@ type smtpSession struct {
 func (s *smtpSession) AuthMechanisms() []string { return s.db.Mechanisms() }
 
 func (s *smtpSession) Auth(mech string) (sasl.Server, error) {
-	srv, err := s.db.NewSASLServer(context.Background(), mech, limit.RemoteAddr(s.remote), func(u User) {
+	srv, err := s.db.NewSASLServer(context.Background(), mech, netip.MustParseAddrPort(s.remote.RemoteAddr().String()).Addr(), func(u User) {
 		s.mu.Lock()
 		*s.users = append(*s.users, u.Address)
 		s.mu.Unlock()

@@ -6,10 +6,16 @@
 // The imapserver options (capabilities, TLS, insecure-auth policy), one
 // Session per connection over the logged-in account's mailstore handle, the
 // shared per-mailbox state (ordered UID list and imapserver.MailboxTracker)
-// fed by mailstore change events, the connection registry used for graceful
-// shutdown, and the translation of mailstore errors into IMAP response codes
-// (mapError, in errors.go). It never touches Maildir files: every message
-// operation goes through mailstore.Account.
+// fed by mailstore change events, and the translation of mailstore errors
+// into IMAP response codes (mapError, in errors.go). It never touches
+// Maildir files: every message operation goes through mailstore.Account.
+// Accepting, connection ids,
+// limits and the two-phase shutdown are package server's: its accept loop
+// hands each connection, through a server.Handoff, to one of two library
+// servers (one allows authentication without TLS, for implicit TLS and,
+// with LoopbackIsSecure, loopback), and its first shutdown phase sends
+// each session BYE once the response being written is out. The library
+// has Close but no graceful shutdown, so this is how we get one.
 //
 // # Isolation
 //
@@ -91,6 +97,8 @@
 // Autologout". Literals are read within 5 minutes. Literals of
 // commands other than APPEND are capped at 4 KiB by the library; APPEND
 // literals larger than Options.MaxAppendSize are refused with NO [TOOBIG]
-// before the client sends them. Connections over the per-IP or total limit
-// get "* BYE" and are closed before a session exists.
+// before the client sends them. Connections over a limit of Options.Conns
+// (per address, total; cmd sets no rate for IMAP) get "* BYE [UNAVAILABLE]"
+// in plain text, on imaps too, and are closed before a session exists.
+// IMAP connections are never evicted to make room for others.
 package imapd

@@ -134,8 +134,8 @@ func newTestServer(t testing.TB, opts ...testOption) *testServer {
 			buf := make([]byte, 1<<20)
 			t.Errorf("Shutdown: %v\n%s", err, buf[:runtime.Stack(buf, true)])
 		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		if err := <-done; err != ErrServerClosed {
+			t.Errorf("Serve: %v, want ErrServerClosed", err)
 		}
 		ts.store.Close()
 	})

@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -20,7 +17,9 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // DefaultMaxAppendSize is the APPEND literal limit when Options leaves it
@@ -28,7 +27,7 @@ import (
 const DefaultMaxAppendSize = 50 << 20
 
 // busyWriteTimeout bounds the write of the "* BYE" refusal to a connection
-// over the limits, so a peer that does not read cannot hold the accept loop.
+// over the limits, so a peer that does not read cannot hold a refusal slot.
 const busyWriteTimeout = 2 * time.Second
 
 // Authenticator checks credentials. *auth.DB implements it.
@@ -41,12 +40,6 @@ type Authenticator interface {
 	// NewSASLServer returns a SASL server for mech; done is called once, on
 	// success, before the server reports completion.
 	NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error)
-}
-
-// Limiter counts connections per remote address and in total.
-// *limit.Conns from auth/limit implements it.
-type Limiter interface {
-	Acquire(remote netip.Addr) (release func(), ok bool)
 }
 
 // Options configures a Server.
@@ -70,11 +63,13 @@ type Options struct {
 	// zero means 30 seconds.
 	IdleTimeout  time.Duration
 	LoginTimeout time.Duration
-	// Limiter, if not nil, refuses connections over its per-IP or total
-	// limits with "* BYE".
-	Limiter Limiter
-	Store   mailstore.Store
-	Auth    Authenticator
+	// Conns, if not nil, limits connections in total, per client address
+	// and in rate (package server); a connection over a limit gets "* BYE
+	// [UNAVAILABLE]" instead of a greeting. Share one across servers to
+	// make the limits span them. IMAP connections are never evicted.
+	Conns *limit.Conns
+	Store mailstore.Store
+	Auth  Authenticator
 
 	// TrustedNetworks are proxies and webmails whose ID field
 	// x-originating-ip, sent before login, is taken as the client's address
@@ -89,29 +84,20 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
+	// life accepts, limits, registers and shuts down the connections.
+	life *server.Lifecycle
+
 	// Two library servers: "secure" lets clients authenticate without TLS
 	// (used for loopback connections when LoopbackIsSecure, and for implicit
 	// TLS where every connection is encrypted anyway); "plain" only after
-	// STARTTLS. imapserver decides LOGINDISABLED and AUTH= per server, so the
-	// accept loop hands each connection to the right one.
+	// STARTTLS. imapserver decides LOGINDISABLED and AUTH= per server, so
+	// handle gives each connection to the right one.
 	secure, plain     *imapserver.Server
-	secureLn, plainLn *chanListener
+	secureLn, plainLn *server.Handoff
 	libWG             sync.WaitGroup
 	startOnce         sync.Once
 
 	states *stateRegistry
-
-	baseCtx    context.Context
-	baseCancel context.CancelFunc
-
-	connSeq atomic.Uint64
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	acceptWG  sync.WaitGroup
-	sessWG    sync.WaitGroup
 }
 
 // New checks opts and returns a Server.
@@ -135,12 +121,14 @@ func New(opts Options) (*Server, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		opts:      opts,
-		log:       opts.Logger.With("proto", "imap"),
-		listeners: make(map[net.Listener]struct{}),
-		sessions:  make(map[*session]struct{}),
+		opts: opts,
+		log:  opts.Logger.With("proto", "imap"),
 	}
-	s.baseCtx, s.baseCancel = context.WithCancel(context.Background())
+	life, err := server.New(server.Options{Logger: s.log, Conns: opts.Conns, Refuse: refuseBusy, Handle: s.handle})
+	if err != nil {
+		return nil, err
+	}
+	s.life = life
 	s.states = newStateRegistry(opts.Store, s.log)
 
 	libLog := slog.NewLogLogger(opts.Logger.Handler(), slog.LevelError)
@@ -160,7 +148,7 @@ func New(opts Options) (*Server, error) {
 		})
 	}
 	s.secure, s.plain = mk(true), mk(false)
-	s.secureLn, s.plainLn = newChanListener(), newChanListener()
+	s.secureLn, s.plainLn = server.NewHandoff(), server.NewHandoff()
 	return s, nil
 }
 
@@ -195,7 +183,7 @@ func (s *Server) start() {
 	s.startOnce.Do(func() {
 		for _, p := range []struct {
 			srv *imapserver.Server
-			ln  *chanListener
+			ln  *server.Handoff
 		}{{s.secure, s.secureLn}, {s.plain, s.plainLn}} {
 			s.libWG.Add(1)
 			go func() {
@@ -208,233 +196,108 @@ func (s *Server) start() {
 	})
 }
 
-// Serve accepts connections on ln until ln fails, ctx is done or Shutdown is
-// called. It returns nil after Shutdown or cancellation.
+// Serve accepts connections on ln until Shutdown (then it returns
+// ErrServerClosed) or until ctx is done (ctx.Err()).
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		return errors.New("imapd: server is shut down")
-	}
-	s.listeners[ln] = struct{}{}
-	s.acceptWG.Add(1)
-	s.mu.Unlock()
-	defer s.acceptWG.Done()
 	s.start()
-
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-
-	var delay time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, syscall.EMFILE) ||
-				errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
-				// Out of file descriptors or an aborted handshake: back off
-				// and keep the listener.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed, retrying", "err", err, "dur", delay)
-				time.Sleep(delay)
-				continue
-			}
-			return fmt.Errorf("imapd: accept: %w", err)
-		}
-		delay = 0
-		s.dispatch(c)
-	}
+	return s.life.Serve(ctx, ln)
 }
 
-// dispatch applies the connection limits and hands c to the library server
-// that matches its authentication policy.
-func (s *Server) dispatch(c net.Conn) {
-	remote := remoteAddr(c)
-	if s.opts.Limiter != nil {
-		release, ok := s.opts.Limiter.Acquire(remote)
-		if !ok {
-			s.log.Warn("connection refused: too many connections", "remote", remote.String())
-			go refuseBusy(c)
-			return
-		}
-		c = &releaseConn{Conn: c, release: release}
-	}
-	secure := s.opts.ImplicitTLS || (s.opts.LoopbackIsSecure && remote.IsLoopback())
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = server.ErrServerClosed
+
+// handle gives c to the library server that matches its authentication
+// policy and waits until its session has ended.
+func (s *Server) handle(c *server.Conn) {
+	lc := &libConn{Conn: c, ended: make(chan struct{})}
+	var nc net.Conn = lc
+	secure := s.opts.ImplicitTLS || (s.opts.LoopbackIsSecure && c.Remote().IsLoopback())
 	if s.opts.ImplicitTLS {
-		c = tls.Server(c, s.opts.TLS)
+		nc = tls.Server(lc, s.opts.TLS)
 	}
 	ln := s.plainLn
 	if secure {
 		ln = s.secureLn
 	}
-	if !ln.push(c) {
-		c.Close()
+	if !ln.Give(nc) {
+		return
 	}
+	<-lc.ended
 }
 
 // refuseBusy tells a client over the connection limits to go away
 // (RFC 9051 §7.1.5: BYE may be sent at connect instead of a greeting).
-func refuseBusy(c net.Conn) {
+func refuseBusy(c net.Conn, _ error) {
 	c.SetWriteDeadline(time.Now().Add(busyWriteTimeout))
 	c.Write([]byte("* BYE [UNAVAILABLE] Too many connections, try again later\r\n"))
-	c.Close()
-}
-
-func remoteAddr(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
 
 // Shutdown stops accepting, says BYE to every client and waits for the
-// sessions to end. When ctx expires first, remaining connections are cut.
+// sessions to end. When ctx expires first, remaining connections are cut
+// (package server).
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	s.mu.Unlock()
-	s.acceptWG.Wait()
-	s.secureLn.Close()
-	s.plainLn.Close()
-
-	// Bye waits for any response being written, then closes the
-	// connection; each runs on its own so one stuck client cannot hold up
-	// the others.
-	for _, sess := range sessions {
-		go sess.conn.Bye("Server shutting down")
-	}
-
-	done := make(chan struct{})
-	go func() {
-		s.sessWG.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.mu.Lock()
-		for sess := range s.sessions {
-			sess.conn.NetConn().Close()
-		}
-		s.mu.Unlock()
-	}
-	s.baseCancel()
-	<-done
+	err := s.life.Shutdown(ctx)
 	// The library servers end when their listeners close; imapserver.Close
 	// is not used (its WaitGroup races with a Serve that has not started).
+	s.secureLn.Close()
+	s.plainLn.Close()
 	s.libWG.Wait()
 	return err
 }
 
 func (s *Server) newSession(c *imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
-	nc := c.NetConn()
-	id := strconv.FormatUint(s.connSeq.Add(1), 36)
-	remote := remoteAddr(nc)
+	lc := libConnOf(c.NetConn())
+	if lc == nil {
+		return nil, nil, errors.New("imapd: connection not from our listener")
+	}
 	sess := &session{
 		srv:    s,
 		conn:   c,
-		id:     id,
-		remote: remote,
-		client: remote,
+		lc:     lc,
+		id:     lc.ID(),
+		remote: lc.Remote(),
+		client: lc.Remote(),
 		start:  time.Now(),
 	}
 	sess.log = sess.baseLog()
-	sess.ctx, sess.cancel = context.WithCancel(s.baseCtx)
-
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		sess.cancel()
+	if s.life.Stopping() {
 		return nil, nil, &imap.Error{Type: imap.StatusResponseTypeBye, Text: "Server shutting down"}
 	}
-	s.sessions[sess] = struct{}{}
-	s.sessWG.Add(1)
-	s.mu.Unlock()
+	sess.ctx, sess.cancel = context.WithCancel(lc.Context())
+	lc.hasSession.Store(true)
+	// Bye waits for any response being written, then closes the
+	// connection; the lifecycle runs it on its own goroutine.
+	lc.OnStop(func() { c.Bye("Server shutting down") })
 	sess.log.Info("connect")
 	return sess, nil, nil
 }
 
-func (s *Server) removeSession(sess *session) {
-	s.mu.Lock()
-	_, ok := s.sessions[sess]
-	delete(s.sessions, sess)
-	s.mu.Unlock()
-	if ok {
-		s.sessWG.Done()
-	}
+// libConn is what imapserver gets for one connection (under TLS on
+// imaps): the lifecycle's Conn, and the moment its session has ended,
+// which is after the library closed the connection when it said BYE.
+type libConn struct {
+	*server.Conn
+	hasSession atomic.Bool // newSession accepted it: Session.Close ends it
+	ended      chan struct{}
+	once       sync.Once
 }
 
-// releaseConn gives the connection's limiter slot back on Close.
-type releaseConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
+func (c *libConn) end() { c.once.Do(func() { close(c.ended) }) }
 
-func (c *releaseConn) Close() error {
+// Close closes the connection; without a session that is its end.
+func (c *libConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	if !c.hasSession.Load() {
+		c.end()
+	}
 	return err
 }
 
-// chanListener feeds connections accepted by Serve to a library server.
-type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
+// libConnOf finds our connection under the library's.
+func libConnOf(nc net.Conn) *libConn {
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
 	}
+	lc, _ := nc.(*libConn)
+	return lc
 }
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return chanAddr{} }
-
-type chanAddr struct{}
-
-func (chanAddr) Network() string { return "imapd" }
-func (chanAddr) String() string  { return "imapd" }

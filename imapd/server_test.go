@@ -5,12 +5,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
+
+	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/certs/certstest"
 )
 
@@ -186,8 +187,8 @@ func TestUnknownCommandBeforeLoginCloses(t *testing.T) {
 }
 
 func TestConnectionLimit(t *testing.T) {
-	lim := &oneConn{}
-	ts := newTestServer(t, func(o *Options) { o.Limiter = lim })
+	lim := limit.NewConns(1, 0)
+	ts := newTestServer(t, func(o *Options) { o.Conns = lim })
 	rc := ts.raw(t)
 	conn, err := net.Dial("tcp", ts.addr)
 	if err != nil {
@@ -202,17 +203,8 @@ func TestConnectionLimit(t *testing.T) {
 	}
 	rc.mustOK("LOGOUT")
 	rc.conn.Close()
-	waitFor(t, 2*time.Second, "slot released", func() bool { return lim.n.Load() == 0 })
+	waitFor(t, 2*time.Second, "slot released", func() bool { total, _ := lim.Open(netip.Addr{}); return total == 0 })
 	ts.raw(t).mustOK("NOOP")
-}
-
-type oneConn struct{ n atomic.Int32 }
-
-func (l *oneConn) Acquire(remote netip.Addr) (func(), bool) {
-	if !l.n.CompareAndSwap(0, 1) {
-		return nil, false
-	}
-	return func() { l.n.Add(-1) }, true
 }
 
 func TestMailboxOperations(t *testing.T) {

@@ -32,6 +32,7 @@ const maxMailboxName = 1000
 type session struct {
 	srv    *Server
 	conn   *imapserver.Conn
+	lc     *libConn
 	id     string
 	remote netip.Addr // the connection's peer
 	// client is the address auth throttles and the logs show: remote, or
@@ -78,8 +79,8 @@ func (s *session) Close() error {
 		s.acct = nil
 	}
 	s.cancel()
-	s.srv.removeSession(s)
 	s.log.Info("disconnect", "dur", time.Since(s.start).Round(time.Millisecond))
+	s.lc.end()
 	return nil
 }
 

@@ -4,11 +4,14 @@
 // (RFC 5034). APOP is not offered: it needs the plaintext password on the
 // server.
 //
-// It owns the listener loop, the per-connection state machine
+// It owns the per-connection state machine
 // (AUTHORIZATION → TRANSACTION → UPDATE, one dispatch function per state),
 // the command parser, the reply writer and the maildrop lock. It never
 // touches Maildir files: messages come from a mailstore.Store, credentials
-// from an Authenticator (auth.DB in production).
+// from an Authenticator (auth.DB in production). Accepting, connection ids,
+// limits (Options.Conns; over a limit "-ERR [SYS/TEMP] too many
+// connections", after a TLS handshake on pop3s) and the two-phase shutdown
+// are package server's.
 //
 // # Maildrop
 //
@@ -81,9 +84,10 @@
 //
 // # Shutdown
 //
-// Shutdown first closes the listeners and wakes sessions waiting for a
-// command, which answer -ERR [SYS/TEMP] and close without applying
-// deletions; a session in the middle of a command finishes it (a QUIT
-// under way completes its UPDATE). When the grace period ends, remaining
-// connections are cut and Shutdown waits for their goroutines.
+// Shutdown (package server's two phases) first closes the listeners and
+// wakes sessions waiting for a command, which answer -ERR [SYS/TEMP] and
+// close without applying deletions; a session in the middle of a command
+// finishes it (a QUIT under way completes its UPDATE). When the grace
+// period ends, remaining connections get an immediate deadline and their
+// contexts are cancelled, and Shutdown waits for their goroutines.
 package pop3d

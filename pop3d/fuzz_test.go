@@ -11,6 +11,7 @@ import (
 
 	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // FuzzParseCommand checks the parser never panics and that what it
@@ -99,7 +100,7 @@ func FuzzSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		conn := &pipeConn{in: bytes.NewReader(input)}
-		sess := newSession(srv, conn)
+		sess := newSession(ctx, srv, conn, "fuzz", server.RemoteAddr(conn))
 		sess.run()
 
 		out := conn.out.Bytes()

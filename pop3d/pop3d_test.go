@@ -484,9 +484,7 @@ func TestDroppedConnectionAppliesNothing(t *testing.T) {
 func waitForSessions(t testing.TB, ts *testServer, n int) {
 	t.Helper()
 	waitFor(t, fmt.Sprintf("%d sessions", n), func() bool {
-		ts.srv.mu.Lock()
-		defer ts.srv.mu.Unlock()
-		return len(ts.srv.sessions) == n
+		return ts.srv.life.Len() == n
 	})
 }
 
@@ -915,10 +913,7 @@ func TestShutdownForced(t *testing.T) {
 		t.Fatalf("Shutdown: %v, want DeadlineExceeded", err)
 	}
 	<-done
-	srv.mu.Lock()
-	n := len(srv.sessions)
-	srv.mu.Unlock()
-	if n != 0 {
+	if n := srv.life.Len(); n != 0 {
 		t.Fatalf("%d sessions left after Shutdown", n)
 	}
 	if n := len(ts.inbox(t, testUser).Messages); n != 2 {

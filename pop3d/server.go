@@ -2,19 +2,13 @@ package pop3d
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"runtime/debug"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -22,6 +16,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // Default limits and timeouts.
@@ -55,7 +50,7 @@ const (
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
-var ErrServerClosed = errors.New("pop3d: server closed")
+var ErrServerClosed = server.ErrServerClosed
 
 // Authenticator checks credentials. *auth.DB implements it.
 type Authenticator interface {
@@ -83,11 +78,11 @@ type Options struct {
 	LoopbackIsSecure bool
 	Store            mailstore.Store
 	Auth             Authenticator
-	// Conns, if non-nil, limits connections in total and per client
-	// address: each listener is wrapped with limit.Listener, and a
-	// connection over the limit gets "-ERR [SYS/TEMP] too many
-	// connections" (RFC 2449 §8.1.2) before it reaches a session. Share one
-	// *limit.Conns across servers to make the limits global.
+	// Conns, if non-nil, limits connections in total, per client address
+	// and in rate (package server): a connection over a limit gets "-ERR
+	// [SYS/TEMP] too many connections" (RFC 2449 §8.1.2) before it reaches
+	// a session. Share one *limit.Conns across servers to make the limits
+	// global. POP3 connections are never evicted.
 	Conns *limit.Conns
 
 	// MaxLineLength is the longest command line accepted, CRLF included.
@@ -108,18 +103,8 @@ type Options struct {
 type Server struct {
 	opts Options
 	log  *slog.Logger
-
-	// base is the parent of every session's context. It is not cancelled
-	// by Serve's context, so a QUIT in progress at shutdown can finish; it
-	// is cancelled when Shutdown gives up waiting.
-	base       context.Context
-	cancelBase context.CancelFunc
-
-	mu        sync.Mutex
-	closing   bool
-	listeners map[net.Listener]struct{}
-	sessions  map[*session]struct{}
-	wg        sync.WaitGroup
+	// life accepts, limits, registers and shuts down the connections.
+	life *server.Lifecycle
 }
 
 // New checks opts and returns a Server.
@@ -159,107 +144,35 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxAuthFailures <= 0 {
 		opts.MaxAuthFailures = DefaultMaxAuthFailures
 	}
-	base, cancel := context.WithCancel(context.Background())
-	return &Server{
-		opts:       opts,
-		log:        opts.Logger.With("proto", "pop3"),
-		base:       base,
-		cancelBase: cancel,
-		listeners:  make(map[net.Listener]struct{}),
-		sessions:   make(map[*session]struct{}),
-	}, nil
+	s := &Server{opts: opts, log: opts.Logger.With("proto", "pop3")}
+	life, err := server.New(server.Options{Logger: s.log, Conns: opts.Conns, Refuse: s.refuse, Handle: s.handle})
+	if err != nil {
+		return nil, err
+	}
+	s.life = life
+	return s, nil
 }
 
 // Serve accepts connections on ln until Shutdown (it then returns
 // ErrServerClosed) or until ctx is done (ctx.Err()). Either way the
 // listener is closed; sessions already running are left to Shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	if s.opts.Conns != nil {
-		ln = limit.Listener(ln, s.opts.Conns, s.refuse)
-	}
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer func() {
-		stop()
-		ln.Close()
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-
-	var backoff time.Duration
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return ErrServerClosed
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Transient (out of file descriptors): wait and retry.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "err", err, "dur", backoff)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-				}
-				continue
-			}
-			return fmt.Errorf("pop3d: accept: %w", err)
-		}
-		backoff = 0
-		s.startSession(c)
-	}
+	return s.life.Serve(ctx, ln)
 }
 
-// startSession registers a session for c and runs it in its own goroutine,
-// unless the server is shutting down.
-func (s *Server) startSession(c net.Conn) {
-	sess := newSession(s, c)
-	s.mu.Lock()
-	if s.closing {
-		s.mu.Unlock()
-		c.Close()
-		return
-	}
-	s.sessions[sess] = struct{}{}
-	s.wg.Add(1)
-	s.mu.Unlock()
-	go func() {
-		defer s.wg.Done()
-		defer func() {
-			s.mu.Lock()
-			delete(s.sessions, sess)
-			s.mu.Unlock()
-		}()
-		defer func() {
-			if v := recover(); v != nil {
-				sess.log.Error("panic in session", "err", fmt.Sprint(v), "stack", string(debug.Stack()))
-				sess.abort()
-			}
-		}()
-		sess.run()
-	}()
+// handle runs one session; Shutdown's first phase stops it at its next
+// command (session.stop).
+func (s *Server) handle(c *server.Conn) {
+	sess := newSession(c.Context(), s, c, c.ID(), c.Remote())
+	c.OnStop(sess.stop)
+	sess.run()
 }
 
 // refuse answers a connection over the limit (RFC 2449 §8.1.2: SYS/TEMP).
-// limit.Listener runs it in its own goroutine under a short deadline and
+// The lifecycle runs it in its own goroutine under a short deadline and
 // closes the connection afterwards. On an implicit-TLS port the line goes
 // through a TLS handshake, so the client can show it.
-func (s *Server) refuse(c net.Conn) {
+func (s *Server) refuse(c net.Conn, _ error) {
 	const line = "-ERR [SYS/TEMP] too many connections\r\n"
 	if s.opts.ImplicitTLS {
 		tc := tls.Server(c, s.opts.TLS)
@@ -272,55 +185,12 @@ func (s *Server) refuse(c net.Conn) {
 	io.WriteString(c, line)
 }
 
-// Shutdown stops the server in two phases. First it closes the listeners
-// and tells every session to stop: an idle session says goodbye and closes
-// at once, a busy one after its current command. No session applies its
-// deletions unless its QUIT was already under way. When ctx is done before
-// every session has ended, Shutdown cuts the remaining connections, waits
-// for their goroutines and returns ctx.Err().
+// Shutdown stops the server in two phases (package server). First it
+// closes the listeners and tells every session to stop: an idle session
+// says goodbye and closes at once, a busy one after its current command. No
+// session applies its deletions unless its QUIT was already under way. When
+// ctx is done before every session has ended, Shutdown cuts the remaining
+// connections, waits for their goroutines and returns ctx.Err().
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	s.mu.Unlock()
-	for _, sess := range sessions {
-		sess.stop()
-	}
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		s.cancelBase()
-		return nil
-	case <-ctx.Done():
-	}
-	s.mu.Lock()
-	sessions = sessions[:0]
-	for sess := range s.sessions {
-		sessions = append(sessions, sess)
-	}
-	s.mu.Unlock()
-	for _, sess := range sessions {
-		sess.abort()
-	}
-	s.cancelBase()
-	<-done
-	return ctx.Err()
-}
-
-// newConnID returns a short random connection id for logs.
-func newConnID() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return s.life.Shutdown(ctx)
 }

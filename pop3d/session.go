@@ -17,7 +17,6 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
-	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -54,7 +53,7 @@ var (
 type session struct {
 	srv     *Server
 	id      string
-	raw     net.Conn // the TCP connection
+	raw     net.Conn // the connection as accepted (a *server.Conn)
 	conn    net.Conn // raw, or the TLS connection over it
 	r       *bufio.Reader
 	w       *bufio.Writer
@@ -67,9 +66,10 @@ type session struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
+	// Phase 1 of Shutdown: finish the current command, then close. (In
+	// phase 2 the lifecycle cuts raw and cancels ctx.)
 	dmu      sync.Mutex
-	stopping bool // phase 1 of Shutdown: finish the current command, then close
-	aborted  bool // phase 2: connection cut
+	stopping bool
 
 	state        state
 	protoErrors  int
@@ -92,14 +92,16 @@ type session struct {
 	expunged  int
 }
 
-func newSession(srv *Server, c net.Conn) *session {
-	ctx, cancel := context.WithCancel(srv.base)
+// newSession starts a session on c; parent is the connection's context,
+// which the lifecycle cancels when it cuts the connection.
+func newSession(parent context.Context, srv *Server, c net.Conn, id string, remote netip.Addr) *session {
+	ctx, cancel := context.WithCancel(parent)
 	s := &session{
 		srv:     srv,
-		id:      newConnID(),
+		id:      id,
 		raw:     c,
 		conn:    c,
-		remote:  limit.RemoteAddr(c),
+		remote:  remote,
 		started: time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -133,7 +135,7 @@ func (c connWriter) Write(p []byte) (int, error) {
 func (s *session) armRead(d time.Duration) error {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
-	if s.aborted {
+	if s.ctx.Err() != nil {
 		return errAborted
 	}
 	if s.stopping {
@@ -143,9 +145,7 @@ func (s *session) armRead(d time.Duration) error {
 }
 
 func (s *session) armWrite(d time.Duration) error {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	if s.aborted {
+	if s.ctx.Err() != nil {
 		return errAborted
 	}
 	return s.raw.SetWriteDeadline(time.Now().Add(d))
@@ -164,15 +164,6 @@ func (s *session) stop() {
 	defer s.dmu.Unlock()
 	s.stopping = true
 	s.raw.SetReadDeadline(time.Now())
-}
-
-// abort is Shutdown's second phase: every read and write fails at once.
-func (s *session) abort() {
-	s.dmu.Lock()
-	s.aborted = true
-	s.raw.SetDeadline(time.Now())
-	s.dmu.Unlock()
-	s.cancel()
 }
 
 // readTimeout is the inactivity limit for the next command.

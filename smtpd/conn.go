@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth/limit"
+	"github.com/posthouse/posthouse/server"
 )
 
 // conn is our edge: the net.Conn go-smtp reads commands from and writes
@@ -45,7 +46,7 @@ import (
 // goroutine only (BDAT's Data goroutine reads through a pipe), so the fields
 // marked "conn goroutine" need no lock.
 type conn struct {
-	raw    net.Conn // as accepted (auth/limit's wrapper)
+	raw    *server.Conn // as accepted
 	s      *Server
 	id     string
 	remote netip.Addr
@@ -85,20 +86,20 @@ type conn struct {
 	closeOnce sync.Once
 }
 
-func newConn(s *Server, raw net.Conn, id string) *conn {
+func newConn(s *Server, raw *server.Conn) *conn {
 	c := &conn{
 		raw:       raw,
 		s:         s,
-		id:        id,
-		remote:    remoteAddr(raw.RemoteAddr()),
+		id:        raw.ID(),
+		remote:    raw.Remote(),
 		start:     time.Now(),
 		born:      s.opts.Now(),
-		log:       s.log.With("conn", id, "remote", raw.RemoteAddr().String()),
+		log:       s.log.With("conn", raw.ID(), "remote", raw.RemoteAddr().String()),
 		tr:        raw,
 		lineStart: true,
 	}
 	c.br = bufio.NewReaderSize(raw, 4096)
-	if c.slot = limit.SlotOf(raw); c.slot != nil {
+	if c.slot = raw.Slot(); c.slot != nil {
 		c.slot.SetEvict(c.evict)
 	}
 	return c
@@ -332,7 +333,7 @@ func (c *conn) cutAtBoundary() bool {
 	}
 	var reply *smtp.SMTPError
 	switch {
-	case c.s.draining.Load():
+	case c.s.life.Stopping():
 		reply = errShuttingDown
 	case c.evicted.Load():
 		c.log.Warn("idle connection closed to make room for another client")
@@ -583,17 +584,16 @@ func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.hangup.Store(true)
-		if tc, ok := c.tr.(*tls.Conn); ok {
+		tc, isTLS := c.tr.(*tls.Conn)
+		if isTLS {
 			c.raw.SetWriteDeadline(time.Now().Add(time.Second))
 			err = tc.Close()
-		} else {
-			err = c.raw.Close()
 		}
-		c.raw.Close()
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
 		c.log.Info("disconnect", "dur", time.Since(c.start).Round(time.Millisecond), "messages", c.messages.Load())
+		// Last: this ends the connection's life (server.Conn.Done).
+		if rerr := c.raw.Close(); !isTLS {
+			err = rerr
+		}
 	})
 	return err
 }

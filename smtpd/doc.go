@@ -9,16 +9,17 @@
 // # Listeners and modes
 //
 // One go-smtp Server per listener: one mode, one TLS configuration, one set
-// of limits. Each listener is wrapped, outermost first, by auth/limit
-// (connections per address and in total, and the connection rate per
-// address; over a limit a client gets "421 4.7.0" and is closed, or is just
-// closed on 465 where it expects a TLS handshake), then by our edge, conn.go:
+// of limits. Package server accepts the connections (backoff, connection
+// ids, registry, limits from Options.Conns: per address, in total and in
+// rate; over a limit a client gets "421 4.7.0" and is closed, or is just
+// closed on 465 where it expects a TLS handshake) and hands each to
+// go-smtp's loop through a server.Handoff, wrapped in our edge, conn.go:
 // the net.Conn go-smtp speaks through. The edge runs TLS itself (the
 // handshake on 465; STARTTLS on 25 and 587, which go-smtp, given no TLS
 // config, refuses and the edge then performs), so it sees plain text both
 // ways and can fix replies, count commands and end a session at a command
-// boundary; it also keeps the connection id and logger, the DATA deadline
-// and the two-phase shutdown. go-smtp makes the session at the first EHLO;
+// boundary; it also keeps the logger, the DATA deadline and the cuts of
+// the two-phase shutdown. go-smtp makes the session at the first EHLO;
 // it lives on across STARTTLS (the TLS state is the connection's), and after
 // STARTTLS MAIL and AUTH need a new EHLO (503 5.5.1, RFC 3207 §4.2). What the
 // client pipelined after STARTTLS in plain text is dropped: a read never
@@ -66,8 +67,10 @@
 // received is never cut, by this or by anything else at a boundary.
 //
 // The connection limits count 25, 587 and 465 together when cmd shares one
-// limit.Conns between them. MaxConnectionRate (default 60 a minute per
-// address) refuses with 421 4.7.0 at connect. When every slot is taken,
+// limit.Conns between them (nil Options.Conns: no limits; cmd builds it
+// from [limits]). Past the connection rate (max_connection_rate, default
+// 60 a minute per address) a client gets 421 4.7.0 at connect. When every
+// slot is taken,
 // auth/limit may hand a newcomer the slot of the longest-idle connection of
 // the address holding the most (see its doc); that connection gets
 // 421 4.7.0 and is closed, at once if it waits for a command, else at its
@@ -159,8 +162,9 @@
 //
 // # Shutdown
 //
-// Shutdown closes the listeners, ends idle connections (421 4.3.2) and lets
-// messages being received or delivered finish; when its
-// context ends it cuts the rest and waits for their goroutines, so the store
-// can be closed after it returns.
+// Shutdown (package server's two phases) closes the listeners, ends idle
+// connections (421 4.3.2) and lets messages being received or delivered
+// finish; when its context ends it gives the rest an immediate deadline,
+// cancels their store calls and waits for their goroutines and for every
+// Data call, so the store can be closed after it returns.
 package smtpd

@@ -338,13 +338,10 @@ func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 		if err := srv.Shutdown(ctx); err != nil {
 			t.Errorf("Shutdown: %v", err)
 		}
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
+		if err := <-done; err != ErrServerClosed {
+			t.Errorf("Serve: %v, want ErrServerClosed", err)
 		}
-		srv.mu.Lock()
-		n := len(srv.conns)
-		srv.mu.Unlock()
-		if n != 0 || srv.inflightCount() != 0 {
+		if n := srv.life.Len(); n != 0 || srv.inflightCount() != 0 {
 			t.Errorf("after Shutdown: %d connections, %d messages in flight", n, srv.inflightCount())
 		}
 	})

@@ -51,8 +51,9 @@ func FuzzParseCommand(f *testing.F) {
 	} {
 		f.Add(s)
 	}
-	// One connection per input, all from 127.0.0.1: no rate limit.
-	ts := newTestServer(f, func(o *Options) { o.CommandTimeout = 2 * time.Second; o.MaxConnectionRate = -1 })
+	// One connection per input, all from 127.0.0.1: no connection limits
+	// (Options.Conns is nil).
+	ts := newTestServer(f, func(o *Options) { o.CommandTimeout = 2 * time.Second })
 	f.Fuzz(func(t *testing.T, line string) {
 		if strings.ContainsAny(line, "\r\n") || len(line) > 900 {
 			return

@@ -2,9 +2,7 @@ package smtpd
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // Mode says which service a listener provides.
@@ -57,17 +56,12 @@ func (m Mode) submission() bool { return m == ModeSubmission || m == ModeSubmiss
 
 // Defaults for zero Options fields. Timeouts follow RFC 5321 §4.5.3.2.
 const (
-	DefaultMaxMessageBytes     = 50 << 20
-	DefaultMaxRecipients       = 100 // RFC 5321 §4.5.3.1.8 asks for at least 100
-	DefaultMaxLineLength       = 1000
-	DefaultCommandTimeout      = 5 * time.Minute  // §4.5.3.2.7, server waiting for the next command
-	DefaultDataTimeout         = 10 * time.Minute // whole DATA upload, from the 354
-	DefaultWriteTimeout        = time.Minute
-	DefaultMaxConnections      = 1000
-	DefaultMaxConnectionsPerIP = 50
-	// DefaultMaxConnectionRate is new connections per client address per
-	// minute; past it a client gets 421 4.7.0 at connect.
-	DefaultMaxConnectionRate = 60
+	DefaultMaxMessageBytes = 50 << 20
+	DefaultMaxRecipients   = 100 // RFC 5321 §4.5.3.1.8 asks for at least 100
+	DefaultMaxLineLength   = 1000
+	DefaultCommandTimeout  = 5 * time.Minute  // §4.5.3.2.7, server waiting for the next command
+	DefaultDataTimeout     = 10 * time.Minute // whole DATA upload, from the 354
+	DefaultWriteTimeout    = time.Minute
 	// DefaultMaxJunkCommands is how many commands that do not advance a
 	// mail transaction (NOOP, RSET, VRFY, HELP, EHLO, unknown ones…) a
 	// connection may send between messages; then 421 4.7.0.
@@ -155,15 +149,13 @@ type Options struct {
 	WriteTimeout    time.Duration
 	DeliveryTimeout time.Duration
 
-	// Conns, when set, counts connections across listeners (cmd shares one
-	// between 25, 587 and 465). Otherwise one is made from the three
-	// limits. Either way, when all slots are taken a newcomer may get the
-	// slot of an idle connection from the address holding the most (see
-	// auth/limit); that connection is told 421 4.7.0.
-	Conns               *limit.Conns
-	MaxConnections      int
-	MaxConnectionsPerIP int
-	MaxConnectionRate   int // per client address per minute; < 0: no limit
+	// Conns, if not nil, limits connections in total, per client address
+	// and in rate (package server); a connection over a limit gets 421
+	// 4.7.0 at connect. cmd shares one between 25, 587 and 465. When all
+	// slots are taken a newcomer may get the slot of an idle connection
+	// from the address holding the most (auth/limit); that connection is
+	// told 421 4.7.0 at its next command.
+	Conns *limit.Conns
 
 	// MaxJunkCommands bounds commands that do not advance a transaction,
 	// counted from the last accepted message; MaxSessionDuration bounds a
@@ -183,23 +175,23 @@ type Server struct {
 	tls  *tls.Config
 	smtp *smtp.Server
 
-	connPrefix string
-	connSeq    atomic.Uint64
-
-	mu        sync.Mutex
-	conns     map[*conn]struct{}
-	listeners []net.Listener
-	draining  atomic.Bool
-	closed    bool
+	// life accepts, limits, registers and shuts down the connections;
+	// go-smtp's own loop reads from handoff.
+	life      *server.Lifecycle
+	handoff   *server.Handoff
+	libWG     sync.WaitGroup
+	startOnce sync.Once
 
 	// inflight counts Data calls, which must finish before Shutdown
-	// returns: the store is closed after us.
+	// returns: the store is closed after us. closed (under mu) stops new
+	// ones.
+	mu        sync.Mutex
+	closed    bool
 	inflight  sync.WaitGroup
 	inflightN atomic.Int64
-	// baseCtx parents every session context; cancelled at the end of
-	// Shutdown so stuck store calls give up.
-	baseCtx    context.Context
-	cancelBase context.CancelFunc
+	// baseCtx parents every session context: the lifecycle's, cancelled
+	// when Shutdown's grace period ends, so stuck store calls give up.
+	baseCtx context.Context
 }
 
 // New checks opts and builds a Server.
@@ -233,40 +225,28 @@ func New(opts Options) (*Server, error) {
 	setDefault(&opts.DataTimeout, DefaultDataTimeout)
 	setDefault(&opts.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&opts.DeliveryTimeout, DefaultDeliveryTimeout)
-	setDefault(&opts.MaxConnections, DefaultMaxConnections)
-	setDefault(&opts.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
-	if opts.MaxConnectionRate == 0 {
-		opts.MaxConnectionRate = DefaultMaxConnectionRate
-	}
 	setDefault(&opts.MaxJunkCommands, DefaultMaxJunkCommands)
 	setDefault(&opts.MaxSessionDuration, DefaultMaxSessionDuration)
-	if opts.Conns == nil {
-		opts.Conns = limit.New(limit.Options{
-			PerIP: opts.MaxConnectionsPerIP,
-			Total: opts.MaxConnections,
-			Rate:  max(opts.MaxConnectionRate, 0),
-		})
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 
 	s := &Server{
-		opts:  opts,
-		log:   opts.Logger.With("proto", "smtp", "mode", opts.Mode.String()),
-		conns: make(map[*conn]struct{}),
+		opts:    opts,
+		log:     opts.Logger.With("proto", "smtp", "mode", opts.Mode.String()),
+		handoff: server.NewHandoff(),
 	}
-	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+	life, err := server.New(server.Options{Logger: s.log, Conns: opts.Conns, Refuse: s.refuse, Handle: s.handle})
+	if err != nil {
+		return nil, err
+	}
+	s.life, s.baseCtx = life, life.Context()
 	if opts.TLS != nil {
 		s.tls = opts.TLS.Clone()
 		// Senders on Microsoft's platform abort STARTTLS against Go's
 		// crypto/tls when it issues session tickets.
 		s.tls.SessionTicketsDisabled = true
 	}
-	var p [3]byte
-	rand.Read(p[:])
-	s.connPrefix = hex.EncodeToString(p[:])
-
 	srv := smtp.NewServer(&backend{s: s})
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
@@ -291,131 +271,74 @@ func setDefault[T int | int64 | time.Duration](v *T, def T) {
 	}
 }
 
-// Serve accepts connections on ln until Shutdown or until ctx is done. It
-// may be called for several listeners of the same mode.
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = server.ErrServerClosed
+
+// Serve accepts connections on ln until Shutdown (then it returns
+// ErrServerClosed) or until ctx is done (ctx.Err()). It may be called for
+// several listeners of the same mode.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return smtp.ErrServerClosed
-	}
-	s.listeners = append(s.listeners, ln)
-	s.mu.Unlock()
-
-	wrapped := limit.Listener(ln, s.opts.Conns, s.refuse)
-	inner := &trackingListener{Listener: wrapped, s: s}
+	s.startOnce.Do(func() {
+		s.libWG.Add(1)
+		go func() {
+			defer s.libWG.Done()
+			s.smtp.Serve(s.handoff)
+		}()
+	})
 	s.log.Debug("serving", "addr", ln.Addr().String())
+	return s.life.Serve(ctx, ln)
+}
 
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	err := s.smtp.Serve(inner)
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
+// handle gives an accepted connection our edge (conn.go) and go-smtp, and
+// waits until it is closed. Shutdown's first phase wakes it (conn.wake):
+// 421 at the next command boundary, never inside a message.
+func (s *Server) handle(lc *server.Conn) {
+	c := newConn(s, lc)
+	c.log.Info("connect")
+	lc.OnStop(c.wake)
+	if !s.handoff.Give(c) {
+		c.Close()
+		return
 	}
-	return err
+	<-lc.Done()
 }
 
 // refuse answers a connection over the limits. On implicit TLS a plain-text
 // reply would only confuse the client's handshake, so it is just closed.
-func (s *Server) refuse(c net.Conn) {
-	defer c.Close()
-	msg := "Too many connections, try again later"
-	if limit.Refusal(c) == limit.ErrRate {
-		msg = "Too many connections from your address, slow down"
-	}
-	s.log.Warn("connection refused", "remote", c.RemoteAddr().String(), "reason", msg)
+func (s *Server) refuse(c net.Conn, why error) {
 	if s.opts.Mode == ModeSubmissions {
 		return
+	}
+	msg := "Too many connections, try again later"
+	if why == limit.ErrRate {
+		msg = "Too many connections from your address, slow down"
 	}
 	c.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
 	io.WriteString(c, "421 4.7.0 "+s.opts.Hostname+" "+msg+"\r\n")
 }
 
-// Shutdown stops the server in two phases (STYLE §6). First it closes the
-// listeners and ends every idle connection with a 421 while messages being
-// received or delivered are allowed to finish; when ctx is done, it cuts the
-// remaining connections and waits for their goroutines.
+// Shutdown stops the server in two phases (STYLE §6, package server).
+// First it closes the listeners and ends every idle connection with a 421
+// while messages being received or delivered are allowed to finish; when
+// ctx is done, it cuts the remaining connections and waits for their
+// goroutines.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
 	s.closed = true
-	s.draining.Store(true)
-	for _, ln := range s.listeners {
-		ln.Close()
-	}
-	for c := range s.conns {
-		c.wake()
-	}
 	s.mu.Unlock()
-	s.log.Info("shutting down", "in_flight", s.inflightN.Load())
-
-	done := make(chan struct{})
-	go func() {
-		s.smtp.Shutdown(context.Background())
-		s.inflight.Wait()
-		close(done)
-	}()
-	var err error
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.raw.Close()
-		}
-		s.mu.Unlock()
-		s.cancelBase()
-		<-done
-	}
-	s.cancelBase()
+	err := s.life.Shutdown(ctx)
+	// Every connection is closed: go-smtp's loop ends with its listener,
+	// its Shutdown waits for its connection goroutines, and Data calls
+	// (a BDAT body reader may outlive its connection) end under the
+	// cancelled base context.
+	s.smtp.Shutdown(context.Background())
+	s.libWG.Wait()
+	s.inflight.Wait()
 	return err
 }
 
 // inflightCount is the number of messages being received or delivered.
 func (s *Server) inflightCount() int64 { return s.inflightN.Load() }
-
-// trackingListener gives each accepted connection our edge (conn.go) and
-// registers it for Shutdown.
-type trackingListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	s := l.s
-	c := newConn(s, nc, fmt.Sprintf("%s%x", s.connPrefix, s.connSeq.Add(1)))
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		nc.Close()
-		return nil, net.ErrClosed
-	}
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	c.log.Info("connect")
-	return c, nil
-}
-
-func remoteAddr(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
-			return ip.Unmap()
-		}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
-}
 
 // ourConn finds our edge beneath go-smtp's connection.
 func ourConn(nc net.Conn) *conn {

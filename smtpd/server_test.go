@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/auth/limit"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -800,7 +801,7 @@ func TestTimeouts(t *testing.T) {
 }
 
 func TestConnectionLimits(t *testing.T) {
-	ts := newTestServer(t, func(o *Options) { o.MaxConnectionsPerIP = 2 })
+	ts := newTestServer(t, func(o *Options) { o.Conns = limit.New(limit.Options{PerIP: 2}) })
 	a := dialRaw(t, ts.addr)
 	dialRaw(t, ts.addr)
 	nc, err := net.Dial("tcp", ts.addr)

@@ -27,7 +27,7 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		s.log.Error("connection not from our listener")
 		return nil, errLocal
 	}
-	if s.draining.Load() {
+	if s.life.Stopping() {
 		return nil, errShuttingDown
 	}
 	ctx, cancel := context.WithCancel(s.baseCtx)
@@ -135,7 +135,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 		return nil, errEncryptionRequired
 	case s.conn.needHelo.Load():
 		return nil, errHeloAfterTLS
-	case s.s.draining.Load():
+	case s.s.life.Stopping():
 		return nil, errShuttingDown
 	}
 	mech = strings.ToUpper(mech)
@@ -201,7 +201,7 @@ func (a *saslServer) Next(response []byte) ([]byte, bool, error) {
 // Mail starts a transaction. On submission it needs AUTH and checks that
 // the authenticated user owns the sender address.
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
-	if s.s.draining.Load() {
+	if s.s.life.Stopping() {
 		return errShuttingDown
 	}
 	if s.conn.needHelo.Load() {
@@ -275,7 +275,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 }
 
 func (s *session) rcpt(to string) error {
-	if s.s.draining.Load() {
+	if s.s.life.Stopping() {
 		return errShuttingDown
 	}
 	if !s.env.active {

@@ -7,8 +7,7 @@ import (
 	"time"
 )
 
-// Why a connection was refused; Refusal reports one of them for a
-// connection handed to a Listener's refuse function.
+// Why a connection was refused (Take's errors).
 var (
 	// ErrTooManyConns: the client's address holds its share of slots, or
 	// every slot is taken and none could be freed for it.
@@ -238,18 +237,6 @@ func (s *Slot) Held() bool {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
 	return s.held
-}
-
-// Acquire takes a slot for a connection from remote. If one is free it
-// returns ok and a release func (safe to call more than once); otherwise
-// ok is false and release is a no-op. Slots taken this way are never
-// evicted.
-func (c *Conns) Acquire(remote netip.Addr) (release func(), ok bool) {
-	s, err := c.Take(remote)
-	if err != nil {
-		return func() {}, false
-	}
-	return s.Release, true
 }
 
 // Open reports the connections currently held: in total, and from remote's

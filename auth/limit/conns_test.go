@@ -32,7 +32,7 @@ func TestConns(t *testing.T) {
 			c := NewConns(tc.perIP, tc.total)
 			var releases []func()
 			for i, a := range tc.seq {
-				release, ok := c.Acquire(a)
+				release, ok := acquire(c, a)
 				if ok != tc.want[i] {
 					t.Fatalf("Acquire #%d (%v) = %v, want %v", i, a, ok, tc.want[i])
 				}
@@ -40,7 +40,7 @@ func TestConns(t *testing.T) {
 				if ok {
 					// …and a granted one is given back and re-taken, so
 					// the counts stay as the sequence built them.
-					release, ok = c.Acquire(a)
+					release, ok = acquire(c, a)
 					if !ok {
 						t.Fatalf("re-Acquire #%d failed", i)
 					}
@@ -64,17 +64,17 @@ func TestConns(t *testing.T) {
 func TestConnsReleaseTwiceDoesNotFreeOthers(t *testing.T) {
 	a := netip.MustParseAddr("192.0.2.9")
 	c := NewConns(2, 0)
-	r1, _ := c.Acquire(a)
-	_, _ = c.Acquire(a)
+	r1, _ := acquire(c, a)
+	_, _ = acquire(c, a)
 	r1()
 	r1()
 	if _, n := c.Open(a); n != 1 {
 		t.Fatalf("%d open after double release of one, want 1", n)
 	}
-	if _, ok := c.Acquire(a); !ok {
+	if _, ok := acquire(c, a); !ok {
 		t.Fatal("slot not freed")
 	}
-	if _, ok := c.Acquire(a); ok {
+	if _, ok := acquire(c, a); ok {
 		t.Fatal("double release freed two slots")
 	}
 }
@@ -198,7 +198,7 @@ func TestTakeEvictsFromBiggestHolder(t *testing.T) {
 func TestTakeNeverEvictsUnevictable(t *testing.T) {
 	c := NewConns(0, 2)
 	for i := 0; i < 2; i++ {
-		if _, ok := c.Acquire(addr("192.0.2.1")); !ok {
+		if _, ok := acquire(c, addr("192.0.2.1")); !ok {
 			t.Fatal("Acquire refused")
 		}
 	}
@@ -259,4 +259,13 @@ func TestRate(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d rate entries after sweep, want 1 (only a)", n)
 	}
+}
+
+// acquire takes a slot from c and returns its release, or ok false.
+func acquire(c *Conns, remote netip.Addr) (release func(), ok bool) {
+	s, err := c.Take(remote)
+	if err != nil {
+		return func() {}, false
+	}
+	return s.Release, true
 }

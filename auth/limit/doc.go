@@ -1,9 +1,10 @@
-// Package limit bounds connections, in total and per client address, and
+// Package limit counts connections, in total and per client address, and
 // the rate at which one client opens them, for every Posthouse listener.
-// Listener wraps a net.Listener so that an over-limit connection is
-// answered with the protocol's "too busy" line by a caller-supplied function
-// (Refusal says why) and never reaches the server's Accept, before any TLS
-// handshake or session state is spent on it.
+// It is bookkeeping over addresses only: package server's accept loop calls
+// Take for each new connection, answers a refusal with the protocol's "too
+// busy" line before any TLS handshake or session state is spent on it, and
+// releases the Slot when the connection ends. Key is also auth's way of
+// grouping a client's password-guessing attempts.
 //
 // A client address is an IPv4 address (IPv4-mapped IPv6 included) or an IPv6
 // /64, the block one IPv6 host usually holds: counting single IPv6 addresses

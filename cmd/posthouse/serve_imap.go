@@ -14,7 +14,7 @@ import (
 // [limits] max_message_size, the same limit SMTP applies.
 func startIMAP(ctx context.Context, a *app) (func(context.Context) error, error) {
 	conns := limit.NewConns(a.cfg.Limits.MaxConnectionsPerIP, a.cfg.Limits.MaxConnections)
-	return serveEach(ctx, a, []string{"imap", "imaps"}, nil, func(name string) (mailServer, error) {
+	return serveEach(ctx, a, []string{"imap", "imaps"}, imapd.ErrServerClosed, func(name string) (mailServer, error) {
 		return imapd.New(imapOptions(a, name, conns))
 	})
 }
@@ -27,7 +27,7 @@ func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
 		ImplicitTLS:      name == "imaps",
 		LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
 		MaxAppendSize:    int64(a.cfg.Limits.MaxMessageSize),
-		Limiter:          conns,
+		Conns:            conns,
 		Store:            a.store,
 		Auth:             a.auth,
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,

@@ -53,7 +53,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	for i, l := range smtpListeners {
 		names[i], modes[l.name] = l.name, l.mode
 	}
-	return serveEach(ctx, a, names, nil, func(name string) (mailServer, error) {
+	return serveEach(ctx, a, names, smtpd.ErrServerClosed, func(name string) (mailServer, error) {
 		return smtpd.New(smtpOptions(a, modes[name], spool, txt, conns))
 	})
 }
@@ -61,21 +61,19 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 // smtpOptions are one SMTP listener's options.
 func smtpOptions(a *app, mode smtpd.Mode, spool string, txt smtpd.TXTResolver, conns *limit.Conns) smtpd.Options {
 	opts := smtpd.Options{
-		Logger:              a.log,
-		Hostname:            a.cfg.Hostname,
-		Mode:                mode,
-		TLS:                 a.tls,
-		Directory:           a.auth,
-		Store:               a.store,
-		Resolver:            txt,
-		SpoolDir:            spool,
-		MaxMessageBytes:     int64(a.cfg.Limits.MaxMessageSize),
-		MaxRecipients:       a.cfg.Limits.MaxRecipients,
-		Conns:               conns,
-		MaxConnections:      a.cfg.Limits.MaxConnections,
-		MaxConnectionsPerIP: a.cfg.Limits.MaxConnectionsPerIP,
-		MaxJunkCommands:     a.cfg.Limits.MaxJunkCommands,
-		MaxSessionDuration:  a.cfg.Limits.MaxSessionDuration.Duration,
+		Logger:             a.log,
+		Hostname:           a.cfg.Hostname,
+		Mode:               mode,
+		TLS:                a.tls,
+		Directory:          a.auth,
+		Store:              a.store,
+		Resolver:           txt,
+		SpoolDir:           spool,
+		MaxMessageBytes:    int64(a.cfg.Limits.MaxMessageSize),
+		MaxRecipients:      a.cfg.Limits.MaxRecipients,
+		Conns:              conns,
+		MaxJunkCommands:    a.cfg.Limits.MaxJunkCommands,
+		MaxSessionDuration: a.cfg.Limits.MaxSessionDuration.Duration,
 	}
 	if a.queue != nil {
 		// Not a typed nil in the interface: without a queue, foreign
