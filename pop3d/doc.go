@@ -7,8 +7,11 @@
 // It owns the listener loop, the per-connection state machine
 // (AUTHORIZATION → TRANSACTION → UPDATE, one dispatch function per state),
 // the command parser, the reply writer and the maildrop lock. It never
-// touches Maildir files: messages come from a mailstore.Store, credentials
-// from an Authenticator (auth.DB in production).
+// touches Maildir files: messages come from a Store, credentials from an
+// Authenticator (auth.DB in production). Store and Account declare the
+// eight account methods a session calls; a mailstore.Store serves them
+// through MailStore, and the tests' in-memory fake implements exactly
+// those.
 //
 // # Maildrop
 //

@@ -17,8 +17,9 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
-// fakeStore is an in-memory mailstore.Store with only what pop3d calls.
-// Used by fuzzing (fast, no disk) and by tests that inject failures.
+// fakeStore is an in-memory Store: the fuzz target's (fast, no disk) and
+// the one of tests that inject failures. Its accounts have exactly the
+// methods of Account; mail arrives through deliver.
 type fakeStore struct {
 	mu       sync.Mutex
 	accounts map[string]*fakeAccountData
@@ -27,6 +28,11 @@ type fakeStore struct {
 	// failExpunge, when set, is returned by Expunge.
 	failExpunge error
 }
+
+var (
+	_ Store   = (*fakeStore)(nil)
+	_ Account = (*fakeAccount)(nil)
+)
 
 type fakeAccountData struct {
 	uidValidity uint32
@@ -44,6 +50,7 @@ type fakeMsg struct {
 
 func newFakeStore() *fakeStore { return &fakeStore{accounts: make(map[string]*fakeAccountData)} }
 
+// data returns the account's data, creating it; the caller holds s.mu.
 func (s *fakeStore) data(name string) *fakeAccountData {
 	d := s.accounts[name]
 	if d == nil {
@@ -53,7 +60,7 @@ func (s *fakeStore) data(name string) *fakeAccountData {
 	return d
 }
 
-func (s *fakeStore) Open(ctx context.Context, name string) (mailstore.Account, error) {
+func (s *fakeStore) Open(ctx context.Context, name string) (Account, error) {
 	if name == "" {
 		return nil, mailstore.ErrBadAccountName
 	}
@@ -63,21 +70,24 @@ func (s *fakeStore) Open(ctx context.Context, name string) (mailstore.Account, e
 	return &fakeAccount{store: s, name: name}, nil
 }
 
-func (s *fakeStore) Remove(ctx context.Context, name string) error { return errors.ErrUnsupported }
-func (s *fakeStore) Close() error                                  { return nil }
+// deliver appends a message to the account's INBOX, as smtpd would.
+func (s *fakeStore) deliver(name string, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.data(name)
+	d.msgs = append(d.msgs, fakeMsg{uid: d.uidNext, data: slices.Clone(data)})
+	d.uidNext++
+	d.modseq++
+}
 
-// fakeAccount implements the Account methods pop3d uses; the embedded nil
-// interface panics on any other, which would show pop3d calling more than
-// it declares.
+// fakeAccount is a handle on one of fakeStore's accounts.
 type fakeAccount struct {
-	mailstore.Account
 	store *fakeStore
 	name  string
 }
 
 const fakeInboxID = 1
 
-func (a *fakeAccount) Name() string { return a.name }
 func (a *fakeAccount) Close() error { return nil }
 
 func (a *fakeAccount) Mailbox(ctx context.Context, name string) (mailstore.Mailbox, error) {
@@ -174,21 +184,6 @@ func (a *fakeAccount) Expunge(ctx context.Context, mailboxID int64, uids *imap.U
 		return false
 	})
 	return gone, nil
-}
-
-func (a *fakeAccount) Deliver(ctx context.Context, r io.Reader, opts mailstore.DeliverOptions) (mailstore.AppendResult, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return mailstore.AppendResult{}, err
-	}
-	a.store.mu.Lock()
-	defer a.store.mu.Unlock()
-	d := a.store.data(a.name)
-	uid := d.uidNext
-	d.uidNext++
-	d.modseq++
-	d.msgs = append(d.msgs, fakeMsg{uid: uid, flags: slices.Clone(opts.Flags), data: b})
-	return mailstore.AppendResult{MailboxID: fakeInboxID, UIDValidity: d.uidValidity, UID: uid, Size: int64(len(b))}, nil
 }
 
 func (a *fakeAccount) LockMaildrop(ctx context.Context) (func(), error) {

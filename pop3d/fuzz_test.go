@@ -2,7 +2,6 @@ package pop3d
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/certs/certstest"
-	"github.com/posthouse/posthouse/mailstore"
 )
 
 // FuzzParseCommand checks the parser never panics and that what it
@@ -83,10 +81,8 @@ func FuzzSession(f *testing.F) {
 	serverTLS := certstest.Default().ServerConfig(certstest.Loopback...)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		store := newFakeStore()
-		ctx := context.Background()
-		acct, _ := store.Open(ctx, testUser)
 		for _, m := range [][]byte{msg("a", "one\r\n.two\r\n"), msg("b", "x\r\n"), msg("c", "..\r\n.\r\n")} {
-			acct.Deliver(ctx, bytes.NewReader(m), mailstore.DeliverOptions{})
+			store.deliver(testUser, m)
 		}
 		srv, err := New(Options{
 			Store:            store,

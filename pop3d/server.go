@@ -21,7 +21,6 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/mailstore"
 )
 
 // Default limits and timeouts.
@@ -81,7 +80,7 @@ type Options struct {
 	// LoopbackIsSecure allows USER/PASS and AUTH on loopback connections
 	// without TLS.
 	LoopbackIsSecure bool
-	Store            mailstore.Store
+	Store            Store
 	Auth             Authenticator
 	// Conns, if non-nil, limits connections in total and per client
 	// address: each listener is wrapped with limit.Listener, and a
