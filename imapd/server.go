@@ -20,7 +20,6 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
-	"github.com/posthouse/posthouse/mailstore"
 )
 
 // DefaultMaxAppendSize is the APPEND literal limit when Options leaves it
@@ -73,7 +72,7 @@ type Options struct {
 	// Limiter, if not nil, refuses connections over its per-IP or total
 	// limits with "* BYE".
 	Limiter Limiter
-	Store   mailstore.Store
+	Store   Store
 	Auth    Authenticator
 
 	// TrustedNetworks are proxies and webmails whose ID field
