@@ -710,7 +710,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 func newTestServerWithStore(t testing.TB, store *fakeStore) *testServer {
 	t.Helper()
 	ts := newTestServer(t, withOptions(func(o *Options) { o.Store = store }))
-	ts.store, ts.real = store, nil
+	ts.store, ts.disk = store, nil
 	return ts
 }
 
@@ -840,13 +840,13 @@ func TestIdleTimeoutAppliesNothing(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	real := newTestStore(t)
-	store := MailStore(real)
+	disk := newTestStore(t)
+	store := MailStore(disk)
 	srv, err := New(Options{Store: store, Auth: newFakeAuth(map[string]string{testUser: testPass}), LoopbackIsSecure: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{srv: srv, store: store, real: real}
+	ts := &testServer{srv: srv, store: store, disk: disk}
 	ts.deliver(t, testUser, msg("a", "a\r\n"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -888,13 +888,13 @@ func TestShutdown(t *testing.T) {
 // TestShutdownForced: a client that stops reading mid-RETR is cut when
 // the grace period ends; Shutdown still waits for its goroutine.
 func TestShutdownForced(t *testing.T) {
-	real := newTestStore(t)
-	store := MailStore(real)
+	disk := newTestStore(t)
+	store := MailStore(disk)
 	srv, err := New(Options{Store: store, Auth: newFakeAuth(map[string]string{testUser: testPass}), LoopbackIsSecure: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{srv: srv, store: store, real: real}
+	ts := &testServer{srv: srv, store: store, disk: disk}
 	ts.deliver(t, testUser, msg("small", "x\r\n"))
 	ts.deliver(t, testUser, bigMessage(8<<20))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -27,10 +27,10 @@ const (
 type testServer struct {
 	srv   *Server
 	addr  string
-	store Store // the server's: MailStore(real), or a fakeStore
-	// real is the maildir store under store; nil when the server runs on
+	store Store // the server's: MailStore(disk), or a fakeStore
+	// disk is the maildir store under store; nil when the server runs on
 	// a fakeStore.
-	real mailstore.Store
+	disk mailstore.Store
 	auth *fakeAuth
 	tls  *tls.Config // client side: trusts the server's certificate
 	done chan error
@@ -52,10 +52,10 @@ func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	t.Helper()
 	ca := certstest.Default()
 	serverTLS, clientTLS := ca.ServerConfig(certstest.Loopback...), ca.ClientConfig("127.0.0.1")
-	real := newTestStore(t)
+	disk := newTestStore(t)
 	ts := &testServer{
-		store: MailStore(real),
-		real:  real,
+		store: MailStore(disk),
+		disk:  disk,
 		auth:  newFakeAuth(map[string]string{testUser: testPass, "bob@example.org": "bobpass"}),
 		tls:   clientTLS,
 		done:  make(chan error, 1),
@@ -104,7 +104,7 @@ func (ts *testServer) deliver(t testing.TB, user string, data []byte) {
 		return
 	}
 	ctx := context.Background()
-	acct, err := ts.real.Open(ctx, user)
+	acct, err := ts.disk.Open(ctx, user)
 	if err != nil {
 		t.Fatal(err)
 	}
