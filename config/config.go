@@ -26,6 +26,7 @@ type Config struct {
 	Auth   Auth   `toml:"auth"`
 	IMAP   IMAP   `toml:"imap"`
 	POP3   POP3   `toml:"pop3"`
+	Store  Store  `toml:"store"`
 	Queue  Queue  `toml:"queue"`
 	DNS    DNS    `toml:"dns"`
 	Log    Log    `toml:"log"`
@@ -131,6 +132,18 @@ type POP3 struct {
 	LoopbackIsSecure bool `toml:"loopback_is_secure"`
 }
 
+// Store chooses where mail is kept.
+type Store struct {
+	// Backend is the mailstore backend, one of StoreBackends. "maildir":
+	// Maildir files and a SQLite index per account, under
+	// data_dir/accounts. Default "maildir".
+	Backend string `toml:"backend"`
+}
+
+// StoreBackends are the values store.backend accepts. cmd/posthouse opens
+// them through mailstore/backend; its tests check that the two agree.
+var StoreBackends = []string{"maildir"}
+
 // Queue settings for outbound mail.
 type Queue struct {
 	// Expiry is how long a message is retried before it bounces. "120h".
@@ -191,6 +204,7 @@ func Default() *Config {
 		},
 		IMAP:  IMAP{LoopbackIsSecure: true},
 		POP3:  POP3{LoopbackIsSecure: true},
+		Store: Store{Backend: "maildir"},
 		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25},
 		Log:   Log{Level: "info", Format: "text"},
 	}

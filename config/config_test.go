@@ -27,7 +27,8 @@ func TestDefaults(t *testing.T) {
 		c.Limits.MaxConnectionRate != 60 || c.Limits.MaxJunkCommands != 100 ||
 		c.Limits.MaxSessionDuration.Duration != 30*time.Minute || c.Limits.LoginTimeout.Duration != 30*time.Second ||
 		!c.IMAP.LoopbackIsSecure || !c.POP3.LoopbackIsSecure || c.Queue.Expiry.Duration != 120*time.Hour ||
-		c.Queue.RemotePort != 25 || c.DNS.Resolver != "" || c.Log.Level != "info" || c.Log.Format != "text" {
+		c.Queue.RemotePort != 25 || c.DNS.Resolver != "" || c.Log.Level != "info" || c.Log.Format != "text" ||
+		c.Store.Backend != "maildir" {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	h, _ := os.Hostname()
@@ -48,6 +49,8 @@ max_message_size = "10MB"
 max_recipients = 7
 [imap]
 loopback_is_secure = false
+[store]
+backend = "maildir"
 [queue]
 expiry = "5d"
 remote_port = 2526
@@ -68,7 +71,7 @@ format = "json"
 		c.Listen.POP3 != "" || c.Listen.IMAP != ":143" || c.Limits.MaxMessageSize != 10_000_000 ||
 		c.Limits.MaxRecipients != 7 || c.IMAP.LoopbackIsSecure || !c.POP3.LoopbackIsSecure ||
 		c.Queue.Expiry.Duration != 120*time.Hour || c.Queue.RemotePort != 2526 || c.DNS.Resolver != "127.0.0.1:5353" ||
-		c.Log.LevelName() != "debug" || c.Log.Format != "json" || c.Source != "p.toml" {
+		c.Log.LevelName() != "debug" || c.Log.Format != "json" || c.Source != "p.toml" || c.Store.Backend != "maildir" {
 		t.Errorf("unexpected config: %+v", c)
 	}
 	// The same port on two different addresses is fine.
@@ -175,6 +178,8 @@ func TestValidate(t *testing.T) {
 		{"resolver", "[dns]\nresolver = \"8.8.8.8\"\n", 2, "dns.resolver", "host:port"},
 		{"log level", "[log]\nlevel = \"chatty\"\n", 2, "log.level", "debug, info, warn, error"},
 		{"log format", "[log]\nformat = \"xml\"\n", 2, "log.format", "text or json"},
+		{"store backend", "[store]\nbackend = \"postgres\"\n", 2, "store.backend", `backend = "maildir"`},
+		{"empty store backend", "[store]\nbackend = \"\"\n", 2, "store.backend", "unknown backend"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,6 +223,7 @@ func TestEnvOverrides(t *testing.T) {
 		"POSTHOUSE_QUEUE_EXPIRY=48h",
 		"POSTHOUSE_DNS_RESOLVER=127.0.0.1:5300",
 		"POSTHOUSE_LOG_FORMAT=json",
+		"POSTHOUSE_STORE_BACKEND=maildir",
 	}
 	if err := c.ApplyEnv(env); err != nil {
 		t.Fatal(err)
@@ -228,8 +234,19 @@ func TestEnvOverrides(t *testing.T) {
 	if c.Hostname != "env.example" || c.DataDir != "/srv/mail" || c.Listen.SMTP != "127.0.0.1:2600" ||
 		c.Listen.IMAPS != "" || c.Limits.MaxMessageSize != 25<<20 || c.Limits.MaxRecipients != 9 ||
 		c.POP3.LoopbackIsSecure || c.Queue.Expiry.Duration != 48*time.Hour || c.DNS.Resolver != "127.0.0.1:5300" ||
-		c.Log.Format != "json" {
+		c.Log.Format != "json" || c.origins["store.backend"].env != "POSTHOUSE_STORE_BACKEND" {
 		t.Errorf("env not applied: %+v", c)
+	}
+
+	// A bad backend from the environment is blamed on the variable, with
+	// the hint.
+	c = Default()
+	if err := c.ApplyEnv([]string{"POSTHOUSE_STORE_BACKEND=mbox"}); err != nil {
+		t.Fatal(err)
+	}
+	if p := problems(t, c.Validate())[0]; p.File != "environment" || p.Key != "POSTHOUSE_STORE_BACKEND" ||
+		!strings.Contains(p.String(), `unknown backend "mbox"`) || !strings.Contains(p.Hint, "maildir") {
+		t.Errorf("problem = %+v, want an unknown backend blamed on POSTHOUSE_STORE_BACKEND", p)
 	}
 
 	// A bad value set from the environment is blamed on the variable.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,6 +165,11 @@ func (c *Config) Validate() error {
 		if err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
 			add("dns.resolver", fmt.Sprintf("%q is not host:port", c.DNS.Resolver), `resolver = "127.0.0.1:53", or "" for /etc/resolv.conf`)
 		}
+	}
+
+	if !slices.Contains(StoreBackends, c.Store.Backend) {
+		add("store.backend", fmt.Sprintf("unknown backend %q", c.Store.Backend),
+			`backend = "maildir" (Maildir files and a SQLite index per account; the only backend so far)`)
 	}
 
 	switch strings.ToLower(c.Log.Level) {

@@ -87,9 +87,9 @@ type testServer struct {
 
 type testOption func(*Options)
 
-// storeFactory makes the store tests run against; the real store replaces
-// the fake when available (see store_test.go).
-var storeFactory = func(t testing.TB) mailstore.Store { return newFakeStore() }
+// storeFactory makes the store newTestServer runs on; benchmarks swap in
+// a store they filled beforehand.
+var storeFactory = newTestStore
 
 func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	t.Helper()

@@ -18,7 +18,6 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/server"
 )
 
@@ -68,7 +67,7 @@ type Options struct {
 	// [UNAVAILABLE]" instead of a greeting. Share one across servers to
 	// make the limits span them. IMAP connections are never evicted.
 	Conns *limit.Conns
-	Store mailstore.Store
+	Store Store
 	Auth  Authenticator
 
 	// TrustedNetworks are proxies and webmails whose ID field

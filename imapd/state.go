@@ -30,14 +30,14 @@ type stateKey struct {
 // stateRegistry holds the mailbox states that at least one session has
 // selected.
 type stateRegistry struct {
-	store mailstore.Store
+	store Store
 	log   *slog.Logger
 
 	mu sync.Mutex
 	m  map[stateKey]*mailboxState
 }
 
-func newStateRegistry(store mailstore.Store, log *slog.Logger) *stateRegistry {
+func newStateRegistry(store Store, log *slog.Logger) *stateRegistry {
 	return &stateRegistry{store: store, log: log, m: make(map[stateKey]*mailboxState)}
 }
 
@@ -138,7 +138,7 @@ func (st *mailboxState) close() {
 
 // load follows the mailstore contract: Watch first, then Snapshot, and drop
 // events whose ModSeq the snapshot already covers.
-func (st *mailboxState) load(ctx context.Context, store mailstore.Store) error {
+func (st *mailboxState) load(ctx context.Context, store Store) error {
 	acct, err := store.Open(ctx, st.key.account)
 	if err != nil {
 		return err

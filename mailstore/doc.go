@@ -6,8 +6,10 @@
 // touching the protocols.
 //
 // The backend that ships is mailstore/maildir: Maildir files for bodies and a
-// SQLite index per account. cmd/posthouse picks the backend; protocols only
-// see the Store and Account interfaces declared here.
+// SQLite index per account. mailstore/backend opens the one the
+// configuration names ([store] backend); cmd/posthouse calls it and knows no
+// backend package. Protocols see the Store and Account interfaces declared
+// here, or declare the part they use (pop3d.Account, smtpd.Store).
 //
 // The contract is what the doc comments of Store and Account say, and
 // mailstore/storetest checks it: a backend proves itself with storetest.Run,

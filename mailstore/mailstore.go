@@ -73,6 +73,16 @@ type Store interface {
 	// a name without storage gets ErrNoSuchAccount. Opening the name again
 	// creates a new, empty account.
 	Remove(ctx context.Context, name string) error
+	// Reconcile brings every account's index in line with the messages in
+	// its storage and finishes what an interrupted call left half done (a
+	// Remove cut by a crash): a message found in storage without an index
+	// entry is indexed, never dropped, under a new UID, counted in Usage,
+	// with an EventAppend. A failure in one account does not stop the
+	// others; the errors are joined. cmd/posthouse runs it once at
+	// start-up, before listeners accept; it is safe, though slower, while
+	// sessions run. A backend whose storage cannot disagree with its index
+	// returns nil.
+	Reconcile(ctx context.Context) error
 	// Close releases every account; later calls, on the Store and on its
 	// handles, get ErrClosed. What was committed survives: a Store opened
 	// again over the same storage shows the same mailboxes, messages, flags,

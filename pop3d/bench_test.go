@@ -47,7 +47,7 @@ func BenchmarkRetrDele1000(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		acct, err := ts.store.Open(context.Background(), testUser)
+		acct, err := ts.disk.Open(context.Background(), testUser)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -7,11 +7,13 @@
 // It owns the per-connection state machine
 // (AUTHORIZATION → TRANSACTION → UPDATE, one dispatch function per state),
 // the command parser, the reply writer and the maildrop lock. It never
-// touches Maildir files: messages come from a mailstore.Store, credentials
-// from an Authenticator (auth.DB in production). Accepting, connection ids,
-// limits (Options.Conns; over a limit "-ERR [SYS/TEMP] too many
-// connections", after a TLS handshake on pop3s) and the two-phase shutdown
-// are package server's.
+// touches Maildir files: messages come from a Store, credentials from an
+// Authenticator (auth.DB in production). Store and Account declare the
+// eight account methods a session calls; a mailstore.Store serves them
+// through MailStore, and the tests' in-memory fake implements exactly
+// those. Accepting, connection ids, limits (Options.Conns; over a limit
+// "-ERR [SYS/TEMP] too many connections", after a TLS handshake on pop3s)
+// and the two-phase shutdown are package server's.
 //
 // # Maildrop
 //

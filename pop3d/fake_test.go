@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"testing"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-sasl"
@@ -17,8 +18,10 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
-// fakeStore is an in-memory mailstore.Store with only what pop3d calls.
-// Used by fuzzing (fast, no disk) and by tests that inject failures.
+// fakeStore is an in-memory Store: the fuzz target's (fast, no disk) and
+// the one of tests that inject failures. Its accounts have exactly the
+// methods of Account; mail arrives through deliver. TestFakeStoreAgrees
+// holds it to what the maildir store does.
 type fakeStore struct {
 	mu       sync.Mutex
 	accounts map[string]*fakeAccountData
@@ -27,6 +30,11 @@ type fakeStore struct {
 	// failExpunge, when set, is returned by Expunge.
 	failExpunge error
 }
+
+var (
+	_ Store   = (*fakeStore)(nil)
+	_ Account = (*fakeAccount)(nil)
+)
 
 type fakeAccountData struct {
 	uidValidity uint32
@@ -44,6 +52,7 @@ type fakeMsg struct {
 
 func newFakeStore() *fakeStore { return &fakeStore{accounts: make(map[string]*fakeAccountData)} }
 
+// data returns the account's data, creating it; the caller holds s.mu.
 func (s *fakeStore) data(name string) *fakeAccountData {
 	d := s.accounts[name]
 	if d == nil {
@@ -53,7 +62,7 @@ func (s *fakeStore) data(name string) *fakeAccountData {
 	return d
 }
 
-func (s *fakeStore) Open(ctx context.Context, name string) (mailstore.Account, error) {
+func (s *fakeStore) Open(ctx context.Context, name string) (Account, error) {
 	if name == "" {
 		return nil, mailstore.ErrBadAccountName
 	}
@@ -63,21 +72,24 @@ func (s *fakeStore) Open(ctx context.Context, name string) (mailstore.Account, e
 	return &fakeAccount{store: s, name: name}, nil
 }
 
-func (s *fakeStore) Remove(ctx context.Context, name string) error { return errors.ErrUnsupported }
-func (s *fakeStore) Close() error                                  { return nil }
+// deliver appends a message to the account's INBOX, as smtpd would.
+func (s *fakeStore) deliver(name string, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.data(name)
+	d.msgs = append(d.msgs, fakeMsg{uid: d.uidNext, data: slices.Clone(data)})
+	d.uidNext++
+	d.modseq++
+}
 
-// fakeAccount implements the Account methods pop3d uses; the embedded nil
-// interface panics on any other, which would show pop3d calling more than
-// it declares.
+// fakeAccount is a handle on one of fakeStore's accounts.
 type fakeAccount struct {
-	mailstore.Account
 	store *fakeStore
 	name  string
 }
 
 const fakeInboxID = 1
 
-func (a *fakeAccount) Name() string { return a.name }
 func (a *fakeAccount) Close() error { return nil }
 
 func (a *fakeAccount) Mailbox(ctx context.Context, name string) (mailstore.Mailbox, error) {
@@ -174,21 +186,6 @@ func (a *fakeAccount) Expunge(ctx context.Context, mailboxID int64, uids *imap.U
 		return false
 	})
 	return gone, nil
-}
-
-func (a *fakeAccount) Deliver(ctx context.Context, r io.Reader, opts mailstore.DeliverOptions) (mailstore.AppendResult, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return mailstore.AppendResult{}, err
-	}
-	a.store.mu.Lock()
-	defer a.store.mu.Unlock()
-	d := a.store.data(a.name)
-	uid := d.uidNext
-	d.uidNext++
-	d.modseq++
-	d.msgs = append(d.msgs, fakeMsg{uid: uid, flags: slices.Clone(opts.Flags), data: b})
-	return mailstore.AppendResult{MailboxID: fakeInboxID, UIDValidity: d.uidValidity, UID: uid, Size: int64(len(b))}, nil
 }
 
 func (a *fakeAccount) LockMaildrop(ctx context.Context) (func(), error) {
@@ -298,4 +295,148 @@ func (l *loginServer) Next(resp []byte) ([]byte, bool, error) {
 		return nil, true, l.check(l.user, string(resp))
 	}
 	return nil, false, sasl.ErrUnexpectedClientResponse
+}
+
+// TestFakeStoreAgrees runs what pop3d relies on (the Account methods it
+// declares, as mailstore/storetest states them) against the fake and the
+// maildir store: a test passing on the fake must mean what it would mean
+// on the real store.
+func TestFakeStoreAgrees(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		open func(t *testing.T) (Store, func(user string, data []byte))
+	}{
+		{"fake", func(t *testing.T) (Store, func(string, []byte)) {
+			fs := newFakeStore()
+			return fs, fs.deliver
+		}},
+		{"maildir", func(t *testing.T) (Store, func(string, []byte)) {
+			disk := newTestStore(t)
+			return MailStore(disk), func(user string, data []byte) {
+				acct, err := disk.Open(t.Context(), user)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer acct.Close()
+				if _, err := acct.Deliver(t.Context(), bytes.NewReader(data), mailstore.DeliverOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, deliver := tc.open(t)
+			checkStore(t, store, deliver)
+		})
+	}
+}
+
+func checkStore(t *testing.T, store Store, deliver func(user string, data []byte)) {
+	ctx := t.Context()
+	if _, err := store.Open(ctx, ""); !errors.Is(err, mailstore.ErrBadAccountName) {
+		t.Errorf("Open(\"\"): %v, want ErrBadAccountName", err)
+	}
+	msgs := [][]byte{msg("a", "one\r\n"), msg("b", ".two\r\n"), msg("c", "three\r\n")}
+	for _, m := range msgs {
+		deliver(testUser, m)
+	}
+	acct, err := store.Open(ctx, testUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acct.Close()
+	if _, err := acct.Mailbox(ctx, "Nope"); !errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		t.Errorf("Mailbox(Nope): %v, want ErrNoSuchMailbox", err)
+	}
+	mb, err := acct.Mailbox(ctx, mailstore.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := acct.Snapshot(ctx, mb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != len(msgs) || snap.Mailbox.UIDValidity != mb.UIDValidity || snap.UIDNext <= snap.Messages[len(msgs)-1].UID {
+		t.Fatalf("Snapshot = %+v, want %d messages below UIDNEXT", snap, len(msgs))
+	}
+	var all imap.UIDSet
+	uids := make([]imap.UID, len(msgs))
+	for i, m := range snap.Messages {
+		uids[i] = m.UID
+		all.AddNum(m.UID)
+		if (i > 0 && m.UID <= uids[i-1]) || len(m.Flags) != 0 {
+			t.Errorf("Snapshot message %d: %+v, want ascending UIDs without flags", i, m)
+		}
+	}
+	all.AddNum(uids[len(uids)-1] + 10) // no such UID: skipped
+	infos, err := acct.Fetch(ctx, mb.ID, all, mailstore.FetchOptions{})
+	if err != nil || len(infos) != len(msgs) {
+		t.Fatalf("Fetch: %d rows, %v; want %d", len(infos), err, len(msgs))
+	}
+	for i, mi := range infos {
+		if mi.UID != uids[i] || mi.Size != int64(len(msgs[i])) {
+			t.Errorf("Fetch row %d: UID %d size %d, want %d and %d", i, mi.UID, mi.Size, uids[i], len(msgs[i]))
+		}
+		r, size, err := acct.OpenMessage(ctx, mb.ID, uids[i])
+		if err != nil {
+			t.Fatalf("OpenMessage(%d): %v", uids[i], err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil || size != int64(len(msgs[i])) || !bytes.Equal(b, msgs[i]) {
+			t.Errorf("OpenMessage(%d): %d %q %v, want %q", uids[i], size, b, err, msgs[i])
+		}
+	}
+	if _, _, err := acct.OpenMessage(ctx, mb.ID, uids[len(uids)-1]+10); !errors.Is(err, mailstore.ErrNoSuchMessage) {
+		t.Errorf("OpenMessage of no such UID: %v, want ErrNoSuchMessage", err)
+	}
+
+	// RETR's \Seen, then DELE of the last two with UPDATE expunging only
+	// the second.
+	res, err := acct.StoreFlags(ctx, mb.ID, imap.UIDSetNum(uids[0]), mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0)
+	if err != nil || len(res.Updated) != 1 || res.Updated[0].UID != uids[0] || !slices.Equal(res.Updated[0].Flags, []imap.Flag{imap.FlagSeen}) {
+		t.Errorf("StoreFlags \\Seen: %+v %v", res, err)
+	}
+	if _, err := acct.StoreFlags(ctx, mb.ID, imap.UIDSetNum(uids[1], uids[2]), mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0); err != nil {
+		t.Fatal(err)
+	}
+	only := imap.UIDSetNum(uids[1])
+	if gone, err := acct.Expunge(ctx, mb.ID, &only); err != nil || !slices.Equal(gone, []imap.UID{uids[1]}) {
+		t.Errorf("Expunge(%d): %v %v", uids[1], gone, err)
+	}
+	snap, err = acct.Snapshot(ctx, mb.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 2 || snap.Messages[0].UID != uids[0] || !slices.Equal(snap.Messages[0].Flags, []imap.Flag{imap.FlagSeen}) ||
+		snap.Messages[1].UID != uids[2] || !slices.Equal(snap.Messages[1].Flags, []imap.Flag{imap.FlagDeleted}) {
+		t.Errorf("after expunge: %+v", snap.Messages)
+	}
+
+	// The maildrop lock: exclusive, also through one handle; unlock twice
+	// frees it once.
+	other, err := store.Open(ctx, testUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	unlock, err := acct.LockMaildrop(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []Account{acct, other} {
+		if _, err := a.LockMaildrop(ctx); !errors.Is(err, mailstore.ErrInUse) {
+			t.Errorf("second LockMaildrop: %v, want ErrInUse", err)
+		}
+	}
+	unlock()
+	unlock2, err := other.LockMaildrop(ctx)
+	if err != nil {
+		t.Fatalf("LockMaildrop after unlock: %v", err)
+	}
+	unlock()
+	if _, err := acct.LockMaildrop(ctx); !errors.Is(err, mailstore.ErrInUse) {
+		t.Errorf("a second unlock freed another session's lock: %v", err)
+	}
+	unlock2()
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/certs/certstest"
-	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/server"
 )
 
@@ -84,10 +83,8 @@ func FuzzSession(f *testing.F) {
 	serverTLS := certstest.Default().ServerConfig(certstest.Loopback...)
 	f.Fuzz(func(t *testing.T, input []byte) {
 		store := newFakeStore()
-		ctx := context.Background()
-		acct, _ := store.Open(ctx, testUser)
 		for _, m := range [][]byte{msg("a", "one\r\n.two\r\n"), msg("b", "x\r\n"), msg("c", "..\r\n.\r\n")} {
-			acct.Deliver(ctx, bytes.NewReader(m), mailstore.DeliverOptions{})
+			store.deliver(testUser, m)
 		}
 		srv, err := New(Options{
 			Store:            store,
@@ -100,7 +97,7 @@ func FuzzSession(f *testing.F) {
 			t.Fatal(err)
 		}
 		conn := &pipeConn{in: bytes.NewReader(input)}
-		sess := newSession(ctx, srv, conn, "fuzz", server.RemoteAddr(conn))
+		sess := newSession(context.Background(), srv, conn, "fuzz", server.RemoteAddr(conn))
 		sess.run()
 
 		out := conn.out.Bytes()

@@ -34,7 +34,7 @@ type maildrop struct {
 
 // openMaildrop takes a snapshot of INBOX. The caller holds the maildrop
 // lock.
-func openMaildrop(ctx context.Context, acct mailstore.Account) (*maildrop, error) {
+func openMaildrop(ctx context.Context, acct Account) (*maildrop, error) {
 	mb, err := acct.Mailbox(ctx, mailstore.Inbox)
 	if err != nil {
 		return nil, fmt.Errorf("looking up INBOX: %w", err)
@@ -129,7 +129,7 @@ func (d *maildrop) deletedCount() int { return len(d.msgs) - d.count }
 // markSeen sets \Seen on the messages retrieved in this session, in one
 // store call. With skipDeleted (at QUIT) messages about to be expunged
 // are left out.
-func (d *maildrop) markSeen(ctx context.Context, acct mailstore.Account, skipDeleted bool) error {
+func (d *maildrop) markSeen(ctx context.Context, acct Account, skipDeleted bool) error {
 	var uids []imap.UID
 	for i := range d.msgs {
 		if d.msgs[i].setSeen && !(skipDeleted && d.msgs[i].deleted) {
@@ -152,7 +152,7 @@ func (d *maildrop) markSeen(ctx context.Context, acct mailstore.Account, skipDel
 // marked by DELE \Deleted and expunge exactly those. Messages another
 // client flagged \Deleted are left for that client to expunge. It returns
 // how many messages were removed; ones already gone are not an error.
-func (d *maildrop) expungeDeleted(ctx context.Context, acct mailstore.Account) (int, error) {
+func (d *maildrop) expungeDeleted(ctx context.Context, acct Account) (int, error) {
 	var uids []imap.UID
 	for i := range d.msgs {
 		if d.msgs[i].deleted {

@@ -658,7 +658,7 @@ func TestExpungedDuringSession(t *testing.T) {
 }
 
 // expungeFirst removes INBOX's first message as an IMAP client would.
-func expungeFirst(t testing.TB, store mailstore.Store, user string) {
+func expungeFirst(t testing.TB, store Store, user string) {
 	t.Helper()
 	ctx := context.Background()
 	acct, err := store.Open(ctx, user)
@@ -704,10 +704,11 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	c.expectClosed()
 }
 
-func newTestServerWithStore(t testing.TB, store mailstore.Store) *testServer {
+// newTestServerWithStore is newTestServer on a fakeStore.
+func newTestServerWithStore(t testing.TB, store *fakeStore) *testServer {
 	t.Helper()
 	ts := newTestServer(t, withOptions(func(o *Options) { o.Store = store }))
-	ts.store = store
+	ts.store, ts.disk = store, nil
 	return ts
 }
 
@@ -837,12 +838,13 @@ func TestIdleTimeoutAppliesNothing(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	store := newTestStore(t)
+	disk := newTestStore(t)
+	store := MailStore(disk)
 	srv, err := New(Options{Store: store, Auth: newFakeAuth(map[string]string{testUser: testPass}), LoopbackIsSecure: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{srv: srv, store: store}
+	ts := &testServer{srv: srv, store: store, disk: disk}
 	ts.deliver(t, testUser, msg("a", "a\r\n"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -884,12 +886,13 @@ func TestShutdown(t *testing.T) {
 // TestShutdownForced: a client that stops reading mid-RETR is cut when
 // the grace period ends; Shutdown still waits for its goroutine.
 func TestShutdownForced(t *testing.T) {
-	store := newTestStore(t)
+	disk := newTestStore(t)
+	store := MailStore(disk)
 	srv, err := New(Options{Store: store, Auth: newFakeAuth(map[string]string{testUser: testPass}), LoopbackIsSecure: true, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{srv: srv, store: store}
+	ts := &testServer{srv: srv, store: store, disk: disk}
 	ts.deliver(t, testUser, msg("small", "x\r\n"))
 	ts.deliver(t, testUser, bigMessage(8<<20))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -15,7 +15,6 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/server"
 )
 
@@ -76,7 +75,7 @@ type Options struct {
 	// LoopbackIsSecure allows USER/PASS and AUTH on loopback connections
 	// without TLS.
 	LoopbackIsSecure bool
-	Store            mailstore.Store
+	Store            Store
 	Auth             Authenticator
 	// Conns, if non-nil, limits connections in total, per client address
 	// and in rate (package server): a connection over a limit gets "-ERR

@@ -27,10 +27,13 @@ const (
 type testServer struct {
 	srv   *Server
 	addr  string
-	store mailstore.Store
-	auth  *fakeAuth
-	tls   *tls.Config // client side: trusts the server's certificate
-	done  chan error
+	store Store // the server's: MailStore(disk), or a fakeStore
+	// disk is the maildir store under store; nil when the server runs on
+	// a fakeStore.
+	disk mailstore.Store
+	auth *fakeAuth
+	tls  *tls.Config // client side: trusts the server's certificate
+	done chan error
 }
 
 type testOption func(*Options)
@@ -49,8 +52,10 @@ func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	t.Helper()
 	ca := certstest.Default()
 	serverTLS, clientTLS := ca.ServerConfig(certstest.Loopback...), ca.ClientConfig("127.0.0.1")
+	disk := newTestStore(t)
 	ts := &testServer{
-		store: newTestStore(t),
+		store: MailStore(disk),
+		disk:  disk,
 		auth:  newFakeAuth(map[string]string{testUser: testPass, "bob@example.org": "bobpass"}),
 		tls:   clientTLS,
 		done:  make(chan error, 1),
@@ -90,11 +95,16 @@ func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	return ts
 }
 
-// deliver puts a message into user's INBOX through the store.
+// deliver puts a message into user's INBOX through the store, as smtpd
+// would.
 func (ts *testServer) deliver(t testing.TB, user string, data []byte) {
 	t.Helper()
+	if fs, ok := ts.store.(*fakeStore); ok {
+		fs.deliver(user, data)
+		return
+	}
 	ctx := context.Background()
-	acct, err := ts.store.Open(ctx, user)
+	acct, err := ts.disk.Open(ctx, user)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ type session struct {
 
 	// TRANSACTION state.
 	user   string // the logged-in account
-	acct   mailstore.Account
+	acct   Account
 	unlock func()
 	drop   *maildrop
 

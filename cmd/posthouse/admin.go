@@ -20,7 +20,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/maildir"
+	"github.com/posthouse/posthouse/mailstore/backend"
 )
 
 // adminEnv is what an admin subcommand works with. The system database is
@@ -46,7 +46,7 @@ func (e *adminEnv) Store(ctx context.Context) (mailstore.Store, error) {
 		if e.auth != nil {
 			q = e.auth.Quota
 		}
-		e.store, e.storeErr = maildir.Open(ctx, filepath.Join(e.cfg.DataDir, "accounts"), maildir.Options{Logger: e.log, Quota: q})
+		e.store, e.storeErr = backend.Open(ctx, storeOptions(e.cfg, e.log, q))
 		if e.storeErr != nil {
 			e.storeErr = fmt.Errorf("open mailstore: %w", e.storeErr)
 		}

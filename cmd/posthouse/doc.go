@@ -11,7 +11,9 @@
 // (smtp, imap, pop3, http; each protocol's options are built in its own
 // serve_<name>.go). It stops them in reverse, in two phases: stop accepting
 // and let sessions finish for a grace period, then cut what remains; the
-// databases close last. The subcommands and the admin nouns are plain
+// databases close last. serve and admin open the mailstore the same way,
+// through mailstore/backend with [store] backend (storeOptions); this
+// package imports no backend. The subcommands and the admin nouns are plain
 // tables (commands in main.go, adminCommands in admin.go), each noun in its
 // own admin_<noun>.go.
 //

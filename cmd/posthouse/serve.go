@@ -20,7 +20,7 @@ import (
 	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/maildir"
+	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/queue"
 )
 
@@ -97,10 +97,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open user database: %w", err)
 	}
 	defer closeLogged(log, "user database", authDB)
-	store, err := maildir.Open(runCtx, filepath.Join(cfg.DataDir, "accounts"), maildir.Options{
-		Logger: log.With("proto", "mailstore"),
-		Quota:  authDB.Quota,
-	})
+	store, err := backend.Open(runCtx, storeOptions(cfg, log.With("proto", "mailstore"), authDB.Quota))
 	if err != nil {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
@@ -175,6 +172,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	log.Info("posthouse stopped")
 	return nil
+}
+
+// storeOptions are the mailstore's: the backend [store] names, over
+// data_dir, with the users' quotas. serve and admin open it the same way.
+func storeOptions(cfg *config.Config, log *slog.Logger, quota func(context.Context, string) (int64, error)) backend.Options {
+	return backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, Logger: log, Quota: quota}
 }
 
 // closeLogged closes one of serve's databases; a failure is logged.

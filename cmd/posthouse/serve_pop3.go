@@ -28,7 +28,7 @@ func pop3Options(a *app, name string, conns *limit.Conns) pop3d.Options {
 		TLS:              a.tls,
 		ImplicitTLS:      name == "pop3s",
 		LoopbackIsSecure: a.cfg.POP3.LoopbackIsSecure,
-		Store:            a.store,
+		Store:            pop3d.MailStore(a.store),
 		Auth:             a.auth,
 		Conns:            conns,
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,

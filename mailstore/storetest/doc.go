@@ -63,12 +63,12 @@
 //     creates and flag changes (no lost update).
 //   - Restart (with Backend.Reopen): everything a client sees survives;
 //     UIDs and modseqs go on; a maildrop lock does not.
-//   - Reconciliation (with Backend.Plant, and a Store that is a
-//     Reconciler for the live case): a message found in storage without an
-//     index entry is indexed under a new UID, with its bytes, envelope,
-//     usage and an event, at ReconcileAccount and when a restarted store
-//     opens the account; nothing is dropped, and a second pass changes
-//     nothing.
+//   - Reconciliation (with Backend.Plant; ReconcileAccount when the Store
+//     is also a Reconciler): a message found in storage without an index
+//     entry is indexed under a new UID, with its bytes, envelope, usage
+//     and an event, by Store.Reconcile (every account), ReconcileAccount
+//     and when a restarted store opens the account; nothing is dropped,
+//     and a second pass changes nothing.
 //
 // Where the behaviour checked here is not obvious from the protocols, the
 // sentence that promises it is in mailstore's doc comments; a backend that

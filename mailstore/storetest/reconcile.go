@@ -10,9 +10,9 @@ import (
 )
 
 // testReconcile covers the reconciliation contract: a message stored
-// without an index entry (Backend.Plant) is indexed, never dropped, both
-// by Reconciler.ReconcileAccount and when a restarted store opens the
-// account.
+// without an index entry (Backend.Plant) is indexed, never dropped, by
+// Store.Reconcile, by Reconciler.ReconcileAccount and when a restarted
+// store opens the account.
 func testReconcile(t *testing.T, b Backend) {
 	if b.Plant == nil {
 		t.Skip("Backend.Plant not set")
@@ -21,6 +21,37 @@ func testReconcile(t *testing.T, b Backend) {
 		message("planted one", "restored from a backup"),
 		multipartMessage,
 	}
+
+	t.Run("Store", func(t *testing.T) {
+		f := newFixture(t, b)
+		type acct struct {
+			acc    mailstore.Account
+			inbox  int64
+			before mailstore.Status
+			raw    string
+		}
+		var accts []acct
+		for i, name := range []string{alice, bob} {
+			acc := f.open(t, name)
+			in := mailbox(t, acc, mailstore.Inbox)
+			deliver(t, acc, message("indexed", name))
+			accts = append(accts, acct{acc, in.ID, status(t, acc, in.ID), planted[i]})
+			b.Plant(t, f.store, name, in.ID, []byte(planted[i]))
+		}
+		if err := f.store.Reconcile(t.Context()); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+		for _, a := range accts {
+			checkPlanted(t, a.acc, a.inbox, a.before, a.raw)
+			checkUsage(t, a.acc)
+		}
+		// A second pass finds nothing to do.
+		after := observe(t, accts[0].acc)
+		if err := f.store.Reconcile(t.Context()); err != nil {
+			t.Fatalf("second Reconcile: %v", err)
+		}
+		compareStates(t, observe(t, accts[0].acc), after)
+	})
 
 	t.Run("ReconcileAccount", func(t *testing.T) {
 		f := newFixture(t, b)

@@ -30,8 +30,9 @@ type Backend struct {
 	// Plant, if set, stores raw as a message of the mailbox behind the
 	// store's back, the way a crash between storing a body and committing
 	// its index entry, or an administrator restoring files, leaves it:
-	// the store does not know of it until it reconciles. Without it (or
-	// without a Reconciler), the reconciliation tests are skipped.
+	// the store does not know of it until it reconciles. Without it, the
+	// reconciliation tests are skipped (ReconcileAccount's also without a
+	// Reconciler).
 	Plant func(t *testing.T, s mailstore.Store, account string, mailboxID int64, raw []byte)
 }
 
@@ -43,10 +44,10 @@ type Config struct {
 	Quota func(ctx context.Context, account string) (int64, error)
 }
 
-// Reconciler is the optional interface of a Store that can bring an
+// Reconciler is the optional interface of a Store that can bring one
 // account's index in line with its stored messages while it runs (the
-// maildir backend's Store has it). The suite checks for it with a type
-// assertion.
+// maildir backend's Store has it); Store.Reconcile does every account.
+// The suite checks for it with a type assertion.
 type Reconciler interface {
 	ReconcileAccount(ctx context.Context, name string) error
 }
