@@ -203,12 +203,15 @@ func TestCrashDelivery(t *testing.T) {
 		}()
 		// Let it deliver a little, then kill it without warning. Every
 		// fifth round the clock starts at exec, so some kills land while
-		// the store is opening; the others start when it is ready.
+		// the store is opening; the others wait for a few acknowledged
+		// deliveries (so a slow, loaded machine still acknowledges enough
+		// of them) and then start the clock.
 		var kill <-chan time.Time
 		killed := false
-		delay := time.Duration(20+rng.IntN(200)) * time.Millisecond
+		delay := time.Duration(rng.IntN(200)) * time.Millisecond
+		acks, wantAcks := 0, 2+rng.IntN(5)
 		if round%5 == 0 {
-			kill = time.After(delay)
+			kill = time.After(20*time.Millisecond + delay)
 		}
 	wait:
 		for {
@@ -218,12 +221,12 @@ func TestCrashDelivery(t *testing.T) {
 					break wait
 				}
 				if l == "ready\n" {
-					if kill == nil {
-						kill = time.After(delay)
-					}
 					continue
 				}
 				st.record(t, l)
+				if acks++; kill == nil && !killed && acks >= wantAcks {
+					kill = time.After(delay)
+				}
 			case <-kill:
 				cmd.Process.Kill()
 				kill = nil
