@@ -56,12 +56,12 @@ func (c *concat) ReadAt(b []byte, off int64) (int, error) {
 		end := min(int64(len(b)), c.ends[i]-off)
 		m, err := c.parts[i].ReadAt(b[n:end], off+int64(n)-start)
 		n += m
-		if err != nil && err != io.EOF {
+		if n < int(end) {
+			if err == nil || err == io.EOF {
+				// A part shorter than it said: the source changed.
+				err = io.ErrUnexpectedEOF
+			}
 			return n, err
-		}
-		if off+int64(n) < c.ends[i] {
-			// A part shorter than it said: the source changed under us.
-			return n, io.ErrUnexpectedEOF
 		}
 	}
 	if n < len(b) {

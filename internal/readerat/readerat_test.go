@@ -45,6 +45,9 @@ func TestConcat(t *testing.T) {
 					if m < n && err != io.EOF {
 						t.Fatalf("ReadAt(%d, %d): short read with %v", off, n, err)
 					}
+					if m == n && err != nil && (err != io.EOF || off+n != len(tc.want)) {
+						t.Fatalf("ReadAt(%d, %d): full read with %v", off, n, err)
+					}
 				}
 			}
 		})
