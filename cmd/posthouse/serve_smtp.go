@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/auth/limit"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/smtpd"
 )
@@ -50,6 +51,15 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		txt = r
 	}
 
+	var q delivery.Queue
+	if a.queue != nil {
+		q = a.queue
+	}
+	pipeline, err := newPipeline(a, q)
+	if err != nil {
+		return nil, err
+	}
+
 	names := make([]string, len(smtpListeners))
 	modes := map[string]smtpd.Mode{}
 	for i, l := range smtpListeners {
@@ -63,6 +73,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 			TLS:                 a.tls,
 			Directory:           a.auth,
 			Store:               a.store,
+			Delivery:            smtpDelivery{pipeline},
 			Resolver:            txt,
 			SpoolDir:            spool,
 			MaxMessageBytes:     int64(a.cfg.Limits.MaxMessageSize),

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+
+	"github.com/posthouse/posthouse/delivery"
+	"github.com/posthouse/posthouse/smtpd"
+)
+
+// newPipeline builds the local delivery pipeline every local copy goes
+// through (package delivery): auth resolves the recipients, the mailstore
+// stores, q carries redirects (nil: none possible). The pipeline has no
+// state of its own, so the services that need one each build it here from
+// the same shared resources: smtpd for SMTP intake, the queue for its
+// local transport.
+func newPipeline(a *app, q delivery.Queue) (*delivery.Pipeline, error) {
+	opts := delivery.Options{
+		Logger:    a.log.With("proto", "delivery"),
+		Directory: a.auth,
+		Store:     a.store,
+	}
+	if q != nil {
+		opts.Queue = q
+	}
+	return delivery.New(opts)
+}
+
+// smtpDelivery adapts the pipeline to smtpd.Delivery (smtpd does not
+// import package delivery).
+type smtpDelivery struct{ p *delivery.Pipeline }
+
+func (d smtpDelivery) DeliverLocal(ctx context.Context, m *smtpd.LocalMessage) []smtpd.LocalResult {
+	c := delivery.Client{IP: m.Remote, Helo: m.Helo, User: m.User}
+	if m.TLS != nil {
+		c.TLSVersion, c.TLSCipher = m.TLS.Version, m.TLS.CipherSuite
+	}
+	out := d.p.Deliver(ctx, &delivery.Request{
+		Envelope: delivery.Envelope{Source: delivery.Source(m.Mode.String()), ID: m.ID, From: m.From, UTF8: m.UTF8, Client: c},
+		Rcpts:    m.Rcpts,
+		Body:     m.Body,
+		Log:      m.Log,
+	})
+	res := make([]smtpd.LocalResult, len(out.Results))
+	for i, r := range out.Results {
+		res[i] = smtpd.LocalResult{Rcpt: r.Rcpt, Err: r.Err}
+	}
+	return res
+}
