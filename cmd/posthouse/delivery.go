@@ -2,8 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
+	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/delivery"
+	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/smtpd"
 )
 
@@ -43,6 +47,29 @@ func (d smtpDelivery) DeliverLocal(ctx context.Context, m *smtpd.LocalMessage) [
 	res := make([]smtpd.LocalResult, len(out.Results))
 	for i, r := range out.Results {
 		res[i] = smtpd.LocalResult{Rcpt: r.Rcpt, Err: r.Err}
+	}
+	return res
+}
+
+// queueDelivery adapts the pipeline to queue.LocalDelivery (the queue does
+// not import package delivery), with an unknown recipient reported as
+// queue.ErrNoSuchLocal.
+type queueDelivery struct{ p *delivery.Pipeline }
+
+func (d *queueDelivery) DeliverLocal(ctx context.Context, m *queue.LocalMessage) queue.LocalOutcome {
+	out := d.p.Deliver(ctx, &delivery.Request{
+		Envelope: delivery.Envelope{Source: delivery.SourceQueue, ID: m.ID, From: m.From, UTF8: m.UTF8},
+		Rcpts:    m.Rcpts,
+		Body:     m.Body,
+		Log:      m.Log,
+	})
+	res := queue.LocalOutcome{Remote: out.Remote, Results: make([]queue.LocalResult, len(out.Results))}
+	for i, r := range out.Results {
+		err := r.Err
+		if errors.Is(err, auth.ErrNoSuchUser) {
+			err = fmt.Errorf("%w: %w", queue.ErrNoSuchLocal, err)
+		}
+		res.Results[i] = queue.LocalResult{Rcpt: r.Rcpt, Err: err}
 	}
 	return res
 }

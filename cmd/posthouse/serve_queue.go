@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/posthouse/posthouse/auth"
@@ -22,7 +20,10 @@ func startQueue(ctx context.Context, a *app) (func(context.Context) error, error
 	opts := queueOptions(a.cfg)
 	opts.Logger = log
 	opts.Locals = authLocals{a.auth}
-	opts.Store = a.store
+	// The queue's local transport and the pipeline's redirects need each
+	// other: the pipeline is set before the first attempt (Start).
+	local := &queueDelivery{}
+	opts.Local = local
 	res, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver})
 	if err != nil {
 		// Keep accepting mail: deliveries fail temporarily and are retried
@@ -34,6 +35,10 @@ func startQueue(ctx context.Context, a *app) (func(context.Context) error, error
 	}
 	q, err := queue.Open(ctx, opts)
 	if err != nil {
+		return nil, err
+	}
+	if local.p, err = newPipeline(a, q); err != nil {
+		q.Close()
 		return nil, err
 	}
 	q.Start()
@@ -63,21 +68,9 @@ func queueOptions(cfg *config.Config) queue.Options {
 // Received, Authentication-Results).
 const traceHeaderSlack = 64 << 10
 
-// authLocals adapts the user database to queue.Locals, so that a DSN for a
-// local sender is delivered straight into their mailbox.
+// authLocals adapts the user database to queue.Locals.
 type authLocals struct{ db *auth.DB }
 
 func (l authLocals) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
 	return l.db.IsLocalDomain(ctx, domain)
-}
-
-func (l authLocals) Resolve(ctx context.Context, address string) ([]string, []string, error) {
-	r, err := l.db.Resolve(ctx, address)
-	if errors.Is(err, auth.ErrNoSuchUser) || errors.Is(err, auth.ErrNotLocal) {
-		return nil, nil, fmt.Errorf("%w: %v", queue.ErrNoSuchLocal, err)
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return r.Local, r.Remote, nil
 }
