@@ -100,3 +100,33 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateField: a field a filter hands back is either refused or
+// renders as exactly one header field that parses back to its name, with
+// no line over 998 octets: a filter cannot inject a field or end the
+// header.
+func FuzzValidateField(f *testing.F) {
+	for _, s := range [][2]string{
+		{"X-Spam-Status", "No"}, {"Authentication-Results", "mx;\r\n\tdkim=pass"}, {"X", "a\r\nB: c"},
+		{"X", "a\nb"}, {"X:", "y"}, {"", "y"}, {"X", "\r\n\r\n"}, {"X", "a\r\n \r\n"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, value string) {
+		fd := Field{Name: name, Value: value}
+		if fd.validate() != nil {
+			return
+		}
+		pl := plan{fields: [][]Field{{fd}}}
+		raw := pl.header()
+		for _, line := range strings.Split(strings.TrimSuffix(raw, "\r\n"), "\r\n") {
+			if len(line) > maxFieldLine {
+				t.Fatalf("line of %d octets", len(line))
+			}
+		}
+		h := parseHeader(readerat.String(raw + "\r\nbody\r\n"))
+		if !h.Complete || h.Len() != 1 || !h.Has(name) {
+			t.Fatalf("%q parsed as %d fields (complete %v)", raw, h.Len(), h.Complete)
+		}
+	})
+}
