@@ -42,8 +42,8 @@
 // a filter's reply is the recipient's status (4xx retried, 5xx bounced
 // with it), a filter error is retried (4.3.0); an alias with several
 // targets queues the ones not delivered as a new message, so no retry
-// repeats a copy. One recipient is one pipeline call. At most MaxConcurrent attempts
-// run in total and MaxPerDomain per domain. MX hosts are tried lowest
+// repeats a copy; each recipient is one pipeline call. At most
+// MaxConcurrent attempts run in total and MaxPerDomain per domain. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
 // 5.1.10. When our own hostname is among the MX hosts, only those preferred
