@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -249,9 +250,8 @@ func sanitizeLogValue(v string, max int) string {
 // delivery's Pipeline to it; smtpd does not import that package.
 type Delivery interface {
 	// DeliverLocal returns when every copy it reports as delivered is
-	// durable, with one result per account (and per recipient that no
-	// longer resolves).
-	DeliverLocal(ctx context.Context, m *LocalMessage) []LocalResult
+	// durable.
+	DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome
 }
 
 // LocalMessage is an accepted message for the local recipients of a
@@ -271,6 +271,17 @@ type LocalMessage struct {
 	// fields, then the client's bytes (less forged Authentication-Results).
 	Body *io.SectionReader
 	Log  *slog.Logger
+}
+
+// LocalOutcome is what became of a LocalMessage.
+type LocalOutcome struct {
+	// Results has one entry per account (and per recipient that no longer
+	// resolves).
+	Results []LocalResult
+	// Remote lists the foreign addresses aliases among the recipients lead
+	// to now; those RCPT did not already see are queued with the foreign
+	// recipients, so an alias changed in between loses nothing.
+	Remote []string
 }
 
 // LocalResult is the outcome for one account. Err is nil when its copy is
@@ -322,7 +333,7 @@ func (d *delivery) run(ctx context.Context) error {
 	delivered := 0
 	if len(env.local) > 0 {
 		user, _ := s.authenticated()
-		results := s.s.opts.Delivery.DeliverLocal(ctx, &LocalMessage{
+		out := s.s.opts.Delivery.DeliverLocal(ctx, &LocalMessage{
 			ID:     d.id,
 			Mode:   s.s.opts.Mode,
 			From:   env.from,
@@ -335,13 +346,23 @@ func (d *delivery) run(ctx context.Context) error {
 			Body:   msg,
 			Log:    d.log,
 		})
-		d.accounts = len(results)
-		for _, r := range results {
+		d.accounts = len(out.Results)
+		for _, r := range out.Results {
 			if r.Err != nil {
 				failed = append(failed, r)
 			} else {
 				delivered++
 			}
+		}
+		var extra []string
+		for _, r := range out.Remote {
+			if !env.remoteSet[r] && !slices.Contains(extra, r) {
+				extra = append(extra, r)
+			}
+		}
+		if len(extra) > 0 {
+			// Clipped: the session's envelope shares the array.
+			env.remote = append(slices.Clip(env.remote), extra...)
 		}
 	}
 

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	// Named apart from smtpd's own type dlv.
+	"github.com/posthouse/posthouse/auth"
+	// Named apart from smtpd's own type delivery.
 	dlv "github.com/posthouse/posthouse/delivery"
 )
 
@@ -30,7 +31,7 @@ func newTestDelivery(t testing.TB, o Options, filters ...dlv.Filter) Delivery {
 	return pipeline{p}
 }
 
-func (a pipeline) DeliverLocal(ctx context.Context, m *LocalMessage) []LocalResult {
+func (a pipeline) DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome {
 	c := dlv.Client{IP: m.Remote, Helo: m.Helo, User: m.User}
 	if m.TLS != nil {
 		c.TLSVersion, c.TLSCipher = m.TLS.Version, m.TLS.CipherSuite
@@ -41,9 +42,9 @@ func (a pipeline) DeliverLocal(ctx context.Context, m *LocalMessage) []LocalResu
 		Body:     m.Body,
 		Log:      m.Log,
 	})
-	res := make([]LocalResult, len(out.Results))
+	res := LocalOutcome{Remote: out.Remote, Results: make([]LocalResult, len(out.Results))}
 	for i, r := range out.Results {
-		res[i] = LocalResult{Rcpt: r.Rcpt, Err: r.Err}
+		res.Results[i] = LocalResult{Rcpt: r.Rcpt, Err: r.Err}
 	}
 	return res
 }
@@ -66,7 +67,7 @@ func withFilters(fs ...dlv.Filter) func(*Options) {
 // pipeline with them.
 type testFilters []dlv.Filter
 
-func (testFilters) DeliverLocal(context.Context, *LocalMessage) []LocalResult {
+func (testFilters) DeliverLocal(context.Context, *LocalMessage) LocalOutcome {
 	panic("testFilters: newTestServer builds the pipeline")
 }
 
@@ -186,5 +187,29 @@ func TestDeliveryFilterSeesConnection(t *testing.T) {
 	m := ts.messages("alice@example.org")
 	if len(m) != 1 || !strings.HasPrefix(string(m[0]), "Return-Path: <x@remote.test>\r\nX-Spam-Status: No\r\nReceived: from ") {
 		t.Fatalf("stored %q", m)
+	}
+}
+
+// TestAliasChangedBeforeData: the pipeline decides where a message goes at
+// delivery time; an alias that became foreign-only between RCPT and the
+// end of DATA is queued, not lost.
+func TestAliasChangedBeforeData(t *testing.T) {
+	ts := newTestServer(t)
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	c.cmd("RCPT TO:<team@example.org>", "250 ")
+	ts.dir.mu.Lock()
+	ts.dir.aliases["team@example.org"] = auth.Resolution{Remote: []string{"team@elsewhere.test"}}
+	ts.dir.mu.Unlock()
+	c.cmd("DATA", "354 ")
+	c.write("Subject: moved\r\n\r\nx\r\n.\r\n")
+	c.expect("250 2.0.0 ")
+	q := ts.queue.all()
+	if len(q) != 1 || !slices.Equal(q[0].rcpts, []string{"team@elsewhere.test"}) {
+		t.Fatalf("queued %+v", q)
+	}
+	if n := len(ts.messages("alice@example.org")); n != 0 {
+		t.Errorf("alice has %d messages", n)
 	}
 }

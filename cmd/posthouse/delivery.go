@@ -33,7 +33,7 @@ func newPipeline(a *app, q delivery.Queue) (*delivery.Pipeline, error) {
 // import package delivery).
 type smtpDelivery struct{ p *delivery.Pipeline }
 
-func (d smtpDelivery) DeliverLocal(ctx context.Context, m *smtpd.LocalMessage) []smtpd.LocalResult {
+func (d smtpDelivery) DeliverLocal(ctx context.Context, m *smtpd.LocalMessage) smtpd.LocalOutcome {
 	c := delivery.Client{IP: m.Remote, Helo: m.Helo, User: m.User}
 	if m.TLS != nil {
 		c.TLSVersion, c.TLSCipher = m.TLS.Version, m.TLS.CipherSuite
@@ -44,9 +44,9 @@ func (d smtpDelivery) DeliverLocal(ctx context.Context, m *smtpd.LocalMessage) [
 		Body:     m.Body,
 		Log:      m.Log,
 	})
-	res := make([]smtpd.LocalResult, len(out.Results))
+	res := smtpd.LocalOutcome{Remote: out.Remote, Results: make([]smtpd.LocalResult, len(out.Results))}
 	for i, r := range out.Results {
-		res[i] = smtpd.LocalResult{Rcpt: r.Rcpt, Err: r.Err}
+		res.Results[i] = smtpd.LocalResult{Rcpt: r.Rcpt, Err: r.Err}
 	}
 	return res
 }
