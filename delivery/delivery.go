@@ -126,8 +126,8 @@ type Outcome struct {
 	// one per recipient that no longer resolves, where it came.
 	Results []Result
 	// Remote lists the foreign addresses aliases among the recipients lead
-	// to, deduplicated. The pipeline does not send them: smtpd queued them
-	// when it accepted the recipients, the queue queues them now.
+	// to, deduplicated. The pipeline does not send them: the caller queues
+	// them (smtpd with its foreign recipients, the queue as a new entry).
 	Remote []string
 }
 

@@ -14,8 +14,8 @@
 //
 // It does not: speak SMTP (callers turn a Result's error into their reply:
 // smtpd into the DATA reply, the queue into a per-recipient status and, in
-// the end, a DSN), queue foreign recipients (smtpd queued them at RCPT, the
-// queue requeues them; Outcome.Remote says which they are), retry (the
+// the end, a DSN), queue foreign recipients (its callers do; Outcome.Remote
+// lists the foreign targets of aliases), retry (the
 // queue does), or hold a message in memory: filters read the body through
 // an io.SectionReader over the caller's spool file. smtpd and the queue do
 // not import it: each declares the small interface it calls, and

@@ -141,8 +141,9 @@
 // full mailboxes early; the pipeline decides the accounts), gives every
 // account one copy however many recipients lead to it, and returns once
 // each copy is fsync'd and its index row committed, with one result per
-// account. Foreign recipients become one durable queue entry. The 250 comes
-// only after all of that.
+// account. Foreign recipients become one durable queue entry, with any
+// foreign alias targets the pipeline found that RCPT did not (an alias
+// changed in between). The 250 comes only after all of that.
 //
 // SMTP has one reply for DATA, so per-recipient failures are accounted
 // LMTP-style internally (one status per account and one for the queue
