@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/posthouse/posthouse/dsn"
 	"github.com/posthouse/posthouse/internal/mailaddr"
-	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/smtpclient"
 )
 
@@ -244,11 +242,12 @@ func (q *Queue) newReport(m *msgInfo, action string, rcpts []dsn.Recipient) *dsn
 	}
 }
 
-// sendReport delivers a DSN to sender: into the mailbox when the sender is
-// local, else through the queue with a null sender (RFC 3464 §2, RFC 5321
-// §4.5.5), which itself is never bounced.
+// sendReport delivers a DSN to sender: into the mailbox, through the local
+// delivery pipeline, when the sender is local; else through the queue with
+// a null sender (RFC 3464 §2, RFC 5321 §4.5.5), which itself is never
+// bounced.
 func (q *Queue) sendReport(ctx context.Context, sender string, msg []byte) error {
-	if q.opts.Locals != nil && q.opts.Store != nil {
+	if q.opts.Locals != nil && q.opts.Local != nil {
 		domain, ok := mailaddr.Domain(sender)
 		if !ok {
 			return fmt.Errorf("%w: sender %q", ErrBadAddress, sender)
@@ -258,40 +257,39 @@ func (q *Queue) sendReport(ctx context.Context, sender string, msg []byte) error
 			return err
 		}
 		if local {
-			accounts, remote, err := q.opts.Locals.Resolve(ctx, sender)
-			if errors.Is(err, ErrNoSuchLocal) {
-				q.log.Warn("DSN dropped: local sender does not exist", "rcpt", sender)
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			for _, name := range accounts {
-				if err := q.deliverLocal(ctx, name, msg); err != nil {
-					if errors.Is(err, mailstore.ErrOverQuota) {
-						q.log.Warn("DSN dropped: sender's mailbox is full", "user", name)
-						continue
-					}
-					return err
-				}
-			}
-			if len(remote) > 0 {
-				_, err := q.enqueue(ctx, "", remote, bytes.NewReader(msg), kindDSN)
-				return err
-			}
-			return nil
+			return q.sendReportLocally(ctx, sender, msg)
 		}
 	}
 	_, err := q.enqueue(ctx, "", []string{sender}, bytes.NewReader(msg), kindDSN)
 	return err
 }
 
-func (q *Queue) deliverLocal(ctx context.Context, account string, msg []byte) error {
-	a, err := q.opts.Store.Open(ctx, account)
-	if err != nil {
+// sendReportLocally delivers a DSN to a local sender's accounts and queues
+// it for the foreign addresses an alias leads to. A DSN nobody local can
+// take (no such sender, a full mailbox, refused by a filter) is dropped
+// and logged: a report about a report would only go back to us.
+func (q *Queue) sendReportLocally(ctx context.Context, sender string, msg []byte) error {
+	out := q.opts.Local.DeliverLocal(ctx, &LocalMessage{
+		Rcpts: []string{sender},
+		Body:  io.NewSectionReader(bytes.NewReader(msg), 0, int64(len(msg))),
+		Log:   q.log,
+	})
+	for _, r := range out.Results {
+		switch reply := localReply(r.Err); {
+		case reply.Code/100 == 2:
+		case reply == replyLocalUnknown:
+			q.log.Warn("DSN dropped: local sender does not exist", "rcpt", r.Rcpt)
+		case reply == replyLocalFull:
+			q.log.Warn("DSN dropped: sender's mailbox is full", "user", r.Rcpt)
+		case reply.Code/100 == 5:
+			q.log.Warn("DSN dropped: refused", "user", r.Rcpt, "reply", reply.Code)
+		default:
+			return r.Err
+		}
+	}
+	if len(out.Remote) > 0 {
+		_, err := q.enqueue(ctx, "", out.Remote, bytes.NewReader(msg), kindDSN)
 		return err
 	}
-	defer a.Close()
-	_, err = a.Deliver(ctx, bytes.NewReader(msg), mailstore.DeliverOptions{})
-	return err
+	return nil
 }

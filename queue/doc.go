@@ -32,12 +32,18 @@
 //
 // Recipients are grouped by destination domain; one attempt handles the due
 // recipients of one message at one domain. Recipients in our own domains
-// (smtpd queues them when a local copy failed, e.g. a full mailbox) take the
-// local transport: delivered into the mailstore with a Return-Path, a full
-// mailbox retried like a 452, an unknown user failed with 5.1.1; an alias
-// with several targets queues the ones not delivered as a new message, so
-// no retry repeats a copy. At most MaxConcurrent attempts
-// run in total and MaxPerDomain per domain. MX hosts are tried lowest
+// (smtpd queues them when a local copy failed, e.g. a full mailbox or a
+// filter's reject) take the local transport: the local delivery pipeline
+// (Options.Local; package delivery, adapted by cmd/posthouse, which the
+// queue does not import) resolves them, runs its filters (again: their
+// verdicts are not stored with the entry, and the queued message carries
+// none of the fields they add) and stores the copy with its Return-Path.
+// A full mailbox is retried like a 452, an unknown user fails with 5.1.1,
+// a filter's reply is the recipient's status (4xx retried, 5xx bounced
+// with it), a filter error is retried (4.3.0); an alias with several
+// targets queues the ones not delivered as a new message, so no retry
+// repeats a copy; each recipient is one pipeline call. At most
+// MaxConcurrent attempts run in total and MaxPerDomain per domain. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
 // 5.1.10. When our own hostname is among the MX hosts, only those preferred
@@ -83,9 +89,11 @@
 // (built by package dsn: an RFC 3464 multipart/report with a text part,
 // message/delivery-status, and the original header as
 // text/rfc822-headers; RFC 6533 global types when an address is not
-// ASCII) to the envelope sender: straight into the mailbox
-// when the sender is local (Options.Locals, Options.Store), else queued
-// with the null sender. A message with the null sender (a DSN itself) is
+// ASCII) to the envelope sender: through the local delivery pipeline
+// when the sender is local (Options.Locals, Options.Local; stored with
+// Return-Path: <>, and dropped with a log line when the sender does not
+// exist, the mailbox is full or a filter refuses it), else queued with the
+// null sender. A message with the null sender (a DSN itself) is
 // never bounced (RFC 5321 §4.5.5). A "delayed" DSN is sent once when a
 // message still has pending recipients after Options.DelayWarning
 // (default 4 h). A recipient's failure is marked reported only after its

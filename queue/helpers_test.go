@@ -193,7 +193,7 @@ func (s *fakeSession) Data(r io.Reader) error {
 	return nil
 }
 
-// fakeStore records local DSN deliveries.
+// fakeStore records local deliveries (DSNs, mostly).
 type fakeStore struct {
 	mu        sync.Mutex
 	delivered map[string][][]byte
@@ -288,7 +288,6 @@ func newEnv(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) *env {
 		Now:          e.clock.Now,
 		PollInterval: 50 * time.Millisecond,
 		Locals:       fakeLocals{users: map[string]bool{"alice@a.test": true}},
-		Store:        e.store,
 	}
 	for _, fn := range tweak {
 		fn(&e.opts)
@@ -299,6 +298,16 @@ func newEnv(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) *env {
 
 func (e *env) open() {
 	e.t.Helper()
+	switch l := e.opts.Local.(type) {
+	case nil:
+		e.opts.Local = newTestLocal(e.t, e.opts, e.store)
+	case localMarker:
+		store := l.store
+		if store == nil {
+			store = e.store
+		}
+		e.opts.Local = newTestLocal(e.t, e.opts, store, l.filters...)
+	}
 	q, err := Open(context.Background(), e.opts)
 	if err != nil {
 		e.t.Fatal(err)

@@ -3,20 +3,23 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"strings"
 
+	"github.com/posthouse/posthouse/internal/readerat"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/smtpclient"
 )
 
 // The local transport. A queued recipient in one of our own domains is
-// delivered into the mailstore, never through MX: our own MX is this server,
-// so that route could only loop. Such recipients reach the queue when smtpd
-// accepted a message but one local copy failed (a full mailbox, a store
-// error); the queue retries them on its schedule and bounces them at expiry,
-// as for any destination.
+// delivered through the local delivery pipeline (Options.Local), never
+// through MX: our own MX is this server, so that route could only loop.
+// Such recipients reach the queue when smtpd accepted a message but one
+// local copy failed (a full mailbox, a store error, a filter's reject),
+// and as an alias's targets; the queue retries them on its schedule and
+// bounces them at expiry, as for any destination.
 var (
 	replyLocalDelivered = smtpclient.Reply{Code: 250, Enhanced: "2.0.0", Text: "delivered to the local mailbox"}
 	replyLocalForwarded = smtpclient.Reply{Code: 250, Enhanced: "2.0.0", Text: "accepted for the alias's targets"}
@@ -25,10 +28,73 @@ var (
 	replyLocalTemp      = smtpclient.Reply{Code: 451, Enhanced: "4.3.0", Text: "local delivery failed temporarily"}
 )
 
-// isLocalDomain reports whether domain is ours; without Locals or a Store
+// LocalDelivery is the local delivery pipeline: it resolves recipients to
+// accounts (aliases, user+tag, catch-all), runs the filters and stores one
+// durable copy per account with its Return-Path. cmd/posthouse adapts
+// package delivery's Pipeline to it; the queue does not import that
+// package.
+type LocalDelivery interface {
+	DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome
+}
+
+// LocalMessage is a queued message for local recipients.
+type LocalMessage struct {
+	ID    string // the queue id ("" for a DSN)
+	From  string // "" for the null sender
+	UTF8  bool
+	Rcpts []string
+	// Body is the message as queued, with its stored DKIM signature.
+	Body *io.SectionReader
+	Log  *slog.Logger
+}
+
+// LocalOutcome is what became of a LocalMessage.
+type LocalOutcome struct {
+	// Results has one entry per account (and per recipient that does not
+	// resolve).
+	Results []LocalResult
+	// Remote lists the foreign addresses aliases among the recipients
+	// lead to; the pipeline does not send them.
+	Remote []string
+}
+
+// LocalResult is the outcome for one account: Err nil when its copy is
+// durable, else wrapping ErrNoSuchLocal (unknown recipient) or
+// mailstore.ErrOverQuota, an error with an SMTPReply method (a filter's
+// reply), or any other (temporary) error.
+type LocalResult struct {
+	Rcpt string // the account, or the recipient that does not resolve
+	Err  error
+}
+
+// replier is an error carrying the reply a sender should get (a delivery
+// filter's verdict).
+type replier interface {
+	SMTPReply() (code int, enhanced [3]int, text string)
+}
+
+// localReply translates a LocalResult's error into the recipient's status.
+func localReply(err error) smtpclient.Reply {
+	var rp replier
+	switch {
+	case err == nil:
+		return replyLocalDelivered
+	case errors.Is(err, ErrNoSuchLocal), errors.Is(err, mailstore.ErrNoSuchAccount), errors.Is(err, mailstore.ErrBadAccountName):
+		return replyLocalUnknown
+	case errors.Is(err, mailstore.ErrOverQuota):
+		return replyLocalFull
+	case errors.As(err, &rp):
+		code, e, text := rp.SMTPReply()
+		return smtpclient.Reply{Code: code, Enhanced: fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2]), Text: text}
+	default:
+		return replyLocalTemp
+	}
+}
+
+// isLocalDomain reports whether domain is ours; without Locals or Local
 // nothing is delivered locally.
 func (q *Queue) isLocalDomain(ctx context.Context, domain string) (bool, error) {
-	if q.opts.Locals == nil || q.opts.Store == nil {
+	if q.opts.Locals == nil || q.opts.Local == nil {
 		return false, nil
 	}
 	return q.opts.Locals.IsLocalDomain(ctx, domain)
@@ -47,74 +113,42 @@ func (q *Queue) deliverLocalAttempt(ctx context.Context, p *prepared) []result {
 }
 
 // deliverLocalRcpt delivers to what rcpt resolves to. An address that
-// resolves to one mailbox gets that mailbox's result. An alias with several
+// resolves to one account gets that account's result. An alias with several
 // targets is concluded at once: the targets that did not take the message
 // now (and foreign ones) go into a new queue entry of their own, so a retry
 // never repeats a copy already delivered.
 func (q *Queue) deliverLocalRcpt(ctx context.Context, m *msgInfo, rcpt string) smtpclient.Reply {
-	log := q.log.With("queueid", m.id, "rcpt", rcpt)
-	accounts, remote, err := q.opts.Locals.Resolve(ctx, rcpt)
-	switch {
-	case errors.Is(err, ErrNoSuchLocal):
-		return replyLocalUnknown
-	case err != nil:
-		log.Error("queue: resolve local recipient", "err", err)
+	log := q.log.With("queueid", m.id)
+	f, err := os.Open(q.spoolPath(m.id))
+	if err != nil {
+		log.Error("queue: open spool", "rcpt", rcpt, "err", err)
 		return replyLocalTemp
 	}
-	if len(accounts) == 1 && len(remote) == 0 {
-		return q.deliverAccount(ctx, m, accounts[0])
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		log.Error("queue: stat spool", "rcpt", rcpt, "err", err)
+		return replyLocalTemp
 	}
-	rest := remote
-	for _, acct := range accounts {
-		if r := q.deliverAccount(ctx, m, acct); r.Code/100 != 2 {
-			rest = append(rest, acct)
+	body := readerat.Concat(readerat.String(m.dkim), io.NewSectionReader(f, 0, fi.Size()))
+	out := q.opts.Local.DeliverLocal(ctx, &LocalMessage{ID: m.id, From: m.from, UTF8: m.smtputf8, Rcpts: []string{rcpt}, Body: body, Log: log})
+	if len(out.Results) == 1 && len(out.Remote) == 0 {
+		return localReply(out.Results[0].Err)
+	}
+	rest := out.Remote
+	for _, r := range out.Results {
+		if r.Err != nil {
+			rest = append(rest, r.Rcpt)
 		}
 	}
 	if len(rest) == 0 {
 		return replyLocalDelivered
 	}
-	f, err := os.Open(q.spoolPath(m.id))
+	id, err := q.Enqueue(ctx, m.from, rest, io.NewSectionReader(body, 0, body.Size()))
 	if err != nil {
-		log.Error("queue: open spool", "err", err)
+		log.Error("queue: requeue alias targets", "rcpt", rcpt, "err", err)
 		return replyLocalTemp
 	}
-	defer f.Close()
-	id, err := q.Enqueue(ctx, m.from, rest, io.MultiReader(strings.NewReader(m.dkim), f))
-	if err != nil {
-		log.Error("queue: requeue alias targets", "err", err)
-		return replyLocalTemp
-	}
-	log.Info("alias targets queued", "newqueueid", id, "rcpts", len(rest))
+	log.Info("alias targets queued", "rcpt", rcpt, "newqueueid", id, "rcpts", len(rest))
 	return replyLocalForwarded
-}
-
-// deliverAccount stores one copy, with the Return-Path of RFC 5321 §4.4.
-func (q *Queue) deliverAccount(ctx context.Context, m *msgInfo, account string) smtpclient.Reply {
-	log := q.log.With("queueid", m.id, "rcpt", account)
-	f, err := os.Open(q.spoolPath(m.id))
-	if err != nil {
-		log.Error("queue: open spool", "err", err)
-		return replyLocalTemp
-	}
-	defer f.Close()
-	a, err := q.opts.Store.Open(ctx, account)
-	if err != nil {
-		if errors.Is(err, mailstore.ErrBadAccountName) || errors.Is(err, mailstore.ErrNoSuchAccount) {
-			return replyLocalUnknown
-		}
-		log.Error("queue: open local account", "err", err)
-		return replyLocalTemp
-	}
-	defer a.Close()
-	body := io.MultiReader(strings.NewReader("Return-Path: <"+m.from+">\r\n"+m.dkim), f)
-	if _, err := a.Deliver(ctx, body, mailstore.DeliverOptions{}); err != nil {
-		if errors.Is(err, mailstore.ErrOverQuota) {
-			log.Info("local mailbox full, will retry")
-			return replyLocalFull
-		}
-		log.Error("queue: local delivery", "err", err)
-		return replyLocalTemp
-	}
-	log.Info("delivered locally", "size", m.size)
-	return replyLocalDelivered
 }

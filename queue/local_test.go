@@ -29,8 +29,7 @@ func TestLocalRecipientRetriedIntoMailbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	e := newEnv(t, newFakeRemote(t), func(o *Options) {
-		o.Store = store
+	e := newEnv(t, newFakeRemote(t), withStore(store), func(o *Options) {
 		o.Locals = fakeLocals{users: map[string]bool{"carol@a.test": true}}
 	})
 

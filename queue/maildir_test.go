@@ -24,7 +24,7 @@ func TestDSNIntoMaildirInbox(t *testing.T) {
 	t.Cleanup(func() { store.Close() })
 	remote := newFakeRemote(t)
 	remote.script("nobody@b.test", smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "no such user"))
-	e := newEnv(t, remote, func(o *Options) { o.Store = store })
+	e := newEnv(t, remote, withStore(store))
 	e.enqueue("alice@a.test", "nobody@b.test")
 
 	acct, err := store.Open(ctx, "alice@a.test")

@@ -23,7 +23,6 @@ import (
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/internal/mailaddr"
-	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -49,8 +48,8 @@ var (
 	ErrBadAddress = errors.New("queue: malformed address")
 	ErrTooBig     = errors.New("queue: message too big")
 	ErrClosed     = errors.New("queue: closed")
-	// ErrNoSuchLocal: a Locals implementation's answer for an address in a
-	// local domain that has no user or alias.
+	// ErrNoSuchLocal: a LocalDelivery's answer for an address in a local
+	// domain that has no user or alias.
 	ErrNoSuchLocal = errors.New("queue: no such local address")
 )
 
@@ -60,21 +59,12 @@ type Resolver interface {
 	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
-// Locals tells the queue which senders are ours, so a DSN for a local
-// sender goes straight into their mailbox. cmd/posthouse adapts *auth.DB to
-// it (the queue does not import auth, so it builds and tests on its own).
+// Locals tells the queue which domains are ours: their recipients, and DSNs
+// to their senders, go to Options.Local instead of out by MX.
+// cmd/posthouse adapts *auth.DB to it (the queue does not import auth, so
+// it builds and tests on its own).
 type Locals interface {
 	IsLocalDomain(ctx context.Context, domain string) (bool, error)
-	// Resolve returns the mailstore accounts and the foreign addresses mail
-	// to a local address reaches (after aliases), or an error wrapping
-	// ErrNoSuchLocal when the local address does not exist.
-	Resolve(ctx context.Context, address string) (local, remote []string, err error)
-}
-
-// Mailboxes opens accounts for local DSN delivery; mailstore.Store
-// implements it.
-type Mailboxes interface {
-	Open(ctx context.Context, name string) (mailstore.Account, error)
 }
 
 // Options configure Open.
@@ -115,10 +105,12 @@ type Options struct {
 	// without a wake-up (admin commands from another process, clock).
 	PollInterval time.Duration
 
-	// Locals and Store deliver DSNs to local senders. Either may be nil:
-	// then every DSN is queued for remote delivery.
+	// Locals and Local deliver to recipients in our own domains (the
+	// local transport) and DSNs to local senders, through the local
+	// delivery pipeline. Either may be nil: then every recipient and DSN
+	// goes out by MX.
 	Locals Locals
-	Store  Mailboxes
+	Local  LocalDelivery
 
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time

@@ -3,19 +3,21 @@ package smtpd
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/internal/readerat"
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
@@ -104,7 +106,7 @@ func (s *session) Data(r io.Reader) error {
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
 	}
-	d := delivery{s: s, env: &env, log: log, spool: spool, size: size}
+	d := delivery{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
 	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env)
@@ -119,7 +121,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.conn.junk.Store(0)
 	log.Info("message accepted", "from", env.from, "size", size,
-		"rcpts", len(env.rcpts), "accounts", len(env.localOrder), "remote", len(env.remote),
+		"rcpts", len(env.rcpts), "accounts", d.accounts, "remote", len(env.remote),
 		"dur", time.Since(start).Round(time.Millisecond))
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Message accepted for delivery, id " + id}
 }
@@ -237,72 +239,131 @@ func sanitizeLogValue(v string, max int) string {
 	return v
 }
 
+// Delivery is the local delivery pipeline: it resolves the local
+// recipients to accounts, runs the filters, and stores one durable copy
+// per account with its Return-Path. cmd/posthouse adapts package
+// delivery's Pipeline to it; smtpd does not import that package.
+type Delivery interface {
+	// DeliverLocal returns when every copy it reports as delivered is
+	// durable.
+	DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome
+}
+
+// LocalMessage is an accepted message for the local recipients of a
+// transaction.
+type LocalMessage struct {
+	ID   string // our message id, as in Received and the 250 reply
+	Mode Mode
+	From string // "" for the null reverse-path
+	UTF8 bool
+	// Rcpts are the accepted recipients with local targets, as given.
+	Rcpts  []string
+	Remote netip.Addr
+	Helo   string
+	TLS    *tls.ConnectionState // nil without TLS
+	User   string               // authenticated user on submission
+	// Body is the message as stored, without Return-Path: our trace
+	// fields, then the client's bytes (less forged Authentication-Results).
+	Body *io.SectionReader
+	Log  *slog.Logger
+}
+
+// LocalOutcome is what became of a LocalMessage.
+type LocalOutcome struct {
+	// Results has one entry per account (and per recipient that no longer
+	// resolves).
+	Results []LocalResult
+	// Remote lists the foreign addresses aliases among the recipients lead
+	// to now; those RCPT did not already see are queued with the foreign
+	// recipients, so an alias changed in between loses nothing.
+	Remote []string
+}
+
+// LocalResult is the outcome for one account. Err is nil when its copy is
+// durable (or a filter discarded it), else an error toSMTPError
+// translates: a full mailbox, an unknown user, a filter's reply (an error
+// with an SMTPReply method), or an internal failure.
+type LocalResult struct {
+	// Rcpt is the account name, or the recipient that no longer resolves:
+	// what a retry through the queue is addressed to.
+	Rcpt string
+	Err  error
+}
+
 // delivery makes one accepted message durable for every recipient.
 type delivery struct {
-	s     *session
-	env   *envelope // Data's copy of the transaction
-	log   *slog.Logger
-	spool *os.File
-	size  int64
-	trace string     // our trace (and, on submission, added) header fields
-	skip  [][2]int64 // byte ranges of the message left out (forged fields)
+	s        *session
+	env      *envelope // Data's copy of the transaction
+	log      *slog.Logger
+	spool    *os.File
+	size     int64
+	trace    string     // our trace (and, on submission, added) header fields
+	skip     [][2]int64 // byte ranges of the message left out (forged fields)
+	id       string     // our message id
+	helo     string     // the client's EHLO name
+	accounts int        // local accounts, for the log
 }
 
-// body returns a reader over prefix, our trace fields and the spooled
-// message without the skipped ranges.
-func (d *delivery) body(prefix string) io.Reader {
-	rs := []io.Reader{strings.NewReader(prefix), strings.NewReader(d.trace)}
+// message returns the message as we pass it on: our trace fields and the
+// spooled message without the skipped ranges, re-readable.
+func (d *delivery) message() *io.SectionReader {
+	parts := []*io.SectionReader{readerat.String(d.trace)}
 	var off int64
 	for _, r := range d.skip {
-		rs = append(rs, io.NewSectionReader(d.spool, off, r[0]-off))
+		parts = append(parts, io.NewSectionReader(d.spool, off, r[0]-off))
 		off = r[1]
 	}
-	rs = append(rs, io.NewSectionReader(d.spool, off, d.size-off))
-	return io.MultiReader(rs...)
+	parts = append(parts, io.NewSectionReader(d.spool, off, d.size-off))
+	return readerat.Concat(parts...)
 }
 
-// localResult is the outcome for one account (LMTP-style accounting: one
-// status per recipient account).
-type localResult struct {
-	account string
-	err     error
-}
-
-// run delivers locally (up to deliveryParallelism accounts at a time) and
-// queues foreign recipients, then decides the single DATA reply; see the
-// package doc, "Partial failure".
+// run has the local copies made and queues foreign recipients, then
+// decides the single DATA reply; see the package doc, "Partial failure".
 func (d *delivery) run(ctx context.Context) error {
 	s := d.s
 	env := d.env
-	returnPath := "Return-Path: <" + env.from + ">\r\n"
+	msg := d.message()
 
-	results := make([]localResult, len(env.localOrder))
-	sem := make(chan struct{}, deliveryParallelism)
-	var wg sync.WaitGroup
-	for i, acct := range env.localOrder {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			results[i] = localResult{account: acct, err: d.deliverLocal(ctx, acct, returnPath)}
-		}()
-	}
-	wg.Wait()
-
-	var failed []localResult
+	var failed []LocalResult
 	delivered := 0
-	for _, r := range results {
-		if r.err != nil {
-			failed = append(failed, r)
-		} else {
-			delivered++
+	if len(env.local) > 0 {
+		user, _ := s.authenticated()
+		out := s.s.opts.Delivery.DeliverLocal(ctx, &LocalMessage{
+			ID:     d.id,
+			Mode:   s.s.opts.Mode,
+			From:   env.from,
+			UTF8:   env.utf8,
+			Rcpts:  env.local,
+			Remote: s.conn.remote,
+			Helo:   d.helo,
+			TLS:    s.tls(),
+			User:   user,
+			Body:   msg,
+			Log:    d.log,
+		})
+		d.accounts = len(out.Results)
+		for _, r := range out.Results {
+			if r.Err != nil {
+				failed = append(failed, r)
+			} else {
+				delivered++
+			}
+		}
+		var extra []string
+		for _, r := range out.Remote {
+			if !env.remoteSet[r] && !slices.Contains(extra, r) {
+				extra = append(extra, r)
+			}
+		}
+		if len(extra) > 0 {
+			// Clipped: the session's envelope shares the array.
+			env.remote = append(slices.Clip(env.remote), extra...)
 		}
 	}
 
 	var queueErr error
 	if len(env.remote) > 0 {
-		id, err := s.s.opts.Queue.Enqueue(ctx, env.from, env.remote, d.body(""))
+		id, err := s.s.opts.Queue.Enqueue(ctx, env.from, env.remote, io.NewSectionReader(msg, 0, msg.Size()))
 		if err != nil {
 			queueErr = err
 			d.log.Error("queueing for foreign recipients", "rcpts", len(env.remote), "err", err)
@@ -321,7 +382,7 @@ func (d *delivery) run(ctx context.Context) error {
 		var reply *smtp.SMTPError
 		errs := []error{queueErr}
 		for _, r := range failed {
-			errs = append(errs, r.err)
+			errs = append(errs, r.Err)
 		}
 		for _, err := range errs {
 			if err == nil {
@@ -340,13 +401,13 @@ func (d *delivery) run(ctx context.Context) error {
 	// retries and, in the end, bounces them.
 	var retry []string
 	for _, r := range failed {
-		retry = append(retry, r.account)
+		retry = append(retry, r.Rcpt)
 	}
 	if queueErr != nil {
 		retry = append(retry, env.remote...)
 	}
 	if s.s.opts.Queue != nil && len(retry) > 0 {
-		id, err := s.s.opts.Queue.Enqueue(ctx, env.from, retry, d.body(""))
+		id, err := s.s.opts.Queue.Enqueue(ctx, env.from, retry, io.NewSectionReader(msg, 0, msg.Size()))
 		if err == nil {
 			d.log.Warn("partial delivery, failed recipients queued for retry", "queueid", id, "rcpts", len(retry))
 			return nil
@@ -356,34 +417,6 @@ func (d *delivery) run(ctx context.Context) error {
 	// Last resort: a duplicate is better than a loss.
 	d.log.Error("partial delivery, asking the client to retry the whole message", "failed", len(retry), "delivered", delivered)
 	return errLocal
-}
-
-// deliverLocal stores one copy in account's INBOX; Deliver is durable when
-// it returns.
-func (d *delivery) deliverLocal(ctx context.Context, account, returnPath string) error {
-	a, err := d.s.s.opts.Store.Open(ctx, account)
-	if err != nil {
-		return d.logDeliveryError(account, err)
-	}
-	defer a.Close()
-	res, err := a.Deliver(ctx, d.body(returnPath), mailstore.DeliverOptions{})
-	if err != nil {
-		return d.logDeliveryError(account, err)
-	}
-	d.log.Info("delivered", "rcpt", account, "mailbox", mailstore.Inbox, "uid", uint32(res.UID), "size", res.Size)
-	return nil
-}
-
-func (d *delivery) logDeliveryError(account string, err error) error {
-	switch {
-	case errors.Is(err, mailstore.ErrOverQuota):
-		d.log.Warn("delivery refused: over quota", "rcpt", account)
-	case errors.Is(err, mailstore.ErrNoSuchAccount):
-		d.log.Warn("delivery refused: no such account", "rcpt", account)
-	default:
-		d.log.Error("delivery failed", "rcpt", account, "err", err)
-	}
-	return err
 }
 
 // traceHeader builds the fields we add in front of the message: Received

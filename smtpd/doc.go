@@ -2,9 +2,11 @@
 // (ModeMTA) and message submission on 587 (ModeSubmission, STARTTLS) and
 // 465 (ModeSubmissions, implicit TLS), built on github.com/emersion/go-smtp.
 // It owns the policy (local domains, relay, size, recipients, sender
-// ownership), the trace headers we add, and turning an accepted message into
-// durable local copies and queue entries. It does not deliver to remote
-// hosts (package queue does) and knows nothing of IMAP or POP3.
+// ownership), the trace headers we add at SMTP time, and the one DATA reply
+// for an accepted message: local copies are made by the delivery pipeline
+// (Options.Delivery: package delivery, adapted by cmd/posthouse), foreign
+// recipients become a queue entry. It does not store mail itself, deliver
+// to remote hosts (package queue does), or know anything of IMAP or POP3.
 //
 // # Listeners and modes
 //
@@ -113,11 +115,12 @@
 // not be read 451 4.4.2 (go-smtp would say 554 with the error's text), and
 // the connection is closed.
 //
-// We add, in front of the message: Return-Path (local copies only, RFC 5321
-// §4.4) and one Received field with the TLS version and cipher and, on
-// submission, the authenticated user; "for <rcpt>" only when there is one
-// recipient. The header is parsed with a bounded reader (256 KiB) for the
-// Message-ID that our log lines carry.
+// We add, in front of the message, one Received field with the TLS
+// version and cipher and, on submission, the authenticated user; "for
+// <rcpt>" only when there is one recipient. Return-Path (RFC 5321 §4.4) is
+// the delivery pipeline's: it belongs to final delivery, and the queue's
+// local transport needs it too. The header is parsed with a bounded reader
+// (256 KiB) for the Message-ID that our log lines carry.
 //
 // Inbound (ModeMTA) with Options.Resolver set, DKIM signatures are verified
 // (at most 5 per message, through our configured resolver) and an
@@ -126,13 +129,24 @@
 // claim our authserv-id are removed (RFC 8601 §5), the only change we make
 // to the client's bytes. SPF and DMARC are not evaluated.
 //
+// Received and Authentication-Results stay here rather than becoming
+// delivery filters: they describe the SMTP connection (its TLS state, the
+// client's name, the DKIM result at arrival), they belong in the copy we
+// queue for foreign recipients as much as in the local ones, and the
+// forged-field removal must happen before anyone, filters included, reads
+// the message. A filter that needs the DKIM result reads our field.
+//
 // # Delivery and partial failure
 //
-// Every local account gets one copy per message, however many of the
-// recipients (aliases, sub-addresses) lead to it. Local deliveries run a few
-// at a time; each returns only once the copy is fsync'd and its index row
-// committed. Foreign recipients become one durable queue entry. The 250
-// comes only after all of that.
+// The local recipients go to the delivery pipeline as one message, with the
+// connection's facts (address, EHLO name, TLS, user) for its filters. It
+// resolves them again (RCPT resolved them only to refuse unknown users and
+// full mailboxes early; the pipeline decides the accounts), gives every
+// account one copy however many recipients lead to it, and returns once
+// each copy is fsync'd and its index row committed, with one result per
+// account. Foreign recipients become one durable queue entry, with any
+// foreign alias targets the pipeline found that RCPT did not (an alias
+// changed in between). The 250 comes only after all of that.
 //
 // SMTP has one reply for DATA, so per-recipient failures are accounted
 // LMTP-style internally (one status per account and one for the queue
@@ -145,6 +159,13 @@
 //     queue owns retries and DSNs). If that enqueue fails too we reply
 //     451 4.3.0 and the client's retry may duplicate the copies already
 //     stored: a duplicate is preferred to a loss.
+//
+// A filter's reject is such a per-account failure: rejected for every
+// account, the client gets the filter's reply (4xx or 5xx); rejected for
+// some, the others are delivered, the 250 goes out, and the rejected
+// accounts are queued like any failed one: the queue's attempt meets the
+// same verdict and bounces with the filter's reply. A filter error or
+// panic fails every account temporarily (451 4.3.0), nothing stored.
 //
 // Failures we can know before the data (unknown user, full mailbox) are
 // refused at RCPT, so partial failure after DATA is rare.

@@ -319,6 +319,12 @@ func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	default:
 		ts.read = func(string) [][]byte { t.Fatal("testServer: the caller's store cannot be read back"); return nil }
 	}
+	switch d := o.Delivery.(type) {
+	case nil:
+		o.Delivery = newTestDelivery(t, o)
+	case testFilters:
+		o.Delivery = newTestDelivery(t, o, d...)
+	}
 	ts.opts = o
 	srv, err := New(o)
 	if err != nil {

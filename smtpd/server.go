@@ -73,8 +73,6 @@ const (
 	// DefaultDeliveryTimeout bounds the store and queue calls after the
 	// final dot, so a stuck disk cannot hold a connection forever.
 	DefaultDeliveryTimeout = 2 * time.Minute
-	// deliveryParallelism bounds concurrent local deliveries of one message.
-	deliveryParallelism = 4
 	// maxAuthFailures per connection; then the connection is closed.
 	maxAuthFailures = 3
 	// maxBadRecipients refused RCPTs (unknown user, relay) per connection;
@@ -100,8 +98,7 @@ type Directory interface {
 }
 
 // Store is what smtpd needs from the mailstore: opening the recipient's
-// account to Deliver into it (and to read its Usage at RCPT).
-// mailstore.Store implements it.
+// account to read its Usage at RCPT. mailstore.Store implements it.
 type Store interface {
 	Open(ctx context.Context, name string) (mailstore.Account, error)
 }
@@ -126,6 +123,8 @@ type Options struct {
 
 	Directory Directory
 	Store     Store
+	// Delivery makes the local copies (see the Delivery interface).
+	Delivery Delivery
 	// Queue may be nil: foreign recipients are then refused with 451 4.3.0
 	// (a configuration error, logged).
 	Queue Queue
@@ -196,8 +195,8 @@ type Server struct {
 
 // New checks opts and builds a Server.
 func New(opts Options) (*Server, error) {
-	if opts.Directory == nil || opts.Store == nil {
-		return nil, errors.New("smtpd: Options.Directory and Options.Store are required")
+	if opts.Directory == nil || opts.Store == nil || opts.Delivery == nil {
+		return nil, errors.New("smtpd: Options.Directory, Options.Store and Options.Delivery are required")
 	}
 	if opts.Mode.submission() && opts.TLS == nil {
 		return nil, fmt.Errorf("smtpd: %s needs Options.TLS", opts.Mode)

@@ -72,11 +72,9 @@ type envelope struct {
 	utf8   bool     // SMTPUTF8 given on MAIL
 	size   int64    // SIZE given on MAIL, 0 if none
 	rcpts  []string // as accepted, in order
-	// local maps each account name to the recipients that led to it, in
-	// first-seen order: every account gets one copy (alias expansions are
-	// deduplicated).
-	local      map[string][]string
-	localOrder []string
+	// local lists the accepted recipients with local targets, for the
+	// delivery pipeline, which decides the accounts (one copy each).
+	local []string
 	// remote lists foreign addresses for the queue, deduplicated.
 	remote    []string
 	remoteSet map[string]bool
@@ -318,15 +316,11 @@ func (s *session) rcpt(to string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	env := &s.env
-	if env.local == nil {
-		env.local = make(map[string][]string)
+	if env.remoteSet == nil {
 		env.remoteSet = make(map[string]bool)
 	}
-	for _, acct := range res.Local {
-		if _, seen := env.local[acct]; !seen {
-			env.localOrder = append(env.localOrder, acct)
-		}
-		env.local[acct] = append(env.local[acct], addr)
+	if len(res.Local) > 0 && !slices.Contains(env.local, addr) {
+		env.local = append(env.local, addr)
 	}
 	for _, r := range res.Remote {
 		if !env.remoteSet[r] {

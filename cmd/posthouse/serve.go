@@ -19,6 +19,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/queue"
@@ -35,6 +36,8 @@ type app struct {
 	auth  *auth.DB
 	store mailstore.Store
 	queue *queue.Queue
+	// delivery is the local delivery pipeline (package delivery).
+	delivery *delivery.Pipeline
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -102,11 +105,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
 	defer closeLogged(log, "mailstore", store)
-	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, store)
+	local := &queueDelivery{}
+	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	defer closeLogged(log, "queue", q)
+	// Every local copy goes through one delivery pipeline: SMTP intake and
+	// the queue's local transport; its redirects go to the queue.
+	pipeline, err := newPipeline(log, authDB, store, q)
+	if err != nil {
+		return fmt.Errorf("delivery pipeline: %w", err)
+	}
+	local.p = pipeline
 
 	t := time.Now()
 	if err := store.Reconcile(runCtx); err != nil {
@@ -121,13 +132,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	watchSIGHUP(runCtx, log, certSource)
 
 	a := &app{
-		cfg:   cfg,
-		log:   log,
-		tls:   newTLSConfig(certSource),
-		certs: certSource,
-		auth:  authDB,
-		store: store,
-		queue: q,
+		cfg:      cfg,
+		log:      log,
+		tls:      newTLSConfig(certSource),
+		certs:    certSource,
+		auth:     authDB,
+		store:    store,
+		queue:    q,
+		delivery: pipeline,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be

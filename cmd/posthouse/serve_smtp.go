@@ -67,6 +67,7 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, txt smtpd.TXTResolver, c
 		TLS:                a.tls,
 		Directory:          a.auth,
 		Store:              a.store,
+		Delivery:           smtpDelivery{a.delivery},
 		Resolver:           txt,
 		SpoolDir:           spool,
 		MaxMessageBytes:    int64(a.cfg.Limits.MaxMessageSize),

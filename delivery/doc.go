@@ -1,0 +1,99 @@
+// Package delivery is the one path every local delivery takes: mail from
+// SMTP (port 25, and submission on 587/465 to local users), the queue's
+// local transport (retries, alias targets), and what later features hand
+// back to us (Sieve redirects and vacation replies come in through the
+// queue). It resolves recipients to accounts, runs an ordered list of
+// filters over the message once, and stores one durable copy per account.
+//
+// It owns: the account a message lands in (auth's resolution: aliases,
+// user+tag, catch-all, postmaster; smtpd still resolves at RCPT to refuse
+// unknown users with 550 5.1.1, but the copy goes where the pipeline's
+// resolution at delivery time says), composing filter verdicts, the
+// Return-Path field (RFC 5321 §4.4) and the fields filters add, and the
+// mailbox and flags of the stored copy.
+//
+// It does not: speak SMTP (callers turn a Result's error into their reply:
+// smtpd into the DATA reply, the queue into a per-recipient status and, in
+// the end, a DSN), queue foreign recipients (its callers do; Outcome.Remote
+// lists the foreign targets of aliases), retry (the
+// queue does), or hold a message in memory: filters read the body through
+// an io.SectionReader over the caller's spool file. smtpd and the queue do
+// not import it: each declares the small interface it calls, and
+// cmd/posthouse adapts a Pipeline to both.
+//
+// # A delivery
+//
+// Deliver works in three phases, each complete before the next:
+//
+//  1. Resolve: each recipient address to accounts (every account once, with
+//     the addresses that reach it) and foreign alias targets. An address
+//     that no longer resolves gets an error wrapping auth.ErrNoSuchUser.
+//  2. Filter: each filter's Check runs once per message, in order, with
+//     every recipient; its Decision holds a Verdict for all recipients and
+//     optionally one per account (applied after the one for all). Nothing
+//     is written before every filter has answered, so a filter that fails
+//     or panics (recovered, logged with its stack) fails the whole message
+//     temporarily (ErrFilter) with nothing half-delivered. A filter's
+//     output is checked like input (field syntax, reply codes, flag atoms,
+//     sizes); a bad one counts as a failed filter.
+//  3. Commit: per account, up to four at a time: the redirect, if any,
+//     becomes one queue entry (durable), then the copy is stored (durable:
+//     fsync'd and committed before Deliver returns). The caller replies
+//     only after Deliver returns.
+//
+// # How verdicts compose
+//
+// Per recipient, in filter order:
+//   - Reject wins: it is final, later verdicts are ignored, and the reply of
+//     the first filter that rejected is the one reported (4xx: try again;
+//     5xx: refused). No copy is stored and nothing is redirected. Once every
+//     recipient is rejected, the remaining filters are not run.
+//   - Discard is final but for a later Reject: no local copy, and the sender
+//     is told the message was delivered. Redirects still go out.
+//   - Keep, the zero Action, is no objection: the copy is stored.
+//   - Mailbox and Flags come from the last filter that set them.
+//   - Header fields add up. Each filter's fields go in front of the earlier
+//     filters' (as if each had prepended its own, like trace fields), in
+//     the order the filter gave them; Return-Path goes in front of all.
+//     At most 16 KiB per copy in all.
+//   - Redirect addresses add up (deduplicated, at most 20). A redirect does
+//     not cancel the local copy (redirect and keep); Discard with a
+//     redirect forwards only. The redirected copy keeps the envelope sender
+//     (no SRS yet), carries the added fields and no Return-Path. A filter
+//     that redirects must itself guard against loops (a redirect to a local
+//     address comes back through the queue and this pipeline).
+//
+// A filed mailbox the account does not have means INBOX, not a new mailbox:
+// that is the store's rule for delivery (mail is never refused for its
+// folder), and a typo in a rule or a script must not litter accounts with
+// mailboxes. Every account has Junk from the start. Should Sieve's
+// ":create" (RFC 5490 §3.2) come, it will be a field of Verdict, not a
+// change of this default.
+//
+// # One transaction per account
+//
+// An account's share is one redirect entry and one stored copy; its Result
+// says whether both are durable. Recipients are not atomic across
+// accounts: the mailstore has no multi-account transaction, so callers
+// keep their own rules for a partial failure (smtpd's package doc:
+// "Delivery and partial failure"; the queue requeues what failed). A
+// redirect that went out before its account's copy failed goes out again
+// on the retry: a duplicate is preferred to a loss.
+//
+// # Filters from the queue
+//
+// A message the queue delivers locally (a retry after a full mailbox, an
+// alias's targets) runs through the filters again, with Envelope.Source
+// SourceQueue and no Client: the filters' verdicts are not stored with the
+// queue entry, and the fields they add are not part of the queued message,
+// so every stored copy carries one set. A filter that needs the connection
+// (SPF, a DNSBL) must decide what a queued message without one means.
+//
+// # Headers
+//
+// Message.Header parses the header once, on the first call, from at most
+// MaxHeaderBytes (256 KiB, the bound smtpd uses); no filter means no parse.
+// Hostile input (a 1 MiB field, NULs, endless short fields) costs no more
+// than that bound; the header is then marked incomplete. This bound will
+// follow the MIME parser's in mailstore when that lands.
+package delivery

@@ -1,0 +1,215 @@
+package smtpd
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/posthouse/posthouse/auth"
+	// Named apart from smtpd's own type delivery.
+	dlv "github.com/posthouse/posthouse/delivery"
+)
+
+// pipeline is the real delivery pipeline behind smtpd's Delivery
+// interface, over the test server's directory, store and queue: smtpd's
+// tests check what a client sees and what lands in the store, as
+// cmd/posthouse wires it (its adapter is this one's twin).
+type pipeline struct{ p *dlv.Pipeline }
+
+func newTestDelivery(t testing.TB, o Options, filters ...dlv.Filter) Delivery {
+	t.Helper()
+	dopts := dlv.Options{Logger: o.Logger, Directory: o.Directory, Store: o.Store, Filters: filters}
+	if o.Queue != nil {
+		dopts.Queue = o.Queue
+	}
+	p, err := dlv.New(dopts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pipeline{p}
+}
+
+func (a pipeline) DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome {
+	c := dlv.Client{IP: m.Remote, Helo: m.Helo, User: m.User}
+	if m.TLS != nil {
+		c.TLSVersion, c.TLSCipher = m.TLS.Version, m.TLS.CipherSuite
+	}
+	out := a.p.Deliver(ctx, &dlv.Request{
+		Envelope: dlv.Envelope{Source: dlv.Source(m.Mode.String()), ID: m.ID, From: m.From, UTF8: m.UTF8, Client: c},
+		Rcpts:    m.Rcpts,
+		Body:     m.Body,
+		Log:      m.Log,
+	})
+	res := LocalOutcome{Remote: out.Remote, Results: make([]LocalResult, len(out.Results))}
+	for i, r := range out.Results {
+		res.Results[i] = LocalResult{Rcpt: r.Rcpt, Err: r.Err}
+	}
+	return res
+}
+
+// filterFunc is a delivery filter for smtpd's tests.
+type filterFunc func(ctx context.Context, m *dlv.Message) (dlv.Decision, error)
+
+func (f filterFunc) Name() string { return "test" }
+func (f filterFunc) Check(ctx context.Context, m *dlv.Message) (dlv.Decision, error) {
+	return f(ctx, m)
+}
+
+// withFilters runs the delivery pipeline with filters, over the store
+// newTestServer chooses.
+func withFilters(fs ...dlv.Filter) func(*Options) {
+	return func(o *Options) { o.Delivery = testFilters(fs) }
+}
+
+// testFilters stands in Options.Delivery until newTestServer builds the
+// pipeline with them.
+type testFilters []dlv.Filter
+
+func (testFilters) DeliverLocal(context.Context, *LocalMessage) LocalOutcome {
+	panic("testFilters: newTestServer builds the pipeline")
+}
+
+// TestDeliveryFilters: what filters decide reaches the client as the one
+// DATA reply, by the partial-failure rules of the package doc.
+func TestDeliveryFilters(t *testing.T) {
+	spam := dlv.Reply{Code: 554, Enhanced: [3]int{5, 7, 1}, Text: "Message looks like spam"}
+	tests := []struct {
+		name   string
+		filter filterFunc
+		rcpt   string
+		reply  string
+		alice  int // messages in alice's INBOX
+		queued []string
+	}{
+		{
+			name: "rejected for everyone: the filter's reply",
+			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
+				return dlv.Decision{All: dlv.Verdict{Action: dlv.Reject, Reply: spam}}, nil
+			},
+			rcpt:  "team@example.org",
+			reply: "554 5.7.1 Message looks like spam",
+		},
+		{
+			name: "rejected for one account: 250, that one queued (its retry bounces)",
+			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
+				return dlv.Decision{Rcpt: map[string]dlv.Verdict{"bob@example.org": {Action: dlv.Reject, Reply: spam}}}, nil
+			},
+			rcpt:   "team@example.org",
+			reply:  "250 2.0.0 ",
+			alice:  1,
+			queued: []string{"bob@example.org"},
+		},
+		{
+			name: "temporary reject: 4xx",
+			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
+				return dlv.Decision{All: dlv.Verdict{Action: dlv.Reject, Reply: dlv.Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "Greylisted"}}}, nil
+			},
+			rcpt:  "alice@example.org",
+			reply: "451 4.7.1 Greylisted",
+		},
+		{
+			name: "filter error: 451 4.3.0, nothing stored",
+			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
+				return dlv.Decision{}, errors.New("rules unreadable")
+			},
+			rcpt:  "team@example.org",
+			reply: "451 4.3.0 ",
+		},
+		{
+			name:   "filter panic: 451 4.3.0, nothing stored, server lives",
+			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) { panic("bug") },
+			rcpt:   "team@example.org",
+			reply:  "451 4.3.0 ",
+		},
+		{
+			name: "discard: 250, nothing stored",
+			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
+				return dlv.Decision{All: dlv.Verdict{Action: dlv.Discard}}, nil
+			},
+			rcpt:  "alice@example.org",
+			reply: "250 2.0.0 ",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t, withFilters(tc.filter))
+			c := dialRaw(t, ts.addr)
+			c.ehlo()
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<"+tc.rcpt+">", "250 ")
+			c.cmd("DATA", "354 ")
+			c.write("Subject: f\r\n\r\nx\r\n.\r\n")
+			if line := c.expect(tc.reply); strings.Contains(line, "rules") || strings.Contains(line, "bug") {
+				t.Errorf("internal error on the wire: %q", line)
+			}
+			c.cmd("NOOP", "250 ")
+			if n := len(ts.messages("alice@example.org")); n != tc.alice {
+				t.Errorf("alice has %d messages, want %d", n, tc.alice)
+			}
+			var queued []string
+			for _, q := range ts.queue.all() {
+				queued = append(queued, q.rcpts...)
+			}
+			if !slices.Equal(queued, tc.queued) {
+				t.Errorf("queued %q, want %q", queued, tc.queued)
+			}
+		})
+	}
+}
+
+// TestDeliveryFilterSeesConnection: filters get the connection's facts and
+// the message with our trace fields; the fields they add come after
+// Return-Path, before our Received.
+func TestDeliveryFilterSeesConnection(t *testing.T) {
+	var env dlv.Envelope
+	var received string
+	f := filterFunc(func(_ context.Context, m *dlv.Message) (dlv.Decision, error) {
+		env, received = m.Envelope, m.Header().Get("Received")
+		return dlv.Decision{All: dlv.Verdict{Headers: []dlv.Field{{Name: "X-Spam-Status", Value: "No"}}}}, nil
+	})
+	ts := newTestServer(t, withFilters(f))
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	c.cmd("RCPT TO:<alice@example.org>", "250 ")
+	c.cmd("DATA", "354 ")
+	c.write("Subject: f\r\n\r\nx\r\n.\r\n")
+	c.expect("250 2.0.0 ")
+	if env.Source != dlv.SourceSMTP || env.From != "x@remote.test" || env.Client.IP.String() != "127.0.0.1" ||
+		env.Client.Helo == "" || env.Client.TLSVersion != 0 || env.Client.User != "" || env.ID == "" {
+		t.Errorf("envelope %+v", env)
+	}
+	if !strings.Contains(received, "by mx.example.org (Posthouse) with ESMTP id "+env.ID) {
+		t.Errorf("Received %q lacks id %s", received, env.ID)
+	}
+	m := ts.messages("alice@example.org")
+	if len(m) != 1 || !strings.HasPrefix(string(m[0]), "Return-Path: <x@remote.test>\r\nX-Spam-Status: No\r\nReceived: from ") {
+		t.Fatalf("stored %q", m)
+	}
+}
+
+// TestAliasChangedBeforeData: the pipeline decides where a message goes at
+// delivery time; an alias that became foreign-only between RCPT and the
+// end of DATA is queued, not lost.
+func TestAliasChangedBeforeData(t *testing.T) {
+	ts := newTestServer(t)
+	c := dialRaw(t, ts.addr)
+	c.ehlo()
+	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+	c.cmd("RCPT TO:<team@example.org>", "250 ")
+	ts.dir.mu.Lock()
+	ts.dir.aliases["team@example.org"] = auth.Resolution{Remote: []string{"team@elsewhere.test"}}
+	ts.dir.mu.Unlock()
+	c.cmd("DATA", "354 ")
+	c.write("Subject: moved\r\n\r\nx\r\n.\r\n")
+	c.expect("250 2.0.0 ")
+	q := ts.queue.all()
+	if len(q) != 1 || !slices.Equal(q[0].rcpts, []string{"team@elsewhere.test"}) {
+		t.Fatalf("queued %+v", q)
+	}
+	if n := len(ts.messages("alice@example.org")); n != 0 {
+		t.Errorf("alice has %d messages", n)
+	}
+}
