@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Work on Posthouse's go-imap patch series in a scratch git repository.
+#
+#   series.sh unpack DIR    DIR becomes a git repository: upstream go-imap
+#                           (module cache or proxy, without cmd/) as the commit
+#                           tagged "upstream", then one commit per patch (git am).
+#   series.sh export DIR    writes DIR's commits after "upstream" back as
+#                           patches/NNNN-<Patch-Name>.patch and DIR's tree as
+#                           third_party/go-imap (POSTHOUSE-README.md and
+#                           patches/ stay).
+#
+# GOIMAP_VERSION (default v2.0.0-beta.8) names the upstream release to unpack
+# onto. Each commit message is: a subject line, what the patch changes, a
+# "Why:" paragraph, a "Test:" paragraph and a last line "Patch-Name: short-name".
+# imapd's TestGoIMAPPatchSeries checks the result.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+fork=$(dirname "$here")
+version=${GOIMAP_VERSION:-v2.0.0-beta.8}
+module=github.com/emersion/go-imap/v2
+
+die() { echo "series.sh: $*" >&2; exit 1; }
+git_as() { git -c user.name=Posthouse -c user.email=posthouse@localhost "$@"; }
+
+[ $# -eq 2 ] || die "usage: series.sh unpack|export DIR"
+dir=$2
+
+case $1 in
+unpack)
+	[ ! -e "$dir" ] || die "$dir exists"
+	src=$(go env GOMODCACHE)/$module@$version
+	if [ ! -f "$src/go.mod" ]; then
+		src=$(cd / && go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	fi
+	[ -f "$src/go.mod" ] || die "cannot get $module@$version"
+	mkdir -p "$dir"
+	cp -R "$src"/. "$dir"
+	chmod -R u+w "$dir"
+	rm -rf "$dir/cmd"
+	cd "$dir"
+	git init -q
+	git add -A
+	GIT_AUTHOR_DATE=2000-01-01T00:00:00Z GIT_COMMITTER_DATE=2000-01-01T00:00:00Z \
+		git_as commit -q -m "go-imap $version (without cmd/)"
+	git tag upstream
+	git_as am -q --committer-date-is-author-date "$here"/*.patch ||
+		die "a patch does not apply: fix it and run git am --continue, or drop it with git am --skip, in $dir; then export"
+	;;
+export)
+	cd "$dir"
+	git rev-parse -q --verify upstream >/dev/null || die "$dir has no upstream tag"
+	git diff --quiet HEAD && [ -z "$(git ls-files --others --exclude-standard)" ] ||
+		die "$dir has uncommitted changes"
+	n=0
+	out=$(mktemp -d)
+	trap 'rm -rf "$out"' EXIT
+	for c in $(git rev-list --reverse upstream..HEAD); do
+		n=$((n + 1))
+		name=$(git log -1 --format='%(trailers:key=Patch-Name,valueonly)' "$c" | head -n 1)
+		[ -n "$name" ] || die "commit $(git log -1 --format='%h %s' "$c") has no Patch-Name: line"
+		git format-patch -1 --zero-commit --no-signature --no-numbered --stdout "$c" \
+			>"$out/$(printf %04d "$n")-$name.patch"
+	done
+	rm -f "$here"/*.patch
+	cp "$out"/*.patch "$here"/
+	find "$fork" -mindepth 1 -maxdepth 1 ! -name patches ! -name POSTHOUSE-README.md -exec rm -rf {} +
+	git archive HEAD | tar -x -C "$fork"
+	echo "series.sh: $n patches in $here; now update the table in $fork/POSTHOUSE-README.md"
+	;;
+*)
+	die "usage: series.sh unpack|export DIR"
+	;;
+esac
