@@ -1,9 +1,12 @@
-// Package dkim owns Posthouse's DKIM signing (RFC 6376) and its keys: key
+// Package dkim owns Posthouse's DKIM (RFC 6376): signing and its keys (key
 // generation, storage and listing, the DNS record each key needs, the
-// choice of signing domain, and the signature itself (with
-// github.com/emersion/go-msgauth). It does not decide when a message is
-// signed or where the signature goes (the queue signs at Enqueue, once, and
-// keeps the fields beside the spool file), and it makes no DNS queries.
+// choice of signing domain, the signature itself) and the verification of
+// inbound signatures, all with github.com/emersion/go-msgauth. It does not
+// decide when a message is signed or where the signature goes (the queue
+// signs at Enqueue, once, and keeps the fields beside the spool file), nor
+// what is done with a verdict (smtpd writes Authentication-Results), and it
+// resolves nothing itself: verification takes a TXT lookup function (the
+// server passes its one configured resolver).
 //
 // # Keys
 //
@@ -23,8 +26,12 @@
 // in transit breaks the signature (RFC 6376 §8.15); listed fields absent
 // from the message are signed as absent.
 //
-// Verification of inbound mail is still smtpd's (authres.go, through its
-// own TXTResolver interface): moving it here would give smtpd's Options a
-// new interface for cmd/posthouse to fill, a change to smtpd's server that
-// belongs with the SMTP session work, not with this package.
+// # Verification
+//
+// Verify checks at most MaxVerifications signatures per message (the DNS
+// queries one message can cause are bounded), within VerifyTimeout, and
+// names each outcome as RFC 8601 §2.7.1 does: pass, fail, permerror (no
+// key record, bad signature syntax) or temperror (the resolver could not
+// answer: RFC 6376 §6.1.2 asks the verifier to try again later, so a DNS
+// failure of ours is never held against the sender).
 package dkim

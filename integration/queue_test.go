@@ -102,7 +102,8 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 func TestQueueRelayWithDKIM(t *testing.T) {
 	d := newTestDNS(t)
-	b := startServer(t, "")
+	// b verifies what it receives through the same DNS server.
+	b := startServer(t, fmt.Sprintf("[dns]\nresolver = %q\n", d.Addr))
 	b.AddUser(t, "bob@b.test", bobPW)
 	a := startSender(t, d.Addr, portOf(t, b.Addr("smtp")))
 	for _, algo := range []string{"ed25519", "rsa"} {
@@ -139,6 +140,10 @@ func TestQueueRelayWithDKIM(t *testing.T) {
 		if v.Err != nil || v.Domain != "a.test" {
 			t.Errorf("DKIM d=%s: %v", v.Domain, v.Err)
 		}
+	}
+	// b's own verdict, above everything a.test sent.
+	if n := bytes.Count(stored, []byte("dkim=pass header.d=a.test")); n != 2 || !bytes.HasPrefix(stored[bytes.Index(stored, []byte("\r\n"))+2:], []byte("Authentication-Results: ")) {
+		t.Errorf("b's Authentication-Results: %d dkim=pass header.d=a.test, want 2:\n%s", n, stored)
 	}
 	waitUntil(t, 10*time.Second, "empty queue", func() bool {
 		return strings.Contains(a.Admin(t, "", "queue", "list"), "queue is empty")

@@ -6,51 +6,43 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"time"
-
-	"github.com/emersion/go-msgauth/dkim"
 )
 
-// TXTResolver looks up DNS TXT records; *dns.Resolver implements it.
-// smtpd uses it only for DKIM keys.
-type TXTResolver interface {
-	LookupTXT(ctx context.Context, name string) ([]string, error)
+// DKIMVerifier checks the DKIM signatures of an inbound message (package
+// dkim does, through the configured resolver; cmd/posthouse adapts it).
+type DKIMVerifier interface {
+	VerifyDKIM(ctx context.Context, r io.Reader) ([]DKIMResult, error)
 }
 
-const (
-	// maxDKIMVerifications bounds the signatures checked per message (and
-	// so the DNS queries a sender can make us send).
-	maxDKIMVerifications = 5
-	// dkimTimeout bounds all of a message's DKIM verification.
-	dkimTimeout = 15 * time.Second
-)
+// DKIMResult is one signature's outcome: its RFC 8601 §2.7.1 result
+// ("pass", "fail", "temperror", "permerror"), the signing domain and
+// identity, and why it did not pass.
+type DKIMResult struct {
+	Result, Domain, Identifier string
+	Err                        error
+}
 
 // authResults verifies the DKIM signatures of an inbound message and
 // renders our Authentication-Results field (RFC 8601), or "" when there is
-// nothing to say (submission, or no resolver configured). SPF and DMARC are
+// nothing to say (submission, or no verifier configured). SPF and DMARC are
 // not evaluated (yet): the field says only what we checked.
 func (d *delivery) authResults(ctx context.Context, hdr headerInfo) string {
 	s := d.s.s
-	if s.opts.Mode != ModeMTA || s.opts.Resolver == nil || !hdr.known {
+	if s.opts.Mode != ModeMTA || s.opts.DKIM == nil || !hdr.known {
 		return ""
 	}
 	var results []string
 	if !hdr.hasDKIM {
 		results = append(results, "dkim=none")
 	} else {
-		ctx, cancel := context.WithTimeout(ctx, dkimTimeout)
-		defer cancel()
-		verifs, err := dkim.VerifyWithOptions(io.NewSectionReader(d.spool, 0, d.size), &dkim.VerifyOptions{
-			LookupTXT:        func(name string) ([]string, error) { return s.opts.Resolver.LookupTXT(ctx, name) },
-			MaxVerifications: maxDKIMVerifications,
-		})
-		if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
+		verifs, err := s.opts.DKIM.VerifyDKIM(ctx, io.NewSectionReader(d.spool, 0, d.size))
+		if err != nil {
 			// The header could not be read as a message header.
 			d.log.Info("DKIM verification impossible", "err", err)
 			results = append(results, "dkim=permerror")
 		}
 		for _, v := range verifs {
-			r := "dkim=" + dkimResult(v.Err)
+			r := "dkim=" + v.Result
 			if v.Domain != "" {
 				r += " header.d=" + authresValue(v.Domain)
 			}
@@ -62,20 +54,6 @@ func (d *delivery) authResults(ctx context.Context, hdr headerInfo) string {
 		}
 	}
 	return "Authentication-Results: " + s.opts.Hostname + ";\r\n\t" + strings.Join(results, ";\r\n\t") + "\r\n"
-}
-
-// dkimResult maps a verification error to an RFC 8601 §2.7.1 result.
-func dkimResult(err error) string {
-	switch {
-	case err == nil:
-		return "pass"
-	case dkim.IsTempFail(err):
-		return "temperror"
-	case dkim.IsPermFail(err):
-		return "permerror"
-	default:
-		return "fail"
-	}
 }
 
 // authresValue keeps a signature-supplied domain or identity usable as an

@@ -122,8 +122,9 @@
 // local transport needs it too. The header is parsed with a bounded reader
 // (256 KiB) for the Message-ID that our log lines carry.
 //
-// Inbound (ModeMTA) with Options.Resolver set, DKIM signatures are verified
-// (at most 5 per message, through our configured resolver) and an
+// Inbound (ModeMTA) with Options.DKIM set, DKIM signatures are verified
+// (package dkim does it, through our configured resolver, at most 5 per
+// message; cmd/posthouse adapts it to smtpd's DKIMVerifier) and an
 // Authentication-Results field (RFC 8601) with our hostname as authserv-id
 // says dkim=pass/fail/temperror/permerror/none. Fields in the message that
 // claim our authserv-id are removed (RFC 8601 §5), the only change we make

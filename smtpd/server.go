@@ -129,10 +129,9 @@ type Options struct {
 	// (a configuration error, logged).
 	Queue Queue
 
-	// Resolver, when set, lets ModeMTA verify DKIM signatures and add an
-	// Authentication-Results field; tests point it at a loopback DNS
-	// server.
-	Resolver TXTResolver
+	// DKIM, when set, lets ModeMTA verify DKIM signatures and add an
+	// Authentication-Results field.
+	DKIM DKIMVerifier
 
 	// SpoolDir holds message bodies while they are received. Each spool
 	// file is unlinked as soon as it is created, so nothing is left behind
