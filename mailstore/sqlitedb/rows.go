@@ -1,0 +1,50 @@
+package sqlitedb
+
+import "database/sql"
+
+// Each calls fn for every row of a query and closes rows. It takes the
+// query's two results as they are, so that a call site keeps its own query
+// method (a prepared statement on a hot path, a transaction, a pool):
+//
+//	rows, err := tx.QueryContext(ctx, q, args...)
+//	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error { … rows.Scan(…) … })
+//
+// The error is the first of: the query's, fn's (which stops the loop), the
+// iteration's (rows.Err).
+func Each(rows *sql.Rows, err error, fn func(rows *sql.Rows) error) error {
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Collect is Each that gathers what scan makes of every row, in row order.
+// On an error it returns the error and no rows.
+func Collect[T any](rows *sql.Rows, err error, scan func(rows *sql.Rows) (T, error)) ([]T, error) {
+	var out []T
+	err = Each(rows, err, func(rows *sql.Rows) error {
+		v, err := scan(rows)
+		if err != nil {
+			return err
+		}
+		out = append(out, v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Value scans a row of one column: Collect(rows, err, Value[string]).
+func Value[T any](rows *sql.Rows) (T, error) {
+	var v T
+	err := rows.Scan(&v)
+	return v, err
+}
