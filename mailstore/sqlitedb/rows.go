@@ -1,6 +1,13 @@
 package sqlitedb
 
-import "database/sql"
+import (
+	"database/sql"
+	"errors"
+)
+
+// Stop, returned by Each's fn, ends the loop early without an error (as
+// fs.SkipAll does for a walk): the rows not read are never fetched.
+var Stop = errors.New("sqlitedb: stop")
 
 // Each calls fn for every row of a query and closes rows. It takes the
 // query's two results as they are, so that a call site keeps its own query
@@ -9,8 +16,8 @@ import "database/sql"
 //	rows, err := tx.QueryContext(ctx, q, args...)
 //	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error { … rows.Scan(…) … })
 //
-// The error is the first of: the query's, fn's (which stops the loop), the
-// iteration's (rows.Err).
+// The error is the first of: the query's, fn's (which stops the loop; Stop
+// stops it with no error), the iteration's (rows.Err).
 func Each(rows *sql.Rows, err error, fn func(rows *sql.Rows) error) error {
 	if err != nil {
 		return err
@@ -18,6 +25,9 @@ func Each(rows *sql.Rows, err error, fn func(rows *sql.Rows) error) error {
 	defer rows.Close()
 	for rows.Next() {
 		if err := fn(rows); err != nil {
+			if err == Stop {
+				return nil
+			}
 			return err
 		}
 	}

@@ -77,3 +77,21 @@ func TestEachStopsAtFnError(t *testing.T) {
 		t.Fatalf("%d read connections still in use", n)
 	}
 }
+
+func TestEachStop(t *testing.T) {
+	db := rowsDB(t)
+	n := 0
+	rows, err := db.Read.QueryContext(context.Background(), `SELECT id FROM a ORDER BY id`)
+	err = Each(rows, err, func(rows *sql.Rows) error {
+		if n++; n == 3 {
+			return Stop
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Fatalf("n %d, err %v", n, err)
+	}
+	if inUse := db.Read.Stats().InUse; inUse != 0 {
+		t.Fatalf("%d read connections still in use", inUse)
+	}
+}
