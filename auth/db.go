@@ -310,19 +310,8 @@ func userFound(u userRow, err error) (userRow, bool, error) {
 }
 
 func collectTargets(rows *sql.Rows, err error) ([]string, bool, error) {
+	ts, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
 	if err != nil {
-		return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
-	}
-	defer rows.Close()
-	var ts []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
-		}
-		ts = append(ts, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
 	}
 	return ts, len(ts) > 0, nil
