@@ -56,7 +56,7 @@ func openMaildrop(ctx context.Context, acct mailstore.Account) (*maildrop, error
 	}
 	// Fetch gives the sizes; a message expunged between the two calls is
 	// simply not in its answer.
-	infos, err := acct.Fetch(ctx, mb.ID, uidSet(uids), mailstore.FetchOptions{})
+	infos, err := acct.Fetch(ctx, mb.ID, mailstore.UIDSetOf(uids), mailstore.FetchOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("fetching INBOX sizes: %w", err)
 	}
@@ -71,20 +71,6 @@ func openMaildrop(ctx context.Context, acct mailstore.Account) (*maildrop, error
 		d.size += in.Size
 	}
 	return d, nil
-}
-
-// uidSet packs ascending UIDs into ranges.
-func uidSet(uids []imap.UID) imap.UIDSet {
-	var set imap.UIDSet
-	for i := 0; i < len(uids); {
-		j := i
-		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
-			j++
-		}
-		set = append(set, imap.UIDRange{Start: uids[i], Stop: uids[j]})
-		i = j + 1
-	}
-	return set
 }
 
 // lookup resolves a message-number argument. It returns the message, or
@@ -139,7 +125,7 @@ func (d *maildrop) markSeen(ctx context.Context, acct mailstore.Account, skipDel
 	if len(uids) == 0 {
 		return nil
 	}
-	if _, err := acct.StoreFlags(ctx, d.mailboxID, uidSet(uids), mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0); err != nil {
+	if _, err := acct.StoreFlags(ctx, d.mailboxID, mailstore.UIDSetOf(uids), mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0); err != nil {
 		return fmt.Errorf("setting \\Seen: %w", err)
 	}
 	for i := range d.msgs {
@@ -162,7 +148,7 @@ func (d *maildrop) expungeDeleted(ctx context.Context, acct mailstore.Account) (
 	if len(uids) == 0 {
 		return 0, nil
 	}
-	set := uidSet(uids)
+	set := mailstore.UIDSetOf(uids)
 	if _, err := acct.StoreFlags(ctx, d.mailboxID, set, mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0); err != nil {
 		return 0, fmt.Errorf("setting \\Deleted: %w", err)
 	}

@@ -30,16 +30,7 @@ type uidRange struct{ lo, hi imap.UID }
 func resolveUIDs(set imap.UIDSet, max imap.UID) []uidRange {
 	var out []uidRange
 	for _, r := range set {
-		lo, hi := r.Start, r.Stop
-		if lo == 0 {
-			lo = max
-		}
-		if hi == 0 {
-			hi = max
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		lo, hi := mailstore.RangeBounds(r.Start, r.Stop, max)
 		if hi == 0 {
 			continue
 		}
