@@ -73,6 +73,29 @@ func openMaildrop(ctx context.Context, acct mailstore.Account) (*maildrop, error
 	return d, nil
 }
 
+// listing is the shape LIST and UIDL share (RFC 1939 §5, §7): with no
+// argument, a multi-line reply of "n info" for each message not marked
+// deleted; with one, that line for the message it names.
+func (d *maildrop) listing(cmd command, text string, info func(m *message) string) reply {
+	switch len(cmd.args) {
+	case 0:
+		lines := make([]string, 0, d.count)
+		for i := range d.msgs {
+			if !d.msgs[i].deleted {
+				lines = append(lines, strconv.Itoa(i+1)+" "+info(&d.msgs[i]))
+			}
+		}
+		return reply{ok: true, text: text, multi: true, lines: lines}
+	case 1:
+		m, r, ok := d.lookup(cmd.args[0])
+		if !ok {
+			return r
+		}
+		return okReply(cmd.args[0] + " " + info(m))
+	}
+	return replySyntax
+}
+
 // lookup resolves a message-number argument. It returns the message, or
 // the reply for a bad, out-of-range or deleted number.
 func (d *maildrop) lookup(arg string) (*message, reply, bool) {
