@@ -69,10 +69,10 @@ func (db *DB) AddDomain(ctx context.Context, name string) error {
 // Domains lists our domains by name.
 func (db *DB) Domains(ctx context.Context) ([]Domain, error) {
 	rows, err := db.db.Read.QueryContext(ctx, `SELECT name, created FROM domains ORDER BY name`)
-	ds, err := sqlitedb.Collect(rows, err, func(rows *sql.Rows) (Domain, error) {
+	ds, err := sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (Domain, error) {
 		var d Domain
 		var created int64
-		err := rows.Scan(&d.Name, &created)
+		err := row.Scan(&d.Name, &created)
 		d.Created = time.Unix(created, 0).UTC()
 		return d, err
 	})
@@ -212,8 +212,8 @@ func (db *DB) Users(ctx context.Context, domain string) ([]User, error) {
 		args = append(args, d)
 	}
 	rows, err := db.db.Read.QueryContext(ctx, q, args...)
-	us, err := sqlitedb.Collect(rows, err, func(rows *sql.Rows) (User, error) {
-		u, err := scanUser(rows)
+	us, err := sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (User, error) {
+		u, err := scanUser(row)
 		return u.User, err
 	})
 	if err != nil {
@@ -422,9 +422,9 @@ func (db *DB) Aliases(ctx context.Context, domain string) ([]Alias, error) {
 	q += ` ORDER BY a.address, t.position`
 	rows, err := db.db.Read.QueryContext(ctx, q, args...)
 	var as []Alias
-	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var addr, target string
-		if err := rows.Scan(&addr, &target); err != nil {
+		if err := row.Scan(&addr, &target); err != nil {
 			return err
 		}
 		if len(as) == 0 || as[len(as)-1].Address != addr {

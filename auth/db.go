@@ -243,7 +243,7 @@ type userRow struct {
 	hash string
 }
 
-func scanUser(sc interface{ Scan(...any) error }) (userRow, error) {
+func scanUser(sc sqlitedb.Scanner) (userRow, error) {
 	var u userRow
 	var created int64
 	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.Disabled, &created)

@@ -31,10 +31,10 @@ func (db *DB) loadKnown(ctx context.Context) error {
 	rows, err := db.db.Read.QueryContext(ctx, `SELECT u.address, k.prefix, k.last_login
 		FROM known_addresses k JOIN users u ON u.id = k.user_id
 		ORDER BY k.last_login DESC LIMIT ?`, maxKnown)
-	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var account, prefix string
 		var last int64
-		if err := rows.Scan(&account, &prefix, &last); err != nil {
+		if err := row.Scan(&account, &prefix, &last); err != nil {
 			return err
 		}
 		p, err := netip.ParsePrefix(prefix)

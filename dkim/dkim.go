@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -182,11 +181,11 @@ func (ks *Keys) List(ctx context.Context, domain string) ([]Key, error) {
 }
 
 // scanKey scans a row of List's query and parses its private key.
-func scanKey(rows *sql.Rows) (Key, error) {
+func scanKey(row sqlitedb.Scanner) (Key, error) {
 	var k Key
 	var der []byte
 	var created int64
-	if err := rows.Scan(&k.Domain, &k.Selector, &k.Algorithm, &der, &created); err != nil {
+	if err := row.Scan(&k.Domain, &k.Selector, &k.Algorithm, &der, &created); err != nil {
 		return k, err
 	}
 	key, err := x509.ParsePKCS8PrivateKey(der)

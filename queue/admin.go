@@ -82,10 +82,10 @@ func (q *Queue) Get(ctx context.Context, id string) (Message, error) {
 	m.Signed = dkim != ""
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, domain, state, attempts, next_attempt, last_attempt, reply, remote
 		FROM recipients WHERE message_id = ? ORDER BY domain, rcpt`, id)
-	m.Recipients, err = sqlitedb.Collect(rows, err, func(rows *sql.Rows) (Recipient, error) {
+	m.Recipients, err = sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (Recipient, error) {
 		var r Recipient
 		var next, last int64
-		err := rows.Scan(&r.Addr, &r.Domain, &r.State, &r.Attempts, &next, &last, &r.Reply, &r.Remote)
+		err := row.Scan(&r.Addr, &r.Domain, &r.State, &r.Attempts, &next, &last, &r.Reply, &r.Remote)
 		r.NextAttempt = time.Unix(0, next)
 		if last != 0 {
 			r.LastAttempt = time.Unix(0, last)

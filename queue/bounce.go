@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -202,11 +201,11 @@ func (q *Queue) ids(ctx context.Context, query string, args ...any) ([]string, e
 func (q *Queue) reportRcpts(ctx context.Context, m *msgInfo, where string) ([]dsn.Recipient, error) {
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, reply, remote, last_attempt, state FROM recipients
 		WHERE message_id = ? AND `+where+` ORDER BY rcpt`, m.id)
-	return sqlitedb.Collect(rows, err, func(rows *sql.Rows) (dsn.Recipient, error) {
+	return sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (dsn.Recipient, error) {
 		var r dsn.Recipient
 		var last int64
 		var state string
-		err := rows.Scan(&r.Addr, &r.Reply, &r.Remote, &last, &state)
+		err := row.Scan(&r.Addr, &r.Reply, &r.Remote, &last, &state)
 		if last != 0 {
 			r.LastAttempt = time.Unix(0, last)
 		}

@@ -171,9 +171,9 @@ func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 	args = append(args, scheduleBatch)
 	rows, err := q.db.Read.QueryContext(ctx, query+` ORDER BY next_attempt LIMIT ?`, args...)
 	seen := make(map[job]bool)
-	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var j job
-		if err := rows.Scan(&j.id, &j.domain); err != nil {
+		if err := row.Scan(&j.id, &j.domain); err != nil {
 			return err
 		}
 		if seen[j] {
@@ -301,11 +301,11 @@ func (q *Queue) prepare(ctx context.Context, j job) *prepared {
 		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
 	p := &prepared{j: j, m: m, now: now, prevNext: map[string]int64{}}
 	attempts := 0
-	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var r string
 		var a int
 		var n int64
-		if err := rows.Scan(&r, &a, &n); err != nil {
+		if err := row.Scan(&r, &a, &n); err != nil {
 			return err
 		}
 		p.rcpts = append(p.rcpts, r)

@@ -228,7 +228,7 @@ func (h *handle) ListMailboxes(ctx context.Context) ([]mailstore.Mailbox, error)
 	var out []mailstore.Mailbox
 	err := h.a.readTx(ctx, func(r *rtx) error {
 		rows, err := r.query(`SELECT ` + mailboxColumns + ` FROM mailboxes m ORDER BY m.name`)
-		out, err = sqlitedb.Collect(rows, err, func(rows *sql.Rows) (mailstore.Mailbox, error) { return scanMailbox(rows) })
+		out, err = sqlitedb.Collect(rows, err, scanMailbox)
 		return err
 	})
 	if err != nil {
@@ -258,8 +258,8 @@ func (h *handle) Mailbox(ctx context.Context, name string) (mailstore.Mailbox, e
 const mailboxColumns = `m.id, m.name, m.special_use, m.uidvalidity,
 	EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name)`
 
-// scanMailbox scans a row of mailboxColumns (a *sql.Row or *sql.Rows).
-func scanMailbox(row interface{ Scan(dest ...any) error }) (mailstore.Mailbox, error) {
+// scanMailbox scans a row of mailboxColumns.
+func scanMailbox(row sqlitedb.Scanner) (mailstore.Mailbox, error) {
 	var mb mailstore.Mailbox
 	err := row.Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
 	return mb, err

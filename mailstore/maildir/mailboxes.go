@@ -164,9 +164,9 @@ func (a *account) renameMailbox(ctx context.Context, oldName, newName string) er
 		done = append(done, renamed{mb.ID, oldName, newName, mb.SpecialUse})
 		lo, hi := childBounds(oldName)
 		rows, err := w.Query(`SELECT id, name, special_use FROM mailboxes WHERE name >= ? AND name < ? ORDER BY name`, lo, hi)
-		err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error {
+		err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 			var r renamed
-			if err := rows.Scan(&r.id, &r.from, &r.specialUse); err != nil {
+			if err := row.Scan(&r.id, &r.from, &r.specialUse); err != nil {
 				return err
 			}
 			r.to = newName + r.from[len(oldName):]

@@ -229,8 +229,8 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		if err != nil {
 			return err
 		}
-		return eachInRanges(r.query, q, mailboxID, ranges, func(rows *sql.Rows) error {
-			mi, err := scanMessageInfo(r.a, rows, opts)
+		return eachInRanges(r.query, q, mailboxID, ranges, func(row sqlitedb.Scanner) error {
+			mi, err := scanMessageInfo(r.a, row, opts)
 			if err != nil {
 				return err
 			}
@@ -247,7 +247,7 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 // eachInRanges runs q once per UID range, with the arguments mailboxID, the
 // range's ends, then args, and calls fn for every row. query is the
 // transaction's (rtx.query or wtx.Query), so q stays a prepared statement.
-func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string, mailboxID int64, ranges []uidRange, fn func(rows *sql.Rows) error, args ...any) error {
+func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string, mailboxID int64, ranges []uidRange, fn func(row sqlitedb.Scanner) error, args ...any) error {
 	for _, rg := range ranges {
 		rows, err := query(q, append([]any{mailboxID, int64(rg.lo), int64(rg.hi)}, args...)...)
 		if err := sqlitedb.Each(rows, err, fn); err != nil {
@@ -258,7 +258,7 @@ func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string
 }
 
 // scanMessageInfo scans a row of fetch's columns.
-func scanMessageInfo(a *account, rows *sql.Rows, opts mailstore.FetchOptions) (mailstore.MessageInfo, error) {
+func scanMessageInfo(a *account, row sqlitedb.Scanner, opts mailstore.FetchOptions) (mailstore.MessageInfo, error) {
 	var (
 		mi           mailstore.MessageInfo
 		uid, modseq  int64
@@ -274,7 +274,7 @@ func scanMessageInfo(a *account, rows *sql.Rows, opts mailstore.FetchOptions) (m
 	if opts.BodyStructure {
 		dest = append(dest, &bs)
 	}
-	if err := rows.Scan(dest...); err != nil {
+	if err := row.Scan(dest...); err != nil {
 		return mi, err
 	}
 	mi.UID, mi.ModSeq, mi.Flags = imap.UID(uid), uint64(modseq), flagList(flags, kw.String)
@@ -431,9 +431,9 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 	// alone (0: no condition).
 	err := eachInRanges(w.Query, `UPDATE messages SET flags = `+newFlags+`, modseq = ?5
 		WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3 AND flags != (`+newFlags+`) AND (?6 = 0 OR modseq <= ?6)
-		RETURNING uid`, mailboxID, ranges, func(rows *sql.Rows) error {
+		RETURNING uid`, mailboxID, ranges, func(row sqlitedb.Scanner) error {
 		var uid int64
-		if err := rows.Scan(&uid); err != nil {
+		if err := row.Scan(&uid); err != nil {
 			return err
 		}
 		changed[uid] = true
@@ -468,12 +468,12 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 // whose UID falls in ranges, in ascending UID order.
 func (w *wtx) eachFlagRow(mailboxID int64, ranges []uidRange, fn func(uid, modseq, flags int64, keywords string)) error {
 	return eachInRanges(w.Query, `SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
-		mailboxID, ranges, func(rows *sql.Rows) error {
+		mailboxID, ranges, func(row sqlitedb.Scanner) error {
 			var (
 				uid, modseq, flags int64
 				kw                 sql.NullString
 			)
-			if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
+			if err := row.Scan(&uid, &modseq, &flags, &kw); err != nil {
 				return err
 			}
 			fn(uid, modseq, flags, kw.String)
@@ -493,9 +493,9 @@ type fileRow struct {
 func fileRows(query func(q string, args ...any) (*sql.Rows, error), mailboxID int64, ranges []uidRange, cond string, args ...any) ([]fileRow, error) {
 	var out []fileRow
 	err := eachInRanges(query, `SELECT uid, size, file FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ?`+cond+` ORDER BY uid`,
-		mailboxID, ranges, func(rows *sql.Rows) error {
+		mailboxID, ranges, func(row sqlitedb.Scanner) error {
 			var f fileRow
-			if err := rows.Scan(&f.uid, &f.size, &f.file); err != nil {
+			if err := row.Scan(&f.uid, &f.size, &f.file); err != nil {
 				return err
 			}
 			out = append(out, f)

@@ -278,10 +278,10 @@ func (a *account) indexedFiles(ctx context.Context, id int64) (map[string]imap.U
 	files := map[string]imap.UID{}
 	err := a.readTx(ctx, func(r *rtx) error {
 		rows, err := r.query(`SELECT file, uid FROM messages WHERE mailbox = ?`, id)
-		return sqlitedb.Each(rows, err, func(rows *sql.Rows) error {
+		return sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 			var f string
 			var uid int64
-			if err := rows.Scan(&f, &uid); err != nil {
+			if err := row.Scan(&f, &uid); err != nil {
 				return err
 			}
 			files[f] = imap.UID(uid)

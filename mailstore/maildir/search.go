@@ -40,14 +40,14 @@ type searchRow struct {
 }
 
 // scanSearchRow scans a row of search's query.
-func scanSearchRow(rows *sql.Rows) (searchRow, error) {
+func scanSearchRow(row sqlitedb.Scanner) (searchRow, error) {
 	var (
 		s            searchRow
 		uid, ms      int64
 		kw           sql.NullString
 		idate, izone int64
 	)
-	if err := rows.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file); err != nil {
+	if err := row.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file); err != nil {
 		return s, err
 	}
 	s.uid, s.modseq, s.keywords = imap.UID(uid), uint64(ms), kw.String

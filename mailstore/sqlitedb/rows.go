@@ -5,6 +5,12 @@ import (
 	"errors"
 )
 
+// Scanner is one row of a query: a *sql.Rows inside Each, or a *sql.Row,
+// so that one scan function serves a query of one row and a query of many.
+type Scanner interface {
+	Scan(dest ...any) error
+}
+
 // Stop, returned by Each's fn, ends the loop early without an error (as
 // fs.SkipAll does for a walk): the rows not read are never fetched.
 var Stop = errors.New("sqlitedb: stop")
@@ -14,11 +20,11 @@ var Stop = errors.New("sqlitedb: stop")
 // method (a prepared statement on a hot path, a transaction, a pool):
 //
 //	rows, err := tx.QueryContext(ctx, q, args...)
-//	err = sqlitedb.Each(rows, err, func(rows *sql.Rows) error { … rows.Scan(…) … })
+//	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error { … row.Scan(…) … })
 //
 // The error is the first of: the query's, fn's (which stops the loop; Stop
 // stops it with no error), the iteration's (rows.Err).
-func Each(rows *sql.Rows, err error, fn func(rows *sql.Rows) error) error {
+func Each(rows *sql.Rows, err error, fn func(row Scanner) error) error {
 	if err != nil {
 		return err
 	}
@@ -36,10 +42,10 @@ func Each(rows *sql.Rows, err error, fn func(rows *sql.Rows) error) error {
 
 // Collect is Each that gathers what scan makes of every row, in row order.
 // On an error it returns the error and no rows.
-func Collect[T any](rows *sql.Rows, err error, scan func(rows *sql.Rows) (T, error)) ([]T, error) {
+func Collect[T any](rows *sql.Rows, err error, scan func(row Scanner) (T, error)) ([]T, error) {
 	var out []T
-	err = Each(rows, err, func(rows *sql.Rows) error {
-		v, err := scan(rows)
+	err = Each(rows, err, func(row Scanner) error {
+		v, err := scan(row)
 		if err != nil {
 			return err
 		}
@@ -53,8 +59,8 @@ func Collect[T any](rows *sql.Rows, err error, scan func(rows *sql.Rows) (T, err
 }
 
 // Value scans a row of one column: Collect(rows, err, Value[string]).
-func Value[T any](rows *sql.Rows) (T, error) {
+func Value[T any](row Scanner) (T, error) {
 	var v T
-	err := rows.Scan(&v)
+	err := row.Scan(&v)
 	return v, err
 }

@@ -58,9 +58,9 @@ func TestEachStopsAtFnError(t *testing.T) {
 	stop := errors.New("stop")
 	var seen []int64
 	rows, err := db.Read.QueryContext(context.Background(), `SELECT id FROM a ORDER BY id`)
-	err = Each(rows, err, func(rows *sql.Rows) error {
+	err = Each(rows, err, func(row Scanner) error {
 		var id int64
-		if err := rows.Scan(&id); err != nil {
+		if err := row.Scan(&id); err != nil {
 			return err
 		}
 		seen = append(seen, id)
@@ -82,7 +82,7 @@ func TestEachStop(t *testing.T) {
 	db := rowsDB(t)
 	n := 0
 	rows, err := db.Read.QueryContext(context.Background(), `SELECT id FROM a ORDER BY id`)
-	err = Each(rows, err, func(rows *sql.Rows) error {
+	err = Each(rows, err, func(row Scanner) error {
 		if n++; n == 3 {
 			return Stop
 		}
