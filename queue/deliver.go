@@ -665,12 +665,7 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 		c.Quit()
 		return nil, r, false
 	}
-	r, err = c.Hello(q.opts.Hostname)
-	if err != nil {
-		return nil, replyConnDropped, false
-	}
-	if r.Code != 250 {
-		c.Quit()
+	if r, ok := q.hello(c); !ok {
 		return nil, r, false
 	}
 	if c.Has("STARTTLS") && !q.opts.DisableTLS {
@@ -682,12 +677,8 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 				q.noteTLSFailure(host)
 				return nil, smtpclient.Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false
 			}
-			r, err = c.Hello(q.opts.Hostname)
-			if err != nil {
-				return nil, replyConnDropped, false
-			}
-			if r.Code != 250 {
-				c.Quit()
+			// RFC 3207 §4.2: EHLO again over TLS.
+			if r, ok := q.hello(c); !ok {
 				return nil, r, false
 			}
 		}
@@ -821,6 +812,20 @@ func (q *Queue) unclaim(j job) {
 	q.mu.Lock()
 	delete(q.inflight, j)
 	q.mu.Unlock()
+}
+
+// hello sends EHLO; when the server drops the connection or refuses, ok is
+// false and r is the reply to record.
+func (q *Queue) hello(c *smtpclient.Client) (r smtpclient.Reply, ok bool) {
+	r, err := c.Hello(q.opts.Hostname)
+	if err != nil {
+		return replyConnDropped, false
+	}
+	if r.Code != 250 {
+		c.Quit()
+		return r, false
+	}
+	return r, true
 }
 
 func (q *Queue) tlsFailedRecently(host string) bool {
