@@ -54,7 +54,7 @@ type phServer struct {
 	dir     string
 	bin     string
 	cfgPath string
-	ports   map[string]int
+	ports
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -88,7 +88,7 @@ func startPosthouse(ctx context.Context, log *slog.Logger, opts phOptions) (_ *p
 	if err != nil {
 		return nil, err
 	}
-	s.ports = map[string]int{"smtp": p[0], "submission": p[1], "imap": p[2], "pop3": p[3]}
+	s.ports = ports{"smtp": p[0], "submission": p[1], "imap": p[2], "pop3": p[3]}
 	relayPort, resolver := opts.RelayPort, opts.DNSAddr
 	if relayPort == 0 {
 		relayPort = 25
@@ -185,13 +185,6 @@ func (s *phServer) stop() {
 }
 
 func (s *phServer) Name() string { return "Posthouse" }
-
-func (s *phServer) Addr(proto string) string {
-	if p, ok := s.ports[proto]; ok {
-		return fmt.Sprintf("127.0.0.1:%d", p)
-	}
-	return ""
-}
 
 func (s *phServer) MailRoot() string { return filepath.Join(s.dir, "data") }
 
