@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -201,26 +202,16 @@ func withDefaults(o Options) Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	setInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
 	if o.TrustedNetworks == nil {
 		o.TrustedNetworks = DefaultTrustedNetworks()
 	}
-	setInt(&o.IPMaxFailures, DefaultIPMaxFailures)
-	setDur(&o.IPWindow, DefaultIPWindow)
-	setInt(&o.AccountMaxFailures, DefaultAccountMaxFailures)
-	setDur(&o.AccountWindow, DefaultAccountWindow)
-	setDur(&o.AccountInterval, DefaultAccountInterval)
-	setDur(&o.KnownAddressTTL, DefaultKnownAddressTTL)
-	setDur(&o.CacheTTL, DefaultCacheTTL)
+	o.IPMaxFailures = cmp.Or(o.IPMaxFailures, DefaultIPMaxFailures)
+	o.IPWindow = cmp.Or(o.IPWindow, DefaultIPWindow)
+	o.AccountMaxFailures = cmp.Or(o.AccountMaxFailures, DefaultAccountMaxFailures)
+	o.AccountWindow = cmp.Or(o.AccountWindow, DefaultAccountWindow)
+	o.AccountInterval = cmp.Or(o.AccountInterval, DefaultAccountInterval)
+	o.KnownAddressTTL = cmp.Or(o.KnownAddressTTL, DefaultKnownAddressTTL)
+	o.CacheTTL = cmp.Or(o.CacheTTL, DefaultCacheTTL)
 	if o.MaxConcurrentHashes <= 0 {
 		o.MaxConcurrentHashes = max(2, runtime.GOMAXPROCS(0))
 	}
