@@ -9,6 +9,10 @@
 // SQLite index per account. cmd/posthouse picks the backend; protocols only
 // see the Store and Account interfaces declared here.
 //
+// It also holds the small UID-set helpers that protocols and backends
+// share (UIDSetOf, RangeBounds), so that "*" and n:m mean one thing
+// everywhere.
+//
 // The contract is what the doc comments of Store and Account say, and
 // mailstore/storetest checks it: a backend proves itself with storetest.Run,
 // as mailstore/maildir does in its TestConformance. A backend that cannot
