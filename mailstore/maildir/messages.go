@@ -229,8 +229,9 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		if err != nil {
 			return err
 		}
+		sc := newInfoScanner(r.a, opts)
 		return eachInRanges(r.query, q, mailboxID, ranges, func(row sqlitedb.Scanner) error {
-			mi, err := scanMessageInfo(r.a, row, opts)
+			mi, err := sc.scan(row)
 			if err != nil {
 				return err
 			}
@@ -257,40 +258,55 @@ func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string
 	return nil
 }
 
-// scanMessageInfo scans a row of fetch's columns.
-func scanMessageInfo(a *account, row sqlitedb.Scanner, opts mailstore.FetchOptions) (mailstore.MessageInfo, error) {
-	var (
-		mi           mailstore.MessageInfo
-		uid, modseq  int64
-		flags        int64
-		kw           sql.NullString
-		idate, izone int64
-		env, bs      []byte
-	)
-	dest := []any{&uid, &modseq, &flags, &kw, &mi.Size, &idate, &izone}
+// infoScanner scans fetch's rows into MessageInfo. Its scan targets are
+// made once per fetch, not once per row; the cached envelope and body
+// structure are read as sql.RawBytes, decoded before the next row and never
+// kept, so a *sql.Rows is the only Scanner it takes.
+type infoScanner struct {
+	a                 *account
+	opts              mailstore.FetchOptions
+	uid, modseq, flag int64
+	size, idate, zone int64
+	kw                sql.NullString
+	env, bs           sql.RawBytes
+	dest              []any
+}
+
+func newInfoScanner(a *account, opts mailstore.FetchOptions) *infoScanner {
+	sc := &infoScanner{a: a, opts: opts}
+	sc.dest = []any{&sc.uid, &sc.modseq, &sc.flag, &sc.kw, &sc.size, &sc.idate, &sc.zone}
 	if opts.Envelope {
-		dest = append(dest, &env)
+		sc.dest = append(sc.dest, &sc.env)
 	}
 	if opts.BodyStructure {
-		dest = append(dest, &bs)
+		sc.dest = append(sc.dest, &sc.bs)
 	}
-	if err := row.Scan(dest...); err != nil {
-		return mi, err
+	return sc
+}
+
+func (sc *infoScanner) scan(row sqlitedb.Scanner) (mailstore.MessageInfo, error) {
+	if err := row.Scan(sc.dest...); err != nil {
+		return mailstore.MessageInfo{}, err
 	}
-	mi.UID, mi.ModSeq, mi.Flags = imap.UID(uid), uint64(modseq), flagList(flags, kw.String)
-	mi.InternalDate = internalDate(idate, izone)
+	mi := mailstore.MessageInfo{
+		UID:          imap.UID(sc.uid),
+		ModSeq:       uint64(sc.modseq),
+		Flags:        flagList(sc.flag, sc.kw.String),
+		Size:         sc.size,
+		InternalDate: internalDate(sc.idate, sc.zone),
+	}
 	var err error
-	if opts.Envelope {
-		mi.Envelope, err = decodeEnvelope(env)
+	if sc.opts.Envelope {
+		mi.Envelope, err = decodeEnvelope(sc.env)
 		if err != nil {
-			a.log.Error("cached envelope unreadable", "uid", uid, "err", err)
+			sc.a.log.Error("cached envelope unreadable", "uid", sc.uid, "err", err)
 			mi.Envelope = &imap.Envelope{}
 		}
 	}
-	if opts.BodyStructure {
-		mi.BodyStructure, err = decodeBodyStructure(bs)
+	if sc.opts.BodyStructure {
+		mi.BodyStructure, err = decodeBodyStructure(sc.bs)
 		if err != nil || mi.BodyStructure == nil {
-			a.log.Error("cached body structure unreadable", "uid", uid, "err", err)
+			sc.a.log.Error("cached body structure unreadable", "uid", sc.uid, "err", err)
 			mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
 		}
 	}
@@ -426,13 +442,13 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 		newFlags = `flags & ~?4`
 	}
 	changed := map[int64]bool{}
+	var uid int64 // one scan target for all rows
 	// ?1-?3 are eachInRanges' mailbox and range. RFC 7162 §3.1.3:
 	// UNCHANGEDSINCE (?6) leaves messages changed after the client's view
 	// alone (0: no condition).
 	err := eachInRanges(w.Query, `UPDATE messages SET flags = `+newFlags+`, modseq = ?5
 		WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3 AND flags != (`+newFlags+`) AND (?6 = 0 OR modseq <= ?6)
 		RETURNING uid`, mailboxID, ranges, func(row sqlitedb.Scanner) error {
-		var uid int64
 		if err := row.Scan(&uid); err != nil {
 			return err
 		}
@@ -467,12 +483,13 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 // eachFlagRow calls fn with the flag state of every message of the mailbox
 // whose UID falls in ranges, in ascending UID order.
 func (w *wtx) eachFlagRow(mailboxID int64, ranges []uidRange, fn func(uid, modseq, flags int64, keywords string)) error {
+	// One set of scan targets for all rows.
+	var (
+		uid, modseq, flags int64
+		kw                 sql.NullString
+	)
 	return eachInRanges(w.Query, `SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
 		mailboxID, ranges, func(row sqlitedb.Scanner) error {
-			var (
-				uid, modseq, flags int64
-				kw                 sql.NullString
-			)
 			if err := row.Scan(&uid, &modseq, &flags, &kw); err != nil {
 				return err
 			}
