@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
@@ -67,21 +69,14 @@ func (db *DB) AddDomain(ctx context.Context, name string) error {
 // Domains lists our domains by name.
 func (db *DB) Domains(ctx context.Context) ([]Domain, error) {
 	rows, err := db.db.Read.QueryContext(ctx, `SELECT name, created FROM domains ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("auth: list domains: %w", err)
-	}
-	defer rows.Close()
-	var ds []Domain
-	for rows.Next() {
+	ds, err := sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (Domain, error) {
 		var d Domain
 		var created int64
-		if err := rows.Scan(&d.Name, &created); err != nil {
-			return nil, fmt.Errorf("auth: list domains: %w", err)
-		}
+		err := row.Scan(&d.Name, &created)
 		d.Created = time.Unix(created, 0).UTC()
-		ds = append(ds, d)
-	}
-	if err := rows.Err(); err != nil {
+		return d, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("auth: list domains: %w", err)
 	}
 	return ds, nil
@@ -110,18 +105,9 @@ func (db *DB) RemoveDomain(ctx context.Context, name string, force bool) error {
 			return fmt.Errorf("%w: %s has %d users and %d aliases", ErrDomainNotEmpty, d, users, aliases)
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT address FROM users WHERE domain_id = ?`, id)
-		if err != nil {
+		if removed, err = sqlitedb.Collect(rows, err, sqlitedb.Value[string]); err != nil {
 			return fmt.Errorf("auth: remove domain: %w", err)
 		}
-		for rows.Next() {
-			var a string
-			if err := rows.Scan(&a); err != nil {
-				rows.Close()
-				return fmt.Errorf("auth: remove domain: %w", err)
-			}
-			removed = append(removed, a)
-		}
-		rows.Close()
 		for _, q := range []string{
 			`DELETE FROM aliases WHERE domain_id = ?`,
 			`DELETE FROM users WHERE domain_id = ?`,
@@ -226,19 +212,11 @@ func (db *DB) Users(ctx context.Context, domain string) ([]User, error) {
 		args = append(args, d)
 	}
 	rows, err := db.db.Read.QueryContext(ctx, q, args...)
+	us, err := sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (User, error) {
+		u, err := scanUser(row)
+		return u.User, err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("auth: list users: %w", err)
-	}
-	defer rows.Close()
-	var us []User
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, fmt.Errorf("auth: list users: %w", err)
-		}
-		us = append(us, u.User)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("auth: list users: %w", err)
 	}
 	return us, nil
@@ -443,22 +421,19 @@ func (db *DB) Aliases(ctx context.Context, domain string) ([]Alias, error) {
 	}
 	q += ` ORDER BY a.address, t.position`
 	rows, err := db.db.Read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("auth: list aliases: %w", err)
-	}
-	defer rows.Close()
 	var as []Alias
-	for rows.Next() {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var addr, target string
-		if err := rows.Scan(&addr, &target); err != nil {
-			return nil, fmt.Errorf("auth: list aliases: %w", err)
+		if err := row.Scan(&addr, &target); err != nil {
+			return err
 		}
 		if len(as) == 0 || as[len(as)-1].Address != addr {
 			as = append(as, Alias{Address: addr})
 		}
 		as[len(as)-1].Targets = append(as[len(as)-1].Targets, target)
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("auth: list aliases: %w", err)
 	}
 	return as, nil

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -201,26 +202,16 @@ func withDefaults(o Options) Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	setInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	setDur := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
 	if o.TrustedNetworks == nil {
 		o.TrustedNetworks = DefaultTrustedNetworks()
 	}
-	setInt(&o.IPMaxFailures, DefaultIPMaxFailures)
-	setDur(&o.IPWindow, DefaultIPWindow)
-	setInt(&o.AccountMaxFailures, DefaultAccountMaxFailures)
-	setDur(&o.AccountWindow, DefaultAccountWindow)
-	setDur(&o.AccountInterval, DefaultAccountInterval)
-	setDur(&o.KnownAddressTTL, DefaultKnownAddressTTL)
-	setDur(&o.CacheTTL, DefaultCacheTTL)
+	o.IPMaxFailures = cmp.Or(o.IPMaxFailures, DefaultIPMaxFailures)
+	o.IPWindow = cmp.Or(o.IPWindow, DefaultIPWindow)
+	o.AccountMaxFailures = cmp.Or(o.AccountMaxFailures, DefaultAccountMaxFailures)
+	o.AccountWindow = cmp.Or(o.AccountWindow, DefaultAccountWindow)
+	o.AccountInterval = cmp.Or(o.AccountInterval, DefaultAccountInterval)
+	o.KnownAddressTTL = cmp.Or(o.KnownAddressTTL, DefaultKnownAddressTTL)
+	o.CacheTTL = cmp.Or(o.CacheTTL, DefaultCacheTTL)
 	if o.MaxConcurrentHashes <= 0 {
 		o.MaxConcurrentHashes = max(2, runtime.GOMAXPROCS(0))
 	}
@@ -243,7 +234,7 @@ type userRow struct {
 	hash string
 }
 
-func scanUser(sc interface{ Scan(...any) error }) (userRow, error) {
+func scanUser(sc sqlitedb.Scanner) (userRow, error) {
 	var u userRow
 	var created int64
 	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.Disabled, &created)
@@ -310,19 +301,8 @@ func userFound(u userRow, err error) (userRow, bool, error) {
 }
 
 func collectTargets(rows *sql.Rows, err error) ([]string, bool, error) {
+	ts, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
 	if err != nil {
-		return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
-	}
-	defer rows.Close()
-	var ts []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
-		}
-		ts = append(ts, t)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, false, fmt.Errorf("auth: alias lookup: %w", err)
 	}
 	return ts, len(ts) > 0, nil

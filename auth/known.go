@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // DefaultTrustedNetworks returns the networks trusted when Options leaves
@@ -29,24 +31,21 @@ func (db *DB) loadKnown(ctx context.Context) error {
 	rows, err := db.db.Read.QueryContext(ctx, `SELECT u.address, k.prefix, k.last_login
 		FROM known_addresses k JOIN users u ON u.id = k.user_id
 		ORDER BY k.last_login DESC LIMIT ?`, maxKnown)
-	if err != nil {
-		return fmt.Errorf("auth: known addresses: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var account, prefix string
 		var last int64
-		if err := rows.Scan(&account, &prefix, &last); err != nil {
-			return fmt.Errorf("auth: known addresses: %w", err)
+		if err := row.Scan(&account, &prefix, &last); err != nil {
+			return err
 		}
 		p, err := netip.ParsePrefix(prefix)
 		if err != nil || p != ipKey(p.Addr()) {
 			db.log.Warn("ignoring a malformed known address", "user", account, "prefix", prefix)
-			continue
+			return nil
 		}
 		db.throttle.loadKnown(account, p, time.Unix(last, 0))
-	}
-	if err := rows.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("auth: known addresses: %w", err)
 	}
 	return nil

@@ -173,31 +173,32 @@ func (ks *Keys) List(ctx context.Context, domain string) ([]Key, error) {
 		args = append(args, strings.ToLower(strings.TrimSuffix(domain, ".")))
 	}
 	rows, err := ks.db.Read.QueryContext(ctx, query+` ORDER BY domain, selector`, args...)
+	keys, err := sqlitedb.Collect(rows, err, scanKey)
 	if err != nil {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
-	defer rows.Close()
-	var keys []Key
-	for rows.Next() {
-		var k Key
-		var der []byte
-		var created int64
-		if err := rows.Scan(&k.Domain, &k.Selector, &k.Algorithm, &der, &created); err != nil {
-			return nil, fmt.Errorf("dkim: %w", err)
-		}
-		key, err := x509.ParsePKCS8PrivateKey(der)
-		if err != nil {
-			return nil, fmt.Errorf("dkim: key %s: %w", k.TXTName(), err)
-		}
-		s, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("dkim: key %s: unsupported type %T", k.TXTName(), key)
-		}
-		k.signer = s
-		k.Created = time.Unix(0, created)
-		keys = append(keys, k)
+	return keys, nil
+}
+
+// scanKey scans a row of List's query and parses its private key.
+func scanKey(row sqlitedb.Scanner) (Key, error) {
+	var k Key
+	var der []byte
+	var created int64
+	if err := row.Scan(&k.Domain, &k.Selector, &k.Algorithm, &der, &created); err != nil {
+		return k, err
 	}
-	return keys, rows.Err()
+	key, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return k, fmt.Errorf("key %s: %w", k.TXTName(), err)
+	}
+	s, ok := key.(crypto.Signer)
+	if !ok {
+		return k, fmt.Errorf("key %s: unsupported type %T", k.TXTName(), key)
+	}
+	k.signer = s
+	k.Created = time.Unix(0, created)
+	return k, nil
 }
 
 // Remove deletes a key.

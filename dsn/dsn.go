@@ -87,11 +87,17 @@ func addrType(addr string) string {
 
 // Build renders the DSN message with CRLF line endings.
 func (r *Report) Build() []byte {
+	// RFC 6533 §3, §6: an address that is not ASCII needs the global
+	// types of the status and header parts.
+	statusType, headerType := "message/delivery-status", "text/rfc822-headers"
 	global := !mailaddr.IsASCII(r.Sender)
 	for _, rc := range r.Recipients {
 		if !mailaddr.IsASCII(rc.Addr) {
 			global = true
 		}
+	}
+	if global {
+		statusType, headerType = "message/global-delivery-status", "message/global-headers"
 	}
 	h := sha256.New()
 	h.Write(r.Header)
@@ -100,6 +106,16 @@ func (r *Report) Build() []byte {
 
 	var b bytes.Buffer
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\r\n", args...) }
+	// part starts a part of the report: its boundary and header.
+	part := func(contentType, description string, more ...string) {
+		w("--%s", boundary)
+		w("Content-Type: %s", contentType)
+		for _, h := range more {
+			w("%s", h)
+		}
+		w("Content-Description: %s", description)
+		w("")
+	}
 	subject := "Undelivered mail returned to sender"
 	if r.Action == ActionDelayed {
 		subject = "Delayed mail (still being retried)"
@@ -118,11 +134,7 @@ func (r *Report) Build() []byte {
 	w("")
 
 	// Part 1: for people.
-	w("--%s", boundary)
-	w("Content-Type: text/plain; charset=utf-8")
-	w("Content-Transfer-Encoding: 8bit")
-	w("Content-Description: Notification")
-	w("")
+	part("text/plain; charset=utf-8", "Notification", "Content-Transfer-Encoding: 8bit")
 	w("This is the mail system at %s.", r.Hostname)
 	w("")
 	if r.Action == ActionDelayed {
@@ -144,14 +156,7 @@ func (r *Report) Build() []byte {
 	w("")
 
 	// Part 2: for programs (RFC 3464 §2).
-	w("--%s", boundary)
-	if global {
-		w("Content-Type: message/global-delivery-status")
-	} else {
-		w("Content-Type: message/delivery-status")
-	}
-	w("Content-Description: Delivery report")
-	w("")
+	part(statusType, "Delivery report")
 	w("Reporting-MTA: dns; %s", r.Hostname)
 	w("X-Posthouse-Queue-ID: %s", r.QueueID)
 	w("Arrival-Date: %s", r.Arrival.Format(time.RFC1123Z))
@@ -174,14 +179,7 @@ func (r *Report) Build() []byte {
 	w("")
 
 	// Part 3: the original header (RFC 6522 text/rfc822-headers).
-	w("--%s", boundary)
-	if global {
-		w("Content-Type: message/global-headers")
-	} else {
-		w("Content-Type: text/rfc822-headers")
-	}
-	w("Content-Description: Header of the original message")
-	w("")
+	part(headerType, "Header of the original message")
 	if len(r.Header) > 0 {
 		b.Write(r.Header)
 		if !bytes.HasSuffix(r.Header, []byte("\r\n")) {

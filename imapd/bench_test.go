@@ -21,6 +21,7 @@ import (
 
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // Benchmarks of Posthouse's IMAP server alone, over the real store. The
@@ -108,17 +109,11 @@ func cloneRows(b *testing.B, acctDir string, mailboxID int64, have, n int) {
 	defer db.Close()
 	// Link from every delivered file in turn: one inode has at most 65,000
 	// links on ext4.
-	var files []string
 	rows, err := db.Query(`SELECT file FROM messages WHERE mailbox = ? ORDER BY uid`, mailboxID)
+	files, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
 	if err != nil {
 		b.Fatalf("fixture: the store's index layout changed? %v", err)
 	}
-	for rows.Next() {
-		var f string
-		rows.Scan(&f)
-		files = append(files, f)
-	}
-	rows.Close()
 	if len(files) != have {
 		b.Fatalf("fixture: %d files for %d messages", len(files), have)
 	}

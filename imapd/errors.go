@@ -12,45 +12,22 @@ import (
 
 // Recurring replies.
 var (
-	errReadOnly = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeCannot,
-		Text: "Mailbox is read-only (selected with EXAMINE)",
-	}
-	errThrottled = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeUnavailable,
-		Text: "Too many failed attempts, try again later",
-	}
-	errUnavailable = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeUnavailable,
-		Text: "Temporary server failure, try again later",
-	}
-	errBadName = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeCannot,
-		Text: "Invalid mailbox name",
-	}
-	errNoMechanism = &imap.Error{
-		Type: imap.StatusResponseTypeNo,
-		Code: imap.ResponseCodeCannot,
-		Text: "Unsupported authentication mechanism",
-	}
-	errBadSeqSet = &imap.Error{
-		Type: imap.StatusResponseTypeBad,
-		Code: imap.ResponseCodeClientBug,
-		Text: "Invalid messageset: sequence number beyond the last message",
-	}
-	errNoModSeq = &imap.Error{
-		Type: imap.StatusResponseTypeBad,
-		Code: imap.ResponseCodeClientBug,
-		Text: "MODSEQ needs CONDSTORE, which is not supported",
-	}
+	errReadOnly    = no(imap.ResponseCodeCannot, "Mailbox is read-only (selected with EXAMINE)")
+	errThrottled   = no(imap.ResponseCodeUnavailable, "Too many failed attempts, try again later")
+	errUnavailable = no(imap.ResponseCodeUnavailable, "Temporary server failure, try again later")
+	errBadName     = no(imap.ResponseCodeCannot, "Invalid mailbox name")
+	errNoMechanism = no(imap.ResponseCodeCannot, "Unsupported authentication mechanism")
+	errBadSeqSet   = bad(imap.ResponseCodeClientBug, "Invalid messageset: sequence number beyond the last message")
+	errNoModSeq    = bad(imap.ResponseCodeClientBug, "MODSEQ needs CONDSTORE, which is not supported")
 )
 
 func no(code imap.ResponseCode, text string) *imap.Error {
 	return &imap.Error{Type: imap.StatusResponseTypeNo, Code: code, Text: text}
+}
+
+// bad answers a client's syntax or state mistake; every other refusal is no.
+func bad(code imap.ResponseCode, text string) *imap.Error {
+	return &imap.Error{Type: imap.StatusResponseTypeBad, Code: code, Text: text}
 }
 
 // errKind says how a missing mailbox is reported: as the target of COPY,

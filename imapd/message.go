@@ -46,16 +46,7 @@ func (sel *selected) resolve(numSet imap.NumSet) []target {
 	case imap.SeqSet:
 		clientMax := sel.clientMaxLocked()
 		for _, r := range set {
-			lo, hi := r.Start, r.Stop
-			if lo == 0 {
-				lo = clientMax
-			}
-			if hi == 0 {
-				hi = clientMax
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := mailstore.RangeBounds(r.Start, r.Stop, clientMax)
 			hi = min(hi, clientMax)
 			for c := lo; c >= 1 && c <= hi; c++ {
 				srv := sel.tracker.DecodeSeqNum(c)
@@ -71,16 +62,7 @@ func (sel *selected) resolve(numSet imap.NumSet) []target {
 			maxUID = st.uids[n-1]
 		}
 		for _, r := range set {
-			lo, hi := r.Start, r.Stop
-			if lo == 0 {
-				lo = maxUID
-			}
-			if hi == 0 {
-				hi = maxUID
-			}
-			if lo > hi {
-				lo, hi = hi, lo
-			}
+			lo, hi := mailstore.RangeBounds(r.Start, r.Stop, maxUID)
 			i := sort.Search(len(st.uids), func(i int) bool { return st.uids[i] >= lo })
 			for ; i < len(st.uids) && st.uids[i] <= hi; i++ {
 				c := sel.tracker.EncodeSeqNum(uint32(i + 1))
@@ -151,31 +133,9 @@ func (sel *selected) clientMaxLocked() uint32 {
 	return 0
 }
 
-// uidSetOf builds a compact UID set (ranges of consecutive UIDs).
+// uidSetOf is the compact UID set of targets in ascending UID order.
 func uidSetOf(ts []target) imap.UIDSet {
-	var set imap.UIDSet
-	for i := 0; i < len(ts); {
-		j := i
-		for j+1 < len(ts) && ts[j+1].uid == ts[j].uid+1 {
-			j++
-		}
-		set = append(set, imap.UIDRange{Start: ts[i].uid, Stop: ts[j].uid})
-		i = j + 1
-	}
-	return set
-}
-
-func uidSetOfUIDs(uids []imap.UID) imap.UIDSet {
-	var set imap.UIDSet
-	for i := 0; i < len(uids); {
-		j := i
-		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
-			j++
-		}
-		set = append(set, imap.UIDRange{Start: uids[i], Stop: uids[j]})
-		i = j + 1
-	}
-	return set
+	return mailstore.UIDSetBy(ts, func(t target) imap.UID { return t.uid })
 }
 
 // --- FETCH ---
@@ -502,7 +462,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	}
 	st.mu.Unlock()
 
-	uidSet := uidSetOfUIDs(found)
+	uidSet := mailstore.UIDSetOf(found)
 	if kind == imapserver.NumKindSeq {
 		data.All = seqSet
 	} else {

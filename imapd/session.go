@@ -107,7 +107,7 @@ func (s *session) authFailed(username string, err error) error {
 		s.log.Warn("auth throttled", "user", username)
 		return errThrottled
 	case errors.Is(err, sasl.ErrUnexpectedClientResponse):
-		return &imap.Error{Type: imap.StatusResponseTypeBad, Code: imap.ResponseCodeClientBug, Text: "Unexpected SASL response"}
+		return bad(imap.ResponseCodeClientBug, "Unexpected SASL response")
 	}
 	return mapError(s.log, "auth", err, errSource)
 }

@@ -11,6 +11,10 @@
 // backend package. Protocols see the Store and Account interfaces declared
 // here, or declare the part they use (pop3d.Account, smtpd.Store).
 //
+// It also holds the small UID-set helpers that protocols and backends
+// share (UIDSetOf, RangeBounds), so that "*" and n:m mean one thing
+// everywhere.
+//
 // The contract is what the doc comments of Store and Account say, and
 // mailstore/storetest checks it: a backend proves itself with storetest.Run,
 // as mailstore/maildir does in its TestConformance. A backend that cannot

@@ -13,67 +13,71 @@ import (
 	"github.com/posthouse/posthouse/auth"
 )
 
-// transactionVerbs are the commands of the TRANSACTION state; in
-// AUTHORIZATION they are a state error rather than unknown.
-var transactionVerbs = []string{"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL"}
+// handler answers one command; cmd has the argument count its table entry
+// asks for.
+type handler func(s *session, cmd command) reply
 
-// authorizationVerbs likewise for the AUTHORIZATION state.
-var authorizationVerbs = []string{"USER", "PASS", "AUTH", "STLS", "APOP"}
+// anyArgs marks a table entry whose handler checks its arguments itself.
+const anyArgs = -1
 
-// dispatchAuthorization handles a command in the AUTHORIZATION state (RFC
-// 1939 §4).
-func (s *session) dispatchAuthorization(cmd command) reply {
-	switch cmd.verb {
-	case "CAPA":
-		return s.handleCapa(cmd)
-	case "STLS":
-		return s.handleStls(cmd)
-	case "USER":
-		return s.handleUser(cmd)
-	case "PASS":
-		return s.handlePass(cmd)
-	case "AUTH":
-		return s.handleAuth(cmd)
-	case "APOP":
-		return protoError("APOP is not supported; use USER/PASS or AUTH")
-	case "QUIT":
-		return reply{ok: true, text: "Posthouse POP3 server signing off", quit: true}
-	}
-	if slices.Contains(transactionVerbs, cmd.verb) {
-		return replyWrongState
-	}
-	return replyUnknownCommand
+// commandSpec is a verb's entry in a state's command table.
+type commandSpec struct {
+	args   int // exactly this many arguments, or anyArgs
+	handle handler
 }
 
-// dispatchTransaction handles a command in the TRANSACTION state (RFC 1939
-// §5).
-func (s *session) dispatchTransaction(cmd command) reply {
-	switch cmd.verb {
-	case "STAT":
-		return s.handleStat(cmd)
-	case "LIST":
-		return s.handleList(cmd)
-	case "UIDL":
-		return s.handleUIDL(cmd)
-	case "RETR":
-		return s.handleRetr(cmd)
-	case "TOP":
-		return s.handleTop(cmd)
-	case "DELE":
-		return s.handleDele(cmd)
-	case "NOOP":
-		if len(cmd.args) != 0 {
-			return replySyntax
-		}
-		return okReply("")
-	case "RSET":
-		return s.handleRset(cmd)
-	case "QUIT":
-		return s.handleQuit(cmd)
-	case "CAPA":
-		return s.handleCapa(cmd)
+// authorizationCommands are the commands of the AUTHORIZATION state (RFC
+// 1939 §4); transactionCommands those of TRANSACTION (RFC 1939 §5). A verb
+// of the other state is a state error rather than unknown.
+var (
+	authorizationCommands = map[string]commandSpec{
+		"CAPA": {0, (*session).handleCapa},
+		"STLS": {0, (*session).handleStls},
+		"USER": {anyArgs, (*session).handleUser},
+		"PASS": {anyArgs, (*session).handlePass},
+		"AUTH": {anyArgs, (*session).handleAuth},
+		"APOP": {anyArgs, func(*session, command) reply {
+			return protoError("APOP is not supported; use USER/PASS or AUTH")
+		}},
+		"QUIT": {anyArgs, func(*session, command) reply {
+			return reply{ok: true, text: "Posthouse POP3 server signing off", quit: true}
+		}},
 	}
-	if slices.Contains(authorizationVerbs, cmd.verb) {
+	transactionCommands = map[string]commandSpec{
+		"STAT": {0, (*session).handleStat},
+		"LIST": {anyArgs, (*session).handleList},
+		"UIDL": {anyArgs, (*session).handleUIDL},
+		"RETR": {1, (*session).handleRetr},
+		"TOP":  {2, (*session).handleTop},
+		"DELE": {1, (*session).handleDele},
+		"NOOP": {0, func(*session, command) reply { return okReply("") }},
+		"RSET": {0, (*session).handleRset},
+		"QUIT": {anyArgs, (*session).handleQuit},
+		"CAPA": {0, (*session).handleCapa},
+	}
+)
+
+// dispatchAuthorization handles a command in the AUTHORIZATION state.
+func (s *session) dispatchAuthorization(cmd command) reply {
+	return s.dispatch(cmd, authorizationCommands, transactionCommands)
+}
+
+// dispatchTransaction handles a command in the TRANSACTION state.
+func (s *session) dispatchTransaction(cmd command) reply {
+	return s.dispatch(cmd, transactionCommands, authorizationCommands)
+}
+
+// dispatch runs cmd's handler from the state's table after checking its
+// argument count; a verb only the other state knows is a state error.
+func (s *session) dispatch(cmd command, here, other map[string]commandSpec) reply {
+	c, ok := here[cmd.verb]
+	switch {
+	case ok && c.args != anyArgs && len(cmd.args) != c.args:
+		return replySyntax
+	case ok:
+		return c.handle(s, cmd)
+	}
+	if _, ok := other[cmd.verb]; ok {
 		return replyWrongState
 	}
 	return replyUnknownCommand
@@ -82,9 +86,6 @@ func (s *session) dispatchTransaction(cmd command) reply {
 // handleCapa lists capabilities (RFC 2449 §5). Credentials capabilities
 // appear only where they may be used, STLS only before TLS.
 func (s *session) handleCapa(cmd command) reply {
-	if len(cmd.args) != 0 {
-		return replySyntax
-	}
 	lines := []string{"TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"}
 	if s.state == stateAuthorization {
 		if s.secure() {
@@ -104,8 +105,6 @@ func (s *session) handleCapa(cmd command) reply {
 // handleStls starts TLS (RFC 2595 §4).
 func (s *session) handleStls(cmd command) reply {
 	switch {
-	case len(cmd.args) != 0:
-		return replySyntax
 	case s.tlsOn:
 		return protoError("command not permitted when TLS active")
 	case s.srv.opts.TLS == nil:
@@ -276,9 +275,6 @@ func (s *session) login(u auth.User, method string) reply {
 
 // handleStat (RFC 1939 §5): count and size of messages not marked deleted.
 func (s *session) handleStat(cmd command) reply {
-	if len(cmd.args) != 0 {
-		return replySyntax
-	}
 	return okReply(strconv.Itoa(s.drop.count) + " " + strconv.FormatInt(s.drop.size, 10))
 }
 
@@ -286,54 +282,19 @@ func (s *session) handleStat(cmd command) reply {
 // RETR sends before byte-stuffing.
 func (s *session) handleList(cmd command) reply {
 	d := s.drop
-	switch len(cmd.args) {
-	case 0:
-		lines := make([]string, 0, d.count)
-		for i := range d.msgs {
-			if !d.msgs[i].deleted {
-				lines = append(lines, strconv.Itoa(i+1)+" "+strconv.FormatInt(d.msgs[i].size, 10))
-			}
-		}
-		return reply{ok: true, text: strconv.Itoa(d.count) + " messages (" + strconv.FormatInt(d.size, 10) + " octets)", multi: true, lines: lines}
-	case 1:
-		m, r, ok := d.lookup(cmd.args[0])
-		if !ok {
-			return r
-		}
-		return okReply(cmd.args[0] + " " + strconv.FormatInt(m.size, 10))
-	}
-	return replySyntax
+	return d.listing(cmd, strconv.Itoa(d.count)+" messages ("+strconv.FormatInt(d.size, 10)+" octets)",
+		func(m *message) string { return strconv.FormatInt(m.size, 10) })
 }
 
 // handleUIDL (RFC 1939 §7) gives each message's lasting identity.
 func (s *session) handleUIDL(cmd command) reply {
-	d := s.drop
-	switch len(cmd.args) {
-	case 0:
-		lines := make([]string, 0, d.count)
-		for i := range d.msgs {
-			if !d.msgs[i].deleted {
-				lines = append(lines, strconv.Itoa(i+1)+" "+d.uidl(&d.msgs[i]))
-			}
-		}
-		return reply{ok: true, text: "unique-id listing follows", multi: true, lines: lines}
-	case 1:
-		m, r, ok := d.lookup(cmd.args[0])
-		if !ok {
-			return r
-		}
-		return okReply(cmd.args[0] + " " + d.uidl(m))
-	}
-	return replySyntax
+	return s.drop.listing(cmd, "unique-id listing follows", s.drop.uidl)
 }
 
 // handleRetr (RFC 1939 §5) streams the stored message. It is recorded as
 // \Seen once fully written. The file is read with no store lock held, so a
 // slow client delays nobody else.
 func (s *session) handleRetr(cmd command) reply {
-	if len(cmd.args) != 1 {
-		return replySyntax
-	}
 	m, r, ok := s.drop.lookup(cmd.args[0])
 	if !ok {
 		return r
@@ -363,9 +324,6 @@ func (s *session) handleRetr(cmd command) reply {
 // handleTop (RFC 1939 §7) sends the header and the first n body lines. It
 // does not mark the message seen.
 func (s *session) handleTop(cmd command) reply {
-	if len(cmd.args) != 2 {
-		return replySyntax
-	}
 	m, r, ok := s.drop.lookup(cmd.args[0])
 	if !ok {
 		return r
@@ -387,9 +345,6 @@ func (s *session) handleTop(cmd command) reply {
 
 // handleDele marks a message for deletion at QUIT (RFC 1939 §5).
 func (s *session) handleDele(cmd command) reply {
-	if len(cmd.args) != 1 {
-		return replySyntax
-	}
 	m, r, ok := s.drop.lookup(cmd.args[0])
 	if !ok {
 		return r
@@ -400,9 +355,6 @@ func (s *session) handleDele(cmd command) reply {
 
 // handleRset unmarks all deletions (RFC 1939 §5).
 func (s *session) handleRset(cmd command) reply {
-	if len(cmd.args) != 0 {
-		return replySyntax
-	}
 	s.drop.reset()
 	return okReply("maildrop has " + strconv.Itoa(s.drop.count) + " messages (" + strconv.FormatInt(s.drop.size, 10) + " octets)")
 }

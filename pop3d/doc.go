@@ -5,7 +5,7 @@
 // server.
 //
 // It owns the per-connection state machine
-// (AUTHORIZATION → TRANSACTION → UPDATE, one dispatch function per state),
+// (AUTHORIZATION → TRANSACTION → UPDATE, one command table per state),
 // the command parser, the reply writer and the maildrop lock. It never
 // touches Maildir files: messages come from a Store, credentials from an
 // Authenticator (auth.DB in production). Store and Account declare the

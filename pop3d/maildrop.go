@@ -56,7 +56,7 @@ func openMaildrop(ctx context.Context, acct Account) (*maildrop, error) {
 	}
 	// Fetch gives the sizes; a message expunged between the two calls is
 	// simply not in its answer.
-	infos, err := acct.Fetch(ctx, mb.ID, uidSet(uids), mailstore.FetchOptions{})
+	infos, err := acct.Fetch(ctx, mb.ID, mailstore.UIDSetOf(uids), mailstore.FetchOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("fetching INBOX sizes: %w", err)
 	}
@@ -73,18 +73,27 @@ func openMaildrop(ctx context.Context, acct Account) (*maildrop, error) {
 	return d, nil
 }
 
-// uidSet packs ascending UIDs into ranges.
-func uidSet(uids []imap.UID) imap.UIDSet {
-	var set imap.UIDSet
-	for i := 0; i < len(uids); {
-		j := i
-		for j+1 < len(uids) && uids[j+1] == uids[j]+1 {
-			j++
+// listing is the shape LIST and UIDL share (RFC 1939 §5, §7): with no
+// argument, a multi-line reply of "n info" for each message not marked
+// deleted; with one, that line for the message it names.
+func (d *maildrop) listing(cmd command, text string, info func(m *message) string) reply {
+	switch len(cmd.args) {
+	case 0:
+		lines := make([]string, 0, d.count)
+		for i := range d.msgs {
+			if !d.msgs[i].deleted {
+				lines = append(lines, strconv.Itoa(i+1)+" "+info(&d.msgs[i]))
+			}
 		}
-		set = append(set, imap.UIDRange{Start: uids[i], Stop: uids[j]})
-		i = j + 1
+		return reply{ok: true, text: text, multi: true, lines: lines}
+	case 1:
+		m, r, ok := d.lookup(cmd.args[0])
+		if !ok {
+			return r
+		}
+		return okReply(cmd.args[0] + " " + info(m))
 	}
-	return set
+	return replySyntax
 }
 
 // lookup resolves a message-number argument. It returns the message, or
@@ -139,7 +148,7 @@ func (d *maildrop) markSeen(ctx context.Context, acct Account, skipDeleted bool)
 	if len(uids) == 0 {
 		return nil
 	}
-	if _, err := acct.StoreFlags(ctx, d.mailboxID, uidSet(uids), mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0); err != nil {
+	if _, err := acct.StoreFlags(ctx, d.mailboxID, mailstore.UIDSetOf(uids), mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0); err != nil {
 		return fmt.Errorf("setting \\Seen: %w", err)
 	}
 	for i := range d.msgs {
@@ -162,7 +171,7 @@ func (d *maildrop) expungeDeleted(ctx context.Context, acct Account) (int, error
 	if len(uids) == 0 {
 		return 0, nil
 	}
-	set := uidSet(uids)
+	set := mailstore.UIDSetOf(uids)
 	if _, err := acct.StoreFlags(ctx, d.mailboxID, set, mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0); err != nil {
 		return 0, fmt.Errorf("setting \\Deleted: %w", err)
 	}

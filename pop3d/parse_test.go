@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
-
-	"github.com/emersion/go-imap/v2"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -160,16 +158,6 @@ func TestTopReaderError(t *testing.T) {
 	r := io.MultiReader(strings.NewReader("A: 1\r\n"), iotest.ErrReader(io.ErrUnexpectedEOF))
 	if _, err := io.ReadAll(newTopReader(r, 1)); err != io.ErrUnexpectedEOF {
 		t.Fatalf("err = %v, want ErrUnexpectedEOF", err)
-	}
-}
-
-func TestUIDSet(t *testing.T) {
-	got := uidSet([]imap.UID{1, 2, 3, 5, 7, 8}).String()
-	if got != "1:3,5,7:8" {
-		t.Fatalf("uidSet = %s", got)
-	}
-	if s := uidSet(nil); len(s) != 0 {
-		t.Fatalf("uidSet(nil) = %v", s)
 	}
 }
 

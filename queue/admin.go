@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // State is a recipient's delivery state.
@@ -44,20 +46,8 @@ type Recipient struct {
 // List returns every message in the queue, oldest first.
 func (q *Queue) List(ctx context.Context) ([]Message, error) {
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT id FROM messages ORDER BY created, id`)
+	ids, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
 	if err != nil {
-		return nil, fmt.Errorf("queue: %w", err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("queue: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	msgs := make([]Message, 0, len(ids))
@@ -92,23 +82,17 @@ func (q *Queue) Get(ctx context.Context, id string) (Message, error) {
 	m.Signed = dkim != ""
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, domain, state, attempts, next_attempt, last_attempt, reply, remote
 		FROM recipients WHERE message_id = ? ORDER BY domain, rcpt`, id)
-	if err != nil {
-		return Message{}, fmt.Errorf("queue: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	m.Recipients, err = sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (Recipient, error) {
 		var r Recipient
 		var next, last int64
-		if err := rows.Scan(&r.Addr, &r.Domain, &r.State, &r.Attempts, &next, &last, &r.Reply, &r.Remote); err != nil {
-			return Message{}, fmt.Errorf("queue: %w", err)
-		}
+		err := row.Scan(&r.Addr, &r.Domain, &r.State, &r.Attempts, &next, &last, &r.Reply, &r.Remote)
 		r.NextAttempt = time.Unix(0, next)
 		if last != 0 {
 			r.LastAttempt = time.Unix(0, last)
 		}
-		m.Recipients = append(m.Recipients, r)
-	}
-	if err := rows.Err(); err != nil {
+		return r, err
+	})
+	if err != nil {
 		return Message{}, fmt.Errorf("queue: %w", err)
 	}
 	return m, nil

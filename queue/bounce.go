@@ -11,6 +11,7 @@ import (
 
 	"github.com/posthouse/posthouse/dsn"
 	"github.com/posthouse/posthouse/internal/mailaddr"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/smtpclient"
 )
 
@@ -192,40 +193,23 @@ func (q *Queue) ids(ctx context.Context, query string, args ...any) ([]string, e
 		}
 		return nil, err
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return sqlitedb.Collect(rows, nil, sqlitedb.Value[string])
 }
 
 func (q *Queue) reportRcpts(ctx context.Context, m *msgInfo, where string) ([]dsn.Recipient, error) {
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, reply, remote, last_attempt, state FROM recipients
 		WHERE message_id = ? AND `+where+` ORDER BY rcpt`, m.id)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []dsn.Recipient
-	for rows.Next() {
+	return sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (dsn.Recipient, error) {
 		var r dsn.Recipient
 		var last int64
 		var state string
-		if err := rows.Scan(&r.Addr, &r.Reply, &r.Remote, &last, &state); err != nil {
-			return nil, err
-		}
+		err := row.Scan(&r.Addr, &r.Reply, &r.Remote, &last, &state)
 		if last != 0 {
 			r.LastAttempt = time.Unix(0, last)
 		}
 		r.Expired = state == string(StateFailed) && smtpclient.ParseReply(r.Reply).Code < 500
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, err
+	})
 }
 
 func (q *Queue) newReport(m *msgInfo, action string, rcpts []dsn.Recipient) *dsn.Report {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/smtpclient"
 )
 
@@ -169,28 +170,21 @@ func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 	}
 	args = append(args, scheduleBatch)
 	rows, err := q.db.Read.QueryContext(ctx, query+` ORDER BY next_attempt LIMIT ?`, args...)
-	if err != nil {
-		if ctx.Err() == nil {
-			q.log.Error("queue: scan", "err", err)
-		}
-		return time.Time{}, false
-	}
 	seen := make(map[job]bool)
-	full := false
-	for rows.Next() && !full {
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		var j job
-		if err := rows.Scan(&j.id, &j.domain); err != nil {
-			q.log.Error("queue: scan", "err", err)
-			break
+		if err := row.Scan(&j.id, &j.domain); err != nil {
+			return err
 		}
 		if seen[j] {
-			continue
+			return nil
 		}
 		seen[j] = true
 		q.mu.Lock()
+		defer q.mu.Unlock()
 		switch {
 		case !q.running || q.total >= q.opts.MaxConcurrent:
-			full = true
+			return sqlitedb.Stop // full: the other rows are not read
 		case q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain:
 		default:
 			q.inflight[j] = true
@@ -199,9 +193,14 @@ func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 			q.workers.Add(1)
 			go q.work(ctx, j)
 		}
-		q.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Error("queue: scan", "err", err)
+		}
+		return time.Time{}, false
 	}
-	rows.Close()
 	var next *int64
 	if err := q.db.Read.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM recipients WHERE state = 'pending' AND next_attempt > ?`, now).Scan(&next); err != nil || next == nil {
 		return time.Time{}, false
@@ -300,28 +299,26 @@ func (q *Queue) prepare(ctx context.Context, j job) *prepared {
 	now := q.opts.Now()
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
 		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
+	p := &prepared{j: j, m: m, now: now, prevNext: map[string]int64{}}
+	attempts := 0
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
+		var r string
+		var a int
+		var n int64
+		if err := row.Scan(&r, &a, &n); err != nil {
+			return err
+		}
+		p.rcpts = append(p.rcpts, r)
+		p.prevNext[r] = n
+		attempts = max(attempts, a)
+		return nil
+	})
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Error("queue: load", "queueid", j.id, "err", err)
 		}
 		return nil
 	}
-	p := &prepared{j: j, m: m, now: now, prevNext: map[string]int64{}}
-	attempts := 0
-	for rows.Next() {
-		var r string
-		var a int
-		var n int64
-		if err := rows.Scan(&r, &a, &n); err != nil {
-			rows.Close()
-			q.log.Error("queue: load", "queueid", j.id, "err", err)
-			return nil
-		}
-		p.rcpts = append(p.rcpts, r)
-		p.prevNext[r] = n
-		attempts = max(attempts, a)
-	}
-	rows.Close()
 	if len(p.rcpts) == 0 {
 		return nil
 	}
@@ -668,12 +665,7 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 		c.Quit()
 		return nil, r, false
 	}
-	r, err = c.Hello(q.opts.Hostname)
-	if err != nil {
-		return nil, replyConnDropped, false
-	}
-	if r.Code != 250 {
-		c.Quit()
+	if r, ok := q.hello(c); !ok {
 		return nil, r, false
 	}
 	if c.Has("STARTTLS") && !q.opts.DisableTLS {
@@ -685,12 +677,8 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 				q.noteTLSFailure(host)
 				return nil, smtpclient.Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false
 			}
-			r, err = c.Hello(q.opts.Hostname)
-			if err != nil {
-				return nil, replyConnDropped, false
-			}
-			if r.Code != 250 {
-				c.Quit()
+			// RFC 3207 §4.2: EHLO again over TLS.
+			if r, ok := q.hello(c); !ok {
 				return nil, r, false
 			}
 		}
@@ -797,17 +785,10 @@ func (q *Queue) claimNext(ctx context.Context, domain string) *prepared {
 	}
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id FROM recipients
 		WHERE domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT 50`, domain, q.opts.Now().UnixNano())
+	ids, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
 	if err != nil {
 		return nil
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if rows.Scan(&id) == nil {
-			ids = append(ids, id)
-		}
-	}
-	rows.Close()
 	for _, id := range ids {
 		j := job{id: id, domain: domain}
 		q.mu.Lock()
@@ -831,6 +812,20 @@ func (q *Queue) unclaim(j job) {
 	q.mu.Lock()
 	delete(q.inflight, j)
 	q.mu.Unlock()
+}
+
+// hello sends EHLO; when the server drops the connection or refuses, ok is
+// false and r is the reply to record.
+func (q *Queue) hello(c *smtpclient.Client) (r smtpclient.Reply, ok bool) {
+	r, err := c.Hello(q.opts.Hostname)
+	if err != nil {
+		return replyConnDropped, false
+	}
+	if r.Code != 250 {
+		c.Quit()
+		return r, false
+	}
+	return r, true
 }
 
 func (q *Queue) tlsFailedRecently(host string) bool {

@@ -32,6 +32,19 @@ func imapLogin(addr, user string) (*imapclient.Client, error) {
 	return c, nil
 }
 
+// imapExamine logs in to s as userIMAP and selects mailbox read-only.
+func imapExamine(s server, mailbox string) (*imapclient.Client, error) {
+	c, err := imapLogin(s.Addr("imap"), userIMAP)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
 // imapCount returns the number of messages in a mailbox by STATUS.
 func imapCount(c *imapclient.Client, mailbox string) (uint32, error) {
 	d, err := c.Status(mailbox, &imap.StatusOptions{NumMessages: true}).Wait()

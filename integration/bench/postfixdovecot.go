@@ -84,7 +84,7 @@ type pdServer struct {
 	dir  string
 	opts pdOptions
 
-	ports    map[string]int
+	ports
 	uid, gid int
 
 	mu       sync.Mutex
@@ -133,7 +133,7 @@ func startPostfixDovecot(ctx context.Context, log *slog.Logger, opts pdOptions) 
 	if err != nil {
 		return nil, err
 	}
-	s.ports = map[string]int{"smtp": p[0], "imap": p[1], "pop3": p[2], "lmtp": p[3]}
+	s.ports = ports{"smtp": p[0], "imap": p[1], "pop3": p[2], "lmtp": p[3]}
 	for _, d := range []string{"postfix", "postfix-queue", "postfix/data", "dovecot", "dovecot/run", "dovecot/state", "mail"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -161,13 +161,6 @@ func startPostfixDovecot(ctx context.Context, log *slog.Logger, opts pdOptions) 
 }
 
 func (s *pdServer) Name() string { return "Postfix + Dovecot" }
-
-func (s *pdServer) Addr(proto string) string {
-	if p, ok := s.ports[proto]; ok {
-		return fmt.Sprintf("127.0.0.1:%d", p)
-	}
-	return ""
-}
 
 func (s *pdServer) MailRoot() string      { return filepath.Join(s.dir, "mail") }
 func (s *pdServer) FileOwner() (int, int) { return s.uid, s.gid }

@@ -54,7 +54,7 @@ type phServer struct {
 	dir     string
 	bin     string
 	cfgPath string
-	ports   map[string]int
+	ports
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -114,7 +114,7 @@ func (s *phServer) configure(opts phOptions) error {
 	if err != nil {
 		return err
 	}
-	s.ports = map[string]int{"smtp": p[0], "submission": p[1], "imap": p[2], "pop3": p[3]}
+	s.ports = ports{"smtp": p[0], "submission": p[1], "imap": p[2], "pop3": p[3]}
 	relayPort, resolver := opts.RelayPort, opts.DNSAddr
 	if relayPort == 0 {
 		relayPort = 25
@@ -205,13 +205,6 @@ func (s *phServer) stop() {
 }
 
 func (s *phServer) Name() string { return "Posthouse" }
-
-func (s *phServer) Addr(proto string) string {
-	if p, ok := s.ports[proto]; ok {
-		return fmt.Sprintf("127.0.0.1:%d", p)
-	}
-	return ""
-}
 
 func (s *phServer) MailRoot() string { return filepath.Join(s.dir, "data") }
 

@@ -38,6 +38,18 @@ type server interface {
 	Close() error
 }
 
+// ports are a server's listening ports on 127.0.0.1 by protocol ("smtp",
+// "imap", "pop3", …). A server embeds them for its Addr.
+type ports map[string]int
+
+// Addr is the host:port of proto's listener, "" if there is none.
+func (p ports) Addr(proto string) string {
+	if port, ok := p[proto]; ok {
+		return fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	return ""
+}
+
 // freePorts reserves n distinct free TCP ports on 127.0.0.1. The listeners
 // are closed before returning, so a port may in theory be taken by someone
 // else before the server binds it; startup then fails with a clear error.

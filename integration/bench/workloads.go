@@ -355,14 +355,11 @@ func imapSelectFetchFlags(s server, mailbox string, want int) (sel, fetch time.D
 // imapFetchBodies times FETCH 1:* (BODY.PEEK[]) on mailbox and checks the
 // byte count.
 func imapFetchBodies(s server, mailbox string, want int, wantBytes int64) (time.Duration, error) {
-	c, err := imapLogin(s.Addr("imap"), userIMAP)
+	c, err := imapExamine(s, mailbox)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		return 0, err
-	}
 	t0 := time.Now()
 	var seq imap.SeqSet
 	seq.AddRange(1, 0)
@@ -392,14 +389,11 @@ func imapFetchBodies(s server, mailbox string, want int, wantBytes int64) (time.
 
 // imapSearchText times SEARCH TEXT needle on mailbox and checks the hits.
 func imapSearchText(s server, mailbox string, wantHits int) (time.Duration, error) {
-	c, err := imapLogin(s.Addr("imap"), userIMAP)
+	c, err := imapExamine(s, mailbox)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
-	if _, err := c.Select(mailbox, &imap.SelectOptions{ReadOnly: true}).Wait(); err != nil {
-		return 0, err
-	}
 	t0 := time.Now()
 	d, err := c.Search(&imap.SearchCriteria{Text: []string{needle}}, nil).Wait()
 	if err != nil {

@@ -353,6 +353,22 @@ func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 	return a.wrapErr(err)
 }
 
+// readValues runs a one-column query in a read transaction.
+func readValues[T any](ctx context.Context, a *account, q string, args ...any) ([]T, error) {
+	var out []T
+	err := a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(q, args...)
+		out, err = sqlitedb.Collect(rows, err, sqlitedb.Value[T])
+		return err
+	})
+	return out, err
+}
+
+// mailboxIDs lists the account's mailbox ids in ascending order.
+func (a *account) mailboxIDs(ctx context.Context) ([]int64, error) {
+	return readValues[int64](ctx, a, `SELECT id FROM mailboxes ORDER BY id`)
+}
+
 // wrapErr turns errors caused by a concurrent close into ErrClosed.
 func (a *account) wrapErr(err error) error {
 	if err != nil && a.gone.Load() && !errors.Is(err, mailstore.ErrClosed) {

@@ -15,6 +15,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // TestReconcile covers a file without a row, a row without a file, stray
@@ -278,20 +279,16 @@ func checkCounters(t *testing.T, acc mailstore.Account) {
 			(SELECT count(*) FROM messages m WHERE m.mailbox = b.id AND (m.flags & 1) = 0),
 			(SELECT count(*) FROM messages m WHERE m.mailbox = b.id AND (m.flags & 8) != 0)
 			FROM mailboxes b`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
+		return sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 			var id, m1, b1, u1, d1, m2, b2, u2, d2 int64
-			if err := rows.Scan(&id, &m1, &b1, &u1, &d1, &m2, &b2, &u2, &d2); err != nil {
+			if err := row.Scan(&id, &m1, &b1, &u1, &d1, &m2, &b2, &u2, &d2); err != nil {
 				return err
 			}
 			if m1 != m2 || b1 != b2 || u1 != u2 || d1 != d2 {
 				t.Errorf("mailbox %d counters %d/%d/%d/%d, messages say %d/%d/%d/%d", id, m1, b1, u1, d1, m2, b2, u2, d2)
 			}
-		}
-		return rows.Err()
+			return nil
+		})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -331,9 +331,7 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 	// copies the rows (with their cached envelope and body structure)
 	// inside SQLite, so a COPY of a large mailbox stays small in memory.
 	type srcMsg struct {
-		uid    int64
-		size   int64
-		file   string
+		fileRow
 		newRel string
 	}
 	var (
@@ -352,28 +350,11 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		if err != nil {
 			return err
 		}
-		for _, rg := range ranges {
-			err := func() error {
-				rows, err := r.query(`SELECT uid, size, file FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
-					srcID, int64(rg.lo), int64(rg.hi))
-				if err != nil {
-					return err
-				}
-				defer rows.Close()
-				for rows.Next() {
-					var m srcMsg
-					if err := rows.Scan(&m.uid, &m.size, &m.file); err != nil {
-						return err
-					}
-					msgs = append(msgs, m)
-				}
-				return rows.Err()
-			}()
-			if err != nil {
-				return err
-			}
+		files, err := fileRows(r.query, srcID, ranges, "")
+		for _, f := range files {
+			msgs = append(msgs, srcMsg{fileRow: f})
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)

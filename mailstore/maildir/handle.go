@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // handle is one opened mailstore.Account. Handles on one account share its
@@ -225,21 +227,9 @@ func (h *handle) ListMailboxes(ctx context.Context) ([]mailstore.Mailbox, error)
 	}
 	var out []mailstore.Mailbox
 	err := h.a.readTx(ctx, func(r *rtx) error {
-		rows, err := r.query(`SELECT m.id, m.name, m.special_use, m.uidvalidity,
-			EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name)
-			FROM mailboxes m ORDER BY m.name`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var mb mailstore.Mailbox
-			if err := rows.Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed); err != nil {
-				return err
-			}
-			out = append(out, mb)
-		}
-		return rows.Err()
+		rows, err := r.query(`SELECT ` + mailboxColumns + ` FROM mailboxes m ORDER BY m.name`)
+		out, err = sqlitedb.Collect(rows, err, scanMailbox)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: list mailboxes: %w", err)
@@ -264,37 +254,39 @@ func (h *handle) Mailbox(ctx context.Context, name string) (mailstore.Mailbox, e
 	return mb, err
 }
 
+// mailboxColumns are the columns scanMailbox reads, from mailboxes m.
 const mailboxColumns = `m.id, m.name, m.special_use, m.uidvalidity,
 	EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = m.name)`
 
-func (r *rtx) mailboxByName(name string) (mailstore.Mailbox, error) {
+// scanMailbox scans a row of mailboxColumns.
+func scanMailbox(row sqlitedb.Scanner) (mailstore.Mailbox, error) {
 	var mb mailstore.Mailbox
-	err := r.queryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.name = ?`, name).
-		Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
+	err := row.Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
+	return mb, err
+}
+
+// noSuchMailbox turns a lookup's sql.ErrNoRows into ErrNoSuchMailbox naming
+// what was looked up.
+func noSuchMailbox(mb mailstore.Mailbox, err error, what string) (mailstore.Mailbox, error) {
 	if errors.Is(err, sql.ErrNoRows) {
-		return mb, fmt.Errorf("%w: %s", mailstore.ErrNoSuchMailbox, name)
+		return mb, fmt.Errorf("%w: %s", mailstore.ErrNoSuchMailbox, what)
 	}
 	return mb, err
+}
+
+func (r *rtx) mailboxByName(name string) (mailstore.Mailbox, error) {
+	mb, err := scanMailbox(r.queryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.name = ?`, name))
+	return noSuchMailbox(mb, err, name)
 }
 
 func (w *wtx) mailboxByName(name string) (mailstore.Mailbox, error) {
-	var mb mailstore.Mailbox
-	err := w.QueryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.name = ?`, name).
-		Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return mb, fmt.Errorf("%w: %s", mailstore.ErrNoSuchMailbox, name)
-	}
-	return mb, err
+	mb, err := scanMailbox(w.QueryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.name = ?`, name))
+	return noSuchMailbox(mb, err, name)
 }
 
 func (w *wtx) mailboxByID(id int64) (mailstore.Mailbox, error) {
-	var mb mailstore.Mailbox
-	err := w.QueryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.id = ?`, id).
-		Scan(&mb.ID, &mb.Name, &mb.SpecialUse, &mb.UIDValidity, &mb.Subscribed)
-	if errors.Is(err, sql.ErrNoRows) {
-		return mb, fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, id)
-	}
-	return mb, err
+	mb, err := scanMailbox(w.QueryRow(`SELECT `+mailboxColumns+` FROM mailboxes m WHERE m.id = ?`, id))
+	return noSuchMailbox(mb, err, "id "+strconv.FormatInt(id, 10))
 }
 
 // CreateMailbox implements mailstore.Account.
@@ -334,22 +326,7 @@ func (h *handle) Subscriptions(ctx context.Context) ([]string, error) {
 	if err := h.check(); err != nil {
 		return nil, err
 	}
-	var out []string
-	err := h.a.readTx(ctx, func(r *rtx) error {
-		rows, err := r.query(`SELECT name FROM subscriptions ORDER BY name`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				return err
-			}
-			out = append(out, n)
-		}
-		return rows.Err()
-	})
+	out, err := readValues[string](ctx, h.a, `SELECT name FROM subscriptions ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("maildir: subscriptions: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 var errNoRows = sql.ErrNoRows
@@ -163,20 +164,16 @@ func (a *account) renameMailbox(ctx context.Context, oldName, newName string) er
 		done = append(done, renamed{mb.ID, oldName, newName, mb.SpecialUse})
 		lo, hi := childBounds(oldName)
 		rows, err := w.Query(`SELECT id, name, special_use FROM mailboxes WHERE name >= ? AND name < ? ORDER BY name`, lo, hi)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
+		err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 			var r renamed
-			if err := rows.Scan(&r.id, &r.from, &r.specialUse); err != nil {
-				rows.Close()
+			if err := row.Scan(&r.id, &r.from, &r.specialUse); err != nil {
 				return err
 			}
 			r.to = newName + r.from[len(oldName):]
 			done = append(done, r)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 		for _, r := range done {

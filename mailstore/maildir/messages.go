@@ -16,6 +16,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 var zeroTime time.Time
@@ -29,16 +30,7 @@ type uidRange struct{ lo, hi imap.UID }
 func resolveUIDs(set imap.UIDSet, max imap.UID) []uidRange {
 	var out []uidRange
 	for _, r := range set {
-		lo, hi := r.Start, r.Stop
-		if lo == 0 {
-			lo = max
-		}
-		if hi == 0 {
-			hi = max
-		}
-		if lo > hi {
-			lo, hi = hi, lo
-		}
+		lo, hi := mailstore.RangeBounds(r.Start, r.Stop, max)
 		if hi == 0 {
 			continue
 		}
@@ -237,12 +229,15 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		if err != nil {
 			return err
 		}
-		for _, rg := range ranges {
-			if err := fetchRange(r, q, mailboxID, rg, opts, &out); err != nil {
+		sc := newInfoScanner(r.a, opts)
+		return eachInRanges(r.query, q, mailboxID, ranges, func(row sqlitedb.Scanner) error {
+			mi, err := sc.scan(row)
+			if err != nil {
 				return err
 			}
-		}
-		return nil
+			out = append(out, mi)
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: fetch: %w", err)
@@ -250,50 +245,72 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 	return out, nil
 }
 
-func fetchRange(r *rtx, q string, mailboxID int64, rg uidRange, opts mailstore.FetchOptions, out *[]mailstore.MessageInfo) error {
-	rows, err := r.query(q, mailboxID, int64(rg.lo), int64(rg.hi))
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			mi           mailstore.MessageInfo
-			uid, modseq  int64
-			flags        int64
-			kw           sql.NullString
-			idate, izone int64
-			env, bs      []byte
-		)
-		dest := []any{&uid, &modseq, &flags, &kw, &mi.Size, &idate, &izone}
-		if opts.Envelope {
-			dest = append(dest, &env)
-		}
-		if opts.BodyStructure {
-			dest = append(dest, &bs)
-		}
-		if err := rows.Scan(dest...); err != nil {
+// eachInRanges runs q once per UID range, with the arguments mailboxID, the
+// range's ends, then args, and calls fn for every row. query is the
+// transaction's (rtx.query or wtx.Query), so q stays a prepared statement.
+func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string, mailboxID int64, ranges []uidRange, fn func(row sqlitedb.Scanner) error, args ...any) error {
+	for _, rg := range ranges {
+		rows, err := query(q, append([]any{mailboxID, int64(rg.lo), int64(rg.hi)}, args...)...)
+		if err := sqlitedb.Each(rows, err, fn); err != nil {
 			return err
 		}
-		mi.UID, mi.ModSeq, mi.Flags = imap.UID(uid), uint64(modseq), flagList(flags, kw.String)
-		mi.InternalDate = internalDate(idate, izone)
-		if opts.Envelope {
-			mi.Envelope, err = decodeEnvelope(env)
-			if err != nil {
-				r.a.log.Error("cached envelope unreadable", "uid", uid, "err", err)
-				mi.Envelope = &imap.Envelope{}
-			}
-		}
-		if opts.BodyStructure {
-			mi.BodyStructure, err = decodeBodyStructure(bs)
-			if err != nil || mi.BodyStructure == nil {
-				r.a.log.Error("cached body structure unreadable", "uid", uid, "err", err)
-				mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
-			}
-		}
-		*out = append(*out, mi)
 	}
-	return rows.Err()
+	return nil
+}
+
+// infoScanner scans fetch's rows into MessageInfo. Its scan targets are
+// made once per fetch, not once per row; the cached envelope and body
+// structure are read as sql.RawBytes, decoded before the next row and never
+// kept, so a *sql.Rows is the only Scanner it takes.
+type infoScanner struct {
+	a                 *account
+	opts              mailstore.FetchOptions
+	uid, modseq, flag int64
+	size, idate, zone int64
+	kw                sql.NullString
+	env, bs           sql.RawBytes
+	dest              []any
+}
+
+func newInfoScanner(a *account, opts mailstore.FetchOptions) *infoScanner {
+	sc := &infoScanner{a: a, opts: opts}
+	sc.dest = []any{&sc.uid, &sc.modseq, &sc.flag, &sc.kw, &sc.size, &sc.idate, &sc.zone}
+	if opts.Envelope {
+		sc.dest = append(sc.dest, &sc.env)
+	}
+	if opts.BodyStructure {
+		sc.dest = append(sc.dest, &sc.bs)
+	}
+	return sc
+}
+
+func (sc *infoScanner) scan(row sqlitedb.Scanner) (mailstore.MessageInfo, error) {
+	if err := row.Scan(sc.dest...); err != nil {
+		return mailstore.MessageInfo{}, err
+	}
+	mi := mailstore.MessageInfo{
+		UID:          imap.UID(sc.uid),
+		ModSeq:       uint64(sc.modseq),
+		Flags:        flagList(sc.flag, sc.kw.String),
+		Size:         sc.size,
+		InternalDate: internalDate(sc.idate, sc.zone),
+	}
+	var err error
+	if sc.opts.Envelope {
+		mi.Envelope, err = decodeEnvelope(sc.env)
+		if err != nil {
+			sc.a.log.Error("cached envelope unreadable", "uid", sc.uid, "err", err)
+			mi.Envelope = &imap.Envelope{}
+		}
+	}
+	if sc.opts.BodyStructure {
+		mi.BodyStructure, err = decodeBodyStructure(sc.bs)
+		if err != nil || mi.BodyStructure == nil {
+			sc.a.log.Error("cached body structure unreadable", "uid", sc.uid, "err", err)
+			mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
+		}
+	}
+	return mi, nil
 }
 
 func internalDate(unix, zone int64) time.Time {
@@ -420,35 +437,26 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 	if err := w.QueryRow(`SELECT highestmodseq + 1 FROM mailboxes WHERE id = ?`, mailboxID).Scan(&next); err != nil {
 		return err
 	}
-	newFlags := `flags | ?`
+	newFlags := `flags | ?4`
 	if op == opRemove {
-		newFlags = `flags & ~?`
+		newFlags = `flags & ~?4`
 	}
 	changed := map[int64]bool{}
-	for _, rg := range ranges {
-		err := func() error {
-			// RFC 7162 §3.1.3: UNCHANGEDSINCE leaves messages changed
-			// after the client's view alone (0: no condition).
-			rows, err := w.Query(`UPDATE messages SET flags = `+newFlags+`, modseq = ?
-				WHERE mailbox = ? AND uid BETWEEN ? AND ? AND flags != (`+newFlags+`) AND (? = 0 OR modseq <= ?)
-				RETURNING uid`,
-				mask, int64(next), mailboxID, int64(rg.lo), int64(rg.hi), mask, int64(unchangedSince), int64(unchangedSince))
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var uid int64
-				if err := rows.Scan(&uid); err != nil {
-					return err
-				}
-				changed[uid] = true
-			}
-			return rows.Err()
-		}()
-		if err != nil {
+	var uid int64 // one scan target for all rows
+	// ?1-?3 are eachInRanges' mailbox and range. RFC 7162 §3.1.3:
+	// UNCHANGEDSINCE (?6) leaves messages changed after the client's view
+	// alone (0: no condition).
+	err := eachInRanges(w.Query, `UPDATE messages SET flags = `+newFlags+`, modseq = ?5
+		WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3 AND flags != (`+newFlags+`) AND (?6 = 0 OR modseq <= ?6)
+		RETURNING uid`, mailboxID, ranges, func(row sqlitedb.Scanner) error {
+		if err := row.Scan(&uid); err != nil {
 			return err
 		}
+		changed[uid] = true
+		return nil
+	}, mask, int64(next), int64(unchangedSince))
+	if err != nil {
+		return err
 	}
 	if len(changed) > 0 {
 		m, err := w.bump(mailboxID)
@@ -475,31 +483,42 @@ func (w *wtx) storeSystemFlags(res *mailstore.StoreResult, mailboxID int64, rang
 // eachFlagRow calls fn with the flag state of every message of the mailbox
 // whose UID falls in ranges, in ascending UID order.
 func (w *wtx) eachFlagRow(mailboxID int64, ranges []uidRange, fn func(uid, modseq, flags int64, keywords string)) error {
-	for _, rg := range ranges {
-		err := func() error {
-			rows, err := w.Query(`SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
-				mailboxID, int64(rg.lo), int64(rg.hi))
-			if err != nil {
+	// One set of scan targets for all rows.
+	var (
+		uid, modseq, flags int64
+		kw                 sql.NullString
+	)
+	return eachInRanges(w.Query, `SELECT uid, modseq, flags, keywords FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`,
+		mailboxID, ranges, func(row sqlitedb.Scanner) error {
+			if err := row.Scan(&uid, &modseq, &flags, &kw); err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var (
-					uid, modseq, flags int64
-					kw                 sql.NullString
-				)
-				if err := rows.Scan(&uid, &modseq, &flags, &kw); err != nil {
-					return err
-				}
-				fn(uid, modseq, flags, kw.String)
+			fn(uid, modseq, flags, kw.String)
+			return nil
+		})
+}
+
+// fileRow is what placing or removing a message's file needs.
+type fileRow struct {
+	uid  int64
+	size int64
+	file string
+}
+
+// fileRows lists the messages of a mailbox in ranges, in UID order, that
+// also meet cond ("" or " AND …" on args). query is the transaction's.
+func fileRows(query func(q string, args ...any) (*sql.Rows, error), mailboxID int64, ranges []uidRange, cond string, args ...any) ([]fileRow, error) {
+	var out []fileRow
+	err := eachInRanges(query, `SELECT uid, size, file FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ?`+cond+` ORDER BY uid`,
+		mailboxID, ranges, func(row sqlitedb.Scanner) error {
+			var f fileRow
+			if err := row.Scan(&f.uid, &f.size, &f.file); err != nil {
+				return err
 			}
-			return rows.Err()
-		}()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+			out = append(out, f)
+			return nil
+		}, args...)
+	return out, err
 }
 
 func nullIfEmpty(s string) any {
@@ -524,32 +543,9 @@ func (a *account) expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSe
 				return err
 			}
 		}
-		type victim struct {
-			uid  int64
-			size int64
-			file string
-		}
-		var victims []victim
-		for _, rg := range ranges {
-			err := func() error {
-				rows, err := w.Query(`SELECT uid, size, file FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? AND (flags & ?) != 0 ORDER BY uid`,
-					mailboxID, int64(rg.lo), int64(rg.hi), flagDeleted)
-				if err != nil {
-					return err
-				}
-				defer rows.Close()
-				for rows.Next() {
-					var v victim
-					if err := rows.Scan(&v.uid, &v.size, &v.file); err != nil {
-						return err
-					}
-					victims = append(victims, v)
-				}
-				return rows.Err()
-			}()
-			if err != nil {
-				return err
-			}
+		victims, err := fileRows(w.Query, mailboxID, ranges, ` AND (flags & ?) != 0`, flagDeleted)
+		if err != nil {
+			return err
 		}
 		if len(victims) == 0 {
 			return nil

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // staleTmpAge is how old a file in tmp/ (or a ".tmp-" file of an atomic
@@ -36,22 +38,7 @@ func (a *account) reconcile(ctx context.Context) error {
 	if err := a.adoptOrphanDirs(ctx); err != nil {
 		return err
 	}
-	var ids []int64
-	err := a.readTx(ctx, func(r *rtx) error {
-		rows, err := r.query(`SELECT id FROM mailboxes ORDER BY id`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
-	})
+	ids, err := a.mailboxIDs(ctx)
 	if err != nil {
 		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
 	}
@@ -73,22 +60,7 @@ func (a *account) reconcile(ctx context.Context) error {
 // drainTrash removes files and directories whose rows were deleted by a
 // transaction that committed before the process could remove them.
 func (a *account) drainTrash(ctx context.Context) error {
-	var paths []string
-	err := a.readTx(ctx, func(r *rtx) error {
-		rows, err := r.query(`SELECT path FROM trash`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var p string
-			if err := rows.Scan(&p); err != nil {
-				return err
-			}
-			paths = append(paths, p)
-		}
-		return rows.Err()
-	})
+	paths, err := readValues[string](ctx, a, `SELECT path FROM trash`)
 	if err != nil {
 		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
 	}
@@ -117,29 +89,17 @@ func (a *account) adoptOrphanDirs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
 	}
-	known := map[int64]bool{}
-	err = a.readTx(ctx, func(r *rtx) error {
-		rows, err := r.query(`SELECT id FROM mailboxes`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			known[id] = true
-		}
-		return rows.Err()
-	})
+	ids, err := a.mailboxIDs(ctx)
 	if err != nil {
 		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
 	}
 	var orphans []int64
 	for _, e := range ents {
 		id, err := strconv.ParseInt(e.Name(), 10, 64)
-		if err != nil || id <= 0 || !e.IsDir() || strconv.FormatInt(id, 10) != e.Name() || known[id] {
+		if err != nil || id <= 0 || !e.IsDir() || strconv.FormatInt(id, 10) != e.Name() {
+			continue
+		}
+		if _, known := slices.BinarySearch(ids, id); known {
 			continue
 		}
 		if countMessageFiles(a.mailboxDir(id)) == 0 {
@@ -316,19 +276,15 @@ func (a *account) indexedFiles(ctx context.Context, id int64) (map[string]imap.U
 	files := map[string]imap.UID{}
 	err := a.readTx(ctx, func(r *rtx) error {
 		rows, err := r.query(`SELECT file, uid FROM messages WHERE mailbox = ?`, id)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
+		return sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 			var f string
 			var uid int64
-			if err := rows.Scan(&f, &uid); err != nil {
+			if err := row.Scan(&f, &uid); err != nil {
 				return err
 			}
 			files[f] = imap.UID(uid)
-		}
-		return rows.Err()
+			return nil
+		})
 	})
 	return files, err
 }

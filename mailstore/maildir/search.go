@@ -17,6 +17,8 @@ import (
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // maxSearchText bounds how much decoded text of one message a TEXT or BODY
@@ -37,6 +39,22 @@ type searchRow struct {
 	file     string
 }
 
+// scanSearchRow scans a row of search's query.
+func scanSearchRow(row sqlitedb.Scanner) (searchRow, error) {
+	var (
+		s            searchRow
+		uid, ms      int64
+		kw           sql.NullString
+		idate, izone int64
+	)
+	if err := row.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file); err != nil {
+		return s, err
+	}
+	s.uid, s.modseq, s.keywords = imap.UID(uid), uint64(ms), kw.String
+	s.idate = dateNum(internalDate(idate, izone))
+	return s, nil
+}
+
 // search evaluates criteria against the index, opening a message's file
 // only when a header, BODY or TEXT criterion needs it, and only after the
 // cheap criteria of the same level passed.
@@ -54,25 +72,8 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 		}
 		q, err := r.query(`SELECT uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file
 			FROM messages WHERE mailbox = ? ORDER BY uid`, mailboxID)
-		if err != nil {
-			return err
-		}
-		defer q.Close()
-		for q.Next() {
-			var (
-				s            searchRow
-				uid, ms      int64
-				kw           sql.NullString
-				idate, izone int64
-			)
-			if err := q.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file); err != nil {
-				return err
-			}
-			s.uid, s.modseq, s.keywords = imap.UID(uid), uint64(ms), kw.String
-			s.idate = dateNum(internalDate(idate, izone))
-			rows = append(rows, s)
-		}
-		return q.Err()
+		rows, err = sqlitedb.Collect(q, err, scanSearchRow)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: search: %w", err)

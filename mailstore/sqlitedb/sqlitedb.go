@@ -1,7 +1,8 @@
 // Package sqlitedb opens Posthouse's SQLite databases the one way we want
 // them: WAL journal, a busy timeout, foreign keys on, immediate write
-// transactions, and numbered migrations run at open. auth and mailstore/maildir
-// both use it; it imports nothing of ours.
+// transactions, and numbered migrations run at open; and one way to read a
+// query's rows (Each, Collect). auth, queue, dkim and mailstore/maildir use
+// it; it imports nothing of ours.
 package sqlitedb
 
 import (

@@ -15,9 +15,7 @@ import (
 // sizes, internal dates and flags, and how UIDs and modseqs advance.
 func testAppend(t *testing.T, b Backend) {
 	t.Run("Deliver", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		msg := message("hello", "body line\r\nsecond line")
 		before := time.Now().Truncate(time.Second)
 		res := deliver(t, acc, msg)
@@ -44,8 +42,7 @@ func testAppend(t *testing.T, b Backend) {
 	})
 
 	t.Run("DeliverOptions", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		in, junk := mailbox(t, acc, mailstore.Inbox), mailbox(t, acc, "Junk")
 		res, err := acc.Deliver(t.Context(), strings.NewReader(message("spam", "x")),
 			mailstore.DeliverOptions{Mailbox: "Junk", Flags: []imap.Flag{imap.FlagSeen, "$Junk"}})
@@ -69,8 +66,7 @@ func testAppend(t *testing.T, b Backend) {
 	})
 
 	t.Run("Append", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		sent := mailbox(t, acc, "Sent")
 		// Whole seconds: internal dates are kept to the second, with
 		// their zone offset (RFC 9051 date-time).
@@ -118,8 +114,7 @@ func testAppend(t *testing.T, b Backend) {
 	})
 
 	t.Run("Bytes", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		var big strings.Builder
 		big.WriteString("Subject: big\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
 		for i := 0; big.Len() < 300<<10; i++ {
@@ -170,9 +165,7 @@ func testAppend(t *testing.T, b Backend) {
 	})
 
 	t.Run("UIDsAndModSeqs", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		var last uint64
 		for i := 1; i <= 3; i++ {
 			res := deliver(t, acc, message("m", "x"))

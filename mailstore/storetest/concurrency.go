@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -92,34 +93,13 @@ func testConcurrency(t *testing.T, b Backend) {
 	})
 
 	t.Run("ReadersDuringWriters", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
-		for range 10 {
-			deliver(t, acc, message("pre", "x"))
-		}
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		var writeErr error
-		wg.Go(func() {
-			defer close(done)
-			w := f.open(t, alice)
-			for i := range 40 {
-				var err error
-				switch i % 4 {
-				case 0, 1:
-					_, err = w.Deliver(t.Context(), strings.NewReader(message("live", "x")), mailstore.DeliverOptions{})
-				case 2:
-					_, err = w.StoreFlags(t.Context(), in.ID, imap.UIDSetNum(imap.UID(i/4+1), imap.UID(i/2+1)), mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted, imap.FlagSeen}, 0)
-				case 3:
-					_, err = w.Expunge(t.Context(), in.ID, nil)
-				}
-				if err != nil {
-					writeErr = err
-					return
-				}
-			}
+		f, acc, in := newInbox(t, b)
+		deliverN(t, acc, 10, message("pre", "x"))
+		done, waitWriter := f.churn(t, 40, func(w mailstore.Account, i int) error {
+			return change(t.Context(), w, in.ID, "DDSX"[i%4],
+				imap.UIDSetNum(imap.UID(i/4+1), imap.UID(i/2+1)), imap.FlagDeleted, imap.FlagSeen)
 		})
+		var wg sync.WaitGroup
 		var emu sync.Mutex
 		var readErrs []string
 		fail := func(msg string) {
@@ -159,9 +139,7 @@ func testConcurrency(t *testing.T, b Backend) {
 			})
 		}
 		wg.Wait()
-		if writeErr != nil {
-			t.Fatalf("writer: %v", writeErr)
-		}
+		waitWriter()
 		for _, e := range readErrs {
 			t.Error(e)
 		}
@@ -169,45 +147,22 @@ func testConcurrency(t *testing.T, b Backend) {
 	})
 
 	t.Run("WatchThenSnapshot", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
-		for range 10 {
-			deliver(t, acc, message("pre", "x"))
-		}
+		f, acc, in := newInbox(t, b)
+		deliverN(t, acc, 10, message("pre", "x"))
 		started := make(chan struct{})
-		var wg sync.WaitGroup
-		var writeErr error
-		wg.Go(func() {
-			w := f.open(t, alice)
-			for i := range 60 {
-				if i == 10 {
-					close(started)
-				}
-				var err error
-				switch i % 3 {
-				case 0:
-					_, err = w.Deliver(t.Context(), strings.NewReader(message("live", "x")), mailstore.DeliverOptions{})
-				case 1:
-					_, err = w.StoreFlags(t.Context(), in.ID, imap.UIDSetNum(imap.UID(i%20+1), imap.UID(i%7+1)), mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted, imap.Flag(fmt.Sprint("k", i%5))}, 0)
-				case 2:
-					_, err = w.Expunge(t.Context(), in.ID, nil)
-				}
-				if err != nil {
-					writeErr = err
-					return
-				}
+		_, waitWriter := f.churn(t, 60, func(w mailstore.Account, i int) error {
+			if i == 10 {
+				close(started)
 			}
+			return change(t.Context(), w, in.ID, "DSX"[i%3],
+				imap.UIDSetNum(imap.UID(i%20+1), imap.UID(i%7+1)), imap.FlagDeleted, imap.Flag(fmt.Sprint("k", i%5)))
 		})
 		// The documented recipe: Watch, then Snapshot, then apply the
 		// events newer than the snapshot, while changes go on.
 		<-started
 		rec, _ := watch(t, acc)
 		snap := snapshot(t, acc, in.ID)
-		wg.Wait()
-		if writeErr != nil {
-			t.Fatalf("writer: %v", writeErr)
-		}
+		waitWriter()
 		fresh := snapshot(t, acc, in.ID)
 		// Wait until the watch has seen the last change.
 		pending := rec.waitUntil(t, func(es []mailstore.Event) bool {
@@ -245,12 +200,8 @@ func testConcurrency(t *testing.T, b Backend) {
 	})
 
 	t.Run("RacingChanges", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
-		for range 5 {
-			deliver(t, acc, message("m", "x"))
-		}
+		f, acc, in := newInbox(t, b)
+		deliverN(t, acc, 5, message("m", "x"))
 		const n = 6
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -307,6 +258,47 @@ func testConcurrency(t *testing.T, b Backend) {
 		}
 		checkConsistent(t, acc, in.ID)
 	})
+}
+
+// churn changes alice's account from a handle of its own, in the
+// background: n steps, change making step i. done is closed when the
+// writer stops; wait waits for it and fails the test with its error.
+func (f *fixture) churn(t *testing.T, n int, change func(w mailstore.Account, i int) error) (done <-chan struct{}, wait func()) {
+	w := f.open(t, alice)
+	ch := make(chan struct{})
+	var err error
+	go func() {
+		defer close(ch)
+		for i := range n {
+			if err = change(w, i); err != nil {
+				return
+			}
+		}
+	}()
+	return ch, func() {
+		t.Helper()
+		<-ch
+		if err != nil {
+			t.Fatalf("writer: %v", err)
+		}
+	}
+}
+
+// change is one step of a writer on a mailbox: 'D' delivers a message to
+// INBOX, 'S' adds flags to uids, 'X' expunges.
+func change(ctx context.Context, w mailstore.Account, mailboxID int64, kind byte, uids imap.UIDSet, flags ...imap.Flag) error {
+	var err error
+	switch kind {
+	case 'D':
+		_, err = w.Deliver(ctx, strings.NewReader(message("live", "x")), mailstore.DeliverOptions{})
+	case 'S':
+		_, err = w.StoreFlags(ctx, mailboxID, uids, mailstore.FlagsAdd, flags, 0)
+	case 'X':
+		_, err = w.Expunge(ctx, mailboxID, nil)
+	default:
+		err = fmt.Errorf("unknown change %q", kind)
+	}
+	return err
 }
 
 // snapshotProblem describes what is wrong with a snapshot on its own, and

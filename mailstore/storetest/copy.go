@@ -15,8 +15,7 @@ import (
 // second has flags and a chosen internal date.
 func copyFixture(t *testing.T, b Backend) (*fixture, mailstore.Account, mailstore.Mailbox, mailstore.Mailbox) {
 	t.Helper()
-	f := newFixture(t, b)
-	acc := f.open(t, alice)
+	f, acc := newAccount(t, b)
 	date := time.Date(2021, 3, 4, 5, 6, 7, 0, time.FixedZone("", 2*3600))
 	for i := range 4 {
 		opts := mailstore.AppendOptions{}

@@ -43,8 +43,7 @@ func accountCalls(acc mailstore.Account, id int64) []struct {
 // on closed handles.
 func testErrors(t *testing.T, b Backend) {
 	t.Run("MissingMailboxID", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		// A mailbox deleted under a selected session, and an ID that
 		// never was.
 		gone := create(t, acc, "Gone")
@@ -63,9 +62,7 @@ func testErrors(t *testing.T, b Backend) {
 	})
 
 	t.Run("ClosedHandle", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		f, acc, in := newInbox(t, b)
 		deliver(t, acc, message("m", "x"))
 		if err := acc.Close(); err != nil {
 			t.Fatal(err)

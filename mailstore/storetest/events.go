@@ -165,8 +165,7 @@ func testEvents(t *testing.T, b Backend) {
 	})
 
 	t.Run("Stop", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		stopped, stop := watch(t, acc)
 		live, _ := watch(t, acc)
 		deliver(t, acc, message("both", "x"))

@@ -53,15 +53,11 @@ const multipartMessage = "From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\r\n
 // and OpenMessage.
 func testFetch(t *testing.T, b Backend) {
 	t.Run("UIDSets", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		if got := fetch(t, acc, in.ID, imap.UIDSet{{Start: 0, Stop: 0}}, mailstore.FetchOptions{}); len(got) != 0 {
 			t.Errorf("Fetch * of an empty mailbox = %v", infoUIDs(got))
 		}
-		for range 5 {
-			deliver(t, acc, message("m", "x"))
-		}
+		deliverN(t, acc, 5, message("m", "x"))
 		storeFlags(t, acc, in.ID, imap.UIDSetNum(2, 4), mailstore.FlagsAdd, imap.FlagDeleted)
 		expunge(t, acc, in.ID, nil) // UIDs 1 3 5 remain
 		tests := []struct {
@@ -92,9 +88,7 @@ func testFetch(t *testing.T, b Backend) {
 	})
 
 	t.Run("Caches", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		deliver(t, acc, message("hello there", "line one\r\nline two"))
 		deliver(t, acc, multipartMessage)
 		infos := fetch(t, acc, in.ID, allUIDs, mailstore.FetchOptions{Envelope: true, BodyStructure: true})
@@ -143,9 +137,7 @@ func testFetch(t *testing.T, b Backend) {
 	})
 
 	t.Run("OpenMessage", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		deliver(t, acc, message("one", "x"))
 		deliver(t, acc, message("two", "x"))
 		if got := readMessage(t, acc, in.ID, 2); got != message("two", "x") {

@@ -13,12 +13,8 @@ import (
 // UNCHANGEDSINCE and the events of flag changes.
 func testFlags(t *testing.T, b Backend) {
 	t.Run("Ops", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
-		for range 3 {
-			deliver(t, acc, message("m", "x"))
-		}
+		_, acc, in := newInbox(t, b)
+		deliverN(t, acc, 3, message("m", "x"))
 		type step struct {
 			name  string
 			set   imap.UIDSet
@@ -153,12 +149,8 @@ func testFlags(t *testing.T, b Backend) {
 			{"set", mailstore.FlagsSet, []imap.Flag{imap.FlagAnswered}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
-				f := newFixture(t, b)
-				acc := f.open(t, alice)
-				in := mailbox(t, acc, mailstore.Inbox)
-				for range 3 {
-					deliver(t, acc, message("m", "x"))
-				}
+				_, acc, in := newInbox(t, b)
+				deliverN(t, acc, 3, message("m", "x"))
 				view := status(t, acc, in.ID).HighestModSeq // the client's view
 				mod := storeFlags(t, acc, in.ID, imap.UIDSetNum(2), mailstore.FlagsAdd, imap.FlagFlagged).Updated[0]
 				res, err := acc.StoreFlags(t.Context(), in.ID, imap.UIDSetNum(1, 2, 3), c.op, c.flags, view)
@@ -197,12 +189,8 @@ func testFlags(t *testing.T, b Backend) {
 // testExpunge covers Expunge and UID EXPUNGE.
 func testExpunge(t *testing.T, b Backend) {
 	t.Run("DeletedOnly", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
-		for range 5 {
-			deliver(t, acc, message("m", "xyz"))
-		}
+		_, acc, in := newInbox(t, b)
+		deliverN(t, acc, 5, message("m", "xyz"))
 		storeFlags(t, acc, in.ID, imap.UIDSetNum(2, 3, 5), mailstore.FlagsAdd, imap.FlagDeleted)
 		before := status(t, acc, in.ID)
 		rec, _ := watch(t, acc)
@@ -227,12 +215,8 @@ func testExpunge(t *testing.T, b Backend) {
 	})
 
 	t.Run("UIDExpunge", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
-		for range 5 {
-			deliver(t, acc, message("m", "x"))
-		}
+		_, acc, in := newInbox(t, b)
+		deliverN(t, acc, 5, message("m", "x"))
 		storeFlags(t, acc, in.ID, imap.UIDSetNum(1, 4, 5), mailstore.FlagsAdd, imap.FlagDeleted)
 		only := imap.UIDSetNum(2, 4, 9)
 		if gone := expunge(t, acc, in.ID, &only); !slices.Equal(gone, []imap.UID{4}) {
@@ -252,9 +236,7 @@ func testExpunge(t *testing.T, b Backend) {
 	})
 
 	t.Run("Nothing", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		deliver(t, acc, message("m", "x"))
 		before := status(t, acc, in.ID)
 		rec, _ := watch(t, acc)

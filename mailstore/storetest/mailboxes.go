@@ -17,8 +17,7 @@ var badNames = []string{"", "a//b", "/a", "a/", "a%", "a*b", "a/../b", "..", "./
 // subscriptions.
 func testMailboxes(t *testing.T, b Backend) {
 	t.Run("CreateNested", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		rec, _ := watch(t, acc)
 		mb := create(t, acc, "Projects/Posthouse/Store")
 		if mb.ID == 0 || mb.Name != "Projects/Posthouse/Store" || mb.UIDValidity == 0 || mb.SpecialUse != "" || mb.Subscribed {
@@ -32,14 +31,7 @@ func testMailboxes(t *testing.T, b Backend) {
 			t.Errorf("ListMailboxes = %v, want %v", got, want)
 		}
 		// One event per mailbox made; the parents' IDs are new too.
-		evs := rec.wait(t, 3)
-		ids := map[int64]bool{}
-		for _, e := range evs {
-			if e.Kind != mailstore.EventMailboxes {
-				t.Errorf("event %+v, want EventMailboxes", e)
-			}
-			ids[e.MailboxID] = true
-		}
+		evs, ids := mailboxEvents(t, rec, 3)
 		for _, n := range []string{"Projects", "Projects/Posthouse", "Projects/Posthouse/Store"} {
 			if !ids[mailbox(t, acc, n).ID] {
 				t.Errorf("no event for %s: %v", n, eventStrings(evs))
@@ -57,8 +49,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("Names", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		// UTF-8, spaces, case and punctuation are kept as given, and
 		// listed in byte order (not a collation).
 		names := []string{"Entwürfe", "Family Photos", "日本語/メール", "archive", "Zebra", "a-b.c_d", "Ümlaut", "[Gmail]/All Mail"}
@@ -86,8 +77,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("CreateErrors", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		create(t, acc, "a/b")
 		tests := []struct {
 			name, mailbox, specialUse string
@@ -118,9 +108,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("InboxName", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
-		in := mailbox(t, acc, mailstore.Inbox)
+		_, acc, in := newInbox(t, b)
 		for _, n := range []string{"inbox", "InBoX"} {
 			if got := mailbox(t, acc, n); got != in {
 				t.Errorf("Mailbox(%q) = %+v, want INBOX %+v", n, got, in)
@@ -140,8 +128,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("SpecialUse", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		mb, err := acc.CreateMailbox(t.Context(), "Old/Sent 2020", mailstore.SpecialSent)
 		if err != nil || mb.SpecialUse != mailstore.SpecialSent {
 			t.Fatalf("CreateMailbox with \\Sent = %+v, %v", mb, err)
@@ -158,8 +145,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("Delete", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		create(t, acc, "a/b/c")
 		tmp := create(t, acc, "Tmp")
 		res := appendMsg(t, acc, "Tmp", message("in tmp", strings.Repeat("x", 100)), mailstore.AppendOptions{})
@@ -217,8 +203,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("Rename", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		for _, n := range []string{"p/q/r", "p/s", "pq"} {
 			create(t, acc, n)
 		}
@@ -276,14 +261,7 @@ func testMailboxes(t *testing.T, b Backend) {
 			t.Errorf("subscriptions after rename = %v", subs)
 		}
 		// Every renamed mailbox (and the new parent) gets an event.
-		evs := rec.wait(t, 5)
-		got := map[int64]bool{}
-		for _, e := range evs {
-			if e.Kind != mailstore.EventMailboxes {
-				t.Errorf("rename event %+v", e)
-			}
-			got[e.MailboxID] = true
-		}
+		evs, got := mailboxEvents(t, rec, 5)
 		for old, id := range ids {
 			if !got[id] {
 				t.Errorf("no event for renamed %s (%d): %v", old, id, eventStrings(evs))
@@ -296,8 +274,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("RenameInbox", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		create(t, acc, "INBOX/child")
 		in := mailbox(t, acc, mailstore.Inbox)
 		for i := range 3 {
@@ -350,8 +327,7 @@ func testMailboxes(t *testing.T, b Backend) {
 	})
 
 	t.Run("Subscriptions", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		create(t, acc, "Lists/Go")
 		rec, _ := watch(t, acc)
 		for _, step := range []struct {

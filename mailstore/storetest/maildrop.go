@@ -80,8 +80,7 @@ func testMaildrop(t *testing.T, b Backend) {
 	})
 
 	t.Run("View", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		_, acc := newAccount(t, b)
 		var sizes []int64
 		for i := range 4 {
 			msg := message("pop", strings.Repeat("line\r\n", i*10))

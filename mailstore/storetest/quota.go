@@ -97,8 +97,7 @@ func testQuota(t *testing.T, b Backend) {
 	})
 
 	t.Run("Changes", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		f, acc := newAccount(t, b)
 		// 0 is unlimited.
 		for range 3 {
 			deliver(t, acc, msg)

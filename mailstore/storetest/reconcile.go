@@ -61,9 +61,7 @@ func testReconcile(t *testing.T, b Backend) {
 		}
 		acc := f.open(t, alice)
 		in, arch := mailbox(t, acc, mailstore.Inbox), mailbox(t, acc, "Archive")
-		for range 2 {
-			deliver(t, acc, message("indexed", "x"))
-		}
+		deliverN(t, acc, 2, message("indexed", "x"))
 		before := status(t, acc, in.ID)
 		usedBefore, _, _ := acc.Usage(t.Context())
 		b.Plant(t, f.store, alice, in.ID, []byte(planted[0]))
@@ -101,11 +99,8 @@ func testReconcile(t *testing.T, b Backend) {
 	})
 
 	t.Run("AtStartup", func(t *testing.T) {
-		f := newFixture(t, b)
-		if b.Reopen == nil {
-			t.Skip("Backend.Reopen not set")
-		}
-		acc := f.open(t, alice)
+		needReopen(t, b)
+		f, acc := newAccount(t, b)
 		in := mailbox(t, acc, mailstore.Inbox)
 		deliver(t, acc, message("indexed", "x"))
 		storeFlags(t, acc, in.ID, imap.UIDSetNum(1), mailstore.FlagsAdd, imap.FlagDeleted)

@@ -83,15 +83,10 @@ func compareStates(t *testing.T, got, want accountState) {
 // storage again (Backend.Reopen).
 func testRestart(t *testing.T, b Backend) {
 	t.Run("Durable", func(t *testing.T) {
-		f := newFixture(t, b)
-		if b.Reopen == nil {
-			t.Skip("Backend.Reopen not set")
-		}
-		acc := f.open(t, alice)
+		needReopen(t, b)
+		f, acc := newAccount(t, b)
 		in := mailbox(t, acc, mailstore.Inbox)
-		for range 3 {
-			deliver(t, acc, message("m", "x"))
-		}
+		deliverN(t, acc, 3, message("m", "x"))
 		storeFlags(t, acc, in.ID, imap.UIDSetNum(1), mailstore.FlagsAdd, imap.FlagSeen, "Kw")
 		storeFlags(t, acc, in.ID, imap.UIDSetNum(3), mailstore.FlagsAdd, imap.FlagDeleted)
 		expunge(t, acc, in.ID, nil) // UIDNEXT 4 with 2 the highest UID
@@ -154,11 +149,8 @@ func testRestart(t *testing.T, b Backend) {
 	})
 
 	t.Run("RemoveIsFinal", func(t *testing.T) {
-		f := newFixture(t, b)
-		if b.Reopen == nil {
-			t.Skip("Backend.Reopen not set")
-		}
-		acc := f.open(t, alice)
+		needReopen(t, b)
+		f, acc := newAccount(t, b)
 		deliver(t, acc, message("gone", "x"))
 		keep := f.open(t, bob)
 		deliver(t, keep, message("kept", "x"))

@@ -14,8 +14,7 @@ import (
 // testSearch covers Search over flags, dates, sizes, UIDs, modseqs,
 // headers and text, with NOT and OR (RFC 9051 §6.4.4, RFC 7162 §3.1.5).
 func testSearch(t *testing.T, b Backend) {
-	f := newFixture(t, b)
-	acc := f.open(t, alice)
+	_, acc := newAccount(t, b)
 	day := func(y, m, d int) time.Time { return time.Date(y, time.Month(m), d, 12, 0, 0, 0, time.UTC) }
 	msgs := []struct {
 		raw   string

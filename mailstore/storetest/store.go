@@ -11,8 +11,7 @@ import (
 // testStore covers Store: opening accounts, handles, Remove and Close.
 func testStore(t *testing.T, b Backend) {
 	t.Run("DefaultMailboxes", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		f, acc := newAccount(t, b)
 		if acc.Name() != alice {
 			t.Errorf("Name() = %q, want %q", acc.Name(), alice)
 		}
@@ -126,8 +125,7 @@ func testStore(t *testing.T, b Backend) {
 	})
 
 	t.Run("Remove", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		f, acc := newAccount(t, b)
 		other := f.open(t, bob)
 		deliver(t, acc, message("doomed", "x"))
 		create(t, acc, "Doomed")
@@ -158,8 +156,7 @@ func testStore(t *testing.T, b Backend) {
 	})
 
 	t.Run("Close", func(t *testing.T) {
-		f := newFixture(t, b)
-		acc := f.open(t, alice)
+		f, acc := newAccount(t, b)
 		if err := f.store.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
 		}

@@ -134,13 +134,34 @@ func (f *fixture) open(t *testing.T, name string) mailstore.Account {
 	return acc
 }
 
+// newAccount is how most subtests start: a fresh store with alice's account
+// open.
+func newAccount(t *testing.T, b Backend) (*fixture, mailstore.Account) {
+	t.Helper()
+	f := newFixture(t, b)
+	return f, f.open(t, alice)
+}
+
+// newInbox is newAccount with alice's INBOX.
+func newInbox(t *testing.T, b Backend) (*fixture, mailstore.Account, mailstore.Mailbox) {
+	t.Helper()
+	f, acc := newAccount(t, b)
+	return f, acc, mailbox(t, acc, mailstore.Inbox)
+}
+
+// needReopen skips a test of restarts when the backend cannot restart.
+func needReopen(t *testing.T, b Backend) {
+	t.Helper()
+	if b.Reopen == nil {
+		t.Skip("Backend.Reopen not set")
+	}
+}
+
 // reopen restarts the store (Backend.Reopen); the test is skipped when the
 // backend cannot.
 func (f *fixture) reopen(t *testing.T) {
 	t.Helper()
-	if f.b.Reopen == nil {
-		t.Skip("Backend.Reopen not set")
-	}
+	needReopen(t, f.b)
 	f.store = f.b.Reopen(t, f.store)
 	if f.store == nil {
 		t.Fatal("Backend.Reopen returned a nil Store")
@@ -164,6 +185,14 @@ func deliver(t *testing.T, acc mailstore.Account, msg string) mailstore.AppendRe
 		t.Fatalf("Deliver: %v", err)
 	}
 	return res
+}
+
+// deliverN delivers msg n times.
+func deliverN(t *testing.T, acc mailstore.Account, n int, msg string) {
+	t.Helper()
+	for range n {
+		deliver(t, acc, msg)
+	}
 }
 
 func appendMsg(t *testing.T, acc mailstore.Account, mailbox, msg string, opts mailstore.AppendOptions) mailstore.AppendResult {
@@ -431,6 +460,21 @@ const waitTimeout = 10 * time.Second
 // if they do not within waitTimeout. Backends may deliver events after the
 // call that committed them returns (another node's change, say), so the
 // suite never assumes they are already there.
+// mailboxEvents waits for n events, all of which must be EventMailboxes,
+// and returns them with the set of mailbox IDs they name.
+func mailboxEvents(t *testing.T, rec *recorder, n int) ([]mailstore.Event, map[int64]bool) {
+	t.Helper()
+	evs := rec.wait(t, n)
+	ids := map[int64]bool{}
+	for _, e := range evs {
+		if e.Kind != mailstore.EventMailboxes {
+			t.Errorf("event %+v, want EventMailboxes", e)
+		}
+		ids[e.MailboxID] = true
+	}
+	return evs, ids
+}
+
 func (r *recorder) wait(t *testing.T, n int) []mailstore.Event {
 	t.Helper()
 	deadline := time.NewTimer(waitTimeout)
