@@ -66,7 +66,7 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, txt smtpd.TXTResolver, c
 		Mode:               mode,
 		TLS:                a.tls,
 		Directory:          a.auth,
-		Store:              a.store,
+		Store:              smtpd.MailStore(a.store),
 		Delivery:           smtpDelivery{a.delivery},
 		Resolver:           txt,
 		SpoolDir:           spool,
