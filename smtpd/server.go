@@ -182,6 +182,10 @@ type Server struct {
 	closed    bool
 	inflight  sync.WaitGroup
 	inflightN atomic.Int64
+	// dataHook, when set (by tests), runs first in Data: between the go
+	// ahead to the client (354, or the BDAT command read) and Data's own
+	// bookkeeping.
+	dataHook atomic.Pointer[func(*conn)]
 	// baseCtx parents every session context: the lifecycle's, cancelled
 	// when Shutdown's grace period ends, so stuck store calls give up.
 	baseCtx context.Context

@@ -964,6 +964,89 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// TestShutdownAfterGoAhead: a Shutdown that begins once the client has been
+// told to send its message (354) or has started BDAT, but before Data has
+// counted the message in flight, lets the message finish: 250, then 421 at
+// the next command, never a 421 in place of the 250.
+func TestShutdownAfterGoAhead(t *testing.T) {
+	const msg = "Subject: late\r\n\r\nx\r\n"
+	tests := []struct {
+		name string
+		send func(c *rawConn)
+		rest func(c *rawConn) // after Shutdown began, before the final reply
+	}{
+		{name: "DATA", send: func(c *rawConn) {
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<bob@example.org>", "250 ")
+			c.cmd("DATA", "354 ")
+			c.write(msg + ".\r\n")
+		}},
+		{name: "pipelined DATA", send: func(c *rawConn) {
+			c.write("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+			c.expect("250 ")
+			c.expect("250 ")
+			c.expect("354 ")
+			c.write(msg + ".\r\n")
+		}},
+		{name: "BDAT", send: func(c *rawConn) {
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<bob@example.org>", "250 ")
+			c.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg))
+		}},
+		{name: "BDAT in two chunks", send: func(c *rawConn) {
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<bob@example.org>", "250 ")
+			c.write(fmt.Sprintf("BDAT %d\r\n%s", len(msg)-3, msg[:len(msg)-3]))
+		}, rest: func(c *rawConn) {
+			c.expect("250 2.0.0 Continue")
+			c.write("BDAT 3 LAST\r\nx\r\n")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t)
+			entered := make(chan *conn, 1)
+			release := make(chan struct{})
+			hook := func(c *conn) {
+				entered <- c
+				<-release
+			}
+			ts.srv.dataHook.Store(&hook)
+			c := dialRaw(t, ts.addr)
+			c.ehlo()
+			tc.send(c)
+			var oc *conn
+			select {
+			case oc = <-entered:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Data not called")
+			}
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				done <- ts.srv.Shutdown(ctx)
+			}()
+			waitFor(t, "Shutdown to begin", ts.srv.life.Stopping)
+			// The lifecycle asks each connection to stop from a goroutine
+			// of its own; make sure this one has been asked.
+			oc.wake()
+			close(release)
+			if tc.rest != nil {
+				tc.rest(c)
+			}
+			c.expect("250 2.0.0 ")
+			c.expect("421 ")
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if n := len(ts.messages("bob@example.org")); n != 1 {
+				t.Errorf("bob has %d messages", n)
+			}
+		})
+	}
+}
+
 func TestDeliveryTimeout(t *testing.T) {
 	ts := newTestServer(t, withFilters(slowFilter(time.Second)), func(o *Options) { o.DeliveryTimeout = 100 * time.Millisecond })
 	c := dialRaw(t, ts.addr)
