@@ -12,22 +12,10 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/delivery"
-	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
-// mailboxes is the store the test pipeline delivers into.
-type mailboxes interface {
-	Open(ctx context.Context, name string) (mailstore.Account, error)
-}
-
-// withStore makes the local transport deliver into store (a real maildir
-// store, say) instead of the env's recording fake.
-func withStore(store mailboxes) func(*Options) {
-	return func(o *Options) { o.Local = localMarker{store: store} }
-}
-
-// withFilters runs the local transport's pipeline with filters, over the
-// env's recording fake store.
+// withFilters runs the local transport's pipeline with filters.
 func withFilters(fs ...delivery.Filter) func(*Options) {
 	return func(o *Options) { o.Local = localMarker{filters: fs} }
 }
@@ -35,7 +23,6 @@ func withFilters(fs ...delivery.Filter) func(*Options) {
 // localMarker stands in Options.Local until env.open builds the pipeline
 // over its store and the final Options.Locals.
 type localMarker struct {
-	store   mailboxes // nil: the env's fake
 	filters []delivery.Filter
 }
 
@@ -48,7 +35,7 @@ func (localMarker) DeliverLocal(context.Context, *LocalMessage) LocalOutcome {
 // with fakeLocals for the directory.
 type testLocal struct{ p *delivery.Pipeline }
 
-func newTestLocal(t testing.TB, o Options, store mailboxes, filters ...delivery.Filter) LocalDelivery {
+func newTestLocal(t testing.TB, o Options, store *maildir.Store, filters ...delivery.Filter) LocalDelivery {
 	t.Helper()
 	var dir delivery.Directory = localsDirectory{}
 	if l, ok := o.Locals.(fakeLocals); ok {
@@ -136,8 +123,8 @@ func TestLocalFilterVerdicts(t *testing.T) {
 		ds, dr := e.rcptState(id, "dave@a.test")
 		return cs == StateFailed && ds == StatePending && strings.Contains(dr, "4.3.0")
 	})
-	waitFor(t, "the DSN for carol", func() bool { return len(e.store.inbox("alice@a.test")) == 1 })
-	dsn := string(e.store.inbox("alice@a.test")[0])
+	waitFor(t, "the DSN for carol", func() bool { return len(e.inbox("alice@a.test")) == 1 })
+	dsn := string(e.inbox("alice@a.test")[0])
 	for _, want := range []string{"Return-Path: <>\r\n", "Final-Recipient: rfc822; carol@a.test", "Status: 5.7.1", "Not wanted here"} {
 		if !strings.Contains(dsn, want) {
 			t.Errorf("DSN lacks %q", want)
@@ -145,8 +132,8 @@ func TestLocalFilterVerdicts(t *testing.T) {
 	}
 	failing.Store(false)
 	e.advance(time.Hour)
-	waitFor(t, "dave's copy", func() bool { return len(e.store.inbox("dave@a.test")) == 1 })
-	if got := e.store.inbox("dave@a.test")[0]; !strings.HasPrefix(string(got), "Return-Path: <alice@a.test>\r\n") {
+	waitFor(t, "dave's copy", func() bool { return len(e.inbox("dave@a.test")) == 1 })
+	if got := e.inbox("dave@a.test")[0]; !strings.HasPrefix(string(got), "Return-Path: <alice@a.test>\r\n") {
 		t.Errorf("dave's copy: %q", got)
 	}
 	mu.Lock()

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/dns/dnstest"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 // fakeClock is a movable clock.
@@ -193,43 +196,6 @@ func (s *fakeSession) Data(r io.Reader) error {
 	return nil
 }
 
-// fakeStore records local deliveries (DSNs, mostly).
-type fakeStore struct {
-	mu        sync.Mutex
-	delivered map[string][][]byte
-}
-
-func (s *fakeStore) Open(_ context.Context, name string) (mailstore.Account, error) {
-	return &fakeAccount{s: s, name: name}, nil
-}
-
-func (s *fakeStore) inbox(name string) [][]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([][]byte(nil), s.delivered[name]...)
-}
-
-type fakeAccount struct {
-	mailstore.Account // only Deliver and Close are used
-	s                 *fakeStore
-	name              string
-}
-
-func (a *fakeAccount) Close() error { return nil }
-func (a *fakeAccount) Deliver(_ context.Context, r io.Reader, _ mailstore.DeliverOptions) (mailstore.AppendResult, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return mailstore.AppendResult{}, err
-	}
-	a.s.mu.Lock()
-	defer a.s.mu.Unlock()
-	if a.s.delivered == nil {
-		a.s.delivered = map[string][][]byte{}
-	}
-	a.s.delivered[a.name] = append(a.s.delivered[a.name], b)
-	return mailstore.AppendResult{Size: int64(len(b))}, nil
-}
-
 // fakeLocals: a.test is local with the listed users.
 type fakeLocals struct{ users map[string]bool }
 
@@ -243,7 +209,9 @@ func (l fakeLocals) Resolve(_ context.Context, addr string) ([]string, []string,
 	return nil, nil, ErrNoSuchLocal
 }
 
-// env is a queue wired to a loopback DNS server, a fake remote and fakes.
+// env is a queue wired to a loopback DNS server, a fake remote, fakes, and
+// the real delivery pipeline over a maildir store for local copies (DSNs,
+// mostly).
 type env struct {
 	t      *testing.T
 	dir    string
@@ -251,7 +219,8 @@ type env struct {
 	dns    *dnstest.Server
 	remote *fakeRemote
 	clock  *fakeClock
-	store  *fakeStore
+	store  *maildir.Store
+	quota  atomic.Int64 // every account's quota in bytes, 0: unlimited
 	opts   Options
 	mu     sync.Mutex
 	dialed []string
@@ -265,8 +234,15 @@ func newEnv(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) *env {
 		dns:    dnstest.NewServer(t),
 		remote: remote,
 		clock:  &fakeClock{t: time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)},
-		store:  &fakeStore{},
 	}
+	store, err := maildir.Open(context.Background(), filepath.Join(t.TempDir(), "accounts"), maildir.Options{
+		Quota: func(context.Context, string) (int64, error) { return e.quota.Load(), nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	e.store = store
 	e.dns.Add("b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.1")
 	res, err := dns.New(dns.Options{Server: e.dns.Addr, Timeout: 2 * time.Second})
 	if err != nil {
@@ -302,11 +278,7 @@ func (e *env) open() {
 	case nil:
 		e.opts.Local = newTestLocal(e.t, e.opts, e.store)
 	case localMarker:
-		store := l.store
-		if store == nil {
-			store = e.store
-		}
-		e.opts.Local = newTestLocal(e.t, e.opts, store, l.filters...)
+		e.opts.Local = newTestLocal(e.t, e.opts, e.store, l.filters...)
 	}
 	q, err := Open(context.Background(), e.opts)
 	if err != nil {
@@ -328,6 +300,39 @@ func (e *env) stop() {
 	}
 	e.q.Close()
 	e.q = nil
+}
+
+// inbox returns account's INBOX messages in delivery order.
+func (e *env) inbox(account string) [][]byte {
+	e.t.Helper()
+	ctx := context.Background()
+	a, err := e.store.Open(ctx, account)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer a.Close()
+	mb, err := a.Mailbox(ctx, mailstore.Inbox)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	snap, err := a.Snapshot(ctx, mb.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out [][]byte
+	for _, m := range snap.Messages {
+		r, _, err := a.OpenMessage(ctx, mb.ID, m.UID)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 func (e *env) dials() []string {

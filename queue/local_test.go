@@ -1,16 +1,9 @@
 package queue
 
 import (
-	"context"
-	"io"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 // TestLocalRecipientRetriedIntoMailbox: a recipient in our own domain (what
@@ -19,19 +12,10 @@ import (
 // the message lands once there is room. An unknown local user fails
 // permanently.
 func TestLocalRecipientRetriedIntoMailbox(t *testing.T) {
-	ctx := context.Background()
-	var quota atomic.Int64
-	quota.Store(10) // smaller than any message: full
-	store, err := maildir.Open(ctx, filepath.Join(t.TempDir(), "accounts"), maildir.Options{
-		Quota: func(context.Context, string) (int64, error) { return quota.Load(), nil },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	e := newEnv(t, newFakeRemote(t), withStore(store), func(o *Options) {
+	e := newEnv(t, newFakeRemote(t), func(o *Options) {
 		o.Locals = fakeLocals{users: map[string]bool{"carol@a.test": true}}
 	})
+	e.quota.Store(10) // smaller than any message: full
 
 	id := e.enqueue("bob@b.test", "carol@a.test", "nobody@a.test")
 	waitFor(t, "the first local attempt", func() bool {
@@ -42,7 +26,7 @@ func TestLocalRecipientRetriedIntoMailbox(t *testing.T) {
 		st, reply := e.rcptState(id, "nobody@a.test")
 		return st == StateFailed && strings.Contains(reply, "5.1.1") || st == ""
 	})
-	quota.Store(0) // room again
+	e.quota.Store(0) // room again
 	e.advance(time.Hour)
 	waitFor(t, "carol's copy to be delivered", func() bool {
 		st, _ := e.rcptState(id, "carol@a.test")
@@ -55,26 +39,11 @@ func TestLocalRecipientRetriedIntoMailbox(t *testing.T) {
 		}
 	}
 
-	acct, err := store.Open(ctx, "carol@a.test")
-	if err != nil {
-		t.Fatal(err)
+	inbox := e.inbox("carol@a.test")
+	if len(inbox) != 1 {
+		t.Fatalf("carol's INBOX: %d messages", len(inbox))
 	}
-	defer acct.Close()
-	mbox, err := acct.Mailbox(ctx, mailstore.Inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := acct.Snapshot(ctx, mbox.ID)
-	if err != nil || len(snap.Messages) != 1 {
-		t.Fatalf("carol's INBOX: %d messages, %v", len(snap.Messages), err)
-	}
-	r, _, err := acct.OpenMessage(ctx, mbox.ID, snap.Messages[0].UID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	b, _ := io.ReadAll(r)
-	if !strings.HasPrefix(string(b), "Return-Path: <bob@b.test>\r\n") || !strings.HasSuffix(string(b), testBody) {
+	if b := inbox[0]; !strings.HasPrefix(string(b), "Return-Path: <bob@b.test>\r\n") || !strings.HasSuffix(string(b), testBody) {
 		t.Fatalf("stored message:\n%s", b)
 	}
 }

@@ -104,8 +104,8 @@ func TestPermanentWithoutConnecting(t *testing.T) {
 				e.dns.Add(tc.records)
 			}
 			id := e.enqueue("alice@a.test", tc.rcpt)
-			waitFor(t, "DSN", func() bool { return len(e.store.inbox("alice@a.test")) == 1 })
-			dsn := string(e.store.inbox("alice@a.test")[0])
+			waitFor(t, "DSN", func() bool { return len(e.inbox("alice@a.test")) == 1 })
+			dsn := string(e.inbox("alice@a.test")[0])
 			if !strings.Contains(dsn, "Status: "+tc.status) || !strings.Contains(dsn, "Final-Recipient: rfc822; "+tc.rcpt) {
 				t.Errorf("DSN lacks status %s for %s:\n%s", tc.status, tc.rcpt, dsn)
 			}
@@ -162,7 +162,7 @@ func TestRetryThenDeliveredOnce(t *testing.T) {
 	if n := remote.count("bob@b.test"); n != 1 {
 		t.Errorf("delivered %d times", n)
 	}
-	if n := len(e.store.inbox("alice@a.test")); n != 0 {
+	if n := len(e.inbox("alice@a.test")); n != 0 {
 		t.Errorf("%d DSNs", n)
 	}
 }
@@ -184,11 +184,11 @@ func TestPerRecipientResultsAndDSN(t *testing.T) {
 	remote.script("nobody@b.test", smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "no such user here"))
 	e := newEnv(t, remote)
 	id := e.enqueue("alice@a.test", "bob@b.test", "nobody@b.test")
-	waitFor(t, "DSN", func() bool { return len(e.store.inbox("alice@a.test")) == 1 })
+	waitFor(t, "DSN", func() bool { return len(e.inbox("alice@a.test")) == 1 })
 	if remote.count("bob@b.test") != 1 || remote.count("nobody@b.test") != 0 {
 		t.Errorf("remote got %+v", remote.messages())
 	}
-	dsn := string(e.store.inbox("alice@a.test")[0])
+	dsn := string(e.inbox("alice@a.test")[0])
 	for _, want := range []string{
 		"Content-Type: multipart/report; report-type=delivery-status;",
 		"Content-Type: message/delivery-status",
@@ -238,7 +238,7 @@ func TestNullSenderNeverBounced(t *testing.T) {
 	if len(msgs) != 0 {
 		t.Errorf("queue holds %d messages (a bounce of a bounce?)", len(msgs))
 	}
-	if len(remote.messages()) != 0 || len(e.store.inbox("alice@a.test")) != 0 {
+	if len(remote.messages()) != 0 || len(e.inbox("alice@a.test")) != 0 {
 		t.Error("something was sent")
 	}
 }
@@ -251,8 +251,8 @@ func TestExpiryAndDelayWarning(t *testing.T) {
 	waitFor(t, "first attempt", func() bool { _, r := e.rcptState(id, "bob@b.test"); return r != "" })
 	// After 4 hours: a "delayed" DSN, the message stays.
 	e.advance(4*time.Hour + time.Minute)
-	waitFor(t, "delay DSN", func() bool { return len(e.store.inbox("alice@a.test")) == 1 })
-	warn := string(e.store.inbox("alice@a.test")[0])
+	waitFor(t, "delay DSN", func() bool { return len(e.inbox("alice@a.test")) == 1 })
+	warn := string(e.inbox("alice@a.test")[0])
 	if !strings.Contains(warn, "Action: delayed") || !strings.Contains(warn, "Will-Retry-Until: Fri, 27 Nov 2026 06:00:00 +0000") {
 		t.Errorf("delay DSN:\n%s", warn)
 	}
@@ -261,15 +261,15 @@ func TestExpiryAndDelayWarning(t *testing.T) {
 	}
 	// Past expiry: the next temporary failure is final.
 	e.advance(5 * 24 * time.Hour)
-	waitFor(t, "expiry DSN", func() bool { return len(e.store.inbox("alice@a.test")) == 2 })
-	dsn := string(e.store.inbox("alice@a.test")[1])
+	waitFor(t, "expiry DSN", func() bool { return len(e.inbox("alice@a.test")) == 2 })
+	dsn := string(e.inbox("alice@a.test")[1])
 	for _, want := range []string{"Action: failed", "Status: 4.4.7", "Diagnostic-Code: smtp; 421 4.3.2 system not accepting mail"} {
 		if !strings.Contains(dsn, want) {
 			t.Errorf("expiry DSN lacks %q:\n%s", want, dsn)
 		}
 	}
 	waitFor(t, "message leaves the queue", func() bool { return e.gone(id) })
-	if n := len(e.store.inbox("alice@a.test")); n != 2 {
+	if n := len(e.inbox("alice@a.test")); n != 2 {
 		t.Errorf("%d DSNs, want 2", n)
 	}
 }
@@ -452,8 +452,8 @@ func TestRemoteLimits(t *testing.T) {
 			if _, err := e.q.Enqueue(context.Background(), "alice@a.test", []string{tc.rcpt}, strings.NewReader(tc.body)); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "DSN", func() bool { return len(e.store.inbox("alice@a.test")) == 1 })
-			if dsn := string(e.store.inbox("alice@a.test")[0]); !strings.Contains(dsn, "Status: "+tc.status) {
+			waitFor(t, "DSN", func() bool { return len(e.inbox("alice@a.test")) == 1 })
+			if dsn := string(e.inbox("alice@a.test")[0]); !strings.Contains(dsn, "Status: "+tc.status) {
 				t.Errorf("DSN lacks %s:\n%s", tc.status, dsn)
 			}
 			if remote.mails != 0 {

@@ -14,8 +14,9 @@ import (
 // BenchmarkAccept measures messages per second accepted and durable (the
 // 250 comes after fsync and index commit in the real maildir store): 10 KB
 // messages over 1 and 20 concurrent connections, each message to one of 20
-// local accounts. store=memory replaces the maildir store with the
-// in-memory fake, to show what the protocol side costs alone.
+// local accounts. store=memory replaces the delivery pipeline with one
+// that reads each message and keeps nothing, to show what the protocol
+// side costs alone (the quota check at RCPT still reads the maildir index).
 // Run: go test -run '^$' -bench Accept -benchtime 2000x ./smtpd
 func BenchmarkAccept(b *testing.B) {
 	for _, store := range []string{"maildir", "memory"} {
@@ -28,7 +29,7 @@ func BenchmarkAccept(b *testing.B) {
 func benchAccept(b *testing.B, store string, conns int) {
 	opts := []func(*Options){func(o *Options) { o.Logger = slog.New(slog.DiscardHandler) }}
 	if store == "memory" {
-		opts = append(opts, withFakeStore)
+		opts = append(opts, withDelivery(&scriptedDelivery{}))
 	}
 	ts := newTestServer(b, opts...)
 	const accounts = 20

@@ -37,7 +37,12 @@ import (
 //     and the connection ends. At each command boundary the session age
 //     (Options.MaxSessionDuration), an eviction by the connection limits
 //     (auth/limit's fair share) and Shutdown are checked, never while a
-//     message is being received.
+//     message is being received: from the 354 we send, or the BDAT command
+//     we pass on, to the transaction's final reply (beginBody).
+//   - Command framing. Outside a message each read passes go-smtp at most
+//     one command line, so that go-smtp never holds a command we have not
+//     seen arrive: a BDAT line is seen before its chunk is read, and each
+//     command meets the cuts above.
 //   - DATA lines starting "<CR><LF>.<CR>" followed by anything but LF: go-smtp's
 //     dot-unstuffing would drop the CR; we turn the dot into a CR so the
 //     bare CR reaches the body filter and the message is refused.
@@ -61,6 +66,7 @@ type conn struct {
 	lineStart bool          // the next byte read begins a line
 	stopAtEOL bool          // in a STARTTLS line: the read stops at its end
 	tlsLine   []byte        // that line, for its syntax check
+	sawBDAT   bool          // the line just passed on is a BDAT command
 	wbuf      []byte        // a reply line not yet complete
 	greeted   bool
 	awaitCmd  bool // go-smtp is reading a command line (SetReadDeadline)
@@ -82,6 +88,10 @@ type conn struct {
 	deadline time.Time // the read deadline go-smtp or Data asked for
 	woken    bool      // the raw deadline was moved to now by wake
 	busy     bool      // inside Data: nothing cuts the connection
+	// body: a message transfer the client was told to make (354) or has
+	// started (BDAT) and that has not had its final reply: nothing cuts the
+	// connection, and it holds one count of Server.inflight (beginBody).
+	body bool
 
 	closeOnce sync.Once
 }
@@ -145,17 +155,28 @@ func (c *conn) Read(b []byte) (int, error) {
 				return 0, io.EOF
 			}
 		}
+		if c.sawBDAT {
+			// The chunk follows the command without a go-ahead: the
+			// transfer starts now.
+			c.sawBDAT = false
+			if !c.beginBody() {
+				c.say(errShuttingDown)
+				return 0, io.EOF
+			}
+		}
 		return n, nil
 	}
 }
 
-// fill copies buffered input into b, never past the end of a STARTTLS line,
-// with the dot of a "<CRLF>.<CR>x" line turned into a CR.
+// fill copies buffered input into b, never past the end of a STARTTLS line
+// or, outside a message, of any line, with the dot of a "<CRLF>.<CR>x" line
+// turned into a CR.
 func (c *conn) fill(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	if err := c.peekDecidable(); err != nil {
+	cmd := !c.inBody()
+	if err := c.peekDecidable(cmd); err != nil {
 		return 0, err
 	}
 	buf, _ := c.br.Peek(c.br.Buffered())
@@ -164,7 +185,7 @@ func (c *conn) fill(b []byte) (int, error) {
 	i := 0
 	for i < n {
 		if c.lineStart {
-			if !decidable(buf[i:]) {
+			if !decidable(buf[i:], cmd) {
 				break // i > 0: peekDecidable covered the first line
 			}
 			c.lineStart = false
@@ -174,6 +195,8 @@ func (c *conn) fill(b []byte) (int, error) {
 			case isStartTLS(buf[i:]):
 				c.stopAtEOL = true
 				c.tlsLine = c.tlsLine[:0]
+			case cmd && isBDAT(buf[i:]):
+				c.sawBDAT = true
 			}
 		}
 		end, eol := n, false
@@ -190,6 +213,9 @@ func (c *conn) fill(b []byte) (int, error) {
 				c.stopAtEOL = false
 				break
 			}
+			if cmd {
+				break // one command line per read
+			}
 		}
 	}
 	c.br.Discard(i)
@@ -197,37 +223,46 @@ func (c *conn) fill(b []byte) (int, error) {
 }
 
 // peekDecidable waits until there is input and, at a line start, enough of
-// it to tell a STARTTLS line or a "." + CR line from others. It only waits
-// for bytes the client must send anyway to finish its line.
-func (c *conn) peekDecidable() error {
+// it to tell a STARTTLS line, a BDAT command (cmd: outside a message) or a
+// "." + CR line from others. It only waits for bytes the client must send
+// anyway to finish its line.
+func (c *conn) peekDecidable(cmd bool) error {
 	k := max(c.br.Buffered(), 1)
 	for {
 		p, err := c.br.Peek(k)
 		if err != nil {
 			return err
 		}
-		if !c.lineStart || decidable(p) {
+		if !c.lineStart || decidable(p, cmd) {
 			return nil
 		}
 		k = len(p) + 1
 	}
 }
 
-const startTLSCmd = "STARTTLS"
+const (
+	startTLSCmd = "STARTTLS"
+	bdatCmd     = "BDAT "
+)
 
-// decidable reports whether p, the start of a line, says enough.
-func decidable(p []byte) bool {
+// decidable reports whether p, the start of a line, says enough; cmd: the
+// line is a command, which may be BDAT.
+func decidable(p []byte, cmd bool) bool {
 	if len(p) == 0 {
 		return false
 	}
 	if p[0] == '.' {
 		return len(p) >= 3 || len(p) == 2 && p[1] != '\r'
 	}
-	if len(p) >= len(startTLSCmd) || bytes.IndexByte(p, '\n') >= 0 {
+	if bytes.IndexByte(p, '\n') >= 0 {
 		return true
 	}
-	// Could it still become STARTTLS? go-smtp takes any line starting so.
-	return !strings.EqualFold(string(p), startTLSCmd[:len(p)])
+	// Could it still become STARTTLS (go-smtp takes any line starting so)
+	// or BDAT?
+	if len(p) < len(startTLSCmd) && strings.EqualFold(string(p), startTLSCmd[:len(p)]) {
+		return false
+	}
+	return !cmd || len(p) >= len(bdatCmd) || !strings.EqualFold(string(p), bdatCmd[:len(p)])
 }
 
 // isDotCR reports a line that starts with a dot and a CR not followed by
@@ -238,6 +273,10 @@ func isDotCR(p []byte) bool {
 
 func isStartTLS(p []byte) bool {
 	return len(p) >= len(startTLSCmd) && strings.EqualFold(string(p[:len(startTLSCmd)]), startTLSCmd)
+}
+
+func isBDAT(p []byte) bool {
+	return len(p) >= len(bdatCmd) && strings.EqualFold(string(p[:len(bdatCmd)]), bdatCmd)
 }
 
 // --- deadlines and boundaries ------------------------------------------------
@@ -284,7 +323,7 @@ func (c *conn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadli
 func (c *conn) wake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.busy {
+	if c.busy || c.body {
 		return
 	}
 	c.woken = true
@@ -313,10 +352,77 @@ func (c *conn) evict() {
 func (c *conn) setBusy(busy bool) {
 	c.mu.Lock()
 	c.busy = busy
+	busy = c.busy || c.body
 	c.mu.Unlock()
 	if c.slot != nil {
 		c.slot.SetBusy(busy)
 	}
+}
+
+// beginBody marks the start of a message transfer: we are about to send
+// 354, or have read a BDAT command. From here to the transaction's final
+// reply (endBody) nothing cuts the connection, and the transfer counts in
+// Server.inflight, so that Shutdown's first phase lets the message finish
+// whenever it begins: before Data runs, or after Data returned and before
+// its reply. It reports false, starting nothing, once Shutdown has begun:
+// the command is then answered 421 instead.
+func (c *conn) beginBody() bool {
+	c.mu.Lock()
+	if c.body {
+		c.mu.Unlock()
+		return true
+	}
+	if c.s.life.Stopping() {
+		c.mu.Unlock()
+		return false
+	}
+	// The connection's goroutine is running, so Shutdown has not reached
+	// its inflight.Wait: the Add is safe even though Shutdown may begin.
+	c.s.inflight.Add(1)
+	c.body = true
+	c.mu.Unlock()
+	if c.slot != nil {
+		c.slot.SetBusy(true)
+	}
+	return true
+}
+
+// endBody ends the transfer beginBody started, at its final reply or when
+// the connection closes.
+func (c *conn) endBody() {
+	c.mu.Lock()
+	if !c.body {
+		c.mu.Unlock()
+		return
+	}
+	c.body = false
+	c.s.inflight.Done()
+	busy := c.busy
+	c.mu.Unlock()
+	if c.slot != nil {
+		c.slot.SetBusy(busy)
+	}
+}
+
+// inBody reports whether a message transfer is under way.
+func (c *conn) inBody() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.body
+}
+
+// joinBody counts Data in Server.inflight if its transfer was started here
+// (the count held by the transfer makes the Add safe even after Shutdown
+// began). It reports false when there is no such transfer.
+func (c *conn) joinBody() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.body {
+		return false
+	}
+	c.s.inflight.Add(1)
+	c.s.inflightN.Add(1)
+	return true
 }
 
 // cutAtBoundary ends the connection with a 421 if it must end: Shutdown, an
@@ -326,7 +432,7 @@ func (c *conn) cutAtBoundary() bool {
 		return true
 	}
 	c.mu.Lock()
-	busy := c.busy
+	busy := c.busy || c.body
 	c.mu.Unlock()
 	if busy {
 		return false
@@ -537,10 +643,21 @@ func (c *conn) reply(line string) error {
 	// Intermediate replies (AUTH challenges, DATA's go-ahead, BDAT's
 	// per-chunk one) answer no new command.
 	code := text[:3]
-	if code != "334" && code != "354" && text != "250 2.0.0 Continue" && c.countJunk() {
+	final := code != "334" && code != "354" && text != "250 2.0.0 Continue"
+	if code == "354" && !c.beginBody() {
+		// Shutdown began after DATA was read: answer it 421 rather
+		// than invite a message. go-smtp's Data then reads EOF.
+		c.say(errShuttingDown)
+		return nil
+	}
+	if final && c.countJunk() {
 		line = formatReply(errTooManyJunk)
 	}
-	return c.sendFinal(line)
+	err := c.sendFinal(line)
+	if final {
+		c.endBody()
+	}
+	return err
 }
 
 // countJunk counts the command being answered unless it advanced a mail
@@ -584,6 +701,7 @@ func (c *conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		c.hangup.Store(true)
+		c.endBody()
 		tc, isTLS := c.tr.(*tls.Conn)
 		if isTLS {
 			c.raw.SetWriteDeadline(time.Now().Add(time.Second))

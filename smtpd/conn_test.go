@@ -25,12 +25,13 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 // edgeReference is what the edge's reader must deliver for in: the same
 // bytes, except that the dot of a line starting ".<CR>x" (x not LF) is a CR,
 // and a last line too short to decide on is not delivered at EOF. It also
-// returns the offsets just past each STARTTLS line, where a read must end.
-func edgeReference(in []byte) (out []byte, stops []int) {
+// returns the offsets where a read must end: just past each STARTTLS line
+// and, outside a message (cmd), past every line.
+func edgeReference(in []byte, cmd bool) (out []byte, stops []int) {
 	out = bytes.Clone(in)
 	for p := 0; p < len(in); {
 		line := in[p:]
-		if !decidable(line) {
+		if !decidable(line, cmd) {
 			return out[:p], stops
 		}
 		if isDotCR(line) {
@@ -39,7 +40,7 @@ func edgeReference(in []byte) (out []byte, stops []int) {
 		end := len(in)
 		if j := bytes.IndexByte(line, '\n'); j >= 0 {
 			end = p + j + 1
-			if isStartTLS(line) {
+			if cmd || isStartTLS(line) {
 				stops = append(stops, end)
 			}
 		}
@@ -49,13 +50,15 @@ func edgeReference(in []byte) (out []byte, stops []int) {
 }
 
 func FuzzEdgeRead(f *testing.F) {
-	f.Add([]byte("EHLO x\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\n"), uint8(3), uint8(7))
-	f.Add([]byte("DATA\r\nSubject: a\r\n\r\n.\rX\r\n..\r\n.\r\n"), uint8(1), uint8(1))
-	f.Add([]byte("starttls now\nNOOP\r\nSTA\r\nSTARTTL"), uint8(16), uint8(200))
-	f.Add([]byte(".\r"), uint8(2), uint8(2))
-	f.Fuzz(func(t *testing.T, in []byte, chunk, bufLen uint8) {
-		c := &conn{lineStart: true, br: bufio.NewReaderSize(&chunkReader{b: in, n: int(chunk)%17 + 1}, 4096)}
-		want, stops := edgeReference(in)
+	f.Add([]byte("EHLO x\r\nSTARTTLS\r\nMAIL FROM:<a@b>\r\n"), uint8(3), uint8(7), false)
+	f.Add([]byte("DATA\r\nSubject: a\r\n\r\n.\rX\r\n..\r\n.\r\n"), uint8(1), uint8(1), false)
+	f.Add([]byte("Subject: a\r\n\r\n.\rX\r\n..\r\nSTARTTLS\r\n.\r\nQUIT\r\n"), uint8(5), uint8(9), true)
+	f.Add([]byte("starttls now\nNOOP\r\nSTA\r\nSTARTTL"), uint8(16), uint8(200), false)
+	f.Add([]byte("BDAT 3 LAST\r\nabcbdat 2\r\nBD"), uint8(4), uint8(30), false)
+	f.Add([]byte(".\r"), uint8(2), uint8(2), false)
+	f.Fuzz(func(t *testing.T, in []byte, chunk, bufLen uint8, body bool) {
+		c := &conn{lineStart: true, body: body, br: bufio.NewReaderSize(&chunkReader{b: in, n: int(chunk)%17 + 1}, 4096)}
+		want, stops := edgeReference(in, !body)
 		buf := make([]byte, int(bufLen)%64+1)
 		var out []byte
 		for i := 0; ; i++ {
@@ -69,7 +72,7 @@ func FuzzEdgeRead(f *testing.F) {
 				stops = stops[1:]
 			}
 			if len(stops) > 0 && stops[0] < len(out) {
-				t.Fatalf("a read spans the end of a STARTTLS line at %d: [%d, %d)", stops[0], start, len(out))
+				t.Fatalf("a read spans the end of a line at %d: [%d, %d)", stops[0], start, len(out))
 			}
 			if err == io.EOF {
 				break

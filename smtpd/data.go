@@ -37,6 +37,9 @@ var spoolBufs = sync.Pool{New: func() any { b := make([]byte, spoolBufSize); ret
 // returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
 // carry our message id) only when all of them are durable.
 func (s *session) Data(r io.Reader) error {
+	if h := s.s.dataHook.Load(); h != nil {
+		(*h)(s.conn)
+	}
 	s.mu.Lock()
 	env := s.env
 	helo := s.helo
@@ -51,14 +54,18 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.conn.advanced.Store(true)
 	srv := s.s
-	srv.mu.Lock()
-	if srv.closed {
+	if !s.conn.joinBody() {
+		// A transfer our edge did not see begin (a BDAT pipelined in
+		// bulk behind a message): counted only while not shutting down.
+		srv.mu.Lock()
+		if srv.closed {
+			srv.mu.Unlock()
+			return errShuttingDown
+		}
+		srv.inflight.Add(1)
+		srv.inflightN.Add(1)
 		srv.mu.Unlock()
-		return errShuttingDown
 	}
-	srv.inflight.Add(1)
-	srv.inflightN.Add(1)
-	srv.mu.Unlock()
 	defer srv.inflight.Done()
 	defer srv.inflightN.Add(-1)
 	s.conn.setBusy(true)

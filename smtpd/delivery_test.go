@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/posthouse/posthouse/auth"
 	// Named apart from smtpd's own type delivery.
@@ -13,14 +14,14 @@ import (
 )
 
 // pipeline is the real delivery pipeline behind smtpd's Delivery
-// interface, over the test server's directory, store and queue: smtpd's
+// interface, over the test server's directory, maildir store and queue: smtpd's
 // tests check what a client sees and what lands in the store, as
 // cmd/posthouse wires it (its adapter is this one's twin).
 type pipeline struct{ p *dlv.Pipeline }
 
-func newTestDelivery(t testing.TB, o Options, filters ...dlv.Filter) Delivery {
+func newTestDelivery(t testing.TB, o Options, store dlv.Store, filters ...dlv.Filter) Delivery {
 	t.Helper()
-	dopts := dlv.Options{Logger: o.Logger, Directory: o.Directory, Store: o.Store, Filters: filters}
+	dopts := dlv.Options{Logger: o.Logger, Directory: o.Directory, Store: store, Filters: filters}
 	if o.Queue != nil {
 		dopts.Queue = o.Queue
 	}
@@ -212,4 +213,17 @@ func TestAliasChangedBeforeData(t *testing.T) {
 	if n := len(ts.messages("alice@example.org")); n != 0 {
 		t.Errorf("alice has %d messages", n)
 	}
+}
+
+// slowFilter passes every message after d, or fails when ctx ends first:
+// a slow step of the pipeline (a content scanner), before the store.
+func slowFilter(d time.Duration) dlv.Filter {
+	return filterFunc(func(ctx context.Context, _ *dlv.Message) (dlv.Decision, error) {
+		select {
+		case <-time.After(d):
+			return dlv.Decision{}, nil
+		case <-ctx.Done():
+			return dlv.Decision{}, ctx.Err()
+		}
+	})
 }

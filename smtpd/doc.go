@@ -186,7 +186,12 @@
 //
 // Shutdown (package server's two phases) closes the listeners, ends idle
 // connections (421 4.3.2) and lets messages being received or delivered
-// finish; when its context ends it gives the rest an immediate deadline,
-// cancels their store calls and waits for their goroutines and for every
-// Data call, so the store can be closed after it returns.
+// finish. A message counts as such from the moment the client is told to
+// send it (our edge sees the 354 go out, or a BDAT command come in) to its
+// final reply, so a client that got 354 is never answered 421 in place of
+// the message's reply; a DATA read just as Shutdown begins gets 421
+// instead of 354. When its context ends Shutdown gives the rest an
+// immediate deadline, cancels their store calls and waits for their
+// goroutines and for every Data call, so the store can be closed after it
+// returns.
 package smtpd

@@ -20,6 +20,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 // fakeDirectory is a recording stand-in for *auth.DB.
@@ -140,82 +141,6 @@ func (l *fakeLogin) Next(resp []byte) ([]byte, bool, error) {
 	}
 }
 
-// fakeStore records deliveries per account.
-type fakeStore struct {
-	mu       sync.Mutex
-	mail     map[string][][]byte
-	quota    map[string]int64 // 0: unlimited
-	used     map[string]int64
-	failWith map[string]error // Deliver fails for these accounts
-	delay    time.Duration
-}
-
-func newFakeStore() *fakeStore {
-	return &fakeStore{mail: map[string][][]byte{}, quota: map[string]int64{}, used: map[string]int64{}, failWith: map[string]error{}}
-}
-
-func (s *fakeStore) Open(ctx context.Context, name string) (mailstore.Account, error) {
-	return &fakeAccount{s: s, name: name}, nil
-}
-
-func (s *fakeStore) messages(account string) [][]byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([][]byte(nil), s.mail[account]...)
-}
-
-func (s *fakeStore) total() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, m := range s.mail {
-		n += len(m)
-	}
-	return n
-}
-
-// fakeAccount implements the methods smtpd calls; the embedded nil
-// interface makes any other call panic, which a test would notice.
-type fakeAccount struct {
-	mailstore.Account
-	s    *fakeStore
-	name string
-}
-
-func (a *fakeAccount) Name() string { return a.name }
-func (a *fakeAccount) Close() error { return nil }
-
-func (a *fakeAccount) Usage(ctx context.Context) (int64, int64, error) {
-	a.s.mu.Lock()
-	defer a.s.mu.Unlock()
-	return a.s.used[a.name], a.s.quota[a.name], nil
-}
-
-func (a *fakeAccount) Deliver(ctx context.Context, r io.Reader, opts mailstore.DeliverOptions) (mailstore.AppendResult, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return mailstore.AppendResult{}, err
-	}
-	if a.s.delay > 0 {
-		select {
-		case <-time.After(a.s.delay):
-		case <-ctx.Done():
-			return mailstore.AppendResult{}, ctx.Err()
-		}
-	}
-	a.s.mu.Lock()
-	defer a.s.mu.Unlock()
-	if err := a.s.failWith[a.name]; err != nil {
-		return mailstore.AppendResult{}, err
-	}
-	if q := a.s.quota[a.name]; q > 0 && a.s.used[a.name]+int64(len(b)) > q {
-		return mailstore.AppendResult{}, fmt.Errorf("deliver: %w", mailstore.ErrOverQuota)
-	}
-	a.s.used[a.name] += int64(len(b))
-	a.s.mail[a.name] = append(a.s.mail[a.name], b)
-	return mailstore.AppendResult{UID: 1, Size: int64(len(b))}, nil
-}
-
 // fakeQueue records queue entries.
 type fakeQueue struct {
 	mu      sync.Mutex
@@ -267,40 +192,42 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-// useFakeStore, set as Options.Store by withFakeStore, is replaced by the
-// test server's recording fakeStore.
-var useFakeStore = &fakeStore{}
-
-// withFakeStore makes the server deliver into ts.store, the fake that can
-// fail, fill up or stall on demand, instead of the real maildir store.
-func withFakeStore(o *Options) { o.Store = useFakeStore }
-
 // testServer is a running server with its fakes.
 type testServer struct {
+	t        testing.TB
 	srv      *Server
 	addr     string
 	dir      *fakeDirectory
-	store    *fakeStore // only used with withFakeStore
-	read     func(account string) [][]byte
+	mail     *maildir.Store // the real store behind Options.Store and the pipeline
 	queue    *fakeQueue
 	logs     *syncBuffer
 	spoolDir string
 	opts     Options
+
+	quotaMu sync.Mutex
+	quota   map[string]int64 // account → quota in bytes; none: unlimited
 }
 
 // newTestServer starts a server on 127.0.0.1:0 (ModeMTA unless an option
 // says otherwise) with a fake directory, a recording queue and a real
-// maildir store in a temp dir (withFakeStore: the recording fake).
+// maildir store in a temp dir, whose quotas the test sets (setQuota), and
+// the real delivery pipeline over it unless an option sets Delivery.
 func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	t.Helper()
-	ts := &testServer{dir: newFakeDirectory(), store: newFakeStore(), queue: &fakeQueue{}, logs: &syncBuffer{}, spoolDir: t.TempDir()}
+	ts := &testServer{t: t, dir: newFakeDirectory(), queue: &fakeQueue{}, logs: &syncBuffer{}, spoolDir: t.TempDir(), quota: map[string]int64{}}
+	mail, err := maildir.Open(context.Background(), t.TempDir(), maildir.Options{Quota: ts.quotaOf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mail.Close() })
+	ts.mail = mail
 	o := Options{
 		Logger:    slog.New(slog.NewTextHandler(ts.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Hostname:  "mx.example.org",
 		Mode:      ModeMTA,
 		TLS:       certstest.Default().ServerConfig("mx.example.org", "localhost", "127.0.0.1"),
 		Directory: ts.dir,
-		Store:     nil, // the real maildir store unless an option sets one
+		Store:     MailStore(mail),
 		Queue:     ts.queue,
 		SpoolDir:  ts.spoolDir,
 		Now:       func() time.Time { return time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC) },
@@ -308,22 +235,11 @@ func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	for _, f := range opts {
 		f(&o)
 	}
-	switch o.Store {
-	case useFakeStore:
-		o.Store = ts.store
-		ts.read = ts.store.messages
-	case nil:
-		opt, read := withMaildir(t)
-		opt(&o)
-		ts.read = read
-	default:
-		ts.read = func(string) [][]byte { t.Fatal("testServer: the caller's store cannot be read back"); return nil }
-	}
 	switch d := o.Delivery.(type) {
 	case nil:
-		o.Delivery = newTestDelivery(t, o)
+		o.Delivery = newTestDelivery(t, o, mail)
 	case testFilters:
-		o.Delivery = newTestDelivery(t, o, d...)
+		o.Delivery = newTestDelivery(t, o, mail, d...)
 	}
 	ts.opts = o
 	srv, err := New(o)
@@ -361,8 +277,67 @@ func clientTLS() *tls.Config {
 	return certstest.Default().ClientConfig("mx.example.org")
 }
 
+func (ts *testServer) quotaOf(_ context.Context, account string) (int64, error) {
+	ts.quotaMu.Lock()
+	defer ts.quotaMu.Unlock()
+	return ts.quota[account], nil
+}
+
+// setQuota sets account's quota in bytes (0: unlimited), from the next
+// store call on.
+func (ts *testServer) setQuota(account string, bytes int64) {
+	ts.quotaMu.Lock()
+	defer ts.quotaMu.Unlock()
+	ts.quota[account] = bytes
+}
+
+// store puts msg into account's INBOX, as if delivered earlier.
+func (ts *testServer) store(account, msg string) {
+	t := ts.t
+	t.Helper()
+	ctx := context.Background()
+	a, err := ts.mail.Open(ctx, account)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.Deliver(ctx, strings.NewReader(msg), mailstore.DeliverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // messages returns account's INBOX messages in delivery order.
-func (ts *testServer) messages(account string) [][]byte { return ts.read(account) }
+func (ts *testServer) messages(account string) [][]byte {
+	ts.t.Helper()
+	ctx := context.Background()
+	a, err := ts.mail.Open(ctx, account)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer a.Close()
+	mb, err := a.Mailbox(ctx, mailstore.Inbox)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	snap, err := a.Snapshot(ctx, mb.ID)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	var out [][]byte
+	for _, m := range snap.Messages {
+		r, _, err := a.OpenMessage(ctx, mb.ID, m.UID)
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		b, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			ts.t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
 
 // total counts the messages of every account the directory knows.
 func (ts *testServer) total() int {
@@ -374,7 +349,35 @@ func (ts *testServer) total() int {
 	ts.dir.mu.Unlock()
 	n := 0
 	for _, a := range accounts {
-		n += len(ts.read(a))
+		n += len(ts.messages(a))
 	}
 	return n
 }
+
+// scriptedDelivery stands in for the pipeline where a test decides what
+// becomes of each account (a store failure, say): it reads the message,
+// stores nothing and answers Results. It records each call's recipients.
+type scriptedDelivery struct {
+	results []LocalResult
+	mu      sync.Mutex
+	calls   [][]string
+}
+
+func (d *scriptedDelivery) DeliverLocal(_ context.Context, m *LocalMessage) LocalOutcome {
+	if _, err := io.Copy(io.Discard, io.NewSectionReader(m.Body, 0, m.Body.Size())); err != nil {
+		panic(err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, append([]string(nil), m.Rcpts...))
+	return LocalOutcome{Results: append([]LocalResult(nil), d.results...)}
+}
+
+func (d *scriptedDelivery) rcpts() [][]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([][]string(nil), d.calls...)
+}
+
+// withDelivery replaces the pipeline by d.
+func withDelivery(d Delivery) func(*Options) { return func(o *Options) { o.Delivery = d } }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/server"
 )
 
@@ -97,12 +96,6 @@ type Directory interface {
 	NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error)
 }
 
-// Store is what smtpd needs from the mailstore: opening the recipient's
-// account to read its Usage at RCPT. mailstore.Store implements it.
-type Store interface {
-	Open(ctx context.Context, name string) (mailstore.Account, error)
-}
-
 // Queue takes mail for foreign recipients (and local copies that failed
 // after others were accepted, see the package doc). *queue.Queue
 // implements it; Enqueue is durable before it returns.
@@ -122,7 +115,8 @@ type Options struct {
 	TLS *tls.Config
 
 	Directory Directory
-	Store     Store
+	// Store serves the quota check at RCPT (store.go).
+	Store Store
 	// Delivery makes the local copies (see the Delivery interface).
 	Delivery Delivery
 	// Queue may be nil: foreign recipients are then refused with 451 4.3.0
@@ -187,6 +181,10 @@ type Server struct {
 	closed    bool
 	inflight  sync.WaitGroup
 	inflightN atomic.Int64
+	// dataHook, when set (by tests), runs first in Data: between the go
+	// ahead to the client (354, or the BDAT command read) and Data's own
+	// bookkeeping.
+	dataHook atomic.Pointer[func(*conn)]
 	// baseCtx parents every session context: the lifecycle's, cancelled
 	// when Shutdown's grace period ends, so stuck store calls give up.
 	baseCtx context.Context

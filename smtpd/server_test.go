@@ -126,15 +126,15 @@ func TestPolicyReplies(t *testing.T) {
 			{"RCPT TO:<carol@example.net>", "452 4.5.3 "},
 		}},
 		{name: "mailbox full", setup: func(ts *testServer) {
-			ts.store.quota["bob@example.org"] = 100
-			ts.store.used["bob@example.org"] = 100
+			ts.store("bob@example.org", "Subject: fill\r\n\r\nx\r\n")
+			ts.setQuota("bob@example.org", 1)
 		}, script: [][2]string{
 			{"MAIL FROM:<x@remote.test>", "250 "},
 			{"RCPT TO:<bob@example.org>", "452 4.2.2 "},
 			{"RCPT TO:<alice@example.org>", "250 "},
 		}},
 		{name: "message larger than quota", setup: func(ts *testServer) {
-			ts.store.quota["bob@example.org"] = 1000
+			ts.setQuota("bob@example.org", 1000)
 		}, script: [][2]string{
 			{"MAIL FROM:<x@remote.test> SIZE=5000", "250 "},
 			{"RCPT TO:<bob@example.org>", "552 5.2.2 "},
@@ -230,9 +230,6 @@ func TestPolicyReplies(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := []func(*Options){withMode(tc.mode), func(o *Options) { o.MaxRecipients = 2; o.MaxMessageBytes = 100000 }}
-			if tc.setup != nil {
-				opts = append(opts, withFakeStore)
-			}
 			ts := newTestServer(t, opts...)
 			if tc.setup != nil {
 				tc.setup(ts)
@@ -826,10 +823,13 @@ func TestConnectionLimits(t *testing.T) {
 	})
 }
 
+// TestPartialFailure: the DATA reply when some or all local copies fail
+// (the package doc, "Partial failure"); the pipeline's outcome is scripted.
 func TestPartialFailure(t *testing.T) {
+	fire := errors.New("disk on fire")
 	t.Run("one account fails, others delivered, failed one queued", func(t *testing.T) {
-		ts := newTestServer(t, withFakeStore)
-		ts.store.failWith["bob@example.org"] = errors.New("disk on fire")
+		d := &scriptedDelivery{results: []LocalResult{{Rcpt: "alice@example.org"}, {Rcpt: "bob@example.org", Err: fire}}}
+		ts := newTestServer(t, withDelivery(d))
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
 		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
@@ -837,8 +837,8 @@ func TestPartialFailure(t *testing.T) {
 		c.cmd("DATA", "354 ")
 		c.write("Subject: p\r\n\r\nx\r\n.\r\n")
 		c.expect("250 2.0.0 ")
-		if n := len(ts.messages("alice@example.org")); n != 1 {
-			t.Errorf("alice has %d", n)
+		if got := d.rcpts(); len(got) != 1 || !slices.Equal(got[0], []string{"team@example.org"}) {
+			t.Errorf("pipeline called with %q", got)
 		}
 		q := ts.queue.all()
 		if len(q) != 1 || !slices.Equal(q[0].rcpts, []string{"bob@example.org"}) {
@@ -846,8 +846,8 @@ func TestPartialFailure(t *testing.T) {
 		}
 	})
 	t.Run("all fail: temporary error, nothing leaks", func(t *testing.T) {
-		ts := newTestServer(t, withFakeStore)
-		ts.store.failWith["bob@example.org"] = errors.New("disk on fire")
+		d := &scriptedDelivery{results: []LocalResult{{Rcpt: "bob@example.org", Err: fire}}}
+		ts := newTestServer(t, withDelivery(d))
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
 		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
@@ -857,10 +857,13 @@ func TestPartialFailure(t *testing.T) {
 		if line := c.expect("451 4.3.0 "); strings.Contains(line, "fire") {
 			t.Errorf("internal error on the wire: %q", line)
 		}
+		if n := len(ts.queue.all()); n != 0 {
+			t.Errorf("%d queue entries", n)
+		}
 	})
 	t.Run("quota at DATA", func(t *testing.T) {
-		ts := newTestServer(t, withFakeStore)
-		ts.store.quota["bob@example.org"] = 100
+		ts := newTestServer(t)
+		ts.setQuota("bob@example.org", 100)
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
 		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
@@ -868,10 +871,13 @@ func TestPartialFailure(t *testing.T) {
 		c.cmd("DATA", "354 ")
 		c.write("Subject: p\r\n\r\n" + strings.Repeat("x", 200) + "\r\n.\r\n")
 		c.expect("452 4.2.2 ")
+		if n := len(ts.messages("bob@example.org")); n != 0 {
+			t.Errorf("bob has %d messages", n)
+		}
 	})
 	t.Run("partial and queue down: client retries", func(t *testing.T) {
-		ts := newTestServer(t, withFakeStore)
-		ts.store.failWith["bob@example.org"] = mailstore.ErrOverQuota
+		d := &scriptedDelivery{results: []LocalResult{{Rcpt: "alice@example.org"}, {Rcpt: "bob@example.org", Err: mailstore.ErrOverQuota}}}
+		ts := newTestServer(t, withDelivery(d))
 		ts.queue.err = errors.New("queue down")
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
@@ -926,8 +932,7 @@ func TestParallelSenders(t *testing.T) {
 }
 
 func TestShutdown(t *testing.T) {
-	ts := newTestServer(t, withFakeStore)
-	ts.store.delay = 300 * time.Millisecond
+	ts := newTestServer(t, withFilters(slowFilter(300*time.Millisecond)))
 	idle := dialRaw(t, ts.addr)
 	idle.ehlo()
 	busy := dialRaw(t, ts.addr)
@@ -959,9 +964,91 @@ func TestShutdown(t *testing.T) {
 	}
 }
 
+// TestShutdownAfterGoAhead: a Shutdown that begins once the client has been
+// told to send its message (354) or has started BDAT, but before Data has
+// counted the message in flight, lets the message finish: 250, then 421 at
+// the next command, never a 421 in place of the 250.
+func TestShutdownAfterGoAhead(t *testing.T) {
+	const msg = "Subject: late\r\n\r\nx\r\n"
+	tests := []struct {
+		name string
+		send func(c *rawConn)
+		rest func(c *rawConn) // after Shutdown began, before the final reply
+	}{
+		{name: "DATA", send: func(c *rawConn) {
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<bob@example.org>", "250 ")
+			c.cmd("DATA", "354 ")
+			c.write(msg + ".\r\n")
+		}},
+		{name: "pipelined DATA", send: func(c *rawConn) {
+			c.write("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+			c.expect("250 ")
+			c.expect("250 ")
+			c.expect("354 ")
+			c.write(msg + ".\r\n")
+		}},
+		{name: "BDAT", send: func(c *rawConn) {
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<bob@example.org>", "250 ")
+			c.write(fmt.Sprintf("BDAT %d LAST\r\n%s", len(msg), msg))
+		}},
+		{name: "BDAT in two chunks", send: func(c *rawConn) {
+			c.cmd("MAIL FROM:<x@remote.test>", "250 ")
+			c.cmd("RCPT TO:<bob@example.org>", "250 ")
+			c.write(fmt.Sprintf("BDAT %d\r\n%s", len(msg)-3, msg[:len(msg)-3]))
+		}, rest: func(c *rawConn) {
+			c.expect("250 2.0.0 Continue")
+			c.write("BDAT 3 LAST\r\nx\r\n")
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := newTestServer(t)
+			entered := make(chan *conn, 1)
+			release := make(chan struct{})
+			hook := func(c *conn) {
+				entered <- c
+				<-release
+			}
+			ts.srv.dataHook.Store(&hook)
+			c := dialRaw(t, ts.addr)
+			c.ehlo()
+			tc.send(c)
+			var oc *conn
+			select {
+			case oc = <-entered:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Data not called")
+			}
+			done := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				done <- ts.srv.Shutdown(ctx)
+			}()
+			waitFor(t, "Shutdown to begin", ts.srv.life.Stopping)
+			// The lifecycle asks each connection to stop from a goroutine
+			// of its own; make sure this one has been asked.
+			oc.wake()
+			close(release)
+			if tc.rest != nil {
+				tc.rest(c)
+			}
+			c.expect("250 2.0.0 ")
+			c.expect("421 ")
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if n := len(ts.messages("bob@example.org")); n != 1 {
+				t.Errorf("bob has %d messages", n)
+			}
+		})
+	}
+}
+
 func TestDeliveryTimeout(t *testing.T) {
-	ts := newTestServer(t, withFakeStore, func(o *Options) { o.DeliveryTimeout = 100 * time.Millisecond })
-	ts.store.delay = time.Second
+	ts := newTestServer(t, withFilters(slowFilter(time.Second)), func(o *Options) { o.DeliveryTimeout = 100 * time.Millisecond })
 	c := dialRaw(t, ts.addr)
 	c.ehlo()
 	c.cmd("MAIL FROM:<x@remote.test>", "250 ")
@@ -978,8 +1065,7 @@ func TestDeliveryTimeout(t *testing.T) {
 // TestShutdownForced: when the grace period ends, connections are cut and
 // deliveries in progress are cancelled; Shutdown still waits for them.
 func TestShutdownForced(t *testing.T) {
-	ts := newTestServer(t, withFakeStore, func(o *Options) { o.DeliveryTimeout = time.Minute })
-	ts.store.delay = 30 * time.Second
+	ts := newTestServer(t, withFilters(slowFilter(30*time.Second)), func(o *Options) { o.DeliveryTimeout = time.Minute })
 	c := dialRaw(t, ts.addr)
 	c.ehlo()
 	c.cmd("MAIL FROM:<x@remote.test>", "250 ")

@@ -68,7 +68,7 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, verifier smtpd.DKIMVerif
 		Mode:               mode,
 		TLS:                a.tls,
 		Directory:          a.auth,
-		Store:              a.store,
+		Store:              smtpd.MailStore(a.store),
 		Delivery:           smtpDelivery{a.delivery},
 		DKIM:               verifier,
 		SpoolDir:           spool,
