@@ -236,6 +236,10 @@ func refuseBusy(c net.Conn, _ error) {
 // (package server).
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.life.Shutdown(ctx)
+	// A Serve that has not started the library servers by now never will
+	// (its start finds the Once done), and one that has finished adding
+	// them to libWG before the Wait below: Add never races with Wait.
+	s.startOnce.Do(func() {})
 	// The library servers end when their listeners close; imapserver.Close
 	// is not used (its WaitGroup races with a Serve that has not started).
 	s.secureLn.Close()

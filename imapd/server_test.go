@@ -1,9 +1,13 @@
 package imapd
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -349,5 +353,47 @@ func TestIMAP4rev2Client(t *testing.T) {
 	u = rc.mustOK("UID SEARCH ALL")
 	if !hasLine(u, "* ESEARCH (TAG ") || !hasLine(u, "UID ALL 1") {
 		t.Errorf("IMAP4rev2 SEARCH: %q", u)
+	}
+}
+
+// TestShutdownRacesServe: serve shuts a server down when a later listener
+// fails to bind, which may be before, while or after its Serve starts the
+// library servers; run under -race, no order may race or hang.
+func TestShutdownRacesServe(t *testing.T) {
+	store := storeFactory(t)
+	defer store.Close()
+	for i := range 20 {
+		srv, err := New(Options{
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			TLS:    certstest.Default().ServerConfig(certstest.Loopback...),
+			Store:  store,
+			Auth:   &fakeAuth{users: map[string]string{}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(context.Background(), ln) }()
+		if i%2 == 0 {
+			runtime.Gosched()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("round %d: Shutdown: %v", i, err)
+		}
+		cancel()
+		select {
+		case err := <-done:
+			if err != ErrServerClosed {
+				t.Fatalf("round %d: Serve: %v, want ErrServerClosed", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Serve did not return after Shutdown", i)
+		}
+		ln.Close()
 	}
 }

@@ -328,6 +328,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// (a BDAT body reader may outlive its connection) end under the
 	// cancelled base context.
 	s.smtp.Shutdown(context.Background())
+	// As in imapd: a Serve that has not started go-smtp's loop by now never
+	// will, so its libWG.Add cannot race with the Wait.
+	s.startOnce.Do(func() {})
 	s.libWG.Wait()
 	s.inflight.Wait()
 	return err
