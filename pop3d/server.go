@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"time"
 
 	"github.com/emersion/go-sasl"
@@ -120,13 +119,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "localhost"
-		}
-		opts.Hostname = h
-	}
+	opts.Hostname = server.Hostname(opts.Hostname)
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {
 			*d = v

@@ -204,13 +204,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil || h == "" {
-			h = "localhost"
-		}
-		opts.Hostname = h
-	}
+	opts.Hostname = server.Hostname(opts.Hostname)
 	if opts.SpoolDir == "" {
 		opts.SpoolDir = os.TempDir()
 	}

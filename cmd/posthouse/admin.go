@@ -240,15 +240,31 @@ func verbFlags(env *adminEnv, noun string, v string, argsUsage string) *flag.Fla
 	return newFlagSet("posthouse admin "+noun+" "+v, "posthouse admin "+noun+" "+v+" "+argsUsage, env.stdout)
 }
 
-// wantArgs checks the number of positional arguments.
-func wantArgs(fs *flag.FlagSet, args []string, min, max int, what string) error {
-	if len(args) < min {
-		return usageError("%s: missing %s", fs.Name(), what)
+// verbArgs parses a verb's flags and returns its positional arguments,
+// checking there are min to max of them (max < 0: no limit); what names the
+// missing ones in the usage error.
+func verbArgs(fs *flag.FlagSet, args []string, min, max int, what string) ([]string, error) {
+	rest, err := parseFlags(fs, args)
+	if err != nil {
+		return nil, err
 	}
-	if max >= 0 && len(args) > max {
-		return usageError("%s: unexpected argument %q", fs.Name(), args[max])
+	if len(rest) < min {
+		return nil, usageError("%s: missing %s", fs.Name(), what)
 	}
-	return nil
+	if max >= 0 && len(rest) > max {
+		return nil, usageError("%s: unexpected argument %q", fs.Name(), rest[max])
+	}
+	return rest, nil
+}
+
+// listVerbArgs parses a "list [DOMAIN]" verb's arguments and returns the
+// domain, "" for every domain.
+func listVerbArgs(env *adminEnv, noun string, args []string) (string, error) {
+	rest, err := verbArgs(verbFlags(env, noun, "list", "[DOMAIN]"), args, 0, 1, "")
+	if err != nil || len(rest) == 0 {
+		return "", err
+	}
+	return rest[0], nil
 }
 
 // maxPasswordLen bounds a password read from stdin.
@@ -300,24 +316,23 @@ func readPassword(env *adminEnv, fromStdin bool, prompt string) (string, error) 
 	return string(first), nil
 }
 
-// table writes aligned columns: a header line, then one line per row.
-// Columns are separated by at least two spaces and cells never contain
-// spaces, so `awk '{print $1}'` and `cut` both work.
-type table struct{ tw *tabwriter.Writer }
-
-func newTable(w io.Writer, header ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
-	t.row(header...)
-	return t
-}
-
-func (t *table) row(cells ...string) {
-	for i, c := range cells {
-		if c == "" {
-			cells[i] = "-"
+// writeTable writes aligned columns: the header line, then the cells of
+// each item on a line. Columns are separated by at least two spaces and
+// cells never contain spaces (an empty cell prints as "-"), so
+// `awk '{print $1}'` and `cut` both work.
+func writeTable[T any](w io.Writer, items []T, header []string, cells func(T) []string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(cells []string) {
+		for i, c := range cells {
+			if c == "" {
+				cells[i] = "-"
+			}
 		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
-	fmt.Fprintln(t.tw, strings.Join(cells, "\t"))
+	row(header)
+	for _, it := range items {
+		row(cells(it))
+	}
+	return tw.Flush()
 }
-
-func (t *table) flush() error { return t.tw.Flush() }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/posthouse/posthouse/auth"
 )
 
 func runAdminAlias(ctx context.Context, env *adminEnv, args []string) error {
@@ -16,11 +18,8 @@ func runAdminAlias(ctx context.Context, env *adminEnv, args []string) error {
 
 func aliasAdd(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "alias", "add", "ADDRESS TARGET...")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 2, -1, "ADDRESS and at least one TARGET")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 2, -1, "ADDRESS and at least one TARGET"); err != nil {
 		return err
 	}
 	// Targets may be given as separate arguments or comma-separated.
@@ -40,36 +39,23 @@ func aliasAdd(ctx context.Context, env *adminEnv, args []string) error {
 }
 
 func aliasList(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "alias", "list", "[DOMAIN]")
-	rest, err := parseFlags(fs, args)
+	domain, err := listVerbArgs(env, "alias", args)
 	if err != nil {
 		return err
-	}
-	if err := wantArgs(fs, rest, 0, 1, ""); err != nil {
-		return err
-	}
-	domain := ""
-	if len(rest) == 1 {
-		domain = rest[0]
 	}
 	aliases, err := env.auth.Aliases(ctx, domain)
 	if err != nil {
 		return err
 	}
-	t := newTable(env.stdout, "ALIAS", "TARGETS")
-	for _, a := range aliases {
-		t.row(a.Address, strings.Join(a.Targets, ","))
-	}
-	return t.flush()
+	return writeTable(env.stdout, aliases, []string{"ALIAS", "TARGETS"}, func(a auth.Alias) []string {
+		return []string{a.Address, strings.Join(a.Targets, ",")}
+	})
 }
 
 func aliasRemove(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "alias", "remove", "ADDRESS")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
 		return err
 	}
 	if err := env.auth.RemoveAlias(ctx, rest[0]); err != nil {

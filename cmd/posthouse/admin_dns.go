@@ -11,20 +11,12 @@ import (
 
 func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 	fs := newFlagSet("posthouse admin dns", "posthouse admin dns DOMAIN", env.stdout)
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "DOMAIN")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "DOMAIN"); err != nil {
 		return err
 	}
 	domain := rest[0]
-	q, err := openAdminQueue(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
-	keys, err := q.DKIM().List(ctx, domain)
+	keys, err := dkimKeys(ctx, env, domain)
 	if err != nil {
 		return err
 	}
@@ -40,11 +32,11 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		POP3:        listenPort(env.cfg.Listen.POP3),
 	}
 	fmt.Fprintf(env.stdout, "; DNS records for %s, served by %s\n", domain, env.cfg.Hostname)
-	dkimKeys := make([]dns.DKIMKey, len(keys))
+	zoneKeys := make([]dns.DKIMKey, len(keys))
 	for i, k := range keys {
-		dkimKeys[i] = dns.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, Zone: k.ZoneRecord()}
+		zoneKeys[i] = dns.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, Zone: k.ZoneRecord()}
 	}
-	for _, r := range dns.Records(domain, env.cfg.Hostname, dkimKeys, ports) {
+	for _, r := range dns.Records(domain, env.cfg.Hostname, zoneKeys, ports) {
 		if r.Comment != "" {
 			fmt.Fprintf(env.stdout, "\n; %s\n", r.Comment)
 		}

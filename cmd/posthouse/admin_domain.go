@@ -19,11 +19,8 @@ func runAdminDomain(ctx context.Context, env *adminEnv, args []string) error {
 
 func domainAdd(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "domain", "add", "DOMAIN")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "DOMAIN")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "DOMAIN"); err != nil {
 		return err
 	}
 	if err := env.auth.AddDomain(ctx, rest[0]); err != nil {
@@ -34,34 +31,24 @@ func domainAdd(ctx context.Context, env *adminEnv, args []string) error {
 }
 
 func domainList(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "domain", "list", "")
-	rest, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 0, 0, ""); err != nil {
+	if _, err := verbArgs(verbFlags(env, "domain", "list", ""), args, 0, 0, ""); err != nil {
 		return err
 	}
 	domains, err := env.auth.Domains(ctx)
 	if err != nil {
 		return err
 	}
-	t := newTable(env.stdout, "DOMAIN", "CREATED")
-	for _, d := range domains {
-		t.row(d.Name, d.Created.UTC().Format("2006-01-02T15:04:05Z"))
-	}
-	return t.flush()
+	return writeTable(env.stdout, domains, []string{"DOMAIN", "CREATED"}, func(d auth.Domain) []string {
+		return []string{d.Name, d.Created.UTC().Format("2006-01-02T15:04:05Z")}
+	})
 }
 
 func domainRemove(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "domain", "remove", "[--force] [--keep-mail] DOMAIN")
 	force := fs.Bool("force", false, "also remove the domain's users and aliases, and the users' mail")
 	keepMail := fs.Bool("keep-mail", false, "with --force: keep the users' mail on disk")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "DOMAIN")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "DOMAIN"); err != nil {
 		return err
 	}
 	var users []string

@@ -33,6 +33,17 @@ func openAdminQueue(ctx context.Context, env *adminEnv) (*queue.Queue, error) {
 	return q, nil
 }
 
+// withAdminQueue runs fn with the queue open (openAdminQueue) and closes
+// it after.
+func withAdminQueue(ctx context.Context, env *adminEnv, fn func(q *queue.Queue) error) error {
+	q, err := openAdminQueue(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	return fn(q)
+}
+
 // queueExit gives the queue's and the DKIM key store's sentinels the admin
 // exit codes.
 func queueExit(err error) error {
@@ -54,6 +65,15 @@ func queueID(arg string) (string, error) {
 	return id, queueExit(err)
 }
 
+// queueIDArg parses the arguments of a queue verb that takes one ID.
+func queueIDArg(env *adminEnv, verb string, args []string) (string, error) {
+	rest, err := verbArgs(verbFlags(env, "queue", verb, "ID"), args, 1, 1, "ID")
+	if err != nil {
+		return "", err
+	}
+	return queueID(rest[0])
+}
+
 func fmtTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
@@ -69,116 +89,93 @@ func fmtSender(s string) string {
 }
 
 func queueList(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "queue", "list", "")
-	rest, err := parseFlags(fs, args)
-	if err != nil {
+	if _, err := verbArgs(verbFlags(env, "queue", "list", ""), args, 0, 0, ""); err != nil {
 		return err
 	}
-	if err := wantArgs(fs, rest, 0, 0, ""); err != nil {
-		return err
-	}
-	q, err := openAdminQueue(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
-	msgs, err := q.List(ctx)
-	if err != nil {
-		return err
-	}
-	if len(msgs) == 0 {
-		fmt.Fprintln(env.stdout, "queue is empty")
-		return nil
-	}
-	t := newTable(env.stdout, "ID", "QUEUED", "SENDER", "SIZE", "PENDING", "DELIVERED", "FAILED", "NEXT-ATTEMPT")
-	for _, m := range msgs {
-		var pending, delivered, failed int
-		var next time.Time
-		for _, r := range m.Recipients {
-			switch r.State {
-			case queue.StatePending:
-				pending++
-				if next.IsZero() || r.NextAttempt.Before(next) {
-					next = r.NextAttempt
-				}
-			case queue.StateDelivered:
-				delivered++
-			case queue.StateFailed:
-				failed++
-			}
+	return withAdminQueue(ctx, env, func(q *queue.Queue) error {
+		msgs, err := q.List(ctx)
+		if err != nil {
+			return err
 		}
-		t.row(m.ID, fmtTime(m.Created), fmtSender(m.From), strconv.FormatInt(m.Size, 10),
-			strconv.Itoa(pending), strconv.Itoa(delivered), strconv.Itoa(failed), fmtTime(next))
-	}
-	if err := t.flush(); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.stdout, "%d message(s)\n", len(msgs))
-	return nil
+		if len(msgs) == 0 {
+			fmt.Fprintln(env.stdout, "queue is empty")
+			return nil
+		}
+		header := []string{"ID", "QUEUED", "SENDER", "SIZE", "PENDING", "DELIVERED", "FAILED", "NEXT-ATTEMPT"}
+		if err := writeTable(env.stdout, msgs, header, func(m queue.Message) []string {
+			var pending, delivered, failed int
+			var next time.Time
+			for _, r := range m.Recipients {
+				switch r.State {
+				case queue.StatePending:
+					pending++
+					if next.IsZero() || r.NextAttempt.Before(next) {
+						next = r.NextAttempt
+					}
+				case queue.StateDelivered:
+					delivered++
+				case queue.StateFailed:
+					failed++
+				}
+			}
+			return []string{m.ID, fmtTime(m.Created), fmtSender(m.From), strconv.FormatInt(m.Size, 10),
+				strconv.Itoa(pending), strconv.Itoa(delivered), strconv.Itoa(failed), fmtTime(next)}
+		}); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "%d message(s)\n", len(msgs))
+		return nil
+	})
 }
 
 func queueShow(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "queue", "show", "ID")
-	rest, err := parseFlags(fs, args)
+	id, err := queueIDArg(env, "show", args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(fs, rest, 1, 1, "ID"); err != nil {
-		return err
-	}
-	id, err := queueID(rest[0])
-	if err != nil {
-		return err
-	}
-	q, err := openAdminQueue(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
-	m, err := q.Get(ctx, id)
-	if err != nil {
-		return queueExit(err)
-	}
-	w := env.stdout
-	fmt.Fprintf(w, "id:       %s\n", m.ID)
-	fmt.Fprintf(w, "sender:   %s\n", fmtSender(m.From))
-	fmt.Fprintf(w, "size:     %d\n", m.Size)
-	fmt.Fprintf(w, "queued:   %s\n", fmtTime(m.Created))
-	var notes []string
-	if m.DSN {
-		notes = append(notes, "delivery status notification (never bounced)")
-	}
-	if m.Signed {
-		notes = append(notes, "DKIM-signed")
-	}
-	if len(notes) > 0 {
-		fmt.Fprintf(w, "notes:    %s\n", strings.Join(notes, ", "))
-	}
-	for _, r := range m.Recipients {
-		fmt.Fprintf(w, "\nrecipient %s\n", r.Addr)
-		fmt.Fprintf(w, "  state:        %s\n", r.State)
-		fmt.Fprintf(w, "  attempts:     %d\n", r.Attempts)
-		fmt.Fprintf(w, "  last attempt: %s\n", fmtTime(r.LastAttempt))
-		if r.State == queue.StatePending {
-			fmt.Fprintf(w, "  next attempt: %s\n", fmtTime(r.NextAttempt))
+	return withAdminQueue(ctx, env, func(q *queue.Queue) error {
+		m, err := q.Get(ctx, id)
+		if err != nil {
+			return queueExit(err)
 		}
-		if r.Remote != "" {
-			fmt.Fprintf(w, "  remote:       %s\n", r.Remote)
+		w := env.stdout
+		fmt.Fprintf(w, "id:       %s\n", m.ID)
+		fmt.Fprintf(w, "sender:   %s\n", fmtSender(m.From))
+		fmt.Fprintf(w, "size:     %d\n", m.Size)
+		fmt.Fprintf(w, "queued:   %s\n", fmtTime(m.Created))
+		var notes []string
+		if m.DSN {
+			notes = append(notes, "delivery status notification (never bounced)")
 		}
-		if r.Reply != "" {
-			fmt.Fprintf(w, "  last reply:   %s\n", strings.ReplaceAll(r.Reply, "\n", "\n                "))
+		if m.Signed {
+			notes = append(notes, "DKIM-signed")
 		}
-	}
-	return nil
+		if len(notes) > 0 {
+			fmt.Fprintf(w, "notes:    %s\n", strings.Join(notes, ", "))
+		}
+		for _, r := range m.Recipients {
+			fmt.Fprintf(w, "\nrecipient %s\n", r.Addr)
+			fmt.Fprintf(w, "  state:        %s\n", r.State)
+			fmt.Fprintf(w, "  attempts:     %d\n", r.Attempts)
+			fmt.Fprintf(w, "  last attempt: %s\n", fmtTime(r.LastAttempt))
+			if r.State == queue.StatePending {
+				fmt.Fprintf(w, "  next attempt: %s\n", fmtTime(r.NextAttempt))
+			}
+			if r.Remote != "" {
+				fmt.Fprintf(w, "  remote:       %s\n", r.Remote)
+			}
+			if r.Reply != "" {
+				fmt.Fprintf(w, "  last reply:   %s\n", strings.ReplaceAll(r.Reply, "\n", "\n                "))
+			}
+		}
+		return nil
+	})
 }
 
 func queueRetry(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "queue", "retry", "ID|all")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "ID or all")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "ID or all"); err != nil {
 		return err
 	}
 	id := ""
@@ -187,40 +184,26 @@ func queueRetry(ctx context.Context, env *adminEnv, args []string) error {
 			return err
 		}
 	}
-	q, err := openAdminQueue(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
-	n, err := q.Retry(ctx, id)
-	if err != nil {
-		return queueExit(err)
-	}
-	fmt.Fprintf(env.stdout, "%d recipient(s) due now; a running server tries them within %s\n", n, queue.DefaultPollInterval)
-	return nil
+	return withAdminQueue(ctx, env, func(q *queue.Queue) error {
+		n, err := q.Retry(ctx, id)
+		if err != nil {
+			return queueExit(err)
+		}
+		fmt.Fprintf(env.stdout, "%d recipient(s) due now; a running server tries them within %s\n", n, queue.DefaultPollInterval)
+		return nil
+	})
 }
 
 func queueRemove(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "queue", "remove", "ID")
-	rest, err := parseFlags(fs, args)
+	id, err := queueIDArg(env, "remove", args)
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(fs, rest, 1, 1, "ID"); err != nil {
-		return err
-	}
-	id, err := queueID(rest[0])
-	if err != nil {
-		return err
-	}
-	q, err := openAdminQueue(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
-	if err := q.Remove(ctx, id); err != nil {
-		return queueExit(err)
-	}
-	fmt.Fprintf(env.stdout, "removed %s\n", id)
-	return nil
+	return withAdminQueue(ctx, env, func(q *queue.Queue) error {
+		if err := q.Remove(ctx, id); err != nil {
+			return queueExit(err)
+		}
+		fmt.Fprintf(env.stdout, "removed %s\n", id)
+		return nil
+	})
 }

@@ -47,11 +47,8 @@ func userAdd(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "user", "add", "[--password-stdin] [--quota SIZE] ADDRESS")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
 	quotaFlag := fs.String("quota", "unlimited", "mailbox quota, e.g. 2GiB or 500MB")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
 		return err
 	}
 	quota, err := parseQuota(*quotaFlag)
@@ -85,41 +82,28 @@ func userAdd(ctx context.Context, env *adminEnv, args []string) error {
 }
 
 func userList(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "user", "list", "[DOMAIN]")
-	rest, err := parseFlags(fs, args)
+	domain, err := listVerbArgs(env, "user", args)
 	if err != nil {
 		return err
-	}
-	if err := wantArgs(fs, rest, 0, 1, ""); err != nil {
-		return err
-	}
-	domain := ""
-	if len(rest) == 1 {
-		domain = rest[0]
 	}
 	users, err := env.auth.Users(ctx, domain)
 	if err != nil {
 		return err
 	}
-	t := newTable(env.stdout, "ADDRESS", "QUOTA", "STATUS", "CREATED")
-	for _, u := range users {
+	return writeTable(env.stdout, users, []string{"ADDRESS", "QUOTA", "STATUS", "CREATED"}, func(u auth.User) []string {
 		status := "active"
 		if u.Disabled {
 			status = "disabled"
 		}
-		t.row(u.Address, formatQuota(u.QuotaBytes), status, u.Created.UTC().Format("2006-01-02T15:04:05Z"))
-	}
-	return t.flush()
+		return []string{u.Address, formatQuota(u.QuotaBytes), status, u.Created.UTC().Format("2006-01-02T15:04:05Z")}
+	})
 }
 
 func userPasswd(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "user", "passwd", "[--password-stdin] ADDRESS")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
 		return err
 	}
 	if _, err := env.auth.User(ctx, rest[0]); err != nil {
@@ -138,11 +122,8 @@ func userPasswd(ctx context.Context, env *adminEnv, args []string) error {
 
 func userQuota(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "user", "quota", "ADDRESS SIZE")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 2, 2, "ADDRESS and SIZE")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 2, 2, "ADDRESS and SIZE"); err != nil {
 		return err
 	}
 	quota, err := parseQuota(rest[1])
@@ -163,11 +144,8 @@ func userSetDisabled(disabled bool) func(context.Context, *adminEnv, []string) e
 	}
 	return func(ctx context.Context, env *adminEnv, args []string) error {
 		fs := verbFlags(env, "user", name, "ADDRESS")
-		rest, err := parseFlags(fs, args)
+		rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
 		if err != nil {
-			return err
-		}
-		if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
 			return err
 		}
 		if err := env.auth.SetDisabled(ctx, rest[0], disabled); err != nil {
@@ -181,11 +159,8 @@ func userSetDisabled(disabled bool) func(context.Context, *adminEnv, []string) e
 func userRemove(ctx context.Context, env *adminEnv, args []string) error {
 	fs := verbFlags(env, "user", "remove", "[--keep-mail] ADDRESS")
 	keepMail := fs.Bool("keep-mail", false, "keep the user's mail on disk")
-	rest, err := parseFlags(fs, args)
+	rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(fs, rest, 1, 1, "ADDRESS"); err != nil {
 		return err
 	}
 	u, err := env.auth.User(ctx, rest[0])
