@@ -25,7 +25,7 @@ RUN apt-get update \
  && useradd --system --uid 10025 --user-group --home-dir /data --shell /usr/sbin/nologin posthouse \
  && mkdir -p /data /certs \
  && chown posthouse:posthouse /data \
- && chmod 0750 /data
+ && chmod 0700 /data
 USER posthouse
 WORKDIR /data
 # Data (users.sqlite, accounts/, queue, the self-signed certificate) in
