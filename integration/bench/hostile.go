@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,8 +90,13 @@ func (b *bench) hostileMIME(ctx context.Context) {
 				for k, n := range r.replies {
 					rs = append(rs, fmt.Sprintf("%d× %q", n, k))
 				}
-				b.note(fmt.Sprintf("%s, hostile MIME: %d accepted, %d refused (%s); %d probe connections got no greeting within %s; FETCH returned %d structures.",
-					s.Name(), r.accepted, r.refused, strings.Join(rs, ", "), r.probeFails, probeTimeout, r.fetched))
+				refused := fmt.Sprint(r.refused)
+				if len(rs) > 0 {
+					slices.Sort(rs)
+					refused += " (" + strings.Join(rs, ", ") + ")"
+				}
+				b.note(fmt.Sprintf("%s, hostile MIME: %d accepted, %s refused; %d probe connections got no greeting within %s; FETCH returned %d structures.",
+					s.Name(), r.accepted, refused, r.probeFails, probeTimeout, r.fetched))
 			}
 		}
 	}
