@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"log/slog"
@@ -9,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/logbuf"
 )
 
 // testArgon keeps unit tests fast; BenchmarkAuthenticate measures the real
@@ -37,36 +38,18 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testEnv struct {
 	db    *DB
 	path  string
 	clock *fakeClock
-	logs  *syncBuffer
+	logs  *logbuf.Buffer
 }
 
 // newTestDB opens a database in a temp dir with a fake clock, cheap hashes
 // and a captured debug log.
 func newTestDB(t testing.TB, opts Options) *testEnv {
 	t.Helper()
-	env := &testEnv{clock: newFakeClock(), logs: &syncBuffer{}, path: filepath.Join(t.TempDir(), "users.sqlite")}
+	env := &testEnv{clock: newFakeClock(), logs: &logbuf.Buffer{}, path: filepath.Join(t.TempDir(), "users.sqlite")}
 	if opts.Now == nil {
 		opts.Now = env.clock.Now
 	}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/logbuf"
 )
 
 var (
@@ -59,7 +61,7 @@ func volley(t *testing.T, db *DB, account string, round, addrs, parallel int) (c
 // throughout, and a new address of his is refused like the attacker's.
 func TestThrottlePerAccountCap(t *testing.T) {
 	ctx := context.Background()
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	env := newTestDB(t, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	db := env.db
 	seed(t, db, []string{"example.com"}, []string{"bob@example.com"}, nil)

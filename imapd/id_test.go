@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/posthouse/posthouse/internal/logbuf"
+
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
@@ -70,7 +72,7 @@ func (ts *testServer) rawFrom(t *testing.T, src string) *rawConn {
 func TestIDOriginatingIP(t *testing.T) {
 	const trusted, untrusted = "127.0.0.2", "127.0.0.3"
 	rec := &recordingAuth{}
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	ts := newTestServer(t, func(o *Options) {
 		o.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix(trusted + "/32")}
 		rec.Authenticator = o.Auth
@@ -135,22 +137,4 @@ func TestIDOriginatingIP(t *testing.T) {
 	if !strings.Contains(logs.String(), "x-originating-ip ignored: connection not from a trusted network") {
 		t.Errorf("untrusted x-originating-ip not reported:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer is a log sink safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

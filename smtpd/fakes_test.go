@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/logbuf"
 
 	"github.com/emersion/go-sasl"
 
@@ -174,24 +175,6 @@ func (q *fakeQueue) all() []queued {
 	return append([]queued(nil), q.entries...)
 }
 
-// syncBuffer is a log sink tests can read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // testServer is a running server with its fakes.
 type testServer struct {
 	t        testing.TB
@@ -200,7 +183,7 @@ type testServer struct {
 	dir      *fakeDirectory
 	mail     *maildir.Store // the real store behind Options.Store and the pipeline
 	queue    *fakeQueue
-	logs     *syncBuffer
+	logs     *logbuf.Buffer
 	spoolDir string
 	opts     Options
 
@@ -214,7 +197,7 @@ type testServer struct {
 // the real delivery pipeline over it unless an option sets Delivery.
 func newTestServer(t testing.TB, opts ...func(*Options)) *testServer {
 	t.Helper()
-	ts := &testServer{t: t, dir: newFakeDirectory(), queue: &fakeQueue{}, logs: &syncBuffer{}, spoolDir: t.TempDir(), quota: map[string]int64{}}
+	ts := &testServer{t: t, dir: newFakeDirectory(), queue: &fakeQueue{}, logs: &logbuf.Buffer{}, spoolDir: t.TempDir(), quota: map[string]int64{}}
 	mail, err := maildir.Open(context.Background(), t.TempDir(), maildir.Options{Quota: ts.quotaOf})
 	if err != nil {
 		t.Fatal(err)

@@ -1,41 +1,23 @@
 package maildir
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/logbuf"
 )
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestReconcileRemovesStaleTmp: files a crash left in tmp/ (and the
 // temporary files of interrupted durable.WriteFile rewrites) are removed once older than a day, and
 // logged; younger ones may be deliveries in progress elsewhere and stay.
 func TestReconcileRemovesStaleTmp(t *testing.T) {
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	s, dir := newTestStore(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := context.Background()
 	acc := openAccount(t, s, testAccount)
