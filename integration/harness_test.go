@@ -231,15 +231,37 @@ func cleanEnv() []string {
 	return append(env, "GORACE="+gorace)
 }
 
-// freeTCPAddr returns a loopback address with a port free right now.
+// handedOut holds every port freeTCPAddr has returned in this process: the
+// kernel may give a just-closed port out again at once, and two listeners
+// of one server (or two servers of one test) must never share one.
+var handedOut struct {
+	sync.Mutex
+	ports map[string]bool
+}
+
+// freeTCPAddr returns a loopback address with a port free right now and
+// never returned before in this process.
 func freeTCPAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[string]bool{}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.ports[addr] {
+			handedOut.ports[addr] = true
+			return addr
+		}
+	}
+	t.Fatal("no loopback port that was not handed out before")
+	return ""
 }
 
 // unusedUDPAddr returns a loopback UDP address nobody answers on: DNS
