@@ -322,6 +322,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// (a BDAT body reader may outlive its connection) end under the
 	// cancelled base context.
 	s.smtp.Shutdown(context.Background())
+	// go-smtp closes only the listeners its Serve has registered; one
+	// started just before Shutdown may not have yet. Closing the handoff
+	// ends its Accept either way (as imapd closes its own).
+	s.handoff.Close()
 	// As in imapd: a Serve that has not started go-smtp's loop by now never
 	// will, so its libWG.Add cannot race with the Wait.
 	s.startOnce.Do(func() {})

@@ -6,8 +6,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -1121,4 +1124,56 @@ func TestSTARTTLSInjection(t *testing.T) {
 	c.ehlo()
 	c.authPlain("alice@example.org", "alice-secret", "235 ")
 	c.cmd("RCPT TO:<bob@example.org>", "503 5.5.1 ") // no MAIL in effect
+}
+
+// TestShutdownRacesServe: serve shuts a server down when a later listener
+// fails to bind, possibly while Serve is still starting go-smtp's loop;
+// Shutdown must neither race nor wait for a loop nobody will stop. (The
+// hang this guards against needs go-smtp's goroutine to be scheduled after
+// Shutdown, which this loop makes possible but not certain; it was seen in
+// cmd/posthouse's TestServeLifecycle under a loaded machine.)
+func TestShutdownRacesServe(t *testing.T) {
+	for i := range 30 {
+		srv, err := New(Options{
+			Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Hostname:  "mx.example.org",
+			Directory: newFakeDirectory(),
+			Store:     unusedStore{},
+			Delivery:  &scriptedDelivery{},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(context.Background(), ln) }()
+		if i%3 == 1 {
+			runtime.Gosched()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = srv.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: Shutdown: %v", i, err)
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrServerClosed) {
+				t.Fatalf("round %d: Serve: %v, want ErrServerClosed", i, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: Serve did not return after Shutdown", i)
+		}
+		ln.Close()
+	}
+}
+
+// unusedStore is a Store for servers that take no mail.
+type unusedStore struct{}
+
+func (unusedStore) Open(context.Context, string) (Account, error) {
+	return nil, errors.New("unusedStore: no account expected")
 }
