@@ -10,6 +10,24 @@ import (
 	"github.com/emersion/go-sasl"
 )
 
+// SASL is what a protocol needs to run an AUTH exchange; *DB implements
+// it.
+type SASL interface {
+	// Mechanisms lists the mechanisms NewSASLServer accepts.
+	Mechanisms() []string
+	// NewSASLServer starts an exchange; done is called once, on success,
+	// before the server reports completion.
+	NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(User)) (sasl.Server, error)
+}
+
+// Authenticator is SASL plus the plain logins of IMAP LOGIN and POP3
+// USER/PASS; *DB implements it. Authenticate returns ErrBadCredentials or
+// ErrThrottled for a refused login.
+type Authenticator interface {
+	SASL
+	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (User, error)
+}
+
 // Mechanisms lists the SASL mechanisms NewSASLServer offers, in order of
 // preference. Both send the password in the clear: offer them only over TLS
 // (or on loopback where a protocol treats that as secure).

@@ -20,7 +20,7 @@ import (
 
 // recordingAuth remembers the remote address each login was checked with.
 type recordingAuth struct {
-	Authenticator
+	auth.Authenticator
 	mu      sync.Mutex
 	remotes []netip.Addr
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
-	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
@@ -28,18 +27,6 @@ const DefaultMaxAppendSize = 50 << 20
 // busyWriteTimeout bounds the write of the "* BYE" refusal to a connection
 // over the limits, so a peer that does not read cannot hold a refusal slot.
 const busyWriteTimeout = 2 * time.Second
-
-// Authenticator checks credentials. *auth.DB implements it.
-type Authenticator interface {
-	// Authenticate returns auth.ErrBadCredentials or auth.ErrThrottled on
-	// refusal.
-	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (auth.User, error)
-	// Mechanisms lists the SASL mechanisms NewSASLServer accepts.
-	Mechanisms() []string
-	// NewSASLServer returns a SASL server for mech; done is called once, on
-	// success, before the server reports completion.
-	NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error)
-}
 
 // Options configures a Server.
 type Options struct {
@@ -68,7 +55,7 @@ type Options struct {
 	// make the limits span them. IMAP connections are never evicted.
 	Conns *limit.Conns
 	Store Store
-	Auth  Authenticator
+	Auth  auth.Authenticator
 
 	// TrustedNetworks are proxies and webmails whose ID field
 	// x-originating-ip, sent before login, is taken as the client's address

@@ -8,7 +8,7 @@
 // (AUTHORIZATION → TRANSACTION → UPDATE, one command table per state),
 // the command parser, the reply writer and the maildrop lock. It never
 // touches Maildir files: messages come from a Store, credentials from an
-// Authenticator (auth.DB in production). Store and Account declare the
+// auth.Authenticator (*auth.DB in production). Store and Account declare the
 // eight account methods a session calls; a mailstore.Store serves them
 // through MailStore, and the tests' in-memory fake implements exactly
 // those. Accepting, connection ids, limits (Options.Conns; over a limit

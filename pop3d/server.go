@@ -7,10 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"time"
-
-	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
@@ -50,17 +47,6 @@ const (
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = server.ErrServerClosed
 
-// Authenticator checks credentials. *auth.DB implements it.
-type Authenticator interface {
-	// Authenticate returns auth.ErrBadCredentials or auth.ErrThrottled
-	// for a refused login.
-	Authenticate(ctx context.Context, username, password string, remote netip.Addr) (auth.User, error)
-	// Mechanisms lists the SASL mechanisms NewSASLServer accepts.
-	Mechanisms() []string
-	// NewSASLServer starts a SASL exchange; done is called once, on success.
-	NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error)
-}
-
 // Options configure a Server. Store and Auth are required; zero limits get
 // the defaults above.
 type Options struct {
@@ -75,7 +61,7 @@ type Options struct {
 	// without TLS.
 	LoopbackIsSecure bool
 	Store            Store
-	Auth             Authenticator
+	Auth             auth.Authenticator
 	// Conns, if non-nil, limits connections in total, per client address
 	// and in rate (package server): a connection over a limit gets "-ERR
 	// [SYS/TEMP] too many connections" (RFC 2449 §8.1.2) before it reaches

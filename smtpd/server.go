@@ -8,14 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth"
@@ -90,10 +88,7 @@ type Directory interface {
 	IsLocalDomain(ctx context.Context, domain string) (bool, error)
 	// CanSendAs reports whether user may use from as envelope sender.
 	CanSendAs(ctx context.Context, user, from string) (bool, error)
-	Mechanisms() []string
-	// NewSASLServer returns a SASL server for mech; done is called once on
-	// success with the authenticated user.
-	NewSASLServer(ctx context.Context, mech string, remote netip.Addr, done func(auth.User)) (sasl.Server, error)
+	auth.SASL
 }
 
 // Queue takes mail for foreign recipients (and local copies that failed
