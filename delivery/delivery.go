@@ -20,11 +20,25 @@ type Directory interface {
 	Resolve(ctx context.Context, address string) (auth.Resolution, error)
 }
 
-// Store opens the accounts copies are stored in; mailstore.Store
-// implements it.
+// Store opens the accounts copies are stored in; MailStore serves a
+// mailstore.Store as one.
 type Store interface {
-	Open(ctx context.Context, name string) (mailstore.Account, error)
+	Open(ctx context.Context, name string) (Account, error)
 }
+
+// Account is what the pipeline does with an account: store a copy. Each
+// method keeps the contract of the mailstore.Account method of the same
+// name.
+type Account interface {
+	Deliver(ctx context.Context, r io.Reader, opts mailstore.DeliverOptions) (mailstore.AppendResult, error)
+	Close() error
+}
+
+// A mailstore.Account has every method the pipeline uses.
+var _ Account = mailstore.Account(nil)
+
+// MailStore serves s's accounts as Account.
+func MailStore(s mailstore.Store) Store { return mailstore.Narrow[Account](s) }
 
 // Queue takes the copies a filter redirects to other addresses;
 // *queue.Queue implements it. Enqueue is durable before it returns.

@@ -437,7 +437,7 @@ func TestRedirectFailure(t *testing.T) {
 	}
 
 	// Without a queue at all: a configuration error, temporary.
-	p, err := New(Options{Directory: e.dir, Store: e.store, Filters: []Filter{verdictFilter("fwd", Verdict{Redirect: []string{"x@c.test"}})}})
+	p, err := New(Options{Directory: e.dir, Store: MailStore(e.store), Filters: []Filter{verdictFilter("fwd", Verdict{Redirect: []string{"x@c.test"}})}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,10 +491,10 @@ func TestFilterSees(t *testing.T) {
 
 func TestNewChecks(t *testing.T) {
 	e := newTestEnv(t)
-	if _, err := New(Options{Store: e.store}); err == nil {
+	if _, err := New(Options{Store: MailStore(e.store)}); err == nil {
 		t.Error("no Directory accepted")
 	}
-	if _, err := New(Options{Directory: e.dir, Store: e.store, Filters: []Filter{nil}}); err == nil {
+	if _, err := New(Options{Directory: e.dir, Store: MailStore(e.store), Filters: []Filter{nil}}); err == nil {
 		t.Error("nil filter accepted")
 	}
 }

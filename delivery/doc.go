@@ -17,9 +17,9 @@
 // the end, a DSN), queue foreign recipients (its callers do; Outcome.Remote
 // lists the foreign targets of aliases), retry (the
 // queue does), or hold a message in memory: filters read the body through
-// an io.SectionReader over the caller's spool file. smtpd and the queue do
-// not import it: each declares the small interface it calls, and
-// cmd/posthouse adapts a Pipeline to both.
+// an io.SectionReader over the caller's spool file. smtpd and the queue
+// each declare the one-method interface they call (Deliver, with this
+// package's Request and Outcome); a *Pipeline satisfies both.
 //
 // # A delivery
 //

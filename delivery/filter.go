@@ -83,9 +83,8 @@ type Field struct {
 	Value string
 }
 
-// RejectError is a Result's error when a filter rejected the copy. smtpd
-// and the queue recognise it by its SMTPReply method, without importing
-// this package.
+// RejectError is a Result's error when a filter rejected the copy; smtpd
+// and the queue give the sender its Reply.
 type RejectError struct {
 	Filter string
 	Reply  Reply
@@ -94,11 +93,6 @@ type RejectError struct {
 func (e *RejectError) Error() string {
 	r := e.Reply
 	return fmt.Sprintf("delivery: rejected by filter %s: %d %d.%d.%d %s", e.Filter, r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
-}
-
-// SMTPReply returns the reply the sender should get.
-func (e *RejectError) SMTPReply() (code int, enhanced [3]int, text string) {
-	return e.Reply.Code, e.Reply.Enhanced, e.Reply.Text
 }
 
 // Temporary reports whether the sender should try again later (4xx).

@@ -149,7 +149,7 @@ func (e *testEnv) pipeline(filters ...Filter) *Pipeline {
 	p, err := New(Options{
 		Logger:    slog.New(slog.NewTextHandler(lockedWriter{e.logMu, e.logs}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Directory: e.dir,
-		Store:     e.store,
+		Store:     MailStore(e.store),
 		Queue:     e.queue,
 		Filters:   filters,
 	})

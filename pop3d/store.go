@@ -35,17 +35,5 @@ type Account interface {
 // A mailstore.Account has every method a POP3 session uses.
 var _ Account = mailstore.Account(nil)
 
-// MailStore adapts a mailstore.Store to Store. Go does not let a method
-// returning mailstore.Account stand for one returning Account, so the
-// adapter does the conversion.
-func MailStore(s mailstore.Store) Store { return mailStore{s} }
-
-type mailStore struct{ s mailstore.Store }
-
-func (m mailStore) Open(ctx context.Context, name string) (Account, error) {
-	a, err := m.s.Open(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	return a, nil
-}
+// MailStore serves s's accounts as this package's Account.
+func MailStore(s mailstore.Store) Store { return mailstore.Narrow[Account](s) }

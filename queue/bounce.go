@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dsn"
 	"github.com/posthouse/posthouse/internal/mailaddr"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
@@ -253,10 +254,11 @@ func (q *Queue) sendReport(ctx context.Context, sender string, msg []byte) error
 // take (no such sender, a full mailbox, refused by a filter) is dropped
 // and logged: a report about a report would only go back to us.
 func (q *Queue) sendReportLocally(ctx context.Context, sender string, msg []byte) error {
-	out := q.opts.Local.DeliverLocal(ctx, &LocalMessage{
-		Rcpts: []string{sender},
-		Body:  io.NewSectionReader(bytes.NewReader(msg), 0, int64(len(msg))),
-		Log:   q.log,
+	out := q.opts.Local.Deliver(ctx, &delivery.Request{
+		Envelope: delivery.Envelope{Source: delivery.SourceQueue},
+		Rcpts:    []string{sender},
+		Body:     io.NewSectionReader(bytes.NewReader(msg), 0, int64(len(msg))),
+		Log:      q.log,
 	})
 	for _, r := range out.Results {
 		switch reply := localReply(r.Err); {

@@ -3,7 +3,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,44 +25,23 @@ type localMarker struct {
 	filters []delivery.Filter
 }
 
-func (localMarker) DeliverLocal(context.Context, *LocalMessage) LocalOutcome {
+func (localMarker) Deliver(context.Context, *delivery.Request) delivery.Outcome {
 	panic("localMarker: env.open builds the pipeline")
 }
 
-// testLocal is the real delivery pipeline behind the queue's LocalDelivery
-// interface, as cmd/posthouse wires it (its adapter is this one's twin),
-// with fakeLocals for the directory.
-type testLocal struct{ p *delivery.Pipeline }
-
+// newTestLocal is the real delivery pipeline as the queue's LocalDelivery,
+// as cmd/posthouse wires it, with fakeLocals for the directory.
 func newTestLocal(t testing.TB, o Options, store *maildir.Store, filters ...delivery.Filter) LocalDelivery {
 	t.Helper()
 	var dir delivery.Directory = localsDirectory{}
 	if l, ok := o.Locals.(fakeLocals); ok {
 		dir = localsDirectory{l}
 	}
-	p, err := delivery.New(delivery.Options{Logger: o.Logger, Directory: dir, Store: store, Filters: filters})
+	p, err := delivery.New(delivery.Options{Logger: o.Logger, Directory: dir, Store: delivery.MailStore(store), Filters: filters})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testLocal{p}
-}
-
-func (l testLocal) DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome {
-	out := l.p.Deliver(ctx, &delivery.Request{
-		Envelope: delivery.Envelope{Source: delivery.SourceQueue, ID: m.ID, From: m.From, UTF8: m.UTF8},
-		Rcpts:    m.Rcpts,
-		Body:     m.Body,
-		Log:      m.Log,
-	})
-	res := LocalOutcome{Remote: out.Remote, Results: make([]LocalResult, len(out.Results))}
-	for i, r := range out.Results {
-		err := r.Err
-		if errors.Is(err, auth.ErrNoSuchUser) {
-			err = fmt.Errorf("%w: %w", ErrNoSuchLocal, err)
-		}
-		res.Results[i] = LocalResult{Rcpt: r.Rcpt, Err: err}
-	}
-	return res
+	return p
 }
 
 // localsDirectory resolves with fakeLocals' users.
@@ -71,9 +49,6 @@ type localsDirectory struct{ l fakeLocals }
 
 func (d localsDirectory) Resolve(ctx context.Context, addr string) (auth.Resolution, error) {
 	local, remote, err := d.l.Resolve(ctx, addr)
-	if errors.Is(err, ErrNoSuchLocal) {
-		return auth.Resolution{}, auth.ErrNoSuchUser
-	}
 	return auth.Resolution{Local: local, Remote: remote}, err
 }
 

@@ -34,8 +34,7 @@
 // recipients of one message at one domain. Recipients in our own domains
 // (smtpd queues them when a local copy failed, e.g. a full mailbox or a
 // filter's reject) take the local transport: the local delivery pipeline
-// (Options.Local; package delivery, adapted by cmd/posthouse, which the
-// queue does not import) resolves them, runs its filters (again: their
+// (Options.Local, a *delivery.Pipeline) resolves them, runs its filters (again: their
 // verdicts are not stored with the entry, and the queued message carries
 // none of the fields they add) and stores the copy with its Return-Path.
 // A full mailbox is retried like a 452, an unknown user fails with 5.1.1,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/dns/dnstest"
 	"github.com/posthouse/posthouse/mailstore"
@@ -206,7 +207,7 @@ func (l fakeLocals) Resolve(_ context.Context, addr string) ([]string, []string,
 	if l.users[addr] {
 		return []string{addr}, nil, nil
 	}
-	return nil, nil, ErrNoSuchLocal
+	return nil, nil, auth.ErrNoSuchUser
 }
 
 // env is a queue wired to a loopback DNS server, a fake remote, fakes, and

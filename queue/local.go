@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
+	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/internal/readerat"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/smtpclient"
@@ -30,61 +31,26 @@ var (
 
 // LocalDelivery is the local delivery pipeline: it resolves recipients to
 // accounts (aliases, user+tag, catch-all), runs the filters and stores one
-// durable copy per account with its Return-Path. cmd/posthouse adapts
-// package delivery's Pipeline to it; the queue does not import that
-// package.
+// durable copy per account with its Return-Path. *delivery.Pipeline
+// implements it. A Result's Err wraps auth.ErrNoSuchUser for a recipient
+// that does not resolve, mailstore.ErrOverQuota for a full mailbox, or is
+// a *delivery.RejectError (a filter's reply); anything else is temporary.
 type LocalDelivery interface {
-	DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome
+	Deliver(ctx context.Context, req *delivery.Request) delivery.Outcome
 }
 
-// LocalMessage is a queued message for local recipients.
-type LocalMessage struct {
-	ID    string // the queue id ("" for a DSN)
-	From  string // "" for the null sender
-	UTF8  bool
-	Rcpts []string
-	// Body is the message as queued, with its stored DKIM signature.
-	Body *io.SectionReader
-	Log  *slog.Logger
-}
-
-// LocalOutcome is what became of a LocalMessage.
-type LocalOutcome struct {
-	// Results has one entry per account (and per recipient that does not
-	// resolve).
-	Results []LocalResult
-	// Remote lists the foreign addresses aliases among the recipients
-	// lead to; the pipeline does not send them.
-	Remote []string
-}
-
-// LocalResult is the outcome for one account: Err nil when its copy is
-// durable, else wrapping ErrNoSuchLocal (unknown recipient) or
-// mailstore.ErrOverQuota, an error with an SMTPReply method (a filter's
-// reply), or any other (temporary) error.
-type LocalResult struct {
-	Rcpt string // the account, or the recipient that does not resolve
-	Err  error
-}
-
-// replier is an error carrying the reply a sender should get (a delivery
-// filter's verdict).
-type replier interface {
-	SMTPReply() (code int, enhanced [3]int, text string)
-}
-
-// localReply translates a LocalResult's error into the recipient's status.
+// localReply translates a delivery.Result's error into the recipient's status.
 func localReply(err error) smtpclient.Reply {
-	var rp replier
+	var rp *delivery.RejectError
 	switch {
 	case err == nil:
 		return replyLocalDelivered
-	case errors.Is(err, ErrNoSuchLocal), errors.Is(err, mailstore.ErrNoSuchAccount), errors.Is(err, mailstore.ErrBadAccountName):
+	case errors.Is(err, auth.ErrNoSuchUser), errors.Is(err, mailstore.ErrNoSuchAccount), errors.Is(err, mailstore.ErrBadAccountName):
 		return replyLocalUnknown
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return replyLocalFull
 	case errors.As(err, &rp):
-		code, e, text := rp.SMTPReply()
+		code, e, text := rp.Reply.Code, rp.Reply.Enhanced, rp.Reply.Text
 		return smtpclient.Reply{Code: code, Enhanced: fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2]), Text: text}
 	default:
 		return replyLocalTemp
@@ -131,7 +97,12 @@ func (q *Queue) deliverLocalRcpt(ctx context.Context, m *msgInfo, rcpt string) s
 		return replyLocalTemp
 	}
 	body := readerat.Concat(readerat.String(m.dkim), io.NewSectionReader(f, 0, fi.Size()))
-	out := q.opts.Local.DeliverLocal(ctx, &LocalMessage{ID: m.id, From: m.from, UTF8: m.smtputf8, Rcpts: []string{rcpt}, Body: body, Log: log})
+	out := q.opts.Local.Deliver(ctx, &delivery.Request{
+		Envelope: delivery.Envelope{Source: delivery.SourceQueue, ID: m.id, From: m.from, UTF8: m.smtputf8},
+		Rcpts:    []string{rcpt},
+		Body:     body,
+		Log:      log,
+	})
 	if len(out.Results) == 1 && len(out.Remote) == 0 {
 		return localReply(out.Results[0].Err)
 	}

@@ -48,9 +48,6 @@ var (
 	ErrBadAddress = errors.New("queue: malformed address")
 	ErrTooBig     = errors.New("queue: message too big")
 	ErrClosed     = errors.New("queue: closed")
-	// ErrNoSuchLocal: a LocalDelivery's answer for an address in a local
-	// domain that has no user or alias.
-	ErrNoSuchLocal = errors.New("queue: no such local address")
 )
 
 // Resolver is the DNS the queue needs; *dns.Resolver implements it.

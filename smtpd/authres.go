@@ -26,7 +26,7 @@ type DKIMResult struct {
 // renders our Authentication-Results field (RFC 8601), or "" when there is
 // nothing to say (submission, or no verifier configured). SPF and DMARC are
 // not evaluated (yet): the field says only what we checked.
-func (d *delivery) authResults(ctx context.Context, hdr headerInfo) string {
+func (d *accepted) authResults(ctx context.Context, hdr headerInfo) string {
 	s := d.s.s
 	if s.opts.Mode != ModeMTA || s.opts.DKIM == nil || !hdr.known {
 		return ""

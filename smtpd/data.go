@@ -3,12 +3,10 @@ package smtpd
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/internal/readerat"
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
@@ -113,7 +112,7 @@ func (s *session) Data(r io.Reader) error {
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
 	}
-	d := delivery{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
+	d := accepted{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
 	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env)
@@ -246,59 +245,18 @@ func sanitizeLogValue(v string, max int) string {
 	return v
 }
 
-// Delivery is the local delivery pipeline: it resolves the local
-// recipients to accounts, runs the filters, and stores one durable copy
-// per account with its Return-Path. cmd/posthouse adapts package
-// delivery's Pipeline to it; smtpd does not import that package.
+// Delivery is the local delivery pipeline (*delivery.Pipeline): it
+// resolves the local recipients to accounts, runs the filters, and stores
+// one durable copy per account with its Return-Path. Deliver returns when
+// every copy it reports as delivered is durable. A Result's Err is one
+// toSMTPError translates: a full mailbox, an unknown user, a filter's
+// reply (*delivery.RejectError), or an internal failure.
 type Delivery interface {
-	// DeliverLocal returns when every copy it reports as delivered is
-	// durable.
-	DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome
+	Deliver(ctx context.Context, req *delivery.Request) delivery.Outcome
 }
 
-// LocalMessage is an accepted message for the local recipients of a
-// transaction.
-type LocalMessage struct {
-	ID   string // our message id, as in Received and the 250 reply
-	Mode Mode
-	From string // "" for the null reverse-path
-	UTF8 bool
-	// Rcpts are the accepted recipients with local targets, as given.
-	Rcpts  []string
-	Remote netip.Addr
-	Helo   string
-	TLS    *tls.ConnectionState // nil without TLS
-	User   string               // authenticated user on submission
-	// Body is the message as stored, without Return-Path: our trace
-	// fields, then the client's bytes (less forged Authentication-Results).
-	Body *io.SectionReader
-	Log  *slog.Logger
-}
-
-// LocalOutcome is what became of a LocalMessage.
-type LocalOutcome struct {
-	// Results has one entry per account (and per recipient that no longer
-	// resolves).
-	Results []LocalResult
-	// Remote lists the foreign addresses aliases among the recipients lead
-	// to now; those RCPT did not already see are queued with the foreign
-	// recipients, so an alias changed in between loses nothing.
-	Remote []string
-}
-
-// LocalResult is the outcome for one account. Err is nil when its copy is
-// durable (or a filter discarded it), else an error toSMTPError
-// translates: a full mailbox, an unknown user, a filter's reply (an error
-// with an SMTPReply method), or an internal failure.
-type LocalResult struct {
-	// Rcpt is the account name, or the recipient that no longer resolves:
-	// what a retry through the queue is addressed to.
-	Rcpt string
-	Err  error
-}
-
-// delivery makes one accepted message durable for every recipient.
-type delivery struct {
+// accepted makes one accepted message durable for every recipient.
+type accepted struct {
 	s        *session
 	env      *envelope // Data's copy of the transaction
 	log      *slog.Logger
@@ -313,7 +271,7 @@ type delivery struct {
 
 // message returns the message as we pass it on: our trace fields and the
 // spooled message without the skipped ranges, re-readable.
-func (d *delivery) message() *io.SectionReader {
+func (d *accepted) message() *io.SectionReader {
 	parts := []*io.SectionReader{readerat.String(d.trace)}
 	var off int64
 	for _, r := range d.skip {
@@ -324,29 +282,37 @@ func (d *delivery) message() *io.SectionReader {
 	return readerat.Concat(parts...)
 }
 
+// client describes the session's client for the delivery filters.
+func (s *session) client(helo string) delivery.Client {
+	user, _ := s.authenticated()
+	c := delivery.Client{IP: s.conn.remote, Helo: helo, User: user}
+	if t := s.tls(); t != nil {
+		c.TLSVersion, c.TLSCipher = t.Version, t.CipherSuite
+	}
+	return c
+}
+
 // run has the local copies made and queues foreign recipients, then
 // decides the single DATA reply; see the package doc, "Partial failure".
-func (d *delivery) run(ctx context.Context) error {
+func (d *accepted) run(ctx context.Context) error {
 	s := d.s
 	env := d.env
 	msg := d.message()
 
-	var failed []LocalResult
+	var failed []delivery.Result
 	delivered := 0
 	if len(env.local) > 0 {
-		user, _ := s.authenticated()
-		out := s.s.opts.Delivery.DeliverLocal(ctx, &LocalMessage{
-			ID:     d.id,
-			Mode:   s.s.opts.Mode,
-			From:   env.from,
-			UTF8:   env.utf8,
-			Rcpts:  env.local,
-			Remote: s.conn.remote,
-			Helo:   d.helo,
-			TLS:    s.tls(),
-			User:   user,
-			Body:   msg,
-			Log:    d.log,
+		out := s.s.opts.Delivery.Deliver(ctx, &delivery.Request{
+			Envelope: delivery.Envelope{
+				Source: delivery.Source(s.s.opts.Mode.String()),
+				ID:     d.id,
+				From:   env.from,
+				UTF8:   env.utf8,
+				Client: s.client(d.helo),
+			},
+			Rcpts: env.local,
+			Body:  msg,
+			Log:   d.log,
 		})
 		d.accounts = len(out.Results)
 		for _, r := range out.Results {

@@ -9,73 +9,53 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/auth"
-	// Named apart from smtpd's own type delivery.
-	dlv "github.com/posthouse/posthouse/delivery"
+	"github.com/posthouse/posthouse/delivery"
+	"github.com/posthouse/posthouse/mailstore"
 )
 
-// pipeline is the real delivery pipeline behind smtpd's Delivery
-// interface, over the test server's directory, maildir store and queue: smtpd's
-// tests check what a client sees and what lands in the store, as
-// cmd/posthouse wires it (its adapter is this one's twin).
-type pipeline struct{ p *dlv.Pipeline }
-
-func newTestDelivery(t testing.TB, o Options, store dlv.Store, filters ...dlv.Filter) Delivery {
+// newTestDelivery is the real delivery pipeline behind smtpd's Delivery
+// interface, over the test server's directory, maildir store and queue:
+// smtpd's tests check what a client sees and what lands in the store, as
+// cmd/posthouse wires it.
+func newTestDelivery(t testing.TB, o Options, store mailstore.Store, filters ...delivery.Filter) Delivery {
 	t.Helper()
-	dopts := dlv.Options{Logger: o.Logger, Directory: o.Directory, Store: store, Filters: filters}
+	dopts := delivery.Options{Logger: o.Logger, Directory: o.Directory, Store: delivery.MailStore(store), Filters: filters}
 	if o.Queue != nil {
 		dopts.Queue = o.Queue
 	}
-	p, err := dlv.New(dopts)
+	p, err := delivery.New(dopts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pipeline{p}
-}
-
-func (a pipeline) DeliverLocal(ctx context.Context, m *LocalMessage) LocalOutcome {
-	c := dlv.Client{IP: m.Remote, Helo: m.Helo, User: m.User}
-	if m.TLS != nil {
-		c.TLSVersion, c.TLSCipher = m.TLS.Version, m.TLS.CipherSuite
-	}
-	out := a.p.Deliver(ctx, &dlv.Request{
-		Envelope: dlv.Envelope{Source: dlv.Source(m.Mode.String()), ID: m.ID, From: m.From, UTF8: m.UTF8, Client: c},
-		Rcpts:    m.Rcpts,
-		Body:     m.Body,
-		Log:      m.Log,
-	})
-	res := LocalOutcome{Remote: out.Remote, Results: make([]LocalResult, len(out.Results))}
-	for i, r := range out.Results {
-		res.Results[i] = LocalResult{Rcpt: r.Rcpt, Err: r.Err}
-	}
-	return res
+	return p
 }
 
 // filterFunc is a delivery filter for smtpd's tests.
-type filterFunc func(ctx context.Context, m *dlv.Message) (dlv.Decision, error)
+type filterFunc func(ctx context.Context, m *delivery.Message) (delivery.Decision, error)
 
 func (f filterFunc) Name() string { return "test" }
-func (f filterFunc) Check(ctx context.Context, m *dlv.Message) (dlv.Decision, error) {
+func (f filterFunc) Check(ctx context.Context, m *delivery.Message) (delivery.Decision, error) {
 	return f(ctx, m)
 }
 
 // withFilters runs the delivery pipeline with filters, over the store
 // newTestServer chooses.
-func withFilters(fs ...dlv.Filter) func(*Options) {
+func withFilters(fs ...delivery.Filter) func(*Options) {
 	return func(o *Options) { o.Delivery = testFilters(fs) }
 }
 
 // testFilters stands in Options.Delivery until newTestServer builds the
 // pipeline with them.
-type testFilters []dlv.Filter
+type testFilters []delivery.Filter
 
-func (testFilters) DeliverLocal(context.Context, *LocalMessage) LocalOutcome {
+func (testFilters) Deliver(context.Context, *delivery.Request) delivery.Outcome {
 	panic("testFilters: newTestServer builds the pipeline")
 }
 
 // TestDeliveryFilters: what filters decide reaches the client as the one
 // DATA reply, by the partial-failure rules of the package doc.
 func TestDeliveryFilters(t *testing.T) {
-	spam := dlv.Reply{Code: 554, Enhanced: [3]int{5, 7, 1}, Text: "Message looks like spam"}
+	spam := delivery.Reply{Code: 554, Enhanced: [3]int{5, 7, 1}, Text: "Message looks like spam"}
 	tests := []struct {
 		name   string
 		filter filterFunc
@@ -86,16 +66,16 @@ func TestDeliveryFilters(t *testing.T) {
 	}{
 		{
 			name: "rejected for everyone: the filter's reply",
-			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
-				return dlv.Decision{All: dlv.Verdict{Action: dlv.Reject, Reply: spam}}, nil
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
+				return delivery.Decision{All: delivery.Verdict{Action: delivery.Reject, Reply: spam}}, nil
 			},
 			rcpt:  "team@example.org",
 			reply: "554 5.7.1 Message looks like spam",
 		},
 		{
 			name: "rejected for one account: 250, that one queued (its retry bounces)",
-			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
-				return dlv.Decision{Rcpt: map[string]dlv.Verdict{"bob@example.org": {Action: dlv.Reject, Reply: spam}}}, nil
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
+				return delivery.Decision{Rcpt: map[string]delivery.Verdict{"bob@example.org": {Action: delivery.Reject, Reply: spam}}}, nil
 			},
 			rcpt:   "team@example.org",
 			reply:  "250 2.0.0 ",
@@ -104,30 +84,30 @@ func TestDeliveryFilters(t *testing.T) {
 		},
 		{
 			name: "temporary reject: 4xx",
-			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
-				return dlv.Decision{All: dlv.Verdict{Action: dlv.Reject, Reply: dlv.Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "Greylisted"}}}, nil
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
+				return delivery.Decision{All: delivery.Verdict{Action: delivery.Reject, Reply: delivery.Reply{Code: 451, Enhanced: [3]int{4, 7, 1}, Text: "Greylisted"}}}, nil
 			},
 			rcpt:  "alice@example.org",
 			reply: "451 4.7.1 Greylisted",
 		},
 		{
 			name: "filter error: 451 4.3.0, nothing stored",
-			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
-				return dlv.Decision{}, errors.New("rules unreadable")
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
+				return delivery.Decision{}, errors.New("rules unreadable")
 			},
 			rcpt:  "team@example.org",
 			reply: "451 4.3.0 ",
 		},
 		{
 			name:   "filter panic: 451 4.3.0, nothing stored, server lives",
-			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) { panic("bug") },
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) { panic("bug") },
 			rcpt:   "team@example.org",
 			reply:  "451 4.3.0 ",
 		},
 		{
 			name: "discard: 250, nothing stored",
-			filter: func(context.Context, *dlv.Message) (dlv.Decision, error) {
-				return dlv.Decision{All: dlv.Verdict{Action: dlv.Discard}}, nil
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
+				return delivery.Decision{All: delivery.Verdict{Action: delivery.Discard}}, nil
 			},
 			rcpt:  "alice@example.org",
 			reply: "250 2.0.0 ",
@@ -164,11 +144,11 @@ func TestDeliveryFilters(t *testing.T) {
 // the message with our trace fields; the fields they add come after
 // Return-Path, before our Received.
 func TestDeliveryFilterSeesConnection(t *testing.T) {
-	var env dlv.Envelope
+	var env delivery.Envelope
 	var received string
-	f := filterFunc(func(_ context.Context, m *dlv.Message) (dlv.Decision, error) {
+	f := filterFunc(func(_ context.Context, m *delivery.Message) (delivery.Decision, error) {
 		env, received = m.Envelope, m.Header().Get("Received")
-		return dlv.Decision{All: dlv.Verdict{Headers: []dlv.Field{{Name: "X-Spam-Status", Value: "No"}}}}, nil
+		return delivery.Decision{All: delivery.Verdict{Headers: []delivery.Field{{Name: "X-Spam-Status", Value: "No"}}}}, nil
 	})
 	ts := newTestServer(t, withFilters(f))
 	c := dialRaw(t, ts.addr)
@@ -178,7 +158,7 @@ func TestDeliveryFilterSeesConnection(t *testing.T) {
 	c.cmd("DATA", "354 ")
 	c.write("Subject: f\r\n\r\nx\r\n.\r\n")
 	c.expect("250 2.0.0 ")
-	if env.Source != dlv.SourceSMTP || env.From != "x@remote.test" || env.Client.IP.String() != "127.0.0.1" ||
+	if env.Source != delivery.SourceSMTP || env.From != "x@remote.test" || env.Client.IP.String() != "127.0.0.1" ||
 		env.Client.Helo == "" || env.Client.TLSVersion != 0 || env.Client.User != "" || env.ID == "" {
 		t.Errorf("envelope %+v", env)
 	}
@@ -217,13 +197,13 @@ func TestAliasChangedBeforeData(t *testing.T) {
 
 // slowFilter passes every message after d, or fails when ctx ends first:
 // a slow step of the pipeline (a content scanner), before the store.
-func slowFilter(d time.Duration) dlv.Filter {
-	return filterFunc(func(ctx context.Context, _ *dlv.Message) (dlv.Decision, error) {
+func slowFilter(d time.Duration) delivery.Filter {
+	return filterFunc(func(ctx context.Context, _ *delivery.Message) (delivery.Decision, error) {
 		select {
 		case <-time.After(d):
-			return dlv.Decision{}, nil
+			return delivery.Decision{}, nil
 		case <-ctx.Done():
-			return dlv.Decision{}, ctx.Err()
+			return delivery.Decision{}, ctx.Err()
 		}
 	})
 }

@@ -4,7 +4,7 @@
 // It owns the policy (local domains, relay, size, recipients, sender
 // ownership), the trace headers we add at SMTP time, and the one DATA reply
 // for an accepted message: local copies are made by the delivery pipeline
-// (Options.Delivery: package delivery, adapted by cmd/posthouse), foreign
+// (Options.Delivery: a *delivery.Pipeline), foreign
 // recipients become a queue entry. It does not store mail itself, deliver
 // to remote hosts (package queue does), or know anything of IMAP or POP3.
 //

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -97,19 +98,13 @@ var (
 	errBodyTooBig = errors.New("smtpd: message too big")
 )
 
-// replier is an error that carries the reply the client should get: a
-// delivery filter's verdict (package delivery's RejectError).
-type replier interface {
-	SMTPReply() (code int, enhanced [3]int, text string)
-}
-
 // toSMTPError is the one place errors become SMTP replies. It returns a bare
 // *smtp.SMTPError (go-smtp matches with a type assertion) and reports whether
 // err was an internal failure the caller must log: such errors get the
 // generic 451 4.3.0 and their text never goes on the wire.
 func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 	var se *smtp.SMTPError
-	var rp replier
+	var rp *delivery.RejectError
 	switch {
 	case err == nil:
 		return nil, false
@@ -119,7 +114,7 @@ func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 		}
 		return se, false
 	case errors.As(err, &rp):
-		code, e, text := rp.SMTPReply()
+		code, e, text := rp.Reply.Code, rp.Reply.Enhanced, rp.Reply.Text
 		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{e[0], e[1], e[2]}, Message: text}, false
 	case errors.Is(err, errBodyTooBig):
 		return errTooBig, false

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/internal/logbuf"
 
 	"github.com/emersion/go-sasl"
@@ -341,19 +342,19 @@ func (ts *testServer) total() int {
 // becomes of each account (a store failure, say): it reads the message,
 // stores nothing and answers Results. It records each call's recipients.
 type scriptedDelivery struct {
-	results []LocalResult
+	results []delivery.Result
 	mu      sync.Mutex
 	calls   [][]string
 }
 
-func (d *scriptedDelivery) DeliverLocal(_ context.Context, m *LocalMessage) LocalOutcome {
+func (d *scriptedDelivery) Deliver(_ context.Context, m *delivery.Request) delivery.Outcome {
 	if _, err := io.Copy(io.Discard, io.NewSectionReader(m.Body, 0, m.Body.Size())); err != nil {
 		panic(err)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls = append(d.calls, append([]string(nil), m.Rcpts...))
-	return LocalOutcome{Results: append([]LocalResult(nil), d.results...)}
+	return delivery.Outcome{Results: append([]delivery.Result(nil), d.results...)}
 }
 
 func (d *scriptedDelivery) rcpts() [][]string {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -831,7 +832,7 @@ func TestConnectionLimits(t *testing.T) {
 func TestPartialFailure(t *testing.T) {
 	fire := errors.New("disk on fire")
 	t.Run("one account fails, others delivered, failed one queued", func(t *testing.T) {
-		d := &scriptedDelivery{results: []LocalResult{{Rcpt: "alice@example.org"}, {Rcpt: "bob@example.org", Err: fire}}}
+		d := &scriptedDelivery{results: []delivery.Result{{Rcpt: "alice@example.org"}, {Rcpt: "bob@example.org", Err: fire}}}
 		ts := newTestServer(t, withDelivery(d))
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
@@ -849,7 +850,7 @@ func TestPartialFailure(t *testing.T) {
 		}
 	})
 	t.Run("all fail: temporary error, nothing leaks", func(t *testing.T) {
-		d := &scriptedDelivery{results: []LocalResult{{Rcpt: "bob@example.org", Err: fire}}}
+		d := &scriptedDelivery{results: []delivery.Result{{Rcpt: "bob@example.org", Err: fire}}}
 		ts := newTestServer(t, withDelivery(d))
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
@@ -879,7 +880,7 @@ func TestPartialFailure(t *testing.T) {
 		}
 	})
 	t.Run("partial and queue down: client retries", func(t *testing.T) {
-		d := &scriptedDelivery{results: []LocalResult{{Rcpt: "alice@example.org"}, {Rcpt: "bob@example.org", Err: mailstore.ErrOverQuota}}}
+		d := &scriptedDelivery{results: []delivery.Result{{Rcpt: "alice@example.org"}, {Rcpt: "bob@example.org", Err: mailstore.ErrOverQuota}}}
 		ts := newTestServer(t, withDelivery(d))
 		ts.queue.err = errors.New("queue down")
 		c := dialRaw(t, ts.addr)

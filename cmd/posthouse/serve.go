@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
 	defer closeLogged(log, "mailstore", store)
-	local := &queueDelivery{}
+	local := &pipelineLater{}
 	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)

@@ -16,7 +16,7 @@ import (
 // (Start) before the listeners and stops them (Shutdown) after.
 // Its local transport delivers through local, whose pipeline serve sets
 // before Start (the pipeline's redirects need the queue in turn).
-func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *queueDelivery) (*queue.Queue, error) {
+func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater) (*queue.Queue, error) {
 	opts := queueOptions(cfg)
 	opts.Logger = log
 	opts.Locals = authLocals{users}

@@ -69,7 +69,7 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, verifier smtpd.DKIMVerif
 		TLS:                a.tls,
 		Directory:          a.auth,
 		Store:              smtpd.MailStore(a.store),
-		Delivery:           smtpDelivery{a.delivery},
+		Delivery:           a.delivery,
 		DKIM:               verifier,
 		SpoolDir:           spool,
 		MaxMessageBytes:    int64(a.cfg.Limits.MaxMessageSize),
