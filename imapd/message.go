@@ -383,11 +383,28 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		return nil
 	}
 	_, isUID := numSet.(imap.UIDSet)
+	st := sel.st
+	st.mu.Lock()
+	known := len(st.keywords)
+	st.mu.Unlock()
 	ctx, cancel := s.op()
 	res, err := s.storeFlags(ctx, uidSetOf(targets), op, storableFlags(flags.Flags))
 	cancel()
 	if err != nil {
 		return mapError(s.log, "store", err, errSource)
+	}
+	// The store's events have added any new keyword to the mailbox's
+	// FLAGS; a FETCH below must not show one before FLAGS lists it.
+	st.mu.Lock()
+	var announce []imap.Flag
+	if len(st.keywords) > known {
+		announce = st.flagsLocked()
+	}
+	st.mu.Unlock()
+	if announce != nil {
+		if err := w.WriteMailboxFlags(announce); err != nil {
+			return err
+		}
 	}
 	if flags.Silent {
 		return nil

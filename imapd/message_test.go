@@ -3,6 +3,7 @@ package imapd
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -358,5 +359,48 @@ func TestIsolation(t *testing.T) {
 	u = a.mustOK("STATUS INBOX (MESSAGES)")
 	if !hasLine(u, "MESSAGES 0") {
 		t.Errorf("alice's INBOX: %q", u)
+	}
+}
+
+// TestKeywordsAnnouncedInFlags: FLAGS lists every keyword in use in the
+// mailbox at SELECT, and a STORE that brings a new keyword writes FLAGS
+// before the FETCH that shows it, in the storing session and in another
+// one that has the mailbox selected.
+func TestKeywordsAnnouncedInFlags(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", testMessage(1))
+	ts.deliver(t, "alice@example.org", "", testMessage(2))
+	a := ts.raw(t)
+	a.login("alice@example.org", "alicepw")
+	a.mustOK("SELECT INBOX")
+	b := ts.raw(t)
+	b.login("alice@example.org", "alicepw")
+	b.mustOK("SELECT INBOX")
+
+	u := a.mustOK(`STORE 1 +FLAGS ($Label1)`)
+	if len(u) != 2 || !strings.HasPrefix(u[0], "* FLAGS (") || !strings.Contains(u[0], "$Label1") || !strings.Contains(u[1], "FETCH") {
+		t.Fatalf("STORE of a new keyword: %q", u)
+	}
+	u = a.mustOK(`STORE 2 +FLAGS ($label1)`) // known, in another case
+	if hasLine(u, "* FLAGS") {
+		t.Errorf("STORE of a known keyword announced FLAGS again: %q", u)
+	}
+	u = a.mustOK(`STORE 2 +FLAGS.SILENT (Junk)`)
+	if len(u) != 1 || !strings.HasPrefix(u[0], "* FLAGS (") || !strings.Contains(u[0], "Junk") {
+		t.Errorf("silent STORE of a new keyword: %q", u)
+	}
+
+	u = b.mustOK("NOOP")
+	flags := slices.IndexFunc(u, func(l string) bool { return strings.HasPrefix(l, "* FLAGS (") && strings.Contains(l, "Junk") })
+	fetch := slices.IndexFunc(u, func(l string) bool { return strings.Contains(l, "FETCH") && strings.Contains(l, "Junk") })
+	if flags < 0 || fetch < 0 || flags > fetch {
+		t.Errorf("other session: FLAGS must come before the FETCH showing the keyword: %q", u)
+	}
+
+	c := ts.raw(t)
+	c.login("alice@example.org", "alicepw")
+	u = c.mustOK("SELECT INBOX")
+	if !hasLine(u, `* FLAGS (\Seen \Answered \Flagged \Deleted \Draft $Label1 Junk)`) {
+		t.Errorf("SELECT FLAGS: %q", u)
 	}
 }

@@ -447,7 +447,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 	st.mu.Lock()
 	tracker := st.tracker.NewSession()
 	data := &imap.SelectData{
-		Flags:         slices.Clone(systemFlags),
+		Flags:         st.flagsLocked(),
 		NumMessages:   uint32(len(st.uids)),
 		UIDNext:       st.uidNext,
 		UIDValidity:   st.uidValidity,

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -54,13 +55,17 @@ type mailboxState struct {
 	acct      mailstore.Account // the state's own handle, for Watch
 	stopWatch func()
 
-	mu          sync.Mutex
-	loaded      bool
-	baseModSeq  uint64            // Snapshot.HighestModSeq
-	modseq      uint64            // highest ModSeq seen (snapshot or event)
-	pending     []mailstore.Event // events seen while loading
-	uids        []imap.UID
-	seen        []bool // \Seen, parallel to uids, for SELECT's UNSEEN
+	mu         sync.Mutex
+	loaded     bool
+	baseModSeq uint64            // Snapshot.HighestModSeq
+	modseq     uint64            // highest ModSeq seen (snapshot or event)
+	pending    []mailstore.Event // events seen while loading
+	uids       []imap.UID
+	seen       []bool // \Seen, parallel to uids, for SELECT's UNSEEN
+	// keywords are those in use in the mailbox, in first-seen order (up
+	// to maxAnnouncedKeywords): FLAGS announces them before any FETCH
+	// shows one (RFC 3501 §7.2.6; clients such as imaptest check it).
+	keywords    []imap.Flag
 	uidNext     imap.UID
 	uidValidity uint32
 	tracker     *imapserver.MailboxTracker
@@ -159,6 +164,7 @@ func (st *mailboxState) load(ctx context.Context, store Store) error {
 	for i, m := range snap.Messages {
 		st.uids[i] = m.UID
 		st.seen[i] = hasFlag(m.Flags, imap.FlagSeen)
+		st.addKeywordsLocked(m.Flags)
 	}
 	st.uidNext = snap.UIDNext
 	st.uidValidity = snap.Mailbox.UIDValidity
@@ -215,6 +221,9 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 				"mailbox", st.key.mailbox, "uid", ev.UID, "err", fmt.Errorf("last uid %d", st.uids[len(st.uids)-1]))
 			return
 		}
+		if st.addKeywordsLocked(ev.Flags) {
+			st.tracker.QueueMailboxFlags(st.flagsLocked())
+		}
 		st.uids = append(st.uids, ev.UID)
 		st.seen = append(st.seen, hasFlag(ev.Flags, imap.FlagSeen))
 		if ev.UID >= st.uidNext {
@@ -228,11 +237,16 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 			return
 		}
 		st.seen[i] = hasFlag(ev.Flags, imap.FlagSeen)
+		src := st.storeSourceLocked(ev.UID)
+		if st.addKeywordsLocked(ev.Flags) {
+			// A storing session writes FLAGS itself, before its FETCH.
+			st.tracker.QueueMailboxFlagsFrom(st.flagsLocked(), src)
+		}
 		flags := ev.Flags
 		if flags == nil {
 			flags = []imap.Flag{}
 		}
-		st.tracker.QueueMessageFlags(uint32(i+1), ev.UID, flags, st.storeSourceLocked(ev.UID))
+		st.tracker.QueueMessageFlags(uint32(i+1), ev.UID, flags, src)
 	case mailstore.EventExpunge:
 		if !found {
 			return
@@ -245,6 +259,31 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 	}
 	close(st.changed)
 	st.changed = make(chan struct{})
+}
+
+// maxAnnouncedKeywords bounds the keywords FLAGS lists for one mailbox
+// (the store bounds those of one message). Clients use a handful.
+const maxAnnouncedKeywords = 1000
+
+// addKeywordsLocked records the keywords among flags that the mailbox's
+// FLAGS does not list yet, and reports whether there were any.
+func (st *mailboxState) addKeywordsLocked(flags []imap.Flag) bool {
+	added := false
+	for _, f := range flags {
+		if strings.HasPrefix(string(f), "\\") || len(st.keywords) >= maxAnnouncedKeywords {
+			continue
+		}
+		if !slices.ContainsFunc(st.keywords, func(k imap.Flag) bool { return strings.EqualFold(string(k), string(f)) }) {
+			st.keywords = append(st.keywords, f)
+			added = true
+		}
+	}
+	return added
+}
+
+// flagsLocked is the mailbox's FLAGS: the system flags, then its keywords.
+func (st *mailboxState) flagsLocked() []imap.Flag {
+	return append(slices.Clone(systemFlags), st.keywords...)
 }
 
 // indexLocked finds uid in the server view.

@@ -343,6 +343,13 @@ func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
 	return &FetchResponseWriter{enc: enc, options: cmd.options}
 }
 
+// WriteMailboxFlags writes a FLAGS response ahead of the FETCH responses,
+// for a STORE that brings a keyword the mailbox's FLAGS did not list yet
+// (RFC 3501 §7.2.6: FLAGS lists every flag a FETCH may show).
+func (cmd *FetchWriter) WriteMailboxFlags(flags []imap.Flag) error {
+	return cmd.conn.writeFlags(flags)
+}
+
 // FetchResponseWriter writes a single FETCH response for a message.
 type FetchResponseWriter struct {
 	enc     *responseEncoder

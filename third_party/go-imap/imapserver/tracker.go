@@ -87,6 +87,16 @@ func (t *MailboxTracker) QueueMailboxFlags(flags []imap.Flag) {
 	t.queueUpdate(&trackerUpdate{mailboxFlags: flags}, nil)
 }
 
+// QueueMailboxFlagsFrom queues a new FLAGS update caused by source's own
+// command (a STORE that brought a new keyword), which announces it itself
+// with FetchWriter.WriteMailboxFlags: the update is not dispatched to it.
+func (t *MailboxTracker) QueueMailboxFlagsFrom(flags []imap.Flag, source *SessionTracker) {
+	if flags == nil {
+		flags = []imap.Flag{}
+	}
+	t.queueUpdate(&trackerUpdate{mailboxFlags: flags}, source)
+}
+
 // QueueMessageFlags queues a new FETCH FLAGS update.
 //
 // If source is not nil, the update won't be dispatched to it.
