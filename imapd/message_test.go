@@ -100,7 +100,8 @@ func TestStoreSearchCopyMove(t *testing.T) {
 	rc.mustOK("SELECT INBOX")
 
 	u := rc.mustOK(`STORE 1:2 +FLAGS (\Flagged $Work)`)
-	if len(u) != 2 || !strings.Contains(u[0], `\Flagged`) || !strings.Contains(u[0], `$Work`) {
+	// The new keyword is announced first (TestKeywordsAnnouncedInFlags).
+	if len(u) != 3 || !strings.HasPrefix(u[0], "* FLAGS (") || !strings.Contains(u[1], `\Flagged`) || !strings.Contains(u[1], `$Work`) {
 		t.Errorf("STORE: %q", u)
 	}
 	u = rc.mustOK(`UID STORE 3 +FLAGS.SILENT (\seen)`)
