@@ -405,3 +405,40 @@ func TestKeywordsAnnouncedInFlags(t *testing.T) {
 		t.Errorf("SELECT FLAGS: %q", u)
 	}
 }
+
+// TestFetchEnvelopeGroupsAndRoutes: ENVELOPE keeps address groups (start
+// and end markers), source routes, names from comments, and the subject's
+// and names' own text (encoded words as the sender wrote them); SEARCH FROM
+// finds an address written with comments between its parts.
+func TestFetchEnvelopeGroupsAndRoutes(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", "Date: Thu, 15 Feb 2007 01:02:03 +0200\r\n"+
+		"Subject: =?UTF-8?B?w6l0w6k=?= report\r\n"+
+		"From: user@domain (Real Name)\r\n"+
+		"Sender: <@route:user@domain>\r\n"+
+		"To: group: g1@d1.org, =?ISO-8859-1?Q?Andr=E9?= <g2@d2.org>;, group2: g3@d3.org;\r\n"+
+		"Cc: group:;, group2: (foo) ;\r\n"+
+		"\r\nbody\r\n")
+	ts.deliver(t, "alice@example.org", "", "From: <user-from (comment)@ (comment) domain.org>\r\n\r\nbody\r\n")
+	ts.deliver(t, "alice@example.org", "", "From: other@domain.org\r\n\r\nbody\r\n")
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	rc.mustOK("SELECT INBOX")
+	u := rc.mustOK("FETCH 1 ENVELOPE")
+	want := `* 1 FETCH (ENVELOPE ("Thu, 15 Feb 2007 01:02:03 +0200" "=?UTF-8?B?w6l0w6k=?= report" ` +
+		`(("Real Name" NIL "user" "domain")) ((NIL "@route" "user" "domain")) (("Real Name" NIL "user" "domain")) ` +
+		`((NIL NIL "group" NIL) (NIL NIL "g1" "d1.org") ("=?ISO-8859-1?Q?Andr=E9?=" NIL "g2" "d2.org") (NIL NIL NIL NIL) (NIL NIL "group2" NIL) (NIL NIL "g3" "d3.org") (NIL NIL NIL NIL)) ` +
+		`((NIL NIL "group" NIL) (NIL NIL NIL NIL) (NIL NIL "group2" NIL) (NIL NIL NIL NIL)) NIL NIL NIL))`
+	if len(u) != 1 || u[0] != want {
+		t.Errorf("ENVELOPE:\n got %q\nwant %q", u, want)
+	}
+	if u := rc.mustOK("SEARCH FROM user-from@domain.org"); !hasLine(u, "* SEARCH 2") {
+		t.Errorf("SEARCH FROM across comments: %q", u)
+	}
+	if u := rc.mustOK("SEARCH TO groupname"); !hasLine(u, "* SEARCH") || hasLine(u, "* SEARCH 1") {
+		t.Errorf("SEARCH TO of a name not there: %q", u)
+	}
+	if u := rc.mustOK("SEARCH TO group2"); !hasLine(u, "* SEARCH 1") {
+		t.Errorf("SEARCH TO a group's name: %q", u)
+	}
+}

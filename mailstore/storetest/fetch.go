@@ -107,7 +107,9 @@ func testFetch(t *testing.T, b Backend) {
 			t.Errorf("body structure = %#v, want text/plain of 2 lines", infos[0].BodyStructure)
 		}
 		env = infos[1].Envelope
-		if env == nil || env.Subject != "été report" || len(env.From) != 1 || env.From[0].Name != "André" ||
+		// The envelope keeps the header's own text: encoded words stay
+		// encoded (RFC 3501 §7.4.2; the client decodes them).
+		if env == nil || env.Subject != "=?UTF-8?B?w6l0w6k=?= report" || len(env.From) != 1 || env.From[0].Name != "=?ISO-8859-1?Q?Andr=E9?=" ||
 			len(env.To) != 2 || !slices.Equal(env.InReplyTo, []string{"parent@example.org"}) {
 			t.Errorf("multipart envelope = %+v", env)
 		}

@@ -97,7 +97,10 @@ type Envelope struct {
 
 // Address represents a sender or recipient of a message.
 type Address struct {
-	Name    string
+	Name string
+	// Route is the obsolete source route (RFC 5322 §4.4 obs-route, e.g.
+	// "@a.example,@b.example"), the ENVELOPE address's adl; usually "".
+	Route   string `json:",omitempty"`
 	Mailbox string
 	Host    string
 }
