@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"encoding/base64"
 	"fmt"
 	"regexp"
 	"slices"
@@ -440,5 +441,20 @@ func TestFetchEnvelopeGroupsAndRoutes(t *testing.T) {
 	}
 	if u := rc.mustOK("SEARCH TO group2"); !hasLine(u, "* SEARCH 1") {
 		t.Errorf("SEARCH TO a group's name: %q", u)
+	}
+}
+
+// TestFetchBinaryPartialOrigin: a partial BINARY answer is named with its
+// origin, BINARY[1]<offset>, and holds the decoded octets from there.
+func TestFetchBinaryPartialOrigin(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", "From: a@example.net\r\nContent-Type: text/plain\r\n"+
+		"Content-Transfer-Encoding: base64\r\n\r\n"+base64.StdEncoding.EncodeToString([]byte("0123456789abcdefghij"))+"\r\n")
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	rc.mustOK("SELECT INBOX")
+	u := rc.mustOK("FETCH 1 (BINARY.PEEK[1]<10.5> BINARY.PEEK[1]<0.3>)")
+	if !strings.Contains(u[0], "BINARY[1]<10> ~{5}\r\nabcde") || !strings.Contains(u[0], "BINARY[1]<0> ~{3}\r\n012") {
+		t.Errorf("partial BINARY: %q", u[0])
 	}
 }

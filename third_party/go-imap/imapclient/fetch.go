@@ -263,8 +263,13 @@ func matchFetchItemBodySection(cmd, resp *imap.FetchItemBodySection) bool {
 }
 
 func matchFetchItemBinarySection(cmd, resp *imap.FetchItemBinarySection) bool {
-	// Ignore Partial and Peek: these are not echoed back by the server
-	return intSliceEqual(cmd.Part, resp.Part)
+	if !intSliceEqual(cmd.Part, resp.Part) {
+		return false
+	}
+	// A server that names the origin names the request's; one that does
+	// not (older servers) is matched by part alone. Peek and
+	// Partial.Size are not echoed back.
+	return resp.Partial == nil || cmd.Partial != nil && cmd.Partial.Offset == resp.Partial.Offset
 }
 
 func intSliceEqual(a, b []int) bool {
@@ -719,7 +724,15 @@ func (c *Client) handleFetch(seqNum uint32) error {
 					if !dec.ExpectSpecial(']') {
 						return dec.Err()
 					}
-					section = &imap.FetchItemBinarySection{Part: part}
+					bs := &imap.FetchItemBinarySection{Part: part}
+					offset, err := readPartialOffset(dec)
+					if err != nil {
+						return fmt.Errorf("in section-binary: %v", err)
+					}
+					if offset != nil {
+						bs.Partial = &imap.SectionPartial{Offset: int64(*offset)}
+					}
+					section = bs
 				}
 
 				if !dec.ExpectSP() {
