@@ -11,6 +11,9 @@ import (
 // per-key rate can stop, and the other limits still hold.
 const maxRateEntries = 1 << 16
 
+// fullSweepEvery: a full table is swept at most every window/fullSweepEvery.
+const fullSweepEvery = 16
+
 // Rate is a token bucket per key: a burst of n events, refilled at n per
 // window, the way an administrator reads "n per minute". Conns keys it by
 // client address; smtpd's port-25 gate by envelope sender. The table
@@ -45,7 +48,12 @@ func (r *Rate[K]) Allow(k K, now time.Time) bool {
 	b := r.buckets[k]
 	if b == nil {
 		if len(r.buckets) >= maxRateEntries {
-			r.sweepLocked(now)
+			// A full table is swept at most every fullSweepEvery of the
+			// window: sweeping it for every new key of a flood would cost
+			// the whole table each time.
+			if now.Sub(r.lastSweep) >= r.window/fullSweepEvery {
+				r.sweepLocked(now)
+			}
 			if len(r.buckets) >= maxRateEntries {
 				return true
 			}
