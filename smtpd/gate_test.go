@@ -78,7 +78,7 @@ func TestGateHooks(t *testing.T) {
 	c := dialGate(t, ts.addr, "127.0.0.7")
 	c.ehlo()
 	c.cmd("MAIL FROM:<a@remote.example>", "250 ")
-	c.cmd("RCPT TO:<nobody@example.org>", "550 5.1.1 ")         // smtpd's refusal first
+	c.cmd("RCPT TO:<nobody@example.org>", "550 5.1.1 ")        // smtpd's refusal first
 	c.cmd("RCPT TO:<x@elsewhere.example>", "554 5.7.1 Relay ") // likewise
 	c.cmd("RCPT TO:<alice@example.org>", "250 ")
 	c.cmd("RCPT TO:<bob@example.org>", "451 4.7.1 Greylisted, try again later")
