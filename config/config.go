@@ -31,6 +31,9 @@ type Config struct {
 	DNS    DNS    `toml:"dns"`
 	Log    Log    `toml:"log"`
 
+	// Inbound: checks on mail arriving on port 25.
+	Inbound Inbound `toml:"inbound"`
+
 	// Source is the file the configuration was read from; "" when only
 	// defaults and the environment were used.
 	Source string `toml:"-"`
@@ -160,6 +163,29 @@ type DNS struct {
 	Resolver string `toml:"resolver"`
 }
 
+// Inbound holds the checks on mail from other servers (the smtp listener,
+// port 25); submission and trusted_networks are never subject to them.
+type Inbound struct {
+	// DNSBL and DNSWL are DNS block and allow list zones
+	// ("zen.spamhaus.org"). A client a DNSBL lists gets 554 5.7.1 at RCPT;
+	// one a DNSWL lists skips the DNSBLs and greylisting. Default [].
+	DNSBL []string `toml:"dnsbl"`
+	DNSWL []string `toml:"dnswl"`
+	// Greylist refuses a new (client network, sender, recipient) with
+	// 451 4.7.1 until it is retried after GreylistDelay and within
+	// GreylistRetryWindow; the client network and sender domain are then
+	// allow-listed for GreylistAllowTTL after their last message. Default
+	// false, "5m", "24h", "35d".
+	Greylist            bool     `toml:"greylist"`
+	GreylistDelay       Duration `toml:"greylist_delay"`
+	GreylistRetryWindow Duration `toml:"greylist_retry_window"`
+	GreylistAllowTTL    Duration `toml:"greylist_allow_ttl"`
+	// MaxMessagesPerSender is how many messages one envelope sender
+	// address (the null sender: one client address) may send per hour;
+	// more get 450 4.7.1 at MAIL. 0: no limit (the default).
+	MaxMessagesPerSender int `toml:"max_messages_per_sender"`
+}
+
 // Log settings.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error; "info"
@@ -207,6 +233,13 @@ func Default() *Config {
 		Store: Store{Backend: "maildir"},
 		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25},
 		Log:   Log{Level: "info", Format: "text"},
+		Inbound: Inbound{
+			DNSBL:               []string{},
+			DNSWL:               []string{},
+			GreylistDelay:       Duration{5 * time.Minute},
+			GreylistRetryWindow: Duration{24 * time.Hour},
+			GreylistAllowTTL:    Duration{35 * 24 * time.Hour},
+		},
 	}
 }
 

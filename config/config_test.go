@@ -506,3 +506,66 @@ known_address_ttl = "7d"
 		})
 	}
 }
+
+func TestInboundSection(t *testing.T) {
+	d := Default().Inbound
+	if len(d.DNSBL) != 0 || len(d.DNSWL) != 0 || d.Greylist || d.MaxMessagesPerSender != 0 ||
+		d.GreylistDelay.Duration != 5*time.Minute || d.GreylistRetryWindow.Duration != 24*time.Hour || d.GreylistAllowTTL.Duration != 35*24*time.Hour {
+		t.Errorf("defaults = %+v", d)
+	}
+	doc := `
+[inbound]
+dnsbl = ["zen.example.org", "bl.example.net."]
+dnswl = ["list.dnswl.example"]
+greylist = true
+greylist_delay = "2m"
+greylist_retry_window = "12h"
+greylist_allow_ttl = "60d"
+max_messages_per_sender = 200
+`
+	c, err := Parse([]byte(doc), "i.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	in := c.Inbound
+	if !reflect.DeepEqual(in.DNSBL, []string{"zen.example.org", "bl.example.net."}) || !reflect.DeepEqual(in.DNSWL, []string{"list.dnswl.example"}) ||
+		!in.Greylist || in.GreylistDelay.Duration != 2*time.Minute || in.GreylistRetryWindow.Duration != 12*time.Hour ||
+		in.GreylistAllowTTL.Duration != 60*24*time.Hour || in.MaxMessagesPerSender != 200 {
+		t.Errorf("inbound = %+v", in)
+	}
+	c = Default()
+	if err := c.ApplyEnv([]string{"POSTHOUSE_INBOUND_DNSBL=a.example b.example", "POSTHOUSE_INBOUND_GREYLIST=true"}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(c.Inbound.DNSBL, []string{"a.example", "b.example"}) || !c.Inbound.Greylist {
+		t.Errorf("from the environment: %+v", c.Inbound)
+	}
+
+	for _, tc := range []struct{ name, doc, key, contains string }{
+		{"zone with space", `dnsbl = ["zen spamhaus.org"]`, "inbound.dnsbl", "not a DNS list zone"},
+		{"zone without dot", `dnswl = ["localhost"]`, "inbound.dnswl", "not a DNS list zone"},
+		{"zone too long", `dnsbl = ["` + strings.Repeat("a.", 100) + `example"]`, "inbound.dnsbl", "not a DNS list zone"},
+		{"delay too short", `greylist_delay = "1s"`, "inbound.greylist_delay", "between 10s and"},
+		{"window too long", `greylist_retry_window = "30d"`, "inbound.greylist_retry_window", "between 1h and"},
+		{"window not after delay", "greylist_delay = \"2h\"\ngreylist_retry_window = \"1h\"", "inbound.greylist_retry_window", "not longer than greylist_delay"},
+		{"allow ttl", `greylist_allow_ttl = "1h"`, "inbound.greylist_allow_ttl", "between 24h and"},
+		{"negative rate", `max_messages_per_sender = -1`, "inbound.max_messages_per_sender", "negative"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse([]byte("[inbound]\n"+tc.doc+"\n"), "bad.toml")
+			if err == nil {
+				err = c.Validate()
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			p := problems(t, err)[0]
+			if p.Key != tc.key || p.Line < 2 || !strings.Contains(p.String(), tc.contains) {
+				t.Errorf("problem %q (line %d), want %s mentioning %q", p.String(), p.Line, tc.key, tc.contains)
+			}
+		})
+	}
+}

@@ -16,7 +16,7 @@
 //
 // Sizes (ByteSize) take "50MiB", "10MB", "512KiB" or a plain integer of
 // bytes; durations (Duration) take Go durations such as "10m" or "120h", and
-// whole days such as "5d". Lists (auth.trusted_networks) are TOML arrays of
+// whole days such as "5d". Lists (auth.trusted_networks, inbound.dnsbl) are TOML arrays of
 // strings; from the environment, one string separated by commas or spaces.
 //
 // This package imports nothing of Posthouse: it returns plain structs that

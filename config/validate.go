@@ -167,6 +167,8 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	c.validateInbound(add)
+
 	if !slices.Contains(StoreBackends, c.Store.Backend) {
 		add("store.backend", fmt.Sprintf("unknown backend %q", c.Store.Backend),
 			`backend = "maildir" (Maildir files and a SQLite index per account; the only backend so far)`)
@@ -291,4 +293,42 @@ func (l Log) LevelName() string {
 		return "warn"
 	}
 	return s
+}
+
+// validateInbound checks [inbound]'s list zones, greylisting times and
+// sender rate.
+func (c *Config) validateInbound(add func(key, msg, hint string)) {
+	in := c.Inbound
+	for _, l := range []struct {
+		key   string
+		zones []string
+	}{{"inbound.dnsbl", in.DNSBL}, {"inbound.dnswl", in.DNSWL}} {
+		for _, z := range l.zones {
+			// 189: room for an IPv6 query's 64 octets of nibbles in 253.
+			if !validHostname(z) || len(strings.TrimSuffix(z, ".")) > 189 || !strings.Contains(strings.Trim(z, "."), ".") {
+				add(l.key, fmt.Sprintf("%q is not a DNS list zone", z), `a zone name such as "zen.spamhaus.org"; [] for none`)
+			}
+		}
+	}
+	for _, d := range []struct {
+		key      string
+		v        Duration
+		min, max time.Duration
+		hint     string
+	}{
+		{"inbound.greylist_delay", in.GreylistDelay, 10 * time.Second, 2 * time.Hour, `senders retry after 5 to 30 minutes: greylist_delay = "5m"`},
+		{"inbound.greylist_retry_window", in.GreylistRetryWindow, time.Hour, 7 * 24 * time.Hour, `greylist_retry_window = "24h"`},
+		{"inbound.greylist_allow_ttl", in.GreylistAllowTTL, 24 * time.Hour, 366 * 24 * time.Hour, `greylist_allow_ttl = "35d"`},
+	} {
+		if d.v.Duration < d.min || d.v.Duration > d.max {
+			add(d.key, fmt.Sprintf("%s is not between %s and %s", d.v, Duration{d.min}, Duration{d.max}), d.hint)
+		}
+	}
+	if in.GreylistDelay.Duration >= in.GreylistRetryWindow.Duration {
+		add("inbound.greylist_retry_window", fmt.Sprintf("%s is not longer than greylist_delay (%s)", in.GreylistRetryWindow, in.GreylistDelay),
+			"a retry must be possible after the delay: greylist_retry_window = \"24h\"")
+	}
+	if in.MaxMessagesPerSender < 0 {
+		add("inbound.max_messages_per_sender", "must not be negative", "max_messages_per_sender = 200 (messages per envelope sender per hour), or 0 for no limit")
+	}
 }

@@ -84,6 +84,10 @@ type conn struct {
 	messages atomic.Int64
 	badRcpts int // refused RCPTs, counted across sessions (conn goroutine only)
 
+	// gate is Options.Gate's checks for this connection, nil for none
+	// (gate.go); set before the handoff, read by the sessions.
+	gate GateConn
+
 	mu       sync.Mutex
 	deadline time.Time // the read deadline go-smtp or Data asked for
 	woken    bool      // the raw deadline was moved to now by wake

@@ -171,6 +171,18 @@
 // Failures we can know before the data (unknown user, full mailbox) are
 // refused at RCPT, so partial failure after DATA is rare.
 //
+// # Admission checks (Options.Gate)
+//
+// On ModeMTA only, and never for an authenticated session, Options.Gate
+// (package gate: DNS lists, greylisting, sender rate; gate.go here) is
+// told of each connection when it is accepted, so that its DNS lookups
+// overlap EHLO and MAIL, and asked at MAIL (after our own checks of the
+// sender) and at RCPT (after the recipient resolved and its quota was
+// checked, so unknown users and relaying are refused first and never
+// reach it). Its reply, 4xx or 5xx, is given as it is; any other error is
+// logged and answered 451 4.3.0. Its refusals do not count as invalid
+// recipients.
+//
 // # Errors and logging
 //
 // One function, toSMTPError, turns errors into bare *smtp.SMTPError values;

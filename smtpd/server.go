@@ -122,6 +122,10 @@ type Options struct {
 	// Authentication-Results field.
 	DKIM DKIMVerifier
 
+	// Gate, when set, admits or refuses MAIL and RCPT on ModeMTA (gate.go;
+	// package gate: DNS block lists, greylisting, sender rate).
+	Gate Gate
+
 	// SpoolDir holds message bodies while they are received. Each spool
 	// file is unlinked as soon as it is created, so nothing is left behind
 	// by a crash. Default: os.TempDir().
@@ -280,6 +284,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) handle(lc *server.Conn) {
 	c := newConn(s, lc)
 	c.log.Info("connect")
+	s.gateConnect(lc.Context(), c)
 	lc.OnStop(c.wake)
 	if !s.handoff.Give(c) {
 		c.Close()

@@ -242,6 +242,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts.Size > 0 && opts.Size > s.s.opts.MaxMessageBytes {
 		return errTooBig
 	}
+	if err := s.gateMail(env.from); err != nil {
+		return err
+	}
 	env.active = true
 	s.mu.Lock()
 	s.env = env
@@ -311,6 +314,9 @@ func (s *session) rcpt(to string) error {
 		if err := s.checkQuota(acct); err != nil {
 			return err
 		}
+	}
+	if err := s.gateRcpt(addr); err != nil {
+		return err
 	}
 
 	s.mu.Lock()

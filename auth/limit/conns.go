@@ -40,7 +40,7 @@ type Options struct {
 type Conns struct {
 	perIP, total int
 	now          func() time.Time
-	rate         *rateLimiter
+	rate         *Rate[netip.Prefix]
 
 	mu    sync.Mutex
 	n     int
@@ -68,7 +68,7 @@ func New(o Options) *Conns {
 		if o.RateWindow <= 0 {
 			o.RateWindow = time.Minute
 		}
-		c.rate = newRateLimiter(o.Rate, o.RateWindow)
+		c.rate = NewRate[netip.Prefix](o.Rate, o.RateWindow)
 	}
 	return c
 }
@@ -115,7 +115,7 @@ type Slot struct {
 // the victim's, so two heavy holders cannot take turns evicting each other.
 func (c *Conns) Take(remote netip.Addr) (*Slot, error) {
 	k := Key(remote)
-	if c.rate != nil && k.IsValid() && !c.rate.allow(k, c.now()) {
+	if c.rate != nil && k.IsValid() && !c.rate.Allow(k, c.now()) {
 		return nil, ErrRate
 	}
 	c.mu.Lock()

@@ -253,10 +253,7 @@ func TestRate(t *testing.T) {
 			t.Fatalf("after the window, opening %d: %v", i, err)
 		}
 	}
-	c.rate.mu.Lock()
-	n := len(c.rate.buckets)
-	c.rate.mu.Unlock()
-	if n != 1 {
+	if n := c.rate.Len(); n != 1 {
 		t.Fatalf("%d rate entries after sweep, want 1 (only a)", n)
 	}
 }

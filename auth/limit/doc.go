@@ -31,5 +31,7 @@
 // Options.Rate is a token bucket per client address: a burst of Rate new
 // connections, refilled at Rate per RateWindow (a minute). Refused attempts
 // take tokens too, so a client hammering the port stays refused. The table
-// forgets addresses whose bucket has refilled, and is bounded.
+// forgets addresses whose bucket has refilled, and is bounded. The bucket
+// table is Rate, generic over its key, so that other per-key rates (the
+// port-25 gate's messages per envelope sender) reuse it.
 package limit

@@ -1,25 +1,30 @@
 package limit
 
 import (
-	"net/netip"
 	"sync"
 	"time"
 )
 
-// maxRateEntries bounds the rate table. Past it (after dropping entries
-// whose bucket has refilled), new client keys are let through untracked:
-// a flood from that many distinct /64s is beyond what a per-address rate
-// can stop, and the connection limits still hold.
+// maxRateEntries bounds a Rate's table. Past it (after dropping entries
+// whose bucket has refilled), new keys are let through untracked: a flood
+// from that many distinct /64s (or sender addresses) is beyond what a
+// per-key rate can stop, and the other limits still hold.
 const maxRateEntries = 1 << 16
 
-// rateLimiter is a token bucket per client key: a burst of n connections,
-// refilled at n per window, the way an administrator reads "n per minute".
-type rateLimiter struct {
+// fullSweepEvery: a full table is swept at most every window/fullSweepEvery.
+const fullSweepEvery = 16
+
+// Rate is a token bucket per key: a burst of n events, refilled at n per
+// window, the way an administrator reads "n per minute". Conns keys it by
+// client address; smtpd's port-25 gate by envelope sender. The table
+// forgets keys whose bucket has refilled and holds at most maxRateEntries.
+// Safe for concurrent use.
+type Rate[K comparable] struct {
 	n      float64
 	window time.Duration
 
 	mu        sync.Mutex
-	buckets   map[netip.Prefix]*bucket
+	buckets   map[K]*bucket
 	lastSweep time.Time
 }
 
@@ -28,12 +33,13 @@ type bucket struct {
 	at     time.Time
 }
 
-func newRateLimiter(n int, window time.Duration) *rateLimiter {
-	return &rateLimiter{n: float64(n), window: window, buckets: map[netip.Prefix]*bucket{}}
+// NewRate returns a Rate allowing n events per window for each key.
+func NewRate[K comparable](n int, window time.Duration) *Rate[K] {
+	return &Rate[K]{n: float64(n), window: window, buckets: map[K]*bucket{}}
 }
 
-// allow takes a token for k at now.
-func (r *rateLimiter) allow(k netip.Prefix, now time.Time) bool {
+// Allow takes a token for k at now and reports whether there was one.
+func (r *Rate[K]) Allow(k K, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if now.Sub(r.lastSweep) >= r.window {
@@ -42,7 +48,12 @@ func (r *rateLimiter) allow(k netip.Prefix, now time.Time) bool {
 	b := r.buckets[k]
 	if b == nil {
 		if len(r.buckets) >= maxRateEntries {
-			r.sweepLocked(now)
+			// A full table is swept at most every fullSweepEvery of the
+			// window: sweeping it for every new key of a flood would cost
+			// the whole table each time.
+			if now.Sub(r.lastSweep) >= r.window/fullSweepEvery {
+				r.sweepLocked(now)
+			}
 			if len(r.buckets) >= maxRateEntries {
 				return true
 			}
@@ -59,7 +70,14 @@ func (r *rateLimiter) allow(k netip.Prefix, now time.Time) bool {
 	return true
 }
 
-func (r *rateLimiter) refill(b *bucket, now time.Time) {
+// Len is the number of keys tracked.
+func (r *Rate[K]) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.buckets)
+}
+
+func (r *Rate[K]) refill(b *bucket, now time.Time) {
 	if d := now.Sub(b.at); d > 0 {
 		b.tokens = min(r.n, b.tokens+r.n*float64(d)/float64(r.window))
 		b.at = now
@@ -67,7 +85,7 @@ func (r *rateLimiter) refill(b *bucket, now time.Time) {
 }
 
 // sweepLocked drops buckets that have refilled: they hold no information.
-func (r *rateLimiter) sweepLocked(now time.Time) {
+func (r *Rate[K]) sweepLocked(now time.Time) {
 	r.lastSweep = now
 	for k, b := range r.buckets {
 		r.refill(b, now)

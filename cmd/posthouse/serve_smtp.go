@@ -44,10 +44,16 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	// DKIM verification of inbound mail goes through the configured
 	// resolver; without one, mail is still accepted, just not verified.
 	var verifier smtpd.DKIMVerifier
-	if r, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver}); err != nil {
+	resolver, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver})
+	if err != nil {
 		a.log.Warn("no DNS resolver: inbound DKIM signatures will not be verified", "proto", "smtp", "err", err)
 	} else {
-		verifier = dkimVerifier{r}
+		verifier = dkimVerifier{resolver}
+	}
+	// The port-25 gate ([inbound]: DNS lists, greylisting, sender rate).
+	g, err := openGate(ctx, a, resolver)
+	if err != nil {
+		return nil, fmt.Errorf("inbound checks: %w", err)
 	}
 
 	names := make([]string, len(smtpListeners))
@@ -55,9 +61,21 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	for i, l := range smtpListeners {
 		names[i], modes[l.name] = l.name, l.mode
 	}
-	return serveEach(ctx, a, names, smtpd.ErrServerClosed, func(name string) (mailServer, error) {
-		return smtpd.New(smtpOptions(a, modes[name], spool, verifier, conns))
+	shutdown, err := serveEach(ctx, a, names, smtpd.ErrServerClosed, func(name string) (mailServer, error) {
+		opts := smtpOptions(a, modes[name], spool, verifier, conns)
+		if g != nil && modes[name] == smtpd.ModeMTA {
+			opts.Gate = smtpGate{g}
+		}
+		return smtpd.New(opts)
 	})
+	if g != nil {
+		if err != nil || shutdown == nil {
+			closeGateAfter(a, g, shutdown)(ctx)
+			return nil, err
+		}
+		shutdown = closeGateAfter(a, g, shutdown)
+	}
+	return shutdown, err
 }
 
 // smtpOptions are one SMTP listener's options.
