@@ -167,7 +167,7 @@ func (r *Rewriter) Forward(sender string) (string, error) {
 		out = "SRS1=" + r.hash(domain, rest) + "=" + domain + "=" + rest
 	case ok && tag == 1:
 		// Keep the first hop and its SRS0 fields; our hash.
-		hop, rest, ok := splitSRS1(local)
+		_, hop, rest, ok := parseSRS1(local)
 		if !ok {
 			return r.srs0(local, domain)
 		}
@@ -190,20 +190,20 @@ func (r *Rewriter) finish(local string) (string, error) {
 	return local + "@" + r.domain, nil
 }
 
-// splitSRS1 splits an SRS1 local part "SRS1=HHH=hop==rest" into the hop
-// and "=rest" (what followed the SRS0 tag).
-func splitSRS1(local string) (hop, rest string, ok bool) {
+// parseSRS1 splits an SRS1 local part "SRS1=HHH=hop==rest" into its hash,
+// the hop and "=rest" (what followed the first hop's SRS0 tag).
+func parseSRS1(local string) (hash, hop, rest string, ok bool) {
 	s := local[5:]
 	i := strings.IndexByte(s, '=')
-	if i < 0 {
-		return "", "", false
+	if i <= 0 {
+		return "", "", "", false
 	}
-	s = s[i+1:] // "hop==rest"
+	hash, s = s[:i], s[i+1:] // "hop==rest"
 	j := strings.IndexByte(s, '=')
 	if j <= 0 || j+1 >= len(s) || s[j+1] != '=' {
-		return "", "", false
+		return "", "", "", false
 	}
-	return s[:j], s[j+1:], true
+	return hash, s[:j], s[j+1:], true
 }
 
 // Reverse returns the address an SRS address of ours stands for. ErrNotSRS
@@ -242,14 +242,8 @@ func (r *Rewriter) Reverse(address string) (string, error) {
 
 // reverse1 checks SRS1=HHH=hop==rest and returns SRS0=rest@hop.
 func (r *Rewriter) reverse1(local string) (string, error) {
-	s := local[5:]
-	i := strings.IndexByte(s, '=')
-	if i <= 0 {
-		return "", ErrMalformed
-	}
-	hash := s[:i]
-	hop, rest, ok := splitSRS1(local)
-	if !ok || len(rest) < 2 {
+	hash, hop, rest, ok := parseSRS1(local)
+	if !ok {
 		return "", ErrMalformed
 	}
 	if !r.checkHash(hash, hop, rest) {
