@@ -87,3 +87,30 @@ func TestSendAsGrants(t *testing.T) {
 		t.Fatal("a new user of the same address inherited the removed user's grant")
 	}
 }
+
+// BenchmarkCanSendAs measures the submission sender check per address:
+// the user's own address (no query), a grant (one query), an alias (grant
+// query, then the alias expansion), and a refusal (every lookup).
+func BenchmarkCanSendAs(b *testing.B) {
+	ctx := context.Background()
+	env := newTestDB(b, Options{})
+	seed(b, env.db, []string{"example.com"}, []string{"bob@example.com", "carol@example.com"}, map[string][]string{
+		"sales@example.com": {"bob@example.com", "x@remote.example"},
+	})
+	must(b, env.db.AddSendAs(ctx, "bob@example.com", "@shared.example"))
+	for _, bc := range []struct{ name, from string }{
+		{"own", "bob@example.com"},
+		{"grant", "help@shared.example"},
+		{"alias", "sales@example.com"},
+		{"refused", "carol@example.com"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := env.db.CanSendAs(ctx, "bob@example.com", bc.from); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
