@@ -97,7 +97,7 @@ type DB struct {
 	// verifications counts password hash verifications (tests, benchmarks).
 	verifications atomic.Int64
 
-	stmtUser, stmtAlias, stmtDomain *sql.Stmt
+	stmtUser, stmtAlias, stmtDomain, stmtGrant *sql.Stmt
 }
 
 var migrations = []sqlitedb.Migration{
@@ -142,6 +142,17 @@ var migrations = []sqlitedb.Migration{
 			PRIMARY KEY (user_id, prefix)
 		)`,
 	),
+	// Send-as grants: addresses (or "@domain": every address of the
+	// domain) a user may use as sender besides their own and their
+	// aliases' (CanSendAs). Removed with the user.
+	sqlitedb.Exec(
+		`CREATE TABLE send_as (
+			user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			address TEXT NOT NULL, -- normalized address, or "@domain"
+			created INTEGER NOT NULL,
+			PRIMARY KEY (user_id, address)
+		)`,
+	),
 }
 
 // Open opens (creating if needed, mode 0600) the system database at path,
@@ -184,6 +195,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	db.stmtUser = prep(`SELECT id, address, password_hash, quota, disabled, created FROM users WHERE address = ?`)
 	db.stmtAlias = prep(`SELECT t.target FROM aliases a JOIN alias_targets t ON t.alias_id = a.id WHERE a.address = ? ORDER BY t.position`)
 	db.stmtDomain = prep(`SELECT 1 FROM domains WHERE name = ?`)
+	db.stmtGrant = prep(`SELECT 1 FROM send_as g JOIN users u ON u.id = g.user_id WHERE u.address = ? AND g.address IN (?, ?, ?)`)
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("auth: prepare: %w", err)
@@ -220,7 +232,7 @@ func withDefaults(o Options) Options {
 
 // Close closes the database.
 func (db *DB) Close() error {
-	for _, s := range []*sql.Stmt{db.stmtUser, db.stmtAlias, db.stmtDomain} {
+	for _, s := range []*sql.Stmt{db.stmtUser, db.stmtAlias, db.stmtDomain, db.stmtGrant} {
 		if s != nil {
 			s.Close()
 		}

@@ -10,7 +10,8 @@
 // domains(name, created); users(address, domain, password_hash, quota,
 // disabled, created); aliases(address or "@domain", domain, created) with
 // alias_targets(position, target); known_addresses(user, prefix,
-// last_login) for throttling (below). Addresses are stored normalized by
+// last_login) for throttling (below); send_as(user, address or "@domain",
+// created), the grants of CanSendAs (below). Addresses are stored normalized by
 // NormalizeAddress (lower case, dot-atom local part, ASCII domain). The file
 // is created with mode 0600. WAL and a busy timeout make it safe for
 // posthouse admin to change it while posthouse serve runs; serve sees the
@@ -115,4 +116,16 @@
 // §4.5.1 wants postmaster at every domain: postmaster@domain with nothing
 // defined for it, and the bare "postmaster", go to the first domain (by
 // name) that does define one, so a single postmaster can serve them all.
+//
+// # Sending as
+//
+// CanSendAs is the one rule for what a user may put as sender on
+// submission (MAIL FROM, and the message's From and Sender): their own
+// address, an alias whose expansion reaches them, or a send-as grant
+// (AddSendAs, `posthouse admin user send-as`), each with its +tag forms. A
+// grant names one address, in any domain (a user's address at another
+// provider), or "@domain" for every address of a domain (a shared
+// mailbox's delegate, a help desk, a system that sends as many names); a
+// domain grant does not cover subdomains. A catch-all alias grants
+// nothing: receiving everyone's stray mail is not sending as everyone.
 package auth

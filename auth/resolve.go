@@ -216,9 +216,12 @@ func (db *DB) IsLocalDomain(ctx context.Context, domain string) (bool, error) {
 
 // CanSendAs reports whether the authenticated user may use from as the
 // envelope or header sender: their own address, their own user+tag address,
-// or an alias (or its +tag form) whose expansion includes the user. A
-// catch-all does not make every address of the domain the user's. A
-// malformed from is simply not theirs (false, nil).
+// an alias (or its +tag form) whose expansion includes the user, or an
+// address granted with AddSendAs (the grant of an address covers its +tag
+// forms; "@domain" covers every address of the domain). A catch-all does
+// not make every address of the domain the user's. A malformed from is
+// simply not theirs (false, nil). It is the one rule for submission's
+// MAIL FROM and the message's From and Sender fields.
 func (db *DB) CanSendAs(ctx context.Context, user, from string) (bool, error) {
 	u, err := NormalizeAddress(user)
 	if err != nil {
@@ -237,6 +240,12 @@ func (db *DB) CanSendAs(ctx context.Context, user, from string) (bool, error) {
 			return true, nil
 		}
 		cands = append(cands, base)
+	}
+	_, domain := splitAddress(f)
+	if ok, err := exists(db.stmtGrant.QueryRowContext(ctx, u, f, cands[len(cands)-1], "@"+domain)); err != nil {
+		return false, fmt.Errorf("auth: send-as lookup: %w", err)
+	} else if ok {
+		return true, nil
 	}
 	l := readLookup{db}
 	for _, c := range cands {

@@ -154,6 +154,13 @@ type Queue struct {
 	// RemotePort is the port remote MX hosts are contacted on. 25; tests
 	// point it at a loopback server.
 	RemotePort int `toml:"remote_port"`
+	// SRS rewrites the envelope sender of mail relayed for senders outside
+	// our domains (an alias forwarding to foreign addresses) so that the
+	// receiver's SPF check passes and bounces come back; SRSDomain is where
+	// the rewritten addresses live (it must reach us and its SPF allow us).
+	// true and "": Hostname.
+	SRS       bool   `toml:"srs"`
+	SRSDomain string `toml:"srs_domain"`
 }
 
 // DNS settings.
@@ -231,7 +238,7 @@ func Default() *Config {
 		IMAP:  IMAP{LoopbackIsSecure: true},
 		POP3:  POP3{LoopbackIsSecure: true},
 		Store: Store{Backend: "maildir"},
-		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25},
+		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25, SRS: true},
 		Log:   Log{Level: "info", Format: "text"},
 		Inbound: Inbound{
 			DNSBL:               []string{},

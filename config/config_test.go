@@ -175,6 +175,7 @@ func TestValidate(t *testing.T) {
 		{"short session", "[limits]\nmax_session_duration = \"10s\"\n", 2, "limits.max_session_duration", "too short"},
 		{"long login timeout", "[limits]\nlogin_timeout = \"1h\"\n", 2, "limits.login_timeout", "between"},
 		{"remote port", "[queue]\nremote_port = 0\n", 2, "queue.remote_port", "not a port"},
+		{"srs domain", "[queue]\nsrs = true\nsrs_domain = \"a b\"\n", 3, "queue.srs_domain", "not a valid domain"},
 		{"resolver", "[dns]\nresolver = \"8.8.8.8\"\n", 2, "dns.resolver", "host:port"},
 		{"log level", "[log]\nlevel = \"chatty\"\n", 2, "log.level", "debug, info, warn, error"},
 		{"log format", "[log]\nformat = \"xml\"\n", 2, "log.format", "text or json"},

@@ -158,6 +158,9 @@ func (c *Config) Validate() error {
 	if c.Queue.RemotePort < 1 || c.Queue.RemotePort > 65535 {
 		add("queue.remote_port", fmt.Sprintf("%d is not a port", c.Queue.RemotePort), "remote_port = 25")
 	}
+	if c.Queue.SRSDomain != "" && !validHostname(c.Queue.SRSDomain) {
+		add("queue.srs_domain", fmt.Sprintf("%q is not a valid domain", c.Queue.SRSDomain), `srs_domain = "mail.example.com", or "" for hostname`)
+	}
 
 	if c.DNS.Resolver != "" {
 		host, port, err := net.SplitHostPort(c.DNS.Resolver)

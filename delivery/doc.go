@@ -59,7 +59,8 @@
 //   - Redirect addresses add up (deduplicated, at most 20). A redirect does
 //     not cancel the local copy (redirect and keep); Discard with a
 //     redirect forwards only. The redirected copy keeps the envelope sender
-//     (no SRS yet), carries the added fields and no Return-Path. A filter
+//     (the queue sends it in SRS form to foreign hosts when the sender is
+//     not ours), carries the added fields and no Return-Path. A filter
 //     that redirects must itself guard against loops (a redirect to a local
 //     address comes back through the queue and this pipeline).
 //

@@ -95,6 +95,12 @@ func (e *RejectError) Error() string {
 	return fmt.Sprintf("delivery: rejected by filter %s: %d %d.%d.%d %s", e.Filter, r.Code, r.Enhanced[0], r.Enhanced[1], r.Enhanced[2], r.Text)
 }
 
+// SMTPReply returns the reply the sender should get (smtpd answers any
+// error with this method with its reply: filters' and the gate's).
+func (e *RejectError) SMTPReply() (code int, enhanced [3]int, text string) {
+	return e.Reply.Code, e.Reply.Enhanced, e.Reply.Text
+}
+
 // Temporary reports whether the sender should try again later (4xx).
 func (e *RejectError) Temporary() bool { return e.Reply.Code/100 == 4 }
 

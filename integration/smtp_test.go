@@ -434,7 +434,7 @@ def starttls():
     with smtplib.SMTP(host, sub_port, timeout=20) as s:
         s.starttls(context=ctx)
         s.login("alice@example.org", "alice-pw-1")
-        s.sendmail("alice@example.org", ["bob@example.org"], body.replace(b"py-marker", b"py-starttls"))
+        s.sendmail("alice@example.org", ["bob@example.org"], body.replace(b"py-marker", b"py-starttls").replace(b"py@remote.test", b"alice@example.org"))
 
 def badauth():
     with smtplib.SMTP(host, sub_port, timeout=20) as s:
@@ -444,7 +444,7 @@ def badauth():
 def implicit():
     with smtplib.SMTP_SSL(host, subs_port, timeout=20, context=ctx) as s:
         s.login("bob@example.org", "bob-pw-2")
-        s.sendmail("bob@example.org", ["alice@example.org"], body.replace(b"py-marker", b"py-implicit"))
+        s.sendmail("bob@example.org", ["alice@example.org"], body.replace(b"py-marker", b"py-implicit").replace(b"py@remote.test", b"bob@example.org"))
 
 step("plain", plain)
 step("relay", relay)
@@ -482,8 +482,9 @@ func TestSMTPPython(t *testing.T) {
 		}
 	}
 	findStored(t, s, "bob@example.org", body)
-	findStored(t, s, "bob@example.org", strings.ReplaceAll(body, "py-marker", "py-starttls"))
-	findStored(t, s, "alice@example.org", strings.ReplaceAll(body, "py-marker", "py-implicit"))
+	// On submission From is the user's own address (the sender rule).
+	findStored(t, s, "bob@example.org", strings.NewReplacer("py-marker", "py-starttls", "py@remote.test", "alice@example.org").Replace(body))
+	findStored(t, s, "alice@example.org", strings.NewReplacer("py-marker", "py-implicit", "py@remote.test", "bob@example.org").Replace(body))
 }
 
 // TestSMTPAuthLoginInitialResponse drives the Outlook form of AUTH LOGIN

@@ -254,6 +254,7 @@ type msgInfo struct {
 	smtputf8 bool
 	kind     string
 	dkim     string
+	mailFrom string // MAIL FROM for remote attempts: from, or its SRS form (srs.go)
 }
 
 // result is the outcome for one recipient.
@@ -296,6 +297,7 @@ func (q *Queue) prepare(ctx context.Context, j job) *prepared {
 		}
 		return nil
 	}
+	m.mailFrom = q.mailFrom(ctx, m)
 	now := q.opts.Now()
 	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
 		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
@@ -741,7 +743,7 @@ func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string) (res
 		}
 		body := io.MultiReader(strings.NewReader(m.dkim), f)
 		params := smtpclient.MailParams{Size: m.size + int64(len(m.dkim)), EightBit: m.eightbit, SMTPUTF8: m.smtputf8}
-		replies, err := c.Transaction(m.from, chunk, params, body)
+		replies, err := c.Transaction(m.mailFrom, chunk, params, body)
 		f.Close()
 		chunkRes := make([]result, len(chunk))
 		for i, rc := range chunk {

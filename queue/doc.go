@@ -102,6 +102,21 @@
 // Shutdown interrupts attempts in flight; their recipients keep the next
 // attempt time they had, so they are tried first after the next start.
 //
+// # SRS
+//
+// With Options.SRS (package srs) and Options.Locals, a remote attempt
+// whose stored sender is not in one of our domains gives MAIL FROM in its
+// SRS form (SRS0=HHHHHH=TT=orig.domain=local@our.srs.domain): such mail is
+// forwarded (an alias's foreign targets, whether smtpd queued them or our
+// local transport requeued them; a filter's redirect) or sent under a
+// foreign send-as grant, and the receiver's SPF check of the original
+// domain would fail against our address. The null sender and local senders
+// are left alone. The stored sender is not changed: each attempt gets a
+// fresh timestamp, and a DSN we make ourselves goes to the original sender
+// directly; a DSN the receiver makes later goes to the SRS address, which
+// smtpd reverses. A sender SRS cannot rewrite (a local part that would
+// pass 64 octets) goes out unchanged, with a warning.
+//
 // # DKIM
 //
 // A message is signed at Enqueue, once, by package dkim with every key of

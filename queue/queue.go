@@ -109,6 +109,10 @@ type Options struct {
 	Locals Locals
 	Local  LocalDelivery
 
+	// SRS, when set (with Locals), rewrites the envelope sender of mail
+	// relayed for senders outside our domains (srs.go).
+	SRS SenderRewriter
+
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 

@@ -112,10 +112,14 @@ func (s *session) Data(r io.Reader) error {
 	if hdr.messageID != "" {
 		log = log.With("msgid", hdr.messageID)
 	}
+	addFrom, err := s.checkHeaderSender(hdr, env.from, log)
+	if err != nil {
+		return err
+	}
 	d := accepted{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
-	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env)
+	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env) + addFrom
 	if srv.opts.Mode == ModeMTA {
 		d.skip = forgedAuthResults(spool, size, srv.opts.Hostname)
 		if len(d.skip) > 0 {
@@ -211,6 +215,7 @@ type headerInfo struct {
 	hasMessageID bool
 	hasDate      bool
 	hasDKIM      bool
+	from, sender []string // the From and Sender field values (sendas.go)
 }
 
 // readHeaderInfo parses the message header by the store's rule
@@ -228,6 +233,8 @@ func readHeaderInfo(r io.Reader) headerInfo {
 		hasMessageID: mid != "",
 		hasDate:      h.Has("Date"),
 		hasDKIM:      h.Has("Dkim-Signature"),
+		from:         h.Values("From"),
+		sender:       h.Values("Sender"),
 	}
 }
 

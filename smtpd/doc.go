@@ -38,6 +38,35 @@
 //     receives (553 5.7.1); foreign recipients go to the queue. Missing
 //     Message-ID and Date are added (RFC 6409 §8).
 //
+// # Who may send as whom (submission)
+//
+// One rule, Directory.CanSendAs (auth: the user's own address and its
+// +tag forms, aliases that reach the user, send-as grants), applies to
+// MAIL FROM (553 5.7.1 at MAIL; the null sender too, since a user's
+// message is no bounce) and, at the end of DATA, to every address in every
+// From field and in Sender when present (sendas.go): 553 5.7.1 naming the
+// address ("From address <x> not owned by authenticated user u"). Group
+// syntax counts its members; a Sender the user owns does not make a
+// foreign From acceptable (From is what recipients see and DMARC
+// aligns). A message without From gets "From: <envelope sender>" (RFC
+// 5322 §3.6.2 requires one; the envelope sender is already checked); a
+// From or Sender that does not parse, a From with no address (an empty
+// group), more than 50 addresses, a field over 16 KiB or a header we could
+// not read whole (over 256 KiB) is refused with 550 5.6.0: a careful
+// MSA does not pass on what it cannot check. Resent-From does not replace
+// the check: redirecting someone else's message keeps their From, which
+// is refused; forward it instead. Port 25 checks none of this.
+//
+// # SRS addresses
+//
+// With Options.SRS (package srs), a RCPT to an SRS address at our SRS
+// domain is reversed instead of resolved: a valid one, with the null
+// sender, is accepted and queued to the original sender (a bounce of mail
+// an alias forwarded, see package queue); an invalid or expired one is
+// 550 5.1.1, and mail that is not a bounce 550 5.7.1 (else SRS addresses
+// would relay for anyone holding one). SRS addresses of other domains are
+// ordinary foreign addresses.
+//
 // TLS session tickets are always off in our copy of the TLS config: senders
 // on Microsoft's platform abort STARTTLS against Go's crypto/tls otherwise.
 //

@@ -11,7 +11,6 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth"
-	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -98,13 +97,19 @@ var (
 	errBodyTooBig = errors.New("smtpd: message too big")
 )
 
+// replier is an error that carries the reply the client should get: a
+// delivery filter's (*delivery.RejectError) or the gate's.
+type replier interface {
+	SMTPReply() (code int, enhanced [3]int, text string)
+}
+
 // toSMTPError is the one place errors become SMTP replies. It returns a bare
 // *smtp.SMTPError (go-smtp matches with a type assertion) and reports whether
 // err was an internal failure the caller must log: such errors get the
 // generic 451 4.3.0 and their text never goes on the wire.
 func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 	var se *smtp.SMTPError
-	var rp *delivery.RejectError
+	var rp replier
 	switch {
 	case err == nil:
 		return nil, false
@@ -114,7 +119,7 @@ func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 		}
 		return se, false
 	case errors.As(err, &rp):
-		code, e, text := rp.Reply.Code, rp.Reply.Enhanced, rp.Reply.Text
+		code, e, text := rp.SMTPReply()
 		return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode{e[0], e[1], e[2]}, Message: text}, false
 	case errors.Is(err, errBodyTooBig):
 		return errTooBig, false

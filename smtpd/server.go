@@ -126,6 +126,11 @@ type Options struct {
 	// package gate: DNS block lists, greylisting, sender rate).
 	Gate Gate
 
+	// SRS, when set, recognises the SRS addresses of forwarded mail at
+	// RCPT: bounces to valid ones go back to the original sender
+	// (sendas.go).
+	SRS SRS
+
 	// SpoolDir holds message bodies while they are received. Each spool
 	// file is unlinked as soon as it is created, so nothing is left behind
 	// by a crash. Default: os.TempDir().

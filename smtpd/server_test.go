@@ -489,7 +489,8 @@ func TestSubmissionsImplicitTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The message already has Message-ID and Date: nothing is added.
-	if err := send(t, c, "bob@example.org", []string{"alice@example.org"}, "Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n"+testMsg); err != nil {
+	msg := strings.Replace(testMsg, "From: alice@", "From: bob@", 1) // bob may only send as bob
+	if err := send(t, c, "bob@example.org", []string{"alice@example.org"}, "Date: Sat, 21 Nov 2026 10:00:00 +0000\r\n"+msg); err != nil {
 		t.Fatal(err)
 	}
 	got := ts.messages("alice@example.org")

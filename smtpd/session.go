@@ -288,7 +288,7 @@ func (s *session) rcpt(to string) error {
 		return err
 	}
 	_, authed := s.authenticated()
-	res, err := s.s.opts.Directory.Resolve(s.ctx, addr)
+	res, err := s.resolveRcpt(addr)
 	switch {
 	case errors.Is(err, auth.ErrNotLocal):
 		if !authed {

@@ -187,7 +187,7 @@ func adminExitCode(err error) int {
 		errors.Is(err, mailstore.ErrBadAccountName):
 		return exitUsage
 	case errors.Is(err, auth.ErrNoSuchDomain), errors.Is(err, auth.ErrNoSuchUser),
-		errors.Is(err, auth.ErrNoSuchAlias), errors.Is(err, mailstore.ErrNoSuchAccount):
+		errors.Is(err, auth.ErrNoSuchAlias), errors.Is(err, auth.ErrNoSuchGrant), errors.Is(err, mailstore.ErrNoSuchAccount):
 		return exitNotFound
 	case errors.Is(err, auth.ErrExists):
 		return exitExists

@@ -20,6 +20,7 @@ func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
 		{"disable", "ADDRESS", "refuse the user's logins (mail is still accepted)", userSetDisabled(true)},
 		{"enable", "ADDRESS", "allow the user's logins again", userSetDisabled(false)},
 		{"remove", "[--keep-mail] ADDRESS", "remove a user and their mail", userRemove},
+		{"send-as", "add|list|remove ...", "addresses a user may send as besides their own and aliases", userSendAs},
 	}, args)
 }
 

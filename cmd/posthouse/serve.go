@@ -23,6 +23,7 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/queue"
+	"github.com/posthouse/posthouse/srs"
 )
 
 // app is what every listener's start function gets: the configuration
@@ -38,6 +39,9 @@ type app struct {
 	queue *queue.Queue
 	// delivery is the local delivery pipeline (package delivery).
 	delivery *delivery.Pipeline
+	// srs reverses bounces to the SRS addresses the queue makes; nil when
+	// [queue] srs is off.
+	srs *srs.Rewriter
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -105,8 +109,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
 	defer closeLogged(log, "mailstore", store)
+	rewriter, err := openSRS(cfg)
+	if err != nil {
+		return fmt.Errorf("srs: %w", err)
+	}
 	local := &pipelineLater{}
-	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local)
+	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
@@ -140,6 +148,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		store:    store,
 		queue:    q,
 		delivery: pipeline,
+		srs:      rewriter,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be

@@ -9,6 +9,7 @@ import (
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/queue"
+	"github.com/posthouse/posthouse/srs"
 )
 
 // openQueue opens the outbound queue (data_dir/queue.sqlite and
@@ -16,11 +17,15 @@ import (
 // (Start) before the listeners and stops them (Shutdown) after.
 // Its local transport delivers through local, whose pipeline serve sets
 // before Start (the pipeline's redirects need the queue in turn).
-func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater) (*queue.Queue, error) {
+func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater, rewriter *srs.Rewriter) (*queue.Queue, error) {
 	opts := queueOptions(cfg)
 	opts.Logger = log
 	opts.Locals = authLocals{users}
 	opts.Local = local
+	if rewriter != nil {
+		opts.SRS = rewriter
+		log.Info("SRS for forwarded mail", "domain", rewriter.Domain())
+	}
 	res, err := dns.New(dns.Options{Server: cfg.DNS.Resolver})
 	if err != nil {
 		// Keep accepting mail: deliveries fail temporarily and are retried

@@ -96,6 +96,9 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, verifier smtpd.DKIMVerif
 		MaxJunkCommands:    a.cfg.Limits.MaxJunkCommands,
 		MaxSessionDuration: a.cfg.Limits.MaxSessionDuration.Duration,
 	}
+	if a.srs != nil {
+		opts.SRS = a.srs
+	}
 	if a.queue != nil {
 		// Not a typed nil in the interface: without a queue, foreign
 		// recipients are refused with 451.

@@ -414,7 +414,8 @@ func (b *bench) relayRun(ctx context.Context, s server, tag string, dests int) (
 	rcpts := make([]string, total)
 	for i := range msgs {
 		rcpts[i] = fmt.Sprintf("%s-%d@%s", tag, i, b.relay.domains[i%dests])
-		msgs[i] = makeMessage(tag, i, b.sz.RelaySize, rcpts[i])
+		// Submission lets the user send only as an address of theirs.
+		msgs[i] = bytes.Replace(makeMessage(tag, i, b.sz.RelaySize, rcpts[i]), []byte("<sender@bench.example>"), []byte("<"+userSend+">"), 1)
 	}
 	base := b.relay.received.Load()
 	const conns = 4
