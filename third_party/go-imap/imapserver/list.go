@@ -208,8 +208,10 @@ func readListMailbox(dec *imapwire.Decoder) (string, error) {
 	}
 	name, err := utf7.Decode(mailbox)
 	if err != nil {
-		// Posthouse patch: a syntax error (BAD), not a server failure.
-		return "", &imapwire.DecoderExpectError{Message: "invalid mailbox pattern: " + err.Error()}
+		// Posthouse patch: a pattern that is not modified UTF-7 is
+		// matched as it was written (it can only match names holding
+		// those characters): LIST answers OK, not BAD.
+		return mailbox, nil
 	}
 	return name, nil
 }

@@ -559,8 +559,14 @@ func (dec *Decoder) ExpectMailbox(ptr *string) bool {
 	}
 	name, err := utf7.Decode(name)
 	if err != nil {
-		// Posthouse patch: a syntax error (BAD), not a server failure.
-		return dec.returnErr(&DecoderExpectError{Message: "invalid mailbox name: " + err.Error()})
+		// Posthouse patch: a name that is not modified UTF-7 is a valid
+		// astring naming no mailbox that can exist: NO, as for any
+		// mailbox the server cannot have (not BAD, not a server failure).
+		return dec.returnErr(&imap.Error{
+			Type: imap.StatusResponseTypeNo,
+			Code: imap.ResponseCodeCannot,
+			Text: "Mailbox name is not valid modified UTF-7",
+		})
 	}
 	*ptr = name
 	return true
