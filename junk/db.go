@@ -58,11 +58,16 @@ type DB struct {
 
 	idsMu sync.Mutex
 	ids   map[string]int64 // account name → id, for accounts that have one
+
+	cache *cache
 }
 
 // DBOptions tune OpenDB.
 type DBOptions struct {
 	MaxTokens, MaxLearned, MaxCorrespondents int
+	// CacheFeatures is the in-memory cache's budget, in features over all
+	// accounts (see cache.go); 0: DefaultCacheFeatures; negative: none.
+	CacheFeatures int
 	// Now is the clock (tests move it); nil: time.Now.
 	Now func() time.Time
 }
@@ -126,6 +131,9 @@ func OpenDB(ctx context.Context, path string, opts DBOptions) (*DB, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.CacheFeatures == 0 {
+		opts.CacheFeatures = DefaultCacheFeatures
+	}
 	// NORMAL: a power cut may lose the last learnings (statistics, not
 	// mail); commits then cost no fsync each, which matters when a user
 	// moves a thousand messages into Junk.
@@ -139,7 +147,7 @@ func OpenDB(ctx context.Context, path string, opts DBOptions) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("junk: %w", err)
 	}
-	return &DB{db: sdb, opts: opts, lookup: st, ids: map[string]int64{}}, nil
+	return &DB{db: sdb, opts: opts, lookup: st, ids: map[string]int64{}, cache: newCache(opts.CacheFeatures)}, nil
 }
 
 // Close closes the database.
@@ -196,8 +204,38 @@ func (d *DB) Stats(ctx context.Context, account string) (Stats, error) {
 }
 
 // Counts looks up the features of a message in an account's statistics:
-// counts[i] is hashes[i]'s. Hashes must be distinct and non-zero.
+// counts[i] is hashes[i]'s. Hashes must be distinct and non-zero. From
+// memory when the account is cached (see cache.go).
 func (d *DB) Counts(ctx context.Context, account string, hashes []uint64) (Stats, []Count, error) {
+	return d.counts(ctx, account, hashes, 0, 0)
+}
+
+// counts is Counts that looks up nothing (nil counts) for an account that
+// learned fewer than minSpam spam or minHam ham messages.
+func (d *DB) counts(ctx context.Context, account string, hashes []uint64, minSpam, minHam int64) (Stats, []Count, error) {
+	if m := d.cache.get(account); m != nil {
+		if m.stats.Spam < minSpam || m.stats.Ham < minHam {
+			return m.stats, nil, nil
+		}
+		return m.stats, m.counts(hashes), nil
+	}
+	st, err := d.Stats(ctx, account)
+	if err != nil || st.Spam < minSpam || st.Ham < minHam || st == (Stats{}) {
+		return st, nil, err
+	}
+	if load, gen := d.cache.wantLoad(account, st.Tokens); load {
+		m, err := d.load(ctx, account)
+		if err != nil {
+			return Stats{}, nil, err
+		}
+		d.cache.put(account, gen, m)
+		return m.stats, m.counts(hashes), nil
+	}
+	return d.lookupCounts(ctx, account, hashes)
+}
+
+// lookupCounts looks the features up in the database.
+func (d *DB) lookupCounts(ctx context.Context, account string, hashes []uint64) (Stats, []Count, error) {
 	var st Stats
 	var id int64
 	err := d.db.Read.QueryRowContext(ctx, `SELECT id, nspam, nham, ntokens FROM accounts WHERE name = ?`, account).Scan(&id, &st.Spam, &st.Ham, &st.Tokens)
@@ -258,6 +296,8 @@ func (d *DB) Learn(ctx context.Context, account string, key MessageKey, c Class,
 	if err != nil {
 		return false, err
 	}
+	d.cache.drop(account)
+	defer d.cache.drop(account) // a load that raced with the commit
 	day := d.today()
 	tx, err := d.db.Write.BeginTx(ctx, nil)
 	if err != nil {
@@ -431,6 +471,7 @@ func (d *DB) IsCorrespondent(ctx context.Context, account, addr string) (bool, e
 // RemoveAccount forgets everything of an account (after the account
 // itself was removed: a new account of the same name starts untrained).
 func (d *DB) RemoveAccount(ctx context.Context, account string) error {
+	d.cache.drop(account)
 	if _, err := d.db.Write.ExecContext(ctx, `DELETE FROM accounts WHERE name = ?`, account); err != nil {
 		return fmt.Errorf("junk: remove %s: %w", account, err)
 	}

@@ -121,7 +121,7 @@ func (f *Filter) check(ctx context.Context, id string, rcpts []delivery.Recipien
 
 // classify scores a message for one account.
 func (f *Filter) classify(ctx context.Context, account string, hashes []uint64, from string, h textproto.Header) (Result, error) {
-	st, counts, err := f.opts.DB.Counts(ctx, account, hashes)
+	st, counts, err := f.opts.DB.counts(ctx, account, hashes, f.opts.MinSpam, f.opts.MinHam)
 	if err != nil {
 		return Result{}, err
 	}

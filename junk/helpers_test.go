@@ -138,8 +138,7 @@ func tokenize(t testing.TB, tok *Tokenizer, msg []byte) *Features {
 }
 
 func has(f *Features, prefix, word string) bool {
-	_, ok := f.set[HashFeature(prefix, word)]
-	return ok
+	return f.set.contains(HashFeature(prefix, word))
 }
 
 // clock is a movable clock.

@@ -1,7 +1,6 @@
 package junk
 
 import (
-	"bufio"
 	"encoding/base64"
 	"io"
 	"mime"
@@ -70,12 +69,41 @@ var omittedFields = map[string]bool{
 // Features is the set of hashed features of one message.
 type Features struct {
 	list []uint64
-	set  map[uint64]struct{}
+	set  hashSet
 	word []byte // scratch: the word being built
 }
 
+// hashSet is an open-addressing set of non-zero hashes, at most half
+// full (MaxTokens of setSlots): cheaper than a map for this one use.
+type hashSet struct{ slots [setSlots]uint64 }
+
+const setSlots = 4096
+
+func (s *hashSet) insert(h uint64) bool {
+	for i := h & (setSlots - 1); ; i = (i + 1) & (setSlots - 1) {
+		switch s.slots[i] {
+		case 0:
+			s.slots[i] = h
+			return true
+		case h:
+			return false
+		}
+	}
+}
+
+func (s *hashSet) contains(h uint64) bool {
+	for i := h & (setSlots - 1); ; i = (i + 1) & (setSlots - 1) {
+		switch s.slots[i] {
+		case 0:
+			return false
+		case h:
+			return true
+		}
+	}
+}
+
 var featurePool = sync.Pool{New: func() any {
-	return &Features{set: make(map[uint64]struct{}, 256), list: make([]uint64, 0, 256), word: make([]byte, 0, 64)}
+	return &Features{list: make([]uint64, 0, 256), word: make([]byte, 0, 64)}
 }}
 
 func newFeatures() *Features { return featurePool.Get().(*Features) }
@@ -86,7 +114,7 @@ func (f *Features) release() {
 		return
 	}
 	f.list = f.list[:0]
-	clear(f.set)
+	clear(f.set.slots[:])
 	f.word = f.word[:0]
 	featurePool.Put(f)
 }
@@ -123,11 +151,9 @@ func (f *Features) add(prefix string, word []byte) {
 	if h == 0 {
 		h = 1 // 0 is never a feature (the lookup pads with it)
 	}
-	if _, ok := f.set[h]; ok {
-		return
+	if f.set.insert(h) {
+		f.list = append(f.list, h)
 	}
-	f.set[h] = struct{}{}
-	f.list = append(f.list, h)
 }
 
 func (f *Features) addString(prefix, word string) {
@@ -139,7 +165,7 @@ func (f *Features) addString(prefix, word string) {
 // HashFeature is the hash of one feature as the tokenizer makes it; tests
 // and tools use it to look a feature up.
 func HashFeature(prefix, word string) uint64 {
-	f := &Features{set: map[uint64]struct{}{}}
+	f := &Features{}
 	f.addString(prefix, word)
 	return f.list[0]
 }
@@ -388,8 +414,6 @@ func attachmentName(pt *mimeparse.Part) string {
 	return ""
 }
 
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-
 // part adds the words of one text part, decoded (transfer encoding, then
 // charset to UTF-8), HTML tags stripped; it reads at most budget bytes of
 // decoded text and returns how many it read.
@@ -408,30 +432,47 @@ func (t *Tokenizer) part(f *Features, pt *mimeparse.Part, src io.Reader, budget 
 		}
 	}
 	lr := &io.LimitedReader{R: dec, N: int64(budget)}
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(lr)
-	defer func() { br.Reset(nil); readers.Put(br) }()
+	bp := chunks.Get().(*[]byte)
+	defer chunks.Put(bp)
+	buf := *bp
 
 	sc := wordScanner{f: f}
 	html := pt.MediaType == "text/html"
 	var hs htmlScanner
+	carry := 0 // bytes of an incomplete UTF-8 sequence kept from the last read
 	for !f.full() {
-		r, _, err := br.ReadRune()
+		n, err := lr.Read(buf[carry:])
+		n += carry
+		carry = 0
+		for i := 0; i < n; {
+			c := buf[i]
+			r, size := rune(c), 1
+			if c >= utf8.RuneSelf {
+				if !utf8.FullRune(buf[i:n]) && err == nil {
+					carry = copy(buf, buf[i:n])
+					break
+				}
+				r, size = utf8.DecodeRune(buf[i:n])
+			}
+			i += size
+			if html {
+				hs.rune(f, &sc, r)
+			} else {
+				sc.rune(r)
+			}
+		}
 		if err != nil {
 			// The end of the part, or of the budget; or a decoding
 			// error (bad base64 or quoted-printable), which ends the
 			// part, not the message.
 			break
 		}
-		if html {
-			hs.rune(f, &sc, r)
-		} else {
-			sc.rune(r)
-		}
 	}
 	sc.flush()
 	return budget - int(lr.N), rec.err
 }
+
+var chunks = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
 // readRecorder keeps the first error of the message's reader other than
 // EOF: an I/O failure, unlike a decoding error, is the caller's to see.
@@ -474,11 +515,20 @@ type wordScanner struct {
 	first  rune // first rune of the current word
 }
 
+// wordBytes marks the ASCII bytes that belong in words; punct those of
+// them trimmed from a word's ends.
+var wordBytes, punct = func() (w, p [utf8.RuneSelf]bool) {
+	for c := range utf8.RuneSelf {
+		w[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("$%'-._/:@?=&!+", byte(c)) >= 0
+		p[c] = strings.IndexByte(".-_/:@?=&!+'", byte(c)) >= 0
+	}
+	return
+}()
+
 func isWordRune(r rune) bool {
 	if r < utf8.RuneSelf {
-		return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' ||
-			r == '$' || r == '%' || r == '\'' || r == '-' || r == '.' || r == '_' ||
-			r == '/' || r == ':' || r == '@' || r == '?' || r == '=' || r == '&' || r == '!' || r == '+'
+		return wordBytes[r]
 	}
 	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Sc, r)
 }
@@ -515,12 +565,14 @@ func (s *wordScanner) flush() {
 	if len(w) == 0 {
 		return
 	}
-	if url := linkHost(w); url != nil {
-		s.f.add("url:", url)
-		if d := registered(url); len(d) < len(url) {
-			s.f.add("url:", d)
+	if w[0] == 'h' || w[0] == 'w' {
+		if url := linkHost(w); url != nil {
+			s.f.add("url:", url)
+			if d := registered(url); len(d) < len(url) {
+				s.f.add("url:", d)
+			}
+			return
 		}
-		return
 	}
 	w = trimPunct(w)
 	n := len(w) + long
@@ -536,10 +588,10 @@ func (s *wordScanner) flush() {
 
 // trimPunct removes the marks that end a sentence or wrap a word.
 func trimPunct(w []byte) []byte {
-	for len(w) > 0 && strings.IndexByte(".-_/:@?=&!+'", w[len(w)-1]) >= 0 {
+	for len(w) > 0 && w[len(w)-1] < utf8.RuneSelf && punct[w[len(w)-1]] {
 		w = w[:len(w)-1]
 	}
-	for len(w) > 0 && strings.IndexByte(".-_/:@?=&!+'", w[0]) >= 0 {
+	for len(w) > 0 && w[0] < utf8.RuneSelf && punct[w[0]] {
 		w = w[1:]
 	}
 	return w
