@@ -73,6 +73,9 @@ type Learner struct {
 
 	dropped atomic.Int64
 	learned atomic.Int64
+	// queued and done count actions taken and carried out: equal when
+	// the learner is idle.
+	queued, finished atomic.Int64
 }
 
 type actionKind int
@@ -175,6 +178,7 @@ func (l *Learner) enqueue(a action) {
 	}
 	select {
 	case l.queue <- a:
+		l.queued.Add(1)
 	default:
 		if n := l.dropped.Add(1); n&(n-1) == 0 { // 1, 2, 4, 8, …
 			l.log.Warn("junk learner queue full: user action not learned", "user", a.account, "dropped", n)
@@ -190,6 +194,7 @@ func (l *Learner) run() {
 			return
 		case a := <-l.queue:
 			l.do(a)
+			l.finished.Add(1)
 		}
 	}
 }
