@@ -31,6 +31,8 @@ type Config struct {
 	DNS    DNS    `toml:"dns"`
 	Log    Log    `toml:"log"`
 
+	Inbound Inbound `toml:"inbound"`
+
 	// Source is the file the configuration was read from; "" when only
 	// defaults and the environment were used.
 	Source string `toml:"-"`
@@ -160,6 +162,18 @@ type DNS struct {
 	Resolver string `toml:"resolver"`
 }
 
+// Inbound holds the checks on mail arriving on port 25.
+type Inbound struct {
+	// JunkFilter files mail each user's junk filter judges junk into
+	// their Junk mailbox (package junk). It learns from the user's Junk
+	// and Not Junk buttons; until it has learned 20 of each, it only adds
+	// a header. Default true.
+	JunkFilter bool `toml:"junk_filter"`
+	// JunkThreshold is the score (0 to 1) at or above which a message is
+	// junk. Default 0.9.
+	JunkThreshold float64 `toml:"junk_threshold"`
+}
+
 // Log settings.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error; "info"
@@ -207,6 +221,10 @@ func Default() *Config {
 		Store: Store{Backend: "maildir"},
 		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25},
 		Log:   Log{Level: "info", Format: "text"},
+		Inbound: Inbound{
+			JunkFilter:    true,
+			JunkThreshold: 0.9,
+		},
 	}
 }
 
