@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-imap/v2"
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/internal/readerat"
+
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -193,5 +195,66 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
 		})
+	}
+}
+
+// BenchmarkIMAPLearning is what the learner costs IMAP commands: MOVE
+// between INBOX and Junk and STORE ±$Junk through imapd and go-imap's
+// client, with imapd on the plain store and on the learner's. Every MOVE
+// with the learner re-classifies a message (unlearn, learn). cpu-ns/op
+// includes the learner's background work: the loop waits until it is idle.
+// Run: go test -run '^$' -bench IMAPLearning -benchmem ./junk
+func BenchmarkIMAPLearning(b *testing.B) {
+	spam, _ := corpus(3, 1)
+	for _, learn := range []bool{false, true} {
+		for _, cmd := range []string{"move", "store"} {
+			b.Run(fmt.Sprintf("learner=%v/%s", learn, cmd), func(b *testing.B) {
+				e := newEnv(b, learn)
+				ctx := context.Background()
+				a, err := e.store.Open(ctx, alice)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := a.Deliver(ctx, strings.NewReader(string(spam[0])), mailstore.DeliverOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				a.Close()
+				c := e.client()
+				if _, err := c.Select("INBOX", nil).Wait(); err != nil {
+					b.Fatal(err)
+				}
+				where, other := "INBOX", "Junk"
+				c0 := cpuTime()
+				i := 0
+				for b.Loop() {
+					switch cmd {
+					case "move":
+						if _, err := c.Move(imap.SeqSetNum(1), other).Wait(); err != nil {
+							b.Fatal(err)
+						}
+						where, other = other, where
+						if _, err := c.Select(where, nil).Wait(); err != nil {
+							b.Fatal(err)
+						}
+					case "store":
+						op := imap.StoreFlagsAdd
+						if i%2 == 1 {
+							op = imap.StoreFlagsDel
+						}
+						if err := c.Store(imap.SeqSetNum(1), &imap.StoreFlags{Op: op, Flags: []imap.Flag{JunkKeyword}}, nil).Close(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					i++
+				}
+				if learn {
+					e.idle()
+				}
+				b.ReportMetric(float64(cpuTime()-c0)/float64(b.N), "cpu-ns/op")
+				if learn {
+					b.ReportMetric(float64(e.learner.Learned()), "learned")
+				}
+			})
+		}
 	}
 }

@@ -294,6 +294,9 @@ func (l *Learner) learn(ctx context.Context, acct mailstore.Account, mailbox int
 	if err != nil {
 		return err
 	}
+	if c, err := l.opts.DB.LearnedClass(ctx, acct.Name(), key); err != nil || c == class {
+		return err // learned already (Learn would change nothing)
+	}
 	feats, err := l.tok.Tokenize(h, ra, size)
 	defer feats.release()
 	if err != nil {

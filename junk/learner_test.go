@@ -48,7 +48,7 @@ func (oneUser) NewSASLServer(context.Context, string, netip.Addr, func(auth.User
 // env is a store, the statistics, a learner behind an IMAP server, and
 // a delivery pipeline with the junk filter.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	store    *maildir.Store
 	dbPath   string
 	db       *DB
@@ -57,7 +57,7 @@ type env struct {
 	addr     string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB, learn bool) *env {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -69,12 +69,16 @@ func newEnv(t *testing.T) *env {
 	e := &env{t: t, store: store, dbPath: filepath.Join(dir, "junk.sqlite")}
 	e.open()
 
+	var imapStore imapd.Store = store
+	if learn {
+		imapStore = e.learner.Wrap(store)
+	}
 	srv, err := imapd.New(imapd.Options{
 		Logger:           slog.New(slog.DiscardHandler),
 		TLS:              certstest.Default().ServerConfig(certstest.Loopback...),
 		LoopbackIsSecure: true,
 		MaxAppendSize:    1 << 20,
-		Store:            e.learner.Wrap(store),
+		Store:            imapStore,
 		Auth:             oneUser{},
 	})
 	if err != nil {
@@ -271,7 +275,7 @@ func uids(lo, hi uint32) imap.UIDSet {
 // of Junk is unlearned as spam and learned as ham; each message is learned
 // once per class; the statistics survive a restart.
 func TestLearnFromIMAP(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, true)
 	ctx := context.Background()
 	spam, ham := corpus(77, 30)
 
@@ -352,7 +356,7 @@ func TestLearnFromIMAP(t *testing.T) {
 // TestSenderReputation: someone the user wrote to (a message APPENDed to
 // Sent) is not filed as junk, unless our authentication checks failed.
 func TestSenderReputation(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, true)
 	ctx := context.Background()
 	tok := &Tokenizer{Hostname: hostname}
 	spam, ham := corpus(91, 25)
