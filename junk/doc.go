@@ -107,6 +107,25 @@
 // on; actions still queued are dropped. One action teaches at most 500
 // messages.
 //
+// # Performance
+//
+// go test -run '^$' -bench 'Check|Deliver|IMAPLearning' -benchmem ./junk
+// on the shared 2-core development machine under a load average of 10-12
+// (so the figures are high); cpu-ns/op is the process's CPU time
+// (getrusage) per operation. An account with 5,000 features learned, a
+// 10 KB multipart/alternative message with 659 features:
+//
+//	Check (header parse, tokenize, lookup, score)  0.28-0.40 ms CPU, 420 allocs, 51 KB
+//	  of which the lookup, account in memory        0.05 ms (1.6 ms from SQLite)
+//	Deliver to a null store, without / with filter  0.015 / 0.50 ms CPU
+//	IMAP MOVE INBOX<->Junk, without / with learner  2.1-2.7 / 2.8-3.2 ms CPU per MOVE (each
+//	                                                MOVE re-classifies: unlearn and learn)
+//	IMAP STORE ±$Junk, without / with learner       0.43-0.53 / 0.56-0.59 ms CPU
+//
+// The IMAP command itself only adds a channel send; the difference is the
+// learner's background work (counted because the loop waits for it), and
+// the wall time of the commands moves within the noise of the load.
+//
 // # Sender reputation
 //
 // People the user wrote to are trusted: their mail is never filed as junk
