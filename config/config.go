@@ -191,6 +191,14 @@ type Inbound struct {
 	// address (the null sender: one client address) may send per hour;
 	// more get 450 4.7.1 at MAIL. 0: no limit (the default).
 	MaxMessagesPerSender int `toml:"max_messages_per_sender"`
+	// JunkFilter files mail each user's junk filter judges junk into
+	// their Junk mailbox (package junk). It learns from the user's Junk
+	// and Not Junk buttons; until it has learned 20 of each, it only adds
+	// a header. Default true.
+	JunkFilter bool `toml:"junk_filter"`
+	// JunkThreshold is the score (0 to 1) at or above which a message is
+	// junk. Default 0.9.
+	JunkThreshold float64 `toml:"junk_threshold"`
 }
 
 // Log settings.
@@ -246,6 +254,8 @@ func Default() *Config {
 			GreylistDelay:       Duration{5 * time.Minute},
 			GreylistRetryWindow: Duration{24 * time.Hour},
 			GreylistAllowTTL:    Duration{35 * 24 * time.Hour},
+			JunkFilter:          true,
+			JunkThreshold:       0.9,
 		},
 	}
 }

@@ -100,6 +100,12 @@ func setFromString(v reflect.Value, s string) error {
 			return &valueError{"want an integer, got " + strconv.Quote(s)}
 		}
 		v.SetInt(int64(n))
+	case v.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return &valueError{"want a number, got " + strconv.Quote(s)}
+		}
+		v.SetFloat(f)
 	default:
 		return &valueError{"cannot be set from the environment"}
 	}

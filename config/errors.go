@@ -170,6 +170,8 @@ func kindFits(t reflect.Type, k unstable.Kind) (string, bool) {
 		return "true or false", k == unstable.Bool
 	case t.Kind() == reflect.Int:
 		return "an integer", k == unstable.Integer
+	case t.Kind() == reflect.Float64:
+		return "a number", k == unstable.Float || k == unstable.Integer
 	case t == stringsType:
 		return "an array of strings", k == unstable.Array
 	}

@@ -177,6 +177,11 @@ func (c *Config) Validate() error {
 			`backend = "maildir" (Maildir files and a SQLite index per account; the only backend so far)`)
 	}
 
+	if t := c.Inbound.JunkThreshold; !(t > 0 && t < 1) {
+		add("inbound.junk_threshold", fmt.Sprintf("%v is not between 0 and 1 (exclusive)", t),
+			"junk_threshold = 0.9 (higher files less into Junk)")
+	}
+
 	switch strings.ToLower(c.Log.Level) {
 	case "debug", "info", "warn", "warning", "error":
 	default:

@@ -42,6 +42,9 @@ type app struct {
 	// srs reverses bounces to the SRS addresses the queue makes; nil when
 	// [queue] srs is off.
 	srs *srs.Rewriter
+	// junk is the built-in junk filter; nil when [inbound] junk_filter
+	// is off.
+	junk *junkFilter
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -109,6 +112,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
 	defer closeLogged(log, "mailstore", store)
+	junkF, err := openJunk(runCtx, cfg, log.With("proto", "junk"), store)
+	if err != nil {
+		return fmt.Errorf("junk filter: %w", err)
+	}
+	if junkF != nil {
+		defer closeLogged(log, "junk database", junkF.db)
+	}
 	rewriter, err := openSRS(cfg)
 	if err != nil {
 		return fmt.Errorf("srs: %w", err)
@@ -121,7 +131,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer closeLogged(log, "queue", q)
 	// Every local copy goes through one delivery pipeline: SMTP intake and
 	// the queue's local transport; its redirects go to the queue.
-	pipeline, err := newPipeline(log, authDB, store, q)
+	pipeline, err := newPipeline(log, authDB, store, q, junkF.filters()...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
 	}
@@ -149,6 +159,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		queue:    q,
 		delivery: pipeline,
 		srs:      rewriter,
+		junk:     junkF,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be
@@ -159,6 +170,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var up []running
 	q.Start()
 	up = append(up, running{"queue", q.Shutdown})
+	if junkF != nil {
+		// Stopped after the listeners: IMAP sessions report to it.
+		junkF.learner.Start()
+		up = append(up, running{"junk learner", junkF.learner.Shutdown})
+	}
 	listeners := []struct {
 		name  string
 		start func(ctx context.Context, a *app) (shutdown func(context.Context) error, err error)

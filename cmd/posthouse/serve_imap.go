@@ -28,7 +28,7 @@ func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
 		LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
 		MaxAppendSize:    int64(a.cfg.Limits.MaxMessageSize),
 		Conns:            conns,
-		Store:            a.store,
+		Store:            a.imapStore(),
 		Auth:             a.auth,
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
 		TrustedNetworks:  a.cfg.Auth.Networks(),

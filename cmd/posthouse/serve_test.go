@@ -116,7 +116,7 @@ func TestServeLifecycle(t *testing.T) {
 		"listening smtp", "listening submission", "listening submissions",
 		"listening imap", "listening imaps", "listening pop3", "listening pop3s",
 		"listening http", "listening https", "started",
-		"stopped http", "stopped pop3", "stopped imap", "stopped smtp", "stopped queue",
+		"stopped http", "stopped pop3", "stopped imap", "stopped smtp", "stopped junk learner", "stopped queue",
 	}
 	if got := rec.get(); !reflect.DeepEqual(got, want) {
 		t.Errorf("events\n%q\nwant\n%q", got, want)
@@ -142,7 +142,7 @@ func TestServeStartFailure(t *testing.T) {
 	}
 	want := []string{
 		"listening smtp", "listening submission", "listening submissions", "listening imap",
-		"stopped smtp", "stopped queue",
+		"stopped smtp", "stopped junk learner", "stopped queue",
 	}
 	if got := rec.get(); !reflect.DeepEqual(got, want) {
 		t.Errorf("events\n%q\nwant\n%q", got, want)
