@@ -29,7 +29,9 @@ type Config struct {
 	Store  Store  `toml:"store"`
 	Queue  Queue  `toml:"queue"`
 	DNS    DNS    `toml:"dns"`
-	Log    Log    `toml:"log"`
+	// Inbound is the policy for mail arriving on the MTA port.
+	Inbound Inbound `toml:"inbound"`
+	Log     Log     `toml:"log"`
 
 	// Source is the file the configuration was read from; "" when only
 	// defaults and the environment were used.
@@ -160,6 +162,27 @@ type DNS struct {
 	Resolver string `toml:"resolver"`
 }
 
+// Inbound is what happens to mail from other servers (the MTA port) that
+// fails SPF, DKIM or DMARC (README "Inbound mail checks"). Actions are
+// "reject" (550 5.7.1 at the end of DATA), "junk" (stored in the
+// recipient's Junk mailbox, flagged $Junk) or "accept".
+type Inbound struct {
+	// DMARCReject honours a sender domain's DMARC p=reject with a 550;
+	// false files such mail into Junk instead. Default true.
+	DMARCReject bool `toml:"dmarc_reject"`
+	// SPFFail is done with an SPF fail when DMARC decides nothing (no
+	// record, or p=none): "junk" (default), "reject" or "accept".
+	SPFFail string `toml:"spf_fail"`
+	// SpoofOwnDomains is done with mail from outside that uses one of our
+	// local domains (MAIL FROM or From:) without an SPF pass or an aligned
+	// DKIM signature: "reject" (default) or "junk".
+	SpoofOwnDomains string `toml:"spoof_own_domains"`
+	// IPRev is done when the client's address has no reverse DNS name
+	// leading back to it: "accept" (default: only reported in
+	// Authentication-Results) or "junk".
+	IPRev string `toml:"iprev"`
+}
+
 // Log settings.
 type Log struct {
 	Level  string `toml:"level"`  // debug, info, warn, error; "info"
@@ -206,7 +229,13 @@ func Default() *Config {
 		POP3:  POP3{LoopbackIsSecure: true},
 		Store: Store{Backend: "maildir"},
 		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25},
-		Log:   Log{Level: "info", Format: "text"},
+		Inbound: Inbound{
+			DMARCReject:     true,
+			SPFFail:         "junk",
+			SpoofOwnDomains: "reject",
+			IPRev:           "accept",
+		},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 
