@@ -116,7 +116,7 @@ func (s *session) Data(r io.Reader) error {
 	d := delivery{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
-	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env)
+	d.trace = s.traceHeader(id, helo, hdr, &env)
 	if srv.opts.Mode == ModeMTA {
 		d.skip = forgedAuthResults(spool, size, srv.opts.Hostname)
 		if len(d.skip) > 0 {
@@ -211,7 +211,6 @@ type headerInfo struct {
 	messageID    string
 	hasMessageID bool
 	hasDate      bool
-	hasDKIM      bool
 }
 
 // readHeaderInfo parses the message header by the store's rule
@@ -228,7 +227,6 @@ func readHeaderInfo(r io.Reader) headerInfo {
 		messageID:    sanitizeLogValue(mid, 200),
 		hasMessageID: mid != "",
 		hasDate:      h.Has("Date"),
-		hasDKIM:      h.Has("Dkim-Signature"),
 	}
 }
 

@@ -123,10 +123,6 @@ type Options struct {
 	// (a configuration error, logged).
 	Queue Queue
 
-	// DKIM, when set, lets ModeMTA verify DKIM signatures and add an
-	// Authentication-Results field.
-	DKIM DKIMVerifier
-
 	// SpoolDir holds message bodies while they are received. Each spool
 	// file is unlinked as soon as it is created, so nothing is left behind
 	// by a crash. Default: os.TempDir().
