@@ -52,7 +52,11 @@ func FromDomain(values []string) (string, error) {
 	}
 	list, err := fromParser.ParseList(v)
 	if err != nil {
-		return "", ErrBadFrom
+		a, ok := angleAddr(v)
+		if !ok {
+			return "", ErrBadFrom
+		}
+		list = []*mail.Address{a}
 	}
 	switch len(list) {
 	case 0:
@@ -70,4 +74,24 @@ func FromDomain(values []string) (string, error) {
 		return "", ErrBadFrom
 	}
 	return d, nil
+}
+
+// angleAddr reads a From value net/mail refuses for its display name (raw
+// Latin-1 bytes, a stray ';' after the address: real mailers send both) by
+// its one angle-addr alone. Anything with more than one '<' stays
+// unreadable: it may hold more than one address.
+func angleAddr(v string) (*mail.Address, bool) {
+	i := strings.IndexByte(v, '<')
+	if i < 0 || strings.Count(v, "<") != 1 {
+		return nil, false
+	}
+	j := strings.IndexByte(v[i:], '>')
+	if j < 0 {
+		return nil, false
+	}
+	a, err := mail.ParseAddress(v[i : i+j+1])
+	if err != nil {
+		return nil, false
+	}
+	return a, true
 }
