@@ -29,10 +29,9 @@ type Config struct {
 	Store  Store  `toml:"store"`
 	Queue  Queue  `toml:"queue"`
 	DNS    DNS    `toml:"dns"`
-	Log    Log    `toml:"log"`
-
-	// Inbound: checks on mail arriving on port 25.
+	// Inbound is the policy for mail arriving on port 25.
 	Inbound Inbound `toml:"inbound"`
+	Log     Log     `toml:"log"`
 
 	// Source is the file the configuration was read from; "" when only
 	// defaults and the environment were used.
@@ -170,9 +169,27 @@ type DNS struct {
 	Resolver string `toml:"resolver"`
 }
 
-// Inbound holds the checks on mail from other servers (the smtp listener,
-// port 25); submission and trusted_networks are never subject to them.
+// Inbound is the policy for mail from other servers (the smtp listener,
+// port 25; submission and trusted_networks are never subject to it): what
+// happens to mail that fails SPF, DKIM or DMARC (README "Inbound mail
+// checks"; actions are "reject" (550 5.7.1 at the end of DATA), "junk"
+// (stored in the recipient's Junk mailbox, flagged $Junk) or "accept"),
+// the SMTP-time gate, and the junk filter.
 type Inbound struct {
+	// DMARCReject honours a sender domain's DMARC p=reject with a 550;
+	// false files such mail into Junk instead. Default true.
+	DMARCReject bool `toml:"dmarc_reject"`
+	// SPFFail is done with an SPF fail when DMARC decides nothing (no
+	// record, or p=none): "junk" (default), "reject" or "accept".
+	SPFFail string `toml:"spf_fail"`
+	// SpoofOwnDomains is done with mail from outside that uses one of our
+	// local domains (MAIL FROM or From:) without an SPF pass or an aligned
+	// DKIM signature: "reject" (default) or "junk".
+	SpoofOwnDomains string `toml:"spoof_own_domains"`
+	// IPRev is done when the client's address has no reverse DNS name
+	// leading back to it: "accept" (default: only reported in
+	// Authentication-Results) or "junk".
+	IPRev string `toml:"iprev"`
 	// DNSBL and DNSWL are DNS block and allow list zones
 	// ("zen.spamhaus.org"). A client a DNSBL lists gets 554 5.7.1 at RCPT;
 	// one a DNSWL lists skips the DNSBLs and greylisting. Default [].
@@ -247,8 +264,11 @@ func Default() *Config {
 		POP3:  POP3{LoopbackIsSecure: true},
 		Store: Store{Backend: "maildir"},
 		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25, SRS: true},
-		Log:   Log{Level: "info", Format: "text"},
 		Inbound: Inbound{
+			DMARCReject:         true,
+			SPFFail:             "junk",
+			SpoofOwnDomains:     "reject",
+			IPRev:               "accept",
 			DNSBL:               []string{},
 			DNSWL:               []string{},
 			GreylistDelay:       Duration{5 * time.Minute},
@@ -257,6 +277,7 @@ func Default() *Config {
 			JunkFilter:          true,
 			JunkThreshold:       0.9,
 		},
+		Log: Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -28,7 +28,8 @@ func TestDefaults(t *testing.T) {
 		c.Limits.MaxSessionDuration.Duration != 30*time.Minute || c.Limits.LoginTimeout.Duration != 30*time.Second ||
 		!c.IMAP.LoopbackIsSecure || !c.POP3.LoopbackIsSecure || c.Queue.Expiry.Duration != 120*time.Hour ||
 		c.Queue.RemotePort != 25 || c.DNS.Resolver != "" || c.Log.Level != "info" || c.Log.Format != "text" ||
-		c.Store.Backend != "maildir" {
+		c.Store.Backend != "maildir" ||
+		!c.Inbound.DMARCReject || c.Inbound.SPFFail != "junk" || c.Inbound.SpoofOwnDomains != "reject" || c.Inbound.IPRev != "accept" {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	h, _ := os.Hostname()
@@ -181,6 +182,9 @@ func TestValidate(t *testing.T) {
 		{"log format", "[log]\nformat = \"xml\"\n", 2, "log.format", "text or json"},
 		{"store backend", "[store]\nbackend = \"postgres\"\n", 2, "store.backend", `backend = "maildir"`},
 		{"empty store backend", "[store]\nbackend = \"\"\n", 2, "store.backend", "unknown backend"},
+		{"spf_fail action", "[inbound]\nspf_fail = \"bounce\"\n", 2, "inbound.spf_fail", `"junk"`},
+		{"spoof action", "[inbound]\nspoof_own_domains = \"accept\"\n", 2, "inbound.spoof_own_domains", "unknown action"},
+		{"iprev action", "[inbound]\niprev = \"reject\"\n", 2, "inbound.iprev", "only reported"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

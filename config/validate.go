@@ -171,6 +171,19 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateInbound(add)
+	for _, k := range []struct {
+		key, v  string
+		allowed []string
+		hint    string
+	}{
+		{"inbound.spf_fail", c.Inbound.SPFFail, []string{"junk", "reject", "accept"}, `spf_fail = "junk" (or "reject", "accept")`},
+		{"inbound.spoof_own_domains", c.Inbound.SpoofOwnDomains, []string{"reject", "junk"}, `spoof_own_domains = "reject" (or "junk")`},
+		{"inbound.iprev", c.Inbound.IPRev, []string{"accept", "junk"}, `iprev = "accept" (only reported) or "junk"`},
+	} {
+		if !slices.Contains(k.allowed, k.v) {
+			add(k.key, fmt.Sprintf("unknown action %q", k.v), k.hint)
+		}
+	}
 
 	if !slices.Contains(StoreBackends, c.Store.Backend) {
 		add("store.backend", fmt.Sprintf("unknown backend %q", c.Store.Backend),

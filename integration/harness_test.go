@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/posthouse/posthouse/dns/dnstest"
 )
 
 // binary is the posthouse executable built by TestMain.
@@ -103,6 +105,11 @@ type Server struct {
 	DataDir    string
 	ConfigPath string
 	Hostname   string
+	// DNS is the loopback DNS server [dns] resolver points at unless the
+	// test's TOML says otherwise: it answers NXDOMAIN to every name a test
+	// has not added, so inbound checks find no records (spf=none,
+	// dmarc=none) rather than a dead resolver (temperror, 451).
+	DNS *dnstest.Server
 
 	addrs     map[string]string // [listen] name → "127.0.0.1:port", enabled ones
 	env       []string
@@ -120,7 +127,8 @@ const TestHostname = "posthouse.test"
 
 // startServer starts posthouse serve with a config listening on free
 // loopback ports for every listener, data in a temp dir, and [dns] resolver
-// pointing at an unused loopback port (so nothing reaches a real resolver).
+// pointing at s.DNS, a loopback test DNS server (so nothing reaches a real
+// resolver).
 // extraTOML is merged over that config, key by key: a test may set any key,
 // including ones in [listen] and [dns]; a [listen] value ending in ":0"
 // (e.g. http = "127.0.0.1:0") gets a free port too. The server is stopped
@@ -137,6 +145,7 @@ func startServer(t testing.TB, extraTOML string) *Server {
 		Hostname:   TestHostname,
 		logPath:    filepath.Join(dir, "server.log"),
 		env:        cleanEnv(),
+		DNS:        dnstest.NewServer(t),
 	}
 	s.serveArgs = []string{"serve", "--config", s.ConfigPath}
 
@@ -144,7 +153,7 @@ func startServer(t testing.TB, extraTOML string) *Server {
 		"hostname": TestHostname,
 		"data_dir": s.DataDir,
 		"listen":   map[string]any{},
-		"dns":      map[string]any{"resolver": unusedUDPAddr(t)},
+		"dns":      map[string]any{"resolver": s.DNS.Addr},
 		"log":      map[string]any{"level": "debug"},
 	}
 	for _, name := range listenerNames {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
 )
 
 // TestDataDirIsPrivate: everything serve and admin create under data_dir is
@@ -28,7 +29,8 @@ func TestDataDirIsPrivate(t *testing.T) {
 	s.Admin(t, "", "alias", "add", "info@a.test", "alice@a.test")
 
 	// Local delivery through the MTA port, and outbound mail that stays
-	// queued (the test resolver answers nothing).
+	// queued (the test resolver fails for b.test).
+	s.DNS.SetRcode("b.test", dns.RcodeServerFailure)
 	c, err := smtp.Dial(s.Addr("smtp"))
 	if err != nil {
 		t.Fatal(err)

@@ -224,7 +224,7 @@ func TestSMTPGoClient(t *testing.T) {
 			}
 		}
 		reply()
-		body := "Subject: pipelined\r\n\r\none round trip\r\n"
+		body := "From: p@remote.test\r\nSubject: pipelined\r\n\r\none round trip\r\n"
 		fmt.Fprintf(nc, "EHLO pipe.example\r\nMAIL FROM:<p@remote.test>\r\nRCPT TO:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
 		for _, want := range []string{"250", "250", "250", "250", "354"} {
 			if got := reply(); !strings.HasPrefix(got, want) {
@@ -297,7 +297,7 @@ func TestSMTPParallelExactlyOnce(t *testing.T) {
 			}
 			defer c.Close()
 			for j := range perSender {
-				body := fmt.Sprintf("Message-ID: <%d.%d@parallel.test>\r\nSubject: %d/%d\r\n\r\nbody\r\n", i, j, i, j)
+				body := fmt.Sprintf("From: p@remote.test\r\nMessage-ID: <%d.%d@parallel.test>\r\nSubject: %d/%d\r\n\r\nbody\r\n", i, j, i, j)
 				if err := goSend(c, "p@remote.test", []string{"bob@example.org"}, body); err != nil {
 					errs <- fmt.Errorf("sender %d message %d: %w", i, j, err)
 					return

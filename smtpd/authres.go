@@ -2,73 +2,10 @@ package smtpd
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"strings"
 )
-
-// DKIMVerifier checks the DKIM signatures of an inbound message (package
-// dkim does, through the configured resolver; cmd/posthouse adapts it).
-type DKIMVerifier interface {
-	VerifyDKIM(ctx context.Context, r io.Reader) ([]DKIMResult, error)
-}
-
-// DKIMResult is one signature's outcome: its RFC 8601 §2.7.1 result
-// ("pass", "fail", "temperror", "permerror"), the signing domain and
-// identity, and why it did not pass.
-type DKIMResult struct {
-	Result, Domain, Identifier string
-	Err                        error
-}
-
-// authResults verifies the DKIM signatures of an inbound message and
-// renders our Authentication-Results field (RFC 8601), or "" when there is
-// nothing to say (submission, or no verifier configured). SPF and DMARC are
-// not evaluated (yet): the field says only what we checked.
-func (d *accepted) authResults(ctx context.Context, hdr headerInfo) string {
-	s := d.s.s
-	if s.opts.Mode != ModeMTA || s.opts.DKIM == nil || !hdr.known {
-		return ""
-	}
-	var results []string
-	if !hdr.hasDKIM {
-		results = append(results, "dkim=none")
-	} else {
-		verifs, err := s.opts.DKIM.VerifyDKIM(ctx, io.NewSectionReader(d.spool, 0, d.size))
-		if err != nil {
-			// The header could not be read as a message header.
-			d.log.Info("DKIM verification impossible", "err", err)
-			results = append(results, "dkim=permerror")
-		}
-		for _, v := range verifs {
-			r := "dkim=" + v.Result
-			if v.Domain != "" {
-				r += " header.d=" + authresValue(v.Domain)
-			}
-			if v.Identifier != "" {
-				r += " header.i=" + authresValue(v.Identifier)
-			}
-			results = append(results, r)
-			d.log.Debug("DKIM", "result", r, "err", v.Err)
-		}
-	}
-	return "Authentication-Results: " + s.opts.Hostname + ";\r\n\t" + strings.Join(results, ";\r\n\t") + "\r\n"
-}
-
-// authresValue keeps a signature-supplied domain or identity usable as an
-// RFC 8601 pvalue.
-func authresValue(v string) string {
-	return strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', strings.ContainsRune(".-_@+=", r):
-			return r
-		case r >= 0x80:
-			return r
-		}
-		return -1
-	}, v)
-}
 
 // forgedAuthResults finds the Authentication-Results fields in the message
 // header that claim to come from us (authserv-id equal to hostname): RFC

@@ -119,7 +119,7 @@ func (s *session) Data(r io.Reader) error {
 	d := accepted{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
 	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
 	defer cancel()
-	d.trace = d.authResults(ctx, hdr) + s.traceHeader(id, helo, hdr, &env) + addFrom
+	d.trace = s.traceHeader(id, helo, hdr, &env) + addFrom
 	if srv.opts.Mode == ModeMTA {
 		d.skip = forgedAuthResults(spool, size, srv.opts.Hostname)
 		if len(d.skip) > 0 {
@@ -214,7 +214,6 @@ type headerInfo struct {
 	messageID    string
 	hasMessageID bool
 	hasDate      bool
-	hasDKIM      bool
 	from, sender []string // the From and Sender field values (sendas.go)
 }
 
@@ -232,7 +231,6 @@ func readHeaderInfo(r io.Reader) headerInfo {
 		messageID:    sanitizeLogValue(mid, 200),
 		hasMessageID: mid != "",
 		hasDate:      h.Has("Date"),
-		hasDKIM:      h.Has("Dkim-Signature"),
 		from:         h.Values("From"),
 		sender:       h.Values("Sender"),
 	}

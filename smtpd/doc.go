@@ -151,20 +151,14 @@
 // local transport needs it too. The header is parsed with a bounded reader
 // (256 KiB) for the Message-ID that our log lines carry.
 //
-// Inbound (ModeMTA) with Options.DKIM set, DKIM signatures are verified
-// (package dkim does it, through our configured resolver, at most 5 per
-// message; cmd/posthouse adapts it to smtpd's DKIMVerifier) and an
-// Authentication-Results field (RFC 8601) with our hostname as authserv-id
-// says dkim=pass/fail/temperror/permerror/none. Fields in the message that
-// claim our authserv-id are removed (RFC 8601 §5), the only change we make
-// to the client's bytes. SPF and DMARC are not evaluated.
-//
-// Received and Authentication-Results stay here rather than becoming
-// delivery filters: they describe the SMTP connection (its TLS state, the
-// client's name, the DKIM result at arrival), they belong in the copy we
-// queue for foreign recipients as much as in the local ones, and the
-// forged-field removal must happen before anyone, filters included, reads
-// the message. A filter that needs the DKIM result reads our field.
+// On the MTA port, Authentication-Results fields in the message that
+// claim our authserv-id (our hostname) are removed (RFC 8601 §5), the
+// only change we make to the client's bytes. smtpd authenticates nothing
+// itself: SPF, DKIM, DMARC and iprev, and the Authentication-Results field
+// that reports them, are the inbound delivery filter's (package inbound),
+// which sees the connection's facts through the delivery pipeline. The
+// removal stays here because it must happen before anyone, filters
+// included, reads the message.
 //
 // # Delivery and partial failure
 //

@@ -118,10 +118,6 @@ type Options struct {
 	// (a configuration error, logged).
 	Queue Queue
 
-	// DKIM, when set, lets ModeMTA verify DKIM signatures and add an
-	// Authentication-Results field.
-	DKIM DKIMVerifier
-
 	// Gate, when set, admits or refuses MAIL and RCPT on ModeMTA (gate.go;
 	// package gate: DNS block lists, greylisting, sender rate).
 	Gate Gate

@@ -131,7 +131,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer closeLogged(log, "queue", q)
 	// Every local copy goes through one delivery pipeline: SMTP intake and
 	// the queue's local transport; its redirects go to the queue.
-	pipeline, err := newPipeline(log, authDB, store, q, junkF.filters()...)
+	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB)
+	if err != nil {
+		return fmt.Errorf("inbound checks: %w", err)
+	}
+	pipeline, err := newPipeline(log, authDB, store, q, append([]delivery.Filter{inbound}, junkF.filters()...)...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
 	}

@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/smtpd"
 )
@@ -41,16 +39,12 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		Total: a.cfg.Limits.MaxConnections,
 		Rate:  a.cfg.Limits.MaxConnectionRate,
 	})
-	// DKIM verification of inbound mail goes through the configured
-	// resolver; without one, mail is still accepted, just not verified.
-	var verifier smtpd.DKIMVerifier
+	// The port-25 gate ([inbound]: DNS lists, greylisting, sender rate)
+	// asks the configured resolver; without one, it cannot check lists.
 	resolver, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver})
 	if err != nil {
-		a.log.Warn("no DNS resolver: inbound DKIM signatures will not be verified", "proto", "smtp", "err", err)
-	} else {
-		verifier = dkimVerifier{resolver}
+		a.log.Warn("no DNS resolver: DNS block lists are not checked", "proto", "smtp", "err", err)
 	}
-	// The port-25 gate ([inbound]: DNS lists, greylisting, sender rate).
 	g, err := openGate(ctx, a, resolver)
 	if err != nil {
 		return nil, fmt.Errorf("inbound checks: %w", err)
@@ -62,7 +56,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		names[i], modes[l.name] = l.name, l.mode
 	}
 	shutdown, err := serveEach(ctx, a, names, smtpd.ErrServerClosed, func(name string) (mailServer, error) {
-		opts := smtpOptions(a, modes[name], spool, verifier, conns)
+		opts := smtpOptions(a, modes[name], spool, conns)
 		if g != nil && modes[name] == smtpd.ModeMTA {
 			opts.Gate = smtpGate{g}
 		}
@@ -79,7 +73,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 }
 
 // smtpOptions are one SMTP listener's options.
-func smtpOptions(a *app, mode smtpd.Mode, spool string, verifier smtpd.DKIMVerifier, conns *limit.Conns) smtpd.Options {
+func smtpOptions(a *app, mode smtpd.Mode, spool string, conns *limit.Conns) smtpd.Options {
 	opts := smtpd.Options{
 		Logger:             a.log,
 		Hostname:           a.cfg.Hostname,
@@ -88,7 +82,6 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, verifier smtpd.DKIMVerif
 		Directory:          a.auth,
 		Store:              smtpd.MailStore(a.store),
 		Delivery:           a.delivery,
-		DKIM:               verifier,
 		SpoolDir:           spool,
 		MaxMessageBytes:    int64(a.cfg.Limits.MaxMessageSize),
 		MaxRecipients:      a.cfg.Limits.MaxRecipients,
@@ -131,17 +124,4 @@ func removeSpoolLeftovers(dir string, log *slog.Logger) {
 		}
 		log.Warn("removed spool file left by a crash", "proto", "smtp", "path", e.Name(), "size", info.Size())
 	}
-}
-
-// dkimVerifier gives smtpd package dkim's verification through the
-// configured resolver.
-type dkimVerifier struct{ r *dns.Resolver }
-
-func (v dkimVerifier) VerifyDKIM(ctx context.Context, msg io.Reader) ([]smtpd.DKIMResult, error) {
-	verifs, err := dkim.Verify(ctx, msg, v.r.LookupTXT)
-	out := make([]smtpd.DKIMResult, len(verifs))
-	for i, x := range verifs {
-		out[i] = smtpd.DKIMResult{Result: string(x.Result), Domain: x.Domain, Identifier: x.Identifier, Err: x.Err}
-	}
-	return out, err
 }
