@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -59,7 +60,42 @@ type Options struct {
 	Submission bool
 	// Hostname is our host name, the j macro (rspamd's MTA name).
 	Hostname string
+	// Resolver finds the client's host name (PTR, confirmed forward),
+	// which milters get as the connection's host name as they do from
+	// Postfix; rspamd scores a client without one (RDNS_NONE,
+	// HFILTER_HOSTNAME_UNKNOWN). nil: every client is "unknown".
+	Resolver Resolver
 	Logger   *slog.Logger
+}
+
+// Resolver is the part of *dns.Resolver the filter uses.
+type Resolver interface {
+	LookupPTR(ctx context.Context, addr netip.Addr) ([]string, error)
+	LookupIP(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// maxPTRNames bounds the PTR names tried for a forward confirmation.
+const maxPTRNames = 5
+
+// clientName is the client's host name when its PTR record names a host
+// with the client's address (forward-confirmed, RFC 8601 §3 iprev's
+// rule), else "unknown", as Postfix tells milters.
+func (f *Filter) clientName(ctx context.Context, ip netip.Addr) string {
+	if f.opts.Resolver == nil || !ip.IsValid() {
+		return "unknown"
+	}
+	ip = ip.Unmap()
+	names, err := f.opts.Resolver.LookupPTR(ctx, ip)
+	if err != nil {
+		return "unknown"
+	}
+	for _, name := range names[:min(len(names), maxPTRNames)] {
+		addrs, err := f.opts.Resolver.LookupIP(ctx, name)
+		if err == nil && slices.ContainsFunc(addrs, func(a netip.Addr) bool { return a.Unmap() == ip }) {
+			return strings.TrimSuffix(name, ".")
+		}
+	}
+	return "unknown"
 }
 
 // Filter asks one milter about each message; it implements
@@ -195,6 +231,8 @@ type result struct {
 // HELO, MAIL, RCPT, header, body, end of message, stopping at the first
 // answer that ends it.
 func (f *Filter) converse(ctx context.Context, m *delivery.Message, log *slog.Logger) (*result, error) {
+	// The client's name first: the milter's clock starts at connect.
+	host := cString(f.clientName(ctx, m.Envelope.Client.IP))
 	s, err := f.session(ctx, f.legacy.Load())
 	if errors.Is(err, gomilter.ErrUnsupportedMilterVersion) && !f.legacy.Load() {
 		// A milter of protocol version 2 to 5: go-milter speaks to it
@@ -219,7 +257,7 @@ func (f *Filter) converse(ctx context.Context, m *delivery.Message, log *slog.Lo
 		if ip.Is6() && !ip.Is4In6() {
 			family = gomilter.FamilyInet6
 		}
-		connMacros = append(connMacros, "{client_addr}", ip.Unmap().String(), "{client_name}", "unknown")
+		connMacros = append(connMacros, "{client_addr}", ip.Unmap().String(), "{client_name}", host)
 	}
 	if err := s.Macros(gomilter.CodeConn, connMacros...); err != nil {
 		return nil, err
@@ -228,7 +266,7 @@ func (f *Filter) converse(ctx context.Context, m *delivery.Message, log *slog.Lo
 	if ip.IsValid() {
 		addr = ip.Unmap().String()
 	}
-	act, err := s.Conn("unknown", family, 0, addr)
+	act, err := s.Conn(host, family, 0, addr)
 	if done, err := res.step("connect", act, err); done || err != nil {
 		return res, err
 	}
