@@ -31,6 +31,8 @@ type Config struct {
 	DNS    DNS    `toml:"dns"`
 	Log    Log    `toml:"log"`
 
+	Inbound Inbound `toml:"inbound"`
+
 	// Source is the file the configuration was read from; "" when only
 	// defaults and the environment were used.
 	Source string `toml:"-"`
@@ -272,6 +274,7 @@ func Parse(data []byte, filename string) (*Config, error) {
 	if err := dec.Decode(c); err != nil {
 		return nil, &Error{Problems: decodeProblems(err, filename)}
 	}
+	c.fillMilterDefaults()
 	return c, nil
 }
 
@@ -351,6 +354,16 @@ func buildSchema() ([]keyInfo, []string) {
 					index: []int{i, j},
 					typ:   g.Type,
 				})
+				if isTableArray(g.Type) {
+					// The keys of [[name.gn]] tables: no variable, no
+					// index (each table is a list element).
+					for k := 0; k < g.Type.Elem().NumField(); k++ {
+						h := g.Type.Elem().Field(k)
+						if hn := tomlName(h); hn != "" {
+							keys = append(keys, keyInfo{path: name + "." + gn + "." + hn, typ: h.Type})
+						}
+					}
+				}
 			}
 			continue
 		}
