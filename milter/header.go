@@ -82,11 +82,10 @@ func scanHeader(r io.Reader, leadSpace bool, fn func(name, value string) error) 
 				return 0, err
 			}
 			name = append([]byte(nil), bytes.TrimRight(content[:i], " \t")...)
-			v := content[i+1:]
+			value = appendBounded(value[:0], content[i+1:])
 			if !leadSpace {
-				v = bytes.TrimLeft(v, " \t")
+				value = bytes.TrimLeft(value, " \t")
 			}
-			value = appendBounded(value[:0], v)
 		}
 		off += n
 		if eof {

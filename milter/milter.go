@@ -432,13 +432,19 @@ func (f *Filter) session(ctx context.Context, legacy bool) (*gomilter.ClientSess
 	return s, nil
 }
 
+// chunkPool holds body chunk buffers (64 KiB each), so that a busy
+// server does not allocate one per message.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, gomilter.MaxBodyChunk); return &b }}
+
 // errStop ends the header scan when the milter has answered.
 var errStop = errors.New("milter answered")
 
 // sendBody streams the body in chunks of up to gomilter.MaxBodyChunk and
 // returns the milter's first answer other than continue, or continue.
 func (f *Filter) sendBody(s *gomilter.ClientSession, r io.Reader) (*gomilter.Action, error) {
-	buf := make([]byte, gomilter.MaxBodyChunk)
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
 	for {
 		n, err := io.ReadFull(r, buf)
 		if n > 0 {

@@ -18,12 +18,14 @@ import (
 // stores, q carries redirects (nil: none possible). The pipeline has no
 // state of its own, so the services that need one each build it here from
 // the same shared resources: smtpd for SMTP intake, the queue for its
-// local transport.
-func newPipeline(log *slog.Logger, users *auth.DB, store mailstore.Store, q delivery.Queue) (*delivery.Pipeline, error) {
+// local transport. Filters run in order: inbound authentication, the
+// milters, the junk filter.
+func newPipeline(log *slog.Logger, users *auth.DB, store mailstore.Store, q delivery.Queue, filters []delivery.Filter) (*delivery.Pipeline, error) {
 	opts := delivery.Options{
 		Logger:    log.With("proto", "delivery"),
 		Directory: users,
 		Store:     store,
+		Filters:   filters,
 	}
 	if q != nil {
 		opts.Queue = q

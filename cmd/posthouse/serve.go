@@ -113,7 +113,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer closeLogged(log, "queue", q)
 	// Every local copy goes through one delivery pipeline: SMTP intake and
 	// the queue's local transport; its redirects go to the queue.
-	pipeline, err := newPipeline(log, authDB, store, q)
+	milters, err := milterFilters(cfg, log)
+	if err != nil {
+		return fmt.Errorf("delivery filters: %w", err)
+	}
+	pipeline, err := newPipeline(log, authDB, store, q, milters)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
 	}
