@@ -216,6 +216,10 @@ type Inbound struct {
 	// JunkThreshold is the score (0 to 1) at or above which a message is
 	// junk. Default 0.9.
 	JunkThreshold float64 `toml:"junk_threshold"`
+	// Milter lists mail filters speaking the milter protocol (rspamd,
+	// OpenDKIM…), asked in order about every message from port 25, as
+	// [[inbound.milter]] tables (inbound.go). Default: none.
+	Milter []Milter `toml:"milter"`
 }
 
 // Log settings.
@@ -343,6 +347,7 @@ func Parse(data []byte, filename string) (*Config, error) {
 	if err := dec.Decode(c); err != nil {
 		return nil, &Error{Problems: decodeProblems(err, filename)}
 	}
+	c.fillMilterDefaults()
 	return c, nil
 }
 
@@ -422,6 +427,16 @@ func buildSchema() ([]keyInfo, []string) {
 					index: []int{i, j},
 					typ:   g.Type,
 				})
+				if isTableArray(g.Type) {
+					// The keys of [[name.gn]] tables: no variable, no
+					// index (each table is a list element).
+					for k := 0; k < g.Type.Elem().NumField(); k++ {
+						h := g.Type.Elem().Field(k)
+						if hn := tomlName(h); hn != "" {
+							keys = append(keys, keyInfo{path: name + "." + gn + "." + hn, typ: h.Type})
+						}
+					}
+				}
 			}
 			continue
 		}

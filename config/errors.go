@@ -64,6 +64,7 @@ func walkDocument(data []byte, filename string, origins map[string]origin) []Pro
 	p.Reset(data)
 	var problems []Problem
 	var table []string
+	tables := map[string]int{} // [[x.y]] tables seen so far
 	for p.NextExpression() {
 		n := p.Expression()
 		switch n.Kind {
@@ -81,6 +82,11 @@ func walkDocument(data []byte, filename string, origins map[string]origin) []Pro
 		case unstable.ArrayTable:
 			pos := keyPos(&p, n)
 			name := strings.Join(keyParts(n), ".")
+			if k, ok := lookupKey(name); ok && isTableArray(k.typ) {
+				table = keyParts(n)
+				tables[name]++
+				continue
+			}
 			problems = append(problems, Problem{File: filename, Line: pos.Line, Column: pos.Column, Key: name,
 				Msg: "[[" + name + "]] arrays of tables are not used by Posthouse", Hint: unknownKeyHint(name)})
 			table = []string{"\x00"}
@@ -90,6 +96,13 @@ func walkDocument(data []byte, filename string, origins map[string]origin) []Pro
 			}
 			path := append(append([]string{}, table...), keyParts(n)...)
 			problems = append(problems, checkValue(&p, filename, path, keyPos(&p, n), n.Value(), origins)...)
+			if i := tables[strings.Join(table, ".")]; i > 0 {
+				// Validate names a table's keys by its place in the list.
+				key := strings.Join(path, ".")
+				if o, ok := origins[key]; ok {
+					origins[strings.Join(table, ".")+"["+strconv.Itoa(i)+"]"+key[len(strings.Join(table, ".")):]] = o
+				}
+			}
 		}
 	}
 	if err := p.Error(); err != nil {
@@ -143,7 +156,12 @@ func checkValue(p *unstable.Parser, filename string, path []string, pos unstable
 			return []Problem{{File: filename, Line: pos.Line, Column: pos.Column, Key: name, Msg: err.Error(), Hint: example(k)}}
 		}
 	}
-	if v.Kind == unstable.Array {
+	if v.Kind == unstable.Array && isTableArray(k.typ) {
+		if it := v.Children(); it.Next() {
+			return []Problem{{File: filename, Line: pos.Line, Column: pos.Column, Key: name,
+				Msg: "write each entry as a [[" + name + "]] table", Hint: "[[" + name + "]] on a line of its own, then its keys"}}
+		}
+	} else if v.Kind == unstable.Array {
 		it := v.Children()
 		for it.Next() {
 			if e := it.Node(); e.Kind != unstable.String {
@@ -174,6 +192,8 @@ func kindFits(t reflect.Type, k unstable.Kind) (string, bool) {
 		return "a number", k == unstable.Float || k == unstable.Integer
 	case t == stringsType:
 		return "an array of strings", k == unstable.Array
+	case isTableArray(t):
+		return "[[tables]]", k == unstable.Array
 	}
 	return t.String(), false
 }
@@ -200,8 +220,19 @@ func kindName(k unstable.Kind) string {
 
 // example shows the key with its default value, as a hint.
 func example(k keyInfo) string {
-	v := reflect.ValueOf(Default()).Elem().FieldByIndex(k.index)
 	leaf := k.path[strings.LastIndexByte(k.path, '.')+1:]
+	if k.index == nil { // a key of [[x.y]] tables
+		switch {
+		case k.typ == durationType:
+			return leaf + ` = "30s"`
+		case k.typ.Kind() == reflect.Bool:
+			return leaf + " = true"
+		case k.typ.Kind() == reflect.String:
+			return leaf + ` = "…"`
+		}
+		return leaf + " = …"
+	}
+	v := reflect.ValueOf(Default()).Elem().FieldByIndex(k.index)
 	switch v.Kind() {
 	case reflect.String:
 		s := v.String()

@@ -206,6 +206,8 @@ func (c *Config) Validate() error {
 		add("log.format", fmt.Sprintf("unknown format %q", c.Log.Format), "text or json")
 	}
 
+	c.validateMilters(add)
+
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
 	}

@@ -14,8 +14,8 @@ import (
 // stores, q carries redirects (nil: none possible). The pipeline has no
 // state of its own, so the services that need one each build it here from
 // the same shared resources: smtpd for SMTP intake, the queue for its
-// local transport. filters run in the order given: inbound (SPF, DKIM,
-// DMARC) first, the junk filter last.
+// local transport. Filters run in order: inbound authentication (SPF,
+// DKIM, DMARC), the milters, the junk filter.
 func newPipeline(log *slog.Logger, users *auth.DB, store mailstore.Store, q delivery.Queue, filters ...delivery.Filter) (*delivery.Pipeline, error) {
 	opts := delivery.Options{
 		Logger:    log.With("proto", "delivery"),

@@ -135,7 +135,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
-	pipeline, err := newPipeline(log, authDB, store, q, append([]delivery.Filter{inbound}, junkF.filters()...)...)
+	milters, err := milterFilters(cfg, log)
+	if err != nil {
+		return fmt.Errorf("delivery filters: %w", err)
+	}
+	filters := append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...)
+	pipeline, err := newPipeline(log, authDB, store, q, filters...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
 	}
