@@ -21,11 +21,9 @@
 //     field its siblings got at arrival, and lands in INBOX even when its
 //     siblings went to Junk: the verdict is not stored with the queue
 //     entry. When every copy is rejected, smtpd refuses the message and
-//     nothing is queued. But when a transaction also reaches foreign
-//     addresses (an alias forwarding outside), those are queued whatever
-//     this filter says, and smtpd's partial-failure rule hands the
-//     rejected local accounts to the queue as well, which delivers them
-//     unchecked: a gap of the smtpd/queue seam, not closed here.
+//     nothing is queued, not even the foreign targets of aliases among
+//     the recipients; a permanent reject of some copies is never retried
+//     through the queue (the sender gets a DSN at once).
 //
 // smtpd keeps the one thing that must happen before any filter reads the
 // message: removing Authentication-Results fields that claim our

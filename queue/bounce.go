@@ -279,3 +279,44 @@ func (q *Queue) sendReportLocally(ctx context.Context, sender string, msg []byte
 	}
 	return nil
 }
+
+// Bounce sends from, at once, a failure report (DSN) for recipients a
+// message was refused for after it had been accepted for others: refused
+// holds their results from the delivery pipeline, each with a filter's
+// permanent verdict (*delivery.RejectError) or another permanent error.
+// Nothing is retried: a filter's refusal stands. id names the message in
+// the report; body gives its header. The report is durable (queued, or
+// stored for a local sender) when Bounce returns. The null sender gets
+// none (RFC 5321 §4.5.5).
+func (q *Queue) Bounce(ctx context.Context, from, id string, body io.Reader, refused []delivery.Result) error {
+	if from == "" || len(refused) == 0 {
+		return nil
+	}
+	now := q.opts.Now()
+	var rcpts []dsn.Recipient
+	for _, r := range refused {
+		// The report names the addresses the sender used.
+		addrs := r.Addresses
+		if len(addrs) == 0 {
+			addrs = []string{r.Rcpt}
+		}
+		for _, a := range addrs {
+			rcpts = append(rcpts, dsn.Recipient{Addr: a, Reply: localReply(r.Err).String(), LastAttempt: now})
+		}
+	}
+	rep := &dsn.Report{
+		Hostname:   q.opts.Hostname,
+		QueueID:    id,
+		Sender:     from,
+		Arrival:    now,
+		Date:       now,
+		Action:     dsn.ActionFailed,
+		Recipients: rcpts,
+		Header:     ReadHeader(body, maxHeaderBytes),
+	}
+	if err := q.sendReport(ctx, from, rep.Build()); err != nil {
+		return fmt.Errorf("queue: DSN: %w", err)
+	}
+	q.log.Info("DSN sent", "msgid", id, "to", from, "rcpts", len(refused), "action", dsn.ActionFailed)
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dsn"
 )
 
@@ -54,4 +55,48 @@ func FuzzReadHeader(f *testing.F) {
 			t.Fatalf("DSN does not parse: %v", err)
 		}
 	})
+}
+
+// TestBounce: a refusal reported after the message was accepted for others
+// reaches a local sender at once as a DSN naming the addresses the sender
+// used and the filter's status; a foreign sender's DSN is queued with the
+// null sender; the null sender gets none.
+func TestBounce(t *testing.T) {
+	e := newEnv(t, newFakeRemote(t))
+	body := "From: alice@a.test\r\nSubject: party\r\n\r\nbody\r\n"
+	refused := []delivery.Result{{
+		Rcpt:      "carol@a.test",
+		Addresses: []string{"team@a.test"},
+		Err:       &delivery.RejectError{Filter: "inbound", Reply: delivery.Reply{Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Not wanted here"}},
+	}}
+	if err := e.q.Bounce(t.Context(), "alice@a.test", "abc123", strings.NewReader(body), refused); err != nil {
+		t.Fatal(err)
+	}
+	inbox := e.inbox("alice@a.test")
+	if len(inbox) != 1 {
+		t.Fatalf("alice has %d messages, want the DSN", len(inbox))
+	}
+	for _, want := range []string{"Return-Path: <>\r\n", "Final-Recipient: rfc822; team@a.test", "Status: 5.7.1", "Not wanted here", "Subject: party"} {
+		if !strings.Contains(string(inbox[0]), want) {
+			t.Errorf("DSN lacks %q", want)
+		}
+	}
+
+	if err := e.q.Bounce(t.Context(), "bob@b.test", "abc124", strings.NewReader(body), refused); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := e.q.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || msgs[0].From != "" || !msgs[0].DSN || len(msgs[0].Recipients) != 1 || msgs[0].Recipients[0].Addr != "bob@b.test" {
+		t.Errorf("queue after a foreign sender's bounce: %+v", msgs)
+	}
+
+	if err := e.q.Bounce(t.Context(), "", "abc125", strings.NewReader(body), refused); err != nil {
+		t.Fatal(err)
+	}
+	if msgs, _ := e.q.List(t.Context()); len(msgs) != 1 {
+		t.Errorf("a DSN for the null sender was queued: %+v", msgs)
+	}
 }

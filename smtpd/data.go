@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -304,7 +305,9 @@ func (d *accepted) run(ctx context.Context) error {
 	env := d.env
 	msg := d.message()
 
-	var failed []delivery.Result
+	// failed: temporary trouble, retried; refused: a filter's permanent
+	// verdict, which a retry through the queue must not undo.
+	var failed, refused []delivery.Result
 	delivered := 0
 	if len(env.local) > 0 {
 		out := s.s.opts.Delivery.Deliver(ctx, &delivery.Request{
@@ -321,11 +324,22 @@ func (d *accepted) run(ctx context.Context) error {
 		})
 		d.accounts = len(out.Results)
 		for _, r := range out.Results {
-			if r.Err != nil {
-				failed = append(failed, r)
-			} else {
+			switch {
+			case r.Err == nil:
 				delivered++
+			case refusal(r.Err):
+				refused = append(refused, r)
+			default:
+				failed = append(failed, r)
 			}
+		}
+		if len(refused) > 0 && delivered == 0 && len(failed) == 0 {
+			// Every local copy was refused by a filter (a DMARC reject,
+			// say): the verdict is the message's. The foreign targets of
+			// aliases among the recipients do not get it either, and the
+			// client gets the refusal.
+			d.log.Info("refused by the delivery filters", "accounts", len(refused), "aliases_not_queued", len(out.Remote))
+			return replyFor(refused, nil)
 		}
 		var extra []string
 		for _, r := range out.Remote {
@@ -351,27 +365,23 @@ func (d *accepted) run(ctx context.Context) error {
 		}
 	}
 
-	if len(failed) == 0 && queueErr == nil {
+	if len(failed) == 0 && len(refused) == 0 && queueErr == nil {
 		return nil
 	}
 	if delivered == 0 {
 		// Nothing was stored: the client may retry the whole message.
-		// A temporary failure wins over a permanent one.
-		var reply *smtp.SMTPError
-		errs := []error{queueErr}
-		for _, r := range failed {
-			errs = append(errs, r.Err)
+		return replyFor(append(failed, refused...), queueErr)
+	}
+
+	// Partial refusal: the sender learns of it from a DSN, sent now; a
+	// retry would run the filters again, or (through the queue) not all.
+	if len(refused) > 0 {
+		if err := s.s.opts.Queue.Bounce(ctx, env.from, d.id, io.NewSectionReader(msg, 0, msg.Size()), refused); err != nil {
+			d.log.Error("partial refusal: no DSN for the refused recipients", "rcpts", len(refused), "err", err)
 		}
-		for _, err := range errs {
-			if err == nil {
-				continue
-			}
-			r, _ := toSMTPError(err)
-			if reply == nil || (reply.Code/100 == 5 && r.Code/100 == 4) {
-				reply = r
-			}
+		if len(failed) == 0 && queueErr == nil {
+			return nil
 		}
-		return reply
 	}
 
 	// Partial failure: some copies are durable, so a retry by the client
@@ -395,6 +405,34 @@ func (d *accepted) run(ctx context.Context) error {
 	// Last resort: a duplicate is better than a loss.
 	d.log.Error("partial delivery, asking the client to retry the whole message", "failed", len(retry), "delivered", delivered)
 	return errLocal
+}
+
+// replyFor is the one DATA reply when nothing was stored or queued: the
+// client may retry the whole message. A temporary failure wins over a
+// permanent one.
+func replyFor(failed []delivery.Result, queueErr error) *smtp.SMTPError {
+	var reply *smtp.SMTPError
+	errs := []error{queueErr}
+	for _, r := range failed {
+		errs = append(errs, r.Err)
+	}
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		r, _ := toSMTPError(err)
+		if reply == nil || (reply.Code/100 == 5 && r.Code/100 == 4) {
+			reply = r
+		}
+	}
+	return reply
+}
+
+// refusal reports whether a local copy's error is a filter's permanent
+// verdict (5xx).
+func refusal(err error) bool {
+	var re *delivery.RejectError
+	return errors.As(err, &re) && re.Reply.Code/100 == 5
 }
 
 // traceHeader builds the fields we add in front of the message: Received

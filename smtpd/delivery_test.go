@@ -3,6 +3,7 @@ package smtpd
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -57,12 +58,13 @@ func (testFilters) Deliver(context.Context, *delivery.Request) delivery.Outcome 
 func TestDeliveryFilters(t *testing.T) {
 	spam := delivery.Reply{Code: 554, Enhanced: [3]int{5, 7, 1}, Text: "Message looks like spam"}
 	tests := []struct {
-		name   string
-		filter filterFunc
-		rcpt   string
-		reply  string
-		alice  int // messages in alice's INBOX
-		queued []string
+		name    string
+		filter  filterFunc
+		rcpt    string
+		reply   string
+		alice   int // messages in alice's INBOX
+		queued  []string
+		bounced map[string]int // refused account → reply code in the DSN
 	}{
 		{
 			name: "rejected for everyone: the filter's reply",
@@ -73,14 +75,22 @@ func TestDeliveryFilters(t *testing.T) {
 			reply: "554 5.7.1 Message looks like spam",
 		},
 		{
-			name: "rejected for one account: 250, that one queued (its retry bounces)",
+			name: "rejected for one account: 250, a DSN for that one at once, no retry",
 			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
 				return delivery.Decision{Rcpt: map[string]delivery.Verdict{"bob@example.org": {Action: delivery.Reject, Reply: spam}}}, nil
 			},
-			rcpt:   "team@example.org",
-			reply:  "250 2.0.0 ",
-			alice:  1,
-			queued: []string{"bob@example.org"},
+			rcpt:    "team@example.org",
+			reply:   "250 2.0.0 ",
+			alice:   1,
+			bounced: map[string]int{"bob@example.org": 554},
+		},
+		{
+			name: "rejected for everyone, an alias's foreign target not queued either",
+			filter: func(context.Context, *delivery.Message) (delivery.Decision, error) {
+				return delivery.Decision{All: delivery.Verdict{Action: delivery.Reject, Reply: spam}}, nil
+			},
+			rcpt:  "fwd@example.org",
+			reply: "554 5.7.1 Message looks like spam",
 		},
 		{
 			name: "temporary reject: 4xx",
@@ -135,6 +145,15 @@ func TestDeliveryFilters(t *testing.T) {
 			}
 			if !slices.Equal(queued, tc.queued) {
 				t.Errorf("queued %q, want %q", queued, tc.queued)
+			}
+			var bounced map[string]int
+			if b := ts.queue.bounced(); len(b) == 1 && b[0].from == "x@remote.test" {
+				bounced = b[0].refused
+			} else if len(b) > 0 {
+				t.Errorf("bounces %+v", b)
+			}
+			if !maps.Equal(bounced, tc.bounced) {
+				t.Errorf("bounced %v, want %v", bounced, tc.bounced)
 			}
 		})
 	}

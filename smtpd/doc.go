@@ -185,10 +185,13 @@
 //     stored: a duplicate is preferred to a loss.
 //
 // A filter's reject is such a per-account failure: rejected for every
-// account, the client gets the filter's reply (4xx or 5xx); rejected for
-// some, the others are delivered, the 250 goes out, and the rejected
-// accounts are queued like any failed one: the queue's attempt meets the
-// same verdict and bounces with the filter's reply. A filter error or
+// account, the client gets the filter's reply (4xx or 5xx), and the
+// foreign targets of aliases among the recipients are not queued either
+// (a DMARC reject is the message's). A permanent reject for some accounts
+// while others are delivered is not retried (the queue's attempt would not
+// run the port-25 checks again): the 250 goes out and the queue sends the
+// sender a DSN for those accounts at once (Queue.Bounce). A temporary
+// reject is retried through the queue like any failure. A filter error or
 // panic fails every account temporarily (451 4.3.0), nothing stored.
 //
 // Failures we can know before the data (unknown user, full mailbox) are

@@ -147,7 +147,15 @@ func (l *fakeLogin) Next(resp []byte) ([]byte, bool, error) {
 type fakeQueue struct {
 	mu      sync.Mutex
 	entries []queued
+	bounces []bounced
 	err     error
+}
+
+// bounced is a Bounce call: the sender and, per refused account, its
+// reply code.
+type bounced struct {
+	from    string
+	refused map[string]int
 }
 
 type queued struct {
@@ -168,6 +176,27 @@ func (q *fakeQueue) Enqueue(ctx context.Context, from string, rcpts []string, bo
 	}
 	q.entries = append(q.entries, queued{from: from, rcpts: append([]string(nil), rcpts...), body: b})
 	return fmt.Sprintf("q%d", len(q.entries)), nil
+}
+
+func (q *fakeQueue) Bounce(ctx context.Context, from, id string, body io.Reader, refused []delivery.Result) error {
+	if _, err := io.ReadAll(body); err != nil {
+		return err
+	}
+	b := bounced{from: from, refused: map[string]int{}}
+	for _, r := range refused {
+		code, _ := toSMTPError(r.Err)
+		b.refused[r.Rcpt] = code.Code
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.bounces = append(q.bounces, b)
+	return nil
+}
+
+func (q *fakeQueue) bounced() []bounced {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]bounced(nil), q.bounces...)
 }
 
 func (q *fakeQueue) all() []queued {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/auth/limit"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/server"
 )
 
@@ -96,6 +97,10 @@ type Directory interface {
 // implements it; Enqueue is durable before it returns.
 type Queue interface {
 	Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (id string, err error)
+	// Bounce sends from a failure report at once for the local accounts
+	// a filter refused (5xx) after the message was accepted for others
+	// (message id, body for its header); durable when it returns.
+	Bounce(ctx context.Context, from, id string, body io.Reader, refused []delivery.Result) error
 }
 
 // Options configure one listener's server. Zero limits take the Default*
