@@ -498,3 +498,31 @@ func TestNewChecks(t *testing.T) {
 		t.Error("nil filter accepted")
 	}
 }
+
+// TestLaterFiltersSeeAddedFields: a filter sees, in Added, the fields the
+// filters before it added for every recipient, in order; per-account
+// fields and a filter's own are not there.
+func TestLaterFiltersSeeAddedFields(t *testing.T) {
+	e := newTestEnv(t)
+	ar := Field{Name: "Authentication-Results", Value: "mx.test; dmarc=fail"}
+	x := Field{Name: "X-First", Value: "1"}
+	var seen [][]Field
+	look := func(name string, d Decision) *funcFilter {
+		return &funcFilter{name: name, fn: func(_ context.Context, m *Message) (Decision, error) {
+			seen = append(seen, slices.Clone(m.Added()))
+			return d, nil
+		}}
+	}
+	p := e.pipeline(
+		look("one", Decision{All: Verdict{Headers: []Field{x}}}),
+		look("two", Decision{All: Verdict{Headers: []Field{ar}}, Rcpt: map[string]Verdict{alice: {Headers: []Field{{Name: "X-Rcpt", Value: "a"}}}}}),
+		look("three", Decision{}),
+	)
+	if err := errOf(t, p.Deliver(context.Background(), request(testMsg, alice)), alice); err != nil {
+		t.Fatal(err)
+	}
+	want := [][]Field{nil, {x}, {x, ar}}
+	if len(seen) != 3 || !slices.Equal(seen[0], want[0]) || !slices.Equal(seen[1], want[1]) || !slices.Equal(seen[2], want[2]) {
+		t.Errorf("Added as seen by each filter: %v, want %v", seen, want)
+	}
+}

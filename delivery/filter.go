@@ -207,6 +207,9 @@ func (p *Pipeline) filter(ctx context.Context, m *Message, log *slog.Logger) ([]
 		if err == nil {
 			err = apply(plans, m.Recipients, name, d)
 		}
+		if err == nil {
+			m.added = append(m.added, d.All.Headers...)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrFilter) {
 				log.Error("filter failed", "filter", name, "err", err)

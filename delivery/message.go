@@ -35,7 +35,17 @@ type Message struct {
 
 	headerOnce sync.Once
 	header     Header
+
+	// added are the fields the filters so far added for every recipient
+	// (their Decision.All headers), in order; see Added.
+	added []Field
 }
+
+// Added returns the fields earlier filters added for every recipient (an
+// Authentication-Results, say), in the order they ran: they are stored on
+// top of the message, but Header and Body do not show them. The caller
+// must not modify the slice.
+func (m *Message) Added() []Field { return m.added }
 
 // Header is the parsed message header.
 type Header struct {

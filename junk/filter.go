@@ -84,11 +84,19 @@ func (f *Filter) Name() string { return "junk" }
 // failure of the statistics database is logged and the message delivered
 // without a verdict: a junk filter that cannot judge must not hold mail up.
 func (f *Filter) Check(ctx context.Context, m *delivery.Message) (delivery.Decision, error) {
-	h := m.Header()
-	if !f.classifies(m.Envelope, h.Header) {
+	h := m.Header().Header
+	if !f.classifies(m.Envelope, h) {
 		return delivery.Decision{}, nil
 	}
-	return f.check(ctx, m.Envelope.ID, m.Recipients, h.Header, m.Body())
+	if added := m.Added(); len(added) > 0 {
+		// The fields earlier filters add (our Authentication-Results)
+		// count as the message's.
+		h = h.Copy()
+		for i := len(added) - 1; i >= 0; i-- {
+			h.Add(added[i].Name, strings.ReplaceAll(added[i].Value, "\r\n", ""))
+		}
+	}
+	return f.check(ctx, m.Envelope.ID, m.Recipients, h, m.Body())
 }
 
 // check classifies a message for each recipient account.

@@ -410,6 +410,29 @@ func TestSenderReputation(t *testing.T) {
 	if field, _ := e.last("Junk"); !strings.HasPrefix(field, "yes;") || strings.Contains(field, "trusted") {
 		t.Fatalf("stranger: field %q", field)
 	}
+	// Our DMARC failure as the inbound filter before it adds it (a field
+	// of the verdict, not yet in the message): not believed either.
+	f, err := NewFilter(FilterOptions{DB: e.db, Hostname: hostname})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pipeline, err = delivery.New(delivery.Options{Directory: oneDirectory{}, Store: delivery.MailStore(e.store),
+		Filters: []delivery.Filter{addsField{"Authentication-Results", hostname + ";\r\n\tdmarc=fail header.from=win-big.example"}, f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.deliver(friendly)
+	if field, _ := e.last("Junk"); !strings.HasPrefix(field, "yes;") {
+		t.Fatalf("correspondent failing DMARC in an earlier filter's field: %q", field)
+	}
+}
+
+// addsField is a filter that adds one field for every recipient.
+type addsField struct{ name, value string }
+
+func (addsField) Name() string { return "adds" }
+func (a addsField) Check(context.Context, *delivery.Message) (delivery.Decision, error) {
+	return delivery.Decision{All: delivery.Verdict{Headers: []delivery.Field{{Name: a.name, Value: a.value}}}}, nil
 }
 
 func replaceFrom(msg []byte, from string) []byte {

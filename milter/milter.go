@@ -349,7 +349,14 @@ func (f *Filter) converse(ctx context.Context, m *delivery.Message, log *slog.Lo
 	var bodyAt int64
 	if wantHeader || wantBody {
 		var stopped *gomilter.Action
-		bodyAt, err = scanHeader(m.Body(), s.ProtocolOption(gomilter.OptHeaderLeadingSpace), func(name, value string) error {
+		// The fields earlier filters added (our Authentication-Results)
+		// go on top of the stored message: the milter sees them there.
+		var added strings.Builder
+		for _, fld := range m.Added() {
+			added.WriteString(fld.Name + ": " + fld.Value + "\r\n")
+		}
+		head := io.MultiReader(strings.NewReader(added.String()), m.Body())
+		bodyAt, err = scanHeader(head, s.ProtocolOption(gomilter.OptHeaderLeadingSpace), func(name, value string) error {
 			if !wantHeader {
 				return nil
 			}
@@ -363,6 +370,7 @@ func (f *Filter) converse(ctx context.Context, m *delivery.Message, log *slog.Lo
 			}
 			return nil
 		})
+		bodyAt = max(bodyAt-int64(added.Len()), 0)
 		if errors.Is(err, errStop) {
 			err = nil
 		}

@@ -422,3 +422,32 @@ func bytesDrain(c net.Conn) {
 		}
 	}
 }
+
+// TestSeesEarlierFiltersFields: the fields an earlier filter added for
+// every recipient (our Authentication-Results) reach the milter on top of
+// the message's own, and the body still starts where it does.
+func TestSeesEarlierFiltersFields(t *testing.T) {
+	e := newEnv(t)
+	fm := &fakeMilter{}
+	f := e.filter(Options{Address: fm.start(t, allActions, 0)})
+	ar := addField{"Authentication-Results", "mx.a.test;\r\n\tdmarc=pass header.from=remote.test"}
+	out := e.deliver([]delivery.Filter{ar, f}, inbound(), testMsg, "alice@a.test")
+	if err := resultErr(t, out, alice); err != nil {
+		t.Fatal(err)
+	}
+	r := fm.got()
+	if len(r.fields) < 2 || r.fields[0] != [2]string{"Authentication-Results", "mx.a.test;\n\tdmarc=pass header.from=remote.test"} || r.fields[1][0] != "Received" {
+		t.Errorf("fields = %q", r.fields)
+	}
+	if string(r.body) != "Hello.\r\n.dot line\r\n" {
+		t.Errorf("body = %q", r.body)
+	}
+}
+
+// addField adds one field for every recipient.
+type addField struct{ name, value string }
+
+func (addField) Name() string { return "add" }
+func (a addField) Check(context.Context, *delivery.Message) (delivery.Decision, error) {
+	return delivery.Decision{All: delivery.Verdict{Headers: []delivery.Field{{Name: a.name, Value: a.value}}}}, nil
+}
