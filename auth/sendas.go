@@ -23,6 +23,15 @@ type SendAsGrant struct {
 
 // normalizeGrant accepts an address (any domain: a user may be allowed a
 // foreign address they also own elsewhere) or "@domain".
+// normalizeUserGrant normalizes a user and a grant's address.
+func normalizeUserGrant(user, address string) (u, a string, err error) {
+	if u, err = NormalizeAddress(user); err != nil {
+		return "", "", err
+	}
+	a, err = normalizeGrant(address)
+	return u, a, err
+}
+
 func normalizeGrant(s string) (string, error) {
 	if len(s) > 0 && s[0] == '@' {
 		d, err := NormalizeDomain(s[1:])
@@ -38,11 +47,7 @@ func normalizeGrant(s string) (string, error) {
 // domain). The user must exist (ErrNoSuchUser); a grant given twice is
 // ErrExists; ErrInvalidAddress.
 func (db *DB) AddSendAs(ctx context.Context, user, address string) error {
-	u, err := NormalizeAddress(user)
-	if err != nil {
-		return err
-	}
-	a, err := normalizeGrant(address)
+	u, a, err := normalizeUserGrant(user, address)
 	if err != nil {
 		return err
 	}
@@ -68,11 +73,7 @@ func (db *DB) AddSendAs(ctx context.Context, user, address string) error {
 
 // RemoveSendAs withdraws a grant. ErrNoSuchGrant; ErrNoSuchUser.
 func (db *DB) RemoveSendAs(ctx context.Context, user, address string) error {
-	u, err := NormalizeAddress(user)
-	if err != nil {
-		return err
-	}
-	a, err := normalizeGrant(address)
+	u, a, err := normalizeUserGrant(user, address)
 	if err != nil {
 		return err
 	}
