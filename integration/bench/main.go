@@ -188,8 +188,12 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 		h.machine = m
 	}
 
+	// The relay workload's DNS server is Posthouse's resolver in every run:
+	// its port-25 checks (SPF, DMARC, iprev) look up every message's
+	// sender, and the server answers them on loopback (NXDOMAIN), as a
+	// local caching resolver would.
 	var relay *relaySink
-	if o.workloads["relay"] {
+	if o.workloads["relay"] || o.systems["posthouse"] {
 		if relay, err = startRelaySink(log); err != nil {
 			return err
 		}
