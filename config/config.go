@@ -170,11 +170,11 @@ type DNS struct {
 }
 
 // Inbound is the policy for mail from other servers (the smtp listener,
-// port 25; submission and trusted_networks are never subject to it): what
-// happens to mail that fails SPF, DKIM or DMARC (README "Inbound mail
-// checks"; actions are "reject" (550 5.7.1 at the end of DATA), "junk"
-// (stored in the recipient's Junk mailbox, flagged $Junk) or "accept"),
-// the SMTP-time gate, and the junk filter.
+// port 25; never submission), README "Inbound mail: spoofing, spam and
+// junk": what happens to mail that fails SPF, DKIM or DMARC (actions are
+// "reject" (550 5.7.1 at the end of DATA), "junk" (stored in the
+// recipient's Junk mailbox, flagged $Junk) or "accept"), the checks before
+// the data (trusted_networks skip those), the milters and the junk filter.
 type Inbound struct {
 	// DMARCReject honours a sender domain's DMARC p=reject with a 550;
 	// false files such mail into Junk instead. Default true.
