@@ -458,3 +458,26 @@ func TestFetchBinaryPartialOrigin(t *testing.T) {
 		t.Errorf("partial BINARY: %q", u[0])
 	}
 }
+
+// TestMoveWithinMailbox: MOVE into the selected mailbox itself answers
+// EXPUNGE, then EXISTS for the new copy, keeping the count.
+func TestMoveWithinMailbox(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", testMessage(1))
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	rc.mustOK("SELECT INBOX")
+	u := rc.mustOK("MOVE 1 INBOX")
+	var rest []string
+	for _, l := range u {
+		if !strings.HasPrefix(l, "* OK [COPYUID") {
+			rest = append(rest, l)
+		}
+	}
+	if !slices.Equal(rest, []string{"* 1 EXPUNGE", "* 1 EXISTS"}) {
+		t.Errorf("MOVE into the same mailbox: %q", u)
+	}
+	if u := rc.mustOK("UID FETCH 1:* UID"); len(u) != 1 || !strings.Contains(u[0], "UID 2") {
+		t.Errorf("after the move: %q", u)
+	}
+}

@@ -438,6 +438,7 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 				return err
 			}
 		}
+		appends := make([]mailstore.Event, 0, len(msgs))
 		for i, m := range msgs {
 			uid := first + int64(i)
 			// The source row must still be there: a concurrent expunge
@@ -469,14 +470,24 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 			}
 			res.SourceUIDs = append(res.SourceUIDs, imap.UID(m.uid))
 			res.DestUIDs = append(res.DestUIDs, imap.UID(uid))
-			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destMb.ID, UID: imap.UID(uid), ModSeq: destModseq, Flags: flagList(flags, kw.String)})
+			appends = append(appends, mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destMb.ID, UID: imap.UID(uid), ModSeq: destModseq, Flags: flagList(flags, kw.String)})
 		}
+		// Into another mailbox, the expunges come after the appends: a
+		// watcher of the source never sees the message gone before it
+		// exists in the target. Within one mailbox, before them: a session
+		// sees EXPUNGE then EXISTS, as IMAP servers commonly send them.
+		var expunges []mailstore.Event
 		if move {
-			// Expunges after the appends: a watcher of the source never
-			// sees the message gone before it exists in the target.
 			for _, m := range msgs {
-				w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: srcID, UID: imap.UID(m.uid), ModSeq: srcModseq})
+				expunges = append(expunges, mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: srcID, UID: imap.UID(m.uid), ModSeq: srcModseq})
 			}
+		}
+		events := append(appends, expunges...)
+		if srcID == destMb.ID {
+			events = append(expunges, appends...)
+		}
+		for _, ev := range events {
+			w.event(ev)
 		}
 		return nil
 	})
