@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -34,6 +35,9 @@ type listEntry struct {
 	exists     bool
 	mailbox    mailstore.Mailbox
 	subscribed bool
+	// lsubParent: an unsubscribed parent of a subscribed name that LSUB
+	// lists as \Noselect (its "%" matches the parent, not the child).
+	lsubParent bool
 }
 
 // List serves LIST, LIST-EXTENDED (RFC 5258), LIST-STATUS (RFC 5819) and
@@ -71,13 +75,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	for name := range entries {
 		names = append(names, name)
 	}
-	sort.Slice(names, func(i, j int) bool {
-		// INBOX first, then by name.
-		if (names[i] == mailstore.Inbox) != (names[j] == mailstore.Inbox) {
-			return names[i] == mailstore.Inbox
-		}
-		return names[i] < names[j]
-	})
+	sortNames(names)
 
 	hasChildren := func(name string) bool {
 		prefix := name + string(mailstore.Separator)
@@ -88,14 +86,40 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 		}
 		return false
 	}
-	hasSubscribedChild := func(name string) bool {
+	// hiddenSubscribedChild: a subscribed descendant of name that the
+	// patterns do not list themselves (RFC 5258 §3.5: RECURSIVEMATCH
+	// reports the parent, with CHILDINFO, for such a child).
+	hiddenSubscribedChild := func(name string) bool {
 		prefix := name + string(mailstore.Separator)
 		for _, n := range names {
-			if entries[n].subscribed && strings.HasPrefix(n, prefix) {
+			if entries[n].subscribed && strings.HasPrefix(n, prefix) && !matchAny(n, ref, patterns) {
 				return true
 			}
 		}
 		return false
+	}
+	lsub := w.LSub()
+	if lsub {
+		// RFC 3501 §6.3.9: "%" in LSUB also returns the unsubscribed
+		// parents of subscribed names that it matches, as \Noselect.
+		for _, n := range slices.Clone(names) {
+			if !entries[n].subscribed || matchAny(n, ref, patterns) {
+				continue
+			}
+			for p := parentName(n); p != ""; p = parentName(p) {
+				if !matchAny(p, ref, patterns) {
+					continue
+				}
+				e, ok := entries[p]
+				if !ok {
+					e = &listEntry{name: p}
+					entries[p] = e
+					names = append(names, p)
+				}
+				e.lsubParent = !e.subscribed
+			}
+		}
+		sortNames(names)
 	}
 
 	for _, name := range names {
@@ -104,10 +128,14 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			continue
 		}
 		var childInfo *imap.ListDataChildInfo
+		if lsub && e.lsubParent && !e.subscribed {
+			if err := w.WriteList(&imap.ListData{Delim: mailstore.Separator, Mailbox: name, Attrs: []imap.MailboxAttr{imap.MailboxAttrNoSelect}}); err != nil {
+				return err
+			}
+			continue
+		}
 		if options.SelectSubscribed && !e.subscribed {
-			// RFC 5258 §3.5: RECURSIVEMATCH reports a parent whose
-			// children are subscribed.
-			if !options.SelectRecursiveMatch || !hasSubscribedChild(name) {
+			if !options.SelectRecursiveMatch || !hiddenSubscribedChild(name) {
 				continue
 			}
 			childInfo = &imap.ListDataChildInfo{Subscribed: true}
@@ -124,12 +152,12 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 				data.Attrs = append(data.Attrs, imap.MailboxAttrHasNoChildren)
 			}
 			data.Attrs = append(data.Attrs, specialUseAttrs(e.mailbox.SpecialUse)...)
-		} else if isLSub(options) {
+		} else if lsub {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrNoSelect)
 		} else {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrNonExistent)
 		}
-		if e.subscribed && (options.ReturnSubscribed || options.SelectSubscribed) && !isLSub(options) {
+		if e.subscribed && (options.ReturnSubscribed || options.SelectSubscribed) && !lsub {
 			data.Attrs = append(data.Attrs, imap.MailboxAttrSubscribed)
 		}
 		if options.ReturnStatus != nil && e.exists {
@@ -146,14 +174,23 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 	return nil
 }
 
-// isLSub recognises the options the library passes for LSUB: SUBSCRIBED
-// selection and nothing else. LIST (SUBSCRIBED) from a LIST-EXTENDED client
-// always has RETURN options or gets \Subscribed, so it is told apart by the
-// absence of any return option, which both forms then treat alike.
-func isLSub(options *imap.ListOptions) bool {
-	return options.SelectSubscribed && !options.SelectRecursiveMatch && !options.SelectSpecialUse &&
-		!options.SelectRemote && !options.ReturnSubscribed && !options.ReturnChildren &&
-		!options.ReturnSpecialUse && options.ReturnStatus == nil
+// parentName is name's parent in the hierarchy, "" at the top.
+func parentName(name string) string {
+	i := strings.LastIndexByte(name, mailstore.Separator)
+	if i <= 0 {
+		return ""
+	}
+	return name[:i]
+}
+
+// sortNames puts INBOX first, then the rest by name.
+func sortNames(names []string) {
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == mailstore.Inbox) != (names[j] == mailstore.Inbox) {
+			return names[i] == mailstore.Inbox
+		}
+		return names[i] < names[j]
+	})
 }
 
 func matchAny(name, ref string, patterns []string) bool {

@@ -261,6 +261,12 @@ type ListWriter struct {
 	lsub    bool
 }
 
+// LSub reports whether the command is LSUB, whose responses WriteList
+// writes as LSUB: it differs from LIST (SUBSCRIBED) in what it lists (RFC
+// 3501 §6.3.9: unsubscribed parents as \Noselect) and in attributes (no
+// \Subscribed), though both select subscribed names.
+func (w *ListWriter) LSub() bool { return w.lsub }
+
 // WriteList writes a single LIST response for a mailbox.
 func (w *ListWriter) WriteList(data *imap.ListData) error {
 	if w.lsub {
