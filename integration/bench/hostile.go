@@ -108,6 +108,9 @@ func (b *bench) hostileMIME(ctx context.Context) {
 		hostileConns, sizeLabel(b.sz.HostileSize), strings.Join(names, ", ")))
 }
 
+// hostileFrom is the author line put on top of every hostile message.
+const hostileFrom = "From: Hostile <hostile@sender.test>\r\n"
+
 func runHostile(ctx context.Context, s server, cases []hostile.Case, run, size int) (hostileRun, error) {
 	r := hostileRun{replies: map[string]int{}}
 	ctx, cancel := context.WithCancel(ctx)
@@ -140,7 +143,14 @@ func runHostile(ctx context.Context, s server, cases []hostile.Case, run, size i
 	var mu sync.Mutex
 	err := parallel(ctx, hostileConns, hostileConns, func(ctx context.Context, i int) error {
 		c := cases[(i+run)%len(cases)]
-		code, text, err := sendRaw(s.Addr("smtp"), userHostile, c.Gen(int64(size)))
+		// Each MIME case names one author, so both systems take it in and
+		// parse it rather than refuse it at the first header check; the
+		// line-ending cases (no CRLF at all) stay as generated.
+		msg := c.Gen(int64(size))
+		if c.Name != "bare-lf" && c.Name != "cr-only" {
+			msg = io.MultiReader(strings.NewReader(hostileFrom), c.Gen(int64(size-len(hostileFrom))))
+		}
+		code, text, err := sendRaw(s.Addr("smtp"), userHostile, msg)
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
