@@ -9,7 +9,8 @@
 // user+tag, catch-all, postmaster; smtpd still resolves at RCPT to refuse
 // unknown users with 550 5.1.1, but the copy goes where the pipeline's
 // resolution at delivery time says), composing filter verdicts, the
-// Return-Path field (RFC 5321 §4.4) and the fields filters add, and the
+// Return-Path field (RFC 5321 §4.4) and the fields filters add or remove,
+// and the
 // mailbox and flags of the stored copy.
 //
 // It does not: speak SMTP (callers turn a Result's error into their reply:
