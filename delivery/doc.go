@@ -9,7 +9,8 @@
 // user+tag, catch-all, postmaster; smtpd still resolves at RCPT to refuse
 // unknown users with 550 5.1.1, but the copy goes where the pipeline's
 // resolution at delivery time says), composing filter verdicts, the
-// Return-Path field (RFC 5321 §4.4) and the fields filters add, and the
+// Return-Path field (RFC 5321 §4.4) and the fields filters add or remove,
+// and the
 // mailbox and flags of the stored copy.
 //
 // It does not: speak SMTP (callers turn a Result's error into their reply:
@@ -56,11 +57,14 @@
 //     filters' (as if each had prepended its own, like trace fields), in
 //     the order the filter gave them; Return-Path goes in front of all.
 //     At most 16 KiB per copy in all.
+//   - Removals add up (at most 100 FieldRefs per copy; see "Removing
+//     fields").
 //   - Redirect addresses add up (deduplicated, at most 20). A redirect does
 //     not cancel the local copy (redirect and keep); Discard with a
 //     redirect forwards only. The redirected copy keeps the envelope sender
 //     (the queue sends it in SRS form to foreign hosts when the sender is
-//     not ours), carries the added fields and no Return-Path. A filter
+//     not ours), carries the added fields, lacks the removed ones, and has
+//     no Return-Path. A filter
 //     that redirects must itself guard against loops (a redirect to a local
 //     address comes back through the queue and this pipeline).
 //
@@ -70,6 +74,33 @@
 // mailboxes. Every account has Junk from the start. Should Sieve's
 // ":create" (RFC 5490 §3.2) come, it will be a field of Verdict, not a
 // change of this default.
+//
+// # Removing fields
+//
+// Verdict.Remove takes fields out of the copy: the message's own (a
+// sender's forged X-Spam-Status, say) or ones an earlier filter added for
+// every recipient. A FieldRef names the Index-th field of a name (1-based,
+// names compared without regard to case) or, with Index 0, every one. It
+// counts over the header the filter was shown: Message.Added on top, in
+// that order, then the message's own fields; that is the header a milter
+// is sent, so its SMFIR_CHGHEADER index passes through unchanged. A field
+// that is not there is no error. A change is a removal and an added field:
+// the new field goes on top with the filter's other fields, not where the
+// old one was.
+//
+// Removals are not visible to later filters: Header, Body and Added show
+// the message as it came and the fields added so far, and every filter's
+// FieldRefs count over that, so two filters that each remove "the first
+// X-Spam-Status" remove the same one. They are applied as each copy
+// (and each redirected copy) is written: the header is scanned once,
+// within its first MaxHeaderBytes, for the fields to remove, and the copy
+// is streamed from the spool with their byte ranges (each field with its
+// folds) left out; the message is never held in memory. The scan sees the
+// fields a milter is sent: the header ends at an empty line, or at a line
+// that is neither a field nor a fold. A field that does not end within
+// the first MaxHeaderBytes, and any field after it, cannot be removed and
+// stays; so do matches beyond the thousandth separate stretch of removed
+// fields (logged).
 //
 // # One transaction per account
 //

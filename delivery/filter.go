@@ -60,6 +60,11 @@ type Verdict struct {
 	Flags []string
 	// Headers are prepended to the stored and the redirected copies.
 	Headers []Field
+	// Remove takes header fields out of the stored and the redirected
+	// copies: the message's own or ones earlier filters added, counted
+	// over the header this filter was shown (see FieldRef). To change a
+	// field, remove it and add the new one to Headers: it moves to the top.
+	Remove []FieldRef
 	// Redirect sends a copy to these addresses through the queue, with
 	// the original envelope sender. It does not cancel the local copy:
 	// redirect and Discard together forward only.
@@ -127,15 +132,31 @@ type plan struct {
 	by       string // the filter that rejected or discarded
 	mailbox  string
 	flags    []string
-	fields   [][]Field // one block per filter, in filter order
+	fields   []block // in filter order
 	redirect []string
 	added    int // bytes of fields
+	// drop holds the indices in Message.added of added fields removed;
+	// remove the message's own fields removed; refs counts the refs given.
+	drop   []int
+	remove []FieldRef
+	refs   int
+}
+
+// block is the fields one verdict added. all is the index in
+// Message.added of the first one for a verdict for all recipients
+// (Decision.All), -1 for one recipient's.
+type block struct {
+	fields []Field
+	all    int
 }
 
 // merge applies one filter's verdict. A reject wins over everything and
 // is final; a discard is final but for a later reject; mailbox and flags
-// come from the last filter that set them; fields and redirects add up.
-func (pl *plan) merge(filter string, v Verdict) error {
+// come from the last filter that set them; fields, removals and redirects
+// add up. shown are the added fields the filter was shown (Message.Added
+// when it ran); all is where v's fields go in Message.added when v is the
+// verdict for all recipients, else -1.
+func (pl *plan) merge(filter string, v Verdict, shown []Field, all int) error {
 	if pl.action == Reject {
 		return nil
 	}
@@ -158,13 +179,22 @@ func (pl *plan) merge(filter string, v Verdict) error {
 		pl.flags = v.Flags
 	}
 	if len(v.Headers) > 0 {
-		pl.fields = append(pl.fields, v.Headers)
+		pl.fields = append(pl.fields, block{fields: v.Headers, all: all})
 		for _, f := range v.Headers {
 			pl.added += len(f.Name) + len(f.Value) + 4
 		}
 		if pl.added > maxAddedHeaderBytes {
 			return fmt.Errorf("header fields of more than %d bytes in all", maxAddedHeaderBytes)
 		}
+	}
+	if len(v.Remove) > 0 {
+		pl.refs += len(v.Remove)
+		if pl.refs > maxRemoveRefs {
+			return fmt.Errorf("more than %d header fields to remove", maxRemoveRefs)
+		}
+		drop, own := splitRefs(v.Remove, shown)
+		pl.drop = append(pl.drop, drop...)
+		pl.remove = append(pl.remove, own...)
 	}
 	for _, a := range v.Redirect {
 		if !slices.Contains(pl.redirect, a) {
@@ -179,11 +209,16 @@ func (pl *plan) merge(filter string, v Verdict) error {
 
 // header renders the added fields: each filter's block in front of the
 // earlier ones', as if each had prepended its own (trace order, newest on
-// top); within a block, in the order given.
+// top); within a block, in the order given. Added fields a later filter
+// removed are left out.
 func (pl *plan) header() string {
 	var b strings.Builder
 	for i := len(pl.fields) - 1; i >= 0; i-- {
-		for _, f := range pl.fields[i] {
+		blk := pl.fields[i]
+		for j, f := range blk.fields {
+			if blk.all >= 0 && slices.Contains(pl.drop, blk.all+j) {
+				continue
+			}
 			b.WriteString(f.Name)
 			b.WriteString(": ")
 			b.WriteString(f.Value)
@@ -205,7 +240,7 @@ func (p *Pipeline) filter(ctx context.Context, m *Message, log *slog.Logger) ([]
 		name := f.Name()
 		d, err := check(ctx, f, m, log)
 		if err == nil {
-			err = apply(plans, m.Recipients, name, d)
+			err = apply(plans, m.Recipients, name, d, m.added)
 		}
 		if err == nil {
 			m.added = append(m.added, d.All.Headers...)
@@ -234,8 +269,9 @@ func check(ctx context.Context, f Filter, m *Message, log *slog.Logger) (d Decis
 	return f.Check(ctx, m)
 }
 
-// apply checks a decision and merges it into the plans.
-func apply(plans []plan, rcpts []Recipient, filter string, d Decision) error {
+// apply checks a decision and merges it into the plans. shown are the
+// added fields the filter was shown; d.All's fields follow them.
+func apply(plans []plan, rcpts []Recipient, filter string, d Decision, shown []Field) error {
 	if err := d.All.validate(); err != nil {
 		return err
 	}
@@ -248,11 +284,11 @@ func apply(plans []plan, rcpts []Recipient, filter string, d Decision) error {
 		}
 	}
 	for i, r := range rcpts {
-		if err := plans[i].merge(filter, d.All); err != nil {
+		if err := plans[i].merge(filter, d.All, shown, len(shown)); err != nil {
 			return err
 		}
 		if v, ok := d.Rcpt[r.Account]; ok {
-			if err := plans[i].merge(filter, v); err != nil {
+			if err := plans[i].merge(filter, v, shown, -1); err != nil {
 				return err
 			}
 		}
@@ -286,6 +322,14 @@ func (v *Verdict) validate() error {
 	}
 	for _, f := range v.Headers {
 		if err := f.validate(); err != nil {
+			return err
+		}
+	}
+	if len(v.Remove) > maxRemoveRefs {
+		return fmt.Errorf("more than %d header fields to remove", maxRemoveRefs)
+	}
+	for _, r := range v.Remove {
+		if err := r.validate(); err != nil {
 			return err
 		}
 	}

@@ -117,7 +117,7 @@ func FuzzValidateField(f *testing.F) {
 		if fd.validate() != nil {
 			return
 		}
-		pl := plan{fields: [][]Field{{fd}}}
+		pl := plan{fields: []block{{fields: []Field{fd}, all: -1}}}
 		raw := pl.header()
 		for _, line := range strings.Split(strings.TrimSuffix(raw, "\r\n"), "\r\n") {
 			if len(line) > maxFieldLine {

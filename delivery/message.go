@@ -43,7 +43,9 @@ type Message struct {
 
 // Added returns the fields earlier filters added for every recipient (an
 // Authentication-Results, say), in the order they ran: they are stored on
-// top of the message, but Header and Body do not show them. The caller
+// top of the message, but Header and Body do not show them. Removals
+// (Verdict.Remove) show nowhere: Added keeps a field a later filter
+// removes, and Header and Body are the message as it came. The caller
 // must not modify the slice.
 func (m *Message) Added() []Field { return m.added }
 

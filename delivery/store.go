@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/readerat"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -50,6 +51,15 @@ func (p *Pipeline) commitOne(ctx context.Context, m *Message, account string, pl
 		return &RejectError{Filter: pl.by, Reply: pl.reply}
 	}
 	added := pl.header()
+	msg := m.Body()
+	if len(pl.remove) > 0 {
+		cut, more := locateFields(msg, pl.remove)
+		if more {
+			log.Warn("header fields to remove in more than the limit of stretches; the rest are kept", "limit", maxCutRanges)
+		}
+		msg = readerat.Cut(msg, cut)
+		log.Debug("header fields removed", "refs", len(pl.remove), "ranges", len(cut))
+	}
 	if len(pl.redirect) > 0 {
 		if p.opts.Queue == nil {
 			log.Error("filter redirected the message, but there is no queue", "to", len(pl.redirect))
@@ -57,7 +67,7 @@ func (p *Pipeline) commitOne(ctx context.Context, m *Message, account string, pl
 		}
 		// No Return-Path on the way out (RFC 5321 §4.4: it is added at
 		// final delivery only).
-		id, err := p.opts.Queue.Enqueue(ctx, m.Envelope.From, pl.redirect, io.MultiReader(strings.NewReader(added), m.Body()))
+		id, err := p.opts.Queue.Enqueue(ctx, m.Envelope.From, pl.redirect, io.MultiReader(strings.NewReader(added), io.NewSectionReader(msg, 0, msg.Size())))
 		if err != nil {
 			log.Error("queueing redirect", "err", err)
 			return fmt.Errorf("delivery: redirect: %w", err)
@@ -68,14 +78,14 @@ func (p *Pipeline) commitOne(ctx context.Context, m *Message, account string, pl
 		log.Info("discarded by filter", "filter", pl.by)
 		return nil
 	}
-	return p.store(ctx, m, account, pl, added, log)
+	return p.store(ctx, m, msg, account, pl, added, log)
 }
 
-// store writes one copy with Return-Path (RFC 5321 §4.4) and the filters'
-// fields in front; Deliver is durable when it returns. A mailbox the
-// account lacks means INBOX (the store's rule: mail is never refused for
-// its folder).
-func (p *Pipeline) store(ctx context.Context, m *Message, account string, pl *plan, added string, log *slog.Logger) error {
+// store writes one copy, msg (the message less the fields filters
+// removed), with Return-Path (RFC 5321 §4.4) and the filters' fields in
+// front; Deliver is durable when it returns. A mailbox the account lacks
+// means INBOX (the store's rule: mail is never refused for its folder).
+func (p *Pipeline) store(ctx context.Context, m *Message, msg *io.SectionReader, account string, pl *plan, added string, log *slog.Logger) error {
 	a, err := p.opts.Store.Open(ctx, account)
 	if err != nil {
 		return logStoreError(log, err)
@@ -86,7 +96,7 @@ func (p *Pipeline) store(ctx context.Context, m *Message, account string, pl *pl
 		opts.Flags = append(opts.Flags, imap.Flag(f))
 	}
 	prefix := "Return-Path: <" + m.Envelope.From + ">\r\n" + added
-	res, err := a.Deliver(ctx, io.MultiReader(strings.NewReader(prefix), m.Body()), opts)
+	res, err := a.Deliver(ctx, io.MultiReader(strings.NewReader(prefix), io.NewSectionReader(msg, 0, msg.Size())), opts)
 	if err != nil {
 		return logStoreError(log, err)
 	}

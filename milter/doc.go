@@ -59,13 +59,21 @@
 //     all of whose addresses were refused gets the reply; if every
 //     recipient was, the conversation ends there.
 //   - quarantine: filed into Junk, flagged $Junk.
-//   - add header, insert header, change header: the field is prepended to
-//     the stored copy (delivery.Verdict prepends; the milter's position
-//     is not kept); at most 50 fields and 8 KiB per milter, each folded
-//     with CRLF and checked (a malformed one is dropped and logged).
-//   - change header with an empty value (delete a field): not applied,
-//     logged at debug level. A verdict cannot remove the message's own
-//     fields, so a sender's forged X-Spam field stays below the milter's.
+//   - add header, insert header: the field is prepended to the stored
+//     copy (delivery.Verdict prepends; the milter's position is not
+//     kept); at most 50 fields and 8 KiB per milter, each folded with
+//     CRLF and checked (a malformed one is dropped and logged).
+//   - change header (index, name, value): the index-th field of that name
+//     (1-based, any case; 0 means the first, as in libmilter) is removed
+//     from every copy, and, unless the value is empty (a deletion), the
+//     new value is prepended like an added field: a changed field moves
+//     to the top. The index counts over the header the milter was sent,
+//     the fields earlier filters added (our Authentication-Results) on
+//     top, so it may name one of those; the pipeline removes that one
+//     (delivery.FieldRef counts the same way). An index past the last
+//     field of the name removes nothing. At most 50 changes per milter.
+//     A field that does not end within the header's first 256 KiB cannot
+//     be removed (delivery's bound).
 //   - replace body: not applied; logged once per milter.
 //   - change sender, add or remove recipients: not offered, ignored.
 //

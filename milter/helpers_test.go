@@ -87,7 +87,7 @@ func (e *env) deliver(filters []delivery.Filter, envl delivery.Envelope, msg str
 			bob:           {Local: []string{bob}},
 			"team@a.test": {Local: []string{alice, bob}},
 		},
-		Store: delivery.MailStore(e.store),
+		Store:   delivery.MailStore(e.store),
 		Filters: filters,
 	})
 	if err != nil {

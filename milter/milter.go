@@ -163,12 +163,16 @@ const (
 	legacyProtocol = 0x7f
 )
 
-// Limits on what one milter may add to a message; beyond them its fields
-// are dropped (and logged), so a runaway milter cannot fail delivery
-// (the pipeline refuses more than 16 KiB of added fields in all).
+// Limits on what one milter may add to or change in a message; beyond
+// them its fields are dropped (and logged), so a runaway milter cannot
+// fail delivery (the pipeline refuses more than 16 KiB of added fields in
+// all).
 const (
 	maxAddFields = 50
 	maxAddBytes  = 8 << 10
+	// maxChangeFields bounds the fields one milter changes or deletes
+	// (the pipeline refuses more than 100 removals per copy in all).
+	maxChangeFields = 50
 )
 
 // Check runs one conversation with the milter. It never returns an error
@@ -549,9 +553,11 @@ func (res *result) decision(m *delivery.Message, f *Filter, log *slog.Logger) de
 // modifications carries out what the milter asked at the end of the
 // message, as far as a verdict can: quarantine files into Junk with
 // $Junk; added and inserted fields are prepended (their position is not
-// kept); a changed field is added with its new value and a deleted one
-// stays (a verdict cannot remove the message's own fields; logged).
-// Body, sender and recipient changes are not applied (logged).
+// kept); a changed field is removed (its index counts over the header the
+// milter was sent, as delivery.FieldRef does; 0 means 1, as in libmilter)
+// and, unless the new value is empty (a deletion), added with its new
+// value on top. Body, sender and recipient changes are not applied
+// (logged).
 func (f *Filter) modifications(mods []gomilter.ModifyAction, log *slog.Logger) delivery.Verdict {
 	var v delivery.Verdict
 	added := 0
@@ -561,9 +567,20 @@ func (f *Filter) modifications(mods []gomilter.ModifyAction, log *slog.Logger) d
 			v.Mailbox, v.Flags = Junk, []string{JunkFlag}
 			log.Info("milter quarantined the message: filed into Junk", "reason", sanitizeText(mod.Reason))
 		case gomilter.ActAddHeader, gomilter.ActInsertHeader, gomilter.ActChangeHeader:
-			if mod.Code == gomilter.ActChangeHeader && mod.HeaderValue == "" {
-				log.Debug("milter asked to delete a header field; not applied", "field", sanitizeText(mod.HeaderName), "index", mod.HeaderIndex)
-				continue
+			if mod.Code == gomilter.ActChangeHeader {
+				if len(mod.HeaderName) > 76 || !validName([]byte(mod.HeaderName)) {
+					log.Warn("milter changed a header field with a malformed name; ignored", "field", sanitizeText(mod.HeaderName))
+					continue
+				}
+				if len(v.Remove) >= maxChangeFields {
+					log.Warn("milter changed too many header fields; ignored", "field", mod.HeaderName)
+					continue
+				}
+				v.Remove = append(v.Remove, delivery.FieldRef{Name: mod.HeaderName, Index: int(max(mod.HeaderIndex, 1))})
+				log.Debug("milter changed a header field", "field", mod.HeaderName, "index", mod.HeaderIndex, "deleted", mod.HeaderValue == "")
+				if mod.HeaderValue == "" {
+					continue
+				}
 			}
 			fl, ok := field(mod.HeaderName, mod.HeaderValue)
 			if !ok {

@@ -64,7 +64,12 @@ var rspamdLocal = map[string]string{
 	"milter_headers.conf": `use = ["x-spamd-result", "x-rspamd-server", "x-rspamd-queue-id", "x-spam-status"];
 skip_local = false;
 skip_authenticated = false;
-routines { x-rspamd-server { hostname = "rspamd.test"; } }
+routines {
+	x-rspamd-server { hostname = "rspamd.test"; }
+	# Remove the first of these a client sent (SMFIR_CHGHEADER, empty).
+	x-spamd-result { remove = 1; }
+	x-spam-status { remove = 1; }
+}
 `,
 	"fuzzy_check.conf":    "enabled = false;\n",
 	"rbl.conf":            "enabled = false;\n",
@@ -276,6 +281,35 @@ func TestRspamd(t *testing.T) {
 		}
 		if !strings.HasSuffix(got[0].body, clean) {
 			t.Error("message body changed")
+		}
+	})
+
+	t.Run("forged fields replaced", func(t *testing.T) {
+		e := newEnv(t)
+		forged := strings.Replace(clean, "Subject: ", "X-Spamd-Result: default: False [-100.00 / 15.00];\r\n\tWHITELISTED(-100.00)\r\n"+
+			"X-Spam-Status: No, score=-100.00\r\nSubject: ", 1)
+		fr := e.filter(Options{Address: rs.milter, Timeout: time.Minute, Resolver: res})
+		out := e.deliver([]delivery.Filter{fr}, inbound(), forged, alice)
+		if err := resultErr(t, out, alice); err != nil {
+			t.Fatal(err)
+		}
+		got := e.mail(alice)
+		if len(got) != 1 {
+			t.Fatalf("stored %+v", got)
+		}
+		body := got[0].body
+		if strings.Contains(body, "-100.00") || strings.Contains(body, "WHITELISTED") {
+			t.Errorf("forged fields kept:\n%s", body)
+		}
+		if strings.Count(body, "X-Spamd-Result: default: False [") != 1 || strings.Count(body, "X-Spam-Status: No, score=") != 1 ||
+			strings.Index(body, "X-Spamd-Result") > strings.Index(body, "\r\nReceived: ") {
+			t.Errorf("want rspamd's own fields once, on top:\n%s", body)
+		}
+		if !strings.HasSuffix(body, clean[strings.Index(clean, "Subject: "):]) {
+			t.Error("the rest of the message changed")
+		}
+		if !strings.Contains(e.logs.String(), "milter changed a header field") {
+			t.Error("rspamd sent no header change")
 		}
 	})
 

@@ -278,14 +278,7 @@ type accepted struct {
 // message returns the message as we pass it on: our trace fields and the
 // spooled message without the skipped ranges, re-readable.
 func (d *accepted) message() *io.SectionReader {
-	parts := []*io.SectionReader{readerat.String(d.trace)}
-	var off int64
-	for _, r := range d.skip {
-		parts = append(parts, io.NewSectionReader(d.spool, off, r[0]-off))
-		off = r[1]
-	}
-	parts = append(parts, io.NewSectionReader(d.spool, off, d.size-off))
-	return readerat.Concat(parts...)
+	return readerat.Concat(readerat.String(d.trace), readerat.Cut(io.NewSectionReader(d.spool, 0, d.size), d.skip))
 }
 
 // client describes the session's client for the delivery filters.

@@ -63,3 +63,50 @@ func TestConcatShortPart(t *testing.T) {
 		t.Fatal("no error for a part shorter than it said")
 	}
 }
+
+func TestCut(t *testing.T) {
+	const msg = "0123456789"
+	tests := []struct {
+		name string
+		skip [][2]int64
+		want string
+	}{
+		{name: "none", want: msg},
+		{name: "start", skip: [][2]int64{{0, 3}}, want: "3456789"},
+		{name: "end", skip: [][2]int64{{7, 10}}, want: "0123456"},
+		{name: "several", skip: [][2]int64{{1, 2}, {4, 6}, {9, 10}}, want: "023678"},
+		{name: "adjacent", skip: [][2]int64{{1, 3}, {3, 5}}, want: "056789"},
+		{name: "all", skip: [][2]int64{{0, 10}}, want: ""},
+		{name: "past the end clamped", skip: [][2]int64{{8, 20}, {30, 40}}, want: "01234567"},
+		{name: "overlap clamped", skip: [][2]int64{{2, 5}, {4, 7}}, want: "01789"},
+		{name: "empty and backwards ignored", skip: [][2]int64{{3, 3}, {6, 4}}, want: msg},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Cut(String(msg), tc.skip)
+			got, err := io.ReadAll(io.NewSectionReader(c, 0, c.Size()))
+			if err != nil || string(got) != tc.want || c.Size() != int64(len(tc.want)) {
+				t.Fatalf("Cut = %q (size %d), %v; want %q", got, c.Size(), err, tc.want)
+			}
+			// In front of a prefix, as smtpd and the pipeline use it.
+			p := Concat(String("X: y\r\n"), c)
+			got, err = io.ReadAll(io.NewSectionReader(p, 0, p.Size()))
+			if err != nil || string(got) != "X: y\r\n"+tc.want {
+				t.Fatalf("Concat(prefix, Cut) = %q, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestConcatFlattens(t *testing.T) {
+	inner := Concat(String("ab"), String("cd"))
+	outer := Concat(String("x"), inner, String("y"))
+	c, ok := func() (*concat, bool) { r, _, _ := outer.Outer(); c, ok := r.(*concat); return c, ok }()
+	if !ok || len(c.parts) != 4 {
+		t.Fatalf("nested Concat not flattened: %#v", c)
+	}
+	got, _ := io.ReadAll(outer)
+	if string(got) != "xabcdy" {
+		t.Fatalf("read %q", got)
+	}
+}
