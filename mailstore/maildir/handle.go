@@ -356,13 +356,22 @@ func (h *handle) Status(ctx context.Context, mailboxID int64) (mailstore.Status,
 }
 
 // ClaimRecent implements mailstore.Account. The write transaction (BEGIN
-// IMMEDIATE) makes read-and-raise atomic across handles and processes.
+// IMMEDIATE) makes read-and-raise atomic across handles and processes. Most
+// calls (every SELECT of a mailbox with no new mail) claim nothing; a read
+// tells them so without taking the account's writer, since the claim
+// point only rises.
 func (h *handle) ClaimRecent(ctx context.Context, mailboxID int64, upTo imap.UID) (imap.UID, error) {
 	if err := h.check(); err != nil {
 		return 0, err
 	}
 	var from imap.UID
-	err := h.a.write(ctx, func(w *wtx) error {
+	err := h.a.readTx(ctx, func(r *rtx) error {
+		return r.queryRow(`SELECT recent_uid FROM mailboxes WHERE id = ?`, mailboxID).Scan(&from)
+	})
+	if err == nil && upTo <= from {
+		return from, nil
+	}
+	err = h.a.write(ctx, func(w *wtx) error {
 		err := w.QueryRow(`SELECT recent_uid FROM mailboxes WHERE id = ?`, mailboxID).Scan(&from)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)
