@@ -39,6 +39,24 @@
 // STORE response carries the new flags, .SILENT suppresses them). The state
 // is dropped when the last session leaves the mailbox.
 //
+// # \Recent (IMAP4rev1)
+//
+// RFC 3501 §2.3.2: a message is recent in exactly one session. The store
+// keeps each mailbox's claim point (mailstore.Account.ClaimRecent), so a
+// claim holds across sessions, processes and restarts; a session keeps the
+// UIDs it claimed as a UID set of ranges (recent.go). A read-write SELECT
+// claims every unclaimed message; while selected, a session claims new
+// messages in its poll before writing the updates (so a FETCH FLAGS among
+// them shows \Recent) and follows the EXISTS of new messages with RECENT.
+// EXAMINE shows the messages unclaimed when it looks and claims none;
+// STATUS RECENT counts the unclaimed. FETCH, STORE and the unilateral FETCH
+// FLAGS this session writes (through SessionTracker.SetMessageFlagsFunc, a
+// patch) add \Recent; SEARCH RECENT, NEW and OLD become UID sets before the
+// store sees them; \Recent is never stored. For new messages to be claimed
+// in IDLE too, Idle polls on the mailbox state's change signal instead of
+// handing over to SessionTracker.Idle. After ENABLE IMAP4rev2 a session
+// neither claims nor shows \Recent (RFC 9051 has none).
+//
 // Sequence numbers from the client are decoded with the session's tracker
 // (SessionTracker.DecodeSeqNum) into the server view and then into UIDs
 // before any store call, including sequence sets nested in SEARCH criteria;

@@ -123,12 +123,8 @@ func (sel *selected) checkSeqSet(numSet imap.NumSet) error {
 // clientMaxLocked is the highest sequence number the client knows of a
 // message that still exists.
 func (sel *selected) clientMaxLocked() uint32 {
-	s := uint32(len(sel.st.uids))
-	for s > 0 {
-		if c := sel.tracker.EncodeSeqNum(s); c != 0 {
-			return c
-		}
-		s--
+	if n := sel.knownLocked(); n > 0 {
+		return sel.tracker.EncodeSeqNum(uint32(n))
 	}
 	return 0
 }
@@ -277,11 +273,7 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 		rw.WriteUID(row.UID)
 	}
 	if writeFlags {
-		flags := row.Flags
-		if flags == nil {
-			flags = []imap.Flag{}
-		}
-		rw.WriteFlags(flags)
+		rw.WriteFlags(s.sel.withRecent(row.UID, row.Flags))
 	}
 	if options.InternalDate {
 		rw.WriteInternalDate(row.InternalDate)
@@ -418,14 +410,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 		if !ok {
 			continue
 		}
-		if fl == nil {
-			fl = []imap.Flag{}
-		}
 		rw := w.CreateMessage(t.seq)
 		if isUID {
 			rw.WriteUID(t.uid)
 		}
-		rw.WriteFlags(fl)
+		rw.WriteFlags(sel.withRecent(t.uid, fl))
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -493,11 +482,13 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 
 // staticCriteria rewrites criteria in UIDs only, as mailstore.Search wants:
 // sequence sets (at any depth) become the UIDs they name for this client,
-// "$" becomes the saved result, and "*" the last UID.
+// "$" becomes the saved result, "*" the last UID, and \Recent (RECENT, NEW,
+// OLD) this session's recent UIDs.
 func (sel *selected) staticCriteria(c *imap.SearchCriteria) error {
 	if c.ModSeq != nil {
 		return errNoModSeq
 	}
+	sel.rewriteRecent(c)
 	for _, seqs := range c.SeqNum {
 		ts := sel.resolve(seqs)
 		if len(ts) == 0 {

@@ -37,7 +37,8 @@ func TestFetch(t *testing.T) {
 		t.Fatalf("FETCH 1:*: %q", u)
 	}
 	size := len(testMessage(2))
-	want := fmt.Sprintf(`* 2 FETCH (UID 2 FLAGS () INTERNALDATE "`)
+	// This SELECT is the first: every message is \Recent in it.
+	want := fmt.Sprintf(`* 2 FETCH (UID 2 FLAGS (\Recent) INTERNALDATE "`)
 	if !strings.HasPrefix(u[1], want) || !strings.Contains(u[1], fmt.Sprintf("RFC822.SIZE %d", size)) ||
 		!strings.Contains(u[1], `ENVELOPE ("Sat, 21 Nov 2026 10:00:00 +0000" "message number 2" (("Sender 2" NIL "sender2" "example.net"))`) ||
 		!strings.Contains(u[1], `BODYSTRUCTURE ("text" "plain" ("charset" "utf-8")`) {
@@ -50,14 +51,14 @@ func TestFetch(t *testing.T) {
 		t.Errorf("BODY.PEEK[]:\n got %q\nwant %q", u[0], want)
 	}
 	u = rc.mustOK("FETCH 2 FLAGS")
-	if u[0] != `* 2 FETCH (FLAGS ())` {
+	if u[0] != `* 2 FETCH (FLAGS (\Recent))` {
 		t.Errorf("after PEEK: %q", u)
 	}
 	u = rc.mustOK("FETCH 2 (BODY[HEADER.FIELDS (SUBJECT)] BODY.PEEK[TEXT] BODY.PEEK[]<6.6>)")
 	if !strings.Contains(u[0], "BODY[HEADER.FIELDS (\"SUBJECT\")] {29}\r\nSubject: message number 2\r\n\r\n") ||
 		!strings.Contains(u[0], "BODY[TEXT] {38}\r\nHello, this is body 2.\r\nSecond line.\r\n") ||
 		!strings.Contains(u[0], "BODY[]<6> {6}\r\nSender") ||
-		!strings.Contains(u[0], `FLAGS (\Seen)`) {
+		!strings.Contains(u[0], `FLAGS (\Recent \Seen)`) {
 		t.Errorf("sections: %q", u[0])
 	}
 	u = rc.mustOK("UID FETCH 3 (BINARY.PEEK[1] BINARY.SIZE[1])")
@@ -66,7 +67,7 @@ func TestFetch(t *testing.T) {
 	}
 	// BODY[] without PEEK sets \Seen and says so.
 	u = rc.mustOK("FETCH 3 BODY[]")
-	if !strings.Contains(u[0], `FLAGS (\Seen)`) {
+	if !strings.Contains(u[0], `FLAGS (\Recent \Seen)`) {
 		t.Errorf("BODY[] did not report \\Seen: %q", u[0])
 	}
 	// Sequence numbers past the end and UID ranges past the last UID.
@@ -110,11 +111,12 @@ func TestStoreSearchCopyMove(t *testing.T) {
 		t.Errorf("STORE .SILENT echoed: %q", u)
 	}
 	u = rc.mustOK(`UID STORE 3 -FLAGS (\Seen)`)
-	if len(u) != 1 || u[0] != `* 3 FETCH (UID 3 FLAGS ())` {
+	if len(u) != 1 || u[0] != `* 3 FETCH (UID 3 FLAGS (\Recent))` {
 		t.Errorf("UID STORE -FLAGS: %q", u)
 	}
 	u = rc.mustOK(`STORE 4 FLAGS (\Answered \Recent)`)
-	if u[0] != `* 4 FETCH (FLAGS (\Answered))` {
+	// \Recent cannot be stored, but the message is recent here.
+	if u[0] != `* 4 FETCH (FLAGS (\Recent \Answered))` {
 		t.Errorf("STORE FLAGS: %q", u)
 	}
 
@@ -196,7 +198,7 @@ func TestStoreSearchCopyMove(t *testing.T) {
 		t.Errorf("APPEND: %q %s", u, done)
 	}
 	u = rc.mustOK("UID FETCH 6 (FLAGS INTERNALDATE)")
-	if !strings.Contains(u[0], `FLAGS (\Seen \Draft)`) || !strings.Contains(u[0], `" 5-Jan-2026 10:20:30 +0100"`) {
+	if !strings.Contains(u[0], `FLAGS (\Recent \Seen \Draft)`) || !strings.Contains(u[0], `" 5-Jan-2026 10:20:30 +0100"`) {
 		t.Errorf("appended: %q", u)
 	}
 	// LITERAL+ append.
@@ -275,9 +277,13 @@ func TestLiveUpdates(t *testing.T) {
 		t.Fatalf("IDLE after delivery: %q %v", l, err)
 	}
 	t.Logf("EXISTS reached the IDLE client in %v", time.Since(start))
+	// A claimed 1:5 at SELECT, and now 6 (RFC 3501 §7.3.2).
+	if l := a.line(); l != "* 6 RECENT" {
+		t.Errorf("IDLE after delivery, after EXISTS: %q", l)
+	}
 
 	b.mustOK(`STORE 2 +FLAGS (\Flagged)`)
-	if l := a.line(); l != `* 2 FETCH (UID 2 FLAGS (\Flagged))` {
+	if l := a.line(); l != `* 2 FETCH (UID 2 FLAGS (\Recent \Flagged))` {
 		t.Errorf("IDLE after other session's STORE: %q", l)
 	}
 	a.send("DONE\r\n")
@@ -474,7 +480,7 @@ func TestMoveWithinMailbox(t *testing.T) {
 			rest = append(rest, l)
 		}
 	}
-	if !slices.Equal(rest, []string{"* 1 EXPUNGE", "* 1 EXISTS"}) {
+	if !slices.Equal(rest, []string{"* 1 EXPUNGE", "* 1 EXISTS", "* 1 RECENT"}) {
 		t.Errorf("MOVE into the same mailbox: %q", u)
 	}
 	if u := rc.mustOK("UID FETCH 1:* UID"); len(u) != 1 || !strings.Contains(u[0], "UID 2") {

@@ -58,6 +58,13 @@ type selected struct {
 	tracker   *imapserver.SessionTracker
 	readOnly  bool
 	searchRes imap.UIDSet // SEARCHRES "$" (RFC 5182), as UIDs
+
+	// IMAP4rev1 \Recent (recent.go). The Idle goroutine writes these
+	// while the connection's waits for DONE.
+	recentMode recentMode
+	recent     imap.UIDSet // UIDs recent in this session: ranges, few
+	claimedTo  imap.UID    // UIDs below were claimed (or peeked at)
+	knownTo    imap.UID    // UIDs below were told to the client
 }
 
 var (
@@ -351,7 +358,6 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 // statusData fills every item the options ask for: the library's writer
 // dereferences the pointers it is told to print.
 func (s *session) statusData(name string, st mailstore.Status, options *imap.StatusOptions) *imap.StatusData {
-	zero := uint32(0)
 	var zero64 int64
 	limit := s.AppendLimit()
 	d := &imap.StatusData{
@@ -362,7 +368,7 @@ func (s *session) statusData(name string, st mailstore.Status, options *imap.Sta
 		Size:           &st.Size,
 		UIDNext:        st.UIDNext,
 		UIDValidity:    st.UIDValidity,
-		NumRecent:      &zero, // \Recent is not kept (removed in IMAP4rev2)
+		NumRecent:      &st.Recent, // the messages no session has claimed
 		AppendLimit:    &limit,
 		DeletedStorage: &zero64,
 		HighestModSeq:  st.HighestModSeq,
@@ -446,6 +452,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 
 	st.mu.Lock()
 	tracker := st.tracker.NewSession()
+	uidNext := st.uidNext
 	data := &imap.SelectData{
 		Flags:         st.flagsLocked(),
 		NumMessages:   uint32(len(st.uids)),
@@ -471,7 +478,26 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		// RFC 9051 §6.3.2: the LIST response with the canonical name.
 		data.List = &imap.ListData{Delim: mailstore.Separator, Mailbox: mb.Name, Attrs: specialUseAttrs(mb.SpecialUse)}
 	}
-	s.sel = &selected{st: st, mailbox: mb, tracker: tracker, readOnly: readOnly}
+	sel := &selected{st: st, mailbox: mb, tracker: tracker, readOnly: readOnly, knownTo: uidNext}
+	switch {
+	case s.conn.EnabledCaps().Has(imap.CapIMAP4rev2):
+		sel.recentMode = recentNone
+	case readOnly:
+		sel.recentMode = recentPeek
+	default:
+		sel.recentMode = recentClaim
+	}
+	tracker.SetMessageFlagsFunc(sel.withRecent)
+	s.sel = sel
+	// RFC 3501 §6.3.1: this session is the first told of the messages
+	// nobody has claimed.
+	if err := s.claimRecent(sel, uidNext); err != nil {
+		s.closeSelected()
+		return nil, mapError(s.log, "select", err, errSource)
+	}
+	st.mu.Lock()
+	data.NumRecent = sel.numRecentLocked()
+	st.mu.Unlock()
 	s.log.Debug("select", "mailbox", mb.Name, "readonly", readOnly)
 	return data, nil
 }
@@ -494,15 +520,33 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
-	return s.sel.tracker.Poll(w, allowExpunge)
+	return s.pollRecent(w, allowExpunge)
 }
 
+// Idle polls whenever the mailbox state applies a change, rather than
+// through SessionTracker.Idle, so that new messages are claimed as \Recent
+// and their EXISTS followed by RECENT, as after any command.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
 	if s.sel == nil {
 		<-stop
 		return nil
 	}
-	return s.sel.tracker.Idle(w, stop)
+	st := s.sel.st
+	for {
+		// Take the channel before polling: a change applied during the
+		// poll closes it, and is written at once.
+		st.mu.Lock()
+		changed := st.changed
+		st.mu.Unlock()
+		if err := s.Poll(w, true); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-stop:
+			return nil
+		}
+	}
 }
 
 // ID answers RFC 2971 ID (through the third_party patch) and logs which

@@ -147,6 +147,19 @@ type Account interface {
 	// UIDNEXT and HIGHESTMODSEQ, and counters that match their flags and
 	// sizes.
 	Status(ctx context.Context, mailboxID int64) (Status, error)
+	// ClaimRecent hands the mailbox's unclaimed messages below upTo to
+	// one caller, for IMAP4rev1's \Recent (RFC 3501 §2.3.2: a message is
+	// recent in exactly one session, the first told of it). It returns
+	// the first unclaimed UID (Status.RecentUID) and raises it to upTo,
+	// atomically across handles and processes, so the caller alone owns
+	// UIDs from the returned one up to, not including, upTo; an upTo not
+	// above it changes nothing and returns it. Callers pass at most the
+	// UIDNEXT they have seen. A new mailbox starts at UID 1, so every
+	// message added (Deliver, Append, Copy, Move, reconciliation) is
+	// unclaimed until a claim passes its UID. The claim point survives a
+	// restart; it is no change to the mailbox's messages (no modseq, no
+	// event).
+	ClaimRecent(ctx context.Context, mailboxID int64, upTo imap.UID) (from imap.UID, err error)
 
 	// Messages. UIDs are strictly ascending within a mailbox and never
 	// reused under one UIDVALIDITY, not even the highest after it is
@@ -240,13 +253,18 @@ type Mailbox struct {
 
 // Status holds a mailbox's counters, from the index alone.
 type Status struct {
-	Messages      uint32
-	Unseen        uint32
-	Deleted       uint32
+	Messages uint32
+	Unseen   uint32
+	Deleted  uint32
+	// Recent counts the messages no ClaimRecent has claimed yet (UIDs
+	// from RecentUID on): what STATUS and EXAMINE report as RECENT.
+	Recent        uint32
 	Size          int64
 	UIDNext       imap.UID
 	UIDValidity   uint32
 	HighestModSeq uint64
+	// RecentUID is the first UID not yet claimed (see ClaimRecent).
+	RecentUID imap.UID
 }
 
 // Summary is the per-message part of a Snapshot.

@@ -62,7 +62,9 @@
 // Every transaction that changes a mailbox gives it one new modseq, shared
 // by all of its changes; the events of the transaction carry it. Per-mailbox
 // counters (messages, bytes, unseen, deleted) are kept by triggers, so
-// STATUS reads one row. Snapshots of large mailboxes are cached in memory
+// STATUS reads one row (and counts the \Recent messages, those from the
+// mailbox's recent_uid on, in the (mailbox, uid) index). ClaimRecent raises
+// recent_uid in a write transaction: no modseq, no event. Snapshots of large mailboxes are cached in memory
 // keyed by HIGHESTMODSEQ, which every change (from any process) bumps.
 //
 // # Concurrency

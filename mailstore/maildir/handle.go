@@ -340,13 +340,50 @@ func (h *handle) Status(ctx context.Context, mailboxID int64) (mailstore.Status,
 	}
 	var st mailstore.Status
 	err := h.a.readTx(ctx, func(r *rtx) error {
-		// The counters are kept by triggers (schema.go, migration 2).
-		err := r.queryRow(`SELECT uidvalidity, uidnext, highestmodseq, msgs, bytes, unseen, deleted FROM mailboxes WHERE id = ?`, mailboxID).
-			Scan(&st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages, &st.Size, &st.Unseen, &st.Deleted)
+		// The counters are kept by triggers (schema.go, migration 2); the
+		// unclaimed messages are a range of the (mailbox, uid) index.
+		err := r.queryRow(`SELECT uidvalidity, uidnext, highestmodseq, msgs, bytes, unseen, deleted, recent_uid,
+			(SELECT count(*) FROM messages WHERE mailbox = m.id AND uid >= m.recent_uid)
+			FROM mailboxes m WHERE id = ?`, mailboxID).
+			Scan(&st.UIDValidity, &st.UIDNext, &st.HighestModSeq, &st.Messages, &st.Size, &st.Unseen, &st.Deleted,
+				&st.RecentUID, &st.Recent)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)
 		}
 		return err
 	})
 	return st, err
+}
+
+// ClaimRecent implements mailstore.Account. The write transaction (BEGIN
+// IMMEDIATE) makes read-and-raise atomic across handles and processes. Most
+// calls (every SELECT of a mailbox with no new mail) claim nothing; a read
+// tells them so without taking the account's writer, since the claim
+// point only rises.
+func (h *handle) ClaimRecent(ctx context.Context, mailboxID int64, upTo imap.UID) (imap.UID, error) {
+	if err := h.check(); err != nil {
+		return 0, err
+	}
+	var from imap.UID
+	err := h.a.readTx(ctx, func(r *rtx) error {
+		return r.queryRow(`SELECT recent_uid FROM mailboxes WHERE id = ?`, mailboxID).Scan(&from)
+	})
+	if err == nil && upTo <= from {
+		return from, nil
+	}
+	err = h.a.write(ctx, func(w *wtx) error {
+		err := w.QueryRow(`SELECT recent_uid FROM mailboxes WHERE id = ?`, mailboxID).Scan(&from)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)
+		}
+		if err != nil || upTo <= from {
+			return err
+		}
+		_, err = w.Exec(`UPDATE mailboxes SET recent_uid = ? WHERE id = ?`, upTo, mailboxID)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("maildir: claim recent: %w", err)
+	}
+	return from, nil
 }

@@ -90,7 +90,8 @@ func uids(snap mailstore.Snapshot) []imap.UID {
 }
 
 // TestMigrationCounters opens an index written by schema version 1 and
-// checks that migration 2 computes the counters from existing messages.
+// checks that migration 2 computes the counters from existing messages, and
+// that migration 4 leaves none of them \Recent (claimed up to UIDNEXT).
 func TestMigrationCounters(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -125,7 +126,8 @@ func TestMigrationCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Messages != 2 || st.Size != 150 || st.Unseen != 1 || st.Deleted != 1 || st.UIDValidity != 7 {
+	if st.Messages != 2 || st.Size != 150 || st.Unseen != 1 || st.Deleted != 1 || st.UIDValidity != 7 ||
+		st.Recent != 0 || st.RecentUID != 3 {
 		t.Errorf("status after migration = %+v", st)
 	}
 }

@@ -90,6 +90,14 @@ var migrations = []sqlitedb.Migration{
 	sqlitedb.Exec(
 		`CREATE INDEX messages_file ON messages (mailbox, file)`,
 	),
+	// 4: IMAP4rev1 \Recent (Account.ClaimRecent): recent_uid is the first
+	// UID no session has claimed. A new mailbox starts at 1; existing
+	// mailboxes start at their UIDNEXT, so nothing already stored turns
+	// recent when the index is upgraded.
+	sqlitedb.Exec(
+		`ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1`,
+		`UPDATE mailboxes SET recent_uid = uidnext`,
+	),
 }
 
 // Storable system flags, as bits of messages.flags.

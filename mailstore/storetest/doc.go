@@ -54,6 +54,11 @@
 //     left behind by a refusal, the exact boundary, quota changes.
 //   - Search: flags, dates, sizes, UIDs, modseq, headers, body and text,
 //     NOT and OR; sequence numbers refused.
+//   - Recent (IMAP4rev1 \Recent): ClaimRecent hands each UID to one
+//     caller only (also when racing), raising the claim point and never
+//     lowering it, without a modseq or an event; Status counts the
+//     unclaimed messages of every way mail arrives; a new mailbox starts
+//     unclaimed from UID 1.
 //   - POP3: LockMaildrop exclusivity (also when racing) and the maildrop
 //     view pop3d builds (sizes, expunges during a session, UPDATE state).
 //   - Errors: ErrNoSuchMailbox from every call on a deleted mailbox ID,
@@ -62,7 +67,8 @@
 //     lost, events in UID order), snapshots taken during writes, racing
 //     creates and flag changes (no lost update).
 //   - Restart (with Backend.Reopen): everything a client sees survives;
-//     UIDs and modseqs go on; a maildrop lock does not.
+//     UIDs, modseqs and the \Recent claim point go on; a maildrop lock
+//     does not.
 //   - Reconciliation (with Backend.Plant; ReconcileAccount when the Store
 //     is also a Reconciler): a message found in storage without an index
 //     entry is indexed under a new UID, with its bytes, envelope, usage

@@ -36,6 +36,7 @@ func accountCalls(acc mailstore.Account, id int64) []struct {
 		{"UIDExpunge", func(ctx context.Context) error { _, err := acc.Expunge(ctx, id, &all); return err }},
 		{"Copy", func(ctx context.Context) error { _, err := acc.Copy(ctx, id, all, "Trash"); return err }},
 		{"Move", func(ctx context.Context) error { _, err := acc.Move(ctx, id, all, "Trash"); return err }},
+		{"ClaimRecent", func(ctx context.Context) error { _, err := acc.ClaimRecent(ctx, id, 2); return err }},
 	}
 }
 

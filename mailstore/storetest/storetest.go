@@ -75,6 +75,7 @@ func Run(t *testing.T, b Backend) {
 		{"Events", testEvents},
 		{"Quota", testQuota},
 		{"Search", testSearch},
+		{"Recent", testRecent},
 		{"Maildrop", testMaildrop},
 		{"Errors", testErrors},
 		{"Concurrency", testConcurrency},
@@ -400,9 +401,19 @@ func checkConsistent(t *testing.T, acc mailstore.Account, id int64) {
 		}
 		size += mi.Size
 	}
+	if st.RecentUID == 0 {
+		t.Errorf("mailbox %d: RecentUID 0; UIDs start at 1", id)
+	}
+	var recent uint32
+	for _, m := range snap.Messages {
+		if m.UID >= st.RecentUID {
+			recent++
+		}
+	}
 	want := mailstore.Status{
-		Messages: uint32(len(snap.Messages)), Unseen: unseen, Deleted: deleted, Size: size,
+		Messages: uint32(len(snap.Messages)), Unseen: unseen, Deleted: deleted, Recent: recent, Size: size,
 		UIDNext: snap.UIDNext, UIDValidity: snap.Mailbox.UIDValidity, HighestModSeq: snap.HighestModSeq,
+		RecentUID: st.RecentUID,
 	}
 	if st != want {
 		t.Errorf("mailbox %d: Status %+v, Snapshot and Fetch say %+v", id, st, want)

@@ -132,6 +132,22 @@ type SessionTracker struct {
 	// mailbox's count when the session started (what SELECT reports),
 	// then every EXISTS and EXPUNGE handed to Poll (Posthouse patch).
 	numMessages uint32
+	// messageFlags, if set, gives the flags of each FETCH FLAGS update
+	// this session writes (Posthouse patch).
+	messageFlags func(uid imap.UID, flags []imap.Flag) []imap.Flag
+}
+
+// SetMessageFlagsFunc makes Poll (and Idle) write, for each FETCH FLAGS
+// update, the flags fn returns instead of the mailbox's. A server adds
+// the flags only this session has this way, such as IMAP4rev1's \Recent
+// (RFC 3501 §2.3.2), which an update shared by every session of the
+// mailbox cannot carry. fn runs on the goroutine calling Poll, without the
+// tracker's lock; it must not modify flags, which other sessions share.
+// (Posthouse patch.)
+func (t *SessionTracker) SetMessageFlagsFunc(fn func(uid imap.UID, flags []imap.Flag) []imap.Flag) {
+	t.mutex.Lock()
+	t.messageFlags = fn
+	t.mutex.Unlock()
 }
 
 // NumMessages returns the number of messages in the mailbox as the client
@@ -198,6 +214,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 			t.numMessages = update.numMessages
 		}
 	}
+	messageFlags := t.messageFlags
 	t.mutex.Unlock()
 
 	for _, update := range updates {
@@ -210,7 +227,11 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		case update.mailboxFlags != nil:
 			err = w.WriteMailboxFlags(update.mailboxFlags)
 		case update.fetch != nil:
-			err = w.WriteMessageFlags(update.fetch.seqNum, update.fetch.uid, update.fetch.flags)
+			flags := update.fetch.flags
+			if messageFlags != nil {
+				flags = messageFlags(update.fetch.uid, flags)
+			}
+			err = w.WriteMessageFlags(update.fetch.seqNum, update.fetch.uid, flags)
 		default:
 			panic(fmt.Errorf("imapserver: unknown tracker update %#v", update))
 		}
