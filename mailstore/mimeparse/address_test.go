@@ -17,8 +17,12 @@ func fmtAddrs(l []imap.Address) string {
 }
 
 func TestParseAddressList(t *testing.T) {
-	a := func(name, mailbox, host string) imap.Address { return imap.Address{Name: name, Mailbox: mailbox, Host: host} }
-	routed := func(route, mailbox, host string) imap.Address { return imap.Address{Route: route, Mailbox: mailbox, Host: host} }
+	a := func(name, mailbox, host string) imap.Address {
+		return imap.Address{Name: name, Mailbox: mailbox, Host: host}
+	}
+	routed := func(route, mailbox, host string) imap.Address {
+		return imap.Address{Route: route, Mailbox: mailbox, Host: host}
+	}
 	start := func(name string) imap.Address { return imap.Address{Mailbox: name} }
 	end := imap.Address{}
 	tests := []struct {
