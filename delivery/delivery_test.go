@@ -48,7 +48,7 @@ func TestResolve(t *testing.T) {
 			t.Errorf("%s: %v", acct, err)
 		}
 		m := e.mail(acct)
-		if len(m) != 1 || m[0].mailbox != mailstore.Inbox || m[0].body != wantPrefix+testMsg {
+		if len(m) != 1 || m[0].Mailbox != mailstore.Inbox || m[0].Body != wantPrefix+testMsg {
 			t.Errorf("%s: %+v", acct, m)
 		}
 	}
@@ -74,7 +74,7 @@ func TestNullSender(t *testing.T) {
 	if err := errOf(t, e.pipeline().Deliver(context.Background(), req), alice); err != nil {
 		t.Fatal(err)
 	}
-	if m := e.mail(alice); len(m) != 1 || !strings.HasPrefix(m[0].body, "Return-Path: <>\r\nReceived: ") {
+	if m := e.mail(alice); len(m) != 1 || !strings.HasPrefix(m[0].Body, "Return-Path: <>\r\nReceived: ") {
 		t.Fatalf("%+v", m)
 	}
 }
@@ -197,14 +197,14 @@ func TestVerdicts(t *testing.T) {
 					}
 					continue
 				}
-				if len(m) != 1 || m[0].mailbox != want {
+				if len(m) != 1 || m[0].Mailbox != want {
 					t.Fatalf("%s: %+v, want one copy in %s", acct, m, want)
 				}
-				if body := "Return-Path: <sender@remote.test>\r\n" + tc.header + "Received: from client.test\r\n" + testMsg; m[0].body != body {
-					t.Errorf("%s stored\n%q\nwant\n%q", acct, m[0].body, body)
+				if body := "Return-Path: <sender@remote.test>\r\n" + tc.header + "Received: from client.test\r\n" + testMsg; m[0].Body != body {
+					t.Errorf("%s stored\n%q\nwant\n%q", acct, m[0].Body, body)
 				}
-				if !sameSet(m[0].flags, tc.flags[acct]) {
-					t.Errorf("%s flags %q, want %q", acct, m[0].flags, tc.flags[acct])
+				if !sameSet(m[0].Flags, tc.flags[acct]) {
+					t.Errorf("%s flags %q, want %q", acct, m[0].Flags, tc.flags[acct])
 				}
 			}
 			if q := e.queue.all(); !slices.EqualFunc(q, tc.queued, func(a, b queued) bool {
@@ -291,14 +291,14 @@ func TestComposition(t *testing.T) {
 			switch {
 			case tc.mailbox == "" && len(m) != 0:
 				t.Fatalf("stored %+v, want nothing", m)
-			case tc.mailbox != "" && (len(m) != 1 || m[0].mailbox != tc.mailbox):
+			case tc.mailbox != "" && (len(m) != 1 || m[0].Mailbox != tc.mailbox):
 				t.Fatalf("stored %+v, want one copy in %s", m, tc.mailbox)
 			case tc.mailbox != "":
-				if want := "Return-Path: <sender@remote.test>\r\n" + tc.header + "Received: from client.test\r\n" + testMsg; m[0].body != want {
-					t.Errorf("stored %q, want %q", m[0].body, want)
+				if want := "Return-Path: <sender@remote.test>\r\n" + tc.header + "Received: from client.test\r\n" + testMsg; m[0].Body != want {
+					t.Errorf("stored %q, want %q", m[0].Body, want)
 				}
-				if !sameSet(m[0].flags, tc.flags) {
-					t.Errorf("flags %q, want %q", m[0].flags, tc.flags)
+				if !sameSet(m[0].Flags, tc.flags) {
+					t.Errorf("flags %q, want %q", m[0].Flags, tc.flags)
 				}
 			}
 			var redirected []string

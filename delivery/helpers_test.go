@@ -16,6 +16,7 @@ import (
 	"github.com/posthouse/posthouse/internal/readerat"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
+	"github.com/posthouse/posthouse/mailstore/storetest"
 )
 
 // fakeDirectory resolves from a table; addresses not in it are unknown.
@@ -188,50 +189,10 @@ func request(msg string, rcpts ...string) *Request {
 	}
 }
 
-// stored is one message in an account.
-type stored struct {
-	mailbox string
-	flags   []string
-	body    string
-}
-
-// mail returns every message of the account, mailbox by mailbox.
-func (e *testEnv) mail(account string) []stored {
+// mail returns every message of the account.
+func (e *testEnv) mail(account string) []storetest.Stored {
 	e.t.Helper()
-	ctx := context.Background()
-	a, err := e.store.Open(ctx, account)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer a.Close()
-	mbs, err := a.ListMailboxes(ctx)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	var out []stored
-	for _, mb := range mbs {
-		snap, err := a.Snapshot(ctx, mb.ID)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		for _, m := range snap.Messages {
-			r, _, err := a.OpenMessage(ctx, mb.ID, m.UID)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			b, err := io.ReadAll(r)
-			r.Close()
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			var flags []string
-			for _, f := range m.Flags {
-				flags = append(flags, string(f))
-			}
-			out = append(out, stored{mailbox: mb.Name, flags: flags, body: string(b)})
-		}
-	}
-	return out
+	return storetest.Messages(e.t, e.store, account)
 }
 
 // errOf returns the Result error for rcpt, failing the test if absent.

@@ -105,7 +105,7 @@ func TestRemoveFields(t *testing.T) {
 			}
 			m := e.mail(alice)
 			want := "Return-Path: <sender@remote.test>\r\n" + tc.header + tc.msg
-			if len(m) != 1 || m[0].body != want {
+			if len(m) != 1 || m[0].Body != want {
 				t.Fatalf("stored %+v\nwant %q", m, want)
 			}
 		})
@@ -126,11 +126,11 @@ func TestRemovePerRecipient(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if m := e.mail(alice); len(m) != 1 || m[0].body != wantPrefix+without(spamMsg, forged1, forged2, last) {
+	if m := e.mail(alice); len(m) != 1 || m[0].Body != wantPrefix+without(spamMsg, forged1, forged2, last) {
 		t.Errorf("alice's copy %+v", m)
 	}
 	bobs := wantPrefix + without(spamMsg, spamd, last)
-	if m := e.mail(bob); len(m) != 1 || m[0].body != bobs {
+	if m := e.mail(bob); len(m) != 1 || m[0].Body != bobs {
 		t.Errorf("bob's copy %+v", m)
 	}
 	if q := e.queue.all(); len(q) != 1 || q[0].body != strings.TrimPrefix(bobs, "Return-Path: <sender@remote.test>\r\n") {

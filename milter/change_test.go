@@ -79,7 +79,7 @@ func TestChangeHeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := "Return-Path: <sender@remote.test>\r\n" + tc.top + storedTrace + tc.rest
-			if got := e.mail(alice); len(got) != 1 || got[0].body != want {
+			if got := e.mail(alice); len(got) != 1 || got[0].Body != want {
 				t.Fatalf("stored %+v\nwant %q", got, want)
 			}
 		})
@@ -100,7 +100,7 @@ func TestChangeHeaderMany(t *testing.T) {
 	if err := resultErr(t, out, alice); err != nil {
 		t.Fatal(err)
 	}
-	if got := e.mail(alice); len(got) != 1 || strings.Count(got[0].body, "forged") != 0 {
+	if got := e.mail(alice); len(got) != 1 || strings.Count(got[0].Body, "forged") != 0 {
 		t.Errorf("stored %+v", got)
 	}
 	if !strings.Contains(e.logs.String(), "changed too many header fields") {

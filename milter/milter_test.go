@@ -42,14 +42,14 @@ func TestConversation(t *testing.T) {
 			t.Fatalf("%s: %v", acct, err)
 		}
 		got := e.mail(acct)
-		if len(got) != 1 || got[0].mailbox != "INBOX" {
+		if len(got) != 1 || got[0].Mailbox != "INBOX" {
 			t.Fatalf("%s: stored %+v", acct, got)
 		}
 		want := "Return-Path: <sender@remote.test>\r\nX-Spam-Score: 1.5\r\nX-Inserted: one\r\n\ttwo\r\nSubject: changed\r\nReceived: from client.remote.test"
 		// The old Subject and X-Empty are gone.
 		rest := "From: Sender <sender@remote.test>\r\nTo: team@a.test\r\n\r\nHello.\r\n.dot line\r\n"
-		if !strings.HasPrefix(got[0].body, want) || !strings.HasSuffix(got[0].body, "+0000\r\n"+rest) {
-			t.Errorf("%s: stored\n%q\nwant it to start with\n%q", acct, got[0].body, want)
+		if !strings.HasPrefix(got[0].Body, want) || !strings.HasSuffix(got[0].Body, "+0000\r\n"+rest) {
+			t.Errorf("%s: stored\n%q\nwant it to start with\n%q", acct, got[0].Body, want)
 		}
 	}
 
@@ -131,7 +131,7 @@ func TestActions(t *testing.T) {
 			return gomilter.RespContinue, nil
 		}}, func(t *testing.T, e *env, out delivery.Outcome) {
 			got := e.mail(alice)
-			if len(got) != 1 || got[0].mailbox != "Junk" || !slices.Contains(got[0].flags, "$Junk") || !strings.Contains(got[0].body, "\r\nX-Spam: Yes\r\n") {
+			if len(got) != 1 || got[0].Mailbox != "Junk" || !slices.Contains(got[0].Flags, "$Junk") || !strings.Contains(got[0].Body, "\r\nX-Spam: Yes\r\n") {
 				t.Errorf("stored %+v, want it in Junk with $Junk and X-Spam", got)
 			}
 		}},
@@ -157,7 +157,7 @@ func TestActions(t *testing.T) {
 			return gomilter.RespAccept, nil
 		}}, func(t *testing.T, e *env, out delivery.Outcome) {
 			got := e.mail(alice)
-			if len(got) != 1 || !strings.HasSuffix(got[0].body, testMsg) {
+			if len(got) != 1 || !strings.HasSuffix(got[0].Body, testMsg) {
 				t.Errorf("stored %+v, want the original body", got)
 			}
 			if !strings.Contains(e.logs.String(), "replaces message bodies") {
@@ -174,8 +174,8 @@ func TestActions(t *testing.T) {
 			return gomilter.RespAccept, nil
 		}}, func(t *testing.T, e *env, out delivery.Outcome) {
 			got := e.mail(alice)
-			if len(got) != 1 || !strings.Contains(got[0].body, "X-Good: z\r\n") || strings.Contains(got[0].body, "Bad Name") ||
-				strings.Contains(got[0].body, "X-Long") || strings.Count(got[0].body, "X-Many") != maxAddFields-1 {
+			if len(got) != 1 || !strings.Contains(got[0].Body, "X-Good: z\r\n") || strings.Contains(got[0].Body, "Bad Name") ||
+				strings.Contains(got[0].Body, "X-Long") || strings.Count(got[0].Body, "X-Many") != maxAddFields-1 {
 				t.Errorf("stored %+v", got)
 			}
 		}},
@@ -248,7 +248,7 @@ func TestProtocolOptions(t *testing.T) {
 	if len(r.fields) != 0 || len(r.body) != 0 || r.helo != "" || r.host != "" || !r.ended || r.from == "" {
 		t.Errorf("milter saw %+v", r)
 	}
-	if got := e.mail(alice); len(got) != 1 || !strings.Contains(got[0].body, "X-Seen: yes") {
+	if got := e.mail(alice); len(got) != 1 || !strings.Contains(got[0].Body, "X-Seen: yes") {
 		t.Errorf("stored %+v", got)
 	}
 }

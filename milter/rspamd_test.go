@@ -260,7 +260,7 @@ func TestRspamd(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := e.mail(alice)
-		if len(got) != 1 || got[0].mailbox != "INBOX" || slices.Contains(got[0].flags, JunkFlag) {
+		if len(got) != 1 || got[0].Mailbox != "INBOX" || slices.Contains(got[0].Flags, JunkFlag) {
 			t.Fatalf("stored %+v", got)
 		}
 		// rspamd asked the test's DNS server (and so no other): it
@@ -268,7 +268,7 @@ func TestRspamd(t *testing.T) {
 		if rs.dns.Queries("remote.test", "MX")+rs.dns.Queries("remote.test", "A") == 0 {
 			t.Error("rspamd did not ask the test's DNS server")
 		}
-		head := got[0].body[:strings.Index(got[0].body, "\r\nReceived: ")+2]
+		head := got[0].Body[:strings.Index(got[0].Body, "\r\nReceived: ")+2]
 		for _, want := range []string{"\r\nX-Spamd-Result: default: False [", "\r\nX-Rspamd-Server: rspamd.test\r\n",
 			"\r\nX-Rspamd-Queue-Id: Q1234\r\n", "\r\nX-Spam-Status: No, score="} {
 			if !strings.Contains(head, want) {
@@ -279,7 +279,7 @@ func TestRspamd(t *testing.T) {
 		if strings.Contains(head, "RDNS_NONE") || strings.Contains(head, "HFILTER_HOSTNAME_UNKNOWN") {
 			t.Error("rspamd did not get the client's host name")
 		}
-		if !strings.HasSuffix(got[0].body, clean) {
+		if !strings.HasSuffix(got[0].Body, clean) {
 			t.Error("message body changed")
 		}
 	})
@@ -297,7 +297,7 @@ func TestRspamd(t *testing.T) {
 		if len(got) != 1 {
 			t.Fatalf("stored %+v", got)
 		}
-		body := got[0].body
+		body := got[0].Body
 		if strings.Contains(body, "-100.00") || strings.Contains(body, "WHITELISTED") {
 			t.Errorf("forged fields kept:\n%s", body)
 		}
@@ -321,7 +321,7 @@ func TestRspamd(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := e.mail(alice)
-		if len(got) != 1 || got[0].mailbox != Junk || !slices.Contains(got[0].flags, JunkFlag) {
+		if len(got) != 1 || got[0].Mailbox != Junk || !slices.Contains(got[0].Flags, JunkFlag) {
 			t.Fatalf("stored %+v, want it in Junk with $Junk", got)
 		}
 	})
@@ -336,7 +336,7 @@ func TestRspamd(t *testing.T) {
 		if err := resultErr(t, out, alice); err != nil {
 			t.Fatal(err)
 		}
-		if got := e.mail(alice); len(got) != 1 || strings.Contains(got[0].body, "X-Spamd-Result") {
+		if got := e.mail(alice); len(got) != 1 || strings.Contains(got[0].Body, "X-Spamd-Result") {
 			t.Errorf("stored %+v, want the message without rspamd's fields", got)
 		}
 	})
