@@ -144,12 +144,8 @@ func runHostile(ctx context.Context, s server, cases []hostile.Case, run, size i
 	err := parallel(ctx, hostileConns, hostileConns, func(ctx context.Context, i int) error {
 		c := cases[(i+run)%len(cases)]
 		// Each MIME case names one author, so both systems take it in and
-		// parse it rather than refuse it at the first header check; the
-		// line-ending cases (no CRLF at all) stay as generated.
-		msg := c.Gen(int64(size))
-		if c.Name != "bare-lf" && c.Name != "cr-only" {
-			msg = io.MultiReader(strings.NewReader(hostileFrom), c.Gen(int64(size-len(hostileFrom))))
-		}
+		// parse it rather than refuse it at the first header check.
+		msg := io.MultiReader(strings.NewReader(hostileFrom), c.Gen(int64(size-len(hostileFrom))))
 		code, text, err := sendRaw(s.Addr("smtp"), userHostile, msg)
 		mu.Lock()
 		defer mu.Unlock()
