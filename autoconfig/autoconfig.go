@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -37,6 +39,10 @@ type Options struct {
 		IsLocalDomain(ctx context.Context, domain string) (bool, error)
 	}
 	IMAPS, IMAP, POP3S, POP3, Submissions, Submission Service
+	// HTTPS is the port of the https listener, 0 when it is off. Outlook
+	// fetches its settings only over HTTPS: autodiscover v2 and the plain
+	// HTTP redirect point at https://Hostname[:HTTPS]/autodiscover/autodiscover.xml.
+	HTTPS int
 }
 
 // Handler serves the autoconfig and autodiscover endpoints.
@@ -59,14 +65,31 @@ func New(opts Options) *Handler {
 // ServeHTTP routes requests; autodiscover paths are matched without regard
 // to case because Outlook sends /Autodiscover/Autodiscover.xml.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	switch strings.ToLower(r.URL.Path) {
-	case "/autodiscover/autodiscover.xml":
+	path := strings.ToLower(r.URL.Path)
+	switch {
+	case path == "/autodiscover/autodiscover.xml":
 		h.handleAutodiscover(w, r)
-	case "/autodiscover/autodiscover.json":
+	case path == jsonPath || strings.HasPrefix(path, jsonPath+"/"):
 		h.handleAutodiscoverJSON(w, r)
 	default:
 		h.mux.ServeHTTP(w, r)
 	}
+}
+
+// jsonPath is autodiscover v2's endpoint, lower-cased. New Outlook and
+// Outlook for iOS/Android put the address in the path
+// (…/autodiscover.json/v1.0/alice@example.com?Protocol=AutodiscoverV1);
+// older callers use the query (?Email=…&Protocol=…).
+const jsonPath = "/autodiscover/autodiscover.json"
+
+// poxURL is where Outlook POSTs its POX request: our hostname over HTTPS.
+func (h *Handler) poxURL() string {
+	host := h.opts.Hostname
+	if p := h.opts.HTTPS; p != 0 && p != 443 {
+		host = net.JoinHostPort(host, strconv.Itoa(p))
+	}
+	u := url.URL{Scheme: "https", Host: host, Path: "/autodiscover/autodiscover.xml"}
+	return u.String()
 }
 
 var (
@@ -239,6 +262,16 @@ type mobileSyncError struct {
 
 func (h *Handler) handleAutodiscover(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
+		if r.TLS == nil && h.opts.HTTPS != 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			// Outlook's "HTTP redirect method": when no HTTPS answer
+			// works for autodiscover.<domain> (its certificate rarely
+			// names it), Outlook GETs the plain-HTTP URL and follows a
+			// redirect to an HTTPS endpoint whose certificate is valid,
+			// after asking the user once.
+			http.Redirect(w, r, h.poxURL(), http.StatusFound)
+			h.opts.Logger.Info("autodiscover redirected", "client", "outlook", "remote", r.RemoteAddr)
+			return
+		}
 		// Some Outlook builds probe with GET first; a 405 sends them on to
 		// POST.
 		w.Header().Set("Allow", "POST")
@@ -327,30 +360,50 @@ func parseAutodiscoverRequest(r io.Reader) (*autodiscoverRequest, error) {
 }
 
 func (h *Handler) handleAutodiscoverJSON(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	q := r.URL.Query()
-	email := q.Get("Email")
-	if email == "" {
-		// Outlook also sends it in the path: /autodiscover/autodiscover.json/v1.0/{email}
-		email = q.Get("email")
+	// Query keys and the protocol are matched without regard to case:
+	// Outlook builds differ ("Protocol=AutodiscoverV1",
+	// "protocol=autodiscoverv1").
+	var email, protocol string
+	for k, v := range r.URL.Query() {
+		switch strings.ToLower(k) {
+		case "email":
+			email = v[0]
+		case "protocol":
+			protocol = v[0]
+		}
+	}
+	rest := strings.TrimPrefix(r.URL.Path[len(jsonPath):], "/")
+	if rest != "" {
+		// v1.0/{address}: the version is not checked (only 1.0 exists).
+		_, addr, ok := strings.Cut(rest, "/")
+		if !ok || addr == "" || strings.Contains(addr, "/") {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		email = addr
 	}
 	if _, _, err := h.checkAddress(r.Context(), email); err != nil {
 		h.refuse(w, r, err)
 		return
 	}
-	if !strings.EqualFold(q.Get("Protocol"), "AutodiscoverV1") {
-		w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !strings.EqualFold(protocol, "AutodiscoverV1") {
+		// What Microsoft's own service answers for a protocol it does not
+		// offer; for ActiveSync it makes Outlook fall back to IMAP/SMTP
+		// settings (AutodiscoverV1, then the POX answer).
 		w.WriteHeader(http.StatusBadRequest)
 		json.NewEncoder(w).Encode(map[string]string{"ErrorCode": "ProtocolNotSupported",
-			"ErrorMessage": "The given protocol value is not supported. Supported value is 'AutodiscoverV1'."})
+			"ErrorMessage": "The given protocol value is not supported. Supported values are 'AutodiscoverV1'"})
+		h.opts.Logger.Info("autodiscover v2 refused", "protocol", protocol, "remote", r.RemoteAddr)
 		return
 	}
-	u := url.URL{Scheme: "https", Host: h.opts.Hostname, Path: "/autodiscover/autodiscover.xml"}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]string{"Protocol": "AutodiscoverV1", "Url": u.String()})
+	json.NewEncoder(w).Encode(map[string]string{"Protocol": "AutodiscoverV1", "Url": h.poxURL()})
+	h.opts.Logger.Info("autodiscover v2 served", "remote", r.RemoteAddr)
 }
 
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, err error) {

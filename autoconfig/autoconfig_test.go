@@ -214,8 +214,66 @@ func TestAutodiscoverJSON(t *testing.T) {
 	if v["Protocol"] != "AutodiscoverV1" || v["Url"] != "https://mail.example.com/autodiscover/autodiscover.xml" {
 		t.Fatalf("%v", v)
 	}
-	if rec := do(t, h, "GET", "/autodiscover/autodiscover.json?Email=alice%40example.com&Protocol=ActiveSync", ""); rec.Code != 400 {
-		t.Fatalf("ActiveSync protocol: %d", rec.Code)
+	// The forms Outlook builds send: the address in the path (new Outlook,
+	// Outlook for iOS/Android) or in the query, keys and values in any case.
+	for _, target := range []string{
+		"/autodiscover/autodiscover.json/v1.0/alice@example.com?Protocol=AutodiscoverV1",
+		"/Autodiscover/Autodiscover.json/v1.0/Alice%40Example.com?protocol=autodiscoverv1",
+		"/autodiscover/autodiscover.json?email=alice%40example.com&protocol=AutoDiscoverV1",
+		"/AUTODISCOVER/AUTODISCOVER.JSON/v1.0/alice@example.com?Protocol=AutodiscoverV1&RedirectCount=1",
+	} {
+		rec := do(t, h, "GET", target, "")
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"Url":"https://mail.example.com/autodiscover/autodiscover.xml"`) {
+			t.Errorf("%s: %d %s", target, rec.Code, rec.Body)
+		}
+	}
+	// Protocols we do not offer get Microsoft's "not supported" answer,
+	// which sends Outlook on to IMAP.
+	for _, p := range []string{"ActiveSync", "Ews", "Rest", "", "AutodiscoverV2"} {
+		rec := do(t, h, "GET", "/autodiscover/autodiscover.json/v1.0/alice@example.com?Protocol="+p, "")
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"ErrorCode":"ProtocolNotSupported"`) {
+			t.Errorf("protocol %q: %d %s", p, rec.Code, rec.Body)
+		}
+	}
+	for _, tc := range []struct {
+		target string
+		code   int
+	}{
+		{"/autodiscover/autodiscover.json/v1.0/bob@elsewhere.org?Protocol=AutodiscoverV1", 404},
+		{"/autodiscover/autodiscover.json/v1.0/not-an-address?Protocol=AutodiscoverV1", 400},
+		{"/autodiscover/autodiscover.json/v1.0/?Protocol=AutodiscoverV1", 404},
+		{"/autodiscover/autodiscover.json/v1.0/a@example.com/x?Protocol=AutodiscoverV1", 404},
+		{"/autodiscover/autodiscover.jsonx?Email=alice%40example.com&Protocol=AutodiscoverV1", 404},
+	} {
+		if rec := do(t, h, "GET", tc.target, ""); rec.Code != tc.code {
+			t.Errorf("%s: %d, want %d", tc.target, rec.Code, tc.code)
+		}
+	}
+	// With the https listener on another port, the URL names it.
+	h2 := New(Options{Hostname: "mail.example.com", Domains: domains{"example.com": true}, HTTPS: 8443})
+	rec = do(t, h2, "GET", "/autodiscover/autodiscover.json/v1.0/alice@example.com?Protocol=AutodiscoverV1", "")
+	if !strings.Contains(rec.Body.String(), `"Url":"https://mail.example.com:8443/autodiscover/autodiscover.xml"`) {
+		t.Errorf("port 8443: %s", rec.Body)
+	}
+}
+
+// Outlook's HTTP redirect method: a GET of the plain-HTTP POX URL is sent
+// on to our HTTPS endpoint when there is one; otherwise, and over HTTPS,
+// GET stays "use POST".
+func TestAutodiscoverHTTPRedirect(t *testing.T) {
+	h := New(Options{Hostname: "mail.example.com", Domains: domains{"example.com": true}, HTTPS: 443})
+	rec := do(t, h, "GET", "http://autodiscover.example.com/autodiscover/autodiscover.xml", "")
+	if rec.Code != 302 || rec.Header().Get("Location") != "https://mail.example.com/autodiscover/autodiscover.xml" {
+		t.Fatalf("%d %v", rec.Code, rec.Header())
+	}
+	if rec := do(t, newHandler(), "GET", "/autodiscover/autodiscover.xml", ""); rec.Code != 405 {
+		t.Fatalf("without https: %d", rec.Code)
+	}
+	req := httptest.NewRequest("GET", "https://mail.example.com/autodiscover/autodiscover.xml", nil)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 405 {
+		t.Fatalf("over https: %d", rec.Code)
 	}
 }
 

@@ -8,10 +8,17 @@
 //   - Outlook (classic): POST /autodiscover/autodiscover.xml with a POX
 //     request naming EMailAddress and the outlook response schema 2006a,
 //     usually asked of autodiscover.<domain>.
-//   - Outlook (new) and phones ask for the mobilesync (ActiveSync) schema or
-//     for GET /autodiscover/autodiscover.json (autodiscover v2). We speak no
-//     ActiveSync: mobilesync gets a well-formed error 600 so the client falls
-//     back to IMAP, and the JSON endpoint points at the v1 XML endpoint.
+//     Without a usable HTTPS answer for autodiscover.<domain>, Outlook GETs
+//     http://autodiscover.<domain>/autodiscover/autodiscover.xml: with the
+//     https listener on, that is redirected (302) to our hostname's HTTPS
+//     endpoint.
+//   - Outlook (new), Outlook for iOS/Android and phones ask for the
+//     mobilesync (ActiveSync) schema or for autodiscover v2,
+//     GET /autodiscover/autodiscover.json/v1.0/{address}?Protocol=… (or
+//     ?Email=…&Protocol=…), in any case. We speak no ActiveSync: mobilesync
+//     gets a well-formed error 600, and v2 answers AutodiscoverV1 with the
+//     HTTPS POX URL and every other protocol with Microsoft's
+//     ProtocolNotSupported, so the client falls back to IMAP and SMTP.
 //
 // Outlook quirk: <Encryption>TLS</Encryption> makes Outlook try STARTTLS, so
 // implicit-TLS ports (993, 995, 465) are described with <SSL>on</SSL> and only

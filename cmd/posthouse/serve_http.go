@@ -37,6 +37,7 @@ func startHTTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		POP3:        advertised(a.cfg.Listen.POP3, true),
 		Submissions: advertised(a.cfg.Listen.Submissions, false),
 		Submission:  advertised(a.cfg.Listen.Submission, true),
+		HTTPS:       advertised(a.cfg.Listen.HTTPS, false).Port,
 	}))
 	shutdown, err := serveEach(ctx, a, []string{"http", "https"}, http.ErrServerClosed, func(name string) (mailServer, error) {
 		srv := httpServer{Server: &http.Server{
