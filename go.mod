@@ -23,7 +23,9 @@ require (
 require (
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/letsencrypt/challtestsrv v1.4.2 // indirect
+	github.com/smallstep/pkcs7 v0.2.3 // indirect
 	golang.org/x/text v0.43.0 // indirect
+	howett.net/plist v1.0.1 // indirect
 )
 
 replace github.com/emersion/go-imap/v2 => ./third_party/go-imap

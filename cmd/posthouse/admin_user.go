@@ -21,6 +21,7 @@ func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
 		{"enable", "ADDRESS", "allow the user's logins again", userSetDisabled(false)},
 		{"remove", "[--keep-mail] ADDRESS", "remove a user and their mail", userRemove},
 		{"send-as", "add|list|remove ...", "addresses a user may send as besides their own and aliases", userSendAs},
+		{"profile", "--apple [--with-password] [--name NAME] ADDRESS", "write the user's Apple configuration profile (.mobileconfig) to stdout", userProfile},
 	}, args)
 }
 

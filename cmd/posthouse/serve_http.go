@@ -9,8 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/autoconfig"
 	"github.com/posthouse/posthouse/certs"
+	"github.com/posthouse/posthouse/config"
 )
 
 // HTTP limits: autoconfig requests are tiny and answered at once.
@@ -27,18 +29,7 @@ const (
 // http, TLS-ALPN-01 on https).
 func startHTTP(ctx context.Context, a *app) (func(context.Context) error, error) {
 	acme, _ := a.certs.(*certs.ACME)
-	handler := http.Handler(autoconfig.New(autoconfig.Options{
-		Logger:      a.log.With("proto", "http"),
-		Hostname:    a.cfg.Hostname,
-		Domains:     a.auth,
-		IMAPS:       advertised(a.cfg.Listen.IMAPS, false),
-		IMAP:        advertised(a.cfg.Listen.IMAP, true),
-		POP3S:       advertised(a.cfg.Listen.POP3S, false),
-		POP3:        advertised(a.cfg.Listen.POP3, true),
-		Submissions: advertised(a.cfg.Listen.Submissions, false),
-		Submission:  advertised(a.cfg.Listen.Submission, true),
-		HTTPS:       advertised(a.cfg.Listen.HTTPS, false).Port,
-	}))
+	handler := http.Handler(autoconfig.New(autoconfigOptions(a.cfg, a.auth, a.log.With("proto", "http"))))
 	shutdown, err := serveEach(ctx, a, []string{"http", "https"}, http.ErrServerClosed, func(name string) (mailServer, error) {
 		srv := httpServer{Server: &http.Server{
 			Handler:           handler,
@@ -105,6 +96,23 @@ func (s httpServer) Shutdown(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// autoconfigOptions describes the configured listeners to mail clients;
+// serve's http listeners and `admin user profile` share it.
+func autoconfigOptions(cfg *config.Config, domains *auth.DB, log *slog.Logger) autoconfig.Options {
+	return autoconfig.Options{
+		Logger:      log,
+		Hostname:    cfg.Hostname,
+		Domains:     domains,
+		IMAPS:       advertised(cfg.Listen.IMAPS, false),
+		IMAP:        advertised(cfg.Listen.IMAP, true),
+		POP3S:       advertised(cfg.Listen.POP3S, false),
+		POP3:        advertised(cfg.Listen.POP3, true),
+		Submissions: advertised(cfg.Listen.Submissions, false),
+		Submission:  advertised(cfg.Listen.Submission, true),
+		HTTPS:       advertised(cfg.Listen.HTTPS, false).Port,
+	}
 }
 
 // advertised turns a listen address into what autoconfig tells clients: its

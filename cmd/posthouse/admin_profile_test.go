@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/smallstep/pkcs7"
+	"howett.net/plist"
+
+	"github.com/posthouse/posthouse/certs/certstest"
+)
+
+func TestAdminUserProfile(t *testing.T) {
+	dir := t.TempDir()
+	ca := certstest.NewCA()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certstest.WriteFiles(t, ca.Leaf("mail.example.org"), certFile, keyFile)
+	base := "hostname = \"mail.example.org\"\ndata_dir = \"" + filepath.Join(dir, "data") + "\"\n"
+	selfSigned := filepath.Join(dir, "self.toml")
+	withCert := filepath.Join(dir, "cert.toml")
+	os.WriteFile(selfSigned, []byte(base), 0o644)
+	os.WriteFile(withCert, []byte(base+"[tls]\ncert_file = \""+certFile+"\"\nkey_file = \""+keyFile+"\"\n"), 0o644)
+
+	admin := func(cfg, stdin string, args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append([]string{"admin", "--config", cfg}, args...), strings.NewReader(stdin), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, _, e := admin(selfSigned, "", "domain", "add", "example.org"); code != 0 {
+		t.Fatal(e)
+	}
+	if code, _, e := admin(selfSigned, "pw-alice\n", "user", "add", "--password-stdin", "alice@example.org"); code != 0 {
+		t.Fatal(e)
+	}
+	mail := func(data []byte) map[string]any {
+		t.Helper()
+		var top map[string]any
+		if _, err := plist.Unmarshal(data, &top); err != nil {
+			t.Fatalf("%v\n%s", err, data)
+		}
+		return top["PayloadContent"].([]any)[0].(map[string]any)
+	}
+
+	code, out, stderr := admin(selfSigned, "", "user", "profile", "--apple", "--name", "Alice", "alice@example.org")
+	if code != 0 || !strings.Contains(stderr, "not signed") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	m := mail([]byte(out))
+	if m["IncomingMailServerHostName"] != "mail.example.org" || m["IncomingMailServerPortNumber"] != uint64(993) ||
+		m["OutgoingMailServerPortNumber"] != uint64(465) || m["EmailAccountName"] != "Alice" || m["IncomingPassword"] != nil {
+		t.Errorf("payload %v", m)
+	}
+
+	// The password goes in only when asked for, and only the right one.
+	if code, _, stderr := admin(selfSigned, "wrong\n", "user", "profile", "--apple", "--with-password", "--password-stdin", "alice@example.org"); code == 0 {
+		t.Errorf("a wrong password was put in a profile: %s", stderr)
+	}
+	code, out, stderr = admin(selfSigned, "pw-alice\n", "user", "profile", "--apple", "--with-password", "--password-stdin", "alice@example.org")
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	if m := mail([]byte(out)); m["IncomingPassword"] != "pw-alice" {
+		t.Errorf("IncomingPassword %v", m["IncomingPassword"])
+	}
+
+	// With a real certificate the profile is signed with it.
+	code, out, stderr = admin(withCert, "", "user", "profile", "--apple", "alice@example.org")
+	if code != 0 || stderr != "" {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	p7, err := pkcs7.Parse([]byte(out))
+	if err != nil {
+		t.Fatalf("not signed: %v", err)
+	}
+	if err := p7.VerifyWithChain(ca.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	mail(p7.Content)
+
+	for _, args := range [][]string{
+		{"user", "profile", "alice@example.org"},                 // no format
+		{"user", "profile", "--apple", "nobody@example.org"},     // no such user
+		{"user", "profile", "--apple", "a@example.org", "extra"}, // too many
+	} {
+		if code, _, _ := admin(selfSigned, "", args...); code == 0 {
+			t.Errorf("%q succeeded", args)
+		}
+	}
+}
