@@ -31,6 +31,9 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		POP3S:       listenPort(env.cfg.Listen.POP3S),
 		POP3:        listenPort(env.cfg.Listen.POP3),
 	}
+	for _, w := range clientSetupWarnings(env.cfg) {
+		fmt.Fprintf(env.stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(env.stdout, "; DNS records for %s, served by %s\n", domain, env.cfg.Hostname)
 	zoneKeys := make([]dns.DKIMKey, len(keys))
 	for i, k := range keys {

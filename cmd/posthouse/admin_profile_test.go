@@ -91,3 +91,45 @@ func TestAdminUserProfile(t *testing.T) {
 		}
 	}
 }
+
+// check-config and admin dns say when the autoconfig/autodiscover records
+// they print cannot work: no http(s) listener, no https for Outlook, or
+// https with the self-signed certificate.
+func TestClientSetupWarnings(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	certstest.WriteFiles(t, certstest.NewCA().Leaf("mail.example.org"), certFile, keyFile)
+	base := "hostname = \"mail.example.org\"\ndata_dir = \"" + filepath.Join(dir, "data") + "\"\n"
+	for _, tc := range []struct {
+		name, toml string
+		want       []string // substrings, one per warning; none: no warning
+	}{
+		{"no http", "", []string{"http and https are off"}},
+		{"http only", "[listen]\nhttp = \"127.0.0.1:8080\"\n", []string{"https is off"}},
+		{"https self-signed", "[listen]\nhttps = \"127.0.0.1:8443\"\n", []string{"self-signed certificate"}},
+		{"https real", "[listen]\nhttps = \"127.0.0.1:8443\"\n[tls]\ncert_file = \"" + certFile + "\"\nkey_file = \"" + keyFile + "\"\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")+".toml")
+			os.WriteFile(cfg, []byte(base+tc.toml), 0o644)
+			for _, args := range [][]string{
+				{"check-config", "--config", cfg},
+				{"admin", "--config", cfg, "dns", "example.org"},
+			} {
+				var out, errb bytes.Buffer
+				if code := run(context.Background(), args, strings.NewReader(""), &out, &errb); code != 0 {
+					t.Fatalf("%q: exit %d: %s", args, code, errb.String())
+				}
+				got := strings.Count(errb.String(), "warning: ")
+				if got != len(tc.want) {
+					t.Errorf("%q: %d warnings, want %d: %s", args, got, len(tc.want), errb.String())
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(errb.String(), w) {
+						t.Errorf("%q: stderr lacks %q: %s", args, w, errb.String())
+					}
+				}
+			}
+		})
+	}
+}

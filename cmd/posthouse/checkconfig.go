@@ -6,7 +6,7 @@ import (
 	"io"
 )
 
-func runCheckConfig(_ context.Context, args []string, _ io.Reader, stdout, _ io.Writer) error {
+func runCheckConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("posthouse check-config", "posthouse check-config [--config FILE] [--quiet]", stdout)
 	cfgPath := configFlag(fs)
 	quiet := fs.Bool("quiet", false, "print nothing when the configuration is valid")
@@ -31,6 +31,9 @@ func runCheckConfig(_ context.Context, args []string, _ io.Reader, stdout, _ io.
 	source := cfg.Source
 	if source == "" {
 		source = "no file, built-in defaults"
+	}
+	for _, w := range clientSetupWarnings(cfg) {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "# Effective configuration (%s, with POSTHOUSE_* overrides). It is valid.\n", source)
 	_, err = stdout.Write(out)
