@@ -73,6 +73,17 @@
 // sixth is answered once and followed by "* NO [NOUPDATE tag]"
 // (§4.3.1). CANCELUPDATE ends them, as does leaving the mailbox.
 //
+// # APPEND of binary content
+//
+// A literal8 APPEND (RFC 3516 §4.4) may carry parts with
+// Content-Transfer-Encoding: binary, NUL bytes and all, which no plain
+// literal may hold, so BODY[n] of such a part could never be sent.
+// Posthouse stores such parts base64-encoded (their header says so), as
+// Dovecot does; BINARY[n] and BINARY.SIZE[n] decode them back to the bytes
+// sent. The literal is spooled to a temporary file and streamed through
+// the conversion to the store (binary.go); only literal8 APPENDs take this
+// path.
+//
 // Sequence numbers from the client are decoded with the session's tracker
 // (SessionTracker.DecodeSeqNum) into the server view and then into UIDs
 // before any store call, including sequence sets nested in SEARCH criteria;

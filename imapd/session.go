@@ -391,7 +391,32 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	ctx, cancel := s.op()
 	defer cancel()
 	lit := &literalReader{r: r}
-	res, err := s.acct.Append(ctx, name, lit, mailstore.AppendOptions{
+	var body io.Reader = lit
+	if options.Binary {
+		// binary.go: binary parts are stored base64-encoded.
+		f, size, cleanup, err := spoolLiteral(lit)
+		if err != nil {
+			if lit.err != nil {
+				return nil, lit.err
+			}
+			return nil, mapError(s.log, "append", err, errDest)
+		}
+		defer cleanup()
+		conv, err := binaryToBase64(f, size)
+		if err != nil {
+			return nil, mapError(s.log, "append", err, errDest)
+		}
+		if conv != nil {
+			defer conv.Close()
+			body = conv
+		} else {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return nil, mapError(s.log, "append", err, errDest)
+			}
+			body = io.LimitReader(f, size)
+		}
+	}
+	res, err := s.acct.Append(ctx, name, body, mailstore.AppendOptions{
 		Flags:        storableFlags(options.Flags),
 		InternalDate: options.Time,
 	})
