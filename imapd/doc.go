@@ -57,6 +57,33 @@
 // handing over to SessionTracker.Idle. After ENABLE IMAP4rev2 a session
 // neither claims nor shows \Recent (RFC 9051 has none).
 //
+// # Live SEARCH results (CONTEXT=SEARCH) and PARTIAL
+//
+// SEARCH RETURN (PARTIAL m:n) (RFC 9394) cuts the ascending result to
+// positions m..n, counted from the end when negative. RETURN (UPDATE)
+// (RFC 5267 §4.3) keeps the result live: its criteria are made static
+// (UIDs only) and the mailbox state collects the UIDs of new and changed
+// messages for each selection with live results; the session's poll
+// re-evaluates only those (one store search per result, restricted to
+// them) and writes ESEARCH ADDTO/REMOVEFROM after the poll's EXISTS and
+// FETCH, with position 0 (an unsorted result has none). A message of a
+// result that is expunged leaves it by a REMOVEFROM written just before
+// its EXPUNGE (a tracker patch, SetExpungeFunc), while its sequence
+// number still names it. A session keeps at most five live results; a
+// sixth is answered once and followed by "* NO [NOUPDATE tag]"
+// (§4.3.1). CANCELUPDATE ends them, as does leaving the mailbox.
+//
+// # APPEND of binary content
+//
+// A literal8 APPEND (RFC 3516 §4.4) may carry parts with
+// Content-Transfer-Encoding: binary, NUL bytes and all, which no plain
+// literal may hold, so BODY[n] of such a part could never be sent.
+// Posthouse stores such parts base64-encoded (their header says so), as
+// Dovecot does; BINARY[n] and BINARY.SIZE[n] decode them back to the bytes
+// sent. The literal is spooled to a temporary file and streamed through
+// the conversion to the store (binary.go); only literal8 APPENDs take this
+// path.
+//
 // Sequence numbers from the client are decoded with the session's tracker
 // (SessionTracker.DecodeSeqNum) into the server view and then into UIDs
 // before any store call, including sequence sets nested in SEARCH criteria;

@@ -474,8 +474,41 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 	} else {
 		data.All = uidSet
 	}
+	saved := uidSet
+	if r := options.ReturnPartial; r != nil {
+		// RFC 9394 §3.1: positions in the result, ascending.
+		nums := make([]uint32, len(found))
+		for i, uid := range found {
+			nums[i] = uint32(uid)
+		}
+		part := partialResult(nums, *r)
+		partUIDs := make([]imap.UID, len(part))
+		for i, n := range part {
+			partUIDs[i] = imap.UID(n)
+		}
+		saved = mailstore.UIDSetOf(partUIDs)
+		data.Partial = &imap.SearchPartialData{Range: *r}
+		if len(part) > 0 {
+			if kind == imapserver.NumKindSeq {
+				var ss imap.SeqSet
+				st.mu.Lock()
+				for _, uid := range partUIDs {
+					ss.AddNum(sel.clientSeqLocked(uid))
+				}
+				st.mu.Unlock()
+				data.Partial.All = ss
+			} else {
+				data.Partial.All = saved
+			}
+		}
+	}
 	if options.ReturnSave {
-		sel.searchRes = uidSet
+		// RFC 9394 §3.2: with PARTIAL, "$" is the partial result.
+		sel.searchRes = saved
+	}
+	if options.ReturnUpdate {
+		ls := &liveSearch{tag: options.Tag, kind: kind, criteria: criteria, result: uidSet}
+		data.NoUpdate = !sel.addLiveSearch(ls)
 	}
 	return &data, nil
 }

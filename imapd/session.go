@@ -59,6 +59,12 @@ type selected struct {
 	readOnly  bool
 	searchRes imap.UIDSet // SEARCHRES "$" (RFC 5182), as UIDs
 
+	// CONTEXT=SEARCH (searchctx.go): the live results, and the UIDs new
+	// or changed since the last poll (guarded by st.mu; the mailbox
+	// state adds to it while sel is among its watchers).
+	live  []*liveSearch
+	dirty imap.UIDSet
+
 	// IMAP4rev1 \Recent (recent.go). The Idle goroutine writes these
 	// while the connection's waits for DONE.
 	recentMode recentMode
@@ -73,6 +79,7 @@ var (
 	_ imapserver.SessionAppendLimit    = (*session)(nil)
 	_ imapserver.SessionUnauthenticate = (*session)(nil)
 	_ imapserver.SessionID             = (*session)(nil)
+	_ imapserver.SessionSearchContext  = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
@@ -384,7 +391,32 @@ func (s *session) Append(name string, r imap.LiteralReader, options *imap.Append
 	ctx, cancel := s.op()
 	defer cancel()
 	lit := &literalReader{r: r}
-	res, err := s.acct.Append(ctx, name, lit, mailstore.AppendOptions{
+	var body io.Reader = lit
+	if options.Binary {
+		// binary.go: binary parts are stored base64-encoded.
+		f, size, cleanup, err := spoolLiteral(lit)
+		if err != nil {
+			if lit.err != nil {
+				return nil, lit.err
+			}
+			return nil, mapError(s.log, "append", err, errDest)
+		}
+		defer cleanup()
+		conv, err := binaryToBase64(f, size)
+		if err != nil {
+			return nil, mapError(s.log, "append", err, errDest)
+		}
+		if conv != nil {
+			defer conv.Close()
+			body = conv
+		} else {
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				return nil, mapError(s.log, "append", err, errDest)
+			}
+			body = io.LimitReader(f, size)
+		}
+	}
+	res, err := s.acct.Append(ctx, name, body, mailstore.AppendOptions{
 		Flags:        storableFlags(options.Flags),
 		InternalDate: options.Time,
 	})
@@ -488,6 +520,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		sel.recentMode = recentClaim
 	}
 	tracker.SetMessageFlagsFunc(sel.withRecent)
+	tracker.SetExpungeFunc(sel.beforeExpunge)
 	s.sel = sel
 	// RFC 3501 §6.3.1: this session is the first told of the messages
 	// nobody has claimed.
@@ -506,6 +539,7 @@ func (s *session) closeSelected() {
 	if s.sel == nil {
 		return
 	}
+	s.sel.unwatch()
 	s.sel.tracker.Close()
 	s.srv.states.release(s.sel.st)
 	s.sel = nil
@@ -520,7 +554,11 @@ func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
 	if s.sel == nil {
 		return nil
 	}
-	return s.pollRecent(w, allowExpunge)
+	ups := s.evalLiveSearches()
+	if err := s.pollRecent(w, allowExpunge); err != nil {
+		return err
+	}
+	return s.writeLiveSearchUpdates(w, ups)
 }
 
 // Idle polls whenever the mailbox state applies a change, rather than

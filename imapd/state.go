@@ -71,6 +71,9 @@ type mailboxState struct {
 	tracker     *imapserver.MailboxTracker
 	storing     []*inflightStore
 	changed     chan struct{} // closed and replaced after each applied event
+	// watchers are the selections with live SEARCH results (searchctx.go):
+	// each new or changed message's UID goes into their dirty set.
+	watchers map[*selected]struct{}
 }
 
 // inflightStore marks UIDs a session is changing with STORE, so the flag
@@ -226,6 +229,7 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		}
 		st.uids = append(st.uids, ev.UID)
 		st.seen = append(st.seen, hasFlag(ev.Flags, imap.FlagSeen))
+		st.markDirtyLocked(ev.UID)
 		if ev.UID >= st.uidNext {
 			st.uidNext = ev.UID + 1
 		}
@@ -237,6 +241,7 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 			return
 		}
 		st.seen[i] = hasFlag(ev.Flags, imap.FlagSeen)
+		st.markDirtyLocked(ev.UID)
 		src := st.storeSourceLocked(ev.UID)
 		if st.addKeywordsLocked(ev.Flags) {
 			// A storing session writes FLAGS itself, before its FETCH.
@@ -253,7 +258,9 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		}
 		st.uids = slices.Delete(st.uids, i, i+1)
 		st.seen = slices.Delete(st.seen, i, i+1)
-		st.tracker.QueueExpunge(uint32(i + 1))
+		// With its UID, for the REMOVEFROM that precedes the EXPUNGE
+		// of a message in a live SEARCH result (searchctx.go).
+		st.tracker.QueueExpungeUID(uint32(i+1), ev.UID)
 	default:
 		return
 	}

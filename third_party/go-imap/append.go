@@ -8,6 +8,9 @@ import (
 type AppendOptions struct {
 	Flags []Flag
 	Time  time.Time
+	// Binary says the message came as a literal8 ("~{n}", RFC 3516 §4.4):
+	// it may hold binary content, even NUL. (Posthouse patch.)
+	Binary bool
 }
 
 // AppendData is the data returned by an APPEND command.

@@ -66,6 +66,8 @@ const (
 	CapSortDisplay      Cap = "SORT=DISPLAY"       // RFC 5957
 	CapSpecialUse       Cap = "SPECIAL-USE"        // RFC 6154
 	CapUnauthenticate   Cap = "UNAUTHENTICATE"     // RFC 8437
+	CapContextSearch    Cap = "CONTEXT=SEARCH"     // RFC 5267 (Posthouse patch)
+	CapPartial          Cap = "PARTIAL"            // RFC 9394 (Posthouse patch)
 	CapURLPartial       Cap = "URL-PARTIAL"        // RFC 5550
 	CapURLAuth          Cap = "URLAUTH"            // RFC 4467
 	CapUTF8Accept       Cap = "UTF8=ACCEPT"        // RFC 6855

@@ -14,6 +14,23 @@ type SearchOptions struct {
 	ReturnCount bool
 	// Requires IMAP4rev2 or SEARCHRES
 	ReturnSave bool
+
+	// Posthouse patch: RFC 9394 PARTIAL and RFC 5267 CONTEXT=SEARCH.
+	ReturnPartial *SearchPartialRange // requires PARTIAL
+	ReturnUpdate  bool                // requires CONTEXT=SEARCH
+	ReturnContext bool                // requires CONTEXT=SEARCH (a hint)
+	// Tag is the SEARCH command's tag, which names an UPDATE result in
+	// ADDTO/REMOVEFROM and CANCELUPDATE; the server fills it.
+	Tag string
+}
+
+// SearchPartialRange is a RETURN (PARTIAL) range (RFC 9394 §3.1): 1-based
+// positions in the result, from its start when both are positive, from its
+// end when both are negative (-1 is the last). Start is the one nearer the
+// end it counts from: the parser orders "4:2" as 2:4 and "-1:-5" stays.
+// (Posthouse patch.)
+type SearchPartialRange struct {
+	Start, Stop int32
 }
 
 // SearchCriteria is a criteria for the SEARCH command.
@@ -144,6 +161,21 @@ type SearchData struct {
 
 	// requires CONDSTORE
 	ModSeq uint64
+
+	// Partial is the RETURN (PARTIAL) answer: the range asked for and the
+	// messages in it (nil: none, written NIL). Posthouse patch, RFC 9394.
+	Partial *SearchPartialData
+	// NoUpdate, with RETURN (UPDATE), says the server will not keep this
+	// result up to date: "NO [NOUPDATE tag]" follows the ESEARCH response
+	// (RFC 5267 §4.3.1). Posthouse patch.
+	NoUpdate bool
+}
+
+// SearchPartialData is the PARTIAL return data of a SEARCH (RFC 9394).
+// (Posthouse patch.)
+type SearchPartialData struct {
+	Range SearchPartialRange
+	All   NumSet
 }
 
 // AllSeqNums returns All as a slice of sequence numbers.

@@ -95,6 +95,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			imap.CapContextSearch, // Posthouse patch
+			imap.CapPartial,       // Posthouse patch
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

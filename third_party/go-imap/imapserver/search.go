@@ -76,9 +76,18 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	// If no return option is specified, ALL is assumed
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount &&
+		options.ReturnPartial == nil && !options.ReturnUpdate {
 		options.ReturnAll = true
 	}
+	if options.ReturnUpdate {
+		// Posthouse patch: RFC 5267 §4.3, the session keeps the result
+		// named by the tag up to date.
+		if _, ok := c.session.(SessionSearchContext); !ok {
+			return newClientBugError("SEARCH RETURN (UPDATE) is not supported")
+		}
+	}
+	options.Tag = tag
 
 	data, err := c.session.Search(numKind, &criteria, &options)
 	if err != nil {
@@ -86,10 +95,80 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	}
 
 	if c.enabled.Has(imap.CapIMAP4rev2) || extended {
-		return c.writeESearch(tag, data, &options, numKind)
+		if err := c.writeESearch(tag, data, &options, numKind); err != nil {
+			return err
+		}
+		if options.ReturnUpdate && data.NoUpdate {
+			return c.writeNoUpdate(tag)
+		}
+		return nil
 	} else {
 		return c.writeSearch(data.All)
 	}
+}
+
+// writeNoUpdate says a RETURN (UPDATE) result will not be kept up to date
+// (RFC 5267 §4.3.1). Posthouse patch.
+func (c *Conn) writeNoUpdate(tag string) error {
+	enc := newResponseEncoder(c)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("NO").SP().Special('[').Atom("NOUPDATE").SP().String(tag).Special(']')
+	enc.SP().Text("Too many live search results; this one is not updated")
+	return enc.CRLF()
+}
+
+// handleCancelUpdate ends the updates of the results named by its tags
+// (RFC 5267 §4.3.5). Posthouse patch.
+func (c *Conn) handleCancelUpdate(dec *imapwire.Decoder) error {
+	var tags []string
+	for dec.SP() {
+		var tag string
+		if !dec.ExpectString(&tag) {
+			return dec.Err()
+		}
+		if len(tags) >= maxCancelUpdateTags {
+			return newClientBugError("Too many tags in CANCELUPDATE")
+		}
+		tags = append(tags, tag)
+	}
+	if !dec.ExpectCRLF() {
+		return dec.Err()
+	}
+	if len(tags) == 0 {
+		return newClientBugError("CANCELUPDATE needs a tag")
+	}
+	if err := c.checkState(imap.ConnStateSelected); err != nil {
+		return err
+	}
+	session, ok := c.session.(SessionSearchContext)
+	if !ok {
+		return newClientBugError("Unknown command")
+	}
+	return session.CancelUpdate(tags)
+}
+
+// maxCancelUpdateTags bounds the tags of one CANCELUPDATE (Posthouse
+// patch); a session keeps only a few live results anyway.
+const maxCancelUpdateTags = 100
+
+// WriteSearchUpdate writes an unsolicited ESEARCH response for the live
+// SEARCH result named by tag (RFC 5267 §4.3.3, §4.3.4): ADDTO, or
+// REMOVEFROM when removed, with numSet at position pos (0 for an
+// unsorted SEARCH result). Posthouse patch.
+func (w *UpdateWriter) WriteSearchUpdate(tag string, kind NumKind, removed bool, pos uint32, numSet imap.NumSet) error {
+	enc := newResponseEncoder(w.conn)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("ESEARCH").SP().Special('(').Atom("TAG").SP().String(tag).Special(')')
+	if kind == NumKindUID {
+		enc.SP().Atom("UID")
+	}
+	if removed {
+		enc.SP().Atom("REMOVEFROM")
+	} else {
+		enc.SP().Atom("ADDTO")
+	}
+	enc.SP().Special('(').Number(pos).SP().NumSet(numSet).Special(')')
+	return enc.CRLF()
 }
 
 func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.SearchOptions, numKind NumKind) error {
@@ -116,6 +195,17 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 	}
 	if options.ReturnCount {
 		enc.SP().Atom("COUNT").SP().Number(data.Count)
+	}
+	if options.ReturnPartial != nil && data.Partial != nil {
+		// Posthouse patch: RFC 9394 §3.1.
+		r := data.Partial.Range
+		enc.SP().Atom("PARTIAL").SP().Special('(').Atom(fmt.Sprintf("%d:%d", r.Start, r.Stop)).SP()
+		if data.Partial.All == nil || isNumSetEmpty(data.Partial.All) {
+			enc.NIL()
+		} else {
+			enc.NumSet(data.Partial.All)
+		}
+		enc.Special(')')
 	}
 	return enc.CRLF()
 }
@@ -177,11 +267,69 @@ func readSearchReturnOpts(dec *imapwire.Decoder, options *imap.SearchOptions) er
 			options.ReturnCount = true
 		case "SAVE":
 			options.ReturnSave = true
+		case "PARTIAL": // Posthouse patch: RFC 9394
+			var s string
+			if !dec.ExpectSP() || !dec.ExpectAtom(&s) {
+				return dec.Err()
+			}
+			r, err := parsePartialRange(s)
+			if err != nil {
+				return err
+			}
+			options.ReturnPartial = &r
+		case "UPDATE": // Posthouse patch: RFC 5267
+			options.ReturnUpdate = true
+		case "CONTEXT": // Posthouse patch: RFC 5267, a hint
+			options.ReturnContext = true
 		default:
 			return newClientBugError("unknown SEARCH RETURN option")
 		}
 		return nil
 	})
+}
+
+// parsePartialRange parses RFC 9394's partial-range: "a:b" with both
+// positive or both negative, within 32 bits, ordered so that Start is
+// nearer the end it counts from (Posthouse patch).
+func parsePartialRange(s string) (imap.SearchPartialRange, error) {
+	bad := &imapwire.DecoderExpectError{Message: "invalid PARTIAL range"}
+	a, b, ok := strings.Cut(s, ":")
+	if !ok {
+		return imap.SearchPartialRange{}, bad
+	}
+	x, okx := parsePartialPos(a)
+	y, oky := parsePartialPos(b)
+	if !okx || !oky || (x < 0) != (y < 0) {
+		return imap.SearchPartialRange{}, bad
+	}
+	if (x > 0 && x > y) || (x < 0 && x < y) {
+		x, y = y, x
+	}
+	return imap.SearchPartialRange{Start: x, Stop: y}, nil
+}
+
+func parsePartialPos(s string) (int32, bool) {
+	neg := strings.HasPrefix(s, "-")
+	if neg {
+		s = s[1:]
+	}
+	if s == "" || len(s) > 10 || s[0] == '0' {
+		return 0, false
+	}
+	var n int64
+	for _, ch := range s {
+		if ch < '0' || ch > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(ch-'0')
+	}
+	if n > 1<<31-1 {
+		return 0, false
+	}
+	if neg {
+		n = -n
+	}
+	return int32(n), true
 }
 
 func maybeReadSearchKeyAtom(dec *imapwire.Decoder, ptr *string) bool {

@@ -115,6 +115,18 @@ type SessionUnauthenticate interface {
 	Unauthenticate() error
 }
 
+// SessionSearchContext is an IMAP session which supports CONTEXT=SEARCH
+// (RFC 5267): Search gets RETURN (UPDATE) with the command's tag in
+// SearchOptions.Tag, and reports changes to that result with
+// UpdateWriter.WriteSearchUpdate. (Posthouse patch.)
+type SessionSearchContext interface {
+	Session
+
+	// CancelUpdate ends the updates of the results named by tags
+	// (RFC 5267 §4.3.5).
+	CancelUpdate(tags []string) error
+}
+
 // SessionAppendLimit is an IMAP session which has the same APPEND limit for
 // all mailboxes.
 type SessionAppendLimit interface {

@@ -73,6 +73,15 @@ func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
 	t.queueUpdate(&trackerUpdate{expunge: seqNum}, nil)
 }
 
+// QueueExpungeUID is QueueExpunge for a message whose UID is known: a
+// session's SetExpungeFunc gets it. (Posthouse patch.)
+func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
+	if seqNum == 0 {
+		panic("imapserver: invalid expunge message sequence number")
+	}
+	t.queueUpdate(&trackerUpdate{expunge: seqNum, expungeUID: uid}, nil)
+}
+
 // QueueNumMessages queues a new EXISTS update.
 func (t *MailboxTracker) QueueNumMessages(n uint32) {
 	// TODO: merge consecutive NumMessages updates
@@ -110,6 +119,7 @@ func (t *MailboxTracker) QueueMessageFlags(seqNum uint32, uid imap.UID, flags []
 
 type trackerUpdate struct {
 	expunge      uint32
+	expungeUID   imap.UID // Posthouse patch: from QueueExpungeUID
 	numMessages  uint32
 	mailboxFlags []imap.Flag
 	fetch        *trackerUpdateFetch
@@ -135,6 +145,23 @@ type SessionTracker struct {
 	// messageFlags, if set, gives the flags of each FETCH FLAGS update
 	// this session writes (Posthouse patch).
 	messageFlags func(uid imap.UID, flags []imap.Flag) []imap.Flag
+	// beforeExpunge, if set, runs before each EXPUNGE Poll writes
+	// (Posthouse patch).
+	beforeExpunge func(w *UpdateWriter, seqNum uint32, uid imap.UID) error
+}
+
+// SetExpungeFunc makes Poll (and Idle) call fn just before writing each
+// EXPUNGE, with the sequence number it expunges (as the client knows it at
+// that moment) and the message's UID (zero unless queued with
+// QueueExpungeUID). A server writes there what must precede the EXPUNGE,
+// such as RFC 5267's ESEARCH REMOVEFROM for a message in a live SEARCH
+// result, whose sequence number is gone once the EXPUNGE is out. fn runs
+// on the goroutine calling Poll, without the tracker's lock. (Posthouse
+// patch.)
+func (t *SessionTracker) SetExpungeFunc(fn func(w *UpdateWriter, seqNum uint32, uid imap.UID) error) {
+	t.mutex.Lock()
+	t.beforeExpunge = fn
+	t.mutex.Unlock()
 }
 
 // SetMessageFlagsFunc makes Poll (and Idle) write, for each FETCH FLAGS
@@ -215,12 +242,18 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 		}
 	}
 	messageFlags := t.messageFlags
+	beforeExpunge := t.beforeExpunge
 	t.mutex.Unlock()
 
 	for _, update := range updates {
 		var err error
 		switch {
 		case update.expunge != 0:
+			if beforeExpunge != nil {
+				if err := beforeExpunge(w, update.expunge, update.expungeUID); err != nil {
+					return err
+				}
+			}
 			err = w.WriteExpunge(update.expunge)
 		case update.numMessages != 0:
 			err = w.WriteNumMessages(update.numMessages)
