@@ -160,6 +160,9 @@ func (r *run) step(n int64) error {
 }
 
 func (r *run) fail(p Pos, err error) error {
+	if err == nil {
+		return nil
+	}
 	var re *RuntimeError
 	if errors.As(err, &re) || err == errStop || err == errReturn {
 		return err
