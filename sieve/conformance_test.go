@@ -81,7 +81,7 @@ var confCases = []confCase{
 	{name: "fileinto INBOX is keep", script: `require "fileinto"; keep; fileinto "INBOX";`, want: []string{"keep"}},
 	{name: "fileinto twice stores once", script: `require "fileinto"; fileinto "a"; fileinto "a";`, want: []string{"fileinto a"}},
 	{name: "redirect", script: `redirect "Roadrunner <rr@acme.example.com>";`, want: []string{"redirect rr@acme.example.com"}},
-	{name: "redirect twice goes once", script: `redirect "a@example.org"; redirect "A@example.org";`, want: []string{"redirect a@example.org"}},
+	{name: "redirect twice goes once", script: `redirect "a@example.org"; redirect "a@EXAMPLE.org"; redirect "A@example.org";`, want: []string{"redirect a@example.org", "redirect A@example.org"}},
 	{name: "header :is is case-insensitive by default", script: `require "fileinto"; if header :is "subject" "i HAVE a present for YOU" { fileinto "x"; }`, want: []string{"fileinto x"}},
 	{name: "header i;octet is case-sensitive", script: `require "fileinto"; if header :comparator "i;octet" :is "subject" "i HAVE a present for YOU" { fileinto "x"; }`, want: []string{"implicit keep"}},
 	{name: "header :contains over several fields", script: `require "fileinto"; if header :contains ["x-nothing", "received"] "client" { fileinto "x"; }`, want: []string{"fileinto x"}},
@@ -158,7 +158,7 @@ fileinto "${b}|${c}|${d}|${e}|${f}";`, want: []string{`fileinto 15|jumbled lette
 	{name: "modifiers of one precedence conflict", script: `require "variables"; set :lower :upper "a" "b";`, compileErr: "same precedence"},
 	{name: "string test", script: `require ["variables", "fileinto"]; set "state" "${state} pending"; if string :matches " ${state} " "* pending *" { fileinto "x"; }`, want: []string{"fileinto x"}},
 	{name: "string :count ignores empty strings", script: `require ["variables", "fileinto", "relational", "comparator-i;ascii-numeric"]; if string :count "eq" :comparator "i;ascii-numeric" ["a", "", "b"] "2" { fileinto "x"; }`, want: []string{"fileinto x"}},
-	{name: "match variable out of range", script: `require ["variables", "fileinto"]; fileinto "${10}";`, compileErr: "out of range"},
+	{name: "match variable out of range", script: `require ["variables", "fileinto"]; fileinto "${10}";`, compileErr: "out of range", notDovecot: "Dovecot has match variables past 9"},
 	{name: "set of a match variable is an error", script: `require "variables"; set "1" "x";`, compileErr: "invalid variable name"},
 	{name: "unknown namespace", script: `require ["variables", "fileinto"]; fileinto "${env.x}";`, compileErr: "unknown variable namespace"},
 
@@ -177,11 +177,11 @@ if header :contains "subject" "cyrus" {
 	{name: "vacation-seconds", script: `require "vacation-seconds"; vacation :seconds 1800 "gone";`,
 		want: []string{"implicit keep", `vacation to=sender@example.com from=me@example.net subject="Auto: I have a present for you" period=24h0m0s`}, notDovecot: "site minimum differs"},
 	{name: "vacation not to list mail", msg: msgList, script: `require "vacation"; vacation "gone";`,
-		want: []string{"implicit keep", `vacation to=sender@example.com from=me@example.net subject="Auto: [sieve] Re: Résumé of the draft" period=168h0m0s skip=list mail (list-id)`}},
+		want: []string{"implicit keep", `vacation to=sender@example.com from=me@example.net subject="Auto: [sieve] Re: Résumé of the draft" period=168h0m0s skip=list mail (list-id)`}, notDovecot: vacationChecks},
 	{name: "vacation not to the null sender", env: Env{Envelope: Envelope{From: "<>"}}, script: `require "vacation"; vacation "gone";`,
 		want: []string{"implicit keep", `vacation to= from=me@example.net subject="Auto: I have a present for you" period=168h0m0s skip=null sender`}},
 	{name: "vacation not when not addressed to me", env: Env{Envelope: Envelope{To: "other@example.net"}}, script: `require "vacation"; vacation "gone";`,
-		want: []string{"implicit keep", `vacation to=sender@example.com from=other@example.net subject="Auto: I have a present for you" period=168h0m0s skip=not addressed to the recipient`}},
+		want: []string{"implicit keep", `vacation to=sender@example.com from=other@example.net subject="Auto: I have a present for you" period=168h0m0s skip=not addressed to the recipient`}, notDovecot: vacationChecks},
 	{name: "vacation twice fails", script: `require "vacation"; vacation "a"; vacation "b";`, runErr: ErrConflict},
 	{name: "vacation with reject fails", script: `require ["vacation", "reject"]; reject "x"; vacation "a";`, runErr: ErrConflict},
 	{name: ":seconds needs vacation-seconds", script: `require "vacation"; vacation :seconds 5 "a";`, compileErr: "vacation-seconds"},
@@ -233,7 +233,7 @@ if allof(currentdate :value "ge" "date" "2024-03-01",
 if currentdate :matches "month" "*" { set "month" "${1}"; }
 if currentdate :matches "year"  "*" { set "year"  "${1}"; }
 fileinto "${month}-${year}";`, want: []string{"fileinto 03-2024"}, notDovecot: "sieve-test runs at the real time"},
-	{name: "bad zone", script: `require "date"; if currentdate :zone "CET" "year" "2024" { keep; }`, compileErr: "invalid time zone"},
+	{name: "bad zone", script: `require "date"; if currentdate :zone "CET" "year" "2024" { keep; }`, compileErr: "invalid time zone", notDovecot: "Dovecot checks the zone at run time"},
 
 	// mailbox (RFC 5490).
 	{name: "mailboxexists and :create", env: Env{Mailboxes: fakeMailboxes{"Work"}}, script: `require ["mailbox", "fileinto"]; if mailboxexists "Work" { fileinto "Work"; } if not mailboxexists ["Work", "Play"] { fileinto :create "Play"; }`,
@@ -315,6 +315,10 @@ if spamtest :percent :count "eq" :comparator "i;ascii-numeric" "1" { fileinto "t
 	{name: "bad regex is a compile error", script: `require "regex"; if header :regex "subject" "(" { keep; }`, compileErr: "bad regular expression"},
 	{name: "quoteregex", script: `require ["regex", "variables", "fileinto"]; set :quoteregex "q" "a.b*"; if string :regex "xa.b*y" "${q}" { fileinto "x"; }`, want: []string{"fileinto x"}, notDovecot: "sieve-test lacks the regex extension by default"},
 }
+
+// vacationChecks: sieve-test prints a vacation action before the checks
+// Dovecot makes when it sends (list mail, recipient not addressed).
+const vacationChecks = "sieve-test lists the vacation before its send-time checks"
 
 // dupID is the id Posthouse records for a unique id and handle.
 func dupID(handle, id string) string {

@@ -302,7 +302,7 @@ func (r *run) addAction(a Action) error {
 		r.delivering = true
 	case ActionRedirect:
 		for _, b := range r.actions {
-			if b.Kind == ActionRedirect && strings.EqualFold(b.Address, a.Address) {
+			if b.Kind == ActionRedirect && sameAddress(b.Address, a.Address) {
 				if !a.Copy {
 					r.implicitKeep = false
 				}
@@ -366,4 +366,12 @@ func (r *run) result() Result {
 		}
 	}
 	return res
+}
+
+// sameAddress compares addresses as SMTP does: the local part exactly,
+// the domain without regard to case (RFC 5321 §2.4).
+func sameAddress(a, b string) bool {
+	la, da := splitAddr(a)
+	lb, db := splitAddr(b)
+	return la == lb && strings.EqualFold(da, db)
 }
