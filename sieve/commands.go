@@ -332,7 +332,7 @@ func (r *run) vacationSkip(extra []string) string {
 	}
 	for _, h := range []string{"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"} {
 		for _, f := range r.fields(h) {
-			for _, a := range mimeparse.ParseAddressList(f.value) {
+			for _, a := range f.addresses() {
 				if a.Host != "" && isOwn(a.Mailbox+"@"+a.Host) {
 					return ""
 				}

@@ -8,7 +8,10 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
+
+	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
 // Runtime errors. A run that ends in one of them (or in an error of the
@@ -57,6 +60,16 @@ type hfield struct {
 	bottom      bool   // added with :last
 	decoded     string
 	hasDecoded  bool
+	addrs       []imap.Address
+	hasAddrs    bool
+}
+
+// addresses parses the field as an address list, once.
+func (f *hfield) addresses() []imap.Address {
+	if !f.hasAddrs {
+		f.addrs, f.hasAddrs = mimeparse.ParseAddressList(f.value), true
+	}
+	return f.addrs
 }
 
 // run is the state of one execution of a script and its includes.

@@ -255,7 +255,7 @@ func (t *addressTest) eval(r *run) (bool, error) {
 		if err := r.step(1 + int64(len(f.value))/64); err != nil {
 			return false, err
 		}
-		for _, a := range mimeparse.ParseAddressList(f.value) {
+		for _, a := range f.addresses() {
 			if a.Host == "" {
 				continue // group start or end
 			}
