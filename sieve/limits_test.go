@@ -55,6 +55,7 @@ func TestRunLimits(t *testing.T) {
 		{name: "redirects", script: `redirect "a@x.example"; redirect "b@x.example"; redirect "c@x.example"; redirect "d@x.example"; redirect "e@x.example";`, want: ErrTooManyRedirects},
 		{name: "include depth", script: `require "include"; include "s0";`, env: Env{Scripts: deep}, want: ErrIncludeDepth},
 		{name: "steps", script: strings.Repeat(`if header :contains ["subject", "from", "to"] ["x", "y", "z"] { keep; }`+"\n", 200), opts: Options{MaxSteps: 500}, want: ErrSteps},
+		{name: "wildcard backtracking", script: `require "body"; if body :raw :matches "*` + strings.Repeat("a", 2000) + `b" { keep; }`, env: Env{}, want: ErrSteps},
 		{name: "regex from a variable", script: `require ["regex", "variables"]; set "r" "` + strings.Repeat("a", 2000) + `"; if header :regex "subject" "${r}" { keep; }`, want: regexErr("")},
 		{name: "bad redirect address at run time", script: `require "variables"; set "a" "not an address"; redirect "${a}";`, want: ErrInvalid},
 		{name: "context", script: strings.Repeat("keep;\n", 5000), want: context.Canceled},
@@ -69,7 +70,11 @@ func TestRunLimits(t *testing.T) {
 				cancel()
 			}
 			defer cancel()
-			res, err := s.Run(ctx, testEnv(t, msgPlain, tc.env))
+			msg := msgPlain
+			if strings.Contains(tc.name, "backtracking") {
+				msg = "Subject: x\r\n\r\n" + strings.Repeat("a", 100000)
+			}
+			res, err := s.Run(ctx, testEnv(t, msg, tc.env))
 			var re regexErr
 			switch {
 			case errors.As(tc.want, &re):

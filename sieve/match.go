@@ -177,7 +177,7 @@ func compileGlob(p string, fold bool) []globTok {
 // rather than one UTF-8 character. Captures are cut from orig, the
 // unfolded value (ASCII folding keeps every offset). steps counts work
 // for the budget.
-func globMatch(toks []globTok, s, orig string, octet bool, caps *[]string, steps *int64) bool {
+func globMatch(toks []globTok, s, orig string, octet bool, caps *[]string, steps *int64, limit int64) bool {
 	type span struct{ from, to int }
 	var spansBuf [16]span
 	spans := spansBuf[:0]
@@ -196,6 +196,9 @@ func globMatch(toks []globTok, s, orig string, octet bool, caps *[]string, steps
 	star, starSi := -1, 0
 	for {
 		*steps++
+		if *steps > limit {
+			return false // the caller reports ErrSteps
+		}
 		if ti == len(toks) {
 			if si == len(s) {
 				break
@@ -204,6 +207,7 @@ func globMatch(toks []globTok, s, orig string, octet bool, caps *[]string, steps
 			t := toks[ti]
 			switch t.kind {
 			case gLit:
+				*steps += int64(len(t.lit)) >> 5 // a long literal is compared byte by byte
 				if strings.HasPrefix(s[si:], t.lit) {
 					si += len(t.lit)
 					ti++

@@ -204,6 +204,9 @@ func (r *run) matchKeys(m *matchSpec, values []string, keys []*str) (bool, error
 			if r.matchOne(m, &pre[i], v, fv) {
 				return true, nil
 			}
+			if r.steps > r.opts.MaxSteps {
+				return false, ErrSteps
+			}
 		}
 	}
 	return false, nil
@@ -222,10 +225,10 @@ func (r *run) matchOne(m *matchSpec, k *key, v, fv string) bool {
 		return m.rel.holds(m.cmp.compare(v, k.lit))
 	case mMatches:
 		if !m.setVars {
-			return globMatch(k.glob, fv, v, m.cmp == cmpOctet, nil, &r.steps)
+			return globMatch(k.glob, fv, v, m.cmp == cmpOctet, nil, &r.steps, r.opts.MaxSteps)
 		}
 		var caps []string
-		if !globMatch(k.glob, fv, v, m.cmp == cmpOctet, &caps, &r.steps) {
+		if !globMatch(k.glob, fv, v, m.cmp == cmpOctet, &caps, &r.steps, r.opts.MaxSteps) {
 			return false
 		}
 		r.match = caps
