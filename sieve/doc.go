@@ -47,7 +47,7 @@
 // 5233, separator "+", as auth resolves user+tag), date and index (RFC
 // 5260), mailbox (RFC 5490), include (RFC 6609), duplicate (RFC 7352),
 // editheader (RFC 5293), spamtest and spamtestplus (RFC 5235), regex
-// (draft-ietf-sieve-regex-01/-07), comparators i;octet, i;ascii-casemap
+// (draft-ietf-sieve-regex, as draft-murchison-sieve-regex-07), comparators i;octet, i;ascii-casemap
 // and i;ascii-numeric. Requiring anything else, or using an extension
 // not required, is a compile error. Extensions lists them (for
 // ManageSieve's SIEVE capability); Options.Disabled turns some off.
