@@ -73,6 +73,16 @@ func (t *MailboxTracker) QueueExpunge(seqNum uint32) {
 	t.queueUpdate(&trackerUpdate{expunge: seqNum}, nil)
 }
 
+// QueueExpungeUID queues a new EXPUNGE update for a message whose UID is
+// known: a session that enabled QRESYNC is told "* VANISHED uid" instead
+// (RFC 7162 §3.2.10). (Posthouse patch.)
+func (t *MailboxTracker) QueueExpungeUID(seqNum uint32, uid imap.UID) {
+	if seqNum == 0 {
+		panic("imapserver: invalid expunge message sequence number")
+	}
+	t.queueUpdate(&trackerUpdate{expunge: seqNum, expungeUID: uid}, nil)
+}
+
 // QueueNumMessages queues a new EXISTS update.
 func (t *MailboxTracker) QueueNumMessages(n uint32) {
 	// TODO: merge consecutive NumMessages updates
@@ -110,6 +120,7 @@ func (t *MailboxTracker) QueueMessageFlags(seqNum uint32, uid imap.UID, flags []
 
 type trackerUpdate struct {
 	expunge      uint32
+	expungeUID   imap.UID // Posthouse patch: for VANISHED, 0 if unknown
 	numMessages  uint32
 	mailboxFlags []imap.Flag
 	fetch        *trackerUpdateFetch
@@ -119,6 +130,19 @@ type trackerUpdateFetch struct {
 	seqNum uint32
 	uid    imap.UID
 	flags  []imap.Flag
+	modSeq uint64 // Posthouse patch: 0 if unknown
+}
+
+// QueueMessageFlagsModSeq is QueueMessageFlags with the message's new
+// modseq, which sessions that enabled CONDSTORE are told in the FETCH
+// (RFC 7162 §3.1.4.1). (Posthouse patch.)
+func (t *MailboxTracker) QueueMessageFlagsModSeq(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64, source *SessionTracker) {
+	t.queueUpdate(&trackerUpdate{fetch: &trackerUpdateFetch{
+		seqNum: seqNum,
+		uid:    uid,
+		flags:  flags,
+		modSeq: modSeq,
+	}}, source)
 }
 
 // SessionTracker tracks the state of a mailbox for an IMAP client.
@@ -217,9 +241,19 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 	messageFlags := t.messageFlags
 	t.mutex.Unlock()
 
-	for _, update := range updates {
+	// Posthouse patch: after ENABLE QRESYNC, a run of expunges whose UIDs
+	// are known is one VANISHED response (RFC 7162 §3.2.10).
+	vanished := w.conn.EnabledCaps().Has(imap.CapQResync)
+	var run imap.UIDSet
+	for i, update := range updates {
 		var err error
 		switch {
+		case vanished && update.expunge != 0 && update.expungeUID != 0:
+			run.AddNum(update.expungeUID)
+			if i+1 == len(updates) || updates[i+1].expunge == 0 || updates[i+1].expungeUID == 0 {
+				err = w.WriteVanished(run)
+				run = nil
+			}
 		case update.expunge != 0:
 			err = w.WriteExpunge(update.expunge)
 		case update.numMessages != 0:
@@ -231,7 +265,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 			if messageFlags != nil {
 				flags = messageFlags(update.fetch.uid, flags)
 			}
-			err = w.WriteMessageFlags(update.fetch.seqNum, update.fetch.uid, flags)
+			err = w.WriteMessageFlagsModSeq(update.fetch.seqNum, update.fetch.uid, flags, update.fetch.modSeq)
 		default:
 			panic(fmt.Errorf("imapserver: unknown tracker update %#v", update))
 		}
