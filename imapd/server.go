@@ -162,6 +162,8 @@ func capabilities() imap.CapSet {
 		imap.CapLiteralPlus:      {},
 		imap.CapUnauthenticate:   {},
 		imap.CapID:               {},
+		imap.CapCondStore:        {},
+		imap.CapQResync:          {},
 	}
 }
 

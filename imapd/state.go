@@ -246,14 +246,14 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		if flags == nil {
 			flags = []imap.Flag{}
 		}
-		st.tracker.QueueMessageFlags(uint32(i+1), ev.UID, flags, src)
+		st.tracker.QueueMessageFlagsModSeq(uint32(i+1), ev.UID, flags, ev.ModSeq, src)
 	case mailstore.EventExpunge:
 		if !found {
 			return
 		}
 		st.uids = slices.Delete(st.uids, i, i+1)
 		st.seen = slices.Delete(st.seen, i, i+1)
-		st.tracker.QueueExpunge(uint32(i + 1))
+		st.tracker.QueueExpungeUID(uint32(i+1), ev.UID)
 	default:
 		return
 	}
