@@ -95,6 +95,7 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			imap.CapCondStore, imap.CapQResync, // Posthouse patch: RFC 7162
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

@@ -141,6 +141,9 @@ func TestEnableCondStore(t *testing.T) {
 	}
 
 	c = newCondStoreServer(t, condStoreCaps(imap.CapCondStore, imap.CapQResync), session)
+	if got := c.cmd("CAPABILITY"); !strings.HasSuffix(got[0], " CONDSTORE QRESYNC") {
+		t.Errorf("CAPABILITY: %q", got)
+	}
 	checkLines(t, "status", c.cmd("STATUS INBOX (MESSAGES HIGHESTMODSEQ)"),
 		[]string{"* STATUS INBOX (MESSAGES 3 HIGHESTMODSEQ 42)", "T OK STATUS completed"})
 	checkLines(t, "enable qresync", c.cmd("ENABLE QRESYNC"), []string{"* ENABLED QRESYNC", "T OK ENABLE completed"})
