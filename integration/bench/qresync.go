@@ -39,6 +39,11 @@ func imapQResync(s server, mailbox string, want int) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Dovecot reports HIGHESTMODSEQ only to a client that enabled CONDSTORE.
+	if _, err := c.do("ENABLE CONDSTORE"); err != nil {
+		c.close()
+		return 0, err
+	}
 	lines, err := c.do("SELECT " + mailbox)
 	if err != nil {
 		c.close()
