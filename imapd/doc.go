@@ -112,14 +112,45 @@
 //     STORE, COPY and MOVE (RFC 9051 §9, as Dovecot answers), using the
 //     tracker's count of what the client was told. SEARCH keys and UID sets
 //     naming no message match nothing.
-//   - CONDSTORE/QRESYNC: the library's server side has no MODSEQ fetch item,
-//     no SELECT (CONDSTORE)/UNCHANGEDSINCE/CHANGEDSINCE parsing and no
-//     MODSEQ in unilateral FETCH, so Posthouse does not advertise them even
-//     though mailstore keeps modseqs. SELECT does report HIGHESTMODSEQ (a
-//     small patch), which clients without CONDSTORE ignore.
+//   - CONDSTORE/QRESYNC: the library's server side had no MODSEQ fetch item,
+//     no CHANGEDSINCE/VANISHED/UNCHANGEDSINCE/SEARCH MODSEQ/SELECT parameter
+//     parsing, no VANISHED and no MODSEQ in unilateral FETCH; patches add
+//     them (see below), and Posthouse answers from the store.
 //   - QUOTA is not advertised (no server-side support in the library).
 //   - COMPRESS=DEFLATE is not advertised (no library support; Go's flate has
 //     not been shown not to stall on partial flushes).
+//
+// # CONDSTORE and QRESYNC (RFC 7162)
+//
+// Every mailbox has modseqs (the store gives each change its own), so
+// NOMODSEQ is never sent and HIGHESTMODSEQ is always in SELECT. The
+// patched library parses the commands, tracks which connection enabled
+// what (ENABLE, or any CONDSTORE-enabling command, whose first use in the
+// selected state sends OK [HIGHESTMODSEQ] through SessionCondStore) and
+// writes the responses; condstore.go answers. Once CONDSTORE is on, a
+// FETCH that shows FLAGS also shows MODSEQ (as Dovecot does), STORE's
+// FETCH responses carry MODSEQ (with .SILENT, MODSEQ alone for the
+// messages that changed), and unilateral FETCH FLAGS carry the event's
+// modseq (MailboxTracker.QueueMessageFlagsModSeq). STORE (UNCHANGEDSINCE)
+// is the store's own conditional update, in one transaction; UNCHANGEDSINCE
+// 0 fails for every message without a store call; the tagged reply is OK
+// [MODIFIED set]. SEARCH MODSEQ is matched by the store against each
+// message's one modseq (the entry name and type are accepted and
+// ignored: flags have no modseqs of their own); (MODSEQ n) is the highest
+// of the messages returned, which for ESEARCH MIN/MAX are those alone.
+//
+// After ENABLE QRESYNC, expunges go out as VANISHED (the tracker queues
+// each with its UID; a run of them is one response), after commands and
+// in IDLE, and every FETCH carries the UID. SELECT/EXAMINE (QRESYNC
+// (uidvalidity modseq [known-uids])) answers, when the UIDVALIDITY
+// matches, VANISHED (EARLIER) from Account.Expunged (cut to the known
+// UIDs) and FETCH (UID FLAGS MODSEQ) from Fetch with ChangedSince; both
+// are served by indexes (mailstore/maildir keeps expunged UID ranges with
+// their modseq and an index on modseq), so a resync costs what changed,
+// not the mailbox's size (BenchmarkSelectQResync100k). The store keeps
+// every expunge, so seq-match-data (for servers that forget) is parsed
+// and not needed. UID FETCH (CHANGEDSINCE n VANISHED) does the same for a
+// UID set. The CLOSED code on switching mailboxes was already sent.
 //
 // # Client address behind a webmail
 //

@@ -18,7 +18,6 @@ var (
 	errBadName     = no(imap.ResponseCodeCannot, "Invalid mailbox name")
 	errNoMechanism = no(imap.ResponseCodeCannot, "Unsupported authentication mechanism")
 	errBadSeqSet   = bad(imap.ResponseCodeClientBug, "Invalid messageset: sequence number beyond the last message")
-	errNoModSeq    = bad(imap.ResponseCodeClientBug, "MODSEQ needs CONDSTORE, which is not supported")
 )
 
 func no(code imap.ResponseCode, text string) *imap.Error {

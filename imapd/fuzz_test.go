@@ -158,7 +158,9 @@ func FuzzCommandLine(f *testing.F) {
 		"SELECT INBOX (CONDSTORE)", "FETCH 1 (MODSEQ)", "UID STORE 1 (UNCHANGEDSINCE 1) FLAGS ()", "IDLE", "\"", "(", "{5}",
 		"FETCH 4294967295 FLAGS", "FETCH 0 FLAGS", "BINARY[1]", "FETCH 1 BINARY[0]", "CLOSE", "UNSELECT", "LOGOUT",
 		`LIST "" "&AC8-etc"`, "SEARCH " + strings.Repeat("NOT ", 101) + "ALL", "SEARCH (((ALL)))", "FETCH 9 FLAGS", "STATUS INBOX ()",
-		"AUTHENTICATE PLAIN !!!", "FETCH 1 BODY[]<99999999999.1>"} {
+		"AUTHENTICATE PLAIN !!!", "FETCH 1 BODY[]<99999999999.1>",
+		"ENABLE CONDSTORE QRESYNC", "SELECT INBOX (QRESYNC (1 1 1:* (1:3 1:3)))", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+		`SEARCH RETURN (MIN MAX) MODSEQ "/flags/\\seen" all 1`, "STATUS INBOX (HIGHESTMODSEQ)", "STORE 1:* (UNCHANGEDSINCE 0) +FLAGS.SILENT (\\Seen)"} {
 		f.Add(s)
 	}
 	ts, pl := fuzzServer(f)
@@ -170,6 +172,7 @@ func FuzzCommandLine(f *testing.F) {
 		{ts: ts, setup: []string{"LOGIN alice@example.org alicepw"}},
 		{ts: ts, setup: []string{"LOGIN alice@example.org alicepw", "SELECT INBOX"}},
 		{ts: ts, setup: []string{"LOGIN alice@example.org alicepw", "EXAMINE INBOX"}},
+		{ts: ts, setup: []string{"LOGIN alice@example.org alicepw", "ENABLE QRESYNC", "SELECT INBOX"}},
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		line = strings.NewReplacer("\r", "", "\n", "").Replace(line)

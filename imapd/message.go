@@ -138,16 +138,27 @@ func uidSetOf(ts []target) imap.UIDSet {
 
 func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *imap.FetchOptions) error {
 	sel := s.sel
-	if options.ModSeq || options.ChangedSince > 0 {
-		return errNoModSeq
-	}
 	if err := sel.checkSeqSet(numSet); err != nil {
 		return err
 	}
 	targets := sel.resolve(numSet)
+	if options.Vanished {
+		// RFC 7162 §3.2.6: before the FETCH responses.
+		if err := s.writeVanished(w, numSet, options.ChangedSince); err != nil {
+			return err
+		}
+	}
+	if options.ChangedSince > 0 && len(targets) > 0 {
+		var err error
+		if targets, err = s.changedTargets(targets, options.ChangedSince); err != nil {
+			return err
+		}
+	}
 	if len(targets) == 0 {
 		return nil
 	}
+	caps := s.conn.EnabledCaps()
+	condStore, qResync := caps.Has(imap.CapCondStore), caps.Has(imap.CapQResync)
 
 	// RFC 9051 §6.4.5: fetching a body section without .PEEK sets \Seen,
 	// except on a read-only selection.
@@ -163,6 +174,13 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 	needFile := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
 	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil}
 	writeFlags := options.Flags || markSeen
+	// Once CONDSTORE is on, a FETCH that shows flags shows their modseq
+	// (RFC 7162 §3.1.4.1, as Dovecot does); after QRESYNC every FETCH
+	// response carries the UID (§3.2.4).
+	fetchOpts := *options
+	fetchOpts.ModSeq = options.ModSeq || condStore && writeFlags
+	fetchOpts.UID = options.UID || qResync
+	options = &fetchOpts
 
 	for len(targets) > 0 {
 		batch := targets[:min(fetchBatch, len(targets))]
@@ -275,6 +293,9 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 	if writeFlags {
 		rw.WriteFlags(s.sel.withRecent(row.UID, row.Flags))
 	}
+	if options.ModSeq {
+		rw.WriteModSeq(row.ModSeq)
+	}
 	if options.InternalDate {
 		rw.WriteInternalDate(row.InternalDate)
 	}
@@ -343,20 +364,22 @@ func isExtended(bs imap.BodyStructure) bool {
 // storeFlags calls StoreFlags with the session marked as the source of the
 // resulting flag events, so its own tracker does not echo them.
 func (s *session) storeFlags(ctx context.Context, uids imap.UIDSet, op mailstore.FlagOp, flags []imap.Flag) (mailstore.StoreResult, error) {
+	return s.storeFlagsIf(ctx, uids, op, flags, 0)
+}
+
+// storeFlagsIf is storeFlags with CONDSTORE's UNCHANGEDSINCE (0: none).
+func (s *session) storeFlagsIf(ctx context.Context, uids imap.UIDSet, op mailstore.FlagOp, flags []imap.Flag, unchangedSince uint64) (mailstore.StoreResult, error) {
 	sel := s.sel
 	in := &inflightStore{tracker: sel.tracker, uids: uids}
 	sel.st.beginStore(in)
 	defer sel.st.endStore(in)
-	return s.acct.StoreFlags(ctx, sel.mailbox.ID, uids, op, flags, 0)
+	return s.acct.StoreFlags(ctx, sel.mailbox.ID, uids, op, flags, unchangedSince)
 }
 
 func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *imap.StoreFlags, options *imap.StoreOptions) error {
 	sel := s.sel
 	if sel.readOnly {
 		return errReadOnly
-	}
-	if options != nil && options.UnchangedSince > 0 {
-		return errNoModSeq
 	}
 	var op mailstore.FlagOp
 	switch flags.Op {
@@ -378,12 +401,26 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	st := sel.st
 	st.mu.Lock()
 	known := len(st.keywords)
+	before := st.modseq
 	st.mu.Unlock()
-	ctx, cancel := s.op()
-	res, err := s.storeFlags(ctx, uidSetOf(targets), op, storableFlags(flags.Flags))
-	cancel()
-	if err != nil {
-		return mapError(s.log, "store", err, errSource)
+	var res mailstore.StoreResult
+	if options != nil && options.Conditional && options.UnchangedSince == 0 {
+		// RFC 7162 §3.1.3: UNCHANGEDSINCE 0 fails for every message.
+		for _, t := range targets {
+			res.Modified = append(res.Modified, t.uid)
+		}
+	} else {
+		var unchangedSince uint64
+		if options != nil {
+			unchangedSince = options.UnchangedSince
+		}
+		ctx, cancel := s.op()
+		var err error
+		res, err = s.storeFlagsIf(ctx, uidSetOf(targets), op, storableFlags(flags.Flags), unchangedSince)
+		cancel()
+		if err != nil {
+			return mapError(s.log, "store", err, errSource)
+		}
 	}
 	// The store's events have added any new keyword to the mailbox's
 	// FLAGS; a FETCH below must not show one before FLAGS lists it.
@@ -398,23 +435,45 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 			return err
 		}
 	}
-	if flags.Silent {
+	if err := s.writeStored(w, targets, res, flags.Silent, isUID, before); err != nil {
+		return err
+	}
+	if len(res.Modified) > 0 {
+		return modifiedError(targets, res.Modified, isUID)
+	}
+	return nil
+}
+
+// writeStored writes STORE's FETCH responses: FLAGS of every message it
+// reached (none with .SILENT) and, once CONDSTORE is on, MODSEQ, which
+// RFC 7162 §3.1.3 sends even with .SILENT for the messages whose flags
+// changed (a modseq above before, the mailbox's before the STORE). After
+// QRESYNC each carries the UID (§3.2.4).
+func (s *session) writeStored(w *imapserver.FetchWriter, targets []target, res mailstore.StoreResult, silent, isUID bool, before uint64) error {
+	caps := s.conn.EnabledCaps()
+	condStore, qResync := caps.Has(imap.CapCondStore), caps.Has(imap.CapQResync)
+	if silent && !condStore {
 		return nil
 	}
-	updated := make(map[imap.UID][]imap.Flag, len(res.Updated))
+	updated := make(map[imap.UID]mailstore.FlagUpdate, len(res.Updated))
 	for _, u := range res.Updated {
-		updated[u.UID] = u.Flags
+		updated[u.UID] = u
 	}
 	for _, t := range targets {
-		fl, ok := updated[t.uid]
-		if !ok {
+		u, ok := updated[t.uid]
+		if !ok || silent && u.ModSeq <= before {
 			continue
 		}
 		rw := w.CreateMessage(t.seq)
-		if isUID {
+		if isUID || qResync {
 			rw.WriteUID(t.uid)
 		}
-		rw.WriteFlags(sel.withRecent(t.uid, fl))
+		if !silent {
+			rw.WriteFlags(s.sel.withRecent(t.uid, u.Flags))
+		}
+		if condStore {
+			rw.WriteModSeq(u.ModSeq)
+		}
 		if err := rw.Close(); err != nil {
 			return err
 		}
@@ -426,6 +485,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	sel := s.sel
+	withModSeq := hasModSeq(criteria)
 	if err := sel.staticCriteria(criteria); err != nil {
 		return nil, err
 	}
@@ -510,6 +570,12 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		ls := &liveSearch{tag: options.Tag, kind: kind, criteria: criteria, result: uidSet}
 		data.NoUpdate = !sel.addLiveSearch(ls)
 	}
+	if withModSeq && len(found) > 0 {
+		var err error
+		if data.ModSeq, err = s.searchModSeq(found, options); err != nil {
+			return nil, err
+		}
+	}
 	return &data, nil
 }
 
@@ -518,9 +584,6 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 // "$" becomes the saved result, "*" the last UID, and \Recent (RECENT, NEW,
 // OLD) this session's recent UIDs.
 func (sel *selected) staticCriteria(c *imap.SearchCriteria) error {
-	if c.ModSeq != nil {
-		return errNoModSeq
-	}
 	sel.rewriteRecent(c)
 	for _, seqs := range c.SeqNum {
 		ts := sel.resolve(seqs)

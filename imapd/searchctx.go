@@ -52,6 +52,9 @@ func (sel *selected) addLiveSearch(ls *liveSearch) bool {
 		return false
 	}
 	sel.live = append(sel.live, ls)
+	// Only while a result is live: a run of expunges is otherwise one
+	// VANISHED after ENABLE QRESYNC, which the func would split.
+	sel.tracker.SetExpungeFunc(sel.beforeExpunge)
 	st := sel.st
 	st.mu.Lock()
 	if st.watchers == nil {
@@ -66,6 +69,7 @@ func (sel *selected) addLiveSearch(ls *liveSearch) bool {
 func (sel *selected) cancelLiveSearches(tags []string) {
 	sel.live = slices.DeleteFunc(sel.live, func(x *liveSearch) bool { return slices.Contains(tags, x.tag) })
 	if len(sel.live) == 0 {
+		sel.tracker.SetExpungeFunc(nil)
 		sel.unwatch()
 	}
 }

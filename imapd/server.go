@@ -164,6 +164,8 @@ func capabilities() imap.CapSet {
 		imap.CapID:               {},
 		imap.CapContextSearch:    {},
 		imap.CapPartial:          {},
+		imap.CapCondStore:        {},
+		imap.CapQResync:          {},
 	}
 }
 

@@ -80,6 +80,7 @@ var (
 	_ imapserver.SessionUnauthenticate = (*session)(nil)
 	_ imapserver.SessionID             = (*session)(nil)
 	_ imapserver.SessionSearchContext  = (*session)(nil)
+	_ imapserver.SessionQResync        = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
@@ -520,7 +521,6 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		sel.recentMode = recentClaim
 	}
 	tracker.SetMessageFlagsFunc(sel.withRecent)
-	tracker.SetExpungeFunc(sel.beforeExpunge)
 	s.sel = sel
 	// RFC 3501 §6.3.1: this session is the first told of the messages
 	// nobody has claimed.

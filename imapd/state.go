@@ -251,15 +251,16 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		if flags == nil {
 			flags = []imap.Flag{}
 		}
-		st.tracker.QueueMessageFlags(uint32(i+1), ev.UID, flags, src)
+		st.tracker.QueueMessageFlagsModSeq(uint32(i+1), ev.UID, flags, ev.ModSeq, src)
 	case mailstore.EventExpunge:
 		if !found {
 			return
 		}
 		st.uids = slices.Delete(st.uids, i, i+1)
 		st.seen = slices.Delete(st.seen, i, i+1)
-		// With its UID, for the REMOVEFROM that precedes the EXPUNGE
-		// of a message in a live SEARCH result (searchctx.go).
+		// With its UID: for the REMOVEFROM that precedes the EXPUNGE
+		// of a message in a live SEARCH result (searchctx.go), and for
+		// VANISHED after ENABLE QRESYNC.
 		st.tracker.QueueExpungeUID(uint32(i+1), ev.UID)
 	default:
 		return

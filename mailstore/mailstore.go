@@ -174,8 +174,19 @@ type Account interface {
 	Snapshot(ctx context.Context, mailboxID int64) (Snapshot, error)
 	// Fetch returns the index rows of the given UIDs that exist, in ascending
 	// UID order, with the cached envelope and body structure when asked. It
-	// never opens message files.
+	// never opens message files. With opts.ChangedSince > 0 it returns only
+	// the messages whose modseq is greater (CONDSTORE's CHANGEDSINCE, RFC
+	// 7162 §3.1.4.1), at a cost that grows with the number of changes
+	// since, not with the mailbox.
 	Fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, opts FetchOptions) ([]MessageInfo, error)
+	// Expunged returns the UIDs of the mailbox expunged (by Expunge, Move,
+	// an INBOX rename or reconciliation) after modseq, for QRESYNC's
+	// VANISHED (EARLIER) (RFC 7162 §3.2.5.1, §3.2.6). It may also name
+	// UIDs between them that no message has had for longer (expunged
+	// earlier, or never assigned), never one of a message that exists.
+	// Its cost grows with the number of expunges since, not with the
+	// mailbox.
+	Expunged(ctx context.Context, mailboxID int64, modseq uint64) (imap.UIDSet, error)
 	// OpenMessage returns the message's raw bytes (CRLF line endings, exactly
 	// as delivered) and its size. A UID not (or no longer) in the mailbox
 	// gets ErrNoSuchMessage.
@@ -282,10 +293,12 @@ type Snapshot struct {
 	HighestModSeq uint64
 }
 
-// FetchOptions selects the cached parts a Fetch returns.
+// FetchOptions selects the cached parts a Fetch returns, and the messages.
 type FetchOptions struct {
 	Envelope      bool
 	BodyStructure bool
+	// ChangedSince > 0 leaves out messages whose modseq is not greater.
+	ChangedSince uint64
 }
 
 // MessageInfo is one message's index row.

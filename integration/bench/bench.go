@@ -153,7 +153,7 @@ func (b *bench) declareRows() {
 	}
 	if w["imap"] {
 		a, c, d, e, f, g, h := b.mIMAP()
-		b.res.declare(a, c, d, e, f, g, h)
+		b.res.declare(a, c, d, e, f, g, h, b.mQResync())
 	}
 	if w["pop3"] {
 		a, c := b.mPOP()
@@ -244,6 +244,7 @@ func (b *bench) imap(ctx context.Context) {
 		return nil
 	})
 	sel, ff, ffc, fb, fbc, st, stc := b.mIMAP()
+	qr := b.mQResync()
 	// One untimed pass first, so every timed run sees warm caches, as a
 	// mailbox in daily use does.
 	for i, s := range b.srvs {
@@ -296,7 +297,13 @@ func (b *bench) imap(ctx context.Context) {
 				b.res.add(st, s.Name(), ms(d2))
 				return nil
 			})
-			b.log.Info("imap", "system", s.Name(), "run", run, "select", ds, "fetchflags", df, "fetchbodies", d, "search", d2)
+			dq, err := imapQResync(s, "Big", sz.BigMsgs)
+			if err != nil {
+				b.fail(s, "IMAP SELECT (QRESYNC)", err)
+			} else {
+				b.res.add(qr, s.Name(), ms(dq))
+			}
+			b.log.Info("imap", "system", s.Name(), "run", run, "select", ds, "fetchflags", df, "fetchbodies", d, "search", d2, "qresync", dq)
 		}
 	}
 	b.note(fmt.Sprintf("IMAP: after one untimed pass, each figure is one command on a fresh connection (SELECT; UID FETCH 1:* (FLAGS) read to the end; FETCH 1:* BODY.PEEK[] on an EXAMINEd mailbox, every byte read and counted; SEARCH TEXT of a word in 1 message in %d). Messages: %s, %s and %s, plain text.", needleEvery, kb(sz.BigSize), kb(sz.FetchSize), kb(sz.SearchSize)))

@@ -79,7 +79,7 @@ func checkTable(t *testing.T, s string) {
 			t.Errorf("separator row = %q", rows[1])
 		}
 	}
-	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)"}
+	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "IMAP SELECT (QRESYNC)", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)"}
 	for _, w := range want {
 		found := false
 		for _, r := range rows[2:] {

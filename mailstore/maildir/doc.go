@@ -66,6 +66,13 @@
 // mailbox's recent_uid on, in the (mailbox, uid) index). ClaimRecent raises
 // recent_uid in a write transaction: no modseq, no event. Snapshots of large mailboxes are cached in memory
 // keyed by HIGHESTMODSEQ, which every change (from any process) bumps.
+// For CONDSTORE/QRESYNC, the index messages_modseq serves Fetch with
+// ChangedSince, and the table expunged keeps UID ranges with the modseq
+// that expunged them (a trigger on every delete of a message row, adjacent
+// expunges of one transaction merged into one row), which Expunged reads:
+// both cost what changed since, not the mailbox's size. Expunged rows are
+// kept as long as the mailbox (one row per expunging transaction at most
+// per run of UIDs); a deleted mailbox's go with it.
 //
 // # Concurrency
 //

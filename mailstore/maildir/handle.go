@@ -133,6 +133,13 @@ func (h *handle) Fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, o
 }
 
 // OpenMessage implements mailstore.Account.
+func (h *handle) Expunged(ctx context.Context, mailboxID int64, modseq uint64) (imap.UIDSet, error) {
+	if err := h.check(); err != nil {
+		return nil, err
+	}
+	return h.a.expunged(ctx, mailboxID, modseq)
+}
+
 func (h *handle) OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error) {
 	if err := h.check(); err != nil {
 		return nil, 0, err

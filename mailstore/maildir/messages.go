@@ -219,6 +219,7 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 	if opts.BodyStructure {
 		q += `, bodystructure`
 	}
+	cols := q
 	q += ` FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`
 	var out []mailstore.MessageInfo
 	err := a.readTx(ctx, func(r *rtx) error {
@@ -230,6 +231,10 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 			return err
 		}
 		sc := newInfoScanner(r.a, opts)
+		if opts.ChangedSince > 0 {
+			out, err = changedSince(r, sc, cols, mailboxID, ranges, opts.ChangedSince)
+			return err
+		}
 		return eachInRanges(r.query, q, mailboxID, ranges, func(row sqlitedb.Scanner) error {
 			mi, err := sc.scan(row)
 			if err != nil {
@@ -243,6 +248,51 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		return nil, fmt.Errorf("maildir: fetch: %w", err)
 	}
 	return out, nil
+}
+
+// changedSince reads the rows of ranges whose modseq is above since,
+// through messages_modseq: one pass over the changes since, whatever the
+// size of the mailbox or of the UID set, then sorted by UID.
+func changedSince(r *rtx, sc *infoScanner, cols string, mailboxID int64, ranges []uidRange, since uint64) ([]mailstore.MessageInfo, error) {
+	var out []mailstore.MessageInfo
+	rows, err := r.query(cols+` FROM messages INDEXED BY messages_modseq WHERE mailbox = ? AND modseq > ?`, mailboxID, int64(since))
+	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
+		mi, err := sc.scan(row)
+		if err != nil {
+			return err
+		}
+		i := sort.Search(len(ranges), func(i int) bool { return ranges[i].hi >= mi.UID })
+		if i < len(ranges) && ranges[i].lo <= mi.UID {
+			out = append(out, mi)
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out, err
+}
+
+// expunged lists the UID ranges expunged after modseq (schema step 5).
+func (a *account) expunged(ctx context.Context, mailboxID int64, modseq uint64) (imap.UIDSet, error) {
+	var set imap.UIDSet
+	err := a.readTx(ctx, func(r *rtx) error {
+		set = nil
+		if err := r.checkMailbox(mailboxID); err != nil {
+			return err
+		}
+		rows, err := r.query(`SELECT uid_lo, uid_hi FROM expunged WHERE mailbox = ? AND modseq > ?`, mailboxID, int64(modseq))
+		var lo, hi int64
+		return sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
+			if err := row.Scan(&lo, &hi); err != nil {
+				return err
+			}
+			set.AddRange(imap.UID(lo), imap.UID(hi))
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("maildir: expunged: %w", err)
+	}
+	return set, nil
 }
 
 // eachInRanges runs q once per UID range, with the arguments mailboxID, the

@@ -98,6 +98,45 @@ var migrations = []sqlitedb.Migration{
 		`ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1`,
 		`UPDATE mailboxes SET recent_uid = uidnext`,
 	),
+	// 5: CONDSTORE/QRESYNC (RFC 7162). messages_modseq serves "changed
+	// since" (Fetch with ChangedSince) from the index: the cost grows with
+	// the changes, not the mailbox. expunged keeps, per mailbox, closed
+	// UID ranges with the modseq of the transaction that expunged them,
+	// for VANISHED (EARLIER) (Account.Expunged). The trigger fills it on
+	// every delete of a message row, whatever the path (expunge, move,
+	// INBOX rename, reconciliation): each bumps the mailbox's modseq
+	// first, so highestmodseq is the expunge's. Deletes of one
+	// transaction come in ascending UID order, so a delete extends the
+	// transaction's highest range below it when no message lies between
+	// them (the UIDs between are gone for good: UIDs are never reused),
+	// and a range of expunges is one row. A deleted mailbox's rows go with
+	// it (a cascade of its messages finds no mailbox row to stamp).
+	sqlitedb.Exec(
+		`CREATE INDEX messages_modseq ON messages (mailbox, modseq)`,
+		`CREATE TABLE expunged (
+			mailbox INTEGER NOT NULL,
+			modseq  INTEGER NOT NULL,
+			uid_lo  INTEGER NOT NULL,
+			uid_hi  INTEGER NOT NULL,
+			PRIMARY KEY (mailbox, modseq, uid_hi)
+		) WITHOUT ROWID`,
+		`CREATE TRIGGER messages_expunged AFTER DELETE ON messages BEGIN
+			UPDATE expunged SET uid_hi = OLD.uid
+			WHERE mailbox = OLD.mailbox
+				AND modseq = (SELECT highestmodseq FROM mailboxes WHERE id = OLD.mailbox)
+				AND uid_hi = (SELECT max(e.uid_hi) FROM expunged e WHERE e.mailbox = OLD.mailbox
+					AND e.modseq = (SELECT highestmodseq FROM mailboxes WHERE id = OLD.mailbox) AND e.uid_hi < OLD.uid)
+				AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.mailbox = OLD.mailbox
+					AND m.uid > expunged.uid_hi AND m.uid < OLD.uid);
+			INSERT INTO expunged (mailbox, modseq, uid_lo, uid_hi)
+				SELECT OLD.mailbox, highestmodseq, OLD.uid, OLD.uid FROM mailboxes
+				WHERE id = OLD.mailbox AND NOT EXISTS (SELECT 1 FROM expunged e
+					WHERE e.mailbox = OLD.mailbox AND e.modseq = mailboxes.highestmodseq AND e.uid_hi = OLD.uid);
+		END`,
+		`CREATE TRIGGER mailboxes_expunged AFTER DELETE ON mailboxes BEGIN
+			DELETE FROM expunged WHERE mailbox = OLD.id;
+		END`,
+	),
 }
 
 // Storable system flags, as bits of messages.flags.

@@ -59,6 +59,10 @@
 //     lowering it, without a modseq or an event; Status counts the
 //     unclaimed messages of every way mail arrives; a new mailbox starts
 //     unclaimed from UID 1.
+//   - Changes (CONDSTORE/QRESYNC): Fetch with ChangedSince returns the
+//     messages changed since (flags, arrivals) in UID order within the
+//     UID set; Expunged names every UID expunged since (expunge, move out,
+//     INBOX rename), never an existing message, and survives a restart.
 //   - POP3: LockMaildrop exclusivity (also when racing) and the maildrop
 //     view pop3d builds (sizes, expunges during a session, UPDATE state).
 //   - Errors: ErrNoSuchMailbox from every call on a deleted mailbox ID,

@@ -37,6 +37,11 @@ func accountCalls(acc mailstore.Account, id int64) []struct {
 		{"Copy", func(ctx context.Context) error { _, err := acc.Copy(ctx, id, all, "Trash"); return err }},
 		{"Move", func(ctx context.Context) error { _, err := acc.Move(ctx, id, all, "Trash"); return err }},
 		{"ClaimRecent", func(ctx context.Context) error { _, err := acc.ClaimRecent(ctx, id, 2); return err }},
+		{"Expunged", func(ctx context.Context) error { _, err := acc.Expunged(ctx, id, 0); return err }},
+		{"FetchChangedSince", func(ctx context.Context) error {
+			_, err := acc.Fetch(ctx, id, all, mailstore.FetchOptions{ChangedSince: 1})
+			return err
+		}},
 	}
 }
 

@@ -76,6 +76,7 @@ func Run(t *testing.T, b Backend) {
 		{"Quota", testQuota},
 		{"Search", testSearch},
 		{"Recent", testRecent},
+		{"Changes", testChanges},
 		{"Maildrop", testMaildrop},
 		{"Errors", testErrors},
 		{"Concurrency", testConcurrency},

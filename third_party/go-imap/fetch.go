@@ -21,6 +21,10 @@ type FetchOptions struct {
 	ModSeq            bool                          // requires CONDSTORE
 
 	ChangedSince uint64 // requires CONDSTORE
+	// Vanished (UID FETCH with CHANGEDSINCE only) asks for the UIDs
+	// expunged since ChangedSince, in VANISHED (EARLIER). Requires
+	// QRESYNC. (Posthouse patch.)
+	Vanished bool
 }
 
 // FetchItemBodyStructure contains FETCH options for the body structure.

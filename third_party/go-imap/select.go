@@ -4,6 +4,29 @@ package imap
 type SelectOptions struct {
 	ReadOnly  bool
 	CondStore bool // requires CONDSTORE
+	// QResync holds the QRESYNC parameter's data (requires QRESYNC).
+	// (Posthouse patch.)
+	QResync *SelectQResync
+}
+
+// SelectQResync is the client's state of a mailbox, given with SELECT or
+// EXAMINE (QRESYNC (…)) (RFC 7162 §3.2.5). (Posthouse patch.)
+type SelectQResync struct {
+	UIDValidity uint32
+	ModSeq      uint64
+	// KnownUIDs limits the VANISHED (EARLIER) response to these UIDs;
+	// nil means every UID.
+	KnownUIDs UIDSet
+	// SeqMatch pairs message sequence numbers with the UIDs they had for
+	// the client, or nil.
+	SeqMatch *SelectSeqMatch
+}
+
+// SelectSeqMatch is QRESYNC's seq-match-data (RFC 7162 §3.2.5.2).
+// (Posthouse patch.)
+type SelectSeqMatch struct {
+	SeqNums SeqSet
+	UIDs    UIDSet
 }
 
 // SelectData is the data returned by a SELECT command.

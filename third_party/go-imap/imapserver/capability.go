@@ -95,8 +95,9 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
-			imap.CapContextSearch, // Posthouse patch
-			imap.CapPartial,       // Posthouse patch
+			imap.CapContextSearch,              // Posthouse patch
+			imap.CapPartial,                    // Posthouse patch
+			imap.CapCondStore, imap.CapQResync, // Posthouse patch: RFC 7162
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

@@ -340,6 +340,13 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	)
 	if errors.As(err, &imapErr) {
 		resp = (*imap.StatusResponse)(imapErr)
+		// Posthouse patch: an OK with a code (STORE's MODIFIED) is a
+		// success: pending updates go out first.
+		if imapErr.Type == imap.StatusResponseTypeOK {
+			if err := c.poll(name); err != nil {
+				return err
+			}
+		}
 	} else if errors.As(err, &decErr) {
 		resp = &imap.StatusResponse{
 			Type: imap.StatusResponseTypeBad,
@@ -713,11 +720,5 @@ func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
 
 // WriteMessageFlags writes a FETCH response with FLAGS.
 func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error {
-	fetchWriter := &FetchWriter{conn: w.conn}
-	respWriter := fetchWriter.CreateMessage(seqNum)
-	if uid != 0 {
-		respWriter.WriteUID(uid)
-	}
-	respWriter.WriteFlags(flags)
-	return respWriter.Close()
+	return w.WriteMessageFlagsModSeq(seqNum, uid, flags, 0)
 }

@@ -79,6 +79,13 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 		}
 	}
 
+	// Posthouse patch: fetch modifiers (RFC 7162 §3.1.4.1, §3.2.6).
+	if dec.SP() {
+		if err := readFetchModifiers(dec, &options); err != nil {
+			return err
+		}
+	}
+
 	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
@@ -89,6 +96,9 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 
 	if numKind == NumKindUID {
 		options.UID = true
+	}
+	if err := c.checkFetchCondStore(&options, numKind); err != nil {
+		return err
 	}
 
 	writerOptions.batch = true
@@ -113,6 +123,8 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.RFC822Size = true
 	case "UID":
 		options.UID = true
+	case "MODSEQ": // Posthouse patch: RFC 7162 §3.1.4.1
+		options.ModSeq = true
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName

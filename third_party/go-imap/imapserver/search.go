@@ -74,6 +74,15 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 	if err := c.checkState(imap.ConnStateSelected); err != nil {
 		return err
 	}
+	// Posthouse patch: SEARCH MODSEQ enables CONDSTORE (RFC 7162 §3.1.5).
+	if searchHasModSeq(&criteria) {
+		if !c.server.options.caps().Has(imap.CapCondStore) {
+			return newClientBugError("MODSEQ needs CONDSTORE")
+		}
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
 
 	// If no return option is specified, ALL is assumed
 	if !options.ReturnMin && !options.ReturnMax && !options.ReturnAll && !options.ReturnCount &&
@@ -103,7 +112,7 @@ func (c *Conn) handleSearch(tag string, dec *imapwire.Decoder, numKind NumKind) 
 		}
 		return nil
 	} else {
-		return c.writeSearch(data.All)
+		return c.writeSearch(data.All, data.ModSeq)
 	}
 }
 
@@ -207,6 +216,9 @@ func (c *Conn) writeESearch(tag string, data *imap.SearchData, options *imap.Sea
 		}
 		enc.Special(')')
 	}
+	if data.ModSeq > 0 { // Posthouse patch: RFC 7162 §3.1.5, RFC 4731 §3.2
+		enc.SP().Atom("MODSEQ").SP().ModSeq(data.ModSeq)
+	}
 	return enc.CRLF()
 }
 
@@ -221,7 +233,7 @@ func isNumSetEmpty(numSet imap.NumSet) bool {
 	}
 }
 
-func (c *Conn) writeSearch(numSet imap.NumSet) error {
+func (c *Conn) writeSearch(numSet imap.NumSet, modSeq uint64) error {
 	enc := newResponseEncoder(c)
 	defer enc.end()
 
@@ -243,6 +255,9 @@ func (c *Conn) writeSearch(numSet imap.NumSet) error {
 	}
 	if !ok {
 		return fmt.Errorf("imapserver: failed to enumerate message numbers in SEARCH response")
+	}
+	if modSeq > 0 { // Posthouse patch: RFC 7162 §3.1.5
+		enc.SP().Special('(').Atom("MODSEQ").SP().ModSeq(modSeq).Special(')')
 	}
 	return enc.CRLF()
 }
@@ -498,6 +513,10 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		criteria.Or = append(criteria.Or, or)
 	case "$":
 		criteria.UID = append(criteria.UID, imap.SearchRes())
+	case "MODSEQ": // Posthouse patch: RFC 7162 §3.1.5
+		if err := readSearchModSeq(criteria, dec); err != nil {
+			return err
+		}
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {

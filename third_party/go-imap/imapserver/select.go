@@ -9,11 +9,24 @@ import (
 
 func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) error {
 	var mailbox string
-	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectCRLF() {
+	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) {
+		return dec.Err()
+	}
+	// Posthouse patch: select parameters (RFC 7162 §3.1.8, §3.2.5).
+	options := imap.SelectOptions{ReadOnly: readOnly}
+	if dec.SP() {
+		if err := readSelectParams(dec, &options); err != nil {
+			return err
+		}
+	}
+	if !dec.ExpectCRLF() {
 		return dec.Err()
 	}
 
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
+		return err
+	}
+	if err := c.checkSelectParams(&options); err != nil {
 		return err
 	}
 
@@ -32,7 +45,11 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 		}
 	}
 
-	options := imap.SelectOptions{ReadOnly: readOnly}
+	if options.CondStore || options.QResync != nil {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
 	data, err := c.session.Select(mailbox, &options)
 	if err != nil {
 		return err
@@ -77,6 +94,15 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 	}
 	if data.List != nil {
 		if err := c.writeList(data.List); err != nil {
+			return err
+		}
+	}
+	// Posthouse patch: QRESYNC's VANISHED (EARLIER) and FETCH responses
+	// come last (RFC 7162 §3.2.5).
+	if session, ok := c.session.(SessionQResync); ok && options.QResync != nil {
+		w := &FetchWriter{conn: c, options: fetchWriterOptions{batch: true}}
+		if err := session.ResyncSelect(w, options.QResync); err != nil {
+			c.session.Unselect()
 			return err
 		}
 	}

@@ -33,7 +33,8 @@ func (c *Conn) handleStatus(dec *imapwire.Decoder) error {
 		return dec.Err()
 	}
 
-	if options.NumRecent && !c.server.options.caps().Has(imap.CapIMAP4rev1) {
+	if options.NumRecent && !c.server.options.caps().Has(imap.CapIMAP4rev1) ||
+		options.HighestModSeq && !c.server.options.caps().Has(imap.CapCondStore) { // Posthouse patch
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
 			Text: "Unknown STATUS data item",
@@ -42,6 +43,13 @@ func (c *Conn) handleStatus(dec *imapwire.Decoder) error {
 
 	if err := c.checkState(imap.ConnStateAuthenticated); err != nil {
 		return err
+	}
+
+	// Posthouse patch: STATUS HIGHESTMODSEQ enables CONDSTORE (RFC 7162 §3.1).
+	if options.HighestModSeq {
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
 	}
 
 	data, err := c.session.Status(mailbox, &options)
@@ -90,6 +98,9 @@ func (c *Conn) writeStatus(data *imap.StatusData, options *imap.StatusOptions) e
 	if options.NumRecent {
 		listEnc.Item().Atom("RECENT").SP().Number(*data.NumRecent)
 	}
+	if options.HighestModSeq { // Posthouse patch: RFC 7162 §3.1.9
+		listEnc.Item().Atom("HIGHESTMODSEQ").SP().ModSeq(data.HighestModSeq)
+	}
 	listEnc.End()
 
 	return enc.CRLF()
@@ -119,6 +130,8 @@ func readStatusItem(dec *imapwire.Decoder, options *imap.StatusOptions) error {
 		options.DeletedStorage = true
 	case "RECENT":
 		options.NumRecent = true
+	case "HIGHESTMODSEQ": // Posthouse patch: RFC 7162 §3.1.9
+		options.HighestModSeq = true
 	default:
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,

@@ -13,7 +13,17 @@ func (c *Conn) handleStore(dec *imapwire.Decoder, numKind NumKind) error {
 		numSet imap.NumSet
 		item   string
 	)
-	if !dec.ExpectSP() || !dec.ExpectNumSet(numKind.wire(), &numSet) || !dec.ExpectSP() || !dec.ExpectAtom(&item) || !dec.ExpectSP() {
+	if !dec.ExpectSP() || !dec.ExpectNumSet(numKind.wire(), &numSet) || !dec.ExpectSP() {
+		return dec.Err()
+	}
+	// Posthouse patch: store modifiers (RFC 7162 §3.1.3).
+	options := imap.StoreOptions{}
+	if isList, err := readStoreModifiers(dec, &options); err != nil {
+		return err
+	} else if isList && !dec.ExpectSP() {
+		return dec.Err()
+	}
+	if !dec.ExpectAtom(&item) || !dec.ExpectSP() {
 		return dec.Err()
 	}
 	var flags []imap.Flag
@@ -68,8 +78,16 @@ func (c *Conn) handleStore(dec *imapwire.Decoder, numKind NumKind) error {
 		return err
 	}
 
+	if options.Conditional {
+		if !c.server.options.caps().Has(imap.CapCondStore) {
+			return newClientBugError("UNCHANGEDSINCE needs CONDSTORE")
+		}
+		if err := c.enableCondStore(); err != nil {
+			return err
+		}
+	}
+
 	w := &FetchWriter{conn: c, options: fetchWriterOptions{batch: true}}
-	options := imap.StoreOptions{}
 	return c.session.Store(w, numSet, &imap.StoreFlags{
 		Op:     op,
 		Silent: silent,

@@ -129,6 +129,19 @@ type trackerUpdateFetch struct {
 	seqNum uint32
 	uid    imap.UID
 	flags  []imap.Flag
+	modSeq uint64 // Posthouse patch: 0 if unknown
+}
+
+// QueueMessageFlagsModSeq is QueueMessageFlags with the message's new
+// modseq, which sessions that enabled CONDSTORE are told in the FETCH
+// (RFC 7162 §3.1.4.1). (Posthouse patch.)
+func (t *MailboxTracker) QueueMessageFlagsModSeq(seqNum uint32, uid imap.UID, flags []imap.Flag, modSeq uint64, source *SessionTracker) {
+	t.queueUpdate(&trackerUpdate{fetch: &trackerUpdateFetch{
+		seqNum: seqNum,
+		uid:    uid,
+		flags:  flags,
+		modSeq: modSeq,
+	}}, source)
 }
 
 // SessionTracker tracks the state of a mailbox for an IMAP client.
@@ -245,16 +258,40 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 	beforeExpunge := t.beforeExpunge
 	t.mutex.Unlock()
 
-	for _, update := range updates {
+	// Posthouse patch: after ENABLE QRESYNC, a run of expunges whose UIDs
+	// are known is one VANISHED response (RFC 7162 §3.2.10). What the
+	// expunge func writes about a message must come before the message
+	// goes, so a pending run is flushed before each call.
+	vanished := w.conn.EnabledCaps().Has(imap.CapQResync)
+	var run imap.UIDSet
+	flush := func() error {
+		if len(run) == 0 {
+			return nil
+		}
+		err := w.WriteVanished(run)
+		run = nil
+		return err
+	}
+	for i, update := range updates {
 		var err error
 		switch {
 		case update.expunge != 0:
 			if beforeExpunge != nil {
+				if err := flush(); err != nil {
+					return err
+				}
 				if err := beforeExpunge(w, update.expunge, update.expungeUID); err != nil {
 					return err
 				}
 			}
-			err = w.WriteExpunge(update.expunge)
+			if vanished && update.expungeUID != 0 {
+				run.AddNum(update.expungeUID)
+				if i+1 == len(updates) || updates[i+1].expunge == 0 || updates[i+1].expungeUID == 0 {
+					err = flush()
+				}
+			} else {
+				err = w.WriteExpunge(update.expunge)
+			}
 		case update.numMessages != 0:
 			err = w.WriteNumMessages(update.numMessages)
 		case update.mailboxFlags != nil:
@@ -264,7 +301,7 @@ func (t *SessionTracker) Poll(w *UpdateWriter, allowExpunge bool) error {
 			if messageFlags != nil {
 				flags = messageFlags(update.fetch.uid, flags)
 			}
-			err = w.WriteMessageFlags(update.fetch.seqNum, update.fetch.uid, flags)
+			err = w.WriteMessageFlagsModSeq(update.fetch.seqNum, update.fetch.uid, flags, update.fetch.modSeq)
 		default:
 			panic(fmt.Errorf("imapserver: unknown tracker update %#v", update))
 		}

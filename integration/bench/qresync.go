@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The QRESYNC row (RFC 7162): what Thunderbird and iOS Mail do on
+// reconnecting to a mailbox they have cached, instead of UID FETCH 1:*
+// (FLAGS): SELECT with the UIDVALIDITY and HIGHESTMODSEQ they last saw,
+// after 10 changes since. The client's side is raw commands: go-imap's
+// client has no QRESYNC.
+
+const qresyncChanges = 10
+
+func (b *bench) mQResync() metric {
+	return millis(fmt.Sprintf("IMAP SELECT (QRESYNC), %s-msg mailbox, %d flag changes since", n(b.sz.BigMsgs), qresyncChanges))
+}
+
+// qresyncToggles counts the calls per system: a call sets the keyword on
+// its messages when even, clears it when odd, so each call changes them.
+var qresyncToggles = map[string]int{}
+
+var (
+	reUIDValidity   = regexp.MustCompile(`\[UIDVALIDITY (\d+)\]`)
+	reHighestModSeq = regexp.MustCompile(`\[HIGHESTMODSEQ (\d+)\]`)
+)
+
+// imapQResync changes the flags of qresyncChanges messages of mailbox
+// (want messages) after noting its state, then times SELECT (QRESYNC …)
+// on a fresh connection and checks it reports exactly those messages.
+func imapQResync(s server, mailbox string, want int) (time.Duration, error) {
+	c, err := dialRawIMAP(s.Addr("imap"))
+	if err != nil {
+		return 0, err
+	}
+	// Dovecot reports HIGHESTMODSEQ only to a client that enabled CONDSTORE.
+	if _, err := c.do("ENABLE CONDSTORE"); err != nil {
+		c.close()
+		return 0, err
+	}
+	lines, err := c.do("SELECT " + mailbox)
+	if err != nil {
+		c.close()
+		return 0, err
+	}
+	validity, modseq := c.find(lines, reUIDValidity), c.find(lines, reHighestModSeq)
+	op := "+"
+	if qresyncToggles[s.Name()]%2 == 1 {
+		op = "-"
+	}
+	qresyncToggles[s.Name()]++
+	for i := 0; i < qresyncChanges; i++ {
+		if _, err := c.do(fmt.Sprintf("STORE %d %sFLAGS.SILENT ($QResyncBench)", 1+i*(want/qresyncChanges), op)); err != nil {
+			c.close()
+			return 0, err
+		}
+	}
+	c.close()
+	if validity == "" || modseq == "" {
+		return 0, fmt.Errorf("SELECT %s: no UIDVALIDITY or HIGHESTMODSEQ", mailbox)
+	}
+
+	c, err = dialRawIMAP(s.Addr("imap"))
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	if _, err := c.do("ENABLE QRESYNC"); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	lines, err = c.do(fmt.Sprintf("SELECT %s (QRESYNC (%s %s))", mailbox, validity, modseq))
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	fetches := 0
+	for _, l := range lines {
+		if strings.Contains(l, " FETCH ") {
+			fetches++
+		}
+	}
+	if fetches != qresyncChanges {
+		return 0, fmt.Errorf("SELECT (QRESYNC): %d FETCH responses, want %d", fetches, qresyncChanges)
+	}
+	return d, nil
+}
+
+// rawIMAP is a logged-in IMAP connection speaking raw commands.
+type rawIMAP struct {
+	conn net.Conn
+	r    *bufio.Reader
+	tag  int
+}
+
+func dialRawIMAP(addr string) (*rawIMAP, error) {
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	c := &rawIMAP{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := c.r.ReadString('\n'); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if _, err := c.do(fmt.Sprintf("LOGIN %s %s", userIMAP, password)); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// do sends one command and returns its untagged lines (the commands used
+// here get no literals back).
+func (c *rawIMAP) do(cmd string) ([]string, error) {
+	c.tag++
+	tag := "Q" + strconv.Itoa(c.tag)
+	if _, err := fmt.Fprintf(c.conn, "%s %s\r\n", tag, cmd); err != nil {
+		return nil, err
+	}
+	var lines []string
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", cmd, err)
+		}
+		l = strings.TrimRight(l, "\r\n")
+		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
+			if !strings.HasPrefix(rest, "OK") {
+				return nil, fmt.Errorf("%s: %s", cmd, rest)
+			}
+			return lines, nil
+		}
+		lines = append(lines, l)
+	}
+}
+
+func (c *rawIMAP) find(lines []string, re *regexp.Regexp) string {
+	for _, l := range lines {
+		if m := re.FindStringSubmatch(l); m != nil {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+func (c *rawIMAP) close() {
+	fmt.Fprintf(c.conn, "Z LOGOUT\r\n")
+	c.conn.Close()
+}
