@@ -224,6 +224,12 @@ type Account interface {
 	// nothing; one that reaches it exactly is accepted. The quota may
 	// change at any time and applies from the next call.
 	Usage(ctx context.Context) (used, limit int64, err error)
+	// MessageUsage reports the messages stored (in every mailbox) and the
+	// message quota (0: unlimited), as Usage does for bytes: a Deliver,
+	// Append or Copy that would take the count above the quota gets
+	// ErrOverQuota and stores nothing; one that reaches it exactly is
+	// accepted; Move is not held to it.
+	MessageUsage(ctx context.Context) (count, limit int64, err error)
 
 	// Watch calls fn for every committed change in this account, in commit
 	// order, after the commit. fn runs on the committing goroutine and must

@@ -51,7 +51,8 @@
 //     ending watches; the Watch-then-Snapshot recipe while another session
 //     changes the mailbox.
 //   - Quota: ErrOverQuota at Deliver, Append and Copy (not Move), nothing
-//     left behind by a refusal, the exact boundary, quota changes.
+//     left behind by a refusal, the exact boundary, quota changes; the
+//     same for the message quota (MessageUsage).
 //   - Search: flags, dates, sizes, UIDs, modseq, headers, body and text,
 //     NOT and OR; sequence numbers refused.
 //   - Recent (IMAP4rev1 \Recent): ClaimRecent hands each UID to one
