@@ -168,6 +168,9 @@ func (c *Conn) serve() {
 	if _, ok := c.session.(SessionMove); !ok && caps.Has(imap.CapMove) {
 		panic("imapserver: server advertises MOVE but session doesn't support it")
 	}
+	if _, ok := c.session.(SessionQuota); !ok && caps.Has(imap.CapQuota) { // Posthouse patch
+		panic("imapserver: server advertises QUOTA but session doesn't support it")
+	}
 	if _, ok := c.session.(SessionUnauthenticate); !ok && caps.Has(imap.CapUnauthenticate) {
 		panic("imapserver: server advertises UNAUTHENTICATE but session doesn't support it")
 	}
@@ -307,6 +310,12 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
+	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // Posthouse patch: RFC 9208
+		if _, ok := c.session.(SessionQuota); ok {
+			err = c.handleQuota(name, dec)
+			break
+		}
+		fallthrough
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
