@@ -90,7 +90,10 @@
 //     MODSEQ in unilateral FETCH, so Posthouse does not advertise them even
 //     though mailstore keeps modseqs. SELECT does report HIGHESTMODSEQ (a
 //     small patch), which clients without CONDSTORE ignore.
-//   - QUOTA is not advertised (no server-side support in the library).
+//   - QUOTA had no server side in the library: a patch parses GETQUOTA,
+//     GETQUOTAROOT and SETQUOTA and calls SessionQuota (quota.go says what
+//     we answer); another lists capabilities the library does not know
+//     (QUOTA, …) after login.
 //   - COMPRESS=DEFLATE is not advertised (no library support; Go's flate has
 //     not been shown not to stall on partial flushes).
 //

@@ -144,7 +144,7 @@ func New(opts Options) (*Server, error) {
 // library panics at connect if a session lacks the interface behind an
 // advertised capability, so this list and Session stay in step.
 func capabilities() imap.CapSet {
-	return imap.CapSet{
+	caps := imap.CapSet{
 		imap.CapIMAP4rev1:        {},
 		imap.CapIMAP4rev2:        {},
 		imap.CapNamespace:        {},
@@ -163,6 +163,10 @@ func capabilities() imap.CapSet {
 		imap.CapUnauthenticate:   {},
 		imap.CapID:               {},
 	}
+	for _, c := range quotaCaps {
+		caps[c] = struct{}{}
+	}
+	return caps
 }
 
 func (s *Server) start() {

@@ -42,12 +42,13 @@ func TestCapabilitiesAndLogin(t *testing.T) {
 	u, _ = rc.cmd("CAPABILITY")
 	caps = u[0]
 	for _, want := range []string{"IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "ESEARCH",
-		"SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "ENABLE", "UNSELECT", "APPENDLIMIT=1048576", "BINARY", "UNAUTHENTICATE", "LITERAL+", "ID"} {
+		"SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "ENABLE", "UNSELECT", "APPENDLIMIT=1048576", "BINARY", "UNAUTHENTICATE", "LITERAL+", "ID",
+		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"} {
 		if !strings.Contains(caps, " "+want) {
 			t.Errorf("capabilities after login lack %s: %s", want, caps)
 		}
 	}
-	for _, bad := range []string{"COMPRESS", "CONDSTORE", "QRESYNC", "QUOTA"} {
+	for _, bad := range []string{"COMPRESS", "CONDSTORE", "QRESYNC", "QUOTASET"} {
 		if strings.Contains(caps, bad) {
 			t.Errorf("advertises %s, which we do not implement: %s", bad, caps)
 		}

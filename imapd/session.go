@@ -73,6 +73,7 @@ var (
 	_ imapserver.SessionAppendLimit    = (*session)(nil)
 	_ imapserver.SessionUnauthenticate = (*session)(nil)
 	_ imapserver.SessionID             = (*session)(nil)
+	_ imapserver.SessionQuota          = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
