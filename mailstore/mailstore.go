@@ -182,7 +182,9 @@ type Account interface {
 	OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error)
 	// Search returns the UIDs matching criteria, ascending. Criteria must be
 	// expressed in UIDs: callers translate sequence numbers (including in
-	// nested Not/Or) before the call; SeqNum sets are an error.
+	// nested Not/Or) before the call; SeqNum sets are an error. EmailID
+	// matches MessageInfo.EmailID; the store keeps no threads, so a
+	// ThreadID matches nothing.
 	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]imap.UID, error)
 	// StoreFlags changes flags of the given UIDs; UIDs that do not exist
 	// are skipped. Each message whose flags change gets a new modseq and an
@@ -292,6 +294,7 @@ type Snapshot struct {
 type FetchOptions struct {
 	Envelope      bool
 	BodyStructure bool
+	EmailID       bool
 }
 
 // MessageInfo is one message's index row.
@@ -306,6 +309,11 @@ type MessageInfo struct {
 	// start/end markers (mimeparse.ParseAddressList).
 	Envelope      *imap.Envelope
 	BodyStructure imap.BodyStructure // when FetchOptions.BodyStructure
+	// EmailID (when FetchOptions.EmailID) is an RFC 8474 objectid for the
+	// message's content: it never changes while the message exists, a
+	// Copy or Move keeps it, and no other message of the account is ever
+	// given it, not after an expunge, not after a restart.
+	EmailID string
 }
 
 // FlagOp says how StoreFlags applies its flags.

@@ -495,8 +495,8 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 				flags int64
 				kw    sql.NullString
 			)
-			err := w.QueryRow(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-				SELECT ?, ?, ?, flags, keywords, size, internaldate, internalzone, sentdate, ?, messageid, envelope, bodystructure
+			err := w.QueryRow(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure, emailid)
+				SELECT ?, ?, ?, flags, keywords, size, internaldate, internalzone, sentdate, ?, messageid, envelope, bodystructure, emailid
 				FROM messages WHERE mailbox = ? AND uid = ? AND file = ?
 				RETURNING flags, keywords`,
 				destMb.ID, uid, int64(destModseq), m.newRel, srcID, m.uid, m.file).Scan(&flags, &kw)

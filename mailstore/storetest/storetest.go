@@ -79,6 +79,7 @@ func Run(t *testing.T, b Backend) {
 		{"Quota", testQuota},
 		{"Search", testSearch},
 		{"Recent", testRecent},
+		{"EmailID", testEmailID},
 		{"Maildrop", testMaildrop},
 		{"Errors", testErrors},
 		{"Concurrency", testConcurrency},
