@@ -94,6 +94,9 @@
 //     GETQUOTAROOT and SETQUOTA and calls SessionQuota (quota.go says what
 //     we answer); another lists capabilities the library does not know
 //     (QUOTA, …) after login.
+//   - OBJECTID had no support: a patch carries MAILBOXID (SELECT, STATUS,
+//     CREATE's OK), EMAILID and THREADID (FETCH, SEARCH); objectid.go says
+//     what the IDs are.
 //   - COMPRESS=DEFLATE is not advertised (no library support; Go's flate has
 //     not been shown not to stall on partial flushes).
 //

@@ -161,7 +161,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	needFile := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil}
+	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil, EmailID: options.EmailID}
 	writeFlags := options.Flags || markSeen
 
 	for len(targets) > 0 {
@@ -286,6 +286,12 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure)
+	}
+	if options.EmailID {
+		rw.WriteEmailID(row.EmailID)
+	}
+	if options.ThreadID {
+		rw.WriteThreadID("") // NIL: no threads (RFC 8474 §5.2)
 	}
 	var werr error
 	for _, sec := range sections {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,7 +164,7 @@ func capabilities() imap.CapSet {
 		imap.CapUnauthenticate:   {},
 		imap.CapID:               {},
 	}
-	for _, c := range quotaCaps {
+	for _, c := range slices.Concat(quotaCaps, objectIDCaps) {
 		caps[c] = struct{}{}
 	}
 	return caps

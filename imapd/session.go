@@ -68,12 +68,13 @@ type selected struct {
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
-	_ imapserver.SessionSASL           = (*session)(nil)
-	_ imapserver.SessionAppendLimit    = (*session)(nil)
-	_ imapserver.SessionUnauthenticate = (*session)(nil)
-	_ imapserver.SessionID             = (*session)(nil)
-	_ imapserver.SessionQuota          = (*session)(nil)
+	_ imapserver.SessionIMAP4rev2       = (*session)(nil)
+	_ imapserver.SessionSASL            = (*session)(nil)
+	_ imapserver.SessionAppendLimit     = (*session)(nil)
+	_ imapserver.SessionUnauthenticate  = (*session)(nil)
+	_ imapserver.SessionID              = (*session)(nil)
+	_ imapserver.SessionQuota           = (*session)(nil)
+	_ imapserver.SessionCreateMailboxID = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
@@ -264,11 +265,18 @@ func canonName(name string) string {
 }
 
 func (s *session) Create(name string, options *imap.CreateOptions) error {
+	_, err := s.CreateMailboxID(name, options)
+	return err
+}
+
+// CreateMailboxID is CREATE, with the new mailbox's MAILBOXID for the OK
+// (RFC 8474 §4.1).
+func (s *session) CreateMailboxID(name string, options *imap.CreateOptions) (string, error) {
 	// RFC 9051 §6.3.4: a trailing separator only says the client means to
 	// create names under it.
 	name = canonName(strings.TrimSuffix(name, string(mailstore.Separator)))
 	if err := checkName(name); err != nil {
-		return err
+		return "", err
 	}
 	special := mailstore.SpecialNone
 	if options != nil {
@@ -277,18 +285,19 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 			if !ok || special != mailstore.SpecialNone {
 				// RFC 6154 §3: USEATTR for uses we do not support (we
 				// support one per mailbox).
-				return no("USEATTR", "Unsupported special-use attribute")
+				return "", no("USEATTR", "Unsupported special-use attribute")
 			}
 			special = su
 		}
 	}
 	ctx, cancel := s.op()
 	defer cancel()
-	_, err := s.acct.CreateMailbox(ctx, name, special)
-	if err == nil {
-		s.log.Info("mailbox created", "mailbox", name)
+	mb, err := s.acct.CreateMailbox(ctx, name, special)
+	if err != nil {
+		return "", mapError(s.log, "create", err, errSource)
 	}
-	return mapError(s.log, "create", err, errSource)
+	s.log.Info("mailbox created", "mailbox", name)
+	return mailboxID(mb), nil
 }
 
 func (s *session) Delete(name string) error {
@@ -353,12 +362,12 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	if err != nil {
 		return nil, mapError(s.log, "status", err, errSource)
 	}
-	return s.statusData(mb.Name, st, options), nil
+	return s.statusData(mb.Name, mb, st, options), nil
 }
 
 // statusData fills every item the options ask for: the library's writer
 // dereferences the pointers it is told to print.
-func (s *session) statusData(name string, st mailstore.Status, options *imap.StatusOptions) *imap.StatusData {
+func (s *session) statusData(name string, mb mailstore.Mailbox, st mailstore.Status, options *imap.StatusOptions) *imap.StatusData {
 	var zero64 int64
 	limit := s.AppendLimit()
 	d := &imap.StatusData{
@@ -373,6 +382,9 @@ func (s *session) statusData(name string, st mailstore.Status, options *imap.Sta
 		AppendLimit:    &limit,
 		DeletedStorage: &zero64,
 		HighestModSeq:  st.HighestModSeq,
+	}
+	if options.MailboxID {
+		d.MailboxID = mailboxID(mb)
 	}
 	return d
 }
@@ -460,6 +472,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		UIDNext:       st.uidNext,
 		UIDValidity:   st.uidValidity,
 		HighestModSeq: st.modseq,
+		MailboxID:     mailboxID(mb),
 	}
 	if i := slices.Index(st.seen, false); i >= 0 {
 		data.FirstUnseenSeqNum = uint32(i + 1)

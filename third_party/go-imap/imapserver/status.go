@@ -90,6 +90,9 @@ func (c *Conn) writeStatus(data *imap.StatusData, options *imap.StatusOptions) e
 	if options.NumRecent {
 		listEnc.Item().Atom("RECENT").SP().Number(*data.NumRecent)
 	}
+	if options.MailboxID && data.MailboxID != "" { // Posthouse patch: RFC 8474 §4
+		listEnc.Item().Atom("MAILBOXID").SP().Special('(').Atom(data.MailboxID).Special(')')
+	}
 	listEnc.End()
 
 	return enc.CRLF()
@@ -119,6 +122,8 @@ func readStatusItem(dec *imapwire.Decoder, options *imap.StatusOptions) error {
 		options.DeletedStorage = true
 	case "RECENT":
 		options.NumRecent = true
+	case "MAILBOXID": // Posthouse patch: RFC 8474 §4
+		options.MailboxID = true
 	default:
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
