@@ -164,7 +164,7 @@ func capabilities() imap.CapSet {
 		imap.CapUnauthenticate:   {},
 		imap.CapID:               {},
 	}
-	for _, c := range slices.Concat(quotaCaps, objectIDCaps) {
+	for _, c := range slices.Concat(quotaCaps, objectIDCaps, []imap.Cap{imapserver.CapCompressDeflate}) {
 		caps[c] = struct{}{}
 	}
 	return caps

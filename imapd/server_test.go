@@ -43,12 +43,12 @@ func TestCapabilitiesAndLogin(t *testing.T) {
 	caps = u[0]
 	for _, want := range []string{"IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "ESEARCH",
 		"SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "ENABLE", "UNSELECT", "APPENDLIMIT=1048576", "BINARY", "UNAUTHENTICATE", "LITERAL+", "ID",
-		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE"} {
+		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "OBJECTID", "COMPRESS=DEFLATE"} {
 		if !strings.Contains(caps, " "+want) {
 			t.Errorf("capabilities after login lack %s: %s", want, caps)
 		}
 	}
-	for _, bad := range []string{"COMPRESS", "CONDSTORE", "QRESYNC", "QUOTASET"} {
+	for _, bad := range []string{"CONDSTORE", "QRESYNC", "QUOTASET"} {
 		if strings.Contains(caps, bad) {
 			t.Errorf("advertises %s, which we do not implement: %s", bad, caps)
 		}

@@ -56,6 +56,8 @@ type Conn struct {
 	// their way and must not be read as commands, so the connection ends
 	// after the reply.
 	closeAfter bool
+	// compressed: COMPRESS DEFLATE is active (compress.go).
+	compressed bool
 }
 
 // errAutologout: the client stayed silent past its timeout and got a BYE
@@ -311,9 +313,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
-	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // Posthouse patch: RFC 9208
-		if _, ok := c.session.(SessionQuota); ok {
-			err = c.handleQuota(name, dec)
+	case "COMPRESS", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // Posthouse patch: unknown unless enabled
+		var handled bool
+		if handled, err = c.handleExtension(tag, name, dec); handled {
+			sendOK = name != "COMPRESS" || err != nil
 			break
 		}
 		fallthrough
@@ -374,6 +377,22 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 	return c.writeStatusResp(tag, resp)
+}
+
+// handleExtension runs an extension command the server has enabled
+// (Posthouse patch); handled is false for one it has not.
+func (c *Conn) handleExtension(tag, name string, dec *imapwire.Decoder) (handled bool, err error) {
+	switch name {
+	case "COMPRESS": // RFC 4978
+		if c.server.options.caps().Has(CapCompressDeflate) {
+			return true, c.handleCompress(tag, dec)
+		}
+	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // RFC 9208
+		if _, ok := c.session.(SessionQuota); ok {
+			return true, c.handleQuota(name, dec)
+		}
+	}
+	return false, nil
 }
 
 // badCommandLine answers a command line whose tag or command name cannot be
