@@ -97,6 +97,9 @@
 //   - OBJECTID had no support: a patch carries MAILBOXID (SELECT, STATUS,
 //     CREATE's OK), EMAILID and THREADID (FETCH, SEARCH); objectid.go says
 //     what the IDs are.
+//   - NOTIFY had no support: a patch parses NOTIFY SET/NONE for
+//     SessionNotify and lets Poll and Idle write STATUS; notify.go says
+//     which events we send and how what is pending stays bounded.
 //   - COMPRESS=DEFLATE had no library support: a patch switches the
 //     connection to raw deflate after COMPRESS DEFLATE. Every write that
 //     leaves the library's buffer (each response batch) is compressed into

@@ -164,7 +164,7 @@ func capabilities() imap.CapSet {
 		imap.CapUnauthenticate:   {},
 		imap.CapID:               {},
 	}
-	for _, c := range slices.Concat(quotaCaps, objectIDCaps, []imap.Cap{imapserver.CapCompressDeflate}) {
+	for _, c := range slices.Concat(quotaCaps, objectIDCaps, notifyCaps, []imap.Cap{imapserver.CapCompressDeflate}) {
 		caps[c] = struct{}{}
 	}
 	return caps

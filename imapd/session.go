@@ -49,6 +49,9 @@ type session struct {
 
 	// Selected state.
 	sel *selected
+
+	// notify is the NOTIFY SET in force (notify.go); nil: none.
+	notify *notifyState
 }
 
 // selected is the session's view of its selected mailbox.
@@ -75,6 +78,7 @@ var (
 	_ imapserver.SessionID              = (*session)(nil)
 	_ imapserver.SessionQuota           = (*session)(nil)
 	_ imapserver.SessionCreateMailboxID = (*session)(nil)
+	_ imapserver.SessionNotify          = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
@@ -82,6 +86,7 @@ func (s *session) op() (context.Context, context.CancelFunc) {
 }
 
 func (s *session) Close() error {
+	s.stopNotify()
 	s.closeSelected()
 	if s.acct != nil {
 		s.acct.Close()
@@ -180,6 +185,7 @@ func (w *saslServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (s *session) Unauthenticate() error {
+	s.stopNotify()
 	s.closeSelected()
 	if s.acct != nil {
 		s.acct.Close()
@@ -531,32 +537,38 @@ func (s *session) Unselect() error {
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.sel == nil {
-		return nil
+	if s.sel != nil {
+		if err := s.pollRecent(w, allowExpunge); err != nil {
+			return err
+		}
 	}
-	return s.pollRecent(w, allowExpunge)
+	return s.pollNotify(w)
 }
 
 // Idle polls whenever the mailbox state applies a change, rather than
 // through SessionTracker.Idle, so that new messages are claimed as \Recent
 // and their EXISTS followed by RECENT, as after any command.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if s.sel == nil {
-		<-stop
-		return nil
+	var notified <-chan struct{} // NOTIFY's events of other mailboxes
+	if s.notify != nil {
+		notified = s.notify.wake
 	}
-	st := s.sel.st
 	for {
 		// Take the channel before polling: a change applied during the
 		// poll closes it, and is written at once.
-		st.mu.Lock()
-		changed := st.changed
-		st.mu.Unlock()
+		var changed <-chan struct{}
+		if s.sel != nil {
+			st := s.sel.st
+			st.mu.Lock()
+			changed = st.changed
+			st.mu.Unlock()
+		}
 		if err := s.Poll(w, true); err != nil {
 			return err
 		}
 		select {
 		case <-changed:
+		case <-notified:
 		case <-stop:
 			return nil
 		}

@@ -313,7 +313,7 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
-	case "COMPRESS", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // Posthouse patch: unknown unless enabled
+	case "COMPRESS", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "NOTIFY": // Posthouse patch: unknown unless enabled
 		var handled bool
 		if handled, err = c.handleExtension(tag, name, dec); handled {
 			sendOK = name != "COMPRESS" || err != nil
@@ -390,6 +390,10 @@ func (c *Conn) handleExtension(tag, name string, dec *imapwire.Decoder) (handled
 	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // RFC 9208
 		if _, ok := c.session.(SessionQuota); ok {
 			return true, c.handleQuota(name, dec)
+		}
+	case "NOTIFY": // RFC 5465
+		if _, ok := c.session.(SessionNotify); ok {
+			return true, c.handleNotify(dec)
 		}
 	}
 	return false, nil
