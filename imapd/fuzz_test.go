@@ -161,7 +161,9 @@ func FuzzCommandLine(f *testing.F) {
 		"AUTHENTICATE PLAIN !!!", "FETCH 1 BODY[]<99999999999.1>",
 		"GETQUOTAROOT INBOX", `GETQUOTA ""`, `SETQUOTA "" (STORAGE 1 MESSAGE 2)`, "SETQUOTA x (" + strings.Repeat("A 1 ", 20) + ")",
 		"FETCH 1:* (EMAILID THREADID)", "SEARCH EMAILID E1 THREADID T1", "SEARCH NOT EMAILID E0", "STATUS INBOX (MAILBOXID)",
-		`LIST "" * RETURN (STATUS (MAILBOXID))`, "CREATE fuzz-mailbox"} {
+		`LIST "" * RETURN (STATUS (MAILBOXID))`, "CREATE fuzz-mailbox",
+		"NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]<0.10>) MessageExpunge)) (subtree (INBOX Archive) (FlagChange))",
+		"NOTIFY SET (personal NONE)", "NOTIFY NONE", "NOTIFY SET (inboxes (MailboxName))", "NOTIFY SET " + strings.Repeat("(personal (MessageNew)) ", 40)} {
 		f.Add(s)
 	}
 	ts, pl := fuzzServer(f)
