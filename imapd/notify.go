@@ -186,14 +186,13 @@ func (s *session) pollNotify(w *imapserver.UpdateWriter) error {
 		return nil
 	}
 	n.mu.Lock()
-	pending := n.pending
-	if len(pending) > 0 {
-		n.pending = map[int64]uint8{}
-	}
-	n.mu.Unlock()
-	if len(pending) == 0 {
+	if len(n.pending) == 0 {
+		n.mu.Unlock()
 		return nil
 	}
+	pending := n.pending
+	n.pending = map[int64]uint8{}
+	n.mu.Unlock()
 	ctx, cancel := s.op()
 	mbs, err := s.acct.ListMailboxes(ctx)
 	cancel()
