@@ -105,7 +105,10 @@
 //     leaves the library's buffer (each response batch) is compressed into
 //     its own sync-flushed segment, so no update waits in a compressor
 //     (TestCompress proves it for a large FETCH, IDLE updates and commands
-//     in 2-byte writes). The ~1 MB flate.Writer is borrowed from a pool per
+//     in 2-byte writes). compress/flate's reader held back a block ended by
+//     zlib's Z_PARTIAL_FLUSH (mbsync's flush) until more data came, so the
+//     patch decompresses with a copy that hands out each block at its end.
+//     The ~1 MB flate.Writer is borrowed from a pool per
 //     write, so an idle compressed connection keeps only its decompressor:
 //     about 46 KB more than the ~20 KB of an idle one (TestCompressMemory).
 //

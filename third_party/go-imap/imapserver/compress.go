@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
+	"github.com/emersion/go-imap/v2/internal/inflate"
 )
 
 // Posthouse patch: COMPRESS=DEFLATE (RFC 4978).
@@ -27,7 +28,9 @@ import (
 // still one valid deflate stream, it only forgoes matches across writes.
 // What stays with the connection is the decompressor (its 32 KiB window
 // is needed: the client's compressor refers back into it) and a 4 KiB read
-// buffer.
+// buffer. The decompressor is internal/inflate, which hands out each
+// block's data when the block ends: clients that flush with zlib's
+// Z_PARTIAL_FLUSH (mbsync) would stall compress/flate's.
 
 // CapCompressDeflate is the capability that enables COMPRESS DEFLATE.
 const CapCompressDeflate imap.Cap = "COMPRESS=DEFLATE"
@@ -111,7 +114,7 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 	rw := c.server.options.wrapReadWriter(struct {
 		io.Reader
 		io.Writer
-	}{flate.NewReader(src), deflateWriter{dst: conn}})
+	}{inflate.NewReader(src), deflateWriter{dst: conn}})
 	c.br.Reset(rw)
 	c.bw.Reset(rw)
 	return nil

@@ -87,6 +87,26 @@ func TestCompressDeflate(t *testing.T) {
 	if got := until("C2"); !strings.HasPrefix(got[len(got)-1], "C2 OK") {
 		t.Fatalf("NOOP: %q", got)
 	}
+	// "C9 NOOP\r\n" compressed by zlib and ended by Z_PARTIAL_FLUSH (an
+	// empty fixed-Huffman block, as mbsync sends), on a connection of its
+	// own: the server must answer without waiting for more.
+	partial := []byte{0x72, 0xb6, 0x54, 0xf0, 0xf3, 0xf7, 0x0f, 0xe0, 0xe5, 0x02, 0x08}
+	conn2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	conn2.SetDeadline(time.Now().Add(20 * time.Second))
+	r2 := bufio.NewReader(conn2)
+	r2.ReadString('\n')
+	conn2.Write([]byte("C1 COMPRESS DEFLATE\r\n"))
+	if l, err := r2.ReadString('\n'); err != nil || !strings.HasPrefix(l, "C1 OK") {
+		t.Fatalf("COMPRESS: %q %v", l, err)
+	}
+	conn2.Write(partial)
+	if l, err := bufio.NewReader(flate.NewReader(r2)).ReadString('\n'); err != nil || !strings.HasPrefix(l, "C9 OK") {
+		t.Fatalf("NOOP ended by a partial flush: %q %v", l, err)
+	}
 	send("C3 COMPRESS DEFLATE\r\n")
 	if got := until("C3"); !strings.HasPrefix(got[len(got)-1], "C3 NO [COMPRESSIONACTIVE]") {
 		t.Errorf("second COMPRESS: %q", got)
