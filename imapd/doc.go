@@ -110,7 +110,8 @@
 //     patch decompresses with a copy that hands out each block at its end.
 //     The ~1 MB flate.Writer is borrowed from a pool per
 //     write, so an idle compressed connection keeps only its decompressor:
-//     about 46 KB more than the ~20 KB of an idle one (TestCompressMemory).
+//     its 40 KB and a 4 KiB buffer, 45-60 KB more than the ~20 KB of an
+//     idle connection (TestCompressMemory).
 //
 // # Client address behind a webmail
 //
