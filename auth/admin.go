@@ -200,14 +200,14 @@ func (db *DB) addUserHash(ctx context.Context, a, hash string, quota int64) (Use
 // Users lists the users of one domain, or of all domains when domain is "",
 // by address. ErrNoSuchDomain for an unknown domain.
 func (db *DB) Users(ctx context.Context, domain string) ([]User, error) {
-	q := `SELECT id, address, password_hash, quota, disabled, created FROM users ORDER BY address`
+	q := `SELECT id, address, password_hash, quota, message_quota, disabled, created FROM users ORDER BY address`
 	var args []any
 	if domain != "" {
 		d, err := db.checkDomain(ctx, domain)
 		if err != nil {
 			return nil, err
 		}
-		q = `SELECT u.id, u.address, u.password_hash, u.quota, u.disabled, u.created FROM users u
+		q = `SELECT u.id, u.address, u.password_hash, u.quota, u.message_quota, u.disabled, u.created FROM users u
 			JOIN domains d ON d.id = u.domain_id WHERE d.name = ? ORDER BY u.address`
 		args = append(args, d)
 	}
@@ -295,6 +295,16 @@ func (db *DB) SetQuota(ctx context.Context, address string, quota int64) error {
 		return fmt.Errorf("%w: %d", ErrInvalidQuota, quota)
 	}
 	_, err := db.updateUser(ctx, address, `quota = ?`, quota)
+	return err
+}
+
+// SetMessageQuota sets the most messages a user's account may hold (0:
+// unlimited). ErrNoSuchUser, ErrInvalidQuota.
+func (db *DB) SetMessageQuota(ctx context.Context, address string, messages int64) error {
+	if messages < 0 {
+		return fmt.Errorf("%w: %d messages", ErrInvalidQuota, messages)
+	}
+	_, err := db.updateUser(ctx, address, `message_quota = ?`, messages)
 	return err
 }
 

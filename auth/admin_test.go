@@ -149,6 +149,9 @@ func TestUserUpdates(t *testing.T) {
 		{"set quota", func() error { return db.SetQuota(ctx, "bob@example.com", 5<<20) }, nil},
 		{"set negative quota", func() error { return db.SetQuota(ctx, "bob@example.com", -5) }, ErrInvalidQuota},
 		{"set quota unknown", func() error { return db.SetQuota(ctx, "nobody@example.com", 1) }, ErrNoSuchUser},
+		{"set message quota", func() error { return db.SetMessageQuota(ctx, "bob@example.com", 1000) }, nil},
+		{"set negative message quota", func() error { return db.SetMessageQuota(ctx, "bob@example.com", -1) }, ErrInvalidQuota},
+		{"set message quota unknown", func() error { return db.SetMessageQuota(ctx, "nobody@example.com", 1) }, ErrNoSuchUser},
 		{"disable", func() error { return db.SetDisabled(ctx, "bob@example.com", true) }, nil},
 		{"disable unknown", func() error { return db.SetDisabled(ctx, "nobody@example.com", true) }, ErrNoSuchUser},
 		{"import bcrypt", func() error { return db.SetPasswordHash(ctx, "bob@example.com", string(bcryptHash)) }, nil},
@@ -166,8 +169,11 @@ func TestUserUpdates(t *testing.T) {
 	}
 	u, err := db.User(ctx, "bob@example.com")
 	must(t, err)
-	if !u.Disabled || u.QuotaBytes != 5<<20 {
+	if !u.Disabled || u.QuotaBytes != 5<<20 || u.QuotaMessages != 1000 {
 		t.Fatalf("User after updates = %+v", u)
+	}
+	if n, err := db.MessageQuota(ctx, "Bob@example.com"); err != nil || n != 1000 {
+		t.Fatalf("MessageQuota = %d, %v", n, err)
 	}
 	q, err := db.Quota(ctx, "Bob@example.com")
 	if err != nil || q != 5<<20 {

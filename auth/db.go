@@ -153,6 +153,11 @@ var migrations = []sqlitedb.Migration{
 			PRIMARY KEY (user_id, address)
 		)`,
 	),
+	// A limit on the number of messages an account holds (IMAP QUOTA's
+	// MESSAGE resource); 0: unlimited.
+	sqlitedb.Exec(
+		`ALTER TABLE users ADD COLUMN message_quota INTEGER NOT NULL DEFAULT 0 CHECK (message_quota >= 0)`,
+	),
 }
 
 // Open opens (creating if needed, mode 0600) the system database at path,
@@ -192,7 +197,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		s, err = sdb.Read.PrepareContext(ctx, q)
 		return s
 	}
-	db.stmtUser = prep(`SELECT id, address, password_hash, quota, disabled, created FROM users WHERE address = ?`)
+	db.stmtUser = prep(`SELECT id, address, password_hash, quota, message_quota, disabled, created FROM users WHERE address = ?`)
 	db.stmtAlias = prep(`SELECT t.target FROM aliases a JOIN alias_targets t ON t.alias_id = a.id WHERE a.address = ? ORDER BY t.position`)
 	db.stmtDomain = prep(`SELECT 1 FROM domains WHERE name = ?`)
 	db.stmtGrant = prep(`SELECT 1 FROM send_as g JOIN users u ON u.id = g.user_id WHERE u.address = ? AND g.address IN (?, ?, ?)`)
@@ -249,7 +254,7 @@ type userRow struct {
 func scanUser(sc sqlitedb.Scanner) (userRow, error) {
 	var u userRow
 	var created int64
-	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.Disabled, &created)
+	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.QuotaMessages, &u.Disabled, &created)
 	u.Created = time.Unix(created, 0).UTC()
 	return u, err
 }
@@ -285,7 +290,7 @@ func (l txLookup) domainExists(ctx context.Context, domain string) (bool, error)
 
 func (l txLookup) user(ctx context.Context, address string) (userRow, bool, error) {
 	return userFound(scanUser(l.tx.QueryRowContext(ctx,
-		`SELECT id, address, password_hash, quota, disabled, created FROM users WHERE address = ?`, address)))
+		`SELECT id, address, password_hash, quota, message_quota, disabled, created FROM users WHERE address = ?`, address)))
 }
 
 func (l txLookup) aliasTargets(ctx context.Context, address string) ([]string, bool, error) {

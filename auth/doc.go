@@ -8,7 +8,7 @@
 //
 // Numbered migrations (mailstore/sqlitedb, PRAGMA user_version) create:
 // domains(name, created); users(address, domain, password_hash, quota,
-// disabled, created); aliases(address or "@domain", domain, created) with
+// message_quota, disabled, created); aliases(address or "@domain", domain, created) with
 // alias_targets(position, target); known_addresses(user, prefix,
 // last_login) for throttling (below); send_as(user, address or "@domain",
 // created), the grants of CanSendAs (below). Addresses are stored normalized by

@@ -297,3 +297,14 @@ func (db *DB) Quota(ctx context.Context, account string) (int64, error) {
 	}
 	return u.QuotaBytes, nil
 }
+
+// MessageQuota returns the most messages the account may hold, 0 meaning
+// unlimited; it has the shape of maildir.Options.MessageQuota.
+// ErrNoSuchUser.
+func (db *DB) MessageQuota(ctx context.Context, account string) (int64, error) {
+	u, err := db.User(ctx, account)
+	if err != nil {
+		return 0, err
+	}
+	return u.QuotaMessages, nil
+}

@@ -33,8 +33,11 @@ type User struct {
 	ID         int64
 	Address    string
 	QuotaBytes int64 // 0: unlimited
-	Disabled   bool
-	Created    time.Time
+	// QuotaMessages is the most messages the account may hold; 0:
+	// unlimited.
+	QuotaMessages int64
+	Disabled      bool
+	Created       time.Time
 }
 
 // Alias maps one address (or a catch-all "@domain") to one or more targets,

@@ -165,7 +165,7 @@ func (s *session) List(w *imapserver.ListWriter, ref string, patterns []string, 
 			if err != nil {
 				return mapError(s.log, "list-status", err, errSource)
 			}
-			data.Status = s.statusData(name, st, options.ReturnStatus)
+			data.Status = s.statusData(name, e.mailbox, st, options.ReturnStatus)
 		}
 		if err := w.WriteList(data); err != nil {
 			return err

@@ -172,7 +172,7 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	needFile := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil}
+	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil, EmailID: options.EmailID}
 	writeFlags := options.Flags || markSeen
 	// Once CONDSTORE is on, a FETCH that shows flags shows their modseq
 	// (RFC 7162 §3.1.4.1, as Dovecot does); after QRESYNC every FETCH
@@ -307,6 +307,12 @@ func (s *session) fetchOne(w *imapserver.FetchWriter, t target, row *mailstore.M
 	}
 	if options.BodyStructure != nil {
 		rw.WriteBodyStructure(bodyStructure)
+	}
+	if options.EmailID {
+		rw.WriteEmailID(row.EmailID)
+	}
+	if options.ThreadID {
+		rw.WriteThreadID("") // NIL: no threads (RFC 8474 §5.2)
 	}
 	var werr error
 	for _, sec := range sections {

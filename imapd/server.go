@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -144,7 +145,7 @@ func New(opts Options) (*Server, error) {
 // library panics at connect if a session lacks the interface behind an
 // advertised capability, so this list and Session stay in step.
 func capabilities() imap.CapSet {
-	return imap.CapSet{
+	caps := imap.CapSet{
 		imap.CapIMAP4rev1:        {},
 		imap.CapIMAP4rev2:        {},
 		imap.CapNamespace:        {},
@@ -167,6 +168,10 @@ func capabilities() imap.CapSet {
 		imap.CapCondStore:        {},
 		imap.CapQResync:          {},
 	}
+	for _, c := range slices.Concat(quotaCaps, objectIDCaps, notifyCaps, []imap.Cap{imapserver.CapCompressDeflate}) {
+		caps[c] = struct{}{}
+	}
+	return caps
 }
 
 func (s *Server) start() {

@@ -42,12 +42,13 @@ func TestCapabilitiesAndLogin(t *testing.T) {
 	u, _ = rc.cmd("CAPABILITY")
 	caps = u[0]
 	for _, want := range []string{"IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE", "CHILDREN", "ESEARCH",
-		"SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "ENABLE", "UNSELECT", "APPENDLIMIT=1048576", "BINARY", "UNAUTHENTICATE", "LITERAL+", "ID", "CONDSTORE", "QRESYNC"} {
+		"SEARCHRES", "LIST-EXTENDED", "LIST-STATUS", "ENABLE", "UNSELECT", "APPENDLIMIT=1048576", "BINARY", "UNAUTHENTICATE", "LITERAL+", "ID", "CONDSTORE", "QRESYNC",
+		"QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "OBJECTID", "COMPRESS=DEFLATE"} {
 		if !strings.Contains(caps, " "+want) {
 			t.Errorf("capabilities after login lack %s: %s", want, caps)
 		}
 	}
-	for _, bad := range []string{"COMPRESS", "QUOTA"} {
+	for _, bad := range []string{"QUOTASET"} {
 		if strings.Contains(caps, bad) {
 			t.Errorf("advertises %s, which we do not implement: %s", bad, caps)
 		}

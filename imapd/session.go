@@ -49,6 +49,9 @@ type session struct {
 
 	// Selected state.
 	sel *selected
+
+	// notify is the NOTIFY SET in force (notify.go); nil: none.
+	notify *notifyState
 }
 
 // selected is the session's view of its selected mailbox.
@@ -74,13 +77,16 @@ type selected struct {
 }
 
 var (
-	_ imapserver.SessionIMAP4rev2      = (*session)(nil)
-	_ imapserver.SessionSASL           = (*session)(nil)
-	_ imapserver.SessionAppendLimit    = (*session)(nil)
-	_ imapserver.SessionUnauthenticate = (*session)(nil)
-	_ imapserver.SessionID             = (*session)(nil)
-	_ imapserver.SessionSearchContext  = (*session)(nil)
-	_ imapserver.SessionQResync        = (*session)(nil)
+	_ imapserver.SessionIMAP4rev2       = (*session)(nil)
+	_ imapserver.SessionSASL            = (*session)(nil)
+	_ imapserver.SessionAppendLimit     = (*session)(nil)
+	_ imapserver.SessionUnauthenticate  = (*session)(nil)
+	_ imapserver.SessionID              = (*session)(nil)
+	_ imapserver.SessionSearchContext   = (*session)(nil)
+	_ imapserver.SessionQResync         = (*session)(nil)
+	_ imapserver.SessionQuota           = (*session)(nil)
+	_ imapserver.SessionCreateMailboxID = (*session)(nil)
+	_ imapserver.SessionNotify          = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
@@ -88,6 +94,7 @@ func (s *session) op() (context.Context, context.CancelFunc) {
 }
 
 func (s *session) Close() error {
+	s.stopNotify()
 	s.closeSelected()
 	if s.acct != nil {
 		s.acct.Close()
@@ -186,6 +193,7 @@ func (w *saslServer) Next(resp []byte) ([]byte, bool, error) {
 }
 
 func (s *session) Unauthenticate() error {
+	s.stopNotify()
 	s.closeSelected()
 	if s.acct != nil {
 		s.acct.Close()
@@ -271,11 +279,18 @@ func canonName(name string) string {
 }
 
 func (s *session) Create(name string, options *imap.CreateOptions) error {
+	_, err := s.CreateMailboxID(name, options)
+	return err
+}
+
+// CreateMailboxID is CREATE, with the new mailbox's MAILBOXID for the OK
+// (RFC 8474 §4.1).
+func (s *session) CreateMailboxID(name string, options *imap.CreateOptions) (string, error) {
 	// RFC 9051 §6.3.4: a trailing separator only says the client means to
 	// create names under it.
 	name = canonName(strings.TrimSuffix(name, string(mailstore.Separator)))
 	if err := checkName(name); err != nil {
-		return err
+		return "", err
 	}
 	special := mailstore.SpecialNone
 	if options != nil {
@@ -284,18 +299,19 @@ func (s *session) Create(name string, options *imap.CreateOptions) error {
 			if !ok || special != mailstore.SpecialNone {
 				// RFC 6154 §3: USEATTR for uses we do not support (we
 				// support one per mailbox).
-				return no("USEATTR", "Unsupported special-use attribute")
+				return "", no("USEATTR", "Unsupported special-use attribute")
 			}
 			special = su
 		}
 	}
 	ctx, cancel := s.op()
 	defer cancel()
-	_, err := s.acct.CreateMailbox(ctx, name, special)
-	if err == nil {
-		s.log.Info("mailbox created", "mailbox", name)
+	mb, err := s.acct.CreateMailbox(ctx, name, special)
+	if err != nil {
+		return "", mapError(s.log, "create", err, errSource)
 	}
-	return mapError(s.log, "create", err, errSource)
+	s.log.Info("mailbox created", "mailbox", name)
+	return mailboxID(mb), nil
 }
 
 func (s *session) Delete(name string) error {
@@ -360,12 +376,12 @@ func (s *session) Status(name string, options *imap.StatusOptions) (*imap.Status
 	if err != nil {
 		return nil, mapError(s.log, "status", err, errSource)
 	}
-	return s.statusData(mb.Name, st, options), nil
+	return s.statusData(mb.Name, mb, st, options), nil
 }
 
 // statusData fills every item the options ask for: the library's writer
 // dereferences the pointers it is told to print.
-func (s *session) statusData(name string, st mailstore.Status, options *imap.StatusOptions) *imap.StatusData {
+func (s *session) statusData(name string, mb mailstore.Mailbox, st mailstore.Status, options *imap.StatusOptions) *imap.StatusData {
 	var zero64 int64
 	limit := s.AppendLimit()
 	d := &imap.StatusData{
@@ -380,6 +396,9 @@ func (s *session) statusData(name string, st mailstore.Status, options *imap.Sta
 		AppendLimit:    &limit,
 		DeletedStorage: &zero64,
 		HighestModSeq:  st.HighestModSeq,
+	}
+	if options.MailboxID {
+		d.MailboxID = mailboxID(mb)
 	}
 	return d
 }
@@ -492,6 +511,7 @@ func (s *session) Select(name string, options *imap.SelectOptions) (*imap.Select
 		UIDNext:       st.uidNext,
 		UIDValidity:   st.uidValidity,
 		HighestModSeq: st.modseq,
+		MailboxID:     mailboxID(mb),
 	}
 	if i := slices.Index(st.seen, false); i >= 0 {
 		data.FirstUnseenSeqNum = uint32(i + 1)
@@ -551,36 +571,42 @@ func (s *session) Unselect() error {
 }
 
 func (s *session) Poll(w *imapserver.UpdateWriter, allowExpunge bool) error {
-	if s.sel == nil {
-		return nil
+	if s.sel != nil {
+		ups := s.evalLiveSearches()
+		if err := s.pollRecent(w, allowExpunge); err != nil {
+			return err
+		}
+		if err := s.writeLiveSearchUpdates(w, ups); err != nil {
+			return err
+		}
 	}
-	ups := s.evalLiveSearches()
-	if err := s.pollRecent(w, allowExpunge); err != nil {
-		return err
-	}
-	return s.writeLiveSearchUpdates(w, ups)
+	return s.pollNotify(w)
 }
 
 // Idle polls whenever the mailbox state applies a change, rather than
 // through SessionTracker.Idle, so that new messages are claimed as \Recent
 // and their EXISTS followed by RECENT, as after any command.
 func (s *session) Idle(w *imapserver.UpdateWriter, stop <-chan struct{}) error {
-	if s.sel == nil {
-		<-stop
-		return nil
+	var notified <-chan struct{} // NOTIFY's events of other mailboxes
+	if s.notify != nil {
+		notified = s.notify.wake
 	}
-	st := s.sel.st
 	for {
 		// Take the channel before polling: a change applied during the
 		// poll closes it, and is written at once.
-		st.mu.Lock()
-		changed := st.changed
-		st.mu.Unlock()
+		var changed <-chan struct{}
+		if s.sel != nil {
+			st := s.sel.st
+			st.mu.Lock()
+			changed = st.changed
+			st.mu.Unlock()
+		}
 		if err := s.Poll(w, true); err != nil {
 			return err
 		}
 		select {
 		case <-changed:
+		case <-notified:
 		case <-stop:
 			return nil
 		}

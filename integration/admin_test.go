@@ -57,6 +57,9 @@ func TestAdmin(t *testing.T) {
 		{name: "bad quota", stdin: "x\n", args: []string{"user", "add", "--password-stdin", "--quota", "lots", "carol@example.com"}, code: 2, stderr: "bad quota"},
 
 		{name: "set quota", args: []string{"user", "quota", "alice@example.com", "500MiB"}, stdout: "500MiB"},
+		{name: "set message quota", args: []string{"user", "quota", "--messages", "10000", "alice@example.com"}, stdout: "message quota of alice@example.com is 10000 messages"},
+		{name: "bad message quota", args: []string{"user", "quota", "alice@example.com", "--messages", "many"}, code: 2, stderr: "bad message quota"},
+		{name: "quota without a limit", args: []string{"user", "quota", "alice@example.com"}, code: 2, stderr: "missing SIZE or --messages"},
 		{name: "quota of unknown user", args: []string{"user", "quota", "nobody@example.com", "1GiB"}, code: 3, stderr: "no such user"},
 		{name: "disable", args: []string{"user", "disable", "bob@example.com"}, stdout: "disabled user bob@example.com"},
 		{name: "passwd", stdin: "new-pass\n", args: []string{"user", "passwd", "--password-stdin", "alice@example.com"}, stdout: "password changed"},

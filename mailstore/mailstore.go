@@ -193,7 +193,9 @@ type Account interface {
 	OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error)
 	// Search returns the UIDs matching criteria, ascending. Criteria must be
 	// expressed in UIDs: callers translate sequence numbers (including in
-	// nested Not/Or) before the call; SeqNum sets are an error.
+	// nested Not/Or) before the call; SeqNum sets are an error. EmailID
+	// matches MessageInfo.EmailID; the store keeps no threads, so a
+	// ThreadID matches nothing.
 	Search(ctx context.Context, mailboxID int64, criteria *imap.SearchCriteria) ([]imap.UID, error)
 	// StoreFlags changes flags of the given UIDs; UIDs that do not exist
 	// are skipped. Each message whose flags change gets a new modseq and an
@@ -235,6 +237,12 @@ type Account interface {
 	// nothing; one that reaches it exactly is accepted. The quota may
 	// change at any time and applies from the next call.
 	Usage(ctx context.Context) (used, limit int64, err error)
+	// MessageUsage reports the messages stored (in every mailbox) and the
+	// message quota (0: unlimited), as Usage does for bytes: a Deliver,
+	// Append or Copy that would take the count above the quota gets
+	// ErrOverQuota and stores nothing; one that reaches it exactly is
+	// accepted; Move is not held to it.
+	MessageUsage(ctx context.Context) (count, limit int64, err error)
 
 	// Watch calls fn for every committed change in this account, in commit
 	// order, after the commit. fn runs on the committing goroutine and must
@@ -297,6 +305,7 @@ type Snapshot struct {
 type FetchOptions struct {
 	Envelope      bool
 	BodyStructure bool
+	EmailID       bool
 	// ChangedSince > 0 leaves out messages whose modseq is not greater.
 	ChangedSince uint64
 }
@@ -313,6 +322,11 @@ type MessageInfo struct {
 	// start/end markers (mimeparse.ParseAddressList).
 	Envelope      *imap.Envelope
 	BodyStructure imap.BodyStructure // when FetchOptions.BodyStructure
+	// EmailID (when FetchOptions.EmailID) is an RFC 8474 objectid for the
+	// message's content: it never changes while the message exists, a
+	// Copy or Move keeps it, and no other message of the account is ever
+	// given it, not after an expunge, not after a restart.
+	EmailID string
 }
 
 // FlagOp says how StoreFlags applies its flags.

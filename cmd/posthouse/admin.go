@@ -42,9 +42,9 @@ type adminEnv struct {
 // Store opens the mailstore on first use.
 func (e *adminEnv) Store(ctx context.Context) (mailstore.Store, error) {
 	e.storeOnce.Do(func() {
-		var q func(context.Context, string) (int64, error)
+		var q quotas
 		if e.auth != nil {
-			q = e.auth.Quota
+			q = e.auth
 		}
 		e.store, e.storeErr = backend.Open(ctx, storeOptions(e.cfg, e.log, q))
 		if e.storeErr != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/posthouse/posthouse/auth"
@@ -13,10 +14,10 @@ import (
 
 func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "user", []verb{
-		{"add", "[--password-stdin] [--quota SIZE] ADDRESS", "add a user in an existing domain", userAdd},
+		{"add", "[--password-stdin] [--quota SIZE] [--messages N] ADDRESS", "add a user in an existing domain", userAdd},
 		{"list", "[DOMAIN]", "list users", userList},
 		{"passwd", "[--password-stdin] ADDRESS", "set a user's password", userPasswd},
-		{"quota", "ADDRESS SIZE", "set a user's quota (2GiB, 500MB; 0 or unlimited)", userQuota},
+		{"quota", "[--messages N] ADDRESS [SIZE]", "set a user's quota (2GiB, 500MB; 0 or unlimited) and/or message count limit", userQuota},
 		{"disable", "ADDRESS", "refuse the user's logins (mail is still accepted)", userSetDisabled(true)},
 		{"enable", "ADDRESS", "allow the user's logins again", userSetDisabled(false)},
 		{"remove", "[--keep-mail] ADDRESS", "remove a user and their mail", userRemove},
@@ -38,6 +39,26 @@ func parseQuota(s string) (int64, error) {
 	return int64(n), nil
 }
 
+// parseMessageQuota reads a message count, "0", "unlimited" or "none".
+func parseMessageQuota(s string) (int64, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "unlimited", "none":
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n < 0 {
+		return 0, usageError("bad message quota %q: want a number of messages, or 0/unlimited", s)
+	}
+	return n, nil
+}
+
+func formatMessageQuota(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(n, 10) + " messages"
+}
+
 func formatQuota(n int64) string {
 	if n <= 0 {
 		return "unlimited"
@@ -46,14 +67,19 @@ func formatQuota(n int64) string {
 }
 
 func userAdd(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "user", "add", "[--password-stdin] [--quota SIZE] ADDRESS")
+	fs := verbFlags(env, "user", "add", "[--password-stdin] [--quota SIZE] [--messages N] ADDRESS")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
 	quotaFlag := fs.String("quota", "unlimited", "mailbox quota, e.g. 2GiB or 500MB")
+	messagesFlag := fs.String("messages", "unlimited", "most messages the account may hold")
 	rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
 	if err != nil {
 		return err
 	}
 	quota, err := parseQuota(*quotaFlag)
+	if err != nil {
+		return err
+	}
+	messages, err := parseMessageQuota(*messagesFlag)
 	if err != nil {
 		return err
 	}
@@ -79,7 +105,12 @@ func userAdd(ctx context.Context, env *adminEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.stdout, "added user %s (quota %s)\n", u.Address, formatQuota(u.QuotaBytes))
+	if messages > 0 {
+		if err := env.auth.SetMessageQuota(ctx, u.Address, messages); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(env.stdout, "added user %s (quota %s, %s)\n", u.Address, formatQuota(u.QuotaBytes), formatMessageQuota(messages))
 	return nil
 }
 
@@ -123,19 +154,38 @@ func userPasswd(ctx context.Context, env *adminEnv, args []string) error {
 }
 
 func userQuota(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "user", "quota", "ADDRESS SIZE")
-	rest, err := verbArgs(fs, args, 2, 2, "ADDRESS and SIZE")
+	fs := verbFlags(env, "user", "quota", "[--messages N] ADDRESS [SIZE]")
+	messagesFlag := fs.String("messages", "", "most messages the account may hold (0 or unlimited lifts it)")
+	rest, err := verbArgs(fs, args, 1, 2, "ADDRESS")
 	if err != nil {
 		return err
 	}
-	quota, err := parseQuota(rest[1])
-	if err != nil {
-		return err
+	if len(rest) < 2 && *messagesFlag == "" {
+		return usageError("%s: missing SIZE or --messages", fs.Name())
 	}
-	if err := env.auth.SetQuota(ctx, rest[0], quota); err != nil {
-		return err
+	var quota, messages int64
+	if len(rest) == 2 {
+		if quota, err = parseQuota(rest[1]); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(env.stdout, "quota of %s is %s\n", rest[0], formatQuota(quota))
+	if *messagesFlag != "" {
+		if messages, err = parseMessageQuota(*messagesFlag); err != nil {
+			return err
+		}
+	}
+	if len(rest) == 2 {
+		if err := env.auth.SetQuota(ctx, rest[0], quota); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "quota of %s is %s\n", rest[0], formatQuota(quota))
+	}
+	if *messagesFlag != "" {
+		if err := env.auth.SetMessageQuota(ctx, rest[0], messages); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.stdout, "message quota of %s is %s\n", rest[0], formatMessageQuota(messages))
+	}
 	return nil
 }
 

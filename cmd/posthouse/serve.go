@@ -107,7 +107,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open user database: %w", err)
 	}
 	defer closeLogged(log, "user database", authDB)
-	store, err := backend.Open(runCtx, storeOptions(cfg, log.With("proto", "mailstore"), authDB.Quota))
+	store, err := backend.Open(runCtx, storeOptions(cfg, log.With("proto", "mailstore"), authDB))
 	if err != nil {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
@@ -220,10 +220,21 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
+// quotas is where the mailstore reads the users' quotas (auth.DB).
+type quotas interface {
+	Quota(ctx context.Context, account string) (int64, error)
+	MessageQuota(ctx context.Context, account string) (int64, error)
+}
+
 // storeOptions are the mailstore's: the backend [store] names, over
-// data_dir, with the users' quotas. serve and admin open it the same way.
-func storeOptions(cfg *config.Config, log *slog.Logger, quota func(context.Context, string) (int64, error)) backend.Options {
-	return backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, Logger: log, Quota: quota}
+// data_dir, with the users' quotas (none when q is nil). serve and admin
+// open it the same way.
+func storeOptions(cfg *config.Config, log *slog.Logger, q quotas) backend.Options {
+	opts := backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, Logger: log}
+	if q != nil {
+		opts.Quota, opts.MessageQuota = q.Quota, q.MessageQuota
+	}
+	return opts
 }
 
 // closeLogged closes one of serve's databases; a failure is logged.

@@ -37,6 +37,9 @@ type Options struct {
 	// Quota returns an account's quota in bytes; 0 or a nil func means
 	// unlimited.
 	Quota func(ctx context.Context, account string) (int64, error)
+	// MessageQuota returns the most messages an account may hold; 0 or a
+	// nil func means unlimited.
+	MessageQuota func(ctx context.Context, account string) (int64, error)
 }
 
 // Open opens the backend opts names. The Store must be closed.
@@ -44,8 +47,9 @@ func Open(ctx context.Context, opts Options) (mailstore.Store, error) {
 	switch opts.Backend {
 	case Maildir:
 		s, err := maildir.Open(ctx, filepath.Join(opts.DataDir, "accounts"), maildir.Options{
-			Logger: opts.Logger,
-			Quota:  opts.Quota,
+			Logger:       opts.Logger,
+			Quota:        opts.Quota,
+			MessageQuota: opts.MessageQuota,
 		})
 		if err != nil {
 			return nil, err

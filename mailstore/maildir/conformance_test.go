@@ -46,7 +46,7 @@ func TestConformance(t *testing.T) {
 	}
 	storetest.Run(t, storetest.Backend{
 		Open: func(t *testing.T, cfg storetest.Config) mailstore.Store {
-			return open(t, opened{dir: t.TempDir(), opts: Options{Quota: cfg.Quota}})
+			return open(t, opened{dir: t.TempDir(), opts: Options{Quota: cfg.Quota, MessageQuota: cfg.MessageQuota}})
 		},
 		Reopen: func(t *testing.T, s mailstore.Store) mailstore.Store {
 			o := lookup(t, s)

@@ -154,6 +154,24 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
+	msgLimit, err := a.messageQuota(ctx)
+	if err != nil {
+		return mailstore.AppendResult{}, err
+	}
+	if msgLimit > 0 {
+		var n int64
+		err := a.readTx(ctx, func(r *rtx) error {
+			var err error
+			n, err = countMessages(r.queryRow)
+			return err
+		})
+		if err != nil {
+			return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
+		}
+		if n >= msgLimit {
+			return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", mailstore.ErrOverQuota)
+		}
+	}
 	room := int64(0)
 	if limit > 0 {
 		room = limit - a.used.Load()
@@ -177,7 +195,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		testHookBeforeCommit(a)
 	}
 	pa := &pendingAppend{
-		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit,
+		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit, msgLimit: msgLimit,
 		done: make(chan struct{}), lead: make(chan struct{}, 1),
 	}
 	a.commitAppend(ctx, pa)
@@ -205,6 +223,8 @@ type pendingAppend struct {
 	date  time.Time
 	zone  int
 	limit int64
+	// msgLimit is the account's message quota (0: unlimited).
+	msgLimit int64
 
 	res  mailstore.AppendResult
 	err  error
@@ -270,12 +290,25 @@ func (a *account) commitAppend(ctx context.Context, pa *pendingAppend) {
 // a cancelled caller still gets a true answer.
 func (a *account) commitBatch(batch []*pendingAppend) {
 	err := a.write(context.Background(), func(w *wtx) error {
+		count := int64(-1) // the account's messages, counted when a quota needs it
 		for _, pa := range batch {
 			pa.err = nil
 			pa.res = mailstore.AppendResult{MailboxID: pa.mb.ID, UIDValidity: pa.mb.UIDValidity, Size: pa.size}
 			if pa.limit > 0 && a.used.Load()+w.usedDelta+pa.size > pa.limit {
 				pa.err = mailstore.ErrOverQuota
 				continue
+			}
+			if pa.msgLimit > 0 {
+				if count < 0 {
+					var err error
+					if count, err = countMessages(w.QueryRow); err != nil {
+						return err
+					}
+				}
+				if count >= pa.msgLimit {
+					pa.err = mailstore.ErrOverQuota
+					continue
+				}
 			}
 			var uid int64
 			err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity`, pa.mb.ID).Scan(&uid, &pa.res.UIDValidity)
@@ -298,6 +331,9 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				return err
 			}
 			w.usedDelta += pa.size
+			if count >= 0 {
+				count++
+			}
 			pa.res.UID = imap.UID(uid)
 			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: pa.mb.ID, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(pa.fs.mask, kw)})
 		}
@@ -368,9 +404,12 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		total += m.size
 	}
 	// MOVE does not grow the account, so only COPY is held to the quota.
-	limit := int64(0)
+	limit, msgLimit := int64(0), int64(0)
 	if !move {
 		if limit, err = a.quota(ctx); err != nil {
+			return mailstore.CopyResult{}, err
+		}
+		if msgLimit, err = a.messageQuota(ctx); err != nil {
 			return mailstore.CopyResult{}, err
 		}
 		if limit > 0 && a.used.Load()+total > limit {
@@ -423,6 +462,15 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		if limit > 0 && a.used.Load()+w.usedDelta+total > limit {
 			return mailstore.ErrOverQuota
 		}
+		if msgLimit > 0 {
+			n, err := countMessages(w.QueryRow)
+			if err != nil {
+				return err
+			}
+			if n+int64(len(msgs)) > msgLimit {
+				return mailstore.ErrOverQuota
+			}
+		}
 		var first int64
 		if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + ? WHERE id = ? RETURNING uidnext - ?`,
 			len(msgs), destMb.ID, len(msgs)).Scan(&first); err != nil {
@@ -447,8 +495,8 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 				flags int64
 				kw    sql.NullString
 			)
-			err := w.QueryRow(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-				SELECT ?, ?, ?, flags, keywords, size, internaldate, internalzone, sentdate, ?, messageid, envelope, bodystructure
+			err := w.QueryRow(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure, emailid)
+				SELECT ?, ?, ?, flags, keywords, size, internaldate, internalzone, sentdate, ?, messageid, envelope, bodystructure, emailid
 				FROM messages WHERE mailbox = ? AND uid = ? AND file = ?
 				RETURNING flags, keywords`,
 				destMb.ID, uid, int64(destModseq), m.newRel, srcID, m.uid, m.file).Scan(&flags, &kw)

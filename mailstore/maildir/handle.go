@@ -101,6 +101,47 @@ func (h *handle) Usage(ctx context.Context) (int64, int64, error) {
 	return h.a.used.Load(), limit, nil
 }
 
+// MessageUsage implements mailstore.Account.
+func (h *handle) MessageUsage(ctx context.Context) (int64, int64, error) {
+	if err := h.check(); err != nil {
+		return 0, 0, err
+	}
+	limit, err := h.a.messageQuota(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	var n int64
+	err = h.a.readTx(ctx, func(r *rtx) error {
+		var err error
+		n, err = countMessages(r.queryRow)
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("maildir: message usage: %w", err)
+	}
+	return n, limit, nil
+}
+
+// countMessages counts the account's messages from the per-mailbox
+// counters (one row per mailbox).
+func countMessages(queryRow func(q string, args ...any) *sql.Row) (int64, error) {
+	var n int64
+	err := queryRow(`SELECT ifnull(sum(msgs), 0) FROM mailboxes`).Scan(&n)
+	return n, err
+}
+
+// messageQuota asks Options.MessageQuota; 0 means unlimited.
+func (a *account) messageQuota(ctx context.Context) (int64, error) {
+	if a.store.opts.MessageQuota == nil {
+		return 0, nil
+	}
+	q, err := a.store.opts.MessageQuota(ctx, a.name)
+	if err != nil {
+		return 0, fmt.Errorf("maildir: message quota of %s: %w", a.name, err)
+	}
+	return max(q, 0), nil
+}
+
 // quota asks Options.Quota; 0 means unlimited.
 func (a *account) quota(ctx context.Context) (int64, error) {
 	if a.store.opts.Quota == nil {

@@ -219,6 +219,9 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 	if opts.BodyStructure {
 		q += `, bodystructure`
 	}
+	if opts.EmailID {
+		q += `, emailid`
+	}
 	cols := q
 	q += ` FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`
 	var out []mailstore.MessageInfo
@@ -317,6 +320,7 @@ type infoScanner struct {
 	opts              mailstore.FetchOptions
 	uid, modseq, flag int64
 	size, idate, zone int64
+	emailID           int64
 	kw                sql.NullString
 	env, bs           sql.RawBytes
 	dest              []any
@@ -331,6 +335,9 @@ func newInfoScanner(a *account, opts mailstore.FetchOptions) *infoScanner {
 	if opts.BodyStructure {
 		sc.dest = append(sc.dest, &sc.bs)
 	}
+	if opts.EmailID {
+		sc.dest = append(sc.dest, &sc.emailID)
+	}
 	return sc
 }
 
@@ -344,6 +351,9 @@ func (sc *infoScanner) scan(row sqlitedb.Scanner) (mailstore.MessageInfo, error)
 		Flags:        flagList(sc.flag, sc.kw.String),
 		Size:         sc.size,
 		InternalDate: internalDate(sc.idate, sc.zone),
+	}
+	if sc.opts.EmailID {
+		mi.EmailID = emailID(sc.emailID)
 	}
 	var err error
 	if sc.opts.Envelope {
@@ -361,6 +371,19 @@ func (sc *infoScanner) scan(row sqlitedb.Scanner) (mailstore.MessageInfo, error)
 		}
 	}
 	return mi, nil
+}
+
+// emailID is the objectid of an emailid column: "E" and the number.
+func emailID(n int64) string { return "E" + strconv.FormatInt(n, 10) }
+
+// parseEmailID is emailID's inverse; ok is false for anything it did not
+// make.
+func parseEmailID(s string) (n int64, ok bool) {
+	if len(s) < 2 || s[0] != 'E' || s[1] == '0' || s[1] == '+' || s[1] == '-' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[1:], 10, 64)
+	return n, err == nil && n > 0
 }
 
 func internalDate(unix, zone int64) time.Time {

@@ -166,3 +166,16 @@ func FuzzParseAccountName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseEmailID: parseEmailID accepts exactly what emailID makes.
+func FuzzParseEmailID(f *testing.F) {
+	for _, s := range []string{"E1", "E0", "E01", "E-1", "E+1", "E9223372036854775807", "E9223372036854775808", "e1", "", "E"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := parseEmailID(s)
+		if ok != (n > 0 && emailID(n) == s) {
+			t.Fatalf("parseEmailID(%q) = %d, %v; emailID(%d) = %q", s, n, ok, n, emailID(n))
+		}
+	})
+}

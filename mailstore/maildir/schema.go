@@ -137,6 +137,25 @@ var migrations = []sqlitedb.Migration{
 			DELETE FROM expunged WHERE mailbox = OLD.id;
 		END`,
 	),
+	// 6: RFC 8474 EMAILID. A copy or move takes its source's emailid; any
+	// other new row gets the next value of the meta counter 'emailid' from
+	// the trigger, so every path that adds a message (delivery, append,
+	// reconciliation, rebuild) has one by construction. The counter starts
+	// at the creation time in seconds times 2^20, so an index rebuilt or an
+	// account created again later hands out values above the old ones
+	// (unless it took more than 2^20 messages per second of its life).
+	// Messages already stored take their row id, which no other message
+	// holds.
+	sqlitedb.Exec(
+		`ALTER TABLE messages ADD COLUMN emailid INTEGER NOT NULL DEFAULT 0`,
+		`UPDATE messages SET emailid = id`,
+		`INSERT INTO meta (key, value) VALUES ('emailid',
+			max(CAST(strftime('%s', 'now') AS INTEGER) * 1048576, (SELECT ifnull(max(id), 0) FROM messages)))`,
+		`CREATE TRIGGER messages_emailid AFTER INSERT ON messages WHEN NEW.emailid = 0 BEGIN
+			UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'emailid';
+			UPDATE messages SET emailid = (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'emailid') WHERE id = NEW.id;
+		END`,
+	),
 }
 
 // Storable system flags, as bits of messages.flags.

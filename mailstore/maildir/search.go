@@ -38,6 +38,7 @@ type searchRow struct {
 	idate    int64 // YYYYMMDD of the internal date in its zone
 	sent     int64
 	file     string
+	emailID  int64
 }
 
 // scanSearchRow scans a row of search's query.
@@ -48,7 +49,7 @@ func scanSearchRow(row sqlitedb.Scanner) (searchRow, error) {
 		kw           sql.NullString
 		idate, izone int64
 	)
-	if err := row.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file); err != nil {
+	if err := row.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file, &s.emailID); err != nil {
 		return s, err
 	}
 	s.uid, s.modseq, s.keywords = imap.UID(uid), uint64(ms), kw.String
@@ -71,7 +72,7 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 		if err := r.checkMailbox(mailboxID); err != nil {
 			return err
 		}
-		q, err := r.query(`SELECT uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file
+		q, err := r.query(`SELECT uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, emailid
 			FROM messages WHERE mailbox = ? ORDER BY uid`, mailboxID)
 		rows, err = sqlitedb.Collect(q, err, scanSearchRow)
 		return err
@@ -190,6 +191,14 @@ func (ev *searchEval) match(c *imap.SearchCriteria, m *searchRow) (bool, error) 
 		return false, nil
 	}
 	if c.ModSeq != nil && m.modseq < c.ModSeq.ModSeq {
+		return false, nil
+	}
+	for _, id := range c.EmailID {
+		if n, ok := parseEmailID(id); !ok || n != m.emailID {
+			return false, nil
+		}
+	}
+	if len(c.ThreadID) > 0 { // no threads: no message has a THREADID
 		return false, nil
 	}
 	if len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {

@@ -22,6 +22,9 @@ type Options struct {
 	// Quota returns an account's quota in bytes; 0 or a nil func means
 	// unlimited. It is called outside the store's locks.
 	Quota func(ctx context.Context, account string) (int64, error)
+	// MessageQuota returns the most messages an account may hold; 0 or a
+	// nil func means unlimited. Called as Quota is.
+	MessageQuota func(ctx context.Context, account string) (int64, error)
 	// MaxIdleAccounts is how many accounts without open handles stay open
 	// (their index and prepared statements) to spare the next delivery the
 	// cost of opening them. Default 64.

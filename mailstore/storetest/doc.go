@@ -51,7 +51,11 @@
 //     ending watches; the Watch-then-Snapshot recipe while another session
 //     changes the mailbox.
 //   - Quota: ErrOverQuota at Deliver, Append and Copy (not Move), nothing
-//     left behind by a refusal, the exact boundary, quota changes.
+//     left behind by a refusal, the exact boundary, quota changes; the
+//     same for the message quota (MessageUsage).
+//   - EmailID (RFC 8474): an objectid per message, kept by Copy, Move and a
+//     restart, never handed out again after an expunge, found by Search;
+//     ThreadID finds nothing.
 //   - Search: flags, dates, sizes, UIDs, modseq, headers, body and text,
 //     NOT and OR; sequence numbers refused.
 //   - Recent (IMAP4rev1 \Recent): ClaimRecent hands each UID to one

@@ -122,4 +122,59 @@ func testQuota(t *testing.T, b Backend) {
 		deliver(t, acc, msg)
 		checkUsage(t, acc)
 	})
+
+	t.Run("Messages", func(t *testing.T) {
+		f := newFixture(t, b)
+		acc := f.open(t, alice)
+		in := mailbox(t, acc, mailstore.Inbox)
+		if n, limit, err := acc.MessageUsage(t.Context()); err != nil || n != 0 || limit != 0 {
+			t.Fatalf("MessageUsage of a new account = %d, %d, %v; want 0, 0 (unlimited)", n, limit, err)
+		}
+		f.msgQuota.Store(3)
+		deliver(t, acc, msg)
+		if _, err := acc.Append(t.Context(), "Drafts", strings.NewReader(msg), mailstore.AppendOptions{}); err != nil {
+			t.Fatalf("Append under the message quota: %v", err)
+		}
+		_, err := acc.Copy(t.Context(), in.ID, imap.UIDSetNum(1), "Archive")
+		if err != nil {
+			t.Fatalf("Copy up to the message quota: %v", err)
+		}
+		if n, limit, err := acc.MessageUsage(t.Context()); err != nil || n != 3 || limit != 3 {
+			t.Fatalf("MessageUsage at the quota = %d, %d, %v; want 3, 3", n, limit, err)
+		}
+		_, err = acc.Deliver(t.Context(), strings.NewReader(msg), mailstore.DeliverOptions{})
+		wantErr(t, "Deliver over the message quota", err, mailstore.ErrOverQuota)
+		_, err = acc.Append(t.Context(), mailstore.Inbox, strings.NewReader(msg), mailstore.AppendOptions{})
+		wantErr(t, "Append over the message quota", err, mailstore.ErrOverQuota)
+		_, err = acc.Copy(t.Context(), in.ID, imap.UIDSetNum(1), "Junk")
+		wantErr(t, "Copy over the message quota", err, mailstore.ErrOverQuota)
+		if st := status(t, acc, mailbox(t, acc, "Junk").ID); st.Messages != 0 {
+			t.Errorf("Junk holds %d messages after a refused copy", st.Messages)
+		}
+		// MOVE does not add messages.
+		if _, err := acc.Move(t.Context(), in.ID, imap.UIDSetNum(1), "Junk"); err != nil {
+			t.Fatalf("Move at the message quota: %v", err)
+		}
+		// Expunging makes room; a copy of two with room for none is
+		// refused whole.
+		junk := mailbox(t, acc, "Junk")
+		storeFlags(t, acc, junk.ID, allUIDs, mailstore.FlagsAdd, imap.FlagDeleted)
+		expunge(t, acc, junk.ID, nil)
+		drafts := mailbox(t, acc, "Drafts")
+		archive := mailbox(t, acc, "Archive")
+		if _, err := acc.Copy(t.Context(), archive.ID, allUIDs, "Drafts"); err != nil {
+			t.Fatalf("Copy after an expunge made room: %v", err)
+		}
+		_, err = acc.Copy(t.Context(), drafts.ID, allUIDs, mailstore.Inbox)
+		wantErr(t, "Copy of two at the message quota", err, mailstore.ErrOverQuota)
+		if n, _, _ := acc.MessageUsage(t.Context()); n != 3 {
+			t.Errorf("MessageUsage after refusals = %d, want 3", n)
+		}
+		// Unlimited again.
+		f.msgQuota.Store(0)
+		deliver(t, acc, msg)
+		if n, limit, _ := acc.MessageUsage(t.Context()); n != 4 || limit != 0 {
+			t.Errorf("MessageUsage with the quota lifted = %d, %d; want 4, 0", n, limit)
+		}
+	})
 }

@@ -42,6 +42,9 @@ type Config struct {
 	// suite changes the answer during a test, so the store must ask
 	// again for every operation that checks the quota.
 	Quota func(ctx context.Context, account string) (int64, error)
+	// MessageQuota returns the most messages an account may hold (0:
+	// unlimited), asked again as Quota is.
+	MessageQuota func(ctx context.Context, account string) (int64, error)
 }
 
 // Reconciler is the optional interface of a Store that can bring one
@@ -77,6 +80,7 @@ func Run(t *testing.T, b Backend) {
 		{"Search", testSearch},
 		{"Recent", testRecent},
 		{"Changes", testChanges},
+		{"EmailID", testEmailID},
 		{"Maildrop", testMaildrop},
 		{"Errors", testErrors},
 		{"Concurrency", testConcurrency},
@@ -107,16 +111,23 @@ type fixture struct {
 	b     Backend
 	store mailstore.Store
 	quota atomic.Int64 // every account's quota; 0: unlimited
-	opens atomic.Int64 // handles opened, to tell leaked ones apart in errors
+	// msgQuota is every account's message quota; 0: unlimited.
+	msgQuota atomic.Int64
+	opens    atomic.Int64 // handles opened, to tell leaked ones apart in errors
 }
 
 // newFixture opens a fresh store; it is closed when the test ends.
 func newFixture(t *testing.T, b Backend) *fixture {
 	t.Helper()
 	f := &fixture{b: b}
-	f.store = b.Open(t, Config{Quota: func(ctx context.Context, account string) (int64, error) {
-		return f.quota.Load(), nil
-	}})
+	f.store = b.Open(t, Config{
+		Quota: func(ctx context.Context, account string) (int64, error) {
+			return f.quota.Load(), nil
+		},
+		MessageQuota: func(ctx context.Context, account string) (int64, error) {
+			return f.msgQuota.Load(), nil
+		},
+	})
 	if f.store == nil {
 		t.Fatal("Backend.Open returned a nil Store")
 	}

@@ -19,6 +19,8 @@ type FetchOptions struct {
 	BinarySection     []*FetchItemBinarySection     // requires IMAP4rev2 or BINARY
 	BinarySectionSize []*FetchItemBinarySectionSize // requires IMAP4rev2 or BINARY
 	ModSeq            bool                          // requires CONDSTORE
+	EmailID           bool                          // requires OBJECTID (Posthouse patch)
+	ThreadID          bool                          // requires OBJECTID (Posthouse patch)
 
 	ChangedSince uint64 // requires CONDSTORE
 	// Vanished (UID FETCH with CHANGEDSINCE only) asks for the UIDs

@@ -76,6 +76,10 @@ type SearchCriteria struct {
 	Or  [][2]SearchCriteria
 
 	ModSeq *SearchCriteriaModSeq // requires CONDSTORE
+
+	// RFC 8474 objectids (requires OBJECTID; Posthouse patch).
+	EmailID  []string
+	ThreadID []string
 }
 
 // And intersects two search criteria.
@@ -104,6 +108,9 @@ func (criteria *SearchCriteria) And(other *SearchCriteria) {
 
 	criteria.Not = append(criteria.Not, other.Not...)
 	criteria.Or = append(criteria.Or, other.Or...)
+
+	criteria.EmailID = append(criteria.EmailID, other.EmailID...)
+	criteria.ThreadID = append(criteria.ThreadID, other.ThreadID...)
 }
 
 func intersectSince(t1, t2 time.Time) time.Time {

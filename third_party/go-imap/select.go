@@ -51,4 +51,5 @@ type SelectData struct {
 	List *ListData // requires IMAP4rev2
 
 	HighestModSeq uint64 // requires CONDSTORE
+	MailboxID     string // requires OBJECTID: RFC 8474 objectid (Posthouse patch)
 }

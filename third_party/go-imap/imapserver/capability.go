@@ -2,6 +2,7 @@ package imapserver
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -106,8 +107,28 @@ func (c *Conn) availableCaps() []imap.Cap {
 		} else {
 			addAvailableCaps(&caps, available, []imap.Cap{imap.CapAppendLimit})
 		}
+
+		// Posthouse patch: capabilities this package does not know are
+		// the session's own (QUOTA, OBJECTID, …), listed after login.
+		var extra []imap.Cap
+		for cp := range available {
+			if !slices.Contains(caps, cp) && !libraryCaps[cp] {
+				extra = append(extra, cp)
+			}
+		}
+		slices.Sort(extra)
+		caps = append(caps, extra...)
 	}
 	return caps
+}
+
+// libraryCaps are the capabilities availableCaps decides on itself
+// (Posthouse patch).
+var libraryCaps = map[imap.Cap]bool{
+	imap.CapIMAP4rev1: true, imap.CapIMAP4rev2: true, imap.CapSASLIR: true,
+	imap.CapLiteralMinus: true, imap.CapStartTLS: true, imap.CapLoginDisabled: true,
+	imap.CapUnselect: true, imap.CapEnable: true, imap.CapIdle: true,
+	imap.CapUTF8Accept: true, imap.CapAppendLimit: true,
 }
 
 func addAvailableCaps(caps *[]imap.Cap, available imap.CapSet, l []imap.Cap) {

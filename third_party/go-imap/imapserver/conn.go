@@ -56,6 +56,8 @@ type Conn struct {
 	// their way and must not be read as commands, so the connection ends
 	// after the reply.
 	closeAfter bool
+	// compressed: COMPRESS DEFLATE is active (compress.go).
+	compressed bool
 }
 
 // errAutologout: the client stayed silent past its timeout and got a BYE
@@ -168,6 +170,9 @@ func (c *Conn) serve() {
 	if _, ok := c.session.(SessionMove); !ok && caps.Has(imap.CapMove) {
 		panic("imapserver: server advertises MOVE but session doesn't support it")
 	}
+	if _, ok := c.session.(SessionQuota); !ok && caps.Has(imap.CapQuota) { // Posthouse patch
+		panic("imapserver: server advertises QUOTA but session doesn't support it")
+	}
 	if _, ok := c.session.(SessionUnauthenticate); !ok && caps.Has(imap.CapUnauthenticate) {
 		panic("imapserver: server advertises UNAUTHENTICATE but session doesn't support it")
 	}
@@ -265,7 +270,8 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 	case "ENABLE":
 		err = c.handleEnable(dec)
 	case "CREATE":
-		err = c.handleCreate(dec)
+		err = c.handleCreate(tag, dec)
+		sendOK = false // Posthouse patch: OK [MAILBOXID]
 	case "DELETE":
 		err = c.handleDelete(dec)
 	case "RENAME":
@@ -309,6 +315,13 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleSearch(tag, dec, numKind)
 	case "CANCELUPDATE": // Posthouse patch: RFC 5267
 		err = c.handleCancelUpdate(dec)
+	case "COMPRESS", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "NOTIFY": // Posthouse patch: unknown unless enabled
+		var handled bool
+		if handled, err = c.handleExtension(tag, name, dec); handled {
+			sendOK = name != "COMPRESS" || err != nil
+			break
+		}
+		fallthrough
 	default:
 		if c.state == imap.ConnStateNotAuthenticated {
 			// Don't allow a single unknown command before authentication to
@@ -373,6 +386,26 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		}
 	}
 	return c.writeStatusResp(tag, resp)
+}
+
+// handleExtension runs an extension command the server has enabled
+// (Posthouse patch); handled is false for one it has not.
+func (c *Conn) handleExtension(tag, name string, dec *imapwire.Decoder) (handled bool, err error) {
+	switch name {
+	case "COMPRESS": // RFC 4978
+		if c.server.options.caps().Has(CapCompressDeflate) {
+			return true, c.handleCompress(tag, dec)
+		}
+	case "GETQUOTA", "GETQUOTAROOT", "SETQUOTA": // RFC 9208
+		if _, ok := c.session.(SessionQuota); ok {
+			return true, c.handleQuota(name, dec)
+		}
+	case "NOTIFY": // RFC 5465
+		if _, ok := c.session.(SessionNotify); ok {
+			return true, c.handleNotify(dec)
+		}
+	}
+	return false, nil
 }
 
 // badCommandLine answers a command line whose tag or command name cannot be

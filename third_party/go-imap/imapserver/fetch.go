@@ -125,6 +125,10 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.UID = true
 	case "MODSEQ": // Posthouse patch: RFC 7162 §3.1.4.1
 		options.ModSeq = true
+	case "EMAILID": // Posthouse patch: RFC 8474 §5
+		options.EmailID = true
+	case "THREADID":
+		options.ThreadID = true
 	case "RFC822": // equivalent to BODY[]
 		bs := &imap.FetchItemBodySection{}
 		writerOptions.obsolete[bs] = attName
@@ -395,6 +399,25 @@ func (w *FetchResponseWriter) WriteFlags(flags []imap.Flag) {
 func (w *FetchResponseWriter) WriteRFC822Size(size int64) {
 	w.writeItemSep()
 	w.enc.Atom("RFC822.SIZE").SP().Number64(size)
+}
+
+// WriteEmailID writes the message's EMAILID (RFC 8474 §5.1; Posthouse
+// patch).
+func (w *FetchResponseWriter) WriteEmailID(id string) {
+	w.writeItemSep()
+	w.enc.Atom("EMAILID").SP().Special('(').Atom(id).Special(')')
+}
+
+// WriteThreadID writes the message's THREADID (RFC 8474 §5.2); "" is NIL,
+// for a server without threads (Posthouse patch).
+func (w *FetchResponseWriter) WriteThreadID(id string) {
+	w.writeItemSep()
+	w.enc.Atom("THREADID").SP()
+	if id == "" {
+		w.enc.NIL()
+		return
+	}
+	w.enc.Special('(').Atom(id).Special(')')
 }
 
 // WriteInternalDate writes the message's internal date.

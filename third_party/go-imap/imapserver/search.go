@@ -517,6 +517,19 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		if err := readSearchModSeq(criteria, dec); err != nil {
 			return err
 		}
+	case "EMAILID", "THREADID": // Posthouse patch: RFC 8474 §6
+		var id string
+		if !dec.ExpectSP() || !dec.ExpectAtom(&id) {
+			return dec.Err()
+		}
+		if !isObjectID(id) {
+			return &imapwire.DecoderExpectError{Message: "invalid objectid"}
+		}
+		if key == "EMAILID" {
+			criteria.EmailID = append(criteria.EmailID, id)
+		} else {
+			criteria.ThreadID = append(criteria.ThreadID, id)
+		}
 	default:
 		seqSet, err := imapwire.ParseSeqSet(key)
 		if err != nil {
@@ -526,6 +539,20 @@ func readSearchKeyWithAtom(criteria *imap.SearchCriteria, dec *imapwire.Decoder,
 		criteria.SeqNum = append(criteria.SeqNum, seqSet)
 	}
 	return nil
+}
+
+// isObjectID reports whether s is an RFC 8474 objectid: 1 to 255 of
+// ALPHA, DIGIT, "_" and "-" (Posthouse patch).
+func isObjectID(s string) bool {
+	if len(s) == 0 || len(s) > 255 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func searchKeyFlag(key string) imap.Flag {

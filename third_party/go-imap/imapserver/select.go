@@ -92,6 +92,17 @@ func (c *Conn) handleSelect(tag string, dec *imapwire.Decoder, readOnly bool) er
 			return err
 		}
 	}
+	// Posthouse patch: MAILBOXID (RFC 8474 §4.2).
+	if data.MailboxID != "" {
+		enc := newResponseEncoder(c)
+		enc.Atom("*").SP().Atom("OK").SP().Special('[').Atom("MAILBOXID").SP().Special('(').Atom(data.MailboxID).Special(')').Special(']')
+		enc.SP().Text("Ok")
+		err := enc.CRLF()
+		enc.end()
+		if err != nil {
+			return err
+		}
+	}
 	if data.List != nil {
 		if err := c.writeList(data.List); err != nil {
 			return err

@@ -101,6 +101,9 @@ func (c *Conn) writeStatus(data *imap.StatusData, options *imap.StatusOptions) e
 	if options.HighestModSeq { // Posthouse patch: RFC 7162 §3.1.9
 		listEnc.Item().Atom("HIGHESTMODSEQ").SP().ModSeq(data.HighestModSeq)
 	}
+	if options.MailboxID && data.MailboxID != "" { // Posthouse patch: RFC 8474 §4
+		listEnc.Item().Atom("MAILBOXID").SP().Special('(').Atom(data.MailboxID).Special(')')
+	}
 	listEnc.End()
 
 	return enc.CRLF()
@@ -132,6 +135,8 @@ func readStatusItem(dec *imapwire.Decoder, options *imap.StatusOptions) error {
 		options.NumRecent = true
 	case "HIGHESTMODSEQ": // Posthouse patch: RFC 7162 §3.1.9
 		options.HighestModSeq = true
+	case "MAILBOXID": // Posthouse patch: RFC 8474 §4
+		options.MailboxID = true
 	default:
 		return &imap.Error{
 			Type: imap.StatusResponseTypeBad,
