@@ -95,6 +95,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCreateSpecialUse,
 			imap.CapLiteralPlus,
 			imap.CapUnauthenticate,
+			imap.CapSort, imap.CapSortDisplay, imap.CapESort, "CONTEXT=SORT", // Posthouse patch
+			"THREAD=" + imap.Cap(imap.ThreadReferences), "THREAD=" + imap.Cap(imap.ThreadOrderedSubject), // Posthouse patch
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
