@@ -18,12 +18,12 @@ require (
 	golang.org/x/net v0.60.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
+	golang.org/x/text v0.43.0
 )
 
 require (
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/letsencrypt/challtestsrv v1.4.2 // indirect
-	golang.org/x/text v0.43.0 // indirect
 )
 
 replace github.com/emersion/go-imap/v2 => ./third_party/go-imap

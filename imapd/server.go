@@ -162,6 +162,11 @@ func capabilities() imap.CapSet {
 		imap.CapLiteralPlus:      {},
 		imap.CapUnauthenticate:   {},
 		imap.CapID:               {},
+		imap.CapSort:             {},
+		imap.CapSortDisplay:      {},
+		imap.CapESort:            {},
+		"THREAD=REFERENCES":      {},
+		"THREAD=ORDEREDSUBJECT":  {},
 	}
 }
 
