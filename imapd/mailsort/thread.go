@@ -131,7 +131,7 @@ func References(msgs []Message) []imap.ThreadData {
 	}
 	// (2) The root set, in the order messages first reach it; (3) the
 	// ID table is dropped with byID.
-	root := &node{msg: -1}
+	var tops []*node
 	inRoot := make(map[*node]bool)
 	for _, n := range nodes {
 		for n.parent != nil {
@@ -139,9 +139,11 @@ func References(msgs []Message) []imap.ThreadData {
 		}
 		if !inRoot[n] {
 			inRoot[n] = true
-			root.addChild(n)
+			tops = append(tops, n)
 		}
 	}
+	root := &node{msg: -1}
+	root.setChildren(tops)
 	// (4) Prune dummies.
 	prune(root)
 	// (5) Group the root set by base subject.
