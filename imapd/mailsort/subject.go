@@ -26,8 +26,8 @@ func DecodeHeader(s string) string {
 }
 
 // Casemap returns the form of s that i;unicode-casemap (RFC 5051)
-// compares octet by octet: every character titlecased, then decomposed
-// (NFKD).
+// compares octet by octet: every character titlecased, decomposed (NFKD),
+// and the decomposition titlecased again, so that "ﬁ" and "FI" agree.
 func Casemap(s string) string {
 	ascii := true
 	for i := 0; i < len(s); i++ {
@@ -39,7 +39,7 @@ func Casemap(s string) string {
 	if ascii {
 		return strings.ToUpper(s)
 	}
-	return norm.NFKD.String(strings.Map(unicode.ToTitle, s))
+	return strings.Map(unicode.ToTitle, norm.NFKD.String(strings.Map(unicode.ToTitle, s)))
 }
 
 // BaseSubject extracts the base subject of a raw Subject value (RFC 5256
