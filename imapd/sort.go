@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"io"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/posthouse/posthouse/imapd/mailsort"
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
 var (
@@ -140,8 +138,8 @@ func (s *session) Sort(kind imapserver.NumKind, sortCriteria []imap.SortCriterio
 // Thread is THREAD (RFC 5256 §3). Subjects and sent dates come from the
 // cached envelope. REFERENCES also needs Message-ID, In-Reply-To and
 // References as written; the index does not keep References, so each
-// message's header is read from its file (bounded by
-// mimeparse.MaxHeaderBytes) and only the IDs are kept.
+// message's header is read from its file (bounded, by
+// mailsort.ReadThreadFields) and only the IDs are kept.
 func (s *session) Thread(kind imapserver.NumKind, alg imap.ThreadAlgorithm, criteria *imap.SearchCriteria) ([]imap.ThreadData, error) {
 	ctx, cancel := s.op()
 	defer cancel()
@@ -189,14 +187,14 @@ func (s *session) readThreadIDs(ctx context.Context, br *bufio.Reader, uid imap.
 	}
 	defer f.Close()
 	br.Reset(f)
-	h, _, err := mimeparse.ReadHeader(io.Reader(br))
+	h, err := mailsort.ReadThreadFields(br)
 	if err != nil {
 		return mapError(s.log, "thread", err, errSource)
 	}
-	m.MessageID = mailsort.FirstMsgID(h.Get("Message-Id"))
-	m.References = mailsort.MsgIDs(h.Get("References"))
+	m.MessageID = mailsort.FirstMsgID(h.MessageID)
+	m.References = mailsort.MsgIDs(h.References)
 	if len(m.References) == 0 {
-		if id := mailsort.FirstMsgID(h.Get("In-Reply-To")); id != "" {
+		if id := mailsort.FirstMsgID(h.InReplyTo); id != "" {
 			m.References = []string{id}
 		}
 	}

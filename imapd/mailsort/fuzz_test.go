@@ -1,6 +1,7 @@
 package mailsort
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -95,4 +96,18 @@ func count(t imap.ThreadData, seen map[uint32]int) {
 	for _, s := range t.SubThreads {
 		count(s, seen)
 	}
+}
+
+func FuzzReadThreadFields(f *testing.F) {
+	f.Add("Message-ID: <a@b>\r\nReferences: <c@d>\r\n <e@f>\r\nIn-Reply-To: <e@f>\r\n\r\nbody")
+	f.Add("references:<x@y>\n\tmore\nX: y\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ReadThreadFields(bufio.NewReaderSize(strings.NewReader(s), 16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(got.MessageID) + len(got.InReplyTo) + len(got.References); n > len(s) {
+			t.Fatalf("%d bytes of fields from %d of input", n, len(s))
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package mailsort
 
 import (
+	"bufio"
 	"fmt"
 	"slices"
 	"strings"
@@ -204,5 +205,20 @@ func TestOrderedSubject(t *testing.T) {
 	}
 	if got, want := threadString(OrderedSubject(msgs)), "(2 (5)(3))(4 6)(1)"; got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+}
+
+func TestReadThreadFields(t *testing.T) {
+	in := "Subject: x\r\nmessage-id: <a@b>\r\nReferences: <c@d>\r\n\t<e@f>\r\nX-Long: " + strings.Repeat("y", 100) +
+		"\r\n <no@no>\r\nIn-Reply-To: <e@f>\r\nReferences: <second@field>\r\n\r\nReferences: <body@x>\r\n"
+	for _, size := range []int{16, 4096} {
+		got, err := ReadThreadFields(bufio.NewReaderSize(strings.NewReader(in), size))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ThreadFields{MessageID: " <a@b>", InReplyTo: " <e@f>", References: " <c@d>\t<e@f>"}
+		if got != want {
+			t.Errorf("buffer %d: got %+v, want %+v", size, got, want)
+		}
 	}
 }
