@@ -14,18 +14,18 @@ require (
 	github.com/mattn/go-sqlite3 v1.14.53
 	github.com/miekg/dns v1.1.73
 	github.com/pelletier/go-toml/v2 v2.4.3
+	github.com/smallstep/pkcs7 v0.2.3
 	golang.org/x/crypto v0.58.0
 	golang.org/x/net v0.60.0
 	golang.org/x/sys v0.49.0
 	golang.org/x/term v0.47.0
+	golang.org/x/text v0.43.0
+	howett.net/plist v1.0.1
 )
 
 require (
 	github.com/go-jose/go-jose/v4 v4.1.4 // indirect
 	github.com/letsencrypt/challtestsrv v1.4.2 // indirect
-	github.com/smallstep/pkcs7 v0.2.3 // indirect
-	golang.org/x/text v0.43.0 // indirect
-	howett.net/plist v1.0.1 // indirect
 )
 
 replace github.com/emersion/go-imap/v2 => ./third_party/go-imap

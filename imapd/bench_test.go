@@ -385,3 +385,53 @@ func qresyncState(b *testing.B, bc *benchConn) (validity, modseq uint64) {
 		}
 	}
 }
+
+// threadedMessage is message i of threads of ten: each answers the one
+// before it (References to all earlier ones), with "Re:" subjects.
+func threadedMessage(i int) string {
+	first := i - i%10
+	var refs []string
+	for j := first; j < i; j++ {
+		refs = append(refs, fmt.Sprintf("<t%d@example.net>", j))
+	}
+	subject := fmt.Sprintf("topic %d", first)
+	hdr := ""
+	if len(refs) > 0 {
+		subject = "Re: " + subject
+		hdr = "In-Reply-To: " + refs[len(refs)-1] + "\r\nReferences: " + strings.Join(refs, " ") + "\r\n"
+	}
+	return fmt.Sprintf("From: Sender %d <s%d@example.net>\r\nTo: alice@example.org\r\nSubject: %s\r\n"+
+		"Date: Sat, 21 Nov 2026 10:%02d:%02d +0000\r\nMessage-ID: <t%d@example.net>\r\n%s\r\nbody %d\r\n",
+		i%97, i%97, subject, i/60%60, i%60, i, hdr, i)
+}
+
+// BenchmarkSortSubject100k: SORT (SUBJECT) over 100,000 messages (keys
+// from the cached envelopes, read 1,000 rows at a time). The fixture's
+// rows beyond the first 1,000 are clones of UID 1's (see benchFixture).
+func BenchmarkSortSubject100k(b *testing.B) {
+	dir := benchFixture(b, "100k-threads", 100000, threadedMessage)
+	ts := benchServer(b, dir)
+	bc := dialBench(b, ts.addr)
+	bc.do(b, "SELECT INBOX")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bc.do(b, "UID SORT (SUBJECT) UTF-8 ALL")
+	}
+}
+
+// BenchmarkThreadReferences100k: THREAD REFERENCES over 100,000 messages,
+// whose Message-ID/References headers are read from the files (linked
+// from the 1,000 delivered ones, so the IDs repeat every 1,000 messages
+// and later copies count as messages without an ID).
+func BenchmarkThreadReferences100k(b *testing.B) {
+	dir := benchFixture(b, "100k-threads", 100000, threadedMessage)
+	ts := benchServer(b, dir)
+	bc := dialBench(b, ts.addr)
+	bc.do(b, "SELECT INBOX")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bc.do(b, "UID THREAD REFERENCES UTF-8 ALL")
+	}
+}

@@ -167,6 +167,11 @@ func capabilities() imap.CapSet {
 		imap.CapPartial:          {},
 		imap.CapCondStore:        {},
 		imap.CapQResync:          {},
+		imap.CapSort:             {},
+		imap.CapSortDisplay:      {},
+		imap.CapESort:            {},
+		"THREAD=REFERENCES":      {},
+		"THREAD=ORDEREDSUBJECT":  {},
 	}
 	for _, c := range slices.Concat(quotaCaps, objectIDCaps, notifyCaps, []imap.Cap{imapserver.CapCompressDeflate}) {
 		caps[c] = struct{}{}

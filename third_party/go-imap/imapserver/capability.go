@@ -99,6 +99,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapContextSearch,              // Posthouse patch
 			imap.CapPartial,                    // Posthouse patch
 			imap.CapCondStore, imap.CapQResync, // Posthouse patch: RFC 7162
+			imap.CapSort, imap.CapSortDisplay, imap.CapESort, "CONTEXT=SORT", // Posthouse patch
+			"THREAD=" + imap.Cap(imap.ThreadReferences), "THREAD=" + imap.Cap(imap.ThreadOrderedSubject), // Posthouse patch
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

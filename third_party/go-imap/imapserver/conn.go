@@ -313,6 +313,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		err = c.handleMove(dec, numKind)
 	case "SEARCH", "UID SEARCH":
 		err = c.handleSearch(tag, dec, numKind)
+	case "SORT", "UID SORT": // Posthouse patch: RFC 5256, RFC 5267
+		err = c.handleSort(tag, dec, numKind)
+	case "THREAD", "UID THREAD": // Posthouse patch: RFC 5256 §4
+		err = c.handleThread(dec, numKind)
 	case "CANCELUPDATE": // Posthouse patch: RFC 5267
 		err = c.handleCancelUpdate(dec)
 	case "COMPRESS", "GETQUOTA", "GETQUOTAROOT", "SETQUOTA", "NOTIFY": // Posthouse patch: unknown unless enabled
