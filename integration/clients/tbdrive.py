@@ -377,11 +377,15 @@ def main():
     d = Driver(m, args.outdir)
     d.shot("start")
 
-    account_hub(d, args)
-    log("PASS account setup through the Account Hub")
-    inbox_lists(d, args.inbox_subject)
-    log("PASS inbox lists the message delivered over SMTP")
-    compose_and_send(d, args)
+    try:
+        account_hub(d, args)
+        log("PASS account setup through the Account Hub")
+        inbox_lists(d, args.inbox_subject)
+        log("PASS inbox lists the message delivered over SMTP")
+        compose_and_send(d, args)
+    except BaseException:
+        d.shot("failure")
+        raise
     got = imap_find(args, args.to, args.to_password, "INBOX", args.send_subject)
     log("recipient's INBOX over IMAP:", got.replace("\r\n", " | "))
     got = imap_find(args, args.address, args.password, "Sent", args.send_subject)

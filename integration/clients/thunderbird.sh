@@ -206,7 +206,8 @@ export DISPLAY=:77
 Xvfb "$DISPLAY" -screen 0 1280x900x24 -nolisten tcp >"$out/xvfb.log" 2>&1 &
 pids+=($!)
 sleep 1
-export HOME="$work/home" MOZ_HEADLESS= MOZ_CRASHREPORTER_DISABLE=1
+unset MOZ_HEADLESS
+export HOME="$work/home" MOZ_CRASHREPORTER_DISABLE=1
 mkdir -p "$HOME"
 thunderbird --profile "$profile" --no-remote --marionette -remote-allow-system-access >"$out/thunderbird.log" 2>&1 &
 pids+=($!)
