@@ -135,7 +135,9 @@ func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOp
 		options.BodySection = append(options.BodySection, bs)
 	case "RFC822.PEEK": // obsolete, equivalent to BODY.PEEK[], used by Outlook
 		bs := &imap.FetchItemBodySection{Peek: true}
-		writerOptions.obsolete[bs] = attName
+		// Posthouse patch: answered as RFC822, like BODY.PEEK[] as BODY[]:
+		// RFC 3501 §7.4.2 has no RFC822.PEEK response item.
+		writerOptions.obsolete[bs] = "RFC822"
 		options.BodySection = append(options.BodySection, bs)
 	case "RFC822.HEADER": // equivalent to BODY.PEEK[HEADER]
 		bs := &imap.FetchItemBodySection{
