@@ -43,6 +43,10 @@ import (
 //     one command line, so that go-smtp never holds a command we have not
 //     seen arrive: a BDAT line is seen before its chunk is read, and each
 //     command meets the cuts above.
+//   - A bare CR or LF in DATA: the bytes up to it are passed on and then
+//     EOF, and the connection ends after the refusal (stopReading, linger):
+//     go-smtp's DATA reader would hold them until 64 KiB or <CRLF>.<CRLF>,
+//     which such a client may never send.
 //   - DATA lines starting "<CR><LF>.<CR>" followed by anything but LF: go-smtp's
 //     dot-unstuffing would drop the CR; we turn the dot into a CR so the
 //     bare CR reaches the body filter and the message is refused.
@@ -71,6 +75,8 @@ type conn struct {
 	greeted   bool
 	awaitCmd  bool // go-smtp is reading a command line (SetReadDeadline)
 	hsFailed  bool // implicit TLS handshake failed
+	inData    bool // from DATA's 354 to its final reply
+	dataCR    bool // in DATA, the last byte passed on was a CR
 
 	tlsState atomic.Pointer[tls.ConnectionState]
 	hangup   atomic.Bool  // our last reply is sent: reads give EOF, writes are dropped
@@ -79,7 +85,12 @@ type conn struct {
 	junk     atomic.Int64 // commands without a transaction since the last message
 	needHelo atomic.Bool  // TLS started: EHLO again before MAIL or AUTH
 	closing  atomic.Bool  // after the next final reply, hang up
-	txActive atomic.Bool  // MAIL accepted, transaction open
+	// deaf: DATA was refused for a bare CR or LF, so the client's idea
+	// of where the message ends may not be ours: nothing more is read
+	// (go-smtp's drain of the rest sees EOF), the reply goes out at once
+	// and the connection ends after it.
+	deaf     atomic.Bool
+	txActive atomic.Bool // MAIL accepted, transaction open
 	evicted  atomic.Bool
 	messages atomic.Int64
 	badRcpts int // refused RCPTs, counted across sessions (conn goroutine only)
@@ -125,6 +136,13 @@ func (c *conn) tls() *tls.ConnectionState { return c.tlsState.Load() }
 // closeAfterReply makes the next final reply the last one.
 func (c *conn) closeAfterReply() { c.closing.Store(true) }
 
+// stopReading ends the conversation at the reply being prepared: no more
+// input is read, and the connection closes after that reply (deaf).
+func (c *conn) stopReading() {
+	c.deaf.Store(true)
+	c.closing.Store(true)
+}
+
 // --- reading ---------------------------------------------------------------
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -132,7 +150,7 @@ func (c *conn) Read(b []byte) (int, error) {
 		return 0, err
 	}
 	for {
-		if c.hangup.Load() {
+		if c.hangup.Load() || c.deaf.Load() {
 			return 0, io.EOF
 		}
 		n, err := c.fill(b)
@@ -222,8 +240,29 @@ func (c *conn) fill(b []byte) (int, error) {
 			}
 		}
 	}
+	if c.inData && !c.deaf.Load() {
+		if k := c.bareLineEnd(b[:i]); k >= 0 {
+			// go-smtp's DATA reader hands nothing on before 64 KiB or
+			// the end of the data: pass on up to the bare CR or LF and
+			// then EOF, so the body filter sees it now (see stopReading).
+			i = k + 1
+			c.stopReading()
+		}
+	}
 	c.br.Discard(i)
 	return i, nil
+}
+
+// bareLineEnd returns the index in p, DATA bytes as passed on, at which a
+// bare LF or a CR not followed by LF shows, or -1.
+func (c *conn) bareLineEnd(p []byte) int {
+	for k, ch := range p {
+		if c.dataCR != (ch == '\n') {
+			return k
+		}
+		c.dataCR = ch == '\r'
+	}
+	return -1
 }
 
 // peekDecidable waits until there is input and, at a line start, enough of
@@ -654,12 +693,16 @@ func (c *conn) reply(line string) error {
 		c.say(errShuttingDown)
 		return nil
 	}
+	if code == "354" {
+		c.inData, c.dataCR = true, false
+	}
 	if final && c.countJunk() {
 		line = formatReply(errTooManyJunk)
 	}
 	err := c.sendFinal(line)
 	if final {
 		c.endBody()
+		c.inData = false
 	}
 	return err
 }
@@ -696,6 +739,28 @@ func (c *conn) offerSTARTTLS() bool {
 	return c.s.tls != nil && c.s.opts.Mode != ModeSubmissions && c.tls() == nil
 }
 
+// Lingering close after a refusal that stopped reading mid-DATA.
+const (
+	lingerTimeout = 2 * time.Second
+	lingerMax     = 1 << 20
+)
+
+// linger sends our side's end and reads (and drops) what the client is
+// still sending, for a little while: closing with unread input pending
+// resets the connection, and a reset can destroy the reply before the
+// client, still busy writing its message, reads it.
+func (c *conn) linger() {
+	if tc, ok := c.tr.(*tls.Conn); ok {
+		c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+		tc.CloseWrite()
+	}
+	if tcp, ok := c.raw.NetConn().(*net.TCPConn); ok {
+		tcp.CloseWrite()
+	}
+	c.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.CopyN(io.Discard, c.raw, lingerMax)
+}
+
 // --- the rest of net.Conn ---------------------------------------------------
 
 func (c *conn) LocalAddr() net.Addr  { return c.raw.LocalAddr() }
@@ -706,6 +771,9 @@ func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		c.hangup.Store(true)
 		c.endBody()
+		if c.deaf.Load() {
+			c.linger()
+		}
 		tc, isTLS := c.tr.(*tls.Conn)
 		if isTLS {
 			c.raw.SetWriteDeadline(time.Now().Add(time.Second))

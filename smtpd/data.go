@@ -85,10 +85,19 @@ func (s *session) Data(r io.Reader) error {
 		defer spool.Close()
 	}
 	if err != nil {
-		if isTimeout(err) {
+		_, isBDAT := r.(*io.PipeReader)
+		switch {
+		case isTimeout(err):
 			// The rest of the message is still on its way: hang up after
 			// the reply rather than read it as commands.
 			s.conn.closeAfterReply()
+		case !isBDAT && (errors.Is(err, errBareLF) || errors.Is(err, errBareCR)):
+			// A client that ends lines with a bare LF or CR may end the
+			// data with one too ("<LF>.<CRLF>"), which is no end for us:
+			// waiting for <CRLF>.<CRLF> would hold both sides until the
+			// data timeout, and reading on risks taking what a smuggler
+			// hid after it as commands. Answer now and hang up.
+			s.conn.stopReading()
 		}
 		reply, internal := toSMTPError(err)
 		switch {

@@ -122,7 +122,12 @@
 // store, and later relay, a message whose lines differ from what the client
 // sent, and it would turn a smuggling attempt's <LF>.<LF> into a real line
 // with a dot; refusing keeps the store byte-exact (IMAP and POP3 sizes equal
-// what was received). The clients we serve (Thunderbird, Outlook, Apple
+// what was received). In DATA (not BDAT, whose chunks are counted) the
+// refusal is sent as soon as the bare CR or LF is seen and the connection
+// ends after it: such a client may also end its data with a bare line
+// ending, which is no end for us, and waiting for one would hold both sides
+// until the data timeout (Postfix's smtpd_forbid_bare_newline hangs up
+// too). The clients we serve (Thunderbird, Outlook, Apple
 // Mail, phones, swaks, Python's smtplib) all send CRLF. NUL octets are
 // refused the same way. go-smtp's reader would drop a CR directly after a
 // line's leading dot ("<CRLF>.<CR>x") together with the dot, hiding it; the
