@@ -291,11 +291,31 @@ func (pl *plan) header() string {
 	return b.String()
 }
 
+// topFields lists the added fields in the order header renders them.
+func (pl *plan) topFields() []PlannedField {
+	var out []PlannedField
+	for i := len(pl.fields) - 1; i >= 0; i-- {
+		blk := pl.fields[i]
+		for j, f := range blk.fields {
+			idx := -1
+			if blk.all >= 0 {
+				idx = blk.all + j
+				if slices.Contains(pl.drop, idx) {
+					continue
+				}
+			}
+			out = append(out, PlannedField{Field: f, Added: idx})
+		}
+	}
+	return out
+}
+
 // filter runs every filter once, in order, and composes their verdicts
 // into one plan per recipient. It stops early once every recipient is
 // rejected: nothing a later filter says could change that.
 func (p *Pipeline) filter(ctx context.Context, m *Message, log *slog.Logger) ([]plan, error) {
 	plans := make([]plan, len(m.Recipients))
+	m.plans = plans
 	for _, f := range p.opts.Filters {
 		if !slices.ContainsFunc(plans, func(pl plan) bool { return pl.action != Reject }) {
 			break
@@ -435,6 +455,11 @@ func (r Reply) validate() error {
 	}
 	return nil
 }
+
+// Check reports whether the pipeline accepts f in a verdict, so that a
+// filter can leave out a field it built from its input (a Sieve script's
+// addheader) rather than fail the message.
+func (f Field) Check() error { return f.validate() }
 
 // validate accepts a field name of printable ASCII without a colon (RFC
 // 5322 §2.2) and a value whose only line breaks are folds (CRLF before a
