@@ -89,6 +89,9 @@
 // (Sieve's addheader :last). Verdict.Committed is called once the
 // account's share is done or failed, so a filter can act only on mail
 // that was delivered (a vacation response, duplicate tracking).
+// Message.Planned shows a filter what the earlier ones decided for one
+// account (their fields, mailbox, flags): the Sieve filter, last, reads
+// the junk filter's per-account field and Junk verdict there.
 //
 // # Removing fields
 //
