@@ -114,7 +114,13 @@ func (f *Filter) response(vac *sieve.Vacation, msg *message, now time.Time) stri
 func formatAddress(s string) string {
 	list := mimeparse.ParseAddressList(s)
 	if len(list) != 1 || list[0].Host == "" {
-		return "<" + s + ">"
+		// Not from a run (sieve checks :from): keep it to one line.
+		return "<" + strings.Map(func(r rune) rune {
+			if r < 0x20 || r == 0x7f {
+				return -1
+			}
+			return r
+		}, s) + ">"
 	}
 	a := mail.Address{Name: list[0].Name, Address: list[0].Mailbox + "@" + list[0].Host}
 	return a.String()
