@@ -129,7 +129,9 @@ func (f *Filter) Check(ctx context.Context, m *delivery.Message) (delivery.Decis
 	for _, r := range m.Recipients {
 		log := f.log.With("rcpt", r.Account, "msgid", m.Envelope.ID)
 		planned := m.Planned(r.Account)
-		if planned.Action == delivery.Reject {
+		if planned.Action != delivery.Keep {
+			// Rejected or discarded before us: final, no script runs
+			// and nobody is answered.
 			continue
 		}
 		now := f.opts.Now()

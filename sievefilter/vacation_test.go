@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/sievestore"
 )
 
@@ -238,5 +239,30 @@ func TestAdminVacationWithoutScript(t *testing.T) {
 	}
 	if got := e.where(alice); len(got) != 1 || got[0] != "INBOX" {
 		t.Fatalf("stored in %v", got)
+	}
+}
+
+// discarder discards every copy, as a milter may.
+type discarder struct{}
+
+func (discarder) Name() string { return "milter" }
+func (discarder) Check(context.Context, *delivery.Message) (delivery.Decision, error) {
+	return delivery.Decision{All: delivery.Verdict{Action: delivery.Discard}}, nil
+}
+
+// TestDiscardedBefore: a message an earlier filter discarded runs no
+// script and gets no response.
+func TestDiscardedBefore(t *testing.T) {
+	e := newEnv(t)
+	e.before = discarder{}
+	e.script(alice, vacationScript+"keep;\n")
+	if err := errFor(t, e.deliver(sender, mailFrom(sender, "x"), alice), alice); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.queue.take()); n != 0 {
+		t.Fatalf("%d responses", n)
+	}
+	if n := len(e.stored(alice)); n != 0 {
+		t.Fatalf("%d copies", n)
 	}
 }
