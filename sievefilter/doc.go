@@ -73,4 +73,17 @@
 //
 // Duplicate ids (RFC 7352) are recorded in the same hook, only for
 // messages that were delivered.
+//
+// # Cost
+//
+// go test -run '^$' -bench Pipeline -benchmem -count 5 ./sievefilter on the
+// shared 2-core development machine (load 1.3; cpu-ns/op is the process's
+// CPU time from getrusage): one 10 KB message to one account through the
+// pipeline with a null store, without the filter 12-18 µs, with it running
+// the 20-rule script of package sieve's benchmark (vacation included, the
+// sender already answered) 130-170 µs: the filter adds 0.12-0.15 ms per
+// delivery, 400 allocations. That includes parsing the header (about
+// 20 µs), which the junk filter shares in a real pipeline. An account
+// without a script or an out-of-office costs two prepared, indexed
+// queries.
 package sievefilter
