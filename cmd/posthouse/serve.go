@@ -23,6 +23,7 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/queue"
+	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
 )
 
@@ -45,6 +46,8 @@ type app struct {
 	// junk is the built-in junk filter; nil when [inbound] junk_filter
 	// is off.
 	junk *junkFilter
+	// sieve holds users' Sieve scripts (data_dir/sieve.sqlite).
+	sieve *sievestore.Store
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -139,7 +142,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("delivery filters: %w", err)
 	}
-	filters := append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...)
+	sieveDB, err := openSieveStore(runCtx, cfg, log.With("proto", "sieve"))
+	if err != nil {
+		return fmt.Errorf("sieve scripts: %w", err)
+	}
+	defer closeLogged(log, "sieve database", sieveDB)
+	sieveF, err := sieveFilter(cfg, log.With("proto", "sieve"), sieveDB, q, store)
+	if err != nil {
+		return fmt.Errorf("sieve filter: %w", err)
+	}
+	filters := append(append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...), sieveF)
 	pipeline, err := newPipeline(log, authDB, store, q, filters...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
@@ -169,6 +181,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		delivery: pipeline,
 		srs:      rewriter,
 		junk:     junkF,
+		sieve:    sieveDB,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be

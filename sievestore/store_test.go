@@ -1,0 +1,419 @@
+package sievestore
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/posthouse/posthouse/sieve"
+)
+
+// clock is a movable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func newTestStore(t *testing.T, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sieve.sqlite")
+	s, err := Open(context.Background(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+const (
+	alice   = "alice@example.org"
+	bob     = "bob@example.org"
+	scriptA = "require \"fileinto\";\nif header :contains \"subject\" \"a\" { fileinto \"A\"; }\n"
+	scriptB = "keep;\n"
+)
+
+func TestScripts(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t, Options{})
+	if err := s.Put(ctx, alice, "b", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, alice, "a", []byte(scriptA)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, bob, "z", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, alice)
+	want := []Script{{Name: "a", Size: len(scriptA)}, {Name: "b", Size: len(scriptB)}}
+	if err != nil || !slices.Equal(list, want) {
+		t.Fatalf("List = %v, %v; want %v", list, err, want)
+	}
+	if src, err := s.Get(ctx, alice, "a"); err != nil || string(src) != scriptA {
+		t.Fatalf("Get = %q, %v", src, err)
+	}
+	if _, err := s.Get(ctx, alice, "z"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of bob's script as alice: %v", err)
+	}
+
+	// Activate, replace while active, rename while active.
+	if err := s.SetActive(ctx, alice, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetActive(ctx, alice, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("SetActive missing: %v", err)
+	}
+	if err := s.Put(ctx, alice, "a", []byte(scriptA+"keep;\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, alice, "a"); !errors.Is(err, ErrActive) {
+		t.Fatalf("Delete active: %v", err)
+	}
+	if err := s.Rename(ctx, alice, "a", "b"); !errors.Is(err, ErrExists) {
+		t.Fatalf("Rename onto existing: %v", err)
+	}
+	if err := s.Rename(ctx, alice, "x", "y"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Rename missing: %v", err)
+	}
+	if err := s.Rename(ctx, alice, "a", "main"); err != nil {
+		t.Fatal(err)
+	}
+	name, sc, err := s.Active(ctx, alice)
+	if err != nil || name != "main" || sc == nil {
+		t.Fatalf("Active = %q, %v, %v", name, sc, err)
+	}
+	// Activating another deactivates the first.
+	if err := s.SetActive(ctx, alice, "b"); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = s.List(ctx, alice)
+	if list[0].Name != "b" || !list[0].Active || list[1].Active {
+		t.Fatalf("after SetActive b: %v", list)
+	}
+	if err := s.SetActive(ctx, alice, ""); err != nil {
+		t.Fatal(err)
+	}
+	if name, sc, err := s.Active(ctx, alice); name != "" || sc != nil || err != nil {
+		t.Fatalf("after deactivating: %q %v %v", name, sc, err)
+	}
+	if err := s.Delete(ctx, alice, "main"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(ctx, alice, "main"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Delete twice: %v", err)
+	}
+
+	// Compiled for include: missing is sieve.ErrNoSuchScript too.
+	if _, err := s.Compiled(ctx, alice, "main"); !errors.Is(err, sieve.ErrNoSuchScript) || !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Compiled missing: %v", err)
+	}
+	if sc, err := s.Compiled(ctx, alice, "b"); err != nil || sc == nil {
+		t.Fatalf("Compiled b: %v", err)
+	}
+
+	if err := s.DeleteAccount(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.List(ctx, alice); len(list) != 0 {
+		t.Fatalf("after DeleteAccount: %v", list)
+	}
+	if list, _ := s.List(ctx, bob); len(list) != 1 {
+		t.Fatalf("bob's scripts after alice's removal: %v", list)
+	}
+}
+
+func TestPutChecks(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t, Options{MaxScripts: 2, MaxScriptBytes: 100})
+	err := s.Put(ctx, alice, "bad", []byte("keep;\nfileinto \"x\";\n"))
+	var se *sieve.Error
+	if !errors.As(err, &se) || se.Pos.Line != 2 {
+		t.Fatalf("compile error: %v", err)
+	}
+	if err := s.Put(ctx, alice, "big", []byte("#"+strings.Repeat("x", 100)+"\nkeep;")); !errors.Is(err, ErrTooLarge) || !errors.Is(err, ErrQuota) {
+		t.Fatalf("too large: %v", err)
+	}
+	for _, name := range []string{"", "a/b", "tab\there", "line\u2028sep", "c1\u0085", string([]byte{0xff}), strings.Repeat("n", 129)} {
+		if err := s.Put(ctx, alice, name, []byte(scriptB)); !errors.Is(err, ErrBadName) {
+			t.Errorf("name %q: %v", name, err)
+		}
+	}
+	if err := s.Put(ctx, alice, "ünïcode name", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, alice, "two", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, alice, "three", []byte(scriptB)); !errors.Is(err, ErrTooManyScripts) {
+		t.Fatalf("third script: %v", err)
+	}
+	// Replacing one is no new script.
+	if err := s.Put(ctx, alice, "two", []byte("discard;")); err != nil {
+		t.Fatalf("replace at quota: %v", err)
+	}
+	if err := s.HaveSpace(ctx, alice, "two", 100); err != nil {
+		t.Fatalf("HaveSpace replace: %v", err)
+	}
+	if err := s.HaveSpace(ctx, alice, "new", 10); !errors.Is(err, ErrTooManyScripts) {
+		t.Fatalf("HaveSpace new: %v", err)
+	}
+	if err := s.HaveSpace(ctx, bob, "new", 101); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("HaveSpace large: %v", err)
+	}
+	if s.MaxScripts() != 2 || s.MaxScriptBytes() != 100 {
+		t.Fatal("quotas")
+	}
+}
+
+// TestOtherProcess: a change through another Store on the same file (the
+// admin CLI while serve runs) is seen at once, and the cache is keyed by
+// content, so the same script under two names compiles once.
+func TestOtherProcess(t *testing.T) {
+	ctx := context.Background()
+	s, path := newTestStore(t, Options{})
+	admin, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if err := admin.Put(ctx, alice, "main", []byte(scriptA)); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.SetActive(ctx, alice, "main"); err != nil {
+		t.Fatal(err)
+	}
+	_, first, err := s.Active(ctx, alice)
+	if err != nil || first == nil {
+		t.Fatalf("Active: %v %v", first, err)
+	}
+	_, again, _ := s.Active(ctx, alice)
+	if again != first {
+		t.Fatal("not cached")
+	}
+	if err := admin.Put(ctx, alice, "main", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	_, changed, err := s.Active(ctx, alice)
+	if err != nil || changed == first {
+		t.Fatalf("change by the other process not seen: %v", err)
+	}
+	if reqs := changed.Requires(); len(reqs) != 0 {
+		t.Fatalf("new script requires %v", reqs)
+	}
+	if err := s.Put(ctx, bob, "copy", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	if sc, _ := s.Compiled(ctx, bob, "copy"); sc != changed {
+		t.Fatal("same source compiled twice")
+	}
+}
+
+func TestCacheBound(t *testing.T) {
+	c := newCache(3)
+	for i := range 5 {
+		c.put([32]byte{byte(i)}, entry{})
+	}
+	if c.len() != 3 {
+		t.Fatalf("len %d", c.len())
+	}
+	if _, ok := c.get([32]byte{0}); ok {
+		t.Fatal("oldest kept")
+	}
+	c.get([32]byte{2})
+	c.put([32]byte{9}, entry{})
+	if _, ok := c.get([32]byte{2}); !ok {
+		t.Fatal("recently used evicted")
+	}
+}
+
+func TestVacationSetting(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t, Options{})
+	if _, err := s.Vacation(ctx, alice); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("none: %v", err)
+	}
+	start := time.Date(2027, 7, 1, 0, 0, 0, 0, time.UTC)
+	v := Vacation{Subject: "Away", Message: "Back on Monday.", Start: start, End: start.Add(14 * 24 * time.Hour), Period: 3 * 24 * time.Hour}
+	if err := s.SetVacation(ctx, alice, v); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Vacation(ctx, alice)
+	if err != nil || got.Subject != v.Subject || got.Message != v.Message || !got.Start.Equal(v.Start) || !got.End.Equal(v.End) || got.Period != v.Period {
+		t.Fatalf("Vacation = %+v, %v", got, err)
+	}
+	for _, tc := range []struct {
+		name string
+		t    time.Time
+		in   bool
+	}{
+		{"before", start.Add(-time.Second), false},
+		{"start", start, true},
+		{"during", start.Add(time.Hour), true},
+		{"end", v.End, false},
+	} {
+		if got.In(tc.t) != tc.in {
+			t.Errorf("%s: In = %v", tc.name, !tc.in)
+		}
+	}
+	if err := s.SetVacation(ctx, alice, Vacation{Subject: "x", Message: "y", Start: start, End: start}); err == nil {
+		t.Fatal("end before start accepted")
+	}
+	if err := s.SetVacation(ctx, alice, Vacation{Subject: "", Message: "y"}); err == nil {
+		t.Fatal("empty subject accepted")
+	}
+	if err := s.DeleteVacation(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteVacation(ctx, alice); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("off twice: %v", err)
+	}
+}
+
+func TestDuplicates(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, _ := newTestStore(t, Options{Now: c.now})
+	seen := func(id string) bool {
+		t.Helper()
+		ok, err := s.DuplicateSeen(ctx, alice, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if seen("x") {
+		t.Fatal("seen before marked")
+	}
+	if err := s.MarkDuplicates(ctx, alice, []sieve.DuplicateMark{{ID: "x", Period: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	if !seen("x") {
+		t.Fatal("not seen after marked")
+	}
+	if ok, _ := s.DuplicateSeen(ctx, bob, "x"); ok {
+		t.Fatal("seen for another account")
+	}
+	// Without :last, marking again keeps the first expiry.
+	c.add(50 * time.Minute)
+	s.MarkDuplicates(ctx, alice, []sieve.DuplicateMark{{ID: "x", Period: time.Hour}})
+	c.add(11 * time.Minute)
+	if seen("x") {
+		t.Fatal("expiry restarted without :last")
+	}
+	// With :last, it restarts.
+	s.MarkDuplicates(ctx, alice, []sieve.DuplicateMark{{ID: "y", Period: time.Hour}})
+	c.add(50 * time.Minute)
+	s.MarkDuplicates(ctx, alice, []sieve.DuplicateMark{{ID: "y", Period: time.Hour, Last: true}})
+	c.add(50 * time.Minute)
+	if !seen("y") {
+		t.Fatal(":last did not restart the expiry")
+	}
+}
+
+func TestResponses(t *testing.T) {
+	ctx := context.Background()
+	c := &clock{t: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
+	s, _ := newTestStore(t, Options{Now: c.now, MaxTracked: 5})
+	claim := func(handle, sender string, period time.Duration) bool {
+		t.Helper()
+		ok, err := s.ClaimResponse(ctx, alice, handle, sender, period)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	day := 24 * time.Hour
+	if !claim("h", "a@x", day) || claim("h", "a@x", day) {
+		t.Fatal("first claim must win, second lose")
+	}
+	if !claim("other", "a@x", day) {
+		t.Fatal("another handle is another response")
+	}
+	if !claim("h", "b@x", 0) || !claim("h", "b@x", 0) {
+		t.Fatal("period 0 answers every time")
+	}
+	c.add(day)
+	if !claim("h", "a@x", day) {
+		t.Fatal("not answered again after the period")
+	}
+	// Release after a failed send.
+	if err := s.ReleaseResponse(ctx, alice, "h", "a@x"); err != nil {
+		t.Fatal(err)
+	}
+	if !claim("h", "a@x", day) {
+		t.Fatal("released claim still held")
+	}
+
+	// Bounded: a flood of senders keeps at most MaxTracked rows.
+	for i := range 20 {
+		c.add(time.Second)
+		claim("h", strings.Repeat("s", i+1)+"@x", day)
+	}
+	if _, n, _ := s.Tracked(ctx, alice); n != 5 {
+		t.Fatalf("%d response rows, want 5", n)
+	}
+	// Expired rows go at the next write.
+	c.add(2 * day)
+	claim("h", "late@x", day)
+	if _, n, _ := s.Tracked(ctx, alice); n != 1 {
+		t.Fatalf("%d response rows after expiry, want 1", n)
+	}
+	if err := s.DeleteAccount(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if d, n, _ := s.Tracked(ctx, alice); d+n != 0 {
+		t.Fatal("tracking kept after DeleteAccount")
+	}
+}
+
+// TestConcurrentClaims: deliveries at once answer a sender once.
+func TestConcurrentClaims(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t, Options{})
+	var mu sync.Mutex
+	won := 0
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			ok, err := s.ClaimResponse(ctx, alice, "h", "a@x", time.Hour)
+			if err != nil {
+				t.Error(err)
+			}
+			if ok {
+				mu.Lock()
+				won++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if won != 1 {
+		t.Fatalf("%d claims won", won)
+	}
+}
+
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"main", "a/b", "ünï", "\x00", "\u2028"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if ValidName(name) != nil {
+			return
+		}
+		if len(name) == 0 || len(name) > MaxNameBytes || strings.ContainsAny(name, "/\r\n\x00\x7f") {
+			t.Fatalf("accepted %q", name)
+		}
+	})
+}
