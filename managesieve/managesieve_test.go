@@ -224,6 +224,7 @@ func TestAuthenticate(t *testing.T) {
 	t.Run("bad base64", func(t *testing.T) {
 		c := ts.dial(t)
 		c.want(`AUTHENTICATE "PLAIN" "!!!notbase64"`, "NO")
+		c.want(`AUTHENTICATE "PLAIN" ""`, `NO "authentication failed"`)
 		c.line(`AUTHENTICATE "LOGIN"`)
 		c.readLine()
 		c.want(`"@@@"`, "NO")
