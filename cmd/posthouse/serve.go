@@ -23,6 +23,7 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/queue"
+	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
 )
 
@@ -45,6 +46,8 @@ type app struct {
 	// junk is the built-in junk filter; nil when [inbound] junk_filter
 	// is off.
 	junk *junkFilter
+	// sieve holds users' Sieve scripts (ManageSieve).
+	sieve *sievestore.Store
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -83,7 +86,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 // serve runs until ctx is done, then shuts down. It reads in the order
 // things start: data_dir → databases (users, mailstore, outbound queue) →
 // mailstore reconciliation → certificates and the shared *tls.Config →
-// queue workers → listeners (smtp, imap, pop3, http). They stop in reverse,
+// queue workers → listeners (smtp, imap, pop3, managesieve, http). They stop in reverse,
 // in two phases (shutdownServices); the databases close last.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	started := time.Now()
@@ -119,6 +122,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if junkF != nil {
 		defer closeLogged(log, "junk database", junkF.db)
 	}
+	sieveStore, err := openSieveStore(runCtx, cfg, log.With("proto", "sievestore"))
+	if err != nil {
+		return fmt.Errorf("open sieve store: %w", err)
+	}
+	defer closeLogged(log, "sieve store", sieveStore)
 	rewriter, err := openSRS(cfg)
 	if err != nil {
 		return fmt.Errorf("srs: %w", err)
@@ -169,6 +177,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		delivery: pipeline,
 		srs:      rewriter,
 		junk:     junkF,
+		sieve:    sieveStore,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be
@@ -191,6 +200,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		{"smtp", startSMTP},
 		{"imap", startIMAP},
 		{"pop3", startPOP3},
+		{"managesieve", startManageSieve},
 		{"http", startHTTP},
 	}
 	for _, l := range listeners {
