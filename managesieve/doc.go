@@ -33,6 +33,11 @@
 // MAXREDIRECTS, OWNER (after authentication), VERSION "1.0",
 // UNAUTHENTICATE. NOTIFY is not listed: package sieve has no enotify.
 //
+// Clients find the server through the _sieve._tcp SRV record (RFC 5804
+// §1.8; posthouse admin dns prints it) or by hand. Thunderbird's autoconfig
+// format (config-v1.1.xml) has no element for ManageSieve, so autoconfig
+// says nothing of it; the Sieve add-on takes the IMAP host and port 4190.
+//
 // AUTHENTICATE is refused before TLS with NO (ENCRYPT-NEEDED), unless the
 // client is on loopback and Options.LoopbackIsSecure is set (cmd uses
 // [imap] loopback_is_secure: a webmail's managesieve plugin sits beside
