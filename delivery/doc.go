@@ -59,6 +59,8 @@
 //     At most 16 KiB per copy in all.
 //   - Removals add up (at most 100 FieldRefs per copy; see "Removing
 //     fields").
+//   - Copies come from the last filter that set them; appended fields add
+//     up (with the fields on top, at most 16 KiB); commit hooks add up.
 //   - Redirect addresses add up (deduplicated, at most 20). A redirect does
 //     not cancel the local copy (redirect and keep); Discard with a
 //     redirect forwards only. The redirected copy keeps the envelope sender
@@ -71,9 +73,25 @@
 // A filed mailbox the account does not have means INBOX, not a new mailbox:
 // that is the store's rule for delivery (mail is never refused for its
 // folder), and a typo in a rule or a script must not litter accounts with
-// mailboxes. Every account has Junk from the start. Should Sieve's
-// ":create" (RFC 5490 §3.2) come, it will be a field of Verdict, not a
-// change of this default.
+// mailboxes. Every account has Junk from the start. Only a Copy with
+// Create (Sieve's fileinto :create, RFC 5490 §3.2) makes a missing mailbox.
+//
+// # Several copies, appended fields, commit hooks (for Sieve)
+//
+// Verdict.Copies replaces the one copy with several (Sieve's keep and
+// fileinto each store one): the last filter that sets it decides; a Copy
+// with no mailbox is the default place (the mailbox and flags earlier
+// filters chose, the junk filter's Junk and $Junk, say, plus its own
+// flags); copies into one mailbox are stored once with their flags
+// united. Each copy is stored on its own: a failure after the first fails
+// the account, and its retry stores the first again (a duplicate, not a
+// loss). Verdict.Append adds fields after the message's last header field
+// (Sieve's addheader :last). Verdict.Committed is called once the
+// account's share is done or failed, so a filter can act only on mail
+// that was delivered (a vacation response, duplicate tracking).
+// Message.Planned shows a filter what the earlier ones decided for one
+// account (their fields, mailbox, flags): the Sieve filter, last, reads
+// the junk filter's per-account field and Junk verdict there.
 //
 // # Removing fields
 //

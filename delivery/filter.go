@@ -69,6 +69,44 @@ type Verdict struct {
 	// the original envelope sender. It does not cancel the local copy:
 	// redirect and Discard together forward only.
 	Redirect []string
+
+	// Copies, when not nil, replaces the one stored copy with these (a
+	// Sieve script's keep and fileinto actions): one copy each, in order.
+	// A Copy with Mailbox "" is the copy the account would get without
+	// this verdict: in Mailbox (or an earlier filter's), with Flags (or an
+	// earlier filter's) and its own flags besides. Copies that end up in
+	// the same mailbox are stored once, their flags united. An empty
+	// non-nil list is no copy at all: use Discard. The last filter that
+	// sets Copies decides.
+	Copies []Copy
+	// Append are added after the message's last header field, in order,
+	// in the stored and the redirected copies (Sieve's addheader :last,
+	// RFC 5293 §4). A header that does not end within MaxHeaderBytes gets
+	// them on top with Headers.
+	Append []Field
+	// Committed, when set, is called once after the account's share was
+	// carried out: err is nil when every copy and redirect is durable,
+	// else the account's Result error (a *RejectError when a filter
+	// rejected it). It is not called when the whole message failed
+	// (ErrFilter) or when an earlier filter had rejected the recipient.
+	// A filter acts on a delivery here (a Sieve vacation response,
+	// duplicate tracking: RFC 7352 §3 records only delivered messages).
+	// It runs before Deliver returns; it must not block for long.
+	Committed func(ctx context.Context, err error)
+}
+
+// Copy is one stored copy of a message (Verdict.Copies).
+type Copy struct {
+	// Mailbox is where it goes: "" is the default place (see
+	// Verdict.Copies). A mailbox the account does not have means INBOX,
+	// unless Create.
+	Mailbox string
+	// Flags the copy is stored with.
+	Flags []string
+	// Create makes a missing Mailbox (RFC 5490 §3.2, fileinto :create),
+	// when the store can (an Account that is a MailboxCreator). A name
+	// the store refuses means INBOX.
+	Create bool
 }
 
 // Reply is an SMTP reply (RFC 5321 §4.2, RFC 3463 enhanced code).
@@ -123,6 +161,9 @@ const (
 	maxFlags       = 50
 	maxRedirects   = 20
 	maxMailboxName = 1000
+	// maxCopies bounds the copies one account gets (Sieve's actions are
+	// bounded lower).
+	maxCopies = 50
 )
 
 // plan is the composition of every filter's verdicts for one recipient.
@@ -134,7 +175,11 @@ type plan struct {
 	flags    []string
 	fields   []block // in filter order
 	redirect []string
-	added    int // bytes of fields
+	copies   []Copy  // nil: one copy
+	bottom   []Field // Verdict.Append, in filter order
+	// committed are the filters' Committed hooks, in filter order.
+	committed []func(ctx context.Context, err error)
+	added     int // bytes of fields
 	// drop holds the indices in Message.added of added fields removed;
 	// remove the message's own fields removed; refs counts the refs given.
 	drop   []int
@@ -166,6 +211,9 @@ func (pl *plan) merge(filter string, v Verdict, shown []Field, all int) error {
 		if pl.reply == (Reply{}) {
 			pl.reply = defaultReject
 		}
+		if v.Committed != nil {
+			pl.committed = append(pl.committed, v.Committed)
+		}
 		return nil
 	case Discard:
 		if pl.action != Discard {
@@ -186,6 +234,21 @@ func (pl *plan) merge(filter string, v Verdict, shown []Field, all int) error {
 		if pl.added > maxAddedHeaderBytes {
 			return fmt.Errorf("header fields of more than %d bytes in all", maxAddedHeaderBytes)
 		}
+	}
+	if v.Copies != nil {
+		pl.copies = v.Copies
+	}
+	if len(v.Append) > 0 {
+		pl.bottom = append(pl.bottom, v.Append...)
+		for _, f := range v.Append {
+			pl.added += len(f.Name) + len(f.Value) + 4
+		}
+		if pl.added > maxAddedHeaderBytes {
+			return fmt.Errorf("header fields of more than %d bytes in all", maxAddedHeaderBytes)
+		}
+	}
+	if v.Committed != nil {
+		pl.committed = append(pl.committed, v.Committed)
 	}
 	if len(v.Remove) > 0 {
 		pl.refs += len(v.Remove)
@@ -228,11 +291,31 @@ func (pl *plan) header() string {
 	return b.String()
 }
 
+// topFields lists the added fields in the order header renders them.
+func (pl *plan) topFields() []PlannedField {
+	var out []PlannedField
+	for i := len(pl.fields) - 1; i >= 0; i-- {
+		blk := pl.fields[i]
+		for j, f := range blk.fields {
+			idx := -1
+			if blk.all >= 0 {
+				idx = blk.all + j
+				if slices.Contains(pl.drop, idx) {
+					continue
+				}
+			}
+			out = append(out, PlannedField{Field: f, Added: idx})
+		}
+	}
+	return out
+}
+
 // filter runs every filter once, in order, and composes their verdicts
 // into one plan per recipient. It stops early once every recipient is
 // rejected: nothing a later filter says could change that.
 func (p *Pipeline) filter(ctx context.Context, m *Message, log *slog.Logger) ([]plan, error) {
 	plans := make([]plan, len(m.Recipients))
+	m.plans = plans
 	for _, f := range p.opts.Filters {
 		if !slices.ContainsFunc(plans, func(pl plan) bool { return pl.action != Reject }) {
 			break
@@ -309,18 +392,23 @@ func (v *Verdict) validate() error {
 	default:
 		return fmt.Errorf("unknown action %d", v.Action)
 	}
-	if len(v.Mailbox) > maxMailboxName || strings.ContainsFunc(v.Mailbox, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("bad mailbox name %q", v.Mailbox)
+	if err := validateCopy(v.Mailbox, v.Flags); err != nil {
+		return err
 	}
-	if len(v.Flags) > maxFlags {
-		return fmt.Errorf("more than %d flags", maxFlags)
+	if len(v.Copies) > maxCopies {
+		return fmt.Errorf("more than %d copies", maxCopies)
 	}
-	for _, f := range v.Flags {
-		if !validFlag(f) {
-			return fmt.Errorf("bad flag %q", f)
+	for _, c := range v.Copies {
+		if err := validateCopy(c.Mailbox, c.Flags); err != nil {
+			return err
 		}
 	}
 	for _, f := range v.Headers {
+		if err := f.validate(); err != nil {
+			return err
+		}
+	}
+	for _, f := range v.Append {
 		if err := f.validate(); err != nil {
 			return err
 		}
@@ -341,6 +429,22 @@ func (v *Verdict) validate() error {
 	return nil
 }
 
+// validateCopy checks a mailbox name and flags.
+func validateCopy(mailbox string, flags []string) error {
+	if len(mailbox) > maxMailboxName || strings.ContainsFunc(mailbox, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return fmt.Errorf("bad mailbox name %q", mailbox)
+	}
+	if len(flags) > maxFlags {
+		return fmt.Errorf("more than %d flags", maxFlags)
+	}
+	for _, f := range flags {
+		if !validFlag(f) {
+			return fmt.Errorf("bad flag %q", f)
+		}
+	}
+	return nil
+}
+
 func (r Reply) validate() error {
 	if r.Code < 400 || r.Code > 599 || r.Enhanced[0] != r.Code/100 ||
 		r.Enhanced[1] < 0 || r.Enhanced[1] > 999 || r.Enhanced[2] < 0 || r.Enhanced[2] > 999 {
@@ -351,6 +455,11 @@ func (r Reply) validate() error {
 	}
 	return nil
 }
+
+// Check reports whether the pipeline accepts f in a verdict, so that a
+// filter can leave out a field it built from its input (a Sieve script's
+// addheader) rather than fail the message.
+func (f Field) Check() error { return f.validate() }
 
 // validate accepts a field name of printable ASCII without a colon (RFC
 // 5322 §2.2) and a value whose only line breaks are folds (CRLF before a

@@ -39,6 +39,43 @@ type Message struct {
 	// added are the fields the filters so far added for every recipient
 	// (their Decision.All headers), in order; see Added.
 	added []Field
+	// plans are the verdicts composed so far, per recipient; see Planned.
+	plans []plan
+}
+
+// Planned is what the filters so far decided for one account (see
+// Message.Planned).
+type Planned struct {
+	// Fields are the fields added for the account, for every recipient
+	// and for it alone, in the order the stored copy will have them on
+	// top (the latest filter's first), less those removed.
+	Fields []PlannedField
+	// Mailbox and Flags are the copy's so far ("" and nil: INBOX, none).
+	Mailbox string
+	Flags   []string
+	// Rejected or discarded by an earlier filter.
+	Action Action
+}
+
+// PlannedField is a field filters added. Added is its index in Added()
+// when it was added for every recipient (a FieldRef can remove it), -1
+// when for this account alone.
+type PlannedField struct {
+	Field
+	Added int
+}
+
+// Planned returns what the filters that ran so far decided for account
+// (a Recipient's Account): a later filter (Sieve) reads the junk filter's
+// field and Junk mailbox from it. The caller must not modify it.
+func (m *Message) Planned(account string) Planned {
+	for i, r := range m.Recipients {
+		if r.Account == account && i < len(m.plans) {
+			pl := &m.plans[i]
+			return Planned{Fields: pl.topFields(), Mailbox: pl.mailbox, Flags: pl.flags, Action: pl.action}
+		}
+	}
+	return Planned{}
 }
 
 // Added returns the fields earlier filters added for every recipient (an

@@ -74,7 +74,9 @@ type Store struct {
 	log   *slog.Logger
 	cache *cache
 
-	activeStmt *sql.Stmt // on the read pool: name, hash of the active script
+	// Prepared on the read pool, for every delivery: the active script's
+	// name and hash, the out-of-office, whether a response was sent.
+	activeStmt, vacationStmt, respondedStmt *sql.Stmt
 }
 
 var migrations = []sqlitedb.Migration{
@@ -138,17 +140,29 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sievestore: %w", err)
 	}
 	s := &Store{db: db, opts: opts, log: opts.Logger, cache: newCache(cacheEntries)}
-	s.activeStmt, err = db.Read.PrepareContext(ctx, `SELECT name, hash FROM scripts WHERE account = ? AND active = 1`)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sievestore: %w", err)
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		q    string
+	}{
+		{&s.activeStmt, `SELECT name, hash FROM scripts WHERE account = ? AND active = 1`},
+		{&s.vacationStmt, `SELECT subject, message, start, until, period, modified FROM vacations WHERE account = ?`},
+		{&s.respondedStmt, `SELECT count(*) FROM responses WHERE account = ? AND handle = ? AND sender = ? AND expires > ?`},
+	} {
+		if *p.stmt, err = db.Read.PrepareContext(ctx, p.q); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sievestore: %w", err)
+		}
 	}
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.activeStmt.Close()
+	for _, st := range []*sql.Stmt{s.activeStmt, s.vacationStmt, s.respondedStmt} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	return s.db.Close()
 }
 

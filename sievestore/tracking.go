@@ -77,8 +77,7 @@ func (s *Store) SetVacation(ctx context.Context, account string, v Vacation) err
 func (s *Store) Vacation(ctx context.Context, account string) (*Vacation, error) {
 	var v Vacation
 	var start, end, period, modified int64
-	err := s.db.Read.QueryRowContext(ctx, `SELECT subject, message, start, until, period, modified FROM vacations WHERE account = ?`, account).
-		Scan(&v.Subject, &v.Message, &start, &end, &period, &modified)
+	err := s.vacationStmt.QueryRowContext(ctx, account).Scan(&v.Subject, &v.Message, &start, &end, &period, &modified)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no out-of-office for %s", ErrNotFound, account)
 	}
@@ -148,6 +147,14 @@ func (s *Store) ClaimResponse(ctx context.Context, account, handle, sender strin
 		return true, nil
 	}
 	now := s.opts.Now().Unix()
+	// The common case, a sender answered already, needs no write.
+	var n int
+	if err := s.respondedStmt.QueryRowContext(ctx, account, handle, sender, now).Scan(&n); err != nil {
+		return false, fmt.Errorf("sievestore: vacation tracking of %s: %w", account, err)
+	}
+	if n > 0 {
+		return false, nil
+	}
 	claimed := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var expires int64

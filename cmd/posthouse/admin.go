@@ -21,6 +21,8 @@ import (
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
+	"github.com/posthouse/posthouse/sieve"
+	"github.com/posthouse/posthouse/sievestore"
 )
 
 // adminEnv is what an admin subcommand works with. The system database is
@@ -37,6 +39,21 @@ type adminEnv struct {
 	storeOnce sync.Once
 	store     mailstore.Store
 	storeErr  error
+
+	sieveOnce sync.Once
+	sieve     *sievestore.Store
+	sieveErr  error
+}
+
+// Sieve opens the users' Sieve scripts on first use.
+func (e *adminEnv) Sieve(ctx context.Context) (*sievestore.Store, error) {
+	e.sieveOnce.Do(func() {
+		e.sieve, e.sieveErr = openSieveStore(ctx, e.cfg, e.log)
+		if e.sieveErr != nil {
+			e.sieveErr = fmt.Errorf("open sieve scripts: %w", e.sieveErr)
+		}
+	})
+	return e.sieve, e.sieveErr
 }
 
 // Store opens the mailstore on first use.
@@ -55,6 +72,11 @@ func (e *adminEnv) Store(ctx context.Context) (mailstore.Store, error) {
 }
 
 func (e *adminEnv) close() {
+	if e.sieve != nil {
+		if err := e.sieve.Close(); err != nil {
+			e.log.Error("close sieve scripts", "err", err)
+		}
+	}
 	if e.store != nil {
 		if err := e.store.Close(); err != nil {
 			e.log.Error("close mailstore", "err", err)
@@ -85,7 +107,9 @@ func adminCommands() []adminCommand {
 		{"dns", "print the DNS records a domain needs (MX, SPF, DKIM, DMARC, client setup)", runAdminDNS},
 		{"domain", "add, list and remove the domains we receive mail for", runAdminDomain},
 		{"queue", "list, show, retry and remove outbound messages", runAdminQueue},
+		{"sieve", "list, get, put, activate and remove users' Sieve scripts (filter rules)", runAdminSieve},
 		{"user", "add, list, change and remove users (mailboxes)", runAdminUser},
+		{"vacation", "set, show and turn off a user's out-of-office response", runAdminVacation},
 	}
 }
 
@@ -184,14 +208,16 @@ func adminExitCode(err error) int {
 	switch {
 	case errors.Is(err, auth.ErrInvalidAddress), errors.Is(err, auth.ErrInvalidDomain),
 		errors.Is(err, auth.ErrEmptyPassword), errors.Is(err, auth.ErrAliasLoop),
-		errors.Is(err, mailstore.ErrBadAccountName):
+		errors.Is(err, mailstore.ErrBadAccountName),
+		errors.Is(err, sievestore.ErrBadName), errors.Is(err, sievestore.ErrQuota), errors.As(err, new(*sieve.Error)):
 		return exitUsage
 	case errors.Is(err, auth.ErrNoSuchDomain), errors.Is(err, auth.ErrNoSuchUser),
-		errors.Is(err, auth.ErrNoSuchAlias), errors.Is(err, auth.ErrNoSuchGrant), errors.Is(err, mailstore.ErrNoSuchAccount):
+		errors.Is(err, auth.ErrNoSuchAlias), errors.Is(err, auth.ErrNoSuchGrant), errors.Is(err, mailstore.ErrNoSuchAccount),
+		errors.Is(err, sievestore.ErrNotFound):
 		return exitNotFound
-	case errors.Is(err, auth.ErrExists):
+	case errors.Is(err, auth.ErrExists), errors.Is(err, sievestore.ErrExists):
 		return exitExists
-	case errors.Is(err, auth.ErrDomainNotEmpty):
+	case errors.Is(err, auth.ErrDomainNotEmpty), errors.Is(err, sievestore.ErrActive):
 		return exitRefused
 	}
 	return exitFailure

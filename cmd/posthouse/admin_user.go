@@ -173,6 +173,15 @@ func userRemove(ctx context.Context, env *adminEnv, args []string) error {
 	if err := env.auth.RemoveUser(ctx, u.Address); err != nil {
 		return err
 	}
+	// Their Sieve scripts, out-of-office and tracking go with the login,
+	// whether or not the mail stays.
+	st, err := env.Sieve(ctx)
+	if err == nil {
+		err = st.DeleteAccount(ctx, u.Address)
+	}
+	if err != nil {
+		return fmt.Errorf("user %s removed, but not their Sieve scripts: %w", u.Address, err)
+	}
 	if *keepMail {
 		fmt.Fprintf(env.stdout, "removed user %s (mail kept)\n", u.Address)
 		return nil

@@ -15,7 +15,7 @@ import (
 // state of its own, so the services that need one each build it here from
 // the same shared resources: smtpd for SMTP intake, the queue for its
 // local transport. Filters run in order: inbound authentication (SPF,
-// DKIM, DMARC), the milters, the junk filter.
+// DKIM, DMARC), the milters, the junk filter, users' Sieve scripts.
 func newPipeline(log *slog.Logger, users *auth.DB, store mailstore.Store, q delivery.Queue, filters ...delivery.Filter) (*delivery.Pipeline, error) {
 	opts := delivery.Options{
 		Logger:    log.With("proto", "delivery"),

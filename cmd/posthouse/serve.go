@@ -46,7 +46,7 @@ type app struct {
 	// junk is the built-in junk filter; nil when [inbound] junk_filter
 	// is off.
 	junk *junkFilter
-	// sieve holds users' Sieve scripts (ManageSieve).
+	// sieve holds users' Sieve scripts (data_dir/sieve.sqlite).
 	sieve *sievestore.Store
 }
 
@@ -122,11 +122,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if junkF != nil {
 		defer closeLogged(log, "junk database", junkF.db)
 	}
-	sieveStore, err := openSieveStore(runCtx, cfg, log.With("proto", "sievestore"))
-	if err != nil {
-		return fmt.Errorf("open sieve store: %w", err)
-	}
-	defer closeLogged(log, "sieve store", sieveStore)
 	rewriter, err := openSRS(cfg)
 	if err != nil {
 		return fmt.Errorf("srs: %w", err)
@@ -147,7 +142,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("delivery filters: %w", err)
 	}
-	filters := append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...)
+	sieveDB, err := openSieveStore(runCtx, cfg, log.With("proto", "sieve"))
+	if err != nil {
+		return fmt.Errorf("sieve scripts: %w", err)
+	}
+	defer closeLogged(log, "sieve database", sieveDB)
+	sieveF, err := sieveFilter(cfg, log.With("proto", "sieve"), sieveDB, q, store)
+	if err != nil {
+		return fmt.Errorf("sieve filter: %w", err)
+	}
+	filters := append(append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...), sieveF)
 	pipeline, err := newPipeline(log, authDB, store, q, filters...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
@@ -177,7 +181,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		delivery: pipeline,
 		srs:      rewriter,
 		junk:     junkF,
-		sieve:    sieveStore,
+		sieve:    sieveDB,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be

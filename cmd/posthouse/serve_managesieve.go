@@ -2,26 +2,11 @@ package main
 
 import (
 	"context"
-	"log/slog"
-	"path/filepath"
 
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/managesieve"
 	"github.com/posthouse/posthouse/sieve"
-	"github.com/posthouse/posthouse/sievestore"
 )
-
-// sieveOptions are the options Sieve scripts are compiled and run with;
-// the script store and ManageSieve's SIEVE and MAXREDIRECTS capabilities
-// take the same value.
-func sieveOptions(cfg *config.Config) sieve.Options { return sieve.Options{} }
-
-// openSieveStore opens the users' Sieve scripts, data_dir/sieve.sqlite.
-func openSieveStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sievestore.Store, error) {
-	return sievestore.Open(ctx, filepath.Join(cfg.DataDir, "sieve.sqlite"),
-		sievestore.Options{Compile: sieveOptions(cfg), Logger: log})
-}
 
 // startManageSieve opens the "managesieve" listener (4190, STARTTLS; RFC
 // 5804 has no implicit-TLS port). It has its own connection counter, as
@@ -44,8 +29,10 @@ func manageSieveOptions(a *app, conns *limit.Conns) managesieve.Options {
 		LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
 		Store:            a.sieve,
 		Auth:             a.auth,
-		Sieve:            sieveOptions(a.cfg),
-		Conns:            conns,
-		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
+		// The options openSieveStore compiles with (the defaults), so
+		// that SIEVE and MAXREDIRECTS say what PUTSCRIPT accepts.
+		Sieve:        sieve.Options{},
+		Conns:        conns,
+		LoginTimeout: a.cfg.Limits.LoginTimeout.Duration,
 	}
 }
