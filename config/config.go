@@ -52,6 +52,9 @@ type Listen struct {
 	POP3S       string `toml:"pop3s"`       // ":995"
 	IMAP        string `toml:"imap"`        // ":143"
 	IMAPS       string `toml:"imaps"`       // ":993"
+	// ManageSieve (RFC 5804): users manage their Sieve filters with
+	// STARTTLS then AUTHENTICATE. ":4190".
+	ManageSieve string `toml:"managesieve"`
 	// HTTP and HTTPS serve mail client autoconfiguration (Thunderbird
 	// autoconfig, Outlook autodiscover) and ACME HTTP-01/TLS-ALPN-01
 	// challenges. Disabled by default: ports 80 and 443 usually belong to a
@@ -244,6 +247,7 @@ func Default() *Config {
 			POP3S:       ":995",
 			IMAP:        ":143",
 			IMAPS:       ":993",
+			ManageSieve: ":4190",
 		},
 		Limits: Limits{
 			MaxMessageSize:      50 << 20,

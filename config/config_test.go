@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993"}
+	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993", ManageSieve: ":4190"}
 	if c.Listen != want {
 		t.Errorf("listen = %+v, want %+v", c.Listen, want)
 	}
@@ -164,6 +164,8 @@ func TestValidate(t *testing.T) {
 		{"bad port", "[listen]\nimap = \":99999\"\n", 2, "listen.imap", "between 1 and 65535"},
 		{"port zero", "[listen]\nimap = \":0\"\n", 2, "listen.imap", "between 1 and 65535"},
 		{"duplicate listen", "[listen]\nimap = \":25\"\n", 2, "listen.imap", "also used by listen.smtp"},
+		{"managesieve clash", "[listen]\nmanagesieve = \":993\"\n", 2, "listen.managesieve", "also used by listen.imaps"},
+		{"bad managesieve", "[listen]\nmanagesieve = \"4190\"\n", 2, "listen.managesieve", "host:port"},
 		{"wildcard clash", "[listen]\nimap = \"127.0.0.1:25\"\n", 2, "listen.imap", "also used by listen.smtp"},
 		{"bad hostname", "hostname = \"mail example\"\n", 1, "hostname", "not a valid host name"},
 		{"empty hostname", "hostname = \"\"\n", 1, "hostname", "must not be empty"},

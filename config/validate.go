@@ -236,7 +236,7 @@ type Listener struct {
 }
 
 // Listeners lists [listen] in a fixed order: smtp, submission, submissions,
-// pop3, pop3s, imap, imaps, http, https.
+// pop3, pop3s, imap, imaps, managesieve, http, https.
 func (c *Config) Listeners() []Listener {
 	return []Listener{
 		{"smtp", c.Listen.SMTP, 25},
@@ -246,6 +246,7 @@ func (c *Config) Listeners() []Listener {
 		{"pop3s", c.Listen.POP3S, 995},
 		{"imap", c.Listen.IMAP, 143},
 		{"imaps", c.Listen.IMAPS, 993},
+		{"managesieve", c.Listen.ManageSieve, 4190},
 		{"http", c.Listen.HTTP, 80},
 		{"https", c.Listen.HTTPS, 443},
 	}

@@ -9,6 +9,8 @@ import (
 // means the service is off (published with target "." per RFC 6186 §4).
 type Ports struct {
 	Submissions, Submission, IMAPS, IMAP, POP3S, POP3 int
+	// ManageSieve is published as _sieve._tcp (RFC 5804 §1.8).
+	ManageSieve int
 }
 
 // DKIMKey is what Records needs of a DKIM key (package dkim's Key has it
@@ -27,7 +29,8 @@ type Record struct {
 
 // Records lists what domain needs so that mail to it reaches hostname,
 // mail from it passes SPF, DKIM and DMARC, and mail clients configure
-// themselves (RFC 6186 SRV records, autoconfig/autodiscover names).
+// themselves (RFC 6186 SRV records, autoconfig/autodiscover names, and
+// RFC 5804's _sieve._tcp for ManageSieve).
 func Records(domain, hostname string, keys []DKIMKey, ports Ports) []Record {
 	d := strings.ToLower(strings.TrimSuffix(domain, ".")) + "."
 	h := strings.ToLower(strings.TrimSuffix(hostname, ".")) + "."
@@ -80,6 +83,12 @@ func Records(domain, hostname string, keys []DKIMKey, ports Ports) []Record {
 			continue
 		}
 		recs = append(recs, Record{Comment: comment, Zone: fmt.Sprintf("%s.%s 3600 IN SRV %d 1 %d %s", s.name, d, prio, s.port, h)})
+	}
+	const sieveComment = "ManageSieve (RFC 5804 §1.8), where Sieve filter editors (Thunderbird's Sieve add-on, Roundcube, sieve-connect) find the server."
+	if ports.ManageSieve == 0 {
+		add(sieveComment, "_sieve._tcp.%s 3600 IN SRV 0 0 0 .", d)
+	} else {
+		add(sieveComment, "_sieve._tcp.%s 3600 IN SRV 0 1 %d %s", d, ports.ManageSieve, h)
 	}
 	return recs
 }

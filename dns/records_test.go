@@ -8,7 +8,7 @@ import (
 )
 
 func TestRecords(t *testing.T) {
-	ports := dns.Ports{Submissions: 465, Submission: 587, IMAPS: 993}
+	ports := dns.Ports{Submissions: 465, Submission: 587, IMAPS: 993, ManageSieve: 4190}
 	zones := func(recs []dns.Record) string {
 		var b strings.Builder
 		for _, r := range recs {
@@ -27,6 +27,7 @@ func TestRecords(t *testing.T) {
 		"_submission._tcp.a.test. 3600 IN SRV 10 1 587 mail.a.test.\n",
 		"_imaps._tcp.a.test. 3600 IN SRV 0 1 993 mail.a.test.\n",
 		"_imap._tcp.a.test. 3600 IN SRV 0 0 0 .\n", // RFC 6186 §4: not offered
+		"_sieve._tcp.a.test. 3600 IN SRV 0 1 4190 mail.a.test.\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("records lack %q:\n%s", want, got)
@@ -37,6 +38,9 @@ func TestRecords(t *testing.T) {
 		if strings.HasPrefix(r.Comment, "DKIM") {
 			comment = r.Comment
 		}
+	}
+	if got := zones(dns.Records("a.test", "mail.a.test", nil, dns.Ports{})); !strings.Contains(got, "_sieve._tcp.a.test. 3600 IN SRV 0 0 0 .\n") {
+		t.Errorf("ManageSieve off is not published as not offered:\n%s", got)
 	}
 	if !strings.Contains(comment, "posthouse admin dkim generate a.test") {
 		t.Errorf("without keys, the DKIM comment is %q", comment)

@@ -97,7 +97,7 @@ func walkSources() {
 }
 
 // listenerNames are the [listen] entries the harness always enables.
-var listenerNames = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps"}
+var listenerNames = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "managesieve"}
 
 // Server is one running posthouse serve.
 type Server struct {

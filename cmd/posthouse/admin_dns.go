@@ -30,6 +30,7 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		IMAP:        listenPort(env.cfg.Listen.IMAP),
 		POP3S:       listenPort(env.cfg.Listen.POP3S),
 		POP3:        listenPort(env.cfg.Listen.POP3),
+		ManageSieve: listenPort(env.cfg.Listen.ManageSieve),
 	}
 	for _, w := range clientSetupWarnings(env.cfg) {
 		fmt.Fprintf(env.stderr, "warning: %s\n", w)

@@ -86,7 +86,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 // serve runs until ctx is done, then shuts down. It reads in the order
 // things start: data_dir → databases (users, mailstore, outbound queue) →
 // mailstore reconciliation → certificates and the shared *tls.Config →
-// queue workers → listeners (smtp, imap, pop3, http). They stop in reverse,
+// queue workers → listeners (smtp, imap, pop3, managesieve, http). They stop in reverse,
 // in two phases (shutdownServices); the databases close last.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	started := time.Now()
@@ -204,6 +204,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		{"smtp", startSMTP},
 		{"imap", startIMAP},
 		{"pop3", startPOP3},
+		{"managesieve", startManageSieve},
 		{"http", startHTTP},
 	}
 	for _, l := range listeners {

@@ -89,7 +89,7 @@ func loopbackConfig(t *testing.T) *config.Config {
 	t.Helper()
 	c := testConfig(t)
 	for _, p := range []*string{&c.Listen.SMTP, &c.Listen.Submission, &c.Listen.Submissions, &c.Listen.IMAP,
-		&c.Listen.IMAPS, &c.Listen.POP3, &c.Listen.POP3S, &c.Listen.HTTP, &c.Listen.HTTPS} {
+		&c.Listen.IMAPS, &c.Listen.POP3, &c.Listen.POP3S, &c.Listen.ManageSieve, &c.Listen.HTTP, &c.Listen.HTTPS} {
 		*p = "127.0.0.1:0"
 	}
 	return c
@@ -114,9 +114,9 @@ func TestServeLifecycle(t *testing.T) {
 	}
 	want := []string{
 		"listening smtp", "listening submission", "listening submissions",
-		"listening imap", "listening imaps", "listening pop3", "listening pop3s",
+		"listening imap", "listening imaps", "listening pop3", "listening pop3s", "listening managesieve",
 		"listening http", "listening https", "started",
-		"stopped http", "stopped pop3", "stopped imap", "stopped smtp", "stopped junk learner", "stopped queue",
+		"stopped http", "stopped managesieve", "stopped pop3", "stopped imap", "stopped smtp", "stopped junk learner", "stopped queue",
 	}
 	if got := rec.get(); !reflect.DeepEqual(got, want) {
 		t.Errorf("events\n%q\nwant\n%q", got, want)
@@ -213,5 +213,12 @@ func TestLoginTimeoutsAligned(t *testing.T) {
 		if got := pop3Options(a, name, nil).LoginTimeout; got != 17*time.Second {
 			t.Errorf("%s LoginTimeout = %s", name, got)
 		}
+	}
+	if got := manageSieveOptions(a, nil).LoginTimeout; got != 17*time.Second {
+		t.Errorf("managesieve LoginTimeout = %s", got)
+	}
+	cfg.IMAP.LoopbackIsSecure = false
+	if manageSieveOptions(a, nil).LoopbackIsSecure {
+		t.Error("managesieve takes loopback as secure while [imap] does not")
 	}
 }

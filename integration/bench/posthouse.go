@@ -131,6 +131,7 @@ imap = "127.0.0.1:%d"
 imaps = ""
 pop3 = "127.0.0.1:%d"
 pop3s = ""
+managesieve = ""
 
 [limits]
 max_message_size = "100MiB"
