@@ -97,6 +97,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapUnauthenticate,
 			imap.CapContextSearch, // Posthouse patch
 			imap.CapPartial,       // Posthouse patch
+			imap.CapMultiAppend,   // Posthouse patch
+			imap.CapCatenate,      // Posthouse patch
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {
