@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -364,5 +365,33 @@ m.logout()
 		if !strings.Contains(string(out), want) {
 			t.Errorf("imaplib output lacks %q", want)
 		}
+	}
+}
+
+// TestCatenateStreams: a CATENATE of a large stored message is streamed
+// through the spool into the store, never held whole in memory (counted
+// with runtime.MemStats.TotalAlloc, with a wide margin).
+func TestCatenateStreams(t *testing.T) {
+	const size = 16 << 20
+	ts := newTestServer(t, func(o *Options) { o.MaxAppendSize = 64 << 20 })
+	body := strings.Repeat(strings.Repeat("z", 998)+"\r\n", size/1000)
+	ts.deliver(t, "alice@example.org", "", "Subject: big\r\n\r\n"+body)
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	rc.mustOK("NOOP")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, d := rc.cmd(`APPEND Drafts CATENATE (URL "/INBOX/;UID=1" URL "/INBOX/;UID=1/;SECTION=TEXT")`); !strings.HasPrefix(d, "OK") {
+		t.Fatalf("APPEND: %q", d)
+	}
+	runtime.ReadMemStats(&after)
+	if n := ts.messagesIn(t, "Drafts"); n != "1" {
+		t.Fatalf("%s messages", n)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("APPEND of %d bytes by CATENATE: %d bytes allocated", 2*size, alloc)
+	if alloc > size/2 {
+		t.Errorf("APPEND of a %d-byte CATENATE allocated %d bytes", 2*size, alloc)
 	}
 }
