@@ -160,10 +160,9 @@ func (s *session) AppendMessages(name string, r *imapserver.AppendReader) (*imap
 	maxCmd := max(maxMsg, minAppendCommandBytes)
 	urls := 0
 	for {
-		left := maxCmd - sp.size
-		if left <= 0 {
-			return nil, errCommandTooBig
-		}
+		// A literal exactly at what is left is accepted; past the end
+		// of the command's budget, the check below refuses it.
+		left := max(maxCmd-sp.size, 1)
 		m, err := r.Next(min(maxMsg, left))
 		if err == io.EOF {
 			break
@@ -187,6 +186,9 @@ func (s *session) AppendMessages(name string, r *imapserver.AppendReader) (*imap
 			return nil, s.spoolFailed(err)
 		}
 		msg.size = sp.size - msg.off
+		if sp.size > maxCmd {
+			return nil, errCommandTooBig
+		}
 		sp.msgs = append(sp.msgs, msg)
 	}
 	return s.storeSpooled(mb, sp)
