@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
@@ -16,27 +15,12 @@ import (
 // IMAP literal may hold, so BODY[n] of such a part could not be sent. Such
 // parts are stored base64-encoded, their header saying so; BINARY[n] and
 // BINARY.SIZE[n] decode them back to the bytes the client sent. The
-// literal is spooled to a temporary file (it is at most MaxAppendSize),
-// located with mimeparse (bounded whatever it holds) and streamed to the
-// store; nothing is held whole in memory.
+// literal is spooled (append.go), located with mimeparse (bounded
+// whatever it holds) and streamed to the store; nothing is held whole in
+// memory.
 
 // base64Line is the encoded line length (RFC 2045 §6.8: at most 76).
 const base64Line = 76
-
-// spoolLiteral copies r to a temporary file, removed by the returned func.
-func spoolLiteral(r io.Reader) (*os.File, int64, func(), error) {
-	f, err := os.CreateTemp("", "posthouse-append-*")
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	cleanup := func() { f.Close(); os.Remove(f.Name()) }
-	n, err := io.Copy(f, r)
-	if err != nil {
-		cleanup()
-		return nil, 0, nil, err
-	}
-	return f, n, cleanup, nil
-}
 
 // binaryLeaves lists the leaf parts whose transfer encoding is binary, in
 // message order.
@@ -60,11 +44,8 @@ func binaryLeaves(p *mimeparse.Part, out []*mimeparse.Part) []*mimeparse.Part {
 
 // binaryToBase64 returns the message in f (size bytes) with its binary
 // parts base64-encoded, as a stream, or nil when it has none.
-func binaryToBase64(f *os.File, size int64) (io.ReadCloser, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	root, err := mimeparse.Parse(io.LimitReader(f, size))
+func binaryToBase64(f io.ReaderAt, size int64) (io.ReadCloser, error) {
+	root, err := mimeparse.Parse(io.NewSectionReader(f, 0, size))
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +60,7 @@ func binaryToBase64(f *os.File, size int64) (io.ReadCloser, error) {
 	return pr, nil
 }
 
-func writeConverted(w io.Writer, f *os.File, size int64, parts []*mimeparse.Part) error {
+func writeConverted(w io.Writer, f io.ReaderAt, size int64, parts []*mimeparse.Part) error {
 	var pos int64
 	for _, p := range parts {
 		if p.Start < pos || p.End > size {

@@ -80,9 +80,35 @@
 // literal may hold, so BODY[n] of such a part could never be sent.
 // Posthouse stores such parts base64-encoded (their header says so), as
 // Dovecot does; BINARY[n] and BINARY.SIZE[n] decode them back to the bytes
-// sent. The literal is spooled to a temporary file and streamed through
-// the conversion to the store (binary.go); only literal8 APPENDs take this
-// path.
+// sent. The spooled literal (see below) is streamed through the
+// conversion to the store (binary.go); only literal8 messages (and
+// CATENATE messages with a literal8 TEXT part) take this path.
+//
+// # MULTIAPPEND and CATENATE
+//
+// The library hands the session each message of an APPEND in turn (a
+// patch, SessionAppendMessages); every APPEND, single or MULTIAPPEND
+// (RFC 3502), is spooled to one unlinked temporary file per command and
+// stored only once the library has read the command's end (append.go).
+// A dropped connection, bad syntax, a message over MaxAppendSize, more
+// than 1,000 messages or a bad URL therefore store nothing. Before
+// storing, the whole command is checked against the quota; a store call
+// that still fails part way has the messages already stored flagged
+// \Deleted and expunged by UID (other sessions see them come and go:
+// mailstore has no multi-message transaction, and adding one for this
+// rare case was not worth widening its interface). APPENDUID carries the
+// UID set (RFC 4315). CATENATE (RFC 4469) parts are TEXT literals and IMAP
+// URLs (RFC 5092, parsed in imapurl.go, bounded and fuzzed) naming a
+// message or section of this user's own mailboxes: relative ("/mailbox
+// ;UIDVALIDITY=n/;UID=n/;SECTION=x/;PARTIAL=o.l", or ";UID=n…" in the
+// selected mailbox) or imap:// naming Options.Hostname and the logged-in
+// user; anything else, a wrong UIDVALIDITY, or a missing message or
+// section is NO [BADURL url]. Sections are located by mimeparse exactly
+// as for FETCH BODY[section]<partial> and streamed into the spool. A
+// message has at most 1,000 parts, a command 10,000 URLs; a message built
+// over MaxAppendSize is NO [TOOBIG]. After a failure the library reads
+// the rest of the command, keeping nothing, and refuses the next
+// synchronizing literal rather than asking for it.
 //
 // Sequence numbers from the client are decoded with the session's tracker
 // (SessionTracker.DecodeSeqNum) into the server view and then into UIDs
@@ -210,7 +236,8 @@
 // Autologout". Literals are read within 5 minutes. Literals of
 // commands other than APPEND are capped at 4 KiB by the library; APPEND
 // literals larger than Options.MaxAppendSize are refused with NO [TOOBIG]
-// before the client sends them. Connections over a limit of Options.Conns
+// before the client sends them, as are those that would take one APPEND
+// command's spool over 1 GiB (or MaxAppendSize if larger). Connections over a limit of Options.Conns
 // (per address, total; cmd sets no rate for IMAP) get "* BYE [UNAVAILABLE]"
 // in plain text, on imaps too, and are closed before a session exists.
 // IMAP connections are never evicted to make room for others.

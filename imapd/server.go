@@ -44,6 +44,9 @@ type Options struct {
 	// MaxAppendSize is the largest APPEND literal accepted (APPENDLIMIT);
 	// zero means DefaultMaxAppendSize.
 	MaxAppendSize int64
+	// Hostname is this server's name: an absolute IMAP URL in CATENATE
+	// (RFC 4469) must name it. Empty: only relative URLs are accepted.
+	Hostname string
 	// IdleTimeout is how long an authenticated client may stay silent
 	// (IDLE included) before "* BYE Autologout"; zero means 35 minutes
 	// (RFC 9051 §5.4: at least 30). LoginTimeout is the same before login;
@@ -172,6 +175,8 @@ func capabilities() imap.CapSet {
 		imap.CapESort:            {},
 		"THREAD=REFERENCES":      {},
 		"THREAD=ORDEREDSUBJECT":  {},
+		imap.CapMultiAppend:      {},
+		imap.CapCatenate:         {},
 	}
 	for _, c := range slices.Concat(quotaCaps, objectIDCaps, notifyCaps, []imap.Cap{imapserver.CapCompressDeflate}) {
 		caps[c] = struct{}{}

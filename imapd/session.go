@@ -3,7 +3,6 @@ package imapd
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -87,6 +86,7 @@ var (
 	_ imapserver.SessionQuota           = (*session)(nil)
 	_ imapserver.SessionCreateMailboxID = (*session)(nil)
 	_ imapserver.SessionNotify          = (*session)(nil)
+	_ imapserver.SessionAppendMessages  = (*session)(nil)
 )
 
 func (s *session) op() (context.Context, context.CancelFunc) {
@@ -225,21 +225,6 @@ func (s *session) Namespace() (*imap.NamespaceData, error) {
 
 func (s *session) AppendLimit() uint32 {
 	return uint32(s.srv.opts.MaxAppendSize)
-}
-
-// literalReader remembers why reading an APPEND literal failed, so a
-// client's failure is told apart from the store's.
-type literalReader struct {
-	r   io.Reader
-	err error
-}
-
-func (l *literalReader) Read(p []byte) (int, error) {
-	n, err := l.r.Read(p)
-	if err != nil && err != io.EOF {
-		l.err = err
-	}
-	return n, err
 }
 
 // checkName refuses names that cannot be a mailbox of ours before they reach
@@ -401,57 +386,6 @@ func (s *session) statusData(name string, mb mailstore.Mailbox, st mailstore.Sta
 		d.MailboxID = mailboxID(mb)
 	}
 	return d
-}
-
-func (s *session) Append(name string, r imap.LiteralReader, options *imap.AppendOptions) (*imap.AppendData, error) {
-	name = canonName(name)
-	if err := checkName(name); err != nil {
-		return nil, err
-	}
-	ctx, cancel := s.op()
-	defer cancel()
-	lit := &literalReader{r: r}
-	var body io.Reader = lit
-	if options.Binary {
-		// binary.go: binary parts are stored base64-encoded.
-		f, size, cleanup, err := spoolLiteral(lit)
-		if err != nil {
-			if lit.err != nil {
-				return nil, lit.err
-			}
-			return nil, mapError(s.log, "append", err, errDest)
-		}
-		defer cleanup()
-		conv, err := binaryToBase64(f, size)
-		if err != nil {
-			return nil, mapError(s.log, "append", err, errDest)
-		}
-		if conv != nil {
-			defer conv.Close()
-			body = conv
-		} else {
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				return nil, mapError(s.log, "append", err, errDest)
-			}
-			body = io.LimitReader(f, size)
-		}
-	}
-	res, err := s.acct.Append(ctx, name, body, mailstore.AppendOptions{
-		Flags:        storableFlags(options.Flags),
-		InternalDate: options.Time,
-	})
-	if err != nil && lit.err != nil {
-		// The client's side failed: the literal was cut short, the
-		// connection dropped, or the command did not end after the
-		// literal (the library's BAD). Nothing was stored, and it is not
-		// our failure to log.
-		return nil, lit.err
-	}
-	if err != nil {
-		return nil, mapError(s.log, "append", err, errDest)
-	}
-	s.log.Debug("append", "mailbox", name, "size", res.Size)
-	return &imap.AppendData{UID: res.UID, UIDValidity: res.UIDValidity}, nil
 }
 
 // storableFlags drops \Recent, which clients may not set (RFC 3501 §2.3.2),

@@ -34,6 +34,9 @@ type failingStore struct {
 
 	mu   sync.Mutex
 	fail map[string]error // by method name
+	// appendsBeforeFail: while "Append" is set to fail, this many calls
+	// still succeed first.
+	appendsBeforeFail int
 }
 
 // withFailingStore runs the test server on fs wrapped around its store.
@@ -85,6 +88,19 @@ func (a *failingAccount) OpenMessage(ctx context.Context, mailboxID int64, uid i
 		return nil, 0, err
 	}
 	return a.Account.OpenMessage(ctx, mailboxID, uid)
+}
+
+func (a *failingAccount) Append(ctx context.Context, mailbox string, r io.Reader, opts mailstore.AppendOptions) (mailstore.AppendResult, error) {
+	if err := a.s.failure("Append"); err != nil {
+		a.s.mu.Lock()
+		ok := a.s.appendsBeforeFail > 0
+		a.s.appendsBeforeFail--
+		a.s.mu.Unlock()
+		if !ok {
+			return mailstore.AppendResult{}, err
+		}
+	}
+	return a.Account.Append(ctx, mailbox, r, opts)
 }
 
 func (a *failingAccount) Expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error) {

@@ -27,6 +27,7 @@ func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
 		ImplicitTLS:      name == "imaps",
 		LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
 		MaxAppendSize:    int64(a.cfg.Limits.MaxMessageSize),
+		Hostname:         a.cfg.Hostname,
 		Conns:            conns,
 		Store:            a.imapStore(),
 		Auth:             a.auth,

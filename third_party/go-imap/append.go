@@ -18,4 +18,8 @@ type AppendData struct {
 	// requires UIDPLUS or IMAP4rev2
 	UID         UID
 	UIDValidity uint32
+	// UIDs, when not empty, are the UIDs of every message of a
+	// MULTIAPPEND (RFC 3502), in APPENDUID's uid-set (RFC 4315 §3);
+	// UID is then ignored. (Posthouse patch.)
+	UIDs UIDSet
 }

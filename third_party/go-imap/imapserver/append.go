@@ -22,6 +22,11 @@ func (c *Conn) handleAppend(tag string, dec *imapwire.Decoder) error {
 	if !dec.ExpectSP() || !dec.ExpectMailbox(&mailbox) || !dec.ExpectSP() {
 		return dec.Err()
 	}
+	// Posthouse patch: a session that reads APPEND itself gets every
+	// message of the command (MULTIAPPEND) through an AppendReader.
+	if sess, ok := c.session.(SessionAppendMessages); ok && c.checkState(imap.ConnStateAuthenticated) == nil {
+		return c.handleAppendMessages(tag, dec, mailbox, sess)
+	}
 
 	hasFlagList, err := dec.List(func() error {
 		flag, err := internal.ExpectFlag(dec)
@@ -120,7 +125,13 @@ func (c *Conn) writeAppendOK(tag string, data *imap.AppendData) error {
 	enc.Atom(tag).SP().Atom("OK").SP()
 	if data != nil {
 		enc.Special('[')
-		enc.Atom("APPENDUID").SP().Number(data.UIDValidity).SP().UID(data.UID)
+		enc.Atom("APPENDUID").SP().Number(data.UIDValidity).SP()
+		if len(data.UIDs) > 0 {
+			// Posthouse patch: MULTIAPPEND's uid-set (RFC 4315 §3).
+			enc.NumSet(data.UIDs)
+		} else {
+			enc.UID(data.UID)
+		}
 		enc.Special(']').SP()
 	}
 	enc.Text("APPEND completed")

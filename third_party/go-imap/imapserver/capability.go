@@ -101,6 +101,8 @@ func (c *Conn) availableCaps() []imap.Cap {
 			imap.CapCondStore, imap.CapQResync, // Posthouse patch: RFC 7162
 			imap.CapSort, imap.CapSortDisplay, imap.CapESort, "CONTEXT=SORT", // Posthouse patch
 			"THREAD=" + imap.Cap(imap.ThreadReferences), "THREAD=" + imap.Cap(imap.ThreadOrderedSubject), // Posthouse patch
+			imap.CapMultiAppend, // Posthouse patch
+			imap.CapCatenate,    // Posthouse patch
 		})
 
 		if appendLimitSession, ok := c.session.(SessionAppendLimit); ok {

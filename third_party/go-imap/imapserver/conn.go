@@ -176,6 +176,9 @@ func (c *Conn) serve() {
 	if _, ok := c.session.(SessionUnauthenticate); !ok && caps.Has(imap.CapUnauthenticate) {
 		panic("imapserver: server advertises UNAUTHENTICATE but session doesn't support it")
 	}
+	if _, ok := c.session.(SessionAppendMessages); !ok && (caps.Has(imap.CapMultiAppend) || caps.Has(imap.CapCatenate)) { // Posthouse patch
+		panic("imapserver: server advertises MULTIAPPEND or CATENATE but session doesn't support SessionAppendMessages")
+	}
 
 	c.state = imap.ConnStateNotAuthenticated
 	statusType := imap.StatusResponseTypeOK

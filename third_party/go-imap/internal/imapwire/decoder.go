@@ -271,6 +271,12 @@ func (dec *Decoder) DiscardUntilByte(untilCh byte) {
 	}
 }
 
+// NewLine starts the MaxSize budget again: a command that goes on after a
+// literal goes on in a new line (Posthouse patch).
+func (dec *Decoder) NewLine() {
+	dec.readBytes = 0
+}
+
 // LineDone marks the current line as fully read, so DiscardLine reads
 // nothing: used when a synchronizing literal is refused, since the client
 // sends nothing more for this command (Posthouse patch).
