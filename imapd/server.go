@@ -170,6 +170,7 @@ func capabilities() imap.CapSet {
 		imap.CapSort:             {},
 		imap.CapSortDisplay:      {},
 		imap.CapESort:            {},
+		"CONTEXT=SORT":           {},
 		"THREAD=REFERENCES":      {},
 		"THREAD=ORDEREDSUBJECT":  {},
 	}

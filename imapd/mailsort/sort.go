@@ -12,7 +12,7 @@ import (
 // Only the fields the criteria use need be filled.
 type Key struct {
 	Num     uint32 // what the response names: sequence number or UID
-	Seq     uint32 // sequence number, the final tie-breaker (RFC 5256 §3)
+	Seq     uint32 // sequence number or UID (same order), the final tie-breaker (RFC 5256 §3)
 	Arrival int64  // internal date, Unix seconds
 	Date    int64  // sent date (SentDate), Unix seconds
 	Size    int64
