@@ -30,7 +30,9 @@ import (
 //
 // Memory: a result costs its encoded keys (the keys the criteria use, 12
 // bytes for ARRIVAL, DATE or SIZE, plus the casemapped string of a
-// SUBJECT or address key) and two string headers per message. A result
+// SUBJECT or address key) and two string headers per message: on 100,000
+// messages, 48 bytes a message sorted by DATE and 77 by a 25-character
+// subject (HeapInuse after GC around newSortedResult). A result
 // over maxLiveSortBytes when made is answered once and not kept (NO
 // [NOUPDATE]); after that it grows only by the messages entering it.
 
