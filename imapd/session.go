@@ -63,9 +63,9 @@ type selected struct {
 	searchRes imap.UIDSet // SEARCHRES "$" (RFC 5182), as UIDs
 
 	// CONTEXT=SEARCH and CONTEXT=SORT (searchctx.go, sortctx.go): the live
-	// results, and the UIDs new
-	// or changed since the last poll (guarded by st.mu; the mailbox
-	// state adds to it while sel is among its watchers).
+	// results, and the UIDs new or changed since the last poll (guarded
+	// by st.mu; the mailbox state adds to it while sel is among its
+	// watchers).
 	live  []*liveSearch
 	dirty imap.UIDSet
 
