@@ -57,7 +57,7 @@
 // handing over to SessionTracker.Idle. After ENABLE IMAP4rev2 a session
 // neither claims nor shows \Recent (RFC 9051 has none).
 //
-// # Live SEARCH results (CONTEXT=SEARCH) and PARTIAL
+// # Live SEARCH and SORT results (CONTEXT=SEARCH, CONTEXT=SORT) and PARTIAL
 //
 // SEARCH RETURN (PARTIAL m:n) (RFC 9394) cuts the ascending result to
 // positions m..n, counted from the end when negative. RETURN (UPDATE)
@@ -69,9 +69,23 @@
 // FETCH, with position 0 (an unsorted result has none). A message of a
 // result that is expunged leaves it by a REMOVEFROM written just before
 // its EXPUNGE (a tracker patch, SetExpungeFunc), while its sequence
-// number still names it. A session keeps at most five live results; a
-// sixth is answered once and followed by "* NO [NOUPDATE tag]"
-// (§4.3.1). CANCELUPDATE ends them, as does leaving the mailbox.
+// number still names it. A session keeps at most five live results,
+// SEARCH and SORT together; a sixth is answered once and followed by
+// "* NO [NOUPDATE tag]" (§4.3.1). UPDATE with the tag of a live result is
+// BAD (§4.3). CANCELUPDATE ends them, as does leaving the mailbox.
+//
+// SORT RETURN (UPDATE) (CONTEXT=SORT, RFC 5267 §4) is the same machinery
+// (sortctx.go) with an order: the result keeps each message's sort key,
+// encoded by mailsort.Encode into one string whose byte order is the sort
+// order (only the keys the criteria use, then the UID), in a list split
+// into blocks. Sort keys never change, so only messages entering or
+// leaving move: the keys of those entering come from the index, their
+// positions from binary search, and ADDTO/REMOVEFROM carry 1-based
+// positions in the result as the client holds it, a run of adjacent
+// messages in one. A result whose keys exceed 8 MiB when made (about
+// 100,000 messages by subject) gets NOUPDATE. MIN, MAX, COUNT and PARTIAL
+// with UPDATE are answered once; the updates cover the whole result
+// (§4.3: UPDATE does not interact with other return options).
 //
 // # APPEND of binary content
 //
@@ -134,9 +148,8 @@
 // file, bounded, keeping only Message-ID, In-Reply-To and References; on
 // 100,000 messages that takes seconds (a store lookup per message), where
 // a References column in the index would take one query. RETURN (PARTIAL
-// m:n) is answered (RFC 9394), but CONTEXT=SORT is not advertised: RFC
-// 5267 §4 also asks for UPDATE (ADDTO/REMOVEFROM as the mailbox changes)
-// and CANCELUPDATE, which Posthouse does not implement for SORT.
+// m:n) is answered (RFC 9394), and RETURN (UPDATE) as above. SEARCH, SORT
+// and THREAD share one search-to-sequence-number step (matching).
 //
 // # Where go-imap v2.0.0-beta.8 falls short, and what we do
 //

@@ -165,7 +165,9 @@ func FuzzCommandLine(f *testing.F) {
 		"FETCH 1:* (EMAILID THREADID)", "SEARCH EMAILID E1 THREADID T1", "SEARCH NOT EMAILID E0", "STATUS INBOX (MAILBOXID)",
 		`LIST "" * RETURN (STATUS (MAILBOXID))`, "CREATE fuzz-mailbox",
 		"NOTIFY SET STATUS (selected (MessageNew (UID BODY.PEEK[HEADER.FIELDS (From)]<0.10>) MessageExpunge)) (subtree (INBOX Archive) (FlagChange))",
-		"NOTIFY SET (personal NONE)", "NOTIFY NONE", "NOTIFY SET (inboxes (MailboxName))", "NOTIFY SET " + strings.Repeat("(personal (MessageNew)) ", 40)} {
+		"NOTIFY SET (personal NONE)", "NOTIFY NONE", "NOTIFY SET (inboxes (MailboxName))", "NOTIFY SET " + strings.Repeat("(personal (MessageNew)) ", 40),
+		"SORT RETURN (UPDATE CONTEXT PARTIAL 1:5) (REVERSE SUBJECT) UTF-8 ALL", "UID SORT RETURN (UPDATE COUNT) (DATE FROM) UTF-8 SEEN",
+		`CANCELUPDATE "T1" "x"`} {
 		f.Add(s)
 	}
 	ts, pl := fuzzServer(f)

@@ -492,37 +492,29 @@ func (s *session) writeStored(w *imapserver.FetchWriter, targets []target, res m
 func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria, options *imap.SearchOptions) (*imap.SearchData, error) {
 	sel := s.sel
 	withModSeq := hasModSeq(criteria)
-	if err := sel.staticCriteria(criteria); err != nil {
-		return nil, err
+	if options.ReturnUpdate {
+		if err := sel.checkLiveTag(options.Tag); err != nil {
+			return nil, err
+		}
 	}
 	ctx, cancel := s.op()
-	uids, err := s.acct.Search(ctx, sel.mailbox.ID, criteria)
+	ts, err := s.matching(ctx, criteria)
 	cancel()
 	if err != nil {
-		return nil, mapError(s.log, "search", err, errSource)
+		return nil, err
 	}
 
 	var (
 		data   imap.SearchData
 		seqSet imap.SeqSet
-		found  []imap.UID
+		found  = make([]imap.UID, len(ts))
 	)
-	st := sel.st
-	st.mu.Lock()
-	for _, uid := range uids {
-		i, ok := st.indexLocked(uid)
-		if !ok {
-			continue
-		}
-		c := sel.tracker.EncodeSeqNum(uint32(i + 1))
-		if c == 0 {
-			continue
-		}
-		found = append(found, uid)
-		num := uint32(uid)
+	for i, t := range ts {
+		found[i] = t.uid
+		num := uint32(t.uid)
 		if kind == imapserver.NumKindSeq {
-			num = c
-			seqSet.AddNum(c)
+			num = t.seq
+			seqSet.AddNum(t.seq)
 		}
 		if data.Min == 0 || num < data.Min {
 			data.Min = num
@@ -532,7 +524,7 @@ func (s *session) Search(kind imapserver.NumKind, criteria *imap.SearchCriteria,
 		}
 		data.Count++
 	}
-	st.mu.Unlock()
+	st := sel.st
 
 	uidSet := mailstore.UIDSetOf(found)
 	if kind == imapserver.NumKindSeq {

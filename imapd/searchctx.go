@@ -9,9 +9,10 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
-// CONTEXT=SEARCH (RFC 5267 §4) and PARTIAL (RFC 9394) for SEARCH.
+// CONTEXT=SEARCH (RFC 5267 §4) and PARTIAL (RFC 9394) for SEARCH, and the
+// live-result machinery CONTEXT=SORT shares (sortctx.go).
 //
-// A SEARCH with RETURN (UPDATE) leaves a live result: its criteria, made
+// A SEARCH or SORT with RETURN (UPDATE) leaves a live result: its criteria, made
 // static (UIDs only, see staticCriteria), and the UIDs it holds. The
 // mailbox state adds the UID of every new or changed message to the dirty
 // set of each selection with live results; the session's poll searches
@@ -21,33 +22,50 @@ import (
 // EXISTS and FETCH responses, in the client's current numbering; a message
 // of a result that is expunged gets its REMOVEFROM just before its EXPUNGE
 // (SessionTracker.SetExpungeFunc), while its sequence number still means
-// it. Positions are 0: an unsorted SEARCH result has no order to place
-// them in (RFC 5267 §4.3.2).
+// it. Positions are 0 for SEARCH: an unsorted result has no order to
+// place them in (RFC 5267 §4.3.2); a SORT result places them (sortctx.go).
+// SEARCH and SORT results share the limit and CANCELUPDATE.
 
 // maxLiveSearches bounds the live results of one session; a further
 // RETURN (UPDATE) is answered once with NO [NOUPDATE] (RFC 5267 §4.3.1).
 // Clients keep one or two (a virtual mailbox view).
 const maxLiveSearches = 5
 
-// liveSearch is one RETURN (UPDATE) result.
+// liveSearch is one RETURN (UPDATE) result of SEARCH or SORT.
 type liveSearch struct {
 	tag      string
 	kind     imapserver.NumKind
 	criteria *imap.SearchCriteria // static: UIDs only
-	result   imap.UIDSet
+	result   imap.UIDSet          // the UIDs in it, as the client knows it
+	// sorted is a SORT result's order (sortctx.go); nil for SEARCH.
+	sorted *sortedResult
 }
 
 // searchUpdate is what a poll found for one live result: UIDs that now
-// match and are not in it, and UIDs in it that no longer match.
+// match and are not in it, and UIDs in it that no longer match. For a SORT
+// result, keys holds the encoded sort key of each UID in add.
 type searchUpdate struct {
 	ls          *liveSearch
 	add, remove []imap.UID
+	keys        []string
 }
 
-// addLiveSearch registers a live result, replacing one with the same tag;
+// errTagInUse answers UPDATE with the tag of a live result (RFC 5267 §4.3:
+// the server SHALL reject it with BAD).
+var errTagInUse = bad(imap.ResponseCodeClientBug, "Tag reuse: a live result has this tag")
+
+// checkLiveTag refuses a RETURN (UPDATE) whose tag names a live result:
+// its updates could not be told apart.
+func (sel *selected) checkLiveTag(tag string) error {
+	if slices.ContainsFunc(sel.live, func(x *liveSearch) bool { return x.tag == tag }) {
+		return errTagInUse
+	}
+	return nil
+}
+
+// addLiveSearch registers a live result (its tag checked by checkLiveTag);
 // false when the session has maxLiveSearches already.
 func (sel *selected) addLiveSearch(ls *liveSearch) bool {
-	sel.live = slices.DeleteFunc(sel.live, func(x *liveSearch) bool { return x.tag == ls.tag })
 	if len(sel.live) >= maxLiveSearches {
 		return false
 	}
@@ -156,6 +174,15 @@ func (s *session) evalLiveSearches() []searchUpdate {
 				up.remove = append(up.remove, uid)
 			}
 		}
+		if up.ls.sorted != nil && len(up.add) > 0 {
+			if err := s.sortKeysOf(&up); err != nil {
+				s.log.Error("live sort", "mailbox", sel.mailbox.Name, "err", err)
+				st.mu.Lock()
+				sel.dirty.AddSet(presentSet)
+				st.mu.Unlock()
+				continue
+			}
+		}
 		if len(up.add)+len(up.remove) > 0 {
 			ups = append(ups, up)
 		}
@@ -171,18 +198,25 @@ func (s *session) writeLiveSearchUpdates(w *imapserver.UpdateWriter, ups []searc
 	sel := s.sel
 	st := sel.st
 	for _, up := range ups {
+		if up.ls.sorted != nil {
+			if err := s.writeSortUpdates(w, up); err != nil {
+				return err
+			}
+			continue
+		}
 		var removed, added []uint32
 		var removedUIDs, addedUIDs []imap.UID
 		st.mu.Lock()
 		for _, uid := range up.remove {
-			if !up.ls.result.Contains(uid) {
-				continue // expunged meanwhile: the expunge hook told
+			c := sel.clientSeqLocked(uid)
+			if c == 0 || !up.ls.result.Contains(uid) {
+				// Expunged meanwhile: the expunge hook tells (or told)
+				// the client, just before the EXPUNGE.
+				continue
 			}
 			up.ls.result = removeUID(up.ls.result, uid)
-			if c := sel.clientSeqLocked(uid); c != 0 {
-				removed = append(removed, c)
-				removedUIDs = append(removedUIDs, uid)
-			}
+			removed = append(removed, c)
+			removedUIDs = append(removedUIDs, uid)
 		}
 		for _, uid := range up.add {
 			c := sel.clientSeqLocked(uid)
@@ -243,7 +277,13 @@ func (sel *selected) beforeExpunge(w *imapserver.UpdateWriter, seqNum uint32, ui
 			continue
 		}
 		ls.result = removeUID(ls.result, uid)
-		if err := writeSearchUpdate(w, ls, true, []uint32{seqNum}, []imap.UID{uid}); err != nil {
+		var err error
+		if ls.sorted != nil {
+			err = ls.sorted.writeExpunged(w, ls, seqNum, uid)
+		} else {
+			err = writeSearchUpdate(w, ls, true, []uint32{seqNum}, []imap.UID{uid})
+		}
+		if err != nil {
 			return err
 		}
 	}

@@ -173,6 +173,7 @@ func capabilities() imap.CapSet {
 		imap.CapSort:             {},
 		imap.CapSortDisplay:      {},
 		imap.CapESort:            {},
+		"CONTEXT=SORT":           {},
 		"THREAD=REFERENCES":      {},
 		"THREAD=ORDEREDSUBJECT":  {},
 		imap.CapMultiAppend:      {},

@@ -61,9 +61,10 @@ type selected struct {
 	readOnly  bool
 	searchRes imap.UIDSet // SEARCHRES "$" (RFC 5182), as UIDs
 
-	// CONTEXT=SEARCH (searchctx.go): the live results, and the UIDs new
-	// or changed since the last poll (guarded by st.mu; the mailbox
-	// state adds to it while sel is among its watchers).
+	// CONTEXT=SEARCH and CONTEXT=SORT (searchctx.go, sortctx.go): the live
+	// results, and the UIDs new or changed since the last poll (guarded
+	// by st.mu; the mailbox state adds to it while sel is among its
+	// watchers).
 	live  []*liveSearch
 	dirty imap.UIDSet
 

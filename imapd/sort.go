@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"slices"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -13,12 +14,14 @@ import (
 )
 
 var (
-	_ imapserver.SessionSort   = (*session)(nil)
-	_ imapserver.SessionThread = (*session)(nil)
+	_ imapserver.SessionSort        = (*session)(nil)
+	_ imapserver.SessionSortContext = (*session)(nil)
+	_ imapserver.SessionThread      = (*session)(nil)
 )
 
-// matching runs a SEARCH for SORT and THREAD: the messages matching
-// criteria that the client knows, in sequence order.
+// matching runs a SEARCH for SEARCH, SORT and THREAD: the messages
+// matching criteria that the client knows, in sequence order. criteria is
+// made static (staticCriteria) in place, as a live result keeps it.
 func (s *session) matching(ctx context.Context, criteria *imap.SearchCriteria) ([]target, error) {
 	sel := s.sel
 	if err := sel.staticCriteria(criteria); err != nil {
@@ -32,11 +35,7 @@ func (s *session) matching(ctx context.Context, criteria *imap.SearchCriteria) (
 	st := sel.st
 	st.mu.Lock()
 	for _, uid := range uids {
-		i, ok := st.indexLocked(uid)
-		if !ok {
-			continue
-		}
-		if c := sel.tracker.EncodeSeqNum(uint32(i + 1)); c != 0 {
+		if c := sel.clientSeqLocked(uid); c != 0 {
 			ts = append(ts, target{seq: c, uid: uid})
 		}
 	}
@@ -83,56 +82,118 @@ func num(kind imapserver.NumKind, t target) uint32 {
 	return t.seq
 }
 
-// Sort is SORT (RFC 5256 §3, RFC 5957): one mailsort.Key per matching
-// message, with only the keys the criteria use, built from the index
-// (the cached envelope when a key needs it; never the message files).
-func (s *session) Sort(kind imapserver.NumKind, sortCriteria []imap.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, error) {
+// keyMaker builds the mailsort.Keys of sort criteria from index rows,
+// filling only the keys the criteria use.
+type keyMaker struct {
+	criteria []imap.SortCriterion
+	uses     map[imap.SortKey]bool
+}
+
+func newKeyMaker(criteria []imap.SortCriterion) keyMaker {
+	uses := make(map[imap.SortKey]bool, len(criteria))
+	for _, c := range criteria {
+		uses[c.Key] = true
+	}
+	return keyMaker{criteria: criteria, uses: uses}
+}
+
+// fetchOptions are the index parts the keys come from: the cached
+// envelope, when a key needs it; never the message files.
+func (km keyMaker) fetchOptions() mailstore.FetchOptions {
+	return mailstore.FetchOptions{Envelope: mailsort.NeedsEnvelope(km.criteria)}
+}
+
+// key is the message's key, naming it num. Its Seq, the last tie-breaker,
+// is the UID: the same order as sequence numbers, and still valid after
+// expunges, as a live result needs.
+func (km keyMaker) key(num uint32, uid imap.UID, row *mailstore.MessageInfo) mailsort.Key {
+	k := mailsort.Key{Num: num, Seq: uint32(uid), Arrival: row.InternalDate.Unix(), Size: row.Size}
+	env := row.Envelope
+	if env == nil {
+		env = &imap.Envelope{}
+	}
+	if km.uses[imap.SortKeyDate] {
+		k.Date = mailsort.SentDate(env.Date, row.InternalDate)
+	}
+	if km.uses[imap.SortKeySubject] {
+		k.Subject, _ = mailsort.BaseSubject(env.Subject)
+	}
+	if km.uses[imap.SortKeyFrom] {
+		k.From = mailsort.AddrKey(env.From)
+	}
+	if km.uses[imap.SortKeyTo] {
+		k.To = mailsort.AddrKey(env.To)
+	}
+	if km.uses[imap.SortKeyCc] {
+		k.Cc = mailsort.AddrKey(env.Cc)
+	}
+	if km.uses[imap.SortKeyDisplayFrom] {
+		k.DisplayFrom = mailsort.DisplayKey(env.From)
+	}
+	if km.uses[imap.SortKeyDisplayTo] {
+		k.DisplayTo = mailsort.DisplayKey(env.To)
+	}
+	return k
+}
+
+// sortedKeys runs the search and returns one key per matching message, in
+// sort order.
+func (s *session) sortedKeys(kind imapserver.NumKind, km keyMaker, criteria *imap.SearchCriteria) ([]mailsort.Key, error) {
 	ctx, cancel := s.op()
 	defer cancel()
 	ts, err := s.matching(ctx, criteria)
 	if err != nil {
 		return nil, err
 	}
-	uses := make(map[imap.SortKey]bool, len(sortCriteria))
-	for _, c := range sortCriteria {
-		uses[c.Key] = true
-	}
 	keys := make([]mailsort.Key, 0, len(ts))
-	opts := mailstore.FetchOptions{Envelope: mailsort.NeedsEnvelope(sortCriteria)}
-	err = s.eachRow(ctx, ts, opts, func(t target, row *mailstore.MessageInfo) error {
-		k := mailsort.Key{Num: num(kind, t), Seq: t.seq, Arrival: row.InternalDate.Unix(), Size: row.Size}
-		env := row.Envelope
-		if env == nil {
-			env = &imap.Envelope{}
-		}
-		if uses[imap.SortKeyDate] {
-			k.Date = mailsort.SentDate(env.Date, row.InternalDate)
-		}
-		if uses[imap.SortKeySubject] {
-			k.Subject, _ = mailsort.BaseSubject(env.Subject)
-		}
-		if uses[imap.SortKeyFrom] {
-			k.From = mailsort.AddrKey(env.From)
-		}
-		if uses[imap.SortKeyTo] {
-			k.To = mailsort.AddrKey(env.To)
-		}
-		if uses[imap.SortKeyCc] {
-			k.Cc = mailsort.AddrKey(env.Cc)
-		}
-		if uses[imap.SortKeyDisplayFrom] {
-			k.DisplayFrom = mailsort.DisplayKey(env.From)
-		}
-		if uses[imap.SortKeyDisplayTo] {
-			k.DisplayTo = mailsort.DisplayKey(env.To)
-		}
-		keys = append(keys, k)
+	err = s.eachRow(ctx, ts, km.fetchOptions(), func(t target, row *mailstore.MessageInfo) error {
+		keys = append(keys, km.key(num(kind, t), t.uid, row))
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return mailsort.Sort(keys, sortCriteria), nil
+	slices.SortFunc(keys, func(a, b mailsort.Key) int { return mailsort.Compare(&a, &b, km.criteria) })
+	return keys, nil
+}
+
+func keyNums(keys []mailsort.Key) []uint32 {
+	nums := make([]uint32, len(keys))
+	for i := range keys {
+		nums[i] = keys[i].Num
+	}
+	return nums
+}
+
+// Sort is SORT (RFC 5256 §3, RFC 5957): one mailsort.Key per matching
+// message, with only the keys the criteria use, built from the index.
+func (s *session) Sort(kind imapserver.NumKind, sortCriteria []imap.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, error) {
+	keys, err := s.sortedKeys(kind, newKeyMaker(sortCriteria), criteria)
+	if err != nil {
+		return nil, err
+	}
+	return keyNums(keys), nil
+}
+
+// SortUpdate is SORT RETURN (UPDATE) (RFC 5267 §4.3): Sort, and the result
+// stays live (sortctx.go) unless the session has too many or it is too
+// large, which noUpdate reports.
+func (s *session) SortUpdate(tag string, kind imapserver.NumKind, sortCriteria []imap.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, bool, error) {
+	if err := s.sel.checkLiveTag(tag); err != nil {
+		return nil, false, err
+	}
+	km := newKeyMaker(sortCriteria)
+	keys, err := s.sortedKeys(kind, km, criteria)
+	if err != nil {
+		return nil, false, err
+	}
+	nums := keyNums(keys)
+	sr, ok := newSortedResult(km, keys)
+	if !ok {
+		return nums, true, nil
+	}
+	ls := &liveSearch{tag: tag, kind: kind, criteria: criteria, result: sr.uidSet(), sorted: sr}
+	return nums, !s.sel.addLiveSearch(ls), nil
 }
 
 // Thread is THREAD (RFC 5256 §3). Subjects and sent dates come from the

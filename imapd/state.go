@@ -71,7 +71,7 @@ type mailboxState struct {
 	tracker     *imapserver.MailboxTracker
 	storing     []*inflightStore
 	changed     chan struct{} // closed and replaced after each applied event
-	// watchers are the selections with live SEARCH results (searchctx.go):
+	// watchers are the selections with live SEARCH or SORT results (searchctx.go):
 	// each new or changed message's UID goes into their dirty set.
 	watchers map[*selected]struct{}
 }

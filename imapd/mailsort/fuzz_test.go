@@ -111,3 +111,35 @@ func FuzzReadThreadFields(f *testing.F) {
 		}
 	})
 }
+
+// FuzzEncodeKey: the byte order of encoded keys is Compare's, for two keys
+// and criteria taken from the input, and the encoding ends with Seq.
+func FuzzEncodeKey(f *testing.F) {
+	f.Add("a\x00b", "a", int64(-1), int64(5), uint32(1), uint32(2), []byte{0, 3, 7})
+	f.Add("", "\x00", int64(1)<<62, int64(-1)<<62, uint32(9), uint32(9), []byte{13, 4, 1})
+	keys := []imap.SortKey{imap.SortKeyArrival, imap.SortKeyDate, imap.SortKeySize, imap.SortKeySubject,
+		imap.SortKeyFrom, imap.SortKeyTo, imap.SortKeyCc, imap.SortKeyDisplayFrom, imap.SortKeyDisplayTo}
+	f.Fuzz(func(t *testing.T, s1, s2 string, n1, n2 int64, seq1, seq2 uint32, crit []byte) {
+		if len(crit) > 20 {
+			crit = crit[:20]
+		}
+		var criteria []imap.SortCriterion
+		for _, c := range crit {
+			criteria = append(criteria, imap.SortCriterion{Key: keys[int(c>>1)%len(keys)], Reverse: c&1 == 1})
+		}
+		// Each field takes a string or number derived from the input, so
+		// that equal and unequal fields both occur.
+		mk := func(s string, n int64, seq uint32) Key {
+			return Key{Seq: seq, Arrival: n, Date: n / 2, Size: -n, Subject: s, From: s + "x",
+				To: strings.ToUpper(s), Cc: s[:len(s)/2], DisplayFrom: s, DisplayTo: ""}
+		}
+		a, b := mk(s1, n1, seq1), mk(s2, n2, seq2)
+		ea, eb := Encode(&a, criteria), Encode(&b, criteria)
+		if got, want := strings.Compare(ea, eb), Compare(&a, &b, criteria); got != want {
+			t.Fatalf("criteria %v: encoded order %d, Compare %d (%q, %q)", criteria, got, want, ea, eb)
+		}
+		if EncodedSeq(ea) != seq1 || EncodedSeq(eb) != seq2 {
+			t.Fatalf("EncodedSeq %d %d, want %d %d", EncodedSeq(ea), EncodedSeq(eb), seq1, seq2)
+		}
+	})
+}

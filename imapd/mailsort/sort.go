@@ -2,6 +2,7 @@ package mailsort
 
 import (
 	"cmp"
+	"encoding/binary"
 	"slices"
 
 	"github.com/emersion/go-imap/v2"
@@ -11,7 +12,7 @@ import (
 // Only the fields the criteria use need be filled.
 type Key struct {
 	Num     uint32 // what the response names: sequence number or UID
-	Seq     uint32 // sequence number, the final tie-breaker (RFC 5256 §3)
+	Seq     uint32 // sequence number or UID (same order), the final tie-breaker (RFC 5256 §3)
 	Arrival int64  // internal date, Unix seconds
 	Date    int64  // sent date (SentDate), Unix seconds
 	Size    int64
@@ -65,6 +66,73 @@ func Sort(keys []Key, criteria []imap.SortCriterion) []uint32 {
 		nums[i] = keys[i].Num
 	}
 	return nums
+}
+
+// Encode returns k in a form whose byte order is Compare's under the same
+// criteria: strings.Compare(Encode(a, c), Encode(b, c)) == Compare(a, b, c).
+// It holds only the keys the criteria use, then Seq (4 bytes, big-endian:
+// the last four bytes of every encoding). A live SORT result keeps one
+// such string per message: compact, and ordered without the criteria.
+func Encode(k *Key, criteria []imap.SortCriterion) string {
+	b := make([]byte, 0, 32)
+	for _, c := range criteria {
+		start := len(b)
+		switch c.Key {
+		case imap.SortKeyArrival:
+			b = appendInt(b, k.Arrival)
+		case imap.SortKeyDate:
+			b = appendInt(b, k.Date)
+		case imap.SortKeySize:
+			b = appendInt(b, k.Size)
+		case imap.SortKeySubject:
+			b = appendString(b, k.Subject)
+		case imap.SortKeyFrom:
+			b = appendString(b, k.From)
+		case imap.SortKeyTo:
+			b = appendString(b, k.To)
+		case imap.SortKeyCc:
+			b = appendString(b, k.Cc)
+		case imap.SortKeyDisplayFrom:
+			b = appendString(b, k.DisplayFrom)
+		case imap.SortKeyDisplayTo:
+			b = appendString(b, k.DisplayTo)
+		}
+		if c.Reverse {
+			// Each field's encoding is prefix-free (fixed length, or
+			// terminated), so inverting its bytes inverts its order and
+			// decides the comparison within the field.
+			for i := start; i < len(b); i++ {
+				b[i] = ^b[i]
+			}
+		}
+	}
+	return string(binary.BigEndian.AppendUint32(b, k.Seq))
+}
+
+// EncodedSeq is the Seq an Encode result ends with.
+func EncodedSeq(enc string) uint32 {
+	if len(enc) < 4 {
+		return 0
+	}
+	return binary.BigEndian.Uint32([]byte(enc[len(enc)-4:]))
+}
+
+// appendInt appends v so that signed order is byte order.
+func appendInt(b []byte, v int64) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(v)^(1<<63))
+}
+
+// appendString appends s terminated by 00 01, each NUL in it escaped as
+// 00 FF: byte order is string order, and no encoding is a prefix of
+// another.
+func appendString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		b = append(b, s[i])
+		if s[i] == 0 {
+			b = append(b, 0xFF)
+		}
+	}
+	return append(b, 0, 1)
 }
 
 // Needs reports which cached parts the criteria read: the envelope (any

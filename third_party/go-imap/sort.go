@@ -33,6 +33,11 @@ type SortOptions struct {
 	ReturnCount bool
 	// ReturnPartial is the PARTIAL range, nil when not asked for.
 	ReturnPartial *PartialRange
+	// Posthouse patch: RFC 5267 §4 CONTEXT=SORT. ReturnUpdate asks the
+	// server to keep the result up to date (SessionSortContext);
+	// ReturnContext is a hint servers may ignore.
+	ReturnUpdate  bool
+	ReturnContext bool
 }
 
 // PartialRange is a RFC 9394 partial-range: 1-based positions in the

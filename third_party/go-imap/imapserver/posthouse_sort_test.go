@@ -38,11 +38,18 @@ func (s *sortThreadSession) Thread(kind imapserver.NumKind, alg imap.ThreadAlgor
 // lines, the tagged one last.
 func dialSortThread(t *testing.T, sess *sortThreadSession) func(cmd string) []string {
 	t.Helper()
+	return dialSession(t, sess, &sess.UserSession)
+}
+
+// dialSession is dialSortThread for any session embedding a UserSession,
+// which it sets through us.
+func dialSession(t *testing.T, sess imapserver.Session, us **imapmemserver.UserSession) func(cmd string) []string {
+	t.Helper()
 	user := imapmemserver.NewUser("user", "pass")
 	if err := user.Create("INBOX", nil); err != nil {
 		t.Fatal(err)
 	}
-	sess.UserSession = imapmemserver.NewUserSession(user)
+	*us = imapmemserver.NewUserSession(user)
 	srv := imapserver.New(&imapserver.Options{
 		NewSession: func(*imapserver.Conn) (imapserver.Session, *imapserver.GreetingData, error) {
 			return sess, &imapserver.GreetingData{PreAuth: true}, nil

@@ -22,6 +22,20 @@ type SessionSort interface {
 	Sort(kind NumKind, sortCriteria []imap.SortCriterion, criteria *imap.SearchCriteria) ([]uint32, error)
 }
 
+// SessionSortContext is an IMAP session which supports CONTEXT=SORT (RFC
+// 5267 §4): SORT RETURN (UPDATE) results it keeps up to date with
+// UpdateWriter.WriteSortUpdate, ended by CancelUpdate (Posthouse patch).
+type SessionSortContext interface {
+	SessionSort
+	SessionSearchContext
+
+	// SortUpdate is Sort for a RETURN (UPDATE) command: the session keeps
+	// the result, named by the command's tag, up to date. noUpdate says it
+	// will not (a limit): "* NO [NOUPDATE tag]" follows the ESEARCH
+	// response (RFC 5267 §4.3.1).
+	SortUpdate(tag string, kind NumKind, sortCriteria []imap.SortCriterion, criteria *imap.SearchCriteria) (nums []uint32, noUpdate bool, err error)
+}
+
 // maxSortCriteria bounds the sort-criterion list; RFC 5256 has eleven keys.
 const maxSortCriteria = 32
 
@@ -100,6 +114,23 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 	if !ok {
 		return newClientBugError("SORT is not supported")
 	}
+	if options.ReturnUpdate { // Posthouse patch: RFC 5267 §4.3
+		ctxSession, ok := c.session.(SessionSortContext)
+		if !ok {
+			return newClientBugError("SORT RETURN (UPDATE) is not supported")
+		}
+		nums, noUpdate, err := ctxSession.SortUpdate(tag, numKind, sortCriteria, criteria)
+		if err != nil {
+			return err
+		}
+		if err := c.writeESort(tag, nums, &options, numKind); err != nil {
+			return err
+		}
+		if noUpdate {
+			return c.writeNoUpdate(tag)
+		}
+		return nil
+	}
 	nums, err := session.Sort(numKind, sortCriteria, criteria)
 	if err != nil {
 		return err
@@ -108,6 +139,26 @@ func (c *Conn) handleSort(tag string, dec *imapwire.Decoder, numKind NumKind) er
 		return c.writeSort(nums)
 	}
 	return c.writeESort(tag, nums, &options, numKind)
+}
+
+// WriteSortUpdate writes an unsolicited ESEARCH response for the live SORT
+// result named by tag (RFC 5267 §4.3.3, §4.3.4): ADDTO, or REMOVEFROM when
+// removed, of nums in sort order at the 1-based context position pos.
+// Posthouse patch.
+func (w *UpdateWriter) WriteSortUpdate(tag string, kind NumKind, removed bool, pos uint32, nums []uint32) error {
+	enc := newResponseEncoder(w.conn)
+	defer enc.end()
+	enc.Atom("*").SP().Atom("ESEARCH").SP().Special('(').Atom("TAG").SP().String(tag).Special(')')
+	if kind == NumKindUID {
+		enc.SP().Atom("UID")
+	}
+	if removed {
+		enc.SP().Atom("REMOVEFROM")
+	} else {
+		enc.SP().Atom("ADDTO")
+	}
+	enc.SP().Special('(').Number(pos).SP().Atom(OrderedNumSet(nums)).Special(')')
+	return enc.CRLF()
 }
 
 // readSearchCriteria reads one or more search keys, up to the CRLF.
@@ -165,6 +216,10 @@ func readSortReturnOpts(dec *imapwire.Decoder, options *imap.SortOptions) error 
 				return err
 			}
 			options.ReturnPartial = r
+		case "UPDATE": // Posthouse patch: RFC 5267 §4.3
+			options.ReturnUpdate = true
+		case "CONTEXT": // Posthouse patch: RFC 5267 §4.2, a hint
+			options.ReturnContext = true
 		default:
 			return newClientBugError("unknown SORT RETURN option")
 		}
@@ -173,7 +228,8 @@ func readSortReturnOpts(dec *imapwire.Decoder, options *imap.SortOptions) error 
 	if err != nil {
 		return err
 	}
-	if !options.ReturnMin && !options.ReturnMax && !options.ReturnCount && options.ReturnPartial == nil {
+	if !options.ReturnMin && !options.ReturnMax && !options.ReturnCount && options.ReturnPartial == nil &&
+		!options.ReturnUpdate { // Posthouse patch: UPDATE alone returns no ALL, as for SEARCH
 		options.ReturnAll = true // RFC 4731 §3.1: RETURN () is RETURN (ALL)
 	}
 	if options.ReturnAll && options.ReturnPartial != nil {
