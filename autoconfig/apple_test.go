@@ -98,11 +98,11 @@ func TestAppleProfile(t *testing.T) {
 	}
 	for k, want := range map[string]any{
 		"PayloadType": "com.apple.mail.managed", "EmailAccountType": "EmailTypeIMAP", "EmailAddress": "alice@example.com",
-		"EmailAccountName": "Alice Liddell",
+		"EmailAccountName":           "Alice Liddell",
 		"IncomingMailServerHostName": "mail.example.com", "IncomingMailServerPortNumber": uint64(993),
 		"IncomingMailServerUseSSL": true, "IncomingMailServerUsername": "alice@example.com",
 		"IncomingMailServerAuthentication": "EmailAuthPassword",
-		"OutgoingMailServerHostName": "mail.example.com", "OutgoingMailServerPortNumber": uint64(465),
+		"OutgoingMailServerHostName":       "mail.example.com", "OutgoingMailServerPortNumber": uint64(465),
 		"OutgoingMailServerUseSSL": true, "OutgoingMailServerUsername": "alice@example.com",
 		"OutgoingMailServerAuthentication": "EmailAuthPassword", "OutgoingPasswordSameAsIncomingPassword": true,
 	} {
