@@ -154,7 +154,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // command (session.stop).
 func (s *Server) handle(c *server.Conn) {
 	sess := newSession(c.Context(), s, c, c.ID(), c.Remote())
-	c.OnStop(sess.stop)
+	c.OnStop(sess.dl.Stop)
 	sess.run()
 }
 

@@ -11,12 +11,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/server"
 	"github.com/posthouse/posthouse/sieve"
 	"github.com/posthouse/posthouse/sievestore"
 )
@@ -39,12 +39,12 @@ func (st state) String() string {
 
 // Session-ending conditions the loop tells apart.
 var (
-	errStopping = errors.New("managesieve: server shutting down")
-	errAborted  = errors.New("managesieve: connection aborted")
+	errStopping = server.ErrStopping
+	errAborted  = server.ErrAborted
 )
 
 // session is one connection. Only its own goroutine touches its fields,
-// except dmu's group, which Shutdown uses to interrupt it.
+// except dl, which Shutdown uses to interrupt it.
 type session struct {
 	srv     *Server
 	id      string
@@ -60,9 +60,9 @@ type session struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	// Phase 1 of Shutdown: finish the current command, then close.
-	dmu      sync.Mutex
-	stopping bool
+	// Deadlines and Shutdown's first phase (finish the current
+	// command, then close).
+	dl *server.Deadlines
 
 	state        state
 	protoErrors  int
@@ -95,11 +95,12 @@ func newSession(parent context.Context, srv *Server, c net.Conn, id string, remo
 		started: time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,
+		dl:      server.NewDeadlines(ctx, c),
 	}
 	s.log = srv.log.With("conn", s.id, "remote", s.remote.String())
 	s.br = bufio.NewReaderSize(connReader{s}, 16<<10)
 	s.w = bufio.NewWriterSize(connWriter{s}, 32<<10)
-	s.in = &reader{br: s.br, arm: func() error { return s.armRead(s.readTimeout()) }}
+	s.in = &reader{br: s.br, arm: func() error { return s.dl.ArmRead(s.readTimeout()) }}
 	s.setLimits()
 	return s
 }
@@ -126,47 +127,10 @@ func (c connReader) Read(p []byte) (int, error) { return c.s.conn.Read(p) }
 type connWriter struct{ s *session }
 
 func (c connWriter) Write(p []byte) (int, error) {
-	if err := c.s.armWrite(c.s.srv.opts.WriteTimeout); err != nil {
+	if err := c.s.dl.ArmWrite(c.s.srv.opts.WriteTimeout); err != nil {
 		return 0, err
 	}
 	return c.s.conn.Write(p)
-}
-
-// armRead sets the read deadline, or refuses once the server is stopping.
-// It runs before every line and literal, so a client that is sending keeps
-// its connection, and one that stalls is cut.
-func (s *session) armRead(d time.Duration) error {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	if s.ctx.Err() != nil {
-		return errAborted
-	}
-	if s.stopping {
-		return errStopping
-	}
-	return s.raw.SetReadDeadline(time.Now().Add(d))
-}
-
-func (s *session) armWrite(d time.Duration) error {
-	if s.ctx.Err() != nil {
-		return errAborted
-	}
-	return s.raw.SetWriteDeadline(time.Now().Add(d))
-}
-
-func (s *session) isStopping() bool {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	return s.stopping
-}
-
-// stop is Shutdown's first phase: a session waiting for a command wakes up
-// and says BYE; a busy one finishes its command first.
-func (s *session) stop() {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	s.stopping = true
-	s.raw.SetReadDeadline(time.Now())
 }
 
 // readTimeout is the inactivity limit for the next read.
@@ -264,7 +228,7 @@ func (s *session) readFailed(err error) (reply, bool) {
 		return r, true
 	case errors.Is(err, errAborted):
 		return reply{}, false
-	case errors.Is(err, errStopping) || s.isStopping():
+	case errors.Is(err, errStopping) || s.dl.Stopping():
 		return replyShuttingDown, true
 	case errors.Is(err, errFlood):
 		s.log.Warn("input too large to skip; closing", "state", s.state.String())
@@ -324,10 +288,10 @@ func (s *session) startTLS() error {
 	if n := s.br.Buffered(); n > 0 {
 		s.log.Warn("discarding data pipelined after STARTTLS", "size", n)
 	}
-	if err := s.armRead(handshakeTimeout); err != nil {
+	if err := s.dl.ArmRead(handshakeTimeout); err != nil {
 		return err
 	}
-	if err := s.armWrite(handshakeTimeout); err != nil {
+	if err := s.dl.ArmWrite(handshakeTimeout); err != nil {
 		return err
 	}
 	tc := tls.Server(s.raw, s.srv.opts.TLS)

@@ -11,13 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/server"
 )
 
 // state is a POP3 session state (RFC 1939 §3).
@@ -42,14 +42,14 @@ func (st state) String() string {
 
 // Session-ending conditions the loop tells apart.
 var (
-	errStopping    = errors.New("pop3d: server shutting down")
-	errAborted     = errors.New("pop3d: connection aborted")
+	errStopping    = server.ErrStopping
+	errAborted     = server.ErrAborted
 	errLineTooLong = errors.New("pop3d: line too long")
 	errLineFlood   = errors.New("pop3d: overlong line without end")
 )
 
 // session is one connection. Only its own goroutine touches its fields,
-// except dmu's group, which Shutdown uses to interrupt it.
+// except dl, which Shutdown uses to interrupt it.
 type session struct {
 	srv     *Server
 	id      string
@@ -66,10 +66,10 @@ type session struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	// Phase 1 of Shutdown: finish the current command, then close. (In
-	// phase 2 the lifecycle cuts raw and cancels ctx.)
-	dmu      sync.Mutex
-	stopping bool
+	// Deadlines and Shutdown's first phase (finish the current
+	// command, then close); in phase 2 the lifecycle cuts raw and
+	// cancels ctx.
+	dl *server.Deadlines
 
 	state        state
 	protoErrors  int
@@ -105,6 +105,7 @@ func newSession(parent context.Context, srv *Server, c net.Conn, id string, remo
 		started: time.Now(),
 		ctx:     ctx,
 		cancel:  cancel,
+		dl:      server.NewDeadlines(ctx, c),
 	}
 	s.log = srv.log.With("conn", s.id, "remote", s.remote.String())
 	s.r = bufio.NewReaderSize(connReader{s}, 4<<10)
@@ -124,46 +125,10 @@ func (c connReader) Read(p []byte) (int, error) { return c.s.conn.Read(p) }
 type connWriter struct{ s *session }
 
 func (c connWriter) Write(p []byte) (int, error) {
-	if err := c.s.armWrite(c.s.srv.opts.WriteTimeout); err != nil {
+	if err := c.s.dl.ArmWrite(c.s.srv.opts.WriteTimeout); err != nil {
 		return 0, err
 	}
 	return c.s.conn.Write(p)
-}
-
-// armRead sets the read deadline for the next command, or refuses once
-// the server is stopping.
-func (s *session) armRead(d time.Duration) error {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	if s.ctx.Err() != nil {
-		return errAborted
-	}
-	if s.stopping {
-		return errStopping
-	}
-	return s.raw.SetReadDeadline(time.Now().Add(d))
-}
-
-func (s *session) armWrite(d time.Duration) error {
-	if s.ctx.Err() != nil {
-		return errAborted
-	}
-	return s.raw.SetWriteDeadline(time.Now().Add(d))
-}
-
-func (s *session) isStopping() bool {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	return s.stopping
-}
-
-// stop is Shutdown's first phase: a session waiting for a command wakes up
-// and says goodbye; a busy one finishes its command first.
-func (s *session) stop() {
-	s.dmu.Lock()
-	defer s.dmu.Unlock()
-	s.stopping = true
-	s.raw.SetReadDeadline(time.Now())
 }
 
 // readTimeout is the inactivity limit for the next command.
@@ -224,7 +189,7 @@ func (s *session) next() (reply, bool) {
 	if s.sasl != nil {
 		limit = maxSASLLine
 	}
-	err := s.armRead(s.readTimeout())
+	err := s.dl.ArmRead(s.readTimeout())
 	var line []byte
 	if err == nil {
 		line, err = s.readLine(limit)
@@ -234,7 +199,7 @@ func (s *session) next() (reply, bool) {
 		switch {
 		case errors.Is(err, errAborted):
 			return reply{}, false
-		case errors.Is(err, errStopping) || s.isStopping():
+		case errors.Is(err, errStopping) || s.dl.Stopping():
 			return replyShuttingDown, true
 		case errors.Is(err, errLineTooLong):
 			s.cancelSASL()
@@ -358,10 +323,10 @@ func redact(cmd command) string {
 
 // handshake runs the server side of a TLS handshake on the raw connection.
 func (s *session) handshake() error {
-	if err := s.armRead(handshakeTimeout); err != nil {
+	if err := s.dl.ArmRead(handshakeTimeout); err != nil {
 		return err
 	}
-	if err := s.armWrite(handshakeTimeout); err != nil {
+	if err := s.dl.ArmWrite(handshakeTimeout); err != nil {
 		return err
 	}
 	tc := tls.Server(s.raw, s.srv.opts.TLS)

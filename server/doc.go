@@ -72,4 +72,8 @@
 // and Shutdown waits for the goroutines. Serve returns ErrServerClosed
 // from then on. A Handle that panics is logged with its stack; its
 // connection is closed and the server goes on.
+//
+// Deadlines serves the sessions our own code reads line by line (pop3d,
+// managesieve): a read deadline per line, a write deadline per write, and
+// Stop for OnStop.
 package server
