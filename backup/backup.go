@@ -450,6 +450,10 @@ func referencingOf(rel string) (referencing, bool) {
 	return referencing{}, false
 }
 
+// testHookCopied, set by tests, runs after each copy of a database (rel
+// in data_dir, try from 1), before its files are saved.
+var testHookCopied func(rel string, try int)
+
 // saveDatabase copies one database, then the files it references. When
 // some of those are gone by the time they are saved (expunged or moved
 // after the copy), the database is copied again, up to maxSnapshotTries
@@ -467,6 +471,9 @@ func (r *run) saveDatabase(it item) error {
 				return nil // removed since the walk (an account removed)
 			}
 			return err
+		}
+		if testHookCopied != nil {
+			testHookCopied(it.rel, try)
 		}
 		if !hasFiles {
 			break
