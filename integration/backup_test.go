@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"database/sql"
 	"fmt"
 	"io/fs"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
+	_ "github.com/mattn/go-sqlite3" // reads and sets schema versions
 )
 
 // backupUsers are the accounts TestBackupRestore fills.
@@ -381,4 +383,81 @@ func readFile(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestFailedUpgradeRefusesStart: a schema upgrade that fails (here the
+// system database claims one version less than it has, so the last
+// migration runs again and fails) leaves the database unchanged, keeps a
+// copy from before, and serve exits with one line naming the file, the
+// copy and what to do. Once the cause is gone the server starts on the
+// untouched database.
+func TestFailedUpgradeRefusesStart(t *testing.T) {
+	s := startServer(t, backupTOML)
+	s.AddUser(t, "ann@example.org", "ann-secret")
+	s.Stop(t)
+
+	usersDB := filepath.Join(s.DataDir, "users.sqlite")
+	version := sqliteUserVersion(t, usersDB)
+	setUserVersion(t, usersDB, version-1)
+	r := runPosthouse(t, s.Dir, s.env, "", "serve", "--config", s.ConfigPath)
+	if r.Code == 0 {
+		t.Fatal("serve started after a failed schema upgrade")
+	}
+	copyPath := fmt.Sprintf("%s.pre-v%d.bak", usersDB, version)
+	var line string
+	for _, l := range strings.Split(r.Stderr, "\n") {
+		if strings.HasPrefix(l, "posthouse: ") {
+			line = l
+		}
+	}
+	t.Logf("serve refused to start:\n%s", line)
+	for _, want := range []string{usersDB + ":", copyPath, fmt.Sprintf("left unchanged at v%d", version-1), "previous Posthouse release", "report this line"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("serve's last line lacks %q:\n%s", want, line)
+		}
+	}
+	if v := sqliteUserVersion(t, usersDB); v != version-1 {
+		t.Errorf("users.sqlite at v%d after the failed upgrade, want v%d (unchanged)", v, version-1)
+	}
+	if v := sqliteUserVersion(t, copyPath); v != version-1 {
+		t.Errorf("the copy is at v%d, want v%d", v, version-1)
+	}
+
+	setUserVersion(t, usersDB, version)
+	s.Restart(t)
+	c, err := imapclient.DialTLS(s.Addr("imaps"), &imapclient.Options{TLSConfig: s.imapTLS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Login("ann@example.org", "ann-secret").Wait(); err != nil {
+		t.Errorf("login after the failed upgrade: %v", err)
+	}
+}
+
+// sqliteUserVersion reads a database's PRAGMA user_version.
+func sqliteUserVersion(t *testing.T, path string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func setUserVersion(t *testing.T, path string, v int) {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(fmt.Sprintf("PRAGMA user_version = %d", v)); err != nil {
+		t.Fatal(err)
+	}
 }
