@@ -22,7 +22,7 @@ const testAccount = "ann@example.org"
 // testData makes a data_dir with one account holding n messages in INBOX
 // (the first flagged \Seen) and a few other files; it returns data_dir and
 // the open store (closed at cleanup).
-func testData(t *testing.T, n int) (string, *maildir.Store) {
+func testData(t testing.TB, n int) (string, *maildir.Store) {
 	t.Helper()
 	ctx := context.Background()
 	dataDir := filepath.Join(t.TempDir(), "data")
@@ -56,7 +56,7 @@ func testData(t *testing.T, n int) (string, *maildir.Store) {
 	return dataDir, st
 }
 
-func run1(t *testing.T, opts Options) *Result {
+func run1(t testing.TB, opts Options) *Result {
 	t.Helper()
 	res, err := Run(context.Background(), opts)
 	if err != nil {

@@ -1,8 +1,11 @@
 // Package sqlitedb opens Posthouse's SQLite databases the one way we want
 // them: WAL journal, a busy timeout, foreign keys on, immediate write
-// transactions, and numbered migrations run at open; and one way to read a
-// query's rows (Each, Collect). auth, queue, dkim and mailstore/maildir use
-// it; it imports nothing of ours.
+// transactions, and numbered migrations run at open (all pending steps in
+// one transaction, after a copy of the database is kept beside it); one way
+// to read a query's rows (Each, Collect); and consistent copies of a live
+// database with SQLite's online backup API (Copy), which backups use too.
+// auth, queue, dkim and mailstore/maildir use it; it imports nothing of
+// ours.
 package sqlitedb
 
 import (
