@@ -640,7 +640,20 @@ func (r *run) mkdirFor(dst string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	r.dirs[dir] = true
+	// A directory made after the walk (a mailbox created since) goes into
+	// the manifest too, parents first.
+	var made []string
+	for d := dir; !r.dirs[d] && d != r.snap && d != filepath.Dir(d); d = filepath.Dir(d) {
+		made = append(made, d)
+	}
+	for i := len(made) - 1; i >= 0; i-- {
+		r.dirs[made[i]] = true
+		rel, err := filepath.Rel(filepath.Join(r.snap, "data"), made[i])
+		if err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
+		r.add(Entry{Path: dataPath(filepath.ToSlash(rel)), Kind: KindDir, Mode: 0o700})
+	}
 	return nil
 }
 

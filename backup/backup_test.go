@@ -192,9 +192,11 @@ func TestBackupFilesVanish(t *testing.T) {
 		every       bool // remove a file after every copy, not just the first
 		wantRetries int
 		wantTrimmed int
+		wantSaved   int
 	}{
-		{name: "expunged once", wantRetries: 1},
-		{name: "expunged without pause", every: true, wantRetries: maxSnapshotTries - 1, wantTrimmed: 1},
+		// …and a mailbox created after the walk, with a message.
+		{name: "expunged once", wantRetries: 1, wantSaved: 6},
+		{name: "expunged without pause", every: true, wantRetries: maxSnapshotTries - 1, wantTrimmed: 1, wantSaved: 5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dataDir, st := testData(t, 6)
@@ -214,6 +216,12 @@ func TestBackupFilesVanish(t *testing.T) {
 					os.Remove(filepath.Join(dataDir, filepath.Dir(filepath.FromSlash(rel)), filepath.FromSlash(files[len(files)-1])))
 					return
 				}
+				if _, err := acct.CreateMailbox(ctx, "New", ""); err != nil {
+					t.Error(err)
+				}
+				if _, err := acct.Append(ctx, "New", strings.NewReader("Subject: n\r\n\r\nn\r\n"), mailstore.AppendOptions{}); err != nil {
+					t.Error(err)
+				}
 				uids := imap.UIDSetNum(next)
 				acct.StoreFlags(ctx, inbox.ID, uids, mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0)
 				if _, err := acct.Expunge(ctx, inbox.ID, &uids); err != nil {
@@ -224,14 +232,14 @@ func TestBackupFilesVanish(t *testing.T) {
 			defer func() { testHookCopied = nil }()
 			dir := filepath.Join(t.TempDir(), "b")
 			res := run1(t, Options{DataDir: dataDir, Dir: dir, Copy: true})
-			if res.Retries != tc.wantRetries || res.Expunged != tc.wantTrimmed || res.Messages != 5 {
+			if res.Retries != tc.wantRetries || res.Expunged != tc.wantTrimmed || res.Messages != tc.wantSaved {
 				t.Fatalf("%+v", res)
 			}
 			if _, err := Verify(ctx, dir); err != nil {
 				t.Fatal(err)
 			}
 			db := filepath.Join(res.Snapshot, "data", filepath.FromSlash(index))
-			if n := rows(t, db, `SELECT count(*) FROM messages`); n != 5 {
+			if n := rows(t, db, `SELECT count(*) FROM messages`); n != tc.wantSaved {
 				t.Fatalf("%d rows in the saved index", n)
 			}
 			if tc.every {
