@@ -103,10 +103,12 @@ type adminCommand struct {
 func adminCommands() []adminCommand {
 	return []adminCommand{
 		{"alias", "add, list and remove aliases (address → addresses; @domain is the catch-all)", runAdminAlias},
+		{"backup", "save a snapshot of data_dir and the configuration (verify checks one)", runAdminBackup},
 		{"dkim", "generate, list and remove DKIM signing keys", runAdminDKIM},
 		{"dns", "print the DNS records a domain needs (MX, SPF, DKIM, DMARC, client setup)", runAdminDNS},
 		{"domain", "add, list and remove the domains we receive mail for", runAdminDomain},
 		{"queue", "list, show, retry and remove outbound messages", runAdminQueue},
+		{"restore", "restore a snapshot into an empty data_dir", runAdminRestore},
 		{"sieve", "list, get, put, activate and remove users' Sieve scripts (filter rules)", runAdminSieve},
 		{"user", "add, list, change and remove users (mailboxes)", runAdminUser},
 		{"vacation", "set, show and turn off a user's out-of-office response", runAdminVacation},
@@ -177,7 +179,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		stderr: stderr,
 	}
 	defer env.close()
-	if !wantsHelp(rest[1:]) {
+	if !wantsHelp(rest[1:]) && !opensNoDatabase(cmds[i].name) {
 		privateUmask()
 		if err := os.MkdirAll(cfg.DataDir, privateDirMode); err != nil {
 			return fmt.Errorf("data_dir: %w", err)

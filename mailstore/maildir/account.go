@@ -211,6 +211,11 @@ func quickCheck(ctx context.Context, db *sqlitedb.DB) error {
 var errCorrupt = errors.New("database disk image is malformed")
 
 func isCorrupt(err error) bool {
+	// A failed upgrade left the index as it was (sqlitedb keeps a copy
+	// too): never rebuild it, which would give mailboxes new UIDVALIDITYs.
+	if _, ok := errors.AsType[*sqlitedb.MigrationError](err); ok {
+		return false
+	}
 	if errors.Is(err, errCorrupt) {
 		return true
 	}

@@ -1,13 +1,17 @@
 // Package sqlitedb opens Posthouse's SQLite databases the one way we want
 // them: WAL journal, a busy timeout, foreign keys on, immediate write
-// transactions, and numbered migrations run at open; and one way to read a
-// query's rows (Each, Collect). auth, queue, dkim and mailstore/maildir use
-// it; it imports nothing of ours.
+// transactions, and numbered migrations run at open (all pending steps in
+// one transaction, after a copy of the database is kept beside it); one way
+// to read a query's rows (Each, Collect); and consistent copies of a live
+// database with SQLite's online backup API (Copy), which backups use too.
+// auth, queue, dkim and mailstore/maildir use it; it imports nothing of
+// ours.
 package sqlitedb
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -28,9 +32,9 @@ type DB struct {
 	Read  *sql.DB
 }
 
-// Migration is one numbered step of a schema. Migrations run in order, each
-// in its own transaction, and the schema's version is kept in
-// PRAGMA user_version.
+// Migration is one numbered step of a schema. The schema's version is kept
+// in PRAGMA user_version; Open runs the steps a database lacks in order, all
+// in one transaction, after copying the database aside (see Open).
 type Migration func(ctx context.Context, tx *sql.Tx) error
 
 // Options tune Open.
@@ -51,6 +55,14 @@ const FileMode = 0o600
 // Open opens (creating if needed, mode FileMode) the database at path and
 // runs migrations. An existing database, -wal or -shm file readable by
 // others is set to FileMode.
+//
+// Before upgrading an existing database's schema, Open copies it with
+// SQLite's online backup API to UpgradeCopyPath(path, new version), and
+// refuses to migrate without that copy. The pending steps run in one
+// transaction: when one fails, nothing is changed, and the error is a
+// *MigrationError that names the file, the copy and what to do. After a
+// successful upgrade the copies from earlier upgrades are removed, so one
+// copy per database is kept: the one from before the latest upgrade.
 func Open(ctx context.Context, path string, migrations []Migration, opts Options) (*DB, error) {
 	if err := privateFiles(path); err != nil {
 		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
@@ -74,8 +86,12 @@ func Open(ctx context.Context, path string, migrations []Migration, opts Options
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	if err := migrate(ctx, w, migrations); err != nil {
+	if err := migrate(ctx, w, path, migrations); err != nil {
 		w.Close()
+		var me *MigrationError
+		if errors.As(err, &me) {
+			return nil, err // says which file, and what to do
+		}
 		return nil, fmt.Errorf("sqlitedb: migrate %s: %w", path, err)
 	}
 	q.Set("_txlock", "deferred")
@@ -120,7 +136,7 @@ func (db *DB) Close() error {
 	return err2
 }
 
-func migrate(ctx context.Context, db *sql.DB, migrations []Migration) error {
+func migrate(ctx context.Context, db *sql.DB, path string, migrations []Migration) error {
 	var version int
 	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 		return err
@@ -128,23 +144,49 @@ func migrate(ctx context.Context, db *sql.DB, migrations []Migration) error {
 	if version > len(migrations) {
 		return fmt.Errorf("schema version %d is newer than this binary knows (%d)", version, len(migrations))
 	}
-	for i := version; i < len(migrations); i++ {
-		tx, err := db.BeginTx(ctx, nil)
+	if version == len(migrations) {
+		return nil
+	}
+	target := len(migrations)
+	var saved string
+	if version > 0 {
+		// An upgrade, not a new database: keep the old one first.
+		saved = UpgradeCopyPath(path, target)
+		conn, err := db.Conn(ctx)
 		if err != nil {
 			return err
 		}
+		err = copyConn(ctx, conn, saved)
+		conn.Close()
+		if err != nil {
+			return fmt.Errorf("%s: no upgrade to schema v%d without a copy of the database first: %w", path, target, err)
+		}
+	}
+	// Every pending step in one transaction: a failure anywhere leaves the
+	// database as it was, never between two versions.
+	fail := func(step int, err error) error {
+		return &MigrationError{Path: path, From: version, To: target, Step: step, Copy: saved, Err: err}
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(version+1, err)
+	}
+	for i := version; i < target; i++ {
 		if err := migrations[i](ctx, tx); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", i+1, err)
+			return fail(i+1, err)
 		}
-		// PRAGMA takes no bound parameters; i+1 is our own integer.
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return err
-		}
+	}
+	// PRAGMA takes no bound parameters; target is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", target)); err != nil {
+		tx.Rollback()
+		return fail(target, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(target, err)
+	}
+	if saved != "" {
+		pruneUpgradeCopies(path, target)
 	}
 	return nil
 }
