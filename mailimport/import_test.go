@@ -436,4 +436,3 @@ func TestImportMemoryFlat(t *testing.T) {
 		t.Errorf("heap grew by %d MiB importing %d MiB (limit %d MiB)", growth>>20, fi.Size()>>20, limit>>20)
 	}
 }
-
