@@ -268,8 +268,10 @@ func TestPendingResolved(t *testing.T) {
 	}
 	ent := entry{account: acct.Name(), mailbox: mb.ID, uidValidity: mb.UIDValidity, hash: sp.hash}
 	// Another message arrives meanwhile, and then ours: the "crash" comes
-	// before finish.
-	if err := e.ledger.begin(ctx, ent, 1, sp.size); err != nil {
+	// before finish, and ours is found as start-up reconciliation
+	// indexes a file whose row never committed: no flags, today's date.
+	date := time.Date(2020, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := e.ledger.begin(ctx, ent, 1, sp.size, []imap.Flag{imap.FlagSeen}, date); err != nil {
 		t.Fatal(err)
 	}
 	for _, b := range []string{"Subject: other\r\n\r\nxxxxx\r\n", body} {
@@ -292,6 +294,10 @@ func TestPendingResolved(t *testing.T) {
 	}
 	if rows, _ := e.ledger.pending(ctx, acct.Name()); len(rows) != 0 {
 		t.Fatalf("pending rows left: %d", len(rows))
+	}
+	got := contents(t, acct)["INBOX"]
+	if len(got) != 2 || got[1].flags != `\seen` || got[1].date != "2020-02-03T04:05:06Z" {
+		t.Fatalf("INBOX after resolution: %+v", got)
 	}
 }
 

@@ -29,6 +29,8 @@ type Account interface {
 	Fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, opts mailstore.FetchOptions) ([]mailstore.MessageInfo, error)
 	OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error)
 	Append(ctx context.Context, mailbox string, r io.Reader, opts mailstore.AppendOptions) (mailstore.AppendResult, error)
+	StoreFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op mailstore.FlagOp, flags []imap.Flag, unchangedSince uint64) (mailstore.StoreResult, error)
+	Expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error)
 }
 
 // Options tune an Importer.
@@ -125,11 +127,21 @@ func (im *Importer) resolvePending(ctx context.Context) error {
 		return err
 	}
 	for _, p := range rows {
-		uid, err := im.findStored(ctx, p)
+		info, err := im.findStored(ctx, p)
 		if err != nil {
 			return err
 		}
-		if uid != 0 {
+		var uid imap.UID
+		if info != nil {
+			uid = info.UID
+			if !sameFlags(info.Flags, p.flags) || !info.InternalDate.Equal(p.date) {
+				// Start-up reconciliation indexed the file of an
+				// append cut before its commit: with no flags and
+				// today's date. Store it again as it was meant to be.
+				if uid, err = im.restore(ctx, p, info.UID); err != nil {
+					return err
+				}
+			}
 			im.log.Info("import: message of an interrupted run was stored", "uid", uid)
 		}
 		if err := im.ledger.finish(p.entry, uid); err != nil {
@@ -139,22 +151,77 @@ func (im *Importer) resolvePending(ctx context.Context) error {
 	return nil
 }
 
-func (im *Importer) findStored(ctx context.Context, p pendingRow) (imap.UID, error) {
-	st, err := im.acct.Status(ctx, p.mailbox)
-	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
-		return 0, nil
-	}
+// restore appends the message at uid again with the pending row's flags
+// and date, and expunges the copy at uid.
+func (im *Importer) restore(ctx context.Context, p pendingRow, uid imap.UID) (imap.UID, error) {
+	mb, err := im.mailboxByID(ctx, p.mailbox)
 	if err != nil {
 		return 0, err
 	}
+	r, _, err := im.acct.OpenMessage(ctx, p.mailbox, uid)
+	if err != nil {
+		return 0, err
+	}
+	res, err := im.acct.Append(ctx, mb.Name, r, mailstore.AppendOptions{Flags: p.flags, InternalDate: p.date})
+	r.Close()
+	if err != nil {
+		return 0, fmt.Errorf("mailimport: restore an interrupted append: %w", err)
+	}
+	set := imap.UIDSetNum(uid)
+	if _, err := im.acct.StoreFlags(ctx, p.mailbox, set, mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0); err != nil {
+		return 0, err
+	}
+	if _, err := im.acct.Expunge(ctx, p.mailbox, &set); err != nil {
+		return 0, err
+	}
+	return res.UID, nil
+}
+
+func (im *Importer) mailboxByID(ctx context.Context, id int64) (mailstore.Mailbox, error) {
+	list, err := im.acct.ListMailboxes(ctx)
+	if err != nil {
+		return mailstore.Mailbox{}, err
+	}
+	for _, mb := range list {
+		if mb.ID == id {
+			return mb, nil
+		}
+	}
+	return mailstore.Mailbox{}, mailstore.ErrNoSuchMailbox
+}
+
+// sameFlags compares flag sets, ignoring case and order.
+func sameFlags(a, b []imap.Flag) bool {
+	norm := func(fl []imap.Flag) []string {
+		var out []string
+		for _, f := range fl {
+			if s := strings.ToLower(string(f)); s != `\recent` && !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(norm(a), norm(b))
+}
+
+// findStored returns the message a pending row's append stored, or nil.
+func (im *Importer) findStored(ctx context.Context, p pendingRow) (*mailstore.MessageInfo, error) {
+	st, err := im.acct.Status(ctx, p.mailbox)
+	if errors.Is(err, mailstore.ErrNoSuchMailbox) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	if st.UIDValidity != p.uidValidity || st.UIDNext <= p.uidNext {
-		return 0, nil
+		return nil, nil
 	}
 	var set imap.UIDSet
 	set.AddRange(p.uidNext, st.UIDNext-1)
 	infos, err := im.acct.Fetch(ctx, p.mailbox, set, mailstore.FetchOptions{})
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	for _, info := range infos {
 		if info.Size != p.size {
@@ -165,19 +232,19 @@ func (im *Importer) findStored(ctx context.Context, p pendingRow) (imap.UID, err
 			continue
 		}
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		h := sha256.New()
 		_, err = io.Copy(h, r)
 		r.Close()
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if bytes.Equal(h.Sum(nil), p.hash) {
-			return info.UID, nil
+			return &info, nil
 		}
 	}
-	return 0, nil
+	return nil, nil
 }
 
 // AddTotal adds n to the number of messages expected.
@@ -288,7 +355,13 @@ func (im *Importer) Put(ctx context.Context, m Message) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("mailimport: %s: %w", mb.Name, err)
 	}
-	if err := im.ledger.begin(ctx, e, st.UIDNext, sp.size); err != nil {
+	flags := slices.DeleteFunc(slices.Clone(m.Flags), func(f imap.Flag) bool { return strings.EqualFold(string(f), `\Recent`) })
+	date := m.Date
+	if date.IsZero() {
+		date = time.Now()
+	}
+	date = date.Truncate(time.Second)
+	if err := im.ledger.begin(ctx, e, st.UIDNext, sp.size, flags, date); err != nil {
 		return false, err
 	}
 	body, err := sp.reader()
@@ -296,8 +369,7 @@ func (im *Importer) Put(ctx context.Context, m Message) (bool, error) {
 		im.ledger.finish(e, 0)
 		return false, err
 	}
-	flags := slices.DeleteFunc(slices.Clone(m.Flags), func(f imap.Flag) bool { return strings.EqualFold(string(f), `\Recent`) })
-	res, err := im.acct.Append(ctx, mb.Name, body, mailstore.AppendOptions{Flags: flags, InternalDate: m.Date})
+	res, err := im.acct.Append(ctx, mb.Name, body, mailstore.AppendOptions{Flags: flags, InternalDate: date})
 	if err != nil {
 		if ferr := im.ledger.finish(e, 0); ferr != nil {
 			im.log.Error("import: clear pending ledger row", "err", ferr)

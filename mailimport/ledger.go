@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -37,6 +39,9 @@ var ledgerSchema = []sqlitedb.Migration{
 			hash BLOB NOT NULL,
 			uidnext INTEGER NOT NULL,
 			size INTEGER NOT NULL,
+			flags TEXT NOT NULL,
+			date INTEGER NOT NULL,
+			zone INTEGER NOT NULL,
 			PRIMARY KEY (account, mailbox, uidvalidity, hash)
 		) WITHOUT ROWID`,
 		`CREATE TABLE remote_folders (
@@ -85,9 +90,14 @@ func (l *Ledger) has(ctx context.Context, e entry) (bool, error) {
 	return true, nil
 }
 
-func (l *Ledger) begin(ctx context.Context, e entry, uidNext imap.UID, size int64) error {
-	_, err := l.db.Write.ExecContext(ctx, `INSERT OR REPLACE INTO pending (account, mailbox, uidvalidity, hash, uidnext, size) VALUES (?, ?, ?, ?, ?, ?)`,
-		e.account, e.mailbox, e.uidValidity, e.hash, int64(uidNext), size)
+func (l *Ledger) begin(ctx context.Context, e entry, uidNext imap.UID, size int64, flags []imap.Flag, date time.Time) error {
+	var fl []string
+	for _, f := range flags {
+		fl = append(fl, string(f))
+	}
+	_, zone := date.Zone()
+	_, err := l.db.Write.ExecContext(ctx, `INSERT OR REPLACE INTO pending (account, mailbox, uidvalidity, hash, uidnext, size, flags, date, zone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.account, e.mailbox, e.uidValidity, e.hash, int64(uidNext), size, strings.Join(fl, " "), date.Unix(), zone)
 	if err != nil {
 		return fmt.Errorf("mailimport: ledger: %w", err)
 	}
@@ -119,23 +129,32 @@ func (l *Ledger) finish(e entry, uid imap.UID) error {
 	return nil
 }
 
-// pendingRow is an append that may or may not have happened.
+// pendingRow is an append that may or may not have happened, with the
+// flags and internal date it was to have.
 type pendingRow struct {
 	entry
 	uidNext imap.UID
 	size    int64
+	flags   []imap.Flag
+	date    time.Time
 }
 
 func (l *Ledger) pending(ctx context.Context, account string) ([]pendingRow, error) {
-	rows, err := l.db.Read.QueryContext(ctx, `SELECT mailbox, uidvalidity, hash, uidnext, size FROM pending WHERE account = ?`, account)
+	rows, err := l.db.Read.QueryContext(ctx, `SELECT mailbox, uidvalidity, hash, uidnext, size, flags, date, zone FROM pending WHERE account = ?`, account)
 	var out []pendingRow
 	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
 		p := pendingRow{entry: entry{account: account}}
-		var uidNext int64
-		if err := row.Scan(&p.mailbox, &p.uidValidity, &p.hash, &uidNext, &p.size); err != nil {
+		var uidNext, date int64
+		var zone int
+		var flags string
+		if err := row.Scan(&p.mailbox, &p.uidValidity, &p.hash, &uidNext, &p.size, &flags, &date, &zone); err != nil {
 			return err
 		}
 		p.uidNext = imap.UID(uidNext)
+		for _, f := range strings.Fields(flags) {
+			p.flags = append(p.flags, imap.Flag(f))
+		}
+		p.date = time.Unix(date, 0).In(time.FixedZone("", zone))
 		out = append(out, p)
 		return nil
 	})
