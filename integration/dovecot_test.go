@@ -23,12 +23,12 @@ import (
 
 // dovecot is one running private Dovecot.
 type dovecot struct {
-	Dir        string
-	IMAPAddr   string // STARTTLS
-	IMAPSAddr  string // TLS from the start
-	uid, gid   int
-	cmd        *exec.Cmd
-	exited     chan struct{}
+	Dir       string
+	IMAPAddr  string // STARTTLS
+	IMAPSAddr string // TLS from the start
+	uid, gid  int
+	cmd       *exec.Cmd
+	exited    chan struct{}
 }
 
 // dovecotUser is a passwd-file user with a Maildir under Dir/home.
