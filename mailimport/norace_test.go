@@ -1,0 +1,5 @@
+//go:build !race
+
+package mailimport
+
+const raceEnabled = false
