@@ -25,9 +25,9 @@ type Server struct {
 	rcodes   map[string]int // name → forced rcode
 	truncate bool
 	// silent drops every query unanswered; delay holds each answer back.
-	silent bool
-	delay  time.Duration
-	queries  map[string]int // "name TYPE" → count
+	silent  bool
+	delay   time.Duration
+	queries map[string]int // "name TYPE" → count
 
 	udp, tcp *dns.Server
 }
