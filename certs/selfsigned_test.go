@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -115,5 +116,24 @@ func TestSelfSignedCertificate(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, SelfSignedCertFile+".broken")); err != nil {
 		t.Errorf("damaged certificate not kept aside: %v", err)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	s, err := LoadSelfSigned(dir, "mail.example.org", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := Describe(s.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.SelfSign || len(info.Names) == 0 || info.Names[0] != "mail.example.org" || info.NotAfter.Before(now.Add(800*24*time.Hour)) {
+		t.Fatalf("Describe = %+v", info)
+	}
+	if _, err := Describe(filepath.Join(dir, SelfSignedKeyFile)); !errors.Is(err, ErrNoCertificate) {
+		t.Fatalf("Describe(key file) = %v, want ErrNoCertificate", err)
 	}
 }

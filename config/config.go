@@ -99,6 +99,12 @@ type Limits struct {
 	// LoginTimeout is how long IMAP and POP3 clients may stay silent
 	// before logging in. "30s".
 	LoginTimeout Duration `toml:"login_timeout"`
+	// MinFreeSpace is the free space kept on data_dir's file system: below
+	// it new mail is refused (SMTP 452 4.3.1 at MAIL and RCPT, IMAP
+	// APPEND NO [OVERQUOTA]) while reads, deletions and queued deliveries
+	// go on (package diskspace). A size, a percentage, or both ("1%,
+	// 200MiB": the larger); "0" keeps none. Default "1%, 200MiB".
+	MinFreeSpace string `toml:"min_free_space"`
 }
 
 // Auth holds the password-guessing limits (README "Password guessing").
@@ -258,6 +264,7 @@ func Default() *Config {
 			MaxJunkCommands:     100,
 			MaxSessionDuration:  Duration{30 * time.Minute},
 			LoginTimeout:        Duration{30 * time.Second},
+			MinFreeSpace:        "1%, 200MiB",
 		},
 		Auth: Auth{
 			TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},

@@ -178,6 +178,8 @@ func TestValidate(t *testing.T) {
 		{"short session", "[limits]\nmax_session_duration = \"10s\"\n", 2, "limits.max_session_duration", "too short"},
 		{"long login timeout", "[limits]\nlogin_timeout = \"1h\"\n", 2, "limits.login_timeout", "between"},
 		{"remote port", "[queue]\nremote_port = 0\n", 2, "queue.remote_port", "not a port"},
+		{"free space percent", "[limits]\nmin_free_space = \"60%\"\n", 2, "limits.min_free_space", "between 0% and 50%"},
+		{"free space unit", "[limits]\nmin_free_space = \"lots\"\n", 2, "limits.min_free_space", `"1%, 200MiB"`},
 		{"srs domain", "[queue]\nsrs = true\nsrs_domain = \"a b\"\n", 3, "queue.srs_domain", "not a valid domain"},
 		{"resolver", "[dns]\nresolver = \"8.8.8.8\"\n", 2, "dns.resolver", "host:port"},
 		{"log level", "[log]\nlevel = \"chatty\"\n", 2, "log.level", "debug, info, warn, error"},
@@ -433,6 +435,72 @@ func FuzzParseConfig(f *testing.F) {
 			if !errors.As(err, &ce) || len(ce.Problems) == 0 {
 				t.Fatalf("validate error %v is not a non-empty *Error", err)
 			}
+		}
+	})
+}
+
+func TestParseFreeSpace(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		size    ByteSize
+		percent float64
+		bad     bool
+	}{
+		{name: "default", in: Default().Limits.MinFreeSpace, size: 200 << 20, percent: 1},
+		{name: "size", in: "500MiB", size: 500 << 20},
+		{name: "percent", in: "5%", percent: 5},
+		{name: "fraction", in: "0.5 %", percent: 0.5},
+		{name: "reversed", in: "2GiB,1%", size: 2 << 30, percent: 1},
+		{name: "off", in: "0"},
+		{name: "empty", in: "", bad: true},
+		{name: "empty part", in: "1%,", bad: true},
+		{name: "two sizes", in: "1MiB, 2MiB", bad: true},
+		{name: "two percents", in: "1%, 2%", bad: true},
+		{name: "three parts", in: "1%, 2MiB, 3", bad: true},
+		{name: "over half", in: "51%", bad: true},
+		{name: "negative", in: "-1%", bad: true},
+		{name: "nan", in: "NaN%", bad: true},
+		{name: "words", in: "lots", bad: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			size, pct, err := ParseFreeSpace(tc.in)
+			if tc.bad {
+				if !errors.Is(err, errFreeSpaceSyntax) {
+					t.Fatalf("ParseFreeSpace(%q) = %v, %v, %v; want a syntax error", tc.in, size, pct, err)
+				}
+				return
+			}
+			if err != nil || size != tc.size || pct != tc.percent {
+				t.Fatalf("ParseFreeSpace(%q) = %v, %v, %v; want %v, %v", tc.in, size, pct, err, tc.size, tc.percent)
+			}
+		})
+	}
+	t.Run("env", func(t *testing.T) {
+		c := Default()
+		if err := c.ApplyEnv([]string{"POSTHOUSE_LIMITS_MIN_FREE_SPACE=3%"}); err != nil {
+			t.Fatal(err)
+		}
+		if c.Limits.MinFreeSpace != "3%" {
+			t.Fatalf("min_free_space from the environment = %q", c.Limits.MinFreeSpace)
+		}
+	})
+}
+
+// FuzzParseFreeSpace: any string is refused or gives a reserve within
+// bounds; it never panics.
+func FuzzParseFreeSpace(f *testing.F) {
+	for _, s := range []string{"1%, 200MiB", "0", "5%", "500MiB", ",", "%", "1e308%", "1.5GiB, 0.1%"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		size, pct, err := ParseFreeSpace(s)
+		if err != nil {
+			return
+		}
+		if size < 0 || pct < 0 || pct > 50 {
+			t.Fatalf("ParseFreeSpace(%q) = %v, %v", s, size, pct)
 		}
 	})
 }

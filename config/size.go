@@ -165,3 +165,34 @@ func (d Duration) String() string {
 	}
 	return sb.String()
 }
+
+// errFreeSpaceSyntax is wrapped by ParseFreeSpace's errors.
+var errFreeSpaceSyntax = errors.New(`want a size ("500MiB"), a percentage ("5%") or both ("1%, 200MiB": the larger)`)
+
+// ParseFreeSpace reads [limits] min_free_space: a size ("500MiB"), a
+// percentage of the file system ("5%", at most 50) or both separated by a
+// comma ("1%, 200MiB"), the larger applying; "0" keeps no reserve.
+func ParseFreeSpace(s string) (size ByteSize, percent float64, err error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > 2 {
+		return 0, 0, fmt.Errorf("bad free space %q: %w", s, errFreeSpaceSyntax)
+	}
+	sawSize, sawPct := false, false
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if num, ok := strings.CutSuffix(p, "%"); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || sawPct || math.IsNaN(f) || f < 0 || f > 50 {
+				return 0, 0, fmt.Errorf("bad free space %q: a percentage is between 0%% and 50%% (%w)", s, errFreeSpaceSyntax)
+			}
+			percent, sawPct = f, true
+			continue
+		}
+		n, err := ParseByteSize(p)
+		if p == "" || err != nil || sawSize {
+			return 0, 0, fmt.Errorf("bad free space %q: %w", s, errFreeSpaceSyntax)
+		}
+		size, sawSize = n, true
+	}
+	return size, percent, nil
+}

@@ -151,6 +151,9 @@ func (c *Config) Validate() error {
 	if d := c.Limits.LoginTimeout.Duration; d < time.Second || d > 10*time.Minute {
 		add("limits.login_timeout", fmt.Sprintf("%s is not between 1s and 10m", c.Limits.LoginTimeout), `login_timeout = "30s"`)
 	}
+	if _, _, err := ParseFreeSpace(c.Limits.MinFreeSpace); err != nil {
+		add("limits.min_free_space", err.Error(), `min_free_space = "1%, 200MiB" (the larger of the two), "5%", "2GiB" or "0"`)
+	}
 
 	if c.Queue.Expiry.Duration < time.Minute {
 		add("queue.expiry", fmt.Sprintf("%s is too short", c.Queue.Expiry), `messages are retried until expiry; expiry = "120h"`)

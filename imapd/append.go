@@ -134,6 +134,10 @@ func (s *session) appendTarget(name string) (mailstore.Mailbox, error) {
 	if err := checkName(name); err != nil {
 		return mailstore.Mailbox{}, err
 	}
+	if sp := s.srv.opts.Space; sp != nil && sp.Low() {
+		s.log.Info("append refused: free disk space below the reserve")
+		return mailstore.Mailbox{}, errNoSpace
+	}
 	ctx, cancel := s.op()
 	defer cancel()
 	mb, err := s.acct.Mailbox(ctx, name)

@@ -98,6 +98,14 @@
 // conversion to the store (binary.go); only literal8 messages (and
 // CATENATE messages with a literal8 TEXT part) take this path.
 //
+// # A full disk
+//
+// Below the disk reserve (Options.Space, package diskspace) APPEND is
+// refused with NO [OVERQUOTA] before any literal is read, its text saying
+// that deleting still works; nothing else is refused, so a user can
+// expunge and move to make room. COPY is allowed: the store hard-links.
+// A write that finds no space (ENOSPC, SQLITE_FULL) gets the same reply.
+//
 // # MULTIAPPEND and CATENATE
 //
 // The library hands the session each message of an APPEND in turn (a

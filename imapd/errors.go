@@ -7,6 +7,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/diskspace"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -18,6 +19,9 @@ var (
 	errBadName     = no(imap.ResponseCodeCannot, "Invalid mailbox name")
 	errNoMechanism = no(imap.ResponseCodeCannot, "Unsupported authentication mechanism")
 	errBadSeqSet   = bad(imap.ResponseCodeClientBug, "Invalid messageset: sequence number beyond the last message")
+	// Below the disk reserve (package diskspace), or a write that found
+	// no space: new messages wait, the rest of the mailbox works.
+	errNoSpace = no(imap.ResponseCodeOverQuota, "Server storage is low: no new messages can be stored now; reading, deleting and moving still work")
 )
 
 func no(code imap.ResponseCode, text string) *imap.Error {
@@ -67,6 +71,9 @@ func mapError(log *slog.Logger, op string, err error, kind errKind) error {
 		return no(imap.ResponseCodeNonExistent, "No such message")
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return no(imap.ResponseCodeOverQuota, "Quota exceeded")
+	case diskspace.IsNoSpace(err):
+		log.Error("imap command failed: disk full", "op", op, "err", err)
+		return errNoSpace
 	case errors.Is(err, mailstore.ErrInUse):
 		return no(imap.ResponseCodeInUse, "Mailbox is in use, try again later")
 	case errors.Is(err, auth.ErrThrottled):

@@ -60,12 +60,22 @@ type Options struct {
 	Conns *limit.Conns
 	Store Store
 	Auth  auth.Authenticator
+	// Space, when set, says when data_dir's free space is below the
+	// reserve: APPEND is then refused with NO [OVERQUOTA]; everything else
+	// goes on (*diskspace.Monitor).
+	Space Space
 
 	// TrustedNetworks are proxies and webmails whose ID field
 	// x-originating-ip, sent before login, is taken as the client's address
 	// for auth and the logs. From anywhere else the field is ignored. Nil:
 	// none.
 	TrustedNetworks []netip.Prefix
+}
+
+// Space reports whether free disk space is below the reserve; asked at
+// every APPEND, so it must be cheap.
+type Space interface {
+	Low() bool
 }
 
 // Server is an IMAP server. One Server serves one kind of listener (plain

@@ -55,8 +55,9 @@
 // # DNS trouble
 //
 // A temperror never passes silently and never becomes a permanent
-// refusal: where it decides the outcome, the message gets 451 4.7.0 (4.7.24
-// for SPF) and the sender retries. It decides when a DMARC record could not
+// refusal: where it decides the outcome, the message gets 451 4.4.3
+// (RFC 3463 directory server failure; 4.7.24 for SPF, the code RFC 7372
+// registers for an SPF temperror) and the sender retries. It decides when a DMARC record could not
 // be read and no strictly aligned pass makes the record moot; when an SPF
 // or DKIM check that would have aligned with a DMARC domain (p other than
 // none), or with one of our own domains, ended in temperror; and when SPF

@@ -168,11 +168,12 @@ func (j *judgement) act(a Action, reply delivery.Reply, why string) {
 
 // Replies. RFC 7372 names the enhanced codes for SPF (x.7.23, x.7.24);
 // DMARC and spoofing have none of their own and take x.7.1, as RFC 7489
-// §6.7 suggests.
+// §6.7 suggests. A DNS failure outside SPF is RFC 3463 §3.5's 4.4.3
+// "directory server failure".
 var (
 	replyBadFrom = delivery.Reply{Code: 550, Enhanced: [3]int{5, 7, 1},
 		Text: "Message refused: it must have exactly one author address in From: (RFC 5322 section 3.6.2)"}
-	replyTempDNS = delivery.Reply{Code: 451, Enhanced: [3]int{4, 7, 0},
+	replyTempDNS = delivery.Reply{Code: 451, Enhanced: [3]int{4, 4, 3},
 		Text: "Temporary DNS failure while authenticating the sender, try again later"}
 	replyTempSPF = delivery.Reply{Code: 451, Enhanced: [3]int{4, 7, 24},
 		Text: "Temporary DNS failure during the SPF check, try again later"}

@@ -42,7 +42,15 @@ const testVersion = "0.0.0-integration"
 // then built with the race detector too.
 var raceBuild bool
 
+// binaryEnv hands the built binary to a test process this one re-executes
+// (in a private mount namespace, faults_test.go), which then builds none.
+const binaryEnv = "POSTHOUSE_TEST_BINARY"
+
 func TestMain(m *testing.M) {
+	if b := os.Getenv(binaryEnv); b != "" {
+		binary = b
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "posthouse-integration-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "integration: temp dir:", err)

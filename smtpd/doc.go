@@ -72,6 +72,12 @@
 //
 // # Limits and timeouts
 //
+// Below the disk reserve (Options.Space, package diskspace) MAIL and RCPT
+// get 452 4.3.1 (RFC 3463 "mail system full"), before the client sends a
+// message; a transaction already past RCPT is finished inside the
+// reserve. A write that finds no space (ENOSPC, SQLITE_FULL) gets 452 4.3.1
+// instead of the generic 451 4.3.0.
+//
 // MaxMessageBytes is advertised as SIZE and enforced on MAIL SIZE=, on DATA
 // and on BDAT (552 5.3.4). MaxRecipients gives 452 4.5.3. MaxLineLength
 // (1000 octets with CRLF, RFC 5321 §4.5.3.1.6) applies to command and

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/posthouse/posthouse/auth"
+	"github.com/posthouse/posthouse/diskspace"
 	"github.com/posthouse/posthouse/mailstore"
 )
 
@@ -86,6 +87,10 @@ var (
 	errSessionTooLong = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Session time limit reached, closing connection"}
 	errEvicted        = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many connections from your address, closing an idle one"}
 	errLocal          = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error in processing, try again later"}
+	// RFC 3463 §3.5 X.3.1 "mail system full": below the disk reserve, or
+	// a write that found no space (RFC 5321 §4.2.2: 452 insufficient
+	// system storage).
+	errNoSpace = &smtp.SMTPError{Code: 452, EnhancedCode: smtp.EnhancedCode{4, 3, 1}, Message: "Insufficient system storage, try again later"}
 )
 
 // errBareLF, errBareCR and errNUL are raised by the body filter and
@@ -139,6 +144,9 @@ func toSMTPError(err error) (reply *smtp.SMTPError, internal bool) {
 		return errAuthThrottled, false
 	case errors.Is(err, mailstore.ErrOverQuota):
 		return errMailboxFull, false
+	case diskspace.IsNoSpace(err):
+		// Ours to log: the disk filled past the reserve.
+		return errNoSpace, true
 	case errors.Is(err, context.DeadlineExceeded):
 		// A store or queue call ran out of DeliveryTimeout: ours.
 		return errLocal, true

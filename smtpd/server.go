@@ -103,6 +103,13 @@ type Queue interface {
 	Bounce(ctx context.Context, from, id string, body io.Reader, refused []delivery.Result) error
 }
 
+// Space reports whether free disk space is below the reserve. It is asked
+// at every MAIL and RCPT, so it must be cheap (*diskspace.Monitor caches
+// its statfs).
+type Space interface {
+	Low() bool
+}
+
 // Options configure one listener's server. Zero limits take the Default*
 // values.
 type Options struct {
@@ -131,6 +138,10 @@ type Options struct {
 	// RCPT: bounces to valid ones go back to the original sender
 	// (sendas.go).
 	SRS SRS
+
+	// Space, when set, says when data_dir's free space is below the
+	// reserve: MAIL and RCPT then get 452 4.3.1 (*diskspace.Monitor).
+	Space Space
 
 	// SpoolDir holds message bodies while they are received. Each spool
 	// file is unlinked as soon as it is created, so nothing is left behind

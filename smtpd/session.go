@@ -242,6 +242,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if opts.Size > 0 && opts.Size > s.s.opts.MaxMessageBytes {
 		return errTooBig
 	}
+	if s.spaceLow() {
+		return errNoSpace
+	}
 	if err := s.gateMail(env.from); err != nil {
 		return err
 	}
@@ -282,6 +285,11 @@ func (s *session) rcpt(to string) error {
 	if !s.env.active {
 		// go-smtp checks the order itself; this guards a failed MAIL.
 		return errNeedMail
+	}
+	if s.spaceLow() {
+		// Again at RCPT: a MAIL accepted just before the disk went low
+		// still gets its answer before the message is sent.
+		return errNoSpace
 	}
 	addr, err := parseAddress(to, s.env.utf8, errBadRecipient)
 	if err != nil {
@@ -364,6 +372,16 @@ func (s *session) checkQuota(account string) error {
 		return errMailboxFull
 	}
 	return nil
+}
+
+// spaceLow reports whether new mail must wait for disk space (package
+// diskspace; RFC 3463 §3.5: 4.3.1 "mail system full").
+func (s *session) spaceLow() bool {
+	if sp := s.s.opts.Space; sp != nil && sp.Low() {
+		s.log.Info("refused: free disk space below the reserve")
+		return true
+	}
+	return false
 }
 
 // fail translates err and logs it when internal.

@@ -113,6 +113,7 @@ func adminCommands() []adminCommand {
 		{"queue", "list, show, retry and remove outbound messages", runAdminQueue},
 		{"restore", "restore a snapshot into an empty data_dir", runAdminRestore},
 		{"sieve", "list, get, put, activate and remove users' Sieve scripts (filter rules)", runAdminSieve},
+		{"status", "one-screen summary: listeners, queue, disk space, certificate, accounts", runAdminStatus},
 		{"user", "add, list, change and remove users (mailboxes)", runAdminUser},
 		{"vacation", "set, show and turn off a user's out-of-office response", runAdminVacation},
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/delivery"
+	"github.com/posthouse/posthouse/diskspace"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/queue"
@@ -48,6 +49,9 @@ type app struct {
 	junk *junkFilter
 	// sieve holds users' Sieve scripts (data_dir/sieve.sqlite).
 	sieve *sievestore.Store
+	// space watches data_dir's free space against [limits]
+	// min_free_space (package diskspace).
+	space *diskspace.Monitor
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -182,6 +186,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		srs:      rewriter,
 		junk:     junkF,
 		sieve:    sieveDB,
+		space:    newSpaceMonitor(cfg, log.With("proto", "disk")),
 	}
 
 	// Queue workers, then the listeners; up records what started, to be

@@ -33,5 +33,6 @@ func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
 		Auth:             a.auth,
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
 		TrustedNetworks:  a.cfg.Auth.Networks(),
+		Space:            a.space, // nil-safe: a nil Monitor is never Low
 	}
 }

@@ -89,6 +89,9 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, conns *limit.Conns) smtp
 		MaxJunkCommands:    a.cfg.Limits.MaxJunkCommands,
 		MaxSessionDuration: a.cfg.Limits.MaxSessionDuration.Duration,
 	}
+	if a.space != nil {
+		opts.Space = a.space
+	}
 	if a.srs != nil {
 		opts.SRS = a.srs
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -23,7 +24,10 @@ type Server struct {
 	records  map[key][]dns.RR
 	rcodes   map[string]int // name → forced rcode
 	truncate bool
-	queries  map[string]int // "name TYPE" → count
+	// silent drops every query unanswered; delay holds each answer back.
+	silent  bool
+	delay   time.Duration
+	queries map[string]int // "name TYPE" → count
 
 	udp, tcp *dns.Server
 }
@@ -142,6 +146,22 @@ func (s *Server) SetRcode(name string, rcode int) {
 	s.rcodes[n] = rcode
 }
 
+// SetSilent makes the server answer nothing at all, as a dead resolver;
+// false answers again.
+func (s *Server) SetSilent(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent = on
+}
+
+// SetDelay holds every answer back by d, as a slow resolver; 0 answers at
+// once.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
 // SetTruncateUDP makes every UDP answer come back empty with TC set, so that
 // clients must retry over TCP.
 func (s *Server) SetTruncateUDP(on bool) {
@@ -172,6 +192,15 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 
 	s.mu.Lock()
 	s.queries[name+" "+dns.TypeToString[q.Qtype]]++
+	if s.silent {
+		s.mu.Unlock()
+		return
+	}
+	if d := s.delay; d > 0 {
+		s.mu.Unlock()
+		time.Sleep(d)
+		s.mu.Lock()
+	}
 	_, isUDP := w.RemoteAddr().(*net.UDPAddr)
 	if s.truncate && isUDP {
 		s.mu.Unlock()

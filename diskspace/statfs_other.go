@@ -1,0 +1,9 @@
+//go:build !unix
+
+package diskspace
+
+import "errors"
+
+func statfs(string) (Usage, error) {
+	return Usage{}, errors.New("diskspace: statfs not supported on this system")
+}
