@@ -377,5 +377,7 @@ func authOptions(cfg *config.Config, log *slog.Logger) auth.Options {
 		AccountWindow:      cfg.Auth.AccountWindow.Duration,
 		AccountInterval:    cfg.Auth.AccountInterval.Duration,
 		KnownAddressTTL:    cfg.Auth.KnownAddressTTL.Duration,
+		// Protocol logins only; see auth doc.go "Two-factor login".
+		RequireAppPasswords: cfg.Auth.RequireAppPasswords,
 	}
 }
