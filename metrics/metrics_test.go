@@ -109,7 +109,9 @@ func TestHandlerExposesMetrics(t *testing.T) {
 	}
 
 	// A failing queue query makes the scrape report it, not crash.
-	r.SetQueueStats(func(ctx context.Context) (int, time.Time, error) { return 0, time.Time{}, errors.New("database is locked") })
+	r.SetQueueStats(func(ctx context.Context) (int, time.Time, error) {
+		return 0, time.Time{}, errors.New("database is locked")
+	})
 	if out := scrape(t, r); strings.Contains(out, "posthouse_queue_messages 3") {
 		t.Error("stale queue size after a failed query")
 	}
