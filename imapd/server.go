@@ -66,6 +66,12 @@ type Options struct {
 	// for auth and the logs. From anywhere else the field is ignored. Nil:
 	// none.
 	TrustedNetworks []netip.Prefix
+
+	// CommandDone, when set, hears each command's name ("UID FETCH"; any
+	// atom a client sent, so bound it before using it as a label) and its
+	// time from command line to tagged reply. cmd feeds package metrics.
+	// It runs on the connection's goroutine and must not block.
+	CommandDone func(name string, dur time.Duration)
 }
 
 // Server is an IMAP server. One Server serves one kind of listener (plain
@@ -135,6 +141,7 @@ func New(opts Options) (*Server, error) {
 			InsecureAuth: insecureAuth,
 			IdleTimeout:  opts.IdleTimeout,
 			LoginTimeout: opts.LoginTimeout,
+			CommandDone:  opts.CommandDone,
 		})
 	}
 	s.secure, s.plain = mk(true), mk(false)
