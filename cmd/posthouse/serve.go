@@ -22,6 +22,7 @@ import (
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
+	"github.com/posthouse/posthouse/metrics"
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
@@ -48,6 +49,9 @@ type app struct {
 	junk *junkFilter
 	// sieve holds users' Sieve scripts (data_dir/sieve.sqlite).
 	sieve *sievestore.Store
+	// metrics counts what the services do (package metrics); the admin
+	// listener serves its Handler and the dashboard its Last24h.
+	metrics *metrics.Recorder
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -98,6 +102,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	makePrivate(cfg.DataDir, log)
 
+	// Metrics first, so every service can be counted; closed last.
+	rec, err := openMetrics(cfg, log.With("proto", "metrics"))
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer closeLogged(log, "metrics", rec)
+
 	// runCtx outlives the signal: sessions derive from it, and it is only
 	// cancelled once every service has stopped, so in-flight transactions
 	// are not cut by the signal itself.
@@ -127,14 +138,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("srs: %w", err)
 	}
 	local := &pipelineLater{}
-	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter)
+	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter, rec)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	defer closeLogged(log, "queue", q)
 	// Every local copy goes through one delivery pipeline: SMTP intake and
 	// the queue's local transport; its redirects go to the queue.
-	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB)
+	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB, rec)
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
@@ -152,7 +163,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("sieve filter: %w", err)
 	}
 	filters := append(append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...), sieveF)
-	pipeline, err := newPipeline(log, authDB, store, q, filters...)
+	pipeline, err := newPipeline(log, authDB, deliveryStore(store, rec), q, filters...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
 	}
@@ -182,6 +193,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		srs:      rewriter,
 		junk:     junkF,
 		sieve:    sieveDB,
+		metrics:  rec,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be
@@ -350,7 +362,7 @@ func (a *app) listen(name string) (net.Listener, error) {
 			return nil, fmt.Errorf("listen.%s: %w", name, explainListenError(err))
 		}
 		a.log.Info("listening", "proto", name, "addr", ln.Addr().String())
-		return ln, nil
+		return countConns(ln, name, a.metrics), nil
 	}
 	return nil, fmt.Errorf("no listener named %q in [listen]", name)
 }

@@ -30,8 +30,9 @@ func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
 		Hostname:         a.cfg.Hostname,
 		Conns:            conns,
 		Store:            a.imapStore(),
-		Auth:             a.auth,
+		Auth:             a.authFor(name),
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
 		TrustedNetworks:  a.cfg.Auth.Networks(),
+		CommandDone:      a.metrics.IMAPCommand,
 	}
 }
