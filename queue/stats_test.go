@@ -40,6 +40,8 @@ func TestAttemptsAndStats(t *testing.T) {
 	if n, _, err := e.q.Stats(ctx); err != nil || n != 0 {
 		t.Fatalf("after delivery Stats = %d, %v", n, err)
 	}
+	// The result is reported just after it is recorded: wait for it.
+	waitFor(t, "second attempt reported", func() bool { mu.Lock(); defer mu.Unlock(); return len(results) == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	if !slices.Equal(results, []string{"deferred", "delivered"}) {
