@@ -164,7 +164,18 @@ func (s countingStore) Open(ctx context.Context, name string) (delivery.Account,
 	if err != nil {
 		return nil, err
 	}
-	return countingAccount{Account: a, rec: s.rec}, nil
+	ca := countingAccount{Account: a, rec: s.rec}
+	// The pipeline creates a missing mailbox (Sieve's fileinto) through
+	// this optional interface: keep it visible.
+	if mc, ok := a.(delivery.MailboxCreator); ok {
+		return countingCreator{countingAccount: ca, MailboxCreator: mc}, nil
+	}
+	return ca, nil
+}
+
+type countingCreator struct {
+	countingAccount
+	delivery.MailboxCreator
 }
 
 type countingAccount struct {

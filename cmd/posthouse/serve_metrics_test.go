@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http/httptest"
 	"net/netip"
@@ -14,7 +15,10 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/backend"
 	"github.com/posthouse/posthouse/metrics"
 	"github.com/posthouse/posthouse/smtpd"
 )
@@ -44,6 +48,24 @@ func TestMetricsWiring(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := &app{cfg: cfg, auth: db, metrics: rec}
+
+	// The counted store keeps the account's optional interfaces.
+	store, err := backend.Open(ctx, storeOptions(cfg, slog.New(slog.DiscardHandler), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	acct, err := deliveryStore(store, rec).Open(ctx, "u@a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := acct.(delivery.MailboxCreator); !ok {
+		t.Error("the counted account hides MailboxCreator")
+	}
+	if _, err := acct.Deliver(ctx, strings.NewReader("Subject: x\r\n\r\nx\r\n"), mailstore.DeliverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	acct.Close()
 	lo := netip.MustParseAddr("127.0.0.1")
 
 	imap := a.authFor("imaps")
@@ -99,6 +121,8 @@ func TestMetricsWiring(t *testing.T) {
 		`posthouse_messages_rejected_total{class="permanent",reason="unknown_user",stage="rcpt"} 1`,
 		`posthouse_dns_lookup_duration_seconds_count{result="notfound",type="MX"} 1`,
 		`posthouse_dns_lookup_duration_seconds_count{result="error",type="A"} 1`,
+		`posthouse_deliveries_total{result="stored"} 1`,
+		`posthouse_store_commit_duration_seconds_count 1`,
 	} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
