@@ -200,15 +200,15 @@ func (db *DB) addUserHash(ctx context.Context, a, hash string, quota int64) (Use
 // Users lists the users of one domain, or of all domains when domain is "",
 // by address. ErrNoSuchDomain for an unknown domain.
 func (db *DB) Users(ctx context.Context, domain string) ([]User, error) {
-	q := `SELECT id, address, password_hash, quota, message_quota, disabled, created FROM users ORDER BY address`
+	q := `SELECT ` + userColumns + ` FROM users ORDER BY address`
 	var args []any
 	if domain != "" {
 		d, err := db.checkDomain(ctx, domain)
 		if err != nil {
 			return nil, err
 		}
-		q = `SELECT u.id, u.address, u.password_hash, u.quota, u.message_quota, u.disabled, u.created FROM users u
-			JOIN domains d ON d.id = u.domain_id WHERE d.name = ? ORDER BY u.address`
+		q = `SELECT ` + userColumns + ` FROM users
+			WHERE domain_id = (SELECT id FROM domains WHERE name = ?) ORDER BY address`
 		args = append(args, d)
 	}
 	rows, err := db.db.Read.QueryContext(ctx, q, args...)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
@@ -12,18 +13,34 @@ import (
 	"golang.org/x/crypto/argon2"
 )
 
-// Authenticate checks a login: username is the full address (any case),
-// remote the client's address for throttling and logs (for a client behind
-// a trusted proxy, the address the proxy reported). It returns the user, or
-// ErrBadCredentials (unknown user, wrong password, disabled account: one
-// error on purpose), ErrThrottled (refused without checking the password:
-// too many recent failures from remote, or for the account; see doc.go), the
-// context's error, or a database error.
+// Authenticate checks a protocol login (IMAP, POP3, SMTP AUTH,
+// ManageSieve): username is the full address (any case), password the
+// account password or one of the user's app passwords, remote the client's
+// address for throttling and logs (for a client behind a trusted proxy, the
+// address the proxy reported). With Options.RequireAppPasswords, a user
+// who turned two-factor login on gets in with an app password only. It
+// returns the user, or ErrBadCredentials (unknown user, wrong password,
+// disabled account: one error on purpose), ErrThrottled (refused without
+// checking the password: too many recent failures from remote, or for the
+// account; see doc.go), the context's error, or a database error.
 //
 // An unknown user costs the same password hash as a known one (a dummy hash
 // is verified), so response time does not reveal which addresses exist.
 func (db *DB) Authenticate(ctx context.Context, username, password string, remote netip.Addr) (User, error) {
-	start := db.now()
+	return db.login(ctx, username, password, remote, true)
+}
+
+// AuthenticateWeb checks a web console login: the account password only,
+// never an app password (a device's password must not open the account's
+// settings), with the same throttling, errors and timing as Authenticate.
+// A user with User.TOTP set must then pass VerifySecondFactor.
+func (db *DB) AuthenticateWeb(ctx context.Context, address, password string, remote netip.Addr) (User, error) {
+	return db.login(ctx, address, password, remote, false)
+}
+
+// login is Authenticate (protocol true: app passwords too) and
+// AuthenticateWeb.
+func (db *DB) login(ctx context.Context, username, password string, remote netip.Addr, protocol bool) (User, error) {
 	account, nerr := NormalizeAddress(username)
 	if nerr != nil {
 		account = strings.ToLower(username)
@@ -31,12 +48,37 @@ func (db *DB) Authenticate(ctx context.Context, username, password string, remot
 			account = account[:maxAddress]
 		}
 	}
+	cred := makeCredID(db.credKey[:], account, password)
+	var res checkResult
+	u, err := db.guarded(ctx, account, account, cred, remote, func(log *slog.Logger) (string, User, error) {
+		var err error
+		res, err = db.check(ctx, nerr == nil, account, password, cred, protocol, remote)
+		return res.reason, res.user, err
+	})
+	if err != nil {
+		return User{}, err
+	}
+	if res.app != "" {
+		db.log.Info("auth success", "user", account, "remote", remoteString(remote), "app_password", res.app)
+	} else {
+		db.log.Info("auth success", "user", account, "remote", remoteString(remote))
+	}
+	return u, nil
+}
+
+// guarded runs one credential check under the throttle of doc.go: key is
+// the account's throttling key (the address for passwords, a key of its
+// own for second factors), account the address for logs, cred the
+// credential's id. check returns a failure reason for the log ("" on
+// success). A success makes remote known to key, and for a password
+// (key == account) records it in known_addresses.
+func (db *DB) guarded(ctx context.Context, key, account string, cred credID, remote netip.Addr, check func(log *slog.Logger) (reason string, _ User, _ error)) (User, error) {
+	start := db.now()
 	ip := ipKey(remote)
 	trusted := db.trusted(remote)
 	log := db.log.With("user", account, "remote", remoteString(remote))
 
-	cred := makeCredID(db.credKey[:], account, password)
-	adm := db.throttle.begin(start, ip, account, cred, trusted)
+	adm := db.throttle.begin(start, ip, key, cred, trusted)
 	switch {
 	case !adm.ipUntil.IsZero():
 		if !db.throttle.ipLogged(ip) {
@@ -44,7 +86,7 @@ func (db *DB) Authenticate(ctx context.Context, username, password string, remot
 		}
 		return User{}, ErrThrottled
 	case !adm.accountUntil.IsZero():
-		if !db.throttle.accountLogged(account) {
+		if !db.throttle.accountLogged(key) {
 			log.Warn("auth throttled: too many failed logins for this account; one check per interval from addresses it never logged in from",
 				"interval", db.opts.AccountInterval)
 		} else {
@@ -53,31 +95,30 @@ func (db *DB) Authenticate(ctx context.Context, username, password string, remot
 		return User{}, ErrThrottled
 	}
 
-	reason, u, err := db.check(ctx, nerr == nil, account, password, cred)
+	reason, u, err := check(log)
 	if err != nil {
-		db.throttle.abort(ip, account, cred, adm)
+		db.throttle.abort(ip, key, cred, adm)
 		if ctx.Err() == nil {
 			log.Error("auth error", "err", err)
 		}
 		return User{}, err
 	}
 	if reason != "" {
-		nIP, nAccount := db.throttle.fail(db.now(), ip, account, cred, trusted)
+		nIP, nAccount := db.throttle.fail(db.now(), ip, key, cred, trusted)
 		log.Info("auth failed", "reason", reason)
 		if max := db.opts.IPMaxFailures; max > 0 && nIP >= max && !db.throttle.ipLogged(ip) {
 			log.Warn("auth throttled: too many failed logins from this address", "failures", nIP, "window", db.opts.IPWindow)
 		}
-		if max := db.opts.AccountMaxFailures; max > 0 && nAccount >= max && !db.throttle.accountLogged(account) {
+		if max := db.opts.AccountMaxFailures; max > 0 && nAccount >= max && !db.throttle.accountLogged(key) {
 			log.Warn("auth throttled: too many failed logins for this account; one check per interval from addresses it never logged in from",
 				"failures", nAccount, "window", db.opts.AccountWindow, "interval", db.opts.AccountInterval)
 		}
 		return User{}, ErrBadCredentials
 	}
 	now := db.now()
-	if db.throttle.success(now, ip, account, trusted) {
+	if db.throttle.success(now, ip, key, trusted) && key == account {
 		db.saveKnown(ctx, log, u.ID, ip, now)
 	}
-	log.Info("auth success")
 	return u, nil
 }
 
@@ -92,11 +133,19 @@ func (db *DB) trusted(a netip.Addr) bool {
 	return false
 }
 
-// check verifies one credential. reason is empty on success, else why it
-// failed (for the log only: the client gets ErrBadCredentials).
-func (db *DB) check(ctx context.Context, valid bool, account, password string, cred credID) (reason string, _ User, _ error) {
+// checkResult is check's verdict on one login.
+type checkResult struct {
+	reason string // why it failed (for the log only: the client gets ErrBadCredentials); "" on success
+	user   User
+	app    string // the app password's name, when one was used
+}
+
+// check verifies one credential. protocol: a protocol login, which may use
+// an app password and may be refused the account password
+// (RequireAppPasswords).
+func (db *DB) check(ctx context.Context, valid bool, account, password string, cred credID, protocol bool, remote netip.Addr) (checkResult, error) {
 	if password == "" || len(password) > maxPassword {
-		return "empty or over-long password", User{}, nil
+		return checkResult{reason: "empty or over-long password"}, nil
 	}
 	var row userRow
 	found := false
@@ -104,7 +153,20 @@ func (db *DB) check(ctx context.Context, valid bool, account, password string, c
 		var err error
 		row, found, err = readLookup{db}.user(ctx, account)
 		if err != nil {
-			return "", User{}, err
+			return checkResult{}, err
+		}
+	}
+	if found && protocol {
+		m, ok, err := db.checkAppPassword(ctx, row.ID, password)
+		if err != nil {
+			return checkResult{}, err
+		}
+		if ok {
+			if row.Disabled {
+				return checkResult{reason: "account disabled"}, nil
+			}
+			db.touchAppPassword(ctx, m, remote, db.now())
+			return checkResult{user: row.User, app: m.name}, nil
 		}
 	}
 	sum := sha256.Sum256([]byte(row.hash)) // of "" for an unknown user
@@ -121,12 +183,12 @@ func (db *DB) check(ctx context.Context, valid bool, account, password string, c
 		match, rehash, err = db.verify(ctx, stored, password)
 		if err != nil {
 			if ctx.Err() != nil {
-				return "", User{}, ctx.Err()
+				return checkResult{}, ctx.Err()
 			}
 			// A malformed stored hash: nobody can log in as this user until
 			// an operator resets the password.
 			db.log.Error("stored password hash is unusable", "user", account, "err", err)
-			return "unusable stored hash", User{}, nil
+			return checkResult{reason: "unusable stored hash"}, nil
 		}
 		match = match && found
 		if match && rehash {
@@ -140,13 +202,18 @@ func (db *DB) check(ctx context.Context, valid bool, account, password string, c
 	}
 	switch {
 	case !found:
-		return "no such user", User{}, nil
+		return checkResult{reason: "no such user"}, nil
 	case !match:
-		return "wrong password", User{}, nil
+		return checkResult{reason: "wrong password"}, nil
 	case row.Disabled:
-		return "account disabled", User{}, nil
+		return checkResult{reason: "account disabled"}, nil
+	case protocol && row.TOTP && db.opts.RequireAppPasswords:
+		// Checked after the hash, so the refusal costs and looks the same
+		// as a wrong password, and the log tells the operator which
+		// client still uses the account password.
+		return checkResult{reason: "account password refused: two-factor login is on and app passwords are required"}, nil
 	}
-	return "", row.User, nil
+	return checkResult{user: row.User}, nil
 }
 
 // verify runs one password verification under the hashing semaphore.

@@ -73,6 +73,12 @@ type Options struct {
 	// (each argon2id verification holds 19 MiB). Default: GOMAXPROCS, at
 	// least 2.
 	MaxConcurrentHashes int
+
+	// RequireAppPasswords makes Authenticate refuse the account password
+	// of users who turned two-factor login on: IMAP, POP3, SMTP and
+	// ManageSieve then take only their app passwords ([auth]
+	// require_app_passwords).
+	RequireAppPasswords bool
 }
 
 // DB is the system database of users, domains and aliases, with the
@@ -97,7 +103,7 @@ type DB struct {
 	// verifications counts password hash verifications (tests, benchmarks).
 	verifications atomic.Int64
 
-	stmtUser, stmtAlias, stmtDomain, stmtGrant *sql.Stmt
+	stmtUser, stmtAlias, stmtDomain, stmtGrant, stmtAppPasswords *sql.Stmt
 }
 
 var migrations = []sqlitedb.Migration{
@@ -158,7 +164,35 @@ var migrations = []sqlitedb.Migration{
 	sqlitedb.Exec(
 		`ALTER TABLE users ADD COLUMN message_quota INTEGER NOT NULL DEFAULT 0 CHECK (message_quota >= 0)`,
 	),
+	// Roles, app passwords and the second factor (doc.go "App passwords",
+	// "Two-factor login"). totp_secret is the base32 TOTP key, "" while
+	// 2FA is off; totp_step the last time step a code was accepted for,
+	// so no code is accepted twice.
+	sqlitedb.Exec(
+		`ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user' CHECK (role IN ('user', 'admin'))`,
+		`ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE users ADD COLUMN totp_step INTEGER NOT NULL DEFAULT 0`,
+		`CREATE TABLE app_passwords (
+			id          INTEGER PRIMARY KEY,
+			user_id     INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			name        TEXT NOT NULL,
+			hash        TEXT NOT NULL, -- secretHash of the normalized secret
+			created     INTEGER NOT NULL,
+			last_used   INTEGER NOT NULL DEFAULT 0,
+			last_remote TEXT NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX app_passwords_user ON app_passwords(user_id)`,
+		`CREATE TABLE recovery_codes (
+			id      INTEGER PRIMARY KEY,
+			user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+			hash    TEXT NOT NULL -- secretHash of the normalized code
+		)`,
+		`CREATE INDEX recovery_codes_user ON recovery_codes(user_id)`,
+	),
 }
+
+// userColumns are the users columns scanUser reads, in its order.
+const userColumns = `id, address, password_hash, quota, message_quota, disabled, created, role, totp_secret != ''`
 
 // Open opens (creating if needed, mode 0600) the system database at path,
 // usually <data_dir>/users.sqlite, and brings its schema up to date.
@@ -197,10 +231,11 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		s, err = sdb.Read.PrepareContext(ctx, q)
 		return s
 	}
-	db.stmtUser = prep(`SELECT id, address, password_hash, quota, message_quota, disabled, created FROM users WHERE address = ?`)
+	db.stmtUser = prep(`SELECT ` + userColumns + ` FROM users WHERE address = ?`)
 	db.stmtAlias = prep(`SELECT t.target FROM aliases a JOIN alias_targets t ON t.alias_id = a.id WHERE a.address = ? ORDER BY t.position`)
 	db.stmtDomain = prep(`SELECT 1 FROM domains WHERE name = ?`)
 	db.stmtGrant = prep(`SELECT 1 FROM send_as g JOIN users u ON u.id = g.user_id WHERE u.address = ? AND g.address IN (?, ?, ?)`)
+	db.stmtAppPasswords = prep(fmt.Sprintf(`SELECT id, name, hash, last_used FROM app_passwords WHERE user_id = ? ORDER BY id LIMIT %d`, maxAppPasswords))
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("auth: prepare: %w", err)
@@ -237,7 +272,7 @@ func withDefaults(o Options) Options {
 
 // Close closes the database.
 func (db *DB) Close() error {
-	for _, s := range []*sql.Stmt{db.stmtUser, db.stmtAlias, db.stmtDomain, db.stmtGrant} {
+	for _, s := range []*sql.Stmt{db.stmtUser, db.stmtAlias, db.stmtDomain, db.stmtGrant, db.stmtAppPasswords} {
 		if s != nil {
 			s.Close()
 		}
@@ -254,8 +289,10 @@ type userRow struct {
 func scanUser(sc sqlitedb.Scanner) (userRow, error) {
 	var u userRow
 	var created int64
-	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.QuotaMessages, &u.Disabled, &created)
+	var role string
+	err := sc.Scan(&u.ID, &u.Address, &u.hash, &u.QuotaBytes, &u.QuotaMessages, &u.Disabled, &created, &role, &u.TOTP)
 	u.Created = time.Unix(created, 0).UTC()
+	u.Admin = role == roleAdmin
 	return u, err
 }
 
@@ -290,7 +327,7 @@ func (l txLookup) domainExists(ctx context.Context, domain string) (bool, error)
 
 func (l txLookup) user(ctx context.Context, address string) (userRow, bool, error) {
 	return userFound(scanUser(l.tx.QueryRowContext(ctx,
-		`SELECT id, address, password_hash, quota, message_quota, disabled, created FROM users WHERE address = ?`, address)))
+		`SELECT `+userColumns+` FROM users WHERE address = ?`, address)))
 }
 
 func (l txLookup) aliasTargets(ctx context.Context, address string) ([]string, bool, error) {

@@ -8,7 +8,9 @@
 //
 // Numbered migrations (mailstore/sqlitedb, PRAGMA user_version) create:
 // domains(name, created); users(address, domain, password_hash, quota,
-// message_quota, disabled, created); aliases(address or "@domain", domain, created) with
+// message_quota, disabled, created, role, totp_secret, totp_step);
+// app_passwords(user, name, hash, created, last_used, last_remote);
+// recovery_codes(user, hash); aliases(address or "@domain", domain, created) with
 // alias_targets(position, target); known_addresses(user, prefix,
 // last_login) for throttling (below); send_as(user, address or "@domain",
 // created), the grants of CanSendAs (below). Addresses are stored normalized by
@@ -45,6 +47,80 @@
 // read this process's memory (key included) could test guesses against it at
 // HMAC speed rather than argon2id speed. A cache hit answers in tens of microseconds instead
 // of tens of milliseconds (see BenchmarkAuthenticate).
+//
+// # Roles
+//
+// users.role is "user" (the default) or "admin" (User.Admin, SetAdmin,
+// `posthouse admin user add --admin`, `posthouse admin user role`). The
+// role only opens the admin console; protocols ignore it.
+//
+// # App passwords
+//
+// A user may make up to 50 app passwords, one per device, each named
+// (CreateAppPassword). We make the secret: 20 lowercase letters shown in
+// five groups of four ("abcd-efgh-ijkl-mnop-qrst", 94 bits), easy to type
+// on a phone, accepted with or without the dashes, with spaces, in any
+// case. It is shown once. Authenticate (IMAP, POP3, SMTP AUTH,
+// ManageSieve) accepts it in place of the account password;
+// AuthenticateWeb never does, so a device's password cannot open the
+// account's settings.
+//
+// Hash: the secret is random with at least 80 bits, so nobody can search
+// its space however fast one guess is, and a slow hash would only make
+// every IMAP connection pay for nothing. It is stored as HMAC-SHA256 under
+// a random 16-byte salt per row (secretHash). A login whose password has
+// the app password shape compares it with the user's app passwords (one
+// indexed query and one HMAC each, microseconds) before the account
+// password; anything else, and an app-password-shaped string that matches
+// none (it may be an account password of 20 letters), goes on to the
+// argon2id check. So a wrong password costs what it cost before, and a
+// right app password costs no hash.
+//
+// Credential cache: app passwords are checked against the database at every
+// login and never enter the cache, which keeps its meaning (outcomes of
+// account password checks against one stored hash). Revoking
+// (RevokeAppPassword, from this process or posthouse admin) therefore
+// takes effect at the next login. Sessions already open stay open.
+// Disabling the user stops its app passwords too.
+//
+// Each app password records its last use and the client address
+// (LastUsed, LastRemote). The row is written only when the stored time is
+// a minute old or more, so a phone opening ten IMAP connections costs one
+// write, not ten.
+//
+// # Two-factor login
+//
+// Web logins may need a second factor: TOTP (RFC 6238: HMAC-SHA1, 6 digits,
+// 30 s steps, one step of skew either way; written here on crypto/hmac in a
+// page of code, checked against the RFC's test vectors). NewTOTPSecret
+// makes a 160-bit secret, TOTPURI the otpauth:// URI for a QR code, and
+// EnableTOTP stores it once the user has entered a correct code, with ten
+// recovery codes (16 characters of lower-case base32 in groups of four, 80
+// bits, stored like app passwords). The secret itself is stored as is
+// (TOTP needs it to compute codes); the database file is 0600.
+//
+// VerifySecondFactor takes a TOTP code or a recovery code. Replay: the
+// time step of the last accepted code is kept in users.totp_step, and a
+// code of that step or an earlier one is refused, so a code observed over
+// someone's shoulder is worthless once used. A conditional UPDATE lets
+// only one of two racing logins use a code. A recovery code is deleted
+// when used. Attempts are throttled like password logins (same limits,
+// same code) under their own account key, so that an attacker who knows
+// the password cannot reset the count of wrong codes by logging in with it
+// in between. What the limits allow: an attacker with the password, many
+// addresses and 10 failures already spent gets one code checked per
+// AccountInterval (5 s), 17 280 a day, each with a 3 in 10⁶ chance: about
+// 5 % a day, during which every attempt is logged. Addresses where the
+// user passed the second factor are exempt from the per-account cap in
+// memory only (forgotten at restart).
+//
+// TOTP never applies to IMAP, POP3, SMTP or ManageSieve: clients there
+// cannot ask for a code. Those logins use the account password or app
+// passwords; with Options.RequireAppPasswords ([auth]
+// require_app_passwords), a user with TOTP on gets in only with app
+// passwords there. That refusal is decided after the usual hash check, so
+// it costs and answers like a wrong password, and the log says that the
+// client used the account password.
 //
 // # Throttling
 //

@@ -130,3 +130,56 @@ func FuzzSASLLogin(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSecret checks the app password and recovery code parser:
+// no panic, and what it accepts is canonical (the alphabet only, the full
+// length, idempotent) and equal to the input without separators, up to
+// case.
+func FuzzParseSecret(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, format := range []secretFormat{appPasswordFormat, recoveryCodeFormat} {
+			canon, ok := format.parse(s)
+			if !ok {
+				if canon != "" {
+					t.Fatalf("refused %q with result %q", s, canon)
+				}
+				continue
+			}
+			if len(canon) != format.length() {
+				t.Fatalf("%q → %q: length %d", s, canon, len(canon))
+			}
+			for i := 0; i < len(canon); i++ {
+				if !strings.ContainsRune(format.alphabet, rune(canon[i])) {
+					t.Fatalf("%q → %q: byte %q not in the alphabet", s, canon, canon[i])
+				}
+			}
+			if again, ok := format.parse(canon); !ok || again != canon {
+				t.Fatalf("not idempotent: %q → %q → %q", s, canon, again)
+			}
+			if !strings.EqualFold(strings.NewReplacer("-", "", " ", "").Replace(s), canon) {
+				t.Fatalf("%q → %q is not the input without separators", s, canon)
+			}
+		}
+	})
+}
+
+// FuzzParseTOTP checks the TOTP secret and code parsers: no panic, a
+// secret accepted decodes to a bounded key that round-trips through base32,
+// and a code accepted is six digits.
+func FuzzParseTOTP(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		if key, err := parseTOTPSecret(s); err == nil {
+			if len(key) < minTOTPSecret || len(key) > maxTOTPSecret {
+				t.Fatalf("%q: key of %d bytes", s, len(key))
+			}
+			if k2, err := parseTOTPSecret(totpBase32.EncodeToString(key)); err != nil || !bytes.Equal(k2, key) {
+				t.Fatalf("%q: key does not round-trip: %v", s, err)
+			}
+		}
+		if c, ok := parseTOTPCode(s); ok {
+			if len(c) != totpDigits || strings.Trim(c, "0123456789") != "" {
+				t.Fatalf("%q → code %q", s, c)
+			}
+		}
+	})
+}

@@ -38,6 +38,11 @@ type User struct {
 	QuotaMessages int64
 	Disabled      bool
 	Created       time.Time
+	// Admin: the user may use the admin console (role "admin"; SetAdmin,
+	// `posthouse admin user role`).
+	Admin bool
+	// TOTP: the user turned on two-factor login for the web (EnableTOTP).
+	TOTP bool
 }
 
 // Alias maps one address (or a catch-all "@domain") to one or more targets,

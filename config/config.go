@@ -128,6 +128,10 @@ type Auth struct {
 	// KnownAddressTTL is how long an address the account logged in from
 	// stays exempt from the per-account cap. "30d".
 	KnownAddressTTL Duration `toml:"known_address_ttl"`
+	// RequireAppPasswords: users who turned on two-factor login for the
+	// web sign in to IMAP, POP3, SMTP and ManageSieve with app passwords
+	// only, never the account password. Default false.
+	RequireAppPasswords bool `toml:"require_app_passwords"`
 }
 
 // IMAP settings.

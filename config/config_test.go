@@ -512,6 +512,7 @@ trusted_networks = ["10.1.0.0/16", "192.0.2.10", "2001:db8::/48", "::ffff:198.51
 ip_max_failures = 5
 account_interval = "10s"
 known_address_ttl = "7d"
+require_app_passwords = true
 `
 	c, err := Parse([]byte(doc), "a.toml")
 	if err != nil {
@@ -529,7 +530,8 @@ known_address_ttl = "7d"
 		t.Errorf("networks = %q, want %q", got, want)
 	}
 	if c.Auth.IPMaxFailures != 5 || c.Auth.AccountInterval.Duration != 10*time.Second ||
-		c.Auth.KnownAddressTTL.Duration != 7*24*time.Hour || c.Auth.AccountMaxFailures != 10 || c.Auth.AccountWindow.Duration != time.Hour {
+		c.Auth.KnownAddressTTL.Duration != 7*24*time.Hour || c.Auth.AccountMaxFailures != 10 || c.Auth.AccountWindow.Duration != time.Hour ||
+		!c.Auth.RequireAppPasswords || Default().Auth.RequireAppPasswords {
 		t.Errorf("auth = %+v", c.Auth)
 	}
 	// Defaults: loopback; an empty list trusts nothing.

@@ -66,12 +66,18 @@ type Options struct {
 	ResolvConf string
 	// Timeout bounds each exchange (default DefaultTimeout).
 	Timeout time.Duration
+	// Observe, when set, hears of every exchange with the nameserver: the
+	// record type ("MX"), how long it took (with a TCP retry) and its
+	// error (nil, or an *Error). cmd feeds package metrics with it. It
+	// must not block.
+	Observe func(qtype string, d time.Duration, err error)
 }
 
 // Resolver sends queries to one nameserver. It is safe for concurrent use.
 type Resolver struct {
 	server  string
 	timeout time.Duration
+	observe func(qtype string, d time.Duration, err error)
 	udp     *dns.Client
 	tcp     *dns.Client
 }
@@ -106,6 +112,7 @@ func New(opts Options) (*Resolver, error) {
 	return &Resolver{
 		server:  server,
 		timeout: timeout,
+		observe: opts.Observe,
 		udp:     &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsBufferSize},
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 	}, nil
@@ -161,17 +168,21 @@ func ParseResolvConf(data string) (string, error) {
 // exchange sends one question and returns the reply, retrying over TCP when
 // the UDP answer is truncated. Rcodes other than NOERROR/NXDOMAIN become
 // ErrTemporary; NXDOMAIN becomes ErrNotFound.
-func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (reply *dns.Msg, err error) {
 	typ := dns.TypeToString[qtype]
 	if _, ok := dns.IsDomainName(name); !ok || name == "" {
 		return nil, &Error{Name: name, Type: typ, Err: ErrMalformed}
+	}
+	if r.observe != nil {
+		start := time.Now()
+		defer func() { r.observe(typ, time.Since(start), err) }()
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
 	m.SetEdns0(ednsBufferSize, false)
 
-	reply, err := r.try(ctx, r.udp, m)
+	reply, err = r.try(ctx, r.udp, m)
 	if err == nil && reply.Truncated {
 		reply, err = r.try(ctx, r.tcp, m)
 	}

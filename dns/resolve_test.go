@@ -225,3 +225,31 @@ func FuzzParseResolvConf(f *testing.F) {
 		}
 	})
 }
+
+// TestObserve: Options.Observe hears of each exchange with its type and
+// error; a malformed name asks the nameserver nothing and is not one.
+func TestObserve(t *testing.T) {
+	srv := dnstest.NewServer(t)
+	srv.Add("b.test. MX 10 mx1.b.test.")
+	type seen struct {
+		typ string
+		err error
+	}
+	var got []seen
+	r, err := dns.New(dns.Options{Server: srv.Addr, Timeout: 2 * time.Second, Observe: func(typ string, d time.Duration, err error) {
+		if d < 0 {
+			t.Errorf("negative duration %v", d)
+		}
+		got = append(got, seen{typ, err})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r.LookupMX(ctx, "b.test")
+	r.LookupMX(ctx, "missing.test")
+	r.LookupMX(ctx, "a..b")
+	if len(got) != 2 || got[0].typ != "MX" || got[0].err != nil || got[1].typ != "MX" || !errors.Is(got[1].err, dns.ErrNotFound) {
+		t.Fatalf("observed %+v", got)
+	}
+}

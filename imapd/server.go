@@ -70,6 +70,12 @@ type Options struct {
 	// for auth and the logs. From anywhere else the field is ignored. Nil:
 	// none.
 	TrustedNetworks []netip.Prefix
+
+	// CommandDone, when set, hears each command's name ("UID FETCH"; any
+	// atom a client sent, so bound it before using it as a label) and its
+	// time from command line to tagged reply. cmd feeds package metrics.
+	// It runs on the connection's goroutine and must not block.
+	CommandDone func(name string, dur time.Duration)
 }
 
 // Space reports whether free disk space is below the reserve; asked at
@@ -145,6 +151,7 @@ func New(opts Options) (*Server, error) {
 			InsecureAuth: insecureAuth,
 			IdleTimeout:  opts.IdleTimeout,
 			LoginTimeout: opts.LoginTimeout,
+			CommandDone:  opts.CommandDone,
 		})
 	}
 	s.secure, s.plain = mk(true), mk(false)

@@ -137,3 +137,17 @@ func (q *Queue) Remove(ctx context.Context, id string) error {
 	q.log.Info("removed by admin", "queueid", id)
 	return nil
 }
+
+// Stats returns how many messages the queue holds and when the oldest was
+// queued (zero when empty), in one query: cheap enough for every metrics
+// scrape.
+func (q *Queue) Stats(ctx context.Context) (messages int, oldest time.Time, err error) {
+	var min sql.NullInt64
+	if err := q.db.Read.QueryRowContext(ctx, `SELECT count(*), min(created) FROM messages`).Scan(&messages, &min); err != nil {
+		return 0, time.Time{}, fmt.Errorf("queue: stats: %w", err)
+	}
+	if min.Valid {
+		oldest = time.Unix(0, min.Int64)
+	}
+	return messages, oldest, nil
+}

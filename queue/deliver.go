@@ -385,13 +385,19 @@ func (q *Queue) conclude(ctx context.Context, p *prepared, res []result) (failed
 
 func (q *Queue) logResult(m *msgInfo, r result, dur time.Duration, next time.Time) {
 	attrs := []any{"queueid", m.id, "rcpt", r.rcpt, "remote", r.remote, "reply", r.reply.String(), "dur", dur.Round(time.Millisecond)}
+	outcome := "deferred"
 	switch {
 	case r.delivered():
+		outcome = "delivered"
 		q.log.Info("delivered", append(attrs, "result", "delivered")...)
 	case r.reply.Permanent():
+		outcome = "bounced"
 		q.log.Info("bounced", append(attrs, "result", "failed")...)
 	default:
 		q.log.Info("deferred", append(attrs, "result", "deferred", "next", next.UTC().Format(time.RFC3339))...)
+	}
+	if q.opts.OnAttempt != nil {
+		q.opts.OnAttempt(outcome)
 	}
 }
 

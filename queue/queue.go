@@ -116,6 +116,11 @@ type Options struct {
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 
+	// OnAttempt, when set, hears the result of each delivery attempt for
+	// one recipient: "delivered", "deferred" or "bounced" (cmd feeds
+	// package metrics). It must not block.
+	OnAttempt func(result string)
+
 	// Shared says another process (a running server) may be using the
 	// queue: Open skips its start-up cleanup, which would otherwise take a
 	// message being enqueued right now for an orphan. Admin commands set

@@ -36,7 +36,8 @@ var spoolBufs = sync.Pool{New: func() any { b := make([]byte, spoolBufSize); ret
 // every local account and one queue entry for the foreign recipients. It
 // returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
 // carry our message id) only when all of them are durable.
-func (s *session) Data(r io.Reader) error {
+func (s *session) Data(r io.Reader) (err error) {
+	defer s.observe("data", &err)
 	if h := s.s.dataHook.Load(); h != nil {
 		(*h)(s.conn)
 	}

@@ -173,6 +173,11 @@ type Options struct {
 
 	// Now is the clock for Received and Date headers; default time.Now.
 	Now func() time.Time
+
+	// Observe, when set, hears of every message accepted and every MAIL,
+	// RCPT or DATA refused (outcome.go; cmd feeds package metrics). It is
+	// called on the session's goroutine and must not block.
+	Observe func(Outcome)
 }
 
 // Server is one SMTP listener's server: one go-smtp Server, one mode, one

@@ -198,7 +198,8 @@ func (a *saslServer) Next(response []byte) ([]byte, bool, error) {
 
 // Mail starts a transaction. On submission it needs AUTH and checks that
 // the authenticated user owns the sender address.
-func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
+	defer s.observe("mail", &err)
 	if s.s.life.Stopping() {
 		return errShuttingDown
 	}
@@ -262,8 +263,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 // sub-addresses, catch-all) and each target account's quota checked; a
 // foreign address is accepted only from an authenticated user, for the
 // queue.
-func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
-	err := s.rcpt(to)
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) (err error) {
+	defer s.observe("rcpt", &err)
+	err = s.rcpt(to)
 	if err == errNoSuchUser || err == errRelayDenied {
 		s.conn.badRcpts++
 		if s.conn.badRcpts >= maxBadRecipients {

@@ -214,16 +214,17 @@ func adminExitCode(err error) int {
 	switch {
 	case errors.Is(err, auth.ErrInvalidAddress), errors.Is(err, auth.ErrInvalidDomain),
 		errors.Is(err, auth.ErrEmptyPassword), errors.Is(err, auth.ErrAliasLoop),
-		errors.Is(err, mailstore.ErrBadAccountName),
+		errors.Is(err, mailstore.ErrBadAccountName), errors.Is(err, auth.ErrInvalidName),
 		errors.Is(err, sievestore.ErrBadName), errors.Is(err, sievestore.ErrQuota), errors.As(err, new(*sieve.Error)):
 		return exitUsage
 	case errors.Is(err, auth.ErrNoSuchDomain), errors.Is(err, auth.ErrNoSuchUser),
 		errors.Is(err, auth.ErrNoSuchAlias), errors.Is(err, auth.ErrNoSuchGrant), errors.Is(err, mailstore.ErrNoSuchAccount),
+		errors.Is(err, auth.ErrNoSuchAppPassword),
 		errors.Is(err, sievestore.ErrNotFound):
 		return exitNotFound
 	case errors.Is(err, auth.ErrExists), errors.Is(err, sievestore.ErrExists):
 		return exitExists
-	case errors.Is(err, auth.ErrDomainNotEmpty), errors.Is(err, sievestore.ErrActive):
+	case errors.Is(err, auth.ErrDomainNotEmpty), errors.Is(err, sievestore.ErrActive), errors.Is(err, auth.ErrTooManyAppPasswords):
 		return exitRefused
 	}
 	return exitFailure

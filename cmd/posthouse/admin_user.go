@@ -14,7 +14,7 @@ import (
 
 func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
 	return dispatchVerb(ctx, env, "user", []verb{
-		{"add", "[--password-stdin] [--quota SIZE] [--messages N] ADDRESS", "add a user in an existing domain", userAdd},
+		{"add", "[--password-stdin] [--admin] [--quota SIZE] [--messages N] ADDRESS", "add a user in an existing domain", userAdd},
 		{"list", "[DOMAIN]", "list users", userList},
 		{"passwd", "[--password-stdin] ADDRESS", "set a user's password", userPasswd},
 		{"quota", "[--messages N] ADDRESS [SIZE]", "set a user's quota (2GiB, 500MB; 0 or unlimited) and/or message count limit", userQuota},
@@ -23,6 +23,9 @@ func runAdminUser(ctx context.Context, env *adminEnv, args []string) error {
 		{"remove", "[--keep-mail] ADDRESS", "remove a user and their mail", userRemove},
 		{"send-as", "add|list|remove ...", "addresses a user may send as besides their own and aliases", userSendAs},
 		{"profile", "--apple [--with-password] [--name NAME] ADDRESS", "write the user's Apple configuration profile (.mobileconfig) to stdout", userProfile},
+		{"role", "ADDRESS admin|user", "make a user an administrator of the web console, or not", userRole},
+		{"app-password", "add|list|revoke ...", "per-device passwords for IMAP, POP3, SMTP and ManageSieve", userAppPassword},
+		{"2fa-off", "ADDRESS", "turn off a user's two-factor web login (lost phone and recovery codes)", userTOTPOff},
 	}, args)
 }
 
@@ -67,8 +70,9 @@ func formatQuota(n int64) string {
 }
 
 func userAdd(ctx context.Context, env *adminEnv, args []string) error {
-	fs := verbFlags(env, "user", "add", "[--password-stdin] [--quota SIZE] [--messages N] ADDRESS")
+	fs := verbFlags(env, "user", "add", "[--password-stdin] [--admin] [--quota SIZE] [--messages N] ADDRESS")
 	fromStdin := fs.Bool("password-stdin", false, "read the password from the first line of stdin")
+	admin := fs.Bool("admin", false, "give the user the admin role (the web console's administration pages)")
 	quotaFlag := fs.String("quota", "unlimited", "mailbox quota, e.g. 2GiB or 500MB")
 	messagesFlag := fs.String("messages", "unlimited", "most messages the account may hold")
 	rest, err := verbArgs(fs, args, 1, 1, "ADDRESS")
@@ -110,7 +114,14 @@ func userAdd(ctx context.Context, env *adminEnv, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(env.stdout, "added user %s (quota %s, %s)\n", u.Address, formatQuota(u.QuotaBytes), formatMessageQuota(messages))
+	role := ""
+	if *admin {
+		if err := env.auth.SetAdmin(ctx, u.Address, true); err != nil {
+			return err
+		}
+		role = ", admin"
+	}
+	fmt.Fprintf(env.stdout, "added user %s (quota %s, %s%s)\n", u.Address, formatQuota(u.QuotaBytes), formatMessageQuota(messages), role)
 	return nil
 }
 
@@ -123,12 +134,19 @@ func userList(ctx context.Context, env *adminEnv, args []string) error {
 	if err != nil {
 		return err
 	}
-	return writeTable(env.stdout, users, []string{"ADDRESS", "QUOTA", "STATUS", "CREATED"}, func(u auth.User) []string {
+	return writeTable(env.stdout, users, []string{"ADDRESS", "QUOTA", "STATUS", "CREATED", "ROLE", "2FA"}, func(u auth.User) []string {
 		status := "active"
 		if u.Disabled {
 			status = "disabled"
 		}
-		return []string{u.Address, formatQuota(u.QuotaBytes), status, u.Created.UTC().Format("2006-01-02T15:04:05Z")}
+		role, twoFA := "user", "off"
+		if u.Admin {
+			role = "admin"
+		}
+		if u.TOTP {
+			twoFA = "on"
+		}
+		return []string{u.Address, formatQuota(u.QuotaBytes), status, u.Created.UTC().Format("2006-01-02T15:04:05Z"), role, twoFA}
 	})
 }
 

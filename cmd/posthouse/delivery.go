@@ -6,7 +6,6 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/delivery"
-	"github.com/posthouse/posthouse/mailstore"
 )
 
 // newPipeline builds the local delivery pipeline every local copy goes
@@ -16,11 +15,11 @@ import (
 // the same shared resources: smtpd for SMTP intake, the queue for its
 // local transport. Filters run in order: inbound authentication (SPF,
 // DKIM, DMARC), the milters, the junk filter, users' Sieve scripts.
-func newPipeline(log *slog.Logger, users *auth.DB, store mailstore.Store, q delivery.Queue, filters ...delivery.Filter) (*delivery.Pipeline, error) {
+func newPipeline(log *slog.Logger, users *auth.DB, store delivery.Store, q delivery.Queue, filters ...delivery.Filter) (*delivery.Pipeline, error) {
 	opts := delivery.Options{
 		Logger:    log.With("proto", "delivery"),
 		Directory: users,
-		Store:     delivery.MailStore(store),
+		Store:     store,
 		Filters:   filters,
 	}
 	if q != nil {

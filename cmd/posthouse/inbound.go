@@ -9,13 +9,14 @@ import (
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/inbound"
+	"github.com/posthouse/posthouse/metrics"
 )
 
 // newInboundFilter builds the delivery filter that authenticates mail from
 // the MTA port ([inbound]), resolving through the configured resolver.
 // Without a usable resolver, every check ends in temperror, so port-25 mail
 // gets 451 until [dns] resolver is fixed: never an unchecked pass.
-func newInboundFilter(cfg *config.Config, log *slog.Logger, users *auth.DB) (*inbound.Filter, error) {
+func newInboundFilter(cfg *config.Config, log *slog.Logger, users *auth.DB, rec *metrics.Recorder) (*inbound.Filter, error) {
 	opts := inbound.Options{
 		Logger:   log,
 		Hostname: cfg.Hostname,
@@ -27,7 +28,7 @@ func newInboundFilter(cfg *config.Config, log *slog.Logger, users *auth.DB) (*in
 			IPRev:           inbound.Action(cfg.Inbound.IPRev),
 		},
 	}
-	r, err := dns.New(dns.Options{Server: cfg.DNS.Resolver})
+	r, err := dns.New(dns.Options{Server: cfg.DNS.Resolver, Observe: dnsObserver(rec)})
 	if err != nil {
 		log.Error("no DNS resolver: mail from other servers gets 451 until [dns] resolver is set", "err", err)
 		opts.Resolver = noResolver{err}

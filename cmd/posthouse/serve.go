@@ -23,6 +23,7 @@ import (
 	"github.com/posthouse/posthouse/diskspace"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/backend"
+	"github.com/posthouse/posthouse/metrics"
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
@@ -52,6 +53,9 @@ type app struct {
 	// space watches data_dir's free space against [limits]
 	// min_free_space (package diskspace).
 	space *diskspace.Monitor
+	// metrics counts what the services do (package metrics); the admin
+	// listener serves its Handler and the dashboard its Last24h.
+	metrics *metrics.Recorder
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -102,6 +106,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	}
 	makePrivate(cfg.DataDir, log)
 
+	// Metrics first, so every service can be counted; closed last.
+	rec, err := openMetrics(cfg, log.With("proto", "metrics"))
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer closeLogged(log, "metrics", rec)
+
 	// runCtx outlives the signal: sessions derive from it, and it is only
 	// cancelled once every service has stopped, so in-flight transactions
 	// are not cut by the signal itself.
@@ -131,14 +142,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("srs: %w", err)
 	}
 	local := &pipelineLater{}
-	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter)
+	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter, rec)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	defer closeLogged(log, "queue", q)
 	// Every local copy goes through one delivery pipeline: SMTP intake and
 	// the queue's local transport; its redirects go to the queue.
-	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB)
+	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB, rec)
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
@@ -156,7 +167,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("sieve filter: %w", err)
 	}
 	filters := append(append(append([]delivery.Filter{inbound}, milters...), junkF.filters()...), sieveF)
-	pipeline, err := newPipeline(log, authDB, store, q, filters...)
+	pipeline, err := newPipeline(log, authDB, deliveryStore(store, rec), q, filters...)
 	if err != nil {
 		return fmt.Errorf("delivery pipeline: %w", err)
 	}
@@ -187,6 +198,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		junk:     junkF,
 		sieve:    sieveDB,
 		space:    newSpaceMonitor(cfg, log.With("proto", "disk")),
+		metrics:  rec,
 	}
 
 	// Queue workers, then the listeners; up records what started, to be
@@ -355,7 +367,7 @@ func (a *app) listen(name string) (net.Listener, error) {
 			return nil, fmt.Errorf("listen.%s: %w", name, explainListenError(err))
 		}
 		a.log.Info("listening", "proto", name, "addr", ln.Addr().String())
-		return ln, nil
+		return countConns(ln, name, a.metrics), nil
 	}
 	return nil, fmt.Errorf("no listener named %q in [listen]", name)
 }
@@ -382,5 +394,7 @@ func authOptions(cfg *config.Config, log *slog.Logger) auth.Options {
 		AccountWindow:      cfg.Auth.AccountWindow.Duration,
 		AccountInterval:    cfg.Auth.AccountInterval.Duration,
 		KnownAddressTTL:    cfg.Auth.KnownAddressTTL.Duration,
+		// Protocol logins only; see auth doc.go "Two-factor login".
+		RequireAppPasswords: cfg.Auth.RequireAppPasswords,
 	}
 }

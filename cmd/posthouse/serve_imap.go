@@ -30,9 +30,10 @@ func imapOptions(a *app, name string, conns *limit.Conns) imapd.Options {
 		Hostname:         a.cfg.Hostname,
 		Conns:            conns,
 		Store:            a.imapStore(),
-		Auth:             a.auth,
+		Auth:             a.authFor(name),
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
 		TrustedNetworks:  a.cfg.Auth.Networks(),
 		Space:            a.space, // nil-safe: a nil Monitor is never Low
+		CommandDone:      a.metrics.IMAPCommand,
 	}
 }

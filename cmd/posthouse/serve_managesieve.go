@@ -28,7 +28,7 @@ func manageSieveOptions(a *app, conns *limit.Conns) managesieve.Options {
 		TLS:              a.tls,
 		LoopbackIsSecure: a.cfg.IMAP.LoopbackIsSecure,
 		Store:            a.sieve,
-		Auth:             a.auth,
+		Auth:             a.authFor("managesieve"),
 		// The options openSieveStore compiles with (the defaults), so
 		// that SIEVE and MAXREDIRECTS say what PUTSCRIPT accepts.
 		Sieve:        sieve.Options{},

@@ -29,7 +29,7 @@ func pop3Options(a *app, name string, conns *limit.Conns) pop3d.Options {
 		ImplicitTLS:      name == "pop3s",
 		LoopbackIsSecure: a.cfg.POP3.LoopbackIsSecure,
 		Store:            pop3d.MailStore(a.store),
-		Auth:             a.auth,
+		Auth:             a.authFor(name),
 		Conns:            conns,
 		LoginTimeout:     a.cfg.Limits.LoginTimeout.Duration,
 	}

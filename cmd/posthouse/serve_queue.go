@@ -8,6 +8,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/metrics"
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/srs"
 )
@@ -17,8 +18,11 @@ import (
 // (Start) before the listeners and stops them (Shutdown) after.
 // Its local transport delivers through local, whose pipeline serve sets
 // before Start (the pipeline's redirects need the queue in turn).
-func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater, rewriter *srs.Rewriter) (*queue.Queue, error) {
+func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater, rewriter *srs.Rewriter, rec *metrics.Recorder) (*queue.Queue, error) {
 	opts := queueOptions(cfg)
+	if rec != nil {
+		opts.OnAttempt = rec.DeliveryAttempt
+	}
 	opts.Logger = log
 	opts.Locals = authLocals{users}
 	opts.Local = local
@@ -26,7 +30,7 @@ func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users 
 		opts.SRS = rewriter
 		log.Info("SRS for forwarded mail", "domain", rewriter.Domain())
 	}
-	res, err := dns.New(dns.Options{Server: cfg.DNS.Resolver})
+	res, err := dns.New(dns.Options{Server: cfg.DNS.Resolver, Observe: dnsObserver(rec)})
 	if err != nil {
 		// Keep accepting mail: deliveries fail temporarily and are retried
 		// once the resolver is fixed and the server restarted.
@@ -35,7 +39,11 @@ func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users 
 		opts.Resolver = res
 		log.Info("DNS resolver", "addr", res.Server())
 	}
-	return queue.Open(ctx, opts)
+	q, err := queue.Open(ctx, opts)
+	if err == nil {
+		rec.SetQueueStats(q.Stats)
+	}
+	return q, err
 }
 
 // queueOptions are the queue settings taken from the configuration.

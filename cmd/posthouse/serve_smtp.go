@@ -41,7 +41,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	})
 	// The port-25 gate ([inbound]: DNS lists, greylisting, sender rate)
 	// asks the configured resolver; without one, it cannot check lists.
-	resolver, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver})
+	resolver, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver, Observe: dnsObserver(a.metrics)})
 	if err != nil {
 		a.log.Warn("no DNS resolver: DNS block lists are not checked", "proto", "smtp", "err", err)
 	}
@@ -79,7 +79,7 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, conns *limit.Conns) smtp
 		Hostname:           a.cfg.Hostname,
 		Mode:               mode,
 		TLS:                a.tls,
-		Directory:          a.auth,
+		Directory:          a.authFor(smtpListenerName(mode)),
 		Store:              smtpd.MailStore(a.store),
 		Delivery:           a.delivery,
 		SpoolDir:           spool,
@@ -88,6 +88,7 @@ func smtpOptions(a *app, mode smtpd.Mode, spool string, conns *limit.Conns) smtp
 		Conns:              conns,
 		MaxJunkCommands:    a.cfg.Limits.MaxJunkCommands,
 		MaxSessionDuration: a.cfg.Limits.MaxSessionDuration.Duration,
+		Observe:            smtpObserver(a.metrics),
 	}
 	if a.space != nil {
 		opts.Space = a.space

@@ -246,6 +246,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		name = "UID " + strings.ToUpper(subName)
 	}
 	c.badCommands = 0
+	if done := c.server.options.CommandDone; done != nil { // Posthouse patch
+		start := time.Now()
+		defer func() { done(name, time.Since(start)) }()
+	}
 
 	// TODO: handle multiple commands concurrently
 	sendOK := true

@@ -56,6 +56,13 @@ type Options struct {
 	// upstream had both as constants.)
 	IdleTimeout  time.Duration
 	LoginTimeout time.Duration
+	// CommandDone, when set, is called after each command's tagged
+	// response is written (or the command ended the connection), with the
+	// command's name as dispatched ("FETCH", "UID FETCH"; upper case, any
+	// atom a client sent) and the time since its line was read. It runs on
+	// the connection's goroutine and must not block. (Posthouse patch:
+	// per-command latency for metrics.)
+	CommandDone func(name string, dur time.Duration)
 	// Raw ingress and egress data will be written to this writer, if any.
 	// Note, this may include sensitive information such as credentials used
 	// during authentication.
