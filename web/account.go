@@ -135,8 +135,11 @@ func (s *Server) createAppPassword(q *request) error {
 		return s.showAccount(q, http.StatusBadRequest, msg, func(d *accountData) { d.NewName = name })
 	}
 	ap, secret, err := s.opts.Accounts.CreateAppPassword(q.ctx(), q.user.Address, name)
-	if errors.Is(err, auth.ErrExists) {
-		return s.showAccount(q, http.StatusBadRequest, "You already have an app password with that name.", func(d *accountData) { d.NewName = name })
+	if errors.Is(err, ErrInvalidName) {
+		return s.showAccount(q, http.StatusBadRequest, "That device name is not allowed; use letters, digits and spaces.", func(d *accountData) { d.NewName = name })
+	}
+	if errors.Is(err, ErrTooManyAppPasswords) {
+		return s.showAccount(q, http.StatusBadRequest, "You have as many app passwords as allowed; revoke one you no longer use first.", nil)
 	}
 	if err != nil {
 		return err

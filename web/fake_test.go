@@ -145,10 +145,8 @@ func (f *fakeAuth) CreateAppPassword(_ context.Context, address, name string) (A
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	u := f.users[address]
-	for _, a := range u.apps {
-		if a.Name == name {
-			return AppPassword{}, "", auth.ErrExists
-		}
+	if len(u.apps) >= 3 {
+		return AppPassword{}, "", fmt.Errorf("fake: %w", ErrTooManyAppPasswords)
 	}
 	f.nextID++
 	a := fakeApp{AppPassword: AppPassword{ID: f.nextID, Name: name, Created: time.Now()}, secret: fmt.Sprintf("app-secret-%04d-xyzzy", f.nextID)}

@@ -47,10 +47,17 @@ var ErrBadCode = errors.New("web: wrong or reused code")
 // ErrNoSuchAppPassword: the user has no app password with that id.
 var ErrNoSuchAppPassword = errors.New("web: no such app password")
 
+// ErrInvalidName: auth refused an app password's name.
+var ErrInvalidName = errors.New("web: invalid app password name")
+
+// ErrTooManyAppPasswords: the user has as many app passwords as auth
+// keeps.
+var ErrTooManyAppPasswords = errors.New("web: too many app passwords")
+
 // Accounts is what login and self-service need of package auth. Its
 // errors are auth's sentinels (ErrBadCredentials, ErrThrottled,
-// ErrNoSuchUser, ErrEmptyPassword) plus ErrBadCode and
-// ErrNoSuchAppPassword.
+// ErrNoSuchUser, ErrEmptyPassword, ErrExists) plus ErrBadCode,
+// ErrNoSuchAppPassword, ErrInvalidName and ErrTooManyAppPasswords.
 type Accounts interface {
 	// AuthenticateWeb checks the account password (never an app
 	// password) with auth's throttling.
