@@ -143,7 +143,7 @@ func (c *checker) hostAddrs(ctx context.Context) {
 	addrs, err := c.r.LookupIP(ctx, c.host)
 	want := c.host + ". 3600 IN A <this server's public IPv4 address> (and AAAA for IPv6)"
 	if c.failed("A/AAAA", c.host, want, err) {
-		c.add(Result{Kind: "PTR", Name: c.host, Status: Failed, Note: "needs the host's addresses first"})
+		c.noPTR()
 		return
 	}
 	res := Result{Kind: "A/AAAA", Name: c.host, Want: want}
@@ -153,6 +153,7 @@ func (c *checker) hostAddrs(ctx context.Context) {
 	if len(addrs) == 0 {
 		res.Status, res.Note = Missing, "the host name has no address"
 		c.add(res)
+		c.noPTR()
 		return
 	}
 	res.Status, res.Want = OK, ""
@@ -161,6 +162,12 @@ func (c *checker) hostAddrs(ctx context.Context) {
 	for _, a := range addrs {
 		c.ptr(ctx, a)
 	}
+}
+
+// noPTR says that reverse DNS cannot be checked before the host has an
+// address.
+func (c *checker) noPTR() {
+	c.add(Result{Kind: "PTR", Name: c.host, Status: Missing, Note: "publish the host's addresses first, then a PTR for each naming " + c.host})
 }
 
 // ptr checks forward-confirmed reverse DNS (iprev, RFC 8601 §3): receivers

@@ -112,6 +112,12 @@ func TestRun(t *testing.T) {
 			t.Errorf("no key: DKIM %q", res.Status)
 		}
 	}
+	// A host without addresses: A/AAAA and PTR are missing.
+	for _, res := range Run(context.Background(), r, Params{Domain: "example.test", Hostname: "nowhere.example.test", Ports: ports}) {
+		if (res.Kind == "A/AAAA" || res.Kind == "PTR") && res.Status != Missing {
+			t.Errorf("%s of a host without addresses: %q", res.Kind, res.Status)
+		}
+	}
 }
 
 func keysOf(m map[string]Result) []string {
