@@ -26,7 +26,7 @@
 //   - Every form carries a CSRF token (the session's; the login form's
 //     lives in a cookie of its own) and a POST with a foreign Origin is
 //     refused. Responses carry a CSP without script, X-Frame-Options DENY,
-//     nosniff, Referrer-Policy no-referrer and Cache-Control no-store.
+//     nosniff, Referrer-Policy same-origin (so that browsers send a real Origin with our own forms) and Cache-Control no-store.
 //   - Passwords, app passwords, TOTP secrets and recovery codes never go
 //     in a URL or a log line; a new app password and recovery codes are
 //     shown in the response that made them and kept nowhere.

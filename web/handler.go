@@ -28,7 +28,7 @@ var securityHeaders = map[string]string{
 	"Content-Security-Policy":      "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
 	"X-Frame-Options":              "DENY",
 	"X-Content-Type-Options":       "nosniff",
-	"Referrer-Policy":              "no-referrer",
+	"Referrer-Policy":              "same-origin",
 	"Cross-Origin-Opener-Policy":   "same-origin",
 	"Cross-Origin-Resource-Policy": "same-origin",
 }
@@ -139,15 +139,19 @@ func (s *Server) wrap(h handler) http.Handler {
 }
 
 // sameOrigin refuses a POST whose Origin header names another site (a
-// browser sends it with every cross-origin form post); SameSite=Strict
-// and the CSRF token refuse the rest.
+// browser sends it with every form post); SameSite=Strict and the CSRF
+// token refuse the rest. "null" (a privacy-restricted context) passes only
+// when the browser also says the request is same-origin (Fetch Metadata).
 func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" || o == "null" && r.Header.Get("Sec-Fetch-Site") == "same-origin" {
+	switch o := r.Header.Get("Origin"); o {
+	case "":
 		return true
+	case "null":
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+	default:
+		u, err := url.Parse(o)
+		return err == nil && u.Host == r.Host
 	}
-	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
 }
 
 // needUser requires a logged-in, enabled user and, for POST, the session's

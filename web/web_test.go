@@ -22,7 +22,7 @@ func TestSecurityHeaders(t *testing.T) {
 		for k, want := range map[string]string{
 			"X-Frame-Options":        "DENY",
 			"X-Content-Type-Options": "nosniff",
-			"Referrer-Policy":        "no-referrer",
+			"Referrer-Policy":        "same-origin",
 		} {
 			if got := r.header.Get(k); got != want {
 				t.Errorf("%s: %s = %q, want %q", path, k, got, want)
@@ -408,5 +408,33 @@ func TestPagesRender(t *testing.T) {
 	}
 	if r := admin.get("/admin/users/nobody@example.test"); r.status != http.StatusNotFound {
 		t.Errorf("missing user: %d", r.status)
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	for _, tc := range []struct {
+		name, origin, fetchSite string
+		want                    bool
+	}{
+		{"no origin (old client, curl)", "", "", true},
+		{"same host", "http://console.test:8080", "", true},
+		{"other host", "http://evil.test", "cross-site", false},
+		{"other port", "http://console.test:9999", "same-site", false},
+		{"null, same-origin", "null", "same-origin", true},
+		{"null, cross-site", "null", "cross-site", false},
+		{"null, unknown", "null", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "http://console.test:8080/admin/domains/add", nil)
+			if tc.origin != "" {
+				r.Header.Set("Origin", tc.origin)
+			}
+			if tc.fetchSite != "" {
+				r.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+			}
+			if got := sameOrigin(r); got != tc.want {
+				t.Errorf("sameOrigin = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
