@@ -40,8 +40,16 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 			return err
 		}
 		for _, r := range results {
-			if r.Status == dnscheck.Missing || r.Status == dnscheck.Wrong {
-				fmt.Fprintf(env.stdout, "\n; %s %s: %s %s\n%s\n", r.Kind, r.Name, r.Status, r.Note, r.Want)
+			if r.Status != dnscheck.Missing && r.Status != dnscheck.Wrong {
+				continue
+			}
+			note := ""
+			if r.Note != "" {
+				note = ": " + r.Note
+			}
+			fmt.Fprintf(env.stdout, "\n; %s %s is %s%s\n", r.Kind, r.Name, r.Status, note)
+			if r.Want != "" {
+				fmt.Fprintln(env.stdout, r.Want)
 			}
 		}
 		return nil
