@@ -14,9 +14,14 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base32"
 	bin "encoding/binary"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -369,5 +374,73 @@ func waitInbox(t *testing.T, s *Server, user, pass string, n uint32) {
 			t.Fatalf("INBOX of %s has %v messages, want %d", user, st.NumMessages, n)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWebAccountOnHTTPS: with [listen] https set, self-service is there too
+// (Secure cookies), while the admin pages and /metrics are not; the admin
+// listener keeps them.
+func TestWebAccountOnHTTPS(t *testing.T) {
+	s := startServer(t, "[listen]\nhttps = \"127.0.0.1:0\"\n")
+	const addr, pass = "carol@example.test", "carol password"
+	s.AddUser(t, addr, pass)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.CACertPool(), ServerName: TestHostname}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	base := "https://" + s.Addr("https")
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	if resp, _ := get("/account"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+		t.Fatalf("/account before login: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	_, page := get("/login")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("login page without a CSRF token: %s", page)
+	}
+	resp, err := c.PostForm(base+"/login", url.Values{"address": {addr}, "password": {pass}, "csrf": {m[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var secure bool
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "posthouse_session" {
+			secure = ck.Secure && ck.HttpOnly && ck.SameSite == http.SameSiteStrictMode
+		}
+	}
+	if resp.StatusCode != http.StatusSeeOther || !secure {
+		t.Fatalf("login over https: %d, secure session cookie %v", resp.StatusCode, secure)
+	}
+	if resp, body := get("/account"); resp.StatusCode != http.StatusOK || !strings.Contains(body, addr) {
+		t.Errorf("/account after login: %d", resp.StatusCode)
+	}
+	for _, p := range []string{"/admin", "/admin/users", "/metrics"} {
+		if resp, _ := get(p); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("https %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	// Autoconfig still answers on https.
+	if resp, _ := get("/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=" + addr); resp.StatusCode != http.StatusOK {
+		t.Errorf("autoconfig on https: %d", resp.StatusCode)
+	}
+	// The admin listener serves the metrics.
+	mresp, err := http.Get("http://" + s.Addr("admin") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if mresp.StatusCode != http.StatusOK || !strings.Contains(string(mbody), "# TYPE") {
+		t.Errorf("admin /metrics: %d", mresp.StatusCode)
 	}
 }
