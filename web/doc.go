@@ -16,8 +16,9 @@
 // metrics. Each is reached through a small interface declared here.
 //
 // Security:
-//   - Sessions live in memory (a restart logs everyone out): the cookie holds
-//     32 random bytes, the table their SHA-256. Cookies are HttpOnly,
+//   - Sessions live in memory and, with a SessionDB (data_dir/web.sqlite),
+//     survive restarts: the cookie holds 32 random bytes, the table their
+//     SHA-256. Cookies are HttpOnly,
 //     SameSite=Strict, Secure over TLS, and expire after 1 h idle or 12 h.
 //     A new id is issued at each login step.
 //   - Login uses AuthenticateWeb (the account password only, with auth's

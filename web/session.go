@@ -1,10 +1,12 @@
 package web
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -29,9 +31,10 @@ const (
 	stageFull                      // logged in
 )
 
-// session is one browser's login, kept in memory only: the cookie holds a
-// random id, the table its SHA-256, so neither a log nor a memory dump
-// of the table gives a usable cookie. A restart logs everyone out.
+// session is one browser's login: the cookie holds a random id, the table
+// its SHA-256, so neither a log nor the table gives a usable cookie. The
+// table is in memory, written through to a SessionDB when there is one
+// (sessions then survive a restart).
 type session struct {
 	key     [sha256.Size]byte
 	address string
@@ -43,6 +46,8 @@ type session struct {
 	// totpSecret is a secret offered for enrolment, until confirmed with a
 	// code; it never leaves memory except on the enrolment page.
 	totpSecret string
+	// stored is the seen time last written to the SessionDB.
+	stored time.Time
 }
 
 type sessions struct {
@@ -50,10 +55,26 @@ type sessions struct {
 	m         map[[sha256.Size]byte]*session
 	idle, max time.Duration
 	now       func() time.Time
+	db        *SessionDB // nil: memory only
+	log       *slog.Logger
+	swept     time.Time // last SessionDB sweep
 }
 
-func newSessions(idle, max time.Duration, now func() time.Time) *sessions {
-	return &sessions{m: map[[sha256.Size]byte]*session{}, idle: idle, max: max, now: now}
+func newSessions(idle, max time.Duration, now func() time.Time, db *SessionDB, log *slog.Logger) *sessions {
+	return &sessions{m: map[[sha256.Size]byte]*session{}, idle: idle, max: max, now: now, db: db, log: log}
+}
+
+// persist runs a SessionDB write, if there is a SessionDB; a failure is
+// logged (the session goes on in memory).
+func (ss *sessions) persist(what string, fn func(ctx context.Context, db *SessionDB) error) {
+	if ss.db == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := fn(ctx, ss.db); err != nil {
+		ss.log.Error("web: session database", "op", what, "err", err)
+	}
 }
 
 // randomToken returns 32 random bytes, base64url.
@@ -70,19 +91,31 @@ func (ss *sessions) create(address string, st stage) (string, *session) {
 	id := randomToken()
 	now := ss.now()
 	s := &session{key: keyOf(id), address: address, stage: st, csrf: randomToken(), created: now, seen: now}
+	s.stored = now
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	ss.sweep(now)
+	var evicted *session
 	if len(ss.m) >= maxSessions {
-		var oldest *session
 		for _, o := range ss.m {
-			if oldest == nil || o.created.Before(oldest.created) {
-				oldest = o
+			if evicted == nil || o.created.Before(evicted.created) {
+				evicted = o
 			}
 		}
-		delete(ss.m, oldest.key)
+		delete(ss.m, evicted.key)
 	}
 	ss.m[s.key] = s
+	sweepDB := ss.db != nil && now.Sub(ss.swept) > time.Minute
+	if sweepDB {
+		ss.swept = now
+	}
+	ss.mu.Unlock()
+	if evicted != nil {
+		ss.persist("evict", func(ctx context.Context, db *SessionDB) error { return db.remove(ctx, evicted.key) })
+	}
+	if sweepDB {
+		ss.persist("sweep", func(ctx context.Context, db *SessionDB) error { return db.sweep(ctx, now, ss.idle, ss.max) })
+	}
+	ss.persist("create", func(ctx context.Context, db *SessionDB) error { return db.put(ctx, s) })
 	return id, s
 }
 
@@ -110,35 +143,78 @@ func (ss *sessions) get(id string) *session {
 	k := keyOf(id)
 	now := ss.now()
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	s := ss.m[k]
+	ss.mu.Unlock()
+	if s == nil && ss.db != nil {
+		// Made before a restart, or by the other listener's process.
+		var err error
+		s, err = ss.load(k)
+		if err != nil {
+			ss.log.Error("web: session database", "op", "load", "err", err)
+			return nil
+		}
+	}
 	if s == nil {
 		return nil
 	}
+	ss.mu.Lock()
 	if ss.expired(s, now) {
 		delete(ss.m, k)
+		ss.mu.Unlock()
+		ss.persist("expire", func(ctx context.Context, db *SessionDB) error { return db.remove(ctx, k) })
 		return nil
 	}
 	s.seen = now
+	write := now.Sub(s.stored) >= seenWrite
+	if write {
+		s.stored = now
+	}
+	ss.mu.Unlock()
+	if write {
+		ss.persist("touch", func(ctx context.Context, db *SessionDB) error { return db.touch(ctx, k, now) })
+	}
 	return s
+}
+
+// load reads a session from the SessionDB into the table.
+func (ss *sessions) load(k [sha256.Size]byte) (*session, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := ss.db.get(ctx, k)
+	if err != nil || s == nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if cur := ss.m[k]; cur != nil {
+		return cur, nil
+	}
+	ss.m[k] = s
+	return s, nil
 }
 
 func (ss *sessions) remove(s *session) {
 	ss.mu.Lock()
 	delete(ss.m, s.key)
 	ss.mu.Unlock()
+	ss.persist("remove", func(ctx context.Context, db *SessionDB) error { return db.remove(ctx, s.key) })
 }
 
 // removeAddress ends every session of address but keep (a password change
 // logs other browsers out).
 func (ss *sessions) removeAddress(address string, keep *session) {
 	ss.mu.Lock()
-	defer ss.mu.Unlock()
 	for k, s := range ss.m {
 		if s.address == address && s != keep {
 			delete(ss.m, k)
 		}
 	}
+	ss.mu.Unlock()
+	var keepKey [sha256.Size]byte
+	if keep != nil {
+		keepKey = keep.key
+	}
+	ss.persist("remove address", func(ctx context.Context, db *SessionDB) error { return db.removeAddress(ctx, address, keepKey) })
 }
 
 // takeFlash returns and clears the session's one-time message.

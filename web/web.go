@@ -149,6 +149,8 @@ type Options struct {
 	Ports    dns.Ports
 	Warnings []string
 
+	// Sessions keeps sessions across restarts; nil: in memory only.
+	Sessions *SessionDB
 	// SessionIdle and SessionMax bound a session's life: idle time and
 	// age (defaults 1 h and 12 h).
 	SessionIdle, SessionMax time.Duration
@@ -196,7 +198,7 @@ func New(opts Options) (*Server, error) {
 		opts:     opts,
 		log:      opts.Logger,
 		pages:    pages,
-		sessions: newSessions(opts.SessionIdle, opts.SessionMax, opts.Now),
+		sessions: newSessions(opts.SessionIdle, opts.SessionMax, opts.Now, opts.Sessions, opts.Logger),
 		static:   staticHandler(),
 	}, nil
 }
