@@ -313,6 +313,17 @@ func TestWebConsoleBrowser(t *testing.T) {
 		b.screenshot("phone" + strings.ReplaceAll(p, "/", "-"))
 	}
 
+	// The admin's dashboard counts the message ann sent, and her mail.
+	b.do("desktop viewport", chromedp.EmulateViewport(1100, 900))
+	b.open("/account")
+	b.logout()
+	b.login(adminAddr, adminPass)
+	b.expect("Disk use per account")
+	if out := b.text("#traffic-out"); out != "1" {
+		t.Errorf("dashboard: %s messages out, want 1", out)
+	}
+	b.screenshot("dashboard-after")
+
 	// Every admin change is in the log with who made it.
 	log := s.Log()
 	for _, want := range []string{`action="domain add"`, `action="user add"`, `action="alias add"`} {

@@ -164,7 +164,7 @@ func TestAdminForms(t *testing.T) {
 	}
 	// Pages render with what was made.
 	for path, want := range map[string]string{
-		"/admin":                    "12</span> messages in",
+		"/admin":                    `id="traffic-in">12</span> messages in`,
 		"/admin/users?domain=nope":  "no such domain",
 		"/admin/aliases":            "(catch-all)",
 		"/admin/users/" + otherAddr: "Send as",
