@@ -18,17 +18,17 @@ import (
 	"github.com/posthouse/posthouse/sievestore"
 )
 
-func (s *Server) accountRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /account", s.wrap(s.needUser(s.account)))
-	mux.Handle("POST /account/password", s.wrap(s.needUser(s.changePassword)))
-	mux.Handle("POST /account/app-passwords", s.wrap(s.needUser(s.createAppPassword)))
-	mux.Handle("POST /account/app-passwords/revoke", s.wrap(s.needUser(s.revokeAppPassword)))
-	mux.Handle("GET /account/2fa", s.wrap(s.needUser(s.totpPage)))
-	mux.Handle("POST /account/2fa/enable", s.wrap(s.needUser(s.enableTOTP)))
-	mux.Handle("POST /account/2fa/disable", s.wrap(s.needUser(s.disableTOTP)))
-	mux.Handle("GET /account/vacation", s.wrap(s.needUser(s.accountVacation)))
-	mux.Handle("POST /account/vacation", s.wrap(s.needUser(s.setAccountVacation)))
-	mux.Handle("POST /account/vacation/off", s.wrap(s.needUser(s.accountVacationOff)))
+func (s *Server) accountRoutes(mux *http.ServeMux, wrap func(handler) http.Handler) {
+	mux.Handle("GET /account", wrap(s.needUser(s.account)))
+	mux.Handle("POST /account/password", wrap(s.needUser(s.changePassword)))
+	mux.Handle("POST /account/app-passwords", wrap(s.needUser(s.createAppPassword)))
+	mux.Handle("POST /account/app-passwords/revoke", wrap(s.needUser(s.revokeAppPassword)))
+	mux.Handle("GET /account/2fa", wrap(s.needUser(s.totpPage)))
+	mux.Handle("POST /account/2fa/enable", wrap(s.needUser(s.enableTOTP)))
+	mux.Handle("POST /account/2fa/disable", wrap(s.needUser(s.disableTOTP)))
+	mux.Handle("GET /account/vacation", wrap(s.needUser(s.accountVacation)))
+	mux.Handle("POST /account/vacation", wrap(s.needUser(s.setAccountVacation)))
+	mux.Handle("POST /account/vacation/off", wrap(s.needUser(s.accountVacationOff)))
 }
 
 type accountData struct {

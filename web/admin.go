@@ -16,7 +16,7 @@ import (
 )
 
 func (s *Server) adminRoutes(mux *http.ServeMux) {
-	a := func(h handler) http.Handler { return s.wrap(s.needAdmin(h)) }
+	a := func(h handler) http.Handler { return s.wrap(true, s.needAdmin(h)) }
 	mux.Handle("GET /admin", a(s.dashboard))
 	mux.Handle("GET /admin/domains", a(s.domains))
 	mux.Handle("POST /admin/domains/add", a(s.addDomain))

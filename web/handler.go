@@ -98,6 +98,9 @@ type request struct {
 	r    *http.Request
 	sess *session
 	user User
+	// admin: the request came to the admin listener (AdminHandler), where
+	// the admin pages exist.
+	admin bool
 }
 
 func (q *request) ctx() context.Context { return q.r.Context() }
@@ -110,7 +113,7 @@ type handler func(q *request) error
 // wrap gives every page the security headers, a body limit, a deadline,
 // and the session from the cookie if there is one. A returned error is
 // ours: logged, and the client sees a generic page.
-func (s *Server) wrap(h handler) http.Handler {
+func (s *Server) wrap(admin bool, h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for k, v := range securityHeaders {
 			w.Header().Set(k, v)
@@ -119,7 +122,7 @@ func (s *Server) wrap(h handler) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
-		q := &request{w: w, r: r, sess: s.sessions.get(cookieValue(r, sessionCookie))}
+		q := &request{w: w, r: r, sess: s.sessions.get(cookieValue(r, sessionCookie)), admin: admin}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
@@ -205,18 +208,22 @@ func (s *Server) audit(q *request, action string, args ...any) {
 
 // pageData is what every template gets.
 type pageData struct {
-	Title string
-	User  *User
-	CSRF  string
-	Flash string
-	Error string
-	Data  any
+	// AdminSite: the page is on the admin listener, so the admin pages
+	// are linked (for admins).
+	AdminSite bool
+	Title     string
+	User      *User
+	CSRF      string
+	Flash     string
+	Error     string
+	Data      any
 }
 
 // render writes page with status. Templates render into a buffer first,
 // so a template error never sends half a page.
 func (s *Server) render(q *request, status int, page string, d pageData) {
 	t := s.pages[page]
+	d.AdminSite = q.admin
 	if q.sess != nil && q.sess.stage == stageFull {
 		if d.User == nil && q.user.Address != "" {
 			u := q.user

@@ -12,7 +12,7 @@ func (s *Server) home(q *request) error {
 	to := "/login"
 	if q.sess != nil && q.sess.stage == stageFull {
 		to = "/account"
-		if u, err := s.opts.Accounts.User(q.ctx(), q.sess.address); err == nil && u.Admin {
+		if u, err := s.opts.Accounts.User(q.ctx(), q.sess.address); err == nil && u.Admin && q.admin {
 			to = "/admin"
 		}
 	}
@@ -85,7 +85,12 @@ func (s *Server) loggedIn(q *request, address string) {
 	setCookie(q.w, q.r, loginCookie, "", -1)
 	s.log.Info("web login", "user", address, "remote", remoteAddr(q.r).String())
 	q.sess = nil
-	http.Redirect(q.w, q.r, "/", http.StatusSeeOther)
+	// The https listener serves only /account (and not "/").
+	to := "/account"
+	if q.admin {
+		to = "/"
+	}
+	http.Redirect(q.w, q.r, to, http.StatusSeeOther)
 }
 
 // codeForm asks for the second factor after the password.

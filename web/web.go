@@ -206,7 +206,7 @@ func New(opts Options) (*Server, error) {
 // AdminHandler serves the admin listener: the admin console under
 // /admin, self-service under /account, and /metrics.
 func (s *Server) AdminHandler() http.Handler {
-	mux := s.baseMux()
+	mux := s.baseMux(true)
 	s.adminRoutes(mux)
 	if s.opts.Metrics != nil {
 		mux.Handle("GET /metrics", s.opts.Metrics)
@@ -217,20 +217,22 @@ func (s *Server) AdminHandler() http.Handler {
 // AccountHandler serves self-service only (/account), for the https
 // listener: the admin console is never reachable there.
 func (s *Server) AccountHandler() http.Handler {
-	return s.baseMux()
+	return s.baseMux(false)
 }
 
-// baseMux has login, logout, static files and /account.
-func (s *Server) baseMux() *http.ServeMux {
+// baseMux has login, logout, static files and /account; admin says whether
+// it is the admin listener's (where login leads to the admin pages).
+func (s *Server) baseMux(admin bool) *http.ServeMux {
+	wrap := func(h handler) http.Handler { return s.wrap(admin, h) }
 	mux := http.NewServeMux()
 	mux.Handle("GET /static/", s.static)
-	mux.Handle("GET /{$}", s.wrap(s.home))
-	mux.Handle("GET /login", s.wrap(s.loginForm))
-	mux.Handle("POST /login", s.wrap(s.login))
-	mux.Handle("GET /login/code", s.wrap(s.codeForm))
-	mux.Handle("POST /login/code", s.wrap(s.code))
-	mux.Handle("POST /logout", s.wrap(s.logout))
-	s.accountRoutes(mux)
+	mux.Handle("GET /{$}", wrap(s.home))
+	mux.Handle("GET /login", wrap(s.loginForm))
+	mux.Handle("POST /login", wrap(s.login))
+	mux.Handle("GET /login/code", wrap(s.codeForm))
+	mux.Handle("POST /login/code", wrap(s.code))
+	mux.Handle("POST /logout", wrap(s.logout))
+	s.accountRoutes(mux, wrap)
 	return mux
 }
 

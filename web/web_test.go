@@ -365,7 +365,13 @@ func TestPermissions(t *testing.T) {
 
 	acct := newTestServer(t, accountOnly)
 	c := acct.client(t)
-	c.login(adminAddr, adminPass)
+	// An admin logging in there lands on /account, with no admin links.
+	if r := c.login(adminAddr, adminPass); !strings.Contains(r.body, "<h1>Your account</h1>") || strings.Contains(r.body, `href="/admin`) {
+		t.Errorf("admin on the account listener lands on %s", excerpt(r.body))
+	}
+	if r := c.get("/"); r.location() != "/account" {
+		t.Errorf("account listener /: %d %q", r.status, r.location())
+	}
 	for _, p := range append(adminGets, "/metrics") {
 		if r := c.get(p); r.status != http.StatusNotFound {
 			t.Errorf("account listener GET %s: %d, want 404", p, r.status)
