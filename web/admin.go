@@ -436,6 +436,15 @@ func (s *Server) sieveAction(q *request) error {
 		if err := sievestore.ValidName(name); err != nil || name == "" {
 			return bad("A script name has 1 to 128 characters, without \"/\" or control characters.")
 		}
+		if d.New {
+			list, err := s.opts.Sieve.List(q.ctx(), u.Address)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(list, func(sc sievestore.Script) bool { return sc.Name == name }) {
+				return bad("The user already has a script named " + name + "; open it to change it.")
+			}
+		}
 		if err := s.opts.Sieve.Check([]byte(src)); err != nil {
 			return bad("The script does not compile: " + err.Error())
 		}

@@ -146,6 +146,7 @@ func TestAdminForms(t *testing.T) {
 				t.Errorf("script %q %v, state %s", src, err, sieveState(t, e))
 			}
 		}},
+		{"sieve: new with a taken name", bob + "/sieve", bob + "/sieve/save", url.Values{"name": {"main"}, "script": {"keep;"}, "new": {"1"}}, 400, "already has a script named main", nil},
 		{"sieve: delete active", bob, bob + "/sieve/delete", url.Values{"name": {"main"}}, 400, "is active", nil},
 		{"sieve: deactivate", bob, bob + "/sieve/activate", url.Values{"name": {""}}, 303, "No script is active", nil},
 		{"sieve: delete", bob, bob + "/sieve/delete", url.Values{"name": {"main"}}, 303, "Script main deleted", nil},
