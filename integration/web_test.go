@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,16 @@ func chromium(t *testing.T) string {
 	}
 	t.Skip("chromium is not installed (apt-get install chromium); skipping the browser test")
 	return ""
+}
+
+// webWired skips while serve does not start the web console: the harness
+// enables the admin listener from the commit that wires it (it needs
+// auth's roles, app passwords and TOTP).
+func webWired(t *testing.T) {
+	t.Helper()
+	if !slices.Contains(listenerNames, "admin") {
+		t.Skip("the web console is not served yet: serve wires it once auth's roles, app passwords and TOTP are in")
+	}
 }
 
 // totp computes an RFC 6238 code: HMAC-SHA-1 over the 30-second step,
@@ -194,6 +205,7 @@ func (b *browser) logout() {
 }
 
 func TestWebConsoleBrowser(t *testing.T) {
+	webWired(t)
 	chromium(t)
 	s := startServer(t, "[auth]\nrequire_app_passwords = true\n")
 	const (
@@ -392,6 +404,7 @@ func waitInbox(t *testing.T, s *Server, user, pass string, n uint32) {
 // (Secure cookies), while the admin pages and /metrics are not; the admin
 // listener keeps them.
 func TestWebAccountOnHTTPS(t *testing.T) {
+	webWired(t)
 	s := startServer(t, "[listen]\nhttps = \"127.0.0.1:0\"\n")
 	const addr, pass = "carol@example.test", "carol password"
 	s.AddUser(t, addr, pass)
