@@ -61,6 +61,11 @@ type Listen struct {
 	// web server. Set ":80" and ":443" to use them.
 	HTTP  string `toml:"http"`
 	HTTPS string `toml:"https"`
+	// Admin serves the web console (admin pages, self-service at /account,
+	// Prometheus /metrics). "127.0.0.1:8080": loopback only, plain HTTP,
+	// reached through an SSH tunnel. On any other address it serves HTTPS
+	// with the server's certificate. Self-service is also on HTTPS when set.
+	Admin string `toml:"admin"`
 }
 
 // TLS names a certificate and key in PEM files. Both empty: a self-signed
@@ -241,6 +246,10 @@ type Log struct {
 	Format string `toml:"format"` // text or json; "text"
 }
 
+// DefaultAdminAddr is the web console's listener unless configured:
+// loopback only.
+const DefaultAdminAddr = "127.0.0.1:8080"
+
 // DefaultDataDir is where data lives when nothing says otherwise.
 const DefaultDataDir = "./data"
 
@@ -258,6 +267,7 @@ func Default() *Config {
 			IMAP:        ":143",
 			IMAPS:       ":993",
 			ManageSieve: ":4190",
+			Admin:       DefaultAdminAddr,
 		},
 		Limits: Limits{
 			MaxMessageSize:      50 << 20,

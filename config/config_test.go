@@ -18,7 +18,7 @@ func TestDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993", ManageSieve: ":4190"}
+	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993", ManageSieve: ":4190", Admin: "127.0.0.1:8080"}
 	if c.Listen != want {
 		t.Errorf("listen = %+v, want %+v", c.Listen, want)
 	}

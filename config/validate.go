@@ -239,7 +239,7 @@ type Listener struct {
 }
 
 // Listeners lists [listen] in a fixed order: smtp, submission, submissions,
-// pop3, pop3s, imap, imaps, managesieve, http, https.
+// pop3, pop3s, imap, imaps, managesieve, http, https, admin.
 func (c *Config) Listeners() []Listener {
 	return []Listener{
 		{"smtp", c.Listen.SMTP, 25},
@@ -252,6 +252,7 @@ func (c *Config) Listeners() []Listener {
 		{"managesieve", c.Listen.ManageSieve, 4190},
 		{"http", c.Listen.HTTP, 80},
 		{"https", c.Listen.HTTPS, 443},
+		{"admin", c.Listen.Admin, 8080},
 	}
 }
 

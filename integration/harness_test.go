@@ -105,7 +105,7 @@ func walkSources() {
 }
 
 // listenerNames are the [listen] entries the harness always enables.
-var listenerNames = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "managesieve"}
+var listenerNames = []string{"smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "managesieve", "admin"}
 
 // Server is one running posthouse serve.
 type Server struct {
@@ -359,7 +359,7 @@ func probe(name, addr string) error {
 		return err
 	}
 	defer c.Close()
-	if name == "http" || name == "https" {
+	if name == "http" || name == "https" || name == "admin" {
 		return nil
 	}
 	c.SetDeadline(time.Now().Add(5 * time.Second))

@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
+	"strings"
 
 	"github.com/posthouse/posthouse/dns"
+	"github.com/posthouse/posthouse/dnscheck"
 )
 
 func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
-	fs := newFlagSet("posthouse admin dns", "posthouse admin dns DOMAIN", env.stdout)
+	fs := newFlagSet("posthouse admin dns", "posthouse admin dns [--check] DOMAIN", env.stdout)
+	check := fs.Bool("check", false, "look the records up through [dns] resolver and say which are right, missing or wrong")
 	rest, err := verbArgs(fs, args, 1, 1, "DOMAIN")
 	if err != nil {
 		return err
@@ -23,24 +24,38 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 	if local, err := env.auth.IsLocalDomain(ctx, domain); err == nil && !local {
 		fmt.Fprintf(env.stderr, "note: %s is not a local domain yet ('posthouse admin domain add %s')\n", domain, domain)
 	}
-	ports := dns.Ports{
-		Submissions: listenPort(env.cfg.Listen.Submissions),
-		Submission:  listenPort(env.cfg.Listen.Submission),
-		IMAPS:       listenPort(env.cfg.Listen.IMAPS),
-		IMAP:        listenPort(env.cfg.Listen.IMAP),
-		POP3S:       listenPort(env.cfg.Listen.POP3S),
-		POP3:        listenPort(env.cfg.Listen.POP3),
-		ManageSieve: listenPort(env.cfg.Listen.ManageSieve),
-	}
-	for _, w := range clientSetupWarnings(env.cfg) {
+	for _, w := range dnscheck.ClientSetupWarnings(env.cfg) {
 		fmt.Fprintf(env.stderr, "warning: %s\n", w)
 	}
-	fmt.Fprintf(env.stdout, "; DNS records for %s, served by %s\n", domain, env.cfg.Hostname)
-	zoneKeys := make([]dns.DKIMKey, len(keys))
-	for i, k := range keys {
-		zoneKeys[i] = dns.DKIMKey{Algorithm: k.Algorithm, Selector: k.Selector, Zone: k.ZoneRecord()}
+	zoneKeys := dnscheck.ZoneKeys(keys)
+	if *check {
+		r, err := dns.New(dns.Options{Server: env.cfg.DNS.Resolver})
+		if err != nil {
+			return err
+		}
+		results := dnscheck.Run(ctx, r, dnscheck.Params{Domain: domain, Hostname: env.cfg.Hostname, Keys: zoneKeys, Ports: dnscheck.Ports(env.cfg)})
+		if err := writeTable(env.stdout, results, []string{"STATUS", "KIND", "NAME", "FOUND"}, func(r dnscheck.Result) []string {
+			return []string{string(r.Status), r.Kind, r.Name, strings.Join(r.Found, " | ")}
+		}); err != nil {
+			return err
+		}
+		for _, r := range results {
+			if r.Status != dnscheck.Missing && r.Status != dnscheck.Wrong {
+				continue
+			}
+			note := ""
+			if r.Note != "" {
+				note = ": " + r.Note
+			}
+			fmt.Fprintf(env.stdout, "\n; %s %s is %s%s\n", r.Kind, r.Name, r.Status, note)
+			if r.Want != "" {
+				fmt.Fprintln(env.stdout, r.Want)
+			}
+		}
+		return nil
 	}
-	for _, r := range dns.Records(domain, env.cfg.Hostname, zoneKeys, ports) {
+	fmt.Fprintf(env.stdout, "; DNS records for %s, served by %s\n", domain, env.cfg.Hostname)
+	for _, r := range dns.Records(domain, env.cfg.Hostname, zoneKeys, dnscheck.Ports(env.cfg)) {
 		if r.Comment != "" {
 			fmt.Fprintf(env.stdout, "\n; %s\n", r.Comment)
 		}
@@ -49,17 +64,4 @@ func runAdminDNS(ctx context.Context, env *adminEnv, args []string) error {
 		}
 	}
 	return nil
-}
-
-// listenPort returns the port of a [listen] address, 0 when disabled.
-func listenPort(addr string) int {
-	if addr == "" {
-		return 0
-	}
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(p)
-	return n
 }

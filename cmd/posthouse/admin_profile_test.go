@@ -105,7 +105,7 @@ func TestClientSetupWarnings(t *testing.T) {
 		want       []string // substrings, one per warning; none: no warning
 	}{
 		{"no http", "", []string{"http and https are off"}},
-		{"http only", "[listen]\nhttp = \"127.0.0.1:8080\"\n", []string{"https is off"}},
+		{"http only", "[listen]\nhttp = \"127.0.0.1:8081\"\n", []string{"https is off"}},
 		{"https self-signed", "[listen]\nhttps = \"127.0.0.1:8443\"\n", []string{"self-signed certificate"}},
 		{"https real", "[listen]\nhttps = \"127.0.0.1:8443\"\n[tls]\ncert_file = \"" + certFile + "\"\nkey_file = \"" + keyFile + "\"\n", nil},
 	} {

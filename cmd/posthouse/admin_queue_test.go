@@ -57,11 +57,3 @@ func TestAdminQueueCommands(t *testing.T) {
 		})
 	}
 }
-
-func TestListenPort(t *testing.T) {
-	for in, want := range map[string]int{"": 0, ":587": 587, "127.0.0.1:993": 993, "[::1]:110": 110, "bogus": 0} {
-		if got := listenPort(in); got != want {
-			t.Errorf("listenPort(%q) = %d, want %d", in, got, want)
-		}
-	}
-}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/posthouse/posthouse/dnscheck"
 )
 
 func runCheckConfig(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
@@ -32,7 +34,7 @@ func runCheckConfig(_ context.Context, args []string, _ io.Reader, stdout, stder
 	if source == "" {
 		source = "no file, built-in defaults"
 	}
-	for _, w := range clientSetupWarnings(cfg) {
+	for _, w := range dnscheck.ClientSetupWarnings(cfg) {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "# Effective configuration (%s, with POSTHOUSE_* overrides). It is valid.\n", source)

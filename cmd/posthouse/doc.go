@@ -8,8 +8,8 @@
 // and stops everything else. serve (serve.go) does so in one sequence read
 // top to bottom: data_dir → user database, mailstore, outbound queue →
 // mailstore reconciliation → certificates → queue workers → listeners
-// (smtp, imap, pop3, http; each protocol's options are built in its own
-// serve_<name>.go). It stops them in reverse, in two phases: stop accepting
+// (smtp, imap, pop3, managesieve, http, admin; each protocol's options are
+// built in its own serve_<name>.go, the web console's in serve_web.go). It stops them in reverse, in two phases: stop accepting
 // and let sessions finish for a grace period, then cut what remains; the
 // databases close last. serve and admin open the mailstore the same way,
 // through mailstore/backend with [store] backend (storeOptions); this

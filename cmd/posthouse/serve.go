@@ -27,6 +27,7 @@ import (
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
+	"github.com/posthouse/posthouse/web"
 )
 
 // app is what every listener's start function gets: the configuration
@@ -50,6 +51,9 @@ type app struct {
 	junk *junkFilter
 	// sieve holds users' Sieve scripts (data_dir/sieve.sqlite).
 	sieve *sievestore.Store
+	// web is the web console, served on [listen] admin (and /account on
+	// https); nil when both are off.
+	web *web.Server
 	// space watches data_dir's free space against [limits]
 	// min_free_space (package diskspace).
 	space *diskspace.Monitor
@@ -94,7 +98,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 // serve runs until ctx is done, then shuts down. It reads in the order
 // things start: data_dir → databases (users, mailstore, outbound queue) →
 // mailstore reconciliation → certificates and the shared *tls.Config →
-// queue workers → listeners (smtp, imap, pop3, managesieve, http). They stop in reverse,
+// queue workers → listeners (smtp, imap, pop3, managesieve, http, admin). They stop in reverse,
 // in two phases (shutdownServices); the databases close last.
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	started := time.Now()
@@ -200,6 +204,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		space:    newSpaceMonitor(cfg, log.With("proto", "disk")),
 		metrics:  rec,
 	}
+	if cfg.Listen.Admin != "" || cfg.Listen.HTTPS != "" {
+		webSrv, webDB, err := newWeb(runCtx, a)
+		if err != nil {
+			return fmt.Errorf("web console: %w", err)
+		}
+		defer closeLogged(log, "web session database", webDB)
+		a.web = webSrv
+	}
 
 	// Queue workers, then the listeners; up records what started, to be
 	// stopped in reverse. A listener that fails to start stops what came
@@ -223,6 +235,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		{"pop3", startPOP3},
 		{"managesieve", startManageSieve},
 		{"http", startHTTP},
+		{"admin", startWeb},
 	}
 	for _, l := range listeners {
 		if ctx.Err() != nil {

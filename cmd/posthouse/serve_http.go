@@ -26,7 +26,7 @@ const (
 
 // startHTTP opens "http" (80) and "https" (443): client autoconfiguration
 // for Thunderbird and Outlook, and with ACME the CA's challenges (HTTP-01 on
-// http, TLS-ALPN-01 on https).
+// http, TLS-ALPN-01 on https); https also serves self-service (/account).
 func startHTTP(ctx context.Context, a *app) (func(context.Context) error, error) {
 	acme, _ := a.certs.(*certs.ACME)
 	handler := http.Handler(autoconfig.New(autoconfigOptions(a.cfg, a.auth, a.log.With("proto", "http"))))
@@ -45,6 +45,7 @@ func startHTTP(ctx context.Context, a *app) (func(context.Context) error, error)
 		case name == "http" && acme != nil:
 			srv.Handler = acme.HTTPHandler(handler)
 		case name == "https":
+			srv.Handler = withAccount(a, handler)
 			srv.tls = a.tls.Clone()
 			srv.tls.NextProtos = []string{"http/1.1"}
 			if acme != nil {

@@ -22,6 +22,7 @@ func testConfig(t *testing.T) *config.Config {
 	c := config.Default()
 	c.Hostname = "mail.example.com"
 	c.DataDir = filepath.Join(t.TempDir(), "data")
+	c.Listen.Admin = "127.0.0.1:0" // never the default port: tests run in parallel
 	return c
 }
 
@@ -89,7 +90,7 @@ func loopbackConfig(t *testing.T) *config.Config {
 	t.Helper()
 	c := testConfig(t)
 	for _, p := range []*string{&c.Listen.SMTP, &c.Listen.Submission, &c.Listen.Submissions, &c.Listen.IMAP,
-		&c.Listen.IMAPS, &c.Listen.POP3, &c.Listen.POP3S, &c.Listen.ManageSieve, &c.Listen.HTTP, &c.Listen.HTTPS} {
+		&c.Listen.IMAPS, &c.Listen.POP3, &c.Listen.POP3S, &c.Listen.ManageSieve, &c.Listen.HTTP, &c.Listen.HTTPS, &c.Listen.Admin} {
 		*p = "127.0.0.1:0"
 	}
 	return c
@@ -115,8 +116,8 @@ func TestServeLifecycle(t *testing.T) {
 	want := []string{
 		"listening smtp", "listening submission", "listening submissions",
 		"listening imap", "listening imaps", "listening pop3", "listening pop3s", "listening managesieve",
-		"listening http", "listening https", "started",
-		"stopped http", "stopped managesieve", "stopped pop3", "stopped imap", "stopped smtp", "stopped junk learner", "stopped queue",
+		"listening http", "listening https", "listening admin", "started",
+		"stopped admin", "stopped http", "stopped managesieve", "stopped pop3", "stopped imap", "stopped smtp", "stopped junk learner", "stopped queue",
 	}
 	if got := rec.get(); !reflect.DeepEqual(got, want) {
 		t.Errorf("events\n%q\nwant\n%q", got, want)
