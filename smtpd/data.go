@@ -82,7 +82,8 @@ func (s *session) Data(r io.Reader) error {
 
 	spool, size, err := s.receive(r)
 	if spool != nil {
-		defer spool.Close()
+		// Delivery and queueing are done with it when Data returns.
+		defer s.conn.spool.give(spool, size)
 	}
 	if err != nil {
 		_, isBDAT := r.(*io.PipeReader)
@@ -146,17 +147,13 @@ func (s *session) Data(r io.Reader) error {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Message accepted for delivery, id " + id}
 }
 
-// receive copies the body into an anonymous spool file: created, then
-// unlinked at once, so that neither a vanished client nor a crash leaves
-// anything behind; the open file is read back for delivery.
+// receive copies the body into the connection's anonymous spool file
+// (spool.go), read back for delivery: nothing is left behind by a
+// vanished client or a crash.
 func (s *session) receive(r io.Reader) (*os.File, int64, error) {
-	f, err := os.CreateTemp(s.s.opts.SpoolDir, "smtpd-*.eml")
+	f, err := s.conn.spool.take(s.s.opts.SpoolDir)
 	if err != nil {
-		return nil, 0, fmt.Errorf("creating spool file: %w", err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("unlinking spool file: %w", err)
+		return nil, 0, err
 	}
 	fr := &bodyFilter{r: r, max: s.s.opts.MaxMessageBytes}
 	buf := spoolBufs.Get().(*[]byte)
@@ -166,7 +163,7 @@ func (s *session) receive(r io.Reader) (*os.File, int64, error) {
 		err = fr.finish()
 	}
 	if err != nil {
-		f.Close()
+		s.conn.spool.give(f, n)
 		return nil, n, err
 	}
 	return f, n, nil
