@@ -62,11 +62,12 @@ type account struct {
 	watchMu   sync.Mutex
 	watchSeq  uint64
 	watchers  atomic.Pointer[[]watcher]
-	// dirSync shares directory fsyncs between concurrent deliveries.
-	dirSync dirSyncers
 
 	inflightM sync.Mutex
 	inflight  map[string]struct{} // files renamed into place, row not yet committed
+
+	// dirSync shares directory fsyncs between concurrent deliveries.
+	dirSync dirSyncers
 
 	snapMu    sync.Mutex
 	snapCache []cachedSnap // oldest first (messages.go)
