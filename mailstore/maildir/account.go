@@ -67,7 +67,7 @@ type account struct {
 	inflight  map[string]struct{} // files renamed into place, row not yet committed
 
 	// dirSync shares directory fsyncs between concurrent deliveries.
-	dirSync dirSyncers
+	dirSync durable.DirSyncers
 
 	snapMu    sync.Mutex
 	snapCache []cachedSnap // oldest first (messages.go)

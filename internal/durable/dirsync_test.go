@@ -1,4 +1,4 @@
-package maildir
+package durable
 
 import (
 	"errors"
@@ -55,9 +55,9 @@ func TestDirSyncerAlone(t *testing.T) {
 	f := &fakeSyncDir{release: make(chan struct{})}
 	close(f.release)
 	f.install(t)
-	var d dirSyncer
+	var d DirSyncer
 	for i := range 3 {
-		if err := d.sync("dir"); err != nil {
+		if err := d.Sync("dir"); err != nil {
 			t.Fatal(err)
 		}
 		if got := f.count(); got != i+1 {
@@ -73,12 +73,12 @@ func TestDirSyncerShares(t *testing.T) {
 	errDisk := errors.New("disk on fire")
 	f := &fakeSyncDir{release: make(chan struct{}), results: []error{nil, errDisk, nil}}
 	f.install(t)
-	var d dirSyncer
+	var d DirSyncer
 	errs := make(chan error, 4)
-	go func() { errs <- d.sync("dir") }()
+	go func() { errs <- d.Sync("dir") }()
 	waitFor(t, "the first fsync to start", func() bool { return f.count() == 1 })
 	for range 3 {
-		go func() { errs <- d.sync("dir") }()
+		go func() { errs <- d.Sync("dir") }()
 	}
 	waitFor(t, "three callers to wait", func() bool {
 		d.mu.Lock()
@@ -100,7 +100,7 @@ func TestDirSyncerShares(t *testing.T) {
 		t.Fatalf("%d fsyncs for 4 callers, want 2", got)
 	}
 	close(f.release)
-	if err := d.sync("dir"); err != nil {
+	if err := d.Sync("dir"); err != nil {
 		t.Fatalf("a caller after the failure: %v", err)
 	}
 }

@@ -1,19 +1,15 @@
-package maildir
+package durable
 
-import (
-	"sync"
+import "sync"
 
-	"github.com/posthouse/posthouse/internal/durable"
-)
-
-// dirSyncer makes renames into one directory durable, sharing fsyncs
-// between concurrent callers (group fsync). A caller whose rename is done
+// DirSyncer makes renames (and links) into one directory durable, sharing
+// fsyncs between concurrent callers (group fsync). A caller whose rename is done
 // needs an fsync of the directory that began after the rename: one that
 // is already running may have begun before it. So each caller waits for
 // the next fsync to begin and end; the callers that arrive while one runs
 // all share the one after it. At most one fsync of the directory runs at
 // a time, and a lone caller pays exactly one fsync, as before.
-type dirSyncer struct {
+type DirSyncer struct {
 	mu       sync.Mutex
 	cond     sync.Cond
 	running  bool
@@ -24,13 +20,13 @@ type dirSyncer struct {
 	waiting  int    // callers waiting for an fsync to end (tests)
 }
 
-// syncDir is durable.SyncDir; tests replace it.
-var syncDir = durable.SyncDir
+// syncDir is SyncDir; tests replace it.
+var syncDir = SyncDir
 
-// sync fsyncs dir (or waits for an fsync of it that began after this
+// Sync fsyncs dir (or waits for an fsync of it that began after this
 // call) and reports whether that fsync, and every later one that ended
-// meanwhile, succeeded.
-func (d *dirSyncer) sync(dir string) error {
+// meanwhile, succeeded. A DirSyncer serves one directory.
+func (d *DirSyncer) Sync(dir string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.cond.L == nil {
@@ -65,23 +61,23 @@ func (d *dirSyncer) sync(dir string) error {
 	return nil
 }
 
-// dirSyncers holds an account's dirSyncer per directory.
-type dirSyncers struct {
+// DirSyncers holds a DirSyncer per directory. The zero value is ready.
+type DirSyncers struct {
 	mu sync.Mutex
-	m  map[string]*dirSyncer
+	m  map[string]*DirSyncer
 }
 
-// sync is dirSyncer.sync for dir's syncer.
-func (ds *dirSyncers) sync(dir string) error {
+// Sync is DirSyncer.Sync with dir's own syncer.
+func (ds *DirSyncers) Sync(dir string) error {
 	ds.mu.Lock()
 	if ds.m == nil {
-		ds.m = map[string]*dirSyncer{}
+		ds.m = map[string]*DirSyncer{}
 	}
 	d := ds.m[dir]
 	if d == nil {
-		d = &dirSyncer{}
+		d = &DirSyncer{}
 		ds.m[dir] = d
 	}
 	ds.mu.Unlock()
-	return d.sync(dir)
+	return d.Sync(dir)
 }
