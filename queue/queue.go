@@ -131,6 +131,8 @@ type Queue struct {
 	dkim     *dkim.Keys
 	spoolDir string
 	tmpDir   string
+	// spoolSync shares the fsync of spoolDir between concurrent Enqueues.
+	spoolSync durable.DirSyncer
 
 	kick chan struct{}
 
@@ -426,7 +428,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 			os.Remove(final)
 		}
 	}()
-	if err := durable.SyncDir(q.spoolDir); err != nil {
+	if err := q.spoolSync.Sync(q.spoolDir); err != nil {
 		return "", fmt.Errorf("queue: spool: %w", err)
 	}
 
