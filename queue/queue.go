@@ -136,6 +136,13 @@ type Queue struct {
 
 	kick chan struct{}
 
+	// enqueued is closed (and replaced) by every Enqueue: connections
+	// waiting idle for more mail to their domain (deliver.go) wait on it.
+	enqueued chan struct{}
+	// idle counts, per domain, the connections waiting for its next
+	// message; the scheduler leaves that domain's new messages to them.
+	idle map[string]int
+
 	mu       sync.Mutex
 	running  bool
 	stop     context.CancelFunc
@@ -200,6 +207,8 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		spoolDir: filepath.Join(opts.DataDir, "queue"),
 		tmpDir:   filepath.Join(opts.DataDir, "queue", "tmp"),
 		kick:     make(chan struct{}, 1),
+		enqueued: make(chan struct{}),
+		idle:     map[string]int{},
 		inflight: make(map[job]bool),
 		perDom:   make(map[string]int),
 		tlsFail:  make(map[string]time.Time),
@@ -452,6 +461,10 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		return "", fmt.Errorf("queue: %w", err)
 	}
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
+	q.mu.Lock()
+	close(q.enqueued)
+	q.enqueued = make(chan struct{})
+	q.mu.Unlock()
 	q.wake()
 	return id, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -655,5 +656,22 @@ func TestSaveAttemptLeavesWritesDurable(t *testing.T) {
 	}
 	if sync != 2 {
 		t.Fatalf("write connection left at synchronous = %d, want 2 (FULL)", sync)
+	}
+}
+
+// TestIdleConnectionTakesNextMessage: messages enqueued one after the other,
+// each after the previous one was delivered, go over one connection, which
+// waits idle for them (connIdleTime) instead of closing.
+func TestIdleConnectionTakesNextMessage(t *testing.T) {
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote)
+	const n = 5
+	for i := range n {
+		e.enqueue("alice@a.test", fmt.Sprintf("user%d@b.test", i))
+		waitFor(t, "delivery", func() bool { return len(remote.messages()) == i+1 })
+	}
+	waitFor(t, "empty queue", func() bool { msgs, _ := e.q.List(context.Background()); return len(msgs) == 0 })
+	if d := len(e.dials()); d != 1 {
+		t.Errorf("%d connections for %d messages enqueued in a row", d, n)
 	}
 }
