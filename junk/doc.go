@@ -52,7 +52,9 @@
 //
 // An account that has learned fewer than 20 spam or 20 ham messages gets
 // no verdict: its copies say "untrained" in the header, and stay where they
-// would have gone.
+// would have gone. The message is then not tokenized at all (when no
+// recipient's account is trained): tokenizing was about a tenth of the CPU
+// of an SMTP delivery of 10 KB.
 //
 // # Statistics database
 //

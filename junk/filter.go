@@ -99,17 +99,33 @@ func (f *Filter) Check(ctx context.Context, m *delivery.Message) (delivery.Decis
 	return f.check(ctx, m.Envelope.ID, m.Recipients, h, m.Body())
 }
 
-// check classifies a message for each recipient account.
+// check classifies a message for each recipient account. Reading the
+// message into features is most of the filter's cost, so it is done only
+// when some recipient's model is trained enough to give a verdict: an
+// untrained account's copy gets its "untrained" field from the counts
+// alone, as before, without the message being read.
 func (f *Filter) check(ctx context.Context, id string, rcpts []delivery.Recipient, h textproto.Header, body *io.SectionReader) (delivery.Decision, error) {
-	feats, err := f.tok.Tokenize(h, body, body.Size())
-	defer feats.release()
-	if err != nil {
-		return delivery.Decision{}, fmt.Errorf("junk: reading the message: %w", err)
-	}
 	from := fromAddress(h)
 	d := delivery.Decision{Rcpt: make(map[string]delivery.Verdict, len(rcpts))}
+	var feats *Features
 	for _, r := range rcpts {
-		res, err := f.classify(ctx, r.Account, feats.Hashes(), from, h)
+		var res Result
+		st, _, err := f.opts.DB.counts(ctx, r.Account, nil, f.opts.MinSpam, f.opts.MinHam)
+		switch {
+		case err != nil:
+		case st.Spam < f.opts.MinSpam || st.Ham < f.opts.MinHam:
+			res = Result{Threshold: f.opts.Threshold, Spam: st.Spam, Ham: st.Ham, Score: 0.5, Verdict: VerdictUntrained}
+		default:
+			if feats == nil {
+				var terr error
+				feats, terr = f.tok.Tokenize(h, body, body.Size())
+				defer feats.release()
+				if terr != nil {
+					return delivery.Decision{}, fmt.Errorf("junk: reading the message: %w", terr)
+				}
+			}
+			res, err = f.classify(ctx, r.Account, feats.Hashes(), from, h)
+		}
 		if err != nil {
 			f.log.Error("junk filter: no verdict", "rcpt", r.Account, "msgid", id, "err", err)
 			continue

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"io"
@@ -185,7 +186,8 @@ func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 		switch {
 		case !q.running || q.total >= q.opts.MaxConcurrent:
 			return sqlitedb.Stop // full: the other rows are not read
-		case q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain:
+		case q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain || q.idle[j.domain] > 0:
+			// An idle connection to the domain takes it (session).
 		default:
 			q.inflight[j] = true
 			q.perDom[j.domain]++
@@ -325,8 +327,7 @@ func (q *Queue) prepare(ctx context.Context, j job) *prepared {
 		return nil
 	}
 	p.next = now.Add(backoff(attempts + 1))
-	if err := q.updateRcpts(ctx, j.id, p.rcpts, `UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?
-		WHERE message_id = ? AND rcpt = ?`, p.next.UnixNano(), now.UnixNano()); err != nil {
+	if err := q.saveAttempt(ctx, j.id, p.rcpts, p.next, now); err != nil {
 		if ctx.Err() == nil {
 			q.log.Error("queue: schedule", "queueid", j.id, "err", err)
 		}
@@ -424,6 +425,45 @@ func (q *Queue) updateRcpts(ctx context.Context, id string, rcpts []string, stmt
 	defer tx.Rollback()
 	for _, r := range rcpts {
 		if _, err := tx.ExecContext(ctx, stmt, append(append([]any{}, args...), id, r)...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// saveAttempt saves the next attempt time of rcpts before an attempt, in a
+// commit that is not fsync'd (synchronous=NORMAL for this transaction
+// only): it only guards against retrying in a tight loop a message that
+// makes the process crash, and a process crash (kill -9, a fatal error)
+// keeps a NORMAL commit, which is in the operating system's hands. Power
+// loss may undo it, and then the attempt is simply made again at start-up,
+// as if it had never begun; the next fsync'd commit of the queue makes it
+// durable anyway. One fsync less per attempt.
+func (q *Queue) saveAttempt(ctx context.Context, id string, rcpts []string, next, now time.Time) error {
+	conn, err := q.db.Write.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return err
+	}
+	// Whatever happens, the connection goes back FULL or not at all: every
+	// other write of the queue must be durable on commit.
+	defer func() {
+		if _, err := conn.ExecContext(context.Background(), `PRAGMA synchronous = FULL`); err != nil {
+			q.log.Error("queue: restore synchronous = FULL; dropping the connection", "err", err)
+			conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, r := range rcpts {
+		if _, err := tx.ExecContext(ctx, `UPDATE recipients SET attempts = attempts + 1, next_attempt = ?, last_attempt = ?
+			WHERE message_id = ? AND rcpt = ?`, next.UnixNano(), now.UnixNano(), id, r); err != nil {
 			return err
 		}
 	}
@@ -704,7 +744,9 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 	for n := 1; n < maxMessagesPerConnection; n++ {
 		p2 := q.claimNext(ctx, p.j.domain)
 		if p2 == nil {
-			break
+			if p2 = q.awaitNext(ctx, p.j.domain); p2 == nil {
+				break
+			}
 		}
 		res2, broken := q.sendMessage(c, p2, host)
 		failed := q.conclude(ctx, p2, res2)
@@ -723,6 +765,57 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 // maxMessagesPerConnection bounds how many messages one connection
 // carries.
 const maxMessagesPerConnection = 100
+
+// connIdleTime is how long a connection that delivered its message stays
+// open for the next message to the same domain, when slots are free: mail
+// to one destination often comes in runs (a list, a busy correspondent),
+// and each new connection costs DNS look-ups, a TCP and maybe a TLS
+// handshake, and EHLO. Postfix keeps such connections for up to 2 s
+// (smtp_connection_cache_time_limit).
+const connIdleTime = time.Second
+
+// awaitNext waits up to connIdleTime for a message to domain to be
+// enqueued and claims it; nil when none came, or when no slot is free for
+// other domains (an idle connection must not keep their mail waiting).
+// While it waits the scheduler leaves domain's new messages to it.
+func (q *Queue) awaitNext(ctx context.Context, domain string) *prepared {
+	q.mu.Lock()
+	if !q.running || q.total >= q.opts.MaxConcurrent {
+		q.mu.Unlock()
+		return nil
+	}
+	q.idle[domain]++
+	q.mu.Unlock()
+	defer func() {
+		q.mu.Lock()
+		if q.idle[domain]--; q.idle[domain] <= 0 {
+			delete(q.idle, domain)
+		}
+		q.mu.Unlock()
+		// Anything enqueued for domain meanwhile and not taken here is the
+		// scheduler's again.
+		q.wake()
+	}()
+	t := time.NewTimer(connIdleTime)
+	defer t.Stop()
+	for {
+		q.mu.Lock()
+		ch := q.enqueued
+		q.mu.Unlock()
+		// Claimed after ch is taken: an Enqueue between the two is seen
+		// by one or the other.
+		if p := q.claimNext(ctx, domain); p != nil {
+			return p
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
 
 // sendMessage runs p's transactions on an open connection and records
 // their results as soon as the remote answers. broken: the connection is

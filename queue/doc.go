@@ -25,8 +25,22 @@
 //
 // Enqueue is durable before it returns: the body goes to tmp/, is fsync'd,
 // renamed into queue/, the directory is fsync'd, and then the rows are
-// committed (synchronous=FULL). Start-up removes spool files without a row
-// (their Enqueue never returned) and leftovers in tmp/.
+// committed (synchronous=FULL). Concurrent Enqueues share the directory
+// fsync (durable.DirSyncer: each waits for one that began after its
+// rename). Start-up removes spool files without a row (their Enqueue never
+// returned) and leftovers in tmp/.
+//
+// One commit is not fsync'd: the next attempt time saved before an
+// attempt (synchronous=NORMAL for that transaction only; the connection
+// is put back to FULL, or dropped). It exists so that a message that makes
+// the process crash is not retried in a tight loop; a process crash
+// (kill -9 included) keeps a NORMAL commit, since the write is already in
+// the kernel. Power loss may undo it, and the recipients are then tried
+// again at start-up as if that attempt had never begun, which no loop can
+// come of; SQLite's WAL recovers a prefix of the commits, so a later
+// FULL commit that survived implies this one did. Every commit that
+// records what a server answered stays FULL, so nothing acknowledged is
+// sent twice, even after power loss.
 //
 // # Delivery
 //
@@ -52,7 +66,10 @@
 // answers. A connection that delivered its message goes on with other due
 // messages for the same domain (up to 100, each a complete attempt with
 // its own bookkeeping), so a backlog for one destination drains without a
-// connection and TLS handshake per message.
+// connection and TLS handshake per message. When none is due it stays open
+// for up to a second (while slots are free) for the next message enqueued
+// to that domain, which the scheduler then leaves to it: mail to one
+// destination comes in runs. Postfix keeps such connections up to 2 s.
 //
 // The SMTP conversation is package smtpclient's: EHLO with
 // Options.Hostname, STARTTLS when offered, SIZE, BODY=8BITMIME and

@@ -136,8 +136,17 @@ type Queue struct {
 	dkim     *dkim.Keys
 	spoolDir string
 	tmpDir   string
+	// spoolSync shares the fsync of spoolDir between concurrent Enqueues.
+	spoolSync durable.DirSyncer
 
 	kick chan struct{}
+
+	// enqueued is closed (and replaced) by every Enqueue: connections
+	// waiting idle for more mail to their domain (deliver.go) wait on it.
+	enqueued chan struct{}
+	// idle counts, per domain, the connections waiting for its next
+	// message; the scheduler leaves that domain's new messages to them.
+	idle map[string]int
 
 	mu       sync.Mutex
 	running  bool
@@ -203,6 +212,8 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		spoolDir: filepath.Join(opts.DataDir, "queue"),
 		tmpDir:   filepath.Join(opts.DataDir, "queue", "tmp"),
 		kick:     make(chan struct{}, 1),
+		enqueued: make(chan struct{}),
+		idle:     map[string]int{},
 		inflight: make(map[job]bool),
 		perDom:   make(map[string]int),
 		tlsFail:  make(map[string]time.Time),
@@ -431,7 +442,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 			os.Remove(final)
 		}
 	}()
-	if err := durable.SyncDir(q.spoolDir); err != nil {
+	if err := q.spoolSync.Sync(q.spoolDir); err != nil {
 		return "", fmt.Errorf("queue: spool: %w", err)
 	}
 
@@ -455,6 +466,10 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		return "", fmt.Errorf("queue: %w", err)
 	}
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
+	q.mu.Lock()
+	close(q.enqueued)
+	q.enqueued = make(chan struct{})
+	q.mu.Unlock()
 	q.wake()
 	return id, nil
 }

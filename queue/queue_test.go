@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -630,5 +631,47 @@ func TestConnectionReuse(t *testing.T) {
 			t.Errorf("%s got the message twice", m.rcpts[0])
 		}
 		seen[m.rcpts[0]] = true
+	}
+}
+
+// TestSaveAttemptLeavesWritesDurable: the next attempt time saved before an
+// attempt is committed without an fsync, and the write connection is back
+// to synchronous = FULL (2) afterwards, for every other commit of the queue.
+func TestSaveAttemptLeavesWritesDurable(t *testing.T) {
+	remote := newFakeRemote(t)
+	remote.script("bob@b.test", smtpErr(451, smtp.EnhancedCode{4, 7, 1}, "greylisted, try later"))
+	e := newEnv(t, remote)
+	id := e.enqueue("alice@a.test", "bob@b.test")
+	waitFor(t, "first attempt", func() bool {
+		_, reply := e.rcptState(id, "bob@b.test")
+		return strings.HasPrefix(reply, "451 4.7.1")
+	})
+	m, _ := e.q.Get(context.Background(), id)
+	if r := m.Recipients[0]; r.Attempts != 1 || !r.NextAttempt.After(e.clock.Now()) {
+		t.Fatalf("attempt not saved: %+v", r)
+	}
+	var sync int
+	if err := e.q.db.Write.QueryRowContext(context.Background(), `PRAGMA synchronous`).Scan(&sync); err != nil {
+		t.Fatal(err)
+	}
+	if sync != 2 {
+		t.Fatalf("write connection left at synchronous = %d, want 2 (FULL)", sync)
+	}
+}
+
+// TestIdleConnectionTakesNextMessage: messages enqueued one after the other,
+// each after the previous one was delivered, go over one connection, which
+// waits idle for them (connIdleTime) instead of closing.
+func TestIdleConnectionTakesNextMessage(t *testing.T) {
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote)
+	const n = 5
+	for i := range n {
+		e.enqueue("alice@a.test", fmt.Sprintf("user%d@b.test", i))
+		waitFor(t, "delivery", func() bool { return len(remote.messages()) == i+1 })
+	}
+	waitFor(t, "empty queue", func() bool { msgs, _ := e.q.List(context.Background()); return len(msgs) == 0 })
+	if d := len(e.dials()); d != 1 {
+		t.Errorf("%d connections for %d messages enqueued in a row", d, n)
 	}
 }

@@ -109,6 +109,9 @@ type conn struct {
 	body bool
 
 	closeOnce sync.Once
+
+	// spool is the connection's spool file, kept between messages.
+	spool spool
 }
 
 func newConn(s *Server, raw *server.Conn) *conn {
@@ -779,6 +782,7 @@ func (c *conn) Close() error {
 			c.raw.SetWriteDeadline(time.Now().Add(time.Second))
 			err = tc.Close()
 		}
+		c.spool.close()
 		c.log.Info("disconnect", "dur", time.Since(c.start).Round(time.Millisecond), "messages", c.messages.Load())
 		// Last: this ends the connection's life (server.Conn.Done).
 		if rerr := c.raw.Close(); !isTLS {

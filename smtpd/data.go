@@ -1,6 +1,7 @@
 package smtpd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -83,7 +84,8 @@ func (s *session) Data(r io.Reader) (err error) {
 
 	spool, size, err := s.receive(r)
 	if spool != nil {
-		defer spool.Close()
+		// Delivery and queueing are done with it when Data returns.
+		defer s.conn.spool.give(spool, size)
 	}
 	if err != nil {
 		_, isBDAT := r.(*io.PipeReader)
@@ -147,17 +149,13 @@ func (s *session) Data(r io.Reader) (err error) {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Message accepted for delivery, id " + id}
 }
 
-// receive copies the body into an anonymous spool file: created, then
-// unlinked at once, so that neither a vanished client nor a crash leaves
-// anything behind; the open file is read back for delivery.
+// receive copies the body into the connection's anonymous spool file
+// (spool.go), read back for delivery: nothing is left behind by a
+// vanished client or a crash.
 func (s *session) receive(r io.Reader) (*os.File, int64, error) {
-	f, err := os.CreateTemp(s.s.opts.SpoolDir, "smtpd-*.eml")
+	f, err := s.conn.spool.take(s.s.opts.SpoolDir)
 	if err != nil {
-		return nil, 0, fmt.Errorf("creating spool file: %w", err)
-	}
-	if err := os.Remove(f.Name()); err != nil {
-		f.Close()
-		return nil, 0, fmt.Errorf("unlinking spool file: %w", err)
+		return nil, 0, err
 	}
 	fr := &bodyFilter{r: r, max: s.s.opts.MaxMessageBytes}
 	buf := spoolBufs.Get().(*[]byte)
@@ -167,7 +165,7 @@ func (s *session) receive(r io.Reader) (*os.File, int64, error) {
 		err = fr.finish()
 	}
 	if err != nil {
-		f.Close()
+		s.conn.spool.give(f, n)
 		return nil, n, err
 	}
 	return f, n, nil
@@ -189,26 +187,82 @@ type bodyFilter struct {
 
 func (f *bodyFilter) Read(b []byte) (int, error) {
 	n, err := f.r.Read(b)
-	for i := 0; i < n; i++ {
-		c := b[i]
-		if f.prevCR && c != '\n' {
-			return 0, errBareCR
+	if n > 0 {
+		if ferr := f.check(b[:n]); ferr != nil {
+			return 0, ferr
 		}
-		switch c {
-		case '\n':
-			if !f.prevCR {
-				return 0, errBareLF
-			}
-		case 0:
-			return 0, errNUL
-		}
-		f.prevCR = c == '\r'
 	}
 	f.n += int64(n)
 	if f.n > f.max {
 		return 0, errBodyTooBig
 	}
 	return n, err
+}
+
+// check scans p, the next bytes of the body. The common case, a clean
+// chunk, is decided with the vectorised byte searches (bytes.IndexByte,
+// bytes.Count), several times faster than a loop over each byte; a chunk
+// that is not clean is scanned byte by byte (checkSlow) for its first
+// offence, so the error is the same either way.
+func (f *bodyFilter) check(p []byte) error {
+	if f.clean(p) {
+		f.prevCR = p[len(p)-1] == '\r'
+		return nil
+	}
+	return f.checkSlow(p)
+}
+
+// clean reports whether p (non-empty, following a CR if f.prevCR) holds no
+// NUL and no bare LF, and no bare CR but for one at its very end, whose LF
+// may come with the next read.
+func (f *bodyFilter) clean(p []byte) bool {
+	if f.prevCR && p[0] != '\n' || bytes.IndexByte(p, 0) >= 0 {
+		return false
+	}
+	// Every LF must follow a CR; those CRs are paired. Any other CR is
+	// bare unless it ends p.
+	paired := 0
+	for i := 0; ; {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			break
+		}
+		k := i + j
+		switch {
+		case k > 0 && p[k-1] == '\r':
+			paired++
+		case k == 0 && f.prevCR:
+		default:
+			return false
+		}
+		i = k + 1
+	}
+	trailing := 0
+	if p[len(p)-1] == '\r' {
+		trailing = 1
+	}
+	return bytes.Count(p, crByte) == paired+trailing
+}
+
+var crByte = []byte{'\r'}
+
+// checkSlow scans p byte by byte and returns its first offence.
+func (f *bodyFilter) checkSlow(p []byte) error {
+	for _, c := range p {
+		if f.prevCR && c != '\n' {
+			return errBareCR
+		}
+		switch c {
+		case '\n':
+			if !f.prevCR {
+				return errBareLF
+			}
+		case 0:
+			return errNUL
+		}
+		f.prevCR = c == '\r'
+	}
+	return nil
 }
 
 // finish checks the end of the body.

@@ -119,7 +119,11 @@
 // The body is streamed into a spool file in SpoolDir, never held in memory.
 // The file is unlinked right after it is created and read back through its
 // open descriptor, so a client vanishing mid-DATA, a refused message or a
-// crash leaves nothing behind and nothing is delivered.
+// crash leaves nothing behind and nothing is delivered. A connection keeps
+// its spool file from one message to the next (spool.go): creating and
+// freeing an inode per message was, measured with perf on ext4, the
+// largest single CPU cost of a delivery (the inode allocator skips every
+// recently freed inode, one look-up each).
 //
 // SMTP smuggling: go-smtp ends DATA only at <CRLF>.<CRLF> and starts a line
 // only after CRLF, so <LF>.<LF> and <CR>.<CR> never end the data. We make

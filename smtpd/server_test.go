@@ -390,6 +390,12 @@ func TestInboundDeliveryByteExact(t *testing.T) {
 		{"utf-8", "Subject: =?UTF-8?Q?gr=C3=BC=C3=9Fe?=\r\n\r\nGrüße, 日本語, emoji 🎉\r\n"},
 		{"dot-stuffing", "Subject: dots\r\n\r\n.\r\n..\r\n.leading\r\n. \r\nend\r\n"},
 		{"no final CRLF from client", "Subject: x\r\n\r\nlast line"},
+		// The connection's spool file is reused (spool.go): a big message
+		// (past spoolKeepBytes, so the file is truncated after it), then
+		// small ones, must each be stored with nothing of the one before.
+		{"big", "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", spoolKeepBytes/38+100)},
+		{"small after big", "Subject: s\r\n\r\nsmall\r\n"},
+		{"smaller", "S: t\r\n\r\nx\r\n"},
 	}
 	for i, b := range bodies {
 		if err := send(t, c, "sender@remote.test", []string{"bob@example.org"}, b.msg); err != nil {

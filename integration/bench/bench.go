@@ -420,7 +420,7 @@ func (b *bench) relayOut(ctx context.Context) {
 			}
 		}
 	}
-	b.note("Relay: messages submitted over 4 connections (Posthouse: submission port with STARTTLS and AUTH PLAIN; Postfix: its port 25, relaying for 127.0.0.0/8), one recipient each, spread round-robin over the destination domains; the clock stops when the loopback receiver has accepted every one. Posthouse finds the receiver by MX through a loopback DNS server ([dns] resolver, [queue] remote_port); Postfix, which resolves through the system resolver, is routed there by transport_maps ([127.0.0.1]:port, no MX lookup).")
+	b.note("Relay: messages submitted over 4 connections, on both systems through the submission port with STARTTLS and AUTH PLAIN (Postfix: a submission smtpd with smtpd_tls_security_level=encrypt and Dovecot SASL, permit_sasl_authenticated only), one recipient each, spread round-robin over the destination domains; the clock stops when the loopback receiver has accepted every one. Posthouse finds the receiver by MX through a loopback DNS server ([dns] resolver, [queue] remote_port); Postfix, which resolves through the system resolver, is routed there by transport_maps ([127.0.0.1]:port, no MX lookup).")
 }
 
 // relayRun submits RelayMsgs messages to foreign domains and waits until
@@ -505,7 +505,7 @@ func (b *bench) writeNotes(w io.Writer) {
 // methodology describes how each system is configured, so the comparison
 // can be judged.
 var methodology = []string{
-	"One machine, one load generator (Go: go-smtp client, go-imap v2 imapclient, a small POP3 client), every connection over 127.0.0.1 without TLS except relay submission; the systems run side by side and the runs alternate between them.",
+	"One machine, one load generator (Go: go-smtp client, go-imap v2 imapclient, a small POP3 client), every connection over 127.0.0.1 without TLS except relay submission (STARTTLS on both systems); the systems run side by side and the runs alternate between them.",
 	"CPU rows: user+system time of every process of the system, and of the workers its masters reaped, from /proc/<pid>/stat, around the workload; on a shared machine they move less than the wall-clock rows.",
 	"Posthouse: the binary built from this tree, default settings apart from loopback listeners, connection limits raised to 5,000 and no per-address connection rate limit (the load generator opens every connection from 127.0.0.1); it fsyncs each message file and its directory and commits the SQLite index (WAL) before the 250.",
 	"Postfix + Dovecot: Debian packages, private instances (postfix -c, dovecot -c) in a temporary directory. Postfix smtpd → cleanup (queue file fsynced before 250, the default) → qmgr → LMTP over loopback TCP → Dovecot LMTP → Maildir (mail_fsync = optimized, the default: the message file is fsynced before LMTP's 250). Recipients checked at RCPT (virtual_mailbox_maps). Dovecot: passwd-file users with SHA512-CRYPT hashes, ssl = no, Maildir with its default index files, no FTS plugin; service imap client_limit and process_limit as in the header (client_limit 1 is Debian's default, one imap process per connection), mail_max_userip_connections raised for the idle test.",

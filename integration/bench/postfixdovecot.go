@@ -129,11 +129,11 @@ func startPostfixDovecot(ctx context.Context, log *slog.Logger, opts pdOptions) 
 	}
 	s.uid, _ = strconv.Atoi(u.Uid)
 	s.gid, _ = strconv.Atoi(u.Gid)
-	p, err := freePorts(4)
+	p, err := freePorts(5)
 	if err != nil {
 		return nil, err
 	}
-	s.ports = ports{"smtp": p[0], "imap": p[1], "pop3": p[2], "lmtp": p[3]}
+	s.ports = ports{"smtp": p[0], "imap": p[1], "pop3": p[2], "lmtp": p[3], "submission": p[4]}
 	for _, d := range []string{"postfix", "postfix-queue", "postfix/data", "dovecot", "dovecot/run", "dovecot/state", "mail"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
@@ -148,7 +148,20 @@ func startPostfixDovecot(ctx context.Context, log *slog.Logger, opts pdOptions) 
 		return nil, err
 	}
 	pfuid, _ := strconv.Atoi(pfu.Uid)
+	pfgid, _ := strconv.Atoi(pfu.Gid)
 	if err := os.Chown(filepath.Join(dir, "postfix", "data"), pfuid, -1); err != nil {
+		return nil, err
+	}
+	// Dovecot puts its SASL socket for Postfix's submission service in
+	// the queue's private directory, which must exist before it starts.
+	priv := filepath.Join(dir, "postfix-queue", "private")
+	if err := os.MkdirAll(priv, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chown(priv, pfuid, pfgid); err != nil {
+		return nil, err
+	}
+	if err := writeSelfSigned(filepath.Join(dir, "postfix", "tls.crt"), filepath.Join(dir, "postfix", "tls.key"), "pd.bench.test"); err != nil {
 		return nil, err
 	}
 	if err := s.writeConfig(); err != nil {
@@ -230,6 +243,17 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+127.0.0.1:{{.Submission}} inet n - n - - smtpd
+  -o syslog_name=postfix/submission
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_tls_cert_file={{.Dir}}/postfix/tls.crt
+  -o smtpd_tls_key_file={{.Dir}}/postfix/tls.key
+  -o smtpd_tls_auth_only=yes
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_sasl_type=dovecot
+  -o smtpd_sasl_path=private/auth
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
 {{end}}
 {{define "dovecot.conf"}}# Posthouse benchmark: a private Dovecot instance (dovecot -c {{.Dir}}/dovecot/dovecot.conf).
 instance_name = posthouse-bench-{{.LMTP}}
@@ -288,6 +312,11 @@ service anvil {
 }
 service auth {
   client_limit = 4000
+  unix_listener {{.Dir}}/postfix-queue/private/auth {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
 }
 protocol imap {
   mail_max_userip_connections = 5000
@@ -299,7 +328,7 @@ protocol pop3 {
 
 func (s *pdServer) writeConfig() error {
 	data := map[string]any{
-		"Dir": s.dir, "SMTP": s.ports["smtp"], "IMAP": s.ports["imap"], "POP3": s.ports["pop3"], "LMTP": s.ports["lmtp"],
+		"Dir": s.dir, "SMTP": s.ports["smtp"], "IMAP": s.ports["imap"], "POP3": s.ports["pop3"], "LMTP": s.ports["lmtp"], "Submission": s.ports["submission"],
 		"IMAPProcessLimit": s.opts.IMAPProcessLimit, "IMAPClientLimit": s.opts.IMAPClientLimit,
 	}
 	files := map[string]string{
@@ -363,7 +392,7 @@ func (s *pdServer) start(ctx context.Context) error {
 	if b, err := os.ReadFile(filepath.Join(s.dir, "postfix-queue", "pid", "master.pid")); err == nil {
 		s.pfMaster, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-	if err := waitPorts(ctx, 20*time.Second, s.Addr("smtp"), s.Addr("imap"), s.Addr("pop3"), s.Addr("lmtp")); err != nil {
+	if err := waitPorts(ctx, 20*time.Second, s.Addr("smtp"), s.Addr("submission"), s.Addr("imap"), s.Addr("pop3"), s.Addr("lmtp")); err != nil {
 		return fmt.Errorf("%w\ndovecot log:\n%s\npostfix log:\n%s", err, tail(s.readLog("dovecot/dovecot.log"), 2000), tail(s.readLog("postfix/maillog"), 2000))
 	}
 	return nil

@@ -2,5 +2,7 @@
 // (write to a temporary file, fsync it, rename it into place, fsync the
 // directory): SyncDir and WriteFile. The queue's spool, the maildir store and
 // the self-signed certificate certs writes all use these, so the steps are
-// written once. It imports nothing of ours.
+// written once. DirSyncer shares one directory fsync between concurrent
+// writers (the maildir store's deliveries, the queue's Enqueue). It
+// imports nothing of ours.
 package durable

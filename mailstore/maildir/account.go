@@ -59,11 +59,15 @@ type account struct {
 	rstmts   map[string]*sql.Stmt
 	rpending map[string]bool
 
-	watchMu   sync.Mutex
-	watchSeq  uint64
-	watchers  atomic.Pointer[[]watcher]
+	watchMu  sync.Mutex
+	watchSeq uint64
+	watchers atomic.Pointer[[]watcher]
+
 	inflightM sync.Mutex
 	inflight  map[string]struct{} // files renamed into place, row not yet committed
+
+	// dirSync shares directory fsyncs between concurrent deliveries.
+	dirSync durable.DirSyncers
 
 	snapMu    sync.Mutex
 	snapCache []cachedSnap // oldest first (messages.go)

@@ -13,7 +13,6 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
-	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
@@ -96,7 +95,7 @@ func (a *account) publish(mailboxID int64, unique string, size int64) (string, e
 		os.Remove(filepath.Join(dir, "tmp", unique))
 		return "", fmt.Errorf("maildir: move message into cur: %w", err)
 	}
-	if err := durable.SyncDir(filepath.Join(dir, "cur")); err != nil {
+	if err := a.dirSync.Sync(filepath.Join(dir, "cur")); err != nil {
 		a.unpublish(mailboxID, rel)
 		return "", fmt.Errorf("maildir: sync cur: %w", err)
 	}
@@ -445,7 +444,7 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		}
 		placed = append(placed, m.newRel)
 	}
-	if err := durable.SyncDir(filepath.Join(destDir, "cur")); err != nil {
+	if err := a.dirSync.Sync(filepath.Join(destDir, "cur")); err != nil {
 		cleanup()
 		return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)
 	}

@@ -39,7 +39,11 @@
 //
 // Append and Deliver write the message to tmp/, fsync it, rename it into
 // cur/, fsync cur/, and only then commit the index row (SQLite
-// synchronous=FULL) and return. If the commit fails the file is removed.
+// synchronous=FULL) and return. Concurrent deliveries into one mailbox
+// share the fsync of cur/ (durable.DirSyncer): each waits for an fsync
+// that began after its own rename, so the guarantee is the same as with
+// one fsync each; 16 parallel deliveries need about a third of the
+// directory fsyncs. If the commit fails the file is removed.
 // Messages are stored byte for byte as given (callers give CRLF); Size is
 // the stored length. Rows are deleted before their files: expunge, move and
 // delete record the files in the trash table in the same transaction and
