@@ -438,7 +438,7 @@ func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID
 // transaction's new modseq.
 func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op flagOp, fs flagSet, unchangedSince uint64) (mailstore.StoreResult, error) {
 	var res mailstore.StoreResult
-	err := a.write(ctx, func(w *wtx) error {
+	err := a.writeRelaxed(ctx, func(w *wtx) error {
 		res = mailstore.StoreResult{}
 		if _, err := w.mailboxByID(mailboxID); err != nil {
 			return err
@@ -604,7 +604,7 @@ func nullIfEmpty(s string) any {
 // expunge removes \Deleted messages (among uids, if given).
 func (a *account) expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error) {
 	var out []imap.UID
-	err := a.write(ctx, func(w *wtx) error {
+	err := a.writeRelaxed(ctx, func(w *wtx) error {
 		out = nil
 		if _, err := w.mailboxByID(mailboxID); err != nil {
 			return err
