@@ -178,7 +178,7 @@ func (b *bench) idleWake(ctx context.Context) {
 			time.Sleep(b.o.settle)
 		}
 	}
-	b.note(fmt.Sprintf("IDLE connections: %s connections logged in as one user, INBOX selected, in IDLE (RFC 2177), opened 20 at a time from %d loopback source addresses (127.0.1.1-127.0.1.%d) with RLIMIT_NOFILE raised, plus one more as a second user; memory as in the memory rows, %s after the last IDLE began; CPU over the next %s; then one 10 KB message to the second user over SMTP, timed from the start of the SMTP session to the EXISTS on that user's IDLE connection, CPU from before it to after. Dovecot runs these rows with service imap client_limit=%d (its setting for many connections) instead of the header's.",
+	b.note(fmt.Sprintf("IDLE connections: %s connections logged in as one user, INBOX selected, in IDLE (RFC 2177), opened 20 at a time from %d loopback source addresses (127.0.1.1-127.0.1.%d) with RLIMIT_NOFILE raised, plus one more as a second user; memory as in the memory rows, %s after the last IDLE began; CPU over the next %s; then one 10 KB message to the second user over SMTP, timed from the start of the SMTP session to the EXISTS on that user's IDLE connection, CPU from before it to after. Dovecot runs these rows with service imap client_limit=%d and service_count=0 (its setting for many connections: with one process per connection, 10,000 processes would also exceed the default 128 inotify instances per user, and IDLE would fall back to polling every 30 s) instead of the header's.",
 		n(b.sz.WakeConns), idleSources, idleSources, b.o.settle, b.o.idleWindow, idleDovecotClientLimit))
 }
 

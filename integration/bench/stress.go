@@ -157,7 +157,7 @@ func (b *bench) stress(ctx context.Context) {
 	msg := fmt.Sprintf("imaptest stress: Dovecot's imaptest (%s) in stress mode, %d clients on %d users (one mailbox each, filled by imaptest's own APPENDs from 100 plain-text messages of 1-60 KB), %d s per run; commands/s counts every command (LOGIN, LIST, STATUS, SELECT, FETCH, STORE, EXPUNGE, APPEND, LOGOUT); latency is imaptest's own average per command of each kind, weighted over its 10-second reports.",
 		bin, b.sz.StressClients, stressUsers, b.sz.StressSecs)
 	if len(dovecotNotes) > 0 {
-		msg += fmt.Sprintf(" Dovecot, for its best throughput, runs each time with service imap client_limit=1 (a process per connection) and =%d (clients sharing a process); the faster is reported (%s).",
+		msg += fmt.Sprintf(" Dovecot, for its best throughput, runs each time with service imap client_limit=1 (a process per connection, Debian's default) and client_limit=%d with service_count=0 (clients sharing long-lived processes); the faster is reported (%s).",
 			stressDovecotClientLimit, strings.Join(dovecotNotes, "; "))
 	}
 	b.note(msg)
