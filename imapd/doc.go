@@ -37,7 +37,16 @@
 // none themselves. For STORE, the session registers the UIDs it is changing
 // so the resulting flag events skip its own tracker (RFC 9051 §6.4.6: the
 // STORE response carries the new flags, .SILENT suppresses them). The state
-// is dropped when the last session leaves the mailbox.
+// of a small mailbox is dropped when the last session leaves it; that of a
+// large one (1,000 messages or more) lingers 5 minutes, still fed by
+// events, so that the next SELECT (a client that reconnects, or selects
+// INBOX for every check) joins it instead of reading the mailbox's list
+// from the store: SELECT of 100,000 messages went from 3 ms (list cached
+// in the store) or 30 ms (read from the index) to well under 1 ms of
+// server time. Before reuse the mailbox's HIGHESTMODSEQ and UIDVALIDITY are
+// read back from the store: a change made by another process, which sends
+// this one no event, makes the state stale and it is loaded afresh. At
+// most 16 states linger; Shutdown drops them.
 //
 // # \Recent (IMAP4rev1)
 //

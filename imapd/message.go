@@ -172,7 +172,8 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	needFile := len(options.BodySection) > 0 || len(options.BinarySection) > 0 || len(options.BinarySectionSize) > 0
-	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil, EmailID: options.EmailID}
+	fo := mailstore.FetchOptions{Envelope: options.Envelope, BodyStructure: options.BodyStructure != nil, EmailID: options.EmailID,
+		SummaryOnly: summaryOnly(options)}
 	writeFlags := options.Flags || markSeen
 	// Once CONDSTORE is on, a FETCH that shows flags shows their modseq
 	// (RFC 7162 §3.1.4.1, as Dovecot does); after QRESYNC every FETCH
@@ -217,6 +218,14 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 		}
 	}
 	return nil
+}
+
+// summaryOnly reports whether a FETCH shows nothing but UID, FLAGS and
+// MODSEQ (and THREADID, always NIL), which the store answers from its
+// mailbox list instead of a row per message.
+func summaryOnly(o *imap.FetchOptions) bool {
+	return o.BodyStructure == nil && !o.Envelope && !o.InternalDate && !o.RFC822Size &&
+		len(o.BodySection) == 0 && len(o.BinarySection) == 0 && len(o.BinarySectionSize) == 0 && !o.EmailID
 }
 
 // fetchOne writes one FETCH response. Sections are located (and BINARY

@@ -269,6 +269,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.secureLn.Close()
 	s.plainLn.Close()
 	s.libWG.Wait()
+	s.states.closeIdle()
 	return err
 }
 

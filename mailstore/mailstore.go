@@ -308,6 +308,11 @@ type FetchOptions struct {
 	EmailID       bool
 	// ChangedSince > 0 leaves out messages whose modseq is not greater.
 	ChangedSince uint64
+	// SummaryOnly says the caller reads only UID, ModSeq and Flags (FETCH
+	// FLAGS, a client's resync): a backend may then leave every other
+	// field zero and answer from what Snapshot reads. Flags are shared:
+	// never modify them.
+	SummaryOnly bool
 }
 
 // MessageInfo is one message's index row.

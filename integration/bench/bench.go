@@ -23,6 +23,8 @@ type bench struct {
 	srvs  []server
 	res   *results
 	relay *relaySink
+	// imaptest is the imaptest binary for the stress workload ("": none).
+	imaptest string
 
 	mu    sync.Mutex // guards notes and errs
 	notes []string
@@ -43,6 +45,10 @@ func (b *bench) runWorkload(ctx context.Context, wl string) {
 		b.relayOut(ctx)
 	case "hostile":
 		b.hostileMIME(ctx)
+	case "stress":
+		b.stress(ctx)
+	case "idle":
+		b.idleWake(ctx)
 	}
 }
 
@@ -171,6 +177,15 @@ func (b *bench) declareRows() {
 	}
 	if w["hostile"] {
 		a, c, d, e, f := b.mHostile()
+		b.res.declare(a, c, d, e, f)
+	}
+	if w["stress"] && b.imaptest != "" {
+		rate, per := b.mStress()
+		b.res.declare(rate)
+		b.res.declare(per...)
+	}
+	if w["idle"] {
+		a, c, d, e, f := b.mIdleWake()
 		b.res.declare(a, c, d, e, f)
 	}
 }
@@ -507,6 +522,6 @@ func (b *bench) writeNotes(w io.Writer) {
 var methodology = []string{
 	"One machine, one load generator (Go: go-smtp client, go-imap v2 imapclient, a small POP3 client), every connection over 127.0.0.1 without TLS except relay submission (STARTTLS on both systems); the systems run side by side and the runs alternate between them.",
 	"CPU rows: user+system time of every process of the system, and of the workers its masters reaped, from /proc/<pid>/stat, around the workload; on a shared machine they move less than the wall-clock rows.",
-	"Posthouse: the binary built from this tree, default settings apart from loopback listeners, connection limits raised to 5,000 and no per-address connection rate limit (the load generator opens every connection from 127.0.0.1); it fsyncs each message file and its directory and commits the SQLite index (WAL) before the 250.",
+	"Posthouse: the binary built from this tree, default settings apart from loopback listeners, connection limits raised (20,000 in all, 5,000 per address) and no per-address connection rate limit (the load generator opens every connection from 127.0.0.1, the IDLE rows from 127.0.1.x); it fsyncs each message file and its directory and commits the SQLite index (WAL) before the 250.",
 	"Postfix + Dovecot: Debian packages, private instances (postfix -c, dovecot -c) in a temporary directory. Postfix smtpd → cleanup (queue file fsynced before 250, the default) → qmgr → LMTP over loopback TCP → Dovecot LMTP → Maildir (mail_fsync = optimized, the default: the message file is fsynced before LMTP's 250). Recipients checked at RCPT (virtual_mailbox_maps). Dovecot: passwd-file users with SHA512-CRYPT hashes, ssl = no, Maildir with its default index files, no FTS plugin; service imap client_limit and process_limit as in the header (client_limit 1 is Debian's default, one imap process per connection), mail_max_userip_connections raised for the idle test.",
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -25,14 +26,16 @@ func TestQuickPosthouse(t *testing.T) {
 	sz := quickSizes
 	sz.SMTPMsgs, sz.BigMsgs, sz.FetchMsgs, sz.SearchMsgs, sz.POPMsgs, sz.IdleConns, sz.RelayMsgs = 10, 100, 10, 100, 10, 20, 10
 	sz.HostileSize = 256 << 10
+	sz.WakeConns, sz.StressSecs, sz.StressClients = 20, 3, 2
 	o := options{
-		runs:      1,
-		quick:     true,
-		sizes:     &sz,
-		workloads: map[string]bool{"mem": true, "smtp": true, "imap": true, "pop3": true, "relay": true, "hostile": true},
-		systems:   map[string]bool{"posthouse": true},
-		populate:  "append",
-		settle:    200 * time.Millisecond,
+		runs:       1,
+		quick:      true,
+		sizes:      &sz,
+		workloads:  map[string]bool{"mem": true, "smtp": true, "imap": true, "pop3": true, "relay": true, "hostile": true, "stress": true, "idle": true},
+		systems:    map[string]bool{"posthouse": true},
+		populate:   "append",
+		settle:     200 * time.Millisecond,
+		idleWindow: time.Second,
 	}
 	if os.Getenv("BENCH_SMOKE_OTHERS") != "" {
 		o.systems["postfix"] = true
@@ -48,6 +51,13 @@ func TestQuickPosthouse(t *testing.T) {
 	}
 	t.Logf("output:\n%s", out.String())
 	checkTable(t, out.String())
+	// The stress rows are there exactly when imaptest is (CI has none).
+	if got, want := strings.Contains(out.String(), "| imaptest stress"), findImaptest("") != ""; got != want {
+		t.Errorf("imaptest stress rows present %v, imaptest found %v", got, want)
+	}
+	if findImaptest("") == "" && !strings.Contains(out.String(), "imaptest stress: skipped, no imaptest binary") {
+		t.Errorf("no note says the stress rows were skipped")
+	}
 }
 
 // checkTable verifies the Markdown table: header, separator, five cells a
@@ -79,7 +89,7 @@ func checkTable(t *testing.T, s string) {
 			t.Errorf("separator row = %q", rows[1])
 		}
 	}
-	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "IMAP SELECT (QRESYNC)", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)"}
+	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "IMAP SELECT (QRESYNC)", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)", "20 IMAP conns in IDLE"}
 	for _, w := range want {
 		found := false
 		for _, r := range rows[2:] {
@@ -113,4 +123,45 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// TestParseImaptest reads a stress report as imaptest prints it.
+func TestParseImaptest(t *testing.T) {
+	out := `Error: testuser9@example.test[1116]: UID=12 MODSEQ dropped 250 -> 247: * 1 FETCH (UID 12 MODSEQ (247))
+Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo 
+100%  50%  50% 100% 100% 100%  50% 100% 100% 100% 100% 
+                          30%                  5%      
+  10    5    5   10   10   10    4    4   10   10   10  10/ 10
+  30   15   15   30   30   30   12   12   30   30   30  10/ 10
+   9   10   10   11   20   27   30   33   40   80    7 ms/cmd avg
+Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo 
+100%  50%  50% 100% 100% 100%  50% 100% 100% 100% 100% 
+                          30%                  5%      
+  60   30   30   60   60   60   24   24   60   60   60  10/ 10
+   7   10   10   11   10   27   15   33   20   40    7 ms/cmd avg
+   5    5    5    5    5    5    5    5    5    5    5   9/ 10
+
+Totals:
+Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo 
+100%  50%  50% 100% 100% 100%  50% 100% 100% 100% 100% 
+                          30%                  5%      
+ 105   55   55  105  105  105   45   45  105  105  105 
+`
+	r, err := parseImaptest([]byte(out), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.perSec != 935.0/5 || r.errors != 1 {
+		t.Errorf("perSec %v, errors %d", r.perSec, r.errors)
+	}
+	// FETCH: 40 commands at 20 ms, 60 at 10 ms.
+	want := map[string]float64{"Fetc": 14, "Stor": 21, "Expu": 28, "Appe": 56}
+	for k, v := range want {
+		if math.Abs(r.ms[k]-v) > 1e-9 {
+			t.Errorf("%s: %v ms, want %v", k, r.ms[k], v)
+		}
+	}
+	if _, err := parseImaptest([]byte("imaptest: connection refused\n"), 5); err == nil {
+		t.Error("output without totals parsed")
+	}
 }

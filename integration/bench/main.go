@@ -23,6 +23,11 @@
 //	pop3   RETR+DELE of 1,000 messages of 50 KB in one session
 //	mem    resident memory with 1,000 idle authenticated IMAP connections
 //	relay  outbound relay to a loopback SMTP receiver, 1 and 20 domains
+//	stress imaptest's stress mode (10 clients, 30 s) when an imaptest
+//	       binary is given: commands/s and ms per FETCH, STORE, EXPUNGE,
+//	       APPEND; Dovecot at the faster of two client_limit settings
+//	idle   10,000 IMAP connections in IDLE: memory and CPU while they
+//	       wait and while one delivery wakes one of them
 //	hostile  20 hostile MIME messages of 50 MiB at once (nested
 //	       message/rfc822, 100,000 parts, huge headers, deep multipart, …):
 //	       peak memory, whether every protocol keeps answering, then FETCH
@@ -63,11 +68,15 @@ type options struct {
 	// settle is how long the memory workload waits after the last login
 	// before reading /proc, and after closing the connections.
 	settle time.Duration
+	// idleWindow is how long the idle workload measures CPU while the
+	// connections wait.
+	idleWindow time.Duration
 
 	dovecotClientLimit, dovecotProcessLimit int
+	imaptest                                string // -imaptest
 }
 
-var workloadNames = []string{"mem", "smtp", "imap", "pop3", "relay", "hostile"}
+var workloadNames = []string{"mem", "smtp", "imap", "pop3", "relay", "hostile", "stress", "idle"}
 
 func parseSet(s string, allowed []string) (map[string]bool, error) {
 	out := map[string]bool{}
@@ -113,6 +122,7 @@ func main() {
 	flag.IntVar(&o.dovecotClientLimit, "dovecot-imap-client-limit", 1, "Dovecot service imap client_limit (1 = Debian default, a process per connection)")
 	flag.IntVar(&o.dovecotProcessLimit, "dovecot-imap-process-limit", 0, "Dovecot service imap process_limit (0: the larger of 1024, the Debian default, and idle connections + 100)")
 	flag.StringVar(&setSizes, "set", "", "override sizes, e.g. IdleConns=200,BigMsgs=20000 (fields: "+strings.Join(sizeFields(), ", ")+")")
+	flag.StringVar(&o.imaptest, "imaptest", "", "Dovecot's imaptest binary for the stress workload (default: $IMAPTEST, then imaptest in PATH; without one the workload is skipped)")
 	flag.BoolVar(&verbose, "v", false, "debug logging")
 	flag.Parse()
 	level := slog.LevelInfo
@@ -146,6 +156,7 @@ func main() {
 	}
 	o.requireOthers = true
 	o.settle = 2 * time.Second
+	o.idleWindow = 10 * time.Second
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, o, os.Stdout, log); err != nil {
@@ -157,6 +168,7 @@ func main() {
 
 // run sets the systems up, runs the workloads and writes the table to w.
 func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err error) {
+	raiseHardFileLimit()
 	if lim, err := raiseFileLimit(); err != nil {
 		log.Warn("could not raise the open-file limit", "err", err)
 	} else {
@@ -245,6 +257,12 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 		}
 	}
 	b := &bench{log: log, o: o, sz: sz, srvs: srvs, res: newResults(), relay: relay}
+	if o.workloads["stress"] {
+		if b.imaptest = findImaptest(o.imaptest); b.imaptest == "" {
+			log.Warn("imaptest not found (-imaptest, $IMAPTEST or PATH): the stress workload is skipped")
+			b.note("imaptest stress: skipped, no imaptest binary (-imaptest, $IMAPTEST or PATH). imaptest is Dovecot's IMAP test tool; it has no Debian package and is never built by the benchmark.")
+		}
+	}
 	b.declareRows()
 	for _, wl := range workloadNames {
 		if !o.workloads[wl] {

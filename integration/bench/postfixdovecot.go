@@ -306,6 +306,8 @@ service lmtp {
 service imap {
   process_limit = {{.IMAPProcessLimit}}
   client_limit = {{.IMAPClientLimit}}
+  # A process serving several clients must outlive its first one.
+  service_count = {{if gt .IMAPClientLimit 1}}0{{else}}1{{end}}
 }
 service anvil {
   client_limit = 4000

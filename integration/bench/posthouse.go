@@ -135,7 +135,7 @@ managesieve = ""
 
 [limits]
 max_message_size = "100MiB"
-max_connections = 5000
+max_connections = 20000
 max_connections_per_ip = 5000
 max_connection_rate = 0
 

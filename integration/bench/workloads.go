@@ -29,6 +29,9 @@ type sizes struct {
 	IdleConns              int // idle authenticated IMAP connections
 	RelayMsgs, RelaySize   int // outbound relay, per destination count and run
 	HostileSize            int // bytes of each hostile MIME message
+	StressSecs             int // imaptest stress duration, per run and system
+	StressClients          int // imaptest stress clients
+	WakeConns              int // IMAP connections in IDLE
 }
 
 // sizeFields names the fields -set may change.
@@ -69,6 +72,8 @@ var fullSizes = sizes{
 	RelayMsgs: 500, RelaySize: 10 << 10,
 	// Under the 50 MiB default message size limit with our trace headers.
 	HostileSize: 50<<20 - 64<<10,
+	StressSecs:  30, StressClients: 10,
+	WakeConns: 10000,
 }
 
 var quickSizes = sizes{
@@ -80,6 +85,8 @@ var quickSizes = sizes{
 	IdleConns: 50,
 	RelayMsgs: 40, RelaySize: 10 << 10,
 	HostileSize: 4 << 20,
+	StressSecs:  5, StressClients: 4,
+	WakeConns: 200,
 }
 
 // Benchmark users, all in the one local domain.
@@ -95,7 +102,15 @@ const (
 	userHostile = "hostile@" + domain
 )
 
-var allUsers = []string{userSMTP1, userSMTPN, userIMAP, userPOP, userIdle, userSend, userHostile}
+var allUsers = append([]string{userSMTP1, userSMTPN, userIMAP, userPOP, userIdle, userSend, userHostile, userWake}, stressUserList()...)
+
+func stressUserList() []string {
+	var out []string
+	for i := 1; i <= stressUsers; i++ {
+		out = append(out, stressUser(i))
+	}
+	return out
+}
 
 // smtpResult is one inbound SMTP run.
 type smtpResult struct {

@@ -52,6 +52,7 @@ type account struct {
 	// unlinked are trash paths already removed from disk whose rows the
 	// next write transaction deletes (under wmu).
 	unlinked []string
+	relaxed  relaxedState // synchronous mode of relaxed commits (relaxed.go)
 
 	stmtMu   sync.Mutex
 	wpending map[string]bool
@@ -278,6 +279,7 @@ func (a *account) close() error {
 	if a.db == nil {
 		return nil
 	}
+	a.stopFlush()
 	a.stmtMu.Lock()
 	for _, st := range a.wstmts {
 		st.Close()
@@ -533,12 +535,21 @@ func (w *wtx) addTrash(rel string) error {
 // publishes fn's events, in commit order, on this goroutine, then removes
 // trashed files outside the lock.
 func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
+	return a.writeTx(ctx, true, fn)
+}
+
+// writeTx is write, durable on return or relaxed (relaxed.go).
+func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) error) error {
 	a.wmu.Lock()
 	if a.db == nil || a.gone.Load() {
 		a.wmu.Unlock()
 		return mailstore.ErrClosed
 	}
 	a.prepareWrites(ctx)
+	if err := a.setSynchronous(ctx, durable); err != nil {
+		a.wmu.Unlock()
+		return a.wrapErr(fmt.Errorf("maildir: synchronous: %w", err))
+	}
 	tx, err := a.db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		a.wmu.Unlock()
@@ -564,6 +575,7 @@ func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 		a.wmu.Unlock()
 		return a.wrapErr(fmt.Errorf("maildir: commit: %w", err))
 	}
+	a.committed(durable)
 	if len(unlinked) > 0 {
 		a.unlinked = a.unlinked[len(unlinked):]
 	}
@@ -578,7 +590,11 @@ func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 	a.wmu.Unlock()
 
 	if len(w.trash) > 0 {
-		a.removeTrash(w.trash)
+		if durable {
+			a.removeTrash(w.trash)
+		} else {
+			a.removeTrashLater(w.trash)
+		}
 	}
 	return nil
 }
@@ -586,8 +602,19 @@ func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 // removeTrash deletes committed trash from disk; the rows go with the next
 // write transaction (or reconciliation).
 func (a *account) removeTrash(paths []string) {
-	dirs := map[string]bool{}
-	var done []string
+	dirs, done := a.unlinkTrash(paths)
+	for d := range dirs {
+		durable.SyncDir(d)
+	}
+	a.wmu.Lock()
+	a.unlinked = append(a.unlinked, done...)
+	a.wmu.Unlock()
+}
+
+// unlinkTrash removes trash paths from disk and returns their directories
+// and the paths removed.
+func (a *account) unlinkTrash(paths []string) (dirs map[string]bool, done []string) {
+	dirs = map[string]bool{}
 	for _, p := range paths {
 		full := filepath.Join(a.dir, filepath.FromSlash(p))
 		if err := os.RemoveAll(full); err != nil {
@@ -597,12 +624,7 @@ func (a *account) removeTrash(paths []string) {
 		dirs[filepath.Dir(full)] = true
 		done = append(done, p)
 	}
-	for d := range dirs {
-		durable.SyncDir(d)
-	}
-	a.wmu.Lock()
-	a.unlinked = append(a.unlinked, done...)
-	a.wmu.Unlock()
+	return dirs, done
 }
 
 // addWatcher registers fn; the returned func removes it.

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,6 +149,15 @@ func crashChild(dir string) {
 				}
 				sum, _ := checkCrashMessage([]byte(msg))
 				say("ack %d %s", res.UID, sum)
+				if i%3 == 0 {
+					// A relaxed commit (relaxed.go): kill -9 must not
+					// undo it once StoreFlags has returned.
+					if _, err := acc.StoreFlags(ctx, inbox.ID, imap.UIDSetNum(res.UID), mailstore.FlagsAdd, []imap.Flag{imap.FlagFlagged}, 0); err != nil {
+						fmt.Fprintln(os.Stderr, "store:", err)
+						os.Exit(3)
+					}
+					say("flagged %d", res.UID)
+				}
 			}
 		}(g)
 	}
@@ -253,12 +263,13 @@ type crashState struct {
 	expunged      map[imap.UID]bool
 	intentMove    map[imap.UID]bool
 	intentExpunge map[imap.UID]bool
+	flagged       map[imap.UID]bool // \Flagged stored and acknowledged
 }
 
 func newCrashState() *crashState {
 	return &crashState{
 		acked: map[imap.UID]string{}, moved: map[imap.UID]imap.UID{}, expunged: map[imap.UID]bool{},
-		intentMove: map[imap.UID]bool{}, intentExpunge: map[imap.UID]bool{},
+		intentMove: map[imap.UID]bool{}, intentExpunge: map[imap.UID]bool{}, flagged: map[imap.UID]bool{},
 	}
 }
 
@@ -287,6 +298,8 @@ func (st *crashState) record(t *testing.T, line string) {
 		st.moved[num(f[1])] = num(f[2])
 	case len(f) == 2 && f[0] == "expunged":
 		st.expunged[num(f[1])] = true
+	case len(f) == 2 && f[0] == "flagged":
+		st.flagged[num(f[1])] = true
 	default:
 		t.Fatalf("bad child line %q", line)
 	}
@@ -348,6 +361,15 @@ func verifyCrashStore(t *testing.T, dir string, st *crashState) {
 		t.Fatal(err)
 	}
 	inMsgs := readAllChecked(t, acc, inbox.ID)
+	snap, err := acc.Snapshot(ctx, inbox.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range snap.Messages {
+		if st.flagged[m.UID] && !slices.Contains(m.Flags, imap.FlagFlagged) {
+			t.Fatalf("uid %d: \\Flagged acknowledged but lost (flags %v)", m.UID, m.Flags)
+		}
+	}
 	arMsgs := readAllChecked(t, acc, archive.ID)
 	inArchive := map[string]bool{}
 	for _, sum := range arMsgs {

@@ -50,6 +50,41 @@
 // remove them after the commit, so a crash in between never brings an
 // expunged message back.
 //
+// Flag changes (STORE, FETCH of a body setting \Seen), \Recent claims and
+// expunges are less durable than deliveries, as in other IMAP servers
+// that fsync only new mail: their transactions commit with SQLite
+// synchronous=NORMAL (relaxed.go), written to the WAL but not fsynced.
+// What each failure can do:
+//
+//   - kill -9 (the process dies, the kernel lives): nothing is lost. A
+//     committed transaction is in the WAL file, in the page cache, and
+//     SQLite recovers it at the next open; TestCrashDelivery kills a
+//     process that delivers, flags, moves and expunges, and checks every
+//     acknowledged flag and expunge.
+//   - Power loss or a kernel crash: the flag changes and expunges of at
+//     most the last relaxedFlushAfter (1 s) may be undone, since the next
+//     durable commit (any delivery, append, copy, move or mailbox change)
+//     fsyncs the WAL and with it every relaxed commit before it, and a
+//     timer fsyncs it 1 s after a relaxed commit otherwise. The index
+//     stays consistent (WAL frames are checksummed; a torn tail is
+//     dropped whole). UIDs are handed out only by durable transactions, so
+//     no UID is ever given twice, and no acknowledged delivery is lost.
+//     An expunge's file is unlinked at once but its directory is synced by
+//     that flush, and its trash row is released only after it: if the
+//     power fails in between, either the expunge is undone whole (row and
+//     file back: the message is there again, with its UID) or its row
+//     comes back without its file, which reconciliation expunges; an
+//     unlinked file never comes back as new mail. A CONDSTORE client that
+//     saw a modseq of an undone change may see that modseq given again to
+//     another change of the same mailbox; the flags it holds for the
+//     messages of the undone change are then stale until it next fetches
+//     their flags; the messages themselves and their UIDs are unaffected.
+//
+// This saves a WAL fsync on every STORE and a directory and a WAL fsync on
+// every EXPUNGE: under imaptest's stress load (10 clients) the server's
+// fsyncs fell by about 40% for 8% more commands, and STORE and EXPUNGE
+// took about half as long.
+//
 // # Index
 //
 // Tables: mailboxes (ID, name, special use, UIDVALIDITY, UIDNEXT,
@@ -70,6 +105,13 @@
 // mailbox's recent_uid on, in the (mailbox, uid) index). ClaimRecent raises
 // recent_uid in a write transaction: no modseq, no event. Snapshots of large mailboxes are cached in memory
 // keyed by HIGHESTMODSEQ, which every change (from any process) bumps.
+// A Fetch of flags alone (FetchOptions.SummaryOnly: UID FETCH 1:* (FLAGS),
+// a client's resync) is answered from that list, read whole when it is
+// not cached and the UID set is large, instead of a row per message: on
+// 100,000 messages the server's CPU for it fell from about 450 ms to
+// 170 ms. OpenMessage looks the file up with one statement outside a
+// transaction (half of a body FETCH's CPU went to BEGIN, a mailbox check
+// and ROLLBACK around each lookup).
 // For CONDSTORE/QRESYNC, the index messages_modseq serves Fetch with
 // ChangedSince, and the table expunged keeps UID ranges with the modseq
 // that expunged them (a trigger on every delete of a message row, adjacent

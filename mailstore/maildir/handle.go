@@ -419,7 +419,7 @@ func (h *handle) ClaimRecent(ctx context.Context, mailboxID int64, upTo imap.UID
 	if err == nil && upTo <= from {
 		return from, nil
 	}
-	err = h.a.write(ctx, func(w *wtx) error {
+	err = h.a.writeRelaxed(ctx, func(w *wtx) error {
 		err := w.QueryRow(`SELECT recent_uid FROM mailboxes WHERE id = ?`, mailboxID).Scan(&from)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)

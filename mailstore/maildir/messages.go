@@ -1,6 +1,7 @@
 package maildir
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,31 +98,39 @@ func (a *account) snapshot(ctx context.Context, mailboxID int64) (mailstore.Snap
 		if err != nil {
 			return err
 		}
-		if cached := a.cachedSnapshot(mailboxID, snap.HighestModSeq); cached != nil {
-			snap.Messages = cached
+		if cached := a.cachedSummaries(mailboxID, snap.HighestModSeq); cached != nil {
+			snap.Messages = slices.Clone(cached)
 			return nil
 		}
-		// SQLite renders each column of the list as one string: one
-		// call into SQLite instead of one per row and column. Measured
-		// on 100,000 messages this is several times faster than
-		// scanning rows (see doc.go). The covering index yields rows in
-		// UID order; parseSummaries checks that and sorts if not.
-		var cols [4]sql.NullString
-		if err := r.queryRow(`SELECT group_concat(uid, ' '), group_concat(modseq, ' '), group_concat(flags, ' '),
-			group_concat(ifnull(keywords, ''), char(10))
-			FROM messages INDEXED BY messages_snapshot WHERE mailbox = ?`, mailboxID).Scan(&cols[0], &cols[1], &cols[2], &cols[3]); err != nil {
-			return err
-		}
-		snap.Messages, err = parseSummaries(cols[0].String, cols[1].String, cols[2].String, cols[3].String)
-		if err == nil {
-			a.cacheSnapshot(mailboxID, snap.HighestModSeq, snap.Messages)
-		}
+		snap.Messages, err = r.summaries(mailboxID, snap.HighestModSeq)
 		return err
 	})
 	if err != nil {
 		return mailstore.Snapshot{}, fmt.Errorf("maildir: snapshot: %w", err)
 	}
 	return snap, nil
+}
+
+// summaries reads a mailbox's UIDs, modseqs and flags and caches the list
+// (if large) under modseq, the mailbox's HIGHESTMODSEQ in this transaction.
+func (r *rtx) summaries(mailboxID int64, modseq uint64) ([]mailstore.Summary, error) {
+	// SQLite renders each column of the list as one string: one call into
+	// SQLite instead of one per row and column. Measured on 100,000
+	// messages this is several times faster than scanning rows (see
+	// doc.go). The covering index yields rows in UID order;
+	// parseSummaries checks that and sorts if not.
+	var cols [4]sql.NullString
+	if err := r.queryRow(`SELECT group_concat(uid, ' '), group_concat(modseq, ' '), group_concat(flags, ' '),
+		group_concat(ifnull(keywords, ''), char(10))
+		FROM messages INDEXED BY messages_snapshot WHERE mailbox = ?`, mailboxID).Scan(&cols[0], &cols[1], &cols[2], &cols[3]); err != nil {
+		return nil, err
+	}
+	msgs, err := parseSummaries(cols[0].String, cols[1].String, cols[2].String, cols[3].String)
+	if err != nil {
+		return nil, err
+	}
+	r.a.cacheSnapshot(mailboxID, modseq, msgs)
+	return msgs, nil
 }
 
 // Snapshots of large mailboxes are cached, keyed by the mailbox's
@@ -139,13 +149,14 @@ type cachedSnap struct {
 	msgs    []mailstore.Summary
 }
 
-// cachedSnapshot returns a copy of the cached list, or nil.
-func (a *account) cachedSnapshot(mailboxID int64, modseq uint64) []mailstore.Summary {
+// cachedSummaries returns the cached list, or nil. It is shared: callers
+// copy it before handing it out, or only read it.
+func (a *account) cachedSummaries(mailboxID int64, modseq uint64) []mailstore.Summary {
 	a.snapMu.Lock()
 	defer a.snapMu.Unlock()
 	for _, c := range a.snapCache {
 		if c.mailbox == mailboxID && c.modseq == modseq {
-			return append(make([]mailstore.Summary, 0, len(c.msgs)), c.msgs...)
+			return c.msgs
 		}
 	}
 	return nil
@@ -233,6 +244,12 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		if err != nil {
 			return err
 		}
+		if opts.SummaryOnly && opts.ChangedSince == 0 && !opts.Envelope && !opts.BodyStructure && !opts.EmailID {
+			var ok bool
+			if out, ok, err = r.fetchSummaries(mailboxID, ranges); ok || err != nil {
+				return err
+			}
+		}
 		sc := newInfoScanner(r.a, opts)
 		if opts.ChangedSince > 0 {
 			out, err = changedSince(r, sc, cols, mailboxID, ranges, opts.ChangedSince)
@@ -251,6 +268,46 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		return nil, fmt.Errorf("maildir: fetch: %w", err)
 	}
 	return out, nil
+}
+
+// summaryFetchMin is the fewest messages a FETCH of flags alone must name
+// to read the whole mailbox's list rather than its rows, when that list is
+// not cached: on 100,000 messages the list (one SQLite call) costs what
+// scanning about a fifth of the rows does, and later FETCHes find it
+// cached.
+const summaryFetchMin = 2000
+
+// fetchSummaries answers a FETCH of flags alone from the mailbox's cached
+// list (the one Snapshot keeps), without a row read per message; ok is
+// false when that list is neither cached nor worth reading for ranges.
+func (r *rtx) fetchSummaries(mailboxID int64, ranges []uidRange) (_ []mailstore.MessageInfo, ok bool, _ error) {
+	var modseq uint64
+	if err := r.queryRow(`SELECT highestmodseq FROM mailboxes WHERE id = ?`, mailboxID).Scan(&modseq); err != nil {
+		return nil, false, err
+	}
+	list := r.a.cachedSummaries(mailboxID, modseq)
+	if list == nil {
+		var span int64
+		for _, rg := range ranges {
+			span += int64(rg.hi) - int64(rg.lo) + 1
+		}
+		if span < summaryFetchMin {
+			return nil, false, nil
+		}
+		var err error
+		if list, err = r.summaries(mailboxID, modseq); err != nil {
+			return nil, false, err
+		}
+	}
+	var out []mailstore.MessageInfo
+	for _, rg := range ranges {
+		i, _ := slices.BinarySearchFunc(list, rg.lo, func(s mailstore.Summary, uid imap.UID) int { return cmp.Compare(s.UID, uid) })
+		for ; i < len(list) && list[i].UID <= rg.hi; i++ {
+			s := &list[i]
+			out = append(out, mailstore.MessageInfo{UID: s.UID, ModSeq: s.ModSeq, Flags: s.Flags})
+		}
+	}
+	return out, true, nil
 }
 
 // changedSince reads the rows of ranges whose modseq is above since,
@@ -403,22 +460,25 @@ func (r *rtx) checkMailbox(id int64) error {
 	return err
 }
 
-// openMessage opens a message file for reading.
+// openMessage opens a message file for reading. The file name is one
+// statement on the read pool, outside a transaction (the statement is its
+// own consistent read): FETCH of bodies opens one message after another,
+// and BEGIN, the mailbox check and ROLLBACK around each lookup were half of
+// its CPU. Only a missing row costs the mailbox check, to tell which error.
 func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error) {
 	var (
 		file string
 		size int64
 	)
-	err := a.readTx(ctx, func(r *rtx) error {
-		if err := r.checkMailbox(mailboxID); err != nil {
-			return err
-		}
-		err := r.queryRow(`SELECT file, size FROM messages WHERE mailbox = ? AND uid = ?`, mailboxID, int64(uid)).Scan(&file, &size)
-		if errors.Is(err, sql.ErrNoRows) {
+	err := a.messageFile(ctx, mailboxID, uid, &file, &size)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = a.readTx(ctx, func(r *rtx) error {
+			if err := r.checkMailbox(mailboxID); err != nil {
+				return err
+			}
 			return fmt.Errorf("%w: uid %d", mailstore.ErrNoSuchMessage, uid)
-		}
-		return err
-	})
+		})
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("maildir: open message: %w", err)
 	}
@@ -434,11 +494,29 @@ func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID
 	return f, size, nil
 }
 
+// messageFile reads a message's file name and size (sql.ErrNoRows if none).
+func (a *account) messageFile(ctx context.Context, mailboxID int64, uid imap.UID, file *string, size *int64) error {
+	const q = `SELECT file, size FROM messages WHERE mailbox = ? AND uid = ?`
+	a.stmtMu.Lock()
+	db := a.db
+	a.stmtMu.Unlock()
+	if db == nil || a.gone.Load() {
+		return mailstore.ErrClosed
+	}
+	st := a.rstmt(q)
+	if st == nil {
+		err := db.Read.QueryRowContext(ctx, q, mailboxID, int64(uid)).Scan(file, size)
+		a.prepareReads(ctx) // the connection is back in the pool
+		return a.wrapErr(err)
+	}
+	return a.wrapErr(st.QueryRowContext(ctx, mailboxID, int64(uid)).Scan(file, size))
+}
+
 // storeFlags changes flags in one transaction; changed messages share the
 // transaction's new modseq.
 func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op flagOp, fs flagSet, unchangedSince uint64) (mailstore.StoreResult, error) {
 	var res mailstore.StoreResult
-	err := a.write(ctx, func(w *wtx) error {
+	err := a.writeRelaxed(ctx, func(w *wtx) error {
 		res = mailstore.StoreResult{}
 		if _, err := w.mailboxByID(mailboxID); err != nil {
 			return err
@@ -604,7 +682,7 @@ func nullIfEmpty(s string) any {
 // expunge removes \Deleted messages (among uids, if given).
 func (a *account) expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSet) ([]imap.UID, error) {
 	var out []imap.UID
-	err := a.write(ctx, func(w *wtx) error {
+	err := a.writeRelaxed(ctx, func(w *wtx) error {
 		out = nil
 		if _, err := w.mailboxByID(mailboxID); err != nil {
 			return err

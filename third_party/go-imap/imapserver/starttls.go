@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/internal/imapwire"
@@ -65,6 +66,7 @@ func (c *Conn) handleStartTLS(tag string, dec *imapwire.Decoder) error {
 	c.mutex.Lock()
 	c.conn = tlsConn
 	c.mutex.Unlock()
+	c.writeDeadline = time.Time{} // Posthouse patch: set anew on tlsConn
 
 	rw := c.server.options.wrapReadWriter(tlsConn)
 	c.br.Reset(rw)

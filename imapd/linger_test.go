@@ -1,0 +1,114 @@
+package imapd
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
+)
+
+// lingering reports how many mailbox states linger and whether st is one.
+func (r *stateRegistry) lingering(st *mailboxState) (int, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.idle), st != nil && r.m[st.key] == st && st.refs == 0
+}
+
+func (r *stateRegistry) only(t *testing.T) *mailboxState {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.m) != 1 {
+		t.Fatalf("%d mailbox states, want 1", len(r.m))
+	}
+	for _, st := range r.m {
+		return st
+	}
+	return nil
+}
+
+// TestStateLingers: a large mailbox's state outlives its last session, is
+// kept current by events meanwhile, is joined by the next SELECT, and is
+// dropped and reloaded when another process changed the mailbox.
+func TestStateLingers(t *testing.T) {
+	old := lingerMin
+	lingerMin = 2
+	t.Cleanup(func() { lingerMin = old })
+	dir := t.TempDir()
+	storeFactory = func(t testing.TB) mailstore.Store {
+		s, err := maildir.Open(context.Background(), dir, maildir.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Cleanup(func() { storeFactory = newTestStore })
+	ts := newTestServer(t)
+	reg := ts.srv.states
+	for i := range 3 {
+		ts.deliver(t, "alice@example.org", "INBOX", testMessage(i))
+	}
+
+	a := ts.raw(t)
+	a.login("alice@example.org", "alicepw")
+	if u := a.mustOK("SELECT INBOX"); !hasLine(u, "* 3 EXISTS") {
+		t.Fatalf("SELECT: %q", u)
+	}
+	st := reg.only(t)
+	a.mustOK("UNSELECT")
+	if n, ok := reg.lingering(st); n != 1 || !ok {
+		t.Fatalf("after the last session left: %d lingering, this one %v", n, ok)
+	}
+
+	// A delivery while nobody has the mailbox selected reaches the state.
+	ts.deliver(t, "alice@example.org", "INBOX", testMessage(3))
+	b := ts.raw(t)
+	b.login("alice@example.org", "alicepw")
+	if u := b.mustOK("SELECT INBOX"); !hasLine(u, "* 4 EXISTS") {
+		t.Fatalf("SELECT after a delivery: %q", u)
+	}
+	if reg.only(t) != st {
+		t.Fatal("the lingering state was not reused")
+	}
+	if n, _ := reg.lingering(nil); n != 0 {
+		t.Fatalf("%d states still lingering while selected", n)
+	}
+	if u := b.mustOK("UID FETCH 1:* (FLAGS)"); len(u) != 4 {
+		t.Fatalf("FETCH: %q", u)
+	}
+	b.mustOK("UNSELECT")
+
+	// Another process (here a second store on the same directory, whose
+	// events this server never sees) delivers: the state is stale.
+	other, err := maildir.Open(context.Background(), dir, maildir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := other.Open(context.Background(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acct.Deliver(context.Background(), strings.NewReader(testMessage(4)), mailstore.DeliverOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	acct.Close()
+	other.Close()
+	if u := b.mustOK("SELECT INBOX"); !hasLine(u, "* 5 EXISTS") {
+		t.Fatalf("SELECT after another process delivered: %q", u)
+	}
+	if reg.only(t) == st {
+		t.Fatal("a stale state was reused")
+	}
+	if u := b.mustOK("UID FETCH 1:* (FLAGS)"); len(u) != 5 {
+		t.Fatalf("FETCH: %q", u)
+	}
+
+	// Shutdown drops lingering states (the store closes after it).
+	b.mustOK("UNSELECT")
+	reg.closeIdle()
+	if n, _ := reg.lingering(nil); n != 0 || len(reg.m) != 0 {
+		t.Fatalf("after closeIdle: %d lingering, %d states", n, len(reg.m))
+	}
+}

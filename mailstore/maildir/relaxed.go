@@ -1,0 +1,145 @@
+package maildir
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/posthouse/posthouse/internal/durable"
+)
+
+// Flag changes, \Recent claims and expunges commit without waiting for the
+// disk (SQLite synchronous=NORMAL for that transaction): the commit is
+// written to the WAL, so it survives the process being killed, but the WAL
+// is fsynced by the next durable commit (a delivery, an append, a copy or
+// move, a mailbox change) or, at the latest, relaxedFlushAfter later by a
+// timer. Power loss may therefore undo the last second of flag changes and
+// expunges; it never undoes a delivery, never hands out a UID twice, and
+// never corrupts the index (doc.go, Durability).
+const relaxedFlushAfter = time.Second
+
+// relaxedState is the account's synchronous setting on its write
+// connection and the flush owed for relaxed commits. Fields under wmu,
+// except the timer's own lock.
+type relaxedState struct {
+	normal bool // the write connection runs synchronous=NORMAL
+
+	mu    sync.Mutex
+	timer *time.Timer // pending flush of the WAL, nil if none
+	// dirs were unlinked from without a directory fsync; paths are the
+	// trash entries whose rows may go once dirs are synced.
+	dirs  map[string]bool
+	paths []string
+}
+
+// setSynchronous sets the write connection's synchronous mode for the next
+// transaction. The caller holds wmu and no transaction. A connection that
+// database/sql replaces opens with the DSN's FULL, so a stale normal flag
+// only ever errs on the durable side.
+func (a *account) setSynchronous(ctx context.Context, durable bool) error {
+	if a.relaxed.normal == !durable {
+		return nil
+	}
+	mode := "FULL"
+	if !durable {
+		mode = "NORMAL"
+	}
+	if _, err := a.db.Write.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+		return err
+	}
+	a.relaxed.normal = !durable
+	return nil
+}
+
+// committed notes a commit: a relaxed one arms the flush timer, a durable
+// one (whose fsync covered the WAL before it) disarms it unless
+// directories are owed a sync.
+func (a *account) committed(durable bool) {
+	r := &a.relaxed
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case durable && r.timer != nil && len(r.dirs) == 0:
+		r.timer.Stop()
+		r.timer = nil
+	case !durable && r.timer == nil:
+		r.timer = time.AfterFunc(relaxedFlushAfter, a.flushWAL)
+	}
+}
+
+// removeTrashLater is removeTrash after a relaxed commit: the files go at
+// once, but the directories are synced by the flush, and only then are
+// the trash rows let go (a trash row outlives its file until the unlink is
+// durable, or reconciliation would index a file that came back as new
+// mail).
+func (a *account) removeTrashLater(paths []string) {
+	dirs, done := a.unlinkTrash(paths)
+	r := &a.relaxed
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dirs == nil {
+		r.dirs = map[string]bool{}
+	}
+	for d := range dirs {
+		r.dirs[d] = true
+	}
+	r.paths = append(r.paths, done...)
+	if r.timer == nil {
+		r.timer = time.AfterFunc(relaxedFlushAfter, a.flushWAL)
+	}
+}
+
+// flushWAL fsyncs the directories unlinked from and the index's WAL,
+// making the relaxed commits in it durable, then lets the trash rows of
+// those unlinks go. fsync(2) flushes the file whatever descriptor names
+// it.
+func (a *account) flushWAL() {
+	r := &a.relaxed
+	r.mu.Lock()
+	r.timer = nil
+	dirs, paths := r.dirs, r.paths
+	r.dirs, r.paths = nil, nil
+	r.mu.Unlock()
+	for d := range dirs {
+		durable.SyncDir(d)
+	}
+	if len(paths) > 0 {
+		a.wmu.Lock()
+		a.unlinked = append(a.unlinked, paths...)
+		a.wmu.Unlock()
+	}
+	f, err := os.Open(filepath.Join(a.dir, indexFile+"-wal"))
+	if err != nil {
+		return // checkpointed and removed at close: nothing owed
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		a.log.Error("flush index WAL", "err", err)
+	}
+}
+
+// stopFlush runs at close (under wmu): closing the index checkpoints the
+// WAL into the database file and syncs it; the directories owed a sync get
+// it here, and their trash rows stay for the next reconciliation.
+func (a *account) stopFlush() {
+	r := &a.relaxed
+	r.mu.Lock()
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	dirs := r.dirs
+	r.dirs, r.paths = nil, nil
+	r.mu.Unlock()
+	for d := range dirs {
+		durable.SyncDir(d)
+	}
+}
+
+// writeRelaxed is write for transactions that may be lost to power loss
+// (see relaxedFlushAfter): flags, \Recent claims, expunges.
+func (a *account) writeRelaxed(ctx context.Context, fn func(w *wtx) error) error {
+	return a.writeTx(ctx, false, fn)
+}
