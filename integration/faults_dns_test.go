@@ -100,6 +100,9 @@ func TestDeadResolver(t *testing.T) {
 		s.Admin(t, "", "queue", "retry", "all")
 		waitUntil(t, 20*time.Second, fault.name+": queued mail delivered", func() bool { return f.count() == i+1 })
 		t.Logf("recovery: %s: queued mail delivered %s after DNS came back (asked with admin queue retry; unasked, at its next backoff)", fault.name, time.Since(recovered).Round(time.Millisecond))
+		// The queue keeps that connection a moment for more mail to b.test;
+		// the next fault's message must need DNS, not reuse it.
+		waitUntil(t, 20*time.Second, fault.name+": the queue's idle connection closed", func() bool { return f.connections() == 0 })
 	}
 	checkExactlyOnce(t, s, acked)
 	if n := f.count(); n != len(faults) {

@@ -188,11 +188,17 @@ type fakeReceiver struct {
 	stall    chan struct{} // when non-nil, DATA blocks until closed
 	inData   chan struct{}
 	port     string
+	open     int // sessions not yet logged out
 }
 
 func startFakeReceiver(t *testing.T, replies ...*smtp.SMTPError) *fakeReceiver {
 	f := &fakeReceiver{replies: replies, inData: make(chan struct{}, 8)}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &fakeRecvSession{f: f}, nil }))
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		f.mu.Lock()
+		f.open++
+		f.mu.Unlock()
+		return &fakeRecvSession{f: f}, nil
+	}))
 	srv.Domain = "mx.b.test"
 	srv.ReadTimeout = 30 * time.Second
 	srv.WriteTimeout = 30 * time.Second
@@ -214,6 +220,14 @@ func (f *fakeReceiver) count() int {
 	return len(f.received)
 }
 
+// connections counts the sessions still open (the queue keeps a
+// connection that delivered a moment for more mail to the domain).
+func (f *fakeReceiver) connections() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.open
+}
+
 func (f *fakeReceiver) rcptCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -222,8 +236,13 @@ func (f *fakeReceiver) rcptCount() int {
 
 type fakeRecvSession struct{ f *fakeReceiver }
 
-func (s *fakeRecvSession) Reset()                               {}
-func (s *fakeRecvSession) Logout() error                        { return nil }
+func (s *fakeRecvSession) Reset() {}
+func (s *fakeRecvSession) Logout() error {
+	s.f.mu.Lock()
+	s.f.open--
+	s.f.mu.Unlock()
+	return nil
+}
 func (s *fakeRecvSession) Mail(string, *smtp.MailOptions) error { return nil }
 func (s *fakeRecvSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.f.mu.Lock()
