@@ -323,6 +323,9 @@ func (s *Store) Reconcile(ctx context.Context) error {
 		}
 		a, done, err := s.acquire(ctx, name)
 		if err != nil {
+			// The others go on: this account answers temporary errors
+			// (each open tries again) until an administrator repairs it.
+			s.log.Error("account unavailable: its index cannot be opened or rebuilt", "user", name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
