@@ -84,6 +84,9 @@ type account struct {
 	// rebuild is set while open rebuilds a lost or damaged index (on the
 	// opening goroutine, before any handle exists).
 	rebuild *rebuildState
+	// forced, set before open, makes open treat the index as damaged
+	// (CheckAccount found it so), with this reason.
+	forced string
 }
 
 type watcher struct {
@@ -152,11 +155,17 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 		rb = &rebuildState{reason: "index empty (truncated)", aside: aside, start: time.Now()}
 		a.log.Error("index empty; moved it aside and rebuilding it from the Maildir", "damaged_index_kept_as", aside)
 	}
-	db, err := sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
-	if err == nil && !missing && rb == nil && reconcile {
-		err = quickCheck(ctx, db)
-		if err != nil {
-			db.Close()
+	var db *sqlitedb.DB
+	var err error
+	if a.forced != "" && rb == nil && !missing {
+		err = fmt.Errorf("%w: %s", errCorrupt, a.forced)
+	} else {
+		db, err = sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
+		if err == nil && !missing && rb == nil && reconcile {
+			err = quickCheck(ctx, db)
+			if err != nil {
+				db.Close()
+			}
 		}
 	}
 	if err != nil {

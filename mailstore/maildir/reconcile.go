@@ -29,31 +29,38 @@ const staleTmpAge = 24 * time.Hour
 
 // reconcile brings the index in line with the files (see doc.go).
 func (a *account) reconcile(ctx context.Context) error {
+	_, _, err := a.reconcileFiles(ctx, 0)
+	return err
+}
+
+// reconcileFiles is reconcile, leaving alone files without a row younger
+// than minAge (another process may be committing them), and returns how
+// many files it indexed and rows it expunged.
+func (a *account) reconcileFiles(ctx context.Context, minAge time.Duration) (indexed, expunged int, err error) {
 	start := time.Now()
 	a.removeStale(a.dir, durable.IsTemp)
 	if err := a.drainTrash(ctx); err != nil {
-		return err
+		return 0, 0, err
 	}
 	if err := a.adoptOrphanDirs(ctx); err != nil {
-		return err
+		return 0, 0, err
 	}
 	ids, err := a.mailboxIDs(ctx)
 	if err != nil {
-		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+		return 0, 0, fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
 	}
-	var indexed, expunged int
 	for _, id := range ids {
-		n, x, err := a.reconcileMailbox(ctx, id)
-		if err != nil {
-			return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
-		}
+		n, x, err := a.reconcileMailbox(ctx, id, minAge)
 		indexed += n
 		expunged += x
+		if err != nil {
+			return indexed, expunged, fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+		}
 	}
-	if indexed > 0 || expunged > 0 {
+	if (indexed > 0 || expunged > 0) && a.rebuild == nil {
 		a.log.Warn("reconciled index with files", "indexed", indexed, "expunged", expunged, "dur", time.Since(start))
 	}
-	return nil
+	return indexed, expunged, nil
 }
 
 // drainTrash removes files and directories whose rows were deleted by a
@@ -231,7 +238,7 @@ type diskMessage struct {
 
 // reconcileMailbox indexes files without rows and expunges rows without
 // files in one mailbox, and removes stale tmp/ files.
-func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expunged int, err error) {
+func (a *account) reconcileMailbox(ctx context.Context, id int64, minAge time.Duration) (indexed, expunged int, err error) {
 	dir := a.mailboxDir(id)
 	a.removeStale(filepath.Join(dir, "tmp"), func(string) bool { return true })
 	a.removeStale(dir, durable.IsTemp)
@@ -265,7 +272,7 @@ func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expu
 	var missing []diskMessage
 	for _, m := range onDisk {
 		diskSet[m.rel] = true
-		if _, ok := files[m.rel]; !ok && !a.isInflight(messagePath(id, m.rel)) {
+		if _, ok := files[m.rel]; !ok && !a.isInflight(messagePath(id, m.rel)) && time.Since(m.modTime) >= minAge {
 			missing = append(missing, m)
 		}
 	}
