@@ -292,14 +292,19 @@ func (a *account) finishRebuild(ctx context.Context, rb *rebuildState) error {
 		if _, err := w.Exec(`UPDATE mailboxes SET recent_uid = uidnext`); err != nil {
 			return err
 		}
-		if rb.salvage != nil {
+		if rb.salvage != nil && len(rb.salvage.subscriptions) > 0 {
 			for _, n := range rb.salvage.subscriptions {
 				if _, err := w.Exec(`INSERT OR IGNORE INTO subscriptions (name) VALUES (?)`, n); err != nil {
 					return err
 				}
 			}
+			return nil
 		}
-		return nil
+		// Subscriptions lost with the index: subscribe to every mailbox,
+		// or clients that list subscribed mailboxes only (Thunderbird by
+		// default) would show none but INBOX.
+		_, err := w.Exec(`INSERT OR IGNORE INTO subscriptions (name) SELECT name FROM mailboxes`)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("maildir: rebuild %s: %w", a.name, err)

@@ -113,6 +113,9 @@ func fillAccount(t *testing.T, s *Store, name string, n int) {
 	if _, err := acc.Expunge(ctx, inbox, nil); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := acc.CreateMailbox(ctx, "Empty", ""); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := acc.CreateMailbox(ctx, "Projects/Posthouse", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -209,6 +212,14 @@ func TestBrokenIndex(t *testing.T) {
 			f, _ := os.OpenFile(idx, os.O_WRONLY, 0)
 			f.WriteAt(garbage(size), (root-1)*size)
 			f.Close()
+			// An empty mailbox's directory lost too: the old index
+			// still names it.
+			dirs, _ := filepath.Glob(filepath.Join(filepath.Dir(idx), maildirDir, "*", mailboxMetaFile))
+			for _, d := range dirs {
+				if b, _ := os.ReadFile(d); strings.Contains(string(b), `"Empty"`) {
+					os.RemoveAll(filepath.Dir(d))
+				}
+			}
 		}},
 		{name: "truncated by half", damage: func(t *testing.T, idx string) {
 			fi, _ := os.Stat(idx)
@@ -320,6 +331,18 @@ func TestBrokenIndex(t *testing.T) {
 				if d := after[testAccount+" inbox 0"]; d.flags != "" {
 					t.Errorf("flags %q without a source", d.flags)
 				}
+			}
+			mbs, err := acc.ListMailboxes(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, mb := range mbs {
+				if mb.Name == "Projects/Posthouse" && !mb.Subscribed {
+					t.Errorf("subscription lost: %+v", mb)
+				}
+			}
+			if _, ok := afterBoxes["Empty"]; !ok {
+				t.Errorf("empty mailbox lost: %v", afterBoxes)
 			}
 			checkCounters(t, acc)
 			// The account works: a new message gets a UID above all.

@@ -224,6 +224,16 @@ func (a *account) rebuildMailboxes(ctx context.Context, rb *rebuildState) error 
 			ids = append(ids, id)
 		}
 	}
+	if rb.salvage != nil {
+		// A mailbox the old index knew whose directory is gone comes
+		// back (empty; its UIDs, if kept, are recorded as expunged), so
+		// a folder the user made is not lost with its last message.
+		for id := range rb.salvage.mailboxes {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
 	if len(ids) == 0 {
 		return nil
 	}
