@@ -168,8 +168,9 @@
 // file names carry no UID (a file is written once, before its UID exists),
 // so a fully unreadable index always means a new UIDVALIDITY. One Error line
 // per account says why and what was kept. A rebuild of 10,000 messages of
-// 10 KB took 1.8 s (1.0-1.2 s CPU, load average 9; BenchmarkRebuild10k),
-// mostly parsing the files for the envelope and body structure cache.
+// 10 KB took 1.8-2.8 s (1.0-1.2 s CPU, load average 9-13;
+// BenchmarkRebuild10k): about a third opening and parsing the files for the
+// envelope and body structure cache, half the rows' SQLite work.
 //
 // An account whose index cannot be opened or rebuilt (not a damaged file:
 // a directory in its place, permissions) fails alone: Reconcile logs it
@@ -188,7 +189,7 @@
 // next open of the account that the file changed, and reopens), lost files
 // are expunged, unindexed files indexed, counters recomputed. A running
 // server's in-memory usage figure follows a repair at its next open of the
-// account.
+// account. The check of a 10,000-message account takes 0.17 s (0.08 s CPU).
 //
 // # Performance
 //

@@ -539,6 +539,24 @@ func BenchmarkRebuild10k(b *testing.B) {
 			f.Close()
 		},
 	}
+	b.Run("check", func(b *testing.B) {
+		// posthouse admin check of the sound account: integrity_check,
+		// counters, and the files against the rows.
+		os.WriteFile(idx, good, 0o600)
+		s, err := Open(ctx, dir, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		c0 := cpuTime()
+		for b.Loop() {
+			rep, err := s.CheckAccount(ctx, testAccount, false)
+			if err != nil || len(rep.Problems) != 0 || rep.Messages != n {
+				b.Fatalf("check: %+v, %v", rep, err)
+			}
+		}
+		reportCPU(b, c0)
+	})
 	for _, name := range []string{"deleted", "salvaged"} {
 		b.Run(name, func(b *testing.B) {
 			var cpu time.Duration
