@@ -104,6 +104,7 @@ func adminCommands() []adminCommand {
 	return []adminCommand{
 		{"alias", "add, list and remove aliases (address → addresses; @domain is the catch-all)", runAdminAlias},
 		{"backup", "save a snapshot of data_dir and the configuration (verify checks one)", runAdminBackup},
+		{"check", "verify users' mail against its index; --repair fixes what it finds", runAdminCheck},
 		{"dkim", "generate, list and remove DKIM signing keys", runAdminDKIM},
 		{"dns", "print the DNS records a domain needs (MX, SPF, DKIM, DMARC, client setup)", runAdminDNS},
 		{"domain", "add, list and remove the domains we receive mail for", runAdminDomain},

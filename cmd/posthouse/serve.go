@@ -179,7 +179,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 
 	t := time.Now()
 	if err := store.Reconcile(runCtx); err != nil {
-		return fmt.Errorf("mailstore reconciliation: %w", err)
+		if runCtx.Err() != nil {
+			return fmt.Errorf("mailstore reconciliation: %w", err)
+		}
+		// One account's broken storage must not keep the others from
+		// their mail: it answers temporary errors until it can be opened
+		// (posthouse admin check USER says why).
+		log.Error("mailstore reconciliation failed for some accounts; they answer temporary errors until repaired", "err", err)
 	}
 	log.Info("mailstore reconciled", "dur", time.Since(t).Round(time.Millisecond))
 

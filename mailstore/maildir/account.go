@@ -80,6 +80,13 @@ type account struct {
 
 	dropMu     sync.Mutex
 	dropLocked bool
+
+	// rebuild is set while open rebuilds a lost or damaged index (on the
+	// opening goroutine, before any handle exists).
+	rebuild *rebuildState
+	// forced, set before open, makes open treat the index as damaged
+	// (CheckAccount found it so), with this reason.
+	forced string
 }
 
 type watcher struct {
@@ -126,46 +133,64 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 	}
 
 	idx := filepath.Join(a.dir, indexFile)
-	_, statErr := os.Stat(idx)
+	fi, statErr := os.Stat(idx)
 	missing := errors.Is(statErr, os.ErrNotExist)
-	rebuild := false
-	if missing {
-		ents, _ := os.ReadDir(a.maildir())
-		for _, e := range ents {
-			if _, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && e.IsDir() {
-				rebuild = true
-				a.log.Warn("index missing; rebuilding it from the Maildir")
-				break
-			}
+	var rb *rebuildState // non-nil: the index is rebuilt from the Maildir
+	switch {
+	case missing && a.hasMailboxDirs():
+		rb = &rebuildState{reason: "index missing", start: time.Now()}
+		a.log.Error("index missing; rebuilding it from the Maildir")
+		// A -wal or -shm left without its database belongs to no
+		// index the new one could use; keep it aside too.
+		if _, err := a.moveIndexAside(idx); err != nil {
+			return err
 		}
-	}
-	db, err := sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
-	if err == nil && !missing && reconcile {
-		err = quickCheck(ctx, db)
+	case statErr == nil && fi.Mode().IsRegular() && fi.Size() == 0 && a.hasMailboxDirs():
+		// SQLite would take an empty file for a new database: the index
+		// was truncated.
+		aside, err := a.moveIndexAside(idx)
 		if err != nil {
-			db.Close()
+			return err
+		}
+		rb = &rebuildState{reason: "index empty (truncated)", aside: aside, start: time.Now()}
+		a.log.Error("index empty; moved it aside and rebuilding it from the Maildir", "damaged_index_kept_as", aside)
+	}
+	var db *sqlitedb.DB
+	var err error
+	if a.forced != "" && rb == nil && !missing {
+		err = fmt.Errorf("%w: %s", errCorrupt, a.forced)
+	} else {
+		db, err = sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
+		if err == nil && !missing && rb == nil && reconcile {
+			err = quickCheck(ctx, db)
+			if err != nil {
+				db.Close()
+			}
 		}
 	}
 	if err != nil {
 		if !isCorrupt(err) {
 			return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
 		}
-		a.log.Error("index corrupt; rebuilding it from the Maildir", "err", err)
-		aside := idx + ".corrupt-" + time.Now().UTC().Format("20060102T150405")
-		for _, suf := range []string{"", "-wal", "-shm"} {
-			if err := os.Rename(idx+suf, aside+suf); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("maildir: move corrupt index aside: %w", err)
-			}
+		start := time.Now()
+		aside, aerr := a.moveIndexAside(idx)
+		if aerr != nil {
+			return aerr
 		}
-		rebuild = true
+		rb = &rebuildState{reason: "index corrupt: " + err.Error(), aside: aside, start: start}
+		rb.salvage = readSalvage(ctx, aside)
+		a.log.Error("index corrupt; moved it aside and rebuilding it from the Maildir, keeping what it still says",
+			"err", err, "damaged_index_kept_as", aside, "mailboxes_readable", len(rb.salvage.mailboxes))
 		db, err = sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
 		if err != nil {
 			return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
 		}
 	}
 	a.db = db
-	if rebuild {
-		if err := a.rebuildMailboxes(ctx); err != nil {
+	if rb != nil {
+		a.rebuild = rb
+		defer func() { a.rebuild = nil }()
+		if err := a.rebuildMailboxes(ctx, rb); err != nil {
 			a.close()
 			return err
 		}
@@ -185,7 +210,13 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 			return err
 		}
 	}
-	fi, err := os.Stat(idx)
+	if rb != nil {
+		if err := a.finishRebuild(ctx, rb); err != nil {
+			a.close()
+			return err
+		}
+	}
+	fi, err = os.Stat(idx)
 	if err != nil {
 		a.close()
 		return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
@@ -705,13 +736,32 @@ func (w *wtx) nextUIDValidity() (uint32, error) {
 
 // mailboxMeta is written in each mailbox directory so a lost index can be
 // rebuilt with the mailbox's name.
+// UIDValidity is the one the mailbox was created with: a rebuild that
+// cannot keep the mailbox's UIDs gives it a greater one, never the same.
 type mailboxMeta struct {
-	Name       string `json:"name"`
-	SpecialUse string `json:"special_use,omitempty"`
+	Name        string `json:"name"`
+	SpecialUse  string `json:"special_use,omitempty"`
+	UIDValidity uint32 `json:"uidvalidity,omitempty"`
 }
 
-func (a *account) writeMailboxMeta(id int64, name, specialUse string) {
-	b, _ := json.Marshal(mailboxMeta{Name: name, SpecialUse: specialUse})
+// readMailboxMeta reads a mailbox directory's name file.
+func (a *account) readMailboxMeta(id int64) (mailboxMeta, error) {
+	var m mailboxMeta
+	b, err := os.ReadFile(filepath.Join(a.mailboxDir(id), mailboxMetaFile))
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	return m, err
+}
+
+// writeMailboxMeta writes a mailbox's name file; uidValidity 0 keeps the
+// value the file holds (a rename).
+func (a *account) writeMailboxMeta(id int64, name, specialUse string, uidValidity uint32) {
+	if uidValidity == 0 {
+		old, _ := a.readMailboxMeta(id)
+		uidValidity = old.UIDValidity
+	}
+	b, _ := json.Marshal(mailboxMeta{Name: name, SpecialUse: specialUse, UIDValidity: uidValidity})
 	p := filepath.Join(a.mailboxDir(id), mailboxMetaFile)
 	if err := durable.WriteFile(p, append(b, '\n'), 0o600); err != nil {
 		a.log.Error("write mailbox name file", "mailbox", name, "err", err)
@@ -745,7 +795,7 @@ func (w *wtx) createMailbox(name, specialUse string, id int64) (mailstore.Mailbo
 	}
 	durable.SyncDir(dir)
 	durable.SyncDir(w.a.maildir())
-	w.a.writeMailboxMeta(newID, name, specialUse)
+	w.a.writeMailboxMeta(newID, name, specialUse, uv)
 	if _, err := w.bump(newID); err != nil {
 		return mailstore.Mailbox{}, err
 	}

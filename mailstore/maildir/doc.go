@@ -11,7 +11,7 @@
 //	    index.sqlite (-wal, -shm)       the index (WAL, numbered migrations)
 //	    maildir/
 //	      <mailbox-id>/                 one per mailbox, named by its stable ID
-//	        posthouse-mailbox.json      the mailbox's name and special use, for rebuilds
+//	        posthouse-mailbox.json      the mailbox's name, special use and UIDVALIDITY, for rebuilds
 //	        tmp/ new/ cur/              a standard Maildir
 //
 // Files are created 0600 and directories 0700 (the index through
@@ -146,8 +146,50 @@
 // day ago are removed and logged (a younger one may be a delivery in
 // progress in another process); mailbox directories without a row are
 // re-created from their name file if they hold mail, and removed if empty.
-// A missing or corrupt index is moved aside and rebuilt from the Maildir
-// tree; only then do mailboxes get a new UIDVALIDITY.
+//
+// # A lost or damaged index
+//
+// An index that is missing, empty (SQLite would take an empty file for a
+// new database) or fails PRAGMA quick_check at the account's first open is
+// rebuilt from the Maildir tree (rebuild.go). A damaged file is renamed
+// index.sqlite.corrupt-<time> with its -wal and -shm, never deleted, and
+// read read-only for what it still says, each table by a full scan (NOT
+// INDEXED: a damaged index b-tree must not hide rows) and each row checked.
+// A mailbox keeps its UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, and its messages
+// their UIDs, flags and internal dates, only when its row and every message
+// row were read and sane: a row lost with a damaged page could hold a UID
+// that would otherwise be given to another message. The UIDs below the old
+// UIDNEXT that did not come back are written to the expunged table, so
+// QRESYNC clients are told. Any other mailbox gets a UIDVALIDITY greater
+// than every one still known (the old index's meta, the name files, which
+// record each mailbox's), flags from the old rows where they name the file,
+// else from the Maildir info suffix (":2,FS"), and its files UIDs in
+// arrival order. Subscriptions are taken back; nothing is \Recent. Posthouse
+// file names carry no UID (a file is written once, before its UID exists),
+// so a fully unreadable index always means a new UIDVALIDITY. One Error line
+// per account says why and what was kept. A rebuild of 10,000 messages of
+// 10 KB took 1.8-2.8 s (1.0-1.2 s CPU, load average 9-13;
+// BenchmarkRebuild10k): about a third opening and parsing the files for the
+// envelope and body structure cache, half the rows' SQLite work.
+//
+// An account whose index cannot be opened or rebuilt (not a damaged file:
+// a directory in its place, permissions) fails alone: Reconcile logs it
+// and goes on, Open returns the error (protocols answer their temporary
+// failure), and the next Open tries again. A message file removed behind
+// the store is expunged (modseq, EventExpunge, a log line) by the
+// OpenMessage that misses it; an unreadable one keeps its row and the read
+// fails.
+//
+// Store.CheckAccount (posthouse admin check) looks without changing
+// anything: PRAGMA integrity_check on a read-only connection, counters
+// against their messages' sums, rows without files, files older than a
+// minute without rows (younger ones may be a running server's delivery
+// between rename and commit). Its repair goes through the store: a damaged
+// index is rebuilt as above (a server holding the old one notices at its
+// next open of the account that the file changed, and reopens), lost files
+// are expunged, unindexed files indexed, counters recomputed. A running
+// server's in-memory usage figure follows a repair at its next open of the
+// account. The check of a 10,000-message account takes 0.17 s (0.08 s CPU).
 //
 // # Performance
 //

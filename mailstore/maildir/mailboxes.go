@@ -204,7 +204,7 @@ func (a *account) renameMailbox(ctx context.Context, oldName, newName string) er
 		return fmt.Errorf("maildir: rename mailbox: %w", err)
 	}
 	for _, r := range done {
-		a.writeMailboxMeta(r.id, r.to, r.specialUse)
+		a.writeMailboxMeta(r.id, r.to, r.specialUse, 0)
 	}
 	a.log.Info("mailbox renamed", "mailbox", oldName, "to", newName, "count", len(done))
 	return nil

@@ -484,11 +484,18 @@ func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID
 	}
 	f, err := os.Open(filepath.Join(a.mailboxDir(mailboxID), filepath.FromSlash(file)))
 	if errors.Is(err, os.ErrNotExist) {
-		// Expunged since the lookup, or lost: reconciliation expunges
-		// rows whose files are gone.
+		// Expunged since the lookup, or lost: a lost file's row is
+		// expunged now (checked again under the writer lock), with a
+		// log line and an EventExpunge, so every session learns of it.
+		if _, xerr := a.expungeVanished(ctx, mailboxID, []imap.UID{uid}); xerr != nil {
+			a.log.Error("expunge row of a lost message file", "mailbox", mailboxID, "uid", uid, "err", xerr)
+		}
 		return nil, 0, fmt.Errorf("maildir: open message: %w: uid %d has no file", mailstore.ErrNoSuchMessage, uid)
 	}
 	if err != nil {
+		// Unreadable (permissions, an I/O error): the row stays, since
+		// the file may come back; the caller answers a temporary error.
+		a.log.Error("message file unreadable", "mailbox", mailboxID, "uid", uid, "path", file, "err", err)
 		return nil, 0, fmt.Errorf("maildir: open message: %w", err)
 	}
 	return f, size, nil

@@ -3,7 +3,6 @@ package maildir
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -30,31 +29,38 @@ const staleTmpAge = 24 * time.Hour
 
 // reconcile brings the index in line with the files (see doc.go).
 func (a *account) reconcile(ctx context.Context) error {
+	_, _, err := a.reconcileFiles(ctx, 0)
+	return err
+}
+
+// reconcileFiles is reconcile, leaving alone files without a row younger
+// than minAge (another process may be committing them), and returns how
+// many files it indexed and rows it expunged.
+func (a *account) reconcileFiles(ctx context.Context, minAge time.Duration) (indexed, expunged int, err error) {
 	start := time.Now()
 	a.removeStale(a.dir, durable.IsTemp)
 	if err := a.drainTrash(ctx); err != nil {
-		return err
+		return 0, 0, err
 	}
 	if err := a.adoptOrphanDirs(ctx); err != nil {
-		return err
+		return 0, 0, err
 	}
 	ids, err := a.mailboxIDs(ctx)
 	if err != nil {
-		return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+		return 0, 0, fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
 	}
-	var indexed, expunged int
 	for _, id := range ids {
-		n, x, err := a.reconcileMailbox(ctx, id)
-		if err != nil {
-			return fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
-		}
+		n, x, err := a.reconcileMailbox(ctx, id, minAge)
 		indexed += n
 		expunged += x
+		if err != nil {
+			return indexed, expunged, fmt.Errorf("maildir: reconcile %s: %w", a.name, err)
+		}
 	}
-	if indexed > 0 || expunged > 0 {
+	if (indexed > 0 || expunged > 0) && a.rebuild == nil {
 		a.log.Warn("reconciled index with files", "indexed", indexed, "expunged", expunged, "dur", time.Since(start))
 	}
-	return nil
+	return indexed, expunged, nil
 }
 
 // drainTrash removes files and directories whose rows were deleted by a
@@ -131,29 +137,48 @@ func countMessageFiles(dir string) int {
 
 // recreateMailboxes inserts rows for mailbox directories, keeping their IDs
 // and recorded names (or "Recovered/<id>" when the name is lost or taken),
-// then creates missing parents.
+// then creates missing parents. During a rebuild, a mailbox the damaged
+// index still describes takes its name from there, and keeps its
+// UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ if its UIDs can be kept; any other
+// gets a UIDVALIDITY greater than every one the account handed out before
+// that is still known (the old index's, the name files').
 func (a *account) recreateMailboxes(ctx context.Context, ids []int64) error {
 	type dirMb struct {
 		id   int64
 		meta mailboxMeta
 	}
+	rb := a.rebuild
 	var list []dirMb
+	var lastUV uint32
+	if rb != nil && rb.salvage != nil {
+		lastUV = rb.salvage.uidValidity
+	}
 	for _, id := range ids {
-		var m mailboxMeta
-		b, err := os.ReadFile(filepath.Join(a.mailboxDir(id), mailboxMetaFile))
-		if err == nil {
-			err = json.Unmarshal(b, &m)
-		}
+		m, err := a.readMailboxMeta(id)
+		lastUV = max(lastUV, m.UIDValidity)
 		if err == nil {
 			m.Name, err = ParseMailboxName(m.Name)
 		}
 		if err != nil || !validSpecialUse(m.SpecialUse) {
 			m = mailboxMeta{Name: fmt.Sprintf("Recovered/%d", id)}
 		}
+		if rb != nil && rb.salvage != nil {
+			if smb := rb.salvage.mailboxes[id]; smb != nil {
+				m.Name, m.SpecialUse = smb.name, smb.specialUse
+				lastUV = max(lastUV, smb.uidValidity)
+			}
+		}
 		list = append(list, dirMb{id, m})
 	}
 	sort.Slice(list, func(i, j int) bool { return list[i].meta.Name < list[j].meta.Name })
 	return a.write(ctx, func(w *wtx) error {
+		if lastUV > 0 {
+			if _, err := w.Exec(`INSERT INTO meta (key, value) VALUES ('uidvalidity', ?)
+				ON CONFLICT (key) DO UPDATE SET value = max(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))`,
+				strconv.FormatUint(uint64(lastUV), 10)); err != nil {
+				return err
+			}
+		}
 		var names []string
 		for _, d := range list {
 			name := d.meta.Name
@@ -163,7 +188,18 @@ func (a *account) recreateMailboxes(ctx context.Context, ids []int64) error {
 			if _, err := w.createMailbox(name, d.meta.SpecialUse, d.id); err != nil {
 				return err
 			}
-			a.log.Warn("recreated mailbox from its directory", "mailbox", name, "id", d.id)
+			if smb := rb.keeps(d.id); smb != nil {
+				ms := max(smb.highestModSeq, int64(w.modseqs[d.id]))
+				if _, err := w.Exec(`UPDATE mailboxes SET uidvalidity = ?, uidnext = ?, highestmodseq = ? WHERE id = ?`,
+					int64(smb.uidValidity), smb.uidNext, ms, d.id); err != nil {
+					return err
+				}
+				w.modseqs[d.id] = uint64(ms)
+				a.writeMailboxMeta(d.id, name, d.meta.SpecialUse, smb.uidValidity)
+			}
+			if rb == nil {
+				a.log.Warn("recreated mailbox from its directory", "mailbox", name, "id", d.id)
+			}
 			names = append(names, name)
 		}
 		for _, n := range names {
@@ -176,7 +212,7 @@ func (a *account) recreateMailboxes(ctx context.Context, ids []int64) error {
 }
 
 // rebuildMailboxes fills a fresh index with the mailboxes found on disk.
-func (a *account) rebuildMailboxes(ctx context.Context) error {
+func (a *account) rebuildMailboxes(ctx context.Context, rb *rebuildState) error {
 	ents, err := os.ReadDir(a.maildir())
 	if err != nil {
 		return fmt.Errorf("maildir: rebuild %s: %w", a.name, err)
@@ -186,6 +222,16 @@ func (a *account) rebuildMailboxes(ctx context.Context) error {
 		id, err := strconv.ParseInt(e.Name(), 10, 64)
 		if err == nil && id > 0 && e.IsDir() && strconv.FormatInt(id, 10) == e.Name() {
 			ids = append(ids, id)
+		}
+	}
+	if rb.salvage != nil {
+		// A mailbox the old index knew whose directory is gone comes
+		// back (empty; its UIDs, if kept, are recorded as expunged), so
+		// a folder the user made is not lost with its last message.
+		for id := range rb.salvage.mailboxes {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
 		}
 	}
 	if len(ids) == 0 {
@@ -202,7 +248,7 @@ type diskMessage struct {
 
 // reconcileMailbox indexes files without rows and expunges rows without
 // files in one mailbox, and removes stale tmp/ files.
-func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expunged int, err error) {
+func (a *account) reconcileMailbox(ctx context.Context, id int64, minAge time.Duration) (indexed, expunged int, err error) {
 	dir := a.mailboxDir(id)
 	a.removeStale(filepath.Join(dir, "tmp"), func(string) bool { return true })
 	a.removeStale(dir, durable.IsTemp)
@@ -236,7 +282,7 @@ func (a *account) reconcileMailbox(ctx context.Context, id int64) (indexed, expu
 	var missing []diskMessage
 	for _, m := range onDisk {
 		diskSet[m.rel] = true
-		if _, ok := files[m.rel]; !ok && !a.isInflight(messagePath(id, m.rel)) {
+		if _, ok := files[m.rel]; !ok && !a.isInflight(messagePath(id, m.rel)) && time.Since(m.modTime) >= minAge {
 			missing = append(missing, m)
 		}
 	}
@@ -453,21 +499,25 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 						return err
 					}
 				}
-				var uid int64
-				if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, id).Scan(&uid); err != nil {
-					return err
+				uid, fs, kw, idate, zone := a.rebuild.rebuiltRow(id, ff.m.rel, ff.mtime)
+				if uid == 0 {
+					if err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1`, id).Scan(&uid); err != nil {
+						return err
+					}
 				}
-				fs := maildirInfoFlags(filepath.Base(ff.m.rel))
-				kw := joinKeywords(fs.keywords)
 				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-					VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)`,
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 					id, uid, int64(modseq), fs.mask, nullIfEmpty(kw), ff.size,
-					ff.mtime.Unix(), ff.p.sentDate, ff.m.rel, ff.p.messageID, ff.p.envelope, ff.p.bodyStructure); err != nil {
+					idate, zone, ff.p.sentDate, ff.m.rel, ff.p.messageID, ff.p.envelope, ff.p.bodyStructure); err != nil {
 					return err
 				}
 				w.usedDelta += ff.size
 				w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, kw)})
-				a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", ff.m.rel, "size", ff.size)
+				if a.rebuild == nil {
+					a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", ff.m.rel, "size", ff.size)
+				} else {
+					a.rebuild.messages++
+				}
 				done++
 			}
 			return nil

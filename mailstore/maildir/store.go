@@ -44,6 +44,9 @@ type Store struct {
 	// reconciled records accounts reconciled since the process started:
 	// reconciliation runs on an account's first open, once.
 	reconciled map[string]bool
+	// forced holds accounts whose next open rebuilds the index, with why
+	// (CheckAccount found it damaged).
+	forced map[string]string
 }
 
 var _ mailstore.Store = (*Store)(nil)
@@ -72,6 +75,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		log:        opts.Logger.With("proto", "mailstore"),
 		accounts:   make(map[string]*account),
 		reconciled: make(map[string]bool),
+		forced:     make(map[string]string),
 	}, nil
 }
 
@@ -101,6 +105,8 @@ func (s *Store) acquire(ctx context.Context, name string) (*account, bool, error
 		if a == nil {
 			a = newAccount(s, name)
 			a.refs = 1
+			a.forced = s.forced[name]
+			delete(s.forced, name)
 			s.accounts[name] = a
 			first := !s.reconciled[name]
 			s.mu.Unlock()
@@ -323,6 +329,9 @@ func (s *Store) Reconcile(ctx context.Context) error {
 		}
 		a, done, err := s.acquire(ctx, name)
 		if err != nil {
+			// The others go on: this account answers temporary errors
+			// (each open tries again) until an administrator repairs it.
+			s.log.Error("account unavailable: its index cannot be opened or rebuilt", "user", name, "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
