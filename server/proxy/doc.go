@@ -19,9 +19,11 @@
 // specification (section 2.1 and 2.2) asks. So does a header carrying a
 // Unix socket address.
 //
-// Headers are read on a goroutine per connection, at most MaxPending at a
-// time, so one slow or silent peer does not hold up the accept loop of the
-// caller (package server's Lifecycle). Accept returns the inner
+// Headers are read on a goroutine per connection, so one slow or silent
+// peer does not hold up the accept loop of the caller (package server's
+// Lifecycle); at most MaxPending connections are accepted ahead of the
+// caller's Accept, so when the caller stops accepting (out of descriptors)
+// the rest wait in the kernel's queue. Accept returns the inner
 // listener's errors unchanged, one per call, so the caller's backoff on
 // EMFILE and the like governs how often the inner Accept is retried.
 //

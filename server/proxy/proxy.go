@@ -20,9 +20,10 @@ const (
 	// DefaultHeaderTimeout: a load balancer sends its header as soon as
 	// it has connected, before any byte of the client's.
 	DefaultHeaderTimeout = 5 * time.Second
-	// DefaultMaxPending bounds header reads in flight (each holds a
-	// descriptor and a goroutine); beyond it the inner Accept waits.
-	DefaultMaxPending = 256
+	// DefaultMaxPending bounds connections accepted but not yet handed
+	// to the caller (each holds a descriptor and a goroutine); beyond it
+	// the inner Accept waits.
+	DefaultMaxPending = 64
 	// readBuffer holds the header while it is parsed: a v1 header is at
 	// most 107 bytes, and v2 is read with ReadByte/Discard/ReadFull, so any
 	// size works; small, since a connection keeps what it held past the
@@ -41,7 +42,8 @@ type Options struct {
 	Trusted []netip.Prefix
 	// HeaderTimeout bounds the wait for the header; 0: DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
-	// MaxPending bounds header reads in flight; 0: DefaultMaxPending.
+	// MaxPending bounds connections accepted and not yet returned by
+	// Accept (header reads in flight included); 0: DefaultMaxPending.
 	MaxPending int
 	// Logger gets a Warn line per refused connection; it should carry
 	// "proto".
@@ -167,8 +169,11 @@ func (l *Listener) isTrusted(a netip.Addr) bool {
 func (l *Listener) handshake(nc net.Conn) {
 	defer l.wg.Done()
 	stop := closeOnDone(l.done, nc)
+	// The slot is held until the connection is handed over: while the
+	// caller does not Accept (out of descriptors, at its budget), at most
+	// MaxPending connections wait here rather than in the kernel's queue.
+	defer func() { <-l.sem }()
 	c, err := readHeader(nc, l.timeout)
-	<-l.sem
 	if !stop() {
 		// Close was called while reading: the connection is already closed.
 		return
