@@ -35,6 +35,9 @@ const (
 // Options.Trusted.
 var ErrNotTrusted = errors.New("source is not in proxy_networks")
 
+// errEmpty: the peer closed without sending a byte (a TCP health check).
+var errEmpty = errors.New("closed before sending anything")
+
 // Options configure Listen.
 type Options struct {
 	// Trusted are the networks of the load balancers; connections from
@@ -178,6 +181,12 @@ func (l *Listener) handshake(nc net.Conn) {
 		// Close was called while reading: the connection is already closed.
 		return
 	}
+	if errors.Is(err, errEmpty) {
+		// A TCP health check or a port probe: nothing to warn about.
+		l.log.Debug("connection closed before sending anything", "remote", nc.RemoteAddr().String())
+		nc.Close()
+		return
+	}
 	if err != nil {
 		l.log.Warn("connection closed: no valid PROXY header", "remote", nc.RemoteAddr().String(), "err", err)
 		nc.Close()
@@ -229,6 +238,9 @@ func readHeader(nc net.Conn, timeout time.Duration) (*Conn, error) {
 
 // parse reads the header from br, buffered over nc.
 func parse(nc net.Conn, br *bufio.Reader) (*Conn, error) {
+	if _, err := br.Peek(1); errors.Is(err, io.EOF) {
+		return nil, errEmpty
+	}
 	h, err := proxyproto.Read(br)
 	if err != nil {
 		var ne net.Error

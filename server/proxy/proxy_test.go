@@ -401,3 +401,24 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+// A connection closed before its first byte (a TCP health check) is
+// closed quietly: a Debug line, no warning.
+func TestEmptyConnectionQuiet(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuf{}
+	l := Listen(inner, Options{
+		Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	defer l.Close()
+	c := dialFrom(t, l, "127.0.0.1")
+	c.Close()
+	waitFor(t, "the debug line", func() bool { return strings.Contains(logs.String(), "closed before sending anything") })
+	if strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("a health check was warned about: %s", logs.String())
+	}
+}
