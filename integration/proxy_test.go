@@ -138,7 +138,15 @@ trusted_networks = ["10.0.0.0/8"]
 			}
 			acked[tc.name] = true
 			c.Quit()
-			waitLog(t, s, "remote="+tc.ip, func(l string) bool { return strings.Contains(l, "remote="+tc.ip) })
+			// The SPF/DMARC/iprev checks ran on the client's address.
+			waitLog(t, s, "inbound checks of "+tc.ip, func(l string) bool {
+				for _, line := range strings.Split(l, "\n") {
+					if strings.Contains(line, `msg="inbound checks"`) && strings.Contains(line, "remote="+tc.ip+" ") {
+						return true
+					}
+				}
+				return false
+			})
 		}
 	})
 
