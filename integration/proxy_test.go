@@ -8,6 +8,7 @@ package integration
 
 import (
 	"bufio"
+	"crypto/tls"
 	binenc "encoding/binary"
 	"fmt"
 	"io"
@@ -114,7 +115,7 @@ func TestProxyProtocol(t *testing.T) {
 	// address is the one checked.
 	s := startServer(t, `
 [listen]
-proxy_protocol = ["smtp", "imap"]
+proxy_protocol = ["smtp", "imap", "imaps"]
 proxy_networks = ["127.0.0.1/32"]
 [limits]
 max_connections_per_ip = 2
@@ -122,6 +123,7 @@ max_connections_per_ip = 2
 greylist = true
 [auth]
 trusted_networks = ["10.0.0.0/8"]
+ip_max_failures = 3
 `)
 	s.AddUser(t, faultUser, faultPass)
 	smtpDst := "192.0.2.1:25"
@@ -213,6 +215,29 @@ trusted_networks = ["10.0.0.0/8"]
 			t.Errorf("a Received header names the load balancer:\n%s", all)
 		}
 		lo.ok("LOGOUT")
+	})
+
+	t.Run("password guessing locks out the forwarded address", func(t *testing.T) {
+		login := func(src, pass string) string {
+			c := dialFrom(t, "127.0.0.1", s.Addr("imaps"), proxyV2(src, "192.0.2.1:993"))
+			tc := tls.Client(c, s.clientTLS())
+			is := &imapSession{t: t, c: tc, r: bufio.NewReader(tc)}
+			is.line()
+			_, done := is.cmd("LOGIN %s %s", faultUser, pass)
+			tc.Close()
+			return done
+		}
+		for i := range 3 {
+			if done := login("198.51.100.30:2000", fmt.Sprintf("wrong-%d", i)); !strings.HasPrefix(done, "NO") {
+				t.Fatalf("wrong password %d: %q", i, done)
+			}
+		}
+		if done := login("198.51.100.30:2001", faultPass); strings.HasPrefix(done, "OK") {
+			t.Errorf("198.51.100.30 after 3 wrong passwords (ip_max_failures = 3) logged in: %q", done)
+		}
+		if done := login("198.51.100.31:2000", faultPass); !strings.HasPrefix(done, "OK") {
+			t.Errorf("198.51.100.31, another client behind the same load balancer, cannot log in: %q", done)
+		}
 	})
 
 	t.Run("untrusted source refused", func(t *testing.T) {
