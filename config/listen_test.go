@@ -59,3 +59,18 @@ func TestProxyListeners(t *testing.T) {
 		t.Errorf("from the environment: %v", c.Listen.ProxyProtocol)
 	}
 }
+
+func FuzzParseMemoryLimit(f *testing.F) {
+	for _, s := range []string{"auto", "off", "1GiB", "60%", "100%", "0%", "16MiB", "1e308%", "NaN%", "-5%", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		size, pct, err := ParseMemoryLimit(s)
+		if err != nil {
+			return
+		}
+		if size < 0 || (size > 0 && size < 16<<20) || pct < 0 || pct > 100 || (size > 0 && pct > 0) {
+			t.Fatalf("ParseMemoryLimit(%q) = %v, %v", s, size, pct)
+		}
+	})
+}
