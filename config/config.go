@@ -66,6 +66,19 @@ type Listen struct {
 	// reached through an SSH tunnel. On any other address it serves HTTPS
 	// with the server's certificate. Self-service is also on HTTPS when set.
 	Admin string `toml:"admin"`
+
+	// ProxyProtocol names the listeners above ("smtp", "imaps", …) that
+	// sit behind a TCP load balancer sending the PROXY protocol (HAProxy's
+	// send-proxy or send-proxy-v2): each connection must start with a v1 or
+	// v2 header, whose client address the session then uses for logs,
+	// checks, limits and Received headers. Connections to those listeners
+	// from outside ProxyNetworks are refused. Default [] (no listener reads
+	// PROXY headers, and none is trusted).
+	ProxyProtocol []string `toml:"proxy_protocol"`
+	// ProxyNetworks are the load balancers' addresses (CIDR prefixes or
+	// single addresses); required when ProxyProtocol names a listener.
+	// Default [].
+	ProxyNetworks []string `toml:"proxy_networks"`
 }
 
 // TLS names a certificate and key in PEM files. Both empty: a self-signed
@@ -110,6 +123,14 @@ type Limits struct {
 	// go on (package diskspace). A size, a percentage, or both ("1%,
 	// 200MiB": the larger); "0" keeps none. Default "1%, 200MiB".
 	MinFreeSpace string `toml:"min_free_space"`
+	// MemoryLimit is the Go runtime's soft memory limit: near it the
+	// server collects garbage more often and slows down rather than
+	// being killed for running out of memory. "auto": 80% of the memory
+	// the process may use (its cgroup's memory.max, or else the
+	// machine's MemTotal); a size ("1GiB"); a percentage of that memory
+	// ("60%"); or "off". The GOMEMLIMIT environment variable, when set,
+	// wins. Default "auto".
+	MemoryLimit string `toml:"memory_limit"`
 }
 
 // Auth holds the password-guessing limits (README "Password guessing").
@@ -268,6 +289,9 @@ func Default() *Config {
 			IMAPS:       ":993",
 			ManageSieve: ":4190",
 			Admin:       DefaultAdminAddr,
+
+			ProxyProtocol: []string{},
+			ProxyNetworks: []string{},
 		},
 		Limits: Limits{
 			MaxMessageSize:      50 << 20,
@@ -279,6 +303,7 @@ func Default() *Config {
 			MaxSessionDuration:  Duration{30 * time.Minute},
 			LoginTimeout:        Duration{30 * time.Second},
 			MinFreeSpace:        "1%, 200MiB",
+			MemoryLimit:         "auto",
 		},
 		Auth: Auth{
 			TrustedNetworks:    []string{"127.0.0.0/8", "::1/128"},

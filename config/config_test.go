@@ -18,8 +18,9 @@ func TestDefaults(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993", ManageSieve: ":4190", Admin: "127.0.0.1:8080"}
-	if c.Listen != want {
+	want := Listen{SMTP: ":25", Submission: ":587", Submissions: ":465", POP3: ":110", POP3S: ":995", IMAP: ":143", IMAPS: ":993", ManageSieve: ":4190", Admin: "127.0.0.1:8080",
+		ProxyProtocol: []string{}, ProxyNetworks: []string{}}
+	if !reflect.DeepEqual(c.Listen, want) {
 		t.Errorf("listen = %+v, want %+v", c.Listen, want)
 	}
 	if c.DataDir != "./data" || c.Limits.MaxMessageSize != 50<<20 || c.Limits.MaxRecipients != 100 ||
@@ -188,6 +189,12 @@ func TestValidate(t *testing.T) {
 		{"empty store backend", "[store]\nbackend = \"\"\n", 2, "store.backend", "unknown backend"},
 		{"spf_fail action", "[inbound]\nspf_fail = \"bounce\"\n", 2, "inbound.spf_fail", `"junk"`},
 		{"spoof action", "[inbound]\nspoof_own_domains = \"accept\"\n", 2, "inbound.spoof_own_domains", "unknown action"},
+		{"proxy listener name", "[listen]\nproxy_protocol = [\"smtps\"]\nproxy_networks = [\"10.0.0.5\"]\n", 2, "listen.proxy_protocol", "no listener named \"smtps\""},
+		{"proxy without networks", "[listen]\nproxy_protocol = [\"smtp\"]\n", 0, "listen.proxy_networks", "no load balancer is trusted"},
+		{"proxy network", "[listen]\nproxy_protocol = [\"smtp\"]\nproxy_networks = [\"10.0.0.0/33\"]\n", 3, "listen.proxy_networks", "not a CIDR prefix"},
+		{"memory limit", "[limits]\nmemory_limit = \"lots\"\n", 2, "limits.memory_limit", `"auto"`},
+		{"memory limit percent", "[limits]\nmemory_limit = \"150%\"\n", 2, "limits.memory_limit", "between 1% and 100%"},
+		{"memory limit tiny", "[limits]\nmemory_limit = \"1MiB\"\n", 2, "limits.memory_limit", "below 16MiB"},
 		{"iprev action", "[inbound]\niprev = \"reject\"\n", 2, "inbound.iprev", "only reported"},
 	}
 	for _, tc := range tests {

@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"net"
@@ -120,6 +121,7 @@ type Server struct {
 	DNS *dnstest.Server
 
 	addrs     map[string]string // [listen] name → "127.0.0.1:port", enabled ones
+	proxied   map[string]bool   // [listen] proxy_protocol: the probe sends a PROXY header first
 	env       []string
 	serveArgs []string // after the binary: "serve", "--config", ConfigPath
 	cmd       *exec.Cmd
@@ -176,6 +178,12 @@ func startServer(t testing.TB, extraTOML string) *Server {
 	}
 	s.addrs = map[string]string{}
 	listen, _ := cfg["listen"].(map[string]any)
+	s.proxied = map[string]bool{}
+	if names, ok := listen["proxy_protocol"].([]any); ok {
+		for _, n := range names {
+			s.proxied[fmt.Sprint(n)] = true
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(listen)) {
 		v, _ := listen[name].(string)
 		if strings.HasSuffix(v, ":0") {
@@ -328,7 +336,7 @@ func (s *Server) start(t testing.TB) {
 	for _, name := range slices.Sorted(maps.Keys(s.addrs)) {
 		addr := s.addrs[name]
 		for {
-			err := probe(name, addr)
+			err := probeProxied(name, addr, s.proxied[name])
 			if err == nil {
 				break
 			}
@@ -353,12 +361,21 @@ var implicitTLS = map[string]bool{"submissions": true, "pop3s": true, "imaps": t
 // probe connects to a listener and, for mail protocols, reads the first
 // line of the greeting (after the TLS handshake on implicit-TLS ports), so
 // "ready" means serving, not just bound.
-func probe(name, addr string) error {
+func probe(name, addr string) error { return probeProxied(name, addr, false) }
+
+// probeProxied is probe for a listener that expects a PROXY header when
+// proxied is set: it sends one that keeps the connection's own address.
+func probeProxied(name, addr string, proxied bool) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if proxied {
+		if _, err := io.WriteString(c, "PROXY UNKNOWN\r\n"); err != nil {
+			return err
+		}
+	}
 	if name == "http" || name == "https" || name == "admin" {
 		return nil
 	}

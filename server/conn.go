@@ -111,6 +111,7 @@ func (c *Conn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
 		err = c.nc.Close()
+		descriptors.release()
 		if c.slot != nil {
 			c.slot.Release()
 		}

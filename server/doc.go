@@ -12,7 +12,13 @@
 // Lifecycle.Serve owns the accept loop for every listener. A temporary
 // accept error (EMFILE, ENFILE, ENOBUFS, ENOMEM, ECONNABORTED, a timeout)
 // keeps the listener: the loop waits 5 ms, doubling to at most 1 s, and a
-// successful accept resets the delay; any other error ends Serve. go-smtp's
+// successful accept resets the delay; any other error ends Serve.
+// Before each accept the loop also waits while the process's live
+// connections (all Lifecycles together) are at the soft RLIMIT_NOFILE less
+// a reserve of a quarter (64 to 1024 descriptors), so the sessions in
+// progress keep descriptors for their spool files, DNS queries and
+// Maildir writes; new connections wait in the kernel's accept queue
+// meanwhile (fds.go). go-smtp's
 // and imapserver's Serve run accept loops of their own, so smtpd and imapd
 // hand them our accepted connections through a Handoff, a net.Listener
 // backed by a channel, whose Accept only ever fails with net.ErrClosed. We

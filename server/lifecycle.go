@@ -133,8 +133,15 @@ func (l *Lifecycle) Serve(ctx context.Context, ln net.Listener) error {
 
 	var delay time.Duration
 	for {
+		if !descriptors.acquire(l.log, l.stopping, ctx.Done()) {
+			if l.Stopping() {
+				return ErrServerClosed
+			}
+			return ctx.Err()
+		}
 		nc, err := ln.Accept()
 		if err != nil {
+			descriptors.release()
 			switch {
 			case l.Stopping():
 				return ErrServerClosed
@@ -213,6 +220,7 @@ func (l *Lifecycle) startRefuse(nc net.Conn, why error) {
 	if l.closed || l.refuse == nil || len(l.refusing) >= maxRefusing {
 		l.mu.Unlock()
 		nc.Close()
+		descriptors.release()
 		return
 	}
 	l.refusing[nc] = struct{}{}
@@ -223,6 +231,7 @@ func (l *Lifecycle) startRefuse(nc net.Conn, why error) {
 		defer l.wg.Done()
 		defer func() {
 			nc.Close()
+			descriptors.release()
 			l.mu.Lock()
 			delete(l.refusing, nc)
 			l.mu.Unlock()

@@ -757,8 +757,10 @@ func (c *conn) linger() {
 		c.raw.SetWriteDeadline(time.Now().Add(time.Second))
 		tc.CloseWrite()
 	}
-	if tcp, ok := c.raw.NetConn().(*net.TCPConn); ok {
-		tcp.CloseWrite()
+	// *net.TCPConn, or a connection behind a PROXY header that passes
+	// CloseWrite on to its socket.
+	if cw, ok := c.raw.NetConn().(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
 	}
 	c.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
 	io.CopyN(io.Discard, c.raw, lingerMax)

@@ -42,7 +42,11 @@ func runAdminStatus(ctx context.Context, env *adminEnv, args []string) error {
 		if l.Addr == "" {
 			continue
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", l.Name, l.Addr, probeListener(l.Addr))
+		state := probeListener(l.Addr)
+		if env.cfg.Listen.Proxied(l.Name) {
+			state += " (PROXY protocol)"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", l.Name, l.Addr, state)
 	}
 	return tw.Flush()
 }

@@ -17,6 +17,13 @@
 // tables (commands in main.go, adminCommands in admin.go), each noun in its
 // own admin_<noun>.go.
 //
+// Before anything opens, serve sets the Go soft memory limit from [limits]
+// memory_limit unless GOMEMLIMIT is set (memlimit.go). Listeners named in
+// [listen] proxy_protocol are wrapped in server/proxy when opened
+// (app.listen, serve_proxy.go), so each session's RemoteAddr is the client
+// address of the load balancer's PROXY header; the protocol packages do not
+// know.
+//
 // Exit codes: 0 success; 1 failure (one line on stderr says why); 2 usage
 // error or invalid input; 3 something named does not exist (domain, user,
 // alias); 4 it already exists; 5 refused because it would destroy data

@@ -89,6 +89,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	applyMemoryLimit(cfg, log, "/")
 
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -385,7 +386,10 @@ func (a *app) listen(name string) (net.Listener, error) {
 		if err != nil {
 			return nil, fmt.Errorf("listen.%s: %w", name, explainListenError(err))
 		}
-		a.log.Info("listening", "proto", name, "addr", ln.Addr().String())
+		if a.cfg.Listen.Proxied(name) {
+			ln = proxyListener(ln, a, name)
+		}
+		a.log.Info("listening", "proto", name, "addr", ln.Addr().String(), "proxy_protocol", a.cfg.Listen.Proxied(name))
 		return countConns(ln, name, a.metrics), nil
 	}
 	return nil, fmt.Errorf("no listener named %q in [listen]", name)
