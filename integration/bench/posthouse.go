@@ -132,6 +132,7 @@ imaps = ""
 pop3 = "127.0.0.1:%d"
 pop3s = ""
 managesieve = ""
+admin = ""
 
 [limits]
 max_message_size = "100MiB"
