@@ -700,7 +700,7 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 	// Cancel blocks on the connection when ctx ends (Shutdown).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := smtpclient.New(ctx, conn, host)
+	c := smtpclient.New(ctx, conn, host, q.opts.Timeouts)
 	defer conn.Close()
 
 	r, err := c.Greeting()

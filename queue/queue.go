@@ -24,6 +24,7 @@ import (
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/internal/mailaddr"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 // Defaults for Options.
@@ -85,6 +86,9 @@ type Options struct {
 	TLS *tls.Config
 	// DisableTLS turns STARTTLS off entirely.
 	DisableTLS bool
+	// Timeouts bound each step of a conversation with a remote server and
+	// the whole connection (RFC 5321 §4.5.3.2; zero fields: its defaults).
+	Timeouts smtpclient.Timeouts
 
 	// Expiry is how long a message is retried before it bounces (default
 	// DefaultExpiry).
