@@ -116,23 +116,24 @@ func (r Reply) Positive() bool { return r.Code >= 200 && r.Code < 400 }
 // including codes outside the RFC, is temporary.
 func (r Reply) Permanent() bool { return r.Code >= 500 && r.Code < 600 }
 
-// errProtocol is a reply we cannot parse.
-var errProtocol = errors.New("malformed SMTP reply")
+// ErrProtocol is a reply we cannot parse, or one past the bounds on its
+// size.
+var ErrProtocol = errors.New("malformed SMTP reply")
 
 // ParseReplyLine splits one reply line: code, whether more lines follow
 // ("250-"), and the text. RFC 5321 §4.2.
 func ParseReplyLine(line string) (code int, more bool, text string, err error) {
 	if len(line) < 3 {
-		return 0, false, "", errProtocol
+		return 0, false, "", ErrProtocol
 	}
 	for i := 0; i < 3; i++ {
 		if line[i] < '0' || line[i] > '9' {
-			return 0, false, "", errProtocol
+			return 0, false, "", ErrProtocol
 		}
 	}
 	code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
 	if code < 200 || code > 599 {
-		return 0, false, "", errProtocol
+		return 0, false, "", ErrProtocol
 	}
 	if len(line) == 3 {
 		return code, false, "", nil
@@ -142,7 +143,7 @@ func ParseReplyLine(line string) (code int, more bool, text string, err error) {
 		more = true
 	case ' ':
 	default:
-		return 0, false, "", errProtocol
+		return 0, false, "", ErrProtocol
 	}
 	return code, more, line[4:], nil
 }
@@ -257,14 +258,14 @@ func (c *Client) parseReply() (Reply, error) {
 	total := 0
 	for i := 0; ; i++ {
 		if i >= maxReplyLines {
-			return Reply{}, fmt.Errorf("%w: too many lines", errProtocol)
+			return Reply{}, fmt.Errorf("%w: too many lines", ErrProtocol)
 		}
 		line, err := c.readLine()
 		if err != nil {
 			return Reply{}, err
 		}
 		if total += len(line) + 2; total > maxReplyBytes {
-			return Reply{}, fmt.Errorf("%w: reply too long", errProtocol)
+			return Reply{}, fmt.Errorf("%w: reply too long", ErrProtocol)
 		}
 		code, more, text, err := ParseReplyLine(line)
 		if err != nil {
@@ -273,7 +274,7 @@ func (c *Client) parseReply() (Reply, error) {
 		if i == 0 {
 			r.Code = code
 		} else if code != r.Code {
-			return Reply{}, fmt.Errorf("%w: code changed within reply", errProtocol)
+			return Reply{}, fmt.Errorf("%w: code changed within reply", ErrProtocol)
 		}
 		texts = append(texts, text)
 		if !more {
@@ -299,7 +300,7 @@ func (c *Client) readLine() (string, error) {
 		frag, err := c.br.ReadSlice('\n')
 		line = append(line, frag...)
 		if len(line) > maxReplyLine+2 {
-			return "", fmt.Errorf("%w: line too long", errProtocol)
+			return "", fmt.Errorf("%w: line too long", ErrProtocol)
 		}
 		switch {
 		case err == nil:

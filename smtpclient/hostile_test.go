@@ -143,7 +143,7 @@ func TestHostilePeerEndlessReply(t *testing.T) {
 				untilClosed(c)
 			})
 			c := New(context.Background(), conn, "mx.long.test", short)
-			if r, err := c.Greeting(); !errors.Is(err, errProtocol) {
+			if r, err := c.Greeting(); !errors.Is(err, ErrProtocol) {
 				t.Fatalf("got %v, %v; want a protocol error", r.Code, err)
 			}
 		})
