@@ -179,7 +179,7 @@ func (l *chanListener) Accept() (net.Conn, error) {
 	}
 }
 
-func (l *chanListener) Close() error  { l.once.Do(func() { close(l.done) }); return nil }
+func (l *chanListener) Close() error   { l.once.Do(func() { close(l.done) }); return nil }
 func (l *chanListener) Addr() net.Addr { return l.h.ln.Addr() }
 
 // dialCounter wraps Options.Dial and counts the queue's open connections
