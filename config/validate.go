@@ -210,6 +210,7 @@ func (c *Config) Validate() error {
 	}
 
 	c.validateMilters(add)
+	c.validateQueueLimits(add)
 
 	if len(problems) > 0 {
 		return &Error{Problems: problems}
