@@ -815,6 +815,11 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 	}
 	p.concluded = true
 	for n := 1; n < maxMessagesPerConnection; n++ {
+		// A message begun late in the connection's time limit could be
+		// cut off by it: only the first half carries more messages.
+		if left, limit := c.Remaining(); left < limit/2 {
+			break
+		}
 		p2 := q.claimNext(ctx, p.j.domain)
 		if p2 == nil {
 			if p2 = q.awaitNext(ctx, p.j.domain); p2 == nil {

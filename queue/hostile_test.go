@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -293,6 +294,9 @@ func TestHostilePeers(t *testing.T) {
 	for d, h := range hostile {
 		e.dns.Add(fmt.Sprintf("%s. MX 10 mx.%s.", d, d), fmt.Sprintf("mx.%s. A %s", d, h.ip))
 	}
+	// Goroutines before any delivery: the scheduler, the database pools,
+	// the servers' accept loops.
+	baseGoroutines := runtime.NumGoroutine()
 
 	ids := map[string]string{} // queue id → recipient, hostile domains
 	for i := range 4 {
@@ -365,6 +369,10 @@ func TestHostilePeers(t *testing.T) {
 		defer e.q.mu.Unlock()
 		return e.q.total == 0 && len(e.q.hosts) == 0 && len(e.q.perDom) == 0
 	})
+	// Every worker, connection and peer conversation has ended (a few
+	// goroutines of the runtime and database pools come and go).
+	waitFor(t, "the goroutines of the deliveries to end", func() bool { return runtime.NumGoroutine() <= baseGoroutines+5 })
+	t.Logf("goroutines: %d before the deliveries, %d after", baseGoroutines, runtime.NumGoroutine())
 	e.stop()
 	waitFor(t, "no connection left open at the peers", func() bool {
 		for _, p := range peers {

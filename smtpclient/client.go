@@ -215,6 +215,13 @@ func New(ctx context.Context, conn net.Conn, remote string, to Timeouts) *Client
 	return c
 }
 
+// Remaining returns how much of the connection's time limit is left, and
+// the limit: a caller reusing the connection for more messages stops
+// while there is time to finish one.
+func (c *Client) Remaining() (left, limit time.Duration) {
+	return time.Until(c.end), c.to.Connection
+}
+
 // deadline returns the deadline of a step that may take d: now + d, or
 // the connection's end if that comes first.
 func (c *Client) deadline(d time.Duration) time.Time {
