@@ -35,6 +35,7 @@ type hostilePeer struct {
 	ln       net.Listener
 	mode     atomic.Int32
 	open     atomic.Int64
+	maxOpen  atomic.Int64 // most open at once
 	accepted atomic.Int64
 	recv     *fakeReceiver // gets the connections in peerHealthy
 	handoff  chan net.Conn
@@ -84,7 +85,9 @@ func (p *hostilePeer) accept() {
 			return
 		}
 		p.accepted.Add(1)
-		p.open.Add(1)
+		if n := p.open.Add(1); n > p.maxOpen.Load() {
+			p.maxOpen.Store(n) // only this goroutine stores
+		}
 		mode := peerMode(p.mode.Load())
 		pc := &peerConn{Conn: c, p: p, start: time.Now(), hostile: mode != peerHealthy}
 		p.mu.Lock()
@@ -350,7 +353,7 @@ connection_timeout = "60s"
 	for _, h := range hostile {
 		p := peers[h.domain]
 		held := p.holds()
-		t.Logf("given up: %s (%v): %d connections, held %v", h.domain, []string{"silent", "stalls in DATA", "one byte a second"}[h.mode], p.accepted.Load(), held)
+		t.Logf("given up: %s (%v): %d connections, at most %d at once, held %v", h.domain, []string{"silent", "stalls in DATA", "one byte a second"}[h.mode], p.accepted.Load(), p.maxOpen.Load(), held)
 		if len(held) == 0 {
 			t.Errorf("%s: no connection given up", h.domain)
 		}
