@@ -723,7 +723,7 @@ func addressLiteral(domain string) (netip.Addr, bool) {
 // of its own: this spares a connection and a TLS handshake per message
 // when a backlog for one destination drains.
 func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply smtpclient.Reply, done bool, busy time.Duration) {
-	if r, delay, ok := q.acquireHost(host, addr); !ok {
+	if r, delay, ok := q.acquireHost(host, addr, p.j.domain); !ok {
 		return nil, r, false, delay
 	}
 	// How the connection ended, for the host's state: a completed
@@ -808,7 +808,9 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 		return res, smtpclient.Reply{}, true, 0
 	}
 	completed = true
-	q.hostAnswered(addr)
+	if waiting := q.hostAnswered(addr); len(waiting) > 0 {
+		q.wakeWaiting(ctx, waiting)
+	}
 	// p is done: conclude it now, not after the messages that follow.
 	if failed := q.conclude(ctx, p, res); failed {
 		q.followUp(ctx, p.j.id)

@@ -72,8 +72,9 @@
 // could not be reached gets one connection at a time until a transaction
 // with it completes; an attempt that finds every server of its domain at
 // its limit connects nowhere, records why, and is made again after a
-// minute (a failed server) or 5 seconds (a busy healthy one) without
-// counting as an attempt. MX hosts are tried lowest
+// minute (a failed server; at once when the server completes a
+// transaction again) or 5 seconds (a busy healthy one) without counting
+// as an attempt. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
 // 5.1.10. When our own hostname is among the MX hosts, only those preferred

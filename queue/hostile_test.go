@@ -255,13 +255,27 @@ func (e *env) pendingReplies(ids map[string]string) map[string]string {
 // and busy attempts) until cond holds; 30 s bound.
 func (e *env) driveUntil(what string, cond func() bool) {
 	e.t.Helper()
+	var moved time.Duration
+	e.driveUntilStep(what, time.Minute, &moved, cond)
+}
+
+// driveUntilStep moves the clock by step (adding to *moved) until cond
+// holds; 30 s bound.
+func (e *env) driveUntilStep(what string, step time.Duration, moved *time.Duration, cond func() bool) {
+	e.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			e.t.Fatalf("timed out waiting for %s", what)
 		}
-		e.advance(time.Minute)
-		time.Sleep(100 * time.Millisecond)
+		// Long enough for an idle connection (connIdleTime, real time)
+		// to give its host slot back before the clock moves again.
+		time.Sleep(300 * time.Millisecond)
+		if cond() {
+			return
+		}
+		e.advance(step)
+		*moved += step
 	}
 }
 
@@ -421,6 +435,18 @@ func TestSharedStalledMX(t *testing.T) {
 		}
 		return len(pend) == len(ids) && peer.open.Load() == 0
 	})
+	// The attempts that found the host full come again (5 s later): the
+	// host has failed now, so one probes it and the others wait.
+	e.advance(10 * time.Second)
+	waitFor(t, "a probe and the others waiting for it", func() bool {
+		waiting := 0
+		for _, r := range e.pendingReplies(ids) {
+			if strings.HasSuffix(r, busyNote) {
+				waiting++
+			}
+		}
+		return waiting > 0 && peer.open.Load() == 0 && peer.accepted.Load() > 2
+	})
 	if n := dials.maxAt("127.0.0.5"); n > 2 {
 		t.Errorf("%d connections at once to the shared MX, MaxPerHost is 2", n)
 	}
@@ -441,6 +467,29 @@ func TestSharedStalledMX(t *testing.T) {
 	}
 	t.Logf("%d messages, %d connections to the silent MX", len(ids), peer.accepted.Load())
 	peer.setMode(modeHealthy)
+	// New mail to one of the domains probes the host, which answers: the
+	// recipients waiting for it are due at once, not a minute later (those
+	// that then find its MaxPerHost slots taken come 5 s later).
+	waiting := map[string]bool{}
+	for rcpt, r := range e.pendingReplies(ids) {
+		if strings.HasSuffix(r, busyNote) {
+			waiting[rcpt] = true
+		}
+	}
+	ids[e.enqueue("alice@a.test", "carol@f0.test")] = "carol@f0.test"
+	moved := time.Duration(0)
+	e.driveUntilStep("the waiting recipients delivered once the host answered", 5*time.Second, &moved, func() bool {
+		for rcpt := range waiting {
+			if peer.healthy.count(rcpt) == 0 {
+				return false
+			}
+		}
+		return peer.healthy.count("carol@f0.test") == 1
+	})
+	if moved >= hostBusyDelay {
+		t.Errorf("the waiting recipients were delivered after the clock moved %s: they waited for hostBusyDelay", moved)
+	}
+	t.Logf("%d recipients waiting for the host delivered when it answered (clock moved %s)", len(waiting), moved)
 	e.driveUntil("the deferred messages delivered", func() bool {
 		msgs, _ := e.q.List(context.Background())
 		return len(msgs) == 0

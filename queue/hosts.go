@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"time"
@@ -29,12 +30,23 @@ type hostState struct {
 	// server that stalls holds one slot, not MaxPerHost.
 	failed bool
 	reason string // the failure, as recorded for the recipients
+	// waiting: domains whose attempts found this failed host busy; when
+	// it answers again their mail is made due at once (wakeWaiting).
+	waiting map[string]bool
 }
+
+// busyNote ends the reply recorded for an attempt that found its failed
+// host busy; wakeWaiting finds those recipients by it.
+const busyNote = " (one connection at a time until it answers)"
+
+// maxWaitingDomains bounds a host's waiting set; past it, the others wait
+// for hostBusyDelay.
+const maxWaitingDomains = 1000
 
 // acquireHost takes a connection slot at addr. When none is free it
 // returns false, the reply to record for this attempt and when to make it
 // again.
-func (q *Queue) acquireHost(host string, addr netip.Addr) (smtpclient.Reply, time.Duration, bool) {
+func (q *Queue) acquireHost(host string, addr netip.Addr, domain string) (smtpclient.Reply, time.Duration, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	h := q.hosts[addr]
@@ -48,7 +60,13 @@ func (q *Queue) acquireHost(host string, addr netip.Addr) (smtpclient.Reply, tim
 	}
 	if h.conns >= limit {
 		if h.failed {
-			return smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: h.reason + " (one connection at a time until it answers)"}, hostBusyDelay, false
+			if h.waiting == nil {
+				h.waiting = map[string]bool{}
+			}
+			if len(h.waiting) < maxWaitingDomains {
+				h.waiting[domain] = true
+			}
+			return smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: h.reason + busyNote}, hostBusyDelay, false
 		}
 		return smtpclient.Reply{Code: 451, Enhanced: "4.4.5", Text: "too many connections in flight to " + hostAddr(host, addr)}, hostFullDelay, false
 	}
@@ -91,12 +109,44 @@ func (q *Queue) releaseHost(addr netip.Addr, ok bool, failure string) {
 const maxHostStates = 10000
 
 // hostAnswered notes a completed transaction with addr: it gets
-// MaxPerHost connections again at once, not when this one closes.
-func (q *Queue) hostAnswered(addr netip.Addr) {
+// MaxPerHost connections again at once, not when this one closes. It
+// returns the domains whose attempts found it busy while it was failing.
+func (q *Queue) hostAnswered(addr netip.Addr) (waiting []string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if h := q.hosts[addr]; h != nil {
-		h.failed, h.reason = false, ""
+	h := q.hosts[addr]
+	if h == nil {
+		return nil
+	}
+	for d := range h.waiting {
+		waiting = append(waiting, d)
+	}
+	h.failed, h.reason, h.waiting = false, "", nil
+	return waiting
+}
+
+// wakeWaiting makes due at once the recipients of domains whose attempts
+// were put off because their host was failing and busy (their reply ends
+// with busyNote): it answers again, so they need not wait for
+// hostBusyDelay.
+func (q *Queue) wakeWaiting(ctx context.Context, domains []string) {
+	now := q.opts.Now().UnixNano()
+	woken := int64(0)
+	for _, d := range domains {
+		res, err := q.db.Write.ExecContext(ctx, `UPDATE recipients SET next_attempt = ?
+			WHERE domain = ? AND state = 'pending' AND next_attempt > ? AND reply LIKE ?`, now, d, now, "%"+busyNote)
+		if err != nil {
+			if ctx.Err() == nil {
+				q.log.Error("queue: wake waiting recipients", "domain", d, "err", err)
+			}
+			return
+		}
+		n, _ := res.RowsAffected()
+		woken += n
+	}
+	if woken > 0 {
+		q.log.Info("host answers again; waiting recipients are due", "domains", len(domains), "rcpts", woken)
+		q.wake()
 	}
 }
 
