@@ -199,6 +199,26 @@ type Queue struct {
 	// true and "": Hostname.
 	SRS       bool   `toml:"srs"`
 	SRSDomain string `toml:"srs_domain"`
+
+	// MaxConnections bounds delivery attempts in flight in total (50),
+	// MaxPerDomain per destination domain (5), MaxPerHost connections per
+	// mail server address (10): a server that stalls holds a few slots,
+	// not all (see queue_limits.go).
+	MaxConnections int `toml:"max_connections"`
+	MaxPerDomain   int `toml:"max_per_domain"`
+	MaxPerHost     int `toml:"max_per_host"`
+	// Timeouts of a conversation with a remote server, RFC 5321 §4.5.3.2:
+	// each is a deadline for a whole reply, not an idle time. Connection
+	// bounds a whole connection, every message on it.
+	ConnectTimeout    Duration `toml:"connect_timeout"`    // 30s
+	GreetingTimeout   Duration `toml:"greeting_timeout"`   // 5m
+	CommandTimeout    Duration `toml:"command_timeout"`    // 5m: EHLO, STARTTLS, RSET
+	MailTimeout       Duration `toml:"mail_timeout"`       // 5m
+	RcptTimeout       Duration `toml:"rcpt_timeout"`       // 5m
+	DataInitTimeout   Duration `toml:"data_init_timeout"`  // 2m
+	DataBlockTimeout  Duration `toml:"data_block_timeout"` // 3m, each block written
+	DataDoneTimeout   Duration `toml:"data_done_timeout"`  // 10m
+	ConnectionTimeout Duration `toml:"connection_timeout"` // 30m
 }
 
 // DNS settings.
@@ -317,7 +337,13 @@ func Default() *Config {
 		IMAP:  IMAP{LoopbackIsSecure: true},
 		POP3:  POP3{LoopbackIsSecure: true},
 		Store: Store{Backend: "maildir"},
-		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25, SRS: true},
+		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25, SRS: true,
+			MaxConnections: 50, MaxPerDomain: 5, MaxPerHost: 10,
+			ConnectTimeout: Duration{30 * time.Second}, GreetingTimeout: Duration{5 * time.Minute},
+			CommandTimeout: Duration{5 * time.Minute}, MailTimeout: Duration{5 * time.Minute},
+			RcptTimeout: Duration{5 * time.Minute}, DataInitTimeout: Duration{2 * time.Minute},
+			DataBlockTimeout: Duration{3 * time.Minute}, DataDoneTimeout: Duration{10 * time.Minute},
+			ConnectionTimeout: Duration{30 * time.Minute}},
 		Inbound: Inbound{
 			DMARCReject:         true,
 			SPFFail:             "junk",

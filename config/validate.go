@@ -214,6 +214,7 @@ func (c *Config) Validate() error {
 	if _, _, err := ParseMemoryLimit(c.Limits.MemoryLimit); err != nil {
 		add("limits.memory_limit", err.Error(), `memory_limit = "auto" (80% of the cgroup's or machine's memory), "1GiB", "60%" or "off"`)
 	}
+	c.validateQueueLimits(add)
 
 	if len(problems) > 0 {
 		return &Error{Problems: problems}

@@ -25,9 +25,14 @@ func TestDeadResolver(t *testing.T) {
 		s.DNS.SetSilent(false)
 		s.DNS.SetDelay(0)
 		s.DNS.SetRcode("_dmarc.sender.test", dns.RcodeSuccess)
-		s.DNS.SetRcode("b.test", dns.RcodeSuccess)
+		for i := range 3 {
+			s.DNS.SetRcode(fmt.Sprintf("b%d.test", i), dns.RcodeSuccess)
+		}
 	}
-	s.DNS.Add("b.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.1")
+	// One recipient domain per fault: a connection the queue keeps open
+	// after a delivery (for a second) takes the next message to its
+	// domain without a DNS lookup.
+	s.DNS.Add("b0.test. MX 10 mx.b.test.", "b1.test. MX 10 mx.b.test.", "b2.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.1")
 	s.DNS.AddTXT("_dmarc.sender.test", "v=DMARC1; p=none")
 
 	acked := map[string]bool{}
@@ -55,7 +60,9 @@ func TestDeadResolver(t *testing.T) {
 		{"no answer", func() { s.DNS.SetSilent(true) }},
 		{"SERVFAIL", func() {
 			s.DNS.SetRcode("_dmarc.sender.test", dns.RcodeServerFailure)
-			s.DNS.SetRcode("b.test", dns.RcodeServerFailure)
+			for i := range 3 {
+				s.DNS.SetRcode(fmt.Sprintf("b%d.test", i), dns.RcodeServerFailure)
+			}
 		}},
 		{"10 s latency", func() { s.DNS.SetDelay(10 * time.Second) }},
 	}
@@ -78,7 +85,7 @@ func TestDeadResolver(t *testing.T) {
 		if err := sub.Auth(sasl.NewPlainClient("", faultUser, faultPass)); err != nil {
 			t.Fatal(err)
 		}
-		if err := goSend(sub, faultUser, []string{"bob@b.test"}, "From: "+faultUser+"\r\nSubject: "+subj+"\r\n\r\nout\r\n"); err != nil {
+		if err := goSend(sub, faultUser, []string{fmt.Sprintf("bob@b%d.test", i)}, "From: "+faultUser+"\r\nSubject: "+subj+"\r\n\r\nout\r\n"); err != nil {
 			t.Fatal(err)
 		}
 		sub.Close()

@@ -286,6 +286,9 @@ type prepared struct {
 	// concluded: the session already concluded it (before reusing its
 	// connection for other messages).
 	concluded bool
+	// busy: every server was at its connection limit, none was tried;
+	// the attempt is made again after busy and not counted (hosts.go).
+	busy time.Duration
 }
 
 // prepare loads a job and saves its recipients' next attempt time before
@@ -360,6 +363,9 @@ func (q *Queue) conclude(ctx context.Context, p *prepared, res []result) (failed
 	if len(rest) > 0 {
 		q.record(p.m, rest)
 	}
+	if p.busy > 0 && ctx.Err() == nil {
+		q.rescheduleBusy(ctx, p)
+	}
 	var interrupted []string
 	for _, r := range res {
 		if r.interrupted {
@@ -382,6 +388,19 @@ func (q *Queue) conclude(ctx context.Context, p *prepared, res []result) (failed
 		q.log.Info("interrupted", "queueid", p.j.id, "domain", p.j.domain, "rcpts", len(interrupted))
 	}
 	return failed
+}
+
+// rescheduleBusy makes an attempt that found every server at its
+// connection limit again after p.busy, and does not count it: the backoff
+// is for the remote's failures, not for our own limits.
+func (q *Queue) rescheduleBusy(ctx context.Context, p *prepared) {
+	next := q.opts.Now().Add(p.busy)
+	if err := q.updateRcpts(ctx, p.j.id, p.rcpts, `UPDATE recipients SET next_attempt = ?, attempts = MAX(attempts - 1, 0)
+		WHERE state = 'pending' AND message_id = ? AND rcpt = ?`, next.UnixNano()); err != nil {
+		q.log.Error("queue: reschedule", "queueid", p.j.id, "err", err)
+		return
+	}
+	p.next = next
 }
 
 func (q *Queue) logResult(m *msgInfo, r result, dur time.Duration, next time.Time) {
@@ -634,6 +653,7 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 	lastErr := replyNoConnect
 	lastRemote := ""
 	tries := 0
+	var busyOnly time.Duration // every address was at its connection limit: retry after this
 	for _, t := range targets {
 		addrs := []netip.Addr{t.addr}
 		if !t.addr.IsValid() {
@@ -654,17 +674,28 @@ func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 			if tries >= maxConnectTries || ctx.Err() != nil {
 				break
 			}
-			tries++
-			res, reply, done := q.session(ctx, p, t.host, a)
+			res, reply, done, busy := q.session(ctx, p, t.host, a)
 			if done {
 				return res
 			}
+			if busy > 0 {
+				// Not a try: no connection was made. A real failure
+				// elsewhere in this attempt still explains better.
+				if tries == 0 {
+					busyOnly = max(busyOnly, busy)
+					lastErr, lastRemote = reply, t.host
+				}
+				continue
+			}
+			tries++
+			busyOnly = 0
 			lastErr, lastRemote = reply, t.host
 		}
 	}
 	if ctx.Err() != nil {
 		return interrupted(rcpts)
 	}
+	p.busy = busyOnly
 	return allResults(rcpts, lastErr, lastRemote)
 }
 
@@ -683,38 +714,77 @@ func addressLiteral(domain string) (netip.Addr, bool) {
 
 // session talks to one server address. done reports that the transaction
 // produced per-recipient results (res); otherwise reply explains why this
-// host did not work and the caller tries the next one.
+// host did not work and the caller tries the next one. busy: the address
+// was at its connection limit (MaxPerHost, or one for a host that failed)
+// and was not tried: the attempt is to be made again after busy.
 //
 // Once p is through, the connection carries other due messages for the
 // same domain (at most maxMessagesPerConnection), each a complete attempt
 // of its own: this spares a connection and a TLS handshake per message
 // when a backlog for one destination drains.
-func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply smtpclient.Reply, done bool) {
+func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply smtpclient.Reply, done bool, busy time.Duration) {
+	if r, delay, ok := q.acquireHost(host, addr, p.j.domain); !ok {
+		return nil, r, false, delay
+	}
+	// How the connection ended, for the host's state: a completed
+	// transaction, or a failure that makes it a host to probe one
+	// connection at a time.
+	completed, failure := false, ""
+	defer func() { q.releaseHost(addr, completed, failure) }()
+	lost := func(err error) smtpclient.Reply {
+		r, hostFailed := lostReply(err, host, addr)
+		if hostFailed && ctx.Err() == nil {
+			failure = r.Text
+		}
+		return r
+	}
+
 	log := q.log.With("queueid", p.m.id, "remote", host, "addr", addr.String())
 	hostport := net.JoinHostPort(addr.String(), strconv.Itoa(q.opts.RemotePort))
 	conn, err := q.opts.Dial(ctx, "tcp", hostport)
 	if err != nil {
 		log.Info("connect failed", "err", err)
-		return nil, smtpclient.Reply{Code: 451, Enhanced: "4.4.1", Text: "connection to " + host + " failed"}, false
+		r := smtpclient.Reply{Code: 451, Enhanced: "4.4.1", Text: "connection to " + hostAddr(host, addr) + " failed"}
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+			r.Text = "timeout connecting to " + hostAddr(host, addr)
+		}
+		if ctx.Err() == nil {
+			failure = r.Text
+		}
+		return nil, r, false, 0
 	}
 	// Cancel blocks on the connection when ctx ends (Shutdown).
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := smtpclient.New(ctx, conn, host)
+	c := smtpclient.New(ctx, conn, host, q.opts.Timeouts)
 	defer conn.Close()
 
 	r, err := c.Greeting()
 	if err != nil {
-		log.Info("no greeting", "err", err)
-		return nil, replyConnDropped, false
+		r := lost(err)
+		log.Info("no greeting", "reply", r.String(), "err", err)
+		return nil, r, false, 0
 	}
 	if r.Code != 220 {
 		log.Info("greeting refused", "reply", r.String())
 		c.Quit()
-		return nil, r, false
+		return nil, r, false, 0
 	}
-	if r, ok := q.hello(c); !ok {
-		return nil, r, false
+	hello := func() (smtpclient.Reply, bool) {
+		r, err := c.Hello(q.opts.Hostname)
+		if err != nil {
+			r := lost(err)
+			log.Info("no reply to EHLO", "reply", r.String(), "err", err)
+			return r, false
+		}
+		if r.Code != 250 {
+			c.Quit()
+			return r, false
+		}
+		return r, true
+	}
+	if r, ok := hello(); !ok {
+		return nil, r, false, 0
 	}
 	if c.Has("STARTTLS") && !q.opts.DisableTLS {
 		if q.tlsFailedRecently(host) {
@@ -723,18 +793,23 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 			if err := c.StartTLS(q.opts.TLS, host); err != nil {
 				log.Warn("STARTTLS failed; temporary failure, the next attempt may go without TLS", "err", err)
 				q.noteTLSFailure(host)
-				return nil, smtpclient.Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false
+				return nil, smtpclient.Reply{Code: 451, Enhanced: "4.7.0", Text: "TLS negotiation with " + host + " failed"}, false, 0
 			}
 			// RFC 3207 §4.2: EHLO again over TLS.
-			if r, ok := q.hello(c); !ok {
-				return nil, r, false
+			if r, ok := hello(); !ok {
+				return nil, r, false, 0
 			}
 		}
 	}
 
-	res, broken := q.sendMessage(c, p, host)
+	res, broken, cause := q.sendMessage(c, p, host, addr)
 	if broken {
-		return res, smtpclient.Reply{}, true
+		lost(cause)
+		return res, smtpclient.Reply{}, true, 0
+	}
+	completed = true
+	if waiting := q.hostAnswered(addr); len(waiting) > 0 {
+		q.wakeWaiting(ctx, waiting)
 	}
 	// p is done: conclude it now, not after the messages that follow.
 	if failed := q.conclude(ctx, p, res); failed {
@@ -742,24 +817,32 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 	}
 	p.concluded = true
 	for n := 1; n < maxMessagesPerConnection; n++ {
+		// A message begun late in the connection's time limit could be
+		// cut off by it: only the first half carries more messages.
+		if left, limit := c.Remaining(); left < limit/2 {
+			break
+		}
 		p2 := q.claimNext(ctx, p.j.domain)
 		if p2 == nil {
 			if p2 = q.awaitNext(ctx, p.j.domain); p2 == nil {
 				break
 			}
 		}
-		res2, broken := q.sendMessage(c, p2, host)
+		res2, broken, cause := q.sendMessage(c, p2, host, addr)
 		failed := q.conclude(ctx, p2, res2)
 		q.unclaim(p2.j)
 		if failed {
 			q.followUp(ctx, p2.j.id)
 		}
 		if broken {
-			return res, smtpclient.Reply{}, true
+			if lost(cause); failure != "" {
+				completed = false
+			}
+			return res, smtpclient.Reply{}, true, 0
 		}
 	}
 	c.Quit()
-	return res, smtpclient.Reply{}, true
+	return res, smtpclient.Reply{}, true, 0
 }
 
 // maxMessagesPerConnection bounds how many messages one connection
@@ -820,16 +903,19 @@ func (q *Queue) awaitNext(ctx context.Context, domain string) *prepared {
 // sendMessage runs p's transactions on an open connection and records
 // their results as soon as the remote answers. broken: the connection is
 // unusable (results say so for the recipients it did not reach).
-func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string) (res []result, broken bool) {
+//
+// cause is the error that broke the connection (nil when an RSET was
+// refused).
+func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string, addr netip.Addr) (res []result, broken bool, cause error) {
 	m, rcpts := p.m, p.rcpts
 	// Checks the server's EHLO lets us make before sending anything.
 	switch {
 	case c.MaxSize() > 0 && m.size+int64(len(m.dkim)) > c.MaxSize():
-		return allResults(rcpts, replyTooBig, host), false
+		return allResults(rcpts, replyTooBig, host), false, nil
 	case m.smtputf8 && !c.Has("SMTPUTF8"):
-		return allResults(rcpts, replyNeedUTF8, host), false
+		return allResults(rcpts, replyNeedUTF8, host), false, nil
 	case m.eightbit && !c.Has("8BITMIME"):
-		return allResults(rcpts, replyNeed8Bit, host), false
+		return allResults(rcpts, replyNeed8Bit, host), false, nil
 	}
 	res = make([]result, 0, len(rcpts))
 	for start := 0; start < len(rcpts); start += smtpclient.MaxRcptsPerTransaction {
@@ -844,11 +930,16 @@ func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string) (res
 		params := smtpclient.MailParams{Size: m.size + int64(len(m.dkim)), EightBit: m.eightbit, SMTPUTF8: m.smtputf8}
 		replies, err := c.Transaction(m.mailFrom, chunk, params, body)
 		f.Close()
+		// A recipient without a reply gets what broke the connection.
+		lostR := replyConnDropped
+		if err != nil {
+			lostR, _ = lostReply(err, host, addr)
+		}
 		chunkRes := make([]result, len(chunk))
 		for i, rc := range chunk {
 			chunkRes[i] = result{rcpt: rc, reply: replies[i], remote: host}
 			if replies[i].Code == 0 {
-				chunkRes[i].reply = replyConnDropped
+				chunkRes[i].reply = lostR
 			}
 		}
 		// Record at once: these recipients must never get this message
@@ -859,22 +950,26 @@ func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string) (res
 		}
 		res = append(res, chunkRes...)
 		if err != nil {
-			q.log.Info("connection lost", "queueid", m.id, "remote", host, "err", err)
+			q.log.Info("connection lost", "queueid", m.id, "remote", host, "reply", lostR.String(), "err", err)
 			for _, rc := range rcpts[start+len(chunk):] {
-				res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
+				res = append(res, result{rcpt: rc, reply: lostR, remote: host})
 			}
-			return res, true
+			return res, true, err
 		}
 		if start+len(chunk) < len(rcpts) {
 			if r, err := c.Reset(); err != nil || r.Code != 250 {
-				for _, rc := range rcpts[start+len(chunk):] {
-					res = append(res, result{rcpt: rc, reply: replyConnDropped, remote: host})
+				lostR := replyConnDropped
+				if err != nil {
+					lostR, _ = lostReply(err, host, addr)
 				}
-				return res, true
+				for _, rc := range rcpts[start+len(chunk):] {
+					res = append(res, result{rcpt: rc, reply: lostR, remote: host})
+				}
+				return res, true, err
 			}
 		}
 	}
-	return res, false
+	return res, false, nil
 }
 
 // claimNext finds another due message for domain that no worker holds,
@@ -913,20 +1008,6 @@ func (q *Queue) unclaim(j job) {
 	q.mu.Lock()
 	delete(q.inflight, j)
 	q.mu.Unlock()
-}
-
-// hello sends EHLO; when the server drops the connection or refuses, ok is
-// false and r is the reply to record.
-func (q *Queue) hello(c *smtpclient.Client) (r smtpclient.Reply, ok bool) {
-	r, err := c.Hello(q.opts.Hostname)
-	if err != nil {
-		return replyConnDropped, false
-	}
-	if r.Code != 250 {
-		c.Quit()
-		return r, false
-	}
-	return r, true
 }
 
 func (q *Queue) tlsFailedRecently(host string) bool {

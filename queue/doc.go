@@ -55,8 +55,26 @@
 // a filter's reply is the recipient's status (4xx retried, 5xx bounced
 // with it), a filter error is retried (4.3.0); an alias with several
 // targets queues the ones not delivered as a new message, so no retry
-// repeats a copy; each recipient is one pipeline call. At most
-// MaxConcurrent attempts run in total and MaxPerDomain per domain. MX hosts are tried lowest
+// repeats a copy; each recipient is one pipeline call.
+//
+// # Concurrency and stalling servers
+//
+// At most MaxConcurrent attempts run in total (default 50), MaxPerDomain
+// per destination domain (5) and MaxPerHost connections per mail server
+// address (10; many domains may share one MX), so a server that stalls
+// holds a few slots and mail to other destinations keeps flowing. Every
+// step of a conversation has its RFC 5321 §4.5.3.2 deadline (Timeouts,
+// package smtpclient: a deadline for a whole reply, however slowly its bytes
+// come, and one for the whole connection), and a deadline that passes is
+// recorded as the deferral's reason, e.g. "451 4.4.2 timeout waiting for
+// greeting from mx.example [192.0.2.1]", which admin queue show prints. A
+// server whose last connection timed out, sent an unreadable reply or
+// could not be reached gets one connection at a time until a transaction
+// with it completes; an attempt that finds every server of its domain at
+// its limit connects nowhere, records why, and is made again after a
+// minute (a failed server; at once when the server completes a
+// transaction again) or 5 seconds (a busy healthy one) without counting
+// as an attempt. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
 // 5.1.10. When our own hostname is among the MX hosts, only those preferred

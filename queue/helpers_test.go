@@ -70,6 +70,16 @@ type fakeRemote struct {
 
 func newFakeRemote(t *testing.T, configure ...func(*smtp.Server)) *fakeRemote {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newFakeRemoteOn(t, ln, configure...)
+}
+
+// newFakeRemoteOn serves the fake remote on ln.
+func newFakeRemoteOn(t *testing.T, ln net.Listener, configure ...func(*smtp.Server)) *fakeRemote {
+	t.Helper()
 	f := &fakeRemote{t: t, rcpt: map[string][]*smtp.SMTPError{}, inData: make(chan struct{}, 16)}
 	f.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &fakeSession{f: f, c: c}, nil
@@ -82,10 +92,6 @@ func newFakeRemote(t *testing.T, configure ...func(*smtp.Server)) *fakeRemote {
 	f.srv.ErrorLog = nopLogger{}
 	for _, fn := range configure {
 		fn(f.srv)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	f.port = ln.Addr().(*net.TCPAddr).Port
 	go f.srv.Serve(ln)

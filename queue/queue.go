@@ -24,6 +24,7 @@ import (
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/internal/mailaddr"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
+	"github.com/posthouse/posthouse/smtpclient"
 )
 
 // Defaults for Options.
@@ -33,6 +34,7 @@ const (
 	DefaultRemotePort    = 25
 	DefaultMaxConcurrent = 50
 	DefaultMaxPerDomain  = 5
+	DefaultMaxPerHost    = 10
 	DefaultPollInterval  = 5 * time.Second
 	DefaultDialTimeout   = 30 * time.Second
 	// maxHeaderBytes bounds how much of a message's header we read to find
@@ -85,6 +87,9 @@ type Options struct {
 	TLS *tls.Config
 	// DisableTLS turns STARTTLS off entirely.
 	DisableTLS bool
+	// Timeouts bound each step of a conversation with a remote server and
+	// the whole connection (RFC 5321 §4.5.3.2; zero fields: its defaults).
+	Timeouts smtpclient.Timeouts
 
 	// Expiry is how long a message is retried before it bounces (default
 	// DefaultExpiry).
@@ -93,9 +98,13 @@ type Options struct {
 	// negative: never).
 	DelayWarning time.Duration
 	// MaxConcurrent bounds delivery attempts in flight in total,
-	// MaxPerDomain per destination domain.
+	// MaxPerDomain per destination domain, MaxPerHost connections per
+	// mail server address (many domains may share one MX). A host whose
+	// last connection timed out or could not be made gets one connection
+	// at a time until a transaction with it completes.
 	MaxConcurrent int
 	MaxPerDomain  int
+	MaxPerHost    int
 	// MaxMessageSize refuses larger messages at Enqueue (0: no limit).
 	MaxMessageSize int64
 	// PollInterval is how often the scheduler looks at the database even
@@ -155,6 +164,7 @@ type Queue struct {
 	perDom   map[string]int
 	total    int
 	tlsFail  map[string]time.Time // host → last failed STARTTLS
+	hosts    map[netip.Addr]*hostState
 	workers  sync.WaitGroup
 	bounceMu sync.Mutex
 	sched    sync.WaitGroup
@@ -200,6 +210,9 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if opts.MaxPerDomain <= 0 {
 		opts.MaxPerDomain = DefaultMaxPerDomain
 	}
+	if opts.MaxPerHost <= 0 {
+		opts.MaxPerHost = DefaultMaxPerHost
+	}
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = DefaultPollInterval
 	}
@@ -217,6 +230,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		inflight: make(map[job]bool),
 		perDom:   make(map[string]int),
 		tlsFail:  make(map[string]time.Time),
+		hosts:    make(map[netip.Addr]*hostState),
 	}
 	if err := os.MkdirAll(q.tmpDir, 0o700); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)

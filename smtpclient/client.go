@@ -9,27 +9,87 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// Timeouts of the SMTP client, RFC 5321 §4.5.3.2.
+// Default timeouts, RFC 5321 §4.5.3.2, and the limits on replies.
 const (
-	timeoutGreeting = 5 * time.Minute
-	timeoutCommand  = 5 * time.Minute // EHLO, MAIL, RCPT, RSET, QUIT
-	timeoutDataInit = 2 * time.Minute
-	timeoutDataSend = 3 * time.Minute // each block written
-	timeoutDataEnd  = 10 * time.Minute
-	timeoutTLS      = 1 * time.Minute
+	DefaultGreeting   = 5 * time.Minute  // §4.5.3.2.1 initial 220
+	DefaultCommand    = 5 * time.Minute  // EHLO, STARTTLS, RSET, QUIT: like MAIL
+	DefaultMail       = 5 * time.Minute  // §4.5.3.2.2
+	DefaultRcpt       = 5 * time.Minute  // §4.5.3.2.3
+	DefaultDataInit   = 2 * time.Minute  // §4.5.3.2.4
+	DefaultDataBlock  = 3 * time.Minute  // §4.5.3.2.5, each block written
+	DefaultDataDone   = 10 * time.Minute // §4.5.3.2.6
+	DefaultConnection = 30 * time.Minute // the whole connection, every message on it
+	timeoutTLS        = 1 * time.Minute
+	timeoutQuit       = 30 * time.Second
 	// maxReplyLine is twice RFC 5321 §4.5.3.1.5's 512-octet reply line;
-	// maxReplyLines bounds a multi-line reply (an EHLO list is ~20).
+	// maxReplyLines bounds a multi-line reply (an EHLO list is ~20), and
+	// maxReplyBytes all its lines together (a long banner is ~2 KiB).
 	maxReplyLine  = 2048
 	maxReplyLines = 100
+	maxReplyBytes = 16 << 10
 	// MaxRcptsPerTransaction: RFC 5321 §4.5.3.1.8 requires servers to
 	// accept at least 100.
 	MaxRcptsPerTransaction = 100
 )
+
+// Timeouts bound each wait of a conversation. Each is a deadline for the
+// whole reply (or the whole block written), not an idle time between
+// reads: a server that sends one byte a second gets no longer than one
+// that sends nothing. Connection bounds the whole connection, every
+// message on it included. Zero fields take the defaults above.
+type Timeouts struct {
+	Greeting   time.Duration
+	Command    time.Duration
+	Mail       time.Duration
+	Rcpt       time.Duration
+	DataInit   time.Duration
+	DataBlock  time.Duration
+	DataDone   time.Duration
+	Connection time.Duration
+}
+
+// withDefaults fills the zero fields.
+func (t Timeouts) withDefaults() Timeouts {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&t.Greeting, DefaultGreeting)
+	def(&t.Command, DefaultCommand)
+	def(&t.Mail, DefaultMail)
+	def(&t.Rcpt, DefaultRcpt)
+	def(&t.DataInit, DefaultDataInit)
+	def(&t.DataBlock, DefaultDataBlock)
+	def(&t.DataDone, DefaultDataDone)
+	def(&t.Connection, DefaultConnection)
+	return t
+}
+
+// TimeoutError says what the client was waiting for when a deadline
+// passed: "greeting", "reply to MAIL", "reply to end of data", "sending
+// message data". Connection is set when the connection's overall limit
+// (Timeouts.Connection) ran out rather than the step's own.
+type TimeoutError struct {
+	Waiting    string
+	Connection bool
+}
+
+func (e *TimeoutError) Error() string {
+	if e.Connection {
+		return "connection time limit reached waiting for " + e.Waiting
+	}
+	return "timeout waiting for " + e.Waiting
+}
+
+// Timeout lets net-style checks see the error as a timeout.
+func (e *TimeoutError) Timeout() bool { return true }
 
 // Reply is an SMTP reply.
 type Reply struct {
@@ -56,23 +116,24 @@ func (r Reply) Positive() bool { return r.Code >= 200 && r.Code < 400 }
 // including codes outside the RFC, is temporary.
 func (r Reply) Permanent() bool { return r.Code >= 500 && r.Code < 600 }
 
-// errProtocol is a reply we cannot parse.
-var errProtocol = errors.New("malformed SMTP reply")
+// ErrProtocol is a reply we cannot parse, or one past the bounds on its
+// size.
+var ErrProtocol = errors.New("malformed SMTP reply")
 
 // ParseReplyLine splits one reply line: code, whether more lines follow
 // ("250-"), and the text. RFC 5321 §4.2.
 func ParseReplyLine(line string) (code int, more bool, text string, err error) {
 	if len(line) < 3 {
-		return 0, false, "", errProtocol
+		return 0, false, "", ErrProtocol
 	}
 	for i := 0; i < 3; i++ {
 		if line[i] < '0' || line[i] > '9' {
-			return 0, false, "", errProtocol
+			return 0, false, "", ErrProtocol
 		}
 	}
 	code = int(line[0]-'0')*100 + int(line[1]-'0')*10 + int(line[2]-'0')
 	if code < 200 || code > 599 {
-		return 0, false, "", errProtocol
+		return 0, false, "", ErrProtocol
 	}
 	if len(line) == 3 {
 		return code, false, "", nil
@@ -82,7 +143,7 @@ func ParseReplyLine(line string) (code int, more bool, text string, err error) {
 		more = true
 	case ' ':
 	default:
-		return 0, false, "", errProtocol
+		return 0, false, "", ErrProtocol
 	}
 	return code, more, line[4:], nil
 }
@@ -132,16 +193,52 @@ type Client struct {
 	ext    map[string]string
 	tls    bool
 	remote string // host name for logs and DSNs
+	to     Timeouts
+	// end is the connection's overall deadline (Timeouts.Connection
+	// after New); no step's deadline goes past it.
+	end time.Time
+	// stepEnd is the deadline of the step under way, to tell a step's
+	// timeout from the connection's.
+	stepEnd time.Time
 }
 
-// New returns a client on conn, a connection to the host named remote.
-// ctx is the attempt's context: the caller sets a past deadline on conn when
-// ctx ends (context.AfterFunc), and the client checks ctx after every
-// deadline it sets, so a later deadline never undoes the cancellation.
-func New(ctx context.Context, conn net.Conn, remote string) *Client {
-	c := &Client{ctx: ctx, remote: remote}
+// New returns a client on conn, a connection to the host named remote,
+// with timeouts to (zero fields: the RFC 5321 defaults); the connection's
+// overall limit starts now. ctx is the attempt's context: the caller sets a
+// past deadline on conn when ctx ends (context.AfterFunc), and the client
+// checks ctx after every deadline it sets, so a later deadline never undoes
+// the cancellation.
+func New(ctx context.Context, conn net.Conn, remote string, to Timeouts) *Client {
+	to = to.withDefaults()
+	c := &Client{ctx: ctx, remote: remote, to: to, end: time.Now().Add(to.Connection)}
 	c.setConn(conn)
 	return c
+}
+
+// Remaining returns how much of the connection's time limit is left, and
+// the limit: a caller reusing the connection for more messages stops
+// while there is time to finish one.
+func (c *Client) Remaining() (left, limit time.Duration) {
+	return time.Until(c.end), c.to.Connection
+}
+
+// deadline returns the deadline of a step that may take d: now + d, or
+// the connection's end if that comes first.
+func (c *Client) deadline(d time.Duration) time.Time {
+	c.stepEnd = time.Now().Add(d)
+	if c.stepEnd.After(c.end) {
+		return c.end
+	}
+	return c.stepEnd
+}
+
+// timeout turns a deadline error into a TimeoutError naming what we
+// waited for; other errors (cancellation included) pass unchanged.
+func (c *Client) timeout(err error, waiting string) error {
+	if err == nil || c.ctx.Err() != nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return &TimeoutError{Waiting: waiting, Connection: c.stepEnd.After(c.end)}
 }
 
 func (c *Client) setConn(conn net.Conn) {
@@ -150,20 +247,32 @@ func (c *Client) setConn(conn net.Conn) {
 	c.bw = bufio.NewWriterSize(conn, 32<<10)
 }
 
-func (c *Client) readReply(timeout time.Duration) (Reply, error) {
-	c.conn.SetReadDeadline(time.Now().Add(timeout))
+// readReply reads one reply within timeout (a deadline for the whole
+// reply, however slowly its bytes come); waiting names it in a timeout
+// error.
+func (c *Client) readReply(timeout time.Duration, waiting string) (Reply, error) {
+	c.conn.SetReadDeadline(c.deadline(timeout))
 	if err := c.ctx.Err(); err != nil {
 		return Reply{}, err
 	}
+	r, err := c.parseReply()
+	return r, c.timeout(err, waiting)
+}
+
+func (c *Client) parseReply() (Reply, error) {
 	var r Reply
 	var texts []string
+	total := 0
 	for i := 0; ; i++ {
 		if i >= maxReplyLines {
-			return Reply{}, fmt.Errorf("%w: too many lines", errProtocol)
+			return Reply{}, fmt.Errorf("%w: too many lines", ErrProtocol)
 		}
 		line, err := c.readLine()
 		if err != nil {
 			return Reply{}, err
+		}
+		if total += len(line) + 2; total > maxReplyBytes {
+			return Reply{}, fmt.Errorf("%w: reply too long", ErrProtocol)
 		}
 		code, more, text, err := ParseReplyLine(line)
 		if err != nil {
@@ -172,7 +281,7 @@ func (c *Client) readReply(timeout time.Duration) (Reply, error) {
 		if i == 0 {
 			r.Code = code
 		} else if code != r.Code {
-			return Reply{}, fmt.Errorf("%w: code changed within reply", errProtocol)
+			return Reply{}, fmt.Errorf("%w: code changed within reply", ErrProtocol)
 		}
 		texts = append(texts, text)
 		if !more {
@@ -189,19 +298,30 @@ func (c *Client) readReply(timeout time.Duration) (Reply, error) {
 	return r, nil
 }
 
+// readLine reads one line through its LF. A line cut short by a deadline
+// or the end of the connection is an error, never a reply (bufio's
+// ReadLine would hand such a fragment over as a complete line).
 func (c *Client) readLine() (string, error) {
 	var line []byte
 	for {
-		frag, isPrefix, err := c.br.ReadLine()
-		if err != nil {
-			return "", err
-		}
+		frag, err := c.br.ReadSlice('\n')
 		line = append(line, frag...)
-		if len(line) > maxReplyLine {
-			return "", fmt.Errorf("%w: line too long", errProtocol)
+		if len(line) > maxReplyLine+2 {
+			return "", fmt.Errorf("%w: line too long", ErrProtocol)
 		}
-		if !isPrefix {
+		switch {
+		case err == nil:
+			line = line[:len(line)-1]
+			if n := len(line); n > 0 && line[n-1] == '\r' {
+				line = line[:n-1]
+			}
 			return string(line), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return "", io.ErrUnexpectedEOF
+		default:
+			return "", err
 		}
 	}
 }
@@ -219,39 +339,39 @@ func (c *Client) write(format string, args ...any) error {
 	return err
 }
 
-func (c *Client) flush(timeout time.Duration) error {
-	c.conn.SetWriteDeadline(time.Now().Add(timeout))
+func (c *Client) flush(timeout time.Duration, sending string) error {
+	c.conn.SetWriteDeadline(c.deadline(timeout))
 	if err := c.ctx.Err(); err != nil {
 		return err
 	}
-	return c.bw.Flush()
+	return c.timeout(c.bw.Flush(), "the server to read "+sending)
 }
 
-// cmd sends one command and reads its reply.
-func (c *Client) cmd(timeout time.Duration, format string, args ...any) (Reply, error) {
+// cmd sends one command and reads its reply; verb names it in errors.
+func (c *Client) cmd(timeout time.Duration, verb, format string, args ...any) (Reply, error) {
 	if err := c.write(format, args...); err != nil {
 		return Reply{}, err
 	}
-	if err := c.flush(timeout); err != nil {
+	if err := c.flush(timeout, verb); err != nil {
 		return Reply{}, err
 	}
-	return c.readReply(timeout)
+	return c.readReply(timeout, "reply to "+verb)
 }
 
 // Greeting reads the server's greeting (220 when it will talk to us).
 func (c *Client) Greeting() (Reply, error) {
-	return c.readReply(timeoutGreeting)
+	return c.readReply(c.to.Greeting, "greeting")
 }
 
 // Hello reads nothing: it sends EHLO (HELO when EHLO is refused as unknown)
 // and records the extensions.
 func (c *Client) Hello(name string) (Reply, error) {
-	r, err := c.cmd(timeoutCommand, "EHLO %s", name)
+	r, err := c.cmd(c.to.Command, "EHLO", "EHLO %s", name)
 	if err != nil {
 		return r, err
 	}
 	if r.Code == 500 || r.Code == 502 {
-		r, err = c.cmd(timeoutCommand, "HELO %s", name)
+		r, err = c.cmd(c.to.Command, "HELO", "HELO %s", name)
 		c.ext = map[string]string{}
 		return r, err
 	}
@@ -288,7 +408,7 @@ var errTLS = errors.New("STARTTLS failed")
 // StartTLS upgrades the connection. Any failure leaves the connection
 // unusable: the caller closes it and never goes on in plaintext on it.
 func (c *Client) StartTLS(cfg *tls.Config, serverName string) error {
-	r, err := c.cmd(timeoutCommand, "STARTTLS")
+	r, err := c.cmd(c.to.Command, "STARTTLS", "STARTTLS")
 	if err != nil {
 		return fmt.Errorf("%w: %v", errTLS, err)
 	}
@@ -300,12 +420,12 @@ func (c *Client) StartTLS(cfg *tls.Config, serverName string) error {
 		cfg.ServerName = serverName
 	}
 	tc := tls.Client(c.conn, cfg)
-	tc.SetDeadline(time.Now().Add(timeoutTLS))
+	tc.SetDeadline(c.deadline(timeoutTLS))
 	if err := c.ctx.Err(); err != nil {
 		return err
 	}
 	if err := tc.Handshake(); err != nil {
-		return fmt.Errorf("%w: %v", errTLS, err)
+		return fmt.Errorf("%w: %v", errTLS, c.timeout(err, "the TLS handshake"))
 	}
 	tc.SetDeadline(time.Time{})
 	c.setConn(tc)
@@ -356,7 +476,7 @@ func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.
 	}
 	var mailReply Reply
 	if !pipelining {
-		r, err := c.readAfterFlush(timeoutCommand)
+		r, err := c.readAfterFlush(c.to.Mail, "MAIL")
 		if err != nil {
 			return replies, err
 		}
@@ -374,7 +494,7 @@ func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.
 			return replies, err
 		}
 		if !pipelining {
-			r, err := c.readAfterFlush(timeoutCommand)
+			r, err := c.readAfterFlush(c.to.Rcpt, "RCPT")
 			if err != nil {
 				return replies, err
 			}
@@ -385,16 +505,16 @@ func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.
 		}
 	}
 	if pipelining {
-		if err := c.flush(timeoutCommand); err != nil {
+		if err := c.flush(c.to.Mail, "MAIL"); err != nil {
 			return replies, err
 		}
-		r, err := c.readReply(timeoutCommand)
+		r, err := c.readReply(c.to.Mail, "reply to MAIL")
 		if err != nil {
 			return replies, err
 		}
 		mailReply = r
 		for i := range rcpts {
-			r, err := c.readReply(timeoutCommand)
+			r, err := c.readReply(c.to.Rcpt, "reply to RCPT")
 			if err != nil {
 				return replies, err
 			}
@@ -415,7 +535,7 @@ func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.
 	if accepted == 0 {
 		return replies, nil
 	}
-	r, err := c.cmd(timeoutDataInit, "DATA")
+	r, err := c.cmd(c.to.DataInit, "DATA", "DATA")
 	if err != nil {
 		return replies, err
 	}
@@ -426,7 +546,7 @@ func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.
 	if err := c.sendData(body); err != nil {
 		return replies, err
 	}
-	r, err = c.readReply(timeoutDataEnd)
+	r, err = c.readReply(c.to.DataDone, "reply to end of data")
 	if err != nil {
 		return replies, err
 	}
@@ -434,11 +554,11 @@ func (c *Client) Transaction(from string, rcpts []string, p MailParams, body io.
 	return replies, nil
 }
 
-func (c *Client) readAfterFlush(timeout time.Duration) (Reply, error) {
-	if err := c.flush(timeout); err != nil {
+func (c *Client) readAfterFlush(timeout time.Duration, verb string) (Reply, error) {
+	if err := c.flush(timeout, verb); err != nil {
 		return Reply{}, err
 	}
-	return c.readReply(timeout)
+	return c.readReply(timeout, "reply to "+verb)
 }
 
 func setAccepted(replies []Reply, r Reply) {
@@ -449,24 +569,23 @@ func setAccepted(replies []Reply, r Reply) {
 	}
 }
 
-// deadlineWriter renews the write deadline before every write, so a slow
-// but moving peer is not cut off while a stuck one is.
-type deadlineWriter struct {
-	ctx  context.Context
-	conn net.Conn
-}
+// deadlineWriter renews the write deadline before every block written
+// (within the connection's limit), so a slow but moving peer is not cut
+// off while a stuck one is.
+type deadlineWriter struct{ c *Client }
 
 func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.conn.SetWriteDeadline(time.Now().Add(timeoutDataSend))
-	if err := d.ctx.Err(); err != nil {
+	d.c.conn.SetWriteDeadline(d.c.deadline(d.c.to.DataBlock))
+	if err := d.c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return d.conn.Write(p)
+	n, err := d.c.conn.Write(p)
+	return n, d.c.timeout(err, "the server to read message data")
 }
 
 // sendData writes the dot-stuffed body and the final ".".
 func (c *Client) sendData(body io.Reader) error {
-	c.bw.Reset(deadlineWriter{c.ctx, c.conn})
+	c.bw.Reset(deadlineWriter{c})
 	dw := textproto.NewWriter(c.bw).DotWriter()
 	if _, err := io.Copy(dw, body); err != nil {
 		return err
@@ -480,11 +599,11 @@ func (c *Client) sendData(body io.Reader) error {
 
 // Reset sends RSET between two transactions on one connection.
 func (c *Client) Reset() (Reply, error) {
-	return c.cmd(timeoutCommand, "RSET")
+	return c.cmd(c.to.Command, "RSET", "RSET")
 }
 
 // Quit says QUIT and closes the connection.
 func (c *Client) Quit() {
-	c.cmd(30*time.Second, "QUIT")
+	c.cmd(min(timeoutQuit, c.to.Command), "QUIT", "QUIT")
 	c.conn.Close()
 }

@@ -2,6 +2,7 @@ package smtpclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"net"
 	"strings"
@@ -72,8 +73,8 @@ func TestClientHELOFallbackAndLockstep(t *testing.T) {
 	steps = append(steps, bodySteps("Subject: x", "\r\n", "..dot", ".")...)
 	steps = append(steps, step{"", "250-2.0.0 queued as 1\r\n250 2.0.0 thanks\r\n"})
 	conn, done := scripted(t, steps)
-	c := New(context.Background(), conn, "old.test")
-	if r, err := c.readReply(time.Second); err != nil || r.Code != 220 {
+	c := New(context.Background(), conn, "old.test", Timeouts{})
+	if r, err := c.readReply(time.Second, "reply"); err != nil || r.Code != 220 {
 		t.Fatalf("greeting %v %v", r, err)
 	}
 	if r, err := c.Hello("mail.a.test"); err != nil || r.Code != 250 {
@@ -100,8 +101,8 @@ func TestClientPipelinedAllRefused(t *testing.T) {
 		// no DATA: nothing was accepted
 		{"QUIT", "221 bye\r\n"},
 	})
-	c := New(context.Background(), conn, "mx")
-	c.readReply(time.Second)
+	c := New(context.Background(), conn, "mx", Timeouts{})
+	c.readReply(time.Second, "reply")
 	c.Hello("mail.a.test")
 	if c.MaxSize() != 1000 {
 		t.Errorf("SIZE %d", c.MaxSize())
@@ -124,8 +125,8 @@ func TestClientRefusedMAILExplainsAll(t *testing.T) {
 		{"RCPT TO:<x@b.test>", ""},
 		{"RCPT TO:<y@b.test>", "550 5.7.1 sender blocked\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n"},
 	})
-	c := New(context.Background(), conn, "mx")
-	c.readReply(time.Second)
+	c := New(context.Background(), conn, "mx", Timeouts{})
+	c.readReply(time.Second, "reply")
 	c.Hello("mail.a.test")
 	replies, err := c.Transaction("a@a.test", []string{"x@b.test", "y@b.test"}, MailParams{}, strings.NewReader("x\r\n"))
 	if err != nil {
@@ -151,8 +152,8 @@ func TestClientConnectionLostAfterData(t *testing.T) {
 	}
 	steps = append(steps, bodySteps("hello", ".")...) // then hang up without a reply
 	conn, _ := scripted(t, steps)
-	c := New(context.Background(), conn, "mx")
-	c.readReply(time.Second)
+	c := New(context.Background(), conn, "mx", Timeouts{})
+	c.readReply(time.Second, "reply")
 	c.Hello("mail.a.test")
 	replies, err := c.Transaction("a@a.test", []string{"x@b.test"}, MailParams{}, strings.NewReader("hello\r\n"))
 	if err == nil {
@@ -170,12 +171,14 @@ func TestClientBadReplies(t *testing.T) {
 		{"code changes mid-reply", "250-a\r\n251 b\r\n"},
 		{"bad separator", "250+x\r\n"},
 		{"line too long", "250 " + strings.Repeat("x", 3000) + "\r\n"},
+		{"cut mid-line", "250 all is w"},
+		{"cut mid-reply", "250-first line\r\n250 secon"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, _ := scripted(t, []step{{"", tc.reply}})
-			c := New(context.Background(), conn, "mx")
-			if r, err := c.readReply(time.Second); err == nil {
+			c := New(context.Background(), conn, "mx", Timeouts{})
+			if r, err := c.readReply(time.Second, "reply"); err == nil {
 				t.Errorf("accepted %q as %v", tc.reply, r)
 			}
 		})
@@ -187,9 +190,9 @@ func TestClientCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	c := New(ctx, conn, "mx")
+	c := New(ctx, conn, "mx", Timeouts{})
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	if _, err := c.readReply(time.Minute); err == nil {
+	if _, err := c.readReply(time.Minute, "reply"); err == nil {
 		t.Fatal("read survived cancellation")
 	}
 }
@@ -224,6 +227,29 @@ func FuzzParseReplyLine(f *testing.F) {
 		r := Reply{Code: code, Enhanced: enh, Text: rest}
 		if back := ParseReply(r.String()); back.Code != code || (enh != "" && back.Enhanced != enh) {
 			t.Fatalf("round trip %q → %d %q", r.String(), back.Code, back.Enhanced)
+		}
+	})
+}
+
+// FuzzReadReply: whatever a server sends, a reply read from it stays
+// within the bounds (lines, bytes) or is an error.
+func FuzzReadReply(f *testing.F) {
+	f.Add([]byte("220 mx.b.test ESMTP\r\n"))
+	f.Add([]byte("250-mx.b.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n"))
+	f.Add([]byte("550-5.1.1 no\r\n550 5.1.1 such user\r\n"))
+	f.Add([]byte("250 cut"))
+	f.Add([]byte("354\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &Client{br: bufio.NewReaderSize(bytes.NewReader(data), 4096)}
+		r, err := c.parseReply()
+		if err != nil {
+			return
+		}
+		if r.Code < 200 || r.Code > 599 {
+			t.Fatalf("code %d", r.Code)
+		}
+		if len(r.Text) > maxReplyBytes || strings.Count(r.Text, "\n") >= maxReplyLines {
+			t.Fatalf("reply of %d bytes, %d lines passed the bounds", len(r.Text), strings.Count(r.Text, "\n")+1)
 		}
 	})
 }

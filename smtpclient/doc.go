@@ -20,14 +20,20 @@
 // connection unusable: the caller closes it and never goes on in plaintext
 // on it.
 //
-// Every read and write has a deadline (RFC 5321 §4.5.3.2: 5 minutes for the
-// greeting and commands, 2 for DATA, 3 per block of data written, 10 for the
-// reply to the end of data); the caller cancels an attempt by setting a
-// past deadline on the connection when its context ends, and the client
-// checks that context after each deadline it sets. Replies are bounded:
-// 2048 octets a line, 100 lines a reply; anything that does not parse as a
-// reply is a protocol error. A transaction carries at most
-// MaxRcptsPerTransaction recipients.
+// Every read and write has a deadline (RFC 5321 §4.5.3.2, the caller's
+// Timeouts; defaults 5 minutes for the greeting, EHLO, MAIL and RCPT, 2
+// for DATA, 3 per block of data written, 10 for the reply to the end of
+// data). A reply's deadline covers the whole reply, not each read, and a
+// reply is bounded in size (2048 octets a line, 100 lines, 16 KiB in all),
+// so a server that answers one byte a second is cut off like a silent one;
+// the connection as a whole has a limit too (Timeouts.Connection, default
+// 30 minutes, every message on it included). A deadline that passes is a
+// TimeoutError naming what we were waiting for ("greeting", "reply to end
+// of data"), which the queue records as the reason of the deferral. The
+// caller cancels an attempt by setting a past deadline on the connection
+// when its context ends, and the client checks that context after each
+// deadline it sets. Anything that does not parse as a reply is a protocol
+// error. A transaction carries at most MaxRcptsPerTransaction recipients.
 //
 // Replies are Reply values, "temporary or permanent" explicit: Permanent is
 // 5xx, and anything else that is not positive, including codes outside the

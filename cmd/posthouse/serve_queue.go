@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/posthouse/posthouse/auth"
@@ -10,6 +11,7 @@ import (
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/metrics"
 	"github.com/posthouse/posthouse/queue"
+	"github.com/posthouse/posthouse/smtpclient"
 	"github.com/posthouse/posthouse/srs"
 )
 
@@ -54,6 +56,20 @@ func queueOptions(cfg *config.Config) queue.Options {
 		RemotePort:     cfg.Queue.RemotePort,
 		Expiry:         time.Duration(cfg.Queue.Expiry.Duration),
 		MaxMessageSize: int64(cfg.Limits.MaxMessageSize) + traceHeaderSlack,
+		MaxConcurrent:  cfg.Queue.MaxConnections,
+		MaxPerDomain:   cfg.Queue.MaxPerDomain,
+		MaxPerHost:     cfg.Queue.MaxPerHost,
+		Dial:           (&net.Dialer{Timeout: cfg.Queue.ConnectTimeout.Duration}).DialContext,
+		Timeouts: smtpclient.Timeouts{
+			Greeting:   cfg.Queue.GreetingTimeout.Duration,
+			Command:    cfg.Queue.CommandTimeout.Duration,
+			Mail:       cfg.Queue.MailTimeout.Duration,
+			Rcpt:       cfg.Queue.RcptTimeout.Duration,
+			DataInit:   cfg.Queue.DataInitTimeout.Duration,
+			DataBlock:  cfg.Queue.DataBlockTimeout.Duration,
+			DataDone:   cfg.Queue.DataDoneTimeout.Duration,
+			Connection: cfg.Queue.ConnectionTimeout.Duration,
+		},
 	}
 }
 

@@ -1,0 +1,172 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/posthouse/posthouse/smtpclient"
+)
+
+// When an attempt found every server of its domain at its connection
+// limit, it is made again after hostBusyDelay (a host that failed: its one
+// probing connection may take minutes) or hostFullDelay (a healthy host,
+// whose connections end or take the message themselves soon). Such an
+// attempt is not counted (no backoff): the limit is ours, not the
+// remote's answer.
+const (
+	hostBusyDelay = time.Minute
+	hostFullDelay = 5 * time.Second
+)
+
+// hostState is what the queue knows about one mail server address while
+// it runs: connections open to it, and why the last one failed when it
+// did not get as far as a completed transaction.
+type hostState struct {
+	conns int
+	// failed: the last connection timed out or could not be made; until a
+	// transaction completes, one connection at a time probes the host, so a
+	// server that stalls holds one slot, not MaxPerHost.
+	failed bool
+	reason string // the failure, as recorded for the recipients
+	// waiting: domains whose attempts found this failed host busy; when
+	// it answers again their mail is made due at once (wakeWaiting).
+	waiting map[string]bool
+}
+
+// busyNote ends the reply recorded for an attempt that found its failed
+// host busy; wakeWaiting finds those recipients by it.
+const busyNote = " (one connection at a time until it answers)"
+
+// maxWaitingDomains bounds a host's waiting set; past it, the others wait
+// for hostBusyDelay.
+const maxWaitingDomains = 1000
+
+// acquireHost takes a connection slot at addr. When none is free it
+// returns false, the reply to record for this attempt and when to make it
+// again.
+func (q *Queue) acquireHost(host string, addr netip.Addr, domain string) (smtpclient.Reply, time.Duration, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h := q.hosts[addr]
+	if h == nil {
+		h = &hostState{}
+		q.hosts[addr] = h
+	}
+	limit := q.opts.MaxPerHost
+	if h.failed {
+		limit = 1
+	}
+	if h.conns >= limit {
+		if h.failed {
+			if h.waiting == nil {
+				h.waiting = map[string]bool{}
+			}
+			if len(h.waiting) < maxWaitingDomains {
+				h.waiting[domain] = true
+			}
+			return smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: h.reason + busyNote}, hostBusyDelay, false
+		}
+		return smtpclient.Reply{Code: 451, Enhanced: "4.4.5", Text: "too many connections in flight to " + hostAddr(host, addr)}, hostFullDelay, false
+	}
+	h.conns++
+	return smtpclient.Reply{}, 0, true
+}
+
+// releaseHost gives the slot back and notes how the connection ended:
+// ok after a completed transaction, failure with its reply text when it
+// timed out or could not be made, neither otherwise.
+func (q *Queue) releaseHost(addr netip.Addr, ok bool, failure string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h := q.hosts[addr]
+	if h == nil {
+		return
+	}
+	h.conns--
+	switch {
+	case ok:
+		h.failed, h.reason = false, ""
+	case failure != "":
+		h.failed, h.reason = true, failure
+	}
+	if h.conns <= 0 && !h.failed {
+		delete(q.hosts, addr)
+	}
+	if len(q.hosts) > maxHostStates {
+		// Failed hosts nobody is connected to are forgotten first: at
+		// worst one of them gets MaxPerHost connections again.
+		for a, h := range q.hosts {
+			if h.conns <= 0 {
+				delete(q.hosts, a)
+			}
+		}
+	}
+}
+
+// maxHostStates bounds the hosts the queue remembers.
+const maxHostStates = 10000
+
+// hostAnswered notes a completed transaction with addr: it gets
+// MaxPerHost connections again at once, not when this one closes. It
+// returns the domains whose attempts found it busy while it was failing.
+func (q *Queue) hostAnswered(addr netip.Addr) (waiting []string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h := q.hosts[addr]
+	if h == nil {
+		return nil
+	}
+	for d := range h.waiting {
+		waiting = append(waiting, d)
+	}
+	h.failed, h.reason, h.waiting = false, "", nil
+	return waiting
+}
+
+// wakeWaiting makes due at once the recipients of domains whose attempts
+// were put off because their host was failing and busy (their reply ends
+// with busyNote): it answers again, so they need not wait for
+// hostBusyDelay.
+func (q *Queue) wakeWaiting(ctx context.Context, domains []string) {
+	now := q.opts.Now().UnixNano()
+	woken := int64(0)
+	for _, d := range domains {
+		res, err := q.db.Write.ExecContext(ctx, `UPDATE recipients SET next_attempt = ?
+			WHERE domain = ? AND state = 'pending' AND next_attempt > ? AND reply LIKE ?`, now, d, now, "%"+busyNote)
+		if err != nil {
+			if ctx.Err() == nil {
+				q.log.Error("queue: wake waiting recipients", "domain", d, "err", err)
+			}
+			return
+		}
+		n, _ := res.RowsAffected()
+		woken += n
+	}
+	if woken > 0 {
+		q.log.Info("host answers again; waiting recipients are due", "domains", len(domains), "rcpts", woken)
+		q.wake()
+	}
+}
+
+// hostAddr is how replies name a server: "mx.example [192.0.2.1]".
+func hostAddr(host string, addr netip.Addr) string {
+	return host + " [" + addr.String() + "]"
+}
+
+// lostReply is the temporary reply recorded when a conversation broke:
+// what we were waiting for when a deadline passed (RFC 5321 §4.5.3.2), a
+// reply we could not read, or a lost connection; and whether the host
+// counts as failed (see hostState).
+func lostReply(err error, host string, addr netip.Addr) (r smtpclient.Reply, hostFailed bool) {
+	var te *smtpclient.TimeoutError
+	switch {
+	case errors.As(err, &te):
+		return smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: te.Error() + " from " + hostAddr(host, addr)}, true
+	case errors.Is(err, smtpclient.ErrProtocol):
+		return smtpclient.Reply{Code: 451, Enhanced: "4.5.0", Text: "unreadable reply from " + hostAddr(host, addr)}, true
+	default:
+		return smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: "connection to " + hostAddr(host, addr) + " lost"}, false
+	}
+}
