@@ -4,9 +4,11 @@
 // the unprivileged user nobody when the tests run as root, and stopped
 // when the package's tests end.
 //
-// The server is tuned for tests, not for keeping data: fsync,
-// synchronous_commit and full_page_writes are off, so a crash of the
-// machine may lose what it held, which is thrown away anyway. Every test
+// The shared server is tuned for tests, not for keeping data: fsync,
+// synchronous_commit and full_page_writes are off (tests run faster and
+// spare the disk), so a crash of the machine may lose what it held, which
+// is thrown away anyway. Benchmarks comparing with a store that fsyncs
+// start their own with StartWith(StartOptions{Durable: true}). Every test
 // gets a database of its own (CREATE DATABASE), so tests share nothing.
 //
 // A package using it starts the server lazily and stops it in TestMain:
@@ -135,8 +137,21 @@ func versionOf(binDir string) int {
 	return n
 }
 
-// Start initialises and starts a new server. Stop it with Stop.
-func Start() (*Server, error) {
+// Start initialises and starts a new server tuned for tests (fsync off).
+// Stop it with Stop.
+func Start() (*Server, error) { return StartWith(StartOptions{}) }
+
+// StartOptions configure StartWith.
+type StartOptions struct {
+	// Durable keeps PostgreSQL's defaults of fsync, synchronous_commit
+	// and full_page_writes on, so that a commit waits for the disk, as
+	// in production: for benchmarks that compare with a store that
+	// fsyncs.
+	Durable bool
+}
+
+// StartWith initialises and starts a new server. Stop it with Stop.
+func StartWith(opts StartOptions) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -180,10 +195,12 @@ func Start() (*Server, error) {
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
 		"-k", dir, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=", // unix socket only
-		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=400", "-c", "shared_buffers=64MB",
 		"-c", "dynamic_shared_memory_type=mmap", "-c", "huge_pages=off",
 	)
+	if !opts.Durable {
+		s.cmd.Args = append(s.cmd.Args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
 	// pg_stat_statements, where installed, lets a test count the
 	// statements an operation runs.
 	if _, err := os.Stat(filepath.Join(bin, "..", "lib", "pg_stat_statements.so")); err == nil {

@@ -44,7 +44,9 @@ type wtx struct {
 	modseqs map[int64]uint64 // mailboxes bumped, with their new modseq
 	events  []mailstore.Event
 	bodies  []int64 // bodies whose last rows may have gone
-	remote  bool    // events also go to other nodes
+	// notified: fn sent its events to the other nodes itself (in the
+	// statement that made the change).
+	notified bool
 }
 
 // errNoChange, returned by a write's fn, rolls the transaction back: the
@@ -56,8 +58,14 @@ var errNoChange = errors.New("no change")
 // this goroutine; the other nodes get them through NOTIFY, sent in the
 // transaction.
 func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
-	a.wmu.Lock()
-	defer a.wmu.Unlock()
+	return a.writePrepared(ctx, nil, fn)
+}
+
+// writePrepared is write with a first step, prep, that runs in the
+// transaction before the account's writer lock is taken: reading a
+// message from a slow client into the body store holds a connection, but
+// no lock other writers of the account wait for.
+func (a *account) writePrepared(ctx context.Context, prep func(w *wtx) error, fn func(w *wtx) error) error {
 	if a.gone.Load() {
 		return mailstore.ErrClosed
 	}
@@ -66,11 +74,23 @@ func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 		return a.wrapErr(fmt.Errorf("postgres: begin: %w", err))
 	}
 	w := &wtx{Tx: tx, ctx: ctx, a: a}
+	if prep != nil {
+		if err := prep(w); err != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
+			return a.wrapErr(err)
+		}
+	}
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	if a.gone.Load() {
+		tx.Rollback(context.WithoutCancel(ctx))
+		return mailstore.ErrClosed
+	}
 	err = fn(w)
 	if err == nil && len(w.bodies) > 0 {
 		err = a.s.bodies.Delete(ctx, tx, w.bodies)
 	}
-	if err == nil && len(w.events) > 0 {
+	if err == nil && len(w.events) > 0 && !w.notified {
 		wire := make([]wireEvent, len(w.events))
 		for i, e := range w.events {
 			wire[i] = toWire(e)
@@ -244,6 +264,11 @@ func (l *lockConn) close() {
 	defer l.mu.Unlock()
 	l.closed = true
 	if l.conn != nil {
+		// Released before Close returns; closing the connection alone
+		// releases them when the server notices, a moment later.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		l.conn.Exec(ctx, `SELECT pg_advisory_unlock_all()`)
+		cancel()
 		l.conn.Close(context.Background())
 		l.conn = nil
 	}

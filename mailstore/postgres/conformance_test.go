@@ -11,7 +11,11 @@ import (
 	"github.com/posthouse/posthouse/mailstore/storetest"
 )
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m)
+	stopBenchServer()
+	os.Exit(code)
+}
 
 // openTestStore opens a Store over dsn; the test closes it (or the suite
 // does).
