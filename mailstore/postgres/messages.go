@@ -838,12 +838,14 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		var appends []mailstore.Event
 		for i, d := range destUIDs {
 			res.SourceUIDs = append(res.SourceUIDs, imap.UID(srcUIDs[i]))
 			res.DestUIDs = append(res.DestUIDs, imap.UID(d))
-			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destID, UID: imap.UID(d), ModSeq: destModSeq, Flags: flags[d]})
+			appends = append(appends, mailstore.Event{Kind: mailstore.EventAppend, MailboxID: destID, UID: imap.UID(d), ModSeq: destModSeq, Flags: flags[d]})
 		}
 		if !move {
+			w.events = append(w.events, appends...)
 			return w.addUsage(size, n, limit, msgLimit)
 		}
 		if _, err := w.Exec(ctx, `DELETE FROM mail_messages WHERE mailbox = $1 AND uid = ANY($2)`, srcID, srcUIDs); err != nil {
@@ -856,8 +858,18 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		if err := w.logExpunged(srcID, srcModSeq, gone); err != nil {
 			return err
 		}
+		var expunges []mailstore.Event
 		for _, u := range gone {
-			w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: srcID, UID: u, ModSeq: srcModSeq})
+			expunges = append(expunges, mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: srcID, UID: u, ModSeq: srcModSeq})
+		}
+		// The appends to the destination come before the expunges
+		// from the source (Account.Move), but in a move within one
+		// mailbox a session sees EXPUNGE then EXISTS, as IMAP servers
+		// commonly send them.
+		if destID == srcID {
+			w.events = append(append(w.events, expunges...), appends...)
+		} else {
+			w.events = append(append(w.events, appends...), expunges...)
 		}
 		return nil
 	})

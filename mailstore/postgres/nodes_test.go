@@ -238,3 +238,33 @@ func TestNodesRemove(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestMoveWithinMailbox: a MOVE of a message into its own mailbox is
+// published as its expunge, then the new UID's append (a session sends
+// EXPUNGE then EXISTS), sharing one modseq.
+func TestMoveWithinMailbox(t *testing.T) {
+	s := openTestStore(t, Options{DSN: pgtest.NewDatabase(t)})
+	t.Cleanup(func() { s.Close() })
+	acc := openAccount(t, s, "alice@example.org")
+	res, err := acc.Deliver(t.Context(), strings.NewReader(testMsg), mailstore.DeliverOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := watchLog(t, acc)
+	cr, err := acc.Move(t.Context(), res.MailboxID, imap.UIDSetNum(res.UID), mailstore.Inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := log.all() // delivered before Move returned
+	if len(evs) != 2 || evs[0].Kind != mailstore.EventExpunge || evs[0].UID != res.UID ||
+		evs[1].Kind != mailstore.EventAppend || evs[1].UID != cr.DestUIDs[0] || evs[0].ModSeq != evs[1].ModSeq {
+		t.Fatalf("events of a move within INBOX: %+v; want expunge of %d, then append of %v, one modseq", evs, res.UID, cr.DestUIDs)
+	}
+	snap, err := acc.Snapshot(t.Context(), res.MailboxID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Messages) != 1 || snap.Messages[0].UID != cr.DestUIDs[0] || snap.HighestModSeq != evs[0].ModSeq {
+		t.Errorf("after the move: %+v, want UID %d at modseq %d", snap, cr.DestUIDs[0], evs[0].ModSeq)
+	}
+}
