@@ -156,7 +156,7 @@ func StartWith(opts StartOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "pgtest-")
+	dir, err := os.MkdirTemp(tempParent(), "pgtest-")
 	if err != nil {
 		return nil, err
 	}
@@ -246,6 +246,29 @@ func (s *Server) waitReady() error {
 		if time.Now().After(deadline) {
 			log, _ := os.ReadFile(s.log)
 			return fmt.Errorf("pgtest: postgres not ready: %v; log: %s", err, log)
+		}
+	}
+}
+
+// tempParent is where the server's directory goes: the usual temporary
+// directory, unless running as root and nobody could not reach into it
+// (a TMPDIR under /root): then /tmp. The socket's path must also stay
+// short (a unix socket path has about 100 bytes).
+func tempParent() string {
+	dir := os.TempDir()
+	if os.Geteuid() != 0 || len(dir) > 60 {
+		if len(dir) > 60 {
+			return "/tmp"
+		}
+		return dir
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if d == filepath.Dir(d) {
+			return dir
 		}
 	}
 }
