@@ -11,10 +11,17 @@ package pgdb
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// DefaultMaxConns is the pool's size when the DSN does not set
+// pool_max_conns. pgxpool's own default (the number of CPUs, at least 4)
+// is too small for a mail server: a transaction that stores a message
+// holds its connection while the client sends the message.
+const DefaultMaxConns = 32
 
 // Open connects a pool to dsn (a postgres:// URL or key=value string;
 // pgxpool's pool_* parameters, such as pool_max_conns, are honoured) and
@@ -23,6 +30,9 @@ func Open(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("pgdb: parse dsn: %w", err)
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
