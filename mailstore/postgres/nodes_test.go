@@ -268,3 +268,10 @@ func TestMoveWithinMailbox(t *testing.T) {
 		t.Errorf("after the move: %+v, want UID %d at modseq %d", snap, cr.DestUIDs[0], evs[0].ModSeq)
 	}
 }
+
+var (
+	allUIDs     = imap.UIDSet{{Start: 1, Stop: 0}}
+	deletedFlag = []imap.Flag{imap.FlagDeleted}
+)
+
+func imapUID(u imap.UID) imap.UIDSet { return imap.UIDSetNum(u) }
