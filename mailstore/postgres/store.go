@@ -225,13 +225,14 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	}
 	a := s.accounts[name]
 	s.mu.Unlock()
-	if a != nil {
-		// Under the writer lock: no write of this process is half done.
-		a.wmu.Lock()
-		defer a.wmu.Unlock()
-	}
 	var id int64
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if a != nil {
+			// Under the writer lock, taken with a connection in hand as
+			// writes take it: no write of this process is half done.
+			a.wmu.Lock()
+			defer a.wmu.Unlock()
+		}
 		err := tx.QueryRow(ctx, `SELECT id FROM mail_accounts WHERE name = $1 FOR UPDATE`, name).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: %s", mailstore.ErrNoSuchAccount, name)
