@@ -23,8 +23,17 @@
 // transactions on one mailbox commit in modseq order, and a call that turns
 // out to change nothing rolls back, keeping the modseq. Within a process, a
 // per-account mutex also orders the transactions and the delivery of their
-// events, as in the maildir backend. Copy locks its source rows FOR KEY
-// SHARE, so a concurrent expunge waits for it (and the body it shares).
+// events, as in the maildir backend; a delivery or APPEND stores its body
+// before taking that mutex, so a slow client holds a connection, not the
+// account. Copy locks its source rows FOR KEY SHARE, so a concurrent
+// expunge waits for it (and the body it shares).
+//
+// Round trips: a delivery is four statements (BEGIN; the body's chunk;
+// one statement that allocates the UID and modseq, inserts the row, counts
+// the usage and notifies the other nodes; COMMIT), five with a quota (a
+// first look at the usage refuses a full account before reading the
+// message). Snapshot and a FETCH of flags are one statement each, which
+// returns the mailbox's messages as one row of arrays.
 //
 // # Bodies
 //
