@@ -25,8 +25,8 @@ type account struct {
 	gone atomic.Bool // removed, or the store closed: handles get ErrClosed
 
 	// wmu orders this process's write transactions on the account and
-	// the delivery of their events (and of other nodes' events), so
-	// watchers see events in commit order. Across processes, row locks
+	// the delivery of their events, so watchers see events in commit
+	// order; seq puts other nodes' events among them. Across processes, row locks
 	// order the transactions (a mailbox's row is locked from its modseq
 	// bump to the commit).
 	wmu sync.Mutex
@@ -34,6 +34,7 @@ type account struct {
 	watchMu  sync.Mutex
 	watchSeq uint64
 	watchers atomic.Pointer[[]watcher]
+	seq      sequencer // orders the events watchers get (events.go)
 }
 
 // wtx is one write transaction of an account.

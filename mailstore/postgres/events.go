@@ -208,12 +208,7 @@ func (l *listener) dispatch(payload string) {
 	for i, w := range p.Events {
 		events[i] = fromWire(w)
 	}
-	// Under the writer lock, as local events are: watchers are never
-	// called at once, and see this node's changes and these in an order
-	// that matches each mailbox's modseqs.
-	a.wmu.Lock()
 	a.publish(events)
-	a.wmu.Unlock()
 }
 
 func (l *listener) stop() {
@@ -259,15 +254,84 @@ func (a *account) addWatcher(fn func(mailstore.Event)) func() {
 	}
 }
 
-// publish calls every watcher with events, in order. The caller holds wmu.
+// gapWait bounds how long publish holds events back for the change
+// before them, which a lost notification (the LISTEN connection
+// reconnecting) would never bring.
+var gapWait = 2 * time.Second
+
+// sequencer puts the events of this process's commits and of other
+// nodes' notifications in each mailbox's modseq order. Every committed
+// change to a mailbox takes the modseq after the last one and carries
+// events, so a transaction whose events skip a modseq of a mailbox was
+// committed after one whose events have not reached this process yet: a
+// notification still on its way from another node, or this node's own
+// commit racing a later remote one to the watchers. Its events wait for
+// the missing ones (at most gapWait), so that a session never sees UID 7
+// appear before UID 6 (which it would have to ignore: sequence numbers
+// only grow at the end).
+type sequencer struct {
+	mu      sync.Mutex
+	last    map[int64]uint64 // mailbox: highest modseq published
+	changed chan struct{}    // closed and replaced on every publish
+}
+
+// publish calls every watcher with events (one transaction's, in order),
+// after those of earlier modseqs of the same mailboxes.
 func (a *account) publish(events []mailstore.Event) {
-	ws := a.watchers.Load()
-	if ws == nil {
+	if len(events) == 0 {
 		return
 	}
-	for _, e := range events {
-		for _, w := range *ws {
-			w.fn(e)
+	sq := &a.seq
+	sq.mu.Lock()
+	defer sq.mu.Unlock()
+	if sq.last == nil {
+		sq.last = make(map[int64]uint64)
+		sq.changed = make(chan struct{})
+	}
+	var deadline *time.Timer
+	for a.gap(events) {
+		if deadline == nil {
+			deadline = time.NewTimer(gapWait)
+			defer deadline.Stop()
+		}
+		ch := sq.changed
+		sq.mu.Unlock()
+		timedOut := false
+		select {
+		case <-ch:
+		case <-deadline.C:
+			timedOut = true
+		}
+		sq.mu.Lock()
+		if timedOut {
+			a.log.Warn("mailstore events: an earlier change never arrived; publishing without it",
+				"mailbox", events[0].MailboxID, "modseq", events[0].ModSeq)
+			break
 		}
 	}
+	if ws := a.watchers.Load(); ws != nil {
+		for _, e := range events {
+			for _, w := range *ws {
+				w.fn(e)
+			}
+		}
+	}
+	for _, e := range events {
+		if e.ModSeq > sq.last[e.MailboxID] {
+			sq.last[e.MailboxID] = e.ModSeq
+		}
+	}
+	close(sq.changed)
+	sq.changed = make(chan struct{})
+}
+
+// gap reports whether events skip a modseq of a mailbox this process has
+// published events of. The caller holds seq.mu.
+func (a *account) gap(events []mailstore.Event) bool {
+	for _, e := range events {
+		if last, ok := a.seq.last[e.MailboxID]; ok && e.ModSeq > last+1 {
+			return true
+		}
+	}
+	return false
 }
