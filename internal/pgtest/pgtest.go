@@ -22,8 +22,8 @@
 //
 // The binaries are looked up in PATH, then in /usr/lib/postgresql/*/bin
 // (Debian's layout, newest version first). When they are missing the tests
-// skip with a message saying so; .ci/run installs the postgresql package,
-// so CI never skips.
+// skip with a message saying so, unless PGTEST_REQUIRE is set: .ci/run
+// installs the postgresql package and sets it, so CI never skips.
 package pgtest
 
 import (
@@ -85,6 +85,9 @@ func Shared(t testing.TB) *Server {
 	t.Helper()
 	startOnce.Do(func() { shared, sharedErr = Start() })
 	if errors.Is(sharedErr, ErrNotInstalled) {
+		if os.Getenv("PGTEST_REQUIRE") != "" {
+			t.Fatalf("%v, and PGTEST_REQUIRE is set (as .ci/run sets it)", sharedErr)
+		}
 		t.Skip(sharedErr.Error())
 	}
 	if sharedErr != nil {
