@@ -225,46 +225,59 @@ func (s *Store) Remove(ctx context.Context, name string) error {
 	}
 	a := s.accounts[name]
 	s.mu.Unlock()
-	var id int64
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if a != nil {
-			// Under the writer lock, taken with a connection in hand as
-			// writes take it: no write of this process is half done.
-			a.wmu.Lock()
-			defer a.wmu.Unlock()
-		}
-		err := tx.QueryRow(ctx, `SELECT id FROM mail_accounts WHERE name = $1 FOR UPDATE`, name).Scan(&id)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%w: %s", mailstore.ErrNoSuchAccount, name)
-		}
-		if err != nil {
-			return err
-		}
-		var bodies []int64
-		rows, err := tx.Query(ctx, `SELECT DISTINCT m.body FROM mail_messages m JOIN mail_mailboxes b ON b.id = m.mailbox WHERE b.account = $1`, id)
-		if err == nil {
-			bodies, err = pgx.CollectRows(rows, pgx.RowTo[int64])
-		}
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM mail_messages WHERE mailbox IN (SELECT id FROM mail_mailboxes WHERE account = $1)`, id); err != nil {
-			return err
-		}
-		if err := s.bodies.Delete(ctx, tx, bodies); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM mail_accounts WHERE id = $1`, id); err != nil {
-			return err
-		}
-		return notify(ctx, tx, s, id, []wireEvent{{Kind: kindRemoved}})
-	})
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: remove %s: %w", name, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if a != nil {
+		// Under the writer lock, taken with a connection in hand as
+		// writes take it, until the handles are closed: no write of this
+		// process is half done, and none starts on the removed account.
+		a.wmu.Lock()
+		defer a.wmu.Unlock()
+	}
+	id, err := s.removeAccount(ctx, tx, name)
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("postgres: remove %s: %w", name, err)
 	}
 	s.forget(id)
 	s.log.Info("account removed", "user", name)
 	return nil
+}
+
+// removeAccount deletes an account's rows and bodies in tx and tells the
+// other nodes, at the commit, that it is gone.
+func (s *Store) removeAccount(ctx context.Context, tx pgx.Tx, name string) (int64, error) {
+	var id int64
+	err := tx.QueryRow(ctx, `SELECT id FROM mail_accounts WHERE name = $1 FOR UPDATE`, name).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, fmt.Errorf("%w: %s", mailstore.ErrNoSuchAccount, name)
+	}
+	if err != nil {
+		return 0, err
+	}
+	var bodies []int64
+	rows, err := tx.Query(ctx, `SELECT DISTINCT m.body FROM mail_messages m JOIN mail_mailboxes b ON b.id = m.mailbox WHERE b.account = $1`, id)
+	if err == nil {
+		bodies, err = pgx.CollectRows(rows, pgx.RowTo[int64])
+	}
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM mail_messages WHERE mailbox IN (SELECT id FROM mail_mailboxes WHERE account = $1)`, id); err != nil {
+		return 0, err
+	}
+	if err := s.bodies.Delete(ctx, tx, bodies); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM mail_accounts WHERE id = $1`, id); err != nil {
+		return 0, err
+	}
+	return id, notify(ctx, tx, s, id, []wireEvent{{Kind: kindRemoved}})
 }
 
 // forget marks the account with ID id gone: its handles get ErrClosed.
