@@ -177,13 +177,19 @@ type POP3 struct {
 type Store struct {
 	// Backend is the mailstore backend, one of StoreBackends. "maildir":
 	// Maildir files and a SQLite index per account, under
-	// data_dir/accounts. Default "maildir".
+	// data_dir/accounts. "postgres": every mailbox in the PostgreSQL
+	// database DSN names. Default "maildir".
 	Backend string `toml:"backend"`
+	// DSN is the PostgreSQL database of backend "postgres": a
+	// postgres:// URL or a key=value string (libpq's forms). Required by
+	// that backend, unused by maildir. A password in it is better given
+	// by POSTHOUSE_STORE_DSN or a .pgpass file than in the file.
+	DSN string `toml:"dsn"`
 }
 
 // StoreBackends are the values store.backend accepts. cmd/posthouse opens
 // them through mailstore/backend; its tests check that the two agree.
-var StoreBackends = []string{"maildir"}
+var StoreBackends = []string{"maildir", "postgres"}
 
 // Queue settings for outbound mail.
 type Queue struct {

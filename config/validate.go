@@ -190,7 +190,17 @@ func (c *Config) Validate() error {
 
 	if !slices.Contains(StoreBackends, c.Store.Backend) {
 		add("store.backend", fmt.Sprintf("unknown backend %q", c.Store.Backend),
-			`backend = "maildir" (Maildir files and a SQLite index per account; the only backend so far)`)
+			`backend = "maildir" (Maildir files and a SQLite index per account) or "postgres" (with dsn)`)
+	}
+	if c.Store.Backend == "postgres" {
+		switch dsn := c.Store.DSN; {
+		case dsn == "":
+			add("store.dsn", "backend \"postgres\" needs the database to use",
+				`dsn = "postgres://posthouse@db.example.org/posthouse" (or set POSTHOUSE_STORE_DSN)`)
+		case !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") && !strings.Contains(dsn, "="):
+			add("store.dsn", "not a postgres:// URL nor key=value pairs",
+				`dsn = "postgres://user@host:5432/dbname" or "host=/run/postgresql dbname=posthouse"`)
+		}
 	}
 
 	if t := c.Inbound.JunkThreshold; !(t > 0 && t < 1) {

@@ -5,8 +5,10 @@
 // example a PostgreSQL index with S3-compatible bodies) can be added without
 // touching the protocols.
 //
-// The backend that ships is mailstore/maildir: Maildir files for bodies and a
-// SQLite index per account. mailstore/backend opens the one the
+// Two backends ship: mailstore/maildir, Maildir files for bodies and a
+// SQLite index per account (the default), and mailstore/postgres, every
+// account in one PostgreSQL database shared by several processes, with
+// bodies behind its own BodyStore. mailstore/backend opens the one the
 // configuration names ([store] backend); cmd/posthouse calls it and knows no
 // backend package. Protocols see the Store and Account interfaces declared
 // here, or declare the part they use (pop3d.Account, smtpd.Store).

@@ -281,7 +281,7 @@ type quotas interface {
 // data_dir, with the users' quotas (none when q is nil). serve and admin
 // open it the same way.
 func storeOptions(cfg *config.Config, log *slog.Logger, q quotas) backend.Options {
-	opts := backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, Logger: log}
+	opts := backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, DSN: cfg.Store.DSN, Logger: log}
 	if q != nil {
 		opts.Quota, opts.MessageQuota = q.Quota, q.MessageQuota
 	}

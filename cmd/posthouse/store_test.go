@@ -3,12 +3,17 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
 	"slices"
 	"testing"
 
 	"github.com/posthouse/posthouse/config"
+	"github.com/posthouse/posthouse/internal/pgtest"
 	"github.com/posthouse/posthouse/mailstore/backend"
 )
+
+// TestMain stops the PostgreSQL a test started (internal/pgtest).
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // TestStoreBackendsAgree: every store.backend the configuration accepts
 // opens, and every backend that opens can be configured.
@@ -20,6 +25,9 @@ func TestStoreBackendsAgree(t *testing.T) {
 		cfg := config.Default()
 		cfg.DataDir = t.TempDir()
 		cfg.Store.Backend = name
+		if name == "postgres" {
+			cfg.Store.DSN = pgtest.NewDatabase(t)
+		}
 		s, err := backend.Open(context.Background(), storeOptions(cfg, slog.New(slog.DiscardHandler), nil))
 		if err != nil {
 			t.Errorf("%s: %v", name, err)

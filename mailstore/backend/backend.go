@@ -18,13 +18,17 @@ import (
 
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
+	"github.com/posthouse/posthouse/mailstore/postgres"
 )
 
 // Maildir is the Maildir+SQLite backend (mailstore/maildir).
 const Maildir = "maildir"
 
+// Postgres is the PostgreSQL backend (mailstore/postgres).
+const Postgres = "postgres"
+
 // Names returns the backends Open knows.
-func Names() []string { return []string{Maildir} }
+func Names() []string { return []string{Maildir, Postgres} }
 
 // Options configure Open.
 type Options struct {
@@ -33,7 +37,9 @@ type Options struct {
 	// DataDir is Posthouse's data directory; each backend keeps its
 	// storage under it (maildir: DataDir/accounts).
 	DataDir string
-	Logger  *slog.Logger
+	// DSN is the database of the postgres backend.
+	DSN    string
+	Logger *slog.Logger
 	// Quota returns an account's quota in bytes; 0 or a nil func means
 	// unlimited.
 	Quota func(ctx context.Context, account string) (int64, error)
@@ -47,6 +53,17 @@ func Open(ctx context.Context, opts Options) (mailstore.Store, error) {
 	switch opts.Backend {
 	case Maildir:
 		s, err := maildir.Open(ctx, filepath.Join(opts.DataDir, "accounts"), maildir.Options{
+			Logger:       opts.Logger,
+			Quota:        opts.Quota,
+			MessageQuota: opts.MessageQuota,
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case Postgres:
+		s, err := postgres.Open(ctx, postgres.Options{
+			DSN:          opts.DSN,
 			Logger:       opts.Logger,
 			Quota:        opts.Quota,
 			MessageQuota: opts.MessageQuota,

@@ -2,13 +2,45 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/posthouse/posthouse/internal/pgtest"
 	"github.com/posthouse/posthouse/mailstore"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// TestOpenPostgres opens the postgres backend on the DSN, with the quota
+// func.
+func TestOpenPostgres(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{Backend: Postgres, DSN: pgtest.NewDatabase(t), Quota: func(context.Context, string) (int64, error) { return 10, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Reconcile(ctx); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	acct, err := s.Open(ctx, "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acct.Close()
+	_, err = acct.Deliver(ctx, strings.NewReader("Subject: x\r\n\r\nmore than ten bytes\r\n"), mailstore.DeliverOptions{})
+	if !errors.Is(err, mailstore.ErrOverQuota) {
+		t.Errorf("Deliver over the quota: %v, want ErrOverQuota", err)
+	}
+	// A DSN that names no server fails Open, with a nil Store.
+	bad, err := Open(ctx, Options{Backend: Postgres, DSN: "host=" + t.TempDir() + " dbname=none connect_timeout=5"})
+	if err == nil || bad != nil {
+		t.Errorf("Open of a missing server = %v, %v; want an error", bad, err)
+	}
+}
 
 func TestOpenMaildir(t *testing.T) {
 	ctx := context.Background()
@@ -38,12 +70,12 @@ func TestOpenMaildir(t *testing.T) {
 }
 
 func TestOpenUnknown(t *testing.T) {
-	for _, name := range []string{"", "Maildir", "postgres"} {
+	for _, name := range []string{"", "Maildir", "pg"} {
 		s, err := Open(context.Background(), Options{Backend: name, DataDir: t.TempDir()})
 		if err == nil || s != nil {
 			t.Fatalf("Open(%q) = %v, %v; want an error", name, s, err)
 		}
-		if !strings.Contains(err.Error(), "known: maildir") {
+		if !strings.Contains(err.Error(), "known: maildir, postgres") {
 			t.Errorf("Open(%q): %v; want the known backends named", name, err)
 		}
 	}

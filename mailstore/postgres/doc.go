@@ -1,0 +1,64 @@
+// Package postgres is the PostgreSQL mailstore backend ([store] backend =
+// "postgres"): every account's mailboxes, messages, flags, keywords,
+// modseqs, expunge log, subscriptions and bodies live in one PostgreSQL
+// database, so several Posthouse processes (nodes) can serve the same
+// mailboxes. It keeps the contract of mailstore.Store and
+// mailstore.Account and passes mailstore/storetest (without Plant: there
+// is nothing to reconcile).
+//
+// # Schema
+//
+// schema.go holds the tables, created and upgraded by numbered steps
+// (internal/pgdb.Migrate, component "mailstore"). Accounts share the
+// tables and every statement names the account. A mailbox row holds
+// UIDNEXT, HIGHESTMODSEQ, the \Recent claim point and the counters STATUS
+// reads (kept by statement-level triggers); an account row holds the bytes
+// and messages the quotas are checked against.
+//
+// # Transactions and ordering
+//
+// Every change is one transaction. A change to a mailbox's messages starts
+// by bumping the mailbox's modseq (UPDATE … RETURNING), which locks its row
+// until the commit: UIDs and modseqs are allocated atomically across nodes,
+// transactions on one mailbox commit in modseq order, and a call that turns
+// out to change nothing rolls back, keeping the modseq. Within a process, a
+// per-account mutex also orders the transactions and the delivery of their
+// events, as in the maildir backend; a delivery or APPEND stores its body
+// before taking that mutex, so a slow client holds a connection, not the
+// account. Copy locks its source rows FOR KEY SHARE, so a concurrent
+// expunge waits for it (and the body it shares).
+//
+// Round trips: a delivery is four statements (BEGIN; the body's chunk;
+// one statement that allocates the UID and modseq, inserts the row, counts
+// the usage and notifies the other nodes; COMMIT), five with a quota (a
+// first look at the usage refuses a full account before reading the
+// message). Snapshot and a FETCH of flags are one statement each, which
+// returns the mailbox's messages as one row of arrays.
+//
+// # Bodies
+//
+// Bodies sit behind BodyStore (bodies.go). PGBodies keeps them in
+// mail_body_chunks, in rows of at most 256 KiB, written while the MIME
+// parser reads the message (one pass; the envelope and body structure are
+// cached as the maildir backend caches them) and read chunk by chunk, so
+// memory per message is bounded whatever its size. Copies share a body;
+// it is deleted with the last row that refers to it, in that row's
+// transaction.
+//
+// # Events across nodes
+//
+// Each transaction sends its events with pg_notify on one channel
+// (Options.Channel); every Store LISTENs on a dedicated connection and
+// hands other Stores' events to its watchers. Its own watchers are called
+// at commit, before the call returns, and its own notifications are
+// dropped by origin when they come back. Notifications sent while the
+// LISTEN connection is down are lost (it reconnects); sessions then see
+// those changes at their next command.
+//
+// # POP3 maildrop lock
+//
+// LockMaildrop takes a session-level advisory lock on one dedicated
+// connection per Store (plus a local check, since advisory locks are
+// re-entrant within a session), so a lock held on one node is refused on
+// another, and a node that dies releases its locks with its connection.
+package postgres
