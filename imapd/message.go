@@ -216,6 +216,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 				return err
 			}
 		}
+		if writeFlags || options.ModSeq {
+			sel.shownRows(rows, writeFlags)
+		}
 	}
 	return nil
 }
@@ -453,6 +456,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err := s.writeStored(w, targets, res, flags.Silent, isUID, before); err != nil {
 		return err
 	}
+	sel.shownStored(res, !flags.Silent)
 	if len(res.Modified) > 0 {
 		return modifiedError(targets, res.Modified, isUID)
 	}

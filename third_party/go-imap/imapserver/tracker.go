@@ -190,6 +190,39 @@ func (t *SessionTracker) SetMessageFlagsFunc(fn func(uid imap.UID, flags []imap.
 	t.mutex.Unlock()
 }
 
+// ReviseFlagUpdates lets a session revise the FETCH FLAGS updates queued
+// for it once its own command has shown (or changed) messages in a state
+// newer than a queued update's: fn is called, in queue order, with the
+// UID and modseq of each queued FETCH FLAGS update and returns drop to
+// remove it, or non-nil flags to write those flags with modSeq instead.
+// Without it a FETCH or STORE that wrote a message at modseq n is followed
+// by the older changes queued before it, and a CONDSTORE client sees the
+// message's MODSEQ go down (RFC 7162 §3.1: a modseq only grows). Other
+// sessions' queues are untouched: updates are shared, so a revised one is
+// a copy. fn runs under the tracker's lock and must not call it.
+// (Posthouse patch.)
+func (t *SessionTracker) ReviseFlagUpdates(fn func(uid imap.UID, modSeq uint64) (flags []imap.Flag, newModSeq uint64, drop bool)) {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	out := t.queue[:0]
+	for _, update := range t.queue {
+		if f := update.fetch; f != nil {
+			flags, modSeq, drop := fn(f.uid, f.modSeq)
+			if drop {
+				continue
+			}
+			if flags != nil {
+				update.fetch = &trackerUpdateFetch{seqNum: f.seqNum, uid: f.uid, flags: flags, modSeq: modSeq}
+			}
+		}
+		out = append(out, update)
+	}
+	for i := len(out); i < len(t.queue); i++ {
+		t.queue[i] = trackerUpdate{}
+	}
+	t.queue = out
+}
+
 // NumMessages returns the number of messages in the mailbox as the client
 // knows it, which is the highest valid message sequence number in its
 // commands (RFC 9051 §9, seq-number). (Posthouse patch.)
