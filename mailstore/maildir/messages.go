@@ -359,6 +359,12 @@ func (a *account) expunged(ctx context.Context, mailboxID int64, modseq uint64) 
 // range's ends, then args, and calls fn for every row. query is the
 // transaction's (rtx.query or wtx.Query), so q stays a prepared statement.
 func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string, mailboxID int64, ranges []uidRange, fn func(row sqlitedb.Scanner) error, args ...any) error {
+	if uids, ok := scatteredUIDs(ranges); ok {
+		if sq, ok := scatteredForm(q); ok { // one statement (scattered.go)
+			rows, err := query(sq, append([]any{mailboxID, uids, 0}, args...)...)
+			return sqlitedb.Each(rows, err, fn)
+		}
+	}
 	for _, rg := range ranges {
 		rows, err := query(q, append([]any{mailboxID, int64(rg.lo), int64(rg.hi)}, args...)...)
 		if err := sqlitedb.Each(rows, err, fn); err != nil {
