@@ -299,11 +299,25 @@ func (r *rtx) fetchSummaries(mailboxID int64, ranges []uidRange) (_ []mailstore.
 			return nil, false, err
 		}
 	}
-	var out []mailstore.MessageInfo
-	for _, rg := range ranges {
-		i, _ := slices.BinarySearchFunc(list, rg.lo, func(s mailstore.Summary, uid imap.UID) int { return cmp.Compare(s.UID, uid) })
-		for ; i < len(list) && list[i].UID <= rg.hi; i++ {
-			s := &list[i]
+	// Each range's slice of the list, then one allocation for all.
+	bounds := make([][2]int, len(ranges))
+	n := 0
+	for k, rg := range ranges {
+		byUID := func(s mailstore.Summary, uid imap.UID) int { return cmp.Compare(s.UID, uid) }
+		i, _ := slices.BinarySearchFunc(list, rg.lo, byUID)
+		j := i
+		if rg.hi < imap.UID(^uint32(0)) {
+			j, _ = slices.BinarySearchFunc(list[i:], rg.hi+1, byUID)
+			j += i
+		} else {
+			j = len(list)
+		}
+		bounds[k] = [2]int{i, j}
+		n += j - i
+	}
+	out := make([]mailstore.MessageInfo, 0, n)
+	for _, b := range bounds {
+		for _, s := range list[b[0]:b[1]] {
 			out = append(out, mailstore.MessageInfo{UID: s.UID, ModSeq: s.ModSeq, Flags: s.Flags})
 		}
 	}

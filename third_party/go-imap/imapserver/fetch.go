@@ -349,16 +349,25 @@ func maybeReadPartial(dec *imapwire.Decoder) (*imap.SectionPartial, error) {
 type FetchWriter struct {
 	conn    *Conn
 	options fetchWriterOptions
+
+	// Posthouse patch: the writers of the response being written, reused
+	// by each CreateMessage (a response is closed before the next starts:
+	// it holds the connection's encoder lock).
+	msg  FetchResponseWriter
+	enc  responseEncoder
+	wire imapwire.Encoder
 }
 
 // CreateMessage writes a FETCH response for a message.
 //
 // FetchResponseWriter.Close must be called.
 func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
-	enc := newResponseEncoder(cmd.conn)
+	cmd.conn.startResponse(&cmd.enc, &cmd.wire)
+	enc := &cmd.enc
 	enc.NoFlush = cmd.options.batch
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
-	return &FetchResponseWriter{enc: enc, options: cmd.options}
+	cmd.msg = FetchResponseWriter{enc: enc, options: cmd.options}
+	return &cmd.msg
 }
 
 // WriteMailboxFlags writes a FLAGS response ahead of the FETCH responses,
