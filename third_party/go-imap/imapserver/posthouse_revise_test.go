@@ -77,6 +77,7 @@ func TestSessionTrackerReviseFlagUpdates(t *testing.T) {
 	mailbox.QueueMessageFlagsModSeq(1, 1, []imap.Flag{imap.FlagSeen}, 5, nil)
 	mailbox.QueueMessageFlagsModSeq(2, 2, []imap.Flag{imap.FlagSeen}, 6, nil)
 	mailbox.QueueNumMessages(4)
+	mailbox.QueueMailboxFlags([]imap.Flag{imap.FlagSeen, "$Label1"})
 	mailbox.QueueMessageFlagsModSeq(1, 1, []imap.Flag{imap.FlagAnswered}, 7, nil)
 	mailbox.QueueMessageFlagsModSeq(3, 3, []imap.Flag{imap.FlagDraft}, 8, nil)
 
@@ -87,18 +88,19 @@ func TestSessionTrackerReviseFlagUpdates(t *testing.T) {
 		case uid == 1 && modSeq <= 7: // shown at 7 by the command
 			return nil, 0, true
 		case uid == 2: // shown at 9 without its flags
-			return []imap.Flag{imap.FlagSeen, imap.FlagFlagged}, 9, false
+			return []imap.Flag{imap.FlagSeen, "$Label1"}, 9, false
 		}
 		return nil, 0, false
 	})
 	if want := []imap.UID{1, 2, 1, 3}; !slices.Equal(calls, want) {
 		t.Errorf("fn called for %v, want %v", calls, want)
 	}
-	want := []string{`* 2 FETCH (UID 2 FLAGS (\Seen \Flagged))`, `* 4 EXISTS`, `* 3 FETCH (UID 3 FLAGS (\Draft))`}
+	// The FLAGS announcing $Label1 moves ahead of the replaced update.
+	want := []string{`* FLAGS (\Seen $Label1)`, `* 2 FETCH (UID 2 FLAGS (\Seen $Label1))`, `* 4 EXISTS`, `* 3 FETCH (UID 3 FLAGS (\Draft))`}
 	if got := noop(c1, r1); !slices.Equal(got, want) {
 		t.Errorf("revised session: got %q, want %q", got, want)
 	}
-	want = []string{`* 1 FETCH (UID 1 FLAGS (\Seen))`, `* 2 FETCH (UID 2 FLAGS (\Seen))`, `* 4 EXISTS`,
+	want = []string{`* 1 FETCH (UID 1 FLAGS (\Seen))`, `* 2 FETCH (UID 2 FLAGS (\Seen))`, `* 4 EXISTS`, `* FLAGS (\Seen $Label1)`,
 		`* 1 FETCH (UID 1 FLAGS (\Answered))`, `* 3 FETCH (UID 3 FLAGS (\Draft))`}
 	if got := noop(c2, r2); !slices.Equal(got, want) {
 		t.Errorf("other session: got %q, want %q", got, want)

@@ -199,12 +199,14 @@ func (t *SessionTracker) SetMessageFlagsFunc(fn func(uid imap.UID, flags []imap.
 // by the older changes queued before it, and a CONDSTORE client sees the
 // message's MODSEQ go down (RFC 7162 §3.1: a modseq only grows). Other
 // sessions' queues are untouched: updates are shared, so a revised one is
-// a copy. fn runs under the tracker's lock and must not call it.
-// (Posthouse patch.)
+// a copy. FLAGS updates queued after the first replaced update move
+// ahead of it, as its flags may hold a keyword they announce. fn runs
+// under the tracker's lock and must not call it. (Posthouse patch.)
 func (t *SessionTracker) ReviseFlagUpdates(fn func(uid imap.UID, modSeq uint64) (flags []imap.Flag, newModSeq uint64, drop bool)) {
 	t.mutex.Lock()
 	defer t.mutex.Unlock()
 	out := t.queue[:0]
+	firstReplaced := -1
 	for _, update := range t.queue {
 		if f := update.fetch; f != nil {
 			flags, modSeq, drop := fn(f.uid, f.modSeq)
@@ -213,6 +215,9 @@ func (t *SessionTracker) ReviseFlagUpdates(fn func(uid imap.UID, modSeq uint64) 
 			}
 			if flags != nil {
 				update.fetch = &trackerUpdateFetch{seqNum: f.seqNum, uid: f.uid, flags: flags, modSeq: modSeq}
+				if firstReplaced < 0 {
+					firstReplaced = len(out)
+				}
 			}
 		}
 		out = append(out, update)
@@ -221,6 +226,24 @@ func (t *SessionTracker) ReviseFlagUpdates(fn func(uid imap.UID, modSeq uint64) 
 		t.queue[i] = trackerUpdate{}
 	}
 	t.queue = out
+	// A replaced update carries newer flags, which may hold a keyword
+	// that a FLAGS update queued after it announces: FLAGS updates move
+	// ahead of the first replaced one (they name no message, so moving
+	// them changes no sequence number).
+	if firstReplaced >= 0 {
+		var flagsUpdates, rest []trackerUpdate
+		for _, update := range out[firstReplaced:] {
+			if update.mailboxFlags != nil {
+				flagsUpdates = append(flagsUpdates, update)
+			} else {
+				rest = append(rest, update)
+			}
+		}
+		if len(flagsUpdates) > 0 {
+			n := copy(out[firstReplaced:], flagsUpdates)
+			copy(out[firstReplaced+n:], rest)
+		}
+	}
 }
 
 // NumMessages returns the number of messages in the mailbox as the client
