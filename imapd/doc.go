@@ -41,7 +41,8 @@
 // revises its session's queue (modseqorder.go): older changes queued for
 // those messages are dropped, or folded into the state shown when only
 // the modseq was, so no FETCH takes a client back to older flags or a
-// lower MODSEQ. The state
+// lower MODSEQ; a FETCH showing a keyword first writes the FLAGS update
+// announcing it, if one is queued. The state
 // of a small mailbox is dropped when the last session leaves it; that of a
 // large one (1,000 messages or more) lingers 5 minutes, still fed by
 // events, so that the next SELECT (a client that reconnects, or selects

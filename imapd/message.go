@@ -201,6 +201,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return mapError(s.log, "fetch", err, errSource)
 		}
 
+		if writeFlags {
+			if err := sel.announceKeywords(w, rows); err != nil {
+				return err
+			}
+		}
 		j := 0
 		for _, t := range batch {
 			for j < len(rows) && rows[j].UID < t.uid {

@@ -1,7 +1,10 @@
 package imapd
 
 import (
+	"strings"
+
 	"github.com/emersion/go-imap/v2"
+	"github.com/emersion/go-imap/v2/imapserver"
 
 	"github.com/posthouse/posthouse/mailstore"
 )
@@ -76,4 +79,22 @@ func (sel *selected) shownRows(rows []mailstore.MessageInfo, withFlags bool) {
 // shownStored is reviseQueued for what a STORE changed.
 func (sel *selected) shownStored(res mailstore.StoreResult, withFlags bool) {
 	sel.reviseQueued(len(res.Updated), func(i int) mailstore.FlagUpdate { return res.Updated[i] }, withFlags)
+}
+
+// announceKeywords writes, before a FETCH shows rows with a keyword, the
+// FLAGS update queued for this session, if any: a keyword another session
+// brought into the mailbox is announced by it (RFC 3501 §7.2.6), and Poll
+// would write it only after the command's responses.
+func (sel *selected) announceKeywords(w *imapserver.FetchWriter, rows []mailstore.MessageInfo) error {
+	for i := range rows {
+		for _, f := range rows[i].Flags {
+			if !strings.HasPrefix(string(f), "\\") {
+				if flags := sel.tracker.TakeMailboxFlags(); flags != nil {
+					return w.WriteMailboxFlags(flags)
+				}
+				return nil
+			}
+		}
+	}
+	return nil
 }

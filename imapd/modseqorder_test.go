@@ -3,6 +3,7 @@ package imapd
 import (
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -72,4 +73,32 @@ func TestUnilateralModSeqNeverDrops(t *testing.T) {
 	b.mustOK(`STORE 1 +FLAGS (\Draft)`)
 	checkModSeqOrder(t, "FETCH BODY[]", seen, a.mustOK("FETCH 1 (BODY[HEADER])"))
 	checkModSeqOrder(t, "NOOP", seen, a.mustOK("NOOP"))
+}
+
+// TestFetchAnnouncesKeywordsFirst: a FETCH command showing a keyword that
+// another session brought into the mailbox writes the FLAGS announcing it
+// first, not after its own responses with the queued updates (RFC 3501
+// §7.2.6: FLAGS lists every flag a FETCH may show).
+func TestFetchAnnouncesKeywordsFirst(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", testMessage(1))
+	a, b := ts.raw(t), ts.raw(t)
+	a.login("alice@example.org", "alicepw")
+	b.login("alice@example.org", "alicepw")
+	a.mustOK("SELECT INBOX")
+	b.mustOK("SELECT INBOX")
+	b.mustOK(`STORE 1 +FLAGS ($Brand)`)
+	u := a.mustOK("FETCH 1 (FLAGS RFC822.SIZE)")
+	flagsAt, fetchAt := -1, -1
+	for i, l := range u {
+		switch {
+		case strings.HasPrefix(l, "* FLAGS ") && strings.Contains(l, "$Brand") && flagsAt < 0:
+			flagsAt = i
+		case strings.HasPrefix(l, "* 1 FETCH") && strings.Contains(l, "RFC822.SIZE"):
+			fetchAt = i
+		}
+	}
+	if flagsAt < 0 || fetchAt < 0 || flagsAt > fetchAt {
+		t.Errorf("FLAGS with $Brand must precede the FETCH showing it: %q", u)
+	}
 }

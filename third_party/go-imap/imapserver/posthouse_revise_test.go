@@ -106,3 +106,31 @@ func TestSessionTrackerReviseFlagUpdates(t *testing.T) {
 		t.Errorf("other session: got %q, want %q", got, want)
 	}
 }
+
+// TestSessionTrackerTakeMailboxFlags: the FLAGS updates queued for a
+// session are taken out (the last one's flags returned), the rest of its
+// queue and other sessions' are left alone (Posthouse patch).
+func TestSessionTrackerTakeMailboxFlags(t *testing.T) {
+	mailbox := imapserver.NewMailboxTracker(3)
+	mine, other := mailbox.NewSession(), mailbox.NewSession()
+	defer mine.Close()
+	defer other.Close()
+	if got := mine.TakeMailboxFlags(); got != nil {
+		t.Errorf("empty queue: %v", got)
+	}
+	mailbox.QueueMailboxFlags([]imap.Flag{"$A"})
+	mailbox.QueueNumMessages(4)
+	mailbox.QueueMailboxFlags([]imap.Flag{"$A", "$B"})
+	if got := mine.TakeMailboxFlags(); !slices.Equal(got, []imap.Flag{"$A", "$B"}) {
+		t.Errorf("took %v, want the last FLAGS", got)
+	}
+	if got := mine.TakeMailboxFlags(); got != nil {
+		t.Errorf("taken twice: %v", got)
+	}
+	if got := other.TakeMailboxFlags(); !slices.Equal(got, []imap.Flag{"$A", "$B"}) {
+		t.Errorf("other session took %v", got)
+	}
+	if n := mine.NumMessages(); n != 3 {
+		t.Errorf("NumMessages %d before the poll", n)
+	}
+}

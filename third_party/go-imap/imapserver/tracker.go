@@ -246,6 +246,32 @@ func (t *SessionTracker) ReviseFlagUpdates(fn func(uid imap.UID, modSeq uint64) 
 	}
 }
 
+// TakeMailboxFlags removes the FLAGS updates queued for the session and
+// returns the flags of the last one (nil if none), for a command about to
+// show flags to write first: a FETCH showing a keyword that another
+// session brought into the mailbox must not precede the FLAGS announcing
+// it (RFC 3501 §7.2.6), which Poll would write only after the command's
+// responses. FLAGS updates name no message, so taking them changes no
+// sequence number. (Posthouse patch.)
+func (t *SessionTracker) TakeMailboxFlags() []imap.Flag {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	var last []imap.Flag
+	out := t.queue[:0]
+	for _, update := range t.queue {
+		if update.mailboxFlags != nil {
+			last = update.mailboxFlags
+			continue
+		}
+		out = append(out, update)
+	}
+	for i := len(out); i < len(t.queue); i++ {
+		t.queue[i] = trackerUpdate{}
+	}
+	t.queue = out
+	return last
+}
+
 // NumMessages returns the number of messages in the mailbox as the client
 // knows it, which is the highest valid message sequence number in its
 // commands (RFC 9051 §9, seq-number). (Posthouse patch.)
