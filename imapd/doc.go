@@ -42,7 +42,9 @@
 // those messages are dropped, or folded into the state shown when only
 // the modseq was, so no FETCH takes a client back to older flags or a
 // lower MODSEQ; a FETCH showing a keyword first writes the FLAGS update
-// announcing it, if one is queued. The state
+// announcing it, if one is queued. FLAGS never loses a keyword while
+// the process runs: a mailbox's state loaded again starts with the
+// keywords its earlier one announced. The state
 // of a small mailbox is dropped when the last session leaves it; that of a
 // large one (1,000 messages or more) lingers 5 minutes, still fed by
 // events, so that the next SELECT (a client that reconnects, or selects
