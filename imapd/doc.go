@@ -127,7 +127,8 @@
 //
 // The library hands the session each message of an APPEND in turn (a
 // patch, SessionAppendMessages); every APPEND, single or MULTIAPPEND
-// (RFC 3502), is spooled to one unlinked temporary file per command and
+// (RFC 3502), is spooled (in memory up to 128 KiB, then to one unlinked
+// temporary file per command) and
 // stored only once the library has read the command's end (append.go).
 // A dropped connection, bad syntax, a message over MaxAppendSize, more
 // than 1,000 messages or a bad URL therefore store nothing. Before
