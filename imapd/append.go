@@ -19,8 +19,8 @@ import (
 // APPEND (RFC 9051 §6.3.12) with MULTIAPPEND (RFC 3502) and CATENATE
 // (RFC 4469). The library hands the session each message of the command
 // in turn (a patch); every message is spooled (in memory, then in one
-// temporary file per command), and only once the command has ended correctly are they
-// appended, in order. A dropped connection, a syntax error, a message over
+// temporary file per command), and only once the command has ended
+// correctly are they appended, in order. A dropped connection, a syntax error, a message over
 // a limit or a bad URL therefore stores nothing. If the store fails part
 // way (quota reached meanwhile, I/O), the messages already appended are
 // flagged \Deleted and expunged by UID, and the command answers NO.
