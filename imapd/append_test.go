@@ -395,3 +395,33 @@ func TestCatenateStreams(t *testing.T) {
 		t.Errorf("APPEND of a %d-byte CATENATE allocated %d bytes", 2*size, alloc)
 	}
 }
+
+// TestAppendSpoolOutgrowsMemory: a command whose messages outgrow the
+// in-memory spool part way through one of them stores every message
+// intact, before and after the switch to a temporary file.
+func TestAppendSpoolOutgrowsMemory(t *testing.T) {
+	ts := newTestServer(t)
+	rc := ts.raw(t)
+	rc.login("alice@example.org", "alicepw")
+	mk := func(i, size int) string {
+		head := fmt.Sprintf("From: a@example.net\r\nSubject: spool %d\r\n\r\n", i)
+		line := strings.Repeat(string(rune('a'+i)), 78) + "\r\n"
+		return head + strings.Repeat(line, (size-len(head))/len(line))
+	}
+	msgs := []string{mk(0, spoolInMemory/2), mk(1, spoolInMemory), mk(2, 3000)}
+	cmd := "A1 APPEND INBOX"
+	for _, m := range msgs {
+		cmd += fmt.Sprintf(" {%d+}\r\n%s", len(m), m)
+	}
+	rc.send(cmd + "\r\n")
+	if _, d := rc.until("A1"); !strings.HasPrefix(d, "OK") {
+		t.Fatalf("APPEND: %q", d)
+	}
+	rc.mustOK("SELECT INBOX")
+	for i, m := range msgs {
+		u := rc.mustOK("FETCH %d BODY.PEEK[]", i+1)
+		if len(u) != 1 || !strings.Contains(u[0], fmt.Sprintf("{%d}\r\n%s)", len(m), m)) {
+			t.Errorf("message %d (%d bytes) not stored intact", i+1, len(m))
+		}
+	}
+}

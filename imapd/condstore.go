@@ -76,6 +76,7 @@ func (s *session) ResyncSelect(w *imapserver.FetchWriter, q *imap.SelectQResync)
 			return err
 		}
 	}
+	sel.shownRows(rows, true)
 	return nil
 }
 

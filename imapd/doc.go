@@ -36,7 +36,15 @@
 // EXPUNGE therefore has exactly one path to the wire: Expunge and Move write
 // none themselves. For STORE, the session registers the UIDs it is changing
 // so the resulting flag events skip its own tracker (RFC 9051 §6.4.6: the
-// STORE response carries the new flags, .SILENT suppresses them). The state
+// STORE response carries the new flags, .SILENT suppresses them). A
+// command that showed messages (FETCH, STORE, QRESYNC's SELECT) then
+// revises its session's queue (modseqorder.go): older changes queued for
+// those messages are dropped, or folded into the state shown when only
+// the modseq was, so no FETCH takes a client back to older flags or a
+// lower MODSEQ; a FETCH showing a keyword first writes the FLAGS update
+// announcing it, if one is queued. FLAGS never loses a keyword while
+// the process runs: a mailbox's state loaded again starts with the
+// keywords its earlier one announced. The state
 // of a small mailbox is dropped when the last session leaves it; that of a
 // large one (1,000 messages or more) lingers 5 minutes, still fed by
 // events, so that the next SELECT (a client that reconnects, or selects
@@ -119,7 +127,8 @@
 //
 // The library hands the session each message of an APPEND in turn (a
 // patch, SessionAppendMessages); every APPEND, single or MULTIAPPEND
-// (RFC 3502), is spooled to one unlinked temporary file per command and
+// (RFC 3502), is spooled (in memory up to 128 KiB, then to one unlinked
+// temporary file per command) and
 // stored only once the library has read the command's end (append.go).
 // A dropped connection, bad syntax, a message over MaxAppendSize, more
 // than 1,000 messages or a bad URL therefore store nothing. Before

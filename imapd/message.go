@@ -201,6 +201,11 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			return mapError(s.log, "fetch", err, errSource)
 		}
 
+		if writeFlags {
+			if err := sel.announceKeywords(w, rows); err != nil {
+				return err
+			}
+		}
 		j := 0
 		for _, t := range batch {
 			for j < len(rows) && rows[j].UID < t.uid {
@@ -215,6 +220,9 @@ func (s *session) Fetch(w *imapserver.FetchWriter, numSet imap.NumSet, options *
 			if err := s.fetchOne(w, t, &rows[j], options, writeFlags, needFile); err != nil {
 				return err
 			}
+		}
+		if writeFlags || options.ModSeq {
+			sel.shownRows(rows, writeFlags)
 		}
 	}
 	return nil
@@ -453,6 +461,7 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	if err := s.writeStored(w, targets, res, flags.Silent, isUID, before); err != nil {
 		return err
 	}
+	sel.shownStored(res, !flags.Silent)
 	if len(res.Modified) > 0 {
 		return modifiedError(targets, res.Modified, isUID)
 	}

@@ -39,7 +39,17 @@ type stateRegistry struct {
 	// idle are the lingering states (refs 0), oldest first.
 	idle   []*mailboxState
 	closed bool // Shutdown ran: nothing lingers any more
+	// announced are the keywords the dropped states of mailboxes had
+	// announced in FLAGS: a state loaded again starts with them, so FLAGS
+	// never loses a keyword while the process runs (a client holding
+	// messages with it, not told yet of the change that removed it, takes
+	// a keyword missing from FLAGS for an error). At most maxAnnounced
+	// mailboxes; beyond that it starts afresh.
+	announced map[stateKey][]imap.Flag
 }
+
+// maxAnnounced bounds the mailboxes whose keywords the registry keeps.
+const maxAnnounced = 10000
 
 // A large mailbox's state lingers after its last session leaves, kept
 // current by its events, so that the next SELECT (a client reconnecting,
@@ -181,7 +191,7 @@ func (r *stateRegistry) release(st *mailboxState) {
 		}
 		last = false
 	} else if last {
-		delete(r.m, st.key)
+		r.forgetLocked(st)
 	}
 	r.mu.Unlock()
 	if last {
@@ -234,8 +244,31 @@ func (r *stateRegistry) unlingerLocked(st *mailboxState) {
 func (r *stateRegistry) dropLocked(st *mailboxState) {
 	r.unlingerLocked(st)
 	if r.m[st.key] == st {
-		delete(r.m, st.key)
+		r.forgetLocked(st)
 	}
+}
+
+// forgetLocked removes st from the registry, keeping the keywords it
+// announced for the mailbox's next state.
+func (r *stateRegistry) forgetLocked(st *mailboxState) {
+	delete(r.m, st.key)
+	st.mu.Lock()
+	kws := st.keywords
+	st.mu.Unlock()
+	if len(kws) == 0 {
+		return
+	}
+	if r.announced == nil || len(r.announced) >= maxAnnounced {
+		r.announced = make(map[stateKey][]imap.Flag)
+	}
+	r.announced[st.key] = slices.Clone(kws)
+}
+
+// announcedKeywords are the keywords the mailbox's earlier states announced.
+func (r *stateRegistry) announcedKeywords(key stateKey) []imap.Flag {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.announced[key]
 }
 
 // closeIdle drops every lingering state and keeps any from lingering
@@ -275,9 +308,11 @@ func (st *mailboxState) load(ctx context.Context, store Store) error {
 	if err != nil {
 		return err
 	}
+	announced := st.reg.announcedKeywords(st.key)
 
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.addKeywordsLocked(announced)
 	st.baseModSeq = snap.HighestModSeq
 	st.modseq = snap.HighestModSeq
 	st.uids = make([]imap.UID, len(snap.Messages))

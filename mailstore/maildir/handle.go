@@ -24,6 +24,8 @@ type handle struct {
 
 	mu    sync.Mutex
 	stops map[*func()]struct{}
+
+	files fileWindow // OpenMessage's look-ahead (openahead.go)
 }
 
 var _ mailstore.Account = (*handle)(nil)
@@ -185,7 +187,7 @@ func (h *handle) OpenMessage(ctx context.Context, mailboxID int64, uid imap.UID)
 	if err := h.check(); err != nil {
 		return nil, 0, err
 	}
-	return h.a.openMessage(ctx, mailboxID, uid)
+	return h.openMessage(ctx, mailboxID, uid)
 }
 
 // Search implements mailstore.Account.

@@ -299,11 +299,25 @@ func (r *rtx) fetchSummaries(mailboxID int64, ranges []uidRange) (_ []mailstore.
 			return nil, false, err
 		}
 	}
-	var out []mailstore.MessageInfo
-	for _, rg := range ranges {
-		i, _ := slices.BinarySearchFunc(list, rg.lo, func(s mailstore.Summary, uid imap.UID) int { return cmp.Compare(s.UID, uid) })
-		for ; i < len(list) && list[i].UID <= rg.hi; i++ {
-			s := &list[i]
+	// Each range's slice of the list, then one allocation for all.
+	bounds := make([][2]int, len(ranges))
+	n := 0
+	for k, rg := range ranges {
+		byUID := func(s mailstore.Summary, uid imap.UID) int { return cmp.Compare(s.UID, uid) }
+		i, _ := slices.BinarySearchFunc(list, rg.lo, byUID)
+		j := i
+		if rg.hi < imap.UID(^uint32(0)) {
+			j, _ = slices.BinarySearchFunc(list[i:], rg.hi+1, byUID)
+			j += i
+		} else {
+			j = len(list)
+		}
+		bounds[k] = [2]int{i, j}
+		n += j - i
+	}
+	out := make([]mailstore.MessageInfo, 0, n)
+	for _, b := range bounds {
+		for _, s := range list[b[0]:b[1]] {
 			out = append(out, mailstore.MessageInfo{UID: s.UID, ModSeq: s.ModSeq, Flags: s.Flags})
 		}
 	}
@@ -359,6 +373,12 @@ func (a *account) expunged(ctx context.Context, mailboxID int64, modseq uint64) 
 // range's ends, then args, and calls fn for every row. query is the
 // transaction's (rtx.query or wtx.Query), so q stays a prepared statement.
 func eachInRanges(query func(q string, args ...any) (*sql.Rows, error), q string, mailboxID int64, ranges []uidRange, fn func(row sqlitedb.Scanner) error, args ...any) error {
+	if uids, ok := scatteredUIDs(ranges); ok {
+		if sq, ok := scatteredForm(q); ok { // one statement (scattered.go)
+			rows, err := query(sq, append([]any{mailboxID, uids, 0}, args...)...)
+			return sqlitedb.Each(rows, err, fn)
+		}
+	}
 	for _, rg := range ranges {
 		rows, err := query(q, append([]any{mailboxID, int64(rg.lo), int64(rg.hi)}, args...)...)
 		if err := sqlitedb.Each(rows, err, fn); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime/quotedprintable"
 	"strings"
+	"sync"
 
 	"github.com/emersion/go-imap/v2"
 )
@@ -394,9 +395,17 @@ func copyPiece(w io.Writer, m *Message, p piece) (int64, error) {
 		}
 		return n, err
 	default:
-		return io.Copy(w, src)
+		buf := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(buf)
+		return io.CopyBuffer(w, src, *buf)
 	}
 }
+
+// copyBufs are the buffers copyPiece copies through: io.Copy allocated
+// 32 KiB per section written (three quarters of the bytes allocated by a
+// FETCH of message bodies). 64 KiB takes a typical message in one read
+// and one write.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // decodeError is an error of the decoder (not of the writer).
 type decodeError struct{ err error }

@@ -117,5 +117,6 @@ func (c *Conn) handleCompress(tag string, dec *imapwire.Decoder) error {
 	}{inflate.NewReader(src), deflateWriter{dst: conn}})
 	c.br.Reset(rw)
 	c.bw.Reset(rw)
+	c.w = rw
 	return nil
 }

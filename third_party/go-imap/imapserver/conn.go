@@ -61,6 +61,11 @@ type Conn struct {
 	// writeDeadline is the write deadline last set on conn (zero: none),
 	// under encMutex (setWriteTimeout).
 	writeDeadline time.Time
+	// w is what bw writes to; small is bw's own writer while a long FETCH
+	// has borrowed a larger one (borrowBigWriter). Under encMutex.
+	// (Posthouse patch.)
+	w     io.Writer
+	small *bufio.Writer
 }
 
 // errAutologout: the client stayed silent past its timeout and got a BYE
@@ -80,6 +85,7 @@ func newConn(c net.Conn, server *Server) *Conn {
 		server:  server,
 		br:      br,
 		bw:      bw,
+		w:       rw,
 		enabled: make(imap.CapSet),
 	}
 }
@@ -631,10 +637,17 @@ func (c *Conn) setWriteTimeout(dur time.Duration) {
 	if dur <= 0 {
 		return
 	}
-	d := time.Now().Add(dur)
-	if !c.writeDeadline.IsZero() && c.writeDeadline.After(d.Add(-time.Second)) && c.writeDeadline.Before(d.Add(time.Second)) {
-		return
+	// Posthouse patch: the deadline now+dur is within a second of the one
+	// set when the time it was set for, writeDeadline-dur, is within a
+	// second of now. time.Since reads only the monotonic clock, where
+	// time.Now reads two clocks: that was half of what starting a FETCH
+	// response cost.
+	if !c.writeDeadline.IsZero() {
+		if e := time.Since(c.writeDeadline.Add(-dur)); e > -time.Second && e < time.Second {
+			return
+		}
 	}
+	d := time.Now().Add(dur)
 	c.writeDeadline = d
 	c.conn.SetWriteDeadline(d)
 }
@@ -663,19 +676,25 @@ type responseEncoder struct {
 }
 
 func newResponseEncoder(conn *Conn) *responseEncoder {
+	enc := new(responseEncoder)
+	conn.startResponse(enc, new(imapwire.Encoder))
+	return enc
+}
+
+// startResponse is newResponseEncoder into enc and wireEnc, which a
+// writer of many responses (FetchWriter) reuses for each (Posthouse
+// patch: three allocations per FETCH response were a fifth of the time a
+// FETCH of flags spent in its responses).
+func (conn *Conn) startResponse(enc *responseEncoder, wireEnc *imapwire.Encoder) {
 	conn.mutex.Lock()
 	quotedUTF8 := conn.enabled.Has(imap.CapIMAP4rev2) || conn.enabled.Has(imap.CapUTF8Accept)
 	conn.mutex.Unlock()
 
-	wireEnc := imapwire.NewEncoder(conn.bw, imapwire.ConnSideServer)
-	wireEnc.QuotedUTF8 = quotedUTF8
-
 	conn.encMutex.Lock() // released by responseEncoder.end
+	wireEnc.Reset(conn.bw, imapwire.ConnSideServer)
+	wireEnc.QuotedUTF8 = quotedUTF8
 	conn.setWriteTimeout(respWriteTimeout)
-	return &responseEncoder{
-		Encoder: wireEnc,
-		conn:    conn,
-	}
+	*enc = responseEncoder{Encoder: wireEnc, conn: conn}
 }
 
 func (enc *responseEncoder) end() {
@@ -781,4 +800,45 @@ func (w *UpdateWriter) WriteMailboxFlags(flags []imap.Flag) error {
 // WriteMessageFlags writes a FETCH response with FLAGS.
 func (w *UpdateWriter) WriteMessageFlags(seqNum uint32, uid imap.UID, flags []imap.Flag) error {
 	return w.WriteMessageFlagsModSeq(seqNum, uid, flags, 0)
+}
+
+// A FETCH of many messages writes its responses through a 64 KiB buffer
+// borrowed from a pool after its first bigWriterAfter responses, and gives
+// it back when the command ends; small FETCHes and idle connections keep
+// the connection's 4 KiB one. (Posthouse patch: a FETCH of flags over
+// 100,000 messages went out in 4 KiB writes, each waking the client for
+// one read.)
+const (
+	bigWriterSize  = 64 << 10
+	bigWriterAfter = 64
+)
+
+var bigWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bigWriterSize) }}
+
+// borrowBigWriter makes bw a pooled 64 KiB writer; what the connection's
+// own writer holds is flushed first. No response may be open.
+func (c *Conn) borrowBigWriter() {
+	c.encMutex.Lock()
+	defer c.encMutex.Unlock()
+	if c.small != nil || c.bw.Flush() != nil {
+		return // already borrowed, or the connection failed: keep it
+	}
+	big := bigWriters.Get().(*bufio.Writer)
+	big.Reset(c.w)
+	c.small, c.bw = c.bw, big
+}
+
+// returnBigWriter flushes a borrowed writer and gives it back.
+func (c *Conn) returnBigWriter() error {
+	c.encMutex.Lock()
+	defer c.encMutex.Unlock()
+	if c.small == nil {
+		return nil
+	}
+	big := c.bw
+	err := big.Flush()
+	c.bw, c.small = c.small, nil
+	big.Reset(nil)
+	bigWriters.Put(big)
+	return err
 }

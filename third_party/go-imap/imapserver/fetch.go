@@ -102,11 +102,12 @@ func (c *Conn) handleFetch(dec *imapwire.Decoder, numKind NumKind) error {
 	}
 
 	writerOptions.batch = true
-	w := &FetchWriter{conn: c, options: writerOptions}
-	if err := c.session.Fetch(w, numSet, &options); err != nil {
-		return err
+	w := &FetchWriter{conn: c, options: writerOptions, bigAfter: bigWriterAfter}
+	err = c.session.Fetch(w, numSet, &options)
+	if rerr := c.returnBigWriter(); err == nil {
+		err = rerr
 	}
-	return nil
+	return err
 }
 
 func handleFetchAtt(dec *imapwire.Decoder, attName string, options *imap.FetchOptions, writerOptions *fetchWriterOptions) error {
@@ -349,16 +350,31 @@ func maybeReadPartial(dec *imapwire.Decoder) (*imap.SectionPartial, error) {
 type FetchWriter struct {
 	conn    *Conn
 	options fetchWriterOptions
+
+	// Posthouse patch: the writers of the response being written, reused
+	// by each CreateMessage (a response is closed before the next starts:
+	// it holds the connection's encoder lock).
+	msg  FetchResponseWriter
+	enc  responseEncoder
+	wire imapwire.Encoder
+	// bigAfter > 0: after that many responses, borrow the connection a
+	// larger buffer (FETCH only; handleFetch gives it back).
+	bigAfter, n int
 }
 
 // CreateMessage writes a FETCH response for a message.
 //
 // FetchResponseWriter.Close must be called.
 func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
-	enc := newResponseEncoder(cmd.conn)
+	if cmd.n++; cmd.bigAfter > 0 && cmd.n == cmd.bigAfter+1 {
+		cmd.conn.borrowBigWriter()
+	}
+	cmd.conn.startResponse(&cmd.enc, &cmd.wire)
+	enc := &cmd.enc
 	enc.NoFlush = cmd.options.batch
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
-	return &FetchResponseWriter{enc: enc, options: cmd.options}
+	cmd.msg = FetchResponseWriter{enc: enc, options: cmd.options}
+	return &cmd.msg
 }
 
 // WriteMailboxFlags writes a FLAGS response ahead of the FETCH responses,

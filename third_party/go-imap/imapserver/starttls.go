@@ -71,6 +71,7 @@ func (c *Conn) handleStartTLS(tag string, dec *imapwire.Decoder) error {
 	rw := c.server.options.wrapReadWriter(tlsConn)
 	c.br.Reset(rw)
 	c.bw.Reset(rw)
+	c.w = rw
 
 	return nil
 }

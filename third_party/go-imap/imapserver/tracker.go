@@ -190,6 +190,88 @@ func (t *SessionTracker) SetMessageFlagsFunc(fn func(uid imap.UID, flags []imap.
 	t.mutex.Unlock()
 }
 
+// ReviseFlagUpdates lets a session revise the FETCH FLAGS updates queued
+// for it once its own command has shown (or changed) messages in a state
+// newer than a queued update's: fn is called, in queue order, with the
+// UID and modseq of each queued FETCH FLAGS update and returns drop to
+// remove it, or non-nil flags to write those flags with modSeq instead.
+// Without it a FETCH or STORE that wrote a message at modseq n is followed
+// by the older changes queued before it, and a CONDSTORE client sees the
+// message's MODSEQ go down (RFC 7162 §3.1: a modseq only grows). Other
+// sessions' queues are untouched: updates are shared, so a revised one is
+// a copy. FLAGS updates queued after the first replaced update move
+// ahead of it, as its flags may hold a keyword they announce. fn runs
+// under the tracker's lock and must not call it. (Posthouse patch.)
+func (t *SessionTracker) ReviseFlagUpdates(fn func(uid imap.UID, modSeq uint64) (flags []imap.Flag, newModSeq uint64, drop bool)) {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	out := t.queue[:0]
+	firstReplaced := -1
+	for _, update := range t.queue {
+		if f := update.fetch; f != nil {
+			flags, modSeq, drop := fn(f.uid, f.modSeq)
+			if drop {
+				continue
+			}
+			if flags != nil {
+				update.fetch = &trackerUpdateFetch{seqNum: f.seqNum, uid: f.uid, flags: flags, modSeq: modSeq}
+				if firstReplaced < 0 {
+					firstReplaced = len(out)
+				}
+			}
+		}
+		out = append(out, update)
+	}
+	for i := len(out); i < len(t.queue); i++ {
+		t.queue[i] = trackerUpdate{}
+	}
+	t.queue = out
+	// A replaced update carries newer flags, which may hold a keyword
+	// that a FLAGS update queued after it announces: FLAGS updates move
+	// ahead of the first replaced one (they name no message, so moving
+	// them changes no sequence number).
+	if firstReplaced >= 0 {
+		var flagsUpdates, rest []trackerUpdate
+		for _, update := range out[firstReplaced:] {
+			if update.mailboxFlags != nil {
+				flagsUpdates = append(flagsUpdates, update)
+			} else {
+				rest = append(rest, update)
+			}
+		}
+		if len(flagsUpdates) > 0 {
+			n := copy(out[firstReplaced:], flagsUpdates)
+			copy(out[firstReplaced+n:], rest)
+		}
+	}
+}
+
+// TakeMailboxFlags removes the FLAGS updates queued for the session and
+// returns the flags of the last one (nil if none), for a command about to
+// show flags to write first: a FETCH showing a keyword that another
+// session brought into the mailbox must not precede the FLAGS announcing
+// it (RFC 3501 §7.2.6), which Poll would write only after the command's
+// responses. FLAGS updates name no message, so taking them changes no
+// sequence number. (Posthouse patch.)
+func (t *SessionTracker) TakeMailboxFlags() []imap.Flag {
+	t.mutex.Lock()
+	defer t.mutex.Unlock()
+	var last []imap.Flag
+	out := t.queue[:0]
+	for _, update := range t.queue {
+		if update.mailboxFlags != nil {
+			last = update.mailboxFlags
+			continue
+		}
+		out = append(out, update)
+	}
+	for i := len(out); i < len(t.queue); i++ {
+		t.queue[i] = trackerUpdate{}
+	}
+	t.queue = out
+	return last
+}
+
 // NumMessages returns the number of messages in the mailbox as the client
 // knows it, which is the highest valid message sequence number in its
 // commands (RFC 9051 §9, seq-number). (Posthouse patch.)

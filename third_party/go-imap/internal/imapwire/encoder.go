@@ -47,6 +47,25 @@ func NewEncoder(w *bufio.Writer, side ConnSide) *Encoder {
 	return &Encoder{w: w, side: side}
 }
 
+// Reset makes enc a new encoder writing to w, as NewEncoder would, so
+// that a writer of many responses reuses one (Posthouse patch).
+func (enc *Encoder) Reset(w *bufio.Writer, side ConnSide) {
+	*enc = Encoder{w: w, side: side}
+}
+
+// writeUint writes v in decimal into the buffered writer's free space,
+// without the string strconv.FormatUint allocates for v >= 100
+// (Posthouse patch: a FETCH of flags writes two numbers per message).
+func (enc *Encoder) writeUint(v uint64) *Encoder {
+	if enc.err != nil || enc.literal {
+		return enc.writeString("")
+	}
+	if _, err := enc.w.Write(strconv.AppendUint(enc.w.AvailableBuffer(), v, 10)); err != nil {
+		enc.err = err
+	}
+	return enc
+}
+
 func (enc *Encoder) setErr(err error) {
 	if enc.err == nil {
 		enc.err = err
@@ -213,7 +232,7 @@ func isValidFlag(s string) bool {
 }
 
 func (enc *Encoder) Number(v uint32) *Encoder {
-	return enc.writeString(strconv.FormatUint(uint64(v), 10))
+	return enc.writeUint(uint64(v))
 }
 
 func (enc *Encoder) Number64(v int64) *Encoder {
@@ -223,7 +242,7 @@ func (enc *Encoder) Number64(v int64) *Encoder {
 
 func (enc *Encoder) ModSeq(v uint64) *Encoder {
 	// TODO: disallow zero values
-	return enc.writeString(strconv.FormatUint(v, 10))
+	return enc.writeUint(v)
 }
 
 // List writes a parenthesized list.
