@@ -164,6 +164,10 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 		}
 	}
 	a.db = db
+	if err := a.limitWAL(ctx); err != nil {
+		a.close()
+		return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
+	}
 	if rebuild {
 		if err := a.rebuildMailboxes(ctx); err != nil {
 			a.close()
