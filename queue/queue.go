@@ -138,6 +138,10 @@ type Queue struct {
 	tmpDir   string
 	// spoolSync shares the fsync of spoolDir between concurrent Enqueues.
 	spoolSync durable.DirSyncer
+	// dbPath is the database file; reap holds the spool files of finished
+	// messages until their commit is durable (reap.go).
+	dbPath string
+	reap   reaper
 
 	kick chan struct{}
 
@@ -235,6 +239,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	q.db = db
+	q.dbPath = dbPath
 	q.dkim = dkim.NewKeys(db, opts.Now)
 	if opts.Shared {
 		return q, nil
@@ -299,6 +304,7 @@ func (q *Queue) Close() error {
 	}
 	q.closed = true
 	q.mu.Unlock()
+	q.closeReaper()
 	return q.db.Close()
 }
 
