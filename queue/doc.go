@@ -27,7 +27,9 @@
 // renamed into queue/, the directory is fsync'd, and then the rows are
 // committed (synchronous=FULL). Concurrent Enqueues share the directory
 // fsync (durable.DirSyncer: each waits for one that began after its
-// rename). Start-up removes spool files without a row (their Enqueue never
+// rename) and the commit: those that wait for the write lock are
+// committed together by the next of them, in one transaction and one WAL
+// fsync, each with its own error (groupcommit.go). Start-up removes spool files without a row (their Enqueue never
 // returned) and leftovers in tmp/.
 //
 // Two commits are not fsync'd. The first is the next attempt time saved before an

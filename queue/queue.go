@@ -143,6 +143,8 @@ type Queue struct {
 	// messages until their commit is durable (reap.go).
 	dbPath string
 	reap   reaper
+	// committer shares commits between concurrent Enqueues (groupcommit.go).
+	committer enqueueCommitter
 
 	kick chan struct{}
 
@@ -462,23 +464,12 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		return "", fmt.Errorf("queue: spool: %w", err)
 	}
 
-	now := q.opts.Now()
-	tx, err := q.db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("queue: %w", err)
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, sender, size, created, eightbit, smtputf8, kind, dkim) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, from, cw.n, now.UnixNano(), cw.eightbit, smtputf8, kind, dkimHeader); err != nil {
-		return "", fmt.Errorf("queue: %w", err)
-	}
+	rows := &queuedRows{id: id, from: from, size: cw.n, created: q.opts.Now().UnixNano(),
+		eightbit: cw.eightbit, utf8: smtputf8, kind: kind, dkim: dkimHeader}
 	for _, r := range list {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO recipients (message_id, rcpt, domain, next_attempt) VALUES (?, ?, ?, ?)`,
-			id, r.addr, r.domain, now.UnixNano()); err != nil {
-			return "", fmt.Errorf("queue: %w", err)
-		}
+		rows.rcpts = append(rows.rcpts, [2]string{r.addr, r.domain})
 	}
-	if err := tx.Commit(); err != nil {
+	if err := q.commitRows(ctx, rows); err != nil {
 		return "", fmt.Errorf("queue: %w", err)
 	}
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
