@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dsn"
 )
@@ -62,7 +64,11 @@ func FuzzReadHeader(f *testing.F) {
 // used and the filter's status; a foreign sender's DSN is queued with the
 // null sender; the null sender gets none.
 func TestBounce(t *testing.T) {
-	e := newEnv(t, newFakeRemote(t))
+	remote := newFakeRemote(t)
+	// The queued DSN must still be there when the test lists the queue:
+	// bob's server defers it (the fake clock holds the retry).
+	remote.script("bob@b.test", smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "later"))
+	e := newEnv(t, remote)
 	body := "From: alice@a.test\r\nSubject: party\r\n\r\nbody\r\n"
 	refused := []delivery.Result{{
 		Rcpt:      "carol@a.test",

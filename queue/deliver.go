@@ -500,47 +500,46 @@ func (q *Queue) record(m *msgInfo, results []result) {
 	defer cancel()
 	now := q.opts.Now()
 	expired := now.Sub(m.created) >= q.opts.Expiry
-	tx, err := q.db.Write.BeginTx(ctx, nil)
+	// Committed relaxed (reap.go): the spool file goes once it is durable.
+	var finished bool
+	err := q.relaxedTx(ctx, func(tx *sql.Tx) error {
+		for _, r := range results {
+			if r.interrupted {
+				continue
+			}
+			state := StatePending
+			reply := r.reply.String()
+			switch {
+			case r.delivered():
+				state = StateDelivered
+			case r.reply.Permanent():
+				state = StateFailed
+			case expired:
+				state = StateFailed
+				reply = fmt.Sprintf("%s (giving up after %s)", reply, q.opts.Expiry)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = ?, reply = ?, remote = ? WHERE message_id = ? AND rcpt = ?`,
+				state, reply, r.remote, m.id, r.rcpt); err != nil {
+				return err
+			}
+		}
+		// The common case ends here: every recipient done and none failed.
+		// Removing the entry in the same transaction saves a commit.
+		del, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
+			WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, m.id, m.id)
+		if err != nil {
+			return err
+		}
+		n, _ := del.RowsAffected()
+		finished = n > 0
+		return nil
+	})
 	if err != nil {
 		q.log.Error("queue: record results", "queueid", m.id, "err", err)
 		return
 	}
-	defer tx.Rollback()
-	for _, r := range results {
-		if r.interrupted {
-			continue
-		}
-		state := StatePending
-		reply := r.reply.String()
-		switch {
-		case r.delivered():
-			state = StateDelivered
-		case r.reply.Permanent():
-			state = StateFailed
-		case expired:
-			state = StateFailed
-			reply = fmt.Sprintf("%s (giving up after %s)", reply, q.opts.Expiry)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = ?, reply = ?, remote = ? WHERE message_id = ? AND rcpt = ?`,
-			state, reply, r.remote, m.id, r.rcpt); err != nil {
-			q.log.Error("queue: record results", "queueid", m.id, "err", err)
-			return
-		}
-	}
-	// The common case ends here: every recipient done and none failed.
-	// Removing the entry in the same transaction saves a commit.
-	del, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
-		WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, m.id, m.id)
-	if err != nil {
-		q.log.Error("queue: record results", "queueid", m.id, "err", err)
-		return
-	}
-	if err := tx.Commit(); err != nil {
-		q.log.Error("queue: record results", "queueid", m.id, "err", err)
-		return
-	}
-	if n, _ := del.RowsAffected(); n > 0 {
-		os.Remove(q.spoolPath(m.id))
+	if finished {
+		q.dropSpool(m.id)
 		q.log.Debug("finished", "queueid", m.id)
 	}
 }

@@ -14,7 +14,16 @@ import (
 // first maxHeaderBytes are looked at.
 func forgedAuthResults(r io.ReaderAt, size int64, hostname string) [][2]int64 {
 	n := min(size, maxHeaderBytes)
-	buf := make([]byte, n)
+	var buf []byte
+	if n <= spoolBufSize {
+		// The common case: a header (and often the whole message) that
+		// fits the copy buffer, borrowed rather than allocated.
+		pb := spoolBufs.Get().(*[]byte)
+		defer spoolBufs.Put(pb)
+		buf = (*pb)[:n]
+	} else {
+		buf = make([]byte, n)
+	}
 	if _, err := r.ReadAt(buf, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil
 	}

@@ -159,7 +159,9 @@ func (s *session) receive(r io.Reader) (*os.File, int64, error) {
 	}
 	fr := &bodyFilter{r: r, max: s.s.opts.MaxMessageBytes}
 	buf := spoolBufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(f, fr, *buf)
+	// Hidden from CopyBuffer as a ReaderFrom: *os.File's ReadFrom would
+	// copy through a 32 KB buffer of its own, allocated per message.
+	n, err := io.CopyBuffer(struct{ io.Writer }{f}, fr, *buf)
 	spoolBufs.Put(buf)
 	if err == nil {
 		err = fr.finish()

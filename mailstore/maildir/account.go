@@ -187,6 +187,10 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 		}
 	}
 	a.db = db
+	if err := a.limitWAL(ctx); err != nil {
+		a.close()
+		return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
+	}
 	if rb != nil {
 		a.rebuild = rb
 		defer func() { a.rebuild = nil }()

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -36,7 +37,12 @@ func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int
 	if err != nil {
 		return "", 0, parsed{}, fmt.Errorf("maildir: create message file: %w", err)
 	}
-	bw := bufio.NewWriterSize(f, 64<<10)
+	bw := tmpWriters.Get().(*bufio.Writer)
+	bw.Reset(f)
+	defer func() {
+		bw.Reset(nil)
+		tmpWriters.Put(bw)
+	}()
 	src := r
 	if max > 0 {
 		src = io.LimitReader(r, max+1)
@@ -70,6 +76,10 @@ func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int
 	}
 	return unique, n, p, nil
 }
+
+// tmpWriters are the 64 KiB write buffers of writeTmp, reused: one
+// allocated per delivery was 40% of the bytes a delivery allocated.
+var tmpWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // countWriter counts what it passes on.
 type countWriter struct {

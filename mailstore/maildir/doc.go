@@ -98,6 +98,12 @@
 // message) and stored in a versioned JSON form (cache.go); Fetch, Snapshot
 // and Status never open message files.
 //
+// The WAL is checkpointed every 128 pages and cut back to that size after
+// each checkpoint (walsize.go): with SQLite's defaults (1,000 pages, never
+// cut) an account that had just received 1,000 messages of 10 KB kept a
+// 4 MiB WAL, 4 KiB per message beside its 12 KiB of mail; now at most
+// 512 KiB, for about one more fsync per 20 deliveries.
+//
 // Every transaction that changes a mailbox gives it one new modseq, shared
 // by all of its changes; the events of the transaction carry it. Per-mailbox
 // counters (messages, bytes, unseen, deleted) are kept by triggers, so
