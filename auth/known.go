@@ -57,7 +57,7 @@ func (db *DB) loadKnown(ctx context.Context) error {
 func (db *DB) saveKnown(ctx context.Context, log *slog.Logger, userID int64, ip netip.Prefix, t time.Time) {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO known_addresses (user_id, prefix, last_login) VALUES (?, ?, ?)
-			ON CONFLICT (user_id, prefix) DO UPDATE SET last_login = max(last_login, excluded.last_login)`,
+			ON CONFLICT (user_id, prefix) DO UPDATE SET last_login = excluded.last_login WHERE known_addresses.last_login < excluded.last_login`,
 			userID, ip.String(), t.Unix()); err != nil {
 			return err
 		}
