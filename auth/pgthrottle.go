@@ -155,7 +155,7 @@ func (s *sharedThrottle) run(now time.Time, ip netip.Prefix, account string, wit
 				}
 			}
 		}
-		if t.knownOn() {
+		if t.knownOn() && isPasswordKey(account) {
 			rows, err := tx.QueryContext(ctx, `SELECT k.prefix, k.last_login FROM known_addresses k JOIN users u ON u.id = k.user_id WHERE u.address = ?`, account)
 			if err != nil {
 				return err
