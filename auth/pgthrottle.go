@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -126,16 +125,33 @@ func (s *sharedThrottle) run(now time.Time, ip netip.Prefix, account string, wit
 		keys = append(keys, ack)
 	}
 	old := map[string][]byte{}
-	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, k); err != nil {
+	if len(keys) > 0 {
+		// One statement locks both keys, address first; one reads both rows.
+		q := `SELECT pg_advisory_xact_lock(hashtextextended(?, 0))` + strings.Repeat(`, pg_advisory_xact_lock(hashtextextended(?, 0))`, len(keys)-1)
+		args := make([]any, len(keys))
+		for i, k := range keys {
+			args[i] = k
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
 			return err
 		}
-		var rec []byte
-		err := tx.QueryRowContext(ctx, `SELECT record FROM auth_throttle WHERE key = ?`, k).Scan(&rec)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		rows, err := tx.QueryContext(ctx, `SELECT key, record FROM auth_throttle WHERE key IN (?`+strings.Repeat(`, ?`, len(keys)-1)+`)`, args...)
+		if err != nil {
 			return err
 		}
-		old[k] = rec
+		for rows.Next() {
+			var k string
+			var rec []byte
+			if err := rows.Scan(&k, &rec); err != nil {
+				rows.Close()
+				return err
+			}
+			old[k] = rec
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 	}
 	t := s.scratch()
 	t.lastSweep = now.Add(time.Hour) // the table is swept, not the scratch maps
