@@ -28,6 +28,9 @@ func (db *DB) loadKnown(ctx context.Context) error {
 	if _, err := db.db.Write.ExecContext(ctx, `DELETE FROM known_addresses WHERE last_login <= ?`, since); err != nil {
 		return fmt.Errorf("auth: known addresses: %w", err)
 	}
+	if db.db.shared {
+		return nil // the shared throttle reads them at each check
+	}
 	rows, err := db.db.Read.QueryContext(ctx, `SELECT u.address, k.prefix, k.last_login
 		FROM known_addresses k JOIN users u ON u.id = k.user_id
 		ORDER BY k.last_login DESC LIMIT ?`, maxKnown)
