@@ -48,7 +48,12 @@
 // process: the credential ids that make a retried wrong password count once
 // are keyed per process, so the same wrong password tried through two
 // nodes counts twice (at most once per node: more throttling, never less);
-// and an attempt costs one transaction of a few statements.
+// and every attempt costs two short transactions (admission, then verdict),
+// each BEGIN, one lock statement, one read of the rows, one of the known
+// addresses, a write when a record changed, COMMIT. BenchmarkBackends, on a
+// loaded 2-core machine with PostgreSQL on a local socket: a cached login
+// 1.4 ms on PostgreSQL against 24 µs on SQLite, a recipient lookup 0.43 ms
+// against 0.14 ms.
 //
 // # Passwords
 //
