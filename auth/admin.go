@@ -8,23 +8,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mattn/go-sqlite3"
-
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
-
-// isUnique reports whether err is a UNIQUE or PRIMARY KEY violation.
-func isUnique(err error) bool {
-	var se sqlite3.Error
-	return errors.As(err, &se) && se.Code == sqlite3.ErrConstraint &&
-		(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
-}
 
 // write runs fn in one immediate write transaction.
 func (db *DB) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("auth: begin: %w", err)
+	}
+	if db.db.writeLock != "" {
+		if _, err := tx.ExecContext(ctx, db.db.writeLock); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("auth: lock: %w", err)
+		}
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
@@ -179,16 +176,15 @@ func (db *DB) addUserHash(ctx context.Context, a, hash string, quota int64) (Use
 		} else if ok {
 			return fmt.Errorf("%w: %s is an alias", ErrExists, a)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO users (address, domain_id, password_hash, quota, created) VALUES (?, ?, ?, ?, ?)`,
-			a, did, hash, quota, u.Created.Unix())
+		err = tx.QueryRowContext(ctx, `INSERT INTO users (address, domain_id, password_hash, quota, created) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			a, did, hash, quota, u.Created.Unix()).Scan(&u.ID)
 		if isUnique(err) {
 			return fmt.Errorf("%w: user %s", ErrExists, a)
 		}
 		if err != nil {
 			return fmt.Errorf("auth: add user: %w", err)
 		}
-		u.ID, err = res.LastInsertId()
-		return err
+		return nil
 	})
 	if err != nil {
 		return User{}, err
@@ -378,14 +374,11 @@ func (db *DB) AddAlias(ctx context.Context, address string, targets []string) er
 		} else if ok {
 			return fmt.Errorf("%w: %s is a user", ErrExists, a)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, ?)`, a, did, db.now().Unix())
+		var id int64
+		err = tx.QueryRowContext(ctx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, ?) RETURNING id`, a, did, db.now().Unix()).Scan(&id)
 		if isUnique(err) {
 			return fmt.Errorf("%w: alias %s", ErrExists, a)
 		}
-		if err != nil {
-			return fmt.Errorf("auth: add alias: %w", err)
-		}
-		id, err := res.LastInsertId()
 		if err != nil {
 			return fmt.Errorf("auth: add alias: %w", err)
 		}

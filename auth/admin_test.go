@@ -10,7 +10,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-func TestDomains(t *testing.T) {
+func TestDomains(t *testing.T) { forEachBackend(t, testDomains) }
+
+func testDomains(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -43,7 +45,9 @@ func TestDomains(t *testing.T) {
 	}
 }
 
-func TestRemoveDomainForce(t *testing.T) {
+func TestRemoveDomainForce(t *testing.T) { forEachBackend(t, testRemoveDomainForce) }
+
+func testRemoveDomainForce(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -70,7 +74,9 @@ func TestRemoveDomainForce(t *testing.T) {
 	}
 }
 
-func TestUsers(t *testing.T) {
+func TestUsers(t *testing.T) { forEachBackend(t, testUsers) }
+
+func testUsers(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -130,7 +136,9 @@ func TestUsers(t *testing.T) {
 	}
 }
 
-func TestUserUpdates(t *testing.T) {
+func TestUserUpdates(t *testing.T) { forEachBackend(t, testUserUpdates) }
+
+func testUserUpdates(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -188,7 +196,9 @@ func TestUserUpdates(t *testing.T) {
 	}
 }
 
-func TestAddUserHash(t *testing.T) {
+func TestAddUserHash(t *testing.T) { forEachBackend(t, testAddUserHash) }
+
+func testAddUserHash(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -221,7 +231,9 @@ func TestAddUserHash(t *testing.T) {
 	}
 }
 
-func TestAliases(t *testing.T) {
+func TestAliases(t *testing.T) { forEachBackend(t, testAliases) }
+
+func testAliases(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db

@@ -66,13 +66,12 @@ func (db *DB) CreateAppPassword(ctx context.Context, address, name string) (AppP
 		if n >= maxAppPasswords {
 			return fmt.Errorf("%w: %s has %d", ErrTooManyAppPasswords, a, n)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO app_passwords (user_id, name, hash, created) VALUES (?, ?, ?, ?)`,
-			uid, name, secretHash(canon), ap.Created.Unix())
+		err = tx.QueryRowContext(ctx, `INSERT INTO app_passwords (user_id, name, hash, created) VALUES (?, ?, ?, ?) RETURNING id`,
+			uid, name, secretHash(canon), ap.Created.Unix()).Scan(&ap.ID)
 		if err != nil {
 			return fmt.Errorf("auth: add app password: %w", err)
 		}
-		ap.ID, err = res.LastInsertId()
-		return err
+		return nil
 	})
 	if err != nil {
 		return AppPassword{}, "", err

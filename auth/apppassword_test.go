@@ -9,7 +9,9 @@ import (
 	"time"
 )
 
-func TestAppPasswords(t *testing.T) {
+func TestAppPasswords(t *testing.T) { forEachBackend(t, testAppPasswords) }
+
+func testAppPasswords(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -101,6 +103,10 @@ func TestAppPasswords(t *testing.T) {
 // TestAppPasswordRevokedByOtherProcess: posthouse admin revokes while
 // serve runs; serve's next login with it fails.
 func TestAppPasswordRevokedByOtherProcess(t *testing.T) {
+	forEachBackend(t, testAppPasswordRevokedByOtherProcess)
+}
+
+func testAppPasswordRevokedByOtherProcess(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
@@ -117,6 +123,10 @@ func TestAppPasswordRevokedByOtherProcess(t *testing.T) {
 }
 
 func TestAppPasswordLastUseWrittenOncePerInterval(t *testing.T) {
+	forEachBackend(t, testAppPasswordLastUseWrittenOncePerInterval)
+}
+
+func testAppPasswordLastUseWrittenOncePerInterval(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -149,7 +159,9 @@ func TestAppPasswordLastUseWrittenOncePerInterval(t *testing.T) {
 	}
 }
 
-func TestCreateAppPasswordErrors(t *testing.T) {
+func TestCreateAppPasswordErrors(t *testing.T) { forEachBackend(t, testCreateAppPasswordErrors) }
+
+func testCreateAppPasswordErrors(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t, Options{}).db
 	seed(t, db, []string{"example.com"}, []string{"bob@example.com"}, nil)
@@ -188,7 +200,9 @@ func TestCreateAppPasswordErrors(t *testing.T) {
 	}
 }
 
-func TestRoles(t *testing.T) {
+func TestRoles(t *testing.T) { forEachBackend(t, testRoles) }
+
+func testRoles(t *testing.T) {
 	ctx := context.Background()
 	db := newTestDB(t, Options{}).db
 	seed(t, db, []string{"example.com"}, []string{"bob@example.com"}, nil)

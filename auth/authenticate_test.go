@@ -18,7 +18,9 @@ var (
 	ipB = netip.MustParseAddr("198.51.100.7")
 )
 
-func TestAuthenticate(t *testing.T) {
+func TestAuthenticate(t *testing.T) { forEachBackend(t, testAuthenticate) }
+
+func testAuthenticate(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -75,6 +77,10 @@ func TestAuthenticate(t *testing.T) {
 // TestAuthenticateUnknownUserCostsAHash checks the constant-time property
 // structurally: an unknown user is verified against the dummy hash.
 func TestAuthenticateUnknownUserCostsAHash(t *testing.T) {
+	forEachBackend(t, testAuthenticateUnknownUserCostsAHash)
+}
+
+func testAuthenticateUnknownUserCostsAHash(t *testing.T) {
 	env := newTestDB(t, Options{CacheTTL: -1})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
 	for _, user := range []string{"bob@example.com", "nobody@example.com", "x@elsewhere.example", "not-an-address"} {
@@ -86,7 +92,9 @@ func TestAuthenticateUnknownUserCostsAHash(t *testing.T) {
 	}
 }
 
-func TestThrottlePerIP(t *testing.T) {
+func TestThrottlePerIP(t *testing.T) { forEachBackend(t, testThrottlePerIP) }
+
+func testThrottlePerIP(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -136,7 +144,9 @@ func TestThrottlePerIP(t *testing.T) {
 	}
 }
 
-func TestThrottleIPv6Prefix(t *testing.T) {
+func TestThrottleIPv6Prefix(t *testing.T) { forEachBackend(t, testThrottleIPv6Prefix) }
+
+func testThrottleIPv6Prefix(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{IPMaxFailures: 3})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
@@ -160,7 +170,9 @@ func TestThrottleIPv6Prefix(t *testing.T) {
 	}
 }
 
-func TestThrottleResetOnSuccess(t *testing.T) {
+func TestThrottleResetOnSuccess(t *testing.T) { forEachBackend(t, testThrottleResetOnSuccess) }
+
+func testThrottleResetOnSuccess(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -197,7 +209,9 @@ func TestThrottleResetOnSuccess(t *testing.T) {
 	}
 }
 
-func TestThrottleDisabled(t *testing.T) {
+func TestThrottleDisabled(t *testing.T) { forEachBackend(t, testThrottleDisabled) }
+
+func testThrottleDisabled(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{IPMaxFailures: -1, AccountMaxFailures: -1})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
@@ -211,7 +225,9 @@ func TestThrottleDisabled(t *testing.T) {
 	}
 }
 
-func TestCredentialCache(t *testing.T) {
+func TestCredentialCache(t *testing.T) { forEachBackend(t, testCredentialCache) }
+
+func testCredentialCache(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -265,7 +281,9 @@ func TestCredentialCache(t *testing.T) {
 	}
 }
 
-func TestRehashOnLogin(t *testing.T) {
+func TestRehashOnLogin(t *testing.T) { forEachBackend(t, testRehashOnLogin) }
+
+func testRehashOnLogin(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -306,7 +324,9 @@ func TestRehashOnLogin(t *testing.T) {
 	}
 }
 
-func TestUnusableStoredHash(t *testing.T) {
+func TestUnusableStoredHash(t *testing.T) { forEachBackend(t, testUnusableStoredHash) }
+
+func testUnusableStoredHash(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
@@ -322,7 +342,9 @@ func TestUnusableStoredHash(t *testing.T) {
 
 // TestConcurrentHandles runs admin writes through two handles on one file
 // (posthouse serve and posthouse admin) beside logins and resolutions.
-func TestConcurrentHandles(t *testing.T) {
+func TestConcurrentHandles(t *testing.T) { forEachBackend(t, testConcurrentHandles) }
+
+func testConcurrentHandles(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{IPMaxFailures: -1, AccountMaxFailures: -1})
 	a := env.db
@@ -385,7 +407,9 @@ func TestConcurrentHandles(t *testing.T) {
 
 // TestThrottleParallelGuesses sends guesses in parallel while every hash
 // slot is busy: only IPMaxFailures of them get as far as the password check.
-func TestThrottleParallelGuesses(t *testing.T) {
+func TestThrottleParallelGuesses(t *testing.T) { forEachBackend(t, testThrottleParallelGuesses) }
+
+func testThrottleParallelGuesses(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{IPMaxFailures: 3, MaxConcurrentHashes: 1})
 	db := env.db
@@ -422,7 +446,9 @@ func TestThrottleParallelGuesses(t *testing.T) {
 
 // TestThrottleAbortRefunds checks that an attempt cancelled before its
 // verdict does not count as a failure.
-func TestThrottleAbortRefunds(t *testing.T) {
+func TestThrottleAbortRefunds(t *testing.T) { forEachBackend(t, testThrottleAbortRefunds) }
+
+func testThrottleAbortRefunds(t *testing.T) {
 	env := newTestDB(t, Options{IPMaxFailures: 2, MaxConcurrentHashes: 1})
 	db := env.db
 	seed(t, db, []string{"example.com"}, []string{"bob@example.com"}, nil)
@@ -440,7 +466,9 @@ func TestThrottleAbortRefunds(t *testing.T) {
 	}
 }
 
-func TestDummyHash(t *testing.T) {
+func TestDummyHash(t *testing.T) { forEachBackend(t, testDummyHash) }
+
+func testDummyHash(t *testing.T) {
 	env := newTestDB(t, Options{})
 	db := env.db
 	d := db.dummyHash()

@@ -86,3 +86,35 @@ func BenchmarkAuthenticateParallel(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBackends compares the backends on the hot paths: a cached login
+// with throttling on (what an IMAP client's every connection costs; on
+// PostgreSQL the shared throttle adds two short transactions) and a
+// recipient lookup.
+func BenchmarkBackends(b *testing.B) {
+	for _, be := range testBackends {
+		b.Run(be.name, func(b *testing.B) {
+			b.Run("login-cached", func(b *testing.B) {
+				env := newTestDB(b, Options{})
+				ctx := context.Background()
+				seed(b, env.db, []string{"example.com"}, []string{"bob@example.com"}, nil)
+				env.db.Authenticate(ctx, "bob@example.com", "pw-bob", ipA)
+				for b.Loop() {
+					if _, err := env.db.Authenticate(ctx, "bob@example.com", "pw-bob", ipA); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			b.Run("resolve", func(b *testing.B) {
+				env := newTestDB(b, Options{})
+				ctx := context.Background()
+				seed(b, env.db, []string{"example.com"}, []string{"bob@example.com"}, map[string][]string{"sales@example.com": {"bob@example.com"}})
+				for b.Loop() {
+					if _, err := env.db.Resolve(ctx, "sales+q3@example.com"); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}

@@ -86,7 +86,7 @@ type Options struct {
 // process. Safe for concurrent use, and for use beside other processes
 // (posthouse admin) opening the same file.
 type DB struct {
-	db     *sqlitedb.DB
+	db     sysDB
 	log    *slog.Logger
 	now    func() time.Time
 	opts   Options
@@ -96,7 +96,7 @@ type DB struct {
 	dummyOnce sync.Once
 	dummy     string // hash of a random password, verified for unknown users
 
-	throttle *throttle
+	throttle throttler
 	cache    *credCache
 	credKey  [32]byte // HMAC key for credential ids, made at Open
 
@@ -212,8 +212,14 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
+	return open(ctx, sysDB{Write: sdb.Write, Read: sdb.Read, close: sdb.Close}, opts)
+}
+
+// open makes a DB on sys, whose schema is up to date.
+func open(ctx context.Context, sys sysDB, opts Options) (*DB, error) {
+	var err error
 	db := &DB{
-		db:      sdb,
+		db:      sys,
 		log:     opts.Logger,
 		now:     opts.Now,
 		opts:    opts,
@@ -222,13 +228,17 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		cache:   newCredCache(opts.CacheTTL),
 		credKey: newCredKey(),
 	}
-	db.throttle = newThrottle(opts)
+	if sys.shared {
+		db.throttle = newSharedThrottle(sys.Write, opts)
+	} else {
+		db.throttle = newThrottle(opts)
+	}
 	prep := func(q string) *sql.Stmt {
 		if err != nil {
 			return nil
 		}
 		var s *sql.Stmt
-		s, err = sdb.Read.PrepareContext(ctx, q)
+		s, err = sys.Read.PrepareContext(ctx, q)
 		return s
 	}
 	db.stmtUser = prep(`SELECT ` + userColumns + ` FROM users WHERE address = ?`)
@@ -277,7 +287,7 @@ func (db *DB) Close() error {
 			s.Close()
 		}
 	}
-	return db.db.Close()
+	return db.db.close()
 }
 
 // userRow is a users row, with the hash Authenticate needs.

@@ -20,6 +20,41 @@
 // change at its next lookup (nothing is cached across processes except the
 // credential cache below, which re-checks the stored hash every time).
 //
+// # PostgreSQL
+//
+// With [store] backend = "postgres", OpenPostgres keeps the same tables in
+// the PostgreSQL database of the mail store (migrations "auth" of
+// internal/pgdb, on the process's shared pool), so every node sees the same
+// users, aliases, grants, app passwords and second factors, and `posthouse
+// admin` on any node acts for all. Both backends run the same SQL through a
+// small seam (sysDB, backend.go): queries are written with ? placeholders,
+// which the PostgreSQL connections rewrite to $n; RETURNING replaces
+// last-insert ids. Write transactions take one advisory lock first, so
+// writers run one at a time across nodes as SQLite's single writer makes
+// them on one machine, and checks such as "an alias is not a user" stay
+// whole. Nothing is cached across nodes but credentials, and a cached
+// credential holds only while the row keeps the hash it was verified
+// against (read at every login, below), so a password changed, a user
+// disabled or removed on one node takes effect on the others at their next
+// login: no invalidation message is needed.
+//
+// Throttling is then shared too (pgthrottle.go): the per-address and
+// per-account records live in auth_throttle, one row per key, read and
+// written under transaction advisory locks on their keys by whichever node
+// checks a login, with the same rules as below; known addresses are read
+// from known_addresses at each check, so a login on one node makes the
+// address known on all. Rows expire with their windows and are swept once a
+// minute (by each node), at most 200 000 kept. Two things differ from one
+// process: the credential ids that make a retried wrong password count once
+// are keyed per process, so the same wrong password tried through two
+// nodes counts twice (at most once per node: more throttling, never less);
+// and every attempt costs two short transactions (admission, then verdict),
+// each BEGIN, one lock statement, one read of the rows, one of the known
+// addresses, a write when a record changed, COMMIT. BenchmarkBackends, on a
+// loaded 2-core machine with PostgreSQL on a local socket: a cached login
+// 1.4 ms on PostgreSQL against 24 µs on SQLite, a recipient lookup 0.43 ms
+// against 0.14 ms.
+//
 // # Passwords
 //
 // New hashes are argon2id PHC strings with the OWASP baseline m=19 MiB, t=2,
@@ -125,7 +160,8 @@
 // # Throttling
 //
 // Password guessing is limited per remote address and per account. Failure
-// counters live in memory (per process) and count only distinct failed
+// counters live in memory (per process; in PostgreSQL when the system
+// tables do, see above) and count only distinct failed
 // credentials (the same wrong password retried by a misconfigured phone
 // counts once per window). An attempt counts as a failure from the moment
 // it is admitted (and is forgotten again if it succeeds or is cancelled),

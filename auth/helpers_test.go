@@ -39,17 +39,20 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 type testEnv struct {
-	db    *DB
-	path  string
-	clock *fakeClock
-	logs  *logbuf.Buffer
+	db      *DB
+	backend testBackend
+	path    string // SQLite
+	dsn     string // PostgreSQL
+	clock   *fakeClock
+	logs    *logbuf.Buffer
 }
 
 // newTestDB opens a database in a temp dir with a fake clock, cheap hashes
 // and a captured debug log.
 func newTestDB(t testing.TB, opts Options) *testEnv {
 	t.Helper()
-	env := &testEnv{clock: newFakeClock(), logs: &logbuf.Buffer{}, path: filepath.Join(t.TempDir(), "users.sqlite")}
+	env := &testEnv{clock: newFakeClock(), logs: &logbuf.Buffer{}, path: filepath.Join(t.TempDir(), "users.sqlite"), backend: backendOf(t)}
+	env.backend.setup(t, env)
 	if opts.Now == nil {
 		opts.Now = env.clock.Now
 	}
@@ -65,7 +68,7 @@ func (env *testEnv) open(t testing.TB, opts Options) *DB {
 	if opts.Now == nil {
 		opts.Now = env.clock.Now
 	}
-	db, err := Open(context.Background(), env.path, opts)
+	db, err := env.backend.open(context.Background(), t, env, opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -103,11 +106,11 @@ func seed(t testing.TB, db *DB, domains, users []string, aliases map[string][]st
 			if err != nil {
 				return err
 			}
-			res, err := tx.ExecContext(ctx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, 0)`, a, did)
+			var id int64
+			err = tx.QueryRowContext(ctx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, 0) RETURNING id`, a, did).Scan(&id)
 			if err != nil {
 				return err
 			}
-			id, _ := res.LastInsertId()
 			for i, tg := range ts {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO alias_targets (alias_id, position, target) VALUES (?, ?, ?)`, id, i, tg); err != nil {
 					return err

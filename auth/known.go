@@ -28,6 +28,9 @@ func (db *DB) loadKnown(ctx context.Context) error {
 	if _, err := db.db.Write.ExecContext(ctx, `DELETE FROM known_addresses WHERE last_login <= ?`, since); err != nil {
 		return fmt.Errorf("auth: known addresses: %w", err)
 	}
+	if db.db.shared {
+		return nil // the shared throttle reads them at each check
+	}
 	rows, err := db.db.Read.QueryContext(ctx, `SELECT u.address, k.prefix, k.last_login
 		FROM known_addresses k JOIN users u ON u.id = k.user_id
 		ORDER BY k.last_login DESC LIMIT ?`, maxKnown)
@@ -57,7 +60,7 @@ func (db *DB) loadKnown(ctx context.Context) error {
 func (db *DB) saveKnown(ctx context.Context, log *slog.Logger, userID int64, ip netip.Prefix, t time.Time) {
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO known_addresses (user_id, prefix, last_login) VALUES (?, ?, ?)
-			ON CONFLICT (user_id, prefix) DO UPDATE SET last_login = max(last_login, excluded.last_login)`,
+			ON CONFLICT (user_id, prefix) DO UPDATE SET last_login = excluded.last_login WHERE known_addresses.last_login < excluded.last_login`,
 			userID, ip.String(), t.Unix()); err != nil {
 			return err
 		}

@@ -9,7 +9,9 @@ import (
 	"testing"
 )
 
-func TestResolve(t *testing.T) {
+func TestResolve(t *testing.T) { forEachBackend(t, testResolve) }
+
+func testResolve(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -95,7 +97,9 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestIsLocalDomain(t *testing.T) {
+func TestIsLocalDomain(t *testing.T) { forEachBackend(t, testIsLocalDomain) }
+
+func testIsLocalDomain(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	seed(t, env.db, []string{"example.com"}, nil, nil)
@@ -119,7 +123,9 @@ func TestIsLocalDomain(t *testing.T) {
 	}
 }
 
-func TestCanSendAs(t *testing.T) {
+func TestCanSendAs(t *testing.T) { forEachBackend(t, testCanSendAs) }
+
+func testCanSendAs(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com", "carol@example.com"}, map[string][]string{
@@ -156,7 +162,9 @@ func TestCanSendAs(t *testing.T) {
 	}
 }
 
-func TestResolvePostmaster(t *testing.T) {
+func TestResolvePostmaster(t *testing.T) { forEachBackend(t, testResolvePostmaster) }
+
+func testResolvePostmaster(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db

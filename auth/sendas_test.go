@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func TestSendAsGrants(t *testing.T) {
+func TestSendAsGrants(t *testing.T) { forEachBackend(t, testSendAsGrants) }
+
+func testSendAsGrants(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db

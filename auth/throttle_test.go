@@ -59,7 +59,9 @@ func volley(t *testing.T, db *DB, account string, round, addrs, parallel int) (c
 // limit, yet the account gets AccountMaxFailures checks and then one per
 // AccountInterval; bob, from the address he logged in from before, is let in
 // throughout, and a new address of his is refused like the attacker's.
-func TestThrottlePerAccountCap(t *testing.T) {
+func TestThrottlePerAccountCap(t *testing.T) { forEachBackend(t, testThrottlePerAccountCap) }
+
+func testThrottlePerAccountCap(t *testing.T) {
 	ctx := context.Background()
 	logs := &logbuf.Buffer{}
 	env := newTestDB(t, Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
@@ -126,7 +128,9 @@ func TestThrottlePerAccountCap(t *testing.T) {
 // TestThrottleAccountParallel sends guesses for one account from 200
 // addresses at once while every hash slot is busy: only AccountMaxFailures
 // of them, and one more for the first slot, get as far as the password check.
-func TestThrottleAccountParallel(t *testing.T) {
+func TestThrottleAccountParallel(t *testing.T) { forEachBackend(t, testThrottleAccountParallel) }
+
+func testThrottleAccountParallel(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{MaxConcurrentHashes: 1})
 	db := env.db
@@ -161,7 +165,9 @@ func TestThrottleAccountParallel(t *testing.T) {
 // TestKnownAddress: the exemption is per account and per address (an IPv6
 // /64), survives a restart through the database, expires after
 // KnownAddressTTL, and goes with the user.
-func TestKnownAddress(t *testing.T) {
+func TestKnownAddress(t *testing.T) { forEachBackend(t, testKnownAddress) }
+
+func testKnownAddress(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	seed(t, env.db, []string{"example.com"}, []string{"bob@example.com", "carol@example.com"}, nil)
@@ -226,7 +232,9 @@ func TestKnownAddress(t *testing.T) {
 // TestKnownAddressSaved: the database keeps the maxKnownPerAccount most
 // recent addresses per user, and a client logging in again and again costs
 // one write per knownRefresh.
-func TestKnownAddressSaved(t *testing.T) {
+func TestKnownAddressSaved(t *testing.T) { forEachBackend(t, testKnownAddressSaved) }
+
+func testKnownAddressSaved(t *testing.T) {
 	ctx := context.Background()
 	env := newTestDB(t, Options{})
 	db := env.db
@@ -274,7 +282,9 @@ func mustLogin(t testing.TB, db *DB, user, pw string, from netip.Addr) {
 // TestTrustedNetworks: a webmail on loopback makes many users' failures
 // from one address without being locked out, but the per-account cap
 // applies to it, and its logins make no address known.
-func TestTrustedNetworks(t *testing.T) {
+func TestTrustedNetworks(t *testing.T) { forEachBackend(t, testTrustedNetworks) }
+
+func testTrustedNetworks(t *testing.T) {
 	ctx := context.Background()
 	users := []string{"bob@example.com", "carol@example.com", "dave@example.com", "erin@example.com"}
 	for _, tc := range []struct {

@@ -85,7 +85,9 @@ func newTOTPEnv(t *testing.T, opts Options) (*testEnv, string, []string) {
 	return env, secret, codes
 }
 
-func TestVerifySecondFactor(t *testing.T) {
+func TestVerifySecondFactor(t *testing.T) { forEachBackend(t, testVerifySecondFactor) }
+
+func testVerifySecondFactor(t *testing.T) {
 	ctx := context.Background()
 	env, secret, codes := newTOTPEnv(t, Options{})
 	db := env.db
@@ -155,7 +157,9 @@ func TestVerifySecondFactor(t *testing.T) {
 
 // TestSecondFactorThrottled: wrong codes are throttled like passwords, and
 // logging in with the right password in between does not reset their count.
-func TestSecondFactorThrottled(t *testing.T) {
+func TestSecondFactorThrottled(t *testing.T) { forEachBackend(t, testSecondFactorThrottled) }
+
+func testSecondFactorThrottled(t *testing.T) {
 	ctx := context.Background()
 	env, secret, _ := newTOTPEnv(t, Options{IPMaxFailures: 3, AccountMaxFailures: 50})
 	db := env.db
@@ -179,7 +183,9 @@ func TestSecondFactorThrottled(t *testing.T) {
 	}
 }
 
-func TestRequireAppPasswords(t *testing.T) {
+func TestRequireAppPasswords(t *testing.T) { forEachBackend(t, testRequireAppPasswords) }
+
+func testRequireAppPasswords(t *testing.T) {
 	ctx := context.Background()
 	for _, require := range []bool{false, true} {
 		env, _, _ := newTOTPEnv(t, Options{RequireAppPasswords: require})

@@ -9,12 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/term"
 
 	"github.com/posthouse/posthouse/auth"
@@ -29,8 +29,11 @@ import (
 // open; the mailstore opens on first use. Both are safe to use while
 // `posthouse serve` runs on the same data_dir (SQLite WAL, busy timeout).
 type adminEnv struct {
-	cfg    *config.Config
-	auth   *auth.DB // nil only while printing help
+	cfg  *config.Config
+	auth *auth.DB // nil only while printing help
+	// pool is the PostgreSQL pool of the postgres backend (openUserDB), nil
+	// otherwise.
+	pool   *pgxpool.Pool
 	log    *slog.Logger
 	stdin  io.Reader
 	stdout io.Writer
@@ -63,7 +66,9 @@ func (e *adminEnv) Store(ctx context.Context) (mailstore.Store, error) {
 		if e.auth != nil {
 			q = e.auth
 		}
-		e.store, e.storeErr = backend.Open(ctx, storeOptions(e.cfg, e.log, q))
+		opts := storeOptions(e.cfg, e.log, q)
+		opts.Pool = e.pool
+		e.store, e.storeErr = backend.Open(ctx, opts)
 		if e.storeErr != nil {
 			e.storeErr = fmt.Errorf("open mailstore: %w", e.storeErr)
 		}
@@ -86,6 +91,9 @@ func (e *adminEnv) close() {
 		if err := e.auth.Close(); err != nil {
 			e.log.Error("close user database", "err", err)
 		}
+	}
+	if e.pool != nil {
+		e.pool.Close()
 	}
 }
 
@@ -189,7 +197,7 @@ func runAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		if err := os.MkdirAll(cfg.DataDir, privateDirMode); err != nil {
 			return fmt.Errorf("data_dir: %w", err)
 		}
-		env.auth, err = auth.Open(ctx, filepath.Join(cfg.DataDir, "users.sqlite"), auth.Options{Logger: env.log})
+		env.auth, env.pool, err = openUserDB(ctx, cfg, auth.Options{Logger: env.log})
 		if err != nil {
 			return fmt.Errorf("open user database: %w", err)
 		}

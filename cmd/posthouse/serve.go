@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -125,12 +124,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	defer cancelRun()
 
 	// Databases. Deferred closes run after every service stopped.
-	authDB, err := auth.Open(runCtx, filepath.Join(cfg.DataDir, "users.sqlite"), authOptions(cfg, log.With("proto", "auth")))
+	authDB, pool, err := openUserDB(runCtx, cfg, authOptions(cfg, log.With("proto", "auth")))
 	if err != nil {
 		return fmt.Errorf("open user database: %w", err)
 	}
+	if pool != nil {
+		defer pool.Close()
+	}
 	defer closeLogged(log, "user database", authDB)
-	store, err := backend.Open(runCtx, storeOptions(cfg, log.With("proto", "mailstore"), authDB))
+	storeOpts := storeOptions(cfg, log.With("proto", "mailstore"), authDB)
+	storeOpts.Pool = pool
+	store, err := backend.Open(runCtx, storeOpts)
 	if err != nil {
 		return fmt.Errorf("open mailstore: %w", err)
 	}

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
 	"github.com/posthouse/posthouse/mailstore/postgres"
@@ -38,7 +40,10 @@ type Options struct {
 	// storage under it (maildir: DataDir/accounts).
 	DataDir string
 	// DSN is the database of the postgres backend.
-	DSN    string
+	DSN string
+	// Pool, if set, is the process's PostgreSQL pool (pgdb.Open), used
+	// instead of connecting to DSN; the caller closes it.
+	Pool   *pgxpool.Pool
 	Logger *slog.Logger
 	// Quota returns an account's quota in bytes; 0 or a nil func means
 	// unlimited.
@@ -64,6 +69,7 @@ func Open(ctx context.Context, opts Options) (mailstore.Store, error) {
 	case Postgres:
 		s, err := postgres.Open(ctx, postgres.Options{
 			DSN:          opts.DSN,
+			Pool:         opts.Pool,
 			Logger:       opts.Logger,
 			Quota:        opts.Quota,
 			MessageQuota: opts.MessageQuota,
