@@ -94,6 +94,15 @@ type ImportResult struct {
 	Bytes    int64
 }
 
+// Exporter is a backend whose accounts can be read whole for a copy.
+type Exporter interface {
+	// Accounts lists the accounts with storage, sorted.
+	Accounts(ctx context.Context) ([]string, error)
+	// Export opens one account for reading; one without storage gets
+	// ErrNoSuchAccount.
+	Export(ctx context.Context, name string) (ImportSource, error)
+}
+
 // Importer is a backend that can take an account whole, keeping its
 // UIDs and modseqs. Import creates the account with the source's
 // mailboxes, subscriptions, messages and expunge history atomically:

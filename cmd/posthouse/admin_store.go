@@ -6,14 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/maildir"
-	"github.com/posthouse/posthouse/mailstore/postgres"
+	"github.com/posthouse/posthouse/mailstore/backend"
 )
 
 func runAdminStore(ctx context.Context, env *adminEnv, args []string) error {
@@ -51,16 +49,23 @@ func storeCopy(ctx context.Context, env *adminEnv, args []string) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	src, err := maildir.Open(ctx, filepath.Join(env.cfg.DataDir, "accounts"), maildir.Options{Logger: env.log})
+	// The source is data_dir's Maildir store whatever [store] backend
+	// says: after the switch to postgres it is still there to copy from.
+	srcStore, err := backend.Open(ctx, backend.Options{Backend: backend.Maildir, DataDir: env.cfg.DataDir, Logger: env.log})
 	if err != nil {
 		return fmt.Errorf("store copy: open %s: %w", env.cfg.DataDir, err)
 	}
-	defer src.Close()
-	dst, err := postgres.Open(ctx, postgres.Options{DSN: *to, Logger: env.log})
+	defer srcStore.Close()
+	dstStore, err := backend.Open(ctx, backend.Options{Backend: backend.Postgres, DSN: *to, Logger: env.log})
 	if err != nil {
 		return fmt.Errorf("store copy: %w", err)
 	}
-	defer dst.Close()
+	defer dstStore.Close()
+	src, ok1 := srcStore.(mailstore.Exporter)
+	dst, ok2 := dstStore.(mailstore.Importer)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("store copy: the %s backend cannot be read whole or the %s backend cannot import", backend.Maildir, backend.Postgres)
+	}
 
 	if len(users) == 0 {
 		if users, err = src.Accounts(ctx); err != nil {
@@ -97,7 +102,7 @@ func (c copySummary) rate() float64 {
 // transaction each, printing a line per account (and progress lines on
 // stderr). An account that fails is reported and the others go on; a
 // cancelled ctx stops the copy.
-func copyAccounts(ctx context.Context, env *adminEnv, src *maildir.Store, dst mailstore.Importer, users []string, force bool) (copySummary, error) {
+func copyAccounts(ctx context.Context, env *adminEnv, src mailstore.Exporter, dst mailstore.Importer, users []string, force bool) (copySummary, error) {
 	var sum copySummary
 	for _, user := range users {
 		if err := ctx.Err(); err != nil {

@@ -38,11 +38,14 @@ type Export struct {
 	mark string           // the state Unchanged compares with
 }
 
-var _ mailstore.ImportSource = (*Export)(nil)
+var (
+	_ mailstore.ImportSource = (*Export)(nil)
+	_ mailstore.Exporter     = (*Store)(nil)
+)
 
 // Export opens account name for reading; an account without storage gets
 // ErrNoSuchAccount.
-func (s *Store) Export(ctx context.Context, name string) (*Export, error) {
+func (s *Store) Export(ctx context.Context, name string) (mailstore.ImportSource, error) {
 	name, err := checkAccountName(name)
 	if err != nil {
 		return nil, err
