@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -169,8 +170,23 @@ func (s *Store) importAccount(ctx context.Context, tx pgx.Tx, src mailstore.Impo
 	for _, m := range acc.Mailboxes {
 		mid := ids[m.Name]
 		var n int64
+		var batch *importBatch
+		if _, ok := s.bodies.(*PGBodies); ok {
+			batch = &importBatch{mailbox: mid}
+		}
 		err := src.Messages(ctx, m.Name, func(msg *mailstore.ImportMessage) error {
-			eid, err := s.importMessage(ctx, tx, mid, msg)
+			var eid int64
+			var err error
+			if batch != nil && msg.Size <= bodyChunk {
+				eid, err = batch.add(ctx, tx, msg)
+			} else {
+				if batch != nil {
+					err = batch.flush(ctx, tx)
+				}
+				if err == nil {
+					eid, err = s.importMessage(ctx, tx, mid, msg)
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("mailbox %q UID %d: %w", m.Name, msg.UID, err)
 			}
@@ -183,6 +199,9 @@ func (s *Store) importAccount(ctx context.Context, tx pgx.Tx, src mailstore.Impo
 			}
 			return nil
 		})
+		if err == nil && batch != nil {
+			err = batch.flush(ctx, tx)
+		}
 		if err != nil {
 			return err
 		}
@@ -251,4 +270,97 @@ func (s *Store) importMessage(ctx context.Context, tx pgx.Tx, mailbox int64, m *
 		mailbox, int64(m.UID), int64(m.ModSeq), fs.mask, nullIfEmpty(joinKeywords(fs.keywords)), cw.n, date.Unix(), zone,
 		p.sentDate, body, eid, p.messageID, p.envelope, p.bodyStructure)
 	return eid, err
+}
+
+// Batches of small messages, when bodies are PGBodies: up to
+// importBatchMessages messages or importBatchBytes bytes of bodies are
+// held in memory and written with one statement (bodies and rows), so a
+// copy costs a round trip per batch, not two per message, and the count
+// triggers run once per batch. Messages above bodyChunk take the
+// streaming path (importMessage).
+const (
+	importBatchMessages = 128
+	importBatchBytes    = 4 << 20
+)
+
+// importBatch gathers one mailbox's messages for one INSERT.
+type importBatch struct {
+	mailbox                                          int64
+	bytes                                            int
+	data, envelopes, structures                      [][]byte
+	uids, modseqs, masks, sizes, dates, zones, sents []int64
+	emailids                                         []int64
+	keywords, messageIDs                             []string
+}
+
+// add reads msg into the batch, flushing it first when full; it returns
+// the message's EMAILID number.
+func (b *importBatch) add(ctx context.Context, tx pgx.Tx, m *mailstore.ImportMessage) (int64, error) {
+	if len(b.uids) >= importBatchMessages || b.bytes+int(m.Size) > importBatchBytes {
+		if err := b.flush(ctx, tx); err != nil {
+			return 0, err
+		}
+	}
+	eid, ok := parseEmailID(m.EmailID)
+	if !ok {
+		if err := tx.QueryRow(ctx, `SELECT nextval('mail_emailids')`).Scan(&eid); err != nil {
+			return 0, err
+		}
+	}
+	data := make([]byte, 0, m.Size)
+	buf := bytes.NewBuffer(data)
+	if _, err := io.Copy(buf, io.LimitReader(m.Body, bodyChunk+1)); err != nil {
+		return 0, fmt.Errorf("read message: %w", err)
+	}
+	data = buf.Bytes()
+	if int64(len(data)) != m.Size {
+		return 0, fmt.Errorf("read %d bytes, the source says %d", len(data), m.Size)
+	}
+	p, err := parseMessage(bytes.NewReader(data))
+	if err != nil {
+		return 0, err
+	}
+	fs := parseFlags(m.Flags)
+	date := m.InternalDate
+	if date.IsZero() {
+		date = time.Now()
+	}
+	_, zone := date.Zone()
+	b.bytes += len(data)
+	b.data = append(b.data, data)
+	b.envelopes = append(b.envelopes, p.envelope)
+	b.structures = append(b.structures, p.bodyStructure)
+	b.uids = append(b.uids, int64(m.UID))
+	b.modseqs = append(b.modseqs, int64(m.ModSeq))
+	b.masks = append(b.masks, fs.mask)
+	b.sizes = append(b.sizes, int64(len(data)))
+	b.dates = append(b.dates, date.Unix())
+	b.zones = append(b.zones, int64(zone))
+	b.sents = append(b.sents, p.sentDate)
+	b.emailids = append(b.emailids, eid)
+	b.keywords = append(b.keywords, joinKeywords(fs.keywords))
+	b.messageIDs = append(b.messageIDs, p.messageID)
+	return eid, nil
+}
+
+// flush writes the batch's bodies (one chunk each, as PGBodies stores
+// them) and rows in one statement.
+func (b *importBatch) flush(ctx context.Context, tx pgx.Tx) error {
+	if len(b.uids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `WITH x AS MATERIALIZED (
+			SELECT nextval('mail_body_ids') AS body, x.*
+			FROM unnest($2::bytea[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], $7::bigint[], $8::bigint[],
+				$9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::bytea[], $14::bytea[])
+				AS x(data, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, emailid, messageid, envelope, bodystructure)),
+		c AS (INSERT INTO mail_body_chunks (body, seq, data) SELECT body, 0, data FROM x)
+		INSERT INTO mail_messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone,
+			sentdate, body, emailid, messageid, envelope, bodystructure)
+		SELECT $1, uid, modseq, flags, nullif(keywords, ''), size, internaldate, internalzone,
+			sentdate, body, emailid, messageid, envelope, bodystructure FROM x`,
+		b.mailbox, b.data, b.uids, b.modseqs, b.masks, b.keywords, b.sizes, b.dates, b.zones, b.sents,
+		b.emailids, b.messageIDs, b.envelopes, b.structures)
+	*b = importBatch{mailbox: b.mailbox}
+	return err
 }

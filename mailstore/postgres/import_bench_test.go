@@ -25,6 +25,9 @@ func (r renamed) Account() mailstore.ImportAccount {
 
 // BenchmarkImport copies a Maildir account of 500 messages of 10 KB in
 // two mailboxes into PostgreSQL (durable server): one op is one account.
+// bodies=batched is the PGBodies path (one statement per batch of
+// messages), bodies=streamed the path of any other BodyStore (two
+// statements per message).
 func BenchmarkImport(b *testing.B) {
 	const msgs = 500
 	ctx := context.Background()
@@ -47,21 +50,27 @@ func BenchmarkImport(b *testing.B) {
 		}
 	}
 	a.Close()
-	pg := benchBackends()[1]
-	dst := pg.open(b).(*Store)
-	b.ResetTimer()
-	since := pg.stmts.n.Load()
-	for i := 0; b.Loop(); i++ {
-		ex, err := src.Export(ctx, "alice@example.org")
-		if err != nil {
-			b.Fatal(err)
-		}
-		res, err := dst.Import(ctx, renamed{ex, fmt.Sprintf("copy%d@example.org", i)}, mailstore.ImportOptions{})
-		ex.Close()
-		if err != nil || res.Messages != msgs {
-			b.Fatalf("import: %+v, %v", res, err)
-		}
+	for _, path := range []string{"batched", "streamed"} {
+		b.Run("bodies="+path, func(b *testing.B) {
+			pg := benchBackends()[1]
+			dst := pg.open(b).(*Store)
+			if path == "streamed" {
+				dst.bodies = streamedBodies{dst.bodies}
+			}
+			since := pg.stmts.n.Load()
+			for i := 0; b.Loop(); i++ {
+				ex, err := src.Export(ctx, "alice@example.org")
+				if err != nil {
+					b.Fatal(err)
+				}
+				res, err := dst.Import(ctx, renamed{ex, fmt.Sprintf("copy%d@example.org", i)}, mailstore.ImportOptions{})
+				ex.Close()
+				if err != nil || res.Messages != msgs {
+					b.Fatalf("import: %+v, %v", res, err)
+				}
+			}
+			b.ReportMetric(float64(msgs)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(pg.stmts.n.Load()-since)/float64(b.N*msgs), "stmts/msg")
+		})
 	}
-	b.ReportMetric(float64(msgs)*float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-	b.ReportMetric(float64(pg.stmts.n.Load()-since)/float64(b.N*msgs), "stmts/msg")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/pgdb"
 	"github.com/posthouse/posthouse/internal/pgtest"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
@@ -421,4 +422,36 @@ func TestImportRefusesChangedSource(t *testing.T) {
 		t.Fatalf("import: %+v, %v", res, err)
 	}
 	compareAccounts(t, ctx, "dave@example.com", src, dst)
+}
+
+// streamedBodies is PGBodies behind another type: Import then streams
+// every body through the BodyStore, as it does for a store other than
+// PGBodies, instead of batching small ones.
+type streamedBodies struct{ BodyStore }
+
+func TestImportStreamsThroughBodyStore(t *testing.T) {
+	ctx := context.Background()
+	src, err := maildir.Open(ctx, t.TempDir(), maildir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	fillMaildir(t, ctx, src)
+	pool, err := pgdb.Open(ctx, pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	dst := openTestStore(t, Options{Pool: pool, Bodies: streamedBodies{NewPGBodies(pool)}})
+	defer dst.Close()
+	res, errs := copyAll(t, ctx, src, dst, mailstore.ImportOptions{})
+	for i, err := range errs {
+		if err != nil || res[i].Messages == 0 {
+			t.Fatalf("import %d: %+v, %v", i, res[i], err)
+		}
+	}
+	names, _ := src.Accounts(ctx)
+	for _, n := range names {
+		compareAccounts(t, ctx, n, src, dst)
+	}
 }
