@@ -31,6 +31,7 @@ import (
 // server runs fails rather than miss mail. The server should be stopped.
 type Export struct {
 	dir  string // the account's directory
+	h    mailstore.Account
 	db   *sql.DB
 	tx   *sql.Tx
 	acc  mailstore.ImportAccount
@@ -54,16 +55,18 @@ func (s *Store) Export(ctx context.Context, name string) (mailstore.ImportSource
 	if _, err := os.Stat(filepath.Join(dir, addressFile)); err != nil {
 		return nil, fmt.Errorf("%w: %s", mailstore.ErrNoSuchAccount, name)
 	}
+	// The handle stays open until Close, so the index stays open in
+	// WAL mode (its -wal and -shm files there) for the read-only reader.
 	h, err := s.Open(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	h.Close()
 	db, err := sqlitedb.OpenFile(filepath.Join(dir, indexFile), true)
 	if err != nil {
+		h.Close()
 		return nil, fmt.Errorf("maildir: export %s: %w", name, err)
 	}
-	e := &Export{dir: dir, db: db, ids: map[string]int64{}}
+	e := &Export{dir: dir, h: h, db: db, ids: map[string]int64{}}
 	if err := e.load(ctx, name); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("maildir: export %s: %w", name, err)
@@ -198,5 +201,7 @@ func (e *Export) Close() error {
 	if e.tx != nil {
 		e.tx.Rollback()
 	}
-	return e.db.Close()
+	err := e.db.Close()
+	e.h.Close()
+	return err
 }
