@@ -41,6 +41,7 @@ func (s *Store) Import(ctx context.Context, src mailstore.ImportSource, opts mai
 	if err != nil {
 		return mailstore.ImportResult{}, err
 	}
+	acc.Name = name
 	if s.isClosed() {
 		return mailstore.ImportResult{}, mailstore.ErrClosed
 	}
