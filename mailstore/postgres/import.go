@@ -308,14 +308,12 @@ func (b *importBatch) add(ctx context.Context, tx pgx.Tx, m *mailstore.ImportMes
 			return 0, err
 		}
 	}
-	data := make([]byte, 0, m.Size)
-	buf := bytes.NewBuffer(data)
-	if _, err := io.Copy(buf, io.LimitReader(m.Body, bodyChunk+1)); err != nil {
-		return 0, fmt.Errorf("read message: %w", err)
+	data := make([]byte, m.Size)
+	if n, err := io.ReadFull(m.Body, data); err != nil {
+		return 0, fmt.Errorf("read message: %d bytes of %d: %w", n, m.Size, err)
 	}
-	data = buf.Bytes()
-	if int64(len(data)) != m.Size {
-		return 0, fmt.Errorf("read %d bytes, the source says %d", len(data), m.Size)
+	if n, _ := m.Body.Read(make([]byte, 1)); n > 0 {
+		return 0, fmt.Errorf("read message: more than the %d bytes the source says", m.Size)
 	}
 	p, err := parseMessage(bytes.NewReader(data))
 	if err != nil {
