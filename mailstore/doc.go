@@ -13,6 +13,13 @@
 // backend package. Protocols see the Store and Account interfaces declared
 // here, or declare the part they use (pop3d.Account, smtpd.Store).
 //
+// Copying accounts between backends (posthouse admin store copy) goes
+// through three narrow interfaces in import.go, outside Store and Account,
+// since a copy must set what those never let a caller choose (UIDs,
+// modseqs, UIDVALIDITY, EMAILIDs, the expunge history): an Exporter
+// (maildir) hands out an ImportSource per account, a consistent read of
+// it, and an Importer (postgres) writes it whole or not at all.
+//
 // It also holds the small UID-set helpers that protocols and backends
 // share (UIDSetOf, RangeBounds), so that "*" and n:m mean one thing
 // everywhere.

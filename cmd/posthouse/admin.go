@@ -123,6 +123,7 @@ func adminCommands() []adminCommand {
 		{"restore", "restore a snapshot into an empty data_dir", runAdminRestore},
 		{"sieve", "list, get, put, activate and remove users' Sieve scripts (filter rules)", runAdminSieve},
 		{"status", "one-screen summary: listeners, queue, disk space, certificate, accounts", runAdminStatus},
+		{"store", "copy data_dir's Maildir accounts into a PostgreSQL mail store (store copy --to)", runAdminStore},
 		{"user", "add, list, change and remove users (mailboxes)", runAdminUser},
 		{"vacation", "set, show and turn off a user's out-of-office response", runAdminVacation},
 	}

@@ -199,6 +199,18 @@
 // server's in-memory usage figure follows a repair at its next open of the
 // account. The check of a 10,000-message account takes 0.17 s (0.08 s CPU).
 //
+// # Export
+//
+// Store implements mailstore.Exporter (export.go) for posthouse admin store
+// copy. Export opens the account through the Store (schema upgrade and
+// reconciliation, as at start-up), then reads its index under one read
+// transaction on a read-only connection of its own, and the message files
+// the rows name, streamed. It is meant for a stopped server: a file an
+// expunge removed after the read began is an error, and Unchanged compares
+// the index's mailboxes (UIDNEXT, HIGHESTMODSEQ) and subscriptions with the
+// state read, so a copy made while sessions change the account is refused
+// rather than committed stale.
+//
 // # Performance
 //
 // Measured with go test -bench . on the shared 2-vCPU development VM, 10 KB

@@ -55,6 +55,30 @@
 // LISTEN connection is down are lost (it reconnects); sessions then see
 // those changes at their next command.
 //
+// # Copying accounts in
+//
+// Store implements mailstore.Importer (import.go) for posthouse admin store
+// copy: an account read from another backend is written in one transaction,
+// rows with the source's UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, \Recent claim
+// point, subscriptions and expunge ranges, messages with their UIDs,
+// modseqs, flags, keywords, internal dates and EMAILIDs. With PGBodies,
+// messages up to one chunk go in batches (at most 128 messages or 4 MiB held
+// in memory), bodies and rows in one statement per batch; larger ones, and
+// every message with another BodyStore, are streamed through the BodyStore
+// (two statements each). BenchmarkImport, 10 KB messages from a Maildir
+// account, both in one run on the shared 2-core test machine: batches about
+// 3,000 messages/s, streaming 1,100 to 1,900 (0.03 against 2 statements per
+// message). One transaction per account, not per batch of messages, so that
+// an interrupted copy leaves nothing and "already copied" needs no marker:
+// an account whose mailboxes match the source's (names, UIDVALIDITY,
+// UIDNEXT, HIGHESTMODSEQ, counts) is skipped; one with other messages is
+// refused unless forced. The whole expunge history is copied, so QRESYNC's
+// VANISHED (EARLIER) answers as before, not just a HIGHESTMODSEQ that never
+// goes back. The account's UIDVALIDITY counter and the shared EMAILID
+// sequence are raised above the imported values. MAILBOXIDs (mailbox row
+// IDs) are this database's: accounts share the ID space, so the source's
+// cannot be kept.
+//
 // # POP3 maildrop lock
 //
 // LockMaildrop takes a session-level advisory lock on one dedicated
