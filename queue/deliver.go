@@ -722,7 +722,7 @@ func addressLiteral(domain string) (netip.Addr, bool) {
 // of its own: this spares a connection and a TLS handshake per message
 // when a backlog for one destination drains.
 func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply smtpclient.Reply, done bool, busy time.Duration) {
-	if r, delay, ok := q.acquireHost(host, addr, p.j.domain); !ok {
+	if r, delay, ok := q.acquireHost(ctx, host, addr, p.j.domain); !ok {
 		return nil, r, false, delay
 	}
 	// How the connection ended, for the host's state: a completed
@@ -823,7 +823,7 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 		}
 		p2 := q.claimNext(ctx, p.j.domain)
 		if p2 == nil {
-			if p2 = q.awaitNext(ctx, p.j.domain); p2 == nil {
+			if p2 = q.awaitNext(ctx, p.j.domain, addr); p2 == nil {
 				break
 			}
 		}
@@ -860,7 +860,7 @@ const connIdleTime = time.Second
 // enqueued and claims it; nil when none came, or when no slot is free for
 // other domains (an idle connection must not keep their mail waiting).
 // While it waits the scheduler leaves domain's new messages to it.
-func (q *Queue) awaitNext(ctx context.Context, domain string) *prepared {
+func (q *Queue) awaitNext(ctx context.Context, domain string, addr netip.Addr) *prepared {
 	q.mu.Lock()
 	if !q.running || q.total >= q.opts.MaxConcurrent {
 		q.mu.Unlock()
@@ -888,6 +888,10 @@ func (q *Queue) awaitNext(ctx context.Context, domain string) *prepared {
 		// by one or the other.
 		if p := q.claimNext(ctx, domain); p != nil {
 			return p
+		}
+		if q.hostContended(addr) {
+			// Other attempts wait for this server's slots: give this one up.
+			return nil
 		}
 		select {
 		case <-ch:

@@ -84,11 +84,14 @@
 // greeting from mx.example [192.0.2.1]", which admin queue show prints. A
 // server whose last connection timed out, sent an unreadable reply or
 // could not be reached gets one connection at a time until a transaction
-// with it completes; an attempt that finds every server of its domain at
-// its limit connects nowhere, records why, and is made again after a
-// minute (a failed server; at once when the server completes a
-// transaction again) or 5 seconds (a busy healthy one) without counting
-// as an attempt. MX hosts are tried lowest
+// with it completes. An attempt that finds a healthy server at its limit
+// waits for one of its connections to end (up to 30 s; a connection kept
+// open for its own domain's next message gives way at once), so many
+// domains hosted on one server share its slots. An attempt that finds a
+// failed server busy, or a healthy one full for 30 s, connects nowhere,
+// records why, and is made again after a minute (a failed server; at once
+// when the server completes a transaction again) or 5 seconds (a healthy
+// one) without counting as an attempt. MX hosts are tried lowest
 // preference first (equal preferences shuffled); a domain without MX is its
 // own mail host (RFC 5321 §5.1); a null MX (RFC 7505) fails at once with
 // 5.1.10. When our own hostname is among the MX hosts, only those preferred

@@ -435,9 +435,10 @@ func TestSharedStalledMX(t *testing.T) {
 		}
 		return len(pend) == len(ids) && peer.open.Load() == 0
 	})
-	// The attempts that found the host full come again (5 s later): the
-	// host has failed now, so one probes it and the others wait.
-	e.advance(10 * time.Second)
+	// The attempts that found the host full waited for a slot until its
+	// connections failed, and were put off hostBusyDelay: when they come
+	// again one probes the host and the others wait for it.
+	e.advance(hostBusyDelay + 10*time.Second)
 	waitFor(t, "a probe and the others waiting for it", func() bool {
 		waiting := 0
 		for _, r := range e.pendingReplies(ids) {

@@ -11,13 +11,19 @@ import (
 
 // When an attempt found every server of its domain at its connection
 // limit, it is made again after hostBusyDelay (a host that failed: its one
-// probing connection may take minutes) or hostFullDelay (a healthy host,
-// whose connections end or take the message themselves soon). Such an
-// attempt is not counted (no backoff): the limit is ours, not the
-// remote's answer.
+// probing connection may take minutes) or hostFullDelay (a healthy host
+// that stayed full for hostFullWait). Such an attempt is not counted (no
+// backoff): the limit is ours, not the remote's answer.
+//
+// An attempt that finds a healthy host at MaxPerHost waits for a slot, up
+// to hostFullWait: its connections deliver in milliseconds and give their
+// slot back (a connection idling for its own domain's next message gives
+// way at once, awaitNext), so many domains on one server (a hosting
+// provider's MX) share its slots instead of each waiting out a delay.
 const (
 	hostBusyDelay = time.Minute
 	hostFullDelay = 5 * time.Second
+	hostFullWait  = 30 * time.Second
 )
 
 // hostState is what the queue knows about one mail server address while
@@ -33,6 +39,11 @@ type hostState struct {
 	// waiting: domains whose attempts found this failed host busy; when
 	// it answers again their mail is made due at once (wakeWaiting).
 	waiting map[string]bool
+	// waiters: attempts waiting for a slot at this healthy host; freed is
+	// closed (and dropped) when a slot is given back or the host's state
+	// changes, to wake them.
+	waiters int
+	freed   chan struct{}
 }
 
 // busyNote ends the reply recorded for an attempt that found its failed
@@ -43,22 +54,28 @@ const busyNote = " (one connection at a time until it answers)"
 // for hostBusyDelay.
 const maxWaitingDomains = 1000
 
-// acquireHost takes a connection slot at addr. When none is free it
-// returns false, the reply to record for this attempt and when to make it
-// again.
-func (q *Queue) acquireHost(host string, addr netip.Addr, domain string) (smtpclient.Reply, time.Duration, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	h := q.hosts[addr]
-	if h == nil {
-		h = &hostState{}
-		q.hosts[addr] = h
-	}
-	limit := q.opts.MaxPerHost
-	if h.failed {
-		limit = 1
-	}
-	if h.conns >= limit {
+// acquireHost takes a connection slot at addr. At a healthy host at its
+// limit it waits for a slot (hostFullWait at most). When none is to be had
+// it returns false, the reply to record for this attempt and when to make
+// it again.
+func (q *Queue) acquireHost(ctx context.Context, host string, addr netip.Addr, domain string) (smtpclient.Reply, time.Duration, bool) {
+	var deadline <-chan time.Time
+	for {
+		q.mu.Lock()
+		h := q.hosts[addr]
+		if h == nil {
+			h = &hostState{}
+			q.hosts[addr] = h
+		}
+		limit := q.opts.MaxPerHost
+		if h.failed {
+			limit = 1
+		}
+		if h.conns < limit {
+			h.conns++
+			q.mu.Unlock()
+			return smtpclient.Reply{}, 0, true
+		}
 		if h.failed {
 			if h.waiting == nil {
 				h.waiting = map[string]bool{}
@@ -66,12 +83,53 @@ func (q *Queue) acquireHost(host string, addr netip.Addr, domain string) (smtpcl
 			if len(h.waiting) < maxWaitingDomains {
 				h.waiting[domain] = true
 			}
-			return smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: h.reason + busyNote}, hostBusyDelay, false
+			r := smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: h.reason + busyNote}
+			q.mu.Unlock()
+			return r, hostBusyDelay, false
 		}
-		return smtpclient.Reply{Code: 451, Enhanced: "4.4.5", Text: "too many connections in flight to " + hostAddr(host, addr)}, hostFullDelay, false
+		if deadline == nil {
+			t := time.NewTimer(hostFullWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		if h.freed == nil {
+			h.freed = make(chan struct{})
+		}
+		freed := h.freed
+		h.waiters++
+		// Connections idling for their own domain's next message
+		// (awaitNext) wait on q.enqueued: wake them to give way.
+		close(q.enqueued)
+		q.enqueued = make(chan struct{})
+		q.mu.Unlock()
+
+		var timedOut bool
+		select {
+		case <-freed:
+		case <-deadline:
+			timedOut = true
+		case <-ctx.Done():
+			timedOut = true
+		}
+		q.mu.Lock()
+		h.waiters--
+		if h.waiters <= 0 && h.conns <= 0 && !h.failed && q.hosts[addr] == h {
+			delete(q.hosts, addr)
+		}
+		q.mu.Unlock()
+		if timedOut {
+			return smtpclient.Reply{Code: 451, Enhanced: "4.4.5", Text: "too many connections in flight to " + hostAddr(host, addr)}, hostFullDelay, false
+		}
 	}
-	h.conns++
-	return smtpclient.Reply{}, 0, true
+}
+
+// hostContended reports whether attempts wait for a slot at addr: a
+// connection kept open for its own domain's next message closes instead.
+func (q *Queue) hostContended(addr netip.Addr) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	h := q.hosts[addr]
+	return h != nil && h.waiters > 0
 }
 
 // releaseHost gives the slot back and notes how the connection ended:
@@ -91,14 +149,18 @@ func (q *Queue) releaseHost(addr netip.Addr, ok bool, failure string) {
 	case failure != "":
 		h.failed, h.reason = true, failure
 	}
-	if h.conns <= 0 && !h.failed {
+	if h.freed != nil {
+		close(h.freed)
+		h.freed = nil
+	}
+	if h.conns <= 0 && !h.failed && h.waiters <= 0 {
 		delete(q.hosts, addr)
 	}
 	if len(q.hosts) > maxHostStates {
 		// Failed hosts nobody is connected to are forgotten first: at
 		// worst one of them gets MaxPerHost connections again.
 		for a, h := range q.hosts {
-			if h.conns <= 0 {
+			if h.conns <= 0 && h.waiters <= 0 {
 				delete(q.hosts, a)
 			}
 		}
