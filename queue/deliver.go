@@ -68,6 +68,16 @@ func (q *Queue) Start() {
 	q.stop = cancel
 	q.sched.Add(1)
 	go q.scheduler(ctx)
+	if pg, ok := q.st.(pgBackend); ok {
+		pg.mu.Lock()
+		pg.renewed = time.Now() // claims taken from now on are fresh
+		pg.mu.Unlock()
+		q.sched.Add(1)
+		go func() {
+			defer q.sched.Done()
+			pg.renewLoop(ctx)
+		}()
+	}
 }
 
 // Shutdown stops the scheduler, interrupts attempts in flight (their
@@ -160,6 +170,13 @@ func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 	var saturated []string
 	for d, n := range q.perDom {
 		if n >= q.opts.MaxPerDomain {
+			saturated = append(saturated, d)
+		}
+	}
+	// Domains with a connection waiting for their next message are left
+	// to it: claiming their jobs here would only take them from it.
+	for d, n := range q.idle {
+		if n > 0 && q.perDom[d] < q.opts.MaxPerDomain {
 			saturated = append(saturated, d)
 		}
 	}

@@ -216,6 +216,32 @@ func (b *pgBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadAt reads at off, fetching the chunks it needs one at a time.
+func (b *pgBody) ReadAt(p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		if off+int64(n) >= b.size {
+			return n, io.EOF
+		}
+		b.off = off + int64(n)
+		k, err := b.Read(p[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Size is the body's length.
+func (b *pgBody) Size() int64 { return b.size }
+
+// Close lets the held chunk go.
+func (b *pgBody) Close() error {
+	b.chunk = nil
+	return nil
+}
+
 func (b *pgBody) Seek(offset int64, whence int) (int64, error) {
 	switch whence {
 	case io.SeekStart:
@@ -236,27 +262,46 @@ func (b *pgBody) Seek(offset int64, whence int) (int64, error) {
 // claim takes up to limit due jobs (recipients pending with next_attempt
 // <= now), leaving out the domains in skip, for this node, and returns
 // them. One statement: a job claimed by a live node, or locked by
-// another node's scan, is passed over.
+// another node's scan, is passed over; a job whose claim ran out is taken
+// over and its recipients made due.
 func (s *pgStore) claim(ctx context.Context, now int64, skip []string, limit int) ([]job, error) {
+	return s.claimIn(ctx, now, "", skip, limit)
+}
+
+// claimIn is claim limited to domain's jobs when domain is not "".
+func (s *pgStore) claimIn(ctx context.Context, now int64, domain string, skip []string, limit int) ([]job, error) {
 	if skip == nil {
 		skip = []string{}
 	}
+	// A job whose claim ran out was being attempted by a node that died
+	// (or lost the database for a whole lease): its recipients are due at
+	// once, whatever next attempt time that attempt had saved.
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
 			SELECT r.message_id, r.domain FROM queue_recipients r
-			WHERE r.state = 'pending' AND r.next_attempt <= $1 AND NOT (r.domain = ANY($2))
+			WHERE r.state = 'pending' AND NOT (r.domain = ANY($2))
+			  AND ($6 = '' OR r.domain = $6)
+			  AND (r.next_attempt <= $1 OR EXISTS (SELECT 1 FROM queue_claims c
+			      WHERE c.message_id = r.message_id AND c.domain = r.domain AND c.lease_until <= now()))
 			  AND NOT EXISTS (SELECT 1 FROM queue_claims c
 			      WHERE c.message_id = r.message_id AND c.domain = r.domain AND c.lease_until > now())
 			ORDER BY r.next_attempt
 			LIMIT $3
 			FOR UPDATE OF r SKIP LOCKED
+		), claimed AS (
+			INSERT INTO queue_claims AS c (message_id, domain, node, lease_until)
+			SELECT DISTINCT message_id, domain, $4, now() + $5 * interval '1 microsecond' FROM due
+			ON CONFLICT (message_id, domain) DO UPDATE
+				SET node = excluded.node, lease_until = excluded.lease_until
+				WHERE c.lease_until <= now()
+			RETURNING message_id, domain, NOT (xmax = 0) AS taken_over
+		), woken AS (
+			UPDATE queue_recipients r SET next_attempt = $1
+			FROM claimed c
+			WHERE c.taken_over AND r.message_id = c.message_id AND r.domain = c.domain
+			  AND r.state = 'pending' AND r.next_attempt > $1
 		)
-		INSERT INTO queue_claims AS c (message_id, domain, node, lease_until)
-		SELECT DISTINCT message_id, domain, $4, now() + $5 * interval '1 microsecond' FROM due
-		ON CONFLICT (message_id, domain) DO UPDATE
-			SET node = excluded.node, lease_until = excluded.lease_until
-			WHERE c.lease_until <= now()
-		RETURNING message_id, domain`, now, skip, limit, s.node, s.lease.Microseconds())
+		SELECT message_id, domain FROM claimed`, now, skip, limit, s.node, s.lease.Microseconds(), domain)
 	if err != nil {
 		return nil, err
 	}
@@ -307,17 +352,10 @@ func (s *pgStore) release(ctx context.Context, j job) error {
 	return err
 }
 
-// pgRcpt is a due recipient of a claimed job.
-type pgRcpt struct {
-	rcpt     string
-	attempts int
-	next     int64
-}
-
 // startAttempt loads j's due recipients and saves their next attempt
 // time, attempts and last attempt, only while this node holds j's claim:
 // one statement. No rows: nothing due, or the claim is not ours.
-func (s *pgStore) startAttempt(ctx context.Context, j job, now, next int64) ([]pgRcpt, error) {
+func (s *pgStore) startAttempt(ctx context.Context, j job, now, next int64) ([]attemptRcpt, error) {
 	rows, err := s.pool.Query(ctx, `
 		UPDATE queue_recipients r SET attempts = r.attempts + 1, next_attempt = $4, last_attempt = $3
 		FROM queue_recipients old
@@ -329,16 +367,11 @@ func (s *pgStore) startAttempt(ctx context.Context, j job, now, next int64) ([]p
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (pgRcpt, error) {
-		var r pgRcpt
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (attemptRcpt, error) {
+		var r attemptRcpt
 		err := row.Scan(&r.rcpt, &r.attempts, &r.next)
 		return r, err
 	})
-}
-
-// pgResult is one recipient's outcome to record.
-type pgResult struct {
-	rcpt, state, reply, remote string
 }
 
 // record stores results and, when nothing is left to do for the message
@@ -346,7 +379,7 @@ type pgResult struct {
 // one transaction, sent as one batch. It does not look at the claim: a
 // remote's answer is recorded whoever holds it. finished reports the
 // deletion.
-func (s *pgStore) record(ctx context.Context, id string, results []pgResult) (finished bool, err error) {
+func (s *pgStore) record(ctx context.Context, id string, results []recordRow) (finished bool, err error) {
 	rcpts := make([]string, len(results))
 	states := make([]string, len(results))
 	replies := make([]string, len(results))
@@ -379,7 +412,7 @@ func (s *pgStore) record(ctx context.Context, id string, results []pgResult) (fi
 
 // interrupted puts recipients an attempt did not finish back to the
 // next attempt time they had, and counts the attempt as not made.
-func (s *pgStore) interrupted(ctx context.Context, id string, rs []pgRcpt) error {
+func (s *pgStore) restore(ctx context.Context, id string, rs []attemptRcpt) error {
 	rcpts := make([]string, len(rs))
 	nexts := make([]int64, len(rs))
 	for i, r := range rs {
@@ -412,7 +445,7 @@ func (s *pgStore) get(ctx context.Context, id string) (Message, error) {
 		return Message{}, ErrNotFound
 	}
 	if err != nil {
-		return Message{}, fmt.Errorf("queue: %w", err)
+		return Message{}, err
 	}
 	m.Created = time.Unix(0, created)
 	m.DSN = kind == "dsn"
@@ -420,7 +453,7 @@ func (s *pgStore) get(ctx context.Context, id string) (Message, error) {
 	rows, err := s.pool.Query(ctx, `SELECT rcpt, domain, state, attempts, next_attempt, last_attempt, reply, remote
 		FROM queue_recipients WHERE message_id = $1 ORDER BY rcpt`, id)
 	if err != nil {
-		return Message{}, fmt.Errorf("queue: %w", err)
+		return Message{}, err
 	}
 	m.Recipients, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recipient, error) {
 		var r Recipient
@@ -435,7 +468,7 @@ func (s *pgStore) get(ctx context.Context, id string) (Message, error) {
 		return r, err
 	})
 	if err != nil {
-		return Message{}, fmt.Errorf("queue: %w", err)
+		return Message{}, err
 	}
 	return m, nil
 }
@@ -444,7 +477,7 @@ func (s *pgStore) get(ctx context.Context, id string) (Message, error) {
 func (s *pgStore) remove(ctx context.Context, id string) error {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM queue_messages WHERE id = $1`, id)
 	if err != nil {
-		return fmt.Errorf("queue: %w", err)
+		return err
 	}
 	if tag.RowsAffected() == 0 {
 		return ErrNotFound
@@ -454,7 +487,7 @@ func (s *pgStore) remove(ctx context.Context, id string) error {
 
 // flush makes id's pending recipients (all messages' when id is "") due
 // at now.
-func (s *pgStore) flush(ctx context.Context, id string, now int64) (int64, error) {
+func (s *pgStore) retry(ctx context.Context, id string, now int64) (int64, error) {
 	var tag pgconn.CommandTag
 	var err error
 	if id == "" {
@@ -462,8 +495,5 @@ func (s *pgStore) flush(ctx context.Context, id string, now int64) (int64, error
 	} else {
 		tag, err = s.pool.Exec(ctx, `UPDATE queue_recipients SET next_attempt = $1 WHERE state = 'pending' AND message_id = $2`, now, id)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("queue: %w", err)
-	}
-	return tag.RowsAffected(), nil
+	return tag.RowsAffected(), err
 }

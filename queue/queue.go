@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/internal/durable"
@@ -130,6 +132,16 @@ type Options struct {
 	// one recipient: "delivered", "deferred" or "bounced" (cmd feeds
 	// package metrics). It must not block.
 	OnAttempt func(result string)
+
+	// Postgres, when set, keeps the messages in PostgreSQL (tables
+	// queue_*, migrated on Open) instead of queue.sqlite and spool files,
+	// shared by every node using the same database: each due job is
+	// claimed by one node (Node, unique among them) for Lease (default
+	// DefaultLease), renewed while the node runs. DKIM keys stay in
+	// queue.sqlite.
+	Postgres *pgxpool.Pool
+	Node     string
+	Lease    time.Duration
 
 	// Shared says another process (a running server) may be using the
 	// queue: Open skips its start-up cleanup, which would otherwise take a
@@ -261,6 +273,27 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	q.dbPath = dbPath
 	q.st = sqliteStore{q}
 	q.dkim = dkim.NewKeys(db, opts.Now)
+	if opts.Postgres != nil {
+		node := opts.Node
+		if node == "" {
+			node = opts.Hostname
+		}
+		pg, err := openPG(ctx, opts.Postgres, node, opts.Lease)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		q.st = pgBackend{pg, q}
+		if !opts.Shared {
+			// Claims this node held before a restart are void (no
+			// attempt of this process holds them): expired, so that
+			// any node takes them over at once and retries.
+			if _, err := opts.Postgres.Exec(ctx, `UPDATE queue_claims SET lease_until = '-infinity' WHERE node = $1`, node); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("queue: %w", err)
+			}
+		}
+	}
 	if opts.Shared {
 		return q, nil
 	}
