@@ -136,12 +136,14 @@ type Options struct {
 	// Postgres, when set, keeps the messages in PostgreSQL (tables
 	// queue_*, migrated on Open) instead of queue.sqlite and spool files,
 	// shared by every node using the same database: each due job is
-	// claimed by one node (Node, unique among them) for Lease (default
+	// claimed by one node (Node, unique among the processes; default
+	// the machine's hostname and a random suffix) for Lease (default
 	// DefaultLease), renewed while the node runs. DKIM keys stay in
-	// queue.sqlite.
-	Postgres *pgxpool.Pool
-	Node     string
-	Lease    time.Duration
+	// queue.sqlite. ClosePostgres makes Close close the pool.
+	Postgres      *pgxpool.Pool
+	Node          string
+	Lease         time.Duration
+	ClosePostgres bool
 
 	// Shared says another process (a running server) may be using the
 	// queue: Open skips its start-up cleanup, which would otherwise take a
@@ -276,7 +278,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	if opts.Postgres != nil {
 		node := opts.Node
 		if node == "" {
-			node = opts.Hostname
+			// Unique per process: several nodes may share a hostname
+			// (behind one name) or run on one machine.
+			host, _ := os.Hostname()
+			node = host + "-" + newID()[:8]
 		}
 		pg, err := openPG(ctx, opts.Postgres, node, opts.Lease)
 		if err != nil {
@@ -358,6 +363,9 @@ func (q *Queue) Close() error {
 	q.closed = true
 	q.mu.Unlock()
 	q.closeReaper()
+	if q.opts.Postgres != nil && q.opts.ClosePostgres {
+		defer q.opts.Postgres.Close()
+	}
 	return q.db.Close()
 }
 
