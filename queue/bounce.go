@@ -75,6 +75,12 @@ func (q *Queue) bounce(ctx context.Context) {
 func (q *Queue) bounceMessage(ctx context.Context, id string) {
 	q.bounceMu.Lock()
 	defer q.bounceMu.Unlock()
+	// And the claim keeps two nodes from doing it at once.
+	done, ok := q.st.claimReport(ctx, id)
+	if !ok {
+		return
+	}
+	defer done()
 	m, err := q.loadMsg(ctx, id)
 	if err != nil {
 		return
@@ -113,23 +119,35 @@ func (q *Queue) warnDelayed(ctx context.Context) {
 		return
 	}
 	for _, id := range ids {
-		m, err := q.loadMsg(ctx, id)
-		if err != nil {
-			continue
-		}
-		rcpts, err := q.st.reportRcpts(ctx, id, true)
-		if err != nil || len(rcpts) == 0 {
-			continue
-		}
-		rep := q.newReport(m, dsn.ActionDelayed, rcpts)
-		if err := q.sendReport(ctx, m.from, rep.Build()); err != nil {
-			q.log.Error("queue: delay DSN", "queueid", id, "err", err)
-			continue
-		}
-		q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", dsn.ActionDelayed)
-		if err := q.st.markWarned(ctx, id); err != nil {
-			q.log.Error("queue: delay DSN", "queueid", id, "err", err)
-		}
+		q.warnOne(ctx, id)
+	}
+}
+
+// warnOne sends message id's delay warning, unless another node is
+// reporting on it.
+func (q *Queue) warnOne(ctx context.Context, id string) {
+	done, ok := q.st.claimReport(ctx, id)
+	if !ok {
+		return
+	}
+	defer done()
+	// Read after the claim: a node that reported before us has marked it.
+	m, err := q.loadMsg(ctx, id)
+	if err != nil || m.warned {
+		return
+	}
+	rcpts, err := q.st.reportRcpts(ctx, id, true)
+	if err != nil || len(rcpts) == 0 {
+		return
+	}
+	rep := q.newReport(m, dsn.ActionDelayed, rcpts)
+	if err := q.sendReport(ctx, m.from, rep.Build()); err != nil {
+		q.log.Error("queue: delay DSN", "queueid", id, "err", err)
+		return
+	}
+	q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", dsn.ActionDelayed)
+	if err := q.st.markWarned(ctx, id); err != nil {
+		q.log.Error("queue: delay DSN", "queueid", id, "err", err)
 	}
 }
 

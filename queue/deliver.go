@@ -267,6 +267,7 @@ type msgInfo struct {
 	smtputf8 bool
 	kind     string
 	dkim     string
+	warned   bool   // the delay warning went out
 	mailFrom string // MAIL FROM for remote attempts: from, or its SRS form (srs.go)
 }
 

@@ -126,8 +126,8 @@ func (b pgBackend) nextDue(ctx context.Context, now int64) (int64, bool) {
 func (b pgBackend) loadMsg(ctx context.Context, id string) (*msgInfo, error) {
 	m := &msgInfo{id: id}
 	var created int64
-	err := b.pool.QueryRow(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim FROM queue_messages WHERE id = $1`, id).
-		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim)
+	err := b.pool.QueryRow(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim, warned FROM queue_messages WHERE id = $1`, id).
+		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim, &m.warned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -207,6 +207,25 @@ func (b pgBackend) reportRcpts(ctx context.Context, id string, delayed bool) ([]
 		r.Expired = state == string(StateFailed) && smtpclient.ParseReply(r.Reply).Code < 500
 		return r, err
 	})
+}
+
+// claimReport claims the message's report job: a claim row with the
+// domain ” (never a recipient's), leased and renewed like the others.
+func (b pgBackend) claimReport(ctx context.Context, id string) (func(), bool) {
+	var got string
+	err := b.pool.QueryRow(ctx, `INSERT INTO queue_claims AS c (message_id, domain, node, lease_until)
+		VALUES ($1, '', $2, now() + $3 * interval '1 microsecond')
+		ON CONFLICT (message_id, domain) DO UPDATE
+			SET node = excluded.node, lease_until = excluded.lease_until
+			WHERE c.lease_until <= now()
+		RETURNING node`, id, b.node, b.lease.Microseconds()).Scan(&got)
+	if err != nil {
+		if !errors.Is(err, pgx.ErrNoRows) && ctx.Err() == nil {
+			b.q.log.Error("queue: claim report", "queueid", id, "err", err)
+		}
+		return nil, false
+	}
+	return func() { b.pgStore.release(context.WithoutCancel(ctx), job{id: id}) }, true
 }
 
 func (b pgBackend) markReported(ctx context.Context, id string, rcpts []string) error {

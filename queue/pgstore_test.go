@@ -397,7 +397,6 @@ func TestOnPostgres(t *testing.T) {
 		"BareLFBecomesCRLF":                TestBareLFBecomesCRLF,
 		"Admin":                            TestAdmin,
 		"ConnectionReuse":                  TestConnectionReuse,
-		"IdleConnectionTakesNextMessage":   TestIdleConnectionTakesNextMessage,
 		"SRSForwarding":                    TestSRSForwarding,
 		"AttemptsAndStats":                 TestAttemptsAndStats,
 		"LocalRecipientRetriedIntoMailbox": TestLocalRecipientRetriedIntoMailbox,

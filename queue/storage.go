@@ -63,6 +63,9 @@ type storage interface {
 	// reportRcpts returns the recipients to report: failed and not yet
 	// reported, or (delayed) pending after an attempt.
 	reportRcpts(ctx context.Context, id string, delayed bool) ([]dsn.Recipient, error)
+	// claimReport makes this node the one reporting on message id (a DSN)
+	// until the returned func is called; ok false: another node is.
+	claimReport(ctx context.Context, id string) (done func(), ok bool)
 	markReported(ctx context.Context, id string, rcpts []string) error
 	markWarned(ctx context.Context, id string) error
 	// finish removes the messages in ids; finishOne removes id when
@@ -162,8 +165,8 @@ func (s sqliteStore) nextDue(ctx context.Context, now int64) (int64, bool) {
 func (s sqliteStore) loadMsg(ctx context.Context, id string) (*msgInfo, error) {
 	m := &msgInfo{id: id}
 	var created int64
-	err := s.q.db.Read.QueryRowContext(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim FROM messages WHERE id = ?`, id).
-		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim)
+	err := s.q.db.Read.QueryRowContext(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim, warned FROM messages WHERE id = ?`, id).
+		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim, &m.warned)
 	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, ErrNotFound
@@ -298,6 +301,8 @@ func (s sqliteStore) reportRcpts(ctx context.Context, id string, delayed bool) (
 		return r, err
 	})
 }
+
+func (sqliteStore) claimReport(context.Context, string) (func(), bool) { return func() {}, true }
 
 func (s sqliteStore) markReported(ctx context.Context, id string, rcpts []string) error {
 	return s.q.updateRcpts(ctx, id, rcpts, `UPDATE recipients SET dsn_sent = 1 WHERE message_id = ? AND rcpt = ?`)
