@@ -145,7 +145,12 @@ func (s *pgStore) enqueue(ctx context.Context, rows *queuedRows, body io.Reader,
 		}
 	}
 	if fill != nil {
-		if err := fill(&pgBody{q: tx, id: rows.id, size: size}, size); err != nil {
+		body := &pgBody{q: tx, id: rows.id, size: size, seq: -1}
+		if seq == 1 {
+			// The whole message is still in buf: no need to read it back.
+			body.chunk, body.seq = buf[:size], 0
+		}
+		if err := fill(body, size); err != nil {
 			return err
 		}
 	}

@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/posthouse/posthouse/internal/pgdb"
@@ -487,4 +489,65 @@ func TestPGNodeKilledMidDelivery(t *testing.T) {
 		}
 	}
 	t.Logf("a held %d claims when killed", claimed)
+}
+
+// countTracer counts the statements a pool sends (batched ones each) and
+// the round trips (a batch is one).
+type countTracer struct{ stmts, trips atomic.Int64 }
+
+func (c *countTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.stmts.Add(1)
+	c.trips.Add(1)
+	return ctx
+}
+func (c *countTracer) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *countTracer) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.trips.Add(1)
+	return ctx
+}
+func (c *countTracer) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	c.stmts.Add(1)
+}
+func (c *countTracer) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// TestPGStatementsPerMessage counts what one Enqueue and one delivery
+// cost in PostgreSQL statements and round trips (BEGIN and COMMIT
+// included), and keeps them from growing unnoticed.
+func TestPGStatementsPerMessage(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &countTracer{}
+	cfg.ConnConfig.Tracer = tr
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	remote := newFakeRemote(t)
+	e := pgNodeEnv(t, remote, pool, "a", 0)
+	e.q.Shutdown(context.Background()) // no scheduler while enqueueing
+	const n = 20
+	before := tr.stmts.Load()
+	beforeTrips := tr.trips.Load()
+	for i := range n {
+		e.enqueue("alice@a.test", fmt.Sprintf("user%d@b.test", i))
+	}
+	enqStmts := float64(tr.stmts.Load()-before) / n
+	enqTrips := float64(tr.trips.Load()-beforeTrips) / n
+	before, beforeTrips = tr.stmts.Load(), tr.trips.Load()
+	e.q.Start()
+	waitFor(t, "every delivery", func() bool { return len(remote.messages()) >= n })
+	waitFor(t, "empty queue", func() bool { m, _, _ := e.q.Stats(context.Background()); return m == 0 })
+	e.q.Shutdown(context.Background())
+	// The scheduler's idle scans are counted too: an upper bound.
+	delStmts := float64(tr.stmts.Load()-before) / n
+	delTrips := float64(tr.trips.Load()-beforeTrips) / n
+	t.Logf("per Enqueue: %.1f statements, %.1f round trips; per delivery (scans included): %.1f statements, %.1f round trips",
+		enqStmts, enqTrips, delStmts, delTrips)
+	if enqStmts > 6 || delStmts > 100 {
+		t.Errorf("more statements than expected: %.1f per Enqueue, %.1f per delivery", enqStmts, delStmts)
+	}
 }

@@ -289,6 +289,10 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 			return nil, err
 		}
 		q.st = pgBackend{pg, q}
+		var left int
+		if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&left); err == nil && left > 0 {
+			q.log.Warn("queue: messages left in queue.sqlite are not delivered while the queue is in PostgreSQL", "messages", left)
+		}
 		if !opts.Shared {
 			// Claims this node held before a restart are void (no
 			// attempt of this process holds them): expired, so that
