@@ -40,6 +40,9 @@ type pgStore struct {
 	pool  *pgxpool.Pool
 	node  string
 	lease time.Duration
+	// perDomain bounds the jobs of one domain a claim takes (0: no
+	// bound): the queue's MaxPerDomain, since it starts no more at once.
+	perDomain int
 
 	mu       sync.Mutex
 	renewed  time.Time // local time the last renewal began; leases hold until renewed+lease
@@ -295,7 +298,10 @@ func (s *pgStore) claimIn(ctx context.Context, now int64, domain string, skip []
 			FOR UPDATE OF r SKIP LOCKED
 		), claimed AS (
 			INSERT INTO queue_claims AS c (message_id, domain, node, lease_until)
-			SELECT DISTINCT message_id, domain, $4, now() + $5 * interval '1 microsecond' FROM due
+			SELECT message_id, domain, $4, now() + $5 * interval '1 microsecond' FROM (
+				SELECT message_id, domain, row_number() OVER (PARTITION BY domain ORDER BY message_id) AS n
+				FROM (SELECT DISTINCT message_id, domain FROM due) d) per
+			WHERE $7 <= 0 OR n <= $7
 			ON CONFLICT (message_id, domain) DO UPDATE
 				SET node = excluded.node, lease_until = excluded.lease_until
 				WHERE c.lease_until <= now()
@@ -306,7 +312,7 @@ func (s *pgStore) claimIn(ctx context.Context, now int64, domain string, skip []
 			WHERE c.taken_over AND r.message_id = c.message_id AND r.domain = c.domain
 			  AND r.state = 'pending' AND r.next_attempt > $1
 		)
-		SELECT message_id, domain FROM claimed`, now, skip, limit, s.node, s.lease.Microseconds(), domain)
+		SELECT message_id, domain FROM claimed`, now, skip, limit, s.node, s.lease.Microseconds(), domain, s.perDomain)
 	if err != nil {
 		return nil, err
 	}

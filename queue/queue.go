@@ -288,6 +288,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 			db.Close()
 			return nil, err
 		}
+		pg.perDomain = opts.MaxPerDomain
 		q.st = pgBackend{pg, q}
 		var left int
 		if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&left); err == nil && left > 0 {
