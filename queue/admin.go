@@ -2,13 +2,9 @@ package queue
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"time"
-
-	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // State is a recipient's delivery state.
@@ -45,8 +41,7 @@ type Recipient struct {
 
 // List returns every message in the queue, oldest first.
 func (q *Queue) List(ctx context.Context) ([]Message, error) {
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT id FROM messages ORDER BY created, id`)
-	ids, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
+	ids, err := q.st.ids(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
@@ -66,57 +61,26 @@ func (q *Queue) List(ctx context.Context) ([]Message, error) {
 
 // Get returns one message with its recipients.
 func (q *Queue) Get(ctx context.Context, id string) (Message, error) {
-	var m Message
-	var created int64
-	var kind, dkim string
-	err := q.db.Read.QueryRowContext(ctx, `SELECT id, sender, size, created, kind, dkim FROM messages WHERE id = ?`, id).
-		Scan(&m.ID, &m.From, &m.Size, &created, &kind, &dkim)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Message{}, ErrNotFound
-	}
-	if err != nil {
+	m, err := q.st.get(ctx, id)
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Message{}, fmt.Errorf("queue: %w", err)
 	}
-	m.Created = time.Unix(0, created)
-	m.DSN = kind == kindDSN
-	m.Signed = dkim != ""
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, domain, state, attempts, next_attempt, last_attempt, reply, remote
-		FROM recipients WHERE message_id = ? ORDER BY domain, rcpt`, id)
-	m.Recipients, err = sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (Recipient, error) {
-		var r Recipient
-		var next, last int64
-		err := row.Scan(&r.Addr, &r.Domain, &r.State, &r.Attempts, &next, &last, &r.Reply, &r.Remote)
-		r.NextAttempt = time.Unix(0, next)
-		if last != 0 {
-			r.LastAttempt = time.Unix(0, last)
-		}
-		return r, err
-	})
-	if err != nil {
-		return Message{}, fmt.Errorf("queue: %w", err)
-	}
-	return m, nil
+	return m, err
 }
 
 // Retry makes the pending recipients of message id due now ("" : every
 // message). It returns how many recipients were rescheduled. A running
 // server picks the change up within its poll interval.
 func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
-	now := q.opts.Now().UnixNano()
-	var res sql.Result
-	var err error
-	if id == "" {
-		res, err = q.db.Write.ExecContext(ctx, `UPDATE recipients SET next_attempt = ? WHERE state = 'pending'`, now)
-	} else {
+	if id != "" {
 		if _, err := q.Get(ctx, id); err != nil {
 			return 0, err
 		}
-		res, err = q.db.Write.ExecContext(ctx, `UPDATE recipients SET next_attempt = ? WHERE state = 'pending' AND message_id = ?`, now, id)
 	}
+	n, err := q.st.retry(ctx, id, q.opts.Now().UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("queue: %w", err)
 	}
-	n, _ := res.RowsAffected()
 	q.wake()
 	return int(n), nil
 }
@@ -124,15 +88,11 @@ func (q *Queue) Retry(ctx context.Context, id string) (int, error) {
 // Remove deletes a message from the queue without delivering it further
 // and without a DSN.
 func (q *Queue) Remove(ctx context.Context, id string) error {
-	res, err := q.db.Write.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id)
-	if err != nil {
+	if err := q.st.remove(ctx, id); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
 		return fmt.Errorf("queue: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	if err := os.Remove(q.spoolPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		q.log.Error("queue: remove spool file", "queueid", id, "err", err)
 	}
 	q.log.Info("removed by admin", "queueid", id)
 	return nil
@@ -142,12 +102,12 @@ func (q *Queue) Remove(ctx context.Context, id string) error {
 // queued (zero when empty), in one query: cheap enough for every metrics
 // scrape.
 func (q *Queue) Stats(ctx context.Context) (messages int, oldest time.Time, err error) {
-	var min sql.NullInt64
-	if err := q.db.Read.QueryRowContext(ctx, `SELECT count(*), min(created) FROM messages`).Scan(&messages, &min); err != nil {
+	messages, min, ok, err := q.st.stats(ctx)
+	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("queue: stats: %w", err)
 	}
-	if min.Valid {
-		oldest = time.Unix(0, min.Int64)
+	if ok {
+		oldest = time.Unix(0, min)
 	}
 	return messages, oldest, nil
 }

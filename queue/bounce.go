@@ -6,14 +6,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"time"
 
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dsn"
 	"github.com/posthouse/posthouse/internal/mailaddr"
-	"github.com/posthouse/posthouse/mailstore/sqlitedb"
-	"github.com/posthouse/posthouse/smtpclient"
 )
 
 // ReadHeader returns the header section of a message (up to and without
@@ -47,12 +43,12 @@ func ReadHeader(r io.Reader, limit int) []byte {
 }
 
 func (q *Queue) readSpoolHeader(id string) []byte {
-	f, err := os.Open(q.spoolPath(id))
+	f, err := q.st.body(context.Background(), id)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	return ReadHeader(f, maxHeaderBytes)
+	return ReadHeader(io.NewSectionReader(f, 0, f.Size()), maxHeaderBytes)
 }
 
 // housekeeping sends DSNs for failed recipients, delay warnings, and
@@ -64,7 +60,7 @@ func (q *Queue) housekeeping(ctx context.Context) {
 }
 
 func (q *Queue) bounce(ctx context.Context) {
-	ids, err := q.ids(ctx, `SELECT DISTINCT message_id FROM recipients WHERE state = 'failed' AND dsn_sent = 0 LIMIT 1000`)
+	ids, err := q.listIDs(ctx, q.st.failedIDs)
 	if err != nil {
 		return
 	}
@@ -79,11 +75,17 @@ func (q *Queue) bounce(ctx context.Context) {
 func (q *Queue) bounceMessage(ctx context.Context, id string) {
 	q.bounceMu.Lock()
 	defer q.bounceMu.Unlock()
+	// And the claim keeps two nodes from doing it at once.
+	done, ok := q.st.claimReport(ctx, id)
+	if !ok {
+		return
+	}
+	defer done()
 	m, err := q.loadMsg(ctx, id)
 	if err != nil {
 		return
 	}
-	rcpts, err := q.reportRcpts(ctx, m, `state = 'failed' AND dsn_sent = 0`)
+	rcpts, err := q.st.reportRcpts(ctx, id, false)
 	if err != nil || len(rcpts) == 0 {
 		return
 	}
@@ -102,7 +104,7 @@ func (q *Queue) bounceMessage(ctx context.Context, id string) {
 		}
 		q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", dsn.ActionFailed)
 	}
-	if err := q.updateRcpts(ctx, id, addrs, `UPDATE recipients SET dsn_sent = 1 WHERE message_id = ? AND rcpt = ?`); err != nil {
+	if err := q.st.markReported(ctx, id, addrs); err != nil {
 		q.log.Error("queue: DSN", "queueid", id, "err", err)
 	}
 }
@@ -112,27 +114,40 @@ func (q *Queue) warnDelayed(ctx context.Context) {
 		return
 	}
 	cutoff := q.opts.Now().Add(-q.opts.DelayWarning).UnixNano()
-	ids, err := q.ids(ctx, `SELECT id FROM messages m WHERE warned = 0 AND sender != '' AND kind = '' AND created <= ?
-		AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending' AND r.attempts > 0) LIMIT 1000`, cutoff)
+	ids, err := q.listIDs(ctx, func(ctx context.Context) ([]string, error) { return q.st.delayedIDs(ctx, cutoff) })
 	if err != nil {
 		return
 	}
 	for _, id := range ids {
-		m, err := q.loadMsg(ctx, id)
-		if err != nil {
-			continue
-		}
-		rcpts, err := q.reportRcpts(ctx, m, `state = 'pending' AND attempts > 0`)
-		if err != nil || len(rcpts) == 0 {
-			continue
-		}
-		rep := q.newReport(m, dsn.ActionDelayed, rcpts)
-		if err := q.sendReport(ctx, m.from, rep.Build()); err != nil {
-			q.log.Error("queue: delay DSN", "queueid", id, "err", err)
-			continue
-		}
-		q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", dsn.ActionDelayed)
-		q.db.Write.ExecContext(ctx, `UPDATE messages SET warned = 1 WHERE id = ?`, id)
+		q.warnOne(ctx, id)
+	}
+}
+
+// warnOne sends message id's delay warning, unless another node is
+// reporting on it.
+func (q *Queue) warnOne(ctx context.Context, id string) {
+	done, ok := q.st.claimReport(ctx, id)
+	if !ok {
+		return
+	}
+	defer done()
+	// Read after the claim: a node that reported before us has marked it.
+	m, err := q.loadMsg(ctx, id)
+	if err != nil || m.warned {
+		return
+	}
+	rcpts, err := q.st.reportRcpts(ctx, id, true)
+	if err != nil || len(rcpts) == 0 {
+		return
+	}
+	rep := q.newReport(m, dsn.ActionDelayed, rcpts)
+	if err := q.sendReport(ctx, m.from, rep.Build()); err != nil {
+		q.log.Error("queue: delay DSN", "queueid", id, "err", err)
+		return
+	}
+	q.log.Info("DSN sent", "queueid", id, "to", m.from, "rcpts", len(rcpts), "action", dsn.ActionDelayed)
+	if err := q.st.markWarned(ctx, id); err != nil {
+		q.log.Error("queue: delay DSN", "queueid", id, "err", err)
 	}
 }
 
@@ -140,77 +155,39 @@ func (q *Queue) warnDelayed(ctx context.Context) {
 // and every failure reported. The row goes first; a crash before the file
 // is removed leaves an orphan that Open cleans up.
 func (q *Queue) finish(ctx context.Context) {
-	ids, err := q.ids(ctx, `SELECT id FROM messages m WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
-		AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0))) LIMIT 1000`)
-	if err != nil {
+	ids, err := q.listIDs(ctx, q.st.finishedIDs)
+	if err != nil || len(ids) == 0 {
 		return
 	}
-	if len(ids) == 0 {
-		return
-	}
-	tx, err := q.db.Write.BeginTx(ctx, nil)
-	if err != nil {
-		q.log.Error("queue: finish", "err", err)
-		return
-	}
-	defer tx.Rollback()
-	for _, id := range ids {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id); err != nil {
-			q.log.Error("queue: finish", "queueid", id, "err", err)
-			return
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if err := q.st.finish(ctx, ids); err != nil {
 		q.log.Error("queue: finish", "err", err)
 		return
 	}
 	for _, id := range ids {
-		os.Remove(q.spoolPath(id))
 		q.log.Debug("finished", "queueid", id)
 	}
 }
 
 // finishMessage removes one message if nothing is left to do for it.
 func (q *Queue) finishMessage(ctx context.Context, id string) {
-	res, err := q.db.Write.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
-		WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, id, id)
+	done, err := q.st.finishOne(ctx, id)
 	if err != nil {
 		if ctx.Err() == nil {
 			q.log.Error("queue: finish", "queueid", id, "err", err)
 		}
 		return
 	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		os.Remove(q.spoolPath(id))
+	if done {
 		q.log.Debug("finished", "queueid", id)
 	}
 }
 
-func (q *Queue) ids(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := q.db.Read.QueryContext(ctx, query, args...)
-	if err != nil {
-		if ctx.Err() == nil {
-			q.log.Error("queue: scan", "err", err)
-		}
-		return nil, err
+func (q *Queue) listIDs(ctx context.Context, list func(context.Context) ([]string, error)) ([]string, error) {
+	ids, err := list(ctx)
+	if err != nil && ctx.Err() == nil {
+		q.log.Error("queue: scan", "err", err)
 	}
-	return sqlitedb.Collect(rows, nil, sqlitedb.Value[string])
-}
-
-func (q *Queue) reportRcpts(ctx context.Context, m *msgInfo, where string) ([]dsn.Recipient, error) {
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, reply, remote, last_attempt, state FROM recipients
-		WHERE message_id = ? AND `+where+` ORDER BY rcpt`, m.id)
-	return sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (dsn.Recipient, error) {
-		var r dsn.Recipient
-		var last int64
-		var state string
-		err := row.Scan(&r.Addr, &r.Reply, &r.Remote, &last, &state)
-		if last != 0 {
-			r.LastAttempt = time.Unix(0, last)
-		}
-		r.Expired = state == string(StateFailed) && smtpclient.ParseReply(r.Reply).Code < 500
-		return r, err
-	})
+	return ids, err
 }
 
 func (q *Queue) newReport(m *msgInfo, action string, rcpts []dsn.Recipient) *dsn.Report {

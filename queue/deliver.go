@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -12,16 +11,20 @@ import (
 	"net/netip"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/posthouse/posthouse/dns"
-	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/smtpclient"
 )
 
 const kindDSN = "dsn"
+
+// errLeaseLost: this node could not renew its claims for half a lease,
+// so another node may hold the job; nothing more is sent for it.
+var errLeaseLost = errors.New("queue: claim on the message may be lost")
 
 // Backoff schedule: 5 m, 10 m, 20 m, … doubling, capped at 4 h, ±10 %.
 const (
@@ -65,6 +68,16 @@ func (q *Queue) Start() {
 	q.stop = cancel
 	q.sched.Add(1)
 	go q.scheduler(ctx)
+	if pg, ok := q.st.(pgBackend); ok {
+		pg.mu.Lock()
+		pg.renewed = time.Now() // claims taken from now on are fresh
+		pg.mu.Unlock()
+		q.sched.Add(1)
+		go func() {
+			defer q.sched.Done()
+			pg.renewLoop(ctx)
+		}()
+	}
 }
 
 // Shutdown stops the scheduler, interrupts attempts in flight (their
@@ -153,39 +166,38 @@ const scheduleBatch = 1000
 // costs the same whatever the backlog.
 func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 	now := q.opts.Now().UnixNano()
-	// Leave out domains at their concurrency limit in SQL: their rows
-	// would be read and skipped on every pass while a backlog drains.
-	query := `SELECT message_id, domain FROM recipients WHERE state = 'pending' AND next_attempt <= ?`
-	args := []any{now}
 	q.mu.Lock()
 	var saturated []string
 	for d, n := range q.perDom {
 		if n >= q.opts.MaxPerDomain {
 			saturated = append(saturated, d)
-			args = append(args, d)
 		}
 	}
+	// Domains with a connection waiting for their next message are left
+	// to it: claiming their jobs here would only take them from it.
+	for d, n := range q.idle {
+		if n > 0 && q.perDom[d] < q.opts.MaxPerDomain {
+			saturated = append(saturated, d)
+		}
+	}
+	free := q.opts.MaxConcurrent - q.total
 	q.mu.Unlock()
-	if len(saturated) > 0 {
-		query += ` AND domain NOT IN (?` + strings.Repeat(", ?", len(saturated)-1) + `)`
+	var jobs []job
+	var err error
+	if free > 0 {
+		jobs, err = q.st.due(ctx, now, "", saturated, free)
 	}
-	args = append(args, scheduleBatch)
-	rows, err := q.db.Read.QueryContext(ctx, query+` ORDER BY next_attempt LIMIT ?`, args...)
-	seen := make(map[job]bool)
-	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
-		var j job
-		if err := row.Scan(&j.id, &j.domain); err != nil {
-			return err
+	if err != nil {
+		if ctx.Err() == nil {
+			q.log.Error("queue: scan", "err", err)
 		}
-		if seen[j] {
-			return nil
-		}
-		seen[j] = true
+		return time.Time{}, false
+	}
+	for _, j := range jobs {
 		q.mu.Lock()
-		defer q.mu.Unlock()
+		start := false
 		switch {
 		case !q.running || q.total >= q.opts.MaxConcurrent:
-			return sqlitedb.Stop // full: the other rows are not read
 		case q.inflight[j] || q.perDom[j.domain] >= q.opts.MaxPerDomain || q.idle[j.domain] > 0:
 			// An idle connection to the domain takes it (session).
 		default:
@@ -193,21 +205,19 @@ func (q *Queue) schedule(ctx context.Context) (time.Time, bool) {
 			q.perDom[j.domain]++
 			q.total++
 			q.workers.Add(1)
+			start = true
 			go q.work(ctx, j)
 		}
-		return nil
-	})
-	if err != nil {
-		if ctx.Err() == nil {
-			q.log.Error("queue: scan", "err", err)
+		q.mu.Unlock()
+		if !start {
+			q.st.release(j)
 		}
+	}
+	next, ok := q.st.nextDue(ctx, now)
+	if !ok {
 		return time.Time{}, false
 	}
-	var next *int64
-	if err := q.db.Read.QueryRowContext(ctx, `SELECT MIN(next_attempt) FROM recipients WHERE state = 'pending' AND next_attempt > ?`, now).Scan(&next); err != nil || next == nil {
-		return time.Time{}, false
-	}
-	return time.Unix(0, *next), true
+	return time.Unix(0, next), true
 }
 
 func (q *Queue) work(ctx context.Context, j job) {
@@ -224,6 +234,7 @@ func (q *Queue) work(ctx context.Context, j job) {
 		}
 		q.total--
 		q.mu.Unlock()
+		q.st.release(j)
 		q.wake()
 	}()
 	p := q.prepare(ctx, j)
@@ -256,6 +267,7 @@ type msgInfo struct {
 	smtputf8 bool
 	kind     string
 	dkim     string
+	warned   bool   // the delay warning went out
 	mailFrom string // MAIL FROM for remote attempts: from, or its SRS form (srs.go)
 }
 
@@ -276,13 +288,13 @@ func (r result) delivered() bool { return r.reply.Code >= 200 && r.reply.Code < 
 // prepared is one attempt: a message's due recipients at one domain, with
 // their next attempt time already saved.
 type prepared struct {
-	j        job
-	m        *msgInfo
-	rcpts    []string
-	prevNext map[string]int64 // next_attempt before this attempt
-	next     time.Time
-	now      time.Time
-	start    time.Time
+	j     job
+	m     *msgInfo
+	rcpts []string
+	prev  []attemptRcpt // the recipients as they were before this attempt
+	next  time.Time
+	now   time.Time
+	start time.Time
 	// concluded: the session already concluded it (before reusing its
 	// connection for other messages).
 	concluded bool
@@ -304,38 +316,24 @@ func (q *Queue) prepare(ctx context.Context, j job) *prepared {
 	}
 	m.mailFrom = q.mailFrom(ctx, m)
 	now := q.opts.Now()
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
-		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now.UnixNano())
-	p := &prepared{j: j, m: m, now: now, prevNext: map[string]int64{}}
-	attempts := 0
-	err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
-		var r string
-		var a int
-		var n int64
-		if err := row.Scan(&r, &a, &n); err != nil {
-			return err
-		}
-		p.rcpts = append(p.rcpts, r)
-		p.prevNext[r] = n
-		attempts = max(attempts, a)
-		return nil
+	p := &prepared{j: j, m: m, now: now}
+	rs, next, err := q.st.startAttempt(ctx, j, now.UnixNano(), func(attempts int) int64 {
+		return now.Add(backoff(attempts + 1)).UnixNano()
 	})
 	if err != nil {
-		if ctx.Err() == nil {
-			q.log.Error("queue: load", "queueid", j.id, "err", err)
-		}
-		return nil
-	}
-	if len(p.rcpts) == 0 {
-		return nil
-	}
-	p.next = now.Add(backoff(attempts + 1))
-	if err := q.saveAttempt(ctx, j.id, p.rcpts, p.next, now); err != nil {
 		if ctx.Err() == nil {
 			q.log.Error("queue: schedule", "queueid", j.id, "err", err)
 		}
 		return nil
 	}
+	if len(rs) == 0 {
+		return nil
+	}
+	p.prev = rs
+	for _, r := range rs {
+		p.rcpts = append(p.rcpts, r.rcpt)
+	}
+	p.next = time.Unix(0, next)
 	p.start = time.Now()
 	return p
 }
@@ -380,9 +378,14 @@ func (q *Queue) conclude(ctx context.Context, p *prepared, res []result) (failed
 	if len(interrupted) > 0 {
 		// ctx is cancelled; use a short detached one.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		for _, r := range interrupted {
-			q.db.Write.ExecContext(dctx, `UPDATE recipients SET next_attempt = ?, attempts = MAX(attempts - 1, 0) WHERE message_id = ? AND rcpt = ? AND state = 'pending'`,
-				p.prevNext[r], p.j.id, r)
+		var back []attemptRcpt
+		for _, r := range p.prev {
+			if slices.Contains(interrupted, r.rcpt) {
+				back = append(back, r)
+			}
+		}
+		if err := q.st.restore(dctx, p.j.id, back); err != nil {
+			q.log.Error("queue: restore interrupted recipients", "queueid", p.j.id, "err", err)
 		}
 		cancel()
 		q.log.Info("interrupted", "queueid", p.j.id, "domain", p.j.domain, "rcpts", len(interrupted))
@@ -395,8 +398,7 @@ func (q *Queue) conclude(ctx context.Context, p *prepared, res []result) (failed
 // is for the remote's failures, not for our own limits.
 func (q *Queue) rescheduleBusy(ctx context.Context, p *prepared) {
 	next := q.opts.Now().Add(p.busy)
-	if err := q.updateRcpts(ctx, p.j.id, p.rcpts, `UPDATE recipients SET next_attempt = ?, attempts = MAX(attempts - 1, 0)
-		WHERE state = 'pending' AND message_id = ? AND rcpt = ?`, next.UnixNano()); err != nil {
+	if err := q.st.reschedule(ctx, p.j.id, p.rcpts, next.UnixNano()); err != nil {
 		q.log.Error("queue: reschedule", "queueid", p.j.id, "err", err)
 		return
 	}
@@ -422,18 +424,7 @@ func (q *Queue) logResult(m *msgInfo, r result, dur time.Duration, next time.Tim
 }
 
 func (q *Queue) loadMsg(ctx context.Context, id string) (*msgInfo, error) {
-	m := &msgInfo{id: id}
-	var created int64
-	err := q.db.Read.QueryRowContext(ctx, `SELECT sender, size, created, eightbit, smtputf8, kind, dkim FROM messages WHERE id = ?`, id).
-		Scan(&m.from, &m.size, &created, &m.eightbit, &m.smtputf8, &m.kind, &m.dkim)
-	if err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, ErrNotFound
-		}
-		return nil, err
-	}
-	m.created = time.Unix(0, created)
-	return m, nil
+	return q.st.loadMsg(ctx, id)
 }
 
 func (q *Queue) updateRcpts(ctx context.Context, id string, rcpts []string, stmt string, args ...any) error {
@@ -500,46 +491,30 @@ func (q *Queue) record(m *msgInfo, results []result) {
 	defer cancel()
 	now := q.opts.Now()
 	expired := now.Sub(m.created) >= q.opts.Expiry
-	// Committed relaxed (reap.go): the spool file goes once it is durable.
-	var finished bool
-	err := q.relaxedTx(ctx, func(tx *sql.Tx) error {
-		for _, r := range results {
-			if r.interrupted {
-				continue
-			}
-			state := StatePending
-			reply := r.reply.String()
-			switch {
-			case r.delivered():
-				state = StateDelivered
-			case r.reply.Permanent():
-				state = StateFailed
-			case expired:
-				state = StateFailed
-				reply = fmt.Sprintf("%s (giving up after %s)", reply, q.opts.Expiry)
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = ?, reply = ?, remote = ? WHERE message_id = ? AND rcpt = ?`,
-				state, reply, r.remote, m.id, r.rcpt); err != nil {
-				return err
-			}
+	var rows []recordRow
+	for _, r := range results {
+		if r.interrupted {
+			continue
 		}
-		// The common case ends here: every recipient done and none failed.
-		// Removing the entry in the same transaction saves a commit.
-		del, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
-			WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, m.id, m.id)
-		if err != nil {
-			return err
+		state := StatePending
+		reply := r.reply.String()
+		switch {
+		case r.delivered():
+			state = StateDelivered
+		case r.reply.Permanent():
+			state = StateFailed
+		case expired:
+			state = StateFailed
+			reply = fmt.Sprintf("%s (giving up after %s)", reply, q.opts.Expiry)
 		}
-		n, _ := del.RowsAffected()
-		finished = n > 0
-		return nil
-	})
+		rows = append(rows, recordRow{rcpt: r.rcpt, state: string(state), reply: reply, remote: r.remote})
+	}
+	finished, err := q.st.record(ctx, m.id, rows)
 	if err != nil {
 		q.log.Error("queue: record results", "queueid", m.id, "err", err)
 		return
 	}
 	if finished {
-		q.dropSpool(m.id)
 		q.log.Debug("finished", "queueid", m.id)
 	}
 }
@@ -586,9 +561,11 @@ type target struct {
 // recipient; conclude records those the session did not.
 func (q *Queue) deliverDomain(ctx context.Context, p *prepared) []result {
 	m, domain, rcpts := p.m, p.j.domain, p.rcpts
-	if _, err := os.Stat(q.spoolPath(m.id)); err != nil {
+	if b, err := q.st.body(ctx, m.id); err != nil {
 		q.log.Error("queue: spool file missing", "queueid", m.id, "err", err)
 		return allResults(rcpts, replySpoolLost, "")
+	} else {
+		b.Close()
 	}
 	local, err := q.isLocalDomain(ctx, domain)
 	if err != nil {
@@ -923,13 +900,18 @@ func (q *Queue) sendMessage(c *smtpclient.Client, p *prepared, host string, addr
 	res = make([]result, 0, len(rcpts))
 	for start := 0; start < len(rcpts); start += smtpclient.MaxRcptsPerTransaction {
 		chunk := rcpts[start:min(start+smtpclient.MaxRcptsPerTransaction, len(rcpts))]
-		f, err := os.Open(q.spoolPath(m.id))
+		if !q.st.leaseValid() {
+			// Another node may have this job by now: send nothing.
+			q.log.Warn("queue: claim may be lost, not sending", "queueid", m.id, "remote", host)
+			return append(res, interrupted(rcpts[start:])...), true, errLeaseLost
+		}
+		f, err := q.st.body(context.Background(), m.id)
 		if err != nil {
 			q.log.Error("queue: open spool", "queueid", m.id, "err", err)
 			res = append(res, allResults(chunk, smtpclient.Reply{Code: 451, Enhanced: "4.3.0", Text: "local error reading the queued message"}, "")...)
 			continue
 		}
-		body := io.MultiReader(strings.NewReader(m.dkim), f)
+		body := io.MultiReader(strings.NewReader(m.dkim), io.NewSectionReader(f, 0, f.Size()))
 		params := smtpclient.MailParams{Size: m.size + int64(len(m.dkim)), EightBit: m.eightbit, SMTPUTF8: m.smtputf8}
 		replies, err := c.Transaction(m.mailFrom, chunk, params, body)
 		f.Close()
@@ -982,14 +964,11 @@ func (q *Queue) claimNext(ctx context.Context, domain string) *prepared {
 	if ctx.Err() != nil {
 		return nil
 	}
-	rows, err := q.db.Read.QueryContext(ctx, `SELECT message_id FROM recipients
-		WHERE domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY next_attempt LIMIT 50`, domain, q.opts.Now().UnixNano())
-	ids, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
+	jobs, err := q.st.due(ctx, q.opts.Now().UnixNano(), domain, nil, 1)
 	if err != nil {
 		return nil
 	}
-	for _, id := range ids {
-		j := job{id: id, domain: domain}
+	for _, j := range jobs {
 		q.mu.Lock()
 		ok := q.running && !q.inflight[j]
 		if ok {
@@ -997,6 +976,7 @@ func (q *Queue) claimNext(ctx context.Context, domain string) *prepared {
 		}
 		q.mu.Unlock()
 		if !ok {
+			q.st.release(j)
 			continue
 		}
 		if p := q.prepare(ctx, j); p != nil {
@@ -1011,6 +991,7 @@ func (q *Queue) unclaim(j job) {
 	q.mu.Lock()
 	delete(q.inflight, j)
 	q.mu.Unlock()
+	q.st.release(j)
 }
 
 func (q *Queue) tlsFailedRecently(host string) bool {

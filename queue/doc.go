@@ -56,6 +56,35 @@
 // for. Failures that will produce a DSN are also recorded this way; the
 // DSN's own Enqueue is fsync'd and makes the record durable with it.
 //
+// # On PostgreSQL
+//
+// With Options.Postgres (cmd/posthouse sets it when [store] backend is
+// "postgres") the messages live in that database instead (queue_messages,
+// queue_recipients, queue_bodies in 256 KiB chunks, queue_claims;
+// component "queue" of internal/pgdb's migrations), behind the same
+// storage interface as queue.sqlite and the spool (storage.go), and every
+// node using the database delivers from one queue. Enqueue is one
+// transaction committed before it returns; the body streams into chunks,
+// so neither Enqueue nor delivery holds more than one chunk. DKIM keys
+// stay in queue.sqlite.
+//
+// Each job (a message's due recipients at one domain) is claimed by one
+// node: one statement reads due recipients FOR UPDATE SKIP LOCKED and
+// inserts their jobs into queue_claims (primary key message and domain,
+// the node's id, a lease on the database's clock, default 60 s). The node
+// renews all its leases every third of a lease and releases a job after
+// recording its results; a remote's answer is recorded whoever holds the
+// claim. A node that has not renewed for half a lease starts no further
+// transaction (its claims may be taken). A claim whose lease ran out
+// belongs to a node that died: the next node to scan takes it over and
+// makes its recipients due at once, so they are retried a lease later
+// rather than after the backoff. A node killed after the remote accepted
+// a message and before it recorded that (milliseconds) causes one
+// duplicate, as a crash does on one node (RFC 5321 §6.1); no claim is
+// lost while its node lives, so two live nodes never send one job. DSNs
+// and delay warnings are sent under a per-message report claim (domain
+// ""), re-read after claiming, so one node sends each.
+//
 // # Delivery
 //
 // Recipients are grouped by destination domain; one attempt handles the due

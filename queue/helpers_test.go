@@ -20,6 +20,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/dns/dnstest"
+	"github.com/posthouse/posthouse/internal/pgtest"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/maildir"
 )
@@ -272,12 +273,20 @@ func newEnv(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) *env {
 		PollInterval: 50 * time.Millisecond,
 		Locals:       fakeLocals{users: map[string]bool{"alice@a.test": true}},
 	}
+	if onPostgres {
+		e.opts.Postgres = pgPool(t, pgtest.NewDatabase(t))
+		e.opts.Node = "node-a"
+	}
 	for _, fn := range tweak {
 		fn(&e.opts)
 	}
 	e.open()
 	return e
 }
+
+// onPostgres makes newEnv's queues keep their messages in PostgreSQL
+// (TestOnPostgres sets it while it runs behaviour tests again).
+var onPostgres bool
 
 func (e *env) open() {
 	e.t.Helper()

@@ -195,15 +195,13 @@ func (q *Queue) wakeWaiting(ctx context.Context, domains []string) {
 	now := q.opts.Now().UnixNano()
 	woken := int64(0)
 	for _, d := range domains {
-		res, err := q.db.Write.ExecContext(ctx, `UPDATE recipients SET next_attempt = ?
-			WHERE domain = ? AND state = 'pending' AND next_attempt > ? AND reply LIKE ?`, now, d, now, "%"+busyNote)
+		n, err := q.st.wakeWaiting(ctx, d, busyNote, now)
 		if err != nil {
 			if ctx.Err() == nil {
 				q.log.Error("queue: wake waiting recipients", "domain", d, "err", err)
 			}
 			return
 		}
-		n, _ := res.RowsAffected()
 		woken += n
 	}
 	if woken > 0 {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/delivery"
@@ -85,18 +84,13 @@ func (q *Queue) deliverLocalAttempt(ctx context.Context, p *prepared) []result {
 // never repeats a copy already delivered.
 func (q *Queue) deliverLocalRcpt(ctx context.Context, m *msgInfo, rcpt string) smtpclient.Reply {
 	log := q.log.With("queueid", m.id)
-	f, err := os.Open(q.spoolPath(m.id))
+	f, err := q.st.body(ctx, m.id)
 	if err != nil {
 		log.Error("queue: open spool", "rcpt", rcpt, "err", err)
 		return replyLocalTemp
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		log.Error("queue: stat spool", "rcpt", rcpt, "err", err)
-		return replyLocalTemp
-	}
-	body := readerat.Concat(readerat.String(m.dkim), io.NewSectionReader(f, 0, fi.Size()))
+	body := readerat.Concat(readerat.String(m.dkim), io.NewSectionReader(f, 0, f.Size()))
 	out := q.opts.Local.Deliver(ctx, &delivery.Request{
 		Envelope: delivery.Envelope{Source: delivery.SourceQueue, ID: m.id, From: m.from, UTF8: m.smtputf8},
 		Rcpts:    []string{rcpt},

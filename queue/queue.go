@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/internal/durable"
@@ -131,6 +133,18 @@ type Options struct {
 	// package metrics). It must not block.
 	OnAttempt func(result string)
 
+	// Postgres, when set, keeps the messages in PostgreSQL (tables
+	// queue_*, migrated on Open) instead of queue.sqlite and spool files,
+	// shared by every node using the same database: each due job is
+	// claimed by one node (Node, unique among the processes; default
+	// the machine's hostname and a random suffix) for Lease (default
+	// DefaultLease), renewed while the node runs. DKIM keys stay in
+	// queue.sqlite. ClosePostgres makes Close close the pool.
+	Postgres      *pgxpool.Pool
+	Node          string
+	Lease         time.Duration
+	ClosePostgres bool
+
 	// Shared says another process (a running server) may be using the
 	// queue: Open skips its start-up cleanup, which would otherwise take a
 	// message being enqueued right now for an orphan. Admin commands set
@@ -140,10 +154,12 @@ type Options struct {
 
 // Queue is the durable outbound queue. It is safe for concurrent use.
 type Queue struct {
-	opts     Options
-	log      *slog.Logger
-	db       *sqlitedb.DB
-	dkim     *dkim.Keys
+	opts Options
+	log  *slog.Logger
+	db   *sqlitedb.DB
+	dkim *dkim.Keys
+	// st keeps the messages: sqliteStore, or pgBackend (OpenShared).
+	st       storage
 	spoolDir string
 	tmpDir   string
 	// spoolSync shares the fsync of spoolDir between concurrent Enqueues.
@@ -257,7 +273,37 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	}
 	q.db = db
 	q.dbPath = dbPath
+	q.st = sqliteStore{q}
 	q.dkim = dkim.NewKeys(db, opts.Now)
+	if opts.Postgres != nil {
+		node := opts.Node
+		if node == "" {
+			// Unique per process: several nodes may share a hostname
+			// (behind one name) or run on one machine.
+			host, _ := os.Hostname()
+			node = host + "-" + newID()[:8]
+		}
+		pg, err := openPG(ctx, opts.Postgres, node, opts.Lease)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		pg.perDomain = opts.MaxPerDomain
+		q.st = pgBackend{pg, q}
+		var left int
+		if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&left); err == nil && left > 0 {
+			q.log.Warn("queue: messages left in queue.sqlite are not delivered while the queue is in PostgreSQL", "messages", left)
+		}
+		if !opts.Shared {
+			// Claims this node held before a restart are void (no
+			// attempt of this process holds them): expired, so that
+			// any node takes them over at once and retries.
+			if _, err := opts.Postgres.Exec(ctx, `UPDATE queue_claims SET lease_until = '-infinity' WHERE node = $1`, node); err != nil {
+				db.Close()
+				return nil, fmt.Errorf("queue: %w", err)
+			}
+		}
+	}
 	if opts.Shared {
 		return q, nil
 	}
@@ -322,6 +368,9 @@ func (q *Queue) Close() error {
 	q.closed = true
 	q.mu.Unlock()
 	q.closeReaper()
+	if q.opts.Postgres != nil && q.opts.ClosePostgres {
+		defer q.opts.Postgres.Close()
+	}
 	return q.db.Close()
 }
 
@@ -418,10 +467,31 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	}
 
 	id = newID()
+	rows := &queuedRows{id: id, from: from, created: q.opts.Now().UnixNano(), utf8: smtputf8, kind: kind}
+	for _, r := range list {
+		rows.rcpts = append(rows.rcpts, [2]string{r.addr, r.domain})
+	}
+	if err := q.st.put(ctx, rows, body); err != nil {
+		return "", err
+	}
+	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", rows.size)
+	q.mu.Lock()
+	close(q.enqueued)
+	q.enqueued = make(chan struct{})
+	q.mu.Unlock()
+	q.wake()
+	return id, nil
+}
+
+// putSpool stores a message in a spool file and queue.sqlite: the file
+// is written, fsync'd and renamed into place, the directory fsync'd, then
+// the rows committed with those of concurrent Enqueues.
+func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) (err error) {
+	id := rows.id
 	tmp := filepath.Join(q.tmpDir, id)
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
 	defer func() {
 		if f != nil {
@@ -443,31 +513,34 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	copyBufs.Put(buf)
 	if err != nil {
 		if errors.Is(err, ErrTooBig) {
-			return "", err
+			return err
 		}
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
 	if err := cw.finish(); err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
 	// DKIM signing reads the spool file back (the header decides the
 	// signing domain); the signature is stored in the row and prepended at
 	// delivery, so the spool file stays the message as accepted.
-	dkimHeader, err := q.sign(ctx, f, from)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("queue: spool: %w", err)
+	}
+	dkimHeader, err := q.sign(ctx, f, rows.from)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if err := f.Close(); err != nil {
 		f = nil
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
 	f = nil
 	final := q.spoolPath(id)
 	if err := os.Rename(tmp, final); err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -475,35 +548,24 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 		}
 	}()
 	if err := q.spoolSync.Sync(q.spoolDir); err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
+		return fmt.Errorf("queue: spool: %w", err)
 	}
-
-	rows := &queuedRows{id: id, from: from, size: cw.n, created: q.opts.Now().UnixNano(),
-		eightbit: cw.eightbit, utf8: smtputf8, kind: kind, dkim: dkimHeader}
-	for _, r := range list {
-		rows.rcpts = append(rows.rcpts, [2]string{r.addr, r.domain})
-	}
+	rows.size, rows.eightbit, rows.dkim = cw.n, cw.eightbit, dkimHeader
 	if err := q.commitRows(ctx, rows); err != nil {
-		return "", fmt.Errorf("queue: %w", err)
+		return fmt.Errorf("queue: %w", err)
 	}
-	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", cw.n)
-	q.mu.Lock()
-	close(q.enqueued)
-	q.enqueued = make(chan struct{})
-	q.mu.Unlock()
-	q.wake()
-	return id, nil
+	return nil
 }
 
 // sign returns DKIM-Signature fields for the spool file f, one per key of
 // its signing domain (dkim.SigningDomain); "" when that domain has no key.
-func (q *Queue) sign(ctx context.Context, f *os.File, envFrom string) (string, error) {
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", fmt.Errorf("queue: spool: %w", err)
-	}
+func (q *Queue) sign(ctx context.Context, f io.ReadSeeker, envFrom string) (string, error) {
 	domain := dkim.SigningDomain(ReadHeader(f, maxHeaderBytes), envFrom)
 	if domain == "" {
 		return "", nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("queue: spool: %w", err)
 	}
 	keys, err := q.dkim.List(ctx, domain)
 	if err != nil || len(keys) == 0 {

@@ -548,8 +548,10 @@ func TestAdmin(t *testing.T) {
 	ctx := context.Background()
 	id1 := e.enqueue("alice@a.test", "bob@b.test")
 	waitFor(t, "first attempt", func() bool { _, r := e.rcptState(id1, "bob@b.test"); return r != "" })
+	// SERVFAIL: stays queued. Set before the Enqueue, or an attempt
+	// made first would find no domain and bounce the message away.
+	e.dns.SetRcode("nx2.test", 2)
 	id2, _ := e.q.Enqueue(ctx, "alice@a.test", []string{"x@nx2.test"}, strings.NewReader(testBody))
-	e.dns.SetRcode("nx2.test", 2) // SERVFAIL: stays queued
 	msgs, err := e.q.List(ctx)
 	if err != nil || len(msgs) < 1 {
 		t.Fatalf("list: %v %v", msgs, err)

@@ -26,8 +26,14 @@ func openAdminQueue(ctx context.Context, env *adminEnv) (*queue.Queue, error) {
 	opts := queueOptions(env.cfg)
 	opts.Logger = env.log
 	opts.Shared = true
+	if err := queuePostgres(ctx, env.cfg, &opts); err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
 	q, err := queue.Open(ctx, opts)
 	if err != nil {
+		if opts.Postgres != nil {
+			opts.Postgres.Close()
+		}
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
 	return q, nil

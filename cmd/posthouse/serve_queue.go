@@ -41,11 +41,21 @@ func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users 
 		opts.Resolver = res
 		log.Info("DNS resolver", "addr", res.Server())
 	}
-	q, err := queue.Open(ctx, opts)
-	if err == nil {
-		rec.SetQueueStats(q.Stats)
+	if err := queuePostgres(ctx, cfg, &opts); err != nil {
+		return nil, err
 	}
-	return q, err
+	q, err := queue.Open(ctx, opts)
+	if err != nil {
+		if opts.Postgres != nil {
+			opts.Postgres.Close()
+		}
+		return nil, err
+	}
+	rec.SetQueueStats(q.Stats)
+	if opts.Postgres != nil {
+		log.Info("queue in PostgreSQL, shared with the other nodes")
+	}
+	return q, nil
 }
 
 // queueOptions are the queue settings taken from the configuration.
