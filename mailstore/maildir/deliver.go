@@ -332,10 +332,10 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 			if err != nil {
 				return err
 			}
-			kw := joinKeywords(pa.fs.keywords)
+			kw := joinKeywords(pa.fs.Keywords)
 			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				pa.mb.ID, uid, int64(modseq), pa.fs.mask, nullIfEmpty(kw), pa.size,
+				pa.mb.ID, uid, int64(modseq), pa.fs.Mask, nullIfEmpty(kw), pa.size,
 				pa.date.Unix(), pa.zone, pa.p.sentDate, pa.rel, pa.p.messageID, pa.p.envelope, pa.p.bodyStructure); err != nil {
 				return err
 			}
@@ -344,7 +344,7 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				count++
 			}
 			pa.res.UID = imap.UID(uid)
-			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: pa.mb.ID, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(pa.fs.mask, kw)})
+			w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: pa.mb.ID, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(pa.fs.Mask, kw)})
 		}
 		return nil
 	})

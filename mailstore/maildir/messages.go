@@ -552,8 +552,8 @@ func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UID
 		if err != nil {
 			return err
 		}
-		if len(fs.keywords) == 0 && (op == opAdd || op == opRemove) {
-			return w.storeSystemFlags(&res, mailboxID, ranges, op, fs.mask, unchangedSince)
+		if len(fs.Keywords) == 0 && (op == opAdd || op == opRemove) {
+			return w.storeSystemFlags(&res, mailboxID, ranges, op, fs.Mask, unchangedSince)
 		}
 		type change struct {
 			uid      int64

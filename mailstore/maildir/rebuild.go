@@ -375,11 +375,11 @@ func (rb *rebuildState) rebuiltRow(id int64, rel string, mtime time.Time) (uid i
 			uid = m.uid
 			rb.uidsKept++
 		}
-		return uid, flagSet{mask: m.flags}, m.keywords, m.internalDate, m.internalZone
+		return uid, flagSet{Mask: m.flags}, m.keywords, m.internalDate, m.internalZone
 	}
 	fs = maildirInfoFlags(filepath.Base(rel))
-	if rb != nil && (fs.mask != 0 || len(fs.keywords) > 0) {
+	if rb != nil && (fs.Mask != 0 || len(fs.Keywords) > 0) {
 		rb.flagsName++
 	}
-	return 0, fs, joinKeywords(fs.keywords), idate, 0
+	return 0, fs, joinKeywords(fs.Keywords), idate, 0
 }

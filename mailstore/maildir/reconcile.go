@@ -412,17 +412,17 @@ func maildirInfoFlags(name string) flagSet {
 	for _, c := range name[i+3:] {
 		switch c {
 		case 'D':
-			fs.mask |= flagDraft
+			fs.Mask |= flagDraft
 		case 'F':
-			fs.mask |= flagFlagged
+			fs.Mask |= flagFlagged
 		case 'R':
-			fs.mask |= flagAnswered
+			fs.Mask |= flagAnswered
 		case 'S':
-			fs.mask |= flagSeen
+			fs.Mask |= flagSeen
 		case 'T':
-			fs.mask |= flagDeleted
+			fs.Mask |= flagDeleted
 		case 'P':
-			fs.keywords = append(fs.keywords, string(imap.FlagForwarded))
+			fs.Keywords = append(fs.Keywords, string(imap.FlagForwarded))
 		}
 	}
 	return fs
@@ -507,12 +507,12 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 				}
 				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-					id, uid, int64(modseq), fs.mask, nullIfEmpty(kw), ff.size,
+					id, uid, int64(modseq), fs.Mask, nullIfEmpty(kw), ff.size,
 					idate, zone, ff.p.sentDate, ff.m.rel, ff.p.messageID, ff.p.envelope, ff.p.bodyStructure); err != nil {
 					return err
 				}
 				w.usedDelta += ff.size
-				w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.mask, kw)})
+				w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.Mask, kw)})
 				if a.rebuild == nil {
 					a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", ff.m.rel, "size", ff.size)
 				} else {

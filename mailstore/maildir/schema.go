@@ -157,13 +157,3 @@ var migrations = []sqlitedb.Migration{
 		END`,
 	),
 }
-
-// Storable system flags, as bits of messages.flags.
-const (
-	flagSeen = 1 << iota
-	flagAnswered
-	flagFlagged
-	flagDeleted
-	flagDraft
-	flagAll = flagSeen | flagAnswered | flagFlagged | flagDeleted | flagDraft
-)

@@ -268,7 +268,7 @@ func (s *Store) importMessage(ctx context.Context, tx pgx.Tx, mailbox int64, m *
 	_, err = tx.Exec(ctx, `INSERT INTO mail_messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone,
 			sentdate, body, emailid, messageid, envelope, bodystructure)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
-		mailbox, int64(m.UID), int64(m.ModSeq), fs.mask, nullIfEmpty(joinKeywords(fs.keywords)), cw.n, date.Unix(), zone,
+		mailbox, int64(m.UID), int64(m.ModSeq), fs.Mask, nullIfEmpty(joinKeywords(fs.Keywords)), cw.n, date.Unix(), zone,
 		p.sentDate, body, eid, p.messageID, p.envelope, p.bodyStructure)
 	return eid, err
 }
@@ -331,13 +331,13 @@ func (b *importBatch) add(ctx context.Context, tx pgx.Tx, m *mailstore.ImportMes
 	b.structures = append(b.structures, p.bodyStructure)
 	b.uids = append(b.uids, int64(m.UID))
 	b.modseqs = append(b.modseqs, int64(m.ModSeq))
-	b.masks = append(b.masks, fs.mask)
+	b.masks = append(b.masks, fs.Mask)
 	b.sizes = append(b.sizes, int64(len(data)))
 	b.dates = append(b.dates, date.Unix())
 	b.zones = append(b.zones, int64(zone))
 	b.sents = append(b.sents, p.sentDate)
 	b.emailids = append(b.emailids, eid)
-	b.keywords = append(b.keywords, joinKeywords(fs.keywords))
+	b.keywords = append(b.keywords, joinKeywords(fs.Keywords))
 	b.messageIDs = append(b.messageIDs, p.messageID)
 	return eid, nil
 }

@@ -660,8 +660,8 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		// the mailbox: atomic across nodes, never reused), inserts the
 		// row, counts it in the account's usage and sends its event to
 		// the other nodes (a notification, delivered at the commit).
-		kw := joinKeywords(fs.keywords)
-		flags := flagList(fs.mask, kw)
+		kw := joinKeywords(fs.Keywords)
+		flags := flagList(fs.Mask, kw)
 		fl := make([]string, len(flags))
 		for i, f := range flags {
 			fl[i] = string(f)
@@ -685,7 +685,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 						json_build_object('k', `+strconv.Itoa(int(mailstore.EventAppend))+`, 'm', mb.id, 'u', mb.uid,
 							's', mb.highestmodseq, 'f', $15::text[], 'h', true)))::text) FROM mb)
 				SELECT mb.id, mb.uid, mb.highestmodseq, mb.uidvalidity, acc.bytes, acc.msgs FROM mb, acc, n`,
-				a.id, mailbox, fs.mask, nullIfEmpty(kw), size, date.Unix(), zone,
+				a.id, mailbox, fs.Mask, nullIfEmpty(kw), size, date.Unix(), zone,
 				p.sentDate, body, p.messageID, p.envelope, p.bodyStructure,
 				a.s.opts.Channel, a.s.origin, fl).Scan(&id, &uid, &modseq, &uv, &used, &count)
 		}

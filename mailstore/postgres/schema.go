@@ -125,14 +125,3 @@ var migrations = [][]string{
 			REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION mail_counts_update()`,
 	},
 }
-
-// Storable system flags, as bits of mail_messages.flags (the maildir
-// backend's values).
-const (
-	flagSeen = 1 << iota
-	flagAnswered
-	flagFlagged
-	flagDeleted
-	flagDraft
-	flagAll = flagSeen | flagAnswered | flagFlagged | flagDeleted | flagDraft
-)
