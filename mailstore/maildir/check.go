@@ -35,7 +35,7 @@ var _ mailstore.Checker = (*Store)(nil)
 // at its next open of the account (its sessions of that account end) and
 // a recomputed usage figure when it next opens the account.
 func (s *Store) CheckAccount(ctx context.Context, name string, repair bool) (mailstore.CheckReport, error) {
-	name, err := checkAccountName(name)
+	name, err := mailstore.CheckAccountName(name)
 	if err != nil {
 		return mailstore.CheckReport{}, err
 	}

@@ -368,7 +368,7 @@ func noMailbox(err error, name string) error {
 // removes the source files after the commit (through the trash table, so a
 // crash in between never resurrects them).
 func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSet, dest string, move bool) (mailstore.CopyResult, error) {
-	destName, err := ParseMailboxName(dest)
+	destName, err := mailstore.ParseMailboxName(dest)
 	if err != nil {
 		return mailstore.CopyResult{}, err
 	}

@@ -27,7 +27,7 @@
 // Mailbox directories are keyed by the mailbox's numeric ID (never reused:
 // AUTOINCREMENT), never by its name, so no mailbox name, whatever it
 // contains, can reach the file system. Names are still checked
-// (ParseMailboxName) so that clients only ever see sane hierarchies. A
+// (mailstore.ParseMailboxName) so that clients only ever see sane hierarchies. A
 // rename touches no file: it updates the index and rewrites the name file.
 //
 // Message files have Maildir-standard unique names,

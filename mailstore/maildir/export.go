@@ -47,7 +47,7 @@ var (
 // Export opens account name for reading; an account without storage gets
 // ErrNoSuchAccount.
 func (s *Store) Export(ctx context.Context, name string) (mailstore.ImportSource, error) {
-	name, err := checkAccountName(name)
+	name, err := mailstore.CheckAccountName(name)
 	if err != nil {
 		return nil, err
 	}

@@ -246,7 +246,7 @@ func (h *handle) Append(ctx context.Context, mailbox string, r io.Reader, opts m
 	if err := h.check(); err != nil {
 		return mailstore.AppendResult{}, err
 	}
-	name, err := ParseMailboxName(mailbox)
+	name, err := mailstore.ParseMailboxName(mailbox)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
@@ -260,7 +260,7 @@ func (h *handle) Deliver(ctx context.Context, r io.Reader, opts mailstore.Delive
 	}
 	name := mailstore.Inbox
 	if opts.Mailbox != "" {
-		n, err := ParseMailboxName(opts.Mailbox)
+		n, err := mailstore.ParseMailboxName(opts.Mailbox)
 		if err != nil {
 			h.a.log.Warn("delivery to an invalid mailbox name; using INBOX", "mailbox", opts.Mailbox, "err", err)
 		} else {
@@ -292,7 +292,7 @@ func (h *handle) Mailbox(ctx context.Context, name string) (mailstore.Mailbox, e
 	if err := h.check(); err != nil {
 		return mailstore.Mailbox{}, err
 	}
-	name, err := ParseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return mailstore.Mailbox{}, err
 	}

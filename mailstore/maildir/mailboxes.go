@@ -31,7 +31,7 @@ func childBounds(parent string) (string, string) {
 }
 
 func (a *account) createMailbox(ctx context.Context, name, specialUse string) (mailstore.Mailbox, error) {
-	name, err := ParseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return mailstore.Mailbox{}, err
 	}
@@ -60,7 +60,7 @@ func (a *account) createMailbox(ctx context.Context, name, specialUse string) (m
 
 // createParents creates the missing ancestors of name.
 func (w *wtx) createParents(name string) error {
-	for _, p := range parentNames(name) {
+	for _, p := range mailstore.ParentNames(name) {
 		if _, err := w.mailboxByName(p); err == nil {
 			continue
 		} else if !errors.Is(err, mailstore.ErrNoSuchMailbox) {
@@ -74,7 +74,7 @@ func (w *wtx) createParents(name string) error {
 }
 
 func (a *account) deleteMailbox(ctx context.Context, name string) error {
-	name, err := ParseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return err
 	}
@@ -125,11 +125,11 @@ func (a *account) deleteMailbox(ctx context.Context, name string) error {
 }
 
 func (a *account) renameMailbox(ctx context.Context, oldName, newName string) error {
-	oldName, err := ParseMailboxName(oldName)
+	oldName, err := mailstore.ParseMailboxName(oldName)
 	if err != nil {
 		return err
 	}
-	newName, err = ParseMailboxName(newName)
+	newName, err = mailstore.ParseMailboxName(newName)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (a *account) renameMailbox(ctx context.Context, oldName, newName string) er
 			return err
 		}
 		for _, r := range done {
-			if len(r.to) > maxMailboxName || strings.Count(r.to, string(mailstore.Separator)) >= maxMailboxLevels {
+			if len(r.to) > mailstore.MaxMailboxName || strings.Count(r.to, string(mailstore.Separator)) >= mailstore.MaxMailboxLevels {
 				return fmt.Errorf("%w: %s would become too long", mailstore.ErrBadMailboxName, r.from)
 			}
 			if _, err := w.mailboxByName(r.to); err == nil {
@@ -238,7 +238,7 @@ func (a *account) renameInbox(ctx context.Context, newName string) error {
 }
 
 func (a *account) setSubscribed(ctx context.Context, name string, subscribed bool) error {
-	name, err := ParseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return err
 	}

@@ -43,20 +43,20 @@ func TestParseMailboxName(t *testing.T) {
 		{name: "backslash", in: `a\b`, bad: true},
 		{name: "invalid utf8", in: "a\xffb", bad: true},
 		{name: "blank level", in: "a/ /b", bad: true},
-		{name: "too long", in: strings.Repeat("x", maxMailboxName+1), bad: true},
-		{name: "too deep", in: strings.Repeat("x/", maxMailboxLevels) + "x", bad: true},
+		{name: "too long", in: strings.Repeat("x", mailstore.MaxMailboxName+1), bad: true},
+		{name: "too deep", in: strings.Repeat("x/", mailstore.MaxMailboxLevels) + "x", bad: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := ParseMailboxName(tc.in)
+			got, err := mailstore.ParseMailboxName(tc.in)
 			if tc.bad {
 				if !errors.Is(err, mailstore.ErrBadMailboxName) {
-					t.Fatalf("ParseMailboxName(%q) = %q, %v; want ErrBadMailboxName", tc.in, got, err)
+					t.Fatalf("mailstore.ParseMailboxName(%q) = %q, %v; want ErrBadMailboxName", tc.in, got, err)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Fatalf("ParseMailboxName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+				t.Fatalf("mailstore.ParseMailboxName(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 			}
 		})
 	}
@@ -88,10 +88,10 @@ func TestAccountNames(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := checkAccountName(tc.in)
+			n, err := mailstore.CheckAccountName(tc.in)
 			if tc.bad {
 				if !errors.Is(err, mailstore.ErrBadAccountName) {
-					t.Fatalf("checkAccountName(%q) = %q, %v; want ErrBadAccountName", tc.in, n, err)
+					t.Fatalf("mailstore.CheckAccountName(%q) = %q, %v; want ErrBadAccountName", tc.in, n, err)
 				}
 				return
 			}
@@ -124,14 +124,14 @@ func FuzzParseMailboxName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		got, err := ParseMailboxName(in)
+		got, err := mailstore.ParseMailboxName(in)
 		if err != nil {
 			if !errors.Is(err, mailstore.ErrBadMailboxName) {
 				t.Fatalf("error without ErrBadMailboxName: %v", err)
 			}
 			return
 		}
-		again, err := ParseMailboxName(got)
+		again, err := mailstore.ParseMailboxName(got)
 		if err != nil || again != got {
 			t.Fatalf("not idempotent: %q -> %q -> %q, %v", in, got, again, err)
 		}
@@ -156,7 +156,7 @@ func FuzzParseAccountName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		n, err := checkAccountName(in)
+		n, err := mailstore.CheckAccountName(in)
 		if err != nil {
 			return
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/posthouse/posthouse/mailstore"
 )
 
 // rebuildState is what an index rebuild knows while it runs (on the
@@ -150,7 +152,7 @@ func readSalvage(ctx context.Context, path string) *salvage {
 		if err := rows.Scan(&id, &name, &su, &uv, &next, &highestMS); err != nil {
 			continue
 		}
-		canon, err := ParseMailboxName(name)
+		canon, err := mailstore.ParseMailboxName(name)
 		if err != nil || canon != name || !validSpecialUse(su) || id <= 0 ||
 			uv <= 0 || uv > math.MaxUint32 || next < 1 || next > math.MaxUint32+1 || highestMS < 1 {
 			continue
@@ -208,7 +210,7 @@ func readSalvage(ctx context.Context, path string) *salvage {
 		for rows.Next() {
 			var n string
 			if rows.Scan(&n) == nil {
-				if c, err := ParseMailboxName(n); err == nil && c == n {
+				if c, err := mailstore.ParseMailboxName(n); err == nil && c == n {
 					sv.subscriptions = append(sv.subscriptions, n)
 				}
 			}

@@ -157,7 +157,7 @@ func (a *account) recreateMailboxes(ctx context.Context, ids []int64) error {
 		m, err := a.readMailboxMeta(id)
 		lastUV = max(lastUV, m.UIDValidity)
 		if err == nil {
-			m.Name, err = ParseMailboxName(m.Name)
+			m.Name, err = mailstore.ParseMailboxName(m.Name)
 		}
 		if err != nil || !validSpecialUse(m.SpecialUse) {
 			m = mailboxMeta{Name: fmt.Sprintf("Recovered/%d", id)}

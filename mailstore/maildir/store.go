@@ -91,7 +91,7 @@ func (s *Store) Open(ctx context.Context, name string) (mailstore.Account, error
 // acquire returns the shared state of an account with one more reference,
 // opening it if needed, and whether this call reconciled it.
 func (s *Store) acquire(ctx context.Context, name string) (*account, bool, error) {
-	name, err := checkAccountName(name)
+	name, err := mailstore.CheckAccountName(name)
 	if err != nil {
 		return nil, false, err
 	}
@@ -205,7 +205,7 @@ func (s *Store) release(a *account) {
 // Remove implements mailstore.Store: the account's handles get ErrClosed and
 // its directory is deleted.
 func (s *Store) Remove(ctx context.Context, name string) error {
-	name, err := checkAccountName(name)
+	name, err := mailstore.CheckAccountName(name)
 	if err != nil {
 		return err
 	}
@@ -292,7 +292,7 @@ func (s *Store) Accounts(ctx context.Context) ([]string, error) {
 			s.log.Warn("account directory without address file", "dir", e.Name(), "err", err)
 			continue
 		}
-		name, err := checkAccountName(strings.TrimSpace(string(b)))
+		name, err := mailstore.CheckAccountName(strings.TrimSpace(string(b)))
 		if err != nil || accountDirName(name) != e.Name() {
 			s.log.Warn("account directory with a bad address file", "dir", e.Name())
 			continue

@@ -37,7 +37,7 @@ const importProgressEvery = 500
 // read (mailstore.ImportSource.Unchanged); if it did, nothing commits.
 func (s *Store) Import(ctx context.Context, src mailstore.ImportSource, opts mailstore.ImportOptions) (mailstore.ImportResult, error) {
 	acc := src.Account()
-	name, err := checkAccountName(acc.Name)
+	name, err := mailstore.CheckAccountName(acc.Name)
 	if err != nil {
 		return mailstore.ImportResult{}, err
 	}
@@ -138,7 +138,7 @@ func (s *Store) importAccount(ctx context.Context, tx pgx.Tx, src mailstore.Impo
 	}
 	ids := make(map[string]int64, len(acc.Mailboxes))
 	for _, m := range acc.Mailboxes {
-		name, err := parseMailboxName(m.Name)
+		name, err := mailstore.ParseMailboxName(m.Name)
 		if err != nil {
 			return fmt.Errorf("mailbox %q: %w", m.Name, err)
 		}

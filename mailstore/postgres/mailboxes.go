@@ -88,7 +88,7 @@ func (a *account) listMailboxes(ctx context.Context) ([]mailstore.Mailbox, error
 }
 
 func (a *account) mailbox(ctx context.Context, name string) (mailstore.Mailbox, error) {
-	name, err := parseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return mailstore.Mailbox{}, err
 	}
@@ -124,7 +124,7 @@ func (w *wtx) createMailbox(name, specialUse string) (mailstore.Mailbox, error) 
 
 // createParents creates the missing ancestors of name.
 func (w *wtx) createParents(name string) error {
-	for _, p := range parentNames(name) {
+	for _, p := range mailstore.ParentNames(name) {
 		var exists bool
 		if err := w.QueryRow(w.ctx, `SELECT EXISTS (SELECT 1 FROM mail_mailboxes WHERE account = $1 AND name = $2)`, w.a.id, p).Scan(&exists); err != nil {
 			return err
@@ -140,7 +140,7 @@ func (w *wtx) createParents(name string) error {
 }
 
 func (a *account) createMailbox(ctx context.Context, name, specialUse string) (mailstore.Mailbox, error) {
-	name, err := parseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return mailstore.Mailbox{}, err
 	}
@@ -167,7 +167,7 @@ func (a *account) createMailbox(ctx context.Context, name, specialUse string) (m
 }
 
 func (a *account) deleteMailbox(ctx context.Context, name string) error {
-	name, err := parseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return err
 	}
@@ -231,11 +231,11 @@ func (a *account) deleteMailbox(ctx context.Context, name string) error {
 }
 
 func (a *account) renameMailbox(ctx context.Context, oldName, newName string) error {
-	oldName, err := parseMailboxName(oldName)
+	oldName, err := mailstore.ParseMailboxName(oldName)
 	if err != nil {
 		return err
 	}
-	newName, err = parseMailboxName(newName)
+	newName, err = mailstore.ParseMailboxName(newName)
 	if err != nil {
 		return err
 	}
@@ -278,7 +278,7 @@ func (a *account) renameMailbox(ctx context.Context, oldName, newName string) er
 		var ids []int64
 		var froms, tos []string
 		for _, r := range done {
-			if len(r.to) > maxMailboxName || strings.Count(r.to, string(mailstore.Separator)) >= maxMailboxLevels {
+			if len(r.to) > mailstore.MaxMailboxName || strings.Count(r.to, string(mailstore.Separator)) >= mailstore.MaxMailboxLevels {
 				return fmt.Errorf("%w: %s would become too long", mailstore.ErrBadMailboxName, r.from)
 			}
 			ids, froms, tos = append(ids, r.id), append(froms, r.from), append(tos, r.to)
@@ -360,7 +360,7 @@ func (a *account) renameInbox(ctx context.Context, newName string) error {
 }
 
 func (a *account) setSubscribed(ctx context.Context, name string, subscribed bool) error {
-	name, err := parseMailboxName(name)
+	name, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		return err
 	}

@@ -597,7 +597,7 @@ func (w *wtx) logExpunged(mailboxID int64, modseq uint64, uids []imap.UID) error
 // parser, which caches the envelope and body structure) and its row, in
 // one transaction.
 func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox bool, r io.Reader, fs flagSet, date time.Time) (mailstore.AppendResult, error) {
-	canon, err := parseMailboxName(name)
+	canon, err := mailstore.ParseMailboxName(name)
 	if err != nil {
 		if !fallbackInbox {
 			return mailstore.AppendResult{}, err
@@ -733,7 +733,7 @@ func (c *countWriter) Write(b []byte) (int, error) {
 // copyMessages copies (or moves) messages in one transaction. The copies
 // share their source's body; the rows are copied inside the server.
 func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSet, dest string, move bool) (mailstore.CopyResult, error) {
-	destName, err := parseMailboxName(dest)
+	destName, err := mailstore.ParseMailboxName(dest)
 	if err != nil {
 		return mailstore.CopyResult{}, err
 	}

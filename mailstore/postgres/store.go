@@ -120,7 +120,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Open implements mailstore.Store.
 func (s *Store) Open(ctx context.Context, name string) (mailstore.Account, error) {
-	name, err := checkAccountName(name)
+	name, err := mailstore.CheckAccountName(name)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +214,7 @@ func (s *Store) release(a *account) {
 
 // Remove implements mailstore.Store.
 func (s *Store) Remove(ctx context.Context, name string) error {
-	name, err := checkAccountName(name)
+	name, err := mailstore.CheckAccountName(name)
 	if err != nil {
 		return err
 	}
