@@ -501,3 +501,40 @@ func TestSharedStalledMX(t *testing.T) {
 		}
 	}
 }
+
+// TestManyDomainsOneHost: twenty domains whose MX is one healthy server
+// share its MaxPerHost slots. An attempt that finds them taken waits for
+// one (connections idling for their own domain give way) instead of being
+// put off: every message is delivered while the queue's clock stands
+// still, and never more than MaxPerHost connections are open to it.
+func TestManyDomainsOneHost(t *testing.T) {
+	remote := newFakeRemote(t)
+	var dials *dialCounter
+	e := newEnv(t, remote, func(o *Options) {
+		o.MaxConcurrent, o.MaxPerDomain, o.MaxPerHost = 20, 5, 2
+		dials = countDials(o)
+	})
+	const domains, perDomain = 20, 3
+	for i := range domains {
+		e.dns.Add(fmt.Sprintf("d%d.test. MX 10 mx.b.test.", i))
+	}
+	ids := map[string]string{}
+	for n := range perDomain {
+		for i := range domains {
+			rcpt := fmt.Sprintf("u%d@d%d.test", n, i)
+			ids[e.enqueue("alice@a.test", rcpt)] = rcpt
+		}
+	}
+	waitFor(t, "every message delivered without the clock moving", func() bool {
+		return len(remote.messages()) == domains*perDomain
+	})
+	if n := dials.maxAt("127.0.0.1"); n > 2 {
+		t.Errorf("%d connections at once to the shared server, MaxPerHost is 2", n)
+	}
+	for id, rcpt := range ids {
+		m, err := e.q.Get(context.Background(), id)
+		if err == nil && len(m.Recipients) > 0 && m.Recipients[0].Attempts > 1 {
+			t.Errorf("%s took %d attempts (%s)", rcpt, m.Recipients[0].Attempts, m.Recipients[0].Reply)
+		}
+	}
+}
