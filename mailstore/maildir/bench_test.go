@@ -141,8 +141,8 @@ func bigMailbox(tb testing.TB, n int) (mailstore.Account, int64) {
 				}
 				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-					mb.ID, first+int64(i-start), int64(modseq), flags, kw, len(message10K), time.Now().Unix(), 0, p.sentDate,
-					fmt.Sprintf("cur/fixture%d", i), p.messageID, p.envelope, p.bodyStructure); err != nil {
+					mb.ID, first+int64(i-start), int64(modseq), flags, kw, len(message10K), time.Now().Unix(), 0, p.SentDate,
+					fmt.Sprintf("cur/fixture%d", i), p.MessageID, p.Envelope, p.BodyStructure); err != nil {
 					return err
 				}
 			}

@@ -74,12 +74,12 @@ func TestCacheRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := decodeEnvelope(p.envelope)
+	env, err := decodeEnvelope(p.Envelope)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if env.Subject != "=?UTF-8?B?w6l0w6k=?= report" || len(env.From) != 1 || env.From[0].Name != "=?ISO-8859-1?Q?Andr=E9?=" || len(env.To) != 2 ||
-		env.MessageID != "abc@example.org" || len(env.InReplyTo) != 1 || p.messageID != "abc@example.org" {
+		env.MessageID != "abc@example.org" || len(env.InReplyTo) != 1 || p.MessageID != "abc@example.org" {
 		t.Errorf("envelope = %+v", env)
 	}
 	want := time.Date(2006, 1, 2, 15, 4, 5, 0, time.FixedZone("", -7*3600))
@@ -89,8 +89,8 @@ func TestCacheRoundTrip(t *testing.T) {
 	if _, off := env.Date.Zone(); off != -7*3600 {
 		t.Errorf("date zone offset = %d", off)
 	}
-	if p.sentDate != 20060102 {
-		t.Errorf("sent date = %d", p.sentDate)
+	if p.SentDate != 20060102 {
+		t.Errorf("sent date = %d", p.SentDate)
 	}
 	full := &imap.Envelope{
 		Date: want, Subject: "s", From: []imap.Address{{Name: "n", Mailbox: "m", Host: "h"}},
@@ -141,10 +141,10 @@ func FuzzParseMessage(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := decodeEnvelope(p.envelope); err != nil {
+		if _, err := decodeEnvelope(p.Envelope); err != nil {
 			t.Fatalf("envelope: %v", err)
 		}
-		if bs, err := decodeBodyStructure(p.bodyStructure); err != nil || bs == nil {
+		if bs, err := decodeBodyStructure(p.BodyStructure); err != nil || bs == nil {
 			t.Fatalf("body structure: %v, %v", bs, err)
 		}
 	})
@@ -154,8 +154,8 @@ func FuzzParseMessage(f *testing.F) {
 // unbounded nesting are not, and what decodes re-encodes.
 func FuzzParseCache(f *testing.F) {
 	p, _ := parseMessage(strings.NewReader(multipartMessage))
-	f.Add(p.bodyStructure)
-	f.Add(p.envelope)
+	f.Add(p.BodyStructure)
+	f.Add(p.Envelope)
 	f.Add([]byte(`1{"mp":true,"c":[{"t":"text","st":"plain","p":null}]}`))
 	f.Add([]byte(`1{"t":"message","st":"rfc822","p":{},"msg":{"e":null,"b":{"mp":true},"n":3}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -214,7 +214,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
 	}
 	a.setInflight(messagePath(mb.ID, rel), false)
-	a.log.Debug("message stored", "mailbox", mb.Name, "uid", res.UID, "size", size, "msgid", p.messageID, "dur", time.Since(start))
+	a.log.Debug("message stored", "mailbox", mb.Name, "uid", res.UID, "size", size, "msgid", p.MessageID, "dur", time.Since(start))
 	return res, nil
 }
 
@@ -336,7 +336,7 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				pa.mb.ID, uid, int64(modseq), pa.fs.Mask, nullIfEmpty(kw), pa.size,
-				pa.date.Unix(), pa.zone, pa.p.sentDate, pa.rel, pa.p.messageID, pa.p.envelope, pa.p.bodyStructure); err != nil {
+				pa.date.Unix(), pa.zone, pa.p.SentDate, pa.rel, pa.p.MessageID, pa.p.Envelope, pa.p.BodyStructure); err != nil {
 				return err
 			}
 			w.usedDelta += pa.size

@@ -508,7 +508,7 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
 					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 					id, uid, int64(modseq), fs.Mask, nullIfEmpty(kw), ff.size,
-					idate, zone, ff.p.sentDate, ff.m.rel, ff.p.messageID, ff.p.envelope, ff.p.bodyStructure); err != nil {
+					idate, zone, ff.p.SentDate, ff.m.rel, ff.p.MessageID, ff.p.Envelope, ff.p.BodyStructure); err != nil {
 					return err
 				}
 				w.usedDelta += ff.size

@@ -13,7 +13,6 @@ const (
 	flagDraft      = indexrow.FlagDraft
 	flagAll        = indexrow.FlagAll
 	maxKeywords    = indexrow.MaxKeywords
-	maxKeywordLen  = indexrow.MaxKeywordLen
 	maxHeaderBytes = indexrow.MaxHeaderBytes
 	maxCacheDepth  = indexrow.MaxCacheDepth
 	opAdd          = indexrow.OpAdd
@@ -22,14 +21,13 @@ const (
 )
 
 type (
-	flagSet       = indexrow.FlagSet
-	flagOp        = indexrow.FlagOp
-	cachedMessage = indexrow.CachedMessage
+	flagSet = indexrow.FlagSet
+	flagOp  = indexrow.FlagOp
+	parsed  = indexrow.Parsed
 )
 
 var (
 	flagList            = indexrow.FlagList
-	systemFlagList      = indexrow.SystemFlagList
 	parseFlags          = indexrow.ParseFlags
 	validKeyword        = indexrow.ValidKeyword
 	applyFlags          = indexrow.ApplyFlags
@@ -40,7 +38,7 @@ var (
 	decodeEnvelope      = indexrow.DecodeEnvelope
 	encodeBodyStructure = indexrow.EncodeBodyStructure
 	decodeBodyStructure = indexrow.DecodeBodyStructure
-	toCachedEnvelope    = indexrow.ToCachedEnvelope
-	toCachedPart        = indexrow.ToCachedPart
 	dateNum             = indexrow.DateNum
+	parseMessage        = indexrow.ParseMessage
+	encodeParsed        = indexrow.EncodeParsed
 )

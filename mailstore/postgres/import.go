@@ -269,7 +269,7 @@ func (s *Store) importMessage(ctx context.Context, tx pgx.Tx, mailbox int64, m *
 			sentdate, body, emailid, messageid, envelope, bodystructure)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		mailbox, int64(m.UID), int64(m.ModSeq), fs.Mask, nullIfEmpty(joinKeywords(fs.Keywords)), cw.n, date.Unix(), zone,
-		p.sentDate, body, eid, p.messageID, p.envelope, p.bodyStructure)
+		p.SentDate, body, eid, p.MessageID, p.Envelope, p.BodyStructure)
 	return eid, err
 }
 
@@ -327,18 +327,18 @@ func (b *importBatch) add(ctx context.Context, tx pgx.Tx, m *mailstore.ImportMes
 	_, zone := date.Zone()
 	b.bytes += len(data)
 	b.data = append(b.data, data)
-	b.envelopes = append(b.envelopes, p.envelope)
-	b.structures = append(b.structures, p.bodyStructure)
+	b.envelopes = append(b.envelopes, p.Envelope)
+	b.structures = append(b.structures, p.BodyStructure)
 	b.uids = append(b.uids, int64(m.UID))
 	b.modseqs = append(b.modseqs, int64(m.ModSeq))
 	b.masks = append(b.masks, fs.Mask)
 	b.sizes = append(b.sizes, int64(len(data)))
 	b.dates = append(b.dates, date.Unix())
 	b.zones = append(b.zones, int64(zone))
-	b.sents = append(b.sents, p.sentDate)
+	b.sents = append(b.sents, p.SentDate)
 	b.emailids = append(b.emailids, eid)
 	b.keywords = append(b.keywords, joinKeywords(fs.Keywords))
-	b.messageIDs = append(b.messageIDs, p.messageID)
+	b.messageIDs = append(b.messageIDs, p.MessageID)
 	return eid, nil
 }
 

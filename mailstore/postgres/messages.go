@@ -686,7 +686,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 							's', mb.highestmodseq, 'f', $15::text[], 'h', true)))::text) FROM mb)
 				SELECT mb.id, mb.uid, mb.highestmodseq, mb.uidvalidity, acc.bytes, acc.msgs FROM mb, acc, n`,
 				a.id, mailbox, fs.Mask, nullIfEmpty(kw), size, date.Unix(), zone,
-				p.sentDate, body, p.messageID, p.envelope, p.bodyStructure,
+				p.SentDate, body, p.MessageID, p.Envelope, p.BodyStructure,
 				a.s.opts.Channel, a.s.origin, fl).Scan(&id, &uid, &modseq, &uv, &used, &count)
 		}
 		err := deliverQ(canon)

@@ -6,14 +6,7 @@ import "github.com/posthouse/posthouse/mailstore/indexrow"
 // indexrow); these are its names here.
 
 const (
-	flagSeen       = indexrow.FlagSeen
-	flagAnswered   = indexrow.FlagAnswered
-	flagFlagged    = indexrow.FlagFlagged
 	flagDeleted    = indexrow.FlagDeleted
-	flagDraft      = indexrow.FlagDraft
-	flagAll        = indexrow.FlagAll
-	maxKeywords    = indexrow.MaxKeywords
-	maxKeywordLen  = indexrow.MaxKeywordLen
 	maxHeaderBytes = indexrow.MaxHeaderBytes
 	maxCacheDepth  = indexrow.MaxCacheDepth
 	opAdd          = indexrow.OpAdd
@@ -22,25 +15,20 @@ const (
 )
 
 type (
-	flagSet       = indexrow.FlagSet
-	flagOp        = indexrow.FlagOp
-	cachedMessage = indexrow.CachedMessage
+	flagSet = indexrow.FlagSet
+	flagOp  = indexrow.FlagOp
+	parsed  = indexrow.Parsed
 )
 
 var (
 	flagList            = indexrow.FlagList
-	systemFlagList      = indexrow.SystemFlagList
 	parseFlags          = indexrow.ParseFlags
-	validKeyword        = indexrow.ValidKeyword
 	applyFlags          = indexrow.ApplyFlags
-	containsFold        = indexrow.ContainsFold
 	joinKeywords        = indexrow.JoinKeywords
 	hasFlag             = indexrow.HasFlag
-	encodeEnvelope      = indexrow.EncodeEnvelope
 	decodeEnvelope      = indexrow.DecodeEnvelope
-	encodeBodyStructure = indexrow.EncodeBodyStructure
 	decodeBodyStructure = indexrow.DecodeBodyStructure
-	toCachedEnvelope    = indexrow.ToCachedEnvelope
-	toCachedPart        = indexrow.ToCachedPart
 	dateNum             = indexrow.DateNum
+	parseMessage        = indexrow.ParseMessage
+	encodeParsed        = indexrow.EncodeParsed
 )
