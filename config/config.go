@@ -232,6 +232,11 @@ type DNS struct {
 	// Resolver is the "host:port" every DNS query goes to. "": the first
 	// nameserver of /etc/resolv.conf.
 	Resolver string `toml:"resolver"`
+	// CacheSize is how many answers the server keeps for their TTL (at
+	// most an hour; negative answers only with a SOA, failures never), so
+	// the lookups each message repeats go to the resolver once per TTL.
+	// 0 turns the cache off. Default 10000.
+	CacheSize int `toml:"cache_size"`
 }
 
 // Inbound is the policy for mail from other servers (the smtp listener,
@@ -343,6 +348,7 @@ func Default() *Config {
 		IMAP:  IMAP{LoopbackIsSecure: true},
 		POP3:  POP3{LoopbackIsSecure: true},
 		Store: Store{Backend: "maildir"},
+		DNS:   DNS{CacheSize: 10000},
 		Queue: Queue{Expiry: Duration{120 * time.Hour}, RemotePort: 25, SRS: true,
 			MaxConnections: 50, MaxPerDomain: 5, MaxPerHost: 10,
 			ConnectTimeout: Duration{30 * time.Second}, GreetingTimeout: Duration{5 * time.Minute},

@@ -173,6 +173,10 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	if c.DNS.CacheSize < 0 || c.DNS.CacheSize > 1_000_000 {
+		add("dns.cache_size", fmt.Sprintf("%d is out of range", c.DNS.CacheSize), "cache_size = 10000, or 0 for no cache")
+	}
+
 	c.validateInbound(add)
 	for _, k := range []struct {
 		key, v  string

@@ -39,6 +39,8 @@ type Error struct {
 	Rcode string // DNS response code, "" for network failures
 	Err   error  // ErrNotFound, ErrTemporary or ErrMalformed
 	Cause error  // underlying network error, if any
+
+	reply *dns.Msg // the NXDOMAIN reply, for its SOA (Cache)
 }
 
 func (e *Error) Error() string {
@@ -71,6 +73,10 @@ type Options struct {
 	// error (nil, or an *Error). cmd feeds package metrics with it. It
 	// must not block.
 	Observe func(qtype string, d time.Duration, err error)
+	// Cache, when set, keeps answers for their TTL (see Cache); the
+	// Resolvers of one process share one. Observe hears only of the
+	// exchanges that reach the nameserver.
+	Cache *Cache
 }
 
 // Resolver sends queries to one nameserver. It is safe for concurrent use.
@@ -78,6 +84,7 @@ type Resolver struct {
 	server  string
 	timeout time.Duration
 	observe func(qtype string, d time.Duration, err error)
+	cache   *Cache
 	udp     *dns.Client
 	tcp     *dns.Client
 }
@@ -113,6 +120,7 @@ func New(opts Options) (*Resolver, error) {
 		server:  server,
 		timeout: timeout,
 		observe: opts.Observe,
+		cache:   opts.Cache,
 		udp:     &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsBufferSize},
 		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
 	}, nil
@@ -165,14 +173,25 @@ func ParseResolvConf(data string) (string, error) {
 	return "", fmt.Errorf("no usable nameserver line")
 }
 
-// exchange sends one question and returns the reply, retrying over TCP when
-// the UDP answer is truncated. Rcodes other than NOERROR/NXDOMAIN become
-// ErrTemporary; NXDOMAIN becomes ErrNotFound.
-func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (reply *dns.Msg, err error) {
-	typ := dns.TypeToString[qtype]
+// exchange answers one question from the cache, if any, or by asking the
+// nameserver. Rcodes other than NOERROR/NXDOMAIN become ErrTemporary;
+// NXDOMAIN becomes ErrNotFound.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	if _, ok := dns.IsDomainName(name); !ok || name == "" {
-		return nil, &Error{Name: name, Type: typ, Err: ErrMalformed}
+		return nil, &Error{Name: name, Type: dns.TypeToString[qtype], Err: ErrMalformed}
 	}
+	if r.cache == nil {
+		return r.ask(ctx, name, qtype)
+	}
+	return r.cache.lookup(ctx, name, qtype, func(ctx context.Context) (*dns.Msg, error) {
+		return r.ask(ctx, name, qtype)
+	})
+}
+
+// ask sends one question to the nameserver and returns the reply, retrying
+// over TCP when the UDP answer is truncated.
+func (r *Resolver) ask(ctx context.Context, name string, qtype uint16) (reply *dns.Msg, err error) {
+	typ := dns.TypeToString[qtype]
 	if r.observe != nil {
 		start := time.Now()
 		defer func() { r.observe(typ, time.Since(start), err) }()
@@ -199,7 +218,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (rep
 	case dns.RcodeSuccess:
 		return reply, nil
 	case dns.RcodeNameError:
-		return nil, &Error{Name: name, Type: typ, Rcode: dns.RcodeToString[reply.Rcode], Err: ErrNotFound}
+		return nil, &Error{Name: name, Type: typ, Rcode: dns.RcodeToString[reply.Rcode], Err: ErrNotFound, reply: reply}
 	default:
 		return nil, &Error{Name: name, Type: typ, Rcode: dns.RcodeToString[reply.Rcode], Err: ErrTemporary}
 	}

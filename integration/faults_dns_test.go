@@ -24,19 +24,23 @@ func TestDeadResolver(t *testing.T) {
 	healthy := func() {
 		s.DNS.SetSilent(false)
 		s.DNS.SetDelay(0)
-		s.DNS.SetRcode("_dmarc.sender.test", dns.RcodeSuccess)
 		for i := range 3 {
+			s.DNS.SetRcode(fmt.Sprintf("_dmarc.s%d.test", i), dns.RcodeSuccess)
 			s.DNS.SetRcode(fmt.Sprintf("b%d.test", i), dns.RcodeSuccess)
 		}
 	}
-	// One recipient domain per fault: a connection the queue keeps open
-	// after a delivery (for a second) takes the next message to its
-	// domain without a DNS lookup.
+	// One sender and one recipient domain per fault: the server keeps DNS
+	// answers for their TTL, and a connection the queue keeps open after a
+	// delivery (for a second) takes the next message to its domain without
+	// a DNS lookup; each fault's lookups must reach the broken resolver.
 	s.DNS.Add("b0.test. MX 10 mx.b.test.", "b1.test. MX 10 mx.b.test.", "b2.test. MX 10 mx.b.test.", "mx.b.test. A 127.0.0.1")
 	s.DNS.AddTXT("_dmarc.sender.test", "v=DMARC1; p=none")
+	for i := range 3 {
+		s.DNS.AddTXT(fmt.Sprintf("_dmarc.s%d.test", i), "v=DMARC1; p=none")
+	}
 
 	acked := map[string]bool{}
-	send := func(subject string) error {
+	send := func(subject, domain string) error {
 		c, err := smtp.Dial(s.Addr("smtp"))
 		if err != nil {
 			return err
@@ -45,10 +49,10 @@ func TestDeadResolver(t *testing.T) {
 		if err := c.Hello("client.example"); err != nil {
 			return err
 		}
-		body := strings.Replace(faultMessage(subject, 1024), "From: sender@remote.test", "From: sender@sender.test", 1)
-		return goSend(c, "sender@sender.test", []string{faultUser}, body)
+		body := strings.Replace(faultMessage(subject, 1024), "From: sender@remote.test", "From: sender@"+domain, 1)
+		return goSend(c, "sender@"+domain, []string{faultUser}, body)
 	}
-	if err := send("dns-before"); err != nil {
+	if err := send("dns-before", "sender.test"); err != nil {
 		t.Fatalf("with DNS healthy: %v", err)
 	}
 	acked["dns-before"] = true
@@ -59,8 +63,8 @@ func TestDeadResolver(t *testing.T) {
 	}{
 		{"no answer", func() { s.DNS.SetSilent(true) }},
 		{"SERVFAIL", func() {
-			s.DNS.SetRcode("_dmarc.sender.test", dns.RcodeServerFailure)
 			for i := range 3 {
+				s.DNS.SetRcode(fmt.Sprintf("_dmarc.s%d.test", i), dns.RcodeServerFailure)
 				s.DNS.SetRcode(fmt.Sprintf("b%d.test", i), dns.RcodeServerFailure)
 			}
 		}},
@@ -69,7 +73,8 @@ func TestDeadResolver(t *testing.T) {
 	for i, fault := range faults {
 		fault.breakDNS()
 		start := time.Now()
-		err := send(fmt.Sprintf("dns-refused-%d", i))
+		sender := fmt.Sprintf("s%d.test", i)
+		err := send(fmt.Sprintf("dns-refused-%d", i), sender)
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 4, 3}) {
 			t.Fatalf("%s: port 25 got %v, want 451 4.4.3", fault.name, err)
@@ -101,7 +106,7 @@ func TestDeadResolver(t *testing.T) {
 
 		healthy()
 		recovered := time.Now()
-		waitUntil(t, 20*time.Second, fault.name+": port 25 accepting again", func() bool { return send(fmt.Sprintf("dns-after-%d", i)) == nil })
+		waitUntil(t, 20*time.Second, fault.name+": port 25 accepting again", func() bool { return send(fmt.Sprintf("dns-after-%d", i), sender) == nil })
 		t.Logf("recovery: %s: port 25 accepted mail %s after DNS came back", fault.name, time.Since(recovered).Round(time.Millisecond))
 		acked[fmt.Sprintf("dns-after-%d", i)] = true
 		s.Admin(t, "", "queue", "retry", "all")

@@ -9,14 +9,13 @@ import (
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/inbound"
-	"github.com/posthouse/posthouse/metrics"
 )
 
 // newInboundFilter builds the delivery filter that authenticates mail from
 // the MTA port ([inbound]), resolving through the configured resolver.
 // Without a usable resolver, every check ends in temperror, so port-25 mail
 // gets 451 until [dns] resolver is fixed: never an unchecked pass.
-func newInboundFilter(cfg *config.Config, log *slog.Logger, users *auth.DB, rec *metrics.Recorder) (*inbound.Filter, error) {
+func newInboundFilter(cfg *config.Config, log *slog.Logger, users *auth.DB, res resolver) (*inbound.Filter, error) {
 	opts := inbound.Options{
 		Logger:   log,
 		Hostname: cfg.Hostname,
@@ -28,12 +27,11 @@ func newInboundFilter(cfg *config.Config, log *slog.Logger, users *auth.DB, rec 
 			IPRev:           inbound.Action(cfg.Inbound.IPRev),
 		},
 	}
-	r, err := dns.New(dns.Options{Server: cfg.DNS.Resolver, Observe: dnsObserver(rec)})
-	if err != nil {
+	if err := res.err; err != nil {
 		log.Error("no DNS resolver: mail from other servers gets 451 until [dns] resolver is set", "err", err)
 		opts.Resolver = noResolver{err}
 	} else {
-		opts.Resolver = r
+		opts.Resolver = res.r
 	}
 	return inbound.New(opts)
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/delivery"
-	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/milter"
 )
 
@@ -15,12 +14,12 @@ import (
 // before the junk filter. The client's host name they pass on comes from
 // the configured resolver; without one, milters see every client as
 // "unknown".
-func milterFilters(cfg *config.Config, log *slog.Logger) ([]delivery.Filter, error) {
+func milterFilters(cfg *config.Config, log *slog.Logger, shared resolver) ([]delivery.Filter, error) {
 	if len(cfg.Inbound.Milter) == 0 {
 		return nil, nil
 	}
 	var res milter.Resolver
-	if r, err := dns.New(dns.Options{Server: cfg.DNS.Resolver}); err != nil {
+	if r, err := shared.r, shared.err; err != nil {
 		log.Warn("no DNS resolver: milters see every client's host name as unknown", "proto", "delivery", "err", err)
 	} else {
 		res = r

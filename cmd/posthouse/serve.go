@@ -59,6 +59,8 @@ type app struct {
 	// metrics counts what the services do (package metrics); the admin
 	// listener serves its Handler and the dashboard its Last24h.
 	metrics *metrics.Recorder
+	// dns is the resolver the services share (one answer cache).
+	dns resolver
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -150,19 +152,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("srs: %w", err)
 	}
+	res := newResolver(cfg, rec)
 	local := &pipelineLater{}
-	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter, rec)
+	q, err := openQueue(runCtx, cfg, log.With("proto", "queue"), authDB, local, rewriter, rec, res)
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	defer closeLogged(log, "queue", q)
 	// Every local copy goes through one delivery pipeline: SMTP intake and
 	// the queue's local transport; its redirects go to the queue.
-	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB, rec)
+	inbound, err := newInboundFilter(cfg, log.With("proto", "inbound"), authDB, res)
 	if err != nil {
 		return fmt.Errorf("inbound checks: %w", err)
 	}
-	milters, err := milterFilters(cfg, log)
+	milters, err := milterFilters(cfg, log, res)
 	if err != nil {
 		return fmt.Errorf("delivery filters: %w", err)
 	}
@@ -214,6 +217,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		sieve:    sieveDB,
 		space:    newSpaceMonitor(cfg, log.With("proto", "disk")),
 		metrics:  rec,
+		dns:      res,
 	}
 	if cfg.Listen.Admin != "" || cfg.Listen.HTTPS != "" {
 		webSrv, webDB, err := newWeb(runCtx, a)

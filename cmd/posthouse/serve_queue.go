@@ -8,7 +8,6 @@ import (
 
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/config"
-	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/metrics"
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/smtpclient"
@@ -20,7 +19,7 @@ import (
 // (Start) before the listeners and stops them (Shutdown) after.
 // Its local transport delivers through local, whose pipeline serve sets
 // before Start (the pipeline's redirects need the queue in turn).
-func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater, rewriter *srs.Rewriter, rec *metrics.Recorder) (*queue.Queue, error) {
+func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users *auth.DB, local *pipelineLater, rewriter *srs.Rewriter, rec *metrics.Recorder, res resolver) (*queue.Queue, error) {
 	opts := queueOptions(cfg)
 	if rec != nil {
 		opts.OnAttempt = rec.DeliveryAttempt
@@ -32,14 +31,13 @@ func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users 
 		opts.SRS = rewriter
 		log.Info("SRS for forwarded mail", "domain", rewriter.Domain())
 	}
-	res, err := dns.New(dns.Options{Server: cfg.DNS.Resolver, Observe: dnsObserver(rec)})
-	if err != nil {
+	if err := res.err; err != nil {
 		// Keep accepting mail: deliveries fail temporarily and are retried
 		// once the resolver is fixed and the server restarted.
 		log.Error("no DNS resolver: outbound mail stays queued; set [dns] resolver", "err", err)
 	} else {
-		opts.Resolver = res
-		log.Info("DNS resolver", "addr", res.Server())
+		opts.Resolver = res.r
+		log.Info("DNS resolver", "addr", res.r.Server())
 	}
 	if err := queuePostgres(ctx, cfg, &opts); err != nil {
 		return nil, err

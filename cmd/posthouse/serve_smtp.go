@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/auth/limit"
-	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/smtpd"
 )
 
@@ -41,7 +40,7 @@ func startSMTP(ctx context.Context, a *app) (func(context.Context) error, error)
 	})
 	// The port-25 gate ([inbound]: DNS lists, greylisting, sender rate)
 	// asks the configured resolver; without one, it cannot check lists.
-	resolver, err := dns.New(dns.Options{Server: a.cfg.DNS.Resolver, Observe: dnsObserver(a.metrics)})
+	resolver, err := a.dns.r, a.dns.err
 	if err != nil {
 		a.log.Warn("no DNS resolver: DNS block lists are not checked", "proto", "smtp", "err", err)
 	}

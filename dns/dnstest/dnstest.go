@@ -28,6 +28,9 @@ type Server struct {
 	silent  bool
 	delay   time.Duration
 	queries map[string]int // "name TYPE" → count
+	// negTTL, when set, puts a SOA in the authority section of NXDOMAIN
+	// and NODATA answers, as real zones do (RFC 2308 §3).
+	negTTL uint32
 
 	udp, tcp *dns.Server
 }
@@ -162,6 +165,15 @@ func (s *Server) SetDelay(d time.Duration) {
 	s.delay = d
 }
 
+// SetNegativeTTL makes NXDOMAIN and NODATA answers carry a SOA record whose
+// TTL and MINIMUM are ttl seconds, so resolvers may cache them (RFC 2308);
+// 0 (the default) sends no SOA.
+func (s *Server) SetNegativeTTL(ttl uint32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.negTTL = ttl
+}
+
 // SetTruncateUDP makes every UDP answer come back empty with TC set, so that
 // clients must retry over TCP.
 func (s *Server) SetTruncateUDP(on bool) {
@@ -234,9 +246,17 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	for _, rr := range s.records[key{target, q.Qtype}] {
 		m.Answer = append(m.Answer, dns.Copy(rr))
 	}
+	negTTL := s.negTTL
 	s.mu.Unlock()
 	if !exists {
 		m.Rcode = dns.RcodeNameError
+	}
+	if negTTL > 0 && len(m.Answer) == 0 {
+		m.Ns = append(m.Ns, &dns.SOA{
+			Hdr: dns.RR_Header{Name: "test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: negTTL},
+			Ns:  "ns.test.", Mbox: "hostmaster.test.", Serial: 1,
+			Refresh: 3600, Retry: 600, Expire: 86400, Minttl: negTTL,
+		})
 	}
 	if o := req.IsEdns0(); o != nil {
 		m.SetEdns0(o.UDPSize(), false)

@@ -202,7 +202,7 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 
 	// The relay workload's DNS server is Posthouse's resolver in every run:
 	// its port-25 checks (SPF, DMARC, iprev) look up every message's
-	// sender, and the server answers them on loopback (NXDOMAIN), as a
+	// sender, and the server answers them on loopback (NXDOMAIN with a SOA), as a
 	// local caching resolver would.
 	var relay *relaySink
 	if o.workloads["relay"] || o.systems["posthouse"] {

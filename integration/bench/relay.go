@@ -71,7 +71,9 @@ func startRelaySink(log *slog.Logger) (*relaySink, error) {
 }
 
 // serveDNS answers MX for the relay domains and A for their MX hosts; every
-// other name is NXDOMAIN, so nothing leaves the machine.
+// other name is NXDOMAIN, so nothing leaves the machine. Negative answers
+// carry the zone's SOA, as a real zone's do (RFC 2308 §3), with a
+// one-hour negative TTL.
 func (r *relaySink) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(req)
@@ -103,6 +105,13 @@ func (r *relaySink) serveDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	if !known {
 		m.Rcode = dns.RcodeNameError
+	}
+	if len(m.Answer) == 0 {
+		m.Ns = append(m.Ns, &dns.SOA{
+			Hdr: dns.RR_Header{Name: "test.", Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 3600},
+			Ns:  "ns.test.", Mbox: "hostmaster.test.", Serial: 1,
+			Refresh: 3600, Retry: 600, Expire: 86400, Minttl: 3600,
+		})
 	}
 	w.WriteMsg(m)
 }
