@@ -1,6 +1,11 @@
 package mailstore
 
-import "github.com/emersion/go-imap/v2"
+import (
+	"cmp"
+	"slices"
+
+	"github.com/emersion/go-imap/v2"
+)
 
 // UIDSetOf packs UIDs, given in ascending order, into ranges of consecutive
 // UIDs: 1 2 3 5 7 8 is 1:3,5,7:8. Protocols hand the store such compact
@@ -35,4 +40,43 @@ func RangeBounds[T ~uint32](start, stop, last T) (lo, hi T) {
 		stop = last
 	}
 	return min(start, stop), max(start, stop)
+}
+
+// UIDInterval is a closed interval of UIDs.
+type UIDInterval struct{ Lo, Hi imap.UID }
+
+// UIDIntervals turns a UID set into sorted, merged closed intervals. '*'
+// (0) stands for last, the largest UID in use (RFC 9051 §9 seq-number);
+// n:* with n above last is last:n, which includes last.
+func UIDIntervals(set imap.UIDSet, last imap.UID) []UIDInterval {
+	var out []UIDInterval
+	for _, r := range set {
+		lo, hi := RangeBounds(r.Start, r.Stop, last)
+		if hi == 0 {
+			continue
+		}
+		out = append(out, UIDInterval{max(lo, 1), hi})
+	}
+	slices.SortFunc(out, func(a, b UIDInterval) int { return cmp.Compare(a.Lo, b.Lo) })
+	merged := out[:0]
+	for _, r := range out {
+		if n := len(merged); n > 0 && (r.Lo <= merged[n-1].Hi || r.Lo-1 == merged[n-1].Hi) {
+			merged[n-1].Hi = max(merged[n-1].Hi, r.Hi)
+			continue
+		}
+		merged = append(merged, r)
+	}
+	return merged
+}
+
+// InIntervals reports whether uid is in intervals, as UIDIntervals returns
+// them.
+func InIntervals(intervals []UIDInterval, uid imap.UID) bool {
+	i, _ := slices.BinarySearchFunc(intervals, uid, func(r UIDInterval, u imap.UID) int {
+		if r.Hi < u {
+			return -1
+		}
+		return 1
+	})
+	return i < len(intervals) && intervals[i].Lo <= uid
 }

@@ -177,11 +177,6 @@ func TestResolveUIDs(t *testing.T) {
 			if !slices.Equal(got, tc.want) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
-			for _, r := range got {
-				if !uidIn(got, r.lo) || !uidIn(got, r.hi) || (r.lo > 1 && uidIn(got, r.lo-1) && !slices.ContainsFunc(got, func(x uidRange) bool { return x.hi == r.lo-1 })) {
-					t.Fatalf("uidIn disagrees with %v", got)
-				}
-			}
 		})
 	}
 }

@@ -39,6 +39,8 @@ var (
 	encodeBodyStructure = indexrow.EncodeBodyStructure
 	decodeBodyStructure = indexrow.DecodeBodyStructure
 	dateNum             = indexrow.DateNum
+	emailID             = indexrow.EmailID
+	parseEmailID        = indexrow.ParseEmailID
 	parseMessage        = indexrow.ParseMessage
 	encodeParsed        = indexrow.EncodeParsed
 )

@@ -1,44 +1,24 @@
 package maildir
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"github.com/emersion/go-imap/v2"
-	gomessage "github.com/emersion/go-message"
-	"github.com/emersion/go-message/textproto"
 
-	"github.com/posthouse/posthouse/mailstore/mimeparse"
+	"github.com/posthouse/posthouse/mailstore/msgsearch"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
-// maxSearchText bounds how much decoded text of one message a TEXT or BODY
-// search looks at.
-const maxSearchText = 16 << 20
-
-// errSeqNumSearch: Search takes UIDs only; imapd translates sequence numbers.
-var errSeqNumSearch = errors.New("maildir: search by sequence number: translate to UIDs first")
-
+// searchRow is a message as search sees it, with its file.
 type searchRow struct {
-	uid      imap.UID
-	modseq   uint64
-	flags    int64
-	keywords string
-	size     int64
-	idate    int64 // YYYYMMDD of the internal date in its zone
-	sent     int64
-	file     string
-	emailID  int64
+	msgsearch.Row
+	file string
 }
 
 // scanSearchRow scans a row of search's query.
@@ -49,23 +29,21 @@ func scanSearchRow(row sqlitedb.Scanner) (searchRow, error) {
 		kw           sql.NullString
 		idate, izone int64
 	)
-	if err := row.Scan(&uid, &ms, &s.flags, &kw, &s.size, &idate, &izone, &s.sent, &s.file, &s.emailID); err != nil {
+	if err := row.Scan(&uid, &ms, &s.Flags, &kw, &s.Size, &idate, &izone, &s.Sent, &s.file, &s.EmailID); err != nil {
 		return s, err
 	}
-	s.uid, s.modseq, s.keywords = imap.UID(uid), uint64(ms), kw.String
-	s.idate = dateNum(internalDate(idate, izone))
+	s.UID, s.ModSeq, s.Keywords = imap.UID(uid), uint64(ms), kw.String
+	s.IDate = dateNum(internalDate(idate, izone))
 	return s, nil
 }
 
-// search evaluates criteria against the index, opening a message's file
-// only when a header, BODY or TEXT criterion needs it, and only after the
-// cheap criteria of the same level passed.
+// search evaluates criteria against the index (package msgsearch),
+// opening a message's file only when a header, BODY or TEXT criterion
+// needs it. A message whose file is gone (expunged meanwhile) matches no
+// such criterion.
 func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCriteria) ([]imap.UID, error) {
-	if c == nil {
-		c = &imap.SearchCriteria{}
-	}
-	if hasSeqNums(c) {
-		return nil, errSeqNumSearch
+	if c != nil && msgsearch.HasSeqNums(c) {
+		return nil, fmt.Errorf("maildir: %w", msgsearch.ErrSeqNum)
 	}
 	var rows []searchRow
 	err := a.readTx(ctx, func(r *rtx) error {
@@ -80,320 +58,20 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 	if err != nil {
 		return nil, fmt.Errorf("maildir: search: %w", err)
 	}
-	var max imap.UID
-	if len(rows) > 0 {
-		max = rows[len(rows)-1].uid
-	}
-	ev := &searchEval{a: a, dir: a.mailboxDir(mailboxID), max: max, uidSets: map[*imap.SearchCriteria][][]uidRange{}}
-	ev.resolveSets(c)
-	var out []imap.UID
+	list := make([]msgsearch.Row, len(rows))
 	for i := range rows {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+		list[i] = rows[i].Row
+	}
+	dir := a.mailboxDir(mailboxID)
+	uids, err := msgsearch.Run(ctx, list, c, func(i int) (io.ReadSeekCloser, error) {
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rows[i].file)))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil
 		}
-		ev.content = nil
-		ok, err := ev.match(c, &rows[i])
-		if err != nil {
-			return nil, fmt.Errorf("maildir: search: %w", err)
-		}
-		if ok {
-			out = append(out, rows[i].uid)
-		}
+		return f, err
+	})
+	if err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("maildir: search: %w", err)
 	}
-	return out, nil
-}
-
-func hasSeqNums(c *imap.SearchCriteria) bool {
-	if len(c.SeqNum) > 0 {
-		return true
-	}
-	for i := range c.Not {
-		if hasSeqNums(&c.Not[i]) {
-			return true
-		}
-	}
-	for i := range c.Or {
-		if hasSeqNums(&c.Or[i][0]) || hasSeqNums(&c.Or[i][1]) {
-			return true
-		}
-	}
-	return false
-}
-
-type searchEval struct {
-	a       *account
-	dir     string
-	max     imap.UID
-	uidSets map[*imap.SearchCriteria][][]uidRange // each criteria's UID sets, resolved once
-	content *msgContent                           // of the message being evaluated, loaded lazily
-}
-
-func (ev *searchEval) resolveSets(c *imap.SearchCriteria) {
-	if len(c.UID) > 0 {
-		sets := make([][]uidRange, len(c.UID))
-		for i, set := range c.UID {
-			sets[i] = resolveUIDs(set, ev.max)
-		}
-		ev.uidSets[c] = sets
-	}
-	for i := range c.Not {
-		ev.resolveSets(&c.Not[i])
-	}
-	for i := range c.Or {
-		ev.resolveSets(&c.Or[i][0])
-		ev.resolveSets(&c.Or[i][1])
-	}
-}
-
-// msgContent is a message prepared for text search, lower-cased.
-type msgContent struct {
-	header textproto.Header
-	hdrLow string // the raw header, lower-cased
-	body   string // decoded text of the body parts, lower-cased
-}
-
-func (ev *searchEval) match(c *imap.SearchCriteria, m *searchRow) (bool, error) {
-	for _, set := range ev.uidSets[c] {
-		if !uidIn(set, m.uid) {
-			return false, nil
-		}
-	}
-	if !c.Since.IsZero() && m.idate < dateNum(c.Since) {
-		return false, nil
-	}
-	if !c.Before.IsZero() && m.idate >= dateNum(c.Before) {
-		return false, nil
-	}
-	sent := m.sent
-	if sent == 0 {
-		sent = m.idate // RFC 9051 §6.4.4 leaves it open; the internal date is the best guess
-	}
-	if !c.SentSince.IsZero() && sent < dateNum(c.SentSince) {
-		return false, nil
-	}
-	if !c.SentBefore.IsZero() && sent >= dateNum(c.SentBefore) {
-		return false, nil
-	}
-	for _, f := range c.Flag {
-		if !hasFlag(m.flags, m.keywords, f) {
-			return false, nil
-		}
-	}
-	for _, f := range c.NotFlag {
-		if hasFlag(m.flags, m.keywords, f) {
-			return false, nil
-		}
-	}
-	if c.Larger > 0 && m.size <= c.Larger {
-		return false, nil
-	}
-	if c.Smaller > 0 && m.size >= c.Smaller {
-		return false, nil
-	}
-	if c.ModSeq != nil && m.modseq < c.ModSeq.ModSeq {
-		return false, nil
-	}
-	for _, id := range c.EmailID {
-		if n, ok := parseEmailID(id); !ok || n != m.emailID {
-			return false, nil
-		}
-	}
-	if len(c.ThreadID) > 0 { // no threads: no message has a THREADID
-		return false, nil
-	}
-	if len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {
-		mc, err := ev.load(m)
-		if err != nil {
-			return false, err
-		}
-		if mc == nil {
-			return false, nil
-		}
-		for _, h := range c.Header {
-			if !headerMatches(mc.header, h) {
-				return false, nil
-			}
-		}
-		for _, s := range c.Body {
-			if !strings.Contains(mc.body, strings.ToLower(s)) {
-				return false, nil
-			}
-		}
-		for _, s := range c.Text {
-			s = strings.ToLower(s)
-			if !strings.Contains(mc.hdrLow, s) && !strings.Contains(mc.body, s) {
-				return false, nil
-			}
-		}
-	}
-	for i := range c.Not {
-		ok, err := ev.match(&c.Not[i], m)
-		if err != nil || ok {
-			return false, err
-		}
-	}
-	for i := range c.Or {
-		ok, err := ev.match(&c.Or[i][0], m)
-		if err != nil {
-			return false, err
-		}
-		if !ok {
-			if ok, err = ev.match(&c.Or[i][1], m); err != nil || !ok {
-				return false, err
-			}
-		}
-	}
-	return true, nil
-}
-
-// uidIn reports whether uid is in the sorted ranges.
-func uidIn(ranges []uidRange, uid imap.UID) bool {
-	i := sort.Search(len(ranges), func(i int) bool { return ranges[i].hi >= uid })
-	return i < len(ranges) && ranges[i].lo <= uid
-}
-
-var wordDecoder = mime.WordDecoder{CharsetReader: gomessage.CharsetReader}
-
-// headerMatches is RFC 9051 §6.4.4 HEADER: the field exists and its
-// (decoded) value contains the string, case-insensitively; an empty string
-// matches any message with the field.
-func headerMatches(h textproto.Header, c imap.SearchCriteriaHeaderField) bool {
-	fields := h.FieldsByKey(c.Key)
-	want := strings.ToLower(c.Value)
-	for fields.Next() {
-		if want == "" {
-			return true
-		}
-		v := fields.Value()
-		if addressFields[strings.ToLower(c.Key)] && strings.Contains(addressText(v), want) {
-			return true
-		}
-		if dec, err := wordDecoder.DecodeHeader(v); err == nil {
-			v = dec
-		}
-		if strings.Contains(strings.ToLower(v), want) {
-			return true
-		}
-	}
-	return false
-}
-
-// addressFields are matched by their addresses too (SEARCH FROM, TO, CC,
-// BCC are HEADER searches of these), so that `user@host` finds an address
-// written with comments or folding between its parts.
-var addressFields = map[string]bool{"from": true, "to": true, "cc": true, "bcc": true, "sender": true, "reply-to": true}
-
-// addressText renders an address field's addresses as "name <mailbox@host>"
-// (names decoded) and its groups by name, lower-cased.
-func addressText(v string) string {
-	var b strings.Builder
-	for _, a := range mimeparse.ParseAddressList(v) {
-		name := a.Name
-		if dec, err := wordDecoder.DecodeHeader(name); err == nil {
-			name = dec
-		}
-		switch {
-		case a.Host != "":
-			b.WriteString(name + " <" + a.Mailbox + "@" + a.Host + ">, ")
-		case a.Mailbox != "":
-			b.WriteString(a.Mailbox + ": ")
-		}
-	}
-	return strings.ToLower(b.String())
-}
-
-// load reads the current message for text search. A message whose file is
-// gone (expunged meanwhile) matches nothing.
-func (ev *searchEval) load(m *searchRow) (*msgContent, error) {
-	if ev.content != nil {
-		return ev.content, nil
-	}
-	f, err := os.Open(filepath.Join(ev.dir, filepath.FromSlash(m.file)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	br := bufio.NewReader(io.LimitReader(f, maxSearchText))
-	var hdrRaw bytes.Buffer
-	h, err := textproto.ReadHeader(bufio.NewReader(io.TeeReader(io.LimitReader(br, maxHeaderBytes), &hdrRaw)))
-	if err != nil {
-		// Not a parsable message: search its raw bytes.
-		raw, _ := io.ReadAll(io.MultiReader(bytes.NewReader(hdrRaw.Bytes()), br))
-		low := strings.ToLower(string(raw))
-		ev.content = &msgContent{hdrLow: low, body: low}
-		return ev.content, nil
-	}
-	// The tee buffered read-ahead beyond the header: re-read from the
-	// start instead of guessing.
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	br = bufio.NewReader(io.LimitReader(f, maxSearchText))
-	if _, err := textproto.ReadHeader(br); err != nil {
-		return nil, err
-	}
-	var body strings.Builder
-	collectText(gomessage.Header{Header: h}, br, &body, 0)
-	hdrText := headerText(h)
-	ev.content = &msgContent{header: h, hdrLow: strings.ToLower(hdrText), body: strings.ToLower(body.String())}
-	return ev.content, nil
-}
-
-// headerText renders the header with encoded words decoded.
-func headerText(h textproto.Header) string {
-	var b strings.Builder
-	for f := h.Fields(); f.Next(); {
-		v := f.Value()
-		if dec, err := wordDecoder.DecodeHeader(v); err == nil {
-			v = dec
-		}
-		b.WriteString(f.Key())
-		b.WriteString(": ")
-		b.WriteString(v)
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// collectText appends the decoded text of text/* and message/* parts (and
-// raw bytes of parts it cannot decode) to out, bounded by maxSearchText.
-func collectText(h gomessage.Header, r io.Reader, out *strings.Builder, depth int) {
-	if out.Len() >= maxSearchText || depth > maxCacheDepth {
-		return
-	}
-	mt, params, _ := h.ContentType()
-	if strings.HasPrefix(mt, "multipart/") && params["boundary"] != "" {
-		mr := textproto.NewMultipartReader(r, params["boundary"])
-		for {
-			p, err := mr.NextPart()
-			if err != nil {
-				return
-			}
-			collectText(gomessage.Header{Header: p.Header}, p, out, depth+1)
-		}
-	}
-	if mt == "message/rfc822" || mt == "message/global" {
-		br := bufio.NewReader(r)
-		ih, err := textproto.ReadHeader(br)
-		if err != nil {
-			return
-		}
-		out.WriteString(headerText(ih))
-		collectText(gomessage.Header{Header: ih}, br, out, depth+1)
-		return
-	}
-	if mt != "" && !strings.HasPrefix(mt, "text/") {
-		return // attachments are not text
-	}
-	ent, err := gomessage.New(h, r)
-	var body io.Reader = r
-	if err == nil || gomessage.IsUnknownCharset(err) || gomessage.IsUnknownEncoding(err) {
-		if ent != nil {
-			body = ent.Body
-		}
-	}
-	io.Copy(out, io.LimitReader(body, int64(maxSearchText-out.Len())))
+	return uids, err
 }

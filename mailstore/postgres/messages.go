@@ -116,19 +116,6 @@ func uidCond(col, mb string, set imap.UIDSet, a *args) string {
 	return "(" + strings.Join(conds, " OR ") + ")"
 }
 
-// emailID is the objectid of an emailid column: "E" and the number.
-func emailID(n int64) string { return "E" + strconv.FormatInt(n, 10) }
-
-// parseEmailID is emailID's inverse; ok is false for anything it did not
-// make.
-func parseEmailID(s string) (n int64, ok bool) {
-	if len(s) < 2 || s[0] != 'E' || s[1] == '0' || s[1] == '+' || s[1] == '-' {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s[1:], 10, 64)
-	return n, err == nil && n > 0
-}
-
 func internalDate(unix, zone int64) time.Time {
 	t := time.Unix(unix, 0)
 	if zone == 0 {

@@ -29,6 +29,8 @@ var (
 	decodeEnvelope      = indexrow.DecodeEnvelope
 	decodeBodyStructure = indexrow.DecodeBodyStructure
 	dateNum             = indexrow.DateNum
+	emailID             = indexrow.EmailID
+	parseEmailID        = indexrow.ParseEmailID
 	parseMessage        = indexrow.ParseMessage
 	encodeParsed        = indexrow.EncodeParsed
 )
