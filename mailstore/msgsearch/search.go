@@ -13,7 +13,10 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	gomessage "github.com/emersion/go-message"
@@ -50,6 +53,9 @@ type Row struct {
 type Opener func(i int) (io.ReadSeekCloser, error)
 
 // Run returns the UIDs of rows (in ascending UID order) that match c.
+// When c needs the messages' text and there are many rows, they are
+// evaluated by up to maxWorkers goroutines (never more than GOMAXPROCS), so
+// open must be safe for concurrent use.
 func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, open Opener) ([]imap.UID, error) {
 	if c == nil {
 		c = &imap.SearchCriteria{}
@@ -61,23 +67,89 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, open Opener) (
 	if len(rows) > 0 {
 		last = rows[len(rows)-1].UID
 	}
-	ev := &evaluator{open: open, uidSets: map[*imap.SearchCriteria][][]mailstore.UIDInterval{}}
-	ev.resolveSets(c, last)
+	sets := map[*imap.SearchCriteria][][]mailstore.UIDInterval{}
+	resolveSets(sets, c, last)
+	workers := 1
+	if len(rows) >= 2*chunkRows && needsText(c) {
+		workers = min(runtime.GOMAXPROCS(0), maxWorkers, len(rows)/chunkRows)
+	}
+	matched := make([]bool, len(rows))
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	evaluate := func() {
+		ev := &evaluator{open: open, uidSets: sets}
+		for {
+			start := int(next.Add(chunkRows)) - chunkRows
+			if start >= len(rows) {
+				return
+			}
+			for i := start; i < min(start+chunkRows, len(rows)); i++ {
+				if err := ctx.Err(); err != nil {
+					fail(err)
+					return
+				}
+				ev.index, ev.content, ev.loaded = i, nil, false
+				ok, err := ev.match(c, &rows[i])
+				if err != nil {
+					fail(err)
+					next.Store(int64(len(rows))) // the others stop too
+					return
+				}
+				matched[i] = ok
+			}
+		}
+	}
+	for range workers - 1 {
+		wg.Go(evaluate)
+	}
+	evaluate()
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
 	var out []imap.UID
-	for i := range rows {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ev.index, ev.content, ev.loaded = i, nil, false
-		ok, err := ev.match(c, &rows[i])
-		if err != nil {
-			return nil, err
-		}
+	for i, ok := range matched {
 		if ok {
 			out = append(out, rows[i].UID)
 		}
 	}
 	return out, nil
+}
+
+// Rows are handed to workers chunkRows at a time; maxWorkers bounds one
+// search's goroutines.
+const (
+	chunkRows  = 64
+	maxWorkers = 4
+)
+
+// needsText reports whether c or a criterion under it reads messages.
+func needsText(c *imap.SearchCriteria) bool {
+	if len(c.Header) > 0 || len(c.Body) > 0 || len(c.Text) > 0 {
+		return true
+	}
+	for i := range c.Not {
+		if needsText(&c.Not[i]) {
+			return true
+		}
+	}
+	for i := range c.Or {
+		if needsText(&c.Or[i][0]) || needsText(&c.Or[i][1]) {
+			return true
+		}
+	}
+	return false
 }
 
 // HasSeqNums reports whether c or a criterion under it names sequence
@@ -105,30 +177,39 @@ type evaluator struct {
 	index   int                                                // of the row being evaluated
 	loaded  bool                                               // content was read (nil: the message is gone)
 	content *content
+
+	// Buffers reused from row to row.
+	cur       content
+	raw, text bytes.Buffer
+	hdr       []byte
+	br        *bufio.Reader
 }
 
-func (ev *evaluator) resolveSets(c *imap.SearchCriteria, last imap.UID) {
+// resolveSets resolves the UID sets of c and the criteria under it, once
+// per search; the evaluators only read the map.
+func resolveSets(sets map[*imap.SearchCriteria][][]mailstore.UIDInterval, c *imap.SearchCriteria, last imap.UID) {
 	if len(c.UID) > 0 {
-		sets := make([][]mailstore.UIDInterval, len(c.UID))
+		resolved := make([][]mailstore.UIDInterval, len(c.UID))
 		for i, set := range c.UID {
-			sets[i] = mailstore.UIDIntervals(set, last)
+			resolved[i] = mailstore.UIDIntervals(set, last)
 		}
-		ev.uidSets[c] = sets
+		sets[c] = resolved
 	}
 	for i := range c.Not {
-		ev.resolveSets(&c.Not[i], last)
+		resolveSets(sets, &c.Not[i], last)
 	}
 	for i := range c.Or {
-		ev.resolveSets(&c.Or[i][0], last)
-		ev.resolveSets(&c.Or[i][1], last)
+		resolveSets(sets, &c.Or[i][0], last)
+		resolveSets(sets, &c.Or[i][1], last)
 	}
 }
 
-// content is a message prepared for text search, lower-cased.
+// content is a message prepared for text search, lower-cased. Its slices
+// are the evaluator's buffers, valid until the next row's load.
 type content struct {
 	header textproto.Header
-	hdrLow string // the raw header, lower-cased
-	body   string // decoded text of the body parts, lower-cased
+	hdrLow []byte // the header with encoded words decoded, lower-cased
+	body   []byte // decoded text of the body parts, lower-cased
 }
 
 func (ev *evaluator) match(c *imap.SearchCriteria, m *Row) (bool, error) {
@@ -194,13 +275,13 @@ func (ev *evaluator) match(c *imap.SearchCriteria, m *Row) (bool, error) {
 			}
 		}
 		for _, s := range c.Body {
-			if !strings.Contains(mc.body, strings.ToLower(s)) {
+			if !bytes.Contains(mc.body, []byte(strings.ToLower(s))) {
 				return false, nil
 			}
 		}
 		for _, s := range c.Text {
 			s = strings.ToLower(s)
-			if !strings.Contains(mc.hdrLow, s) && !strings.Contains(mc.body, s) {
+			if !bytes.Contains(mc.hdrLow, []byte(s)) && !bytes.Contains(mc.body, []byte(s)) {
 				return false, nil
 			}
 		}
@@ -275,7 +356,10 @@ func addressText(v string) string {
 	return strings.ToLower(b.String())
 }
 
-// load reads the current message for text search, once per row.
+// load reads the current message for text search, once per row. The
+// evaluator's buffers are reused from row to row: a message costs its read
+// and a pass to lower-case it, and a plain-text one (no MIME structure, no
+// transfer encoding, an ASCII-compatible charset) is searched as it is.
 func (ev *evaluator) load() (*content, error) {
 	if ev.loaded {
 		return ev.content, nil
@@ -289,50 +373,127 @@ func (ev *evaluator) load() (*content, error) {
 		return nil, nil
 	}
 	defer f.Close()
-	br := bufio.NewReader(io.LimitReader(f, MaxText))
-	var hdrRaw bytes.Buffer
-	h, err := textproto.ReadHeader(bufio.NewReader(io.TeeReader(io.LimitReader(br, indexrow.MaxHeaderBytes), &hdrRaw)))
-	if err != nil {
+	ev.raw.Reset()
+	if _, err := ev.raw.ReadFrom(io.LimitReader(f, MaxText)); err != nil {
+		return nil, err
+	}
+	raw := ev.raw.Bytes()
+	c := &ev.cur
+	*c = content{}
+	end := headerEnd(raw)
+	var h textproto.Header
+	if end >= 0 && end <= indexrow.MaxHeaderBytes {
+		if ev.br == nil {
+			ev.br = bufio.NewReaderSize(nil, 4096)
+		}
+		ev.br.Reset(bytes.NewReader(raw[:end]))
+		h, err = textproto.ReadHeader(ev.br)
+	}
+	if end < 0 || end > indexrow.MaxHeaderBytes || err != nil {
 		// Not a parsable message: search its raw bytes.
-		raw, _ := io.ReadAll(io.MultiReader(bytes.NewReader(hdrRaw.Bytes()), br))
-		low := strings.ToLower(string(raw))
-		ev.content = &content{hdrLow: low, body: low}
-		return ev.content, nil
+		low := toLower(raw)
+		c.hdrLow, c.body = low, low
+		ev.content = c
+		return c, nil
 	}
-	// The tee buffered read-ahead beyond the header: re-read from the
-	// start instead of guessing.
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
+	c.header = h
+	ev.hdr = appendHeaderText(ev.hdr[:0], h)
+	c.hdrLow = toLower(ev.hdr)
+	body := raw[end:]
+	if !plainText(h) {
+		ev.text.Reset()
+		collectText(gomessage.Header{Header: h}, bytes.NewReader(body), &ev.text, 0)
+		body = ev.text.Bytes()
 	}
-	br = bufio.NewReader(io.LimitReader(f, MaxText))
-	if _, err := textproto.ReadHeader(br); err != nil {
-		return nil, err
-	}
-	var body strings.Builder
-	collectText(gomessage.Header{Header: h}, br, &body, 0)
-	ev.content = &content{header: h, hdrLow: strings.ToLower(headerText(h)), body: strings.ToLower(body.String())}
-	return ev.content, nil
+	c.body = toLower(body)
+	ev.content = c
+	return c, nil
 }
 
-// headerText renders the header with encoded words decoded.
-func headerText(h textproto.Header) string {
-	var b strings.Builder
+// headerEnd is the offset of the body: just past the empty line that ends
+// the header, or -1 when there is none.
+func headerEnd(raw []byte) int {
+	if bytes.HasPrefix(raw, []byte("\r\n")) {
+		return 2
+	}
+	if bytes.HasPrefix(raw, []byte("\n")) {
+		return 1
+	}
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\n')
+		if j < 0 {
+			return -1
+		}
+		i += j + 1
+		switch {
+		case bytes.HasPrefix(raw[i:], []byte("\r\n")):
+			return i + 2
+		case bytes.HasPrefix(raw[i:], []byte("\n")):
+			return i + 1
+		}
+	}
+}
+
+// plainText reports whether a message's body is its text as it stands:
+// text/plain (or no Content-Type), no transfer encoding beyond 7bit, 8bit
+// or binary, and a charset whose ASCII letters are ASCII (us-ascii, utf-8,
+// none).
+func plainText(h textproto.Header) bool {
+	if ct := h.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "text/plain" {
+			return false
+		}
+		switch strings.ToLower(params["charset"]) {
+		case "", "us-ascii", "utf-8", "utf8":
+		default:
+			return false
+		}
+	}
+	switch strings.ToLower(strings.TrimSpace(h.Get("Content-Transfer-Encoding"))) {
+	case "", "7bit", "8bit", "binary":
+		return true
+	}
+	return false
+}
+
+// toLower lower-cases b: ASCII in place, and text with other bytes
+// through bytes.ToLower (Unicode case mapping, a copy).
+func toLower(b []byte) []byte {
+	for _, c := range b {
+		if c >= 0x80 {
+			return bytes.ToLower(b)
+		}
+	}
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return b
+}
+
+// appendHeaderText appends the header with encoded words decoded, a field
+// per line.
+func appendHeaderText(dst []byte, h textproto.Header) []byte {
 	for f := h.Fields(); f.Next(); {
 		v := f.Value()
-		if dec, err := wordDecoder.DecodeHeader(v); err == nil {
-			v = dec
+		if strings.Contains(v, "=?") {
+			if dec, err := wordDecoder.DecodeHeader(v); err == nil {
+				v = dec
+			}
 		}
-		b.WriteString(f.Key())
-		b.WriteString(": ")
-		b.WriteString(v)
-		b.WriteString("\n")
+		dst = append(dst, f.Key()...)
+		dst = append(dst, ": "...)
+		dst = append(dst, v...)
+		dst = append(dst, '\n')
 	}
-	return b.String()
+	return dst
 }
 
 // collectText appends the decoded text of text/* and message/* parts (and
 // raw bytes of parts it cannot decode) to out, bounded by MaxText.
-func collectText(h gomessage.Header, r io.Reader, out *strings.Builder, depth int) {
+func collectText(h gomessage.Header, r io.Reader, out *bytes.Buffer, depth int) {
 	if out.Len() >= MaxText || depth > indexrow.MaxCacheDepth {
 		return
 	}
@@ -353,7 +514,7 @@ func collectText(h gomessage.Header, r io.Reader, out *strings.Builder, depth in
 		if err != nil {
 			return
 		}
-		out.WriteString(headerText(ih))
+		out.Write(appendHeaderText(nil, ih))
 		collectText(gomessage.Header{Header: ih}, br, out, depth+1)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +160,61 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRunManyRows: with enough rows the search runs on several goroutines;
+// the hits come back in row order, each message is read once, and an open
+// error stops it.
+func TestRunManyRows(t *testing.T) {
+	const n = 1000
+	rows := make([]Row, n)
+	for i := range rows {
+		rows[i] = Row{UID: imap.UID(2*i + 1)}
+	}
+	body := func(i int) string {
+		if i%7 == 3 {
+			return "Subject: hit\r\n\r\nthe Needle is here\r\n"
+		}
+		return "Subject: miss\r\n\r\nnothing\r\n"
+	}
+	var mu sync.Mutex
+	opened := map[int]int{}
+	open := func(i int) (io.ReadSeekCloser, error) {
+		mu.Lock()
+		opened[i]++
+		mu.Unlock()
+		return nopCloser{bytes.NewReader([]byte(body(i)))}, nil
+	}
+	got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{"NEEDLE"}}, open)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []imap.UID
+	for i := range rows {
+		if i%7 == 3 {
+			want = append(want, rows[i].UID)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %d hits %v…, want %d", len(got), got[:min(5, len(got))], len(want))
+	}
+	if len(opened) != n {
+		t.Fatalf("%d messages read, want %d", len(opened), n)
+	}
+	for i, k := range opened {
+		if k != 1 {
+			t.Fatalf("message %d read %d times", i, k)
+		}
+	}
+
+	boom := errors.New("disk on fire")
+	_, err = Run(context.Background(), rows, &imap.SearchCriteria{Body: []string{"x"}}, func(i int) (io.ReadSeekCloser, error) {
+		if i == 500 {
+			return nil, boom
+		}
+		return nopCloser{bytes.NewReader([]byte(body(i)))}, nil
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("open error in a worker: err = %v", err)
+	}
 }
