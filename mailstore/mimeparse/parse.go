@@ -187,6 +187,21 @@ type parser struct {
 // message after another.
 var bufs = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
+// headerReaders holds the 4 KiB readers headers are parsed through, between
+// parses and between header copies (fieldFilter).
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+func getHeaderReader(r io.Reader) *bufio.Reader {
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putHeaderReader(br *bufio.Reader) {
+	br.Reset(nil)
+	headerReaders.Put(br)
+}
+
 func newParser(r io.Reader, headerOnly bool) *parser {
 	return &parser{r: r, headerOnly: headerOnly, hbudget: MaxTotalHeaderBytes}
 }
@@ -197,6 +212,10 @@ func (p *parser) run() (*Part, error) {
 	defer func() {
 		p.buf = nil
 		bufs.Put(bp)
+		if p.hbr != nil {
+			putHeaderReader(p.hbr)
+			p.hbr = nil
+		}
 	}()
 	p.root = p.newPart(0)
 	p.push(&frame{part: p.root, depth: 0, first: true, message: true})
@@ -597,7 +616,7 @@ func (p *parser) endHeader(f *frame, at, atNL int64) {
 	p.hbudget -= min(hlen, p.hcap)
 	p.hr.Reset(h)
 	if p.hbr == nil {
-		p.hbr = bufio.NewReaderSize(&p.hr, 4096)
+		p.hbr = getHeaderReader(&p.hr)
 	} else {
 		p.hbr.Reset(&p.hr)
 	}

@@ -478,7 +478,8 @@ func (f *fieldFilter) keep(line []byte) bool {
 // copy writes the kept fields of the header src holds, then the blank line
 // that ends a header.
 func (f *fieldFilter) copy(w io.Writer, src io.Reader) (int64, error) {
-	br := bufio.NewReaderSize(src, 4096)
+	br := getHeaderReader(src)
+	defer putHeaderReader(br)
 	var n int64
 	keep, atStart := false, true
 	for {
