@@ -166,7 +166,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("delivery filters: %w", err)
 	}
-	sieveDB, err := openSieveStore(runCtx, cfg, log.With("proto", "sieve"))
+	sieveDB, err := openSieveStore(runCtx, cfg, pool, log.With("proto", "sieve"))
 	if err != nil {
 		return fmt.Errorf("sieve scripts: %w", err)
 	}
