@@ -146,7 +146,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if junkF != nil {
 		defer closeLogged(log, "junk database", junkF.db)
 	}
-	rewriter, err := openSRS(cfg)
+	rewriter, err := openSRS(runCtx, cfg, pool, log)
 	if err != nil {
 		return fmt.Errorf("srs: %w", err)
 	}
