@@ -38,3 +38,53 @@ func OpenPostgresKeys(ctx context.Context, pool *pgxpool.Pool, now func() time.T
 	db := pgdb.SQLDB(pool, 4, nil)
 	return &Keys{write: db, read: db, close: db.Close, now: now}, nil
 }
+
+// CopyTo copies every key into dst (queue.sqlite's into PostgreSQL,
+// posthouse admin store copy). A key dst has (same domain and selector) is
+// kept as it is, so running it again changes nothing; copied and kept
+// count the keys.
+func (ks *Keys) CopyTo(ctx context.Context, dst *Keys) (copied, kept int, err error) {
+	rows, err := ks.read.QueryContext(ctx, `SELECT domain, selector, algorithm, private_key, created FROM dkim_keys ORDER BY domain, selector`)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dkim: copy: %w", err)
+	}
+	type row struct {
+		domain, selector, algorithm string
+		der                         []byte
+		created                     int64
+	}
+	var all []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.domain, &r.selector, &r.algorithm, &r.der, &r.created); err != nil {
+			rows.Close()
+			return 0, 0, fmt.Errorf("dkim: copy: %w", err)
+		}
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, 0, fmt.Errorf("dkim: copy: %w", err)
+	}
+	tx, err := dst.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dkim: copy: %w", err)
+	}
+	defer tx.Rollback()
+	for _, r := range all {
+		res, err := tx.ExecContext(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (domain, selector) DO NOTHING`, r.domain, r.selector, r.algorithm, r.der, r.created)
+		if err != nil {
+			return 0, 0, fmt.Errorf("dkim: copy %s._domainkey.%s: %w", r.selector, r.domain, err)
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			copied++
+		} else {
+			kept++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, 0, fmt.Errorf("dkim: copy: %w", err)
+	}
+	return copied, kept, nil
+}

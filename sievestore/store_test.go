@@ -481,3 +481,59 @@ func FuzzValidName(f *testing.F) {
 		}
 	})
 }
+
+// TestCopyTo: sieve.sqlite copied into PostgreSQL (admin store copy) keeps
+// the scripts, the active one, the out-of-office and the responses sent; a
+// second copy changes nothing, and what the target had is kept.
+func TestCopyTo(t *testing.T) {
+	ctx := context.Background()
+	src, _ := openSQLite(t, Options{})
+	dst, _ := openPostgres(t, Options{})
+	for _, sc := range []struct{ account, name, src string }{{alice, "a", scriptA}, {alice, "b", scriptB}, {bob, "z", scriptB}} {
+		if err := src.Put(ctx, sc.account, sc.name, []byte(sc.src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.SetActive(ctx, alice, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetActive(ctx, bob, "z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetVacation(ctx, alice, Vacation{Subject: "away", Message: "back monday"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := src.ClaimResponse(ctx, alice, "h", "x@y.test", time.Hour); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// The target already has bob's own script active: it stays so.
+	if err := dst.Put(ctx, bob, "mine", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.SetActive(ctx, bob, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.CopyTo(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scripts != 3 || res.Vacations != 1 || res.Tracked != 1 || res.Kept != 0 {
+		t.Errorf("first copy: %+v", res)
+	}
+	if name, sc, err := dst.Active(ctx, alice); err != nil || name != "a" || sc == nil {
+		t.Errorf("alice's active script in the target: %q %v", name, err)
+	}
+	if name, _, _ := dst.Active(ctx, bob); name != "mine" {
+		t.Errorf("bob's active script in the target: %q, want his own kept", name)
+	}
+	if v, err := dst.Vacation(ctx, alice); err != nil || v.Message != "back monday" {
+		t.Errorf("out-of-office in the target: %+v %v", v, err)
+	}
+	if ok, err := dst.ClaimResponse(ctx, alice, "h", "x@y.test", time.Hour); ok || err != nil {
+		t.Errorf("the target answers a sender answered before the copy: %v %v", ok, err)
+	}
+	res, err = src.CopyTo(ctx, dst)
+	if err != nil || res.Changed() || res.Kept != 4 {
+		t.Errorf("second copy: %+v %v; want nothing changed, 4 kept", res, err)
+	}
+}
