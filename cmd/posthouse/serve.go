@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
@@ -59,6 +61,9 @@ type app struct {
 	// metrics counts what the services do (package metrics); the admin
 	// listener serves its Handler and the dashboard its Last24h.
 	metrics *metrics.Recorder
+	// pool is the PostgreSQL pool of the postgres backend (openUserDB),
+	// where the shared tables live; nil for the default backend.
+	pool *pgxpool.Pool
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -214,6 +219,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		sieve:    sieveDB,
 		space:    newSpaceMonitor(cfg, log.With("proto", "disk")),
 		metrics:  rec,
+		pool:     pool,
 	}
 	if cfg.Listen.Admin != "" || cfg.Listen.HTTPS != "" {
 		webSrv, webDB, err := newWeb(runCtx, a)
