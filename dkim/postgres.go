@@ -24,10 +24,18 @@ var pgMigrations = [][]string{{
 	)`,
 }}
 
+// pgConns is the size of the key store's own pool.
+const pgConns = 2
+
 // OpenPostgresKeys returns the key store in the PostgreSQL database of
-// pool (the shared database of the postgres backend; Close does not close
-// the pool), bringing its schema up to date: a key generated on one node
-// signs the mail every node sends. now is the clock (nil: time.Now).
+// pool (the shared database of the postgres backend), bringing its schema
+// up to date: a key generated on one node signs the mail every node sends.
+// now is the clock (nil: time.Now).
+//
+// The store connects with pool's settings but a small pool of its own,
+// closed by Close: the queue signs inside its enqueue transaction, which
+// holds one of pool's connections, so keys read from pool itself could
+// wait forever once every connection is held by an enqueue.
 func OpenPostgresKeys(ctx context.Context, pool *pgxpool.Pool, now func() time.Time) (*Keys, error) {
 	if now == nil {
 		now = time.Now
@@ -35,8 +43,19 @@ func OpenPostgresKeys(ctx context.Context, pool *pgxpool.Pool, now func() time.T
 	if err := pgdb.Migrate(ctx, pool, "dkim", pgMigrations); err != nil {
 		return nil, fmt.Errorf("dkim: %w", err)
 	}
-	db := pgdb.SQLDB(pool, 4, nil)
-	return &Keys{write: db, read: db, close: db.Close, now: now}, nil
+	cfg := pool.Config().Copy()
+	cfg.MaxConns, cfg.MinConns = pgConns, 0
+	own, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dkim: %w", err)
+	}
+	db := pgdb.SQLDB(own, pgConns, nil)
+	closeAll := func() error {
+		err := db.Close()
+		own.Close()
+		return err
+	}
+	return &Keys{write: db, read: db, close: closeAll, now: now}, nil
 }
 
 // CopyTo copies every key into dst (queue.sqlite's into PostgreSQL,

@@ -144,7 +144,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
 	defer closeLogged(log, "mailstore", store)
-	junkF, err := openJunk(runCtx, cfg, log.With("proto", "junk"), store)
+	junkF, err := openJunk(runCtx, cfg, pool, log.With("proto", "junk"), store)
 	if err != nil {
 		return fmt.Errorf("junk filter: %w", err)
 	}
