@@ -87,3 +87,41 @@ func TestTwoNodes(t *testing.T) {
 		t.Fatalf("after removal and a new learning: %+v", st)
 	}
 }
+
+// TestCopyTo: junk.sqlite copied into PostgreSQL (admin store copy) gives
+// the same counts; a second copy keeps what is there.
+func TestCopyTo(t *testing.T) {
+	ctx := context.Background()
+	src := openTestDB(t, "", DBOptions{})
+	dst := postgresJunk(t)(t, DBOptions{})
+	const acct = "alice@example.org"
+	feats := []uint64{31, 32, 33}
+	if _, err := src.Learn(ctx, acct, key(1), Spam, feats); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Learn(ctx, acct, key(2), Ham, feats[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddCorrespondents(ctx, acct, []string{"bob@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.CopyTo(ctx, dst)
+	if err != nil || res.Accounts != 1 || res.Tokens != 3 || res.Kept != 0 {
+		t.Fatalf("first copy: %+v %v", res, err)
+	}
+	want, wantC, _ := src.Counts(ctx, acct, feats)
+	got, gotC, err := dst.Counts(ctx, acct, feats)
+	if err != nil || got != want || len(gotC) != 3 || gotC[0] != wantC[0] || gotC[2] != wantC[2] {
+		t.Fatalf("copied counts %+v %v, want %+v %v (%v)", got, gotC, want, wantC, err)
+	}
+	if c, _ := dst.LearnedClass(ctx, acct, key(2)); c != Ham {
+		t.Errorf("learned class in the copy: %v", c)
+	}
+	if ok, _ := dst.IsCorrespondent(ctx, acct, "bob@example.org"); !ok {
+		t.Error("correspondent not copied")
+	}
+	res, err = src.CopyTo(ctx, dst)
+	if err != nil || res.Accounts != 0 || res.Kept != 1 {
+		t.Fatalf("second copy: %+v %v", res, err)
+	}
+}

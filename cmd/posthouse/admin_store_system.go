@@ -12,6 +12,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/internal/pgdb"
+	"github.com/posthouse/posthouse/junk"
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
@@ -22,7 +23,9 @@ import (
 // it: the user database (users.sqlite: domains, users with their password
 // hashes, roles, quotas and second factor, app passwords, aliases, send-as
 // grants), the Sieve scripts and out-of-office settings (sieve.sqlite), the
-// DKIM keys (queue.sqlite) and the SRS key (srs.key). Each part says what it
+// DKIM keys (queue.sqlite), the junk filter's statistics (junk.sqlite) and
+// the SRS key (srs.key). Greylist and web sessions are not copied: they
+// are disposable. Each part says what it
 // copied, or that the target had everything already: what the target holds
 // is never replaced, so running it again changes nothing. A file data_dir
 // does not have is skipped (and not created).
@@ -113,6 +116,28 @@ func storeCopySystem(ctx context.Context, env *adminEnv, dsn string) error {
 			unchanged("DKIM keys", kept)
 		} else {
 			fmt.Fprintf(out, "DKIM keys: copied %d; %d kept as the target had them\n", copied, kept)
+		}
+	}
+
+	if path, ok := have("junk.sqlite"); ok {
+		src, err := junk.OpenDB(ctx, path, junk.DBOptions{})
+		if err != nil {
+			return fmt.Errorf("store copy: junk statistics: %w", err)
+		}
+		defer src.Close()
+		dst, err := junk.OpenDBPostgres(ctx, pool, junk.DBOptions{})
+		if err != nil {
+			return fmt.Errorf("store copy: junk statistics: %w", err)
+		}
+		defer dst.Close()
+		res, err := src.CopyTo(ctx, dst)
+		if err != nil {
+			return fmt.Errorf("store copy: %w", err)
+		}
+		if res.Accounts == 0 {
+			unchanged("junk filter statistics", res.Kept)
+		} else {
+			fmt.Fprintf(out, "junk filter statistics: copied %d accounts (%d features); %d kept as the target had them\n", res.Accounts, res.Tokens, res.Kept)
 		}
 	}
 

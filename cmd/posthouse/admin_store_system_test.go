@@ -15,6 +15,7 @@ import (
 	"github.com/posthouse/posthouse/dkim"
 	"github.com/posthouse/posthouse/internal/pgdb"
 	"github.com/posthouse/posthouse/internal/pgtest"
+	"github.com/posthouse/posthouse/junk"
 	"github.com/posthouse/posthouse/queue"
 	"github.com/posthouse/posthouse/sievestore"
 	"github.com/posthouse/posthouse/srs"
@@ -22,8 +23,8 @@ import (
 
 // TestAdminStoreCopySystem: store copy brings data_dir's user database
 // (password hashes, roles, quotas, 2FA with its recovery codes, app
-// passwords, aliases, send-as grants), Sieve scripts, DKIM keys and SRS
-// key into PostgreSQL, where a node of the postgres backend uses them; a
+// passwords, aliases, send-as grants), Sieve scripts, DKIM keys, junk
+// statistics and SRS key into PostgreSQL, where a node of the postgres backend uses them; a
 // second run changes nothing and says so.
 func TestAdminStoreCopySystem(t *testing.T) {
 	ctx := context.Background()
@@ -84,6 +85,12 @@ func TestAdminStoreCopySystem(t *testing.T) {
 	srsKey, err := srs.LoadKey(filepath.Join(data, "srs.key"))
 	must(err)
 
+	jdb, err := junk.OpenDB(ctx, filepath.Join(data, "junk.sqlite"), junk.DBOptions{})
+	must(err)
+	_, err = jdb.Learn(ctx, "alice@a.test", junk.MessageKey{1}, junk.Spam, []uint64{7, 8, 9})
+	must(err)
+	must(jdb.Close())
+
 	dsn := pgtest.NewDatabase(t)
 	copyCmd := func(want ...string) {
 		t.Helper()
@@ -99,8 +106,8 @@ func TestAdminStoreCopySystem(t *testing.T) {
 		}
 	}
 	copyCmd("user database: copied 2 domains, 2 users (1 app passwords), 1 aliases, 1 send-as grants",
-		"Sieve scripts: copied 1 scripts", "DKIM keys: copied 1", "SRS key: copied")
-	copyCmd("user database: nothing to copy", "Sieve scripts: nothing to copy", "DKIM keys: nothing to copy", "SRS key: nothing to copy")
+		"Sieve scripts: copied 1 scripts", "DKIM keys: copied 1", "junk filter statistics: copied 1 accounts (3 features)", "SRS key: copied")
+	copyCmd("user database: nothing to copy", "Sieve scripts: nothing to copy", "DKIM keys: nothing to copy", "junk filter statistics: nothing to copy", "SRS key: nothing to copy")
 
 	// What a node of the postgres backend sees.
 	pool, err := pgdb.Open(ctx, dsn)
@@ -141,6 +148,12 @@ func TestAdminStoreCopySystem(t *testing.T) {
 	defer keys.Close()
 	if ks, err := keys.List(ctx, "a.test"); err != nil || len(ks) != 1 || ks[0].TXTValue() != key.TXTValue() {
 		t.Errorf("DKIM keys on PostgreSQL: %+v, %v", ks, err)
+	}
+	pgJunk, err := junk.OpenDBPostgres(ctx, pool, junk.DBOptions{})
+	must(err)
+	defer pgJunk.Close()
+	if st, err := pgJunk.Stats(ctx, "alice@a.test"); err != nil || st.Spam != 1 || st.Tokens != 3 {
+		t.Errorf("junk statistics on PostgreSQL: %+v, %v", st, err)
 	}
 	if k, _, err := srs.LoadKeyPostgres(ctx, pool, nil); err != nil || !bytes.Equal(k, srsKey) {
 		t.Errorf("SRS key on PostgreSQL %s, %v; want %s", hex.EncodeToString(k), err, hex.EncodeToString(srsKey))
