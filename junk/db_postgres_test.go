@@ -3,6 +3,7 @@ package junk
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/posthouse/posthouse/internal/pgdb"
@@ -19,7 +20,7 @@ type junkOpener func(t *testing.T, opts DBOptions) *DB
 // saying so, where PostgreSQL is not installed; never in CI).
 func forJunkBackends(t *testing.T, test func(t *testing.T, open junkOpener)) {
 	t.Run("sqlite", func(t *testing.T) {
-		path := t.TempDir() + "/junk.sqlite"
+		path := filepath.Join(t.TempDir(), "junk.sqlite")
 		test(t, func(t *testing.T, o DBOptions) *DB { return openTestDB(t, path, o) })
 	})
 	t.Run("postgres", func(t *testing.T) { test(t, postgresJunk(t)) })

@@ -36,8 +36,8 @@ const storeCopyUsage = "posthouse admin store copy --to postgres://… [--force]
 	"--force replaces it. Without USERs it first copies the user database (domains,\n" +
 	"users with password hashes, roles, quotas, 2FA, app passwords; aliases; send-as\n" +
 	"grants), Sieve scripts and out-of-office settings, DKIM keys, junk filter\n" +
-	"statistics and the SRS key,\n" +
-	"keeping what the target has already. Then set [store] backend = \"postgres\" and dsn."
+	"statistics and the SRS key, keeping what the target has already. Then set\n" +
+	"[store] backend = \"postgres\" and dsn."
 
 func storeCopy(ctx context.Context, env *adminEnv, args []string) error {
 	fs := newFlagSet("posthouse admin store copy", storeCopyUsage, env.stdout)
