@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/posthouse/posthouse/internal/mailaddr"
+	"github.com/posthouse/posthouse/internal/pgdb"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -101,8 +103,13 @@ func DefaultSelector(algorithm string, now time.Time) string {
 // key as PKCS #8 DER, and the creation time in unix nanoseconds. It is
 // safe for concurrent use.
 type Keys struct {
-	db  *sqlitedb.DB
-	now func() time.Time
+	// write and read are the database's pools: queue.sqlite's (NewKeys)
+	// or PostgreSQL's (OpenPostgresKeys); the SQL is the same.
+	write, read *sql.DB
+	// close closes what the store opened itself (PostgreSQL's), nil
+	// for the queue's database.
+	close func() error
+	now   func() time.Time
 }
 
 // NewKeys returns the key store in db; now is the clock (nil: time.Now).
@@ -110,7 +117,17 @@ func NewKeys(db *sqlitedb.DB, now func() time.Time) *Keys {
 	if now == nil {
 		now = time.Now
 	}
-	return &Keys{db: db, now: now}
+	return &Keys{write: db.Write, read: db.Read, now: now}
+}
+
+// Close releases what the store holds of its database: the connections of
+// a PostgreSQL store; nothing for the queue's SQLite database, which the
+// queue closes.
+func (ks *Keys) Close() error {
+	if ks.close == nil {
+		return nil
+	}
+	return ks.close()
 }
 
 // Generate makes and stores a key for domain. An existing selector gives
@@ -152,11 +169,11 @@ func (ks *Keys) Generate(ctx context.Context, domain, selector, algorithm string
 		return Key{}, err
 	}
 	now := ks.now()
-	_, err = ks.db.Write.ExecContext(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created) VALUES (?, ?, ?, ?, ?)`,
+	_, err = ks.write.ExecContext(ctx, `INSERT INTO dkim_keys (domain, selector, algorithm, private_key, created) VALUES (?, ?, ?, ?, ?)`,
 		domain, selector, algorithm, der, now.UnixNano())
 	if err != nil {
 		var se sqlite3.Error
-		if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint {
+		if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint || pgdb.IsUnique(err) {
 			return Key{}, fmt.Errorf("%w: DKIM selector %s for %s", ErrExists, selector, domain)
 		}
 		return Key{}, fmt.Errorf("dkim: %w", err)
@@ -172,7 +189,7 @@ func (ks *Keys) List(ctx context.Context, domain string) ([]Key, error) {
 		query += ` WHERE domain = ?`
 		args = append(args, strings.ToLower(strings.TrimSuffix(domain, ".")))
 	}
-	rows, err := ks.db.Read.QueryContext(ctx, query+` ORDER BY domain, selector`, args...)
+	rows, err := ks.read.QueryContext(ctx, query+` ORDER BY domain, selector`, args...)
 	keys, err := sqlitedb.Collect(rows, err, scanKey)
 	if err != nil {
 		return nil, fmt.Errorf("dkim: %w", err)
@@ -203,7 +220,7 @@ func scanKey(row sqlitedb.Scanner) (Key, error) {
 
 // Remove deletes a key.
 func (ks *Keys) Remove(ctx context.Context, domain, selector string) error {
-	res, err := ks.db.Write.ExecContext(ctx, `DELETE FROM dkim_keys WHERE domain = ? AND selector = ?`,
+	res, err := ks.write.ExecContext(ctx, `DELETE FROM dkim_keys WHERE domain = ? AND selector = ?`,
 		strings.ToLower(domain), strings.ToLower(selector))
 	if err != nil {
 		return fmt.Errorf("dkim: %w", err)

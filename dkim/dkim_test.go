@@ -4,25 +4,39 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	msgauth "github.com/emersion/go-msgauth/dkim"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/posthouse/posthouse/dkim"
+	"github.com/posthouse/posthouse/internal/pgdb"
+	"github.com/posthouse/posthouse/internal/pgtest"
 	"github.com/posthouse/posthouse/queue"
 )
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
 // newKeys returns the key store of a fresh queue database, so the tests
 // run against the table the queue's migrations really create.
 func newKeys(t *testing.T) *dkim.Keys {
+	t.Helper()
+	return queueKeys(t, nil)
+}
+
+// queueKeys returns the key store of a new queue, on pool's PostgreSQL
+// database when pool is not nil (a node of the postgres backend).
+func queueKeys(t *testing.T, pool *pgxpool.Pool) *dkim.Keys {
 	t.Helper()
 	now := time.Date(2026, 11, 22, 6, 0, 0, 0, time.UTC)
 	q, err := queue.Open(context.Background(), queue.Options{
 		DataDir:  t.TempDir(),
 		Hostname: "mail.a.test",
 		Now:      func() time.Time { return now },
+		Postgres: pool,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -31,8 +45,70 @@ func newKeys(t *testing.T) *dkim.Keys {
 	return q.DKIM()
 }
 
+// pgNodes opens n pools on one new PostgreSQL database: n nodes.
+func pgNodes(t *testing.T, n int) []*pgxpool.Pool {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	var pools []*pgxpool.Pool
+	for range n {
+		pool, err := pgdb.Open(context.Background(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		pools = append(pools, pool)
+	}
+	return pools
+}
+
+// TestKeys runs on queue.sqlite and on PostgreSQL (the postgres backend).
 func TestKeys(t *testing.T) {
-	ks := newKeys(t)
+	t.Run("sqlite", func(t *testing.T) { testKeys(t, newKeys(t)) })
+	t.Run("postgres", func(t *testing.T) { testKeys(t, queueKeys(t, pgNodes(t, 1)[0])) })
+}
+
+// TestKeysTwoNodes: with the postgres backend, a key generated through
+// one node's queue (admin dkim generate on A) is listed and signs on
+// another's, and removing it on B removes it for A.
+func TestKeysTwoNodes(t *testing.T) {
+	pools := pgNodes(t, 2)
+	a, b := queueKeys(t, pools[0]), queueKeys(t, pools[1])
+	ctx := context.Background()
+	k, err := a.Generate(ctx, "a.test", "", dkim.AlgorithmEd25519)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := b.List(ctx, "a.test")
+	if err != nil || len(keys) != 1 || keys[0].Selector != k.Selector {
+		t.Fatalf("node B lists %+v, %v; want the key made on A", keys, err)
+	}
+	msg := "From: <alice@a.test>\r\nSubject: x\r\n\r\nbody\r\n"
+	sig, err := dkim.Sign(strings.NewReader(msg), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(name string) ([]string, error) {
+		if strings.TrimSuffix(name, ".") == k.TXTName() {
+			return []string{k.TXTValue()}, nil
+		}
+		return nil, errors.New("no such record")
+	}
+	vs, err := msgauth.VerifyWithOptions(strings.NewReader(sig+msg), &msgauth.VerifyOptions{LookupTXT: lookup})
+	if err != nil || len(vs) != 1 || vs[0].Err != nil {
+		t.Fatalf("B's signature with A's key does not verify against A's record: %v %+v", err, vs)
+	}
+	if _, err := b.Generate(ctx, "a.test", k.Selector, dkim.AlgorithmEd25519); !errors.Is(err, dkim.ErrExists) {
+		t.Errorf("same selector on B: %v, want ErrExists", err)
+	}
+	if err := b.Remove(ctx, "a.test", k.Selector); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := a.List(ctx, ""); len(keys) != 0 {
+		t.Errorf("A still lists %d keys after B removed it", len(keys))
+	}
+}
+
+func testKeys(t *testing.T, ks *dkim.Keys) {
 	ctx := context.Background()
 	ed, err := ks.Generate(ctx, "A.Test.", "", dkim.AlgorithmEd25519)
 	if err != nil {

@@ -16,7 +16,10 @@
 // dkim_keys table of queue.sqlite, private keys as PKCS #8 DER: that
 // database is created (and kept) mode 0600 by the queue, whose migrations
 // create the table. Keys takes the opened database, so admin commands and
-// the running server share it as they share the queue.
+// the running server share it as they share the queue. With [store]
+// backend = "postgres" the queue opens the store in that database instead
+// (OpenPostgresKeys: a dkim_keys table there, schema component "dkim"), so
+// a key generated on one node signs the mail of every node.
 //
 // # Signing
 //

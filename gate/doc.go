@@ -77,6 +77,13 @@
 // file without bound. A database error lets the recipient through and is
 // logged at Error.
 //
+// With GreylistOptions.Postgres (the postgres backend, several nodes
+// behind one MX) the same tables live in that database instead
+// (greylist_triplets, greylist_allowed; schema component "greylist"), so a
+// retry that reaches another node than the first attempt passes. Each
+// check of a triplet holds an advisory lock on it for its transaction, as
+// SQLite's single writer orders them on one node.
+//
 // # Sender rate
 //
 // With Options.MaxMessagesPerSender > 0, each envelope sender address

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -36,6 +38,11 @@ const (
 type GreylistOptions struct {
 	// Path is the database file (cmd: data_dir/greylist.sqlite).
 	Path string
+	// Postgres, when set, keeps the state in that PostgreSQL database
+	// instead of Path (the postgres backend: every node greylists and
+	// passes the same senders; greylist_postgres.go). Close does not close
+	// the pool.
+	Postgres *pgxpool.Pool
 	// Delay is how long a new triplet is refused; a retry after it (and
 	// within RetryWindow of the first attempt) passes. "5m".
 	Delay time.Duration
@@ -81,7 +88,7 @@ type Verdict struct {
 // concurrent use.
 type Greylist struct {
 	o   GreylistOptions
-	db  *sqlitedb.DB
+	db  greyDB
 	now func() time.Time
 	log *slog.Logger
 
@@ -118,7 +125,7 @@ var greylistSchema = []sqlitedb.Migration{
 // OpenGreylist opens (creating) the database at o.Path and starts the
 // background sweep.
 func OpenGreylist(ctx context.Context, o GreylistOptions) (*Greylist, error) {
-	if o.Path == "" {
+	if o.Path == "" && o.Postgres == nil {
 		return nil, errors.New("gate: GreylistOptions.Path is required")
 	}
 	if o.Delay <= 0 {
@@ -151,14 +158,25 @@ func OpenGreylist(ctx context.Context, o GreylistOptions) (*Greylist, error) {
 	// synchronous=NORMAL: a power loss may forget the last few rows, which
 	// only means a sender is greylisted once more; FULL would fsync on
 	// every first attempt, which spam makes plentiful.
-	db, err := sqlitedb.Open(ctx, o.Path, greylistSchema, sqlitedb.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		return nil, fmt.Errorf("gate: greylist: %w", err)
+	var db greyDB
+	if o.Postgres != nil {
+		pdb, err := openGreylistPostgres(ctx, o.Postgres)
+		if err != nil {
+			return nil, fmt.Errorf("gate: greylist: %w", err)
+		}
+		db = pdb
+	} else {
+		sdb, err := sqlitedb.Open(ctx, o.Path, greylistSchema, sqlitedb.Options{Synchronous: "NORMAL"})
+		if err != nil {
+			return nil, fmt.Errorf("gate: greylist: %w", err)
+		}
+		db = greyDB{Write: sdb.Write, Read: sdb.Read, close: sdb.Close}
 	}
+	var err error
 	g := &Greylist{o: o, db: db, now: o.Now, log: o.Logger, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 	g.getAllowed, err = db.Read.PrepareContext(ctx, `SELECT last FROM allowed WHERE net = ? AND domain = ?`)
 	if err != nil {
-		db.Close()
+		db.close()
 		return nil, fmt.Errorf("gate: greylist: %w", err)
 	}
 	if o.SweepInterval > 0 {
@@ -173,7 +191,7 @@ func (g *Greylist) Close() error {
 	close(g.stop)
 	g.wg.Wait()
 	g.getAllowed.Close()
-	return g.db.Close()
+	return g.db.close()
 }
 
 // greyNet is the client network a triplet and an allow-list entry hold:
@@ -239,6 +257,11 @@ func (g *Greylist) checkTriplet(ctx context.Context, now time.Time, net, domain,
 			err = fmt.Errorf("gate: greylist: %w", err)
 		}
 	}()
+	if g.db.lock != "" {
+		if _, err = tx.ExecContext(ctx, g.db.lock, net+" "+sender+" "+rcpt); err != nil {
+			return Verdict{}, err
+		}
+	}
 	var first int64
 	err = tx.QueryRowContext(ctx, `SELECT first FROM triplets WHERE net = ? AND sender = ? AND rcpt = ?`, net, sender, rcpt).Scan(&first)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -3,9 +3,13 @@ package gate
 import (
 	"context"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/pgdb"
+	"github.com/posthouse/posthouse/internal/pgtest"
 )
 
 // openGrey opens a greylist at path on clk, closed at the end of the test
@@ -18,7 +22,7 @@ func openGrey(t *testing.T, path string, clk *clock, o GreylistOptions) *Greylis
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if g.db != nil {
+		if g.db.Write != nil {
 			g.Close()
 		}
 	})
@@ -30,7 +34,7 @@ func closeGrey(t *testing.T, g *Greylist) {
 	if err := g.Close(); err != nil {
 		t.Fatal(err)
 	}
-	g.db = nil
+	g.db = greyDB{}
 }
 
 func check(t *testing.T, g *Greylist, ip, from, rcpt string) Verdict {
@@ -102,10 +106,51 @@ func TestGreylist(t *testing.T) {
 	wantResult(t, "after 36 idle days", check(t, g, "192.0.2.10", "news@sender.example", "alice@example.org"), Greylisted)
 }
 
-// TestGreylistRetryWindow: a retry after the window starts over.
-func TestGreylistRetryWindow(t *testing.T) {
+// greyOpener opens a greylist on a test's database: greylist.sqlite or
+// PostgreSQL, each call another process or node on the same one.
+type greyOpener func(t *testing.T, clk *clock, o GreylistOptions) *Greylist
+
+// forGreyBackends runs test on SQLite and on PostgreSQL (skipped, saying
+// so, where PostgreSQL is not installed; never in CI).
+func forGreyBackends(t *testing.T, test func(t *testing.T, open greyOpener)) {
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "g.sqlite")
+		test(t, func(t *testing.T, clk *clock, o GreylistOptions) *Greylist { return openGrey(t, path, clk, o) })
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := pgtest.NewDatabase(t)
+		test(t, func(t *testing.T, clk *clock, o GreylistOptions) *Greylist {
+			pool, err := pgdb.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			o.Postgres = pool
+			return openGrey(t, "", clk, o)
+		})
+	})
+}
+
+// TestGreylistTwoNodes: a first attempt seen by one node (or process)
+// passes when retried at another, once, and the allow-list is shared.
+func TestGreylistTwoNodes(t *testing.T) { forGreyBackends(t, testGreylistTwoNodes) }
+
+func testGreylistTwoNodes(t *testing.T, open greyOpener) {
 	clk := newClock()
-	g := openGrey(t, filepath.Join(t.TempDir(), "g.sqlite"), clk, GreylistOptions{})
+	a, b := open(t, clk, GreylistOptions{}), open(t, clk, GreylistOptions{})
+	wantResult(t, "first attempt at A", check(t, a, "192.0.2.10", "news@sender.example", "alice@example.org"), Greylisted)
+	wantResult(t, "early retry at B", check(t, b, "192.0.2.11", "news@sender.example", "alice@example.org"), Greylisted)
+	clk.advance(DefaultGreylistDelay + time.Second)
+	wantResult(t, "retry at B", check(t, b, "192.0.2.12", "news@sender.example", "alice@example.org"), Passed)
+	wantResult(t, "next message at A", check(t, a, "192.0.2.13", "other@sender.example", "bob@example.org"), Allowed)
+}
+
+// TestGreylistRetryWindow: a retry after the window starts over.
+func TestGreylistRetryWindow(t *testing.T) { forGreyBackends(t, testGreylistRetryWindow) }
+
+func testGreylistRetryWindow(t *testing.T, open greyOpener) {
+	clk := newClock()
+	g := open(t, clk, GreylistOptions{})
 	wantResult(t, "first", check(t, g, "2001:db8:1:2::5", "", "postbox@example.org"), Greylisted)
 	clk.advance(25 * time.Hour)
 	v := check(t, g, "2001:db8:1:2:ffff::9", "", "postbox@example.org")
@@ -122,9 +167,11 @@ func TestGreylistRetryWindow(t *testing.T) {
 
 // TestGreylistSweep: expired rows go, and the tables stay within their
 // bounds.
-func TestGreylistSweep(t *testing.T) {
+func TestGreylistSweep(t *testing.T) { forGreyBackends(t, testGreylistSweep) }
+
+func testGreylistSweep(t *testing.T, open greyOpener) {
 	clk := newClock()
-	g := openGrey(t, filepath.Join(t.TempDir(), "g.sqlite"), clk, GreylistOptions{MaxTriplets: 50, MaxAllowed: 50})
+	g := open(t, clk, GreylistOptions{MaxTriplets: 50, MaxAllowed: 50})
 	ctx := t.Context()
 	ip := func(i int) string { return "10." + itoa(i/250) + "." + itoa(i%250) + ".1" }
 	// 30 senders become allow-listed.
@@ -191,3 +238,5 @@ func TestGateGreylist(t *testing.T) {
 		t.Fatalf("after allow-listing: %v", err)
 	}
 }
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }

@@ -51,7 +51,7 @@ const (
 // DB holds every account's statistics in one SQLite database
 // (data_dir/junk.sqlite). See the package doc for why one.
 type DB struct {
-	db   *sqlitedb.DB
+	db   junkDB
 	opts DBOptions
 
 	lookup *sql.Stmt // on the read pool
@@ -119,6 +119,19 @@ var migrations = []sqlitedb.Migration{
 
 // OpenDB opens (creating) the statistics database at path.
 func OpenDB(ctx context.Context, path string, opts DBOptions) (*DB, error) {
+	opts = withDefaults(opts)
+	// NORMAL: a power cut may lose the last learnings (statistics, not
+	// mail); commits then cost no fsync each, which matters when a user
+	// moves a thousand messages into Junk.
+	sdb, err := sqlitedb.Open(ctx, path, migrations, sqlitedb.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		return nil, fmt.Errorf("junk: %w", err)
+	}
+	return openDB(ctx, junkDB{Write: sdb.Write, Read: sdb.Read, close: sdb.Close}, opts)
+}
+
+// withDefaults fills opts' zero fields.
+func withDefaults(opts DBOptions) DBOptions {
 	if opts.MaxTokens <= 0 {
 		opts.MaxTokens = DefaultMaxTokens
 	}
@@ -134,17 +147,15 @@ func OpenDB(ctx context.Context, path string, opts DBOptions) (*DB, error) {
 	if opts.CacheFeatures == 0 {
 		opts.CacheFeatures = DefaultCacheFeatures
 	}
-	// NORMAL: a power cut may lose the last learnings (statistics, not
-	// mail); commits then cost no fsync each, which matters when a user
-	// moves a thousand messages into Junk.
-	sdb, err := sqlitedb.Open(ctx, path, migrations, sqlitedb.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		return nil, fmt.Errorf("junk: %w", err)
-	}
+	return opts
+}
+
+// openDB makes the DB over sdb, whichever database it is.
+func openDB(ctx context.Context, sdb junkDB, opts DBOptions) (*DB, error) {
 	q := `SELECT hash, spam, ham FROM tokens WHERE account = ? AND hash IN (?` + strings.Repeat(",?", lookupChunk-1) + `)`
 	st, err := sdb.Read.PrepareContext(ctx, q)
 	if err != nil {
-		sdb.Close()
+		sdb.close()
 		return nil, fmt.Errorf("junk: %w", err)
 	}
 	return &DB{db: sdb, opts: opts, lookup: st, ids: map[string]int64{}, cache: newCache(opts.CacheFeatures)}, nil
@@ -153,7 +164,7 @@ func OpenDB(ctx context.Context, path string, opts DBOptions) (*DB, error) {
 // Close closes the database.
 func (d *DB) Close() error {
 	d.lookup.Close()
-	return d.db.Close()
+	return d.db.close()
 }
 
 func (d *DB) today() int64 { return d.opts.Now().Unix() / 86400 }
@@ -164,7 +175,8 @@ func (d *DB) accountID(ctx context.Context, name string, create bool) (int64, er
 	d.idsMu.Lock()
 	id, ok := d.ids[name]
 	d.idsMu.Unlock()
-	if ok {
+	if ok && !d.db.shared {
+		// Shared: another node may have removed the account since.
 		return id, nil
 	}
 	err := d.db.Read.QueryRowContext(ctx, `SELECT id FROM accounts WHERE name = ?`, name).Scan(&id)
@@ -173,7 +185,7 @@ func (d *DB) accountID(ctx context.Context, name string, create bool) (int64, er
 			return 0, nil
 		}
 		err = d.db.Write.QueryRowContext(ctx,
-			`INSERT INTO accounts(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = name RETURNING id`, name).Scan(&id)
+			`INSERT INTO accounts(name) VALUES (?) ON CONFLICT(name) DO UPDATE SET name = excluded.name RETURNING id`, name).Scan(&id)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("junk: account %s: %w", name, err)
@@ -213,7 +225,20 @@ func (d *DB) Counts(ctx context.Context, account string, hashes []uint64) (Stats
 // counts is Counts that looks up nothing (nil counts) for an account that
 // learned fewer than minSpam spam or minHam ham messages.
 func (d *DB) counts(ctx context.Context, account string, hashes []uint64, minSpam, minHam int64) (Stats, []Count, error) {
-	if m := d.cache.get(account); m != nil {
+	m := d.cache.get(account)
+	if m != nil && d.db.shared {
+		// Another node may have learned since the copy was loaded: the
+		// account's counts, one indexed read, tell.
+		st, err := d.Stats(ctx, account)
+		if err != nil {
+			return Stats{}, nil, err
+		}
+		if st != m.stats {
+			d.cache.drop(account)
+			m = nil
+		}
+	}
+	if m != nil {
 		if m.stats.Spam < minSpam || m.stats.Ham < minHam {
 			return m.stats, nil, nil
 		}
@@ -304,6 +329,9 @@ func (d *DB) Learn(ctx context.Context, account string, key MessageKey, c Class,
 		return false, fmt.Errorf("junk: learn: %w", err)
 	}
 	defer tx.Rollback()
+	if err := d.db.lockAccount(ctx, tx, id); err != nil {
+		return false, fmt.Errorf("junk: learn: %w", err)
+	}
 	var prev Class
 	err = tx.QueryRowContext(ctx, `SELECT class FROM learned WHERE account = ? AND msg = ?`, id, key[:]).Scan(&prev)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -322,7 +350,7 @@ func (d *DB) Learn(ctx context.Context, account string, key MessageKey, c Class,
 		if prev == Spam {
 			pcol, pncol = "spam", "nspam"
 		}
-		dec, err := tx.PrepareContext(ctx, `UPDATE tokens SET `+pcol+` = max(`+pcol+` - 1, 0) WHERE account = ? AND hash = ?`)
+		dec, err := tx.PrepareContext(ctx, `UPDATE tokens SET `+pcol+` = CASE WHEN `+pcol+` > 0 THEN `+pcol+` - 1 ELSE 0 END WHERE account = ? AND hash = ?`)
 		if err != nil {
 			return false, fmt.Errorf("junk: unlearn: %w", err)
 		}
@@ -334,12 +362,12 @@ func (d *DB) Learn(ctx context.Context, account string, key MessageKey, c Class,
 		}
 		// No feature drops to zero in both classes: the loop below
 		// counts every one of them in the new class.
-		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET `+pncol+` = max(`+pncol+` - 1, 0) WHERE id = ?`, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET `+pncol+` = CASE WHEN `+pncol+` > 0 THEN `+pncol+` - 1 ELSE 0 END WHERE id = ?`, id); err != nil {
 			return false, fmt.Errorf("junk: unlearn: %w", err)
 		}
 	}
 	inc, err := tx.PrepareContext(ctx, `INSERT INTO tokens(account, hash, `+col+`, day) VALUES (?, ?, 1, ?)
-		ON CONFLICT(account, hash) DO UPDATE SET `+col+` = `+col+` + 1, day = excluded.day`)
+		ON CONFLICT(account, hash) DO UPDATE SET `+col+` = tokens.`+col+` + 1, day = excluded.day`)
 	if err != nil {
 		return false, fmt.Errorf("junk: learn: %w", err)
 	}
@@ -431,6 +459,9 @@ func (d *DB) AddCorrespondents(ctx context.Context, account string, addrs []stri
 		return fmt.Errorf("junk: correspondents: %w", err)
 	}
 	defer tx.Rollback()
+	if err := d.db.lockAccount(ctx, tx, id); err != nil {
+		return fmt.Errorf("junk: correspondents: %w", err)
+	}
 	for _, a := range addrs {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO correspondents(account, address, day) VALUES (?, ?, ?)
 			ON CONFLICT(account, address) DO UPDATE SET day = excluded.day`, id, a, day); err != nil {

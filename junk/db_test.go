@@ -8,8 +8,12 @@ import (
 )
 
 func TestLearnOncePerClassAndUnlearn(t *testing.T) {
+	forJunkBackends(t, testLearnOncePerClassAndUnlearn)
+}
+
+func testLearnOncePerClassAndUnlearn(t *testing.T, open junkOpener) {
 	ctx := context.Background()
-	db := openTestDB(t, "", DBOptions{})
+	db := open(t, DBOptions{})
 	const acct = "alice@example.org"
 	feats := []uint64{11, 12, 13}
 	learn := func(k MessageKey, c Class, hashes []uint64, wantChanged bool) {
@@ -103,10 +107,12 @@ func TestPersistence(t *testing.T) {
 
 // TestBoundedGrowth: an account's features, learned messages and
 // correspondents stay within their bounds however much is learned.
-func TestBoundedGrowth(t *testing.T) {
+func TestBoundedGrowth(t *testing.T) { forJunkBackends(t, testBoundedGrowth) }
+
+func testBoundedGrowth(t *testing.T, open junkOpener) {
 	ctx := context.Background()
 	clk := &clock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	db := openTestDB(t, "", DBOptions{MaxTokens: 1000, MaxLearned: 50, MaxCorrespondents: 20, Now: clk.Now})
+	db := open(t, DBOptions{MaxTokens: 1000, MaxLearned: 50, MaxCorrespondents: 20, Now: clk.Now})
 	const acct = "alice@example.org"
 	common := []uint64{1, 2, 3} // in every message: must survive pruning
 	next := uint64(100)

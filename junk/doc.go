@@ -68,6 +68,15 @@
 // Synchronous is NORMAL: a power cut may lose the last learnings, which
 // are statistics, not mail.
 //
+// With the postgres backend (OpenDBPostgres) the same tables live in that
+// database (junk_accounts, junk_tokens, junk_learned, junk_correspondents;
+// schema component "junk"), shared by every node, so training through one
+// node classifies on all. Each node's learner then writes concurrently
+// with the others': a learning transaction first takes an advisory lock on
+// its account. A node's cached copy of an account is checked against the
+// account's counts (one indexed read) before each classification, since
+// another node may have learned since.
+//
 // Tables: accounts (learned message counts, feature count kept by
 // triggers), tokens (account, hash, spam and ham counts, day last learned;
 // WITHOUT ROWID, keyed by account and hash), learned (account, message

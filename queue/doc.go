@@ -66,7 +66,8 @@
 // node using the database delivers from one queue. Enqueue is one
 // transaction committed before it returns; the body streams into chunks,
 // so neither Enqueue nor delivery holds more than one chunk. DKIM keys
-// stay in queue.sqlite.
+// are in that database too (dkim.OpenPostgresKeys), so every node signs
+// with the keys admin made on any.
 //
 // Each job (a message's due recipients at one domain) is claimed by one
 // node: one statement reads due recipients FOR UPDATE SKIP LOCKED and

@@ -290,6 +290,12 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		}
 		pg.perDomain = opts.MaxPerDomain
 		q.st = pgBackend{pg, q}
+		// The signing keys are shared too: a key made on one node signs
+		// on all.
+		if q.dkim, err = dkim.OpenPostgresKeys(ctx, opts.Postgres, opts.Now); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("queue: %w", err)
+		}
 		var left int
 		if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM messages`).Scan(&left); err == nil && left > 0 {
 			q.log.Warn("queue: messages left in queue.sqlite are not delivered while the queue is in PostgreSQL", "messages", left)
@@ -368,6 +374,7 @@ func (q *Queue) Close() error {
 	q.closed = true
 	q.mu.Unlock()
 	q.closeReaper()
+	q.dkim.Close()
 	if q.opts.Postgres != nil && q.opts.ClosePostgres {
 		defer q.opts.Postgres.Close()
 	}

@@ -23,6 +23,19 @@
 // SQLite's locking (busy timeout, immediate write transactions) makes the
 // two processes safe together.
 //
+// # PostgreSQL
+//
+// With [store] backend = "postgres", OpenPostgres keeps the same tables in
+// that database (sieve_scripts, sieve_vacations, sieve_duplicates,
+// sieve_responses; schema component "sievestore" of internal/pgdb), so a
+// script uploaded through ManageSieve on one node runs at a delivery on
+// any other, and a sender answered by one node's vacation is not answered
+// again by another's. The SQL is the same for both (internal/pgdb.SQLDB
+// rewrites placeholders and table names); where SQLite's single writer
+// orders the read-then-write steps (the quota in Put, ClaimResponse), each
+// PostgreSQL write transaction first takes an advisory lock on its
+// account. The compiled cache needs nothing more: it is keyed by content.
+//
 // # Compiled scripts
 //
 // The cache is keyed by the SHA-256 of a script's source, not by its

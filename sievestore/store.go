@@ -69,7 +69,7 @@ type Script struct {
 // Store is the script store: see the package doc. It is safe for
 // concurrent use, and beside other processes using the same file.
 type Store struct {
-	db    *sqlitedb.DB
+	db    *sqlDB
 	opts  Options
 	log   *slog.Logger
 	cache *cache
@@ -120,6 +120,16 @@ var migrations = []sqlitedb.Migration{
 
 // Open opens (creating) the script store at path, data_dir/sieve.sqlite.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	opts = withDefaults(opts)
+	db, err := sqlitedb.Open(ctx, path, migrations, sqlitedb.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("sievestore: %w", err)
+	}
+	return open(ctx, &sqlDB{Write: db.Write, Read: db.Read, close: db.Close}, opts)
+}
+
+// withDefaults fills opts' zero fields.
+func withDefaults(opts Options) Options {
 	if opts.MaxScripts <= 0 {
 		opts.MaxScripts = DefaultMaxScripts
 	}
@@ -135,10 +145,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db, err := sqlitedb.Open(ctx, path, migrations, sqlitedb.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("sievestore: %w", err)
-	}
+	return opts
+}
+
+// open makes the Store over db, whichever database it is.
+func open(ctx context.Context, db *sqlDB, opts Options) (*Store, error) {
+	var err error
 	s := &Store{db: db, opts: opts, log: opts.Logger, cache: newCache(cacheEntries)}
 	for _, p := range []struct {
 		stmt **sql.Stmt
@@ -163,7 +175,7 @@ func (s *Store) Close() error {
 			st.Close()
 		}
 	}
-	return s.db.Close()
+	return s.db.close()
 }
 
 // MaxScripts and MaxScriptBytes are the quotas in force (for ManageSieve's
@@ -267,7 +279,7 @@ func (s *Store) Put(ctx context.Context, account, name string, src []byte) error
 		return err
 	}
 	hash := sha256.Sum256(src)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		if err := s.haveSpace(ctx, tx, account, name, len(src)); err != nil {
 			return err
 		}
@@ -286,7 +298,7 @@ func (s *Store) SetActive(ctx context.Context, account, name string) error {
 			return err
 		}
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		if name != "" {
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM scripts WHERE account = ? AND name = ?`, account, name).Scan(&n); err != nil {
@@ -313,7 +325,7 @@ func (s *Store) Delete(ctx context.Context, account, name string) error {
 	if err := ValidName(name); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		var active bool
 		err := tx.QueryRowContext(ctx, `SELECT active FROM scripts WHERE account = ? AND name = ?`, account, name).Scan(&active)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -339,7 +351,7 @@ func (s *Store) Rename(ctx context.Context, account, oldName, newName string) er
 	if err := ValidName(newName); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM scripts WHERE account = ? AND name = ?`, account, oldName).Scan(&n); err != nil {
 			return err
@@ -363,7 +375,7 @@ func (s *Store) Rename(ctx context.Context, account, oldName, newName string) er
 // out-of-office setting, its duplicate and response tracking (admin user
 // remove).
 func (s *Store) DeleteAccount(ctx context.Context, account string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		for _, table := range []string{"scripts", "vacations", "duplicates", "responses"} {
 			// table is one of our own names.
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ?`, account); err != nil {
@@ -376,9 +388,13 @@ func (s *Store) DeleteAccount(ctx context.Context, account string) error {
 
 // tx runs fn in a write transaction. Errors of ours (sentinels) pass
 // through; the database's are wrapped.
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (s *Store) tx(ctx context.Context, account string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.Write.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("sievestore: %w", err)
+	}
+	if err := s.db.lockAccount(ctx, tx, account); err != nil {
+		tx.Rollback()
 		return fmt.Errorf("sievestore: %w", err)
 	}
 	if err := fn(tx); err != nil {

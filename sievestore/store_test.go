@@ -3,6 +3,7 @@ package sievestore
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/posthouse/posthouse/internal/pgdb"
+	"github.com/posthouse/posthouse/internal/pgtest"
 	"github.com/posthouse/posthouse/sieve"
 )
 
@@ -26,7 +29,22 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newTestStore(t *testing.T, opts Options) (*Store, string) {
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// opener opens a store for a test, and returns with it a function opening
+// another Store on the same database: another process beside serve (admin)
+// for SQLite, another node for PostgreSQL.
+type opener func(t *testing.T, opts Options) (*Store, func(Options) (*Store, error))
+
+// forBackends runs test on sieve.sqlite and on PostgreSQL: both must
+// behave the same. The PostgreSQL run is skipped, saying so, where
+// PostgreSQL is not installed (never in CI, which sets PGTEST_REQUIRE).
+func forBackends(t *testing.T, test func(t *testing.T, open opener)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, openSQLite) })
+	t.Run("postgres", func(t *testing.T) { test(t, openPostgres) })
+}
+
+func openSQLite(t *testing.T, opts Options) (*Store, func(Options) (*Store, error)) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sieve.sqlite")
 	s, err := Open(context.Background(), path, opts)
@@ -34,7 +52,29 @@ func newTestStore(t *testing.T, opts Options) (*Store, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return s, path
+	return s, func(o Options) (*Store, error) { return Open(context.Background(), path, o) }
+}
+
+// openPostgres opens the store as one node, with its own pool, on a new
+// database; the function returned opens another node on it.
+func openPostgres(t *testing.T, opts Options) (*Store, func(Options) (*Store, error)) {
+	t.Helper()
+	dsn := pgtest.NewDatabase(t)
+	node := func(o Options) (*Store, error) {
+		ctx := context.Background()
+		pool, err := pgdb.Open(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		t.Cleanup(pool.Close)
+		return OpenPostgres(ctx, pool, o)
+	}
+	s, err := node(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, node
 }
 
 const (
@@ -44,9 +84,11 @@ const (
 	scriptB = "keep;\n"
 )
 
-func TestScripts(t *testing.T) {
+func TestScripts(t *testing.T) { forBackends(t, testScripts) }
+
+func testScripts(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := newTestStore(t, Options{})
+	s, _ := open(t, Options{})
 	if err := s.Put(ctx, alice, "b", []byte(scriptB)); err != nil {
 		t.Fatal(err)
 	}
@@ -134,9 +176,11 @@ func TestScripts(t *testing.T) {
 	}
 }
 
-func TestPutChecks(t *testing.T) {
+func TestPutChecks(t *testing.T) { forBackends(t, testPutChecks) }
+
+func testPutChecks(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := newTestStore(t, Options{MaxScripts: 2, MaxScriptBytes: 100})
+	s, _ := open(t, Options{MaxScripts: 2, MaxScriptBytes: 100})
 	err := s.Put(ctx, alice, "bad", []byte("keep;\nfileinto \"x\";\n"))
 	var se *sieve.Error
 	if !errors.As(err, &se) || se.Pos.Line != 2 {
@@ -180,10 +224,12 @@ func TestPutChecks(t *testing.T) {
 // TestOtherProcess: a change through another Store on the same file (the
 // admin CLI while serve runs) is seen at once, and the cache is keyed by
 // content, so the same script under two names compiles once.
-func TestOtherProcess(t *testing.T) {
+func TestOtherProcess(t *testing.T) { forBackends(t, testOtherProcess) }
+
+func testOtherProcess(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, path := newTestStore(t, Options{})
-	admin, err := Open(ctx, path, Options{})
+	s, other := open(t, Options{})
+	admin, err := other(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,9 +284,11 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
-func TestVacationSetting(t *testing.T) {
+func TestVacationSetting(t *testing.T) { forBackends(t, testVacationSetting) }
+
+func testVacationSetting(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := newTestStore(t, Options{})
+	s, _ := open(t, Options{})
 	if _, err := s.Vacation(ctx, alice); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("none: %v", err)
 	}
@@ -281,10 +329,12 @@ func TestVacationSetting(t *testing.T) {
 	}
 }
 
-func TestDuplicates(t *testing.T) {
+func TestDuplicates(t *testing.T) { forBackends(t, testDuplicates) }
+
+func testDuplicates(t *testing.T, open opener) {
 	ctx := context.Background()
 	c := &clock{t: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s, _ := newTestStore(t, Options{Now: c.now})
+	s, _ := open(t, Options{Now: c.now})
 	seen := func(id string) bool {
 		t.Helper()
 		ok, err := s.DuplicateSeen(ctx, alice, id)
@@ -322,10 +372,12 @@ func TestDuplicates(t *testing.T) {
 	}
 }
 
-func TestResponses(t *testing.T) {
+func TestResponses(t *testing.T) { forBackends(t, testResponses) }
+
+func testResponses(t *testing.T, open opener) {
 	ctx := context.Background()
 	c := &clock{t: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
-	s, _ := newTestStore(t, Options{Now: c.now, MaxTracked: 5})
+	s, _ := open(t, Options{Now: c.now, MaxTracked: 5})
 	claim := func(handle, sender string, period time.Duration) bool {
 		t.Helper()
 		ok, err := s.ClaimResponse(ctx, alice, handle, sender, period)
@@ -378,16 +430,28 @@ func TestResponses(t *testing.T) {
 	}
 }
 
-// TestConcurrentClaims: deliveries at once answer a sender once.
-func TestConcurrentClaims(t *testing.T) {
+// TestConcurrentClaims: deliveries at once, through two Stores (two
+// processes, or two nodes on PostgreSQL), answer a sender once.
+func TestConcurrentClaims(t *testing.T) { forBackends(t, testConcurrentClaims) }
+
+func testConcurrentClaims(t *testing.T, open opener) {
 	ctx := context.Background()
-	s, _ := newTestStore(t, Options{})
+	s, other := open(t, Options{})
+	s2, err := other(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
 	var mu sync.Mutex
 	won := 0
 	var wg sync.WaitGroup
-	for range 8 {
+	for i := range 8 {
+		st := s
+		if i%2 == 1 {
+			st = s2
+		}
 		wg.Go(func() {
-			ok, err := s.ClaimResponse(ctx, alice, "h", "a@x", time.Hour)
+			ok, err := st.ClaimResponse(ctx, alice, "h", "a@x", time.Hour)
 			if err != nil {
 				t.Error(err)
 			}
@@ -416,4 +480,60 @@ func FuzzValidName(f *testing.F) {
 			t.Fatalf("accepted %q", name)
 		}
 	})
+}
+
+// TestCopyTo: sieve.sqlite copied into PostgreSQL (admin store copy) keeps
+// the scripts, the active one, the out-of-office and the responses sent; a
+// second copy changes nothing, and what the target had is kept.
+func TestCopyTo(t *testing.T) {
+	ctx := context.Background()
+	src, _ := openSQLite(t, Options{})
+	dst, _ := openPostgres(t, Options{})
+	for _, sc := range []struct{ account, name, src string }{{alice, "a", scriptA}, {alice, "b", scriptB}, {bob, "z", scriptB}} {
+		if err := src.Put(ctx, sc.account, sc.name, []byte(sc.src)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.SetActive(ctx, alice, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetActive(ctx, bob, "z"); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.SetVacation(ctx, alice, Vacation{Subject: "away", Message: "back monday"}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := src.ClaimResponse(ctx, alice, "h", "x@y.test", time.Hour); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// The target already has bob's own script active: it stays so.
+	if err := dst.Put(ctx, bob, "mine", []byte(scriptB)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.SetActive(ctx, bob, "mine"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.CopyTo(ctx, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Scripts != 3 || res.Vacations != 1 || res.Tracked != 1 || res.Kept != 0 {
+		t.Errorf("first copy: %+v", res)
+	}
+	if name, sc, err := dst.Active(ctx, alice); err != nil || name != "a" || sc == nil {
+		t.Errorf("alice's active script in the target: %q %v", name, err)
+	}
+	if name, _, _ := dst.Active(ctx, bob); name != "mine" {
+		t.Errorf("bob's active script in the target: %q, want his own kept", name)
+	}
+	if v, err := dst.Vacation(ctx, alice); err != nil || v.Message != "back monday" {
+		t.Errorf("out-of-office in the target: %+v %v", v, err)
+	}
+	if ok, err := dst.ClaimResponse(ctx, alice, "h", "x@y.test", time.Hour); ok || err != nil {
+		t.Errorf("the target answers a sender answered before the copy: %v %v", ok, err)
+	}
+	res, err = src.CopyTo(ctx, dst)
+	if err != nil || res.Changed() || res.Kept != 4 {
+		t.Errorf("second copy: %+v %v; want nothing changed, 4 kept", res, err)
+	}
 }

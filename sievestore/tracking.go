@@ -64,9 +64,10 @@ func (s *Store) SetVacation(ctx context.Context, account string, v Vacation) err
 	if v.Period < 0 {
 		return errors.New("sievestore: negative out-of-office period")
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO vacations (account, subject, message, start, until, period, modified)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, account, v.Subject, v.Message, unixOrZero(v.Start), unixOrZero(v.End),
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO vacations (account, subject, message, start, until, period, modified)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account) DO UPDATE SET subject = excluded.subject, message = excluded.message,
+			start = excluded.start, until = excluded.until, period = excluded.period, modified = excluded.modified`, account, v.Subject, v.Message, unixOrZero(v.Start), unixOrZero(v.End),
 			int64(v.Period/time.Second), s.opts.Now().Unix())
 		return err
 	})
@@ -92,7 +93,7 @@ func (s *Store) Vacation(ctx context.Context, account string) (*Vacation, error)
 // DeleteVacation turns an account's out-of-office off; ErrNotFound when
 // none was set. The responses already sent stay remembered.
 func (s *Store) DeleteVacation(ctx context.Context, account string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM vacations WHERE account = ?`, account)
 		if err != nil {
 			return err
@@ -124,10 +125,10 @@ func (s *Store) MarkDuplicates(ctx context.Context, account string, marks []siev
 		return nil
 	}
 	now := s.opts.Now().Unix()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		for _, m := range marks {
 			_, err := tx.ExecContext(ctx, `INSERT INTO duplicates (account, id, expires) VALUES (?, ?, ?)
-				ON CONFLICT (account, id) DO UPDATE SET expires = CASE WHEN ? OR expires <= ? THEN excluded.expires ELSE expires END`,
+				ON CONFLICT (account, id) DO UPDATE SET expires = CASE WHEN ? OR duplicates.expires <= ? THEN excluded.expires ELSE duplicates.expires END`,
 				account, m.ID, now+int64(m.Period/time.Second), m.Last, now)
 			if err != nil {
 				return err
@@ -156,7 +157,7 @@ func (s *Store) ClaimResponse(ctx context.Context, account, handle, sender strin
 		return false, nil
 	}
 	claimed := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, account, func(tx *sql.Tx) error {
 		var expires int64
 		err := tx.QueryRowContext(ctx, `SELECT expires FROM responses WHERE account = ? AND handle = ? AND sender = ?`,
 			account, handle, sender).Scan(&expires)
@@ -166,7 +167,8 @@ func (s *Store) ClaimResponse(ctx context.Context, account, handle, sender strin
 		case err != nil && !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO responses (account, handle, sender, expires) VALUES (?, ?, ?, ?)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO responses (account, handle, sender, expires) VALUES (?, ?, ?, ?)
+			ON CONFLICT (account, handle, sender) DO UPDATE SET expires = excluded.expires`,
 			account, handle, sender, now+int64(period/time.Second))
 		if err != nil {
 			return err
@@ -183,7 +185,7 @@ func (s *Store) ClaimResponse(ctx context.Context, account, handle, sender strin
 // ReleaseResponse forgets a claimed response that could not be sent (the
 // queue refused it), so the next message may be answered.
 func (s *Store) ReleaseResponse(ctx context.Context, account, handle, sender string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, account, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `DELETE FROM responses WHERE account = ? AND handle = ? AND sender = ?`, account, handle, sender)
 		return err
 	})
@@ -196,11 +198,18 @@ func (s *Store) prune(ctx context.Context, tx *sql.Tx, table, account string, no
 	if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ? AND expires <= ?`, account, now); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE rowid IN (SELECT rowid FROM `+table+` WHERE account = ?
-		ORDER BY expires LIMIT max(0, (SELECT count(*) FROM `+table+` WHERE account = ?) - ?))`,
-		account, account, s.opts.MaxTracked)
+	// The SQL is the same for SQLite and PostgreSQL: rows are named by
+	// their key columns, and the LIMIT is never negative.
+	key := trackedKeys[table]
+	_, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE account = ? AND (`+key+`) IN (SELECT `+key+` FROM `+table+` WHERE account = ?
+		ORDER BY expires LIMIT (SELECT CASE WHEN count(*) > ? THEN count(*) - ? ELSE 0 END FROM `+table+` WHERE account = ?))`,
+		account, account, s.opts.MaxTracked, s.opts.MaxTracked, account)
 	return err
 }
+
+// trackedKeys are the columns naming a row of the tracking tables within
+// an account.
+var trackedKeys = map[string]string{"duplicates": "id", "responses": "handle, sender"}
 
 // Tracked counts an account's duplicate and response rows (for tests and
 // admin vacation show).

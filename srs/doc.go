@@ -45,4 +45,7 @@
 // (cmd/posthouse: <data_dir>/srs.key, mode 0600). Losing it only makes
 // bounces to addresses made before invalid; sharing it lets another server
 // answer for our SRS addresses.
+//
+// With several nodes (the postgres backend) every node must rewrite with
+// the same key: LoadKeyPostgres keeps it in the shared database instead.
 package srs

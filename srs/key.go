@@ -60,6 +60,10 @@ func LoadKey(path string) ([]byte, error) {
 	return k, nil
 }
 
+// ReadKey returns the secret kept in path; an error wrapping
+// fs.ErrNotExist when there is no such file.
+func ReadKey(path string) ([]byte, error) { return readKey(path) }
+
 func readKey(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {

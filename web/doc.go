@@ -18,7 +18,10 @@
 // Security:
 //   - Sessions live in memory and, with a SessionDB (data_dir/web.sqlite),
 //     survive restarts: the cookie holds 32 random bytes, the table their
-//     SHA-256. Cookies are HttpOnly,
+//     SHA-256. With the postgres backend the SessionDB is in that
+//     database (OpenSessionDBPostgres, table web_sessions), shared by the
+//     nodes: each request reads its session there, so a logout on one
+//     node ends it on all. Cookies are HttpOnly,
 //     SameSite=Strict, Secure over TLS, and expire after 1 h idle or 12 h.
 //     A new id is issued at each login step.
 //   - Login uses AuthenticateWeb (the account password only, with auth's

@@ -145,7 +145,16 @@ func (ss *sessions) get(id string) *session {
 	ss.mu.Lock()
 	s := ss.m[k]
 	ss.mu.Unlock()
-	if s == nil && ss.db != nil {
+	if ss.db != nil && ss.db.shared {
+		// Other nodes use the session too: the database says whether it
+		// still exists (a logout or password change there ends it here)
+		// and when it was last seen.
+		var err error
+		if s, err = ss.refresh(k); err != nil {
+			ss.log.Error("web: session database", "op", "refresh", "err", err)
+			return nil
+		}
+	} else if s == nil && ss.db != nil {
 		// Made before a restart, or by the other listener's process.
 		var err error
 		s, err = ss.load(k)
@@ -191,6 +200,36 @@ func (ss *sessions) load(k [sha256.Size]byte) (*session, error) {
 	}
 	ss.m[k] = s
 	return s, nil
+}
+
+// refresh reads a session from a shared SessionDB: nil (and dropped from
+// the table) when it is gone; else the table's entry, which keeps what
+// only memory holds, seen as late as either says.
+func (ss *sessions) refresh(k [sha256.Size]byte) (*session, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fresh, err := ss.db.get(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	cur := ss.m[k]
+	switch {
+	case fresh == nil:
+		delete(ss.m, k)
+		return nil, nil
+	case cur == nil:
+		ss.m[k] = fresh
+		return fresh, nil
+	}
+	if fresh.seen.After(cur.seen) {
+		cur.seen = fresh.seen
+	}
+	if fresh.stored.After(cur.stored) {
+		cur.stored = fresh.stored
+	}
+	return cur, nil
 }
 
 func (ss *sessions) remove(s *session) {

@@ -17,7 +17,11 @@ import (
 // session's one-time message and a TOTP secret offered for enrolment stay
 // in memory only.
 type SessionDB struct {
-	db *sqlitedb.DB
+	write, read *sql.DB
+	close       func() error
+	// shared: other nodes use the same sessions (OpenSessionDBPostgres),
+	// so each request reads its session from the database.
+	shared bool
 }
 
 var sessionMigrations = []sqlitedb.Migration{
@@ -38,18 +42,20 @@ func OpenSessionDB(ctx context.Context, path string) (*SessionDB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: sessions: %w", err)
 	}
-	return &SessionDB{db: db}, nil
+	return &SessionDB{write: db.Write, read: db.Read, close: db.Close}, nil
 }
 
 // Close closes the database.
-func (s *SessionDB) Close() error { return s.db.Close() }
+func (s *SessionDB) Close() error { return s.close() }
 
 // seenWrite is how stale the stored last-seen time may get: a session in
 // use costs one write a minute, not one per request.
 const seenWrite = time.Minute
 
 func (s *SessionDB) put(ctx context.Context, ss *session) error {
-	_, err := s.db.Write.ExecContext(ctx, `INSERT OR REPLACE INTO sessions (key, address, stage, csrf, created, seen) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err := s.write.ExecContext(ctx, `INSERT INTO sessions (key, address, stage, csrf, created, seen) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET address = excluded.address, stage = excluded.stage, csrf = excluded.csrf,
+		created = excluded.created, seen = excluded.seen`,
 		ss.key[:], ss.address, int(ss.stage), ss.csrf, ss.created.UnixNano(), ss.seen.UnixNano())
 	return err
 }
@@ -58,7 +64,7 @@ func (s *SessionDB) get(ctx context.Context, key [sha256.Size]byte) (*session, e
 	ss := &session{key: key}
 	var st int
 	var created, seen int64
-	err := s.db.Read.QueryRowContext(ctx, `SELECT address, stage, csrf, created, seen FROM sessions WHERE key = ?`, key[:]).
+	err := s.read.QueryRowContext(ctx, `SELECT address, stage, csrf, created, seen FROM sessions WHERE key = ?`, key[:]).
 		Scan(&ss.address, &st, &ss.csrf, &created, &seen)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -72,24 +78,24 @@ func (s *SessionDB) get(ctx context.Context, key [sha256.Size]byte) (*session, e
 }
 
 func (s *SessionDB) touch(ctx context.Context, key [sha256.Size]byte, seen time.Time) error {
-	_, err := s.db.Write.ExecContext(ctx, `UPDATE sessions SET seen = ? WHERE key = ?`, seen.UnixNano(), key[:])
+	_, err := s.write.ExecContext(ctx, `UPDATE sessions SET seen = ? WHERE key = ?`, seen.UnixNano(), key[:])
 	return err
 }
 
 func (s *SessionDB) remove(ctx context.Context, key [sha256.Size]byte) error {
-	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM sessions WHERE key = ?`, key[:])
+	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE key = ?`, key[:])
 	return err
 }
 
 func (s *SessionDB) removeAddress(ctx context.Context, address string, keep [sha256.Size]byte) error {
-	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM sessions WHERE address = ? AND key != ?`, address, keep[:])
+	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE address = ? AND key != ?`, address, keep[:])
 	return err
 }
 
 // sweep removes what expired: full sessions idle longer than idle or older
 // than max, password-stage ones older than codeStageTTL.
 func (s *SessionDB) sweep(ctx context.Context, now time.Time, idle, max time.Duration) error {
-	_, err := s.db.Write.ExecContext(ctx, `DELETE FROM sessions WHERE
+	_, err := s.write.ExecContext(ctx, `DELETE FROM sessions WHERE
 		(stage = ? AND created < ?) OR seen < ? OR created < ?`,
 		int(stagePassword), now.Add(-codeStageTTL).UnixNano(), now.Add(-idle).UnixNano(), now.Add(-max).UnixNano())
 	return err

@@ -51,7 +51,7 @@ type adminEnv struct {
 // Sieve opens the users' Sieve scripts on first use.
 func (e *adminEnv) Sieve(ctx context.Context) (*sievestore.Store, error) {
 	e.sieveOnce.Do(func() {
-		e.sieve, e.sieveErr = openSieveStore(ctx, e.cfg, e.log)
+		e.sieve, e.sieveErr = openSieveStore(ctx, e.cfg, e.pool, e.log)
 		if e.sieveErr != nil {
 			e.sieveErr = fmt.Errorf("open sieve scripts: %w", e.sieveErr)
 		}

@@ -33,7 +33,11 @@ const storeCopyUsage = "posthouse admin store copy --to postgres://… [--force]
 	"first: an account that changes while it is copied is not committed. Each account\n" +
 	"is one transaction; run it again after an interruption: accounts already copied\n" +
 	"are skipped, an account the target holds with other messages is refused unless\n" +
-	"--force replaces it. Then set [store] backend = \"postgres\" and dsn."
+	"--force replaces it. Without USERs it first copies the user database (domains,\n" +
+	"users with password hashes, roles, quotas, 2FA, app passwords; aliases; send-as\n" +
+	"grants), Sieve scripts and out-of-office settings, DKIM keys, junk filter\n" +
+	"statistics and the SRS key, keeping what the target has already. Then set\n" +
+	"[store] backend = \"postgres\" and dsn."
 
 func storeCopy(ctx context.Context, env *adminEnv, args []string) error {
 	fs := newFlagSet("posthouse admin store copy", storeCopyUsage, env.stdout)
@@ -68,6 +72,9 @@ func storeCopy(ctx context.Context, env *adminEnv, args []string) error {
 	}
 
 	if len(users) == 0 {
+		if err := storeCopySystem(ctx, env, *to); err != nil {
+			return err
+		}
 		if users, err = src.Accounts(ctx); err != nil {
 			return fmt.Errorf("store copy: %w", err)
 		}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/certs"
 	"github.com/posthouse/posthouse/config"
@@ -61,6 +63,9 @@ type app struct {
 	metrics *metrics.Recorder
 	// dns is the resolver the services share (one answer cache).
 	dns resolver
+	// pool is the PostgreSQL pool of the postgres backend (openUserDB),
+	// where the shared tables live; nil for the default backend.
+	pool *pgxpool.Pool
 }
 
 // Shutdown timing. Phase one (stop accepting, let sessions finish) lasts
@@ -142,14 +147,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("open mailstore: %w", err)
 	}
 	defer closeLogged(log, "mailstore", store)
-	junkF, err := openJunk(runCtx, cfg, log.With("proto", "junk"), store)
+	junkF, err := openJunk(runCtx, cfg, pool, log.With("proto", "junk"), store)
 	if err != nil {
 		return fmt.Errorf("junk filter: %w", err)
 	}
 	if junkF != nil {
 		defer closeLogged(log, "junk database", junkF.db)
 	}
-	rewriter, err := openSRS(cfg)
+	rewriter, err := openSRS(runCtx, cfg, pool, log)
 	if err != nil {
 		return fmt.Errorf("srs: %w", err)
 	}
@@ -170,7 +175,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("delivery filters: %w", err)
 	}
-	sieveDB, err := openSieveStore(runCtx, cfg, log.With("proto", "sieve"))
+	sieveDB, err := openSieveStore(runCtx, cfg, pool, log.With("proto", "sieve"))
 	if err != nil {
 		return fmt.Errorf("sieve scripts: %w", err)
 	}
@@ -219,6 +224,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		space:    newSpaceMonitor(cfg, log.With("proto", "disk")),
 		metrics:  rec,
 		dns:      res,
+		pool:     pool,
 	}
 	if cfg.Listen.Admin != "" || cfg.Listen.HTTPS != "" {
 		webSrv, webDB, err := newWeb(runCtx, a)

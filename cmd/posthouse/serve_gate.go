@@ -45,6 +45,9 @@ func openGate(ctx context.Context, a *app, resolver *dns.Resolver) (*gate.Gate, 
 			Delay:       in.GreylistDelay.Duration,
 			RetryWindow: in.GreylistRetryWindow.Duration,
 			AllowTTL:    in.GreylistAllowTTL.Duration,
+			// With the postgres backend every node greylists and passes
+			// the same senders.
+			Postgres: a.pool,
 		}
 	}
 	g, err := gate.New(ctx, o)

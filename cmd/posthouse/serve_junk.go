@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/junk"
@@ -23,11 +25,19 @@ type junkFilter struct {
 // openJunk opens the junk filter when it is on; nil when off. The learner
 // is started by serve with the queue workers and stopped after the
 // listeners; the database is closed with the others.
-func openJunk(ctx context.Context, cfg *config.Config, log *slog.Logger, store mailstore.Store) (*junkFilter, error) {
+func openJunk(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger, store mailstore.Store) (*junkFilter, error) {
 	if !cfg.Inbound.JunkFilter {
 		return nil, nil
 	}
-	db, err := junk.OpenDB(ctx, filepath.Join(cfg.DataDir, "junk.sqlite"), junk.DBOptions{})
+	var db *junk.DB
+	var err error
+	if pool != nil {
+		// The postgres backend: what users teach through one node
+		// classifies on all.
+		db, err = junk.OpenDBPostgres(ctx, pool, junk.DBOptions{})
+	} else {
+		db, err = junk.OpenDB(ctx, filepath.Join(cfg.DataDir, "junk.sqlite"), junk.DBOptions{})
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/posthouse/posthouse/config"
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/mailstore"
@@ -16,8 +18,13 @@ import (
 func sievePath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "sieve.sqlite") }
 
 // openSieveStore opens users' scripts (data_dir/sieve.sqlite) the one way
-// serve and admin share, so a script admin accepts is one serve runs.
-func openSieveStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sievestore.Store, error) {
+// serve and admin share, so a script admin accepts is one serve runs. With
+// the postgres backend (pool is not nil) they are in that database, shared
+// by every node.
+func openSieveStore(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*sievestore.Store, error) {
+	if pool != nil {
+		return sievestore.OpenPostgres(ctx, pool, sievestore.Options{Logger: log})
+	}
 	return sievestore.Open(ctx, sievePath(cfg), sievestore.Options{Logger: log})
 }
 

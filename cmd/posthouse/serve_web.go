@@ -24,9 +24,16 @@ const (
 
 // newWeb builds the web console over serve's resources; the admin
 // listener and https's /account share it and its session database
-// (data_dir/web.sqlite), which it returns for serve to close last.
+// (data_dir/web.sqlite; with the postgres backend, that database, so a
+// login is valid on every node), which it returns for serve to close last.
 func newWeb(ctx context.Context, a *app) (*web.Server, *web.SessionDB, error) {
-	sessions, err := web.OpenSessionDB(ctx, filepath.Join(a.cfg.DataDir, "web.sqlite"))
+	var sessions *web.SessionDB
+	var err error
+	if a.pool != nil {
+		sessions, err = web.OpenSessionDBPostgres(ctx, a.pool)
+	} else {
+		sessions, err = web.OpenSessionDB(ctx, filepath.Join(a.cfg.DataDir, "web.sqlite"))
+	}
 	if err != nil {
 		return nil, nil, err
 	}

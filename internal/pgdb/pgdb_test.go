@@ -75,3 +75,20 @@ func TestMigrate(t *testing.T) {
 		t.Fatalf("rows after a failed step: %d, %v; want 3", n, err)
 	}
 }
+
+// TestRebind: ? outside quotes becomes $n in order; renamed tables are
+// whole unquoted words only.
+func TestRebind(t *testing.T) {
+	rename := map[string]string{"scripts": "sieve_scripts"}
+	for _, c := range []struct{ in, want string }{
+		{`SELECT 1`, `SELECT 1`},
+		{`SELECT a FROM t WHERE b = ? AND c = '?' AND d = ?`, `SELECT a FROM t WHERE b = $1 AND c = '?' AND d = $2`},
+		{`DELETE FROM scripts WHERE x IN (SELECT x FROM scripts_old) AND y = "scripts" AND z = ?`,
+			`DELETE FROM sieve_scripts WHERE x IN (SELECT x FROM scripts_old) AND y = "scripts" AND z = $1`},
+		{`UPDATE scripts SET n=excluded.n`, `UPDATE sieve_scripts SET n=excluded.n`},
+	} {
+		if got := Rebind(c.in, rename); got != c.want {
+			t.Errorf("Rebind(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
