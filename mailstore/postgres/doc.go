@@ -33,7 +33,10 @@
 // the usage and notifies the other nodes; COMMIT), five with a quota (a
 // first look at the usage refuses a full account before reading the
 // message). Snapshot and a FETCH of flags are one statement each, which
-// returns the mailbox's messages as one row of arrays.
+// returns the mailbox's messages as one row of arrays. Opening a message
+// reads its row and, with PGBodies, its body's first chunk in one
+// statement, so a FETCH of a body or a POP3 RETR is one round trip for a
+// message under 256 KiB.
 //
 // # Bodies
 //
