@@ -292,7 +292,17 @@ func (b *bench) imap(ctx context.Context) {
 	// the timed runs (the probe waits for PostgreSQL's statistics).
 	for i, s := range b.srvs {
 		if pg, ok := s.(*pgServer); ok && !failed[i] {
-			if line, err := pg.imapStatements(ctx, "Big", sz.BigMsgs); err != nil {
+			steps := []pgStep{
+				{fmt.Sprintf("FETCH 1:* BODY.PEEK[] of %s × %s (EXAMINE included)", n(sz.FetchMsgs), kb(sz.FetchSize)), func() error {
+					_, err := imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
+					return err
+				}},
+				{fmt.Sprintf("SEARCH TEXT over %s msgs (login and EXAMINE included)", n(sz.SearchMsgs)), func() error {
+					_, err := imapSearchText(s, "Search", wantHits)
+					return err
+				}},
+			}
+			if line, err := pg.imapStatements(ctx, "Big", sz.BigMsgs, steps...); err != nil {
 				b.log.Warn("PostgreSQL statements per IMAP command unreadable", "err", err)
 			} else {
 				b.note(line)

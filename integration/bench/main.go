@@ -5,6 +5,7 @@
 //	go run ./integration/bench                  # full sizes, 3 runs, both systems
 //	go run ./integration/bench -quick -runs 1   # small counts
 //	go run ./integration/bench -workloads smtp,imap -systems posthouse
+//	go run ./integration/bench -workloads smtp,imap,pop3 -systems posthouse,posthouse-pg,postfix
 //
 // Posthouse is the real binary (built with go build ./cmd/posthouse) with a
 // TOML config in a temporary directory; Postfix and Dovecot are installed
@@ -13,6 +14,16 @@
 // /etc/dovecot. Every listener is on 127.0.0.1. Everything is stopped and
 // removed at the end, also on error or interrupt (BENCH_KEEP=1 keeps the
 // directories for inspection).
+//
+// posthouse-pg is the same binary with [store] backend = "postgres" (mail,
+// users and queue in PostgreSQL), in its own column, against a private
+// PostgreSQL started for the run (internal/pgtest: initdb in a temporary
+// directory, run as nobody under root, 127.0.0.1 only, fsync and
+// synchronous_commit on). Its mailboxes are filled through the store's
+// import path; its CPU rows include PostgreSQL's processes and its disk
+// row PostgreSQL's data directory (WAL included); the notes give
+// PostgreSQL's statements (round trips), WAL bytes and WAL fsyncs per
+// delivery and per IMAP command, from pg_stat_statements and pg_stat_wal.
 //
 // Workloads (-workloads, comma-separated; default all):
 //

@@ -123,7 +123,8 @@ type fill struct {
 // Load replaces user's account with one holding INBOX and the fills (not
 // timed): Posthouse is stopped, the account goes in through the store's
 // import path (mailstore.Importer, as posthouse admin store copy writes
-// it: batches of messages, one transaction), and Posthouse restarts. It
+// it: batches of messages, one transaction), the database is vacuumed
+// and analysed, and Posthouse restarts. It
 // does nothing when every mailbox already holds its messages.
 func (s *pgServer) Load(ctx context.Context, user string, fills []fill) error {
 	if done, err := s.filled(user, fills); err != nil || done {
@@ -194,7 +195,18 @@ func (s *pgServer) importAccount(ctx context.Context, user string, fills []fill)
 	}
 	sort.Slice(src.acc.Mailboxes, func(i, j int) bool { return src.acc.Mailboxes[i].Name < src.acc.Mailboxes[j].Name })
 	sort.Strings(src.acc.Subscriptions)
-	_, err = st.Import(ctx, src, mailstore.ImportOptions{Force: true})
+	if _, err = st.Import(ctx, src, mailstore.ImportOptions{Force: true}); err != nil {
+		return err
+	}
+	// As after any bulk load: statistics for the planner and the
+	// visibility map, so that autovacuum does not do it during the
+	// timed runs.
+	c, err := pgx.Connect(ctx, s.dsn)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	_, err = c.Exec(ctx, "VACUUM (ANALYZE)")
 	return err
 }
 
@@ -348,7 +360,10 @@ func readStatements(ctx context.Context, c *pgx.Conn, ops int) ([]pgStatement, e
 // imapStatements counts the statements (each one round trip) of an IMAP
 // login, a SELECT of mailbox (want messages) and a UID FETCH 1:* (FLAGS),
 // command by command, and returns them as a note.
-func (s *pgServer) imapStatements(ctx context.Context, mailbox string, want int) (string, error) {
+//
+// Each of extra runs after them, counted the same way, on its own
+// connection.
+func (s *pgServer) imapStatements(ctx context.Context, mailbox string, want int, extra ...pgStep) (string, error) {
 	pc, err := pgx.Connect(ctx, s.dsn)
 	if err != nil {
 		return "", err
@@ -413,7 +428,18 @@ func (s *pgServer) imapStatements(ctx context.Context, mailbox string, want int)
 	}); err != nil {
 		return "", err
 	}
+	for _, x := range extra {
+		if err := step(x.what, x.run); err != nil {
+			return "", err
+		}
+	}
 	return fmt.Sprintf("%s, statements (each one round trip) per IMAP command, from pg_stat_statements, count × statement and mean ms: %s.", pgName, strings.Join(parts, " — ")), nil
+}
+
+// pgStep is one more measured step of imapStatements.
+type pgStep struct {
+	what string
+	run  func() error
 }
 
 // note is one line for the notes under the table.

@@ -36,7 +36,9 @@
 // returns the mailbox's messages as one row of arrays. Opening a message
 // reads its row and, with PGBodies, its body's first chunk in one
 // statement, so a FETCH of a body or a POP3 RETR is one round trip for a
-// message under 256 KiB.
+// message under 256 KiB. SEARCH of text reads bodies in batches (up to 64
+// messages or 4 MiB a statement, fewer while cheaper criteria skip most
+// of what was read ahead), not one statement per message.
 //
 // # Bodies
 //

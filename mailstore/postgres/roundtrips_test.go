@@ -18,7 +18,8 @@ import (
 // one statement for the row, its usage and its notification, and COMMIT
 // (one more, a look at the usage, with a quota); a FETCH of flags and a
 // Snapshot are one statement whatever the mailbox's size; opening a
-// message of one body chunk and reading it is one statement.
+// message of one body chunk and reading it is one statement, and a
+// SEARCH TEXT reads the bodies in batches.
 func TestRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	var stmts stmtCounter
@@ -82,6 +83,14 @@ func TestRoundTrips(t *testing.T) {
 		defer r.Close()
 		if b, err := io.ReadAll(r); err != nil || int64(len(b)) != size || string(b) != testMsg {
 			t.Fatalf("OpenMessage: %d of %d bytes, %v", len(b), size, err)
+		}
+	})
+	// The list, then the bodies in batches read ahead (8, then the
+	// other 14: every one was needed, so the window doubled).
+	count("SEARCH TEXT over 22 messages", 3, func() {
+		uids, err := acc.Search(ctx, res.MailboxID, &imap.SearchCriteria{Text: []string{"hello"}})
+		if err != nil || len(uids) != 22 {
+			t.Fatalf("Search: %d, %v", len(uids), err)
 		}
 	})
 	count("Status", 1, func() {

@@ -93,14 +93,14 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 	if len(list) > 0 {
 		max = list[len(list)-1].uid
 	}
-	ev := &searchEval{ctx: ctx, a: a, max: max, uidSets: map[*imap.SearchCriteria][][]uidRange{}}
+	ev := &searchEval{ctx: ctx, a: a, max: max, uidSets: map[*imap.SearchCriteria][][]uidRange{}, list: list, window: 8}
 	ev.resolveSets(c)
 	var out []imap.UID
 	for i := range list {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ev.content = nil
+		ev.content, ev.pos = nil, i
 		ok, err := ev.match(c, &list[i])
 		if err != nil {
 			return nil, fmt.Errorf("postgres: search: %w", err)
@@ -135,6 +135,83 @@ type searchEval struct {
 	max     imap.UID
 	uidSets map[*imap.SearchCriteria][][]uidRange // each criteria's UID sets, resolved once
 	content *msgContent                           // of the message being evaluated, loaded lazily
+
+	// With PGBodies, bodies of one chunk are read ahead in batches:
+	// list is the mailbox, pos the message being evaluated, ahead the
+	// bodies read for the messages from pos on (by body reference), used
+	// how many of them were read, and window how many the next batch
+	// reads (doubling while a batch is read whole, halving while most of
+	// it is skipped by cheaper criteria, between 1 and searchAheadMax).
+	list   []searchRow
+	pos    int
+	ahead  map[int64][]byte
+	used   int
+	window int
+}
+
+// Bounds of a batch of bodies read ahead for text search.
+const (
+	searchAheadMax   = 64
+	searchAheadBytes = 4 << 20
+)
+
+// open opens m's body for text search: with PGBodies, from the batch read
+// ahead, reading the next batch (m's body and those of the messages after
+// it, one statement) when m's is not in it. ok is false when the body is
+// gone (expunged meanwhile).
+func (ev *searchEval) open(m *searchRow) (_ io.ReadSeekCloser, ok bool, _ error) {
+	pb, isPG := ev.a.s.bodies.(*PGBodies)
+	if !isPG || m.size > bodyChunk {
+		f, err := ev.a.s.bodies.Open(ev.ctx, m.body, m.size)
+		if errors.Is(err, errNoBody) {
+			return nil, false, nil
+		}
+		return f, err == nil, err
+	}
+	data, found := ev.ahead[m.body]
+	if !found {
+		if ev.ahead != nil {
+			switch {
+			case ev.used >= len(ev.ahead):
+				ev.window = min(2*ev.window, searchAheadMax)
+			case 2*ev.used < len(ev.ahead):
+				ev.window = max(ev.window/2, 1)
+			}
+		}
+		refs := []int64{m.body}
+		total := m.size
+		for _, r := range ev.list[ev.pos+1:] {
+			if len(refs) >= ev.window || total+r.size > searchAheadBytes {
+				break
+			}
+			if r.size <= bodyChunk {
+				refs = append(refs, r.body)
+				total += r.size
+			}
+		}
+		rows, err := ev.a.s.pool.Query(ev.ctx, `SELECT body, data FROM mail_body_chunks WHERE body = ANY($1) AND seq = 0`, refs)
+		if err != nil {
+			return nil, false, fmt.Errorf("read bodies: %w", err)
+		}
+		ev.ahead, ev.used = make(map[int64][]byte, len(refs)), 0
+		for rows.Next() {
+			var ref int64
+			var b []byte
+			if err := rows.Scan(&ref, &b); err != nil {
+				rows.Close()
+				return nil, false, fmt.Errorf("read bodies: %w", err)
+			}
+			ev.ahead[ref] = b
+		}
+		if err := rows.Err(); err != nil {
+			return nil, false, fmt.Errorf("read bodies: %w", err)
+		}
+		if data, found = ev.ahead[m.body]; !found {
+			return nil, false, nil
+		}
+	}
+	ev.used++
+	return pb.opened(ev.ctx, m.body, m.size, data), true, nil
 }
 
 func (ev *searchEval) resolveSets(c *imap.SearchCriteria) {
@@ -317,11 +394,8 @@ func (ev *searchEval) load(m *searchRow) (*msgContent, error) {
 	if ev.content != nil {
 		return ev.content, nil
 	}
-	f, err := ev.a.s.bodies.Open(ev.ctx, m.body, m.size)
-	if errors.Is(err, errNoBody) {
-		return nil, nil
-	}
-	if err != nil {
+	f, ok, err := ev.open(m)
+	if err != nil || !ok {
 		return nil, err
 	}
 	defer f.Close()
