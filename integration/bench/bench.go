@@ -560,7 +560,7 @@ func (b *bench) pgNote(ctx context.Context, probe *pgProbe, what, unit string, o
 		b.log.Warn("PostgreSQL counters unreadable", "err", err)
 		return
 	}
-	b.log.Info("postgres", "what", what, "statements/"+unit, fmt.Sprintf("%.2f", f.statements), "walKB/"+unit, fmt.Sprintf("%.1f", f.walBytes/1024), "walSyncs/"+unit, fmt.Sprintf("%.2f", f.walSyncs))
+	b.log.Info("postgres", "what", what, "pgCPUms/"+unit, fmt.Sprintf("%.2f", f.cpuMs), "statements/"+unit, fmt.Sprintf("%.2f", f.statements), "walKB/"+unit, fmt.Sprintf("%.1f", f.walBytes/1024), "walSyncs/"+unit, fmt.Sprintf("%.2f", f.walSyncs))
 	b.note(f.note(what, unit))
 }
 

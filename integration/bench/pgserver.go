@@ -253,6 +253,7 @@ type pgProbe struct {
 	dbSize               int64
 	statementsAvailable  bool
 	walRecords, walBytes int64
+	cpu                  time.Duration // of PostgreSQL's processes
 }
 
 // statsSettle is how long PostgreSQL 15's backends may keep their WAL
@@ -268,7 +269,7 @@ func (s *pgServer) probe(ctx context.Context) (*pgProbe, error) {
 		return nil, err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	p := &pgProbe{s: s}
+	p := &pgProbe{s: s, cpu: cpuTime(descendants(s.pg.PID()))}
 	_, err = c.Exec(ctx, "SELECT pg_stat_statements_reset()")
 	p.statementsAvailable = err == nil
 	err = c.QueryRow(ctx, `SELECT pg_current_wal_lsn()::text, w.wal_sync, w.wal_write, w.wal_records, w.wal_bytes::bigint,
@@ -296,6 +297,7 @@ type pgFigures struct {
 	dbGrowth                      float64 // bytes of pg_database_size per operation
 	top                           []pgStatement
 	statementsAvailable           bool
+	cpuMs                         float64 // PostgreSQL's processes' CPU per operation
 }
 
 // finish reads the counters again after statsSettle and returns the
@@ -316,6 +318,7 @@ func (p *pgProbe) finish(ctx context.Context, ops int) (pgFigures, error) {
 	}
 	per := func(v int64) float64 { return float64(v) / float64(ops) }
 	f.walBytes, f.dbGrowth = per(walBytes), per(dbSize-p.dbSize)
+	f.cpuMs = ms(cpuTime(descendants(p.s.pg.PID()))-p.cpu) / float64(ops)
 	if p.statementsAvailable {
 		if f.top, err = readStatements(ctx, c, ops); err != nil {
 			return f, err
@@ -449,6 +452,7 @@ func (f pgFigures) note(what, unit string) string {
 	if f.statementsAvailable {
 		fmt.Fprintf(&b, "%.2f statements (each one round trip) and %.2f commits per %s; ", f.statements, f.commits, unit)
 	}
+	fmt.Fprintf(&b, "PostgreSQL's processes %.2f CPU ms per %s (part of the CPU row's figure, read after the span); ", f.cpuMs, unit)
 	fmt.Fprintf(&b, "WAL %.1f KB per %s (pg_current_wal_lsn), %.2f WAL fsyncs and %.2f WAL writes per %s (pg_stat_wal, read 11 s later: background writes of that wait count too), database +%.1f KB per %s (pg_database_size: tables, TOAST, indexes; no WAL)",
 		f.walBytes/1024, unit, f.walSyncs, f.walWrites, unit, f.dbGrowth/1024, unit)
 	if len(f.top) > 0 {
