@@ -205,7 +205,14 @@ func (b *bench) smtp(ctx context.Context) {
 					continue
 				}
 				tag := fmt.Sprintf("smtp%d-run%d", conns, run)
+				var probe *pgProbe
+				if pg, ok := s.(*pgServer); ok && run == 0 {
+					probe = b.pgProbe(ctx, pg)
+				}
 				r, err := runSMTP(ctx, s, tag, user, b.sz.SMTPMsgs, b.sz.SMTPSize, conns)
+				if err == nil && probe != nil {
+					b.pgNote(ctx, probe, fmt.Sprintf("SMTP in, %s msgs, %d conn, first run", kb(b.sz.SMTPSize), conns), "delivery", b.sz.SMTPMsgs)
+				}
 				if err != nil {
 					failed[s.Name()] = true
 					b.fail(s, fmt.Sprintf("SMTP in (%d conn)", conns), err)
@@ -237,6 +244,18 @@ func (b *bench) imap(ctx context.Context) {
 	failed := make([]bool, len(b.srvs))
 	parallel(ctx, len(b.srvs), len(b.srvs), func(ctx context.Context, i int) error {
 		s := b.srvs[i]
+		if l, ok := s.(loader); ok && b.populateMode(s) == "import" {
+			// One import of the whole account.
+			t0 := time.Now()
+			if err := l.Load(ctx, userIMAP, []fill{{"Big", sz.BigMsgs, bigGen}, {"Fetch", sz.FetchMsgs, fetchGen}, {"Search", sz.SearchMsgs, searchGen}}); err != nil {
+				failed[i] = true
+				b.fail(s, "IMAP populate", err)
+				return nil
+			}
+			b.log.Info("populated", "system", s.Name(), "messages", sz.BigMsgs+sz.FetchMsgs+sz.SearchMsgs, "mode", "import", "dur", time.Since(t0).Round(time.Millisecond))
+			b.note(fmt.Sprintf("%s: filling Big, Fetch and Search with %s messages (one import of the account, concurrently with the other systems) took %s.", s.Name(), n(sz.BigMsgs+sz.FetchMsgs+sz.SearchMsgs), time.Since(t0).Round(time.Second)))
+			return nil
+		}
 		for _, p := range []struct {
 			mailbox string
 			n       int
@@ -267,6 +286,32 @@ func (b *bench) imap(ctx context.Context) {
 			imapSelectFetchFlags(s, "Big", sz.BigMsgs)
 			imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
 			imapSearchText(s, "Search", wantHits)
+		}
+	}
+	// PostgreSQL's costs of one SELECT + UID FETCH FLAGS session, outside
+	// the timed runs (the probe waits for PostgreSQL's statistics).
+	for i, s := range b.srvs {
+		if pg, ok := s.(*pgServer); ok && !failed[i] {
+			steps := []pgStep{
+				{fmt.Sprintf("FETCH 1:* BODY.PEEK[] of %s × %s (EXAMINE included)", n(sz.FetchMsgs), kb(sz.FetchSize)), func() error {
+					_, err := imapFetchBodies(s, "Fetch", sz.FetchMsgs, fetchBytes)
+					return err
+				}},
+				{fmt.Sprintf("SEARCH TEXT over %s msgs (login and EXAMINE included)", n(sz.SearchMsgs)), func() error {
+					_, err := imapSearchText(s, "Search", wantHits)
+					return err
+				}},
+			}
+			if line, err := pg.imapStatements(ctx, "Big", sz.BigMsgs, steps...); err != nil {
+				b.log.Warn("PostgreSQL statements per IMAP command unreadable", "err", err)
+			} else {
+				b.note(line)
+			}
+			if probe := b.pgProbe(ctx, pg); probe != nil {
+				if _, _, err := imapSelectFetchFlags(s, "Big", sz.BigMsgs); err == nil {
+					b.pgNote(ctx, probe, fmt.Sprintf("IMAP login, SELECT and UID FETCH 1:* (FLAGS) of %s msgs", n(sz.BigMsgs)), "session", 1)
+				}
+			}
 		}
 	}
 	for run := range b.o.runs {
@@ -336,7 +381,7 @@ func (b *bench) imap(ctx context.Context) {
 
 // populateMode resolves -populate for one system.
 func (b *bench) populateMode(s server) string {
-	if b.o.populate == "auto" {
+	if b.o.populate == "auto" || (b.o.populate == "maildir" && s.FastPopulate() == "import") {
 		return s.FastPopulate()
 	}
 	return b.o.populate
@@ -494,6 +539,29 @@ func (b *bench) relayRun(ctx context.Context, s server, tag string, dests int) (
 		}
 	}
 	return float64(total) / time.Since(start).Seconds(), nil
+}
+
+// pgProbe starts measuring PostgreSQL's costs; nil (and a warning) when
+// the counters cannot be read.
+func (b *bench) pgProbe(ctx context.Context, pg *pgServer) *pgProbe {
+	p, err := pg.probe(ctx)
+	if err != nil {
+		b.log.Warn("PostgreSQL counters unreadable", "err", err)
+		return nil
+	}
+	return p
+}
+
+// pgNote adds PostgreSQL's costs since probe to the notes, per unit (ops
+// of them in the span).
+func (b *bench) pgNote(ctx context.Context, probe *pgProbe, what, unit string, ops int) {
+	f, err := probe.finish(ctx, ops)
+	if err != nil {
+		b.log.Warn("PostgreSQL counters unreadable", "err", err)
+		return
+	}
+	b.log.Info("postgres", "what", what, "pgCPUms/"+unit, fmt.Sprintf("%.2f", f.cpuMs), "statements/"+unit, fmt.Sprintf("%.2f", f.statements), "walKB/"+unit, fmt.Sprintf("%.1f", f.walBytes/1024), "walSyncs/"+unit, fmt.Sprintf("%.2f", f.walSyncs))
+	b.note(f.note(what, unit))
 }
 
 // writeNotes prints the methodology under the table.

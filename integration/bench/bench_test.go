@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/pgtest"
 )
 
 // TestQuickPosthouse runs the quick mode once against Posthouse (and
@@ -50,7 +53,7 @@ func TestQuickPosthouse(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	t.Logf("output:\n%s", out.String())
-	checkTable(t, out.String())
+	checkTable(t, out.String(), allRows, "Posthouse")
 	// The stress rows are there exactly when imaptest is (CI has none).
 	if got, want := strings.Contains(out.String(), "| imaptest stress"), findImaptest("") != ""; got != want {
 		t.Errorf("imaptest stress rows present %v, imaptest found %v", got, want)
@@ -60,9 +63,10 @@ func TestQuickPosthouse(t *testing.T) {
 	}
 }
 
-// checkTable verifies the Markdown table: header, separator, five cells a
-// row, a number in every Posthouse cell, and every workload present.
-func checkTable(t *testing.T, s string) {
+// checkTable verifies the Markdown table: header with the columns
+// (Postfix + Dovecot last), separator, a cell for each a row, a number in
+// every cell of the columns named, and every workload present.
+func checkTable(t *testing.T, s string, want []string, columns ...string) {
 	t.Helper()
 	var rows [][]string
 	for _, line := range strings.Split(s, "\n") {
@@ -81,15 +85,15 @@ func checkTable(t *testing.T, s string) {
 	if len(rows) < 3 {
 		t.Fatalf("no table in the output")
 	}
-	if got := strings.Join(rows[0], "|"); got != "Workload|Unit|Posthouse|Postfix + Dovecot|Ratio (>1: Posthouse better)" {
-		t.Errorf("header = %q", got)
+	if got, want := strings.Join(rows[0], "|"), "Workload|Unit|"+strings.Join(columns, "|")+"|Postfix + Dovecot|Ratio (>1: Posthouse better)"; got != want {
+		t.Errorf("header = %q, want %q", got, want)
 	}
+	cells := len(columns) + 4
 	for _, c := range rows[1] {
 		if strings.Trim(c, ":-") != "" || !strings.Contains(c, "---") {
 			t.Errorf("separator row = %q", rows[1])
 		}
 	}
-	want := []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "IMAP SELECT (QRESYNC)", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)", "20 IMAP conns in IDLE"}
 	for _, w := range want {
 		found := false
 		for _, r := range rows[2:] {
@@ -100,21 +104,80 @@ func checkTable(t *testing.T, s string) {
 		}
 	}
 	for _, r := range rows[2:] {
-		if len(r) != 5 {
-			t.Errorf("row has %d cells, want 5: %q", len(r), r)
+		if len(r) != cells {
+			t.Errorf("row has %d cells, want %d: %q", len(r), cells, r)
 			continue
 		}
-		if v, err := strconv.ParseFloat(r[2], 64); err != nil || v < 0 {
-			t.Errorf("row %q: Posthouse cell %q is not a figure", r[0], r[2])
+		for i, col := range columns {
+			if v, err := strconv.ParseFloat(r[2+i], 64); err != nil || v < 0 {
+				t.Errorf("row %q: %s cell %q is not a figure", r[0], col, r[2+i])
+			}
 		}
-		if r[3] != "n/a" {
-			if _, err := strconv.ParseFloat(r[3], 64); err != nil {
-				t.Errorf("row %q: Postfix + Dovecot cell %q is neither a figure nor n/a", r[0], r[3])
+		if pd := r[cells-2]; pd != "n/a" {
+			if _, err := strconv.ParseFloat(pd, 64); err != nil {
+				t.Errorf("row %q: Postfix + Dovecot cell %q is neither a figure nor n/a", r[0], pd)
 			}
 		}
 	}
 	if !strings.Contains(s, "cores") {
 		t.Errorf("header does not name the core count")
+	}
+}
+
+// allRows are the first words of every workload's rows.
+var allRows = []string{"Memory with", "SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "IMAP SELECT (QRESYNC)", "POP3 RETR", "Relay out", "Hostile MIME in", "FETCH 1:* (BODYSTRUCTURE)", "20 IMAP conns in IDLE"}
+
+// TestQuickPosthousePG runs the intake, IMAP and POP3 workloads once, in
+// tiny sizes, on Posthouse with the maildir and the postgres backends side
+// by side (a private PostgreSQL started for it), and checks that both
+// columns have a figure in every row and that the notes give PostgreSQL's
+// statements per delivery and per IMAP command. It skips when PostgreSQL
+// is not installed, unless PGTEST_REQUIRE is set (as in CI).
+func TestQuickPosthousePG(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the server and PostgreSQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	sz := quickSizes
+	sz.SMTPMsgs, sz.BigMsgs, sz.FetchMsgs, sz.SearchMsgs, sz.POPMsgs = 10, 100, 10, 100, 10
+	o := options{
+		runs:      1,
+		quick:     true,
+		sizes:     &sz,
+		workloads: map[string]bool{"smtp": true, "imap": true, "pop3": true},
+		systems:   map[string]bool{"posthouse": true, "posthouse-pg": true},
+		populate:  "auto",
+		settle:    200 * time.Millisecond,
+	}
+	var out bytes.Buffer
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	err := run(ctx, o, &out, log)
+	if errors.Is(err, pgtest.ErrNotInstalled) && os.Getenv("PGTEST_REQUIRE") == "" {
+		t.Skip(err.Error())
+	}
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	t.Logf("output:\n%s", out.String())
+	checkTable(t, out.String(), []string{"SMTP in", "Disk per stored message", "IMAP SELECT", "IMAP UID FETCH", "IMAP FETCH 1:*", "IMAP SEARCH TEXT", "POP3 RETR"}, "Posthouse", pgName)
+	for _, want := range []string{
+		"fsync = on, synchronous_commit = on",
+		pgName + ", SMTP in, 10 KB msgs, 1 conn, first run (delivery): ",
+		"statements (each one round trip)",
+		pgName + ", statements (each one round trip) per IMAP command",
+		"UID FETCH 1:* (FLAGS): ",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "Failures") {
+		t.Errorf("a workload failed")
 	}
 }
 

@@ -5,6 +5,7 @@
 //	go run ./integration/bench                  # full sizes, 3 runs, both systems
 //	go run ./integration/bench -quick -runs 1   # small counts
 //	go run ./integration/bench -workloads smtp,imap -systems posthouse
+//	go run ./integration/bench -workloads smtp,imap,pop3 -systems posthouse,posthouse-pg,postfix
 //
 // Posthouse is the real binary (built with go build ./cmd/posthouse) with a
 // TOML config in a temporary directory; Postfix and Dovecot are installed
@@ -13,6 +14,16 @@
 // /etc/dovecot. Every listener is on 127.0.0.1. Everything is stopped and
 // removed at the end, also on error or interrupt (BENCH_KEEP=1 keeps the
 // directories for inspection).
+//
+// posthouse-pg is the same binary with [store] backend = "postgres" (mail,
+// users and queue in PostgreSQL), in its own column, against a private
+// PostgreSQL started for the run (internal/pgtest: initdb in a temporary
+// directory, run as nobody under root, 127.0.0.1 only, fsync and
+// synchronous_commit on). Its mailboxes are filled through the store's
+// import path; its CPU rows include PostgreSQL's processes and its disk
+// row PostgreSQL's data directory (WAL included); the notes give
+// PostgreSQL's statements (round trips), WAL bytes and WAL fsyncs per
+// delivery and per IMAP command, from pg_stat_statements and pg_stat_wal.
 //
 // Workloads (-workloads, comma-separated; default all):
 //
@@ -76,6 +87,8 @@ type options struct {
 	imaptest                                string // -imaptest
 }
 
+var systemNames = []string{"posthouse", "posthouse-pg", "postfix"}
+
 var workloadNames = []string{"mem", "smtp", "imap", "pop3", "relay", "hostile", "stress", "idle"}
 
 func parseSet(s string, allowed []string) (map[string]bool, error) {
@@ -114,9 +127,9 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs of each measurement; the table shows medians")
 	flag.BoolVar(&o.quick, "quick", false, "small counts (about a minute instead of half an hour)")
 	flag.StringVar(&workloads, "workloads", "all", "comma-separated workloads: "+strings.Join(workloadNames, ", "))
-	flag.StringVar(&systems, "systems", "posthouse,postfix", "comma-separated systems: posthouse, postfix (Postfix + Dovecot)")
+	flag.StringVar(&systems, "systems", "posthouse,postfix", "comma-separated systems: posthouse, posthouse-pg (Posthouse with [store] backend = \"postgres\" on a private PostgreSQL), postfix (Postfix + Dovecot)")
 	flag.BoolVar(&o.install, "install", true, "apt-get install Postfix and Dovecot when missing")
-	flag.StringVar(&o.populate, "populate", "auto", "how the test mailboxes are filled (not timed): append (IMAP APPEND, 4 pipelined connections), maildir (files written into the server's maildir folder, then indexed by the server), auto (each system's faster way: maildir for both today)")
+	flag.StringVar(&o.populate, "populate", "auto", "how the test mailboxes are filled (not timed): append (IMAP APPEND, 4 pipelined connections), maildir (files written into the server's maildir folder, then indexed by the server; the postgres backend imports instead: its store's import path, in batches), auto (each system's faster way: maildir for Posthouse and Dovecot, import for the postgres backend)")
 	flag.StringVar(&o.out, "out", "", "also write the table to this file")
 	flag.StringVar(&o.bin, "posthouse-bin", "", "use this posthouse binary instead of building ./cmd/posthouse")
 	flag.IntVar(&o.dovecotClientLimit, "dovecot-imap-client-limit", 1, "Dovecot service imap client_limit (1 = Debian default, a process per connection)")
@@ -135,7 +148,7 @@ func main() {
 		log.Error("bad -workloads", "err", err)
 		os.Exit(2)
 	}
-	if o.systems, err = parseSet(systems, []string{"posthouse", "postfix"}); err != nil {
+	if o.systems, err = parseSet(systems, systemNames); err != nil {
 		log.Error("bad -systems", "err", err)
 		os.Exit(2)
 	}
@@ -205,7 +218,7 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 	// sender, and the server answers them on loopback (NXDOMAIN with a SOA), as a
 	// local caching resolver would.
 	var relay *relaySink
-	if o.workloads["relay"] || o.systems["posthouse"] {
+	if o.workloads["relay"] || o.systems["posthouse"] || o.systems["posthouse-pg"] {
 		if relay, err = startRelaySink(log); err != nil {
 			return err
 		}
@@ -232,6 +245,25 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 		}
 		srvs = append(srvs, ph)
 		h.posthouse = posthouseVersion(ph.bin)
+	}
+	if o.systems["posthouse-pg"] {
+		popts := phOptions{Bin: o.bin}
+		for _, s := range srvs {
+			if ph, ok := s.(*phServer); ok && popts.Bin == "" {
+				popts.Bin = ph.bin // built once for both
+			}
+		}
+		if relay != nil {
+			popts.RelayPort, popts.DNSAddr = relay.port, relay.dnsAddr
+		}
+		log.Info("starting PostgreSQL and Posthouse on it")
+		pg, err := startPosthousePG(ctx, log, popts)
+		if err != nil {
+			return err
+		}
+		srvs = append(srvs, pg)
+		h.posthouse = posthouseVersion(pg.bin)
+		h.pg = pg.describe()
 	}
 	if o.systems["postfix"] {
 		pd, err := setupPostfixDovecot(ctx, log, o, sz, relay)
@@ -263,6 +295,9 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 			b.note("imaptest stress: skipped, no imaptest binary (-imaptest, $IMAPTEST or PATH). imaptest is Dovecot's IMAP test tool; it has no Debian package and is never built by the benchmark.")
 		}
 	}
+	if o.systems["posthouse-pg"] {
+		b.note(pgMethodology)
+	}
 	b.declareRows()
 	for _, wl := range workloadNames {
 		if !o.workloads[wl] {
@@ -274,7 +309,18 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 		log.Info("workload", "name", wl)
 		b.runWorkload(ctx, wl)
 	}
-	cols := []string{"Posthouse", "Postfix + Dovecot"}
+	// The columns: the Posthouse systems run, then Postfix + Dovecot
+	// (n/a when not run), as the ratio compares the first with it.
+	var cols []string
+	for _, s := range srvs {
+		if s.Name() != pdName {
+			cols = append(cols, s.Name())
+		}
+	}
+	if len(cols) == 0 {
+		cols = append(cols, "Posthouse")
+	}
+	cols = append(cols, pdName)
 	b.res.write(w, h, cols)
 	b.writeNotes(w)
 	if o.out != "" {

@@ -173,7 +173,10 @@ func startPostfixDovecot(ctx context.Context, log *slog.Logger, opts pdOptions) 
 	return s, nil
 }
 
-func (s *pdServer) Name() string { return "Postfix + Dovecot" }
+// pdName is Postfix + Dovecot's column.
+const pdName = "Postfix + Dovecot"
+
+func (s *pdServer) Name() string { return pdName }
 
 func (s *pdServer) MailRoot() string      { return filepath.Join(s.dir, "mail") }
 func (s *pdServer) FileOwner() (int, int) { return s.uid, s.gid }

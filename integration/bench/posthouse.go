@@ -66,6 +66,9 @@ type phOptions struct {
 	Bin       string // prebuilt binary; empty: build ./cmd/posthouse
 	RelayPort int    // [queue] remote_port
 	DNSAddr   string // [dns] resolver
+	// StoreDSN, when set, is [store] dsn with backend "postgres": mail,
+	// users and the queue in that PostgreSQL database.
+	StoreDSN string
 }
 
 func startPosthouse(ctx context.Context, log *slog.Logger, opts phOptions) (_ *phServer, err error) {
@@ -149,6 +152,9 @@ resolver = %q
 [log]
 level = "warn"
 `, filepath.Join(dir, "data"), s.ports["smtp"], s.ports["submission"], s.ports["imap"], s.ports["pop3"], relayPort, resolver)
+	if opts.StoreDSN != "" {
+		cfg += fmt.Sprintf("\n[store]\nbackend = \"postgres\"\ndsn = %q\n", opts.StoreDSN)
+	}
 	s.cfgPath = filepath.Join(dir, "posthouse.toml")
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		return err

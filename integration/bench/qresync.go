@@ -22,8 +22,10 @@ func (b *bench) mQResync() metric {
 	return millis(fmt.Sprintf("IMAP SELECT (QRESYNC), %s-msg mailbox, %d flag changes since", n(b.sz.BigMsgs), qresyncChanges))
 }
 
-// qresyncToggles counts the calls per system: a call sets the keyword on
-// its messages when even, clears it when odd, so each call changes them.
+// qresyncToggles counts the calls per server (by IMAP address, so that
+// a later run in the same process starts afresh on its new server): a
+// call sets the keyword on its messages when even, clears it when odd, so
+// each call changes them.
 var qresyncToggles = map[string]int{}
 
 var (
@@ -51,10 +53,10 @@ func imapQResync(s server, mailbox string, want int) (time.Duration, error) {
 	}
 	validity, modseq := c.find(lines, reUIDValidity), c.find(lines, reHighestModSeq)
 	op := "+"
-	if qresyncToggles[s.Name()]%2 == 1 {
+	if qresyncToggles[s.Addr("imap")]%2 == 1 {
 		op = "-"
 	}
-	qresyncToggles[s.Name()]++
+	qresyncToggles[s.Addr("imap")]++
 	for i := 0; i < qresyncChanges; i++ {
 		if _, err := c.do(fmt.Sprintf("STORE %d %sFLAGS.SILENT ($QResyncBench)", 1+i*(want/qresyncChanges), op)); err != nil {
 			c.close()

@@ -57,14 +57,21 @@ func median(v []float64) float64 {
 type header struct {
 	date, machine, cores, goVersion, posthouse, others, mode string
 	runs                                                     int
+	// pg describes the PostgreSQL of the postgres backend's column ("":
+	// not run).
+	pg string
 }
 
 // write prints the Markdown table: one row per metric, the median of the
-// runs for each system and the ratio, oriented so that >1 means Posthouse
+// runs for each system and the ratio of the first column to the last
+// (Posthouse to Postfix + Dovecot), oriented so that >1 means Posthouse
 // is better.
 func (r *results) write(w io.Writer, h header, cols []string) {
 	fmt.Fprintf(w, "Benchmark of %s, %s, median of %d runs (%s mode).\n\n", h.date, h.machine, h.runs, h.mode)
 	fmt.Fprintf(w, "Machine: %s cores; %s. Systems: %s; %s.\n\n", h.cores, h.goVersion, h.posthouse, h.others)
+	if h.pg != "" {
+		fmt.Fprintf(w, "%s.\n\n", h.pg)
+	}
 	fmt.Fprintf(w, "| Workload | Unit | %s | Ratio (>1: Posthouse better) |\n", strings.Join(cols, " | "))
 	fmt.Fprintf(w, "|---|---|%s---|\n", strings.Repeat("---:|", len(cols)))
 	for _, m := range r.order {
@@ -81,10 +88,10 @@ func (r *results) write(w io.Writer, h header, cols []string) {
 			cells[i] = fmt.Sprintf(m.format, meds[i])
 		}
 		ratio := "n/a"
-		if len(cols) == 2 && meds[0] > 0 && meds[1] > 0 {
-			q := meds[0] / meds[1]
+		if last := len(cols) - 1; last > 0 && meds[0] > 0 && meds[last] > 0 {
+			q := meds[0] / meds[last]
 			if !m.higher {
-				q = meds[1] / meds[0]
+				q = meds[last] / meds[0]
 			}
 			ratio = fmt.Sprintf("%.2f", q)
 		}

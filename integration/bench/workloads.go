@@ -112,6 +112,13 @@ func stressUserList() []string {
 	return out
 }
 
+// loader is a system that fills an account's mailboxes itself, faster
+// than any protocol would (the postgres backend: its import path). Load
+// replaces the account with INBOX and the fills' mailboxes.
+type loader interface {
+	Load(ctx context.Context, user string, fills []fill) error
+}
+
 // smtpResult is one inbound SMTP run.
 type smtpResult struct {
 	accepted, visible float64 // messages/s: all 250s received; all visible by IMAP
@@ -196,6 +203,8 @@ func runSMTP(ctx context.Context, s server, tag, user string, n, size, conns int
 // into the server's maildir folder for that mailbox (found by appending one
 // marker message and looking for its file), then lets the server index them
 // (Posthouse at start-up reconciliation, Dovecot at the next SELECT).
+// "import" hands the messages to the system's loader (the postgres
+// backend's import path).
 func populate(ctx context.Context, s server, user, mailbox string, n int, gen func(i int) []byte, mode string) error {
 	c, err := imapLogin(s.Addr("imap"), user)
 	if err != nil {
@@ -216,6 +225,14 @@ func populate(ctx context.Context, s server, user, mailbox string, n int, gen fu
 	}
 	if int(have) >= n {
 		return nil
+	}
+	if mode == "import" {
+		l, ok := s.(loader)
+		if !ok {
+			return fmt.Errorf("%s cannot import", s.Name())
+		}
+		c.Close()
+		return l.Load(ctx, user, []fill{{mailbox, n, gen}})
 	}
 	if mode == "maildir" {
 		return populateMaildir(ctx, s, c, user, mailbox, int(have), n, gen)

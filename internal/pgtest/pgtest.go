@@ -1,6 +1,7 @@
 // Package pgtest runs a private PostgreSQL server for tests: initdb into a
 // temporary directory, postgres listening only on a unix socket in that
-// directory (no TCP port at all, so it works inside `unshare -n`), run as
+// directory (no TCP port at all, so it works inside `unshare -n`; a
+// benchmark may ask for 127.0.0.1 as well with StartOptions.Loopback), run as
 // the unprivileged user nobody when the tests run as root, and stopped
 // when the package's tests end.
 //
@@ -30,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -56,6 +58,9 @@ type Server struct {
 	done chan struct{} // closed when postgres exited
 	log  string        // path of postgres's log
 	dbs  atomic.Int64  // databases created, for unique names
+	// tcpPort is the loopback TCP port (StartOptions.Loopback), 0 when
+	// only the unix socket listens.
+	tcpPort int
 }
 
 var (
@@ -151,6 +156,10 @@ type StartOptions struct {
 	// in production: for benchmarks that compare with a store that
 	// fsyncs.
 	Durable bool
+	// Loopback listens on 127.0.0.1 at a free TCP port as well as on
+	// the socket, and DSN names that address: clients then pay a TCP
+	// round trip per statement, as nodes on other machines do.
+	Loopback bool
 }
 
 // StartWith initialises and starts a new server. Stop it with Stop.
@@ -195,9 +204,17 @@ func StartWith(opts StartOptions) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	listen := "" // unix socket only
+	if opts.Loopback {
+		if s.tcpPort, err = freeLoopbackPort(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		listen = "127.0.0.1"
+	}
 	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data,
-		"-k", dir, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses=", // unix socket only
+		"-k", dir, "-p", strconv.Itoa(s.port()),
+		"-c", "listen_addresses="+listen,
 		"-c", "max_connections=400", "-c", "shared_buffers=64MB",
 		"-c", "dynamic_shared_memory_type=mmap", "-c", "huge_pages=off",
 	)
@@ -276,9 +293,44 @@ func tempParent() string {
 	}
 }
 
-// DSN returns the DSN of database db on the server.
+// DSN returns the DSN of database db on the server: over loopback TCP
+// when it was started with Loopback, else over its unix socket.
 func (s *Server) DSN(db string) string {
-	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", s.dir, port, db)
+	host := s.dir
+	if s.tcpPort != 0 {
+		host = "127.0.0.1"
+	}
+	return fmt.Sprintf("host=%s port=%d user=postgres dbname=%s sslmode=disable", host, s.port(), db)
+}
+
+// port is the server's port: the TCP port with Loopback, else the one
+// the socket file is named after.
+func (s *Server) port() int {
+	if s.tcpPort != 0 {
+		return s.tcpPort
+	}
+	return port
+}
+
+// freeLoopbackPort picks a free TCP port on 127.0.0.1.
+func freeLoopbackPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: pick a port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// DataDir is the server's data directory (tables, indexes and pg_wal).
+func (s *Server) DataDir() string { return filepath.Join(s.dir, "data") }
+
+// PID is the postmaster's process ID; every backend is its child.
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
 }
 
 func (s *Server) exec(ctx context.Context, sql string) error {

@@ -63,13 +63,14 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 		list[i] = rows[i].Row
 	}
 	dir := a.mailboxDir(mailboxID)
-	uids, err := msgsearch.Run(ctx, list, c, func(i int) (io.ReadSeekCloser, error) {
+	open := func(i int) (io.ReadSeekCloser, error) {
 		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rows[i].file)))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
 		}
 		return f, err
-	})
+	}
+	uids, err := msgsearch.Run(ctx, list, c, func() msgsearch.Opener { return open })
 	if err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("maildir: search: %w", err)
 	}

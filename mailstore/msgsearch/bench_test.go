@@ -47,7 +47,7 @@ func BenchmarkTextSearch(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		got, err := Run(context.Background(), rows, c, open)
+		got, err := Run(context.Background(), rows, c, shared(open))
 		if err != nil || len(got) != n/100 {
 			b.Fatalf("%d hits, %v", len(got), err)
 		}

@@ -54,9 +54,12 @@ type Opener func(i int) (io.ReadSeekCloser, error)
 
 // Run returns the UIDs of rows (in ascending UID order) that match c.
 // When c needs the messages' text and there are many rows, they are
-// evaluated by up to maxWorkers goroutines (never more than GOMAXPROCS), so
-// open must be safe for concurrent use.
-func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, open Opener) ([]imap.UID, error) {
+// evaluated by up to maxWorkers goroutines (never more than GOMAXPROCS).
+// newOpener is called once for each of them: a goroutine takes ChunkRows
+// consecutive rows at a time (the chunk of row i starts at
+// i/ChunkRows*ChunkRows) and asks its Opener for them in ascending order,
+// so an Opener may read ahead the rest of a row's chunk.
+func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, newOpener func() Opener) ([]imap.UID, error) {
 	if c == nil {
 		c = &imap.SearchCriteria{}
 	}
@@ -70,8 +73,8 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, open Opener) (
 	sets := map[*imap.SearchCriteria][][]mailstore.UIDInterval{}
 	resolveSets(sets, c, last)
 	workers := 1
-	if len(rows) >= 2*chunkRows && needsText(c) {
-		workers = min(runtime.GOMAXPROCS(0), maxWorkers, len(rows)/chunkRows)
+	if len(rows) >= 2*ChunkRows && needsText(c) {
+		workers = min(runtime.GOMAXPROCS(0), maxWorkers, len(rows)/ChunkRows)
 	}
 	matched := make([]bool, len(rows))
 	var (
@@ -88,13 +91,13 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, open Opener) (
 		}
 	}
 	evaluate := func() {
-		ev := &evaluator{open: open, uidSets: sets}
+		ev := &evaluator{open: newOpener(), uidSets: sets}
 		for {
-			start := int(next.Add(chunkRows)) - chunkRows
+			start := int(next.Add(ChunkRows)) - ChunkRows
 			if start >= len(rows) {
 				return
 			}
-			for i := start; i < min(start+chunkRows, len(rows)); i++ {
+			for i := start; i < min(start+ChunkRows, len(rows)); i++ {
 				if err := ctx.Err(); err != nil {
 					fail(err)
 					return
@@ -127,10 +130,10 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, open Opener) (
 	return out, nil
 }
 
-// Rows are handed to workers chunkRows at a time; maxWorkers bounds one
+// Rows are handed to workers ChunkRows at a time; maxWorkers bounds one
 // search's goroutines.
 const (
-	chunkRows  = 64
+	ChunkRows  = 64
 	maxWorkers = 4
 )
 

@@ -18,12 +18,17 @@ import (
 
 type nopCloser struct{ *bytes.Reader }
 
+// shared gives every goroutine of a search the same Opener.
+func shared(o Opener) func() Opener { return func() Opener { return o } }
+
 func (nopCloser) Close() error { return nil }
 
 // fixture is three rows whose bodies the opener counts; row 1's message is
 // gone.
 func fixture() ([]Row, map[int]string) {
-	day := func(y, m, d int) int64 { return indexrow.DateNum(time.Date(y, time.Month(m), d, 12, 0, 0, 0, time.UTC)) }
+	day := func(y, m, d int) int64 {
+		return indexrow.DateNum(time.Date(y, time.Month(m), d, 12, 0, 0, 0, time.UTC))
+	}
 	rows := []Row{
 		{UID: 3, ModSeq: 10, Flags: 0, Size: 100, IDate: day(2026, 1, 10), EmailID: 7},
 		{UID: 5, ModSeq: 20, Size: 2000, IDate: day(2026, 2, 10), Sent: day(2026, 2, 9), EmailID: 8},
@@ -40,14 +45,14 @@ func run(t *testing.T, c *imap.SearchCriteria) ([]imap.UID, map[int]int) {
 	t.Helper()
 	rows, bodies := fixture()
 	opened := map[int]int{}
-	got, err := Run(context.Background(), rows, c, func(i int) (io.ReadSeekCloser, error) {
+	got, err := Run(context.Background(), rows, c, shared(func(i int) (io.ReadSeekCloser, error) {
 		opened[i]++
 		b, ok := bodies[i]
 		if !ok {
 			return nil, nil
 		}
 		return nopCloser{bytes.NewReader([]byte(b))}, nil
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,17 +101,17 @@ func TestRun(t *testing.T) {
 
 func TestRunErrors(t *testing.T) {
 	rows, _ := fixture()
-	if _, err := Run(context.Background(), rows, &imap.SearchCriteria{Not: []imap.SearchCriteria{{SeqNum: []imap.SeqSet{imap.SeqSetNum(1)}}}}, nil); !errors.Is(err, ErrSeqNum) {
+	if _, err := Run(context.Background(), rows, &imap.SearchCriteria{Not: []imap.SearchCriteria{{SeqNum: []imap.SeqSet{imap.SeqSetNum(1)}}}}, shared(nil)); !errors.Is(err, ErrSeqNum) {
 		t.Fatalf("sequence numbers: err = %v", err)
 	}
 	boom := errors.New("disk on fire")
-	_, err := Run(context.Background(), rows, &imap.SearchCriteria{Body: []string{"x"}}, func(int) (io.ReadSeekCloser, error) { return nil, boom })
+	_, err := Run(context.Background(), rows, &imap.SearchCriteria{Body: []string{"x"}}, shared(func(int) (io.ReadSeekCloser, error) { return nil, boom }))
 	if !errors.Is(err, boom) {
 		t.Fatalf("open error: err = %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Run(ctx, rows, nil, nil); !errors.Is(err, context.Canceled) {
+	if _, err := Run(ctx, rows, nil, shared(nil)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: err = %v", err)
 	}
 }
@@ -131,7 +136,7 @@ func FuzzLoad(f *testing.F) {
 			return nopCloser{bytes.NewReader(msg)}, nil
 		}
 		c := &imap.SearchCriteria{Text: []string{word}, Body: []string{word}}
-		got, err := Run(context.Background(), rows, c, open)
+		got, err := Run(context.Background(), rows, c, shared(open))
 		if opens > 1 {
 			t.Fatalf("message read %d times", opens)
 		}
@@ -142,7 +147,7 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("got %v from one row", got)
 		}
 		// The empty string is in every message that could be read.
-		if got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{""}}, open); err == nil && len(got) != 1 {
+		if got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{""}}, shared(open)); err == nil && len(got) != 1 {
 			t.Fatalf("TEXT \"\" found nothing in %q", msg)
 		}
 		// A word in plain ASCII in the Subject of a well-formed header is
@@ -155,7 +160,7 @@ func FuzzLoad(f *testing.F) {
 		}, word); w != "" {
 			plain := append([]byte("Subject: "+w+"\r\n\r\n"), msg...)
 			open = func(int) (io.ReadSeekCloser, error) { return nopCloser{bytes.NewReader(plain)}, nil }
-			if got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{w}}, open); err != nil || len(got) != 1 {
+			if got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{w}}, shared(open)); err != nil || len(got) != 1 {
 				t.Fatalf("TEXT %q not found in %q: %v, %v", w, plain, got, err)
 			}
 		}
@@ -185,7 +190,7 @@ func TestRunManyRows(t *testing.T) {
 		mu.Unlock()
 		return nopCloser{bytes.NewReader([]byte(body(i)))}, nil
 	}
-	got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{"NEEDLE"}}, open)
+	got, err := Run(context.Background(), rows, &imap.SearchCriteria{Text: []string{"NEEDLE"}}, shared(open))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,12 +213,12 @@ func TestRunManyRows(t *testing.T) {
 	}
 
 	boom := errors.New("disk on fire")
-	_, err = Run(context.Background(), rows, &imap.SearchCriteria{Body: []string{"x"}}, func(i int) (io.ReadSeekCloser, error) {
+	_, err = Run(context.Background(), rows, &imap.SearchCriteria{Body: []string{"x"}}, shared(func(i int) (io.ReadSeekCloser, error) {
 		if i == 500 {
 			return nil, boom
 		}
 		return nopCloser{bytes.NewReader([]byte(body(i)))}, nil
-	})
+	}))
 	if !errors.Is(err, boom) {
 		t.Fatalf("open error in a worker: err = %v", err)
 	}

@@ -138,6 +138,15 @@ func (b *PGBodies) Open(ctx context.Context, ref, size int64) (io.ReadSeekCloser
 	return r, nil
 }
 
+// opened is Open for a body whose first chunk the caller has read (in the
+// statement that found the message).
+func (b *PGBodies) opened(ctx context.Context, ref, size int64, first []byte) io.ReadSeekCloser {
+	if first == nil {
+		first = []byte{}
+	}
+	return &pgBodyReader{ctx: context.WithoutCancel(ctx), pool: b.pool, ref: ref, size: size, seq: 0, cur: first}
+}
+
 type pgBodyReader struct {
 	ctx  context.Context
 	pool *pgxpool.Pool

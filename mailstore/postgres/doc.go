@@ -33,7 +33,12 @@
 // the usage and notifies the other nodes; COMMIT), five with a quota (a
 // first look at the usage refuses a full account before reading the
 // message). Snapshot and a FETCH of flags are one statement each, which
-// returns the mailbox's messages as one row of arrays.
+// returns the mailbox's messages as one row of arrays. Opening a message
+// reads its row and, with PGBodies, its body's first chunk in one
+// statement, so a FETCH of a body or a POP3 RETR is one round trip for a
+// message under 256 KiB. SEARCH of text reads bodies in batches (up to 64
+// messages or 4 MiB a statement, fewer while cheaper criteria skip most
+// of what was read ahead), not one statement per message.
 //
 // # Bodies
 //

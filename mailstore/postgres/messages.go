@@ -424,6 +424,9 @@ func (a *account) expunged(ctx context.Context, mailboxID int64, modseq uint64) 
 }
 
 func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error) {
+	if pb, ok := a.s.bodies.(*PGBodies); ok {
+		return a.openPGMessage(ctx, pb, mailboxID, uid)
+	}
 	var body, size *int64
 	err := a.s.pool.QueryRow(ctx, `SELECT m.body, m.size FROM mail_mailboxes b
 		LEFT JOIN mail_messages m ON m.mailbox = b.id AND m.uid = $3
@@ -446,6 +449,30 @@ func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID
 		return nil, 0, a.wrapErr(err)
 	}
 	return r, *size, nil
+}
+
+// openPGMessage is openMessage with PGBodies: the row and the body's
+// first chunk in one statement (one round trip for a message of one
+// chunk, as nearly all are, where the row and then the body would take
+// two), read from one snapshot, so the body cannot vanish in between.
+func (a *account) openPGMessage(ctx context.Context, pb *PGBodies, mailboxID int64, uid imap.UID) (io.ReadSeekCloser, int64, error) {
+	var body, size *int64
+	var first []byte
+	var haveFirst *bool
+	err := a.s.pool.QueryRow(ctx, `SELECT m.body, m.size, c.data, c.body IS NOT NULL FROM mail_mailboxes b
+		LEFT JOIN mail_messages m ON m.mailbox = b.id AND m.uid = $3
+		LEFT JOIN mail_body_chunks c ON c.body = m.body AND c.seq = 0
+		WHERE b.id = $1 AND b.account = $2`, mailboxID, a.id, int64(uid)).Scan(&body, &size, &first, &haveFirst)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, 0, noMailbox(mailboxID)
+	}
+	if err != nil {
+		return nil, 0, a.wrapErr(fmt.Errorf("postgres: open message: %w", err))
+	}
+	if body == nil || haveFirst == nil || !*haveFirst {
+		return nil, 0, fmt.Errorf("%w: uid %d", mailstore.ErrNoSuchMessage, uid)
+	}
+	return pb.opened(ctx, *body, *size, first), *size, nil
 }
 
 func (a *account) storeFlags(ctx context.Context, mailboxID int64, uids imap.UIDSet, op flagOp, fs flagSet, unchangedSince uint64) (mailstore.StoreResult, error) {

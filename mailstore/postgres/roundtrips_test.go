@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
@@ -16,7 +17,9 @@ import (
 // paths, counted by a tracer on the pool: a delivery is BEGIN, the body,
 // one statement for the row, its usage and its notification, and COMMIT
 // (one more, a look at the usage, with a quota); a FETCH of flags and a
-// Snapshot are one statement whatever the mailbox's size.
+// Snapshot are one statement whatever the mailbox's size; opening a
+// message of one body chunk and reading it is one statement, and a
+// SEARCH TEXT reads the bodies in batches.
 func TestRoundTrips(t *testing.T) {
 	ctx := context.Background()
 	var stmts stmtCounter
@@ -70,6 +73,24 @@ func TestRoundTrips(t *testing.T) {
 	count("Snapshot", 1, func() {
 		if snap, err := acc.Snapshot(ctx, res.MailboxID); err != nil || len(snap.Messages) != 22 {
 			t.Fatalf("Snapshot: %d, %v", len(snap.Messages), err)
+		}
+	})
+	count("OpenMessage and read it whole", 1, func() {
+		r, size, err := acc.OpenMessage(ctx, res.MailboxID, res.UID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if b, err := io.ReadAll(r); err != nil || int64(len(b)) != size || string(b) != testMsg {
+			t.Fatalf("OpenMessage: %d of %d bytes, %v", len(b), size, err)
+		}
+	})
+	// The list, then the bodies in batches read ahead (8, then the
+	// other 14: every one was needed, so the window doubled).
+	count("SEARCH TEXT over 22 messages", 3, func() {
+		uids, err := acc.Search(ctx, res.MailboxID, &imap.SearchCriteria{Text: []string{"hello"}})
+		if err != nil || len(uids) != 22 {
+			t.Fatalf("Search: %d, %v", len(uids), err)
 		}
 	})
 	count("Status", 1, func() {

@@ -65,15 +65,92 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 	if !found {
 		return nil, fmt.Errorf("%w: id %d", mailstore.ErrNoSuchMailbox, mailboxID)
 	}
-	uids, err := msgsearch.Run(ctx, list, c, func(i int) (io.ReadSeekCloser, error) {
-		f, err := a.s.bodies.Open(ctx, bodies[i], list[i].Size)
-		if errors.Is(err, errNoBody) {
-			return nil, nil
-		}
-		return f, err
+	uids, err := msgsearch.Run(ctx, list, c, func() msgsearch.Opener {
+		r := &bodyReader{ctx: ctx, a: a, rows: list, bodies: bodies, window: 8}
+		return r.open
 	})
 	if err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("postgres: search: %w", err)
 	}
 	return uids, err
+}
+
+// bodyReader opens the bodies one goroutine of a text search reads. With
+// PGBodies it reads them ahead in batches, one statement for a row's body
+// and those of the next rows of its chunk (msgsearch.ChunkRows), at most
+// searchAheadMax bodies or searchAheadBytes: window is how many the next
+// batch reads, doubling while a batch is read whole and halving while most
+// of it is skipped by cheaper criteria.
+type bodyReader struct {
+	ctx    context.Context
+	a      *account
+	rows   []msgsearch.Row
+	bodies []int64 // body reference of each row
+
+	ahead  map[int64][]byte // the last batch, by body reference
+	used   int              // how many of ahead were opened
+	window int
+}
+
+// Bounds of a batch of bodies read ahead for text search.
+const (
+	searchAheadMax   = 64
+	searchAheadBytes = 4 << 20
+)
+
+func (r *bodyReader) open(i int) (io.ReadSeekCloser, error) {
+	ref, size := r.bodies[i], r.rows[i].Size
+	pb, isPG := r.a.s.bodies.(*PGBodies)
+	if !isPG || size > bodyChunk {
+		f, err := r.a.s.bodies.Open(r.ctx, ref, size)
+		if errors.Is(err, errNoBody) {
+			return nil, nil
+		}
+		return f, err
+	}
+	data, found := r.ahead[ref]
+	if !found {
+		if r.ahead != nil {
+			switch {
+			case r.used >= len(r.ahead):
+				r.window = min(2*r.window, searchAheadMax)
+			case 2*r.used < len(r.ahead):
+				r.window = max(r.window/2, 1)
+			}
+		}
+		refs := []int64{ref}
+		total := size
+		end := min((i/msgsearch.ChunkRows+1)*msgsearch.ChunkRows, len(r.rows))
+		for j := i + 1; j < end; j++ {
+			if len(refs) >= r.window || total+r.rows[j].Size > searchAheadBytes {
+				break
+			}
+			if r.rows[j].Size <= bodyChunk {
+				refs = append(refs, r.bodies[j])
+				total += r.rows[j].Size
+			}
+		}
+		rows, err := r.a.s.pool.Query(r.ctx, `SELECT body, data FROM mail_body_chunks WHERE body = ANY($1) AND seq = 0`, refs)
+		if err != nil {
+			return nil, fmt.Errorf("read bodies: %w", err)
+		}
+		r.ahead, r.used = make(map[int64][]byte, len(refs)), 0
+		for rows.Next() {
+			var ref int64
+			var b []byte
+			if err := rows.Scan(&ref, &b); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read bodies: %w", err)
+			}
+			r.ahead[ref] = b
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read bodies: %w", err)
+		}
+		if data, found = r.ahead[ref]; !found {
+			return nil, nil
+		}
+	}
+	r.used++
+	return pb.opened(r.ctx, ref, size, data), nil
 }
