@@ -2,8 +2,11 @@ package maildir
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"time"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // The index's WAL is checkpointed every walCheckpointPages pages (SQLite's
@@ -35,17 +38,41 @@ func (a *account) armFold() {
 	a.fold.Reset(walFoldAfter)
 }
 
-// foldWAL checkpoints the WAL into the index and truncates it. A reader
-// still using the WAL makes the checkpoint partial and the truncation
-// wait for the next pause; that is not an error.
+// foldWAL checkpoints the WAL into the index and truncates it. It never
+// waits for readers or another process's writer (the busy timeout is 0 for
+// it, so SQLite does what it can without waiting): if the WAL could not be
+// emptied, it tries again after the next pause instead of holding up the
+// writer.
 func (a *account) foldWAL() {
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	if a.db == nil || a.gone.Load() {
 		return
 	}
-	if _, err := a.db.Write.Exec("PRAGMA wal_checkpoint(TRUNCATE)"); err != nil {
+	ctx := context.Background()
+	c, err := a.db.Write.Conn(ctx)
+	if err != nil {
 		a.log.Warn("checkpoint index WAL", "err", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		a.log.Warn("checkpoint index WAL", "err", err)
+		return
+	}
+	var busy, logPages, done int
+	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
+	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", sqlitedb.BusyTimeoutMillis)); rerr != nil {
+		// A connection left without its busy timeout would fail writes
+		// that meet another process's: drop it, the pool opens another.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+		a.log.Warn("checkpoint index WAL", "err", rerr)
+	}
+	switch {
+	case err != nil:
+		a.log.Warn("checkpoint index WAL", "err", err)
+	case busy != 0:
+		a.fold.Reset(walFoldAfter)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // TestWALBounded: the index's WAL is checkpointed and cut back often enough
@@ -60,6 +61,36 @@ func TestWALFoldedAtRest(t *testing.T) {
 		deliver(t, acc, message10K)
 	}
 	wal := filepath.Join(dir, accountDirName("fold@example.org"), indexFile+"-wal")
+	waitWALEmpty(t, wal)
+	in, _ := acc.Mailbox(context.Background(), "INBOX")
+	st, err := acc.Status(context.Background(), in.ID)
+	if err != nil || st.Messages != 20 {
+		t.Fatalf("INBOX after the fold: %+v, %v", st, err)
+	}
+
+	// A reader (here another process's connection) holding the WAL makes
+	// the fold give up without waiting; it folds after the reader ends.
+	db, err := sqlitedb.OpenFile(filepath.Join(dir, accountDirName("fold@example.org"), indexFile), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deliver(t, acc, message10K)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil || n != 21 {
+		t.Fatalf("reader sees %d messages (%v)", n, err)
+	}
+	deliver(t, acc, message10K)
+	tx.Rollback()
+	waitWALEmpty(t, wal)
+}
+
+func waitWALEmpty(t *testing.T, wal string) {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		fi, err := os.Stat(wal)
@@ -67,16 +98,11 @@ func TestWALFoldedAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 		if fi.Size() == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("WAL still %d bytes a minute after the last delivery", fi.Size())
+			t.Fatalf("WAL still %d bytes a minute after the last write", fi.Size())
 		}
 		time.Sleep(10 * time.Millisecond)
-	}
-	in, _ := acc.Mailbox(context.Background(), "INBOX")
-	st, err := acc.Status(context.Background(), in.ID)
-	if err != nil || st.Messages != 20 {
-		t.Fatalf("INBOX after the fold: %+v, %v", st, err)
 	}
 }
