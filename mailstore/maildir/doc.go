@@ -89,8 +89,9 @@
 //
 // Tables: mailboxes (ID, name, special use, UIDVALIDITY, UIDNEXT,
 // HIGHESTMODSEQ), subscriptions, messages (mailbox, UID, modseq, flags,
-// internal date, size, file, Message-ID, cached envelope and body
-// structure) and trash. System flags are a bit mask and keywords a short
+// internal date, size, file, cached envelope and body structure; a
+// Message-ID column is left empty since index version 7, the envelope
+// holds it) and trash. System flags are a bit mask and keywords a short
 // string, covered by the index messages_snapshot, so Snapshot, Status and
 // flag searches read only that index. The envelope and body structure are
 // extracted at delivery by mailstore/mimeparse while the message is written

@@ -529,10 +529,10 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage, in
 						return err
 					}
 				}
-				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, envelope, bodystructure)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 					id, uid, int64(modseq), fs.Mask, nullIfEmpty(kw), ff.size,
-					idate, zone, ff.p.SentDate, ff.m.rel, ff.p.MessageID, ff.p.Envelope, ff.p.BodyStructure); err != nil {
+					idate, zone, ff.p.SentDate, ff.m.rel, ff.p.Envelope, ff.p.BodyStructure); err != nil {
 					return err
 				}
 				w.usedDelta += ff.size
