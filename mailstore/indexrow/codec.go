@@ -13,8 +13,9 @@ import (
 // header search; go-message asks its callers to bound input.
 const MaxHeaderBytes = 1 << 20
 
-// Cached envelopes and body structures are stored as a version byte followed
-// by JSON of the types below. imap.BodyStructure is an interface, so the
+// Cached envelopes and body structures were first stored as a version byte
+// (CacheVersion) followed by JSON of the types below, and are now written in
+// a compact binary form of the same types (binary.go); both are read. imap.BodyStructure is an interface, so the
 // tree is mirrored by CachedPart, which says which concrete type each node
 // is. Maps and slices keep nil apart from empty (JSON null vs {} / []), so a
 // value decodes to exactly what was encoded.
@@ -226,45 +227,58 @@ func FromCachedPart(p *CachedPart, depth int) (imap.BodyStructure, error) {
 	return bs, nil
 }
 
-// EncodeEnvelope serializes an envelope for the index.
+// EncodeEnvelope serializes an envelope for the index, in the binary form
+// (BinaryVersion).
 func EncodeEnvelope(e *imap.Envelope) ([]byte, error) {
-	b, err := json.Marshal(ToCachedEnvelope(e))
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{CacheVersion}, b...), nil
+	return encodeEnvelopeBinary(ToCachedEnvelope(e)), nil
 }
 
+// DecodeEnvelope reads an envelope in either form: binary (BinaryVersion)
+// or JSON (CacheVersion, as rows written before the binary form hold).
 func DecodeEnvelope(b []byte) (*imap.Envelope, error) {
-	if len(b) == 0 || b[0] != CacheVersion {
-		return nil, errors.New("unknown envelope encoding")
-	}
 	var c *CachedEnvelope
-	if err := json.Unmarshal(b[1:], &c); err != nil {
-		return nil, err
+	switch {
+	case len(b) > 0 && b[0] == BinaryVersion:
+		var err error
+		if c, err = decodeEnvelopeBinary(b[1:]); err != nil {
+			return nil, err
+		}
+	case len(b) > 0 && b[0] == CacheVersion:
+		if err := json.Unmarshal(b[1:], &c); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("unknown envelope encoding")
 	}
 	return FromCachedEnvelope(c), nil
 }
 
+// EncodeBodyStructure serializes a body structure for the index, in the
+// binary form (BinaryVersion).
 func EncodeBodyStructure(bs imap.BodyStructure) ([]byte, error) {
 	p, err := ToCachedPart(bs, 0)
 	if err != nil {
 		return nil, err
 	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{CacheVersion}, b...), nil
+	return encodePartBinary(p), nil
 }
 
+// DecodeBodyStructure reads a body structure in either form, as
+// DecodeEnvelope.
 func DecodeBodyStructure(b []byte) (imap.BodyStructure, error) {
-	if len(b) == 0 || b[0] != CacheVersion {
-		return nil, errors.New("unknown body structure encoding")
-	}
 	var p *CachedPart
-	if err := json.Unmarshal(b[1:], &p); err != nil {
-		return nil, err
+	switch {
+	case len(b) > 0 && b[0] == BinaryVersion:
+		var err error
+		if p, err = decodePartBinary(b[1:]); err != nil {
+			return nil, err
+		}
+	case len(b) > 0 && b[0] == CacheVersion:
+		if err := json.Unmarshal(b[1:], &p); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("unknown body structure encoding")
 	}
 	return FromCachedPart(p, 0)
 }

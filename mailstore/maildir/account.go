@@ -53,6 +53,9 @@ type account struct {
 	// next write transaction deletes (under wmu).
 	unlinked []string
 	relaxed  relaxedState // synchronous mode of relaxed commits (relaxed.go)
+	// fold checkpoints the WAL into the index once writes pause
+	// (walsize.go); under wmu.
+	fold *time.Timer
 
 	stmtMu   sync.Mutex
 	wpending map[string]bool
@@ -315,6 +318,9 @@ func (a *account) close() error {
 		return nil
 	}
 	a.stopFlush()
+	if a.fold != nil {
+		a.fold.Stop()
+	}
 	a.stmtMu.Lock()
 	for _, st := range a.wstmts {
 		st.Close()
@@ -611,6 +617,7 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		return a.wrapErr(fmt.Errorf("maildir: commit: %w", err))
 	}
 	a.committed(durable)
+	a.armFold()
 	if len(unlinked) > 0 {
 		a.unlinked = a.unlinked[len(unlinked):]
 	}

@@ -333,10 +333,10 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				return err
 			}
 			kw := joinKeywords(pa.fs.Keywords)
-			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, envelope, bodystructure)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				pa.mb.ID, uid, int64(modseq), pa.fs.Mask, nullIfEmpty(kw), pa.size,
-				pa.date.Unix(), pa.zone, pa.p.SentDate, pa.rel, pa.p.MessageID, pa.p.Envelope, pa.p.BodyStructure); err != nil {
+				pa.date.Unix(), pa.zone, pa.p.SentDate, pa.rel, pa.p.Envelope, pa.p.BodyStructure); err != nil {
 				return err
 			}
 			w.usedDelta += pa.size

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -309,7 +310,7 @@ func (a *account) reconcileMailbox(ctx context.Context, id int64, minAge time.Du
 			}
 			return missing[i].rel < missing[j].rel
 		})
-		n, err := a.indexFiles(ctx, id, missing)
+		n, err := a.indexFiles(ctx, id, missing, files)
 		indexed = n
 		if err != nil {
 			return indexed, expunged, err
@@ -453,8 +454,17 @@ type foundFile struct {
 // indexFiles adds rows for files found without one, in batches: files are
 // parsed outside the writer lock, then each batch is one transaction. A file
 // keeps its name and place; its internal date is its modification time.
-func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (int, error) {
+// indexed holds the mailbox's rows as read before (file to UID); it is
+// brought up to date under the writer lock with the rows added since, which
+// have greater UIDs (deliveries and reconciliations take UIDNEXT; a rebuild,
+// the one path that inserts older UIDs, indexes each account once, through
+// here, before it is used), so no index on file names is needed.
+func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage, indexed map[string]imap.UID) (int, error) {
 	n := 0
+	var seen imap.UID
+	for _, uid := range indexed {
+		seen = max(seen, uid)
+	}
 	for start := 0; start < len(ms); start += indexBatch {
 		var batch []foundFile
 		for _, m := range ms[start:min(start+indexBatch, len(ms))] {
@@ -474,19 +484,33 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 			batch = append(batch, foundFile{m: m, full: full, size: info.Size(), mtime: info.ModTime(), p: p})
 		}
 		done := 0
+		added := map[string]imap.UID{}
 		err := a.write(ctx, func(w *wtx) error {
 			done = 0
+			clear(added)
 			var modseq uint64
+			// Checked again under the writer lock: a delivery may have
+			// committed one of the files, or removed it, meanwhile.
+			rows, err := w.Query(`SELECT uid, file FROM messages WHERE mailbox = ? AND uid > ?`, id, int64(seen))
+			err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
+				var uid int64
+				var f string
+				if err := row.Scan(&uid, &f); err != nil {
+					return err
+				}
+				indexed[f] = imap.UID(uid)
+				seen = max(seen, imap.UID(uid))
+				return nil
+			})
+			if err != nil {
+				return err
+			}
 			for _, ff := range batch {
-				// Checked again under the writer lock: a delivery may
-				// have committed the file, or removed it, meanwhile.
-				var x int64
-				err := w.QueryRow(`SELECT uid FROM messages WHERE mailbox = ? AND file = ?`, id, ff.m.rel).Scan(&x)
-				if err == nil {
+				if _, ok := indexed[ff.m.rel]; ok {
 					continue
 				}
-				if !errors.Is(err, sql.ErrNoRows) {
-					return err
+				if _, ok := added[ff.m.rel]; ok {
+					continue
 				}
 				if a.isInflight(messagePath(id, ff.m.rel)) {
 					continue
@@ -505,13 +529,14 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 						return err
 					}
 				}
-				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, messageid, envelope, bodystructure)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, envelope, bodystructure)
+					VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 					id, uid, int64(modseq), fs.Mask, nullIfEmpty(kw), ff.size,
-					idate, zone, ff.p.SentDate, ff.m.rel, ff.p.MessageID, ff.p.Envelope, ff.p.BodyStructure); err != nil {
+					idate, zone, ff.p.SentDate, ff.m.rel, ff.p.Envelope, ff.p.BodyStructure); err != nil {
 					return err
 				}
 				w.usedDelta += ff.size
+				added[ff.m.rel] = imap.UID(uid)
 				w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.Mask, kw)})
 				if a.rebuild == nil {
 					a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", ff.m.rel, "size", ff.size)
@@ -525,6 +550,7 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage) (i
 		if err != nil {
 			return n, err
 		}
+		maps.Copy(indexed, added)
 		n += done
 	}
 	return n, nil

@@ -57,7 +57,11 @@ func TrimSnapshot(ctx context.Context, indexPath string, missing []string) error
 		return fmt.Errorf("maildir: trim %s: %w", indexPath, err)
 	}
 	defer tx.Rollback()
-	bumped := map[int64]bool{}
+	// The missing files by mailbox; each such mailbox's rows are read once
+	// (no index on file names) and the lost ones deleted by UID, in
+	// ascending order as the expunged trigger expects.
+	byMailbox := map[int64]map[string]bool{}
+	var order []int64
 	for _, f := range missing {
 		rest, ok := strings.CutPrefix(f, maildirDir+"/")
 		id, file, ok2 := strings.Cut(rest, "/")
@@ -65,14 +69,39 @@ func TrimSnapshot(ctx context.Context, indexPath string, missing []string) error
 		if !ok || !ok2 || err != nil {
 			return fmt.Errorf("maildir: trim %s: not a message file: %q", indexPath, f)
 		}
-		if !bumped[mailbox] {
-			bumped[mailbox] = true
-			if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?`, mailbox); err != nil {
+		if byMailbox[mailbox] == nil {
+			byMailbox[mailbox] = map[string]bool{}
+			order = append(order, mailbox)
+		}
+		byMailbox[mailbox][file] = true
+	}
+	for _, mailbox := range order {
+		rows, err := tx.QueryContext(ctx, `SELECT uid, file FROM messages WHERE mailbox = ? ORDER BY uid`, mailbox)
+		var lost []int64
+		err = sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
+			var uid int64
+			var file string
+			if err := row.Scan(&uid, &file); err != nil {
+				return err
+			}
+			if byMailbox[mailbox][file] {
+				lost = append(lost, uid)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("maildir: trim %s: %w", indexPath, err)
+		}
+		if len(lost) == 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?`, mailbox); err != nil {
+			return fmt.Errorf("maildir: trim %s: %w", indexPath, err)
+		}
+		for _, uid := range lost {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE mailbox = ? AND uid = ?`, mailbox, uid); err != nil {
 				return fmt.Errorf("maildir: trim %s: %w", indexPath, err)
 			}
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE mailbox = ? AND file = ?`, mailbox, file); err != nil {
-			return fmt.Errorf("maildir: trim %s: %w", indexPath, err)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM trash`); err != nil {

@@ -2,7 +2,11 @@ package maildir
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
+	"time"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // The index's WAL is checkpointed every walCheckpointPages pages (SQLite's
@@ -12,10 +16,65 @@ import (
 // an account that just received 1,000 messages held 4 KiB per message,
 // a third of the disk its mail took. Checkpointing every 128 pages costs
 // about one more fsync (of the main file) per 20 deliveries.
+//
+// Once an account's writes pause for walFoldAfter, the WAL is checkpointed
+// and truncated to nothing (foldWAL): what an account holds at rest is its
+// index and mail, not up to 512 KiB of WAL beside them (after 1,000
+// deliveries, half a KiB per message). A burst of deliveries pays one
+// checkpoint at its end, off every delivery's path; a delivery arriving
+// while it runs waits for it (a few milliseconds).
 const (
 	walCheckpointPages = 128
 	walKeepBytes       = walCheckpointPages * 4096
+	walFoldAfter       = 100 * time.Millisecond
 )
+
+// armFold (re)starts the pause after a commit; the caller holds wmu.
+func (a *account) armFold() {
+	if a.fold == nil {
+		a.fold = time.AfterFunc(walFoldAfter, a.foldWAL)
+		return
+	}
+	a.fold.Reset(walFoldAfter)
+}
+
+// foldWAL checkpoints the WAL into the index and truncates it. It never
+// waits for readers or another process's writer (the busy timeout is 0 for
+// it, so SQLite does what it can without waiting): if the WAL could not be
+// emptied, it tries again after the next pause instead of holding up the
+// writer.
+func (a *account) foldWAL() {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	if a.db == nil || a.gone.Load() {
+		return
+	}
+	ctx := context.Background()
+	c, err := a.db.Write.Conn(ctx)
+	if err != nil {
+		a.log.Warn("checkpoint index WAL", "err", err)
+		return
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		a.log.Warn("checkpoint index WAL", "err", err)
+		return
+	}
+	var busy, logPages, done int
+	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
+	if _, rerr := c.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", sqlitedb.BusyTimeoutMillis)); rerr != nil {
+		// A connection left without its busy timeout would fail writes
+		// that meet another process's: drop it, the pool opens another.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+		a.log.Warn("checkpoint index WAL", "err", rerr)
+	}
+	switch {
+	case err != nil:
+		a.log.Warn("checkpoint index WAL", "err", err)
+	case busy != 0:
+		a.fold.Reset(walFoldAfter)
+	}
+}
 
 // limitWAL sets the write connection's checkpoint interval and WAL size
 // limit (both are per connection; only the writer checkpoints).

@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // TestWALBounded: the index's WAL is checkpointed and cut back often enough
@@ -41,5 +43,66 @@ func TestWALBounded(t *testing.T) {
 	// One checkpoint interval plus the frames of one last transaction.
 	if max := int64(walKeepBytes + 64<<10); fi.Size() > max {
 		t.Errorf("WAL is %d bytes after %d deliveries, want at most %d", fi.Size(), n, max)
+	}
+}
+
+// TestWALFoldedAtRest: once deliveries pause, the WAL is checkpointed into
+// the index and truncated, and the messages are all there.
+func TestWALFoldedAtRest(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acc := openAccount(t, s, "fold@example.org")
+	defer acc.Close()
+	for range 20 {
+		deliver(t, acc, message10K)
+	}
+	wal := filepath.Join(dir, accountDirName("fold@example.org"), indexFile+"-wal")
+	waitWALEmpty(t, wal)
+	in, _ := acc.Mailbox(context.Background(), "INBOX")
+	st, err := acc.Status(context.Background(), in.ID)
+	if err != nil || st.Messages != 20 {
+		t.Fatalf("INBOX after the fold: %+v, %v", st, err)
+	}
+
+	// A reader (here another process's connection) holding the WAL makes
+	// the fold give up without waiting; it folds after the reader ends.
+	db, err := sqlitedb.OpenFile(filepath.Join(dir, accountDirName("fold@example.org"), indexFile), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	deliver(t, acc, message10K)
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil || n != 21 {
+		t.Fatalf("reader sees %d messages (%v)", n, err)
+	}
+	deliver(t, acc, message10K)
+	tx.Rollback()
+	waitWALEmpty(t, wal)
+}
+
+func waitWALEmpty(t *testing.T, wal string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		fi, err := os.Stat(wal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("WAL still %d bytes a minute after the last write", fi.Size())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
