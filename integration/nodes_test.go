@@ -20,6 +20,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapclient"
 	"github.com/emersion/go-smtp"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/posthouse/posthouse/internal/pgtest"
 )
@@ -223,6 +224,68 @@ func TestPGNodes(t *testing.T) {
 			"after the 250: min %v, median %v, max %v",
 			fromStart[0], fromStart[len(fromStart)/2], fromStart[len(fromStart)-1],
 			fromAck[0], fromAck[len(fromAck)/2], fromAck[len(fromAck)-1])
+	})
+
+	t.Run("IDLE on B catches up after its LISTEN connection is cut", func(t *testing.T) {
+		var last atomic.Uint32
+		c := nodeIMAP(t, b, imapUser, imapPass, &imapclient.UnilateralDataHandler{
+			Mailbox: func(d *imapclient.UnilateralDataMailbox) {
+				if d.NumMessages != nil {
+					last.Store(*d.NumMessages)
+				}
+			},
+		})
+		sel, err := c.Select("INBOX", nil).Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle, err := c.Idle()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The LISTEN backends of both nodes are terminated again and
+		// again while A delivers: notifications are lost.
+		conn, err := pgx.Connect(t.Context(), n.DSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(context.Background())
+		stop := make(chan struct{})
+		done := make(chan int)
+		go func() {
+			killed := 0
+			for {
+				var k int
+				conn.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+					WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&k)
+				killed += k
+				select {
+				case <-stop:
+					done <- killed
+					return
+				case <-time.After(time.Millisecond):
+				}
+			}
+		}()
+		const k = 10
+		for i := range k {
+			if err := nodeDeliver(a, imapUser, nodeMessage(imapUser, fmt.Sprintf("cut-%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(stop)
+		killed := <-done
+		cut := time.Now()
+		want := sel.NumMessages + k
+		waitFor(t, 15*time.Second, fmt.Sprintf("EXISTS %d on B's IDLE", want), func() bool { return last.Load() == want })
+		t.Logf("LISTEN connections terminated: %d; B's IDLE showed all %d deliveries %v after the cuts stopped; B caught up %d times with lost changes",
+			killed, k, time.Since(cut).Round(time.Millisecond), strings.Count(b.Log(), "mailstore listen: caught up"))
+		if err := idle.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := idle.Wait(); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("MOVE on B seen by A", func(t *testing.T) {
