@@ -64,7 +64,7 @@
 // reads the rows and expunged ranges with a modseq above the last it
 // published, in one REPEATABLE READ transaction, and publishes them as
 // appends, flag changes and expunges; notifications of those changes that
-// still arrive afterwards are dropped. TestListenerReconnectCatchesUp
+// still arrive afterwards are dropped. TestNodesListenerReconnectCatchesUp
 // terminates the LISTEN backend (pg_terminate_backend) to prove it.
 // Mailboxes created, renamed or deleted meanwhile send no event.
 //

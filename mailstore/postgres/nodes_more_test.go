@@ -84,12 +84,12 @@ func TestNodesOppositeMoves(t *testing.T) {
 	}
 }
 
-// TestListenerReconnectCatchesUp: the LISTEN connection of node B is
+// TestNodesListenerReconnectCatchesUp: the LISTEN connection of node B is
 // terminated by the server (pg_terminate_backend), and changes made by
 // node A while it is down would be lost with their notifications. Once
 // node B listens again, its watchers get them: appends, flag changes and
 // expunges of the mailboxes its sessions had open.
-func TestListenerReconnectCatchesUp(t *testing.T) {
+func TestNodesListenerReconnectCatchesUp(t *testing.T) {
 	nodeA, nodeB := twoNodes(t)
 	ctx := t.Context()
 	accA := openAccount(t, nodeA, "alice@example.org")
@@ -194,10 +194,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestWriteRetriesAbortedTransactions: a transaction the database ends
+// TestPGWriteRetriesAbortedTransactions: a transaction the database ends
 // with a deadlock or serialization failure runs again from scratch, at
 // most maxAttempts times; other errors are returned at once.
-func TestWriteRetriesAbortedTransactions(t *testing.T) {
+func TestPGWriteRetriesAbortedTransactions(t *testing.T) {
 	nodeA, _ := twoNodes(t)
 	a := openAccount(t, nodeA, "alice@example.org").(*handle).a
 	for _, tc := range []struct {

@@ -74,7 +74,9 @@ type catchUpRow struct {
 // catchUp reads what changed in the mailboxes the account's watchers know
 // and publishes it.
 func (a *account) catchUp(ctx context.Context) error {
-	if a.gone.Load() || a.watchers.Load() == nil || len(*a.watchers.Load()) == 0 {
+	// Also without watchers: the modseqs it records spare the next
+	// event a wait for changes that will never be notified.
+	if a.gone.Load() {
 		return nil
 	}
 	sq := &a.seq
