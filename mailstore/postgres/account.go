@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,8 +59,39 @@ var errNoChange = errors.New("no change")
 // delivers fn's events to this process's watchers, in commit order, on
 // this goroutine; the other nodes get them through NOTIFY, sent in the
 // transaction.
+//
+// A transaction PostgreSQL ends with a deadlock or serialization failure
+// (SQLSTATE 40P01, 40001: two nodes locking the same rows in opposite
+// orders) is run again, at most maxAttempts times in all, after a short
+// random pause; fn must start from scratch each time (it resets what it
+// returns). Changes take their row locks in a fixed order where they can
+// (a move locks both mailboxes in ID order), so this is the rare case.
 func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
-	return a.writePrepared(ctx, nil, fn)
+	for attempt := 1; ; attempt++ {
+		err := a.writePrepared(ctx, nil, fn)
+		if attempt == maxAttempts || !retryable(err) {
+			return err
+		}
+		a.log.Warn("mailstore: transaction aborted by the database; retrying", "attempt", attempt, "err", err)
+		t := time.NewTimer(time.Duration(1+rand.IntN(10*attempt)) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// maxAttempts bounds the runs of a transaction aborted by a deadlock or a
+// serialization failure.
+const maxAttempts = 5
+
+// retryable reports whether err is a deadlock or serialization failure,
+// after which running the transaction again may succeed.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
 }
 
 // writePrepared is write with a first step, prep, that runs in the

@@ -26,7 +26,14 @@
 // events, as in the maildir backend; a delivery or APPEND stores its body
 // before taking that mutex, so a slow client holds a connection, not the
 // account. Copy locks its source rows FOR KEY SHARE, so a concurrent
-// expunge waits for it (and the body it shares).
+// expunge waits for it (and the body it shares). A move locks both
+// mailbox rows first, in ID order, so that two moves in opposite
+// directions on two nodes wait for each other instead of deadlocking
+// (TestNodesOppositeMoves). A transaction the database still ends with a
+// deadlock or serialization failure (SQLSTATE 40P01, 40001) is run again,
+// at most five times in all; a delivery or APPEND, whose body was read
+// from the client in the same transaction, is not, and its client gets a
+// temporary error to retry.
 //
 // Round trips: a delivery is four statements (BEGIN; the body's chunk;
 // one statement that allocates the UID and modseq, inserts the row, counts
@@ -57,8 +64,14 @@
 // hands other Stores' events to its watchers. Its own watchers are called
 // at commit, before the call returns, and its own notifications are
 // dropped by origin when they come back. Notifications sent while the
-// LISTEN connection is down are lost (it reconnects); sessions then see
-// those changes at their next command.
+// LISTEN connection is down are lost, so once it listens again each open
+// account catches up (resync.go): for every mailbox its watchers know, it
+// reads the rows and expunged ranges with a modseq above the last it
+// published, in one REPEATABLE READ transaction, and publishes them as
+// appends, flag changes and expunges; notifications of those changes that
+// still arrive afterwards are dropped. TestNodesListenerReconnectCatchesUp
+// terminates the LISTEN backend (pg_terminate_backend) to prove it.
+// Mailboxes created, renamed or deleted meanwhile send no event.
 //
 // # Copying accounts in
 //

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -112,8 +113,8 @@ type listener struct {
 	s      *Store
 	cancel context.CancelFunc
 	done   chan struct{}
-	// ready is closed once the first LISTEN is in place.
-	ready chan struct{}
+	// reconnects counts the LISTEN connections lost.
+	reconnects atomic.Int64
 }
 
 // startListener connects, listens, and serves notifications until stop.
@@ -163,9 +164,27 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 				continue
 			}
 			// Notifications sent while the connection was down are
-			// lost: sessions of this node see those changes at their
-			// next command instead of at once.
-			l.s.log.Warn("mailstore listen: reconnected; changes made meanwhile reach sessions at their next command")
+			// lost: the open accounts read what changed since the
+			// last event they published (resync.go). Changes
+			// committed from now on come as notifications, since
+			// the LISTEN is in place.
+			if err := l.s.catchUp(ctx); err != nil {
+				if ctx.Err() != nil {
+					conn.Close(context.Background())
+					return
+				}
+				l.s.log.Error("mailstore listen: catch up after reconnecting", "err", err)
+				conn.Close(context.Background())
+				conn = nil
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(2*backoff, 10*time.Second)
+				continue
+			}
+			l.s.log.Warn("mailstore listen: reconnected; open mailboxes caught up")
 			backoff = 100 * time.Millisecond
 		}
 		n, err := conn.WaitForNotification(ctx)
@@ -175,6 +194,7 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			if ctx.Err() != nil {
 				return
 			}
+			l.reconnects.Add(1)
 			l.s.log.Error("mailstore listen", "err", err)
 			continue
 		}
@@ -273,6 +293,48 @@ type sequencer struct {
 	mu      sync.Mutex
 	last    map[int64]uint64 // mailbox: highest modseq published
 	changed chan struct{}    // closed and replaced on every publish
+	// lastUID: mailbox: highest UID of an append published.
+	lastUID map[int64]imap.UID
+	// base: mailbox: the oldest Snapshot taken through this process
+	// before any event of the mailbox was published, where a catch-up
+	// starts when last has no entry (resync.go).
+	base map[int64]snapBase
+	// floor: mailbox: the modseq a catch-up (resync.go) delivered
+	// everything up to; a later event at or below it, a notification
+	// or a local publish that came after the catch-up read the rows,
+	// is dropped, since watchers had it.
+	floor map[int64]uint64
+}
+
+type snapBase struct {
+	modseq uint64
+	uid    imap.UID // UIDNEXT - 1 of that snapshot
+}
+
+// init makes the maps. The caller holds mu.
+func (sq *sequencer) init() {
+	if sq.last == nil {
+		sq.last = make(map[int64]uint64)
+		sq.lastUID = make(map[int64]imap.UID)
+		sq.base = make(map[int64]snapBase)
+		sq.floor = make(map[int64]uint64)
+		sq.changed = make(chan struct{})
+	}
+}
+
+// noteSnapshot records a snapshot of the mailbox (modseq, UIDNEXT), the
+// catch-up's starting point while no event of it was published.
+func (a *account) noteSnapshot(mailbox int64, modseq uint64, uidNext imap.UID) {
+	sq := &a.seq
+	sq.mu.Lock()
+	defer sq.mu.Unlock()
+	sq.init()
+	if _, ok := sq.last[mailbox]; ok {
+		return
+	}
+	if b, ok := sq.base[mailbox]; !ok || modseq < b.modseq {
+		sq.base[mailbox] = snapBase{modseq: modseq, uid: uidNext - 1}
+	}
 }
 
 // publish calls every watcher with events (one transaction's, in order),
@@ -284,10 +346,7 @@ func (a *account) publish(events []mailstore.Event) {
 	sq := &a.seq
 	sq.mu.Lock()
 	defer sq.mu.Unlock()
-	if sq.last == nil {
-		sq.last = make(map[int64]uint64)
-		sq.changed = make(chan struct{})
-	}
+	sq.init()
 	var deadline *time.Timer
 	for a.gap(events) {
 		if deadline == nil {
@@ -309,8 +368,19 @@ func (a *account) publish(events []mailstore.Event) {
 			break
 		}
 	}
+	a.deliverLocked(events)
+}
+
+// deliverLocked calls the watchers with events, but those a catch-up
+// delivered already, and notes what was published. The caller holds
+// seq.mu.
+func (a *account) deliverLocked(events []mailstore.Event) {
+	sq := &a.seq
 	if ws := a.watchers.Load(); ws != nil {
 		for _, e := range events {
+			if f, ok := sq.floor[e.MailboxID]; ok && e.Kind != mailstore.EventMailboxes && e.ModSeq <= f {
+				continue
+			}
 			for _, w := range *ws {
 				w.fn(e)
 			}
@@ -319,6 +389,9 @@ func (a *account) publish(events []mailstore.Event) {
 	for _, e := range events {
 		if e.ModSeq > sq.last[e.MailboxID] {
 			sq.last[e.MailboxID] = e.ModSeq
+		}
+		if e.Kind == mailstore.EventAppend && e.UID > sq.lastUID[e.MailboxID] {
+			sq.lastUID[e.MailboxID] = e.UID
 		}
 	}
 	close(sq.changed)

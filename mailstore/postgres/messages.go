@@ -256,6 +256,7 @@ func (a *account) snapshot(ctx context.Context, mailboxID int64) (mailstore.Snap
 	}
 	snap.Mailbox.UIDValidity = uint32(uv)
 	snap.UIDNext = imap.UID(uidnext)
+	a.noteSnapshot(mailboxID, snap.HighestModSeq, snap.UIDNext)
 	return snap, nil
 }
 
@@ -763,6 +764,14 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		var srcModSeq uint64
 		lock := ` FOR KEY SHARE` // a concurrent expunge waits for the copy
 		if move {
+			// Both mailboxes' rows are locked first, in ID order: a
+			// move the other way at the same time (another node)
+			// would otherwise hold the destination and wait for the
+			// source.
+			if _, err := w.Exec(ctx, `SELECT 1 FROM mail_mailboxes WHERE account = $1 AND (id = $2 OR name = $3)
+				ORDER BY id FOR NO KEY UPDATE`, a.id, srcID, destName); err != nil {
+				return err
+			}
 			if srcModSeq, err = w.bump(srcID); err != nil {
 				return err
 			}
