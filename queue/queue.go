@@ -170,6 +170,9 @@ type Queue struct {
 	reap   reaper
 	// committer shares commits between concurrent Enqueues (groupcommit.go).
 	committer enqueueCommitter
+	// recycled holds emptied spool files in tmp/ for Enqueue to reuse
+	// (reap.go).
+	recycled chan string
 
 	kick chan struct{}
 
@@ -248,6 +251,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		spoolDir: filepath.Join(opts.DataDir, "queue"),
 		tmpDir:   filepath.Join(opts.DataDir, "queue", "tmp"),
 		kick:     make(chan struct{}, 1),
+		recycled: make(chan string, maxRecycled),
 		enqueued: make(chan struct{}),
 		idle:     map[string]int{},
 		inflight: make(map[job]bool),
@@ -488,8 +492,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 // the rows committed with those of concurrent Enqueues.
 func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) (err error) {
 	id := rows.id
-	tmp := filepath.Join(q.tmpDir, id)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, f, err := q.spoolTemp(id)
 	if err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
 	}
@@ -555,6 +558,26 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 		return fmt.Errorf("queue: %w", err)
 	}
 	return nil
+}
+
+// spoolTemp opens a file in tmp/ for a new spool file: an emptied one the
+// reaper recycled (reap.go) when there is one, else tmp/<id>, created.
+func (q *Queue) spoolTemp(id string) (string, *os.File, error) {
+	for {
+		select {
+		case path := <-q.recycled:
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0o600)
+			if err == nil {
+				return path, f, nil
+			}
+			os.Remove(path)
+			continue
+		default:
+		}
+		path := filepath.Join(q.tmpDir, id)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		return path, f, err
+	}
 }
 
 // sign returns DKIM-Signature fields for the spool file f, one per key of
