@@ -512,7 +512,8 @@ func TestSharedStalledMX(t *testing.T) {
 
 // TestManyDomainsOneHost: twenty domains whose MX is one healthy server
 // share its MaxPerHost slots. An attempt that finds them taken waits for
-// one (connections idling for their own domain give way) instead of being
+// one (or for a connection idling for its own domain to take its
+// message) instead of being
 // put off: every message is delivered while the queue's clock stands
 // still, and never more than MaxPerHost connections are open to it.
 func TestManyDomainsOneHost(t *testing.T) {

@@ -17,9 +17,10 @@ import (
 //
 // An attempt that finds a healthy host at MaxPerHost waits for a slot, up
 // to hostFullWait: its connections deliver in milliseconds and give their
-// slot back (a connection idling for its own domain's next message gives
-// way at once, awaitNext), so many domains on one server (a hosting
-// provider's MX) share its slots instead of each waiting out a delay.
+// slot back, or, waiting for their own domain's next message (awaitNext),
+// take the waiting attempt's message (handoff), so many domains on one
+// server (a hosting provider's MX) share its connections instead of each
+// waiting out a delay or opening its own.
 const (
 	hostBusyDelay = time.Minute
 	hostFullDelay = 5 * time.Second
@@ -137,11 +138,8 @@ func (q *Queue) acquireHost(ctx context.Context, p *prepared, host string, addr 
 		}
 		freed, idle := h.freed, h.idle
 		h.waiters++
-		// Connections idling for their own domain's next message
-		// (awaitNext) wait on q.enqueued: wake them to take this
-		// attempt (idle) or give way.
-		close(q.enqueued)
-		q.enqueued = make(chan struct{})
+		// A connection of this host waiting for its next message
+		// (awaitNext) receives on idle and takes this attempt.
 		q.mu.Unlock()
 
 		if ho == nil {
