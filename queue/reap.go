@@ -33,6 +33,9 @@ const (
 // reaper holds the spool files of finished messages until their commit is
 // durable.
 type reaper struct {
+	// run is held by a reap from start to end, so that closeReaper
+	// returns after the last one.
+	run    sync.Mutex
 	mu     sync.Mutex
 	ids    []string
 	timer  *time.Timer
@@ -65,6 +68,8 @@ func (q *Queue) dropSpool(id string) {
 // next start removes those whose rows are gone).
 func (q *Queue) reapNow() {
 	r := &q.reap
+	r.run.Lock()
+	defer r.run.Unlock()
 	r.mu.Lock()
 	ids := r.ids
 	r.ids = nil
@@ -104,7 +109,10 @@ const maxRecycled = 256
 // (Open removes them), and should power loss undo the rename, the file
 // is back in queue/ without a row and reconciliation removes it.
 func (q *Queue) recycle(id string) bool {
-	if len(q.recycled) >= cap(q.recycled) {
+	q.reap.mu.Lock()
+	closed := q.reap.closed
+	q.reap.mu.Unlock()
+	if closed || len(q.recycled) >= cap(q.recycled) {
 		return false
 	}
 	path := filepath.Join(q.tmpDir, "r-"+newID())
@@ -130,6 +138,18 @@ func (q *Queue) closeReaper() {
 	q.reap.mu.Lock()
 	q.reap.closed = true
 	q.reap.mu.Unlock()
+	// A reap the timer began meanwhile has ended once run is free; no
+	// file is recycled after it.
+	q.reap.run.Lock()
+	defer q.reap.run.Unlock()
+	for {
+		select {
+		case path := <-q.recycled:
+			os.Remove(path)
+		default:
+			return
+		}
+	}
 }
 
 // syncWAL fsyncs the WAL of the database at path: every transaction
