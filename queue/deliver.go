@@ -883,6 +883,7 @@ func (q *Queue) awaitNext(ctx context.Context, domain string, addr netip.Addr) (
 		q.mu.Lock()
 		if q.idle[domain]--; q.idle[domain] <= 0 {
 			delete(q.idle, domain)
+			delete(q.enqueued, domain) // nobody waits on it
 		}
 		q.mu.Unlock()
 		// Anything enqueued for domain meanwhile and not taken here is the
@@ -893,7 +894,11 @@ func (q *Queue) awaitNext(ctx context.Context, domain string, addr netip.Addr) (
 	defer t.Stop()
 	for {
 		q.mu.Lock()
-		ch := q.enqueued
+		ch := q.enqueued[domain]
+		if ch == nil {
+			ch = make(chan struct{})
+			q.enqueued[domain] = ch
+		}
 		q.mu.Unlock()
 		// Claimed after ch is taken: an Enqueue between the two is seen
 		// by one or the other.

@@ -176,9 +176,10 @@ type Queue struct {
 
 	kick chan struct{}
 
-	// enqueued is closed (and replaced) by every Enqueue: connections
-	// waiting idle for more mail to their domain (deliver.go) wait on it.
-	enqueued chan struct{}
+	// enqueued holds, per domain, a channel that connections waiting idle
+	// for more mail to that domain (awaitNext) wait on; an Enqueue with
+	// recipients there closes and drops it, so it wakes only them.
+	enqueued map[string]chan struct{}
 	// idle counts, per domain, the connections waiting for its next
 	// message; the scheduler leaves that domain's new messages to them.
 	idle map[string]int
@@ -252,7 +253,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		tmpDir:   filepath.Join(opts.DataDir, "queue", "tmp"),
 		kick:     make(chan struct{}, 1),
 		recycled: make(chan string, maxRecycled),
-		enqueued: make(chan struct{}),
+		enqueued: map[string]chan struct{}{},
 		idle:     map[string]int{},
 		inflight: make(map[job]bool),
 		perDom:   make(map[string]int),
@@ -480,8 +481,12 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	}
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", rows.size)
 	q.mu.Lock()
-	close(q.enqueued)
-	q.enqueued = make(chan struct{})
+	for _, r := range list {
+		if ch := q.enqueued[r.domain]; ch != nil {
+			close(ch)
+			delete(q.enqueued, r.domain)
+		}
+	}
 	q.mu.Unlock()
 	q.wake()
 	return id, nil
