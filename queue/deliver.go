@@ -699,7 +699,15 @@ func addressLiteral(domain string) (netip.Addr, bool) {
 // of its own: this spares a connection and a TLS handshake per message
 // when a backlog for one destination drains.
 func (q *Queue) session(ctx context.Context, p *prepared, host string, addr netip.Addr) (res []result, reply smtpclient.Reply, done bool, busy time.Duration) {
-	if r, delay, ok := q.acquireHost(ctx, host, addr, p.j.domain); !ok {
+	// A connection idling at this address (for another domain whose mail
+	// server it also is) takes the message: no new connection, TLS
+	// handshake and EHLO for it.
+	if res, ok := q.offer(p, host, addr); ok {
+		return res, smtpclient.Reply{}, true, 0
+	}
+	if r, delay, ok, res, handed := q.acquireHost(ctx, p, host, addr); handed {
+		return res, smtpclient.Reply{}, true, 0
+	} else if !ok {
 		return nil, r, false, delay
 	}
 	// How the connection ended, for the host's state: a completed
@@ -800,7 +808,17 @@ func (q *Queue) session(ctx context.Context, p *prepared, host string, addr neti
 		}
 		p2 := q.claimNext(ctx, p.j.domain)
 		if p2 == nil {
-			if p2 = q.awaitNext(ctx, p.j.domain, addr); p2 == nil {
+			var ho *handoff
+			if p2, ho = q.awaitNext(ctx, p.j.domain, addr); ho != nil {
+				if broken, cause := q.carry(c, ho, addr); broken {
+					if lost(cause); failure != "" {
+						completed = false
+					}
+					return res, smtpclient.Reply{}, true, 0
+				}
+				continue
+			}
+			if p2 == nil {
 				break
 			}
 		}
@@ -833,22 +851,39 @@ const maxMessagesPerConnection = 100
 // (smtp_connection_cache_time_limit).
 const connIdleTime = time.Second
 
+// carry runs a handed-off attempt's transaction on this connection and
+// sends its results back to the attempt, which concludes it. broken: the
+// connection is unusable (cause says why).
+func (q *Queue) carry(c *smtpclient.Client, ho *handoff, addr netip.Addr) (broken bool, cause error) {
+	var res []result
+	// Always answer, or the attempt would wait for ever; nil results (a
+	// panic) leave its recipients to their saved next attempt.
+	defer func() { ho.done <- res }()
+	res, broken, cause = q.sendMessage(c, ho.p, ho.host, addr)
+	return broken, cause
+}
+
 // awaitNext waits up to connIdleTime for a message to domain to be
-// enqueued and claims it; nil when none came, or when no slot is free for
-// other domains (an idle connection must not keep their mail waiting).
+// enqueued and claims it, or for an attempt to another domain whose
+// server resolved to addr to hand its message over (ho); neither when none
+// came, or when no slot is free for other domains and no attempt waits
+// for this server (an idle connection must not keep their mail waiting).
 // While it waits the scheduler leaves domain's new messages to it.
-func (q *Queue) awaitNext(ctx context.Context, domain string, addr netip.Addr) *prepared {
+func (q *Queue) awaitNext(ctx context.Context, domain string, addr netip.Addr) (p *prepared, ho *handoff) {
 	q.mu.Lock()
-	if !q.running || q.total >= q.opts.MaxConcurrent {
+	h := q.hosts[addr]
+	if h == nil || !q.running || (q.total >= q.opts.MaxConcurrent && h.waiters == 0) {
 		q.mu.Unlock()
-		return nil
+		return nil, nil
 	}
+	idle := h.idle
 	q.idle[domain]++
 	q.mu.Unlock()
 	defer func() {
 		q.mu.Lock()
 		if q.idle[domain]--; q.idle[domain] <= 0 {
 			delete(q.idle, domain)
+			delete(q.enqueued, domain) // nobody waits on it
 		}
 		q.mu.Unlock()
 		// Anything enqueued for domain meanwhile and not taken here is the
@@ -859,23 +894,25 @@ func (q *Queue) awaitNext(ctx context.Context, domain string, addr netip.Addr) *
 	defer t.Stop()
 	for {
 		q.mu.Lock()
-		ch := q.enqueued
+		ch := q.enqueued[domain]
+		if ch == nil {
+			ch = make(chan struct{})
+			q.enqueued[domain] = ch
+		}
 		q.mu.Unlock()
 		// Claimed after ch is taken: an Enqueue between the two is seen
 		// by one or the other.
 		if p := q.claimNext(ctx, domain); p != nil {
-			return p
-		}
-		if q.hostContended(addr) {
-			// Other attempts wait for this server's slots: give this one up.
-			return nil
+			return p, nil
 		}
 		select {
 		case <-ch:
+		case ho := <-idle:
+			return nil, ho
 		case <-t.C:
-			return nil
+			return nil, nil
 		case <-ctx.Done():
-			return nil
+			return nil, nil
 		}
 	}
 }

@@ -51,6 +51,12 @@
 // spool file is removed only after the WAL was fsync'd behind it (within
 // 50 ms, one fsync for every file that waited), so an undone finish
 // always finds its body and is never bounced as "message file missing".
+// The file is not unlinked but moved to tmp/ and emptied, and the next
+// Enqueue writes into it (at most 256 wait): on ext4, creating a file
+// among many recently deleted ones searched the inode bitmap past them,
+// the largest part of an Enqueue's CPU in a relay's profile. For a crash
+// the move is a removal (tmp/ is emptied at start-up; a move undone by
+// power loss leaves a file without a row, which start-up removes).
 // This saves one of the four fsyncs per relayed message, and a commit's
 // fsync held under the queue's single write lock, which Enqueue waits
 // for. Failures that will produce a DSN are also recorded this way; the
@@ -115,9 +121,9 @@
 // server whose last connection timed out, sent an unreadable reply or
 // could not be reached gets one connection at a time until a transaction
 // with it completes. An attempt that finds a healthy server at its limit
-// waits for one of its connections to end (up to 30 s; a connection kept
-// open for its own domain's next message gives way at once), so many
-// domains hosted on one server share its slots. An attempt that finds a
+// waits for one of its connections to end (up to 30 s), or for one of them
+// to take its message, so many domains hosted on one server share its
+// slots. An attempt that finds a
 // failed server busy, or a healthy one full for 30 s, connects nowhere,
 // records why, and is made again after a minute (a failed server; at once
 // when the server completes a transaction again) or 5 seconds (a healthy
@@ -132,9 +138,16 @@
 // messages for the same domain (up to 100, each a complete attempt with
 // its own bookkeeping), so a backlog for one destination drains without a
 // connection and TLS handshake per message. When none is due it stays open
-// for up to a second (while slots are free) for the next message enqueued
-// to that domain, which the scheduler then leaves to it: mail to one
-// destination comes in runs. Postfix keeps such connections up to 2 s.
+// for up to a second (while slots are free, or attempts wait for its
+// server) for the next message enqueued to that domain, which the
+// scheduler then leaves to it: mail to one destination comes in runs.
+// Postfix keeps such connections up to 2 s. An attempt to another domain
+// whose MX host resolved to the same address hands its message to such a
+// waiting connection (after its own DNS look-ups, as always) instead of
+// opening one: domains hosted on one server (a provider's MX) share
+// connections, as Postfix's connection cache by server address does. The
+// attempt keeps its own domain's slot until the connection returns its
+// results, and concludes them as its own.
 //
 // The SMTP conversation is package smtpclient's: EHLO with
 // Options.Hostname, STARTTLS when offered, SIZE, BODY=8BITMIME and

@@ -187,13 +187,14 @@ func (l *chanListener) Addr() net.Addr { return l.h.ln.Addr() }
 // per address, and the most at once: the exact figure for the bounds
 // (the peers see a close a little later).
 type dialCounter struct {
-	mu   sync.Mutex
-	open map[string]int
-	max  map[string]int
+	mu    sync.Mutex
+	open  map[string]int
+	max   map[string]int
+	total map[string]int
 }
 
 func countDials(o *Options) *dialCounter {
-	d := &dialCounter{open: map[string]int{}, max: map[string]int{}}
+	d := &dialCounter{open: map[string]int{}, max: map[string]int{}, total: map[string]int{}}
 	inner := o.Dial
 	o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := inner(ctx, network, addr)
@@ -203,6 +204,7 @@ func countDials(o *Options) *dialCounter {
 		ip, _, _ := net.SplitHostPort(addr)
 		d.mu.Lock()
 		d.open[ip]++
+		d.total[ip]++
 		d.max[ip] = max(d.max[ip], d.open[ip])
 		d.mu.Unlock()
 		return &dialedConn{Conn: c, release: func() {
@@ -218,6 +220,12 @@ func (d *dialCounter) maxAt(ip string) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.max[ip]
+}
+
+func (d *dialCounter) totalAt(ip string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.total[ip]
 }
 
 type dialedConn struct {
@@ -504,7 +512,8 @@ func TestSharedStalledMX(t *testing.T) {
 
 // TestManyDomainsOneHost: twenty domains whose MX is one healthy server
 // share its MaxPerHost slots. An attempt that finds them taken waits for
-// one (connections idling for their own domain give way) instead of being
+// one (or for a connection idling for its own domain to take its
+// message) instead of being
 // put off: every message is delivered while the queue's clock stands
 // still, and never more than MaxPerHost connections are open to it.
 func TestManyDomainsOneHost(t *testing.T) {
@@ -535,6 +544,40 @@ func TestManyDomainsOneHost(t *testing.T) {
 		m, err := e.q.Get(context.Background(), id)
 		if err == nil && len(m.Recipients) > 0 && m.Recipients[0].Attempts > 1 {
 			t.Errorf("%s took %d attempts (%s)", rcpt, m.Recipients[0].Attempts, m.Recipients[0].Reply)
+		}
+	}
+}
+
+// TestSharedServerConnection: attempts to domains whose mail server is one
+// address hand their messages to the connection already open to it
+// instead of waiting for it to close and opening their own.
+func TestSharedServerConnection(t *testing.T) {
+	remote := newFakeRemote(t)
+	var dials *dialCounter
+	e := newEnv(t, remote, func(o *Options) {
+		o.MaxConcurrent, o.MaxPerDomain, o.MaxPerHost = 20, 5, 1
+		dials = countDials(o)
+	})
+	const domains, perDomain = 10, 2
+	for i := range domains {
+		e.dns.Add(fmt.Sprintf("s%d.test. MX 10 mx%d.b.test.", i, i), fmt.Sprintf("mx%d.b.test. A 127.0.0.1", i))
+	}
+	for n := range perDomain {
+		for i := range domains {
+			e.enqueue("alice@a.test", fmt.Sprintf("u%d@s%d.test", n, i))
+		}
+	}
+	waitFor(t, "every message delivered", func() bool {
+		return len(remote.messages()) == domains*perDomain
+	})
+	// With one connection allowed, each domain used to open its own
+	// after the previous one closed.
+	if n := dials.totalAt("127.0.0.1"); n >= domains {
+		t.Errorf("%d connections for %d domains sharing one server", n, domains)
+	}
+	for _, m := range remote.messages() {
+		if len(m.rcpts) != 1 {
+			t.Errorf("message with recipients %v", m.rcpts)
 		}
 	}
 }

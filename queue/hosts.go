@@ -17,9 +17,10 @@ import (
 //
 // An attempt that finds a healthy host at MaxPerHost waits for a slot, up
 // to hostFullWait: its connections deliver in milliseconds and give their
-// slot back (a connection idling for its own domain's next message gives
-// way at once, awaitNext), so many domains on one server (a hosting
-// provider's MX) share its slots instead of each waiting out a delay.
+// slot back, or, waiting for their own domain's next message (awaitNext),
+// take the waiting attempt's message (handoff), so many domains on one
+// server (a hosting provider's MX) share its connections instead of each
+// waiting out a delay or opening its own.
 const (
 	hostBusyDelay = time.Minute
 	hostFullDelay = 5 * time.Second
@@ -44,6 +45,43 @@ type hostState struct {
 	// changes, to wake them.
 	waiters int
 	freed   chan struct{}
+	// idle: sessions connected here and waiting for their next message
+	// (awaitNext) receive on it; an attempt to another domain whose mail
+	// server resolved to this address sends its message to one of them
+	// (handoff) instead of opening a connection of its own.
+	idle chan *handoff
+}
+
+// handoff is an attempt handed to a connection already open to its
+// server's address: the connection runs its transaction and sends the
+// results back on done (buffered), which the attempt concludes as its own.
+type handoff struct {
+	p    *prepared
+	host string // the attempt's own MX name, for its results
+	done chan []result
+}
+
+// newHostState returns a fresh state for an address.
+func newHostState() *hostState {
+	return &hostState{idle: make(chan *handoff)}
+}
+
+// offer hands p to a connection idling at addr, if one is waiting right
+// now, and returns its results; ok false: none was waiting.
+func (q *Queue) offer(p *prepared, host string, addr netip.Addr) (res []result, ok bool) {
+	q.mu.Lock()
+	h := q.hosts[addr]
+	q.mu.Unlock()
+	if h == nil {
+		return nil, false
+	}
+	ho := &handoff{p: p, host: host, done: make(chan []result, 1)}
+	select {
+	case h.idle <- ho:
+		return <-ho.done, true
+	default:
+		return nil, false
+	}
 }
 
 // busyNote ends the reply recorded for an attempt that found its failed
@@ -55,16 +93,19 @@ const busyNote = " (one connection at a time until it answers)"
 const maxWaitingDomains = 1000
 
 // acquireHost takes a connection slot at addr. At a healthy host at its
-// limit it waits for a slot (hostFullWait at most). When none is to be had
-// it returns false, the reply to record for this attempt and when to make
-// it again.
-func (q *Queue) acquireHost(ctx context.Context, host string, addr netip.Addr, domain string) (smtpclient.Reply, time.Duration, bool) {
+// limit it waits for a slot (hostFullWait at most), or for one of the
+// host's connections to take p (handed: res are p's results). When
+// neither is to be had it returns false, the reply to record for this
+// attempt and when to make it again.
+func (q *Queue) acquireHost(ctx context.Context, p *prepared, host string, addr netip.Addr) (r smtpclient.Reply, delay time.Duration, ok bool, res []result, handed bool) {
+	domain := p.j.domain
 	var deadline <-chan time.Time
+	var ho *handoff
 	for {
 		q.mu.Lock()
 		h := q.hosts[addr]
 		if h == nil {
-			h = &hostState{}
+			h = newHostState()
 			q.hosts[addr] = h
 		}
 		limit := q.opts.MaxPerHost
@@ -74,7 +115,7 @@ func (q *Queue) acquireHost(ctx context.Context, host string, addr netip.Addr, d
 		if h.conns < limit {
 			h.conns++
 			q.mu.Unlock()
-			return smtpclient.Reply{}, 0, true
+			return smtpclient.Reply{}, 0, true, nil, false
 		}
 		if h.failed {
 			if h.waiting == nil {
@@ -85,7 +126,7 @@ func (q *Queue) acquireHost(ctx context.Context, host string, addr netip.Addr, d
 			}
 			r := smtpclient.Reply{Code: 451, Enhanced: "4.4.2", Text: h.reason + busyNote}
 			q.mu.Unlock()
-			return r, hostBusyDelay, false
+			return r, hostBusyDelay, false, nil, false
 		}
 		if deadline == nil {
 			t := time.NewTimer(hostFullWait)
@@ -95,17 +136,20 @@ func (q *Queue) acquireHost(ctx context.Context, host string, addr netip.Addr, d
 		if h.freed == nil {
 			h.freed = make(chan struct{})
 		}
-		freed := h.freed
+		freed, idle := h.freed, h.idle
 		h.waiters++
-		// Connections idling for their own domain's next message
-		// (awaitNext) wait on q.enqueued: wake them to give way.
-		close(q.enqueued)
-		q.enqueued = make(chan struct{})
+		// A connection of this host waiting for its next message
+		// (awaitNext) receives on idle and takes this attempt.
 		q.mu.Unlock()
 
+		if ho == nil {
+			ho = &handoff{p: p, host: host, done: make(chan []result, 1)}
+		}
 		var timedOut bool
 		select {
 		case <-freed:
+		case idle <- ho:
+			handed = true
 		case <-deadline:
 			timedOut = true
 		case <-ctx.Done():
@@ -117,19 +161,13 @@ func (q *Queue) acquireHost(ctx context.Context, host string, addr netip.Addr, d
 			delete(q.hosts, addr)
 		}
 		q.mu.Unlock()
+		if handed {
+			return smtpclient.Reply{}, 0, false, <-ho.done, true
+		}
 		if timedOut {
-			return smtpclient.Reply{Code: 451, Enhanced: "4.4.5", Text: "too many connections in flight to " + hostAddr(host, addr)}, hostFullDelay, false
+			return smtpclient.Reply{Code: 451, Enhanced: "4.4.5", Text: "too many connections in flight to " + hostAddr(host, addr)}, hostFullDelay, false, nil, false
 		}
 	}
-}
-
-// hostContended reports whether attempts wait for a slot at addr: a
-// connection kept open for its own domain's next message closes instead.
-func (q *Queue) hostContended(addr netip.Addr) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	h := q.hosts[addr]
-	return h != nil && h.waiters > 0
 }
 
 // releaseHost gives the slot back and notes how the connection ended:

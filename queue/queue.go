@@ -170,12 +170,16 @@ type Queue struct {
 	reap   reaper
 	// committer shares commits between concurrent Enqueues (groupcommit.go).
 	committer enqueueCommitter
+	// recycled holds emptied spool files in tmp/ for Enqueue to reuse
+	// (reap.go).
+	recycled chan string
 
 	kick chan struct{}
 
-	// enqueued is closed (and replaced) by every Enqueue: connections
-	// waiting idle for more mail to their domain (deliver.go) wait on it.
-	enqueued chan struct{}
+	// enqueued holds, per domain, a channel that connections waiting idle
+	// for more mail to that domain (awaitNext) wait on; an Enqueue with
+	// recipients there closes and drops it, so it wakes only them.
+	enqueued map[string]chan struct{}
 	// idle counts, per domain, the connections waiting for its next
 	// message; the scheduler leaves that domain's new messages to them.
 	idle map[string]int
@@ -248,7 +252,8 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 		spoolDir: filepath.Join(opts.DataDir, "queue"),
 		tmpDir:   filepath.Join(opts.DataDir, "queue", "tmp"),
 		kick:     make(chan struct{}, 1),
-		enqueued: make(chan struct{}),
+		recycled: make(chan string, maxRecycled),
+		enqueued: map[string]chan struct{}{},
 		idle:     map[string]int{},
 		inflight: make(map[job]bool),
 		perDom:   make(map[string]int),
@@ -483,8 +488,12 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	}
 	q.log.Info("queued", "queueid", id, "from", from, "rcpts", len(list), "size", rows.size)
 	q.mu.Lock()
-	close(q.enqueued)
-	q.enqueued = make(chan struct{})
+	for _, r := range list {
+		if ch := q.enqueued[r.domain]; ch != nil {
+			close(ch)
+			delete(q.enqueued, r.domain)
+		}
+	}
 	q.mu.Unlock()
 	q.wake()
 	return id, nil
@@ -495,8 +504,7 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 // the rows committed with those of concurrent Enqueues.
 func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) (err error) {
 	id := rows.id
-	tmp := filepath.Join(q.tmpDir, id)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, f, err := q.spoolTemp(id)
 	if err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
 	}
@@ -562,6 +570,26 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 		return fmt.Errorf("queue: %w", err)
 	}
 	return nil
+}
+
+// spoolTemp opens a file in tmp/ for a new spool file: an emptied one the
+// reaper recycled (reap.go) when there is one, else tmp/<id>, created.
+func (q *Queue) spoolTemp(id string) (string, *os.File, error) {
+	for {
+		select {
+		case path := <-q.recycled:
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0o600)
+			if err == nil {
+				return path, f, nil
+			}
+			os.Remove(path)
+			continue
+		default:
+		}
+		path := filepath.Join(q.tmpDir, id)
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		return path, f, err
+	}
 }
 
 // sign returns DKIM-Signature fields for the spool file f, one per key of

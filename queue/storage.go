@@ -178,8 +178,12 @@ func (s sqliteStore) loadMsg(ctx context.Context, id string) (*msgInfo, error) {
 }
 
 func (s sqliteStore) startAttempt(ctx context.Context, j job, now int64, nextFor func(int) int64) ([]attemptRcpt, int64, error) {
+	// By the primary key (message_id): the unary + keeps SQLite from
+	// taking recipients_domain_due for its three equalities, which reads
+	// every pending recipient of the domain, so that each attempt of a
+	// backlog to one domain cost as much as the backlog.
 	rows, err := s.q.db.Read.QueryContext(ctx, `SELECT rcpt, attempts, next_attempt FROM recipients
-		WHERE message_id = ? AND domain = ? AND state = 'pending' AND next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now)
+		WHERE message_id = ? AND +domain = ? AND +state = 'pending' AND +next_attempt <= ? ORDER BY rcpt`, j.id, j.domain, now)
 	rs, err := sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (attemptRcpt, error) {
 		var r attemptRcpt
 		return r, row.Scan(&r.rcpt, &r.attempts, &r.next)
@@ -274,7 +278,7 @@ func (s sqliteStore) failedIDs(ctx context.Context) ([]string, error) {
 
 func (s sqliteStore) delayedIDs(ctx context.Context, cutoff int64) ([]string, error) {
 	return s.idList(ctx, `SELECT id FROM messages m WHERE warned = 0 AND sender != '' AND kind = '' AND created <= ?
-		AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND r.state = 'pending' AND r.attempts > 0) LIMIT 1000`, cutoff)
+		AND EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id AND +r.state = 'pending' AND r.attempts > 0) LIMIT 1000`, cutoff)
 }
 
 func (s sqliteStore) finishedIDs(ctx context.Context) ([]string, error) {

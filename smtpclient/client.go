@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/textproto"
 	"os"
 	"strconv"
 	"strings"
@@ -586,7 +585,7 @@ func (d deadlineWriter) Write(p []byte) (int, error) {
 // sendData writes the dot-stuffed body and the final ".".
 func (c *Client) sendData(body io.Reader) error {
 	c.bw.Reset(deadlineWriter{c})
-	dw := textproto.NewWriter(c.bw).DotWriter()
+	dw := newDotWriter(c.bw)
 	if _, err := io.Copy(dw, body); err != nil {
 		return err
 	}
