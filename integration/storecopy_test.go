@@ -100,9 +100,8 @@ func TestStoreCopyToPostgresOverIMAP(t *testing.T) {
 	}
 	fmt.Fprintf(f, "\n[store]\nbackend = \"postgres\"\ndsn = %q\n", dsn)
 	f.Close()
-	// The user database moves to PostgreSQL with the store, and store copy
-	// copies mailboxes only: the administrator adds the users again.
-	s.AddUser(t, imapUser, imapPass)
+	// store copy also copied the user database: the user logs in on
+	// PostgreSQL with the same password, nobody added again.
 	s.Restart(t)
 	after := imapState(t, s)
 	if before != after {

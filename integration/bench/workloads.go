@@ -330,6 +330,10 @@ func findFileContaining(root string, needle []byte) (string, error) {
 		if err != nil || d.IsDir() || found != "" {
 			return nil
 		}
+		// Only message files: an index may hold the marker's Message-ID.
+		if dir := filepath.Base(filepath.Dir(path)); dir != "cur" && dir != "new" {
+			return nil
+		}
 		info, err := d.Info()
 		if err != nil || info.Size() > 64<<10 || info.ModTime().Before(cutoff) {
 			return nil
