@@ -1,17 +1,12 @@
 package auth
 
 import (
-	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
-	"strconv"
-	"strings"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/mattn/go-sqlite3"
+	"github.com/posthouse/posthouse/internal/pgdb"
 )
 
 // sysDB is where the system tables live: users.sqlite (Open) or the
@@ -48,78 +43,12 @@ func isUnique(err error) bool {
 		return se.Code == sqlite3.ErrConstraint &&
 			(se.ExtendedCode == sqlite3.ErrConstraintUnique || se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey)
 	}
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505"
+	return pgdb.IsUnique(err)
 }
 
 // pgSQLDB opens database/sql on pool (the process's shared pgx pool) with
-// connections that rewrite ? placeholders. It holds at most maxConns of the
-// pool's connections.
+// connections that rewrite ? placeholders (package pgdb). It holds at most
+// maxConns of the pool's connections.
 func pgSQLDB(pool *pgxpool.Pool, maxConns int) *sql.DB {
-	db := sql.OpenDB(rebindConnector{stdlib.GetPoolConnector(pool)})
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(min(2, maxConns))
-	return db
-}
-
-type rebindConnector struct{ driver.Connector }
-
-func (c rebindConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	conn, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sc, ok := conn.(*stdlib.Conn)
-	if !ok {
-		conn.Close()
-		return nil, errors.New("auth: unexpected pgx connection type")
-	}
-	return rebindConn{sc}, nil
-}
-
-// rebindConn is a pgx connection that accepts SQLite's ? placeholders.
-type rebindConn struct{ *stdlib.Conn }
-
-func (c rebindConn) Prepare(q string) (driver.Stmt, error) { return c.Conn.Prepare(rebind(q)) }
-
-func (c rebindConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(ctx, rebind(q))
-}
-
-func (c rebindConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.ExecContext(ctx, rebind(q), args)
-}
-
-func (c rebindConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.QueryContext(ctx, rebind(q), args)
-}
-
-// rebind turns each ? outside a quoted string or identifier into $1, $2, …
-// in order. The package's SQL has no other use of ?.
-func rebind(q string) string {
-	if !strings.Contains(q, "?") {
-		return q
-	}
-	var b strings.Builder
-	b.Grow(len(q) + 8)
-	n := 0
-	var quote byte
-	for i := 0; i < len(q); i++ {
-		c := q[i]
-		switch {
-		case quote != 0:
-			if c == quote {
-				quote = 0
-			}
-		case c == '\'' || c == '"':
-			quote = c
-		case c == '?':
-			n++
-			b.WriteByte('$')
-			b.WriteString(strconv.Itoa(n))
-			continue
-		}
-		b.WriteByte(c)
-	}
-	return b.String()
+	return pgdb.SQLDB(pool, maxConns, nil)
 }

@@ -64,17 +64,3 @@ func backendOf(t testing.TB) testBackend {
 	}
 	return testBackends[0]
 }
-
-func TestRebind(t *testing.T) {
-	for in, want := range map[string]string{
-		`SELECT 1`: `SELECT 1`,
-		`SELECT a FROM t WHERE x = ? AND y IN (?, ?)`: `SELECT a FROM t WHERE x = $1 AND y IN ($2, $3)`,
-		`UPDATE t SET s = '?' WHERE id = ?`:           `UPDATE t SET s = '?' WHERE id = $1`,
-		`SELECT "a?" FROM t WHERE b = ?`:              `SELECT "a?" FROM t WHERE b = $1`,
-		`SELECT 'it''s' WHERE c = ?`:                  `SELECT 'it''s' WHERE c = $1`,
-	} {
-		if got := rebind(in); got != want {
-			t.Errorf("rebind(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

@@ -86,6 +86,9 @@ func TestRebind(t *testing.T) {
 		{`DELETE FROM scripts WHERE x IN (SELECT x FROM scripts_old) AND y = "scripts" AND z = ?`,
 			`DELETE FROM sieve_scripts WHERE x IN (SELECT x FROM scripts_old) AND y = "scripts" AND z = $1`},
 		{`UPDATE scripts SET n=excluded.n`, `UPDATE sieve_scripts SET n=excluded.n`},
+		{`SELECT a FROM t WHERE x = ? AND y IN (?, ?)`, `SELECT a FROM t WHERE x = $1 AND y IN ($2, $3)`},
+		{`SELECT "a?" FROM t WHERE b = ?`, `SELECT "a?" FROM t WHERE b = $1`},
+		{`SELECT 'it''s' WHERE c = ?`, `SELECT 'it''s' WHERE c = $1`},
 	} {
 		if got := Rebind(c.in, rename); got != c.want {
 			t.Errorf("Rebind(%q) = %q, want %q", c.in, got, c.want)
