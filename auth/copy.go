@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
+	"github.com/posthouse/posthouse/internal/sqlcopy"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -50,7 +51,7 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 			return fmt.Errorf("read domains: %w", err)
 		}
 		for _, d := range ds {
-			n, err := insertMissing(ctx, tx, `INSERT INTO domains (name, created) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, d.name, d.created)
+			n, err := sqlcopy.Exec(ctx, tx, `INSERT INTO domains (name, created) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, d.name, d.created)
 			if err != nil {
 				return fmt.Errorf("domain %s: %w", d.name, err)
 			}
@@ -76,7 +77,7 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 		}
 		users := map[int64]int64{} // source id → target id, every user
 		for _, u := range us {
-			n, err := insertMissing(ctx, tx, `INSERT INTO users (address, domain_id, password_hash, quota, message_quota, disabled, created, role, totp_secret, totp_step)
+			n, err := sqlcopy.Exec(ctx, tx, `INSERT INTO users (address, domain_id, password_hash, quota, message_quota, disabled, created, role, totp_secret, totp_step)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING`,
 				u.address, domains[u.domain], u.hash, u.quota, u.messageQuota, u.disabled, u.created, u.role, u.totp, u.totpStep)
 			if err != nil {
@@ -101,7 +102,7 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 				{"known addresses", `SELECT prefix, last_login FROM known_addresses WHERE user_id = ?`,
 					`INSERT INTO known_addresses (user_id, prefix, last_login) VALUES (?, ?, ?)`},
 			} {
-				n, err := copyRows(ctx, src, tx, c.read, c.write, u.id, id)
+				n, err := sqlcopy.Rows(ctx, src, tx, c.read, c.write, u.id, id)
 				if err != nil {
 					return fmt.Errorf("user %s: %s: %w", u.address, c.what, err)
 				}
@@ -124,7 +125,7 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 			return fmt.Errorf("read aliases: %w", err)
 		}
 		for _, a := range as {
-			n, err := insertMissing(ctx, tx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, ?) ON CONFLICT (address) DO NOTHING`,
+			n, err := sqlcopy.Exec(ctx, tx, `INSERT INTO aliases (address, domain_id, created) VALUES (?, ?, ?) ON CONFLICT (address) DO NOTHING`,
 				a.address, domains[a.domain], a.created)
 			if err != nil {
 				return fmt.Errorf("alias %s: %w", a.address, err)
@@ -138,7 +139,7 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 			if err := tx.QueryRowContext(ctx, `SELECT id FROM aliases WHERE address = ?`, a.address).Scan(&id); err != nil {
 				return fmt.Errorf("alias %s: %w", a.address, err)
 			}
-			if _, err := copyRows(ctx, src, tx, `SELECT position, target FROM alias_targets WHERE alias_id = ? ORDER BY position`,
+			if _, err := sqlcopy.Rows(ctx, src, tx, `SELECT position, target FROM alias_targets WHERE alias_id = ? ORDER BY position`,
 				`INSERT INTO alias_targets (alias_id, position, target) VALUES (?, ?, ?)`, a.id, id); err != nil {
 				return fmt.Errorf("alias %s: %w", a.address, err)
 			}
@@ -157,7 +158,7 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 			return fmt.Errorf("read send-as grants: %w", err)
 		}
 		for _, g := range gs {
-			n, err := insertMissing(ctx, tx, `INSERT INTO send_as (user_id, address, created) VALUES (?, ?, ?) ON CONFLICT (user_id, address) DO NOTHING`,
+			n, err := sqlcopy.Exec(ctx, tx, `INSERT INTO send_as (user_id, address, created) VALUES (?, ?, ?) ON CONFLICT (user_id, address) DO NOTHING`,
 				users[g.user], g.address, g.created)
 			if err != nil {
 				return fmt.Errorf("send-as %s: %w", g.address, err)
@@ -171,50 +172,4 @@ func (db *DB) CopyTo(ctx context.Context, dst *DB) (CopyResult, error) {
 		return CopyResult{}, fmt.Errorf("auth: copy: %w", err)
 	}
 	return res, nil
-}
-
-// insertMissing runs an INSERT … ON CONFLICT DO NOTHING and returns 1 if it
-// inserted the row, 0 if the row was there.
-func insertMissing(ctx context.Context, tx *sql.Tx, q string, args ...any) (int, error) {
-	r, err := tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	n, err := r.RowsAffected()
-	return int(n), err
-}
-
-// copyRows reads the rows of read (with the source id as its argument)
-// and writes each with write, the target id first, then the columns read.
-func copyRows(ctx context.Context, src *sql.DB, tx *sql.Tx, read, write string, srcID, dstID int64) (int, error) {
-	rows, err := src.QueryContext(ctx, read, srcID)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return 0, err
-	}
-	var all [][]any
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return 0, err
-		}
-		all = append(all, append([]any{dstID}, vals...))
-	}
-	if err := rows.Err(); err != nil {
-		return 0, err
-	}
-	for _, args := range all {
-		if _, err := tx.ExecContext(ctx, write, args...); err != nil {
-			return 0, err
-		}
-	}
-	return len(all), nil
 }

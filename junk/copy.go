@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/posthouse/posthouse/internal/sqlcopy"
 )
 
 // CopyResult counts what CopyTo did: accounts copied with their
@@ -80,7 +82,7 @@ func (d *DB) copyAccount(ctx context.Context, dst *DB, srcID int64, name string,
 		{`SELECT msg, class, day FROM learned WHERE account = ?`, `INSERT INTO learned (account, msg, class, day) VALUES (?, ?, ?, ?)`},
 		{`SELECT address, day FROM correspondents WHERE account = ?`, `INSERT INTO correspondents (account, address, day) VALUES (?, ?, ?)`},
 	} {
-		n, err := copyRows(ctx, d.db.Read, tx, c.read, c.write, srcID, id)
+		n, err := sqlcopy.Rows(ctx, d.db.Read, tx, c.read, c.write, srcID, id)
 		if err != nil {
 			return 0, false, err
 		}
@@ -93,39 +95,4 @@ func (d *DB) copyAccount(ctx context.Context, dst *DB, srcID int64, name string,
 	}
 	dst.cache.drop(name)
 	return tokens, true, nil
-}
-
-// copyRows reads the rows of read (the source account's id its argument)
-// and writes each with write, the target account's id first.
-func copyRows(ctx context.Context, src *sql.DB, tx *sql.Tx, read, write string, srcID, dstID int64) (int, error) {
-	rows, err := src.QueryContext(ctx, read, srcID)
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return 0, err
-	}
-	ins, err := tx.PrepareContext(ctx, write)
-	if err != nil {
-		return 0, err
-	}
-	defer ins.Close()
-	n := 0
-	vals := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
-	for i := range vals {
-		ptrs[i] = &vals[i]
-	}
-	for rows.Next() {
-		if err := rows.Scan(ptrs...); err != nil {
-			return n, err
-		}
-		if _, err := ins.ExecContext(ctx, append([]any{dstID}, vals...)...); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, rows.Err()
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
+	"github.com/posthouse/posthouse/internal/sqlcopy"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -50,7 +51,7 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store) (CopyResult, error) {
 		return res, fmt.Errorf("sievestore: copy: read scripts: %w", err)
 	}
 	for _, sc := range scripts {
-		n, err := execCount(ctx, tx, `INSERT INTO scripts (account, name, source, hash, active, modified) VALUES (?, ?, ?, ?, 0, ?)
+		n, err := sqlcopy.Exec(ctx, tx, `INSERT INTO scripts (account, name, source, hash, active, modified) VALUES (?, ?, ?, ?, 0, ?)
 			ON CONFLICT (account, name) DO NOTHING`, sc.account, sc.name, sc.source, sc.hash, sc.modified)
 		if err != nil {
 			return res, fmt.Errorf("sievestore: copy: script %q of %s: %w", sc.name, sc.account, err)
@@ -102,15 +103,6 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store) (CopyResult, error) {
 	return res, nil
 }
 
-func execCount(ctx context.Context, tx *sql.Tx, q string, args ...any) (int, error) {
-	r, err := tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return 0, err
-	}
-	n, err := r.RowsAffected()
-	return int(n), err
-}
-
 // copyAll writes each row read by read with write (the same columns in
 // order) and counts the rows written and those already there.
 func copyAll(ctx context.Context, src *sql.DB, tx *sql.Tx, read, write string, args ...any) (written, there int, err error) {
@@ -141,7 +133,7 @@ func copyAll(ctx context.Context, src *sql.DB, tx *sql.Tx, read, write string, a
 		return 0, 0, err
 	}
 	for _, vals := range all {
-		n, err := execCount(ctx, tx, write, vals...)
+		n, err := sqlcopy.Exec(ctx, tx, write, vals...)
 		if err != nil {
 			return 0, 0, err
 		}
