@@ -96,7 +96,6 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	log := newLogger(cfg.Log, stderr)
 	applyMemoryLimit(cfg, log, "/")
-	defer applyHeapFloor(log)()
 
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
