@@ -50,18 +50,27 @@ func startRelaySink(log *slog.Logger) (*relaySink, error) {
 	r.smtpSrv.WriteTimeout = time.Minute
 	go r.smtpSrv.Serve(ln)
 
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	// The DNS server answers UDP and TCP on one port: a free UDP port's
+	// TCP twin may be taken by another process, so try a few.
+	var (
+		pc net.PacketConn
+		tl net.Listener
+	)
+	for range 20 {
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			r.Close()
+			return nil, err
+		}
+		if tl, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+	}
 	if err != nil {
 		r.Close()
-		return nil, err
+		return nil, fmt.Errorf("relay sink DNS: %w", err)
 	}
 	r.dnsAddr = pc.LocalAddr().String()
-	tl, err := net.Listen("tcp", r.dnsAddr)
-	if err != nil {
-		pc.Close()
-		r.Close()
-		return nil, err
-	}
 	h := dns.HandlerFunc(r.serveDNS)
 	r.dnsUDP = &dns.Server{PacketConn: pc, Handler: h}
 	r.dnsTCP = &dns.Server{Listener: tl, Handler: h}
