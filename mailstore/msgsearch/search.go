@@ -77,6 +77,7 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, newOpener func
 		workers = min(runtime.GOMAXPROCS(0), maxWorkers, len(rows)/ChunkRows)
 	}
 	matched := make([]bool, len(rows))
+	large := make(chan struct{}, 1)
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
@@ -91,7 +92,7 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, newOpener func
 		}
 	}
 	evaluate := func() {
-		ev := &evaluator{open: newOpener(), uidSets: sets}
+		ev := &evaluator{ctx: ctx, open: newOpener(), uidSets: sets, large: large}
 		for {
 			start := int(next.Add(ChunkRows)) - ChunkRows
 			if start >= len(rows) {
@@ -102,8 +103,9 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, newOpener func
 					fail(err)
 					return
 				}
-				ev.index, ev.content, ev.loaded = i, nil, false
+				ev.index, ev.size, ev.content, ev.loaded = i, rows[i].Size, nil, false
 				ok, err := ev.match(c, &rows[i])
+				ev.done()
 				if err != nil {
 					fail(err)
 					next.Store(int64(len(rows))) // the others stop too
@@ -131,11 +133,33 @@ func Run(ctx context.Context, rows []Row, c *imap.SearchCriteria, newOpener func
 }
 
 // Rows are handed to workers ChunkRows at a time; maxWorkers bounds one
-// search's goroutines.
+// search's goroutines. Only one of them at a time reads a message of over
+// largeText bytes, and none keeps buffers that large between rows, so a
+// search's memory stays that of one large message plus small ones.
 const (
 	ChunkRows  = 64
 	maxWorkers = 4
+	largeText  = 1 << 20
 )
+
+// done ends a row: the large-message turn goes back, and buffers grown
+// past largeText are let go.
+func (ev *evaluator) done() {
+	if ev.holding {
+		<-ev.large
+		ev.holding = false
+	}
+	if ev.raw.Cap() > largeText {
+		ev.raw = bytes.Buffer{}
+	}
+	if ev.text.Cap() > largeText {
+		ev.text = bytes.Buffer{}
+	}
+	if cap(ev.hdr) > largeText {
+		ev.hdr = nil
+	}
+	ev.content, ev.cur = nil, content{}
+}
 
 // needsText reports whether c or a criterion under it reads messages.
 func needsText(c *imap.SearchCriteria) bool {
@@ -175,7 +199,11 @@ func HasSeqNums(c *imap.SearchCriteria) bool {
 }
 
 type evaluator struct {
+	ctx     context.Context
 	open    Opener
+	size    int64         // of the row being evaluated, from the index
+	large   chan struct{} // held while a goroutine reads a message over largeText
+	holding bool
 	uidSets map[*imap.SearchCriteria][][]mailstore.UIDInterval // each criteria's UID sets, resolved once
 	index   int                                                // of the row being evaluated
 	loaded  bool                                               // content was read (nil: the message is gone)
@@ -366,6 +394,14 @@ func addressText(v string) string {
 func (ev *evaluator) load() (*content, error) {
 	if ev.loaded {
 		return ev.content, nil
+	}
+	if ev.size > largeText && !ev.holding {
+		select {
+		case ev.large <- struct{}{}:
+			ev.holding = true
+		case <-ev.ctx.Done():
+			return nil, ev.ctx.Err()
+		}
 	}
 	f, err := ev.open(ev.index)
 	if err != nil {

@@ -223,3 +223,50 @@ func TestRunManyRows(t *testing.T) {
 		t.Fatalf("open error in a worker: err = %v", err)
 	}
 }
+
+// countingCloser reports its Close.
+type countingCloser struct {
+	*bytes.Reader
+	close func()
+}
+
+func (c countingCloser) Close() error { c.close(); return nil }
+
+// TestRunOneLargeMessageAtATime: the goroutines of one search read at most
+// one message over largeText at a time, whatever the mix.
+func TestRunOneLargeMessageAtATime(t *testing.T) {
+	const n = 160
+	big := []byte("Subject: big\r\n\r\n" + strings.Repeat("filler line of text\r\n", largeText/20+10))
+	small := []byte("Subject: small\r\n\r\nneedle\r\n")
+	rows := make([]Row, n)
+	for i := range rows {
+		rows[i] = Row{UID: imap.UID(i + 1), Size: int64(len(small))}
+		if i%3 == 0 {
+			rows[i].Size = int64(len(big))
+		}
+	}
+	var mu sync.Mutex
+	open, most := 0, 0
+	opener := func(i int) (io.ReadSeekCloser, error) {
+		body := small
+		if rows[i].Size > largeText {
+			body = big
+			mu.Lock()
+			open++
+			most = max(most, open)
+			mu.Unlock()
+			return countingCloser{bytes.NewReader(body), func() { mu.Lock(); open--; mu.Unlock() }}, nil
+		}
+		return nopCloser{bytes.NewReader(body)}, nil
+	}
+	got, err := Run(context.Background(), rows, &imap.SearchCriteria{Body: []string{"needle"}}, shared(opener))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n-(n+2)/3 {
+		t.Fatalf("%d hits, want %d", len(got), n-(n+2)/3)
+	}
+	if most != 1 {
+		t.Fatalf("%d large messages read at once, want 1", most)
+	}
+}
