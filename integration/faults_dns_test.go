@@ -53,7 +53,7 @@ func TestDeadResolver(t *testing.T) {
 		return goSend(c, "sender@"+domain, []string{faultUser}, body)
 	}
 	if err := send("dns-before", "sender.test"); err != nil {
-		t.Fatalf("with DNS healthy: %v", err)
+		fatalf(t, "with DNS healthy: %v", err)
 	}
 	acked["dns-before"] = true
 
@@ -77,7 +77,7 @@ func TestDeadResolver(t *testing.T) {
 		err := send(fmt.Sprintf("dns-refused-%d", i), sender)
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) || se.Code != 451 || se.EnhancedCode != (smtp.EnhancedCode{4, 4, 3}) {
-			t.Fatalf("%s: port 25 got %v, want 451 4.4.3", fault.name, err)
+			fatalf(t, "%s: port 25 got %v, want 451 4.4.3", fault.name, err)
 		}
 		t.Logf("%s: 451 4.4.3 after %s", fault.name, time.Since(start).Round(time.Millisecond))
 
@@ -85,13 +85,13 @@ func TestDeadResolver(t *testing.T) {
 		subj := fmt.Sprintf("dns-out-%d", i)
 		sub, err := smtp.DialTLS(s.Addr("submissions"), s.clientTLS())
 		if err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		if err := sub.Auth(sasl.NewPlainClient("", faultUser, faultPass)); err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		if err := goSend(sub, faultUser, []string{fmt.Sprintf("bob@b%d.test", i)}, "From: "+faultUser+"\r\nSubject: "+subj+"\r\n\r\nout\r\n"); err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		sub.Close()
 		var id string
@@ -118,7 +118,7 @@ func TestDeadResolver(t *testing.T) {
 	}
 	checkExactlyOnce(t, s, acked)
 	if n := f.count(); n != len(faults) {
-		t.Errorf("the remote got %d messages, want %d (each once)", n, len(faults))
+		errorf(t, "the remote got %d messages, want %d (each once)", n, len(faults))
 	}
 	s.Stop(t)
 	s.Restart(t)

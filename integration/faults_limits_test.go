@@ -43,7 +43,7 @@ func cpuTicks(t *testing.T, pid int) int64 {
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	k, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		t.Fatalf("parse /proc/%d/stat: %q", pid, s)
+		fatalf(t, "parse /proc/%d/stat: %q", pid, s)
 	}
 	return u + k
 }
@@ -165,7 +165,7 @@ max_connection_rate = 0
 	s.AddUser(t, faultUser, faultPass)
 	acked := map[string]bool{}
 	if err := sendTo(s, "before", 2000); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	acked["before"] = true
 
@@ -190,7 +190,7 @@ max_connection_rate = 0
 		for range n {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
-				t.Fatalf("dial while filling: %v", err)
+				fatalf(t, "dial while filling: %v", err)
 			}
 			held = append(held, c)
 		}
@@ -221,13 +221,13 @@ max_connection_rate = 0
 	// backoff (1 s ceiling) leaves the process nearly idle; generous for a
 	// race-detector build on a shared machine.
 	if cpu := cpu1 - cpu0; cpu > hz*int64(episode/time.Second)/4 {
-		t.Errorf("server used %d ticks of CPU in a %s EMFILE episode: a busy accept loop?", cpu, episode)
+		errorf(t, "server used %d ticks of CPU in a %s EMFILE episode: a busy accept loop?", cpu, episode)
 	}
 	if n := smtp1 - smtp0; n > 20 {
-		t.Errorf("%d SMTP accept retries in %s: the backoff is not working", n, episode)
+		errorf(t, "%d SMTP accept retries in %s: the backoff is not working", n, episode)
 	}
 	if !s.running() {
-		t.Fatal("server exited out of descriptors")
+		fatalf(t, "%v", "server exited out of descriptors")
 	}
 
 	// 1,000 more attempts, queued by the kernel behind the held ones.
@@ -276,7 +276,7 @@ max_connection_rate = 0
 		case r.err != nil:
 			failed++
 			if failed <= 5 {
-				t.Errorf("attempt (%q): %v", r.subject, r.err)
+				errorf(t, "attempt (%q): %v", r.subject, r.err)
 			}
 		case r.subject == "":
 			ok++
@@ -288,7 +288,7 @@ max_connection_rate = 0
 			tempReplies[r.final]++
 		default:
 			failed++
-			t.Errorf("message %s: %q", r.subject, r.final)
+			errorf(t, "message %s: %q", r.subject, r.final)
 		}
 	}
 	t.Logf("recovery: %d connection attempts served in %s after the held ones closed (%s after the first); %d sessions complete, %d messages acknowledged, %d refused temporarily, %d failed",
@@ -297,15 +297,15 @@ max_connection_rate = 0
 		t.Logf("temporary refusals: %v", tempReplies)
 	}
 	if strings.Contains(s.Log(), "panic") {
-		t.Error("the server log mentions a panic")
+		errorf(t, "%v", "the server log mentions a panic")
 	}
 	if !s.running() {
-		t.Fatal("server exited")
+		fatalf(t, "%v", "server exited")
 	}
 
 	// Normal service after, still under the limit.
 	if err := sendTo(s, "after", 2000); err != nil {
-		t.Fatalf("after the episode: %v", err)
+		fatalf(t, "after the episode: %v", err)
 	}
 	acked["after"] = true
 	checkExactlyOnce(t, s, acked)
@@ -363,13 +363,13 @@ max_connection_rate = 0
 			subj := fmt.Sprintf("big-smtp-%02d", i)
 			c, err := net.DialTimeout("tcp", s.Addr("smtp"), 5*time.Second)
 			if err != nil {
-				t.Errorf("%s: %v", subj, err)
+				errorf(t, "%s: %v", subj, err)
 				return
 			}
 			defer c.Close()
 			final, err := smtpSessionWith(c, subj, multipartMessage(subj, size), 5*time.Minute)
 			if err != nil {
-				t.Errorf("%s: %v", subj, err)
+				errorf(t, "%s: %v", subj, err)
 				return
 			}
 			if strings.HasPrefix(final, "250") {
@@ -377,7 +377,7 @@ max_connection_rate = 0
 				acked[subj] = true
 				mu.Unlock()
 			} else if !strings.HasPrefix(final, "4") {
-				t.Errorf("%s: %q", subj, final)
+				errorf(t, "%s: %q", subj, final)
 			}
 		}()
 	}
@@ -389,7 +389,7 @@ max_connection_rate = 0
 			msg := multipartMessage(subj, size)
 			c, err := net.DialTimeout("tcp", s.Addr("imap"), 5*time.Second)
 			if err != nil {
-				t.Errorf("%s: %v", subj, err)
+				errorf(t, "%s: %v", subj, err)
 				return
 			}
 			defer c.Close()
@@ -398,14 +398,14 @@ max_connection_rate = 0
 			r.ReadString('\n')
 			fmt.Fprintf(c, "a LOGIN %s %s\r\n", faultUser, faultPass)
 			if l, _ := r.ReadString('\n'); !strings.HasPrefix(l, "a OK") {
-				t.Errorf("%s: LOGIN %q", subj, l)
+				errorf(t, "%s: LOGIN %q", subj, l)
 				return
 			}
 			fmt.Fprintf(c, "b APPEND INBOX {%d+}\r\n%s\r\n", len(msg), msg)
 			for {
 				l, err := r.ReadString('\n')
 				if err != nil {
-					t.Errorf("%s: APPEND: %v", subj, err)
+					errorf(t, "%s: APPEND: %v", subj, err)
 					return
 				}
 				if strings.HasPrefix(l, "b ") {
@@ -414,7 +414,7 @@ max_connection_rate = 0
 						acked[subj] = true
 						mu.Unlock()
 					} else if !strings.HasPrefix(l, "b NO") {
-						t.Errorf("%s: %q", subj, l)
+						errorf(t, "%s: %q", subj, l)
 					}
 					break
 				}
@@ -426,17 +426,17 @@ max_connection_rate = 0
 	t.Logf("memory burst: %d of %d large messages acknowledged in %s, %d ticks of CPU; server peak RSS %s (race build %v)",
 		len(acked), smtpMsgs+appendMsgs, time.Since(start).Round(time.Millisecond), cpuTicks(t, pid)-cpu0, procStatus(pid, "VmHWM"), raceBuild)
 	if !s.running() {
-		t.Fatal("server exited during the burst")
+		fatalf(t, "%v", "server exited during the burst")
 	}
 	if len(acked) < (smtpMsgs+appendMsgs)/2 {
-		t.Errorf("only %d of %d large messages acknowledged", len(acked), smtpMsgs+appendMsgs)
+		errorf(t, "only %d of %d large messages acknowledged", len(acked), smtpMsgs+appendMsgs)
 	}
 	if err := sendTo(s, "after", 2000); err != nil {
-		t.Fatalf("after the burst: %v", err)
+		fatalf(t, "after the burst: %v", err)
 	}
 	acked["after"] = true
 	checkExactlyOnce(t, s, acked)
 	if strings.Contains(s.Log(), "panic") {
-		t.Error("the server log mentions a panic")
+		errorf(t, "%v", "the server log mentions a panic")
 	}
 }

@@ -49,7 +49,7 @@ func startHostilePeer(t *testing.T, name, ip, port string, mode peerMode) *hosti
 	t.Helper()
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, port))
 	if err != nil {
-		t.Fatalf("%s on %s: %v", name, ip, err)
+		fatalf(t, "%s on %s: %v", name, ip, err)
 	}
 	p := &hostilePeer{name: name, ln: ln, handoff: make(chan net.Conn), conns: map[*peerConn]bool{}}
 	p.mode.Store(int32(mode))
@@ -283,17 +283,17 @@ connection_timeout = "60s"
 
 	sub, err := smtp.DialTLS(s.Addr("submissions"), s.clientTLS())
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	defer sub.Close()
 	if err := sub.Auth(sasl.NewPlainClient("", faultUser, faultPass)); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	acked := map[string]string{} // subject → recipient
 	send := func(subject, rcpt string) {
 		t.Helper()
 		if err := goSend(sub, faultUser, []string{rcpt}, "From: "+faultUser+"\r\nSubject: "+subject+"\r\n\r\nout\r\n"); err != nil {
-			t.Fatalf("%s: %v", subject, err)
+			fatalf(t, "%s: %v", subject, err)
 		}
 		acked[subject] = rcpt
 	}
@@ -355,12 +355,12 @@ connection_timeout = "60s"
 		held := p.holds()
 		t.Logf("given up: %s (%v): %d connections, at most %d at once, held %v", h.domain, []string{"silent", "stalls in DATA", "one byte a second"}[h.mode], p.accepted.Load(), p.maxOpen.Load(), held)
 		if len(held) == 0 {
-			t.Errorf("%s: no connection given up", h.domain)
+			errorf(t, "%s: no connection given up", h.domain)
 		}
 	}
 	for _, h := range hostile {
 		if n := peers[h.domain].recv.count(); n != 0 {
-			t.Errorf("%s received %d messages while hostile", h.domain, n)
+			errorf(t, "%s received %d messages while hostile", h.domain, n)
 		}
 	}
 
@@ -390,7 +390,7 @@ connection_timeout = "60s"
 			got = p.recv.subjects()
 		}
 		if got[subject] != 1 {
-			t.Errorf("%s to %s delivered %d times, want once", subject, rcpt, got[subject])
+			errorf(t, "%s to %s delivered %d times, want once", subject, rcpt, got[subject])
 		}
 	}
 	total := len(f.subjects())
@@ -398,7 +398,7 @@ connection_timeout = "60s"
 		total += len(p.recv.subjects())
 	}
 	if total != len(acked) {
-		t.Errorf("%d distinct messages delivered, %d acknowledged", total, len(acked))
+		errorf(t, "%d distinct messages delivered, %d acknowledged", total, len(acked))
 	}
 	waitUntil(t, 20*time.Second, "no connection left open at the peers", func() bool {
 		for _, p := range peers {

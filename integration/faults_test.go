@@ -57,7 +57,7 @@ func inPrivateMountNS(t *testing.T) bool {
 	}
 	t.Logf("in a private mount namespace:\n%s", text)
 	if err != nil {
-		t.Fatalf("the test failed in its mount namespace: %v", err)
+		fatalf(t, "the test failed in its mount namespace: %v", err)
 	}
 	return false
 }
@@ -68,7 +68,7 @@ func mountTmpfs(t *testing.T, size int64) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "tmpfs")
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
 		t.Skipf("cannot mount a tmpfs (%v): needs root in a private mount namespace", err)
@@ -81,7 +81,7 @@ func freeBytes(t *testing.T, dir string) int64 {
 	t.Helper()
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	return int64(st.Bavail) * int64(st.Bsize)
 }
@@ -92,7 +92,7 @@ func fillTo(t *testing.T, dir, name string, free int64) {
 	t.Helper()
 	f, err := os.Create(filepath.Join(dir, name))
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	defer f.Close()
 	chunk := make([]byte, 64<<10)
@@ -109,7 +109,7 @@ func fillTo(t *testing.T, dir, name string, free int64) {
 			if errors.Is(err, syscall.ENOSPC) {
 				return
 			}
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 	}
 }
@@ -119,7 +119,7 @@ func smtpCode(t *testing.T, what string, err error, code int, enh smtp.EnhancedC
 	t.Helper()
 	var se *smtp.SMTPError
 	if !errors.As(err, &se) || se.Code != code || se.EnhancedCode != enh {
-		t.Fatalf("%s: %v, want %d %d.%d.%d", what, err, code, enh[0], enh[1], enh[2])
+		fatalf(t, "%s: %v, want %d %d.%d.%d", what, err, code, enh[0], enh[1], enh[2])
 	}
 }
 
@@ -167,7 +167,7 @@ func dialIMAPSession(t *testing.T, s *Server) *imapSession {
 	t.Helper()
 	c, err := net.Dial("tcp", s.Addr("imap"))
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	t.Cleanup(func() { c.Close() })
 	is := &imapSession{t: t, c: c, r: bufio.NewReader(c)}
@@ -183,14 +183,14 @@ func (is *imapSession) line() string {
 	is.c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	l, err := is.r.ReadString('\n')
 	if err != nil {
-		is.t.Fatalf("IMAP read: %v", err)
+		fatalf(is.t, "IMAP read: %v", err)
 	}
 	l = strings.TrimRight(l, "\r\n")
 	if m := imapLiteral.FindStringSubmatch(l); m != nil {
 		n, _ := strconv.Atoi(m[1])
 		buf := make([]byte, n)
 		if _, err := io.ReadFull(is.r, buf); err != nil {
-			is.t.Fatalf("IMAP literal: %v", err)
+			fatalf(is.t, "IMAP literal: %v", err)
 		}
 		l += "\r\n" + string(buf) + is.line()
 	}
@@ -218,7 +218,7 @@ func (is *imapSession) ok(format string, args ...any) []string {
 	is.t.Helper()
 	u, done := is.cmd(format, args...)
 	if !strings.HasPrefix(done, "OK") {
-		is.t.Fatalf("%s: %s", strings.Fields(format)[0], done)
+		fatalf(is.t, "%s: %s", strings.Fields(format)[0], done)
 	}
 	return u
 }
@@ -250,12 +250,12 @@ func checkExactlyOnce(t *testing.T, s *Server, want map[string]bool) {
 	}
 	for subj := range want {
 		if seen[subj] != 1 {
-			t.Errorf("acknowledged message %s stored %d times", subj, seen[subj])
+			errorf(t, "acknowledged message %s stored %d times", subj, seen[subj])
 		}
 	}
 	for subj, n := range seen {
 		if !want[subj] {
-			t.Errorf("message %s stored %d times but never acknowledged (or expunged)", subj, n)
+			errorf(t, "message %s stored %d times but never acknowledged (or expunged)", subj, n)
 		}
 	}
 	is.ok("LOGOUT")
@@ -283,21 +283,21 @@ func TestDiskFull(t *testing.T) {
 	for i := range 20 {
 		subj := fmt.Sprintf("before-%02d", i)
 		if err := sendTo(s, subj, 64<<10); err != nil {
-			t.Fatalf("%s: %v", subj, err)
+			fatalf(t, "%s: %v", subj, err)
 		}
 		acked[subj] = true
 	}
 	// Mail for the queue, deferred once by the remote.
 	sub, err := smtp.DialTLS(s.Addr("submissions"), s.clientTLS())
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	defer sub.Close()
 	if err := sub.Auth(sasl.NewPlainClient("", faultUser, faultPass)); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	if err := goSend(sub, faultUser, []string{"bob@b.test"}, "From: "+faultUser+"\r\nSubject: outbound\r\n\r\nqueued before the disk filled\r\n"); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	waitUntil(t, 20*time.Second, "the deferred first attempt", func() bool { return f.rcptCount() >= 1 })
 
@@ -306,20 +306,20 @@ func TestDiskFull(t *testing.T) {
 	open := func() *smtp.Client {
 		c, err := smtp.Dial(s.Addr("smtp"))
 		if err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		t.Cleanup(func() { c.Close() })
 		if err := c.Hello("client.example"); err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		if err := c.Mail("sender@remote.test", nil); err != nil {
-			t.Fatal(err)
+			fatalf(t, "%v", err)
 		}
 		return c
 	}
 	atRcpt, atData := open(), open()
 	if err := atData.Rcpt(faultUser, nil); err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 
 	// Below the reserve.
@@ -340,12 +340,12 @@ func TestDiskFull(t *testing.T) {
 	smtpCode(t, "RCPT below the reserve", atRcpt.Rcpt(faultUser, nil), 452, noSpace)
 	smtpCode(t, "MAIL on submission below the reserve", sub.Mail(faultUser, nil), 452, noSpace)
 	if status := s.Admin(t, "", "status"); !strings.Contains(status, "LOW") {
-		t.Errorf("admin status does not show the low disk:\n%s", status)
+		errorf(t, "admin status does not show the low disk:\n%s", status)
 	}
 
 	is := dialIMAPSession(t, s)
 	if _, done := is.cmd("APPEND INBOX {5+}\r\nx\r\n\r\n"); !strings.HasPrefix(done, "NO [OVERQUOTA]") {
-		t.Fatalf("APPEND below the reserve: %s", done)
+		fatalf(t, "APPEND below the reserve: %s", done)
 	}
 	// Reading (POP3 and IMAP), flags and expunge go on, and free space.
 	p := dialPOP3(t, s, "pop3")
@@ -353,7 +353,7 @@ func TestDiskFull(t *testing.T) {
 	p.cmd("PASS "+faultPass, "+OK")
 	p.cmd("RETR 1", "+OK")
 	if body := p.multi(); !strings.Contains(string(body), "Subject: before-00") {
-		t.Errorf("RETR 1 below the reserve: %.200q", body)
+		errorf(t, "RETR 1 below the reserve: %.200q", body)
 	}
 	p.cmd("QUIT", "+OK")
 	is.ok("SELECT INBOX")
@@ -365,7 +365,7 @@ func TestDiskFull(t *testing.T) {
 		delete(acked, subj)
 	}
 	if after := freeBytes(t, root); after <= freeBefore {
-		t.Errorf("expunging 10 messages freed nothing: %d then %d bytes free", freeBefore, after)
+		errorf(t, "expunging 10 messages freed nothing: %d then %d bytes free", freeBefore, after)
 	}
 	is.ok(`STORE 1 +FLAGS (\Seen)`)
 	moved := is.subjects("2")
@@ -378,7 +378,7 @@ func TestDiskFull(t *testing.T) {
 	fillTo(t, root, "filler2", 0)
 	w, err := atData.Data()
 	if err != nil {
-		t.Fatal(err)
+		fatalf(t, "%v", err)
 	}
 	w.Write([]byte(faultMessage("never", 1<<20)))
 	smtpCode(t, "DATA on a full disk", w.Close(), 452, noSpace)
@@ -393,7 +393,7 @@ func TestDiskFull(t *testing.T) {
 	for i := 1; i < 5; i++ {
 		subj := fmt.Sprintf("after-%02d", i)
 		if err := sendTo(s, subj, 64<<10); err != nil {
-			t.Fatalf("%s: %v", subj, err)
+			fatalf(t, "%s: %v", subj, err)
 		}
 		acked[subj] = true
 	}
@@ -405,7 +405,7 @@ func TestDiskFull(t *testing.T) {
 	log := s.Log()
 	for _, want := range []string{"free disk space below the reserve", "free disk space back above the reserve"} {
 		if !strings.Contains(log, want) {
-			t.Errorf("log lacks %q", want)
+			errorf(t, "log lacks %q", want)
 		}
 	}
 	// Archive holds the moved message; INBOX the rest, each once.

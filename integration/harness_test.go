@@ -216,8 +216,45 @@ func (s *Server) stopOnCleanup(t testing.TB) {
 		}
 		if t.Failed() {
 			s.dumpLog(t)
+			repeatFailures(t)
 		}
 	})
+}
+
+// failures holds, per test, what errorf and fatalf reported, so that the
+// end of a failed test's output (after its server log, which can run to
+// thousands of lines) says again why it failed: CI shows only the tail.
+var (
+	failuresMu sync.Mutex
+	failures   = map[string][]string{} // test name → messages
+)
+
+// errorf is t.Errorf, repeated after the server log if the test fails.
+func errorf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	failuresMu.Lock()
+	failures[t.Name()] = append(failures[t.Name()], msg)
+	failuresMu.Unlock()
+	t.Error(msg)
+}
+
+// fatalf is t.Fatalf, repeated after the server log.
+func fatalf(t testing.TB, format string, args ...any) {
+	t.Helper()
+	errorf(t, format, args...)
+	t.FailNow()
+}
+
+// repeatFailures logs again what errorf and fatalf reported for t.
+func repeatFailures(t testing.TB) {
+	t.Helper()
+	failuresMu.Lock()
+	msgs := failures[t.Name()]
+	failuresMu.Unlock()
+	if len(msgs) > 0 {
+		t.Logf("%s failed (repeated after the server log):\n%s", t.Name(), strings.Join(msgs, "\n"))
+	}
 }
 
 // mergeTOML sets every key of src into dst, recursing into tables.
