@@ -217,6 +217,10 @@ Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo
 	if r.perSec != 935.0/5 || r.errors != 1 {
 		t.Errorf("perSec %v, errors %d", r.perSec, r.errors)
 	}
+	// Connected clients: 10, 10, 10 and 9 in the four seconds.
+	if r.clients != 39.0/4 {
+		t.Errorf("clients %v, want %v", r.clients, 39.0/4)
+	}
 	// FETCH: 40 commands at 20 ms, 60 at 10 ms.
 	want := map[string]float64{"Fetc": 14, "Stor": 21, "Expu": 28, "Appe": 56}
 	for k, v := range want {

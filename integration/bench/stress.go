@@ -36,6 +36,11 @@ type stressResult struct {
 	perSec float64            // commands of every kind per second
 	ms     map[string]float64 // average ms per command, by imaptest column
 	errors int                // imaptest's "Error:" lines (protocol checks that failed)
+	// clients is the average number of clients connected, from the
+	// "connected/clients" column of each second's line: a server that
+	// keeps its clients waiting in LOGIN or connection set-up has fewer
+	// of them issuing the timed commands at once.
+	clients float64
 }
 
 // findImaptest resolves the imaptest binary: flag, then $IMAPTEST, then
@@ -95,12 +100,14 @@ func (b *bench) stress(ctx context.Context) {
 		b.note("imaptest stress: " + err.Error())
 		return
 	}
+	connected := map[string][]string{} // system → average clients connected, per run
 	record := func(s server, label string, r stressResult) {
 		b.res.add(rate, s.Name(), r.perSec)
 		for i, c := range stressCommands {
 			b.res.add(per[i], s.Name(), r.ms[c.col])
 		}
-		b.log.Info("stress", "system", s.Name(), "config", label, "cmd/s", fmt.Sprintf("%.0f", r.perSec), "ms", r.ms, "errors", r.errors)
+		b.log.Info("stress", "system", s.Name(), "config", label, "cmd/s", fmt.Sprintf("%.0f", r.perSec), "ms", r.ms, "errors", r.errors, "clients", fmt.Sprintf("%.1f", r.clients))
+		connected[s.Name()] = append(connected[s.Name()], fmt.Sprintf("%.1f", r.clients))
 	}
 	failed := map[string]bool{}
 	var dovecotNotes []string
@@ -157,8 +164,18 @@ func (b *bench) stress(ctx context.Context) {
 	msg := fmt.Sprintf("imaptest stress: Dovecot's imaptest (%s) in stress mode, %d clients on %d users (one mailbox each, filled by imaptest's own APPENDs from 100 plain-text messages of 1-60 KB), %d s per run; commands/s counts every command (LOGIN, LIST, STATUS, SELECT, FETCH, STORE, EXPUNGE, APPEND, LOGOUT); latency is imaptest's own average per command of each kind, weighted over its 10-second reports.",
 		bin, b.sz.StressClients, stressUsers, b.sz.StressSecs)
 	if len(dovecotNotes) > 0 {
-		msg += fmt.Sprintf(" Dovecot, for its best throughput, runs each time with service imap client_limit=1 (a process per connection, Debian's default) and client_limit=%d with service_count=0 (clients sharing long-lived processes); the faster is reported (%s).",
+		msg += fmt.Sprintf(" Dovecot, for its best throughput, runs each time with service imap client_limit=1 (a process per connection, Debian's default) and client_limit=%d with service_count=0 (clients sharing long-lived processes) and imap-login in its high-performance mode (service_count=0, process_min_avail = cores); the faster is reported (%s).",
 			stressDovecotClientLimit, strings.Join(dovecotNotes, "; "))
+	}
+	var conn []string
+	for _, s := range b.srvs {
+		if c := connected[s.Name()]; len(c) > 0 {
+			conn = append(conn, s.Name()+" "+strings.Join(c, ", "))
+		}
+	}
+	if len(conn) > 0 {
+		msg += fmt.Sprintf(" imaptest runs its clients back to back (no pause between commands), so the latency rows depend on how many of the %d clients are connected and issuing commands at once; on average, per run: %s. A client waiting for its connection or LOGIN issues none of the timed commands.",
+			b.sz.StressClients, strings.Join(conn, "; "))
 	}
 	b.note(msg)
 }
@@ -201,6 +218,7 @@ func parseImaptest(out []byte, secs int) (stressResult, error) {
 	weight := map[string]float64{} // Σ count
 	totals := false
 	var totalCounts []float64
+	var connSum, connLines float64
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		line := sc.Text()
@@ -235,7 +253,16 @@ func parseImaptest(out []byte, secs int) (stressResult, error) {
 			for i, c := range cols {
 				block[c] += nums[i]
 			}
+			if len(f) > len(cols) {
+				if n, err := strconv.ParseFloat(strings.TrimSuffix(f[len(cols)], "/"), 64); err == nil {
+					connSum += n
+					connLines++
+				}
+			}
 		}
+	}
+	if connLines > 0 {
+		res.clients = connSum / connLines
 	}
 	if totalCounts == nil {
 		return res, errors.New("imaptest printed no totals")
