@@ -151,7 +151,7 @@ func (db *DB) check(ctx context.Context, valid bool, account, password string, c
 	found := false
 	if valid {
 		var err error
-		row, found, err = readLookup{db}.user(ctx, account)
+		row, found, err = readLookup{db}.user(withoutMemo(ctx), account)
 		if err != nil {
 			return checkResult{}, err
 		}

@@ -318,15 +318,45 @@ type lookup interface {
 type readLookup struct{ db *DB }
 
 func (l readLookup) domainExists(ctx context.Context, domain string) (bool, error) {
-	return exists(l.db.stmtDomain.QueryRowContext(ctx, domain))
+	m := memoOf(ctx)
+	if m != nil {
+		if ok, known := m.domain(domain); known {
+			return ok, nil
+		}
+	}
+	ok, err := exists(l.db.stmtDomain.QueryRowContext(ctx, domain))
+	if err == nil && m != nil {
+		m.setDomain(domain, ok)
+	}
+	return ok, err
 }
 
 func (l readLookup) user(ctx context.Context, address string) (userRow, bool, error) {
-	return userFound(scanUser(l.db.stmtUser.QueryRowContext(ctx, address)))
+	m := memoOf(ctx)
+	if m != nil {
+		if u, known := m.user(address); known {
+			return u.row, u.found, nil
+		}
+	}
+	u, found, err := userFound(scanUser(l.db.stmtUser.QueryRowContext(ctx, address)))
+	if err == nil && m != nil {
+		m.setUser(address, memoUser{u, found})
+	}
+	return u, found, err
 }
 
 func (l readLookup) aliasTargets(ctx context.Context, address string) ([]string, bool, error) {
-	return collectTargets(l.db.stmtAlias.QueryContext(ctx, address))
+	m := memoOf(ctx)
+	if m != nil {
+		if ts, known := m.alias(address); known {
+			return ts, len(ts) > 0, nil
+		}
+	}
+	ts, found, err := collectTargets(l.db.stmtAlias.QueryContext(ctx, address))
+	if err == nil && m != nil {
+		m.setAlias(address, ts)
+	}
+	return ts, found, err
 }
 
 type txLookup struct{ tx *sql.Tx }

@@ -19,6 +19,10 @@
 // posthouse admin to change it while posthouse serve runs; serve sees the
 // change at its next lookup (nothing is cached across processes except the
 // credential cache below, which re-checks the stored hash every time).
+// One unit of work may read the directory once: under WithLookupMemo (an
+// SMTP transaction, one delivery) a user, domain or alias is looked up once
+// and kept until the unit ends, so a delivery on PostgreSQL makes one user
+// query instead of six; a change lands at the next transaction.
 //
 // # PostgreSQL
 //

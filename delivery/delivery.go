@@ -178,6 +178,10 @@ func (p *Pipeline) Deliver(ctx context.Context, req *Request) Outcome {
 	if log == nil {
 		log = p.log
 	}
+	// One delivery sees one state of the directory, read once: resolution,
+	// the filters and each store's quota reads share the lookups (and
+	// smtpd's, made at RCPT, when it passes its transaction's memo).
+	ctx = auth.WithLookupMemo(ctx)
 	var out Outcome
 	var rcpts []Recipient
 	var where []int // where[i]: the Results index of rcpts[i]

@@ -130,7 +130,11 @@ func (s *session) Data(r io.Reader) (err error) {
 		return err
 	}
 	d := accepted{s: s, env: &env, log: log, spool: spool, size: size, id: id, helo: helo}
-	ctx, cancel := context.WithTimeout(s.ctx, srv.opts.DeliveryTimeout)
+	txCtx := env.ctx
+	if txCtx == nil {
+		txCtx = s.ctx
+	}
+	ctx, cancel := context.WithTimeout(txCtx, srv.opts.DeliveryTimeout)
 	defer cancel()
 	d.trace = s.traceHeader(id, helo, hdr, &env) + addFrom
 	if srv.opts.Mode == ModeMTA {

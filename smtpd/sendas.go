@@ -146,5 +146,5 @@ func (s *session) resolveRcpt(addr string) (auth.Resolution, error) {
 			return auth.Resolution{Remote: []string{orig}}, nil
 		}
 	}
-	return s.s.opts.Directory.Resolve(s.ctx, addr)
+	return s.s.opts.Directory.Resolve(s.txContext(), addr)
 }

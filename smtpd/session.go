@@ -68,6 +68,10 @@ type session struct {
 // one goes after alias resolution.
 type envelope struct {
 	active bool
+	// ctx is the transaction's context: the session's, with a memo of
+	// the directory's lookups (auth.WithLookupMemo), so a recipient is
+	// resolved and its quota read once for RCPT and delivery together.
+	ctx    context.Context
 	from   string   // "" for the null reverse-path
 	utf8   bool     // SMTPUTF8 given on MAIL
 	size   int64    // SIZE given on MAIL, 0 if none
@@ -78,6 +82,15 @@ type envelope struct {
 	// remote lists foreign addresses for the queue, deduplicated.
 	remote    []string
 	remoteSet map[string]bool
+}
+
+// txContext is the open transaction's context (envelope.ctx), or the
+// session's outside one. Only the session's goroutine calls it.
+func (s *session) txContext() context.Context {
+	if s.env.ctx != nil {
+		return s.env.ctx
+	}
+	return s.ctx
 }
 
 func (s *session) authenticated() (string, bool) {
@@ -218,7 +231,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 		// does not check, and would keep the old recipients).
 		return errNestedMail
 	}
-	env := envelope{utf8: opts.UTF8, size: opts.Size}
+	env := envelope{utf8: opts.UTF8, size: opts.Size, ctx: auth.WithLookupMemo(s.ctx)}
 	if from != "" {
 		addr, err := parseAddress(from, opts.UTF8, errBadSender)
 		if err != nil {
@@ -230,7 +243,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) (err error) {
 		ok := false
 		if env.from != "" {
 			var err error
-			ok, err = s.s.opts.Directory.CanSendAs(s.ctx, user, env.from)
+			ok, err = s.s.opts.Directory.CanSendAs(env.ctx, user, env.from)
 			if err != nil {
 				return s.fail("checking sender", err)
 			}
@@ -353,12 +366,13 @@ func (s *session) rcpt(to string) error {
 // client keeps it for later while the others proceed) or could never take a
 // message of the declared SIZE (552 5.2.2).
 func (s *session) checkQuota(account string) error {
-	a, err := s.s.opts.Store.Open(s.ctx, account)
+	ctx := s.txContext()
+	a, err := s.s.opts.Store.Open(ctx, account)
 	if err != nil {
 		return s.fail("opening account", err)
 	}
 	defer a.Close()
-	used, limit, err := a.Usage(s.ctx)
+	used, limit, err := a.Usage(ctx)
 	if err != nil {
 		return s.fail("reading usage", err)
 	}
