@@ -71,11 +71,11 @@ type envelope struct {
 	// ctx is the transaction's context: the session's, with a memo of
 	// the directory's lookups (auth.WithLookupMemo), so a recipient is
 	// resolved and its quota read once for RCPT and delivery together.
-	ctx    context.Context
-	from   string   // "" for the null reverse-path
-	utf8   bool     // SMTPUTF8 given on MAIL
-	size   int64    // SIZE given on MAIL, 0 if none
-	rcpts  []string // as accepted, in order
+	ctx   context.Context
+	from  string   // "" for the null reverse-path
+	utf8  bool     // SMTPUTF8 given on MAIL
+	size  int64    // SIZE given on MAIL, 0 if none
+	rcpts []string // as accepted, in order
 	// local lists the accepted recipients with local targets, for the
 	// delivery pipeline, which decides the accounts (one copy each).
 	local []string
