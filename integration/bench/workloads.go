@@ -371,6 +371,15 @@ func imapSelectFetchFlags(s server, mailbox string, want int) (sel, fetch time.D
 		return 0, 0, fmt.Errorf("SELECT %s: %d messages, want %d", mailbox, d.NumMessages, want)
 	}
 	t1 := time.Now()
+	if err := fetchAllFlags(c, want); err != nil {
+		return 0, 0, err
+	}
+	return sel, time.Since(t1), nil
+}
+
+// fetchAllFlags runs UID FETCH 1:* (FLAGS) on the selected mailbox, reads
+// every response, and checks that want messages came back.
+func fetchAllFlags(c *imapclient.Client, want int) error {
 	cmd := c.Fetch(imap.UIDSet{imap.UIDRange{Start: 1, Stop: 0}}, &imap.FetchOptions{Flags: true})
 	got := 0
 	for m := cmd.Next(); m != nil; m = cmd.Next() {
@@ -379,13 +388,12 @@ func imapSelectFetchFlags(s server, mailbox string, want int) (sel, fetch time.D
 		got++
 	}
 	if err := cmd.Close(); err != nil {
-		return 0, 0, err
+		return err
 	}
-	fetch = time.Since(t1)
 	if got != want {
-		return 0, 0, fmt.Errorf("UID FETCH FLAGS: %d messages, want %d", got, want)
+		return fmt.Errorf("UID FETCH FLAGS: %d messages, want %d", got, want)
 	}
-	return sel, fetch, nil
+	return nil
 }
 
 // imapFetchBodies times FETCH 1:* (BODY.PEEK[]) on mailbox and checks the
