@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,13 +321,13 @@ type readLookup struct{ db *DB }
 func (l readLookup) domainExists(ctx context.Context, domain string) (bool, error) {
 	m := memoOf(ctx)
 	if m != nil {
-		if ok, known := m.domain(domain); known {
+		if ok, known := memoGet(m, m.domains, domain); known {
 			return ok, nil
 		}
 	}
 	ok, err := exists(l.db.stmtDomain.QueryRowContext(ctx, domain))
 	if err == nil && m != nil {
-		m.setDomain(domain, ok)
+		memoSet(m, &m.domains, domain, ok)
 	}
 	return ok, err
 }
@@ -334,13 +335,13 @@ func (l readLookup) domainExists(ctx context.Context, domain string) (bool, erro
 func (l readLookup) user(ctx context.Context, address string) (userRow, bool, error) {
 	m := memoOf(ctx)
 	if m != nil {
-		if u, known := m.user(address); known {
+		if u, known := memoGet(m, m.users, address); known {
 			return u.row, u.found, nil
 		}
 	}
 	u, found, err := userFound(scanUser(l.db.stmtUser.QueryRowContext(ctx, address)))
 	if err == nil && m != nil {
-		m.setUser(address, memoUser{u, found})
+		memoSet(m, &m.users, address, memoUser{u, found})
 	}
 	return u, found, err
 }
@@ -348,13 +349,13 @@ func (l readLookup) user(ctx context.Context, address string) (userRow, bool, er
 func (l readLookup) aliasTargets(ctx context.Context, address string) ([]string, bool, error) {
 	m := memoOf(ctx)
 	if m != nil {
-		if ts, known := m.alias(address); known {
-			return ts, len(ts) > 0, nil
+		if ts, known := memoGet(m, m.aliases, address); known {
+			return slices.Clone(ts), len(ts) > 0, nil
 		}
 	}
 	ts, found, err := collectTargets(l.db.stmtAlias.QueryContext(ctx, address))
 	if err == nil && m != nil {
-		m.setAlias(address, ts)
+		memoSet(m, &m.aliases, address, slices.Clone(ts))
 	}
 	return ts, found, err
 }

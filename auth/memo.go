@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"slices"
 	"sync"
 )
 
@@ -42,52 +41,21 @@ func memoOf(ctx context.Context) *lookupMemo {
 	return m
 }
 
-func (m *lookupMemo) user(address string) (memoUser, bool) {
+// memoGet and memoSet read and write one of m's tables under its lock.
+func memoGet[V any](m *lookupMemo, table map[string]V, key string) (V, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	u, ok := m.users[address]
-	return u, ok
+	v, ok := table[key]
+	return v, ok
 }
 
-func (m *lookupMemo) setUser(address string, u memoUser) {
+func memoSet[V any](m *lookupMemo, table *map[string]V, key string, v V) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.users == nil {
-		m.users = map[string]memoUser{}
+	if *table == nil {
+		*table = map[string]V{}
 	}
-	m.users[address] = u
-}
-
-func (m *lookupMemo) domain(name string) (exists, ok bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	exists, ok = m.domains[name]
-	return exists, ok
-}
-
-func (m *lookupMemo) setDomain(name string, exists bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.domains == nil {
-		m.domains = map[string]bool{}
-	}
-	m.domains[name] = exists
-}
-
-func (m *lookupMemo) alias(address string) ([]string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ts, ok := m.aliases[address]
-	return slices.Clone(ts), ok
-}
-
-func (m *lookupMemo) setAlias(address string, targets []string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.aliases == nil {
-		m.aliases = map[string][]string{}
-	}
-	m.aliases[address] = slices.Clone(targets)
+	(*table)[key] = v
 }
 
 // withoutMemo hides a memo from ctx: a login reads the user's row afresh,
