@@ -225,6 +225,12 @@ type Queue struct {
 	DataBlockTimeout  Duration `toml:"data_block_timeout"` // 3m, each block written
 	DataDoneTimeout   Duration `toml:"data_done_timeout"`  // 10m
 	ConnectionTimeout Duration `toml:"connection_timeout"` // 30m
+
+	// ClaimLease (backend "postgres" only) is how long a node's claim on
+	// a message it is delivering lasts without renewal (renewed every
+	// third of it while the node runs): when a node dies, another takes
+	// its messages over after at most this long. 60s.
+	ClaimLease Duration `toml:"claim_lease"`
 }
 
 // DNS settings.
@@ -355,7 +361,7 @@ func Default() *Config {
 			CommandTimeout: Duration{5 * time.Minute}, MailTimeout: Duration{5 * time.Minute},
 			RcptTimeout: Duration{5 * time.Minute}, DataInitTimeout: Duration{2 * time.Minute},
 			DataBlockTimeout: Duration{3 * time.Minute}, DataDoneTimeout: Duration{10 * time.Minute},
-			ConnectionTimeout: Duration{30 * time.Minute}},
+			ConnectionTimeout: Duration{30 * time.Minute}, ClaimLease: Duration{60 * time.Second}},
 		Inbound: Inbound{
 			DMARCReject:         true,
 			SPFFail:             "junk",

@@ -50,4 +50,7 @@ func (c *Config) validateQueueLimits(add func(key, msg, hint string)) {
 			add(t.key, fmt.Sprintf("%s is not between 1s and 24h", t.d), fmt.Sprintf(`%s = %q (RFC 5321 section 4.5.3.2)`, t.key[len("queue."):], t.def))
 		}
 	}
+	if l := q.ClaimLease.Duration; l < 3*time.Second || l > time.Hour {
+		add("queue.claim_lease", fmt.Sprintf("%s is not between 3s and 1h", q.ClaimLease), `claim_lease = "60s"`)
+	}
 }

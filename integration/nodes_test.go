@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -37,8 +39,9 @@ type pgNodes struct {
 }
 
 // startPGNodes starts a private PostgreSQL, a database on it, and two
-// nodes using it; imapUser exists (added through node A).
-func startPGNodes(t *testing.T) *pgNodes {
+// nodes using it, each with the config sections in extra too; imapUser
+// exists (added through node A).
+func startPGNodes(t *testing.T, extra string) *pgNodes {
 	t.Helper()
 	pg, err := pgtest.Start()
 	if errors.Is(err, pgtest.ErrNotInstalled) {
@@ -60,7 +63,7 @@ func startPGNodes(t *testing.T) *pgNodes {
 		t.Fatal(err)
 	}
 	n := &pgNodes{DSN: pg.DSN(db)}
-	extra := fmt.Sprintf("[store]\nbackend = \"postgres\"\ndsn = %q\n", n.DSN)
+	extra += fmt.Sprintf("\n[store]\nbackend = \"postgres\"\ndsn = %q\n", n.DSN)
 	// Started one after the other: the first creates the schema.
 	n.A = startServer(t, extra)
 	n.B = startServer(t, extra)
@@ -144,7 +147,7 @@ func messageIDs(t *testing.T, c *imapclient.Client, mailbox string) []string {
 // by A's session (and opposite MOVEs on both nodes at once); the POP3 lock
 // held on A refused on B; admin on A effective on B.
 func TestPGNodes(t *testing.T) {
-	n := startPGNodes(t)
+	n := startPGNodes(t, "")
 	a, b := n.A, n.B
 
 	t.Run("deliver on A, read and IDLE on B", func(t *testing.T) {
@@ -516,7 +519,7 @@ p.quit()
 // restart, every Message-ID that got a 250 is in the INBOX exactly once,
 // read over IMAP through the other node.
 func TestPGNodeKillDuringDeliveries(t *testing.T) {
-	n := startPGNodes(t)
+	n := startPGNodes(t, "")
 	for _, victim := range []string{"A", "B"} {
 		t.Run("kill "+victim, func(t *testing.T) {
 			s, other := n.A, n.B
@@ -618,4 +621,96 @@ func streamUntilKilled(t *testing.T, s *Server, label string) (acked, interrupte
 	close(killed)
 	wg.Wait()
 	return acked, interrupted
+}
+
+// TestPGNodeKilledDuringRelay: both nodes relay the messages submitted
+// through A to a receiver that holds every end of data unanswered; A is
+// killed (SIGKILL) while it holds claims and sessions in DATA. B takes A's
+// messages over once their lease (claim_lease, 3 s here) runs out, and the
+// receiver accepts every message exactly once.
+func TestPGNodeKilledDuringRelay(t *testing.T) {
+	d := newTestDNS(t)
+	f := startFakeReceiver(t)
+	stall := make(chan struct{})
+	f.stall = stall
+	var inData atomic.Int64
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case <-f.inData:
+				inData.Add(1)
+			case <-done:
+				return
+			}
+		}
+	}()
+	n := startPGNodes(t, fmt.Sprintf("[dns]\nresolver = %q\n[queue]\nremote_port = %s\nclaim_lease = \"3s\"\n", d.Addr, f.port))
+	n.A.AddUser(t, "alice@a.test", alicePW)
+	nodeA := regexp.MustCompile(`queue in PostgreSQL.* node=(\S+)`).FindStringSubmatch(n.A.Log())
+	if nodeA == nil {
+		fatalf(t, "A logged no queue node id")
+	}
+	db, err := pgx.Connect(t.Context(), n.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	claimsOfA := func() int {
+		var c int
+		if err := db.QueryRow(t.Context(), `SELECT count(*) FROM queue_claims WHERE node = $1 AND lease_until > now()`, nodeA[1]).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	const msgs = 12
+	for i := range msgs {
+		submit(t, n.A, []string{fmt.Sprintf("user%d@b.test", i)},
+			fmt.Sprintf("From: alice@a.test\r\nSubject: relay %d\r\n\r\nmarker relay-%d.\r\n", i, i))
+	}
+	waitUntil(t, 20*time.Second, "A in DATA with claims", func() bool { return inData.Load() > 0 && claimsOfA() > 0 })
+	time.Sleep(200 * time.Millisecond) // let A's other attempts reach DATA too
+	claimed := claimsOfA()
+	n.A.Kill()
+	// The kernel closed A's connections; B's sessions held in DATA get a
+	// 451 when the receiver lets go, and retry.
+	time.Sleep(300 * time.Millisecond)
+	f.mu.Lock()
+	f.stall = nil
+	f.mu.Unlock()
+	close(stall)
+	received := func() map[int]int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		got := map[int]int{}
+		for _, b := range f.received {
+			var i int
+			if k := bytes.Index(b, []byte("marker relay-")); k >= 0 {
+				fmt.Sscanf(string(b[k+len("marker relay-"):]), "%d.", &i)
+				got[i]++
+			}
+		}
+		return got
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(received()) < msgs {
+		if time.Now().After(deadline) {
+			fatalf(t, "after 60 s the receiver has %d of %d messages: %v", len(received()), msgs, received())
+		}
+		// B's own deferred attempts wait for a backoff; A's wait for the lease.
+		n.B.Admin(t, "", "queue", "retry", "all")
+		time.Sleep(time.Second)
+	}
+	waitUntil(t, 20*time.Second, "B's queue empty", func() bool {
+		return strings.Contains(n.B.Admin(t, "", "queue", "list"), "queue is empty")
+	})
+	got := received()
+	for i := range msgs {
+		if got[i] != 1 {
+			errorf(t, "message %d reached the receiver %d times", i, got[i])
+		}
+	}
+	t.Logf("A held %d claims with %d sessions in DATA when killed; every message reached the receiver once", claimed, inData.Load())
 }

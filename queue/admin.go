@@ -111,3 +111,12 @@ func (q *Queue) Stats(ctx context.Context) (messages int, oldest time.Time, err 
 	}
 	return messages, oldest, nil
 }
+
+// Node is the id under which this queue claims messages in PostgreSQL
+// (Options.Node or the one Open made up); "" for a queue of its own.
+func (q *Queue) Node() string {
+	if pg, ok := q.st.(pgBackend); ok {
+		return pg.node
+	}
+	return ""
+}

@@ -51,7 +51,7 @@ func openQueue(ctx context.Context, cfg *config.Config, log *slog.Logger, users 
 	}
 	rec.SetQueueStats(q.Stats)
 	if opts.Postgres != nil {
-		log.Info("queue in PostgreSQL, shared with the other nodes")
+		log.Info("queue in PostgreSQL, shared with the other nodes", "node", q.Node(), "claim_lease", opts.Lease)
 	}
 	return q, nil
 }
@@ -63,6 +63,7 @@ func queueOptions(cfg *config.Config) queue.Options {
 		Hostname:       cfg.Hostname,
 		RemotePort:     cfg.Queue.RemotePort,
 		Expiry:         time.Duration(cfg.Queue.Expiry.Duration),
+		Lease:          cfg.Queue.ClaimLease.Duration,
 		MaxMessageSize: int64(cfg.Limits.MaxMessageSize) + traceHeaderSlack,
 		MaxConcurrent:  cfg.Queue.MaxConnections,
 		MaxPerDomain:   cfg.Queue.MaxPerDomain,
