@@ -218,7 +218,7 @@ func (b *bench) smtp(ctx context.Context) {
 					b.fail(s, fmt.Sprintf("SMTP in (%d conn)", conns), err)
 					continue
 				}
-				b.log.Info("smtp", "system", s.Name(), "conns", conns, "run", run, "accepted/s", fmt.Sprintf("%.1f", r.accepted), "visible/s", fmt.Sprintf("%.1f", r.visible))
+				b.log.Info("smtp", "system", s.Name(), "conns", conns, "run", run, "accepted/s", fmt.Sprintf("%.1f", r.accepted), "visible/s", fmt.Sprintf("%.1f", r.visible), "disk B/msg", fmt.Sprintf("%.0f", r.diskPerMsg))
 				b.res.add(acc, s.Name(), r.accepted)
 				b.res.add(vis, s.Name(), r.visible)
 				b.res.add(dm, s.Name(), r.diskPerMsg)

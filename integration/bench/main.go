@@ -323,6 +323,7 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 	cols = append(cols, pdName)
 	b.res.write(w, h, cols)
 	b.writeNotes(w)
+	b.res.logRuns(log, cols)
 	if o.out != "" {
 		f, err := os.Create(o.out)
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"strings"
 )
@@ -100,5 +101,21 @@ func (r *results) write(w io.Writer, h header, cols []string) {
 			dir = "higher is better"
 		}
 		fmt.Fprintf(w, "| %s | %s (%s) | %s | %s |\n", m.label, m.unit, dir, strings.Join(cells, " | "), ratio)
+	}
+}
+
+// logRuns logs every run's value of each row, so the spread behind a
+// median can be seen (the table shows medians only).
+func (r *results) logRuns(log *slog.Logger, cols []string) {
+	for _, m := range r.order {
+		args := []any{"row", m.label}
+		for _, c := range cols {
+			var vals []string
+			for _, v := range r.values[m.label][c] {
+				vals = append(vals, fmt.Sprintf(m.format, v*m.scale))
+			}
+			args = append(args, c, strings.Join(vals, " "))
+		}
+		log.Info("runs", args...)
 	}
 }

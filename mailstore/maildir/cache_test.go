@@ -2,13 +2,20 @@ package maildir
 
 import (
 	"bytes"
+	"context"
+	"os"
+	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
+
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 const multipartMessage = "From: =?ISO-8859-1?Q?Andr=E9?= <andre@example.org>\r\n" +
@@ -189,4 +196,92 @@ func FuzzParseSummaries(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSummariesCachedOnDemand: a new mailbox leaves the envelope and body
+// structure out of the index until a client fetches them (schema step 8);
+// that fetch answers from the file exactly what a cached row would, writes
+// both into the row and marks the mailbox, and from then on delivery
+// caches them. A file gone before its first fetch answers an empty
+// envelope, not an error.
+func TestSummariesCachedOnDemand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := Open(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acc := openAccount(t, s, testAccount)
+	deliver(t, acc, multipartMessage)
+	deliver(t, acc, testMessage("second", "x"))
+	in, _ := acc.Mailbox(ctx, "INBOX")
+	idx, err := sqlitedb.OpenFile(filepath.Join(dir, accountDirName(testAccount), indexFile), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	cached := func(uid int) (env, bs bool) {
+		t.Helper()
+		if err := idx.QueryRow(`SELECT envelope IS NOT NULL, bodystructure IS NOT NULL FROM messages WHERE uid = ?`, uid).Scan(&env, &bs); err != nil {
+			t.Fatal(err)
+		}
+		return env, bs
+	}
+	marked := func() (m bool) {
+		t.Helper()
+		if err := idx.QueryRow(`SELECT cache_summaries FROM mailboxes WHERE id = ?`, in.ID).Scan(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if e, b := cached(1); e || b || marked() {
+		t.Fatalf("before any fetch: envelope cached %v, body structure %v, mailbox marked %v", e, b, marked())
+	}
+	// A fetch of flags alone changes nothing.
+	if _, err := acc.Fetch(ctx, in.ID, imap.UIDSetNum(1, 2), mailstore.FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := cached(1); e || marked() {
+		t.Fatal("a fetch of flags filled the cache")
+	}
+
+	// The file of message 2 goes before anyone asked for its envelope.
+	var file string
+	if err := idx.QueryRow(`SELECT file FROM messages WHERE uid = 2`).Scan(&file); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, accountDirName(testAccount), maildirDir, strconv.FormatInt(in.ID, 10), filepath.FromSlash(file))); err != nil {
+		t.Fatal(err)
+	}
+	got, err := acc.Fetch(ctx, in.ID, imap.UIDSetNum(1, 2), mailstore.FetchOptions{Envelope: true, BodyStructure: true})
+	if err != nil || len(got) != 2 {
+		t.Fatalf("fetch: %v %v", got, err)
+	}
+	p, err := parseMessage(strings.NewReader(multipartMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantEnv, _ := decodeEnvelope(p.Envelope)
+	wantBS, _ := decodeBodyStructure(p.BodyStructure)
+	if !reflect.DeepEqual(got[0].Envelope, wantEnv) || !reflect.DeepEqual(got[0].BodyStructure, wantBS) {
+		t.Errorf("first fetch, from the file:\n got %#v %#v\nwant %#v %#v", got[0].Envelope, got[0].BodyStructure, wantEnv, wantBS)
+	}
+	if got[1].Envelope == nil || got[1].Envelope.Subject != "" || got[1].BodyStructure == nil {
+		t.Errorf("message without its file: %#v %#v", got[1].Envelope, got[1].BodyStructure)
+	}
+	if e, b := cached(1); !e || !b || !marked() {
+		t.Fatalf("after the fetch: envelope cached %v, body structure %v, mailbox marked %v", e, b, marked())
+	}
+	if e, _ := cached(2); e {
+		t.Error("the missing file's row got a cache entry")
+	}
+	again, err := acc.Fetch(ctx, in.ID, imap.UIDSetNum(1), mailstore.FetchOptions{Envelope: true, BodyStructure: true})
+	if err != nil || len(again) != 1 || !reflect.DeepEqual(again[0].Envelope, got[0].Envelope) || !reflect.DeepEqual(again[0].BodyStructure, got[0].BodyStructure) {
+		t.Errorf("second fetch, from the index: %#v (%v)", again, err)
+	}
+	deliver(t, acc, testMessage("third", "x"))
+	if e, b := cached(3); !e || !b {
+		t.Errorf("delivery to a marked mailbox: envelope cached %v, body structure %v", e, b)
+	}
 }

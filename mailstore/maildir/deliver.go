@@ -319,8 +319,8 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 					continue
 				}
 			}
-			var uid int64
-			err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity`, pa.mb.ID).Scan(&uid, &pa.res.UIDValidity)
+			var uid, cache int64
+			err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity, cache_summaries`, pa.mb.ID).Scan(&uid, &pa.res.UIDValidity, &cache)
 			if errors.Is(err, errNoRows) {
 				pa.err = noMailbox(err, pa.mb.Name)
 				continue
@@ -333,10 +333,14 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				return err
 			}
 			kw := joinKeywords(pa.fs.Keywords)
+			env, bs := pa.p.Envelope, pa.p.BodyStructure
+			if cache == 0 {
+				env, bs = nil, nil // until a client asks (migration 8)
+			}
 			if _, err := w.Exec(`INSERT INTO messages (mailbox, uid, modseq, flags, keywords, size, internaldate, internalzone, sentdate, file, envelope, bodystructure)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				pa.mb.ID, uid, int64(modseq), pa.fs.Mask, nullIfEmpty(kw), pa.size,
-				pa.date.Unix(), pa.zone, pa.p.SentDate, pa.rel, pa.p.Envelope, pa.p.BodyStructure); err != nil {
+				pa.date.Unix(), pa.zone, pa.p.SentDate, pa.rel, env, bs); err != nil {
 				return err
 			}
 			w.usedDelta += pa.size

@@ -97,12 +97,18 @@
 // extracted at delivery by mailstore/mimeparse while the message is written
 // to tmp/ (one pass, bounded in depth, parts and header size whatever the
 // message) and stored in a compact versioned binary form
-// (mailstore/indexrow; rows written before in JSON still read); Fetch,
-// Snapshot and Status never open message files. There is no index on file
-// names: reconciliation, rebuilds and backup trims, the only look-ups by
-// file, read a mailbox's rows once into memory. Per 10 KB plain-text message
-// the index grows by about 0.33 KiB (it was 0.67 KiB with JSON, the file
-// index and a Message-ID column) beside the 12 KiB its file takes.
+// (mailstore/indexrow; rows written before in JSON still read), but only
+// in mailboxes where a client has fetched them (index version 8,
+// summaries.go): elsewhere the first Fetch that asks for them parses the
+// files, writes both into the rows and marks the mailbox, so its later
+// deliveries cache them at once, as Dovecot learns its cache fields.
+// Snapshot and Status never open message files, nor does Fetch once the
+// rows hold their cache. There is no index on file names: reconciliation,
+// rebuilds and backup trims, the only look-ups by file, read a mailbox's
+// rows once into memory. Per 10 KB plain-text message the index grows by
+// about 0.17 KiB before a client fetched envelopes and 0.33 KiB after (it
+// was 0.67 KiB with JSON, the file index and a Message-ID column) beside
+// the 12 KiB its file takes.
 //
 // The WAL is checkpointed every 128 pages and cut back to that size after
 // each checkpoint (walsize.go): with SQLite's defaults (1,000 pages, never

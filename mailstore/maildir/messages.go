@@ -233,10 +233,17 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 	if opts.EmailID {
 		q += `, emailid`
 	}
+	if opts.Envelope || opts.BodyStructure {
+		q += `, file` // for rows whose cache is not filled yet (summaries.go)
+	}
 	cols := q
 	q += ` FROM messages WHERE mailbox = ? AND uid BETWEEN ? AND ? ORDER BY uid`
-	var out []mailstore.MessageInfo
+	var (
+		out []mailstore.MessageInfo
+		sc  *infoScanner
+	)
 	err := a.readTx(ctx, func(r *rtx) error {
+		out = nil
 		if err := r.checkMailbox(mailboxID); err != nil {
 			return err
 		}
@@ -250,7 +257,7 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 				return err
 			}
 		}
-		sc := newInfoScanner(r.a, opts)
+		sc = newInfoScanner(r.a, opts)
 		if opts.ChangedSince > 0 {
 			out, err = changedSince(r, sc, cols, mailboxID, ranges, opts.ChangedSince)
 			return err
@@ -266,6 +273,9 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: fetch: %w", err)
+	}
+	if sc != nil && len(sc.uncached) > 0 {
+		a.fillSummaries(ctx, mailboxID, out, sc.uncached)
 	}
 	return out, nil
 }
@@ -399,8 +409,11 @@ type infoScanner struct {
 	size, idate, zone int64
 	emailID           int64
 	kw                sql.NullString
-	env, bs           sql.RawBytes
+	env, bs, file     sql.RawBytes
 	dest              []any
+	// uncached are the rows whose envelope or body structure was asked
+	// for and is not in the index yet (schema step 8).
+	uncached []uncachedRow
 }
 
 func newInfoScanner(a *account, opts mailstore.FetchOptions) *infoScanner {
@@ -414,6 +427,9 @@ func newInfoScanner(a *account, opts mailstore.FetchOptions) *infoScanner {
 	}
 	if opts.EmailID {
 		sc.dest = append(sc.dest, &sc.emailID)
+	}
+	if opts.Envelope || opts.BodyStructure {
+		sc.dest = append(sc.dest, &sc.file)
 	}
 	return sc
 }
@@ -431,6 +447,11 @@ func (sc *infoScanner) scan(row sqlitedb.Scanner) (mailstore.MessageInfo, error)
 	}
 	if sc.opts.EmailID {
 		mi.EmailID = emailID(sc.emailID)
+	}
+	if (sc.opts.Envelope && sc.env == nil) || (sc.opts.BodyStructure && sc.bs == nil) {
+		// Filled from the file after the read (fillSummaries).
+		sc.uncached = append(sc.uncached, uncachedRow{uid: mi.UID, file: string(sc.file)})
+		return mi, nil
 	}
 	var err error
 	if sc.opts.Envelope {

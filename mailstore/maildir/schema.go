@@ -165,4 +165,17 @@ var migrations = []sqlitedb.Migration{
 	sqlitedb.Exec(
 		`DROP INDEX messages_file`,
 	),
+	// 8: the envelope and body structure are cached at delivery only in
+	// mailboxes where a client has asked for them (cache_summaries = 1),
+	// as Dovecot learns its cache fields from what clients fetch. In other
+	// mailboxes a row leaves both NULL; the first Fetch that wants them
+	// parses the file, answers from it, writes both into the row and sets
+	// cache_summaries, so later deliveries there cache them again. Mail
+	// read only by POP3, or by clients that fetch header fields and bodies,
+	// never pays their 160 bytes or so per message. Mailboxes of an
+	// upgraded index keep caching, as before.
+	sqlitedb.Exec(
+		`ALTER TABLE mailboxes ADD COLUMN cache_summaries INTEGER NOT NULL DEFAULT 0`,
+		`UPDATE mailboxes SET cache_summaries = 1`,
+	),
 }
