@@ -133,7 +133,7 @@ func (cmd *FetchWriter) WriteVanished(uids imap.UIDSet) error {
 	}
 	enc := newResponseEncoder(cmd.conn)
 	defer enc.end()
-	enc.NoFlush = cmd.options.batch
+	enc.NoFlush = enc.NoFlush || cmd.options.batch
 	enc.Atom("*").SP().Atom("VANISHED").SP().Special('(').Atom("EARLIER").Special(')').SP().NumSet(uids)
 	return enc.CRLF()
 }

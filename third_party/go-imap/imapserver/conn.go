@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,10 @@ type Conn struct {
 	// (Posthouse patch.)
 	w     io.Writer
 	small *bufio.Writer
+	// corked: a command is running, so its untagged responses stay in bw
+	// until its tagged reply, a continuation request, a BYE or a full
+	// buffer flushes them (Posthouse patch).
+	corked atomic.Bool
 }
 
 // errAutologout: the client stayed silent past its timeout and got a BYE
@@ -255,6 +260,10 @@ func (c *Conn) readCommand(dec *imapwire.Decoder) error {
 		name = "UID " + strings.ToUpper(subName)
 	}
 	c.badCommands = 0
+	// Posthouse patch: the command's responses go out together with its
+	// tagged reply, in one write where they fit the buffer.
+	c.corked.Store(true)
+	defer c.uncork()
 	if done := c.server.options.CommandDone; done != nil { // Posthouse patch
 		start := time.Now()
 		defer func() { done(name, time.Since(start)) }()
@@ -693,6 +702,7 @@ func (conn *Conn) startResponse(enc *responseEncoder, wireEnc *imapwire.Encoder)
 	conn.encMutex.Lock() // released by responseEncoder.end
 	wireEnc.Reset(conn.bw, imapwire.ConnSideServer)
 	wireEnc.QuotedUTF8 = quotedUTF8
+	wireEnc.NoFlush = conn.corked.Load()
 	conn.setWriteTimeout(respWriteTimeout)
 	*enc = responseEncoder{Encoder: wireEnc, conn: conn}
 }
@@ -725,6 +735,9 @@ func (lw literalWriter) Close() error {
 }
 
 func writeStatusResp(enc *imapwire.Encoder, tag string, statusResp *imap.StatusResponse) error {
+	if tag != "" || statusResp.Type == imap.StatusResponseTypeBye {
+		enc.NoFlush = false // a command's end, or the connection's
+	}
 	if tag == "" {
 		tag = "*"
 	}
@@ -741,6 +754,9 @@ func writeCapabilityOK(enc *imapwire.Encoder, tag string, caps []imap.Cap, text 
 }
 
 func writeCapabilityStatus(enc *imapwire.Encoder, tag string, typ imap.StatusResponseType, caps []imap.Cap, text string) error {
+	if tag != "" {
+		enc.NoFlush = false
+	}
 	if tag == "" {
 		tag = "*"
 	}
@@ -754,7 +770,20 @@ func writeCapabilityStatus(enc *imapwire.Encoder, tag string, typ imap.StatusRes
 }
 
 func writeContReq(enc *imapwire.Encoder, text string) error {
+	enc.NoFlush = false // the client waits for it
 	return enc.Atom("+").SP().Text(text).CRLF()
+}
+
+// uncork ends a command's batching: what its responses left in the
+// buffer (a handler may end without a tagged reply of its own) is written
+// now. (Posthouse patch.)
+func (c *Conn) uncork() {
+	c.corked.Store(false)
+	c.encMutex.Lock()
+	defer c.encMutex.Unlock()
+	if c.bw.Buffered() > 0 {
+		c.bw.Flush()
+	}
 }
 
 func newClientBugError(text string) error {

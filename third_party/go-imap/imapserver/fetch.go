@@ -371,7 +371,7 @@ func (cmd *FetchWriter) CreateMessage(seqNum uint32) *FetchResponseWriter {
 	}
 	cmd.conn.startResponse(&cmd.enc, &cmd.wire)
 	enc := &cmd.enc
-	enc.NoFlush = cmd.options.batch
+	enc.NoFlush = enc.NoFlush || cmd.options.batch
 	enc.Atom("*").SP().Number(seqNum).SP().Atom("FETCH").SP().Special('(')
 	cmd.msg = FetchResponseWriter{enc: enc, options: cmd.options}
 	return &cmd.msg
