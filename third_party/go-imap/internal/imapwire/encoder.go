@@ -106,8 +106,17 @@ func (enc *Encoder) SP() *Encoder {
 	return enc.writeString(" ")
 }
 
+// Special writes one byte. (Posthouse patch: string(ch) escaped to the
+// heap through writeString, an allocation per parenthesis, two per FETCH
+// response.)
 func (enc *Encoder) Special(ch byte) *Encoder {
-	return enc.writeString(string(ch))
+	if enc.err != nil || enc.literal {
+		return enc.writeString("")
+	}
+	if err := enc.w.WriteByte(ch); err != nil {
+		enc.err = err
+	}
+	return enc
 }
 
 func (enc *Encoder) Quoted(s string) *Encoder {
