@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -25,29 +24,24 @@ const userWake = "wake@" + domain
 // run out of ephemeral ports on one address pair.
 const idleSources = 16
 
-// rawIdle is a minimal IMAP client in IDLE: no library state per
-// connection, so the load generator stays small next to 10,000 of them.
-type rawIdle struct {
-	conn net.Conn
-	r    *bufio.Reader
-}
-
 // dialIdle connects from src, logs in as user, selects INBOX and enters
 // IDLE.
-func dialIdle(addr string, src net.IP, user string) (*rawIdle, error) {
+func dialIdle(addr string, src net.IP, user string) (*rawIMAP, error) {
 	d := net.Dialer{Timeout: 30 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	c := &rawIdle{conn: conn, r: bufio.NewReaderSize(conn, 512)}
+	// A small buffer: no library state per connection, so the load
+	// generator stays small next to 10,000 of them.
+	c := newRawIMAP(conn, 512)
 	conn.SetDeadline(time.Now().Add(2 * time.Minute))
 	if _, err := c.line(); err != nil {
 		conn.Close()
 		return nil, err
 	}
-	for _, cmd := range []string{"a LOGIN " + user + " " + password, "b SELECT INBOX"} {
-		if err := c.command(cmd); err != nil {
+	for _, cmd := range []string{"LOGIN " + user + " " + password, "SELECT INBOX"} {
+		if _, err := c.do(cmd); err != nil {
 			conn.Close()
 			return nil, err
 		}
@@ -70,33 +64,8 @@ func dialIdle(addr string, src net.IP, user string) (*rawIdle, error) {
 	return c, nil
 }
 
-func (c *rawIdle) line() (string, error) {
-	l, err := c.r.ReadString('\n')
-	return strings.TrimRight(l, "\r\n"), err
-}
-
-// command sends a tagged command and reads up to its OK.
-func (c *rawIdle) command(cmd string) error {
-	tag, _, _ := strings.Cut(cmd, " ")
-	if _, err := fmt.Fprintf(c.conn, "%s\r\n", cmd); err != nil {
-		return err
-	}
-	for {
-		l, err := c.line()
-		if err != nil {
-			return err
-		}
-		if strings.HasPrefix(l, tag+" ") {
-			if !strings.HasPrefix(l, tag+" OK") {
-				return fmt.Errorf("%s: %s", strings.Fields(cmd)[1], l)
-			}
-			return nil
-		}
-	}
-}
-
 // waitExists reads until an EXISTS arrives.
-func (c *rawIdle) waitExists(timeout time.Duration) error {
+func (c *rawIMAP) waitExists(timeout time.Duration) error {
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
 	defer c.conn.SetReadDeadline(time.Time{})
 	for {
@@ -205,7 +174,7 @@ const idleDovecotClientLimit = 1000
 func runIdleWake(ctx context.Context, s server, conns, run int, settle, idleWindow time.Duration) (idleWakeResult, error) {
 	var res idleWakeResult
 	addr := s.Addr("imap")
-	idle := make([]*rawIdle, conns)
+	idle := make([]*rawIMAP, conns)
 	var mu sync.Mutex
 	defer func() {
 		mu.Lock()

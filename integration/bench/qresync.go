@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -92,68 +89,4 @@ func imapQResync(s server, mailbox string, want int) (time.Duration, error) {
 		return 0, fmt.Errorf("SELECT (QRESYNC): %d FETCH responses, want %d", fetches, qresyncChanges)
 	}
 	return d, nil
-}
-
-// rawIMAP is a logged-in IMAP connection speaking raw commands.
-type rawIMAP struct {
-	conn net.Conn
-	r    *bufio.Reader
-	tag  int
-}
-
-func dialRawIMAP(addr string) (*rawIMAP, error) {
-	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	c := &rawIMAP{conn: conn, r: bufio.NewReaderSize(conn, 64<<10)}
-	conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	if _, err := c.r.ReadString('\n'); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	if _, err := c.do(fmt.Sprintf("LOGIN %s %s", userIMAP, password)); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// do sends one command and returns its untagged lines (the commands used
-// here get no literals back).
-func (c *rawIMAP) do(cmd string) ([]string, error) {
-	c.tag++
-	tag := "Q" + strconv.Itoa(c.tag)
-	if _, err := fmt.Fprintf(c.conn, "%s %s\r\n", tag, cmd); err != nil {
-		return nil, err
-	}
-	var lines []string
-	for {
-		l, err := c.r.ReadString('\n')
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", cmd, err)
-		}
-		l = strings.TrimRight(l, "\r\n")
-		if rest, ok := strings.CutPrefix(l, tag+" "); ok {
-			if !strings.HasPrefix(rest, "OK") {
-				return nil, fmt.Errorf("%s: %s", cmd, rest)
-			}
-			return lines, nil
-		}
-		lines = append(lines, l)
-	}
-}
-
-func (c *rawIMAP) find(lines []string, re *regexp.Regexp) string {
-	for _, l := range lines {
-		if m := re.FindStringSubmatch(l); m != nil {
-			return m[1]
-		}
-	}
-	return ""
-}
-
-func (c *rawIMAP) close() {
-	fmt.Fprintf(c.conn, "Z LOGOUT\r\n")
-	c.conn.Close()
 }
