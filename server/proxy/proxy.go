@@ -309,6 +309,11 @@ func (c *Conn) Proxied() bool { return c.proxied }
 // Source is the load balancer's address: the connection's own remote end.
 func (c *Conn) Source() net.Addr { return c.Conn.RemoteAddr() }
 
+// NetConn is the connection under the header, as tls.Conn's NetConn is,
+// for what needs the socket itself (IMAP's TCP_QUICKACK after a literal's
+// continuation).
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 func (c *Conn) Read(b []byte) (int, error) {
 	if c.pending.Load() {
 		c.mu.Lock()

@@ -165,6 +165,9 @@ func TestHeaders(t *testing.T) {
 			if got := pc.Source().String(); got != c.LocalAddr().String() {
 				t.Errorf("Source = %s, want the load balancer's %s", got, c.LocalAddr())
 			}
+			if _, ok := pc.NetConn().(*net.TCPConn); !ok {
+				t.Errorf("NetConn is a %T, want the socket's *net.TCPConn", pc.NetConn())
+			}
 			buf := make([]byte, 64)
 			sc.SetReadDeadline(time.Now().Add(5 * time.Second))
 			n, err := io.ReadAtLeast(sc, buf, len("EHLO client.example\r\n"))

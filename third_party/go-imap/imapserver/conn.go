@@ -586,7 +586,13 @@ func (c *Conn) acceptLiteral(size int64, nonSync bool) error {
 		return nil
 	}
 
-	return c.writeContReq("Ready for literal data")
+	if err := c.writeContReq("Ready for literal data"); err != nil {
+		return err
+	}
+	// Posthouse patch: after the continuation, so that writing it does
+	// not put the connection back into delayed-ACK mode.
+	quickAck(c.conn)
+	return nil
 }
 
 func (c *Conn) canAuth() bool {
