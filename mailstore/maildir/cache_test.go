@@ -206,12 +206,7 @@ func FuzzParseSummaries(f *testing.F) {
 // envelope, not an error.
 func TestSummariesCachedOnDemand(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dir := newTestStore(t, Options{})
 	acc := openAccount(t, s, testAccount)
 	deliver(t, acc, multipartMessage)
 	deliver(t, acc, testMessage("second", "x"))
