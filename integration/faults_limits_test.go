@@ -9,6 +9,7 @@ package integration
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -67,7 +68,8 @@ func procStatus(pid int, key string) string {
 
 // smtpSession runs one SMTP conversation on a raw connection: greeting,
 // EHLO, a message when subject is not "", QUIT. It returns the reply to
-// the end of DATA ("" without a message) or an error naming the step.
+// the end of DATA, or a temporary refusal of MAIL, RCPT or DATA ("" without
+// a message), or an error naming the step.
 func smtpSession(c net.Conn, subject string, deadline time.Duration) (string, error) {
 	body := ""
 	if subject != "" {
@@ -76,7 +78,13 @@ func smtpSession(c net.Conn, subject string, deadline time.Duration) (string, er
 	return smtpSessionWith(c, subject, body, deadline)
 }
 
-// smtpSessionWith is smtpSession with the message body given.
+// errUnexpectedReply: the server answered, with another reply than the
+// step expects.
+var errUnexpectedReply = errors.New("unexpected reply")
+
+// smtpSessionWith is smtpSession with the message body given. A
+// temporary refusal (4xx) of MAIL, RCPT or DATA is returned as the final
+// reply, as one at the end of the data is.
 func smtpSessionWith(c net.Conn, subject, body string, deadline time.Duration) (string, error) {
 	c.SetDeadline(time.Now().Add(deadline))
 	r := bufio.NewReader(c)
@@ -102,7 +110,7 @@ func smtpSessionWith(c net.Conn, subject, body string, deadline time.Duration) (
 			return l, fmt.Errorf("after %q: %w", cmd, err)
 		}
 		if !strings.HasPrefix(l, want) {
-			return l, fmt.Errorf("after %q: %q", cmd, l)
+			return l, fmt.Errorf("after %q: %q: %w", cmd, l, errUnexpectedReply)
 		}
 		return l, nil
 	}
@@ -114,14 +122,18 @@ func smtpSessionWith(c net.Conn, subject, body string, deadline time.Duration) (
 	}
 	var final string
 	if subject != "" {
-		if l, err := step("MAIL FROM:<sender@remote.test>", "250"); err != nil {
-			return l, err
-		}
-		if l, err := step("RCPT TO:<"+faultUser+">", "250"); err != nil {
-			return l, err
-		}
-		if l, err := step("DATA", "354"); err != nil {
-			return l, err
+		for _, st := range [][2]string{{"MAIL FROM:<sender@remote.test>", "250"}, {"RCPT TO:<" + faultUser + ">", "250"}, {"DATA", "354"}} {
+			l, err := step(st[0], st[1])
+			if err != nil && errors.Is(err, errUnexpectedReply) && strings.HasPrefix(l, "4") {
+				// A temporary refusal before the data (EMFILE while
+				// looking the recipient up): nothing was acknowledged,
+				// and the caller counts it as such.
+				step("QUIT", "221")
+				return l, nil
+			}
+			if err != nil {
+				return l, err
+			}
 		}
 		body = strings.ReplaceAll(body, "\r\n.", "\r\n..")
 		if _, err := fmt.Fprintf(c, "%s.\r\n", body); err != nil {
