@@ -453,22 +453,34 @@ func (sc *infoScanner) scan(row sqlitedb.Scanner) (mailstore.MessageInfo, error)
 		sc.uncached = append(sc.uncached, uncachedRow{uid: mi.UID, file: string(sc.file)})
 		return mi, nil
 	}
+	sc.a.decodeSummary(&mi, sc.env, sc.bs, sc.opts.Envelope, sc.opts.BodyStructure)
+	return mi, nil
+}
+
+// decodeSummary sets mi's envelope (when env is wanted) and body
+// structure (when bs is) from their cached forms. One that does not
+// decode is logged and answered as an empty envelope or a plain-text
+// structure, so one damaged row does not fail a FETCH.
+func (a *account) decodeSummary(mi *mailstore.MessageInfo, env, bs []byte, wantEnv, wantBS bool) {
 	var err error
-	if sc.opts.Envelope {
-		mi.Envelope, err = decodeEnvelope(sc.env)
-		if err != nil {
-			sc.a.log.Error("cached envelope unreadable", "uid", sc.uid, "err", err)
+	if wantEnv {
+		if mi.Envelope, err = decodeEnvelope(env); err != nil {
+			a.log.Error("cached envelope unreadable", "uid", mi.UID, "err", err)
 			mi.Envelope = &imap.Envelope{}
 		}
 	}
-	if sc.opts.BodyStructure {
-		mi.BodyStructure, err = decodeBodyStructure(sc.bs)
-		if err != nil || mi.BodyStructure == nil {
-			sc.a.log.Error("cached body structure unreadable", "uid", sc.uid, "err", err)
-			mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
+	if wantBS {
+		if mi.BodyStructure, err = decodeBodyStructure(bs); err != nil || mi.BodyStructure == nil {
+			a.log.Error("cached body structure unreadable", "uid", mi.UID, "err", err)
+			mi.BodyStructure = plainTextStructure()
 		}
 	}
-	return mi, nil
+}
+
+// plainTextStructure is the body structure answered for a message whose
+// own cannot be read.
+func plainTextStructure() imap.BodyStructure {
+	return &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
 }
 
 func internalDate(unix, zone int64) time.Time {

@@ -54,16 +54,10 @@ func (a *account) fillSummaries(ctx context.Context, mailboxID int64, out []mail
 			if !errors.Is(err, os.ErrNotExist) {
 				a.log.Error("message file unreadable for its envelope", "mailbox", mailboxID, "uid", row.uid, "path", row.file, "err", err)
 			}
-			mi.Envelope = &imap.Envelope{}
-			mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
+			mi.Envelope, mi.BodyStructure = &imap.Envelope{}, plainTextStructure()
 			continue
 		}
-		if mi.Envelope, err = decodeEnvelope(p.Envelope); err != nil {
-			mi.Envelope = &imap.Envelope{}
-		}
-		if mi.BodyStructure, err = decodeBodyStructure(p.BodyStructure); err != nil || mi.BodyStructure == nil {
-			mi.BodyStructure = &imap.BodyStructureSinglePart{Type: "text", Subtype: "plain", Params: map[string]string{}}
-		}
+		a.decodeSummary(mi, p.Envelope, p.BodyStructure, true, true)
 		fills = append(fills, fill{row.uid, p.Envelope, p.BodyStructure})
 	}
 	for len(fills) > 0 && ctx.Err() == nil {
