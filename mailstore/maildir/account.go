@@ -72,6 +72,8 @@ type account struct {
 
 	// dirSync shares directory fsyncs between concurrent deliveries.
 	dirSync durable.DirSyncers
+	// spares are empty files ready in the tmp/ of warm mailboxes (spares.go).
+	spares sparePool
 
 	snapMu    sync.Mutex
 	snapCache []cachedSnap // oldest first (messages.go)
@@ -312,6 +314,7 @@ func (a *account) ensureDefaults(ctx context.Context) error {
 
 // close closes the index. Handles see ErrClosed only if gone is set.
 func (a *account) close() error {
+	a.spares.close()
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	if a.db == nil {

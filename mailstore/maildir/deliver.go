@@ -18,15 +18,39 @@ import (
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
 
-// writeTmp copies r into a new file in the mailbox's tmp/, fsyncs it, and
+// writeTmp copies r into a new file in the mailbox's tmp/ (a spare where
+// the mailbox has one, spares.go), fsyncs it, and
 // returns its unique name, size, and what the parser learnt from the bytes
 // on their way to the file (one pass: the message is never read back).
 // With max > 0 a message longer than max bytes is refused with
 // ErrOverQuota.
 func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int64, parsed, error) {
-	unique := uniqueName()
-	tmp := filepath.Join(a.mailboxDir(mailboxID), "tmp", unique)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	var (
+		unique, tmp string
+		f           *os.File
+		err         error
+	)
+	if spare := a.spares.take(a, mailboxID); spare != nil {
+		unique = uniqueName()
+		tmp = filepath.Join(a.mailboxDir(mailboxID), "tmp", unique)
+		if lerr := linkSpare(spare, tmp); lerr == nil {
+			f = spare
+		} else {
+			spare.Close()
+			if _, serr := os.Stat(filepath.Dir(tmp)); serr == nil {
+				// tmp/ is there, so unnamed files cannot be linked
+				// here (no /proc): stop making them.
+				a.spares.unsupported()
+				a.log.Warn("spare message files turned off", "err", lerr)
+			}
+		}
+	}
+	if f == nil {
+		// No spare: a new file.
+		unique = uniqueName()
+		tmp = filepath.Join(a.mailboxDir(mailboxID), "tmp", unique)
+		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		// The directories of a mailbox are recreated if someone removed
 		// them by hand.
@@ -93,23 +117,64 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// publish renames a fsync'd tmp file into cur/ and fsyncs cur/, marking it
-// in flight until its row is committed or it is removed.
-func (a *account) publish(mailboxID int64, unique string, size int64) (string, error) {
+// publish renames a fsync'd tmp file into cur/, marking it in flight until
+// its row is committed or it is removed, and starts the fsync of cur/: the
+// returned wait gives its outcome. The caller commits the row meanwhile and
+// answers only once both are done, so the two flushes overlap instead of
+// queueing (see "Durability" in doc.go for what power loss can leave).
+func (a *account) publish(mailboxID int64, unique string, size int64) (rel string, wait func() error, err error) {
 	dir := a.mailboxDir(mailboxID)
 	name := curName(unique, size)
-	rel := "cur/" + name
+	rel = "cur/" + name
 	a.setInflight(messagePath(mailboxID, rel), true)
 	if err := os.Rename(filepath.Join(dir, "tmp", unique), filepath.Join(dir, "cur", name)); err != nil {
 		a.setInflight(messagePath(mailboxID, rel), false)
 		os.Remove(filepath.Join(dir, "tmp", unique))
-		return "", fmt.Errorf("maildir: move message into cur: %w", err)
+		return "", nil, fmt.Errorf("maildir: move message into cur: %w", err)
 	}
-	if err := a.dirSync.Sync(filepath.Join(dir, "cur")); err != nil {
-		a.unpublish(mailboxID, rel)
-		return "", fmt.Errorf("maildir: sync cur: %w", err)
+	done := make(chan error, 1)
+	go func() {
+		if testHookSyncCur != nil {
+			done <- testHookSyncCur(filepath.Join(dir, "cur"))
+			return
+		}
+		done <- a.dirSync.Sync(filepath.Join(dir, "cur"))
+	}()
+	return rel, func() error {
+		if err := <-done; err != nil {
+			return fmt.Errorf("maildir: sync cur: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// retract takes back a committed message whose directory entry could not
+// be made durable (the fsync of cur/ failed): its row is deleted, as an
+// expunge, and its file goes to the trash.
+func (a *account) retract(mailboxID int64, uid imap.UID, rel string) {
+	err := a.write(context.Background(), func(w *wtx) error {
+		var size int64
+		err := w.QueryRow(`DELETE FROM messages WHERE mailbox = ? AND uid = ? RETURNING size`, mailboxID, int64(uid)).Scan(&size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil // expunged meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		modseq, err := w.bump(mailboxID)
+		if err != nil {
+			return err
+		}
+		if err := w.addTrash(messagePath(mailboxID, rel)); err != nil {
+			return err
+		}
+		w.usedDelta -= size
+		w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: mailboxID, UID: uid, ModSeq: modseq})
+		return nil
+	})
+	if err != nil {
+		a.log.Error("take back a message whose directory could not be synced", "mailbox", mailboxID, "uid", uid, "path", rel, "err", err)
 	}
-	return rel, nil
 }
 
 // unpublish removes a file whose row was not committed.
@@ -138,8 +203,9 @@ func (a *account) isInflight(path string) bool {
 }
 
 // appendMessage is APPEND and delivery: file first (tmp, fsync, rename into
-// cur, fsync cur), then the index row; the file goes if the row does not
-// commit.
+// cur), then the index row, committed while cur/ is fsynced; it returns
+// once both are durable. The file goes if the row does not commit, and the
+// row if cur/ could not be synced.
 func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox bool, r io.Reader, fs flagSet, date time.Time) (mailstore.AppendResult, error) {
 	start := time.Now()
 	if a.stale() {
@@ -192,7 +258,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
-	rel, err := a.publish(mb.ID, unique, size)
+	rel, synced, err := a.publish(mb.ID, unique, size)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
@@ -208,15 +274,25 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		done: make(chan struct{}), lead: make(chan struct{}, 1),
 	}
 	a.commitAppend(ctx, pa)
+	serr := synced()
 	res, err := pa.res, pa.err
 	if err != nil {
 		a.unpublish(mb.ID, rel)
 		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
 	}
+	if serr != nil {
+		a.retract(mb.ID, res.UID, rel)
+		a.setInflight(messagePath(mb.ID, rel), false)
+		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", serr)
+	}
 	a.setInflight(messagePath(mb.ID, rel), false)
 	a.log.Debug("message stored", "mailbox", mb.Name, "uid", res.UID, "size", size, "msgid", p.MessageID, "dur", time.Since(start))
 	return res, nil
 }
+
+// testHookSyncCur, set by tests only, replaces the fsync of cur/ after a
+// message is renamed into it.
+var testHookSyncCur func(dir string) error
 
 // testHookBeforeCommit, set by tests only, runs after a message file is in
 // place and before its row is committed.

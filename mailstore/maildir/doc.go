@@ -37,13 +37,24 @@
 //
 // # Durability
 //
-// Append and Deliver write the message to tmp/, fsync it, rename it into
-// cur/, fsync cur/, and only then commit the index row (SQLite
-// synchronous=FULL) and return. Concurrent deliveries into one mailbox
-// share the fsync of cur/ (durable.DirSyncer): each waits for an fsync
-// that began after its own rename, so the guarantee is the same as with
-// one fsync each; 16 parallel deliveries need about a third of the
-// directory fsyncs. If the commit fails the file is removed.
+// Append and Deliver write the message to tmp/ (into an unnamed spare file
+// made ahead in warm mailboxes, spares.go), fsync it and rename it into
+// cur/; then the fsync of cur/ and the commit of the index row (SQLite
+// synchronous=FULL) run at the same time, and they return once both are
+// done: the message's bytes are on disk before anything names them, and
+// the caller hears of success only when its name and its row are on disk
+// too. Concurrent deliveries into one mailbox share the fsync of cur/
+// (durable.DirSyncer): each waits for an fsync that began after its own
+// rename, so the guarantee is the same as with one fsync each; 16 parallel
+// deliveries need about a third of the directory fsyncs. If the commit
+// fails the file is removed; if the fsync of cur/ fails the committed row
+// is taken back as an expunge and the file trashed. What a power loss in
+// between can leave is never a half message: the row without its name
+// (reconciliation expunges it, as a vanished file: the message had not
+// been acknowledged, its UID is not given again) or the name without its
+// row (indexed, as before: duplicated at worst, never lost). Overlapping
+// the two flushes took a delivery from three device flushes in a row to
+// two.
 // Messages are stored byte for byte as given (callers give CRLF); Size is
 // the stored length. Rows are deleted before their files: expunge, move and
 // delete record the files in the trash table in the same transaction and

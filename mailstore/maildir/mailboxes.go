@@ -94,6 +94,7 @@ func (a *account) deleteMailbox(ctx context.Context, name string) error {
 		if n > 0 {
 			return fmt.Errorf("%w: %s", mailstore.ErrHasChildren, name)
 		}
+		a.spares.drop(mb.ID)
 		var size int64
 		if err := w.QueryRow(`SELECT ifnull(sum(size), 0) FROM messages WHERE mailbox = ?`, mb.ID).Scan(&size); err != nil {
 			return err
