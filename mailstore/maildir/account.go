@@ -397,11 +397,6 @@ func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 	if db == nil || a.gone.Load() {
 		return mailstore.ErrClosed
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// The statements run without ctx's cancellation (see sqlCtx).
-	ctx = sqlCtx(ctx)
 	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return a.wrapErr(err)
@@ -411,22 +406,6 @@ func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 	tx.Rollback() // give the connection back before preparing on the pool
 	a.prepareReads(ctx)
 	return a.wrapErr(err)
-}
-
-// sqlCtx is the context an index transaction's statements run under: ctx's
-// values and deadline without its cancellation. The SQLite driver runs
-// every statement given a cancellable context on a goroutine of its own
-// and waits for it, and database/sql watches such a transaction from
-// another: each was a hand-over between threads, several per delivery and
-// per IMAP command (a third of an APPEND's 2 ms in a selected mailbox
-// went to them). The statements on a local index are short and bounded;
-// a caller whose context ends before a transaction starts still gets its
-// error, and the longest (a whole mailbox's rows) take milliseconds.
-func sqlCtx(ctx context.Context) context.Context {
-	if ctx.Done() == nil {
-		return ctx
-	}
-	return context.WithoutCancel(ctx)
 }
 
 // readValues runs a one-column query in a read transaction.
@@ -605,10 +584,6 @@ func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 
 // writeTx is write, durable on return or relaxed (relaxed.go).
 func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	ctx = sqlCtx(ctx)
 	a.wmu.Lock()
 	if a.db == nil || a.gone.Load() {
 		a.wmu.Unlock()

@@ -104,7 +104,7 @@ func copyConn(ctx context.Context, conn *sql.Conn, dst string) error {
 		}
 	}()
 	err := conn.Raw(func(dc any) error {
-		srcConn, isSQLite := dc.(*sqlite3.SQLiteConn)
+		srcConn, isSQLite := rawSQLite(dc)
 		if !isSQLite {
 			return fmt.Errorf("sqlitedb: not a sqlite3 connection: %T", dc)
 		}

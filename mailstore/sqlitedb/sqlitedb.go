@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"os"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // BusyTimeoutMillis is how long a connection waits for a lock held by another
@@ -79,7 +78,7 @@ func Open(ctx context.Context, path string, migrations []Migration, opts Options
 	q.Set("_foreign_keys", "on")
 	q.Set("_synchronous", opts.Synchronous)
 	q.Set("_txlock", "immediate")
-	w, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	w, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
 	}
@@ -96,7 +95,7 @@ func Open(ctx context.Context, path string, migrations []Migration, opts Options
 	}
 	q.Set("_txlock", "deferred")
 	q.Set("_query_only", "true")
-	r, err := sql.Open("sqlite3", "file:"+path+"?"+q.Encode())
+	r, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
