@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-
 )
 
 // BusyTimeoutMillis is how long a connection waits for a lock held by another
