@@ -393,7 +393,14 @@ func (s *session) storeSpooled(mb mailstore.Mailbox, sp *appendSpool) (*imap.App
 		return nil, mapError(s.log, "append", mailstore.ErrOverQuota, errDest)
 	}
 	stored := make([]mailstore.AppendResult, 0, len(sp.msgs))
+	// Into the mailbox this session has selected read-write, the append
+	// itself claims each message for \Recent when it can (saving the
+	// poll's write after every APPEND); the claims are taken only once
+	// the command succeeds.
+	sel := s.sel
+	claim := sel != nil && sel.mailbox.ID == mb.ID && sel.recentMode == recentClaim
 	for _, m := range sp.msgs {
+		m.opts.ClaimRecent = claim
 		res, err := s.storeOne(mb.Name, sp, m)
 		if err == nil && len(stored) > 0 && res.MailboxID != stored[0].MailboxID {
 			// The mailbox was deleted and made again meanwhile.
@@ -408,6 +415,16 @@ func (s *session) storeSpooled(mb mailstore.Mailbox, sp *appendSpool) (*imap.App
 	}
 	if len(stored) == 0 {
 		return nil, nil
+	}
+	if claim {
+		for _, res := range stored {
+			if res.Recent && res.MailboxID == sel.mailbox.ID {
+				// What claimRecent up to UID+1 would have done: every
+				// UID below was claimed when the append took it.
+				sel.recent.AddNum(res.UID)
+				sel.claimedTo = max(sel.claimedTo, res.UID+1)
+			}
+		}
 	}
 	s.log.Debug("append", "mailbox", mb.Name, "count", len(stored), "size", sp.size)
 	data := &imap.AppendData{UIDValidity: stored[0].UIDValidity, UID: stored[0].UID}

@@ -121,6 +121,22 @@ func TestRecent(t *testing.T) {
 	if u := b.mustOK("APPEND Archive {1+}\r\nx"); !slices.Equal(u, []string{"* 3 EXISTS", "* 3 RECENT"}) {
 		t.Errorf("APPEND into the selected mailbox: %q", u)
 	}
+	// The append claimed it in the store (no other session gets it).
+	if u := a.mustOK("STATUS Archive (RECENT)"); !hasLine(u, "(RECENT 0)") {
+		t.Errorf("STATUS of the mailbox after the APPEND: %q", u)
+	}
+	// Behind a delivery not yet claimed, the append claims nothing
+	// itself; the session's poll claims both.
+	ts.deliver(t, "alice@example.org", "Archive", testMessage(4))
+	if u := b.mustOK("APPEND Archive {1+}\r\ny"); !slices.Equal(u, []string{"* 4 EXISTS", "* 5 EXISTS", "* 5 RECENT"}) {
+		t.Errorf("APPEND behind an unclaimed delivery: %q", u)
+	}
+	if u := b.mustOK("UID SEARCH RECENT"); !slices.Equal(u, []string{"* SEARCH 1 2 3 4 5"}) {
+		t.Errorf("UID SEARCH RECENT after both: %q", u)
+	}
+	if u := a.mustOK("STATUS Archive (RECENT)"); !hasLine(u, "(RECENT 0)") {
+		t.Errorf("STATUS of the mailbox after the second APPEND: %q", u)
+	}
 }
 
 // TestRecentIMAP4rev2: after ENABLE IMAP4rev2 there is no \Recent (RFC 9051

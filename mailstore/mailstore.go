@@ -371,6 +371,12 @@ type CopyResult struct {
 type AppendOptions struct {
 	Flags        []imap.Flag
 	InternalDate time.Time
+	// ClaimRecent asks the store to claim the new message for \Recent
+	// (see ClaimRecent) in the same change, when every message before it
+	// is claimed already: what a ClaimRecent up to UID+1 right after the
+	// append would do, without a second write. A backend may decline
+	// (AppendResult.Recent false); the caller then claims as usual.
+	ClaimRecent bool
 }
 
 // DeliverOptions are the MDA's choices for one recipient.
@@ -385,6 +391,9 @@ type AppendResult struct {
 	UIDValidity uint32
 	UID         imap.UID
 	Size        int64
+	// Recent: ClaimRecent was asked and the message is claimed, so the
+	// claim point is UID+1 and the caller owns UID alone.
+	Recent bool
 }
 
 // EventKind says what changed.

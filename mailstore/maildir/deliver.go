@@ -206,7 +206,7 @@ func (a *account) isInflight(path string) bool {
 // cur), then the index row, committed while cur/ is fsynced; it returns
 // once both are durable. The file goes if the row does not commit, and the
 // row if cur/ could not be synced.
-func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox bool, r io.Reader, fs flagSet, date time.Time) (mailstore.AppendResult, error) {
+func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox bool, r io.Reader, fs flagSet, date time.Time, claim bool) (mailstore.AppendResult, error) {
 	start := time.Now()
 	if a.stale() {
 		a.store.retire(a)
@@ -270,7 +270,7 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		testHookBeforeCommit(a)
 	}
 	pa := &pendingAppend{
-		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit, msgLimit: msgLimit,
+		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit, msgLimit: msgLimit, claim: claim,
 		done: make(chan struct{}), lead: make(chan struct{}, 1),
 	}
 	a.commitAppend(ctx, pa)
@@ -310,6 +310,9 @@ type pendingAppend struct {
 	limit int64
 	// msgLimit is the account's message quota (0: unlimited).
 	msgLimit int64
+	// claim: claim the message for \Recent if all before it are claimed
+	// (AppendOptions.ClaimRecent).
+	claim bool
 
 	res  mailstore.AppendResult
 	err  error
@@ -396,7 +399,13 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				}
 			}
 			var uid, cache int64
-			err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1 WHERE id = ? RETURNING uidnext - 1, uidvalidity, cache_summaries`, pa.mb.ID).Scan(&uid, &pa.res.UIDValidity, &cache)
+			// SET reads the old row and RETURNING the new one: with the
+			// claim, recent_uid follows uidnext when it stood at the new
+			// UID (every message before it claimed). Without it,
+			// recent_uid never reaches the new uidnext.
+			err := w.QueryRow(`UPDATE mailboxes SET uidnext = uidnext + 1,
+				recent_uid = CASE WHEN ? AND recent_uid = uidnext THEN uidnext + 1 ELSE recent_uid END
+				WHERE id = ? RETURNING uidnext - 1, uidvalidity, cache_summaries, recent_uid = uidnext`, pa.claim, pa.mb.ID).Scan(&uid, &pa.res.UIDValidity, &cache, &pa.res.Recent)
 			if errors.Is(err, errNoRows) {
 				pa.err = noMailbox(err, pa.mb.Name)
 				continue

@@ -250,7 +250,7 @@ func (h *handle) Append(ctx context.Context, mailbox string, r io.Reader, opts m
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
-	return h.a.appendMessage(ctx, name, false, r, parseFlags(opts.Flags), opts.InternalDate)
+	return h.a.appendMessage(ctx, name, false, r, parseFlags(opts.Flags), opts.InternalDate, opts.ClaimRecent)
 }
 
 // Deliver implements mailstore.Account.
@@ -267,7 +267,7 @@ func (h *handle) Deliver(ctx context.Context, r io.Reader, opts mailstore.Delive
 			name = n
 		}
 	}
-	return h.a.appendMessage(ctx, name, true, r, parseFlags(opts.Flags), zeroTime)
+	return h.a.appendMessage(ctx, name, true, r, parseFlags(opts.Flags), zeroTime, false)
 }
 
 // ListMailboxes implements mailstore.Account.

@@ -73,6 +73,39 @@ func testRecent(t *testing.T, b Backend) {
 		checkConsistent(t, acc, in.ID)
 	})
 
+	t.Run("AppendClaims", func(t *testing.T) {
+		// AppendOptions.ClaimRecent claims the new message only when
+		// every message before it is claimed; a backend may decline,
+		// and then claims nothing.
+		_, acc, in := newInbox(t, b)
+		res := appendMsg(t, acc, mailstore.Inbox, message("first", "x"), mailstore.AppendOptions{ClaimRecent: true})
+		if res.Recent {
+			checkRecent(t, acc, in.ID, "after a claiming append into an empty mailbox", res.UID+1, 0)
+			if from := claimRecent(t, acc, in.ID, res.UID+1); from != res.UID+1 {
+				t.Errorf("claim after a claiming append = %d, want %d (the append claimed it)", from, res.UID+1)
+			}
+		} else {
+			checkRecent(t, acc, in.ID, "after a declined claiming append", 1, 1)
+			claimRecent(t, acc, in.ID, res.UID+1)
+		}
+		// An unclaimed delivery before it: the append claims nothing.
+		deliverN(t, acc, 1, message("delivered", "x"))
+		before := status(t, acc, in.ID).RecentUID
+		res = appendMsg(t, acc, mailstore.Inbox, message("second", "x"), mailstore.AppendOptions{ClaimRecent: true})
+		if res.Recent {
+			t.Errorf("append after an unclaimed delivery claimed UID %d", res.UID)
+		}
+		checkRecent(t, acc, in.ID, "after an append behind an unclaimed delivery", before, 2)
+		// Without the option nothing is claimed.
+		claimRecent(t, acc, in.ID, res.UID+1)
+		res = appendMsg(t, acc, mailstore.Inbox, message("third", "x"), mailstore.AppendOptions{})
+		if res.Recent {
+			t.Errorf("append without ClaimRecent claimed UID %d", res.UID)
+		}
+		checkRecent(t, acc, in.ID, "after a plain append", res.UID, 1)
+		checkConsistent(t, acc, in.ID)
+	})
+
 	t.Run("EveryArrival", func(t *testing.T) {
 		_, acc, in := newInbox(t, b)
 		deliverN(t, acc, 3, message("m", "x"))
