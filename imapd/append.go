@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
 
+	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
@@ -383,7 +384,10 @@ func badURL(raw, text string) error {
 // cannot hold them all, nothing is stored; when a store call fails part
 // way, the messages it already stored are expunged again.
 func (s *session) storeSpooled(mb mailstore.Mailbox, sp *appendSpool) (*imap.AppendData, error) {
-	ctx, cancel := s.op()
+	// The command reads the account's quotas once (the store asks the
+	// directory at the usage check and again for each message).
+	base := auth.WithLookupMemo(s.ctx)
+	ctx, cancel := context.WithTimeout(base, opTimeout)
 	used, limit, err := s.acct.Usage(ctx)
 	cancel()
 	if err != nil {
@@ -401,7 +405,7 @@ func (s *session) storeSpooled(mb mailstore.Mailbox, sp *appendSpool) (*imap.App
 	claim := sel != nil && sel.mailbox.ID == mb.ID && sel.recentMode == recentClaim
 	for _, m := range sp.msgs {
 		m.opts.ClaimRecent = claim
-		res, err := s.storeOne(mb.Name, sp, m)
+		res, err := s.storeOne(base, mb.Name, sp, m)
 		if err == nil && len(stored) > 0 && res.MailboxID != stored[0].MailboxID {
 			// The mailbox was deleted and made again meanwhile.
 			stored = append(stored, res)
@@ -436,8 +440,8 @@ func (s *session) storeSpooled(mb mailstore.Mailbox, sp *appendSpool) (*imap.App
 	return data, nil
 }
 
-func (s *session) storeOne(name string, sp *appendSpool, m spooled) (mailstore.AppendResult, error) {
-	ctx, cancel := s.op()
+func (s *session) storeOne(base context.Context, name string, sp *appendSpool, m spooled) (mailstore.AppendResult, error) {
+	ctx, cancel := context.WithTimeout(base, opTimeout)
 	defer cancel()
 	body, done, err := sp.body(m)
 	if err != nil {
