@@ -153,24 +153,13 @@ func (a *account) publish(mailboxID int64, unique string, size int64) (rel strin
 // expunge, and its file goes to the trash.
 func (a *account) retract(mailboxID int64, uid imap.UID, rel string) {
 	err := a.write(context.Background(), func(w *wtx) error {
-		var size int64
-		err := w.QueryRow(`DELETE FROM messages WHERE mailbox = ? AND uid = ? RETURNING size`, mailboxID, int64(uid)).Scan(&size)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil // expunged meanwhile
-		}
+		// Still the row it committed, unless expunged meanwhile.
+		victims, err := fileRows(w.Query, mailboxID, []uidRange{{uid, uid}}, ` AND file = ?`, rel)
 		if err != nil {
 			return err
 		}
-		modseq, err := w.bump(mailboxID)
-		if err != nil {
-			return err
-		}
-		if err := w.addTrash(messagePath(mailboxID, rel)); err != nil {
-			return err
-		}
-		w.usedDelta -= size
-		w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: mailboxID, UID: uid, ModSeq: modseq})
-		return nil
+		_, err = w.expungeRows(mailboxID, victims)
+		return err
 	})
 	if err != nil {
 		a.log.Error("take back a message whose directory could not be synced", "mailbox", mailboxID, "uid", uid, "path", rel, "err", err)

@@ -745,28 +745,36 @@ func (a *account) expunge(ctx context.Context, mailboxID int64, uids *imap.UIDSe
 		if err != nil {
 			return err
 		}
-		if len(victims) == 0 {
-			return nil
-		}
-		modseq, err := w.bump(mailboxID)
-		if err != nil {
-			return err
-		}
-		for _, v := range victims {
-			if _, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ?`, mailboxID, v.uid); err != nil {
-				return err
-			}
-			if err := w.addTrash(messagePath(mailboxID, v.file)); err != nil {
-				return err
-			}
-			w.usedDelta -= v.size
-			out = append(out, imap.UID(v.uid))
-			w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: mailboxID, UID: imap.UID(v.uid), ModSeq: modseq})
-		}
-		return nil
+		out, err = w.expungeRows(mailboxID, victims)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: expunge: %w", err)
+	}
+	return out, nil
+}
+
+// expungeRows deletes the rows of victims (all in one mailbox) under one
+// new modseq, sends their files to the trash and tells the watchers.
+func (w *wtx) expungeRows(mailboxID int64, victims []fileRow) ([]imap.UID, error) {
+	if len(victims) == 0 {
+		return nil, nil
+	}
+	modseq, err := w.bump(mailboxID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]imap.UID, 0, len(victims))
+	for _, v := range victims {
+		if _, err := w.Exec(`DELETE FROM messages WHERE mailbox = ? AND uid = ?`, mailboxID, v.uid); err != nil {
+			return nil, err
+		}
+		if err := w.addTrash(messagePath(mailboxID, v.file)); err != nil {
+			return nil, err
+		}
+		w.usedDelta -= v.size
+		out = append(out, imap.UID(v.uid))
+		w.event(mailstore.Event{Kind: mailstore.EventExpunge, MailboxID: mailboxID, UID: imap.UID(v.uid), ModSeq: modseq})
 	}
 	return out, nil
 }
