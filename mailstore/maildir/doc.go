@@ -121,11 +121,10 @@
 // was 0.67 KiB with JSON, the file index and a Message-ID column) beside
 // the 12 KiB its file takes.
 //
-// The WAL is checkpointed every 128 pages and cut back to that size after
+// The WAL is checkpointed every 512 pages and cut back to that size after
 // each checkpoint (walsize.go): with SQLite's defaults (1,000 pages, never
 // cut) an account that had just received 1,000 messages of 10 KB kept a
-// 4 MiB WAL, 4 KiB per message beside its 12 KiB of mail; now at most
-// 512 KiB, for about one more fsync per 20 deliveries. Once an account's
+// 4 MiB WAL, 4 KiB per message beside its 12 KiB of mail. Once an account's
 // writes pause for 100 ms the WAL is checkpointed and truncated to nothing,
 // so an account at rest holds only its index and mail.
 //
