@@ -139,7 +139,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer pool.Close()
 	}
 	defer closeLogged(log, "user database", authDB)
-	storeOpts := storeOptions(cfg, log.With("proto", "mailstore"), authDB)
+	storeOpts := storeOptions(cfg, log, authDB)
 	storeOpts.Pool = pool
 	store, err := backend.Open(runCtx, storeOpts)
 	if err != nil {
@@ -293,9 +293,9 @@ type quotas interface {
 
 // storeOptions are the mailstore's: the backend [store] names, over
 // data_dir, with the users' quotas (none when q is nil). serve and admin
-// open it the same way.
+// open it the same way; its log lines carry proto=mailstore.
 func storeOptions(cfg *config.Config, log *slog.Logger, q quotas) backend.Options {
-	opts := backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, DSN: cfg.Store.DSN, Logger: log}
+	opts := backend.Options{Backend: cfg.Store.Backend, DataDir: cfg.DataDir, DSN: cfg.Store.DSN, Logger: log.With("proto", "mailstore")}
 	if q != nil {
 		opts.Quota, opts.MessageQuota = q.Quota, q.MessageQuota
 	}

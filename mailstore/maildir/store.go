@@ -72,7 +72,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	return &Store{
 		dir:        abs,
 		opts:       opts,
-		log:        opts.Logger.With("proto", "mailstore"),
+		log:        opts.Logger,
 		accounts:   make(map[string]*account),
 		reconciled: make(map[string]bool),
 		forced:     make(map[string]string),
