@@ -69,7 +69,7 @@ var fullSizes = sizes{
 	SearchMsgs: 10000, SearchSize: 5 << 10,
 	POPMsgs: 1000, POPSize: 50 << 10,
 	IdleConns: 1000,
-	RelayMsgs: 500, RelaySize: 10 << 10,
+	RelayMsgs: 2000, RelaySize: 10 << 10,
 	// Under the 50 MiB default message size limit with our trace headers.
 	HostileSize: 50<<20 - 64<<10,
 	StressSecs:  30, StressClients: 10,
