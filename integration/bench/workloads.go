@@ -363,19 +363,8 @@ func imapSelectFetchFlags(s server, mailbox string, want int) (sel, fetch time.D
 		return 0, 0, err
 	}
 	defer c.close()
-	exists := -1
-	t0 := time.Now()
-	err = c.each("SELECT "+mailbox, func(l []byte) {
-		if n, ok := bytes.CutSuffix(bytes.TrimRight(l, "\r\n"), []byte(" EXISTS")); ok && bytes.HasPrefix(n, []byte("* ")) {
-			exists, _ = strconv.Atoi(string(n[2:]))
-		}
-	})
-	if err != nil {
+	if sel, err = timeSelect(c, mailbox, want); err != nil {
 		return 0, 0, err
-	}
-	sel = time.Since(t0)
-	if exists != want {
-		return 0, 0, fmt.Errorf("SELECT %s: %d messages, want %d", mailbox, exists, want)
 	}
 	got := 0
 	t1 := time.Now()
@@ -392,6 +381,36 @@ func imapSelectFetchFlags(s server, mailbox string, want int) (sel, fetch time.D
 		return 0, 0, fmt.Errorf("UID FETCH FLAGS: %d messages, want %d", got, want)
 	}
 	return sel, fetch, nil
+}
+
+// imapSelect times SELECT of mailbox on a fresh connection (logged in
+// before the clock starts).
+func imapSelect(s server, mailbox string, want int) (time.Duration, error) {
+	c, err := dialRawIMAP(s.Addr("imap"))
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	return timeSelect(c, mailbox, want)
+}
+
+// timeSelect times SELECT of mailbox and checks its EXISTS.
+func timeSelect(c *rawIMAP, mailbox string, want int) (time.Duration, error) {
+	exists := -1
+	t0 := time.Now()
+	err := c.each("SELECT "+mailbox, func(l []byte) {
+		if n, ok := bytes.CutSuffix(bytes.TrimRight(l, "\r\n"), []byte(" EXISTS")); ok && bytes.HasPrefix(n, []byte("* ")) {
+			exists, _ = strconv.Atoi(string(n[2:]))
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(t0)
+	if exists != want {
+		return 0, fmt.Errorf("SELECT %s: %d messages, want %d", mailbox, exists, want)
+	}
+	return d, nil
 }
 
 // fetchAllFlags runs UID FETCH 1:* (FLAGS) on the selected mailbox, reads
