@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/logbuf"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
@@ -303,9 +305,11 @@ func checkCounters(t *testing.T, acc mailstore.Account) {
 }
 
 // TestReconcileManyFiles imports a Maildir's worth of files dropped into
-// cur/ and new/ (more than one indexing batch) in arrival order.
+// cur/ and new/ (more than one indexing batch) in arrival order, naming
+// the first maxFilesLogged in the log and counting the rest in one line.
 func TestReconcileManyFiles(t *testing.T) {
-	s, dir := newTestStore(t, Options{})
+	var logs logbuf.Buffer
+	s, dir := newTestStore(t, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := context.Background()
 	acc := openAccount(t, s, testAccount)
 	arch, _ := acc.Mailbox(ctx, "Archive")
@@ -338,4 +342,17 @@ func TestReconcileManyFiles(t *testing.T) {
 		}
 	}
 	checkCounters(t, acc)
+	out := logs.String()
+	if got := strings.Count(out, `msg="indexed message file that had no index row"`); got != maxFilesLogged {
+		t.Errorf("%d files logged by name, want %d", got, maxFilesLogged)
+	}
+	var summary []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, `msg="indexed more message files that had no index row"`) {
+			summary = append(summary, l)
+		}
+	}
+	if want := fmt.Sprintf(" mailbox=%d count=%d", arch.ID, n-maxFilesLogged); len(summary) != 1 || !strings.HasSuffix(summary[0], want) {
+		t.Errorf("summary lines %q, want one ending %q", summary, want)
+	}
 }

@@ -451,6 +451,16 @@ type foundFile struct {
 	p     parsed
 }
 
+// maxFilesLogged is how many files indexFiles logs by name.
+const maxFilesLogged = 20
+
+// indexedFile is a file indexFiles gave a row, for its log line.
+type indexedFile struct {
+	uid  imap.UID
+	rel  string
+	size int64
+}
+
 // indexFiles adds rows for files found without one, in batches: files are
 // parsed outside the writer lock, then each batch is one transaction. A file
 // keeps its name and place; its internal date is its modification time.
@@ -461,6 +471,15 @@ type foundFile struct {
 // here, before it is used), so no index on file names is needed.
 func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage, indexed map[string]imap.UID) (int, error) {
 	n := 0
+	// Outside a rebuild each file indexed is logged, the first
+	// maxFilesLogged of them by name (files dropped in by hand can be
+	// many: one summary line for the rest).
+	logged, unlogged := 0, 0
+	defer func() {
+		if unlogged > 0 {
+			a.log.Warn("indexed more message files that had no index row", "mailbox", id, "count", unlogged)
+		}
+	}()
 	var seen imap.UID
 	for _, uid := range indexed {
 		seen = max(seen, uid)
@@ -485,9 +504,11 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage, in
 		}
 		done := 0
 		added := map[string]imap.UID{}
+		var toLog []indexedFile
 		err := a.write(ctx, func(w *wtx) error {
 			done = 0
 			clear(added)
+			toLog = toLog[:0]
 			var modseq uint64
 			// Checked again under the writer lock: a delivery may have
 			// committed one of the files, or removed it, meanwhile.
@@ -539,7 +560,7 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage, in
 				added[ff.m.rel] = imap.UID(uid)
 				w.event(mailstore.Event{Kind: mailstore.EventAppend, MailboxID: id, UID: imap.UID(uid), ModSeq: modseq, Flags: flagList(fs.Mask, kw)})
 				if a.rebuild == nil {
-					a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", uid, "path", ff.m.rel, "size", ff.size)
+					toLog = append(toLog, indexedFile{imap.UID(uid), ff.m.rel, ff.size})
 				} else {
 					a.rebuild.messages++
 				}
@@ -549,6 +570,14 @@ func (a *account) indexFiles(ctx context.Context, id int64, ms []diskMessage, in
 		})
 		if err != nil {
 			return n, err
+		}
+		for _, f := range toLog {
+			if logged == maxFilesLogged {
+				unlogged++
+				continue
+			}
+			logged++
+			a.log.Warn("indexed message file that had no index row", "mailbox", id, "uid", f.uid, "path", f.rel, "size", f.size)
 		}
 		maps.Copy(indexed, added)
 		n += done
