@@ -55,12 +55,13 @@ func storeCopy(ctx context.Context, env *adminEnv, args []string) error {
 
 	// The source is data_dir's Maildir store whatever [store] backend
 	// says: after the switch to postgres it is still there to copy from.
-	srcStore, err := backend.Open(ctx, backend.Options{Backend: backend.Maildir, DataDir: env.cfg.DataDir, Logger: env.log.With("proto", "mailstore")})
+	storeLog := env.log.With("proto", "mailstore")
+	srcStore, err := backend.Open(ctx, backend.Options{Backend: backend.Maildir, DataDir: env.cfg.DataDir, Logger: storeLog})
 	if err != nil {
 		return fmt.Errorf("store copy: open %s: %w", env.cfg.DataDir, err)
 	}
 	defer srcStore.Close()
-	dstStore, err := backend.Open(ctx, backend.Options{Backend: backend.Postgres, DSN: *to, Logger: env.log.With("proto", "mailstore")})
+	dstStore, err := backend.Open(ctx, backend.Options{Backend: backend.Postgres, DSN: *to, Logger: storeLog})
 	if err != nil {
 		return fmt.Errorf("store copy: %w", err)
 	}
