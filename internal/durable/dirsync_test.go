@@ -2,6 +2,10 @@ package durable
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +22,8 @@ type fakeSyncDir struct {
 
 func (f *fakeSyncDir) install(t *testing.T) {
 	t.Helper()
-	old := syncDir
+	old, oldKernel := syncDir, kernelSyncOn.Load()
+	kernelSyncOn.Store(false) // the fake runs on the goroutine path
 	syncDir = func(string) error {
 		f.mu.Lock()
 		i := f.calls
@@ -30,7 +35,7 @@ func (f *fakeSyncDir) install(t *testing.T) {
 		}
 		return nil
 	}
-	t.Cleanup(func() { syncDir = old })
+	t.Cleanup(func() { syncDir = old; kernelSyncOn.Store(oldKernel) })
 }
 
 func (f *fakeSyncDir) count() int {
@@ -102,5 +107,78 @@ func TestDirSyncerShares(t *testing.T) {
 	close(f.release)
 	if err := d.Sync("dir"); err != nil {
 		t.Fatalf("a caller after the failure: %v", err)
+	}
+}
+
+// TestDirSyncerStartPolls: a caller that comes while an fsync is under way
+// but already over begins the next one at once, instead of leaving it to
+// whoever waits first.
+func TestDirSyncerStartPolls(t *testing.T) {
+	f := &fakeSyncDir{release: make(chan struct{})}
+	f.install(t)
+	var d DirSyncer
+	wait1 := d.Start("dir")
+	waitFor(t, "the first fsync to start", func() bool { return f.count() == 1 })
+	f.release <- struct{}{}
+	waitFor(t, "the first fsync to end", func() bool { return len(d.op.done) == 1 })
+	wait2 := d.Start("dir")
+	if got := f.count(); got != 2 {
+		t.Fatalf("after the second Start: %d fsyncs begun, want 2", got)
+	}
+	if err := wait1(); err != nil {
+		t.Fatalf("first caller: %v", err)
+	}
+	f.release <- struct{}{}
+	if err := wait2(); err != nil {
+		t.Fatalf("second caller: %v", err)
+	}
+	if got := f.count(); got != 2 {
+		t.Fatalf("%d fsyncs for 2 callers one after the other, want 2", got)
+	}
+}
+
+// TestDirSyncerReal runs real fsyncs (on Linux, the kernel's asynchronous
+// ones) from many goroutines, each after its own rename, and a directory
+// that does not exist.
+func TestDirSyncerReal(t *testing.T) {
+	dir := t.TempDir()
+	var ds DirSyncers
+	const workers, rounds = 16, 20
+	errs := make(chan error, workers)
+	for w := range workers {
+		go func() {
+			for i := range rounds {
+				tmp := filepath.Join(dir, fmt.Sprintf(".t%d-%d", w, i))
+				if err := os.WriteFile(tmp, []byte("x"), 0o600); err != nil {
+					errs <- err
+					return
+				}
+				if err := os.Rename(tmp, filepath.Join(dir, fmt.Sprintf("f%d-%d", w, i))); err != nil {
+					errs <- err
+					return
+				}
+				if err := ds.Start(dir)(); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := ds.get(dir)
+	if d.started == 0 || d.started > workers*rounds || d.op != nil {
+		t.Fatalf("%d fsyncs begun for %d callers (op under way: %v)", d.started, workers*rounds, d.op != nil)
+	}
+	err := ds.Sync(filepath.Join(dir, "missing"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("fsync of a missing directory: %v, want not-exist", err)
+	}
+	if err := ds.Sync(dir); err != nil {
+		t.Fatalf("after a missing directory: %v", err)
 	}
 }

@@ -132,16 +132,16 @@ func (a *account) publish(mailboxID int64, unique string, size int64) (rel strin
 		os.Remove(filepath.Join(dir, "tmp", unique))
 		return "", nil, fmt.Errorf("maildir: move message into cur: %w", err)
 	}
-	done := make(chan error, 1)
-	go func() {
-		if testHookSyncCur != nil {
-			done <- testHookSyncCur(filepath.Join(dir, "cur"))
-			return
-		}
-		done <- a.dirSync.Sync(filepath.Join(dir, "cur"))
-	}()
+	var synced func() error
+	if testHookSyncCur != nil {
+		done := make(chan error, 1)
+		go func() { done <- testHookSyncCur(filepath.Join(dir, "cur")) }()
+		synced = func() error { return <-done }
+	} else {
+		synced = a.dirSync.Start(filepath.Join(dir, "cur"))
+	}
 	return rel, func() error {
-		if err := <-done; err != nil {
+		if err := synced(); err != nil {
 			return fmt.Errorf("maildir: sync cur: %w", err)
 		}
 		return nil

@@ -54,7 +54,10 @@
 // been acknowledged, its UID is not given again) or the name without its
 // row (indexed, as before: duplicated at worst, never lost). Overlapping
 // the two flushes took a delivery from three device flushes in a row to
-// two.
+// two. On Linux the fsync of cur/ is handed to the kernel (AIO), so it
+// starts when the rename is done rather than when the Go scheduler runs a
+// goroutine for it: under imaptest's stress the server's APPEND went from
+// 4.5 to 3.8 ms on average (six alternating runs each).
 // Messages are stored byte for byte as given (callers give CRLF); Size is
 // the stored length. Rows are deleted before their files: expunge, move and
 // delete record the files in the trash table in the same transaction and
