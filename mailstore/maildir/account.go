@@ -3,6 +3,7 @@ package maildir
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,8 +61,6 @@ type account struct {
 	stmtMu   sync.Mutex
 	wpending map[string]bool
 	wstmts   map[string]*sql.Stmt
-	rstmts   map[string]*sql.Stmt
-	rpending map[string]bool
 
 	watchMu  sync.Mutex
 	watchSeq uint64
@@ -108,8 +107,6 @@ func newAccount(s *Store, name string) *account {
 		ready:    make(chan struct{}),
 		wstmts:   make(map[string]*sql.Stmt),
 		wpending: make(map[string]bool),
-		rstmts:   make(map[string]*sql.Stmt),
-		rpending: make(map[string]bool),
 		inflight: make(map[string]struct{}),
 	}
 }
@@ -328,68 +325,18 @@ func (a *account) close() error {
 	for _, st := range a.wstmts {
 		st.Close()
 	}
-	for _, st := range a.rstmts {
-		st.Close()
-	}
-	a.wstmts, a.rstmts = map[string]*sql.Stmt{}, map[string]*sql.Stmt{}
+	a.wstmts = map[string]*sql.Stmt{}
 	db := a.db
 	a.db = nil
 	a.stmtMu.Unlock()
 	return db.Close()
 }
 
-// rstmt returns q prepared on the read pool, or nil when it is not yet: it is
-// then queued to be prepared after the caller's transaction and the caller
-// runs q on its transaction unprepared. Preparing on the pool inside a read
-// transaction would take a second connection while holding one; with every
-// pooled connection held that way (a burst of first logins), readers wait
-// for each other for ever.
-func (a *account) rstmt(q string) *sql.Stmt {
-	a.stmtMu.Lock()
-	defer a.stmtMu.Unlock()
-	st := a.rstmts[q]
-	if st == nil {
-		a.rpending[q] = true
-	}
-	return st
-}
-
-// prepareReads prepares the queued read statements on the read pool. The
-// caller holds no connection of that pool, and no lock is held while a
-// statement is prepared (a writer waiting for stmtMu holds the write
-// connection).
-func (a *account) prepareReads(ctx context.Context) {
-	a.stmtMu.Lock()
-	db := a.db
-	qs := make([]string, 0, len(a.rpending))
-	for q := range a.rpending {
-		qs = append(qs, q)
-	}
-	clear(a.rpending)
-	a.stmtMu.Unlock()
-	if db == nil {
-		return
-	}
-	for _, q := range qs {
-		st, err := db.Read.PrepareContext(ctx, q)
-		if err != nil {
-			if ctx.Err() == nil && !a.gone.Load() {
-				a.log.Error("prepare statement", "err", err)
-			}
-			continue // queued again on its next use
-		}
-		a.stmtMu.Lock()
-		if a.db != db || a.rstmts[q] != nil {
-			a.stmtMu.Unlock()
-			st.Close()
-			continue
-		}
-		a.rstmts[q] = st
-		a.stmtMu.Unlock()
-	}
-}
-
 // readTx runs fn in a read transaction: one consistent view of the index.
+// The transaction is BEGIN and ROLLBACK on a pooled connection, and its
+// queries see a Quiet context: database/sql starts no goroutine for it
+// (sqlitedb.Quiet), while an ended ctx still interrupts SQLite. Its
+// statements are go-sqlite3's, kept prepared per connection by text.
 func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 	a.stmtMu.Lock()
 	db := a.db
@@ -397,14 +344,24 @@ func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 	if db == nil || a.gone.Load() {
 		return mailstore.ErrClosed
 	}
-	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	c, err := db.Read.Conn(ctx)
 	if err != nil {
 		return a.wrapErr(err)
 	}
-	defer tx.Rollback()
-	err = fn(&rtx{Tx: tx, a: a, ctx: ctx})
-	tx.Rollback() // give the connection back before preparing on the pool
-	a.prepareReads(ctx)
+	defer c.Close()
+	qctx := sqlitedb.Quiet(ctx)
+	if _, err := c.ExecContext(qctx, `BEGIN`); err != nil {
+		return a.wrapErr(err)
+	}
+	err = fn(&rtx{c: c, a: a, ctx: qctx})
+	if _, rerr := c.ExecContext(qctx, `ROLLBACK`); rerr != nil {
+		// A connection left inside a transaction must not go back to
+		// the pool.
+		c.Raw(func(any) error { return driver.ErrBadConn })
+		if err == nil {
+			err = rerr
+		}
+	}
 	return a.wrapErr(err)
 }
 
@@ -432,24 +389,19 @@ func (a *account) wrapErr(err error) error {
 	return err
 }
 
+// rtx is a read transaction (readTx).
 type rtx struct {
-	*sql.Tx
+	c   *sql.Conn
 	a   *account
-	ctx context.Context
+	ctx context.Context // Quiet
 }
 
 func (r *rtx) query(q string, args ...any) (*sql.Rows, error) {
-	if st := r.a.rstmt(q); st != nil {
-		return r.StmtContext(r.ctx, st).QueryContext(r.ctx, args...)
-	}
-	return r.QueryContext(r.ctx, q, args...)
+	return r.c.QueryContext(r.ctx, q, args...)
 }
 
 func (r *rtx) queryRow(q string, args ...any) *sql.Row {
-	if st := r.a.rstmt(q); st != nil {
-		return r.StmtContext(r.ctx, st).QueryRowContext(r.ctx, args...)
-	}
-	return r.QueryRowContext(r.ctx, q, args...)
+	return r.c.QueryRowContext(r.ctx, q, args...)
 }
 
 // wtx is a write transaction with what happens after it commits.

@@ -550,13 +550,7 @@ func (a *account) messageFile(ctx context.Context, mailboxID int64, uid imap.UID
 	if db == nil || a.gone.Load() {
 		return mailstore.ErrClosed
 	}
-	st := a.rstmt(q)
-	if st == nil {
-		err := db.Read.QueryRowContext(ctx, q, mailboxID, int64(uid)).Scan(file, size)
-		a.prepareReads(ctx) // the connection is back in the pool
-		return a.wrapErr(err)
-	}
-	return a.wrapErr(st.QueryRowContext(ctx, mailboxID, int64(uid)).Scan(file, size))
+	return a.wrapErr(db.Read.QueryRowContext(sqlitedb.Quiet(ctx), q, mailboxID, int64(uid)).Scan(file, size))
 }
 
 // storeFlags changes flags in one transaction; changed messages share the

@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
 // openAhead is how many messages' file names one lookup reads. A FETCH of
@@ -86,46 +88,18 @@ func (h *handle) readWindow(ctx context.Context, mailboxID int64, uid imap.UID) 
 	if db == nil || a.gone.Load() {
 		return errors.New("maildir: account closed")
 	}
-	st := a.rstmt(q)
-	var (
-		files []windowFile
-		err   error
-	)
-	scan := func(rows interface {
-		Next() bool
-		Scan(...any) error
-		Err() error
-		Close() error
-	}) error {
-		defer rows.Close()
-		for rows.Next() {
+	rows, err := db.Read.QueryContext(sqlitedb.Quiet(ctx), q, mailboxID, int64(uid), openAhead)
+	var files []windowFile
+	if err == nil {
+		files, err = sqlitedb.Collect(rows, nil, func(row sqlitedb.Scanner) (windowFile, error) {
 			var (
 				u  int64
 				wf windowFile
 			)
-			if err := rows.Scan(&u, &wf.file, &wf.size); err != nil {
-				return err
-			}
+			err := row.Scan(&u, &wf.file, &wf.size)
 			wf.uid = imap.UID(u)
-			files = append(files, wf)
-		}
-		return rows.Err()
-	}
-	if st == nil {
-		rows, qerr := db.Read.QueryContext(ctx, q, mailboxID, int64(uid), openAhead)
-		if qerr == nil {
-			err = scan(rows)
-		} else {
-			err = qerr
-		}
-		a.prepareReads(ctx) // the connection is back in the pool
-	} else {
-		rows, qerr := st.QueryContext(ctx, mailboxID, int64(uid), openAhead)
-		if qerr == nil {
-			err = scan(rows)
-		} else {
-			err = qerr
-		}
+			return wf, err
+		})
 	}
 	if err != nil {
 		return err

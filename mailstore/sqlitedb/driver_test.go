@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func goroutinesCreated() uint64 {
@@ -159,5 +160,76 @@ func TestStatementCacheNested(t *testing.T) {
 	}
 	if len(a) != 1 || a[0] != 1 || b[0] != 3 {
 		t.Fatalf("interleaved cursors read %v and %v, want [1] and [3]", a, b)
+	}
+}
+
+// TestQuietReads: queries on a connection given a Quiet context start no
+// goroutine (database/sql starts one per Rows under a cancellable
+// context), inside BEGIN and ROLLBACK too, and still end when the hidden
+// context ends: SQLite is interrupted in the middle of a long query.
+func TestQuietReads(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "t.sqlite"), []Migration{func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3)`)
+		return err
+	}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if s := goroutinesCreated(); s == 0 {
+		t.Skip("no goroutine count in runtime/metrics")
+	}
+	c, err := db.Read.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	q := Quiet(ctx)
+	read := func(c *sql.Conn, ctx context.Context) {
+		t.Helper()
+		for i := 0; i < 50; i++ {
+			var sum int
+			if err := c.QueryRowContext(ctx, `SELECT sum(n) FROM t WHERE n >= ?`, 1).Scan(&sum); err != nil || sum != 6 {
+				t.Fatalf("sum %d, %v; want 6", sum, err)
+			}
+		}
+	}
+	before := goroutinesCreated()
+	read(c, ctx)
+	if n := goroutinesCreated() - before; n < 50 {
+		t.Fatalf("50 queries under a cancellable context started %d goroutines; the test cannot tell", n)
+	}
+	before = goroutinesCreated()
+	if _, err := c.ExecContext(q, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	read(c, q)
+	if _, err := c.ExecContext(q, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if n := goroutinesCreated() - before; n > 5 {
+		t.Fatalf("50 quiet queries started %d goroutines", n)
+	}
+
+	// A query that would run for minutes, interrupted by the hidden
+	// context's end.
+	lctx, lcancel := context.WithCancel(ctx)
+	// go-sqlite3 takes a query's first step in QueryContext: the context
+	// ends while it runs.
+	time.AfterFunc(50*time.Millisecond, lcancel)
+	done := make(chan error, 1)
+	go func() {
+		var n int64
+		done <- c.QueryRowContext(Quiet(lctx), `WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 10000000000) SELECT count(*) FROM r`).Scan(&n)
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a query under an ended context ran to its end")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the ended context did not interrupt the query")
 	}
 }
