@@ -165,8 +165,10 @@
 // deliveries overlap their disk waits, and appends that queue for the
 // writer are committed together (group commit: one transaction and one WAL
 // fsync for the batch, each message still with its own UID and error).
-// Readers use a pool of read-only connections; statements are prepared once
-// per account. Accounts without handles stay open (Options.MaxIdleAccounts)
+// Readers use a pool of read-only connections, whose statements go-sqlite3
+// keeps prepared by text; a read transaction is BEGIN and ROLLBACK on one of
+// them under sqlitedb.Quiet, so database/sql starts no goroutine for it.
+// Writers' statements are prepared once per account. Accounts without handles stay open (Options.MaxIdleAccounts)
 // so the next delivery does not reopen the index. A Store notices when
 // another process (posthouse admin) removed an account it has open, and
 // never delivers into the removed index.

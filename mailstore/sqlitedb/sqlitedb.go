@@ -2,7 +2,8 @@
 // them: WAL journal, a busy timeout, foreign keys on, immediate write
 // transactions, and numbered migrations run at open (all pending steps in
 // one transaction, after a copy of the database is kept beside it); one way
-// to read a query's rows (Each, Collect); and consistent copies of a live
+// to read a query's rows (Each, Collect); reads that database/sql does not
+// watch with goroutines (Quiet); and consistent copies of a live
 // database with SQLite's online backup API (Copy), which backups use too.
 // auth, queue, dkim and mailstore/maildir use it; it imports nothing of
 // ours.
