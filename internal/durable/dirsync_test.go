@@ -120,11 +120,19 @@ func TestDirSyncerStartPolls(t *testing.T) {
 	wait1 := d.Start("dir")
 	waitFor(t, "the first fsync to start", func() bool { return f.count() == 1 })
 	f.release <- struct{}{}
-	waitFor(t, "the first fsync to end", func() bool { return len(d.op.done) == 1 })
+	waitFor(t, "the first fsync to end", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.op.done) == 1
+	})
 	wait2 := d.Start("dir")
-	if got := f.count(); got != 2 {
-		t.Fatalf("after the second Start: %d fsyncs begun, want 2", got)
+	d.mu.Lock()
+	started, finished := d.started, d.finished
+	d.mu.Unlock()
+	if started != 2 || finished != 1 {
+		t.Fatalf("after the second Start: %d fsyncs begun, %d ended; want 2 and 1", started, finished)
 	}
+	waitFor(t, "the second fsync to start", func() bool { return f.count() == 2 })
 	if err := wait1(); err != nil {
 		t.Fatalf("first caller: %v", err)
 	}
