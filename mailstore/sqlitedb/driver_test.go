@@ -77,12 +77,10 @@ func TestExecWithoutGoroutine(t *testing.T) {
 	}
 }
 
-// TestStatementCacheNested: statements run by text are kept prepared per
-// connection (Open's _stmt_cache_size); the same text used again while its
-// rows are still open on the one connection of a transaction gets its own
-// statement, and both read the rows they should.
-func TestStatementCacheNested(t *testing.T) {
-	ctx := context.Background()
+// openThree opens a new database whose table t holds 1, 2 and 3; the test
+// closes it.
+func openThree(t *testing.T, ctx context.Context) *DB {
+	t.Helper()
 	db, err := Open(ctx, filepath.Join(t.TempDir(), "t.sqlite"), []Migration{func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3)`)
 		return err
@@ -90,7 +88,17 @@ func TestStatementCacheNested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestStatementCacheNested: statements run by text are kept prepared per
+// connection (Open's _stmt_cache_size); the same text used again while its
+// rows are still open on the one connection of a transaction gets its own
+// statement, and both read the rows they should.
+func TestStatementCacheNested(t *testing.T) {
+	ctx := context.Background()
+	db := openThree(t, ctx)
 	const q = `SELECT n FROM t WHERE n >= ? ORDER BY n`
 	for round := 0; round < 3; round++ { // the later rounds take the cached statement
 		tx, err := db.Write.BeginTx(ctx, nil)
@@ -170,14 +178,7 @@ func TestStatementCacheNested(t *testing.T) {
 func TestQuietReads(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "t.sqlite"), []Migration{func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (1), (2), (3)`)
-		return err
-	}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openThree(t, ctx)
 	if s := goroutinesCreated(); s == 0 {
 		t.Skip("no goroutine count in runtime/metrics")
 	}
