@@ -159,11 +159,13 @@ func beginDirSync(dir string) *dirOp {
 		if err == nil {
 			return &dirOp{k: k}
 		}
-		if kernelSyncUnsupported(err) {
-			kernelSyncOn.Store(false)
+		if !kernelSyncUnsupported(err) {
+			// dir could not be opened: that is the fsync's outcome.
+			o := &dirOp{done: make(chan error, 1)}
+			o.done <- err
+			return o
 		}
-		// Otherwise dir could not be opened: the goroutine meets the
-		// same error and reports it.
+		kernelSyncOn.Store(false)
 	}
 	o := &dirOp{done: make(chan error, 1)}
 	go func() { o.done <- syncDir(dir) }()

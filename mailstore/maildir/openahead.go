@@ -89,18 +89,15 @@ func (h *handle) readWindow(ctx context.Context, mailboxID int64, uid imap.UID) 
 		return errors.New("maildir: account closed")
 	}
 	rows, err := db.Read.QueryContext(sqlitedb.Quiet(ctx), q, mailboxID, int64(uid), openAhead)
-	var files []windowFile
-	if err == nil {
-		files, err = sqlitedb.Collect(rows, nil, func(row sqlitedb.Scanner) (windowFile, error) {
-			var (
-				u  int64
-				wf windowFile
-			)
-			err := row.Scan(&u, &wf.file, &wf.size)
-			wf.uid = imap.UID(u)
-			return wf, err
-		})
-	}
+	files, err := sqlitedb.Collect(rows, err, func(row sqlitedb.Scanner) (windowFile, error) {
+		var (
+			u  int64
+			wf windowFile
+		)
+		err := row.Scan(&u, &wf.file, &wf.size)
+		wf.uid = imap.UID(u)
+		return wf, err
+	})
 	if err != nil {
 		return err
 	}
