@@ -73,6 +73,8 @@ type account struct {
 	dirSync durable.DirSyncers
 	// spares are empty files ready in the tmp/ of warm mailboxes (spares.go).
 	spares sparePool
+	// j tracks the account's journaled messages (journal.go).
+	j journalState
 
 	snapMu    sync.Mutex
 	snapCache []cachedSnap // oldest first (messages.go)
@@ -162,7 +164,7 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 	if a.forced != "" && rb == nil && !missing {
 		err = fmt.Errorf("%w: %s", errCorrupt, a.forced)
 	} else {
-		db, err = sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
+		db, err = sqlitedb.Open(ctx, idx, migrations, indexOptions)
 		if err == nil && !missing && rb == nil && reconcile {
 			err = quickCheck(ctx, db)
 			if err != nil {
@@ -183,7 +185,7 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 		rb.salvage = readSalvage(ctx, aside)
 		a.log.Error("index corrupt; moved it aside and rebuilding it from the Maildir, keeping what it still says",
 			"err", err, "damaged_index_kept_as", aside, "mailboxes_readable", len(rb.salvage.mailboxes))
-		db, err = sqlitedb.Open(ctx, idx, migrations, sqlitedb.Options{})
+		db, err = sqlitedb.Open(ctx, idx, migrations, indexOptions)
 		if err != nil {
 			return fmt.Errorf("maildir: open index of %s: %w", a.name, err)
 		}
@@ -211,6 +213,10 @@ func (a *account) open(ctx context.Context, reconcile bool) error {
 		return err
 	}
 	if reconcile {
+		if err := a.recoverJournal(ctx); err != nil {
+			a.close()
+			return err
+		}
 		if err := a.reconcile(ctx); err != nil {
 			a.close()
 			return err
@@ -312,6 +318,7 @@ func (a *account) ensureDefaults(ctx context.Context) error {
 // close closes the index. Handles see ErrClosed only if gone is set.
 func (a *account) close() error {
 	a.spares.close()
+	a.settleJournal()
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	if a.db == nil {
@@ -552,6 +559,12 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		return a.wrapErr(fmt.Errorf("maildir: begin: %w", err))
 	}
 	w := &wtx{Tx: tx, a: a, ctx: ctx}
+	synced, err := w.deleteSynced()
+	if err != nil {
+		tx.Rollback()
+		a.wmu.Unlock()
+		return a.wrapErr(fmt.Errorf("maildir: %w", err))
+	}
 	unlinked := a.unlinked
 	if len(unlinked) > 0 {
 		for _, p := range unlinked {
@@ -573,6 +586,7 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 	}
 	a.committed(durable)
 	a.armFold()
+	a.forgetSynced(synced)
 	if len(unlinked) > 0 {
 		a.unlinked = a.unlinked[len(unlinked):]
 	}

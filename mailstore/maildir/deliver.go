@@ -1,7 +1,6 @@
 package maildir
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/emersion/go-imap/v2"
@@ -19,16 +17,17 @@ import (
 )
 
 // writeTmp copies r into a new file in the mailbox's tmp/ (a spare where
-// the mailbox has one, spares.go), fsyncs it, and
-// returns its unique name, size, and what the parser learnt from the bytes
-// on their way to the file (one pass: the message is never read back).
-// With max > 0 a message longer than max bytes is refused with
-// ErrOverQuota.
-func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int64, parsed, error) {
+// the mailbox has one, spares.go) and returns its unique name, size, and
+// what the parser learnt from the bytes on their way to the file (one
+// pass: the message is never read back). A message of up to journalMax
+// bytes comes back in body too, a bodyBufs buffer for the caller to put
+// back, and is not fsynced (it is journaled, journal.go); a larger one is
+// fsynced and body is nil. With max > 0 a message longer than max bytes is
+// refused with ErrOverQuota.
+func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (unique string, size int64, p parsed, body *[]byte, err error) {
 	var (
-		unique, tmp string
-		f           *os.File
-		err         error
+		tmp string
+		f   *os.File
 	)
 	if spare := a.spares.take(a, mailboxID); spare != nil {
 		unique = uniqueName()
@@ -59,51 +58,50 @@ func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (string, int
 		}
 	}
 	if err != nil {
-		return "", 0, parsed{}, fmt.Errorf("maildir: create message file: %w", err)
+		return "", 0, parsed{}, nil, fmt.Errorf("maildir: create message file: %w", err)
 	}
-	bw := tmpWriters.Get().(*bufio.Writer)
-	bw.Reset(f)
-	defer func() {
-		bw.Reset(nil)
-		tmpWriters.Put(bw)
-	}()
+	sw := &spillWriter{f: f, buf: bodyBufs.Get().(*[]byte)}
+	*sw.buf = (*sw.buf)[:0]
 	src := r
 	if max > 0 {
 		src = io.LimitReader(r, max+1)
 	}
-	cw := &countWriter{w: bw}
+	cw := &countWriter{w: sw}
 	// The parser reads to the end of src, so the file gets every byte.
 	root, err := mimeparse.Parse(io.TeeReader(src, cw))
 	n := cw.n
+	kept := *sw.buf
 	if err == nil {
-		err = bw.Flush()
+		err = sw.flush()
 	}
 	if err == nil && max > 0 && n > max {
 		err = fmt.Errorf("maildir: message of more than %d bytes: %w", max, mailstore.ErrOverQuota)
 	}
-	if err == nil {
+	if err == nil && sw.spilled {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	var p parsed
 	if err == nil {
 		p, err = encodeParsed(root)
+	}
+	if err != nil || sw.spilled {
+		bodyBufs.Put(sw.buf)
 	}
 	if err != nil {
 		os.Remove(tmp)
 		if errors.Is(err, mailstore.ErrOverQuota) {
-			return "", 0, parsed{}, err
+			return "", 0, parsed{}, nil, err
 		}
-		return "", 0, parsed{}, fmt.Errorf("maildir: write message file: %w", err)
+		return "", 0, parsed{}, nil, fmt.Errorf("maildir: write message file: %w", err)
 	}
-	return unique, n, p, nil
+	if !sw.spilled {
+		*sw.buf = kept
+		body = sw.buf
+	}
+	return unique, n, p, body, nil
 }
-
-// tmpWriters are the 64 KiB write buffers of writeTmp, reused: one
-// allocated per delivery was 40% of the bytes a delivery allocated.
-var tmpWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // countWriter counts what it passes on.
 type countWriter struct {
@@ -117,20 +115,28 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// publish renames a fsync'd tmp file into cur/, marking it in flight until
-// its row is committed or it is removed, and starts the fsync of cur/: the
-// returned wait gives its outcome. The caller commits the row meanwhile and
-// answers only once both are done, so the two flushes overlap instead of
-// queueing (see "Durability" in doc.go for what power loss can leave).
-func (a *account) publish(mailboxID int64, unique string, size int64) (rel string, wait func() error, err error) {
+// publish renames a tmp file into cur/, marking it in flight until its
+// row is committed or it is removed. A fsync'd file (not journaled) also
+// gets the fsync of cur/ started: the returned wait gives its outcome. The
+// caller commits the row meanwhile and answers only once both are done, so
+// the two flushes overlap instead of queueing (see "Durability" in doc.go
+// for what power loss can leave). A journaled file is named by
+// journalName and waits for nothing here: its commit carries its bytes.
+func (a *account) publish(mailboxID int64, unique string, size int64, journaled bool) (rel string, wait func() error, err error) {
 	dir := a.mailboxDir(mailboxID)
 	name := curName(unique, size)
+	if journaled {
+		name = journalName(unique, size)
+	}
 	rel = "cur/" + name
 	a.setInflight(messagePath(mailboxID, rel), true)
 	if err := os.Rename(filepath.Join(dir, "tmp", unique), filepath.Join(dir, "cur", name)); err != nil {
 		a.setInflight(messagePath(mailboxID, rel), false)
 		os.Remove(filepath.Join(dir, "tmp", unique))
 		return "", nil, fmt.Errorf("maildir: move message into cur: %w", err)
+	}
+	if journaled {
+		return rel, func() error { return nil }, nil
 	}
 	var synced func() error
 	if testHookSyncCur != nil {
@@ -243,11 +249,14 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 			return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", mailstore.ErrOverQuota)
 		}
 	}
-	unique, size, p, err := a.writeTmp(mb.ID, r, room)
+	unique, size, p, body, err := a.writeTmp(mb.ID, r, room)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
-	rel, synced, err := a.publish(mb.ID, unique, size)
+	if body != nil {
+		defer bodyBufs.Put(body)
+	}
+	rel, synced, err := a.publish(mb.ID, unique, size, body != nil)
 	if err != nil {
 		return mailstore.AppendResult{}, err
 	}
@@ -262,12 +271,22 @@ func (a *account) appendMessage(ctx context.Context, name string, fallbackInbox 
 		mb: mb, size: size, rel: rel, p: p, fs: fs, date: date, zone: zone, limit: limit, msgLimit: msgLimit, claim: claim,
 		done: make(chan struct{}), lead: make(chan struct{}, 1),
 	}
+	if body != nil {
+		pa.body = *body
+	}
 	a.commitAppend(ctx, pa)
 	serr := synced()
 	res, err := pa.res, pa.err
+	key := messagePath(mb.ID, rel)
 	if err != nil {
+		if body != nil {
+			a.journalRelease(key)
+		}
 		a.unpublish(mb.ID, rel)
 		return mailstore.AppendResult{}, fmt.Errorf("maildir: append: %w", err)
+	}
+	if body != nil {
+		a.store.journal.add(journaled{a: a, id: pa.journalID, key: key, path: filepath.Join(a.mailboxDir(mb.ID), filepath.FromSlash(rel))})
 	}
 	if serr != nil {
 		a.retract(mb.ID, res.UID, rel)
@@ -302,6 +321,11 @@ type pendingAppend struct {
 	// claim: claim the message for \Recent if all before it are claimed
 	// (AppendOptions.ClaimRecent).
 	claim bool
+
+	// body is a journaled message's bytes (nil: its file was fsynced),
+	// journalID its pending row once committed.
+	body      []byte
+	journalID int64
 
 	res  mailstore.AppendResult
 	err  error
@@ -417,6 +441,16 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				pa.date.Unix(), pa.zone, pa.p.SentDate, pa.rel, env, bs); err != nil {
 				return err
 			}
+			if pa.body != nil {
+				r, err := w.Exec(`INSERT INTO pending (mailbox, uid, file, body) VALUES (?, ?, ?, ?)`, pa.mb.ID, uid, pa.rel, pa.body)
+				if err != nil {
+					return err
+				}
+				if pa.journalID, err = r.LastInsertId(); err != nil {
+					return err
+				}
+				a.journalHold(messagePath(pa.mb.ID, pa.rel), pa.journalID)
+			}
 			w.usedDelta += pa.size
 			if count >= 0 {
 				count++
@@ -501,6 +535,17 @@ func (a *account) copyMessages(ctx context.Context, srcID int64, uids imap.UIDSe
 		}
 		if limit > 0 && a.used.Load()+total > limit {
 			return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", mailstore.ErrOverQuota)
+		}
+	}
+	// A link must not share a journaled file before it is durable: it
+	// would outlive the pending row that can restore it (journal.go).
+	keys := make([]string, len(msgs))
+	for i, m := range msgs {
+		keys[i] = messagePath(srcID, m.file)
+	}
+	if a.journalHeld(keys) {
+		if err := a.store.journal.flush(ctx); err != nil {
+			return mailstore.CopyResult{}, fmt.Errorf("maildir: copy: %w", err)
 		}
 	}
 	// Place the files. A crash from here to the commit leaves files

@@ -31,33 +31,48 @@
 // rename touches no file: it updates the index and rewrites the name file.
 //
 // Message files have Maildir-standard unique names,
-// <secs>.M<usecs>P<pid>Q<counter>R<random>.<host>,S=<size>:2, and live in
-// cur/. Flags are kept in the index, not in the name, so a file is written
+// <secs>.M<usecs>P<pid>Q<counter>R<random>.<host>,S=<size>:2, (",S=<size>,J:2,"
+// for a journaled delivery, see Durability) and live in cur/. Flags are kept in the index, not in the name, so a file is written
 // once and never renamed or changed; COPY hard-links it.
 //
 // # Durability
 //
-// Append and Deliver write the message to tmp/ (into an unnamed spare file
-// made ahead in warm mailboxes, spares.go), fsync it and rename it into
-// cur/; then the fsync of cur/ and the commit of the index row (SQLite
-// synchronous=FULL) run at the same time, and they return once both are
-// done: the message's bytes are on disk before anything names them, and
-// the caller hears of success only when its name and its row are on disk
-// too. Concurrent deliveries into one mailbox share the fsync of cur/
-// (durable.DirSyncer): each waits for an fsync that began after its own
-// rename, so the guarantee is the same as with one fsync each; 16 parallel
-// deliveries need about a third of the directory fsyncs. If the commit
-// fails the file is removed; if the fsync of cur/ fails the committed row
-// is taken back as an expunge and the file trashed. What a power loss in
-// between can leave is never a half message: the row without its name
-// (reconciliation expunges it, as a vanished file: the message had not
-// been acknowledged, its UID is not given again) or the name without its
-// row (indexed, as before: duplicated at worst, never lost). Overlapping
-// the two flushes took a delivery from three device flushes in a row to
-// two. On Linux the fsync of cur/ is handed to the kernel (AIO), so it
-// starts when the rename is done rather than when the Go scheduler runs a
-// goroutine for it: under imaptest's stress the server's APPEND went from
-// 4.5 to 3.8 ms on average (six alternating runs each).
+// A message of up to 64 KiB (most mail) is journaled (journal.go): Append
+// and Deliver write it to tmp/ without an fsync, rename it into cur/ under
+// a name marked ",J", and commit its row together with a copy of its bytes
+// (the pending table) in one SQLite transaction (synchronous=FULL). That
+// one WAL fsync makes the message durable; the caller hears of success
+// after one device flush instead of two in a row. The store's journal then
+// syncs the files of every account in batches (one syncfs per 20 ms at
+// most, on Linux) and the accounts' next writes delete the copies; a clean
+// close leaves none. After a crash, the first open in a process rewrites
+// the file of every message still having a copy, fsynced, before
+// reconciliation runs, so an acknowledged message never comes back missing
+// or torn; a marked file without a row (its commit never happened, so it
+// was never acknowledged, and power loss may have left anything in it) is
+// removed. COPY and MOVE, which hard-link files, first wait for the files
+// they link to be synced. Journaling took a delivery over SMTP from 1.50
+// to 1.35 ms at one connection, 20 connections from 1,600 to 2,050
+// messages/s, and the server's APPEND under imaptest's stress from 3.2 to
+// 2.1 ms (alternating runs).
+//
+// A larger message is written to tmp/ (into an unnamed spare file made
+// ahead in warm mailboxes, spares.go), fsynced and renamed into cur/; then
+// the fsync of cur/ and the commit of its index row run at the same time,
+// and they return once both are done: the message's bytes are on disk
+// before anything names them, and the caller hears of success only when
+// its name and its row are on disk too. Concurrent deliveries into one
+// mailbox share the fsync of cur/ (durable.DirSyncer): each waits for an
+// fsync that began after its own rename, so the guarantee is the same as
+// with one fsync each. If the commit fails the file is removed; if the
+// fsync of cur/ fails the committed row is taken back as an expunge and
+// the file trashed. What a power loss in between can leave is never a
+// half message: the row without its name (reconciliation expunges it, as
+// a vanished file: the message had not been acknowledged, its UID is not
+// given again) or the name without its row (indexed, as before:
+// duplicated at worst, never lost). On Linux the fsync of cur/ is handed
+// to the kernel (AIO), so it starts when the rename is done rather than
+// when the Go scheduler runs a goroutine for it.
 // Messages are stored byte for byte as given (callers give CRLF); Size is
 // the stored length. Rows are deleted before their files: expunge, move and
 // delete record the files in the trash table in the same transaction and
@@ -105,7 +120,7 @@
 // HIGHESTMODSEQ), subscriptions, messages (mailbox, UID, modseq, flags,
 // internal date, size, file, cached envelope and body structure; a
 // Message-ID column is left empty since index version 7, the envelope
-// holds it) and trash. System flags are a bit mask and keywords a short
+// holds it), trash and pending (journaled messages, journal.go). System flags are a bit mask and keywords a short
 // string, covered by the index messages_snapshot, so Snapshot, Status and
 // flag searches read only that index. The envelope and body structure are
 // extracted at delivery by mailstore/mimeparse while the message is written

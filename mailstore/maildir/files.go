@@ -59,3 +59,18 @@ func uniqueName() string {
 func curName(unique string, size int64) string {
 	return fmt.Sprintf("%s,S=%d:2,", unique, size)
 }
+
+// journalName is curName for a journaled delivery (journal.go), marked
+// ",J": the file is named in cur/ before its bytes are on disk, so after a
+// power loss one without a row may hold anything, and reconciliation
+// removes it instead of indexing it.
+func journalName(unique string, size int64) string {
+	return fmt.Sprintf("%s,S=%d,J:2,", unique, size)
+}
+
+// isJournalName reports whether a file name (or a path ending in one) is a
+// journalName.
+func isJournalName(name string) bool {
+	base, _, ok := strings.Cut(name[strings.LastIndexByte(name, '/')+1:], ":")
+	return ok && strings.HasSuffix(base, ",J")
+}

@@ -142,7 +142,8 @@ func TestStoreFilesOnDisk(t *testing.T) {
 		t.Fatalf("cur/ = %v, %v", ents, err)
 	}
 	name := ents[0].Name()
-	if !strings.HasSuffix(name, fmt.Sprintf(",S=%d:2,", res.Size)) {
+	// Small: journaled (journal.go), so marked ",J".
+	if !strings.HasSuffix(name, fmt.Sprintf(",S=%d,J:2,", res.Size)) {
 		t.Errorf("file name %q", name)
 	}
 	b, _ := os.ReadFile(filepath.Join(cur, name))

@@ -284,6 +284,17 @@ func (a *account) reconcileMailbox(ctx context.Context, id int64, minAge time.Du
 	for _, m := range onDisk {
 		diskSet[m.rel] = true
 		if _, ok := files[m.rel]; !ok && !a.isInflight(messagePath(id, m.rel)) && time.Since(m.modTime) >= minAge {
+			if isJournalName(m.rel) && a.rebuild == nil {
+				// A journaled delivery whose row never committed: never
+				// acknowledged, and after a power loss its bytes may be
+				// anything (journal.go).
+				if err := os.Remove(filepath.Join(a.mailboxDir(id), filepath.FromSlash(m.rel))); err != nil && !errors.Is(err, os.ErrNotExist) {
+					a.log.Error("remove the file of a delivery that never committed", "mailbox", id, "path", m.rel, "err", err)
+				} else {
+					a.log.Warn("removed the file of a delivery that never committed", "mailbox", id, "path", m.rel)
+				}
+				continue
+			}
 			missing = append(missing, m)
 		}
 	}

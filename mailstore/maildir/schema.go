@@ -178,4 +178,10 @@ var migrations = []sqlitedb.Migration{
 		`ALTER TABLE mailboxes ADD COLUMN cache_summaries INTEGER NOT NULL DEFAULT 0`,
 		`UPDATE mailboxes SET cache_summaries = 1`,
 	),
+	// 9: journaled deliveries (journal.go): the bytes of a message whose
+	// file is not yet known to be durable, committed with its row and
+	// deleted once the file is synced.
+	sqlitedb.Exec(
+		`CREATE TABLE pending (id INTEGER PRIMARY KEY, mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, file TEXT NOT NULL, body BLOB NOT NULL)`,
+	),
 }

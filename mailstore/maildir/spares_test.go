@@ -184,7 +184,8 @@ func TestDirSyncFailureRetracts(t *testing.T) {
 	stop := acc.Watch(func(e mailstore.Event) { events = append(events, e) })
 	defer stop()
 	testHookSyncCur = func(string) error { return errors.New("injected EIO") }
-	_, err = acc.Deliver(ctx, strings.NewReader(testMessage("lost", "x")), mailstore.DeliverOptions{})
+	// Larger than journalMax: fsynced, not journaled (journal.go).
+	_, err = acc.Deliver(ctx, strings.NewReader(testMessage("lost", strings.Repeat("x", journalMax))), mailstore.DeliverOptions{})
 	testHookSyncCur = nil
 	if err == nil || !strings.Contains(err.Error(), "injected EIO") {
 		t.Fatalf("Deliver with a failing fsync of cur/: %v, want the error", err)

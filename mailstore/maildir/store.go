@@ -47,6 +47,8 @@ type Store struct {
 	// forced holds accounts whose next open rebuilds the index, with why
 	// (CheckAccount found it damaged).
 	forced map[string]string
+	// journal syncs the files of journaled deliveries (journal.go).
+	journal *journal
 }
 
 var _ mailstore.Store = (*Store)(nil)
@@ -76,6 +78,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		accounts:   make(map[string]*account),
 		reconciled: make(map[string]bool),
 		forced:     make(map[string]string),
+		journal:    newJournal(opts.Logger),
 	}, nil
 }
 
@@ -264,9 +267,12 @@ func (s *Store) Close() error {
 	s.accounts = nil
 	s.idle = nil
 	s.mu.Unlock()
+	// The last sync, so the accounts close without pending rows.
+	s.journal.close()
 	var first error
 	for _, a := range all {
 		<-a.ready
+		a.settleJournal()
 		a.gone.Store(true)
 		if err := a.close(); err != nil && first == nil {
 			first = err

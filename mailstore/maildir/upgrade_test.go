@@ -113,6 +113,7 @@ func TestUpgradeCompactRows(t *testing.T) {
 	for _, q := range []string{
 		`UPDATE messages SET envelope = ?, bodystructure = ?`,
 		`CREATE INDEX messages_file ON messages (mailbox, file)`,
+		`DROP TABLE pending`, // step 9
 		`ALTER TABLE mailboxes DROP COLUMN cache_summaries`, // step 8
 		`PRAGMA user_version = 6`,
 	} {

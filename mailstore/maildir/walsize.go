@@ -31,6 +31,10 @@ const (
 	walFoldAfter       = 100 * time.Millisecond
 )
 
+// indexOptions open an account's index: free pages can be given back
+// (foldWAL), as the journal's bodies come and go (journal.go).
+var indexOptions = sqlitedb.Options{IncrementalVacuum: true}
+
 // armFold (re)starts the pause after a commit; the caller holds wmu.
 func (a *account) armFold() {
 	if a.fold == nil {
@@ -46,6 +50,13 @@ func (a *account) armFold() {
 // emptied, it tries again after the next pause instead of holding up the
 // writer.
 func (a *account) foldWAL() {
+	if _, synced := a.journalBusy(); synced {
+		// Synced journal rows go first, with a write that arms the
+		// fold again.
+		if err := a.writeRelaxed(context.Background(), func(*wtx) error { return nil }); err == nil {
+			return
+		}
+	}
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	if a.db == nil || a.gone.Load() {
@@ -61,6 +72,13 @@ func (a *account) foldWAL() {
 	if _, err := c.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
 		a.log.Warn("checkpoint index WAL", "err", err)
 		return
+	}
+	// Pages freed since (journal rows deleted, messages expunged) go
+	// back to the file system, in an index made with auto_vacuum.
+	if rows, err := c.QueryContext(ctx, "PRAGMA incremental_vacuum"); err == nil {
+		for rows.Next() {
+		}
+		rows.Close()
 	}
 	var busy, logPages, done int
 	err = c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)

@@ -44,6 +44,10 @@ type Options struct {
 	Synchronous string
 	// MaxReaders caps the read pool (default 4).
 	MaxReaders int
+	// IncrementalVacuum makes a new database with auto_vacuum=INCREMENTAL,
+	// so PRAGMA incremental_vacuum can give its free pages back (an
+	// existing one keeps its setting: changing it takes a VACUUM).
+	IncrementalVacuum bool
 }
 
 // FileMode is the mode of every database file: SQLite would create one
@@ -85,6 +89,11 @@ func Open(ctx context.Context, path string, migrations []Migration, opts Options
 	// statement in use is taken out of the cache, so a nested use of the
 	// same text gets a statement of its own.
 	q.Set("_stmt_cache_size", "32")
+	if opts.IncrementalVacuum {
+		// Before the WAL mode writes the first page (the driver sets it
+		// first); the readers leave it alone.
+		q.Set("_auto_vacuum", "incremental")
+	}
 	w, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlitedb: open %s: %w", path, err)
@@ -100,6 +109,7 @@ func Open(ctx context.Context, path string, migrations []Migration, opts Options
 		}
 		return nil, fmt.Errorf("sqlitedb: migrate %s: %w", path, err)
 	}
+	q.Del("_auto_vacuum")
 	q.Set("_txlock", "deferred")
 	q.Set("_query_only", "true")
 	r, err := sql.Open(driverName, "file:"+path+"?"+q.Encode())

@@ -1,0 +1,435 @@
+package maildir
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/posthouse/posthouse/internal/durable"
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
+)
+
+// Journaled deliveries. A message of up to journalMax bytes is not fsynced
+// on its way in: its file is written and renamed into cur/ (under a
+// journalName), and its bytes go into the index beside its row, in the
+// pending table, in the same transaction. That one commit, one WAL fsync,
+// makes the message durable, so the caller hears of success after one
+// device flush instead of two in a row (the file's fsync, then the commit
+// beside the fsync of cur/).
+//
+// The store's journal then makes the files durable in batches, one
+// syncfs(2) for every message that arrived in the last journalSyncEvery,
+// and the next write transaction of each account deletes their pending
+// rows. Until then a message is in two places: its file (in the page cache
+// at least) and its row's copy. After a crash (the first open in a
+// process) recoverJournal rewrites, from the copy, the file of every
+// pending row whose message is still there, fsynced, before
+// reconciliation looks at the files, whatever the file held; so no
+// acknowledged message is lost or comes back torn. A journalName file
+// without a row was never acknowledged (its row did not commit) and may
+// hold anything after a power loss: reconciliation removes it.
+//
+// COPY and MOVE hard-link files; a link to a file not yet durable would
+// outlive its pending row, so they first wait for the journal to sync
+// the files they link (flush).
+const (
+	journalMax       = 64 << 10
+	journalSyncEvery = 20 * time.Millisecond
+	// journalRetry is the pause after a sync that failed before the next
+	// attempt; the messages stay safe in the index meanwhile.
+	journalRetry = time.Second
+)
+
+// journal syncs journaled files in batches for every account of a store.
+type journal struct {
+	log *slog.Logger
+
+	mu      sync.Mutex
+	cond    *sync.Cond // on mu: synced or failures changed, or closed
+	queue   []journaled
+	queued  uint64 // entries ever queued
+	synced  uint64 // entries ever queued up to which all are synced
+	fails   uint64 // syncs that failed
+	lastErr error
+	urgent  bool // a flush is waiting
+	closed  bool
+	wake    chan struct{}
+	stop    chan struct{} // closed by close
+	done    chan struct{}
+}
+
+// journaled is one message file waiting for its sync.
+type journaled struct {
+	a    *account
+	id   int64  // its pending row
+	key  string // messagePath, for the account's held set
+	path string // absolute path of the file
+}
+
+// testHookSyncFiles, set by tests only, replaces durable.SyncFiles.
+var testHookSyncFiles func(paths []string) error
+
+func newJournal(log *slog.Logger) *journal {
+	j := &journal{log: log, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	j.cond = sync.NewCond(&j.mu)
+	go j.run()
+	return j
+}
+
+// add queues a committed journaled message for its sync.
+func (j *journal) add(e journaled) {
+	j.mu.Lock()
+	j.queue = append(j.queue, e)
+	j.queued++
+	j.mu.Unlock()
+	j.poke()
+}
+
+func (j *journal) poke() {
+	select {
+	case j.wake <- struct{}{}:
+	default:
+	}
+}
+
+// flush syncs at once every message queued so far and waits for it. It
+// fails if a sync fails meanwhile or the journal is closed first.
+func (j *journal) flush(ctx context.Context) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	target, fails := j.queued, j.fails
+	if j.synced >= target {
+		return nil
+	}
+	j.urgent = true
+	j.poke()
+	stop := context.AfterFunc(ctx, func() {
+		j.mu.Lock()
+		j.cond.Broadcast()
+		j.mu.Unlock()
+	})
+	defer stop()
+	for j.synced < target {
+		switch {
+		case j.fails != fails:
+			return fmt.Errorf("maildir: sync message files: %w", j.lastErr)
+		case j.closed:
+			return fmt.Errorf("maildir: sync message files: store closed")
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		j.cond.Wait()
+	}
+	return nil
+}
+
+// close syncs what is queued (one last attempt) and stops the journal.
+func (j *journal) close() {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	close(j.stop)
+	j.poke()
+	<-j.done
+}
+
+func (j *journal) run() {
+	defer close(j.done)
+	var last time.Time
+	for {
+		<-j.wake
+		j.mu.Lock()
+		urgent, closed := j.urgent, j.closed
+		j.mu.Unlock()
+		if !urgent && !closed {
+			// Let a batch gather: one sync per journalSyncEvery at most.
+			if d := journalSyncEvery - time.Since(last); d > 0 {
+				select {
+				case <-j.wake:
+				case <-time.After(d):
+				}
+			}
+		}
+		j.mu.Lock()
+		batch, target := j.queue, j.queued
+		j.queue, j.urgent = nil, false
+		closed = j.closed
+		j.mu.Unlock()
+		err := j.sync(batch)
+		last = time.Now()
+		j.mu.Lock()
+		if err != nil {
+			j.queue = append(batch, j.queue...)
+			j.fails++
+			j.lastErr = err
+		} else {
+			j.synced = target
+		}
+		j.cond.Broadcast()
+		j.mu.Unlock()
+		if closed {
+			return
+		}
+		if err != nil {
+			j.log.Error("sync journaled message files; their bytes stay in the index", "files", len(batch), "err", err)
+			select {
+			case <-time.After(journalRetry):
+			case <-j.stop:
+			}
+			j.poke()
+		}
+	}
+}
+
+// sync makes a batch's files durable and hands each account the pending
+// rows its next write may delete.
+func (j *journal) sync(batch []journaled) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	paths := make([]string, len(batch))
+	for i, e := range batch {
+		paths[i] = e.path
+	}
+	sync := durable.SyncFiles
+	if testHookSyncFiles != nil {
+		sync = testHookSyncFiles
+	}
+	if err := sync(paths); err != nil {
+		return err
+	}
+	accounts := map[*account]bool{}
+	for _, e := range batch {
+		e.a.journalSynced(e.key, e.id)
+		accounts[e.a] = true
+	}
+	for a := range accounts {
+		// Their pending rows go with the next write, or the WAL's fold.
+		a.wmu.Lock()
+		if a.db != nil {
+			a.armFold()
+		}
+		a.wmu.Unlock()
+	}
+	return nil
+}
+
+// journalState is an account's side of the journal, under its own lock
+// (taken inside wmu, never around it).
+type journalState struct {
+	mu     sync.Mutex
+	held   map[string]int64 // messagePath → pending row, until synced
+	synced []int64          // pending rows the next write deletes
+}
+
+// journalHold records a message's file as not yet durable, before its
+// row commits (a COPY that reads the row must find it held).
+func (a *account) journalHold(key string, id int64) {
+	a.j.mu.Lock()
+	if a.j.held == nil {
+		a.j.held = map[string]int64{}
+	}
+	a.j.held[key] = id
+	a.j.mu.Unlock()
+}
+
+// journalRelease forgets a held file whose row did not commit.
+func (a *account) journalRelease(key string) {
+	a.j.mu.Lock()
+	delete(a.j.held, key)
+	a.j.mu.Unlock()
+}
+
+// journalSynced moves a synced file's pending row to the next write.
+func (a *account) journalSynced(key string, id int64) {
+	a.j.mu.Lock()
+	if a.j.held[key] == id {
+		delete(a.j.held, key)
+	}
+	a.j.synced = append(a.j.synced, id)
+	a.j.mu.Unlock()
+}
+
+// journalHeld reports whether any of keys is a file not yet durable.
+func (a *account) journalHeld(keys []string) bool {
+	a.j.mu.Lock()
+	defer a.j.mu.Unlock()
+	for _, k := range keys {
+		if _, ok := a.j.held[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// journalBusy reports whether the account has files not yet durable or
+// pending rows to delete.
+func (a *account) journalBusy() (held, synced bool) {
+	a.j.mu.Lock()
+	defer a.j.mu.Unlock()
+	return len(a.j.held) > 0, len(a.j.synced) > 0
+}
+
+// deleteSynced deletes, in the caller's write transaction, the pending rows
+// of synced files, and returns how many to forget once it commits
+// (forgetSynced).
+func (w *wtx) deleteSynced() (int, error) {
+	a := w.a
+	a.j.mu.Lock()
+	ids := append([]int64(nil), a.j.synced...)
+	a.j.mu.Unlock()
+	for _, id := range ids {
+		if _, err := w.Exec(`DELETE FROM pending WHERE id = ?`, id); err != nil {
+			return 0, err
+		}
+	}
+	return len(ids), nil
+}
+
+func (a *account) forgetSynced(n int) {
+	if n == 0 {
+		return
+	}
+	a.j.mu.Lock()
+	a.j.synced = a.j.synced[n:]
+	a.j.mu.Unlock()
+}
+
+// settleJournal, before the account closes, waits for its files to be
+// synced and deletes their pending rows, so a clean close leaves none. An
+// account removed or retired has nothing to settle.
+func (a *account) settleJournal() {
+	if a.gone.Load() {
+		return
+	}
+	held, synced := a.journalBusy()
+	if held {
+		if err := a.store.journal.flush(context.Background()); err != nil {
+			a.log.Warn("closing with journaled messages not yet synced; the next start restores them", "err", err)
+			return
+		}
+		_, synced = a.journalBusy()
+	}
+	if synced {
+		if err := a.write(context.Background(), func(*wtx) error { return nil }); err != nil {
+			a.log.Warn("delete synced journal rows", "err", err)
+		}
+	}
+}
+
+// recoverJournal rewrites the file of every journaled message whose sync
+// was not recorded, from the bytes its pending row holds, then deletes the
+// pending rows. It runs on an account's first open in a process, before
+// reconciliation: after a crash those files may be missing, empty or torn.
+func (a *account) recoverJournal(ctx context.Context) error {
+	type entry struct {
+		id, mailbox int64
+		file        string
+		live        bool
+	}
+	var entries []entry
+	err := a.readTx(ctx, func(r *rtx) error {
+		rows, err := r.query(`SELECT p.id, p.mailbox, p.file, EXISTS (SELECT 1 FROM messages m
+			WHERE m.mailbox = p.mailbox AND m.uid = p.uid AND m.file = p.file) FROM pending p ORDER BY p.id`)
+		return sqlitedb.Each(rows, err, func(row sqlitedb.Scanner) error {
+			var e entry
+			if err := row.Scan(&e.id, &e.mailbox, &e.file, &e.live); err != nil {
+				return err
+			}
+			entries = append(entries, e)
+			return nil
+		})
+	})
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	restored := 0
+	for _, e := range entries {
+		if !e.live {
+			continue // expunged or moved since: nothing to restore
+		}
+		// Written by us, but never trust a path to stay in its mailbox.
+		if !strings.HasPrefix(e.file, "cur/") || !filepath.IsLocal(filepath.FromSlash(e.file)) {
+			a.log.Error("ignoring journal entry outside the mailbox", "mailbox", e.mailbox, "path", e.file)
+			continue
+		}
+		var body []byte
+		if err := a.readTx(ctx, func(r *rtx) error {
+			return r.queryRow(`SELECT body FROM pending WHERE id = ?`, e.id).Scan(&body)
+		}); err != nil {
+			return err
+		}
+		path := filepath.Join(a.mailboxDir(e.mailbox), filepath.FromSlash(e.file))
+		if err := durable.WriteFile(path, body, 0o600); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				// The mailbox's directory is gone: reconciliation
+				// recreates it (adoptOrphanDirs) or expunges the row.
+				if merr := os.MkdirAll(filepath.Dir(path), 0o700); merr == nil {
+					err = durable.WriteFile(path, body, 0o600)
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("maildir: restore journaled message %s: %w", e.file, err)
+			}
+		}
+		restored++
+	}
+	err = a.write(ctx, func(w *wtx) error {
+		for _, e := range entries {
+			if _, err := w.Exec(`DELETE FROM pending WHERE id = ?`, e.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("maildir: clear journal: %w", err)
+	}
+	a.log.Warn("restored journaled messages from the index after an unclean stop", "restored", restored, "entries", len(entries))
+	return nil
+}
+
+// bodyBufs are the in-memory copies of journaled messages, journalMax
+// bytes each, reused.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, journalMax); return &b }}
+
+// spillWriter keeps what it is given in a bodyBufs buffer while it fits;
+// past that it writes to f, buffering like a bufio.Writer.
+type spillWriter struct {
+	f       *os.File
+	buf     *[]byte
+	spilled bool
+}
+
+func (w *spillWriter) Write(b []byte) (int, error) {
+	buf := *w.buf
+	if len(buf)+len(b) <= cap(buf) {
+		*w.buf = append(buf, b...)
+		return len(b), nil
+	}
+	w.spilled = true
+	if err := w.flush(); err != nil {
+		return 0, err
+	}
+	if len(b) >= cap(buf) {
+		return w.f.Write(b)
+	}
+	*w.buf = append((*w.buf)[:0], b...)
+	return len(b), nil
+}
+
+// flush writes the buffer to f and empties it.
+func (w *spillWriter) flush() error {
+	if len(*w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.Write(*w.buf)
+	*w.buf = (*w.buf)[:0]
+	return err
+}
