@@ -120,8 +120,8 @@
 // HIGHESTMODSEQ), subscriptions, messages (mailbox, UID, modseq, flags,
 // internal date, size, file, cached envelope and body structure; a
 // Message-ID column is left empty since index version 7, the envelope
-// holds it), trash and pending (journaled messages, journal.go). System flags are a bit mask and keywords a short
-// string, covered by the index messages_snapshot, so Snapshot, Status and
+// holds it), trash and pending (journaled messages, journal.go). System
+// flags are a bit mask and keywords a short string, covered by the index messages_snapshot, so Snapshot, Status and
 // flag searches read only that index. The envelope and body structure are
 // extracted at delivery by mailstore/mimeparse while the message is written
 // to tmp/ (one pass, bounded in depth, parts and header size whatever the
