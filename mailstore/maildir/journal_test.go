@@ -293,8 +293,7 @@ func TestJournalGivesPagesBack(t *testing.T) {
 	if err := s.journal.flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	a.foldWAL() // deletes the synced rows
-	a.foldWAL() // gives their pages back and checkpoints
+	a.foldWAL() // deletes the synced rows, gives their pages back, checkpoints
 	var free, vacuum int
 	if err := a.db.Write.QueryRow(`PRAGMA freelist_count`).Scan(&free); err != nil {
 		t.Fatal(err)
