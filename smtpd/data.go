@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -33,7 +33,7 @@ const spoolBufSize = 64 << 10
 
 var spoolBufs = sync.Pool{New: func() any { b := make([]byte, spoolBufSize); return &b }}
 
-// Data receives the message into a spool file, then makes a durable copy in
+// Data receives the message (in memory or a spool file), then makes a durable copy in
 // every local account and one queue entry for the foreign recipients. It
 // returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
 // carry our message id) only when all of them are durable.
@@ -82,10 +82,10 @@ func (s *session) Data(r io.Reader) (err error) {
 	id := fmt.Sprintf("%s.%d", s.conn.id, s.conn.messages.Add(1))
 	log := s.log.With("id", id)
 
-	spool, size, err := s.receive(r)
-	if spool != nil {
+	spool, size, done, err := s.receive(r)
+	if done != nil {
 		// Delivery and queueing are done with it when Data returns.
-		defer s.conn.spool.give(spool, size)
+		defer done()
 	}
 	if err != nil {
 		_, isBDAT := r.(*io.PipeReader)
@@ -153,28 +153,74 @@ func (s *session) Data(r io.Reader) (err error) {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Message accepted for delivery, id " + id}
 }
 
-// receive copies the body into the connection's anonymous spool file
-// (spool.go), read back for delivery: nothing is left behind by a
-// vanished client or a crash.
-func (s *session) receive(r io.Reader) (*os.File, int64, error) {
-	f, err := s.conn.spool.take(s.s.opts.SpoolDir)
-	if err != nil {
-		return nil, 0, err
-	}
+// memSpools counts the messages held whole in a spoolBufs buffer rather
+// than a spool file; past maxMemSpools at once (16 MiB), messages go to
+// files whatever their size.
+var memSpools atomic.Int64
+
+const maxMemSpools = 256
+
+// receive reads the body, checked by bodyFilter, for delivery to read back:
+// a message that fits one spoolBufs buffer (64 KiB, most mail) stays in
+// it; a larger one, or any while maxMemSpools are held, goes to the
+// connection's anonymous spool file (spool.go). Either way nothing is left
+// behind by a vanished client or a crash. done gives the buffer or file
+// back once nothing reads the body (nil when there is nothing to give).
+func (s *session) receive(r io.Reader) (body io.ReaderAt, size int64, done func(), err error) {
 	fr := &bodyFilter{r: r, max: s.s.opts.MaxMessageBytes}
 	buf := spoolBufs.Get().(*[]byte)
-	// Hidden from CopyBuffer as a ReaderFrom: *os.File's ReadFrom would
-	// copy through a 32 KB buffer of its own, allocated per message.
-	n, err := io.CopyBuffer(struct{ io.Writer }{f}, fr, *buf)
+	n := 0
+	if memSpools.Add(1) <= maxMemSpools {
+		for n < len(*buf) && err == nil {
+			var m int
+			m, err = fr.Read((*buf)[n:])
+			n += m
+		}
+		if err == io.EOF {
+			release := func() {
+				spoolBufs.Put(buf)
+				memSpools.Add(-1)
+			}
+			if err = fr.finish(); err != nil {
+				release()
+				return nil, int64(n), nil, err
+			}
+			return bytes.NewReader((*buf)[:n]), int64(n), release, nil
+		}
+	}
+	memSpools.Add(-1)
+	if err != nil {
+		spoolBufs.Put(buf)
+		return nil, int64(n), nil, err
+	}
+	f, err := s.conn.spool.take(s.s.opts.SpoolDir)
+	if err != nil {
+		spoolBufs.Put(buf)
+		return nil, int64(n), nil, err
+	}
+	written := int64(0)
+	if n > 0 {
+		var w int
+		w, err = f.Write((*buf)[:n])
+		written = int64(w)
+	}
+	if err == nil {
+		// Hidden from CopyBuffer as a ReaderFrom: *os.File's ReadFrom
+		// would copy through a 32 KB buffer of its own, allocated per
+		// message.
+		var c int64
+		c, err = io.CopyBuffer(struct{ io.Writer }{f}, fr, *buf)
+		written += c
+	}
 	spoolBufs.Put(buf)
 	if err == nil {
 		err = fr.finish()
 	}
 	if err != nil {
-		s.conn.spool.give(f, n)
-		return nil, n, err
+		s.conn.spool.give(f, written)
+		return nil, written, nil, err
 	}
-	return f, n, nil
+	return f, written, func() { s.conn.spool.give(f, written) }, nil
 }
 
 // bodyFilter passes the dot-unstuffed body through and refuses what we
@@ -336,7 +382,7 @@ type accepted struct {
 	s        *session
 	env      *envelope // Data's copy of the transaction
 	log      *slog.Logger
-	spool    *os.File
+	spool    io.ReaderAt // the message as received (receive)
 	size     int64
 	trace    string     // our trace (and, on submission, added) header fields
 	skip     [][2]int64 // byte ranges of the message left out (forged fields)

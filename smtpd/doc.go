@@ -116,8 +116,12 @@
 //
 // # Message data
 //
-// The body is streamed into a spool file in SpoolDir, never held in memory.
-// The file is unlinked right after it is created and read back through its
+// A body of less than 64 KiB (most mail) is held in one pooled buffer until
+// it is delivered, at most 256 of them at once (16 MiB); a larger body, or
+// any past that, is streamed into a spool file in SpoolDir, so memory stays
+// bounded whatever clients send. Writing every body to the spool file and
+// reading it back cost a tenth of the server's CPU per 10 KB delivery. The
+// file is unlinked right after it is created and read back through its
 // open descriptor, so a client vanishing mid-DATA, a refused message or a
 // crash leaves nothing behind and nothing is delivered. A connection keeps
 // its spool file from one message to the next (spool.go): creating and

@@ -396,6 +396,13 @@ func TestInboundDeliveryByteExact(t *testing.T) {
 		{"big", "Subject: big\r\n\r\n" + strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyz\r\n", spoolKeepBytes/38+100)},
 		{"small after big", "Subject: s\r\n\r\nsmall\r\n"},
 		{"smaller", "S: t\r\n\r\nx\r\n"},
+		// Up to spoolBufSize a message is held in memory (receive); at
+		// and past it, it goes to the spool file starting with what was
+		// read.
+		{"memory, one short of the buffer", messageOfSize(spoolBufSize - 1)},
+		{"file, exactly the buffer", messageOfSize(spoolBufSize)},
+		{"file, one past the buffer", messageOfSize(spoolBufSize + 1)},
+		{"memory after file", messageOfSize(100)},
 	}
 	for i, b := range bodies {
 		if err := send(t, c, "sender@remote.test", []string{"bob@example.org"}, b.msg); err != nil {
@@ -413,6 +420,49 @@ func TestInboundDeliveryByteExact(t *testing.T) {
 		if rest := bodyAfterTrace(t, got); string(rest) != want {
 			t.Errorf("%s: stored body %q, want %q", b.name, rest, want)
 		}
+	}
+}
+
+// messageOfSize is a message of exactly n octets (n >= 40), CRLF lines,
+// none starting with a dot.
+func messageOfSize(n int) string {
+	var b strings.Builder
+	b.WriteString("Subject: sized\r\n\r\n")
+	for n-b.Len() > 156 {
+		b.WriteString(strings.Repeat("x", 76) + "\r\n")
+	}
+	// The rest in two lines, CRLF each.
+	r := n - b.Len()
+	b.WriteString(strings.Repeat("x", r/2-2) + "\r\n")
+	b.WriteString(strings.Repeat("x", r-r/2-2) + "\r\n")
+	return b.String()
+}
+
+func TestMessageOfSize(t *testing.T) {
+	for _, n := range []int{40, 100, 157, 158, 1000, spoolBufSize - 1, spoolBufSize, spoolBufSize + 1} {
+		if got := len(messageOfSize(n)); got != n {
+			t.Errorf("messageOfSize(%d) is %d octets", n, got)
+		}
+	}
+}
+
+// TestReceiveToFileWhenMemoryIsTaken: with maxMemSpools messages held in
+// memory, a small message goes to the spool file, stored the same.
+func TestReceiveToFileWhenMemoryIsTaken(t *testing.T) {
+	memSpools.Add(maxMemSpools)
+	defer memSpools.Add(-maxMemSpools)
+	ts := newTestServer(t)
+	c, err := smtp.Dial(ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := messageOfSize(300)
+	if err := send(t, c, "sender@remote.test", []string{"bob@example.org"}, msg); err != nil {
+		t.Fatal(err)
+	}
+	if got := bodyAfterTrace(t, ts.messages("bob@example.org")[0]); string(got) != msg {
+		t.Fatalf("stored %q, want %q", got, msg)
 	}
 }
 
