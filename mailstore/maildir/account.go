@@ -424,6 +424,9 @@ type wtx struct {
 	usedDelta int64
 	// local holds the statements bound to this transaction (closed with it).
 	local map[string]*sql.Stmt
+	// synced is how many of the account's synced journal rows this
+	// transaction deletes (deleteSynced).
+	synced int
 }
 
 // stmt returns q prepared for the transaction. The write pool has one
@@ -559,11 +562,14 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		return a.wrapErr(fmt.Errorf("maildir: begin: %w", err))
 	}
 	w := &wtx{Tx: tx, a: a, ctx: ctx}
-	synced, err := w.deleteSynced()
-	if err != nil {
-		tx.Rollback()
-		a.wmu.Unlock()
-		return a.wrapErr(fmt.Errorf("maildir: %w", err))
+	if durable {
+		// Relaxed writes (flags, expunges) stay small: the journal's
+		// rows go with durable ones, or the WAL's fold.
+		if err := w.deleteSynced(); err != nil {
+			tx.Rollback()
+			a.wmu.Unlock()
+			return a.wrapErr(fmt.Errorf("maildir: %w", err))
+		}
 	}
 	unlinked := a.unlinked
 	if len(unlinked) > 0 {
@@ -586,7 +592,7 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 	}
 	a.committed(durable)
 	a.armFold()
-	a.forgetSynced(synced)
+	a.forgetSynced(w.synced)
 	if len(unlinked) > 0 {
 		a.unlinked = a.unlinked[len(unlinked):]
 	}

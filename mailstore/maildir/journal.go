@@ -277,19 +277,19 @@ func (a *account) journalBusy() (held, synced bool) {
 }
 
 // deleteSynced deletes, in the caller's write transaction, the pending rows
-// of synced files, and returns how many to forget once it commits
-// (forgetSynced).
-func (w *wtx) deleteSynced() (int, error) {
+// of synced files; writeTx forgets them once it commits (forgetSynced).
+func (w *wtx) deleteSynced() error {
 	a := w.a
 	a.j.mu.Lock()
-	ids := append([]int64(nil), a.j.synced...)
+	ids := append([]int64(nil), a.j.synced[w.synced:]...)
 	a.j.mu.Unlock()
 	for _, id := range ids {
 		if _, err := w.Exec(`DELETE FROM pending WHERE id = ?`, id); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	return len(ids), nil
+	w.synced += len(ids)
+	return nil
 }
 
 func (a *account) forgetSynced(n int) {
@@ -317,7 +317,7 @@ func (a *account) settleJournal() {
 		_, synced = a.journalBusy()
 	}
 	if synced {
-		if err := a.write(context.Background(), func(*wtx) error { return nil }); err != nil {
+		if err := a.write(context.Background(), func(*wtx) error { return nil }); err != nil { // deletes them
 			a.log.Warn("delete synced journal rows", "err", err)
 		}
 	}
