@@ -174,6 +174,11 @@ func (s *fakeSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (s *fakeSession) Data(r io.Reader) error {
+	// A session that enters DATA while stalled stays stalled, even if the
+	// test lifts the stall while the body is still coming in.
+	s.f.mu.Lock()
+	stall := s.f.stall
+	s.f.mu.Unlock()
 	select {
 	case s.f.inData <- struct{}{}:
 	default:
@@ -183,7 +188,6 @@ func (s *fakeSession) Data(r io.Reader) error {
 		return err
 	}
 	s.f.mu.Lock()
-	stall := s.f.stall
 	var reply *smtp.SMTPError
 	if len(s.f.data) > 0 {
 		reply = s.f.data[0]
