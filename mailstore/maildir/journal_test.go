@@ -151,17 +151,10 @@ func TestJournalCopyFailsWithoutSync(t *testing.T) {
 // pending row.
 func TestJournalRecovery(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, dir := newTestStore(t, Options{})
 	testHookSyncFiles = func([]string) error { return errors.New("injected: power lost") }
 	t.Cleanup(func() { testHookSyncFiles = nil })
-	acc, err := s.Open(ctx, testAccount)
-	if err != nil {
-		t.Fatal(err)
-	}
+	acc := openAccount(t, s, testAccount)
 	var msgs []string
 	var files []string
 	var uids []imap.UID
@@ -250,15 +243,8 @@ func TestJournalRecovery(t *testing.T) {
 // and leaves no pending row.
 func TestJournalCleanClose(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	s, err := Open(ctx, dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acc, err := s.Open(ctx, testAccount)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, dir := newTestStore(t, Options{})
+	acc := openAccount(t, s, testAccount)
 	for range 3 {
 		deliver(t, acc, testMessage("quick", "x"))
 	}
