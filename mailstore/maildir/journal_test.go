@@ -16,6 +16,12 @@ import (
 	"github.com/posthouse/posthouse/mailstore"
 )
 
+// syncHook replaces the journal's syncs for the test.
+func syncHook(t *testing.T, fn func(paths []string) error) {
+	testHookSyncFiles = fn
+	t.Cleanup(func() { testHookSyncFiles = nil })
+}
+
 // pendingRows counts an account's journal rows.
 func pendingRows(t *testing.T, acc mailstore.Account) int {
 	t.Helper()
@@ -48,14 +54,13 @@ func TestJournalSmallAndLarge(t *testing.T) {
 	var synced [][]string
 	var mu sync.Mutex
 	release := make(chan struct{})
-	testHookSyncFiles = func(paths []string) error {
+	syncHook(t, func(paths []string) error {
 		<-release
 		mu.Lock()
 		synced = append(synced, slices.Clone(paths))
 		mu.Unlock()
 		return nil
-	}
-	t.Cleanup(func() { testHookSyncFiles = nil })
+	})
 
 	small := deliver(t, acc, testMessage("small", "x"))
 	big := deliver(t, acc, testMessage("big", strings.Repeat("y", journalMax)))
@@ -102,13 +107,12 @@ func TestJournalCopyWaitsForSync(t *testing.T) {
 	acc := openAccount(t, s, testAccount)
 	var mu sync.Mutex
 	var synced []string
-	testHookSyncFiles = func(paths []string) error {
+	syncHook(t, func(paths []string) error {
 		mu.Lock()
 		synced = append(synced, paths...)
 		mu.Unlock()
 		return nil
-	}
-	t.Cleanup(func() { testHookSyncFiles = nil })
+	})
 	if _, err := acc.CreateMailbox(ctx, "Copied", ""); err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +134,7 @@ func TestJournalCopyFailsWithoutSync(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestStore(t, Options{})
 	acc := openAccount(t, s, testAccount)
-	testHookSyncFiles = func([]string) error { return errors.New("injected EIO") }
-	t.Cleanup(func() { testHookSyncFiles = nil })
+	syncHook(t, func([]string) error { return errors.New("injected EIO") })
 	res := deliver(t, acc, testMessage("stuck", "x"))
 	_, err := acc.Copy(ctx, res.MailboxID, imap.UIDSetNum(res.UID), "INBOX")
 	if err == nil || !strings.Contains(err.Error(), "injected EIO") {
@@ -152,8 +155,7 @@ func TestJournalCopyFailsWithoutSync(t *testing.T) {
 func TestJournalRecovery(t *testing.T) {
 	ctx := context.Background()
 	s, dir := newTestStore(t, Options{})
-	testHookSyncFiles = func([]string) error { return errors.New("injected: power lost") }
-	t.Cleanup(func() { testHookSyncFiles = nil })
+	syncHook(t, func([]string) error { return errors.New("injected: power lost") })
 	acc := openAccount(t, s, testAccount)
 	var msgs []string
 	var files []string
