@@ -6,13 +6,17 @@ import (
 	"path/filepath"
 )
 
-// SyncFiles makes the given files' data and names durable at once: each
-// file and the directory holding it. On Linux it is one syncfs(2) per file
-// system they live on, a single device flush for any number of files
-// (syncfs also writes whatever else is dirty there); elsewhere each file
-// and each directory is fsynced. A file or directory removed meanwhile is
+// SyncFiles writes the given files' data and names (each file and the
+// directory holding it) to the device, and waits for them. On Linux it is
+// one syncfs(2) per file system they live on, a single device flush for
+// any number of files (syncfs also writes whatever else is dirty there);
+// elsewhere each file and each directory is fsynced. On a file system
+// without a journal (ext4 without one, ext2), syncfs flushes the device's
+// cache before it writes the last inode table and directory blocks: those
+// are on stable storage only after the next flush, which any later fsync
+// on that file system issues. A file or directory removed meanwhile is
 // skipped. The first error is returned; the files are then not known to be
-// durable.
+// written.
 func SyncFiles(paths []string) error {
 	return syncFiles(paths)
 }

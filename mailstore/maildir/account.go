@@ -556,6 +556,10 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		a.wmu.Unlock()
 		return a.wrapErr(fmt.Errorf("maildir: synchronous: %w", err))
 	}
+	var flush uint64 // a durable commit ends with a device flush (journal.go)
+	if durable {
+		flush = a.flushBegin()
+	}
 	tx, err := a.db.Write.BeginTx(ctx, nil)
 	if err != nil {
 		a.wmu.Unlock()
@@ -589,6 +593,9 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 	if err := tx.Commit(); err != nil {
 		a.wmu.Unlock()
 		return a.wrapErr(fmt.Errorf("maildir: commit: %w", err))
+	}
+	if durable {
+		a.flushEnd(flush)
 	}
 	a.committed(durable)
 	a.armFold()

@@ -44,8 +44,9 @@
 // one WAL fsync makes the message durable; the caller hears of success
 // after one device flush instead of two in a row. The store's journal then
 // syncs the files of every account in batches (one syncfs per 20 ms at
-// most, on Linux) and the accounts' next writes delete the copies; a clean
-// close leaves none. After a crash, the first open in a process rewrites
+// most, on Linux), and a copy is deleted once a device flush begun after
+// its file's sync has ended (the account's next durable commit, or an
+// fsync when it goes idle); a clean close leaves none. After a crash, the first open in a process rewrites
 // the file of every message still having a copy, fsynced, before
 // reconciliation runs, so an acknowledged message never comes back missing
 // or torn; a marked file without a row (its commit never happened, so it

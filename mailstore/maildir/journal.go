@@ -23,10 +23,15 @@ import (
 // device flush instead of two in a row (the file's fsync, then the commit
 // beside the fsync of cur/).
 //
-// The store's journal then makes the files durable in batches, one
-// syncfs(2) for every message that arrived in the last journalSyncEvery,
-// and the next write transaction of each account deletes their pending
-// rows. Until then a message is in two places: its file (in the page cache
+// The store's journal then writes the files out in batches, one syncfs(2)
+// for every message that arrived in the last journalSyncEvery. A pending
+// row goes only once a device flush that began after that sync has ended
+// (a durable commit of the account, or the fsync its WAL fold makes when
+// it is idle): on a file system without a journal, syncfs leaves the last
+// inode and directory blocks in the device's volatile cache
+// (durable.SyncFiles), and a row deleted before they are flushed could
+// reach the disk without them. The account's next durable write, or its
+// fold, then deletes the row. Until then a message is in two places: its file (in the page cache
 // at least) and its row's copy. After a crash (the first open in a
 // process) recoverJournal rewrites, from the copy, the file of every
 // pending row whose message is still there, fsynced, before
@@ -225,7 +230,18 @@ func (j *journal) sync(batch []journaled) error {
 type journalState struct {
 	mu     sync.Mutex
 	held   map[string]int64 // messagePath → pending row, until synced
-	synced []int64          // pending rows the next write deletes
+	synced []syncedRow      // pending rows of synced files, in sync order
+	// flushes counts the device flushes begun for the account (durable
+	// commits, the fold's fsync); flushed is the highest of them ended. A
+	// synced row may be deleted once flushed passes its flushes.
+	flushes, flushed uint64
+}
+
+// syncedRow is the pending row of a synced file, with the account's
+// flushes count when the sync ended.
+type syncedRow struct {
+	id      int64
+	flushes uint64
 }
 
 // journalHold records a message's file as not yet durable, before its
@@ -246,13 +262,30 @@ func (a *account) journalRelease(key string) {
 	a.j.mu.Unlock()
 }
 
-// journalSynced moves a synced file's pending row to the next write.
+// journalSynced moves a synced file's pending row to the rows a write
+// deletes once a flush begun from now on has ended.
 func (a *account) journalSynced(key string, id int64) {
 	a.j.mu.Lock()
 	if a.j.held[key] == id {
 		delete(a.j.held, key)
 	}
-	a.j.synced = append(a.j.synced, id)
+	a.j.synced = append(a.j.synced, syncedRow{id: id, flushes: a.j.flushes})
+	a.j.mu.Unlock()
+}
+
+// flushBegin counts a device flush about to begin (a durable commit, an
+// fsync) and returns its number for flushEnd.
+func (a *account) flushBegin() uint64 {
+	a.j.mu.Lock()
+	defer a.j.mu.Unlock()
+	a.j.flushes++
+	return a.j.flushes
+}
+
+// flushEnd records that flush n has ended.
+func (a *account) flushEnd(n uint64) {
+	a.j.mu.Lock()
+	a.j.flushed = max(a.j.flushed, n)
 	a.j.mu.Unlock()
 }
 
@@ -268,8 +301,8 @@ func (a *account) journalHeld(keys []string) bool {
 	return false
 }
 
-// journalBusy reports whether the account has files not yet durable or
-// pending rows to delete.
+// journalBusy reports whether the account has files not yet synced, and
+// pending rows of synced files.
 func (a *account) journalBusy() (held, synced bool) {
 	a.j.mu.Lock()
 	defer a.j.mu.Unlock()
@@ -277,11 +310,18 @@ func (a *account) journalBusy() (held, synced bool) {
 }
 
 // deleteSynced deletes, in the caller's write transaction, the pending rows
-// of synced files; writeTx forgets them once it commits (forgetSynced).
+// of synced files that a flush has covered since; writeTx forgets them
+// once it commits (forgetSynced).
 func (w *wtx) deleteSynced() error {
 	a := w.a
 	a.j.mu.Lock()
-	ids := append([]int64(nil), a.j.synced[w.synced:]...)
+	var ids []int64
+	for _, r := range a.j.synced[w.synced:] {
+		if r.flushes >= a.j.flushed {
+			break // in sync order: the rest came later
+		}
+		ids = append(ids, r.id)
+	}
 	a.j.mu.Unlock()
 	for _, id := range ids {
 		if _, err := w.Exec(`DELETE FROM pending WHERE id = ?`, id); err != nil {
@@ -290,6 +330,24 @@ func (w *wtx) deleteSynced() error {
 	}
 	w.synced += len(ids)
 	return nil
+}
+
+// releaseSynced deletes every synced file's pending row, when the account
+// has no durable write coming to do it (an idle account's fold, a close):
+// an fsync of the account's directory first provides the flush the rows
+// wait for, then a write (durable or relaxed) deletes them.
+func (a *account) releaseSynced(ctx context.Context, durableWrite bool) error {
+	n := a.flushBegin()
+	if err := durable.SyncDir(a.dir); err != nil {
+		return err
+	}
+	a.flushEnd(n)
+	return a.writeTx(ctx, durableWrite, func(w *wtx) error {
+		if durableWrite {
+			return nil // writeTx deletes them
+		}
+		return w.deleteSynced()
+	})
 }
 
 func (a *account) forgetSynced(n int) {
@@ -317,7 +375,7 @@ func (a *account) settleJournal() {
 		_, synced = a.journalBusy()
 	}
 	if synced {
-		if err := a.write(context.Background(), func(*wtx) error { return nil }); err != nil { // deletes them
+		if err := a.releaseSynced(context.Background(), true); err != nil {
 			a.log.Warn("delete synced journal rows", "err", err)
 		}
 	}

@@ -80,8 +80,9 @@ func TestJournalSmallAndLarge(t *testing.T) {
 		t.Fatalf("synced %v, want [[%s]]", synced, smallFile)
 	}
 	mu.Unlock()
-	// A relaxed write (flags) leaves the synced rows; a durable one takes
-	// them.
+	// A relaxed write (flags) leaves the synced rows. A durable one ends
+	// with the device flush they wait for, so the durable write after it
+	// takes them.
 	if _, err := acc.StoreFlags(ctx, small.MailboxID, imap.UIDSetNum(small.UID), mailstore.FlagsAdd, []imap.Flag{imap.FlagSeen}, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -91,8 +92,14 @@ func TestJournalSmallAndLarge(t *testing.T) {
 	if _, err := acc.CreateMailbox(ctx, "After", ""); err != nil {
 		t.Fatal(err)
 	}
+	if n := pendingRows(t, acc); n != 1 {
+		t.Fatalf("%d pending rows after the sync and the first durable write, want 1", n)
+	}
+	if _, err := acc.CreateMailbox(ctx, "After2", ""); err != nil {
+		t.Fatal(err)
+	}
 	if n := pendingRows(t, acc); n != 0 {
-		t.Fatalf("%d pending rows after the sync and a durable write, want 0", n)
+		t.Fatalf("%d pending rows after the sync and two durable writes, want 0", n)
 	}
 	if got := readMessage(t, acc, small.MailboxID, small.UID); got != testMessage("small", "x") {
 		t.Fatalf("small message read back as %q", got)

@@ -53,7 +53,7 @@ func (a *account) foldWAL() {
 	if _, synced := a.journalBusy(); synced {
 		// Synced journal rows go first, so their pages are given back
 		// below. (The write arms the fold again: a no-op then.)
-		if err := a.writeRelaxed(context.Background(), func(w *wtx) error { return w.deleteSynced() }); err != nil {
+		if err := a.releaseSynced(context.Background(), false); err != nil {
 			a.log.Warn("delete synced journal rows", "err", err)
 		}
 	}
