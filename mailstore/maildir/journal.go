@@ -24,25 +24,26 @@ import (
 // beside the fsync of cur/).
 //
 // The store's journal then writes the files out in batches, one syncfs(2)
-// for every message that arrived in the last journalSyncEvery. A pending
-// row goes only once a device flush that began after that sync has ended
-// (a durable commit of the account, or the fsync its WAL fold makes when
-// it is idle): on a file system without a journal, syncfs leaves the last
-// inode and directory blocks in the device's volatile cache
-// (durable.SyncFiles), and a row deleted before they are flushed could
-// reach the disk without them. The account's next durable write, or its
-// fold, then deletes the row. Until then a message is in two places: its file (in the page cache
-// at least) and its row's copy. After a crash (the first open in a
-// process) recoverJournal rewrites, from the copy, the file of every
-// pending row whose message is still there, fsynced, before
-// reconciliation looks at the files, whatever the file held; so no
-// acknowledged message is lost or comes back torn. A journalName file
-// without a row was never acknowledged (its row did not commit) and may
-// hold anything after a power loss: reconciliation removes it.
+// for every message that arrived in the last journalSyncEvery. A pending row
+// goes only once a device flush that began after that sync has ended (a
+// durable commit of the account, or the fsync its WAL fold makes when it is
+// idle): on a file system without a journal, syncfs leaves the last inode
+// and directory blocks in the device's volatile cache (durable.SyncFiles),
+// and a row deleted before they are flushed could reach the disk without
+// them. The account's next durable write, or its fold, then deletes the row.
+// Until then a message is in two places: its file (in the page cache at
+// least) and its row's copy. After a crash (the first open in a process)
+// recoverJournal rewrites, from the copy, the file of every pending row
+// whose message is still there, fsynced, before reconciliation looks at the
+// files, whatever the file held; so no acknowledged message is lost or comes
+// back torn. A journalName file without a row was never acknowledged (its
+// row did not commit) and may hold anything after a power loss:
+// reconciliation removes it.
 //
 // COPY and MOVE hard-link files; a link to a file not yet durable would
 // outlive its pending row, so they first wait for the journal to sync
-// the files they link (flush).
+// the files they link (flush). Their own fsync of the target cur/, before
+// their commit, then flushes what syncfs wrote.
 const (
 	journalMax       = 64 << 10
 	journalSyncEvery = 20 * time.Millisecond
