@@ -427,6 +427,10 @@ type wtx struct {
 	// synced is how many of the account's synced journal rows this
 	// transaction deletes (deleteSynced).
 	synced int
+	// wrote: the transaction certainly changes the index, so a durable
+	// commit of it fsyncs the WAL (a commit that changes nothing writes
+	// nothing); the journal counts only such commits as flushes.
+	wrote bool
 }
 
 // stmt returns q prepared for the transaction. The write pool has one
@@ -556,7 +560,7 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		a.wmu.Unlock()
 		return a.wrapErr(fmt.Errorf("maildir: synchronous: %w", err))
 	}
-	var flush uint64 // a durable commit ends with a device flush (journal.go)
+	var flush uint64 // a durable commit that writes ends with a device flush (journal.go)
 	if durable {
 		flush = a.flushBegin()
 	}
@@ -594,7 +598,7 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		a.wmu.Unlock()
 		return a.wrapErr(fmt.Errorf("maildir: commit: %w", err))
 	}
-	if durable {
+	if durable && w.wrote {
 		a.flushEnd(flush)
 	}
 	a.committed(durable)

@@ -452,6 +452,7 @@ func (a *account) commitBatch(batch []*pendingAppend) {
 				a.journalHold(messagePath(pa.mb.ID, pa.rel), pa.journalID)
 			}
 			w.usedDelta += pa.size
+			w.wrote = true
 			if count >= 0 {
 				count++
 			}

@@ -26,8 +26,8 @@ import (
 // The store's journal then writes the files out in batches, one syncfs(2)
 // for every message that arrived in the last journalSyncEvery. A pending row
 // goes only once a device flush that began after that sync has ended (a
-// durable commit of the account, or the fsync its WAL fold makes when it is
-// idle): on a file system without a journal, syncfs leaves the last inode
+// durable commit of the account that certainly writes, such as a delivery,
+// or the fsync its WAL fold makes when it is idle): on a file system without a journal, syncfs leaves the last inode
 // and directory blocks in the device's volatile cache (durable.SyncFiles),
 // and a row deleted before they are flushed could reach the disk without
 // them. The account's next durable write, or its fold, then deletes the row.
@@ -330,6 +330,7 @@ func (w *wtx) deleteSynced() error {
 		}
 	}
 	w.synced += len(ids)
+	w.wrote = w.wrote || len(ids) > 0
 	return nil
 }
 
