@@ -33,10 +33,11 @@ const spoolBufSize = 64 << 10
 
 var spoolBufs = sync.Pool{New: func() any { b := make([]byte, spoolBufSize); return &b }}
 
-// Data receives the message (in memory or a spool file), then makes a durable copy in
-// every local account and one queue entry for the foreign recipients. It
-// returns a 250 reply (as an *smtp.SMTPError with code 250, so the reply can
-// carry our message id) only when all of them are durable.
+// Data receives the message (in memory or a spool file, receive), then
+// makes a durable copy in every local account and one queue entry for the
+// foreign recipients. It returns a 250 reply (as an *smtp.SMTPError with
+// code 250, so the reply can carry our message id) only when all of them
+// are durable.
 func (s *session) Data(r io.Reader) (err error) {
 	defer s.observe("data", &err)
 	if h := s.s.dataHook.Load(); h != nil {
