@@ -344,12 +344,8 @@ func (a *account) releaseSynced(ctx context.Context, durableWrite bool) error {
 		return err
 	}
 	a.flushEnd(n)
-	return a.writeTx(ctx, durableWrite, func(w *wtx) error {
-		if durableWrite {
-			return nil // writeTx deletes them
-		}
-		return w.deleteSynced()
-	})
+	// (A durable writeTx deletes them itself; the call then finds none.)
+	return a.writeTx(ctx, durableWrite, func(w *wtx) error { return w.deleteSynced() })
 }
 
 func (a *account) forgetSynced(n int) {
