@@ -3,7 +3,6 @@ package maildir
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,9 +57,7 @@ type account struct {
 	// (walsize.go); under wmu.
 	fold *time.Timer
 
-	stmtMu   sync.Mutex
-	wpending map[string]bool
-	wstmts   map[string]*sql.Stmt
+	stmtMu sync.Mutex // guards db for readers
 
 	watchMu  sync.Mutex
 	watchSeq uint64
@@ -107,8 +104,6 @@ func newAccount(s *Store, name string) *account {
 		dir:      filepath.Join(s.dir, accountDirName(name)),
 		log:      s.log.With("user", name),
 		ready:    make(chan struct{}),
-		wstmts:   make(map[string]*sql.Stmt),
-		wpending: make(map[string]bool),
 		inflight: make(map[string]struct{}),
 	}
 }
@@ -329,10 +324,6 @@ func (a *account) close() error {
 		a.fold.Stop()
 	}
 	a.stmtMu.Lock()
-	for _, st := range a.wstmts {
-		st.Close()
-	}
-	a.wstmts = map[string]*sql.Stmt{}
 	db := a.db
 	a.db = nil
 	a.stmtMu.Unlock()
@@ -361,13 +352,8 @@ func (a *account) readTx(ctx context.Context, fn func(r *rtx) error) error {
 		return a.wrapErr(err)
 	}
 	err = fn(&rtx{c: c, a: a, ctx: qctx})
-	if _, rerr := c.ExecContext(qctx, `ROLLBACK`); rerr != nil {
-		// A connection left inside a transaction must not go back to
-		// the pool.
-		c.Raw(func(any) error { return driver.ErrBadConn })
-		if err == nil {
-			err = rerr
-		}
+	if rerr := sqlitedb.EndTx(qctx, c, `ROLLBACK`); err == nil {
+		err = rerr
 	}
 	return a.wrapErr(err)
 }
@@ -413,17 +399,15 @@ func (r *rtx) queryRow(q string, args ...any) *sql.Row {
 
 // wtx is a write transaction with what happens after it commits.
 type wtx struct {
-	*sql.Tx
+	c       *sql.Conn
 	a       *account
-	ctx     context.Context
+	ctx     context.Context // Quiet
 	events  []mailstore.Event
 	modseqs map[int64]uint64
 	// trash paths (relative to the account directory) to remove once
 	// committed; their rows are in the trash table.
 	trash     []string
 	usedDelta int64
-	// local holds the statements bound to this transaction (closed with it).
-	local map[string]*sql.Stmt
 	// synced is how many of the account's synced journal rows this
 	// transaction deletes (deleteSynced).
 	synced int
@@ -433,79 +417,18 @@ type wtx struct {
 	wrote bool
 }
 
-// stmt returns q prepared for the transaction. The write pool has one
-// connection, which the transaction holds, so a statement seen for the first
-// time is prepared on the transaction and queued to be prepared on the pool
-// before the next transaction; from then on it is reused.
-func (w *wtx) stmt(q string) (*sql.Stmt, error) {
-	a := w.a
-	a.stmtMu.Lock()
-	st := a.wstmts[q]
-	if st == nil {
-		a.wpending[q] = true
-	}
-	a.stmtMu.Unlock()
-	if ts := w.local[q]; ts != nil {
-		return ts, nil
-	}
-	var ts *sql.Stmt
-	if st == nil {
-		var err error
-		if ts, err = w.PrepareContext(w.ctx, q); err != nil {
-			return nil, err
-		}
-	} else {
-		ts = w.StmtContext(w.ctx, st)
-	}
-	if w.local == nil {
-		w.local = make(map[string]*sql.Stmt)
-	}
-	w.local[q] = ts
-	return ts, nil
-}
-
-// prepareWrites prepares the queued write statements; the caller holds wmu
-// and no transaction.
-func (a *account) prepareWrites(ctx context.Context) {
-	a.stmtMu.Lock()
-	defer a.stmtMu.Unlock()
-	if a.db == nil {
-		return
-	}
-	for q := range a.wpending {
-		st, err := a.db.Write.PrepareContext(ctx, q)
-		if err != nil {
-			a.log.Error("prepare statement", "err", err)
-			continue
-		}
-		a.wstmts[q] = st
-		delete(a.wpending, q)
-	}
-}
-
-// Exec runs a prepared statement in the transaction.
+// Exec, Query and QueryRow run statements by text: go-sqlite3 keeps them
+// prepared on the write connection (sqlitedb's statement cache).
 func (w *wtx) Exec(q string, args ...any) (sql.Result, error) {
-	st, err := w.stmt(q)
-	if err != nil {
-		return nil, err
-	}
-	return st.ExecContext(w.ctx, args...)
+	return w.c.ExecContext(w.ctx, q, args...)
 }
 
 func (w *wtx) Query(q string, args ...any) (*sql.Rows, error) {
-	st, err := w.stmt(q)
-	if err != nil {
-		return nil, err
-	}
-	return st.QueryContext(w.ctx, args...)
+	return w.c.QueryContext(w.ctx, q, args...)
 }
 
 func (w *wtx) QueryRow(q string, args ...any) *sql.Row {
-	st, err := w.stmt(q)
-	if err != nil {
-		return w.Tx.QueryRowContext(w.ctx, q, args...)
-	}
-	return st.QueryRowContext(w.ctx, args...)
+	return w.c.QueryRowContext(w.ctx, q, args...)
 }
 
 // bump gives the mailbox its next modseq, once per transaction: every
@@ -555,48 +478,15 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		a.wmu.Unlock()
 		return mailstore.ErrClosed
 	}
-	a.prepareWrites(ctx)
-	if err := a.setSynchronous(ctx, durable); err != nil {
-		a.wmu.Unlock()
-		return a.wrapErr(fmt.Errorf("maildir: synchronous: %w", err))
-	}
 	var flush uint64 // a durable commit that writes ends with a device flush (journal.go)
 	if durable {
 		flush = a.flushBegin()
 	}
-	tx, err := a.db.Write.BeginTx(ctx, nil)
+	unlinked := a.unlinked
+	w, err := a.commitTx(ctx, durable, unlinked, fn)
 	if err != nil {
 		a.wmu.Unlock()
-		return a.wrapErr(fmt.Errorf("maildir: begin: %w", err))
-	}
-	w := &wtx{Tx: tx, a: a, ctx: ctx}
-	if durable {
-		// Relaxed writes (flags, expunges) stay small: the journal's
-		// rows go with durable ones, or the WAL's fold.
-		if err := w.deleteSynced(); err != nil {
-			tx.Rollback()
-			a.wmu.Unlock()
-			return a.wrapErr(fmt.Errorf("maildir: %w", err))
-		}
-	}
-	unlinked := a.unlinked
-	if len(unlinked) > 0 {
-		for _, p := range unlinked {
-			if _, err := w.Exec(`DELETE FROM trash WHERE path = ?`, p); err != nil {
-				tx.Rollback()
-				a.wmu.Unlock()
-				return a.wrapErr(fmt.Errorf("maildir: %w", err))
-			}
-		}
-	}
-	if err := fn(w); err != nil {
-		tx.Rollback()
-		a.wmu.Unlock()
 		return a.wrapErr(err)
-	}
-	if err := tx.Commit(); err != nil {
-		a.wmu.Unlock()
-		return a.wrapErr(fmt.Errorf("maildir: commit: %w", err))
 	}
 	if durable && w.wrote {
 		a.flushEnd(flush)
@@ -622,6 +512,58 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 			a.removeTrash(w.trash)
 		} else {
 			a.removeTrashLater(w.trash)
+		}
+	}
+	return nil
+}
+
+// commitTx runs fn in a transaction and commits it; the caller holds wmu.
+// The transaction is BEGIN IMMEDIATE and COMMIT on the write pool's one
+// connection, its statements under a Quiet context: database/sql starts no
+// goroutine for it (a sql.Tx watches its context with one, and so does
+// every query under a cancellable context). Before fn it deletes the rows
+// of trash already unlinked and, when durable, of synced journal entries.
+func (a *account) commitTx(ctx context.Context, durable bool, unlinked []string, fn func(w *wtx) error) (*wtx, error) {
+	c, err := a.db.Write.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("maildir: begin: %w", err)
+	}
+	defer c.Close()
+	qctx := sqlitedb.Quiet(ctx)
+	if err := a.setSynchronous(qctx, c, durable); err != nil {
+		return nil, fmt.Errorf("maildir: synchronous: %w", err)
+	}
+	if _, err := c.ExecContext(qctx, `BEGIN IMMEDIATE`); err != nil {
+		return nil, fmt.Errorf("maildir: begin: %w", err)
+	}
+	w := &wtx{c: c, a: a, ctx: qctx}
+	err = w.prelude(durable, unlinked)
+	if err == nil {
+		err = fn(w)
+	}
+	if err != nil {
+		sqlitedb.EndTx(qctx, c, `ROLLBACK`)
+		return nil, err
+	}
+	if err := sqlitedb.EndTx(qctx, c, `COMMIT`); err != nil {
+		return nil, fmt.Errorf("maildir: commit: %w", err)
+	}
+	return w, nil
+}
+
+// prelude deletes, first in a write transaction, the rows of trash already
+// unlinked and, in a durable one, of synced journal entries (relaxed
+// writes, flags and expunges, stay small: those rows go with durable ones,
+// or the WAL's fold).
+func (w *wtx) prelude(durable bool, unlinked []string) error {
+	if durable {
+		if err := w.deleteSynced(); err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
+	}
+	for _, p := range unlinked {
+		if _, err := w.Exec(`DELETE FROM trash WHERE path = ?`, p); err != nil {
+			return fmt.Errorf("maildir: %w", err)
 		}
 	}
 	return nil

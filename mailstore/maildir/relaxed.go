@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"sync"
@@ -34,11 +35,11 @@ type relaxedState struct {
 	paths []string
 }
 
-// setSynchronous sets the write connection's synchronous mode for the next
-// transaction. The caller holds wmu and no transaction. A connection that
+// setSynchronous sets the write connection c's synchronous mode for the
+// next transaction. The caller holds wmu and no transaction. A connection that
 // database/sql replaces opens with the DSN's FULL, so a stale normal flag
 // only ever errs on the durable side.
-func (a *account) setSynchronous(ctx context.Context, durable bool) error {
+func (a *account) setSynchronous(ctx context.Context, c *sql.Conn, durable bool) error {
 	if a.relaxed.normal == !durable {
 		return nil
 	}
@@ -46,7 +47,7 @@ func (a *account) setSynchronous(ctx context.Context, durable bool) error {
 	if !durable {
 		mode = "NORMAL"
 	}
-	if _, err := a.db.Write.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
+	if _, err := c.ExecContext(ctx, "PRAGMA synchronous = "+mode); err != nil {
 		return err
 	}
 	a.relaxed.normal = !durable

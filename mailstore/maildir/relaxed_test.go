@@ -2,6 +2,7 @@ package maildir
 
 import (
 	"context"
+	"runtime/metrics"
 	"testing"
 
 	"github.com/emersion/go-imap/v2"
@@ -70,5 +71,36 @@ func TestRelaxedCommits(t *testing.T) {
 	snap, err := acc.Snapshot(ctx, id)
 	if err != nil || len(snap.Messages) != 2 {
 		t.Fatalf("snapshot: %v, %d messages", err, len(snap.Messages))
+	}
+}
+
+// TestWritesStartNoGoroutine: write transactions under a cancellable
+// context (every protocol command's) run on the caller's goroutine. A
+// sql.Tx would start one per transaction, and one per query that returns
+// rows; 100 flag changes and a delivery start almost none.
+func TestWritesStartNoGoroutine(t *testing.T) {
+	s, _ := newTestStore(t, Options{})
+	acc := openAccount(t, s, testAccount)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := deliver(t, acc, testMessage("one", "x"))
+	created := func() uint64 {
+		s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindUint64 {
+			t.Skip("no goroutine count in runtime/metrics")
+		}
+		return s[0].Value.Uint64()
+	}
+	before := created()
+	for i := 0; i < 50; i++ {
+		for _, op := range []mailstore.FlagOp{mailstore.FlagsAdd, mailstore.FlagsRemove} {
+			if _, err := acc.StoreFlags(ctx, m.MailboxID, imap.UIDSetNum(m.UID), op, []imap.Flag{imap.FlagFlagged}, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := created() - before; n > 10 {
+		t.Fatalf("100 flag changes started %d goroutines", n)
 	}
 }

@@ -100,12 +100,53 @@ func Quiet(ctx context.Context) context.Context {
 	return context.WithValue(context.WithoutCancel(ctx), quietKey{}, ctx)
 }
 
+// QuietOn is Quiet(ctx) for a database opened by this package and ctx
+// itself for any other: another driver (PostgreSQL's) never sees the
+// context Quiet hides, so it would lose the cancellation.
+func QuietOn(db *sql.DB, ctx context.Context) context.Context {
+	if _, ok := db.Driver().(sqliteDriver); !ok {
+		return ctx
+	}
+	return Quiet(ctx)
+}
+
 // loud undoes Quiet.
 func loud(ctx context.Context) context.Context {
 	if p, ok := ctx.Value(quietKey{}).(context.Context); ok {
 		return p
 	}
 	return ctx
+}
+
+// EndTx ends the transaction begun by statement on c with stmt, COMMIT or
+// ROLLBACK. A failed COMMIT is rolled back; a connection still inside a
+// transaction after that must not go back to the pool, so database/sql is
+// told to drop it.
+func EndTx(ctx context.Context, c *sql.Conn, stmt string) error {
+	_, err := c.ExecContext(ctx, stmt)
+	if err == nil {
+		return nil
+	}
+	if stmt != "ROLLBACK" && inTx(c) {
+		c.ExecContext(ctx, "ROLLBACK")
+	}
+	if inTx(c) {
+		c.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	return err
+}
+
+// inTx says whether c's SQLite connection is inside a transaction (true
+// when that cannot be told).
+func inTx(c *sql.Conn) bool {
+	in := true
+	c.Raw(func(dc any) error {
+		if sc, ok := rawSQLite(dc); ok {
+			in = !sc.AutoCommit()
+		}
+		return nil
+	})
+	return in
 }
 
 // rawSQLite is the go-sqlite3 connection behind a driver connection given

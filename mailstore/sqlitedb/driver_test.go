@@ -234,3 +234,70 @@ func TestQuietReads(t *testing.T) {
 		t.Fatal("the ended context did not interrupt the query")
 	}
 }
+
+// TestQuietOn: a database of this package's driver gets a Quiet context;
+// another driver's (here go-sqlite3's own) the caller's, whose
+// cancellation it would otherwise never see.
+func TestQuietOn(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	db := openThree(t, ctx)
+	if q := QuietOn(db.Read, ctx); q.Done() != nil || loud(q) != ctx {
+		t.Fatal("QuietOn of a sqlitedb database is not Quiet")
+	}
+	other, err := sql.Open("sqlite3", ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if q := QuietOn(other, ctx); q != ctx {
+		t.Fatal("QuietOn of another driver's database hid the context")
+	}
+}
+
+// TestEndTx: a COMMIT that fails (a deferred foreign key) is rolled back,
+// so the connection goes back to the pool outside any transaction and the
+// transaction's rows are gone; a plain COMMIT and ROLLBACK end theirs.
+func TestEndTx(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "t.sqlite"), []Migration{Exec(
+		`CREATE TABLE p (id INTEGER PRIMARY KEY)`,
+		`CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)`,
+	)}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	run := func(insert, end string) error {
+		t.Helper()
+		c, err := db.Write.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ExecContext(ctx, insert); err != nil {
+			t.Fatal(err)
+		}
+		err = EndTx(ctx, c, end)
+		if inTx(c) {
+			t.Fatalf("%s left the connection in a transaction", end)
+		}
+		return err
+	}
+	if err := run(`INSERT INTO c VALUES (7)`, `COMMIT`); err == nil {
+		t.Fatal("COMMIT of a dangling foreign key succeeded")
+	}
+	if err := run(`INSERT INTO p VALUES (7)`, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(`INSERT INTO p VALUES (8)`, `COMMIT`); err != nil {
+		t.Fatal(err)
+	}
+	var rows string
+	if err := db.Read.QueryRowContext(ctx, `SELECT (SELECT group_concat(id) FROM p) || '/' || (SELECT count(*) FROM c)`).Scan(&rows); err != nil || rows != "8/0" {
+		t.Fatalf("rows %q, %v; want 8/0 (only the committed parent)", rows, err)
+	}
+}
