@@ -316,7 +316,7 @@ type lookup interface {
 	aliasTargets(ctx context.Context, address string) ([]string, bool, error)
 }
 
-// readLookup's statements run under sqlitedb.Quiet: each is one indexed
+// readLookup's statements run under sqlitedb.QuietOn: each is one indexed
 // lookup, and a cancellable context would have database/sql start a
 // goroutine for every one (three or more per RCPT TO).
 type readLookup struct{ db *DB }
@@ -328,7 +328,7 @@ func (l readLookup) domainExists(ctx context.Context, domain string) (bool, erro
 			return ok, nil
 		}
 	}
-	ok, err := exists(l.db.stmtDomain.QueryRowContext(sqlitedb.Quiet(ctx), domain))
+	ok, err := exists(l.db.stmtDomain.QueryRowContext(sqlitedb.QuietOn(l.db.db.Read, ctx), domain))
 	if err == nil && m != nil {
 		memoSet(m, &m.domains, domain, ok)
 	}
@@ -342,7 +342,7 @@ func (l readLookup) user(ctx context.Context, address string) (userRow, bool, er
 			return u.row, u.found, nil
 		}
 	}
-	u, found, err := userFound(scanUser(l.db.stmtUser.QueryRowContext(sqlitedb.Quiet(ctx), address)))
+	u, found, err := userFound(scanUser(l.db.stmtUser.QueryRowContext(sqlitedb.QuietOn(l.db.db.Read, ctx), address)))
 	if err == nil && m != nil {
 		memoSet(m, &m.users, address, memoUser{u, found})
 	}
@@ -356,7 +356,7 @@ func (l readLookup) aliasTargets(ctx context.Context, address string) ([]string,
 			return slices.Clone(ts), len(ts) > 0, nil
 		}
 	}
-	ts, found, err := collectTargets(l.db.stmtAlias.QueryContext(sqlitedb.Quiet(ctx), address))
+	ts, found, err := collectTargets(l.db.stmtAlias.QueryContext(sqlitedb.QuietOn(l.db.db.Read, ctx), address))
 	if err == nil && m != nil {
 		memoSet(m, &m.aliases, address, slices.Clone(ts))
 	}

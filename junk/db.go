@@ -205,7 +205,7 @@ type Stats struct {
 // Stats returns an account's counts (zero for an account never seen).
 func (d *DB) Stats(ctx context.Context, account string) (Stats, error) {
 	var s Stats
-	err := d.db.Read.QueryRowContext(ctx, `SELECT nspam, nham, ntokens FROM accounts WHERE name = ?`, account).Scan(&s.Spam, &s.Ham, &s.Tokens)
+	err := d.db.Read.QueryRowContext(sqlitedb.QuietOn(d.db.Read, ctx), `SELECT nspam, nham, ntokens FROM accounts WHERE name = ?`, account).Scan(&s.Spam, &s.Ham, &s.Tokens)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Stats{}, nil
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/sieve"
 )
 
@@ -17,7 +18,7 @@ import (
 // that no longer compiles is a *sieve.Error.
 func (s *Store) Active(ctx context.Context, account string) (name string, script *sieve.Script, err error) {
 	var hash []byte
-	err = s.activeStmt.QueryRowContext(ctx, account).Scan(&name, &hash)
+	err = s.activeStmt.QueryRowContext(sqlitedb.QuietOn(s.db.Read, ctx), account).Scan(&name, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil, nil
 	}

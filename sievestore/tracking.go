@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/sieve"
 )
 
@@ -78,7 +79,7 @@ func (s *Store) SetVacation(ctx context.Context, account string, v Vacation) err
 func (s *Store) Vacation(ctx context.Context, account string) (*Vacation, error) {
 	var v Vacation
 	var start, end, period, modified int64
-	err := s.vacationStmt.QueryRowContext(ctx, account).Scan(&v.Subject, &v.Message, &start, &end, &period, &modified)
+	err := s.vacationStmt.QueryRowContext(sqlitedb.QuietOn(s.db.Read, ctx), account).Scan(&v.Subject, &v.Message, &start, &end, &period, &modified)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: no out-of-office for %s", ErrNotFound, account)
 	}
@@ -150,7 +151,7 @@ func (s *Store) ClaimResponse(ctx context.Context, account, handle, sender strin
 	now := s.opts.Now().Unix()
 	// The common case, a sender answered already, needs no write.
 	var n int
-	if err := s.respondedStmt.QueryRowContext(ctx, account, handle, sender, now).Scan(&n); err != nil {
+	if err := s.respondedStmt.QueryRowContext(sqlitedb.QuietOn(s.db.Read, ctx), account, handle, sender, now).Scan(&n); err != nil {
 		return false, fmt.Errorf("sievestore: vacation tracking of %s: %w", account, err)
 	}
 	if n > 0 {
