@@ -91,10 +91,15 @@ func newJournal(log *slog.Logger) *journal {
 // add queues a committed journaled message for its sync.
 func (j *journal) add(e journaled) {
 	j.mu.Lock()
+	first := len(j.queue) == 0
 	j.queue = append(j.queue, e)
 	j.queued++
 	j.mu.Unlock()
-	j.poke()
+	if first {
+		// The run loop wakes once per batch: it takes everything
+		// queued when it syncs (or, after a failed sync, pokes itself).
+		j.poke()
+	}
 }
 
 func (j *journal) poke() {
@@ -155,12 +160,7 @@ func (j *journal) run() {
 		j.mu.Unlock()
 		if !urgent && !closed {
 			// Let a batch gather: one sync per journalSyncEvery at most.
-			if d := journalSyncEvery - time.Since(last); d > 0 {
-				select {
-				case <-j.wake:
-				case <-time.After(d):
-				}
-			}
+			j.gather(journalSyncEvery - time.Since(last))
 		}
 		j.mu.Lock()
 		batch, target := j.queue, j.queued
@@ -189,6 +189,28 @@ func (j *journal) run() {
 			case <-j.stop:
 			}
 			j.poke()
+		}
+	}
+}
+
+// gather waits d, or less if a flush or close comes meanwhile.
+func (j *journal) gather(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case <-j.wake:
+			j.mu.Lock()
+			urgent, closed := j.urgent, j.closed
+			j.mu.Unlock()
+			if urgent || closed {
+				return
+			}
 		}
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -108,6 +110,42 @@ func TestJournalSmallAndLarge(t *testing.T) {
 	}
 	if got := readMessage(t, acc, small.MailboxID, small.UID); got != testMessage("small", "x") {
 		t.Fatalf("small message read back as %q", got)
+	}
+}
+
+// TestJournalBatches: steady deliveries are synced in batches, at most one
+// sync per journalSyncEvery (plus the first), not one per delivery or two.
+func TestJournalBatches(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestStore(t, Options{})
+	acc := openAccount(t, s, testAccount)
+	var mu sync.Mutex
+	syncs, files := 0, 0
+	syncHook(t, func(paths []string) error {
+		mu.Lock()
+		syncs++
+		files += len(paths)
+		mu.Unlock()
+		return nil
+	})
+	const n = 40
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		deliver(t, acc, testMessage(fmt.Sprintf("m%d", i), "x"))
+	}
+	if err := s.journal.flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	mu.Lock()
+	defer mu.Unlock()
+	if files != n {
+		t.Fatalf("%d files synced, want %d", files, n)
+	}
+	// The flush may add one sync, and a sync starts journalSyncEvery
+	// after the end of the one before: a bound the clock cannot break.
+	if max := 2 + int(elapsed/journalSyncEvery); syncs > max {
+		t.Fatalf("%d syncs for %d deliveries in %v, want at most %d", syncs, n, elapsed, max)
 	}
 }
 
