@@ -183,9 +183,10 @@
 // fsync for the batch, each message still with its own UID and error).
 // Readers use a pool of read-only connections, whose statements go-sqlite3
 // keeps prepared by text; a read transaction is BEGIN and ROLLBACK on one of
-// them under sqlitedb.Quiet, so database/sql starts no goroutine for it.
-// Writers' statements are prepared once per account. Accounts without handles stay open (Options.MaxIdleAccounts)
-// so the next delivery does not reopen the index. A Store notices when
+// them under sqlitedb.Quiet, so database/sql starts no goroutine for it. A
+// write transaction is BEGIN IMMEDIATE and COMMIT on the one write
+// connection, the same way. Accounts without handles stay open
+// (Options.MaxIdleAccounts) so the next delivery does not reopen the index. A Store notices when
 // another process (posthouse admin) removed an account it has open, and
 // never delivers into the removed index.
 //

@@ -36,9 +36,9 @@ type relaxedState struct {
 }
 
 // setSynchronous sets the write connection c's synchronous mode for the
-// next transaction. The caller holds wmu and no transaction. A connection that
-// database/sql replaces opens with the DSN's FULL, so a stale normal flag
-// only ever errs on the durable side.
+// next transaction. The caller holds wmu and no transaction. A connection
+// that database/sql replaces opens with the DSN's FULL, so a stale normal
+// flag only ever errs on the durable side.
 func (a *account) setSynchronous(ctx context.Context, c *sql.Conn, durable bool) error {
 	if a.relaxed.normal == !durable {
 		return nil

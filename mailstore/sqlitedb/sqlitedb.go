@@ -2,11 +2,12 @@
 // them: WAL journal, a busy timeout, foreign keys on, immediate write
 // transactions, and numbered migrations run at open (all pending steps in
 // one transaction, after a copy of the database is kept beside it); one way
-// to read a query's rows (Each, Collect); reads that database/sql does not
-// watch with goroutines (Quiet); and consistent copies of a live
-// database with SQLite's online backup API (Copy), which backups use too.
-// auth, queue, dkim and mailstore/maildir use it; it imports nothing of
-// ours.
+// to read a query's rows (Each, Collect); statements that database/sql
+// does not watch with goroutines (Quiet, QuietOn) in transactions on a
+// held connection (EndTx); and consistent copies of a live database with
+// SQLite's online backup API (Copy), which backups use too. auth, junk,
+// sievestore, queue, dkim and mailstore/maildir use it; it imports nothing
+// of ours.
 package sqlitedb
 
 import (
