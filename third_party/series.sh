@@ -1,32 +1,37 @@
 #!/usr/bin/env bash
-# Work on Posthouse's go-imap patch series in a scratch git repository.
+# Work on the patch series of a patched module copy in third_party/ in a
+# scratch git repository.
 #
-#   series.sh unpack DIR    DIR becomes a git repository: upstream go-imap
-#                           (module cache or proxy, without cmd/) as the commit
-#                           tagged "upstream", then one commit per patch (git am).
-#   series.sh export DIR    writes DIR's commits after "upstream" back as
-#                           patches/NNNN-<Patch-Name>.patch and DIR's tree as
-#                           third_party/go-imap (POSTHOUSE-README.md and
-#                           patches/ stay).
+#   series.sh FORK unpack DIR   DIR becomes a git repository: the upstream
+#                               release (module cache or proxy, without the
+#                               omitted directories) as the commit tagged
+#                               "upstream", then one commit per patch (git am).
+#   series.sh FORK export DIR   writes DIR's commits after "upstream" back as
+#                               FORK/patches/NNNN-<Patch-Name>.patch and DIR's
+#                               tree as FORK (POSTHOUSE-README.md and patches/
+#                               stay).
 #
-# GOIMAP_VERSION (default v2.0.0-beta.8) names the upstream release to unpack
-# onto. Each commit message is: a subject line, what the patch changes, a
-# "Why:" paragraph, a "Test:" paragraph and a last line "Patch-Name: short-name".
-# imapd's TestGoIMAPPatchSeries checks the result.
+# FORK is the copy's directory, e.g. third_party/go-imap. Its patches/UPSTREAM
+# holds one line: the module path, the release the series applies to, and the
+# upstream top-level directories left out (e.g. cmd). UPSTREAM_VERSION, if
+# set, unpacks onto another release (to move the series to it). Each commit
+# message is: a subject line, what the patch changes, a "Why:" paragraph, a
+# "Test:" paragraph and a last line "Patch-Name: short-name". The tests built
+# on internal/forkcheck (imapd's TestGoIMAPPatchSeries, smtpd's
+# TestGoSMTPPatchSeries) check the result.
 set -euo pipefail
-
-here=$(cd "$(dirname "$0")" && pwd)
-fork=$(dirname "$here")
-version=${GOIMAP_VERSION:-v2.0.0-beta.8}
-module=github.com/emersion/go-imap/v2
 
 die() { echo "series.sh: $*" >&2; exit 1; }
 git_as() { git -c user.name=Posthouse -c user.email=posthouse@localhost "$@"; }
 
-[ $# -eq 2 ] || die "usage: series.sh unpack|export DIR"
-dir=$2
+[ $# -eq 3 ] || die "usage: series.sh FORK unpack|export DIR"
+fork=$(cd "$1" && pwd)
+here=$fork/patches
+dir=$3
+read -r module version omit <"$here/UPSTREAM" || die "no $here/UPSTREAM"
+version=${UPSTREAM_VERSION:-$version}
 
-case $1 in
+case $2 in
 unpack)
 	[ ! -e "$dir" ] || die "$dir exists"
 	src=$(go env GOMODCACHE)/$module@$version
@@ -37,15 +42,17 @@ unpack)
 	mkdir -p "$dir"
 	cp -R "$src"/. "$dir"
 	chmod -R u+w "$dir"
-	rm -rf "$dir/cmd"
+	for o in $omit; do rm -rf "${dir:?}/$o"; done
 	cd "$dir"
 	git init -q
 	git add -A
 	GIT_AUTHOR_DATE=2000-01-01T00:00:00Z GIT_COMMITTER_DATE=2000-01-01T00:00:00Z \
-		git_as commit -q -m "go-imap $version (without cmd/)"
+		git_as commit -q -m "$module $version (without: $omit)"
 	git tag upstream
-	git_as am -q --committer-date-is-author-date "$here"/*.patch ||
-		die "a patch does not apply: fix it and run git am --continue, or drop it with git am --skip, in $dir; then export"
+	if ls "$here"/*.patch >/dev/null 2>&1; then
+		git_as am -q --committer-date-is-author-date "$here"/*.patch ||
+			die "a patch does not apply: fix it and run git am --continue, or drop it with git am --skip, in $dir; then export"
+	fi
 	;;
 export)
 	cd "$dir"
@@ -69,6 +76,6 @@ export)
 	echo "series.sh: $n patches in $here; now update the table in $fork/POSTHOUSE-README.md"
 	;;
 *)
-	die "usage: series.sh unpack|export DIR"
+	die "usage: series.sh FORK unpack|export DIR"
 	;;
 esac
