@@ -4,8 +4,8 @@
 
 FROM golang:1.26-trixie AS build
 WORKDIR /src
-# Modules first, so code changes do not refetch them. third_party/ holds a
-# module that go.mod replaces.
+# Modules first, so code changes do not refetch them. third_party/ holds the
+# modules that go.mod replaces.
 COPY go.mod go.sum ./
 COPY third_party/ third_party/
 RUN go mod download
