@@ -81,7 +81,10 @@
 // MaxMessageBytes is advertised as SIZE and enforced on MAIL SIZE=, on DATA
 // and on BDAT (552 5.3.4). MaxRecipients gives 452 4.5.3. MaxLineLength
 // (1000 octets with CRLF, RFC 5321 §4.5.3.1.6) applies to command and
-// message lines alike, as go-smtp applies one limit to both: an over-long
+// message lines alike, as go-smtp applies one limit to both, counted on
+// the wire with one octet more for a message line's transparency dot,
+// which the RFC does not count (so a 999-octet line slips through): an
+// over-long
 // command line gets 500 5.5.2 and the connection is closed; an over-long
 // message line gets 554 5.6.0 for the message, then the connection is
 // closed because the rest of the line cannot be resynchronised. Command

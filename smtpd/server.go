@@ -262,7 +262,9 @@ func New(opts Options) (*Server, error) {
 	srv.Domain = opts.Hostname
 	srv.MaxMessageBytes = opts.MaxMessageBytes
 	srv.MaxRecipients = opts.MaxRecipients
-	srv.MaxLineLength = opts.MaxLineLength
+	// One more on the wire: a message line's transparency dot is not
+	// counted (RFC 5321 §4.5.3.1.6), and go-smtp counts wire lines.
+	srv.MaxLineLength = opts.MaxLineLength + 1
 	srv.ReadTimeout = opts.CommandTimeout
 	srv.WriteTimeout = opts.WriteTimeout
 	srv.EnableSMTPUTF8 = true
