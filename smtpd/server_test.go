@@ -751,13 +751,18 @@ func TestLongLines(t *testing.T) {
 		c.expect("500 5.5.2 ")
 		c.expectClosed()
 	})
-	t.Run("body", func(t *testing.T) {
+	// data starts a message whose DATA is subject, a blank line and line.
+	data := func(t *testing.T, line string) *rawConn {
 		c := dialRaw(t, ts.addr)
 		c.ehlo()
 		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
 		c.cmd("RCPT TO:<bob@example.org>", "250 ")
 		c.cmd("DATA", "354 ")
-		c.write("Subject: long\r\n\r\n" + strings.Repeat("y", 1500) + "\r\n.\r\n")
+		c.write("Subject: long\r\n\r\n" + line + "\r\n.\r\n")
+		return c
+	}
+	t.Run("body", func(t *testing.T) {
+		c := data(t, strings.Repeat("y", 1500))
 		c.expect("554 5.6.0 ")
 		// go-smtp cannot find the end of the line again: it says so and
 		// closes.
@@ -765,35 +770,17 @@ func TestLongLines(t *testing.T) {
 		c.expectClosed()
 	})
 	t.Run("998 octets is fine", func(t *testing.T) {
-		c := dialRaw(t, ts.addr)
-		c.ehlo()
-		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
-		c.cmd("RCPT TO:<bob@example.org>", "250 ")
-		c.cmd("DATA", "354 ")
-		c.write("Subject: long\r\n\r\n" + strings.Repeat("y", 998) + "\r\n.\r\n")
-		c.expect("250 ")
+		data(t, strings.Repeat("y", 998)).expect("250 ")
 	})
 	// The dot a client doubles at the start of a line (transparency) is
 	// not part of the line's 998 octets (RFC 5321 §4.5.3.1.6).
 	t.Run("998 octets starting with a dot", func(t *testing.T) {
-		c := dialRaw(t, ts.addr)
-		c.ehlo()
-		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
-		c.cmd("RCPT TO:<bob@example.org>", "250 ")
-		c.cmd("DATA", "354 ")
-		c.write("Subject: long\r\n\r\n." + strings.Repeat(".", 998) + "\r\n.\r\n")
-		c.expect("250 ")
+		data(t, "."+strings.Repeat(".", 998)).expect("250 ")
 	})
 	// The limit is counted on the wire, so an unstuffed line gets the
 	// dot's octet too: 999 is tolerated, 1,000 is not.
 	t.Run("1000 octets", func(t *testing.T) {
-		c := dialRaw(t, ts.addr)
-		c.ehlo()
-		c.cmd("MAIL FROM:<x@remote.test>", "250 ")
-		c.cmd("RCPT TO:<bob@example.org>", "250 ")
-		c.cmd("DATA", "354 ")
-		c.write("Subject: long\r\n\r\n" + strings.Repeat("y", 1000) + "\r\n.\r\n")
-		c.expect("554 5.6.0 ")
+		data(t, strings.Repeat("y", 1000)).expect("554 5.6.0 ")
 	})
 	if n := ts.total(); n != 2 {
 		t.Errorf("%d messages stored, want 2", n)
