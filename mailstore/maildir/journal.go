@@ -27,10 +27,11 @@ import (
 // for every message that arrived in the last journalSyncEvery. A pending row
 // goes only once a device flush that began after that sync has ended (a
 // durable commit of the account that certainly writes, such as a delivery,
-// or the fsync its WAL fold makes when it is idle): on a file system without a journal, syncfs leaves the last inode
-// and directory blocks in the device's volatile cache (durable.SyncFiles),
-// and a row deleted before they are flushed could reach the disk without
-// them. The account's next durable write, or its fold, then deletes the row.
+// or the fsync its WAL fold makes when it is idle): on a file system
+// without a journal, syncfs leaves the last inode and directory blocks in
+// the device's volatile cache (durable.SyncFiles), and a row deleted before
+// they are flushed could reach the disk without them. The account's next
+// durable write, or its fold, then deletes the row.
 // Until then a message is in two places: its file (in the page cache at
 // least) and its row's copy. After a crash (the first open in a process)
 // recoverJournal rewrites, from the copy, the file of every pending row
