@@ -187,8 +187,8 @@ func (b *bench) declareRows() {
 		b.res.declare(a, c, d, e, f)
 	}
 	if w["stress"] && b.imaptest != "" {
-		rate, per := b.mStress()
-		b.res.declare(rate)
+		rate, cpu, per := b.mStress()
+		b.res.declare(rate, cpu)
 		b.res.declare(per...)
 	}
 	if w["idle"] {

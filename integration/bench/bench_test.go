@@ -222,7 +222,8 @@ Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo
 		t.Errorf("clients %v, want %v", r.clients, 39.0/4)
 	}
 	// FETCH: 40 commands at 20 ms, 60 at 10 ms.
-	want := map[string]float64{"Fetc": 14, "Stor": 21, "Expu": 28, "Appe": 56}
+	// LOGIN: 40 at 9 ms, 60 at 7 ms.
+	want := map[string]float64{"Fetc": 14, "Stor": 21, "Expu": 28, "Appe": 56, "Logi": 7.8}
 	for k, v := range want {
 		if math.Abs(r.ms[k]-v) > 1e-9 {
 			t.Errorf("%s: %v ms, want %v", k, r.ms[k], v)

@@ -31,6 +31,11 @@ var stressCommands = []struct{ col, name string }{
 	{"Fetc", "FETCH"}, {"Stor", "STORE"}, {"Expu", "EXPUNGE"}, {"Appe", "APPEND"},
 }
 
+// stressLoginCol is imaptest's LOGIN column: its latency is not a row
+// (a client in LOGIN issues none of the timed commands) but the notes
+// give it.
+const stressLoginCol = "Logi"
+
 // stressResult is one imaptest stress run.
 type stressResult struct {
 	perSec float64            // commands of every kind per second
@@ -41,6 +46,9 @@ type stressResult struct {
 	// keeps its clients waiting in LOGIN or connection set-up has fewer
 	// of them issuing the timed commands at once.
 	clients float64
+	// cpuPerCmd is the CPU time of all the system's processes during the
+	// run, per command of every kind, in µs.
+	cpuPerCmd float64
 }
 
 // findImaptest resolves the imaptest binary: flag, then $IMAPTEST, then
@@ -59,14 +67,15 @@ func findImaptest(flagPath string) string {
 	return ""
 }
 
-func (b *bench) mStress() (rate metric, per []metric) {
+func (b *bench) mStress() (rate, cpu metric, per []metric) {
 	sz := b.sz
 	pre := fmt.Sprintf("imaptest stress, %d clients, %d s", sz.StressClients, sz.StressSecs)
 	rate = metric{label: pre + ": commands", unit: "cmd/s", higher: true, scale: 1, format: "%.0f"}
+	cpu = metric{label: pre + ": CPU of all the system's processes per command", unit: "CPU µs", scale: 1, format: "%.0f"}
 	for _, c := range stressCommands {
 		per = append(per, millis(fmt.Sprintf("%s: %s, average latency", pre, c.name)))
 	}
-	return rate, per
+	return rate, cpu, per
 }
 
 // writeStressMbox writes the mbox imaptest takes its APPENDs from: plain
@@ -84,7 +93,7 @@ func writeStressMbox(path string) error {
 }
 
 func (b *bench) stress(ctx context.Context) {
-	rate, per := b.mStress()
+	rate, cpu, per := b.mStress()
 	bin := b.imaptest
 	if bin == "" {
 		return // declareRows left the rows out and noted why
@@ -101,13 +110,16 @@ func (b *bench) stress(ctx context.Context) {
 		return
 	}
 	connected := map[string][]string{} // system → average clients connected, per run
+	login := map[string][]string{}     // system → imaptest's average LOGIN latency, per run
 	record := func(s server, label string, r stressResult) {
 		b.res.add(rate, s.Name(), r.perSec)
+		b.res.add(cpu, s.Name(), r.cpuPerCmd)
 		for i, c := range stressCommands {
 			b.res.add(per[i], s.Name(), r.ms[c.col])
 		}
-		b.log.Info("stress", "system", s.Name(), "config", label, "cmd/s", fmt.Sprintf("%.0f", r.perSec), "ms", r.ms, "errors", r.errors, "clients", fmt.Sprintf("%.1f", r.clients))
+		b.log.Info("stress", "system", s.Name(), "config", label, "cmd/s", fmt.Sprintf("%.0f", r.perSec), "cpu µs/cmd", fmt.Sprintf("%.0f", r.cpuPerCmd), "ms", r.ms, "errors", r.errors, "clients", fmt.Sprintf("%.1f", r.clients))
 		connected[s.Name()] = append(connected[s.Name()], fmt.Sprintf("%.1f", r.clients))
+		login[s.Name()] = append(login[s.Name()], fmt.Sprintf("%.1f", r.ms[stressLoginCol]))
 	}
 	failed := map[string]bool{}
 	var dovecotNotes []string
@@ -167,16 +179,18 @@ func (b *bench) stress(ctx context.Context) {
 		msg += fmt.Sprintf(" Dovecot, for its best throughput, runs each time with service imap client_limit=1 (a process per connection, Debian's default) and client_limit=%d with service_count=0 (clients sharing long-lived processes) and imap-login in its high-performance mode (service_count=0, process_min_avail = cores); the faster is reported (%s).",
 			stressDovecotClientLimit, strings.Join(dovecotNotes, "; "))
 	}
-	var conn []string
+	var conn, logins []string
 	for _, s := range b.srvs {
 		if c := connected[s.Name()]; len(c) > 0 {
 			conn = append(conn, s.Name()+" "+strings.Join(c, ", "))
+			logins = append(logins, s.Name()+" "+strings.Join(login[s.Name()], ", "))
 		}
 	}
 	if len(conn) > 0 {
-		msg += fmt.Sprintf(" imaptest runs its clients back to back (no pause between commands), so the latency rows depend on how many of the %d clients are connected and issuing commands at once; on average, per run: %s. A client waiting for its connection or LOGIN issues none of the timed commands.",
-			b.sz.StressClients, strings.Join(conn, "; "))
+		msg += fmt.Sprintf(" imaptest runs its clients back to back (no pause between commands), so the latency rows depend on how many of the %d clients are connected and issuing commands at once; on average, per run: %s. A client waiting for its connection or LOGIN issues none of the timed commands; imaptest's average LOGIN, in ms, per run: %s.",
+			b.sz.StressClients, strings.Join(conn, "; "), strings.Join(logins, "; "))
 	}
+	msg += " The CPU row counts every process of the system (Dovecot's login and auth processes too) over the run, divided by the commands of every kind."
 	b.note(msg)
 }
 
@@ -199,11 +213,17 @@ func runImaptest(ctx context.Context, bin string, s server, mbox string, sz size
 	cmd := exec.CommandContext(ctx, bin, "host="+host, "port="+port,
 		"user=stress%d@"+domain, fmt.Sprintf("users=%d", stressUsers), "pass="+password,
 		fmt.Sprintf("clients=%d", sz.StressClients), fmt.Sprintf("secs=%d", sz.StressSecs), "mbox="+mbox)
+	c0 := cpuTime(s.PIDs())
 	out, err := cmd.CombinedOutput()
+	used := cpuTime(s.PIDs()) - c0
 	if err != nil {
 		return stressResult{}, fmt.Errorf("imaptest: %w\n%s", err, tail(out, 2000))
 	}
-	return parseImaptest(out, sz.StressSecs)
+	r, err := parseImaptest(out, sz.StressSecs)
+	if err == nil {
+		r.cpuPerCmd = float64(used.Microseconds()) / (r.perSec * float64(sz.StressSecs))
+	}
+	return r, err
 }
 
 // parseImaptest reads imaptest's stress output: a header of command
@@ -272,11 +292,15 @@ func parseImaptest(out []byte, secs int) (stressResult, error) {
 		all += n
 	}
 	res.perSec = all / float64(secs)
+	for c, w := range weight {
+		if w > 0 {
+			res.ms[c] = sumMs[c] / w
+		}
+	}
 	for _, c := range stressCommands {
 		if weight[c.col] == 0 {
 			return res, fmt.Errorf("imaptest reported no %s latency", c.name)
 		}
-		res.ms[c.col] = sumMs[c.col] / weight[c.col]
 	}
 	return res, nil
 }
