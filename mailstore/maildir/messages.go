@@ -242,11 +242,7 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 		out []mailstore.MessageInfo
 		sc  *infoScanner
 	)
-	err := a.readTx(ctx, func(r *rtx) error {
-		out = nil
-		if err := r.checkMailbox(mailboxID); err != nil {
-			return err
-		}
+	rows := func(r *rtx) error {
 		ranges, err := uidRanges(r, mailboxID, uids)
 		if err != nil {
 			return err
@@ -270,6 +266,20 @@ func (a *account) fetch(ctx context.Context, mailboxID int64, uids imap.UIDSet, 
 			out = append(out, mi)
 			return nil
 		})
+	}
+	err := a.readTx(ctx, func(r *rtx) error {
+		out = nil
+		err := rows(r)
+		// A message row goes with its mailbox (ON DELETE CASCADE), so
+		// only an answer without rows needs the mailbox check, to tell a
+		// deleted mailbox from no messages (fetchSummaries finds no
+		// mailbox row either). It was a statement of every FETCH.
+		if (err == nil && len(out) == 0) || errors.Is(err, sql.ErrNoRows) {
+			if cerr := r.checkMailbox(mailboxID); cerr != nil {
+				return cerr
+			}
+		}
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("maildir: fetch: %w", err)

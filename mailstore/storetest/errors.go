@@ -26,6 +26,10 @@ func accountCalls(acc mailstore.Account, id int64) []struct {
 			_, err := acc.Fetch(ctx, id, all, mailstore.FetchOptions{})
 			return err
 		}},
+		{"FetchSummary", func(ctx context.Context) error {
+			_, err := acc.Fetch(ctx, id, all, mailstore.FetchOptions{SummaryOnly: true})
+			return err
+		}},
 		{"OpenMessage", func(ctx context.Context) error { _, _, err := acc.OpenMessage(ctx, id, 1); return err }},
 		{"Search", func(ctx context.Context) error { _, err := acc.Search(ctx, id, &imap.SearchCriteria{}); return err }},
 		{"StoreFlags", func(ctx context.Context) error {
