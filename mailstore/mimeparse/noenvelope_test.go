@@ -68,17 +68,9 @@ func TestHeaderSectionReadsHeader(t *testing.T) {
 	section := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"To", "Subject"}}
 
 	cr := &countingReaderAt{r: bytes.NewReader(msg.Bytes())}
-	m := NewMessage(cr, int64(msg.Len()))
-	sec, err := m.BodySection(section)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got strings.Builder
-	if _, err := sec.WriteTo(&got); err != nil && err != io.EOF {
-		t.Fatal(err)
-	}
-	if want := "Subject: big\r\nTo: b@example.org\r\n\r\n"; got.String() != want {
-		t.Errorf("HEADER.FIELDS (To Subject): %q, want %q", got.String(), want)
+	got := sectionString(t, NewMessage(cr, int64(msg.Len())), section)
+	if want := "Subject: big\r\nTo: b@example.org\r\n\r\n"; got != want {
+		t.Errorf("HEADER.FIELDS (To Subject): %q, want %q", got, want)
 	}
 	// Parsing reads the header and at most one chunk past it; the section
 	// reads the header twice more (its size for the literal, then its
@@ -91,17 +83,23 @@ func TestHeaderSectionReadsHeader(t *testing.T) {
 	if _, err := whole.Structure(); err != nil {
 		t.Fatal(err)
 	}
-	sec, err = whole.BodySection(section)
+	if again := sectionString(t, whole, section); again != got {
+		t.Errorf("after the whole parse: %q, want %q", again, got)
+	}
+}
+
+// sectionString is a body section of m, written out.
+func sectionString(t *testing.T, m *Message, section *imap.FetchItemBodySection) string {
+	t.Helper()
+	s, err := m.BodySection(section)
 	if err != nil {
+		t.Fatalf("BODY[%s]: %v", section.Specifier, err)
+	}
+	var b strings.Builder
+	if _, err := s.WriteTo(&b); err != nil && err != io.EOF {
 		t.Fatal(err)
 	}
-	var again strings.Builder
-	if _, err := sec.WriteTo(&again); err != nil && err != io.EOF {
-		t.Fatal(err)
-	}
-	if again.String() != got.String() {
-		t.Errorf("after the whole parse: %q, want %q", again.String(), got.String())
-	}
+	return b.String()
 }
 
 // TestHeaderChunkBoundaries: a header-only parse reads headerChunk at a
@@ -128,19 +126,8 @@ func TestHeaderChunkBoundaries(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, section := range sections {
-				read := func(m *Message) string {
-					s, err := m.BodySection(section)
-					if err != nil {
-						t.Fatalf("header %d bytes, %s: %v", msg.Len(), section.Specifier, err)
-					}
-					var b strings.Builder
-					if _, err := s.WriteTo(&b); err != nil && err != io.EOF {
-						t.Fatal(err)
-					}
-					return b.String()
-				}
 				fresh := NewMessage(bytes.NewReader(msg.Bytes()), int64(msg.Len()))
-				if got, want := read(fresh), read(whole); got != want {
+				if got, want := sectionString(t, fresh, section), sectionString(t, whole, section); got != want {
 					t.Fatalf("message of %d bytes, %s %v: header-only parse answers %d bytes, the whole parse %d", msg.Len(), section.Specifier, section.HeaderFields, len(got), len(want))
 				}
 			}
