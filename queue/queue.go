@@ -26,6 +26,7 @@ import (
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/internal/durable"
 	"github.com/posthouse/posthouse/internal/mailaddr"
+	"github.com/posthouse/posthouse/internal/regfile"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/smtpclient"
 )
@@ -578,7 +579,7 @@ func (q *Queue) spoolTemp(id string) (string, *os.File, error) {
 	for {
 		select {
 		case path := <-q.recycled:
-			f, err := os.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0o600)
+			f, err := regfile.OpenFile(path, os.O_RDWR|os.O_TRUNC, 0o600)
 			if err == nil {
 				return path, f, nil
 			}
@@ -587,7 +588,7 @@ func (q *Queue) spoolTemp(id string) (string, *os.File, error) {
 		default:
 		}
 		path := filepath.Join(q.tmpDir, id)
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := regfile.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		return path, f, err
 	}
 }

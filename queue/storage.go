@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/posthouse/posthouse/dsn"
+	"github.com/posthouse/posthouse/internal/regfile"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 	"github.com/posthouse/posthouse/smtpclient"
 )
@@ -255,7 +256,7 @@ func (s sqliteStore) wakeWaiting(ctx context.Context, domain, suffix string, now
 }
 
 func (s sqliteStore) body(ctx context.Context, id string) (spooled, error) {
-	f, err := os.Open(s.q.spoolPath(id))
+	f, err := regfile.Open(s.q.spoolPath(id))
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/regfile"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/mimeparse"
 )
@@ -48,13 +49,13 @@ func (a *account) writeTmp(mailboxID int64, r io.Reader, max int64) (unique stri
 		// No spare: a new file.
 		unique = uniqueName()
 		tmp = filepath.Join(a.mailboxDir(mailboxID), "tmp", unique)
-		f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err = regfile.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	}
 	if errors.Is(err, os.ErrNotExist) {
 		// The directories of a mailbox are recreated if someone removed
 		// them by hand.
 		if merr := os.MkdirAll(filepath.Dir(tmp), 0o700); merr == nil {
-			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			f, err = regfile.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		}
 	}
 	if err != nil {

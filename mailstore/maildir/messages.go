@@ -17,6 +17,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/regfile"
 	"github.com/posthouse/posthouse/mailstore"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
@@ -532,7 +533,7 @@ func (a *account) openMessage(ctx context.Context, mailboxID int64, uid imap.UID
 	if err != nil {
 		return nil, 0, fmt.Errorf("maildir: open message: %w", err)
 	}
-	f, err := os.Open(filepath.Join(a.mailboxDir(mailboxID), filepath.FromSlash(file)))
+	f, err := regfile.Open(filepath.Join(a.mailboxDir(mailboxID), filepath.FromSlash(file)))
 	if errors.Is(err, os.ErrNotExist) {
 		// Expunged since the lookup, or lost: a lost file's row is
 		// expunged now (checked again under the writer lock), with a

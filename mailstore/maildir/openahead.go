@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/regfile"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
 
@@ -68,7 +68,7 @@ func (h *handle) openMessage(ctx context.Context, mailboxID int64, uid imap.UID)
 		// tells a missing message from a missing mailbox.
 		return h.a.openMessage(ctx, mailboxID, uid)
 	}
-	f, err := os.Open(filepath.Join(h.a.mailboxDir(mailboxID), filepath.FromSlash(wf.file)))
+	f, err := regfile.Open(filepath.Join(h.a.mailboxDir(mailboxID), filepath.FromSlash(wf.file)))
 	if err != nil {
 		// Expunged since the window was read (its name is gone), or an
 		// error the slow path reports properly.

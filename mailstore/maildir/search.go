@@ -11,6 +11,7 @@ import (
 
 	"github.com/emersion/go-imap/v2"
 
+	"github.com/posthouse/posthouse/internal/regfile"
 	"github.com/posthouse/posthouse/mailstore/msgsearch"
 	"github.com/posthouse/posthouse/mailstore/sqlitedb"
 )
@@ -64,7 +65,7 @@ func (a *account) search(ctx context.Context, mailboxID int64, c *imap.SearchCri
 	}
 	dir := a.mailboxDir(mailboxID)
 	open := func(i int) (io.ReadSeekCloser, error) {
-		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rows[i].file)))
+		f, err := regfile.Open(filepath.Join(dir, filepath.FromSlash(rows[i].file)))
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, nil
 		}
