@@ -5,7 +5,9 @@
 // to read a query's rows (Each, Collect); statements that database/sql
 // does not watch with goroutines (Quiet, QuietOn) in transactions on a
 // held connection (EndTx); and consistent copies of a live database with
-// SQLite's online backup API (Copy), which backups use too. auth, junk,
+// SQLite's online backup API (Copy), which backups use too. It also keeps
+// glibc's malloc from handing SQLite's emptied page caches back to the
+// kernel (freedHeapKept). auth, junk,
 // sievestore, queue, dkim and mailstore/maildir use it; it imports nothing
 // of ours.
 package sqlitedb
