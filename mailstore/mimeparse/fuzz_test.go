@@ -22,6 +22,16 @@ func FuzzParse(f *testing.F) {
 			t.Fatal(err)
 		}
 		checkTree(t, root, int64(len(msg)))
+		// The header's end as BODY[HEADER…] and BODY[TEXT] locate it,
+		// without interpreting the header, is the whole parse's.
+		hb, err := NewMessage(bytes.NewReader(msg), int64(len(msg))).headerBounds()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hb.Start != root.Start || hb.BodyStart != root.BodyStart || hb.startNL != root.startNL || hb.End != int64(len(msg)) {
+			t.Fatalf("header bounds %d-%d (%d LFs) end %d, whole parse %d-%d (%d LFs)",
+				hb.Start, hb.BodyStart, hb.startNL, hb.End, root.Start, root.BodyStart, root.startNL)
+		}
 		m := NewMessage(bytes.NewReader(msg), int64(len(msg)))
 		all := append([][]int{nil}, paths(root.BodyStructure(), nil)...)
 		if len(all) > 20 {

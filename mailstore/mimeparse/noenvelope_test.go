@@ -9,9 +9,10 @@ import (
 	"github.com/emersion/go-imap/v2"
 )
 
-// TestHeaderSectionsSkipEnvelope: locating BODY[HEADER.FIELDS (…)] parses
-// the header without building an envelope, and answers the same bytes;
-// the structure still has the envelope.
+// TestHeaderSectionsSkipEnvelope: locating BODY[HEADER.FIELDS (…)] finds
+// where the header ends without interpreting its fields (no envelope, no
+// content type), and answers the same bytes; the structure still has the
+// envelope.
 func TestHeaderSectionsSkipEnvelope(t *testing.T) {
 	msg := "From: A <a@example.net>\r\nSubject: hello\r\nTo: b@example.org\r\n\r\nbody\r\n"
 	m := NewMessage(strings.NewReader(msg), int64(len(msg)))
@@ -26,8 +27,10 @@ func TestHeaderSectionsSkipEnvelope(t *testing.T) {
 	if got, want := b.String(), "Subject: hello\r\n\r\n"; got != want {
 		t.Errorf("HEADER.FIELDS (Subject): %q, want %q", got, want)
 	}
-	if m.head == nil || m.head.Envelope != nil {
-		t.Errorf("header parse: %+v, want a part without envelope", m.head)
+	if m.head != nil || m.bounds == nil || m.bounds.Envelope != nil || m.bounds.MediaType != "" ||
+		m.bounds.BodyStart != int64(strings.Index(msg, "body")) {
+		t.Errorf("header parse: head %+v, bounds %+v; want only the bounds, body at %d, fields not read",
+			m.head, m.bounds, strings.Index(msg, "body"))
 	}
 	root, err := m.Structure()
 	if err != nil {
@@ -38,15 +41,17 @@ func TestHeaderSectionsSkipEnvelope(t *testing.T) {
 	}
 }
 
-// countingReaderAt counts the bytes read through it.
+// countingReaderAt counts the bytes read through it, and the reads.
 type countingReaderAt struct {
-	r io.ReaderAt
-	n int64
+	r     io.ReaderAt
+	n     int64
+	calls int
 }
 
 func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	n, err := c.r.ReadAt(p, off)
 	c.n += int64(n)
+	c.calls++
 	return n, err
 }
 
@@ -85,6 +90,36 @@ func TestHeaderSectionReadsHeader(t *testing.T) {
 	}
 	if again := sectionString(t, whole, section); again != got {
 		t.Errorf("after the whole parse: %q, want %q", again, got)
+	}
+}
+
+// TestSmallHeaderReadOnce: a header within the first headerChunk bytes is
+// read once, by one ReadAt, for its fields' size and bytes and for
+// BODY[HEADER]; BODY[TEXT] then reads the body alone.
+func TestSmallHeaderReadOnce(t *testing.T) {
+	head := "From: A <a@example.net>\r\nSubject: small\r\nTo: b@example.org\r\n\r\n"
+	body := strings.Repeat("body line of the message\r\n", 4000)
+	msg := head + body
+	cr := &countingReaderAt{r: strings.NewReader(msg)}
+	m := NewMessage(cr, int64(len(msg)))
+	if got, want := sectionString(t, m, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"subject", "TO"}}),
+		"Subject: small\r\nTo: b@example.org\r\n\r\n"; got != want {
+		t.Errorf("HEADER.FIELDS (subject TO): %q, want %q", got, want)
+	}
+	if got := sectionString(t, m, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader}); got != head {
+		t.Errorf("HEADER: %q, want %q", got, head)
+	}
+	if got := sectionString(t, m, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: []string{"From"}}); got != "Subject: small\r\nTo: b@example.org\r\n\r\n" {
+		t.Errorf("HEADER.FIELDS.NOT (From): %q", got)
+	}
+	if cr.calls != 1 || cr.n != headerChunk {
+		t.Errorf("header sections read %d bytes in %d calls, want %d in 1", cr.n, cr.calls, headerChunk)
+	}
+	if got := sectionString(t, m, &imap.FetchItemBodySection{Specifier: imap.PartSpecifierText}); got != body {
+		t.Errorf("TEXT: %d bytes, want %d", len(got), len(body))
+	}
+	if want := int64(headerChunk + len(body)); cr.n != want {
+		t.Errorf("after TEXT: read %d bytes, want %d", cr.n, want)
 	}
 }
 
@@ -131,6 +166,33 @@ func TestHeaderChunkBoundaries(t *testing.T) {
 					t.Fatalf("message of %d bytes, %s %v: header-only parse answers %d bytes, the whole parse %d", msg.Len(), section.Specifier, section.HeaderFields, len(got), len(want))
 				}
 			}
+		}
+	}
+}
+
+// TestFieldFilterNames: field names match whatever their case, long ones
+// too (past the filter's on-stack buffer), and a line whose name is not a
+// token is never a field (it ends the header: the body starts there).
+func TestFieldFilterNames(t *testing.T) {
+	long := "X-" + strings.Repeat("Long", 20) // 82 bytes
+	msg := "SUBJECT: one\r\n" + long + ": two\r\nx-mixed-CASE: three\r\nTo: five\r\nBad Name: four\r\n\r\nbody\r\n"
+	for _, c := range []struct {
+		fields []string
+		not    bool
+		want   string
+	}{
+		{[]string{"subject"}, false, "SUBJECT: one\r\n\r\n"},
+		{[]string{strings.ToUpper(long)}, false, long + ": two\r\n\r\n"},
+		{[]string{"X-Mixed-Case", "TO"}, false, "x-mixed-CASE: three\r\nTo: five\r\n\r\n"},
+		{[]string{"Bad Name", "Bad"}, false, "\r\n"},
+		{[]string{"subject", strings.ToLower(long), "to"}, true, "x-mixed-CASE: three\r\n\r\n"},
+	} {
+		item := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: c.fields}
+		if c.not {
+			item = &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFieldsNot: c.fields}
+		}
+		if got := sectionString(t, NewMessage(strings.NewReader(msg), int64(len(msg))), item); got != c.want {
+			t.Errorf("fields %q (not %v): %q, want %q", c.fields, c.not, got, c.want)
 		}
 	}
 }

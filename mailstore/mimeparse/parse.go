@@ -132,6 +132,15 @@ func parseHeader(r io.Reader) (*Part, error) {
 	return p.run()
 }
 
+// parseHeaderBounds finds where the message's own header ends, without
+// reading its fields: only the root's Start, BodyStart and startNL are
+// set.
+func parseHeaderBounds(r io.Reader) (*Part, error) {
+	p := newParser(r, true)
+	p.noEnvelope, p.boundsOnly = true, true
+	return p.run()
+}
+
 // phase of a frame.
 type phase uint8
 
@@ -175,6 +184,12 @@ type parser struct {
 	// envelope (Message.header): building one was two thirds of what
 	// parsing a header for FETCH BODY[HEADER.FIELDS (…)] cost.
 	noEnvelope bool
+	// boundsOnly: the caller needs where the root's header ends, not
+	// its fields (BODY[HEADER.FIELDS (…)], BODY[HEADER], BODY[TEXT]):
+	// they are neither kept nor interpreted. Interpreting them (go-message
+	// reading every field, Content-Type and its parameters) was most of
+	// the allocations and time of locating such a section.
+	boundsOnly bool
 
 	stack   []*frame
 	sink    frame         // the frame of folded parts
@@ -506,6 +521,9 @@ func (p *parser) push(f *frame) {
 	if f.phase == inHeader {
 		p.hbuf = p.hbuf[:0]
 		p.hcap = min(MaxHeaderBytes, p.hbudget)
+		if p.boundsOnly {
+			p.hcap = 0
+		}
 		p.hcut = false
 	}
 }
@@ -617,6 +635,10 @@ func (k *keyCheck) ok() bool { return k.done && !k.bad }
 func (p *parser) endHeader(f *frame, at, atNL int64) {
 	pt := f.part
 	pt.BodyStart, pt.End, pt.startNL = at, at, atNL
+	if p.boundsOnly && f.depth == 0 {
+		f.phase, p.done = inBody, true
+		return
+	}
 	hlen := int(at - pt.Start)
 	h := p.hbuf
 	if p.hcut {

@@ -30,6 +30,13 @@ type Message struct {
 	ra   io.ReaderAt
 	size int64
 	head *Part // the message's own header
+	// bounds is where the message's own header ends, when head was not
+	// needed (headerBounds).
+	bounds *Part
+	// pre is the message's header, kept by headerBounds when it fits in
+	// the first headerChunk bytes: the sections within it are then
+	// written from memory, without reading the message again.
+	pre  []byte
 	root *Part // the whole structure
 }
 
@@ -80,6 +87,59 @@ func (m *Message) header() (*Part, error) {
 	return m.head, nil
 }
 
+// headerBounds locates the message's own header, Start to BodyStart (End
+// is the message's end), without reading its fields: what BODY[HEADER…]
+// and BODY[TEXT] of the message need.
+func (m *Message) headerBounds() (*Part, error) {
+	if m.head != nil {
+		return m.head, nil
+	}
+	if m.bounds == nil {
+		// One read of the first headerChunk bytes usually holds the
+		// whole header: the parse starts from it, and it is kept for
+		// the section's bytes (a FETCH of header fields read the
+		// message three times: to parse, to count, to write).
+		bp := prefixBufs.Get().(*[]byte)
+		defer prefixBufs.Put(bp)
+		n, err := m.ra.ReadAt((*bp)[:min(m.size, headerChunk)], 0)
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		pre := (*bp)[:n]
+		h, err := parseHeaderBounds(io.MultiReader(bytes.NewReader(pre), io.NewSectionReader(m.ra, int64(n), m.size-int64(n))))
+		if err != nil {
+			return nil, err
+		}
+		h.End = m.size
+		m.bounds = h
+		if h.BodyStart <= int64(n) {
+			m.pre = bytes.Clone(pre[:h.BodyStart])
+		}
+	}
+	return m.bounds, nil
+}
+
+// prefixBufs hold the first bytes of messages while headerBounds parses
+// them.
+var prefixBufs = sync.Pool{New: func() any { b := make([]byte, headerChunk); return &b }}
+
+// readAt reads the message at off, from pre when it holds those bytes.
+func (m *Message) readAt(p []byte, off int64) (int, error) {
+	if off >= 0 && off+int64(len(p)) <= int64(len(m.pre)) {
+		return copy(p, m.pre[off:]), nil
+	}
+	return m.ra.ReadAt(p, off)
+}
+
+// rangeReader reads the message's bytes [off, off+n), from pre when it
+// holds them.
+func (m *Message) rangeReader(off, n int64) io.Reader {
+	if off >= 0 && off+n <= int64(len(m.pre)) {
+		return bytes.NewReader(m.pre[off : off+n])
+	}
+	return io.NewSectionReader(m.ra, off, n)
+}
+
 // find resolves a section part path as RFC 9051 §6.4.5 (and go-imap)
 // read it: "1" of a non-multipart message is its body; each step into a
 // message/rfc822 part goes through the message it holds.
@@ -126,7 +186,7 @@ func (m *Message) BodySection(item *imap.FetchItemBodySection) (*Section, error)
 		// BODY[]: the message as stored, nothing to parse.
 		pt = &Part{End: m.size}
 	case len(item.Part) == 0:
-		pt, err = m.header()
+		pt, err = m.headerBounds()
 	default:
 		pt, err = m.find(item.Part)
 		if err == nil && (item.Specifier == imap.PartSpecifierHeader || item.Specifier == imap.PartSpecifierText) {
@@ -173,7 +233,7 @@ func headerEnd(m *Message, off, n int64) []byte {
 	var tail [4]byte
 	k := int(min(n, 4))
 	if k > 0 {
-		if _, err := m.ra.ReadAt(tail[:k], off+n-int64(k)); err != nil {
+		if _, err := m.readAt(tail[:k], off+n-int64(k)); err != nil {
 			return nil
 		}
 	}
@@ -374,7 +434,7 @@ func copyPiece(w io.Writer, m *Message, p piece) (int64, error) {
 		n, err := w.Write(p.lit)
 		return int64(n), err
 	}
-	src := &srcReader{r: io.NewSectionReader(m.ra, p.off, p.rn)}
+	src := &srcReader{r: m.rangeReader(p.off, p.rn)}
 	switch {
 	case p.filter != nil:
 		return p.filter.copy(w, src)
@@ -472,7 +532,21 @@ func (f *fieldFilter) keep(line []byte) bool {
 			return false
 		}
 	}
-	return f.names[strings.ToLower(string(key))] != f.not
+	// Lower-cased in a buffer on the stack: the map lookup of
+	// string(lower) does not allocate, strings.ToLower did for every
+	// field of every header filtered.
+	var buf [64]byte
+	if len(key) > len(buf) {
+		return f.names[strings.ToLower(string(key))] != f.not
+	}
+	lower := buf[:len(key)]
+	for i, c := range key {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	return f.names[string(lower)] != f.not
 }
 
 // copy writes the kept fields of the header src holds, then the blank line
