@@ -196,3 +196,19 @@ func TestFieldFilterNames(t *testing.T) {
 		}
 	}
 }
+
+// seekOnly hides a reader's ReadAt, so NewMessage reads it by seeking.
+type seekOnly struct{ io.ReadSeeker }
+
+// TestHeaderOfShortMessage: a message shorter than its recorded size (a
+// file cut short) still answers its header fields, read by seeking as
+// well as at offsets.
+func TestHeaderOfShortMessage(t *testing.T) {
+	msg := "Subject: cut\r\nTo: b@example.org\r\n\r\nbo"
+	item := &imap.FetchItemBodySection{Specifier: imap.PartSpecifierHeader, HeaderFields: []string{"Subject"}}
+	for name, rs := range map[string]io.ReadSeeker{"ReaderAt": strings.NewReader(msg), "Seeker": seekOnly{strings.NewReader(msg)}} {
+		if got := sectionString(t, NewMessage(rs, int64(len(msg))+100), item); got != "Subject: cut\r\n\r\n" {
+			t.Errorf("%s: %q", name, got)
+		}
+	}
+}

@@ -102,7 +102,9 @@ func (m *Message) headerBounds() (*Part, error) {
 		bp := prefixBufs.Get().(*[]byte)
 		defer prefixBufs.Put(bp)
 		n, err := m.ra.ReadAt((*bp)[:min(m.size, headerChunk)], 0)
-		if err != nil && err != io.EOF {
+		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+			// Short (a message shorter than its size) is not an
+			// error here: the parse sees the end, as it always did.
 			return nil, err
 		}
 		pre := (*bp)[:n]
