@@ -99,13 +99,12 @@
 //     stays consistent (WAL frames are checksummed; a torn tail is
 //     dropped whole). UIDs are handed out only by durable transactions, so
 //     no UID is ever given twice, and no acknowledged delivery is lost.
-//     An expunge's file is unlinked by that flush, not by the command (the
-//     unlinks were most of EXPUNGE's CPU), its directory synced after,
-//     and its trash row released only then: if the power fails before,
-//     the expunge is undone whole (row and file back: the message is there
-//     again, with its UID), or its row is gone and reconciliation removes
-//     the file its trash row names; a process killed meanwhile leaves the
-//     same trash row. An unlinked file never comes back as new mail. A CONDSTORE client that
+//     An expunge's file is unlinked at once but its directory is synced by
+//     that flush, and its trash row is released only after it: if the
+//     power fails in between, either the expunge is undone whole (row and
+//     file back: the message is there again, with its UID) or its row
+//     comes back without its file, which reconciliation expunges; an
+//     unlinked file never comes back as new mail. A CONDSTORE client that
 //     saw a modseq of an undone change may see that modseq given again to
 //     another change of the same mailbox; the flags it holds for the
 //     messages of the undone change are then stale until it next fetches

@@ -24,9 +24,8 @@ const openAhead = 256
 // messages of one mailbox with UIDs in [lo, hi] as the index listed them.
 // A message's file is written once and never renamed or rewritten (doc.go,
 // Layout), so a name read here stays right for as long as the message
-// exists; once it is expunged its name waits for the flush's unlink
-// (unlinkPending), then is gone: either way the window falls back to the
-// index, which answers ErrNoSuchMessage.
+// exists; once it is expunged its name is unlinked, and opening the name
+// fails and falls back to the index, which answers ErrNoSuchMessage.
 type fileWindow struct {
 	mu        sync.Mutex
 	mailboxID int64
@@ -64,10 +63,9 @@ func (h *handle) openMessage(ctx context.Context, mailboxID int64, uid imap.UID)
 		}
 		wf, ok = h.files.lookup(mailboxID, uid)
 	}
-	if !ok || h.a.unlinkPending(mailboxID, wf.file) {
-		// Not in the index when the window was read, or expunged
-		// since (its file waits for the flush): the slow path tells
-		// a missing message from a missing mailbox.
+	if !ok {
+		// Not in the index when the window was read: the slow path
+		// tells a missing message from a missing mailbox.
 		return h.a.openMessage(ctx, mailboxID, uid)
 	}
 	f, err := regfile.Open(filepath.Join(h.a.mailboxDir(mailboxID), filepath.FromSlash(wf.file)))
