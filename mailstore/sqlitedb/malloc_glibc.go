@@ -59,8 +59,8 @@ import "C"
 // (madvise(MADV_DONTNEED), with a TLB shoot-down across the process's
 // threads) and each refill faulted them in again: 15,000 madvise calls
 // and 88,000 page faults per 10 s under imaptest's 10-client stress, and
-// a STORE loop over one connection spent a fifth of its CPU there
-// (perf). At 4 MiB the pages stay with malloc for the next refill: the
+// a STORE loop over one connection spent about a tenth of its CPU in
+// madvise, growing the heap and faulting (perf). At 4 MiB the pages stay with malloc for the next refill: the
 // same 10 s had 43,000 page faults (most of the remaining madvise calls
 // are the Go runtime's own scavenger), and a STORE cost 205 µs of CPU
 // instead of 245–272. A connection's cache is at most 2 MiB (SQLite's
