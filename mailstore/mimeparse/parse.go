@@ -137,7 +137,7 @@ func parseHeader(r io.Reader) (*Part, error) {
 // set.
 func parseHeaderBounds(r io.Reader) (*Part, error) {
 	p := newParser(r, true)
-	p.noEnvelope, p.boundsOnly = true, true
+	p.boundsOnly = true // returns before any envelope is built
 	return p.run()
 }
 
