@@ -23,9 +23,13 @@
 // so queue.sqlite is created (and kept) mode 0600, and its -wal and -shm
 // files inherit that mode; spool files are 0600 in 0700 directories.
 //
-// Enqueue is durable before it returns: the body goes to tmp/, is fsync'd,
-// renamed into queue/, the directory is fsync'd, and then the rows are
-// committed (synchronous=FULL). Concurrent Enqueues share the directory
+// Enqueue is durable before it returns: the body goes to tmp/ and is
+// renamed into queue/, the file and the directory are fsync'd at once, and
+// then the rows are committed (synchronous=FULL). The row is what queues a
+// message: a crash before its commit leaves at most a spool file without a
+// row, whatever the order the two fsyncs reached the disk in. Overlapping
+// them took the relay rows of the benchmark from about 795 to 875 msg/s
+// (medians of six alternating runs). Concurrent Enqueues share the directory
 // fsync (durable.DirSyncer: each waits for one that began after its
 // rename) and the commit: those that wait for the write lock are
 // committed together by the next of them, in one transaction and one WAL

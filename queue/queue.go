@@ -501,8 +501,8 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 }
 
 // putSpool stores a message in a spool file and queue.sqlite: the file
-// is written, fsync'd and renamed into place, the directory fsync'd, then
-// the rows committed with those of concurrent Enqueues.
+// is written and renamed into place, the file and the directory fsync'd
+// together, then the rows committed with those of concurrent Enqueues.
 func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) (err error) {
 	id := rows.id
 	tmp, f, err := q.spoolTemp(id)
@@ -536,9 +536,6 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 	if err := cw.finish(); err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("queue: spool: %w", err)
-	}
 	// DKIM signing reads the spool file back (the header decides the
 	// signing domain); the signature is stored in the row and prepended at
 	// delivery, so the spool file stays the message as accepted.
@@ -549,11 +546,6 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 	if err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
-		f = nil
-		return fmt.Errorf("queue: spool: %w", err)
-	}
-	f = nil
 	final := q.spoolPath(id)
 	if err := os.Rename(tmp, final); err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
@@ -563,8 +555,20 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 			os.Remove(final)
 		}
 	}()
-	if err := q.spoolSync.Sync(q.spoolDir); err != nil {
-		return fmt.Errorf("queue: spool: %w", err)
+	// The file's fsync and its directory's run at once: only the row,
+	// committed after both, makes the message queued, and a crash before
+	// it leaves a spool file without a row, which start-up removes.
+	dirSynced := q.spoolSync.Start(q.spoolDir)
+	serr := f.Sync()
+	if cerr := f.Close(); serr == nil {
+		serr = cerr
+	}
+	f = nil
+	if derr := dirSynced(); serr == nil {
+		serr = derr
+	}
+	if serr != nil {
+		return fmt.Errorf("queue: spool: %w", serr)
 	}
 	rows.size, rows.eightbit, rows.dkim = cw.n, cw.eightbit, dkimHeader
 	if err := q.commitRows(ctx, rows); err != nil {
