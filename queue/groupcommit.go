@@ -13,6 +13,7 @@ type queuedRows struct {
 	size, created  int64
 	eightbit, utf8 bool
 	kind, dkim     string
+	body           []byte      // the message when kept in its row (nil: a spool file)
 	rcpts          [][2]string // address, domain
 	err            error
 	done           chan struct{} // closed when err is final
@@ -103,8 +104,8 @@ func (q *Queue) insertRows(ctx context.Context, batch []*queuedRows) error {
 	}
 	defer tx.Rollback()
 	for _, r := range batch {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, sender, size, created, eightbit, smtputf8, kind, dkim) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.id, r.from, r.size, r.created, r.eightbit, r.utf8, r.kind, r.dkim); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (id, sender, size, created, eightbit, smtputf8, kind, dkim, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.id, r.from, r.size, r.created, r.eightbit, r.utf8, r.kind, r.dkim, r.body); err != nil {
 			return err
 		}
 		for _, rc := range r.rcpts {

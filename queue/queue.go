@@ -365,6 +365,9 @@ var migrations = []sqlitedb.Migration{
 	),
 	// 2: due recipients by destination, for connection reuse.
 	sqlitedb.Exec(`CREATE INDEX recipients_domain_due ON recipients(domain, state, next_attempt)`),
+	// 3: a message of up to inlineMax bytes is kept in its row, not a
+	// spool file (NULL: in queue/<id>).
+	sqlitedb.Exec(`ALTER TABLE messages ADD COLUMN body BLOB`),
 }
 
 // DKIM returns the signing keys, which live in the queue's database.
@@ -442,8 +445,8 @@ func ParseID(s string) (string, error) {
 func (q *Queue) spoolPath(id string) string { return filepath.Join(q.spoolDir, id) }
 
 // Enqueue stores a message for delivery to rcpts with envelope sender from
-// ("" is the null sender). The spool file is fsync'd and renamed into
-// place and the database row committed before it returns, so the caller may
+// ("" is the null sender). The message is durable in queue.sqlite (its
+// row, or its row and its spool file) before it returns, so the caller may
 // answer 250. Bare LF line endings are turned into CRLF. Messages whose
 // From domain has DKIM keys are signed here, once.
 func (q *Queue) Enqueue(ctx context.Context, from string, rcpts []string, body io.Reader) (string, error) {
@@ -500,25 +503,25 @@ func (q *Queue) enqueue(ctx context.Context, from string, rcpts []string, body i
 	return id, nil
 }
 
-// putSpool stores a message in a spool file and queue.sqlite: the file
-// is written and renamed into place, the file and the directory fsync'd
-// together, then the rows committed with those of concurrent Enqueues.
+// putSpool stores a message in queue.sqlite: a message of up to inlineMax
+// bytes (most mail) in its row, committed with it in one WAL fsync; a
+// larger one in a spool file, written and renamed into place, the file and
+// the directory fsync'd together, then the rows committed with those of
+// concurrent Enqueues.
 func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) (err error) {
-	id := rows.id
-	tmp, f, err := q.spoolTemp(id)
-	if err != nil {
-		return fmt.Errorf("queue: spool: %w", err)
-	}
+	sink := &spoolSink{q: q, id: rows.id, mem: inlineBufs.Get().(*[]byte)}
+	*sink.mem = (*sink.mem)[:0]
 	defer func() {
-		if f != nil {
-			f.Close()
+		if sink.f != nil {
+			sink.f.Close()
 		}
-		if err != nil {
-			os.Remove(tmp)
+		if err != nil && sink.tmp != "" {
+			os.Remove(sink.tmp)
 		}
+		inlineBufs.Put(sink.mem)
 	}()
 	bw := spoolWriters.Get().(*bufio.Writer)
-	bw.Reset(f)
+	bw.Reset(sink)
 	defer func() {
 		bw.Reset(nil)
 		spoolWriters.Put(bw)
@@ -536,18 +539,30 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 	if err := cw.finish(); err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
 	}
-	// DKIM signing reads the spool file back (the header decides the
-	// signing domain); the signature is stored in the row and prepended at
-	// delivery, so the spool file stays the message as accepted.
+	// DKIM signing reads the body back (the header decides the signing
+	// domain); the signature is stored in the row and prepended at
+	// delivery, so the body stays the message as accepted.
+	rows.size, rows.eightbit = cw.n, cw.eightbit
+	if sink.f == nil {
+		mem := *sink.mem
+		if rows.dkim, err = q.sign(ctx, bytes.NewReader(mem), rows.from); err != nil {
+			return err
+		}
+		rows.body = mem
+		if err := q.commitRows(ctx, rows); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+		return nil
+	}
+	f := sink.f
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
 	}
-	dkimHeader, err := q.sign(ctx, f, rows.from)
-	if err != nil {
+	if rows.dkim, err = q.sign(ctx, f, rows.from); err != nil {
 		return err
 	}
-	final := q.spoolPath(id)
-	if err := os.Rename(tmp, final); err != nil {
+	final := q.spoolPath(rows.id)
+	if err := os.Rename(sink.tmp, final); err != nil {
 		return fmt.Errorf("queue: spool: %w", err)
 	}
 	defer func() {
@@ -563,18 +578,57 @@ func (q *Queue) putSpool(ctx context.Context, rows *queuedRows, body io.Reader) 
 	if cerr := f.Close(); serr == nil {
 		serr = cerr
 	}
-	f = nil
+	sink.f = nil
 	if derr := dirSynced(); serr == nil {
 		serr = derr
 	}
 	if serr != nil {
 		return fmt.Errorf("queue: spool: %w", serr)
 	}
-	rows.size, rows.eightbit, rows.dkim = cw.n, cw.eightbit, dkimHeader
 	if err := q.commitRows(ctx, rows); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	return nil
+}
+
+// inlineMax is the largest message kept in its queue.sqlite row rather than
+// a spool file.
+const inlineMax = 64 << 10
+
+// inlineBufs hold a message on its way into its row.
+var inlineBufs = sync.Pool{New: func() any { b := make([]byte, 0, inlineMax); return &b }}
+
+// spoolSink keeps what it is given in mem while that is at most inlineMax
+// bytes; past that it opens a spool file in tmp/ and writes everything
+// there.
+type spoolSink struct {
+	q   *Queue
+	id  string
+	mem *[]byte
+	tmp string   // the spool file's path in tmp/ ("": none yet)
+	f   *os.File // the spool file (nil: the message is in mem)
+}
+
+func (s *spoolSink) Write(p []byte) (int, error) {
+	if s.f == nil && s.tmp == "" {
+		if len(*s.mem)+len(p) <= inlineMax {
+			*s.mem = append(*s.mem, p...)
+			return len(p), nil
+		}
+		tmp, f, err := s.q.spoolTemp(s.id)
+		if err != nil {
+			return 0, err
+		}
+		s.tmp, s.f = tmp, f
+		if _, err := f.Write(*s.mem); err != nil {
+			return 0, err
+		}
+		*s.mem = (*s.mem)[:0]
+	}
+	if s.f == nil {
+		return 0, os.ErrClosed
+	}
+	return s.f.Write(p)
 }
 
 // spoolTemp opens a file in tmp/ for a new spool file: an emptied one the

@@ -22,9 +22,10 @@ import (
 // fsyncs the WAL (which makes every commit before it durable, whatever
 // its synchronous mode), then unlinks them. A crash before that leaves
 // files without rows, which Open's reconciliation removes. One fsync less
-// per relayed message (the spool file, the spool directory and the
-// Enqueue commit stay fsync'd: the 250 for the client still follows a
-// durable message).
+// per relayed message with a spool file (the spool file, the spool
+// directory and the Enqueue commit stay fsync'd: the 250 for the client
+// still follows a durable message). A message kept in its row has no file
+// to reap.
 const (
 	reapDelay = 50 * time.Millisecond
 	reapBatch = 256 // reap at once when this many files wait

@@ -14,14 +14,14 @@ import (
 
 // SnapshotFiles lists the spool files the queue database copy at dbPath
 // references, as slash-separated paths relative to the data directory
-// (queue/<id>).
+// (queue/<id>): those of messages not kept in their rows.
 func SnapshotFiles(ctx context.Context, dbPath string) ([]string, error) {
 	db, err := sqlitedb.OpenFile(dbPath, true)
 	if err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT id FROM messages ORDER BY id`)
+	rows, err := db.QueryContext(ctx, `SELECT id FROM messages WHERE body IS NULL ORDER BY id`)
 	ids, err := sqlitedb.Collect(rows, err, sqlitedb.Value[string])
 	if err != nil {
 		return nil, fmt.Errorf("queue: files of %s: %w", dbPath, err)

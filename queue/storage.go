@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
@@ -207,6 +208,7 @@ func (s sqliteStore) startAttempt(ctx context.Context, j job, now int64, nextFor
 
 func (s sqliteStore) record(ctx context.Context, id string, res []recordRow) (finished bool, err error) {
 	// Committed relaxed (reap.go): the spool file goes once it is durable.
+	spoolFile := false
 	err = s.q.relaxedTx(ctx, func(tx *sql.Tx) error {
 		for _, r := range res {
 			if _, err := tx.ExecContext(ctx, `UPDATE recipients SET state = ?, reply = ?, remote = ? WHERE message_id = ? AND rcpt = ?`,
@@ -216,16 +218,17 @@ func (s sqliteStore) record(ctx context.Context, id string, res []recordRow) (fi
 		}
 		// The common case ends here: every recipient done and none failed.
 		// Removing the entry in the same transaction saves a commit.
-		del, err := tx.ExecContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
-			WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))`, id, id)
-		if err != nil {
-			return err
+		err := tx.QueryRowContext(ctx, `DELETE FROM messages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM recipients r
+			WHERE r.message_id = ? AND (r.state = 'pending' OR (r.state = 'failed' AND r.dsn_sent = 0)))
+			RETURNING body IS NULL`, id, id).Scan(&spoolFile)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
 		}
-		n, _ := del.RowsAffected()
-		finished = n > 0
-		return nil
+		finished = err == nil
+		return err
 	})
-	if err == nil && finished {
+	if err == nil && finished && spoolFile {
+		// A message kept in its row went with it.
 		s.q.dropSpool(id)
 	}
 	return finished, err
@@ -255,7 +258,21 @@ func (s sqliteStore) wakeWaiting(ctx context.Context, domain, suffix string, now
 	return res.RowsAffected()
 }
 
+// inlineBody is a message kept in its row.
+type inlineBody struct{ *bytes.Reader }
+
+func (inlineBody) Close() error { return nil }
+
 func (s sqliteStore) body(ctx context.Context, id string) (spooled, error) {
+	var inline bool
+	var b []byte
+	err := s.q.db.Read.QueryRowContext(ctx, `SELECT body IS NOT NULL, body FROM messages WHERE id = ?`, id).Scan(&inline, &b)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, err
+	}
+	if inline {
+		return inlineBody{bytes.NewReader(b)}, nil
+	}
 	f, err := regfile.Open(s.q.spoolPath(id))
 	if err != nil {
 		return nil, err

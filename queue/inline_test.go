@@ -1,0 +1,93 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestSmallMessageKeptInRow: a message of up to inlineMax bytes (counted
+// after bare LFs become CRLF) lives in its row, a larger one in a spool
+// file; both survive a restart byte for byte, and a backup's file list
+// names only the spool file.
+func TestSmallMessageKeptInRow(t *testing.T) {
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote)
+	e.stop() // the queue accepts but does not deliver
+	q, err := Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func(n int, eol string) string {
+		head := "Subject: size\r\n\r\n"
+		line := strings.Repeat("x", 70) + eol
+		var b strings.Builder
+		b.WriteString(head)
+		for b.Len()+len(line)+len(eol)+1 <= n {
+			b.WriteString(line)
+		}
+		b.WriteString(strings.Repeat("y", n-b.Len()-len(eol)) + eol)
+		return b.String()
+	}
+	cases := []struct {
+		name, body, want string
+		inline           bool
+	}{
+		{"at the limit", body(inlineMax, "\r\n"), "", true},
+		{"one byte over", body(inlineMax+1, "\r\n"), "", false},
+		// Under the limit as given, over it once every LF is CRLF.
+		{"over once CRLF", body(inlineMax-100, "\n"), "", false},
+		{"small", testBody, "", true},
+	}
+	ids := map[string]string{}
+	for i, c := range cases {
+		// As stored and delivered: every line ending CRLF.
+		cases[i].want = strings.ReplaceAll(strings.ReplaceAll(c.body, "\r\n", "\n"), "\n", "\r\n")
+		rcpt := strings.ReplaceAll(c.name, " ", "-") + "@b.test"
+		id, err := q.Enqueue(context.Background(), "alice@a.test", []string{rcpt}, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		ids[c.name] = id
+		_, ferr := os.Stat(q.spoolPath(id))
+		if c.inline != os.IsNotExist(ferr) {
+			t.Errorf("%s (%d bytes): spool file present %v, want %v", c.name, len(cases[i].want), ferr == nil, !c.inline)
+		}
+		m, err := q.Get(context.Background(), id)
+		if err != nil || m.Size != int64(len(cases[i].want)) {
+			t.Errorf("%s: size %d (%v), want %d", c.name, m.Size, err, len(cases[i].want))
+		}
+	}
+	q.Close()
+
+	files, err := SnapshotFiles(context.Background(), filepath.Join(e.dir, "queue.sqlite"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range cases {
+		if !c.inline {
+			want = append(want, "queue/"+ids[c.name])
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(files, want) {
+		t.Errorf("SnapshotFiles = %v, want %v", files, want)
+	}
+
+	e.open()
+	for _, c := range cases {
+		rcpt := strings.ReplaceAll(c.name, " ", "-") + "@b.test"
+		waitFor(t, c.name+" delivered", func() bool { return remote.count(rcpt) == 1 })
+		waitFor(t, c.name+" leaves the queue", func() bool { return e.gone(ids[c.name]) })
+		for _, m := range remote.messages() {
+			if m.rcpts[0] == rcpt && !bytes.Equal(m.body, []byte(c.want)) {
+				t.Errorf("%s: delivered %d bytes, want the %d enqueued", c.name, len(m.body), len(c.want))
+			}
+		}
+	}
+}
