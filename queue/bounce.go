@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dsn"
@@ -51,12 +52,41 @@ func (q *Queue) readSpoolHeader(id string) []byte {
 	return ReadHeader(io.NewSectionReader(f, 0, f.Size()), maxHeaderBytes)
 }
 
-// housekeeping sends DSNs for failed recipients, delay warnings, and
-// removes finished messages.
+// housekeeping sends DSNs for failed recipients, delay warnings, removes
+// finished messages and gives queue.sqlite's free space back.
 func (q *Queue) housekeeping(ctx context.Context) {
 	q.bounce(ctx)
 	q.warnDelayed(ctx)
 	q.finish(ctx)
+	q.reclaimSpace(ctx)
+}
+
+// reclaimMin is how much free space queue.sqlite may hold before
+// housekeeping gives it back (a variable for tests).
+var reclaimMin int64 = 64 << 20
+
+// reclaimSpace gives queue.sqlite's free pages back to the file system
+// once they are more than reclaimMin and more than half of the file: the
+// bodies of messages kept in their rows free their pages when delivered,
+// and after a backlog has drained the file would otherwise keep its
+// largest size. VACUUM copies only what is live, so it is quick exactly
+// then; Enqueues wait for it.
+func (q *Queue) reclaimSpace(ctx context.Context) {
+	if q.opts.Postgres != nil {
+		return
+	}
+	var pages, free, size int64
+	err := q.db.Read.QueryRowContext(ctx, `SELECT (SELECT page_count FROM pragma_page_count()),
+		(SELECT freelist_count FROM pragma_freelist_count()), (SELECT page_size FROM pragma_page_size())`).Scan(&pages, &free, &size)
+	if err != nil || free*size < reclaimMin || 2*free < pages {
+		return
+	}
+	start := time.Now()
+	if _, err := q.db.Write.ExecContext(ctx, `VACUUM`); err != nil {
+		q.log.Warn("queue: give free space back", "err", err)
+		return
+	}
+	q.log.Info("queue: gave free space back", "bytes", free*size, "dur", time.Since(start).Round(time.Millisecond))
 }
 
 func (q *Queue) bounce(ctx context.Context) {

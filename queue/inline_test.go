@@ -91,3 +91,62 @@ func TestSmallMessageKeptInRow(t *testing.T) {
 		}
 	}
 }
+
+// TestDrainedBacklogGivesSpaceBack: once the messages kept in their rows
+// are gone, housekeeping gives queue.sqlite's free pages back.
+func TestDrainedBacklogGivesSpaceBack(t *testing.T) {
+	old := reclaimMin
+	reclaimMin = 1 << 20
+	t.Cleanup(func() { reclaimMin = old })
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote)
+	e.stop()
+	q, err := Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	pages := func() (n, free int64) {
+		t.Helper()
+		if err := q.db.Read.QueryRowContext(ctx, `SELECT (SELECT page_count FROM pragma_page_count()), (SELECT freelist_count FROM pragma_freelist_count())`).Scan(&n, &free); err != nil {
+			t.Fatal(err)
+		}
+		return n, free
+	}
+	body := "Subject: backlog\r\n\r\n" + strings.Repeat(strings.Repeat("z", 78)+"\r\n", 600)
+	var ids []string
+	for range 100 {
+		id, err := q.Enqueue(ctx, "alice@a.test", []string{"bob@b.test"}, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	full, _ := pages()
+	q.reclaimSpace(ctx)
+	if n, _ := pages(); n != full {
+		t.Fatalf("a full queue was vacuumed: %d pages, then %d", full, n)
+	}
+	for _, id := range ids[:10] {
+		if err := q.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.reclaimSpace(ctx)
+	if n, _ := pages(); n != full {
+		t.Errorf("vacuumed with a tenth free: %d pages, then %d", full, n)
+	}
+	for _, id := range ids[10:] {
+		if err := q.Remove(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, free := pages(); free*2 < full {
+		t.Fatalf("only %d of %d pages free after the backlog went", free, full)
+	}
+	q.reclaimSpace(ctx)
+	if n, free := pages(); n*4 > full || free != 0 {
+		t.Errorf("after the backlog drained: %d pages (%d free), from %d", n, free, full)
+	}
+}
