@@ -45,7 +45,9 @@ func TestDataDirIsPrivate(t *testing.T) {
 		}
 	}
 	c.Quit()
-	submit(t, s, []string{"bob@b.test"}, "From: <alice@a.test>\r\nTo: <bob@b.test>\r\nSubject: out\r\n\r\nqueued\r\n")
+	// Over 64 KiB, so the queue keeps it in a spool file (a smaller one
+	// lives in its queue.sqlite row).
+	submit(t, s, []string{"bob@b.test"}, "From: <alice@a.test>\r\nTo: <bob@b.test>\r\nSubject: out\r\n\r\n"+strings.Repeat("queued, and long enough for a spool file\r\n", 2000))
 
 	seen := checkPrivate(t, s.DataDir)
 	for _, want := range []string{"users.sqlite", "users.sqlite-wal", "queue.sqlite", "index.sqlite", "index.sqlite-wal", "key.pem", "cert.pem", "message", "queued message"} {
