@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -29,5 +30,45 @@ func TestFlagsKeepsKeywords(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("SELECT's FLAGS lost $Label1: %q", u)
+	}
+}
+
+// TestStoreFlagsNotFollowedByStaleFlags: a FLAGS update queued for a
+// session by another session's new keyword is superseded when the
+// session's own STORE announces a newer list; written after it, the older
+// list would drop the session's own new keyword (imaptest's stress mode
+// reported "Keyword dropped, but it still had references").
+func TestStoreFlagsNotFollowedByStaleFlags(t *testing.T) {
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "", testMessage(1))
+	ts.deliver(t, "alice@example.org", "", testMessage(2))
+	a := ts.raw(t)
+	a.login("alice@example.org", "alicepw")
+	a.mustOK("SELECT INBOX")
+	b := ts.raw(t)
+	b.login("alice@example.org", "alicepw")
+	b.mustOK("SELECT INBOX")
+	b.mustOK(`STORE 1 +FLAGS ($Other)`)
+	// a has not heard of $Other yet; its own STORE brings $Mine.
+	lines := a.mustOK(`STORE 2 +FLAGS ($Mine)`)
+	lines = append(lines, a.mustOK("NOOP")...)
+	announced := false
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "* FLAGS ") {
+			continue
+		}
+		has := strings.Contains(l, "$Mine")
+		if announced && !has {
+			t.Errorf("FLAGS without $Mine after it was announced: %q", lines)
+		}
+		if has {
+			announced = true
+			if !strings.Contains(l, "$Other") {
+				t.Errorf("FLAGS announcing $Mine lacks $Other, in use: %q", l)
+			}
+		}
+	}
+	if !announced {
+		t.Errorf("$Mine never announced: %q", lines)
 	}
 }

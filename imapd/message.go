@@ -451,6 +451,11 @@ func (s *session) Store(w *imapserver.FetchWriter, numSet imap.NumSet, flags *im
 	var announce []imap.Flag
 	if len(st.keywords) > known {
 		announce = st.flagsLocked()
+		// Newer than a FLAGS queued for this session by another's new
+		// keyword (under st.mu, so no later one is queued meanwhile):
+		// written after it, that older list would drop this STORE's
+		// keyword.
+		sel.tracker.TakeMailboxFlags()
 	}
 	st.mu.Unlock()
 	if announce != nil {
