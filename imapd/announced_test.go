@@ -40,14 +40,7 @@ func TestFlagsKeepsKeywords(t *testing.T) {
 // reported "Keyword dropped, but it still had references").
 func TestStoreFlagsNotFollowedByStaleFlags(t *testing.T) {
 	ts := newTestServer(t)
-	ts.deliver(t, "alice@example.org", "", testMessage(1))
-	ts.deliver(t, "alice@example.org", "", testMessage(2))
-	a := ts.raw(t)
-	a.login("alice@example.org", "alicepw")
-	a.mustOK("SELECT INBOX")
-	b := ts.raw(t)
-	b.login("alice@example.org", "alicepw")
-	b.mustOK("SELECT INBOX")
+	a, b := ts.aliceTwice(t, 2)
 	b.mustOK(`STORE 1 +FLAGS ($Other)`)
 	// a has not heard of $Other yet; its own STORE brings $Mine.
 	lines := a.mustOK(`STORE 2 +FLAGS ($Mine)`)

@@ -182,6 +182,21 @@ func (ts *testServer) client(t testing.TB, user, pass string, h *imapclient.Unil
 	return c
 }
 
+// aliceTwice delivers n test messages to alice's INBOX and returns two
+// sessions of hers, each with INBOX selected.
+func (ts *testServer) aliceTwice(t testing.TB, n int) (a, b *rawConn) {
+	t.Helper()
+	for i := 1; i <= n; i++ {
+		ts.deliver(t, "alice@example.org", "", testMessage(i))
+	}
+	a, b = ts.raw(t), ts.raw(t)
+	for _, c := range []*rawConn{a, b} {
+		c.login("alice@example.org", "alicepw")
+		c.mustOK("SELECT INBOX")
+	}
+	return a, b
+}
+
 // rawConn is a line-level IMAP client for scripts clients never send.
 type rawConn struct {
 	t    testing.TB

@@ -256,15 +256,7 @@ func TestExamineIsReadOnly(t *testing.T) {
 // EXPUNGE with sequence numbers that stay right.
 func TestLiveUpdates(t *testing.T) {
 	ts := newTestServer(t)
-	for i := 1; i <= 5; i++ {
-		ts.deliver(t, "alice@example.org", "", testMessage(i))
-	}
-	a := ts.raw(t)
-	a.login("alice@example.org", "alicepw")
-	a.mustOK("SELECT INBOX")
-	b := ts.raw(t)
-	b.login("alice@example.org", "alicepw")
-	b.mustOK("SELECT INBOX")
+	a, b := ts.aliceTwice(t, 5)
 
 	a.send("I1 IDLE\r\n")
 	if l := a.line(); !strings.HasPrefix(l, "+") {
@@ -376,14 +368,7 @@ func TestIsolation(t *testing.T) {
 // one that has the mailbox selected.
 func TestKeywordsAnnouncedInFlags(t *testing.T) {
 	ts := newTestServer(t)
-	ts.deliver(t, "alice@example.org", "", testMessage(1))
-	ts.deliver(t, "alice@example.org", "", testMessage(2))
-	a := ts.raw(t)
-	a.login("alice@example.org", "alicepw")
-	a.mustOK("SELECT INBOX")
-	b := ts.raw(t)
-	b.login("alice@example.org", "alicepw")
-	b.mustOK("SELECT INBOX")
+	a, b := ts.aliceTwice(t, 2)
 
 	u := a.mustOK(`STORE 1 +FLAGS ($Label1)`)
 	if len(u) != 2 || !strings.HasPrefix(u[0], "* FLAGS (") || !strings.Contains(u[0], "$Label1") || !strings.Contains(u[1], "FETCH") {
