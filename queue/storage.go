@@ -227,8 +227,9 @@ func (s sqliteStore) record(ctx context.Context, id string, res []recordRow) (fi
 		finished = err == nil
 		return err
 	})
+	// A message kept in its row went with it; a spool file goes once the
+	// finish is durable.
 	if err == nil && finished && spoolFile {
-		// A message kept in its row went with it.
 		s.q.dropSpool(id)
 	}
 	return finished, err
