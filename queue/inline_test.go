@@ -3,6 +3,9 @@ package queue
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -148,5 +151,68 @@ func TestDrainedBacklogGivesSpaceBack(t *testing.T) {
 	q.reclaimSpace(ctx)
 	if n, free := pages(); n*4 > full || free != 0 {
 		t.Errorf("after the backlog drained: %d pages (%d free), from %d", n, free, full)
+	}
+}
+
+// TestHostileBodiesAroundInlineLimit: binary bodies (NUL, bare CR and LF,
+// 8-bit, dot lines) whose stored size lands just under, at and over
+// inlineMax come back byte for byte as the CRLF writer makes them, from
+// the row or the spool file; one over MaxMessageSize is refused and
+// leaves neither a row nor a file.
+func TestHostileBodiesAroundInlineLimit(t *testing.T) {
+	remote := newFakeRemote(t)
+	e := newEnv(t, remote, func(o *Options) { o.MaxMessageSize = 3 * inlineMax })
+	e.stop()
+	q, err := Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, 2))
+	alphabet := []byte("\x00\r\n\n.\xffa \t\r\n")
+	hostile := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return b
+	}
+	for _, n := range []int{1, inlineMax / 2, inlineMax - 3000, inlineMax - 1, inlineMax, inlineMax + 1, 2 * inlineMax} {
+		for range 3 {
+			in := hostile(n)
+			want, _, _, _ := crlfReference([][]byte{in}, 0)
+			id, err := q.Enqueue(ctx, "alice@a.test", []string{"bob@b.test"}, bytes.NewReader(in))
+			if err != nil {
+				t.Fatalf("%d bytes: %v", n, err)
+			}
+			b, err := q.st.body(ctx, id)
+			if err != nil {
+				t.Fatalf("%d bytes: body: %v", n, err)
+			}
+			got := make([]byte, b.Size())
+			_, err = b.ReadAt(got, 0)
+			b.Close()
+			if err != nil && err != io.EOF {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%d bytes in: stored %d bytes, want the CRLF writer's %d", n, len(got), len(want))
+			}
+			_, ferr := os.Stat(q.spoolPath(id))
+			if inRow := os.IsNotExist(ferr); inRow != (len(want) <= inlineMax) {
+				t.Errorf("%d bytes stored: kept in the row %v", len(want), inRow)
+			}
+		}
+	}
+	before, _ := q.List(ctx)
+	if _, err := q.Enqueue(ctx, "alice@a.test", []string{"bob@b.test"}, bytes.NewReader(hostile(3*inlineMax+1))); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("over the size limit: %v", err)
+	}
+	if after, _ := q.List(ctx); len(after) != len(before) {
+		t.Errorf("a refused message left a row: %d entries, then %d", len(before), len(after))
+	}
+	if tmps, _ := os.ReadDir(filepath.Join(e.dir, "queue", "tmp")); len(tmps) != 0 {
+		t.Errorf("a refused message left %d files in tmp/", len(tmps))
 	}
 }
