@@ -288,6 +288,21 @@ func newEnv(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) *env {
 	return e
 }
 
+// acceptOnly is newEnv with its queue stopped and one opened in its place
+// that accepts but was never started, so it delivers nothing (the test
+// closes it, or the cleanup does; e.open starts a delivering one).
+func acceptOnly(t *testing.T, remote *fakeRemote, tweak ...func(*Options)) (*env, *Queue) {
+	t.Helper()
+	e := newEnv(t, remote, tweak...)
+	e.stop()
+	q, err := Open(context.Background(), e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return e, q
+}
+
 // onPostgres makes newEnv's queues keep their messages in PostgreSQL
 // (TestOnPostgres sets it while it runs behaviour tests again).
 var onPostgres bool

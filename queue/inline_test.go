@@ -19,12 +19,7 @@ import (
 // names only the spool file.
 func TestSmallMessageKeptInRow(t *testing.T) {
 	remote := newFakeRemote(t)
-	e := newEnv(t, remote)
-	e.stop() // the queue accepts but does not deliver
-	q, err := Open(context.Background(), e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, q := acceptOnly(t, remote)
 	body := func(n int, eol string) string {
 		head := "Subject: size\r\n\r\n"
 		line := strings.Repeat("x", 70) + eol
@@ -102,13 +97,7 @@ func TestDrainedBacklogGivesSpaceBack(t *testing.T) {
 	reclaimMin = 1 << 20
 	t.Cleanup(func() { reclaimMin = old })
 	remote := newFakeRemote(t)
-	e := newEnv(t, remote)
-	e.stop()
-	q, err := Open(context.Background(), e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	_, q := acceptOnly(t, remote)
 	ctx := context.Background()
 	pages := func() (n, free int64) {
 		t.Helper()
@@ -161,13 +150,7 @@ func TestDrainedBacklogGivesSpaceBack(t *testing.T) {
 // leaves neither a row nor a file.
 func TestHostileBodiesAroundInlineLimit(t *testing.T) {
 	remote := newFakeRemote(t)
-	e := newEnv(t, remote, func(o *Options) { o.MaxMessageSize = 3 * inlineMax })
-	e.stop()
-	q, err := Open(context.Background(), e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	e, q := acceptOnly(t, remote, func(o *Options) { o.MaxMessageSize = 3 * inlineMax })
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(1, 2))
 	alphabet := []byte("\x00\r\n\n.\xffa \t\r\n")

@@ -302,12 +302,7 @@ func TestRestartDoesNotResendAcknowledged(t *testing.T) {
 
 func TestRestartBeforeFirstAttempt(t *testing.T) {
 	remote := newFakeRemote(t)
-	e := newEnv(t, remote)
-	e.stop() // queue accepts but does not deliver
-	q, err := Open(context.Background(), e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, q := acceptOnly(t, remote)
 	id, err := q.Enqueue(context.Background(), "alice@a.test", []string{"bob@b.test"}, strings.NewReader(testBody))
 	if err != nil {
 		t.Fatal(err)
@@ -607,12 +602,7 @@ func TestDatabaseIsPrivate(t *testing.T) {
 
 func TestConnectionReuse(t *testing.T) {
 	remote := newFakeRemote(t)
-	e := newEnv(t, remote, func(o *Options) { o.MaxPerDomain = 2 })
-	e.stop()
-	q, err := Open(context.Background(), e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, q := acceptOnly(t, remote, func(o *Options) { o.MaxPerDomain = 2 })
 	const n = 30
 	for i := range n {
 		rcpt := "user" + strings.Repeat("x", i) + "@b.test"
