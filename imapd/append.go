@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/emersion/go-imap/v2"
 	"github.com/emersion/go-imap/v2/imapserver"
@@ -58,10 +60,12 @@ type spooled struct {
 // appendSpool holds the messages of one command: in memory while they
 // fit in spoolInMemory, then in one temporary file.
 type appendSpool struct {
-	mem  []byte   // the spool until it outgrows spoolInMemory
-	f    *os.File // the spool once it did (nil until then)
-	size int64
-	msgs []spooled
+	mem    []byte   // the spool until it outgrows spoolInMemory
+	pooled *[]byte  // mem's buffer when it came from spoolBufs
+	tried  bool     // spoolBufs was asked (once per command)
+	f      *os.File // the spool once it did (nil until then)
+	size   int64
+	msgs   []spooled
 }
 
 // spoolInMemory is how much of a command's messages are spooled in memory
@@ -70,19 +74,59 @@ type appendSpool struct {
 // APPEND cost the server under imaptest's stress load.
 const spoolInMemory = 128 << 10
 
+// spoolBufs are in-memory spools of spoolInMemory bytes, reused from one
+// command to the next: growing a fresh buffer for each message (and
+// io.Copy's own buffer on the way) was a quarter of the bytes the server
+// allocated under imaptest's stress load. At most maxMemSpools are out at
+// once (32 MiB); past that a command's spool grows as it needs.
+var (
+	spoolBufs     = sync.Pool{New: func() any { b := make([]byte, 0, spoolInMemory); return &b }}
+	memSpools     atomic.Int64
+	spoolCopyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+)
+
+const maxMemSpools = 256
+
 func newAppendSpool() (*appendSpool, error) {
 	return &appendSpool{}, nil
 }
 
 func (sp *appendSpool) close() {
+	sp.release()
 	if sp.f != nil {
 		sp.f.Close()
 	}
 }
 
-// write appends to the spool; a failure is ours, not the client's.
+// grab takes a pooled buffer for the spool's first bytes, if one is free.
+func (sp *appendSpool) grab() {
+	if sp.tried {
+		return
+	}
+	sp.tried = true
+	if memSpools.Add(1) > maxMemSpools {
+		memSpools.Add(-1)
+		return
+	}
+	sp.pooled = spoolBufs.Get().(*[]byte)
+	sp.mem = (*sp.pooled)[:0]
+}
+
+// release gives the pooled buffer back; nothing reads mem afterwards.
+func (sp *appendSpool) release() {
+	if sp.pooled == nil {
+		return
+	}
+	*sp.pooled = (*sp.pooled)[:0]
+	spoolBufs.Put(sp.pooled)
+	memSpools.Add(-1)
+	sp.pooled, sp.mem = nil, nil
+}
+
+// Write appends to the spool; a failure is ours, not the client's.
 func (sp *appendSpool) Write(p []byte) (int, error) {
 	if sp.f == nil && sp.size+int64(len(p)) <= spoolInMemory {
+		sp.grab()
 		sp.mem = append(sp.mem, p...)
 		sp.size += int64(len(p))
 		return len(p), nil
@@ -98,7 +142,9 @@ func (sp *appendSpool) Write(p []byte) (int, error) {
 			f.Close()
 			return 0, &spoolError{err}
 		}
-		sp.f, sp.mem = f, nil
+		sp.f = f
+		sp.release()
+		sp.mem = nil
 	}
 	n, err := sp.f.Write(p)
 	sp.size += int64(n)
@@ -107,6 +153,38 @@ func (sp *appendSpool) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// ReadFrom spools r to its end (io.Copy's path): into the pooled buffer's
+// free room directly, the rest through Write with a pooled copy buffer. A
+// read error is the client's, as r returned it.
+func (sp *appendSpool) ReadFrom(r io.Reader) (int64, error) {
+	var n int64
+	if sp.f == nil {
+		sp.grab()
+	}
+	for sp.f == nil && sp.pooled != nil && len(sp.mem) < cap(sp.mem) {
+		m, err := r.Read(sp.mem[len(sp.mem):cap(sp.mem)])
+		sp.mem = sp.mem[:len(sp.mem)+m]
+		sp.size += int64(m)
+		n += int64(m)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	buf := spoolCopyBufs.Get().(*[]byte)
+	defer spoolCopyBufs.Put(buf)
+	m, err := io.CopyBuffer(spoolWriter{sp}, r, *buf)
+	return n + m, err
+}
+
+// spoolWriter is the spool's Write alone, so that io.CopyBuffer uses the
+// buffer it is given.
+type spoolWriter struct{ sp *appendSpool }
+
+func (w spoolWriter) Write(p []byte) (int, error) { return w.sp.Write(p) }
 
 // readerAt reads the spool.
 func (sp *appendSpool) readerAt() io.ReaderAt {
