@@ -96,6 +96,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	log := newLogger(cfg.Log, stderr)
 	applyMemoryLimit(cfg, log, "/")
+	applyHeapFloor(log)
 
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
