@@ -95,6 +95,20 @@ func (c *Cache) Len() int {
 	return len(c.entries)
 }
 
+// peek answers name/qtype from the cache alone; ok is false when it holds
+// no live answer (an exchange under way does not count).
+func (c *Cache) peek(name string, qtype uint16) (cacheEntry, bool) {
+	key := cacheKey{strings.ToLower(dns.Fqdn(name)), qtype}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || !c.now().Before(e.expires) {
+		return cacheEntry{}, false
+	}
+	c.hits++
+	return e, true
+}
+
 // lookup answers name/qtype from the cache, from an exchange another
 // caller has under way, or by calling ask and keeping what it may.
 func (c *Cache) lookup(ctx context.Context, name string, qtype uint16, ask func(context.Context) (*dns.Msg, error)) (*dns.Msg, error) {

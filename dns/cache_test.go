@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,5 +209,58 @@ func TestCacheIsBounded(t *testing.T) {
 	r.LookupIP(ctx, "fresh.test")
 	if n := c.Len(); n > 2 { // fresh.test's A and AAAA
 		t.Fatalf("expired answers kept: %d", n)
+	}
+}
+
+// TestCacheOnly: under CacheOnly a lookup is answered from the cache or
+// fails as temporary and says so in missed, never asking the nameserver;
+// answers kept (positive and negative) come back as a normal lookup gives
+// them, and an expired one is a miss.
+func TestCacheOnly(t *testing.T) {
+	r, srv, _, now := cachedResolver(t, 0, 0)
+	srv.Add("c.test. 60 MX 10 mx.c.test.")
+	srv.SetNegativeTTL(60)
+	ctx := context.Background()
+	var missed atomic.Bool
+	co := CacheOnly(ctx, &missed)
+
+	if _, err := r.LookupMX(co, "c.test"); !errors.Is(err, ErrTemporary) || !missed.Load() {
+		t.Fatalf("uncached lookup under CacheOnly: err %v, missed %v; want ErrTemporary, true", err, missed.Load())
+	}
+	if n := srv.Queries("c.test", "MX"); n != 0 {
+		t.Fatalf("nameserver asked %d times under CacheOnly", n)
+	}
+	// A miss is not kept: the normal lookup asks and keeps the answer.
+	if mxs, err := r.LookupMX(ctx, "c.test"); err != nil || len(mxs) != 1 {
+		t.Fatalf("LookupMX = %v, %v", mxs, err)
+	}
+	if _, err := r.LookupTXT(ctx, "nx.c.test"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LookupTXT of a missing name: %v", err)
+	}
+	missed.Store(false)
+	if mxs, err := r.LookupMX(co, "C.test."); err != nil || len(mxs) != 1 || mxs[0].Host != "mx.c.test" {
+		t.Fatalf("cached answer under CacheOnly: %v, %v", mxs, err)
+	}
+	if _, err := r.LookupTXT(co, "nx.c.test"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("cached NXDOMAIN under CacheOnly: %v", err)
+	}
+	if missed.Load() {
+		t.Fatal("missed set by answers the cache holds")
+	}
+	*now = now.Add(61 * time.Second)
+	if _, err := r.LookupMX(co, "c.test"); !errors.Is(err, ErrTemporary) || !missed.Load() {
+		t.Fatalf("expired answer under CacheOnly: err %v, missed %v", err, missed.Load())
+	}
+	if n := srv.Queries("c.test", "MX"); n != 1 {
+		t.Fatalf("nameserver asked %d times, want the one normal lookup", n)
+	}
+	// Without a cache every lookup under CacheOnly misses.
+	bare, err := New(Options{Server: srv.Addr, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	missed.Store(false)
+	if _, err := bare.LookupMX(co, "c.test"); !errors.Is(err, ErrTemporary) || !missed.Load() {
+		t.Fatalf("resolver without a cache under CacheOnly: err %v, missed %v", err, missed.Load())
 	}
 }

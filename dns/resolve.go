@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -126,6 +127,22 @@ func New(opts Options) (*Resolver, error) {
 	}, nil
 }
 
+// cacheOnlyKey marks a context of CacheOnly; its value is the missed flag.
+type cacheOnlyKey struct{}
+
+// errNotCached is the cause of a CacheOnly lookup's failure.
+var errNotCached = errors.New("not in the cache")
+
+// CacheOnly returns a context under which a Resolver answers from its
+// cache alone, never asking the nameserver nor joining an exchange under
+// way: a question the cache holds no live answer for fails with
+// ErrTemporary and sets *missed. Callers with several lookups to make try
+// them this way first, one after another, and only on a miss pay for doing
+// them in parallel against the nameserver.
+func CacheOnly(ctx context.Context, missed *atomic.Bool) context.Context {
+	return context.WithValue(ctx, cacheOnlyKey{}, missed)
+}
+
 // Server returns the "host:port" queries go to.
 func (r *Resolver) Server() string { return r.server }
 
@@ -179,6 +196,15 @@ func ParseResolvConf(data string) (string, error) {
 func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	if _, ok := dns.IsDomainName(name); !ok || name == "" {
 		return nil, &Error{Name: name, Type: dns.TypeToString[qtype], Err: ErrMalformed}
+	}
+	if missed, ok := ctx.Value(cacheOnlyKey{}).(*atomic.Bool); ok {
+		if r.cache != nil {
+			if e, ok := r.cache.peek(name, qtype); ok {
+				return e.reply, e.err
+			}
+		}
+		missed.Store(true)
+		return nil, &Error{Name: name, Type: dns.TypeToString[qtype], Err: ErrTemporary, Cause: errNotCached}
 	}
 	if r.cache == nil {
 		return r.ask(ctx, name, qtype)
