@@ -53,6 +53,8 @@ type account struct {
 	// next write transaction deletes (under wmu).
 	unlinked []string
 	relaxed  relaxedState // synchronous mode of relaxed commits (relaxed.go)
+	// unlink removes relaxed commits' trash in the background (relaxed.go).
+	unlink unlinker
 	// fold checkpoints the WAL into the index once writes pause
 	// (walsize.go); under wmu.
 	fold *time.Timer
@@ -314,6 +316,7 @@ func (a *account) ensureDefaults(ctx context.Context) error {
 func (a *account) close() error {
 	a.spares.close()
 	a.settleJournal()
+	a.settleUnlinks(true)
 	a.wmu.Lock()
 	defer a.wmu.Unlock()
 	if a.db == nil {
@@ -466,7 +469,7 @@ func (w *wtx) addTrash(rel string) error {
 
 // write runs fn in the account's write transaction. After the commit it
 // publishes fn's events, in commit order, on this goroutine, then removes
-// trashed files outside the lock.
+// trashed files outside the lock (a relaxed commit's in the background).
 func (a *account) write(ctx context.Context, fn func(w *wtx) error) error {
 	return a.writeTx(ctx, true, fn)
 }
@@ -511,7 +514,7 @@ func (a *account) writeTx(ctx context.Context, durable bool, fn func(w *wtx) err
 		if durable {
 			a.removeTrash(w.trash)
 		} else {
-			a.removeTrashLater(w.trash)
+			a.removeTrashAsync(w.trash)
 		}
 	}
 	return nil

@@ -50,6 +50,7 @@ func TestRelaxedCommits(t *testing.T) {
 		}
 		return n[0]
 	}
+	a.settleUnlinks(false)
 	if _, dirs := a.flushPending(); dirs != 1 || trash() != 1 {
 		t.Fatalf("after EXPUNGE: %d directories owed a sync, %d trash rows", dirs, trash())
 	}
