@@ -43,7 +43,7 @@
 // (the pending table) in one SQLite transaction (synchronous=FULL). That
 // one WAL fsync makes the message durable; the caller hears of success
 // after one device flush instead of two in a row. The store's journal then
-// syncs the files of every account in batches (one syncfs per 20 ms at
+// syncs the files of every account in batches (one syncfs per 100 ms at
 // most, on Linux), and a copy is deleted once a device flush begun after
 // its file's sync has ended (the account's next durable commit, or an
 // fsync when it goes idle); a clean close leaves none. After a crash, the first open in a process rewrites

@@ -45,9 +45,15 @@ import (
 // outlive its pending row, so they first wait for the journal to sync
 // the files they link (flush). Their own fsync of the target cur/, before
 // their commit, then flushes what syncfs wrote.
+//
+// A syncfs writes out everything dirty on the file system and flushes the
+// device, and the commits' WAL fsyncs queue behind it: under imaptest's
+// stress, one every 20 ms cost APPEND a quarter of a millisecond against
+// one every 100 ms (5.43 against 5.19 ms, three alternating runs each),
+// while a single SMTP connection delivered as many messages either way.
 const (
 	journalMax       = 64 << 10
-	journalSyncEvery = 20 * time.Millisecond
+	journalSyncEvery = 100 * time.Millisecond
 	// journalRetry is the pause after a sync that failed before the next
 	// attempt; the messages stay safe in the index meanwhile.
 	journalRetry = time.Second
