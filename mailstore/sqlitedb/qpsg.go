@@ -23,9 +23,12 @@ extern int sqlite3_stmt_status(sqlite3_stmt *, int, int);
 #define PH_SQLITE_DBCONFIG_ENABLE_QPSG 1007
 #define PH_SQLITE_STMTSTATUS_REPREPARE 5
 
+// ph_qpsg runs on every connection SQLite opens. It never fails the open:
+// a connection without the guarantee only plans its statements again.
 static int ph_qpsg(sqlite3 *db, const char **err, const void *api) {
 	(void)err; (void)api;
-	return sqlite3_db_config(db, PH_SQLITE_DBCONFIG_ENABLE_QPSG, 1, (int *)0);
+	sqlite3_db_config(db, PH_SQLITE_DBCONFIG_ENABLE_QPSG, 1, (int *)0);
+	return 0;
 }
 
 static int ph_register_qpsg(void) {
