@@ -1,6 +1,7 @@
 package imapd
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/emersion/go-imap/v2"
@@ -84,17 +85,31 @@ func (sel *selected) shownStored(res mailstore.StoreResult, withFlags bool) {
 // announceKeywords writes, before a FETCH shows rows with a keyword, the
 // FLAGS update queued for this session, if any: a keyword another session
 // brought into the mailbox is announced by it (RFC 3501 §7.2.6), and Poll
-// would write it only after the command's responses.
+// would write it only after the command's responses. A keyword the
+// mailbox's state does not know yet is added to it first: the FETCH read a
+// commit whose event had not reached the state (readers see a commit before
+// its writer publishes the event; imaptest's stress caught the FETCH
+// between the two), or another process wrote it.
 func (sel *selected) announceKeywords(w *imapserver.FetchWriter, rows []mailstore.MessageInfo) error {
+	var kws []imap.Flag // the distinct keywords shown, usually none or a few
 	for i := range rows {
 		for _, f := range rows[i].Flags {
-			if !strings.HasPrefix(string(f), "\\") {
-				if flags := sel.tracker.TakeMailboxFlags(); flags != nil {
-					return w.WriteMailboxFlags(flags)
-				}
-				return nil
+			if !strings.HasPrefix(string(f), "\\") && !slices.Contains(kws, f) {
+				kws = append(kws, f)
 			}
 		}
+	}
+	if len(kws) == 0 {
+		return nil
+	}
+	st := sel.st
+	st.mu.Lock()
+	if st.addKeywordsLocked(kws) {
+		st.tracker.QueueMailboxFlags(st.flagsLocked())
+	}
+	st.mu.Unlock()
+	if flags := sel.tracker.TakeMailboxFlags(); flags != nil {
+		return w.WriteMailboxFlags(flags)
 	}
 	return nil
 }

@@ -1,10 +1,16 @@
 package imapd
 
 import (
+	"context"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-imap/v2"
+
+	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 var fetchUIDModSeqRE = regexp.MustCompile(`^\* \d+ FETCH \(.*UID (\d+) .*MODSEQ \((\d+)\)`)
@@ -100,5 +106,62 @@ func TestFetchAnnouncesKeywordsFirst(t *testing.T) {
 	}
 	if flagsAt < 0 || fetchAt < 0 || flagsAt > fetchAt {
 		t.Errorf("FLAGS with $Brand must precede the FETCH showing it: %q", u)
+	}
+}
+
+// TestFetchAnnouncesUnseenKeyword: a keyword the mailbox's state has not
+// heard of (written by another process, or read from a commit whose event
+// has not reached the state yet) is announced by FLAGS before the FETCH
+// that shows it, and once only.
+func TestFetchAnnouncesUnseenKeyword(t *testing.T) {
+	dir := t.TempDir()
+	storeFactory = func(t testing.TB) mailstore.Store {
+		s, err := maildir.Open(context.Background(), dir, maildir.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Cleanup(func() { storeFactory = newTestStore })
+	ts := newTestServer(t)
+	ts.deliver(t, "alice@example.org", "INBOX", testMessage(1))
+	a := ts.raw(t)
+	a.login("alice@example.org", "alicepw")
+	a.mustOK("SELECT INBOX")
+
+	// Another writer whose events this server never hears.
+	other, err := maildir.Open(context.Background(), dir, maildir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct, err := other.Open(context.Background(), "alice@example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := acct.Mailbox(context.Background(), "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acct.StoreFlags(context.Background(), mb.ID, imap.UIDSetNum(1), mailstore.FlagsAdd, []imap.Flag{"$Elsewhere"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	acct.Close()
+	other.Close()
+
+	u := a.mustOK("FETCH 1 (FLAGS)")
+	flagsAt, fetchAt := -1, -1
+	for i, l := range u {
+		switch {
+		case strings.HasPrefix(l, "* FLAGS ") && strings.Contains(l, "$Elsewhere") && flagsAt < 0:
+			flagsAt = i
+		case strings.HasPrefix(l, "* 1 FETCH") && strings.Contains(l, "$Elsewhere"):
+			fetchAt = i
+		}
+	}
+	if flagsAt < 0 || fetchAt < 0 || flagsAt > fetchAt {
+		t.Fatalf("FLAGS with $Elsewhere must precede the FETCH showing it: %q", u)
+	}
+	if u := a.mustOK("FETCH 1 (FLAGS)"); strings.Contains(strings.Join(u, "\n"), "* FLAGS") {
+		t.Fatalf("FLAGS announced again: %q", u)
 	}
 }
