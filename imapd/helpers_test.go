@@ -24,6 +24,7 @@ import (
 	"github.com/posthouse/posthouse/auth"
 	"github.com/posthouse/posthouse/certs/certstest"
 	"github.com/posthouse/posthouse/mailstore"
+	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 // fakeAuth accepts the users in its map.
@@ -90,6 +91,53 @@ type testOption func(*Options)
 // storeFactory makes the store newTestServer runs on; benchmarks swap in
 // a store they filled beforehand.
 var storeFactory = newTestStore
+
+// storeInDir makes newTestServer run on a maildir store in dir, for the
+// rest of the test, so that the test can open a second store there: another
+// process, whose events the server never hears.
+func storeInDir(t *testing.T, dir string) {
+	storeFactory = func(t testing.TB) mailstore.Store {
+		s, err := maildir.Open(context.Background(), dir, maildir.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Cleanup(func() { storeFactory = newTestStore })
+}
+
+// inOtherProcess runs fn on user's account opened through a second store
+// on dir (see storeInDir), then closes both.
+func inOtherProcess(t *testing.T, dir, user string, fn func(acct mailstore.Account)) {
+	t.Helper()
+	other, err := maildir.Open(context.Background(), dir, maildir.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	acct, err := other.Open(context.Background(), user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acct.Close()
+	fn(acct)
+}
+
+// announcedFirst reports whether, in a command's responses u, a FLAGS
+// listing kw comes before the first FETCH of seq showing it.
+func announcedFirst(u []string, kw string, seq int) bool {
+	flagsAt, fetchAt := -1, -1
+	fetch := fmt.Sprintf("* %d FETCH", seq)
+	for i, l := range u {
+		switch {
+		case strings.HasPrefix(l, "* FLAGS ") && strings.Contains(l, kw) && flagsAt < 0:
+			flagsAt = i
+		case strings.HasPrefix(l, fetch) && strings.Contains(l, kw) && fetchAt < 0:
+			fetchAt = i
+		}
+	}
+	return flagsAt >= 0 && fetchAt >= 0 && flagsAt < fetchAt
+}
 
 func newTestServer(t testing.TB, opts ...testOption) *testServer {
 	t.Helper()

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 // lingering reports how many mailbox states linger and whether st is one.
@@ -37,14 +36,7 @@ func TestStateLingers(t *testing.T) {
 	lingerMin = 2
 	t.Cleanup(func() { lingerMin = old })
 	dir := t.TempDir()
-	storeFactory = func(t testing.TB) mailstore.Store {
-		s, err := maildir.Open(context.Background(), dir, maildir.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	t.Cleanup(func() { storeFactory = newTestStore })
+	storeInDir(t, dir)
 	ts := newTestServer(t)
 	reg := ts.srv.states
 	for i := range 3 {
@@ -82,19 +74,11 @@ func TestStateLingers(t *testing.T) {
 
 	// Another process (here a second store on the same directory, whose
 	// events this server never sees) delivers: the state is stale.
-	other, err := maildir.Open(context.Background(), dir, maildir.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := other.Open(context.Background(), "alice@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := acct.Deliver(context.Background(), strings.NewReader(testMessage(4)), mailstore.DeliverOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	acct.Close()
-	other.Close()
+	inOtherProcess(t, dir, "alice@example.org", func(acct mailstore.Account) {
+		if _, err := acct.Deliver(context.Background(), strings.NewReader(testMessage(4)), mailstore.DeliverOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if u := b.mustOK("SELECT INBOX"); !hasLine(u, "* 5 EXISTS") {
 		t.Fatalf("SELECT after another process delivered: %q", u)
 	}

@@ -10,7 +10,6 @@ import (
 	"github.com/emersion/go-imap/v2"
 
 	"github.com/posthouse/posthouse/mailstore"
-	"github.com/posthouse/posthouse/mailstore/maildir"
 )
 
 var fetchUIDModSeqRE = regexp.MustCompile(`^\* \d+ FETCH \(.*UID (\d+) .*MODSEQ \((\d+)\)`)
@@ -94,17 +93,7 @@ func TestFetchAnnouncesKeywordsFirst(t *testing.T) {
 	a.mustOK("SELECT INBOX")
 	b.mustOK("SELECT INBOX")
 	b.mustOK(`STORE 1 +FLAGS ($Brand)`)
-	u := a.mustOK("FETCH 1 (FLAGS RFC822.SIZE)")
-	flagsAt, fetchAt := -1, -1
-	for i, l := range u {
-		switch {
-		case strings.HasPrefix(l, "* FLAGS ") && strings.Contains(l, "$Brand") && flagsAt < 0:
-			flagsAt = i
-		case strings.HasPrefix(l, "* 1 FETCH") && strings.Contains(l, "RFC822.SIZE"):
-			fetchAt = i
-		}
-	}
-	if flagsAt < 0 || fetchAt < 0 || flagsAt > fetchAt {
+	if u := a.mustOK("FETCH 1 (FLAGS RFC822.SIZE)"); !announcedFirst(u, "$Brand", 1) {
 		t.Errorf("FLAGS with $Brand must precede the FETCH showing it: %q", u)
 	}
 }
@@ -115,50 +104,24 @@ func TestFetchAnnouncesKeywordsFirst(t *testing.T) {
 // that shows it, and once only.
 func TestFetchAnnouncesUnseenKeyword(t *testing.T) {
 	dir := t.TempDir()
-	storeFactory = func(t testing.TB) mailstore.Store {
-		s, err := maildir.Open(context.Background(), dir, maildir.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	t.Cleanup(func() { storeFactory = newTestStore })
+	storeInDir(t, dir)
 	ts := newTestServer(t)
 	ts.deliver(t, "alice@example.org", "INBOX", testMessage(1))
 	a := ts.raw(t)
 	a.login("alice@example.org", "alicepw")
 	a.mustOK("SELECT INBOX")
 
-	// Another writer whose events this server never hears.
-	other, err := maildir.Open(context.Background(), dir, maildir.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	acct, err := other.Open(context.Background(), "alice@example.org")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mb, err := acct.Mailbox(context.Background(), "INBOX")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := acct.StoreFlags(context.Background(), mb.ID, imap.UIDSetNum(1), mailstore.FlagsAdd, []imap.Flag{"$Elsewhere"}, 0); err != nil {
-		t.Fatal(err)
-	}
-	acct.Close()
-	other.Close()
-
-	u := a.mustOK("FETCH 1 (FLAGS)")
-	flagsAt, fetchAt := -1, -1
-	for i, l := range u {
-		switch {
-		case strings.HasPrefix(l, "* FLAGS ") && strings.Contains(l, "$Elsewhere") && flagsAt < 0:
-			flagsAt = i
-		case strings.HasPrefix(l, "* 1 FETCH") && strings.Contains(l, "$Elsewhere"):
-			fetchAt = i
+	inOtherProcess(t, dir, "alice@example.org", func(acct mailstore.Account) {
+		mb, err := acct.Mailbox(context.Background(), "INBOX")
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if flagsAt < 0 || fetchAt < 0 || flagsAt > fetchAt {
+		if _, err := acct.StoreFlags(context.Background(), mb.ID, imap.UIDSetNum(1), mailstore.FlagsAdd, []imap.Flag{"$Elsewhere"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	if u := a.mustOK("FETCH 1 (FLAGS)"); !announcedFirst(u, "$Elsewhere", 1) {
 		t.Fatalf("FLAGS with $Elsewhere must precede the FETCH showing it: %q", u)
 	}
 	if u := a.mustOK("FETCH 1 (FLAGS)"); strings.Contains(strings.Join(u, "\n"), "* FLAGS") {
