@@ -76,9 +76,10 @@ const unlinkBacklog = 4096
 
 // unlinker removes the files of relaxed commits' expunges after their
 // callers have their answer. An unlink is not quick: under imaptest's
-// stress it took 0.9 ms (the file's pages were often being written out by
-// the journal's sync, which the unlink waits for), half of an EXPUNGE's
-// time, while the commit had already made the expunge final. The trash
+// stress it took 0.9 ms on average (it frees the file's blocks, which on a
+// file system mounted with discard means a discard, and waits for any of
+// its pages the journal's sync is writing), half of an EXPUNGE's time,
+// while the commit had already made the expunge final. The trash
 // rows cover the files until they are gone, as before (reconciliation
 // removes what a crash left).
 type unlinker struct {
