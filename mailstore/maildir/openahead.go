@@ -24,8 +24,9 @@ const openAhead = 256
 // messages of one mailbox with UIDs in [lo, hi] as the index listed them.
 // A message's file is written once and never renamed or rewritten (doc.go,
 // Layout), so a name read here stays right for as long as the message
-// exists; once it is expunged its name is unlinked, and opening the name
-// fails and falls back to the index, which answers ErrNoSuchMessage.
+// exists; once it is expunged its name is queued for the account's
+// unlinker and then unlinked, and either sends the opener to the index,
+// which answers ErrNoSuchMessage.
 type fileWindow struct {
 	mu        sync.Mutex
 	mailboxID int64
@@ -66,6 +67,11 @@ func (h *handle) openMessage(ctx context.Context, mailboxID int64, uid imap.UID)
 	if !ok {
 		// Not in the index when the window was read: the slow path
 		// tells a missing message from a missing mailbox.
+		return h.a.openMessage(ctx, mailboxID, uid)
+	}
+	if h.a.unlink.queued(mailboxID, wf.file) {
+		// Expunged since the window was read; the name waits for the
+		// unlinker.
 		return h.a.openMessage(ctx, mailboxID, uid)
 	}
 	f, err := regfile.Open(filepath.Join(h.a.mailboxDir(mailboxID), filepath.FromSlash(wf.file)))

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/posthouse/posthouse/internal/durable"
@@ -81,13 +82,34 @@ const unlinkBacklog = 4096
 // its pages the journal's sync is writing), half of an EXPUNGE's time,
 // while the commit had already made the expunge final. The trash
 // rows cover the files until they are gone, as before (reconciliation
-// removes what a crash left).
+// removes what a crash left). A queued file still has its name but no
+// message: openers that found the name before the expunge ask queued
+// before trusting it.
 type unlinker struct {
 	mu      sync.Mutex
 	idle    *sync.Cond // on mu: running became false
 	queue   []string
+	pending map[string]struct{} // queued or being removed
+	npend   atomic.Int64        // len(pending), read without mu
 	running bool
 	closed  bool // the account is closing: callers unlink their own
+}
+
+// queued tells whether a message's file, or its mailbox's directory,
+// waits for the unlinker or is being removed by it.
+func (u *unlinker) queued(mailboxID int64, file string) bool {
+	if u.npend.Load() == 0 {
+		return false
+	}
+	rel := messagePath(mailboxID, file)
+	dir := rel[:len(rel)-len(file)-1]
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.pending[rel]
+	if !ok {
+		_, ok = u.pending[dir]
+	}
+	return ok
 }
 
 // removeTrashAsync is removeTrashLater on the account's unlinker.
@@ -100,6 +122,13 @@ func (a *account) removeTrashAsync(paths []string) {
 		return
 	}
 	u.queue = append(u.queue, paths...)
+	if u.pending == nil {
+		u.pending = make(map[string]struct{})
+	}
+	for _, p := range paths {
+		u.pending[p] = struct{}{}
+	}
+	u.npend.Store(int64(len(u.pending)))
 	start := !u.running
 	u.running = true
 	u.mu.Unlock()
@@ -128,6 +157,12 @@ func (a *account) unlinkQueued() {
 			testHookUnlink()
 		}
 		a.removeTrashLater(paths)
+		u.mu.Lock()
+		for _, p := range paths {
+			delete(u.pending, p)
+		}
+		u.npend.Store(int64(len(u.pending)))
+		u.mu.Unlock()
 	}
 }
 
