@@ -330,10 +330,10 @@ func (b *bench) imap(ctx context.Context) {
 			// Each session's CPU: from before its login to after its
 			// connection has closed and the worker (if any) was reaped.
 			session := func(m metric, f func() error) {
-				c0 := cpuTime(s.PIDs())
+				c0 := systemCPU(s)
 				if f() == nil {
 					time.Sleep(cpuSettle)
-					b.res.add(m, s.Name(), ms(cpuTime(s.PIDs())-c0))
+					b.res.add(m, s.Name(), ms(systemCPU(s)-c0))
 				}
 			}
 			session(ffc, func() (err error) {
@@ -489,7 +489,7 @@ func (b *bench) relayOut(ctx context.Context) {
 				if failed[s.Name()] {
 					continue
 				}
-				cpu0 := cpuTime(s.PIDs())
+				cpu0 := systemCPU(s)
 				r, err := b.relayRun(ctx, s, fmt.Sprintf("relay%d-%d", dests, run), dests)
 				if err != nil {
 					failed[s.Name()] = true
@@ -499,7 +499,7 @@ func (b *bench) relayOut(ctx context.Context) {
 				b.log.Info("relay", "system", s.Name(), "dests", dests, "run", run, "msg/s", fmt.Sprintf("%.1f", r))
 				time.Sleep(cpuSettle)
 				b.res.add(m, s.Name(), r)
-				b.res.add(mc, s.Name(), ms(cpuTime(s.PIDs())-cpu0)/float64(b.sz.RelayMsgs))
+				b.res.add(mc, s.Name(), ms(systemCPU(s)-cpu0)/float64(b.sz.RelayMsgs))
 			}
 		}
 	}

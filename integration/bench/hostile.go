@@ -139,7 +139,7 @@ func runHostile(ctx context.Context, s server, cases []hostile.Case, run, size i
 		}
 	})
 
-	cpu0 := cpuTime(s.PIDs())
+	cpu0 := systemCPU(s)
 	var mu sync.Mutex
 	err := parallel(ctx, hostileConns, hostileConns, func(ctx context.Context, i int) error {
 		c := cases[(i+run)%len(cases)]
@@ -163,7 +163,7 @@ func runHostile(ctx context.Context, s server, cases []hostile.Case, run, size i
 		return nil
 	})
 	time.Sleep(cpuSettle)
-	r.cpu = cpuTime(s.PIDs()) - cpu0
+	r.cpu = systemCPU(s) - cpu0
 	stopProbes()
 	probes.Wait()
 	r.slowest = time.Duration(slowest.Load())

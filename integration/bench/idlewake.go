@@ -211,16 +211,16 @@ func runIdleWake(ctx context.Context, s server, conns, run int, settle, idleWind
 	pids := s.PIDs()
 	rss, pss := memUsage(pids)
 	res.rss, res.pss, res.processes = float64(rss), float64(pss), len(pids)
-	c0 := cpuTime(s.PIDs())
+	c0 := systemCPU(s)
 	select {
 	case <-ctx.Done():
 		return res, ctx.Err()
 	case <-time.After(idleWindow):
 	}
-	res.idleCPU = ms(cpuTime(s.PIDs()) - c0)
+	res.idleCPU = ms(systemCPU(s) - c0)
 
 	msg := makeMessage(fmt.Sprintf("wake%d", run), run, 10<<10, userWake)
-	c0 = cpuTime(s.PIDs())
+	c0 = systemCPU(s)
 	start := time.Now()
 	if err := sendOne(s.Addr("smtp"), userWake, msg); err != nil {
 		return res, fmt.Errorf("smtp to %s: %w", userWake, err)
@@ -230,6 +230,6 @@ func runIdleWake(ctx context.Context, s server, conns, run int, settle, idleWind
 	}
 	res.wake = ms(time.Since(start))
 	time.Sleep(cpuSettle)
-	res.wakeCPU = ms(cpuTime(s.PIDs()) - c0)
+	res.wakeCPU = ms(systemCPU(s) - c0)
 	return res, nil
 }

@@ -225,6 +225,7 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 		defer relay.Close()
 	}
 
+	defer cpuAcct.close() // after the systems' Close below
 	var srvs []server
 	defer func() {
 		for _, s := range srvs {
@@ -295,6 +296,7 @@ func run(ctx context.Context, o options, w io.Writer, log *slog.Logger) (err err
 			b.note("imaptest stress: skipped, no imaptest binary (-imaptest, $IMAPTEST or PATH). imaptest is Dovecot's IMAP test tool; it has no Debian package and is never built by the benchmark.")
 		}
 	}
+	b.note(cpuAcct.method())
 	if o.systems["posthouse-pg"] {
 		b.note(pgMethodology)
 	}

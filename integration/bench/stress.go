@@ -213,9 +213,9 @@ func runImaptest(ctx context.Context, bin string, s server, mbox string, sz size
 	cmd := exec.CommandContext(ctx, bin, "host="+host, "port="+port,
 		"user=stress%d@"+domain, fmt.Sprintf("users=%d", stressUsers), "pass="+password,
 		fmt.Sprintf("clients=%d", sz.StressClients), fmt.Sprintf("secs=%d", sz.StressSecs), "mbox="+mbox)
-	c0 := cpuTime(s.PIDs())
+	c0 := systemCPU(s)
 	out, err := cmd.CombinedOutput()
-	used := cpuTime(s.PIDs()) - c0
+	used := systemCPU(s) - c0
 	if err != nil {
 		return stressResult{}, fmt.Errorf("imaptest: %w\n%s", err, tail(out, 2000))
 	}

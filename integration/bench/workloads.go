@@ -144,7 +144,7 @@ func runSMTP(ctx context.Context, s server, tag, user string, n, size, conns int
 	for i := range msgs {
 		msgs[i] = makeMessage(tag, i, size, user)
 	}
-	cpu0 := cpuTime(s.PIDs())
+	cpu0 := systemCPU(s)
 	start := time.Now()
 	err = parallel(ctx, conns, conns, func(gctx context.Context, w int) error {
 		{
@@ -191,7 +191,7 @@ func runSMTP(ctx context.Context, s server, tag, user string, n, size, conns int
 	}
 	visible := time.Since(start)
 	time.Sleep(cpuSettle)
-	res.cpuPerMsg = ms(cpuTime(s.PIDs())-cpu0) / float64(n)
+	res.cpuPerMsg = ms(systemCPU(s)-cpu0) / float64(n)
 	res.accepted = float64(n) / accepted.Seconds()
 	res.visible = float64(n) / visible.Seconds()
 	res.diskPerMsg = float64(diskUsage(s.MailRoot())-du0) / float64(n)
@@ -486,15 +486,17 @@ func imapSearchText(s server, mailbox string, wantHits int) (time.Duration, erro
 	return dur, nil
 }
 
-// cpuSettle lets a system's masters reap workers that just finished, so
-// their CPU time is in the parent's cutime when it is read.
+// cpuSettle lets a system finish what a measurement set off (a worker's
+// exit, a reply's last writes) before its CPU is read; without control
+// groups it also lets masters reap workers, whose CPU is then in their
+// cutime.
 const cpuSettle = 200 * time.Millisecond
 
 // pop3RetrDele times one POP3 session that RETRs and DELEs every message
 // and QUITs (the deletions are applied before QUIT's +OK). It also returns
 // the CPU time the system used for it.
 func pop3RetrDele(s server, want int, wantBytes int64) (_, cpu time.Duration, _ error) {
-	cpu0 := cpuTime(s.PIDs())
+	cpu0 := systemCPU(s)
 	t0 := time.Now()
 	c, err := pop3Dial(s.Addr("pop3"))
 	if err != nil {
@@ -530,7 +532,7 @@ func pop3RetrDele(s server, want int, wantBytes int64) (_, cpu time.Duration, _ 
 		return 0, 0, fmt.Errorf("POP3 RETR: %d bytes, want %d", total, wantBytes)
 	}
 	time.Sleep(cpuSettle)
-	return d, cpuTime(s.PIDs()) - cpu0, nil
+	return d, systemCPU(s) - cpu0, nil
 }
 
 // memResult is the memory of one system with idle IMAP connections.
