@@ -56,8 +56,11 @@ type account struct {
 	// unlink removes relaxed commits' trash in the background (relaxed.go).
 	unlink unlinker
 	// fold checkpoints the WAL into the index once writes pause
-	// (walsize.go); under wmu.
-	fold *time.Timer
+	// (walsize.go); it, foldArmed (it waits) and lastWrite (the last
+	// commit's time) are under wmu.
+	fold      *time.Timer
+	foldArmed bool
+	lastWrite time.Time
 
 	stmtMu sync.Mutex // guards db for readers
 
@@ -325,6 +328,7 @@ func (a *account) close() error {
 	a.stopFlush()
 	if a.fold != nil {
 		a.fold.Stop()
+		a.foldArmed = false
 	}
 	a.stmtMu.Lock()
 	db := a.db
