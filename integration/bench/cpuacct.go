@@ -48,14 +48,15 @@ func newCPUGroups() *cpuGroups {
 
 // method says how CPU is read, for the table's notes.
 func (g *cpuGroups) method() string {
+	const shared = " On a shared machine they move less than the wall-clock rows."
 	if g.root == "" {
-		return "CPU: utime+stime+cutime+cstime from /proc summed over the system's processes, in 10 ms clock ticks (no writable control group hierarchy: not root)."
+		return "CPU rows: user+system time of every process of the system, and of the workers its masters reaped, from /proc/<pid>/stat, in 10 ms clock ticks, around the workload (no writable control group hierarchy: not root)." + shared
 	}
 	kind := "cgroup v1 cpuacct, nanoseconds"
 	if g.v2 {
 		kind = "cgroup v2 cpu.stat, microseconds"
 	}
-	return fmt.Sprintf("CPU: each system's processes run in a control group of their own (%s; a process the system starts joins its parent's group), read before and after each measurement; a process that exited in between still counts.", kind)
+	return fmt.Sprintf("CPU rows: the CPU time of every process of the system, from a control group of its own that its processes are moved into (%s; a process the system starts joins its parent's group), read before and after the workload; a process that exited in between still counts.", kind) + shared
 }
 
 // systemCPU is the CPU time s's processes have used: their group's usage
