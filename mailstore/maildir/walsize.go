@@ -40,9 +40,9 @@ var indexOptions = sqlitedb.Options{IncrementalVacuum: true}
 // A waiting timer is never moved: the Go runtime marks a timer moved while
 // it waits, and when the earliest such one comes due it scans every timer
 // of its processor to re-sort them. With 10,000 IDLE connections, each
-// with its deadlines' timers, that scan took 7 ms of CPU each time a fold
-// moved on every commit came due (perf, one delivery waking one IDLE
-// connection). So a commit only notes its time; the timer, armed once,
+// with its deadlines' timers, that scan took 7 ms of CPU whenever the fold
+// timer, moved by every commit, came due (perf, one delivery waking one
+// IDLE connection). So a commit only notes its time; the timer, armed once,
 // comes due and waits the rest of the pause if a commit came meanwhile
 // (Reset on a timer that has fired adds it anew).
 func (a *account) armFold() {
