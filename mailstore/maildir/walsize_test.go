@@ -106,3 +106,48 @@ func waitWALEmpty(t *testing.T, wal string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestFoldWaitsOutThePause: the fold's timer, armed once, coming due while
+// the last write is recent folds nothing and stays armed; once the pause
+// has passed it folds.
+func TestFoldWaitsOutThePause(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	acc := openAccount(t, s, "pause@example.org")
+	defer acc.Close()
+	a := acc.(*handle).a
+	wal := filepath.Join(dir, accountDirName("pause@example.org"), indexFile+"-wal")
+	deliver(t, acc, message10K)
+	waitWALEmpty(t, wal)
+
+	deliver(t, acc, message10K)
+	a.wmu.Lock()
+	armed := a.foldArmed
+	a.lastWrite = time.Now().Add(time.Hour) // a write that stays recent
+	a.wmu.Unlock()
+	if !armed {
+		t.Fatal("a commit left the fold unarmed")
+	}
+	a.foldDue()
+	fi, err := os.Stat(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.wmu.Lock()
+	armed = a.foldArmed
+	a.lastWrite = time.Now().Add(-time.Hour) // the pause has passed
+	a.wmu.Unlock()
+	if fi.Size() == 0 || !armed {
+		t.Fatalf("due during the pause: WAL %d bytes, armed %v; want the WAL kept and the fold still armed", fi.Size(), armed)
+	}
+	a.foldDue()
+	waitWALEmpty(t, wal)
+	in, _ := acc.Mailbox(context.Background(), "INBOX")
+	if st, err := acc.Status(context.Background(), in.ID); err != nil || st.Messages != 2 {
+		t.Fatalf("INBOX after the fold: %+v, %v", st, err)
+	}
+}
