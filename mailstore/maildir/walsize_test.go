@@ -49,14 +49,8 @@ func TestWALBounded(t *testing.T) {
 // TestWALFoldedAtRest: once deliveries pause, the WAL is checkpointed into
 // the index and truncated, and the messages are all there.
 func TestWALFoldedAtRest(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(context.Background(), dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dir := newTestStore(t, Options{})
 	acc := openAccount(t, s, "fold@example.org")
-	defer acc.Close()
 	for range 20 {
 		deliver(t, acc, message10K)
 	}
@@ -111,14 +105,8 @@ func waitWALEmpty(t *testing.T, wal string) {
 // the last write is recent folds nothing and stays armed; once the pause
 // has passed it folds.
 func TestFoldWaitsOutThePause(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(context.Background(), dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, dir := newTestStore(t, Options{})
 	acc := openAccount(t, s, "pause@example.org")
-	defer acc.Close()
 	a := acc.(*handle).a
 	wal := filepath.Join(dir, accountDirName("pause@example.org"), indexFile+"-wal")
 	deliver(t, acc, message10K)
