@@ -31,6 +31,15 @@ func newTestStore(t *testing.T, opts Options) (*Store, string) {
 	return s, dir
 }
 
+// newTestAccount opens testAccount in a new store, and its account behind
+// the handle.
+func newTestAccount(t *testing.T) (mailstore.Account, *account) {
+	t.Helper()
+	s, _ := newTestStore(t, Options{})
+	acc := openAccount(t, s, testAccount)
+	return acc, acc.(*handle).a
+}
+
 func openAccount(t *testing.T, s *Store, name string) mailstore.Account {
 	t.Helper()
 	acc, err := s.Open(context.Background(), name)

@@ -20,9 +20,7 @@ func (a *account) flushPending() (armed bool, dirs int) {
 // flush; a delivery commits durably; an expunge's trash rows stay until
 // the flush has synced the directory, and go with the next write after it.
 func TestRelaxedCommits(t *testing.T) {
-	s, _ := newTestStore(t, Options{})
-	acc := openAccount(t, s, testAccount)
-	a := acc.(*handle).a
+	acc, a := newTestAccount(t)
 	ctx := context.Background()
 	id := inboxID(t, acc)
 	uid := deliver(t, acc, testMessage("one", "x")).UID

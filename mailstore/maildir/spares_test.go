@@ -146,9 +146,7 @@ func TestSpareFiles(t *testing.T) {
 // holds no spares.
 func TestSparesColdMailbox(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newTestStore(t, Options{})
-	acc := openAccount(t, s, testAccount)
-	a := acc.(*handle).a
+	acc, a := newTestAccount(t)
 	if _, err := acc.Deliver(ctx, strings.NewReader(testMessage("one", "x")), mailstore.DeliverOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -173,9 +171,7 @@ func TestSparesColdMailbox(t *testing.T) {
 // file removed, and its UID is never given again.
 func TestDirSyncFailureRetracts(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newTestStore(t, Options{})
-	acc := openAccount(t, s, testAccount)
-	a := acc.(*handle).a
+	acc, a := newTestAccount(t)
 	first, err := acc.Deliver(ctx, strings.NewReader(testMessage("first", "x")), mailstore.DeliverOptions{})
 	if err != nil {
 		t.Fatal(err)

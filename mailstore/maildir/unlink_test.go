@@ -36,9 +36,7 @@ func exists(p string) bool {
 // untouched, past the backlog a caller unlinks its own files, and closing
 // the account waits for the unlinker.
 func TestExpungeUnlinksInBackground(t *testing.T) {
-	s, _ := newTestStore(t, Options{})
-	acc := openAccount(t, s, testAccount)
-	a := acc.(*handle).a
+	acc, a := newTestAccount(t)
 	ctx := context.Background()
 	id := inboxID(t, acc)
 	var uids []imap.UID
