@@ -95,20 +95,17 @@ type unlinker struct {
 	closed  bool // the account is closing: callers unlink their own
 }
 
-// queued tells whether a message's file, or its mailbox's directory,
-// waits for the unlinker or is being removed by it.
+// queued tells whether a message's file waits for the unlinker or is being
+// removed by it. (Only relaxed commits queue: a deleted mailbox's
+// directory, a durable commit's trash, is gone before the call returns.)
 func (u *unlinker) queued(mailboxID int64, file string) bool {
 	if u.npend.Load() == 0 {
 		return false
 	}
 	rel := messagePath(mailboxID, file)
-	dir := rel[:len(rel)-len(file)-1]
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	_, ok := u.pending[rel]
-	if !ok {
-		_, ok = u.pending[dir]
-	}
 	return ok
 }
 
