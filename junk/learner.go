@@ -64,6 +64,11 @@ type Learner struct {
 	tok  Tokenizer
 
 	queue chan action
+	batch []action // the worker's, reused
+
+	// ctx is the learner's life: cancelled by Shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	mu      sync.Mutex
 	started bool
@@ -110,13 +115,16 @@ func NewLearner(opts LearnerOptions) (*Learner, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Learner{
-		opts:  opts,
-		log:   opts.Logger,
-		tok:   Tokenizer{Hostname: opts.Hostname},
-		queue: make(chan action, opts.QueueSize),
-		stop:  make(chan struct{}),
-		done:  make(chan struct{}),
+		opts:   opts,
+		log:    opts.Logger,
+		tok:    Tokenizer{Hostname: opts.Hostname},
+		queue:  make(chan action, opts.QueueSize),
+		ctx:    ctx,
+		cancel: cancel,
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}, nil
 }
 
@@ -144,6 +152,7 @@ func (l *Learner) Shutdown(ctx context.Context) error {
 	l.stopped = true
 	started := l.started
 	close(l.stop)
+	l.cancel()
 	l.mu.Unlock()
 	if !started {
 		return nil
@@ -193,52 +202,100 @@ func (l *Learner) run() {
 		case <-l.stop:
 			return
 		case a := <-l.queue:
-			l.do(a)
-			l.finished.Add(1)
+			batch := append(l.batch[:0], a)
+		more:
+			for len(batch) < learnBatch {
+				select {
+				case a := <-l.queue:
+					batch = append(batch, a)
+				default:
+					break more
+				}
+			}
+			l.batch = batch
+			for _, acts := range byAccount(batch) {
+				l.do(acts)
+			}
+			l.finished.Add(int64(len(batch)))
 		}
 	}
 }
 
-// do carries out one action; a panic is logged and the worker goes on.
-func (l *Learner) do(a action) {
+// learnBatch is how many queued actions the worker takes at once: one
+// account's actions among them share its opening and mailbox list (a busy
+// account's APPENDs, most of which teach nothing, cost one of each per
+// batch instead of one per message).
+const learnBatch = 64
+
+// byAccount groups actions by account, in the order they came.
+func byAccount(batch []action) [][]action {
+	var groups [][]action
+	for _, a := range batch {
+		i := slices.IndexFunc(groups, func(g []action) bool { return g[0].account == a.account })
+		if i < 0 {
+			groups = append(groups, []action{a})
+			continue
+		}
+		groups[i] = append(groups[i], a)
+	}
+	return groups
+}
+
+// do carries out one account's actions, in order; a panic is logged and
+// the worker goes on.
+func (l *Learner) do(acts []action) {
+	account := acts[0].account
 	defer func() {
 		if v := recover(); v != nil {
-			l.log.Error("junk learner panicked", "user", a.account, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			l.log.Error("junk learner panicked", "user", account, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), learnTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, learnTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-l.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	if err := l.apply(ctx, a); err != nil && ctx.Err() == nil {
-		l.log.Error("junk learner", "user", a.account, "err", err)
+	if err := l.apply(ctx, account, acts); err != nil && ctx.Err() == nil {
+		l.log.Error("junk learner", "user", account, "err", err)
 	}
 }
 
-// apply decides what an action teaches and learns it:
+// apply decides what each action teaches and learns it:
 //   - into Junk (MOVE, COPY, APPEND) from elsewhere: spam;
 //   - out of Junk (MOVE, COPY) to anywhere but Trash: ham;
 //   - $Junk added: spam; $NotJunk added: ham;
 //   - into Sent (APPEND, COPY, MOVE): its recipients are correspondents.
-func (l *Learner) apply(ctx context.Context, a action) error {
-	acct, err := l.opts.Store.Open(ctx, a.account)
+//
+// An action that fails is logged; the next ones are still tried.
+func (l *Learner) apply(ctx context.Context, account string, acts []action) error {
+	acct, err := l.opts.Store.Open(ctx, account)
 	if err != nil {
 		return err
 	}
 	defer acct.Close()
+	var mbs []mailstore.Mailbox
+	listed := false
+	for _, a := range acts {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if a.kind != actFlag && !listed {
+			if mbs, err = acct.ListMailboxes(ctx); err != nil {
+				return err
+			}
+			listed = true
+		}
+		if err := l.applyOne(ctx, acct, mbs, a); err != nil && ctx.Err() == nil {
+			l.log.Error("junk learner", "user", account, "err", err)
+		}
+	}
+	return ctx.Err()
+}
+
+// applyOne carries out one action of an opened account whose mailboxes
+// are mbs (unused for actFlag).
+func (l *Learner) applyOne(ctx context.Context, acct mailstore.Account, mbs []mailstore.Mailbox, a action) error {
 	var class Class
 	if a.kind == actFlag {
 		class = a.class
 	} else {
-		mbs, err := acct.ListMailboxes(ctx)
-		if err != nil {
-			return err
-		}
 		use := func(id int64) string {
 			i := slices.IndexFunc(mbs, func(m mailstore.Mailbox) bool { return m.ID == id })
 			if i < 0 {

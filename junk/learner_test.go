@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -507,4 +508,75 @@ type noStore struct{}
 
 func (noStore) Open(context.Context, string) (mailstore.Account, error) {
 	return nil, mailstore.ErrNoSuchAccount
+}
+
+// countingOpener counts the opening of each account.
+type countingOpener struct {
+	Opener
+	mu    sync.Mutex
+	opens map[string]int
+}
+
+func (o *countingOpener) Open(ctx context.Context, name string) (mailstore.Account, error) {
+	o.mu.Lock()
+	o.opens[name]++
+	o.mu.Unlock()
+	return o.Opener.Open(ctx, name)
+}
+
+// TestLearnerBatchesByAccount: the actions queued meanwhile are taken
+// together, one opening of each account for all of its actions (one that
+// cannot be opened fails its own), and each is still carried out.
+func TestLearnerBatchesByAccount(t *testing.T) {
+	e := newEnv(t, false)
+	ctx := context.Background()
+	spam, _ := corpus(5, 3)
+	a, err := e.store.Open(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var junkUIDs []imap.UID
+	var junkID, inboxID int64
+	for _, m := range spam {
+		res, err := a.Deliver(ctx, bytes.NewReader(m), mailstore.DeliverOptions{Mailbox: "Junk"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		junkUIDs, junkID = append(junkUIDs, res.UID), res.MailboxID
+	}
+	inbox, err := a.Mailbox(ctx, "INBOX")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inboxID = inbox.ID
+	a.Close()
+
+	if err := e.learner.Shutdown(ctx); err != nil { // the env's own
+		t.Fatal(err)
+	}
+	o := &countingOpener{Opener: e.store, opens: map[string]int{}}
+	l, err := NewLearner(LearnerOptions{DB: e.db, Store: o, Hostname: hostname})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Queued before the worker starts: one batch. APPENDs into INBOX
+	// teach nothing; each one into Junk teaches a spam.
+	for i := range 20 {
+		l.enqueue(action{account: alice, kind: actAppend, dest: inboxID, uids: []imap.UID{imap.UID(100 + i)}})
+		if i%7 == 0 {
+			l.enqueue(action{account: "nobody@example.org", kind: actAppend, dest: 1, uids: []imap.UID{1}})
+		}
+	}
+	for _, uid := range junkUIDs {
+		l.enqueue(action{account: alice, kind: actAppend, dest: junkID, uids: []imap.UID{uid}})
+	}
+	l.Start()
+	e.learner = l // e.close shuts it down
+	e.idle()
+	e.waitStats(int64(len(junkUIDs)), 0)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.opens[alice] != 1 || o.opens["nobody@example.org"] != 1 {
+		t.Errorf("opens %v, want each account once", o.opens)
+	}
 }
