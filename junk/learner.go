@@ -212,11 +212,12 @@ func (l *Learner) run() {
 					break more
 				}
 			}
-			l.batch = batch
 			for _, acts := range byAccount(batch) {
 				l.do(acts)
 			}
 			l.finished.Add(int64(len(batch)))
+			clear(batch) // keeps no action's UIDs until the next batch
+			l.batch = batch
 		}
 	}
 }
