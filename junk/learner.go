@@ -251,9 +251,7 @@ func (l *Learner) do(acts []action) {
 			l.log.Error("junk learner panicked", "user", account, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
-	ctx, cancel := context.WithTimeout(l.ctx, learnTimeout)
-	defer cancel()
-	if err := l.apply(ctx, account, acts); err != nil && ctx.Err() == nil {
+	if err := l.apply(account, acts); err != nil && l.ctx.Err() == nil {
 		l.log.Error("junk learner", "user", account, "err", err)
 	}
 }
@@ -264,8 +262,11 @@ func (l *Learner) do(acts []action) {
 //   - $Junk added: spam; $NotJunk added: ham;
 //   - into Sent (APPEND, COPY, MOVE): its recipients are correspondents.
 //
-// An action that fails is logged; the next ones are still tried.
-func (l *Learner) apply(ctx context.Context, account string, acts []action) error {
+// learnTimeout bounds the opening and each action. An action that fails
+// is logged; the next ones are still tried.
+func (l *Learner) apply(account string, acts []action) error {
+	ctx, cancel := context.WithTimeout(l.ctx, learnTimeout)
+	defer cancel()
 	acct, err := l.opts.Store.Open(ctx, account)
 	if err != nil {
 		return err
@@ -274,20 +275,23 @@ func (l *Learner) apply(ctx context.Context, account string, acts []action) erro
 	var mbs []mailstore.Mailbox
 	listed := false
 	for _, a := range acts {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if err := l.ctx.Err(); err != nil {
+			return err
 		}
+		actx, cancel := context.WithTimeout(l.ctx, learnTimeout)
 		if a.kind != actFlag && !listed {
-			if mbs, err = acct.ListMailboxes(ctx); err != nil {
+			if mbs, err = acct.ListMailboxes(actx); err != nil {
+				cancel()
 				return err
 			}
 			listed = true
 		}
-		if err := l.applyOne(ctx, acct, mbs, a); err != nil && ctx.Err() == nil {
+		if err := l.applyOne(actx, acct, mbs, a); err != nil && actx.Err() == nil {
 			l.log.Error("junk learner", "user", account, "err", err)
 		}
+		cancel()
 	}
-	return ctx.Err()
+	return nil
 }
 
 // applyOne carries out one action of an opened account whose mailboxes
