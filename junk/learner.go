@@ -64,7 +64,6 @@ type Learner struct {
 	tok  Tokenizer
 
 	queue chan action
-	batch []action // the worker's, reused
 
 	// ctx is the learner's life: cancelled by Shutdown.
 	ctx    context.Context
@@ -202,7 +201,7 @@ func (l *Learner) run() {
 		case <-l.stop:
 			return
 		case a := <-l.queue:
-			batch := append(l.batch[:0], a)
+			batch := []action{a}
 		more:
 			for len(batch) < learnBatch {
 				select {
@@ -216,8 +215,6 @@ func (l *Learner) run() {
 				l.do(acts)
 			}
 			l.finished.Add(int64(len(batch)))
-			clear(batch) // keeps no action's UIDs until the next batch
-			l.batch = batch
 		}
 	}
 }
