@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-imap/v2"
 
@@ -224,9 +225,12 @@ func TestBackupFilesVanish(t *testing.T) {
 				}
 				uids := imap.UIDSetNum(next)
 				acct.StoreFlags(ctx, inbox.ID, uids, mailstore.FlagsAdd, []imap.Flag{imap.FlagDeleted}, 0)
+				inboxDir := filepath.Join(dataDir, filepath.Dir(filepath.FromSlash(rel)), "maildir", fmt.Sprint(inbox.ID))
+				before := messageFiles(t, inboxDir)
 				if _, err := acct.Expunge(ctx, inbox.ID, &uids); err != nil {
 					t.Error(err)
 				}
+				waitMessageFiles(t, inboxDir, before-1)
 				next--
 			}
 			defer func() { testHookCopied = nil }()
@@ -248,6 +252,37 @@ func TestBackupFilesVanish(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// messageFiles counts the message files of a Maildir folder. (Errors are
+// reported with Error: the backup's hooks call it.)
+func messageFiles(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	for _, sub := range []string{"new", "cur"} {
+		entries, err := os.ReadDir(filepath.Join(dir, sub))
+		if err != nil {
+			t.Error(err)
+		}
+		n += len(entries)
+	}
+	return n
+}
+
+// waitMessageFiles waits until the folder holds want message files: the
+// store unlinks an expunged message's file after Expunge returns.
+func waitMessageFiles(t *testing.T, dir string, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		n := messageFiles(t, dir)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("%s holds %d message files, want %d", dir, n, want)
+			return
+		}
 	}
 }
 
