@@ -54,7 +54,15 @@
 // server time. Before reuse the mailbox's HIGHESTMODSEQ and UIDVALIDITY are
 // read back from the store: a change made by another process, which sends
 // this one no event, makes the state stale and it is loaded afresh. At
-// most 16 states linger; Shutdown drops them.
+// most 16 states linger; Shutdown drops them. A SELECT joining a state
+// that other sessions have selected reads them back too, and waits (up to
+// 250 ms) until the state has applied every change up to that
+// HIGHESTMODSEQ: a change committed on another node sharing a PostgreSQL
+// store reaches this process as a notification a little later, and one
+// made by another process on the embedded store not at all. A state that
+// does not catch up is left to the sessions that have it (they close it
+// when they leave) and the SELECT loads a fresh one, which the next
+// SELECTs join.
 //
 // # \Recent (IMAP4rev1)
 //

@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -116,10 +117,31 @@ type inflightStore struct {
 	uids    imap.UIDSet
 }
 
+// catchUpWait bounds how long a SELECT joining another session's state
+// waits for it to apply what the store has committed (catchUp). A
+// variable for tests.
+var catchUpWait = 250 * time.Millisecond
+
 // acquire returns the loaded state of a mailbox, creating it on first use.
 // The caller must call release.
 func (r *stateRegistry) acquire(ctx context.Context, account string, mailboxID int64) (*mailboxState, error) {
-	key := stateKey{account, mailboxID}
+	st, err := r.acquireOnce(ctx, stateKey{account, mailboxID}, true)
+	if err == errStateBehind {
+		// The state that lagged is detached; this loads a fresh one (or
+		// joins one another session just loaded).
+		st, err = r.acquireOnce(ctx, stateKey{account, mailboxID}, false)
+	}
+	return st, err
+}
+
+// errStateBehind: the state other sessions share did not catch up with
+// the store in catchUpWait.
+var errStateBehind = errors.New("imapd: mailbox state behind the store")
+
+// acquireOnce is acquire; with catchUp, a state in use by other sessions
+// is first brought up to what the store has committed, or detached from
+// the registry (errStateBehind) if it cannot be.
+func (r *stateRegistry) acquireOnce(ctx context.Context, key stateKey, catchUp bool) (*mailboxState, error) {
 	r.mu.Lock()
 	st, ok := r.m[key]
 	if ok && st.refs == 0 && !r.reviveLocked(ctx, st) {
@@ -129,6 +151,7 @@ func (r *stateRegistry) acquire(ctx context.Context, account string, mailboxID i
 		ok = false
 	}
 	if ok {
+		inUse := st.refs > 0 // a revived state was just checked
 		st.refs++
 		r.mu.Unlock()
 		select {
@@ -139,6 +162,15 @@ func (r *stateRegistry) acquire(ctx context.Context, account string, mailboxID i
 		}
 		if st.err != nil {
 			return nil, st.err
+		}
+		if inUse && catchUp && !st.catchUp(ctx) {
+			r.mu.Lock()
+			if r.m[key] == st {
+				r.forgetLocked(st)
+			}
+			r.mu.Unlock()
+			r.release(st)
+			return nil, errStateBehind
 		}
 		return st, nil
 	}
@@ -180,6 +212,7 @@ func (r *stateRegistry) reviveLocked(ctx context.Context, st *mailboxState) bool
 func (r *stateRegistry) release(st *mailboxState) {
 	r.mu.Lock()
 	st.refs--
+	detached := st.refs == 0 && r.m[st.key] != st // replaced (acquireOnce)
 	last := st.refs == 0 && r.m[st.key] == st
 	var evicted *mailboxState
 	if last && !r.closed && st.lingers() {
@@ -194,7 +227,7 @@ func (r *stateRegistry) release(st *mailboxState) {
 		r.forgetLocked(st)
 	}
 	r.mu.Unlock()
-	if last {
+	if last || detached {
 		st.close()
 	}
 	if evicted != nil {
@@ -362,20 +395,34 @@ func (st *mailboxState) onEvent(ev mailstore.Event) {
 	st.applyLocked(ev)
 }
 
+// applyLocked applies an event to the view and wakes those waiting on
+// changed if the view or its modseq moved (catchUp waits for the modseq
+// of events that change no message it holds).
 func (st *mailboxState) applyLocked(ev mailstore.Event) {
+	raised := ev.ModSeq > st.modseq
 	st.modseq = max(st.modseq, ev.ModSeq)
+	if !st.applyViewLocked(ev) && !raised {
+		return
+	}
+	close(st.changed)
+	st.changed = make(chan struct{})
+}
+
+// applyViewLocked applies an event to the UIDs and the trackers, and
+// reports whether it changed anything.
+func (st *mailboxState) applyViewLocked(ev mailstore.Event) bool {
 	i, found := st.indexLocked(ev.UID)
 	switch ev.Kind {
 	case mailstore.EventAppend:
 		if found {
-			return
+			return false
 		}
 		if i != len(st.uids) {
 			// UIDs only grow, so a new message always goes last; anything
 			// else would break every session's sequence numbers.
 			st.reg.log.Error("out-of-order append event ignored",
 				"mailbox", st.key.mailbox, "uid", ev.UID, "err", fmt.Errorf("last uid %d", st.uids[len(st.uids)-1]))
-			return
+			return false
 		}
 		if st.addKeywordsLocked(ev.Flags) {
 			st.tracker.QueueMailboxFlags(st.flagsLocked())
@@ -391,7 +438,7 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		st.tracker.QueueNumMessages(uint32(len(st.uids)))
 	case mailstore.EventFlags:
 		if !found {
-			return
+			return false
 		}
 		st.seen[i] = hasFlag(ev.Flags, imap.FlagSeen)
 		st.markDirtyLocked(ev.UID)
@@ -407,7 +454,7 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		st.tracker.QueueMessageFlagsModSeq(uint32(i+1), ev.UID, flags, ev.ModSeq, src)
 	case mailstore.EventExpunge:
 		if !found {
-			return
+			return false
 		}
 		st.uids = slices.Delete(st.uids, i, i+1)
 		st.seen = slices.Delete(st.seen, i, i+1)
@@ -416,10 +463,9 @@ func (st *mailboxState) applyLocked(ev mailstore.Event) {
 		// VANISHED after ENABLE QRESYNC.
 		st.tracker.QueueExpungeUID(uint32(i+1), ev.UID)
 	default:
-		return
+		return false
 	}
-	close(st.changed)
-	st.changed = make(chan struct{})
+	return true
 }
 
 // maxAnnouncedKeywords bounds the keywords FLAGS lists for one mailbox
@@ -476,6 +522,41 @@ func (st *mailboxState) endStore(in *inflightStore) {
 	st.mu.Lock()
 	st.storing = slices.DeleteFunc(st.storing, func(x *inflightStore) bool { return x == in })
 	st.mu.Unlock()
+}
+
+// catchUp waits until the state has applied every change the store had
+// committed when it was called, and reports whether it did within
+// catchUpWait. A session joining a state that others have selected must
+// not see less than the store holds: a change made through another Store
+// (another node sharing a PostgreSQL store) reaches this one's watchers a
+// little after its commit, and one made by another process on the
+// embedded store (posthouse admin) not at all.
+func (st *mailboxState) catchUp(ctx context.Context) bool {
+	status, err := st.acct.Status(ctx, st.key.mailbox)
+	if err != nil {
+		// The SELECT itself finds out, or goes on with what it has.
+		return true
+	}
+	timer := time.NewTimer(catchUpWait)
+	defer timer.Stop()
+	for {
+		st.mu.Lock()
+		done := st.modseq >= status.HighestModSeq && st.uidValidity == status.UIDValidity
+		changed := st.changed
+		st.mu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			st.reg.log.Info("mailbox state behind the store; loading it afresh",
+				"user", st.key.account, "mailbox", st.key.mailbox, "modseq", st.modseq, "store_modseq", status.HighestModSeq)
+			return false
+		case <-ctx.Done():
+			return true
+		}
+	}
 }
 
 // waitGone waits until none of uids is in the server view, or ownChangeWait
