@@ -537,54 +537,61 @@ func (st *mailboxState) catchUp(ctx context.Context) bool {
 		// The SELECT itself finds out, or goes on with what it has.
 		return true
 	}
-	timer := time.NewTimer(catchUpWait)
-	defer timer.Stop()
-	for {
-		st.mu.Lock()
-		done := st.modseq >= status.HighestModSeq && st.uidValidity == status.UIDValidity
-		changed := st.changed
-		st.mu.Unlock()
-		if done {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
-			st.reg.log.Info("mailbox state behind the store; loading it afresh",
-				"user", st.key.account, "mailbox", st.key.mailbox, "modseq", st.modseq, "store_modseq", status.HighestModSeq)
-			return false
-		case <-ctx.Done():
-			return true
-		}
+	var modseq uint64
+	err = st.await(ctx, catchUpWait, func() bool {
+		modseq = st.modseq
+		return st.modseq >= status.HighestModSeq || st.uidValidity != status.UIDValidity
+	})
+	st.mu.Lock()
+	fresh := st.uidValidity == status.UIDValidity
+	st.mu.Unlock()
+	if err == errLate || !fresh {
+		st.reg.log.Info("mailbox state behind the store; loading it afresh",
+			"user", st.key.account, "mailbox", st.key.mailbox, "modseq", modseq, "store_modseq", status.HighestModSeq)
+		return false
 	}
+	return true
 }
 
 // waitGone waits until none of uids is in the server view, or ownChangeWait
 // passes, or ctx ends.
 func (st *mailboxState) waitGone(ctx context.Context, uids []imap.UID) {
-	timer := time.NewTimer(ownChangeWait)
+	err := st.await(ctx, ownChangeWait, func() bool {
+		for _, uid := range uids {
+			if _, ok := st.indexLocked(uid); ok {
+				return false
+			}
+		}
+		return true
+	})
+	if err == errLate {
+		st.reg.log.Warn("expunge events late", "mailbox", st.key.mailbox)
+	}
+}
+
+// errLate: what await waited for did not happen in time.
+var errLate = errors.New("imapd: mailbox events late")
+
+// await waits until done, called under st.mu at once and after each
+// change applied, reports true: nil; d passing: errLate; ctx ending: its
+// error.
+func (st *mailboxState) await(ctx context.Context, d time.Duration, done func() bool) error {
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		st.mu.Lock()
-		present := false
-		for _, uid := range uids {
-			if _, ok := st.indexLocked(uid); ok {
-				present = true
-				break
-			}
-		}
+		ok := done()
 		changed := st.changed
 		st.mu.Unlock()
-		if !present {
-			return
+		if ok {
+			return nil
 		}
 		select {
 		case <-changed:
 		case <-timer.C:
-			st.reg.log.Warn("expunge events late", "mailbox", st.key.mailbox)
-			return
+			return errLate
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		}
 	}
 }
