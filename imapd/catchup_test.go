@@ -16,19 +16,8 @@ import (
 // process) has the SELECT load a fresh state, and the old one closes with
 // its last session.
 func TestSelectJoinCatchesUp(t *testing.T) {
-	dir := t.TempDir()
-	storeInDir(t, dir)
-	ts := newTestServer(t)
+	dir, ts, a, st := selectedInbox(t)
 	reg := ts.srv.states
-	for i := range 3 {
-		ts.deliver(t, "alice@example.org", "INBOX", testMessage(i))
-	}
-	a := ts.raw(t)
-	a.login("alice@example.org", "alicepw")
-	if u := a.mustOK("SELECT INBOX"); !hasLine(u, "* 3 EXISTS") {
-		t.Fatalf("SELECT: %q", u)
-	}
-	st := reg.only(t)
 	deliverElsewhere := func(i int) mailstore.Event {
 		var ev mailstore.Event
 		inOtherProcess(t, dir, "alice@example.org", func(acct mailstore.Account) {
@@ -47,19 +36,15 @@ func TestSelectJoinCatchesUp(t *testing.T) {
 	}
 
 	t.Run("late event", func(t *testing.T) {
-		// old := catchUpWait
-		// catchUpWait = time.Minute // only the event ends the wait
-		// t.Cleanup(func() { catchUpWait = old })
+		old := catchUpWait
+		catchUpWait = time.Minute // only the event ends the wait
+		t.Cleanup(func() { catchUpWait = old })
 		ev := deliverElsewhere(3)
 		go func() {
 			time.Sleep(20 * time.Millisecond)
 			st.onEvent(ev)
 		}()
-		b := ts.raw(t)
-		b.login("alice@example.org", "alicepw")
-		if u := b.mustOK("SELECT INBOX"); !hasLine(u, "* 4 EXISTS") {
-			t.Fatalf("SELECT after a change elsewhere: %q", u)
-		}
+		b := ts.aliceSelects(t, 4, "SELECT after a change elsewhere")
 		if reg.only(t) != st {
 			t.Fatal("the state that caught up was not shared")
 		}
@@ -71,11 +56,7 @@ func TestSelectJoinCatchesUp(t *testing.T) {
 
 	t.Run("no event", func(t *testing.T) {
 		deliverElsewhere(4)
-		b := ts.raw(t)
-		b.login("alice@example.org", "alicepw")
-		if u := b.mustOK("SELECT INBOX"); !hasLine(u, "* 5 EXISTS") {
-			t.Fatalf("SELECT after another process delivered: %q", u)
-		}
+		b := ts.aliceSelects(t, 5, "SELECT after another process delivered")
 		fresh := reg.only(t)
 		if fresh == st {
 			t.Fatal("the state behind the store was shared")

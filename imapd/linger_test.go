@@ -2,6 +2,7 @@ package imapd
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -28,6 +29,33 @@ func (r *stateRegistry) only(t *testing.T) *mailboxState {
 	return nil
 }
 
+// selectedInbox starts a server on a store in dir (see inOtherProcess),
+// delivers 3 messages to alice's INBOX and has one session select it; it
+// returns that session and the mailbox's state.
+func selectedInbox(t *testing.T) (dir string, ts *testServer, a *rawConn, st *mailboxState) {
+	t.Helper()
+	dir = t.TempDir()
+	storeInDir(t, dir)
+	ts = newTestServer(t)
+	for i := range 3 {
+		ts.deliver(t, "alice@example.org", "INBOX", testMessage(i))
+	}
+	a = ts.aliceSelects(t, 3, "SELECT")
+	return dir, ts, a, ts.srv.states.only(t)
+}
+
+// aliceSelects opens a session as alice that selects INBOX, and fails the
+// test (what is failed) unless it shows exists messages.
+func (ts *testServer) aliceSelects(t *testing.T, exists int, what string) *rawConn {
+	t.Helper()
+	c := ts.raw(t)
+	c.login("alice@example.org", "alicepw")
+	if u := c.mustOK("SELECT INBOX"); !hasLine(u, fmt.Sprintf("* %d EXISTS", exists)) {
+		t.Fatalf("%s: %q", what, u)
+	}
+	return c
+}
+
 // TestStateLingers: a large mailbox's state outlives its last session, is
 // kept current by events meanwhile, is joined by the next SELECT, and is
 // dropped and reloaded when another process changed the mailbox.
@@ -35,20 +63,8 @@ func TestStateLingers(t *testing.T) {
 	old := lingerMin
 	lingerMin = 2
 	t.Cleanup(func() { lingerMin = old })
-	dir := t.TempDir()
-	storeInDir(t, dir)
-	ts := newTestServer(t)
+	dir, ts, a, st := selectedInbox(t)
 	reg := ts.srv.states
-	for i := range 3 {
-		ts.deliver(t, "alice@example.org", "INBOX", testMessage(i))
-	}
-
-	a := ts.raw(t)
-	a.login("alice@example.org", "alicepw")
-	if u := a.mustOK("SELECT INBOX"); !hasLine(u, "* 3 EXISTS") {
-		t.Fatalf("SELECT: %q", u)
-	}
-	st := reg.only(t)
 	a.mustOK("UNSELECT")
 	if n, ok := reg.lingering(st); n != 1 || !ok {
 		t.Fatalf("after the last session left: %d lingering, this one %v", n, ok)
@@ -56,11 +72,7 @@ func TestStateLingers(t *testing.T) {
 
 	// A delivery while nobody has the mailbox selected reaches the state.
 	ts.deliver(t, "alice@example.org", "INBOX", testMessage(3))
-	b := ts.raw(t)
-	b.login("alice@example.org", "alicepw")
-	if u := b.mustOK("SELECT INBOX"); !hasLine(u, "* 4 EXISTS") {
-		t.Fatalf("SELECT after a delivery: %q", u)
-	}
+	b := ts.aliceSelects(t, 4, "SELECT after a delivery")
 	if reg.only(t) != st {
 		t.Fatal("the lingering state was not reused")
 	}
