@@ -81,3 +81,30 @@ func TestSelectJoinCatchesUp(t *testing.T) {
 		}
 	})
 }
+
+// TestSelectJoinAfterRename: RENAME raises the mailbox's HIGHESTMODSEQ
+// without changing a message; the state others have selected follows it,
+// so a SELECT of the new name joins that state at once and reports the
+// store's HIGHESTMODSEQ.
+func TestSelectJoinAfterRename(t *testing.T) {
+	ts := newTestServer(t)
+	a, b := ts.aliceTwice(t, 1)
+	b.mustOK("UNSELECT")
+	a.mustOK("CREATE Work")
+	a.mustOK("COPY 1 Work")
+	a.mustOK("SELECT Work")
+	st := ts.srv.states.only(t)
+	b.mustOK("RENAME Work Play")
+	status := b.mustOK("STATUS Play (HIGHESTMODSEQ)")
+	u := b.mustOK("SELECT Play")
+	if !hasLine(u, "* 1 EXISTS") {
+		t.Fatalf("SELECT after RENAME: %q", u)
+	}
+	if ts.srv.states.only(t) != st {
+		t.Fatal("the state was loaded again after the RENAME")
+	}
+	want := strings.TrimSuffix(strings.SplitN(status[0], "HIGHESTMODSEQ ", 2)[1], ")")
+	if !hasLine(u, "* OK [HIGHESTMODSEQ "+want+"] Highest") {
+		t.Fatalf("SELECT after RENAME: %q, STATUS said %q", u, status)
+	}
+}

@@ -372,7 +372,7 @@ func (st *mailboxState) load(ctx context.Context, store Store) error {
 // onEvent runs on the committing goroutine: it takes only our own lock and
 // the trackers' (which never block), and never calls the store.
 func (st *mailboxState) onEvent(ev mailstore.Event) {
-	if ev.MailboxID != st.key.mailbox || ev.Kind == mailstore.EventMailboxes {
+	if ev.MailboxID != st.key.mailbox {
 		return
 	}
 	st.mu.Lock()
@@ -397,7 +397,8 @@ func (st *mailboxState) onEvent(ev mailstore.Event) {
 
 // applyLocked applies an event to the view and wakes those waiting on
 // changed if the view or its modseq moved (catchUp waits for the modseq
-// of events that change no message it holds).
+// of events that change no message it holds, such as a RENAME's mailbox
+// event: the rename raises the mailbox's HIGHESTMODSEQ).
 func (st *mailboxState) applyLocked(ev mailstore.Event) {
 	raised := ev.ModSeq > st.modseq
 	st.modseq = max(st.modseq, ev.ModSeq)
