@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -231,5 +232,43 @@ Logi List Stat Sele Fetc Fet2 Stor Dele Expu Appe Logo
 	}
 	if _, err := parseImaptest([]byte("imaptest: connection refused\n"), 5); err == nil {
 		t.Error("output without totals parsed")
+	}
+}
+
+// TestRestartOnTakenPort: when another process takes one of the server's
+// ports while it is stopped between runs (as Reindex and the PostgreSQL
+// import stop it), the restart picks new ports instead of failing the
+// workload.
+func TestRestartOnTakenPort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the server")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := startPosthouse(ctx, log, phOptions{DNSAddr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.stop()
+	old := s.Addr("pop3")
+	ln, err := net.Listen("tcp", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := s.Reindex(ctx); err != nil {
+		t.Fatalf("restart with pop3's port taken: %v", err)
+	}
+	if s.Addr("pop3") == old {
+		t.Fatalf("pop3 still configured on the taken port %s", old)
+	}
+	for _, proto := range []string{"smtp", "imap", "pop3"} {
+		c, err := net.DialTimeout("tcp", s.Addr(proto), 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s after the restart: %v", proto, err)
+		}
+		c.Close()
 	}
 }

@@ -132,7 +132,7 @@ func (s *pgServer) Load(ctx context.Context, user string, fills []fill) error {
 	}
 	s.stop()
 	err := s.importAccount(ctx, user, fills)
-	if serr := s.start(ctx); err == nil {
+	if serr := s.launch(ctx); err == nil {
 		err = serr
 	}
 	if err != nil {

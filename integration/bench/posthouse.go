@@ -54,6 +54,7 @@ type phServer struct {
 	dir     string
 	bin     string
 	cfgPath string
+	opts    phOptions
 	ports
 
 	cmd     *exec.Cmd
@@ -87,32 +88,44 @@ func startPosthouse(ctx context.Context, log *slog.Logger, opts phOptions) (_ *p
 			return nil, err
 		}
 	}
-	// A port picked free may be taken by another process before the
-	// server binds it (tests run in parallel on a shared machine): pick
-	// new ones and try again.
+	s.opts = opts
+	if err = s.configure(); err != nil {
+		return nil, err
+	}
+	if s.logf, err = os.Create(filepath.Join(dir, "posthouse.log")); err != nil {
+		return nil, err
+	}
+	if err = s.launch(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// launch starts the server on its configured ports. A port picked free
+// may be taken by another process before the server binds it, or while
+// the server is stopped between runs (tests run in parallel on a shared
+// machine, and outgoing connections take ports of the same range): it
+// then picks new ones and tries again.
+func (s *phServer) launch(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
-		if err = s.configure(opts); err != nil {
-			return nil, err
-		}
-		if s.logf, err = os.Create(filepath.Join(dir, "posthouse.log")); err != nil {
-			return nil, err
-		}
-		err = s.start(ctx)
+		err := s.start(ctx)
 		if err == nil {
-			return s, nil
+			return nil
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			return nil, err
+			return err
 		}
 		s.log.Warn("a benchmark port was taken meanwhile; trying others", "err", firstLine(err.Error()))
 		s.stop()
-		s.logf.Close()
+		if err := s.configure(); err != nil {
+			return err
+		}
 	}
 }
 
 // configure picks free ports and writes the TOML for them.
-func (s *phServer) configure(opts phOptions) error {
-	dir := s.dir
+func (s *phServer) configure() error {
+	dir, opts := s.dir, s.opts
 	p, err := freePorts(4)
 	if err != nil {
 		return err
@@ -163,6 +176,10 @@ level = "warn"
 }
 
 func (s *phServer) start(ctx context.Context) error {
+	var logStart int64
+	if fi, err := s.logf.Stat(); err == nil {
+		logStart = fi.Size()
+	}
 	s.cmd = exec.Command(s.bin, "serve", "--config", s.cfgPath)
 	s.cmd.Stdout = s.logf
 	s.cmd.Stderr = s.logf
@@ -186,15 +203,31 @@ func (s *phServer) start(ctx context.Context) error {
 	// services come up together; one that stays closed is reported, and
 	// the workloads that need it fail on their own.
 	if err := waitPorts(wctx, 5*time.Minute, addrs[0]); err != nil {
-		b, _ := os.ReadFile(s.logf.Name())
-		return fmt.Errorf("posthouse serve: %w\n%s", err, tail(b, 3000))
+		return fmt.Errorf("posthouse serve: %w\n%s", err, s.logSince(logStart))
 	}
 	for _, a := range addrs[1:] {
 		if err := waitPorts(wctx, 5*time.Second, a); err != nil {
 			s.log.Warn("a Posthouse listener is not accepting", "err", err)
 		}
 	}
+	// The listeners are bound one after another: the first may accept
+	// while a later one fails to bind and the server exits.
+	select {
+	case <-s.done:
+		return fmt.Errorf("posthouse serve exited after start-up\n%s", s.logSince(logStart))
+	default:
+	}
 	return nil
+}
+
+// logSince is the tail of what the server logged from offset on (this
+// start's part of its log file).
+func (s *phServer) logSince(offset int64) string {
+	b, _ := os.ReadFile(s.logf.Name())
+	if offset <= int64(len(b)) {
+		b = b[offset:]
+	}
+	return tail(b, 3000)
 }
 
 func (s *phServer) stop() {
@@ -224,7 +257,7 @@ func (s *phServer) FileOwner() (int, int) { return os.Getuid(), os.Getgid() }
 
 func (s *phServer) Reindex(ctx context.Context) error {
 	s.stop()
-	return s.start(ctx)
+	return s.launch(ctx)
 }
 
 func (s *phServer) PIDs() []int {
