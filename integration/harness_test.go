@@ -31,6 +31,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/posthouse/posthouse/dns/dnstest"
+	"github.com/posthouse/posthouse/internal/loopport"
 )
 
 // binary is the posthouse executable built by TestMain.
@@ -293,37 +294,15 @@ func cleanEnv() []string {
 	return append(env, "GORACE="+gorace)
 }
 
-// handedOut holds every port freeTCPAddr has returned in this process: the
-// kernel may give a just-closed port out again at once, and two listeners
-// of one server (or two servers of one test) must never share one.
-var handedOut struct {
-	sync.Mutex
-	ports map[string]bool
-}
-
 // freeTCPAddr returns a loopback address with a port free right now and
-// never returned before in this process.
+// never returned before in this process (loopport).
 func freeTCPAddr(t testing.TB) string {
 	t.Helper()
-	handedOut.Lock()
-	defer handedOut.Unlock()
-	if handedOut.ports == nil {
-		handedOut.ports = map[string]bool{}
+	p, err := loopport.Pick()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		if !handedOut.ports[addr] {
-			handedOut.ports[addr] = true
-			return addr
-		}
-	}
-	t.Fatal("no loopback port that was not handed out before")
-	return ""
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 // unusedUDPAddr returns a loopback UDP address nobody answers on: DNS

@@ -15,6 +15,7 @@ import (
 	"github.com/posthouse/posthouse/delivery"
 	"github.com/posthouse/posthouse/dns"
 	"github.com/posthouse/posthouse/dns/dnstest"
+	"github.com/posthouse/posthouse/internal/loopport"
 )
 
 // rspamdConf is a private rspamd configuration: the packaged modules and
@@ -202,14 +203,14 @@ func (r *rspamd) stop(t *testing.T) {
 	}
 }
 
+// freePort picks a port for rspamd's workers (loopport).
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := loopport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func tail(s string, n int) string {

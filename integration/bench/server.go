@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/posthouse/posthouse/internal/loopport"
 )
 
 // server is one mail system under test, driven only over the network and
@@ -50,24 +52,17 @@ func (p ports) Addr(proto string) string {
 	return ""
 }
 
-// freePorts reserves n distinct free TCP ports on 127.0.0.1. The listeners
-// are closed before returning, so a port may in theory be taken by someone
-// else before the server binds it; startup then fails with a clear error.
+// freePorts picks n distinct free TCP ports on 127.0.0.1 (loopport: below
+// the ephemeral range). A port may in theory be taken by someone else
+// before the server binds it; startup then fails with a clear error.
 func freePorts(n int) ([]int, error) {
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
 	ports := make([]int, 0, n)
 	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := loopport.Pick()
 		if err != nil {
 			return nil, err
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ports = append(ports, p)
 	}
 	return ports, nil
 }

@@ -31,7 +31,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -46,6 +45,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/posthouse/posthouse/internal/loopport"
 )
 
 // port names the socket file (.s.PGSQL.<port>); nothing listens on TCP.
@@ -206,7 +207,7 @@ func StartWith(opts StartOptions) (*Server, error) {
 	}
 	listen := "" // unix socket only
 	if opts.Loopback {
-		if s.tcpPort, err = freeLoopbackPort(); err != nil {
+		if s.tcpPort, err = loopport.Pick(); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}
@@ -310,16 +311,6 @@ func (s *Server) port() int {
 		return s.tcpPort
 	}
 	return port
-}
-
-// freeLoopbackPort picks a free TCP port on 127.0.0.1.
-func freeLoopbackPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: pick a port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // DataDir is the server's data directory (tables, indexes and pg_wal).
