@@ -187,14 +187,15 @@ func (s *phServer) start(ctx context.Context) error {
 	if err := s.cmd.Start(); err != nil {
 		return err
 	}
-	s.done = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(s.cmd, s.done)
+	done := make(chan struct{})
+	s.done = done
+	go func(cmd *exec.Cmd) { cmd.Wait(); close(done) }(s.cmd)
 	addrs := []string{s.Addr("smtp"), s.Addr("imap"), s.Addr("pop3")}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
-		case <-s.done:
+		case <-done:
 			cancel()
 		case <-wctx.Done():
 		}
@@ -213,7 +214,7 @@ func (s *phServer) start(ctx context.Context) error {
 	// The listeners are bound one after another: the first may accept
 	// while a later one fails to bind and the server exits.
 	select {
-	case <-s.done:
+	case <-done:
 		return fmt.Errorf("posthouse serve exited after start-up\n%s", s.logSince(logStart))
 	default:
 	}
